@@ -1,0 +1,1 @@
+"""The worker runtime: capabilities, admission, isolated execution, artifacts, heartbeats."""

@@ -1,0 +1,303 @@
+"""The agent: advertises, heartbeats, admits commands within its own capacity, runs them.
+
+The agent is the only authority on its capacity: the coordinator places optimistically,
+and whatever does not fit here is rejected (and placed again without spending retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.ledger import Ledger, LedgerEntry
+from agents.task_api import ContextData
+from agents.workers import Failed, Invocation, Outcome, WorkerPool
+from events import topics
+from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
+from events.codec import decode, encode
+from events.commands import CancelTask, ExecuteTask
+from events.common import Capabilities, Resources
+from events.envelope import envelope
+from events.errors import EventParseError
+from events.payloads import Payload
+from events.reports import (
+    AttemptAccepted, AttemptFailed, AttemptProgress, AttemptRejected, AttemptReport,
+    AttemptStarted, AttemptSucceeded,
+)
+from events.topics import partition_for
+from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    agent_id: str
+    capabilities: Capabilities
+    home: Path
+    artifact_root: Path
+    workers: int = 2
+    heartbeat_s: float = 1.0
+    lease_s: float = 6.0
+
+
+@dataclass
+class Running:
+    command: ExecuteTask
+    gpus: tuple[int, ...]
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Agent:
+    bus: Bus
+    config: AgentConfig
+    clock: Callable[[], float] = time.time
+    running: dict[str, Running] = field(default_factory=dict)
+    draining: bool = False
+    _ledger: Ledger | None = None
+    _pool: WorkerPool | None = None
+    _beat: int = 0
+    _last_beat_ok: float = 0.0
+
+    @property
+    def agent_id(self) -> str:
+        return self.config.agent_id
+
+    @property
+    def group(self) -> str:
+        return f"baton.agent.{self.agent_id}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._ledger = await Ledger.open(self.config.home / f"agent-{self.agent_id}.db")
+        self._pool = WorkerPool(self.config.artifact_root, size=self.config.workers)
+        await self._pool.start()
+        try:
+            await self._recover()
+            await self._advertise()
+            beats = asyncio.create_task(self._heartbeats(stop))
+            await self._commands(stop)
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+        finally:
+            await self._shutdown()
+
+    # -- capacity -------------------------------------------------------------------------
+
+    def free(self) -> tuple[float, int, tuple[int, ...]]:
+        caps = self.config.capabilities
+        used = [r.command.resources for r in self.running.values()]
+        taken = {g for r in self.running.values() for g in r.gpus}
+        return (caps.cpus - sum(r.cpus for r in used),
+                caps.memory_mb - sum(r.memory_mb for r in used),
+                tuple(g.index for g in caps.gpus if g.index not in taken))
+
+    def admit(self, req: Resources) -> str | None:
+        """None when the request fits now, else why not (sent back as the rejection)."""
+        if self.draining:
+            return "agent is draining"
+        cpus, memory, gpus = self.free()
+        if req.cpus > cpus + 1e-9 or req.memory_mb > memory or req.gpus > len(gpus):
+            return (f"no capacity: needs cpus={req.cpus:g} memory={req.memory_mb}MB "
+                    f"gpus={req.gpus}, free cpus={cpus:g} memory={memory}MB gpus={len(gpus)}")
+        return None
+
+    # -- loops ----------------------------------------------------------------------------
+
+    async def _commands(self, stop: asyncio.Event) -> None:
+        n = self.bus.partitions(topics.COMMANDS)
+        tp = TopicPartition(topics.COMMANDS, partition_for(self.agent_id, n))
+        position = await self.bus.committed(self.group, tp)
+        stopping = asyncio.create_task(stop.wait())
+        while not stop.is_set():
+            batch = await self.bus.read(tp, position, 100)
+            for record in batch:
+                position = record.offset + 1
+                await self._command(record, tp, position)
+            if not batch:
+                waiting = asyncio.create_task(self.bus.wait({tp: position}, timeout=1.0))
+                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiting.done():
+                    waiting.cancel()
+        stopping.cancel()
+
+    async def _command(self, record: Record, tp: TopicPartition, position: int) -> None:
+        reports: list[Payload] = []
+        if record.key == self.agent_id:
+            try:
+                data = decode(record.value).data
+            except EventParseError as exc:
+                log.warning("agent %s: unreadable command at %s: %s", self.agent_id, position, exc)
+                data = None
+            if isinstance(data, ExecuteTask) and data.agent_id == self.agent_id:
+                reports = await self._execute_command(data)
+            elif isinstance(data, CancelTask) and data.agent_id == self.agent_id:
+                await self._cancel(data.attempt_id)
+        await self.bus.commit(self.group, {tp: position}, [self._out(r) for r in reports])
+
+    async def _execute_command(self, cmd: ExecuteTask) -> list[Payload]:
+        assert self._ledger is not None
+        seen = await self._ledger.get(cmd.attempt_id)
+        if seen is not None and seen.status != "rejected":
+            return []  # redelivered: this attempt id is executed at most once here (I3)
+        reason = "stale command: not_after has passed" if self.clock() > cmd.not_after else None
+        reason = reason or self.admit(cmd.resources)
+        base = _report_fields(cmd)
+        if reason:
+            await self._ledger.record(_entry(cmd, "rejected"))
+            return [AttemptRejected(**base, reason=reason)]
+        gpus = self.free()[2][: cmd.resources.gpus]
+        await self._ledger.record(_entry(cmd, "accepted"))
+        running = self.running[cmd.attempt_id] = Running(cmd, gpus)
+        running.task = asyncio.create_task(self._attempt(running))
+        return [AttemptAccepted(**base, gpus=gpus)]
+
+    async def _attempt(self, running: Running) -> None:
+        cmd = running.command
+        base = _report_fields(cmd)
+        progress = _ProgressSender(self, cmd)
+        try:
+            await self._send(AttemptStarted(**base))
+            outcome = await self._invoke(running, progress.push)
+            await progress.flush()
+            await self._send(_outcome_report(base, outcome))
+            assert self._ledger is not None
+            await self._ledger.record(_entry(cmd, "finished"))
+        finally:
+            self.running.pop(cmd.attempt_id, None)
+
+    async def _invoke(self, running: Running, on_progress: Callable[[float, str], None]
+                      ) -> Outcome:
+        cmd = running.command
+        ctx = ContextData(run_id=cmd.run_id, pipeline=cmd.pipeline, task=cmd.task,
+                          attempt=cmd.attempt, attempt_id=cmd.attempt_id,
+                          trigger=cmd.trigger.model_dump(mode="json"), params=cmd.params,
+                          gpus=running.gpus)
+        inv = Invocation(attempt_id=cmd.attempt_id, function=cmd.function, inputs=cmd.inputs,
+                         context=ctx, timeout_s=cmd.timeout_s, gpus=running.gpus)
+        assert self._pool is not None
+        return await self._pool.run(inv, on_progress)
+
+    async def _cancel(self, attempt_id: str) -> None:
+        if attempt_id in self.running and self._pool is not None:
+            await self._pool.cancel(attempt_id)
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        """Heartbeat; if none gets through for a whole lease, stop our own tasks."""
+        self._last_beat_ok = time.monotonic()
+        while not stop.is_set():
+            try:
+                await self._heartbeat()
+                self._last_beat_ok = time.monotonic()
+            except Exception as exc:  # the bus is unreachable: the lease clock runs
+                log.warning("agent %s: heartbeat failed: %s", self.agent_id, exc)
+                if time.monotonic() - self._last_beat_ok > self.config.lease_s:
+                    for attempt_id in list(self.running):
+                        await self._cancel(attempt_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.heartbeat_s)
+
+    async def _heartbeat(self) -> None:
+        cpus, memory, gpus = self.free()
+        self._beat += 1
+        await self._send(AgentHeartbeat(agent_id=self.agent_id, beat=self._beat, free_cpus=cpus,
+                                        free_memory_mb=memory, free_gpus=gpus,
+                                        running=tuple(self.running)))
+
+    async def _advertise(self) -> None:
+        await self._send(AgentAdvertised(
+            agent_id=self.agent_id, capabilities=self.config.capabilities,
+            lease_s=self.config.lease_s, host=socket.gethostname(), pid=os.getpid()))
+
+    async def _recover(self) -> None:
+        """Attempts that were running when this agent last died: report them interrupted."""
+        assert self._ledger is not None
+        for entry in await self._ledger.unfinished():
+            await self._send(AttemptFailed(
+                run_id=entry.run_id, task=entry.task, attempt=entry.attempt,
+                attempt_id=entry.attempt_id, agent_id=self.agent_id, reason="interrupted",
+                message="the agent stopped while this attempt was running", retryable=True))
+            await self._ledger.record(LedgerEntry(**{**entry.__dict__, "status": "finished"}))
+
+    async def _shutdown(self) -> None:
+        for running in list(self.running.values()):
+            if running.task is not None:
+                running.task.cancel()
+        if self._pool is not None:
+            await self._pool.close()
+        with contextlib.suppress(Exception):
+            await self._send(AgentStopped(agent_id=self.agent_id))
+        if self._ledger is not None:
+            await self._ledger.close()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _out(self, data: Payload) -> Outgoing:
+        if isinstance(data, AttemptReport):
+            env = envelope(data, id=_report_id(data), time=self.clock(), source=self.group,
+                           subject=data.run_id, correlation_id=data.run_id)
+            n = self.bus.partitions(topics.REPORTS)
+            return Outgoing(topics.REPORTS, data.run_id, encode(env),
+                            partition=partition_for(data.run_id, n))
+        env = envelope(data, id=f"{self.agent_id}/{data.TYPE}/{self._beat}/{self.clock()}",
+                       time=self.clock(), source=self.group, subject=self.agent_id)
+        return Outgoing(topics.AGENTS, self.agent_id, encode(env))
+
+    async def _send(self, data: Payload) -> None:
+        await self.bus.publish([self._out(data)])
+
+
+class _ProgressSender:
+    """Keeps progress reports in order and ahead of the final report of the attempt."""
+
+    def __init__(self, agent: Agent, cmd: ExecuteTask) -> None:
+        self._agent, self._cmd = agent, cmd
+        self._chain: asyncio.Future[None] | None = None
+        self._count = 0
+
+    def push(self, fraction: float, message: str) -> None:
+        self._count += 1
+        report = AttemptProgress(**_report_fields(self._cmd), fraction=fraction,
+                                 message=message[:500])
+        previous = self._chain
+        self._chain = asyncio.ensure_future(self._after(previous, report))
+
+    async def _after(self, previous: asyncio.Future[None] | None, report: AttemptProgress) -> None:
+        if previous is not None:
+            await previous
+        await self._agent._send(report)
+
+    async def flush(self) -> None:
+        if self._chain is not None:
+            await self._chain
+
+
+def _report_fields(cmd: ExecuteTask) -> dict[str, object]:
+    return dict(run_id=cmd.run_id, task=cmd.task, attempt=cmd.attempt,
+                attempt_id=cmd.attempt_id, agent_id=cmd.agent_id)
+
+
+def _report_id(data: AttemptReport) -> str:
+    suffix = f"{data.fraction:.4f}" if isinstance(data, AttemptProgress) else ""
+    return f"{data.attempt_id}@{data.agent_id}/{data.TYPE}{suffix}"
+
+
+def _entry(cmd: ExecuteTask, status: str) -> LedgerEntry:
+    return LedgerEntry(cmd.attempt_id, cmd.run_id, cmd.task, cmd.attempt, cmd.placement, status)
+
+
+def _outcome_report(base: dict[str, object], outcome: Outcome) -> Payload:
+    if isinstance(outcome, Failed):
+        return AttemptFailed(**base, reason=outcome.reason, message=outcome.message,  # type: ignore[arg-type]
+                             error_type=outcome.error_type, retryable=outcome.retryable,
+                             duration_s=outcome.duration_s)
+    return AttemptSucceeded(**base, output=outcome.output, metrics=outcome.metrics,  # type: ignore[arg-type]
+                            metadata=outcome.metadata, duration_s=outcome.duration_s)

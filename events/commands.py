@@ -1,0 +1,37 @@
+"""Commands the coordinator sends: to agents (baton.commands) and to the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from events.common import ArtifactRef, Resources
+from events.payloads import RunPayload
+from events.triggers import TriggerInfo
+
+
+class ExecuteTask(RunPayload):
+    """Run one attempt. Never carries secrets: the log and the bus keep it forever."""
+
+    TYPE = "execute_task"
+    agent_id: str
+    pipeline: str
+    task: str
+    attempt: int = Field(ge=1)
+    attempt_id: str
+    placement: int = Field(ge=1)
+    function: str
+    inputs: dict[str, ArtifactRef] = Field(default_factory=dict)
+    resources: Resources
+    timeout_s: float | None = None
+    not_after: float
+    trigger: TriggerInfo
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CancelTask(RunPayload):
+    TYPE = "cancel_task"
+    agent_id: str
+    attempt_id: str
+    reason: str

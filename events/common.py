@@ -1,0 +1,46 @@
+"""Value objects shared by many events: artifact references, resources, capabilities."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    """Base for every contract model: immutable, and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ArtifactRef(Frozen):
+    """Where a task output lives; large payloads never travel on the bus, only this."""
+
+    uri: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    media_type: str = "application/x-python-pickle"
+
+
+class GpuInfo(Frozen):
+    index: int = Field(ge=0)
+    model: str = "unknown"
+    memory_mb: int = Field(default=0, ge=0)
+
+
+class Resources(Frozen):
+    """What a task asks for. `gpus` is a count; GPU constraints narrow which GPUs qualify."""
+
+    cpus: float = Field(default=1.0, ge=0)
+    memory_mb: int = Field(default=256, ge=0)
+    gpus: int = Field(default=0, ge=0)
+    gpu_memory_mb: int = Field(default=0, ge=0)
+    gpu_model: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Capabilities(Frozen):
+    """What an agent advertises it can run."""
+
+    cpus: float = Field(gt=0)
+    memory_mb: int = Field(gt=0)
+    gpus: tuple[GpuInfo, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)

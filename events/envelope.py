@@ -1,0 +1,55 @@
+"""The one envelope every record on the bus carries (CloudEvents-compatible attributes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from pydantic import Field, SerializeAsAny
+
+from events.common import Frozen
+from events.payloads import Payload
+
+P = TypeVar("P", bound=Payload, covariant=True)
+
+
+class Envelope(Frozen, Generic[P]):
+    """Identity, provenance and ordering of one event; `data` is the typed payload.
+
+    `sequence` is the per-run sequence number on baton.runs (gapless, checked by readers);
+    `correlation_id` ties everything a trigger caused together, `causation_id` names the
+    input that made the coordinator decide this.
+    """
+
+    id: str = Field(min_length=1)
+    type: str
+    version: int = Field(ge=1)
+    time: datetime
+    source: str
+    subject: str
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+    sequence: int | None = Field(default=None, ge=1)
+    data: SerializeAsAny[P]
+
+
+def envelope(
+    data: P,
+    *,
+    id: str,
+    time: float | datetime,
+    source: str,
+    subject: str,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    traceparent: str | None = None,
+    sequence: int | None = None,
+) -> Envelope[P]:
+    """Wrap a payload; type and version always come from the payload class."""
+    at = time if isinstance(time, datetime) else datetime.fromtimestamp(time, UTC)
+    return Envelope.model_construct(  # type: ignore[return-value]
+        id=id, type=data.TYPE, version=data.VERSION, time=at, source=source, subject=subject,
+        correlation_id=correlation_id, causation_id=causation_id, traceparent=traceparent,
+        sequence=sequence, data=data,
+    )

@@ -1,0 +1,27 @@
+"""Requests to the coordinator: start or cancel a run, and the registry's replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from events.payloads import RunPayload
+from events.pipeline import PipelineSpec
+from events.triggers import TriggerInfo
+
+
+class RunRequested(RunPayload):
+    """Start a run of `spec`; the run id is derived, so a repeat is a duplicate."""
+
+    TYPE = "run_requested"
+    spec: PipelineSpec
+    trigger: TriggerInfo
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: int = 0
+    idempotency_key: str | None = None
+
+
+class RunCancelRequested(RunPayload):
+    TYPE = "run_cancel_requested"
+    reason: str = "cancelled by user"

@@ -1,0 +1,84 @@
+"""The wire form of a pipeline spec: a run carries the exact spec it pinned, so replay needs no code."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import Field
+
+from events.common import Frozen, Resources
+
+
+class RetryPolicy(Frozen):
+    """Exponential backoff: attempt n waits backoff_s * factor**(n-1), capped."""
+
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    backoff_s: float = Field(default=1.0, ge=0)
+    factor: float = Field(default=2.0, ge=1)
+    max_backoff_s: float = Field(default=300.0, ge=0)
+
+    def delay(self, failed_attempt: int) -> float:
+        return float(min(self.backoff_s * self.factor ** (failed_attempt - 1), self.max_backoff_s))
+
+
+class GateSpec(Frozen):
+    """An evaluation gate, decided by the coordinator from an upstream task's metrics."""
+
+    metrics_from: str
+    minimum: dict[str, float] = Field(default_factory=dict)
+    no_worse_than_current: tuple[str, ...] = ()
+    model: str | None = None
+
+
+class RegisterSpec(Frozen):
+    """Register the output of one task as a new version of a model, with its lineage."""
+
+    model: str
+    artifact_from: str
+    metrics_from: str | None = None
+
+
+TaskKind = Literal["function", "gate", "register"]
+
+
+class TaskSpec(Frozen):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+    kind: TaskKind = "function"
+    function: str | None = None
+    deps: tuple[str, ...] = ()
+    resources: Resources = Resources()
+    retry: RetryPolicy = RetryPolicy()
+    timeout_s: float | None = Field(default=None, gt=0)
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    gate: GateSpec | None = None
+    registration: RegisterSpec | None = None
+
+
+TriggerOn = Literal["data_arrived", "drift_detected", "manual"]
+
+
+class TriggerSpec(Frozen):
+    on: TriggerOn
+    dataset: str | None = None
+    model: str | None = None
+    cooldown_s: float = Field(default=0.0, ge=0)
+
+
+class PipelineSpec(Frozen):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-.]{0,127}$")
+    tasks: tuple[TaskSpec, ...]
+    triggers: tuple[TriggerSpec, ...] = (TriggerSpec(on="manual"),)
+    deadline_s: float = Field(default=3600.0, gt=0)
+    description: str = ""
+
+    def version(self) -> str:
+        """Content hash of the spec: a run pins the exact definition it started with."""
+        canonical = self.model_dump_json(exclude={"description"}).encode()
+        return hashlib.sha256(canonical).hexdigest()[:16]
+
+    def task(self, name: str) -> TaskSpec:
+        for spec in self.tasks:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)

@@ -1,0 +1,64 @@
+"""What agents report about attempts placed on them (topic baton.reports)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from events.common import ArtifactRef
+from events.payloads import RunPayload
+
+
+class AttemptReport(RunPayload):
+    """Every report names the attempt and the agent it came from (I7 checks the pair)."""
+
+    task: str
+    attempt: int = Field(ge=1)
+    attempt_id: str
+    agent_id: str
+
+
+class AttemptAccepted(AttemptReport):
+    TYPE = "attempt_accepted"
+    gpus: tuple[int, ...] = ()
+
+
+class AttemptRejected(AttemptReport):
+    """The agent refused the command (no capacity, draining, stale); costs no retry budget."""
+
+    TYPE = "attempt_rejected"
+    reason: str
+
+
+class AttemptStarted(AttemptReport):
+    TYPE = "attempt_started"
+
+
+class AttemptProgress(AttemptReport):
+    TYPE = "attempt_progress"
+    fraction: float = Field(ge=0, le=1)
+    message: str = ""
+
+
+class AttemptSucceeded(AttemptReport):
+    TYPE = "attempt_succeeded"
+    output: ArtifactRef
+    metrics: dict[str, float] = Field(default_factory=dict)
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+FailureReason = Literal[
+    "exception", "crashed", "timed_out", "cancelled", "invalid_task", "interrupted", "lost",
+    "gate_rejected",
+]
+
+
+class AttemptFailed(AttemptReport):
+    TYPE = "attempt_failed"
+    reason: FailureReason
+    message: str
+    error_type: str = ""
+    retryable: bool = True
+    duration_s: float = 0.0

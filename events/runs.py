@@ -1,0 +1,170 @@
+"""The run log (topic baton.runs): every decision the coordinator made, in order per run."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from events.common import ArtifactRef, Resources
+from events.payloads import RunPayload
+from events.pipeline import PipelineSpec
+from events.reports import FailureReason
+from events.triggers import TriggerInfo
+
+
+class RunCreated(RunPayload):
+    TYPE = "run_created"
+    pipeline: str
+    pipeline_version: str
+    spec: PipelineSpec
+    trigger: TriggerInfo
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: int = 0
+    deadline_at: float
+
+
+class RunSucceeded(RunPayload):
+    TYPE = "run_succeeded"
+
+
+class RunFailed(RunPayload):
+    TYPE = "run_failed"
+    reason: str
+    failed_tasks: tuple[str, ...] = ()
+
+
+class RunCancelled(RunPayload):
+    TYPE = "run_cancelled"
+    reason: str
+
+
+class TaskEvent(RunPayload):
+    task: str
+
+
+class TaskReady(TaskEvent):
+    TYPE = "task_ready"
+
+
+class AttemptEvent(TaskEvent):
+    attempt: int = Field(ge=1)
+    attempt_id: str
+
+
+class TaskScheduled(AttemptEvent):
+    """Placed on an agent; `placement` counts re-placements of one attempt after rejections."""
+
+    TYPE = "task_scheduled"
+    agent_id: str
+    placement: int = Field(default=1, ge=1)
+    resources: Resources
+    not_after: float
+
+
+class TaskAccepted(AttemptEvent):
+    TYPE = "task_accepted"
+    agent_id: str
+    gpus: tuple[int, ...] = ()
+
+
+class TaskRejected(AttemptEvent):
+    """The agent refused; the attempt is placed again after `place_after`, budget untouched."""
+
+    TYPE = "task_rejected"
+    agent_id: str
+    reason: str
+    place_after: float
+
+
+class TaskWaiting(TaskEvent):
+    """No agent can take the task now; the reason is what an operator needs to see."""
+
+    TYPE = "task_waiting"
+    reason: str
+
+
+class TaskStarted(AttemptEvent):
+    TYPE = "task_started"
+    agent_id: str
+    timeout_at: float | None = None
+
+
+class TaskProgress(AttemptEvent):
+    TYPE = "task_progress"
+    fraction: float = Field(ge=0, le=1)
+    message: str = ""
+
+
+class TaskSucceeded(AttemptEvent):
+    TYPE = "task_succeeded"
+    output: ArtifactRef | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+class TaskFailed(AttemptEvent):
+    """An attempt failed; whether the task retries is a separate decision (retry scheduled)."""
+
+    TYPE = "task_failed"
+    reason: FailureReason
+    message: str
+    error_type: str = ""
+    retryable: bool = True
+    final: bool = False
+
+
+class TaskRetryScheduled(TaskEvent):
+    TYPE = "task_retry_scheduled"
+    next_attempt: int = Field(ge=2)
+    retry_at: float
+
+
+class TaskTimedOut(AttemptEvent):
+    TYPE = "task_timed_out"
+    timeout_at: float
+
+
+class TaskLost(AttemptEvent):
+    """The agent running the attempt went silent; evidence says how long and since when."""
+
+    TYPE = "task_lost"
+    agent_id: str
+    evidence: str
+
+
+class TaskUpstreamFailed(TaskEvent):
+    TYPE = "task_upstream_failed"
+    upstream: str
+
+
+class TaskCancelled(TaskEvent):
+    TYPE = "task_cancelled"
+    reason: str
+
+
+class GateCheck(RunPayload):
+    TYPE = "gate_check"
+    metric: str
+    op: Literal[">=", ">= current"]
+    threshold: float | None
+    value: float | None
+    passed: bool
+
+
+class GateEvaluated(TaskEvent):
+    TYPE = "gate_evaluated"
+    passed: bool
+    checks: tuple[GateCheck, ...]
+    baseline_model: str | None = None
+    baseline_version: int | None = None
+
+
+class InputIgnored(RunPayload):
+    """A repeated or superseded input: recorded, never applied twice (I3, I5)."""
+
+    TYPE = "input_ignored"
+    input_id: str
+    input_type: str
+    reason: str

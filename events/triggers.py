@@ -1,0 +1,81 @@
+"""Events from data systems, monitors and people that may start runs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from events.payloads import Payload
+
+
+class DataArrived(Payload):
+    """A data system published a new version of a dataset."""
+
+    TYPE = "data_arrived"
+    dataset: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    uri: str = Field(min_length=1)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    rows: int | None = Field(default=None, ge=0)
+    size: int | None = Field(default=None, ge=0)
+
+
+class DriftDetected(Payload):
+    """A drift monitor found a batch that differs from a model's training data."""
+
+    TYPE = "drift_detected"
+    model: str = Field(min_length=1)
+    model_version: int | None = None
+    dataset: str
+    dataset_version: str
+    dataset_uri: str
+    dataset_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    method: Literal["psi", "ks"] = "psi"
+    threshold: float
+    score: float
+    drifted_features: tuple[str, ...] = ()
+    top_scores: dict[str, float] = Field(default_factory=dict)
+
+
+TriggerType = Literal["data_arrived", "drift_detected", "manual", "schedule"]
+
+
+class TriggerInfo(Payload):
+    """Which event started a run, copied into the run so lineage never needs a lookup."""
+
+    TYPE = "trigger_info"
+    type: TriggerType
+    event_id: str
+    subject: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineTriggered(Payload):
+    """The fan-out's copy of a trigger for one pipeline whose trigger spec matches it."""
+
+    TYPE = "pipeline_triggered"
+    pipeline: str
+    trigger: TriggerInfo
+
+
+class TriggerAccepted(Payload):
+    """The router turned a trigger into a run request."""
+
+    TYPE = "trigger_accepted"
+    pipeline: str
+    trigger_event_id: str
+    run_id: str
+
+
+IgnoreReason = Literal["duplicate", "cooldown", "unknown_pipeline", "rate_limited"]
+
+
+class TriggerIgnored(Payload):
+    """The router decided not to start a run, and says why (I2: every ignore is recorded)."""
+
+    TYPE = "trigger_ignored"
+    pipeline: str
+    trigger_event_id: str
+    reason: IgnoreReason
+    detail: str = ""

@@ -1,0 +1,1 @@
+"""Runnable example pipelines that show Baton end to end."""

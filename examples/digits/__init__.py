@@ -1,0 +1,1 @@
+"""Digits demo: a versioned data system, pipeline tasks, and a drift story."""

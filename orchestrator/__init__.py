@@ -1,0 +1,1 @@
+"""The coordinator: a pure core wrapped by thin async shells."""

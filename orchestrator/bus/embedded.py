@@ -1,0 +1,421 @@
+"""The default bus: Kafka's partitioned logs and group positions kept in one SQLite file.
+
+Durability: WAL with synchronous=NORMAL. A commit is in the WAL (the OS page cache) when it
+returns, so it survives the process dying at any point, SIGKILL included; only an OS crash or
+power loss can lose the last transactions. That is the trade we make for ~tens of µs commits,
+since every task state transition is a commit.
+
+Several processes may open the file at once (`baton up`, a CLI publish, a CLI reader). Offsets
+are assigned inside a BEGIN IMMEDIATE transaction, so concurrent appenders serialise on SQLite's
+write lock and never collide. Readers use a second connection, so they only ever see committed
+data, even while this process is half-way through a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable, Mapping, Sequence
+from pathlib import Path
+from typing import cast
+
+import aiosqlite
+
+from events.topics import ALL_TOPICS, DEFAULT_PARTITIONS, GROUP_TOPICS, partition_for
+from orchestrator.bus.protocol import BusError
+from orchestrator.bus.records import (
+    Outgoing,
+    Record,
+    TopicPartition,
+    decode_headers,
+    encode_headers,
+)
+
+_log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.01
+"""Bounds how late another process's append is noticed; polling runs only while someone waits."""
+
+_Placed = tuple[TopicPartition, Outgoing]
+_Ranked = list[tuple[TopicPartition, int, Outgoing]]
+_PositionRow = tuple[str, str, int, int]
+
+_PRAGMAS = (
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+)
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS records (
+        topic TEXT NOT NULL, "partition" INTEGER NOT NULL, "offset" INTEGER NOT NULL,
+        key TEXT NOT NULL, value BLOB NOT NULL, headers BLOB NOT NULL, ts_ms INTEGER NOT NULL,
+        PRIMARY KEY (topic, "partition", "offset")) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS heads (
+        topic TEXT NOT NULL, "partition" INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+        PRIMARY KEY (topic, "partition")) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS positions (
+        grp TEXT NOT NULL, topic TEXT NOT NULL, "partition" INTEGER NOT NULL,
+        "offset" INTEGER NOT NULL,
+        PRIMARY KEY (grp, topic, "partition")) WITHOUT ROWID""",
+)
+_COUNTS = 'SELECT topic, COUNT(*) FROM heads GROUP BY topic'
+_INSERT_HEAD = 'INSERT OR IGNORE INTO heads (topic, "partition", next_offset) VALUES (?, ?, 0)'
+_RESERVE = """UPDATE heads SET next_offset = next_offset + w.column3
+    FROM (VALUES {values}) AS w
+    WHERE heads.topic = w.column1 AND heads."partition" = w.column2
+    RETURNING topic, "partition", next_offset"""
+_INSERT_RECORD = """INSERT INTO records (topic, "partition", "offset", key, value, headers, ts_ms)
+    VALUES (?1, ?2, (SELECT next_offset FROM heads WHERE topic = ?1 AND "partition" = ?2) + ?3,
+            ?4, ?5, ?6, ?7)"""
+_UPSERT_POSITION = """INSERT INTO positions (grp, topic, "partition", "offset") VALUES (?, ?, ?, ?)
+    ON CONFLICT (grp, topic, "partition") DO UPDATE SET "offset" = excluded."offset\""""
+_READ = """SELECT "offset", key, value, headers, ts_ms FROM records
+    WHERE topic = ? AND "partition" = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?"""
+_END = 'SELECT next_offset FROM heads WHERE topic = ? AND "partition" = ?'
+_COMMITTED = 'SELECT "offset" FROM positions WHERE grp = ? AND topic = ? AND "partition" = ?'
+_ANY_READY = """SELECT 1 FROM heads JOIN (VALUES {values}) AS w
+    ON heads.topic = w.column1 AND heads."partition" = w.column2
+    WHERE heads.next_offset > w.column3 LIMIT 1"""
+
+
+class EmbeddedBus:
+    """Bus over SQLite: one writer connection serialised by a lock, one reader connection."""
+
+    def __init__(
+        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, counts: dict[str, int]
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._counts = counts
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._waiters = 0
+        self._poller: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        partitions: int = DEFAULT_PARTITIONS,
+        topic_partitions: Mapping[str, int] | None = None,
+    ) -> EmbeddedBus:
+        """Open or create the file; partition counts already stored in it win over arguments.
+
+        Changing a count would re-key every partition (partition_for depends on it), so a
+        count is fixed when a topic is first created; raising it is a migration, not a flag.
+        """
+        wanted = _wanted_counts(partitions, topic_partitions)
+        writer = await _connect(path, "IMMEDIATE")
+        try:
+            counts = await _ensure_schema(writer, wanted)
+            reader = await _connect(path, None)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader, counts)
+
+    def partitions(self, topic: str) -> int:
+        """Counts are fixed for the life of the file, so they are served from memory."""
+        count = self._counts.get(topic)
+        if count is None:
+            raise BusError(f"unknown topic {topic!r}")
+        return count
+
+    async def publish(self, records: Sequence[Outgoing]) -> list[Record]:
+        """A commit without positions: the producer-only path (triggers, CLI)."""
+        return await self._transact([self._place(out) for out in records], [])
+
+    async def commit(
+        self,
+        group: str,
+        offsets: Mapping[TopicPartition, int],
+        records: Sequence[Outgoing] = (),
+    ) -> list[Record]:
+        """Validation happens before the transaction, so a bad argument never half-writes."""
+        placed = [self._place(out) for out in records]
+        rows = [self._position_row(group, tp, offset) for tp, offset in offsets.items()]
+        return await self._transact(placed, rows)
+
+    async def committed(self, group: str, tp: TopicPartition) -> int:
+        """Reads through the reader connection so a write in flight is never visible."""
+        self._check(tp)
+        params = (group, tp.topic, tp.partition)
+        rows = list(await self._reader.execute_fetchall(_COMMITTED, params))
+        return int(rows[0][0]) if rows else 0
+
+    async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
+        """One indexed range scan; the primary key is (topic, partition, offset)."""
+        self._check(tp)
+        rows = await self._reader.execute_fetchall(_READ, (tp.topic, tp.partition, start, limit))
+        return [
+            Record(tp.topic, tp.partition, offset, key, value, decode_headers(headers), ts_ms)
+            for offset, key, value, headers, ts_ms in rows
+        ]
+
+    async def end_offset(self, tp: TopicPartition) -> int:
+        """The head row is bumped in the same transaction as the append, so it never lies."""
+        self._check(tp)
+        rows = list(await self._reader.execute_fetchall(_END, (tp.topic, tp.partition)))
+        return int(rows[0][0])
+
+    async def wait(
+        self,
+        positions: Mapping[TopicPartition, int],
+        timeout: float,  # noqa: ASYNC109 - a deadline is part of the contract
+    ) -> bool:
+        """Counts waiters so the cross-process poller runs only while somebody listens."""
+        for tp in positions:
+            self._check(tp)
+        deadline = asyncio.get_running_loop().time() + timeout
+        self._waiters += 1
+        try:
+            return await self._wait_until(positions, deadline)
+        finally:
+            self._waiters -= 1
+
+    async def close(self) -> None:
+        """Lets an in-flight write finish first; waiters still blocked get BusError."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.wait({self._poller})
+        async with self._lock:
+            await self._writer.close()
+        await self._reader.close()
+        self._notify()
+
+    def _check(self, tp: TopicPartition) -> None:
+        """Unknown partitions are caller bugs; Kafka refuses them too."""
+        if self._closed:
+            raise BusError("bus is closed")
+        if not 0 <= tp.partition < self.partitions(tp.topic):
+            raise BusError(f"{tp.topic!r} has no partition {tp.partition}")
+
+    def _place(self, out: Outgoing) -> _Placed:
+        """Key placement must match Kafka's so both buses agree on where a key lives."""
+        if out.partition is None:
+            partition = partition_for(out.key, self.partitions(out.topic))
+            return TopicPartition(out.topic, partition), out
+        tp = TopicPartition(out.topic, out.partition)
+        self._check(tp)
+        return tp, out
+
+    def _position_row(self, group: str, tp: TopicPartition, offset: int) -> _PositionRow:
+        """A negative position cannot be the next offset to read."""
+        self._check(tp)
+        if offset < 0:
+            raise BusError(f"position {offset} for {tp} is negative")
+        return group, tp.topic, tp.partition, offset
+
+    async def _transact(self, placed: list[_Placed], positions: list[_PositionRow]) -> list[Record]:
+        """Shielded: a cancelled caller must not leave the shared writer mid-transaction."""
+        if self._closed:
+            raise BusError("bus is closed")
+        if not placed and not positions:
+            return []
+        return await asyncio.shield(self._write(placed, positions))
+
+    async def _write(self, placed: list[_Placed], positions: list[_PositionRow]) -> list[Record]:
+        """Two round trips whatever the batch: the staged statements, then COMMIT."""
+        async with self._lock:
+            try:
+                written = await self._stage(placed, positions)
+                await self._writer.commit()
+            except sqlite3.Error as exc:
+                await self._writer.rollback()
+                raise BusError(f"append failed, nothing was written: {exc}") from exc
+            except BaseException:
+                await self._writer.rollback()
+                raise
+        if written:
+            self._notify()
+        return written
+
+    async def _stage(self, placed: list[_Placed], positions: list[_PositionRow]) -> list[Record]:
+        """Queued together so the connection thread wakes once, not once per statement.
+
+        Pipelining is safe because COMMIT is only sent after every statement succeeded.
+        """
+        ts_ms = time.time_ns() // 1_000_000
+        ranked = _rank(placed)
+        steps = self._steps(ranked, positions, ts_ms)
+        done = await asyncio.gather(*steps, return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        first = cast(dict[TopicPartition, int], done[1]) if placed else {}
+        return _records(ranked, first, ts_ms)
+
+    def _steps(
+        self, ranked: _Ranked, positions: list[_PositionRow], ts_ms: int
+    ) -> list[Awaitable[object]]:
+        """Order matters: the inserts must read the heads before _reserve bumps them.
+
+        gather starts its tasks in list order and the connection runs its queue in order.
+        """
+        steps: list[Awaitable[object]] = []
+        if ranked:
+            steps.append(self._writer.executemany(_INSERT_RECORD, _record_rows(ranked, ts_ms)))
+            steps.append(self._reserve(Counter(tp for tp, _, _ in ranked)))
+        if positions:
+            steps.append(self._writer.executemany(_UPSERT_POSITION, positions))
+        return steps
+
+    async def _reserve(self, counts: Counter[TopicPartition]) -> dict[TopicPartition, int]:
+        """Bumps every touched head in one statement; returns the first offset of the batch."""
+        values = ",".join(["(?, ?, ?)"] * len(counts))
+        params = [v for tp, n in counts.items() for v in (tp.topic, tp.partition, n)]
+        rows = await self._writer.execute_fetchall(_RESERVE.format(values=values), params)
+        ends = {TopicPartition(topic, partition): int(end) for topic, partition, end in rows}
+        if len(ends) != len(counts):
+            raise BusError("a partition head row is missing; the bus file is damaged")
+        return {tp: end - counts[tp] for tp, end in ends.items()}
+
+    async def _wait_until(self, positions: Mapping[TopicPartition, int], deadline: float) -> bool:
+        """The event is taken before the check, so an append racing the check still wakes us."""
+        loop = asyncio.get_running_loop()
+        while True:
+            changed = self._changed
+            self._ensure_poller()
+            if await self._any_ready(positions):
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                pass
+
+    async def _any_ready(self, positions: Mapping[TopicPartition, int]) -> bool:
+        """One query for all partitions, whatever their number."""
+        if self._closed:
+            raise BusError("bus is closed")
+        if not positions:
+            return False
+        values = ",".join(["(?, ?, ?)"] * len(positions))
+        params = [v for tp, pos in positions.items() for v in (tp.topic, tp.partition, pos)]
+        rows = await self._reader.execute_fetchall(_ANY_READY.format(values=values), params)
+        return bool(list(rows))
+
+    def _notify(self) -> None:
+        """Wakes every current waiter; later waiters take the fresh event."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _ensure_poller(self) -> None:
+        """One shared poller per bus, however many waiters."""
+        if self._closed:
+            return
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll(), name="baton-bus-poller")
+
+    async def _poll(self) -> None:
+        """data_version changes when another connection commits: one cheap query per tick.
+
+        It notifies once on start, since an append may have landed between a waiter's check
+        and the first data_version read.
+        """
+        try:
+            seen = await self._data_version()
+            self._notify()
+            while self._waiters:
+                await asyncio.sleep(POLL_INTERVAL_S)
+                now = await self._data_version()
+                if now != seen:
+                    seen = now
+                    self._notify()
+        except (sqlite3.Error, ValueError):
+            _log.exception("bus poller stopped; waiters fall back to their timeouts")
+
+    async def _data_version(self) -> int:
+        """Per-connection counter SQLite bumps for commits made by any other connection."""
+        rows = list(await self._reader.execute_fetchall("PRAGMA data_version"))
+        return int(rows[0][0])
+
+
+def _rank(placed: list[_Placed]) -> _Ranked:
+    """Each record's position within its partition in this batch: its offset past the head."""
+    seen: Counter[TopicPartition] = Counter()
+    ranked: _Ranked = []
+    for tp, out in placed:
+        ranked.append((tp, seen[tp], out))
+        seen[tp] += 1
+    return ranked
+
+
+def _record_rows(ranked: _Ranked, ts_ms: int) -> list[tuple[str, int, int, str, bytes, bytes, int]]:
+    """Rows for _INSERT_RECORD, which adds the rank to the head read inside the transaction."""
+    return [
+        (tp.topic, tp.partition, rank, out.key, out.value, encode_headers(out.headers), ts_ms)
+        for tp, rank, out in ranked
+    ]
+
+
+def _records(ranked: _Ranked, first: dict[TopicPartition, int], ts_ms: int) -> list[Record]:
+    """Rebuilds the offsets SQL assigned: the batch's first offset per partition plus the rank."""
+    return [
+        Record(tp.topic, tp.partition, first[tp] + rank, out.key, out.value, out.headers, ts_ms)
+        for tp, rank, out in ranked
+    ]
+
+
+def _wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -> dict[str, int]:
+    """Every known topic gets the default; explicit per-topic counts override it."""
+    wanted = dict.fromkeys(ALL_TOPICS, partitions) | dict(topic_partitions or {})
+    bad = {topic: n for topic, n in wanted.items() if n < 1}
+    if bad:
+        raise BusError(f"partition counts must be positive: {bad}")
+    return wanted
+
+
+async def _connect(path: Path, isolation: aiosqlite.core.IsolationLevel) -> aiosqlite.Connection:
+    """busy_timeout comes first so the WAL switch waits for other processes instead of failing."""
+    conn = await aiosqlite.connect(path, isolation_level=isolation)
+    try:
+        for pragma in _PRAGMAS:
+            await conn.execute_fetchall(pragma)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _ensure_schema(conn: aiosqlite.Connection, wanted: dict[str, int]) -> dict[str, int]:
+    """Under the write lock, so two processes creating the file at once agree on the counts."""
+    await conn.execute_fetchall("BEGIN IMMEDIATE")
+    try:
+        counts = await _create_topics(conn, wanted)
+        _check_group(counts)
+        await conn.commit()
+    except BaseException:
+        await conn.rollback()
+        raise
+    return counts
+
+
+async def _create_topics(conn: aiosqlite.Connection, wanted: dict[str, int]) -> dict[str, int]:
+    """Adds only topics the file lacks; stored counts are kept even when they differ."""
+    for statement in _SCHEMA:
+        await conn.execute_fetchall(statement)
+    stored = {str(t): int(n) for t, n in await conn.execute_fetchall(_COUNTS)}
+    missing = [(t, p) for t, n in wanted.items() if t not in stored for p in range(n)]
+    await conn.executemany(_INSERT_HEAD, missing)
+    ignored = {t: (n, stored[t]) for t, n in wanted.items() if stored.get(t, n) != n}
+    if ignored:
+        _log.warning("bus file keeps its partition counts (asked, stored): %s", ignored)
+    return wanted | stored
+
+
+def _check_group(counts: Mapping[str, int]) -> None:
+    """Grouped topics are joined partition-by-partition, so their counts must match."""
+    group = {topic: counts[topic] for topic in GROUP_TOPICS}
+    if len(set(group.values())) > 1:
+        raise BusError(f"topics {list(GROUP_TOPICS)} must share one partition count, got {group}")

@@ -1,0 +1,62 @@
+"""The bus contract, kept to what Kafka can honour so the embedded and Kafka buses swap freely."""
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from orchestrator.bus.records import Outgoing, Record, TopicPartition
+
+
+class BusError(Exception):
+    """Root of every error a bus raises, so callers can handle bus trouble in one place."""
+
+
+class Bus(Protocol):
+    """Partitioned append-only logs plus consumer-group positions, written together atomically."""
+
+    def partitions(self, topic: str) -> int:
+        """Fixed per topic: keys are placed by partition_for(key, n), so n must never drift."""
+        ...
+
+    async def publish(self, records: Sequence[Outgoing]) -> list[Record]:
+        """Appends all or nothing and is durable on return, so callers may act on the offsets."""
+        ...
+
+    async def commit(
+        self,
+        group: str,
+        offsets: Mapping[TopicPartition, int],
+        records: Sequence[Outgoing] = (),
+    ) -> list[Record]:
+        """Outputs and input positions in one transaction: exactly-once consume-transform-produce.
+
+        Offsets are the next offset to read. On Kafka this is a transactional send plus
+        send_offsets_to_transaction.
+        """
+        ...
+
+    async def committed(self, group: str, tp: TopicPartition) -> int:
+        """Where the group resumes; 0 when it never committed, i.e. read from the start."""
+        ...
+
+    async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
+        """Committed records from start on, in offset order; readers never see a torn append."""
+        ...
+
+    async def end_offset(self, tp: TopicPartition) -> int:
+        """The offset the next append will get, i.e. how far a reader can catch up."""
+        ...
+
+    async def wait(
+        self,
+        positions: Mapping[TopicPartition, int],
+        timeout: float,  # noqa: ASYNC109 - a deadline is part of the contract
+    ) -> bool:
+        """True once any partition has a record at or after its position, False at timeout.
+
+        Lets consumers block instead of polling, whichever process appended.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release files and connections; safe to call twice."""
+        ...

@@ -1,0 +1,68 @@
+"""What travels on the bus, shaped like Kafka's records so either backend carries the same data."""
+
+import struct
+from dataclasses import dataclass
+
+Headers = tuple[tuple[str, bytes], ...]
+
+_LENGTHS = struct.Struct(">II")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPartition:
+    """One ordered stream; offsets and consumer positions only mean something per partition."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record as stored: its offset is its identity within the partition, assigned by the bus."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    headers: Headers
+    timestamp_ms: int
+
+    @property
+    def tp(self) -> TopicPartition:
+        """The stream the record belongs to, the unit consumers track positions in."""
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record to append; the bus assigns offset and timestamp (and partition, by key, if None)."""
+
+    topic: str
+    key: str
+    value: bytes
+    partition: int | None = None
+    headers: Headers = ()
+
+
+def encode_headers(headers: Headers) -> bytes:
+    """Length-prefixed pairs: header values are arbitrary bytes, so no separator is safe."""
+    parts: list[bytes] = []
+    for name, value in headers:
+        raw = name.encode()
+        parts += (_LENGTHS.pack(len(raw), len(value)), raw, value)
+    return b"".join(parts)
+
+
+def decode_headers(blob: bytes) -> Headers:
+    """Inverse of encode_headers; the empty blob is the common case and costs nothing."""
+    pairs: list[tuple[str, bytes]] = []
+    at = 0
+    while at < len(blob):
+        name_len, value_len = _LENGTHS.unpack_from(blob, at)
+        at += _LENGTHS.size
+        name = blob[at : at + name_len].decode()
+        at += name_len
+        pairs.append((name, blob[at : at + value_len]))
+        at += value_len
+    return tuple(pairs)

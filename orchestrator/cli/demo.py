@@ -1,0 +1,202 @@
+"""`baton demo`: the digits pipeline end to end, triggered by data, retrained on real drift."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from events import runs as ev
+from events.triggers import DataArrived, TriggerAccepted, TriggerIgnored
+from orchestrator.bus import Bus
+from orchestrator.cli.errors import UsageError
+from orchestrator.cli.options import add_agent_flags, agent_specs
+from orchestrator.cli.render import event_line
+from orchestrator.monitor.check import DriftCheck, publish_drift, run_check
+from orchestrator.pipelines.loader import load_pipeline
+from orchestrator.service.app import EmbeddedApp
+from orchestrator.service.follow import follow
+from orchestrator.service.home import Home
+from orchestrator.service.triggers import publish_trigger
+from orchestrator.store.projections import connect, list_models, list_runs
+
+MARKER = ".baton-demo"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run the digits example end to end on the embedded bus")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--timeout", type=float, default=600, help="seconds to wait for each run")
+    p.add_argument("--agents", type=int, default=1)
+    add_agent_flags(p)
+    p.set_defaults(handler=demo)
+
+
+def demo_home(args: argparse.Namespace) -> Home:
+    """A fresh home each time (the gate compares with the current model, so old state matters).
+
+    Defaults to <home>/demo; a directory is only wiped if a previous demo created it.
+    """
+    home = Home.resolve(args.home)
+    target = home.root / "demo" if args.home is None else home.root
+    if target.exists() and any(target.iterdir()):
+        if not (target / MARKER).exists():
+            raise UsageError(f"{target} is not empty and was not made by 'baton demo'; "
+                             "pass --home with a new directory")
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    (target / MARKER).write_text("created by baton demo; safe to delete\n")
+    return Home(target).create()
+
+
+async def demo(args: argparse.Namespace) -> int:
+    from examples.digits import data
+
+    out: TextIO = sys.stderr if args.json else sys.stdout
+    home = demo_home(args)
+    spec = load_pipeline("examples.digits.pipeline:digits")
+    app = EmbeddedApp(home, {spec.name: spec}, agent_specs(args))
+    bus = await app.start()
+    try:
+        say(out, f"Baton demo in {home.root}: pipeline {spec.name} "
+                 f"({' -> '.join(t.name for t in spec.tasks)})")
+        v1 = data.write_version(home.datasets, "v1")
+        event = DataArrived(dataset="digits", version="v1", uri=v1.uri, sha256=v1.sha256,
+                            rows=v1.rows)
+        say(out, f"\n[1/2] data arrived: digits v1 ({v1.rows} rows) -> training run")
+        first = await _run_for(bus, await publish_trigger(bus, event, source="baton.demo"), out,
+                               args.timeout)
+        say(out, f"\n[2/2] new batch arrives; drift monitor compares it with the training data")
+        v2 = data.write_version(home.datasets, "v2")
+        batch = home.datasets / "digits" / "v2-batch.npz"
+        _save_batch(batch, data.new_batch("v2"))
+        second = await _drift_run(app, bus, home, v1.path, batch, v2, out, args.timeout)
+        assert app.projector is not None
+        await _projected(app, bus)
+        summary = await _summary(home, [first, second])
+    finally:
+        await app.close()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(out, summary)
+    ok = all(r["status"] == "succeeded" for r in summary["runs"])
+    return 0 if ok and len(summary["runs"]) == 2 else 1
+
+
+def say(out: TextIO, text: str) -> None:
+    print(text, file=out, flush=True)
+
+
+def _save_batch(path: Path, features: Any) -> None:
+    import numpy as np
+
+    with path.open("wb") as handle:
+        np.savez(handle, X=features)
+
+
+async def _drift_run(app: EmbeddedApp, bus: Bus, home: Home, reference: Path, batch: Path,
+                     v2: Any, out: TextIO, timeout: float) -> str:
+    await _projected(app, bus)
+    conn = await connect(home.projections)
+    try:
+        model = (await list_models(conn))[-1]
+    finally:
+        await conn.close()
+    check = DriftCheck(model=model, reference=reference, batch=batch, retrain_uri=v2.uri,
+                       retrain_version="v2")
+    report, event = run_check(check)
+    top = ", ".join(f"{k}={v:.2f}" for k, v in report.top(3))
+    say(out, f"      PSI over {report.threshold}: {len(report.drifted_features)}/"
+             f"{len(report.scores)} features drifted (top: {top})")
+    if event is None:
+        raise UsageError("the drift monitor found no drift in the demo batch")
+    say(out, f"      drift detected for {model['model']} v{model['version']} -> retraining on v2")
+    return await _run_for(bus, await publish_drift(bus, event), out, timeout)
+
+
+async def _run_for(bus: Bus, trigger: Any, out: TextIO, timeout: float) -> str:
+    """Follow the logs until the run this trigger caused has finished; print its progress."""
+    deadline = time.monotonic() + timeout
+    run_id = await _accepted_run(bus, trigger.id, deadline)
+    stop = asyncio.Event()
+    async for env in follow(bus, stop=stop):
+        if getattr(env.data, "run_id", None) != run_id:
+            continue
+        line = event_line(env)
+        if line:
+            say(out, "      " + line)
+        if isinstance(env.data, ev.RunSucceeded | ev.RunFailed | ev.RunCancelled):
+            return run_id
+        if time.monotonic() > deadline:
+            raise UsageError(f"run {run_id} did not finish within {timeout:g}s")
+    return run_id
+
+
+async def _accepted_run(bus: Bus, trigger_id: str, deadline: float) -> str:
+    from events import topics
+
+    async for env in follow(bus, topic=topics.TRIGGER_LOG):
+        data = env.data
+        if isinstance(data, TriggerAccepted) and data.trigger_event_id == trigger_id:
+            return data.run_id
+        if isinstance(data, TriggerIgnored) and data.trigger_event_id == trigger_id:
+            raise UsageError(f"the trigger was ignored: {data.reason} {data.detail}")
+        if time.monotonic() > deadline:
+            break
+    raise UsageError("no run was started for the trigger in time")
+
+
+async def _projected(app: EmbeddedApp, bus: Bus) -> None:
+    """Wait until the projection has every event of the log (so queries see the runs)."""
+    from events import topics
+    from orchestrator.bus import TopicPartition
+
+    assert app.projector is not None
+    for topic in (topics.RUNS, topics.MODELS):
+        for p in range(bus.partitions(topic)):
+            tp = TopicPartition(topic, p)
+            end = await bus.end_offset(tp)
+            while app.projector.positions.get(tp, 0) < end:
+                await bus.wait({tp: end}, timeout=0.05)
+
+
+async def _summary(home: Home, run_ids: list[str]) -> dict[str, Any]:
+    conn = await connect(home.projections)
+    try:
+        rows = {r["run_id"]: r for r in await list_runs(conn, limit=1000)}
+        models = await list_models(conn)
+    finally:
+        await conn.close()
+    runs = [_run_summary(rows[rid]) for rid in run_ids if rid in rows]
+    return {"home": str(home.root), "runs": runs,
+            "models": [{"name": m["model"], "version": m["version"], "metrics": m["metrics"],
+                        "run_id": m["run_id"],
+                        "dataset_version": m["lineage"].get("dataset_version")}
+                       for m in models]}
+
+
+def _run_summary(row: dict[str, Any]) -> dict[str, Any]:
+    duration = (row["finished_at"] or row["created_at"]) - row["created_at"]
+    return {"run_id": row["run_id"], "pipeline": row["pipeline"],
+            "trigger_type": row["trigger_type"], "status": row["status"],
+            "duration_s": round(duration, 3),
+            "tasks": [{"name": t["name"], "status": t["status"], "attempts": t["attempts"]}
+                      for t in row["tasks"]]}
+
+
+def _print_summary(out: TextIO, summary: dict[str, Any]) -> None:
+    say(out, "\nSummary")
+    for r in summary["runs"]:
+        tasks = " ".join(f"{t['name']}:{t['status']}" for t in r["tasks"])
+        say(out, f"  {r['run_id']}  {r['trigger_type']:<15} {r['status']:<10} "
+                 f"{r['duration_s']:>6.2f}s  {tasks}")
+    for m in summary["models"]:
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in m["metrics"].items())
+        say(out, f"  model {m['name']} v{m['version']} ({m['dataset_version']}): {metrics}")
+    say(out, f"\nState is in {summary['home']}: try 'baton --home {summary['home']} runs list'")

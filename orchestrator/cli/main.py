@@ -1,0 +1,55 @@
+"""Entry point: parse, dispatch, and turn every user error into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from orchestrator.cli import commands
+from orchestrator.cli.errors import NotFound, UsageError
+from orchestrator.core.errors import SpecError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line with the fix, and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="baton", description="Event-driven, event-sourced ML pipelines.")
+    parser.add_argument("--home", help="state directory (default $BATON_HOME or ./.baton)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    commands.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(asyncio.run(args.handler(args)) or 0)
+    except UsageError as exc:
+        sys.stderr.write(f"baton {args.command}: error: {exc}\n")
+        return 2
+    except SpecError as exc:
+        sys.stderr.write(f"baton {args.command}: invalid pipeline: {exc}\n")
+        return 2
+    except NotFound as exc:
+        sys.stderr.write(f"baton {args.command}: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

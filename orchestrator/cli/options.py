@@ -1,0 +1,54 @@
+"""Flag parsing shared by several subcommands, with errors that say how to fix them."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from agents.capabilities import detect_capabilities, parse_labels
+from orchestrator.cli.errors import UsageError
+from orchestrator.service.app import AgentSpec
+
+
+def add_agent_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cpus", type=float, help="CPUs to advertise (default: detected)")
+    p.add_argument("--memory", help="memory to advertise, e.g. 4Gi (default: detected)")
+    p.add_argument("--gpus", help="GPUs: none, a count, or e.g. 2xA100:40960 (default: detected)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--workers", type=int, help="worker processes per agent (default: cpus, max 4)")
+
+
+def agent_specs(args: argparse.Namespace) -> list[AgentSpec]:
+    if args.agents < 0:
+        raise UsageError("--agents must be 0 or more")
+    try:
+        caps = detect_capabilities(cpus=args.cpus, memory=args.memory, gpus=args.gpus,
+                                   labels=args.label)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    workers = args.workers or max(1, min(int(caps.cpus), 4))
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    return [AgentSpec(capabilities=caps, workers=workers) for _ in range(args.agents)]
+
+
+def key_values(items: list[str]) -> dict[str, Any]:
+    try:
+        return dict(parse_labels(items))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def file_facts(location: str) -> tuple[str, str | None, int | None]:
+    """A URI for a path or URI, with sha256 and size when it is a local file."""
+    parsed = urlparse(location)
+    if parsed.scheme and parsed.scheme != "file":
+        return location, None, None
+    path = Path(parsed.path if parsed.scheme else location).expanduser().resolve()
+    if not path.is_file():
+        raise UsageError(f"{location}: no such file (give a path to the data, or a URI)")
+    data = path.read_bytes()
+    return path.as_uri(), hashlib.sha256(data).hexdigest(), len(data)

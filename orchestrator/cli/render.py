@@ -1,0 +1,93 @@
+"""Turning run events and rows into lines people read in a terminal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from events import runs as ev
+from events.envelope import Envelope
+from events.payloads import Payload
+from events.registry import ModelRegistered
+
+SYMBOL = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■",
+          "upstream_failed": "↯", "pending": "·", "ready": "…", "scheduled": "→",
+          "retry_wait": "↻"}
+
+
+def event_line(env: Envelope[Payload]) -> str | None:
+    """One line per event worth a human's attention (progress included), None otherwise."""
+    d = env.data
+    at = env.time.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    run = getattr(d, "run_id", "")[:16]
+    text = _describe(d)
+    return f"{at} {run:<16} {text}" if text else None
+
+
+def _describe(d: Payload) -> str | None:  # noqa: PLR0911 - one case per event type
+    if isinstance(d, ev.RunCreated):
+        return f"run created: {d.pipeline}@{d.pipeline_version[:8]} on {d.trigger.type} ({d.trigger.subject})"
+    if isinstance(d, ev.TaskScheduled):
+        return f"  {d.task}: attempt {d.attempt} scheduled on {d.agent_id}"
+    if isinstance(d, ev.TaskStarted):
+        return f"  {d.task}: started (attempt {d.attempt})"
+    if isinstance(d, ev.TaskProgress):
+        return f"  {d.task}: {_bar(d.fraction)} {d.fraction:>4.0%} {d.message}"
+    if isinstance(d, ev.TaskSucceeded):
+        facts = ", ".join(f"{k}={v:.4f}" for k, v in d.metrics.items())
+        return f"  {d.task}: ✔ succeeded {facts}".rstrip()
+    if isinstance(d, ev.TaskFailed):
+        return f"  {d.task}: ✘ attempt {d.attempt} failed ({d.reason}): {d.message}"
+    if isinstance(d, ev.TaskRetryScheduled):
+        return f"  {d.task}: ↻ retry as attempt {d.next_attempt}"
+    if isinstance(d, ev.TaskTimedOut | ev.TaskLost):
+        return f"  {d.task}: attempt {d.attempt} {d.TYPE.removeprefix('task_').replace('_', ' ')}"
+    if isinstance(d, ev.TaskWaiting):
+        return f"  {d.task}: waiting: {d.reason}"
+    if isinstance(d, ev.TaskUpstreamFailed):
+        return f"  {d.task}: ↯ skipped, upstream {d.upstream!r} failed"
+    if isinstance(d, ev.GateEvaluated):
+        checks = "; ".join(f"{c.metric} {c.value:.4f} {c.op} {c.threshold if c.threshold is not None else 'none'}"
+                           for c in d.checks if c.value is not None)
+        return f"  {d.task}: gate {'passed' if d.passed else 'REJECTED'} ({checks})"
+    if isinstance(d, ModelRegistered):
+        return f"  {d.task}: model {d.model} v{d.version} registered"
+    if isinstance(d, ev.RunSucceeded):
+        return "run ✔ succeeded"
+    if isinstance(d, ev.RunFailed | ev.RunCancelled):
+        return f"run {'✘ failed' if isinstance(d, ev.RunFailed) else '■ cancelled'}: {d.reason}"
+    return None
+
+
+def _bar(fraction: float, width: int = 20) -> str:
+    full = int(fraction * width)
+    return "[" + "#" * full + "-" * (width - full) + "]"
+
+
+def runs_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no runs yet (publish a trigger: baton publish data-arrived --help)"
+    lines = [f"{'RUN':<25} {'PIPELINE':<12} {'TRIGGER':<15} {'STATUS':<10} {'TASKS':<8} CREATED"]
+    for r in rows:
+        done = sum(t["status"] == "succeeded" for t in r["tasks"])
+        created = datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"{r['run_id']:<25} {r['pipeline']:<12} {r['trigger_type']:<15} "
+                     f"{r['status']:<10} {done}/{len(r['tasks']):<6} {created}")
+    return "\n".join(lines)
+
+
+def run_detail(r: dict[str, Any]) -> str:
+    lines = [f"run {r['run_id']}  {SYMBOL.get(r['status'], '?')} {r['status']}",
+             f"  pipeline  {r['pipeline']} (version {r['pipeline_version']})",
+             f"  trigger   {r['trigger_type']} {r['trigger_subject']} (event {r['trigger_event_id']})"]
+    if r.get("reason"):
+        lines.append(f"  reason    {r['reason']}")
+    for m in r.get("models", []):
+        lines.append(f"  model     {m['name']} v{m['version']}")
+    lines.append("  tasks:")
+    for t in r["tasks"]:
+        extra = t.get("waiting") if t["status"] in {"ready", "pending"} and t.get("waiting") else t.get("error")
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in t["metrics"].items())
+        lines.append(f"    {SYMBOL.get(t['status'], '?')} {t['name']:<10} {t['status']:<16} "
+                     f"attempts={t['attempts']} {metrics} {extra or ''}".rstrip())
+    return "\n".join(lines)

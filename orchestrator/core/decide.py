@@ -1,0 +1,264 @@
+"""decide(state, input, now): the only place decisions are made. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from events import reports as rp
+from events import runs as ev
+from events.commands import CancelTask
+from events.envelope import Envelope, envelope
+from events.intents import RunCancelRequested, RunRequested
+from events.payloads import Payload
+from events.registry import ModelRegistered
+from orchestrator.core import dag
+from orchestrator.core.decider import REGISTRY_AGENT, SOURCE, Decider, Settings
+from orchestrator.core.errors import InvalidInput, SpecError
+from orchestrator.core.evolve import created_run
+from orchestrator.core.flow import advance, attempt_ended, place_ready
+from orchestrator.core.state import (
+    ACTIVE_ATTEMPT, TERMINAL_TASK, CoordinatorState, RunState, TaskState,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed (a deadline is due) or the fleet changed: re-examine every running run."""
+
+
+Input = Envelope[Payload] | Tick
+DEFAULT_SETTINGS = Settings()
+
+
+def decide(
+    state: CoordinatorState, input: Input, now: float, settings: Settings = DEFAULT_SETTINGS
+) -> list[Envelope[Payload]]:
+    """Events for baton.runs and commands for agents / the registry, in order."""
+    d = Decider(state, now, None if isinstance(input, Tick) else input, settings)
+    if isinstance(input, Tick):
+        for live in d.runs():
+            run = d.run(live.run_id)  # a scratch copy: log() never folds into live state
+            assert run is not None
+            _tick_run(d, run)
+    else:
+        _on_input(d, input)
+    place_ready(d)
+    return d.out
+
+
+def _on_input(d: Decider, env: Envelope[Payload]) -> None:
+    data = env.data
+    if isinstance(data, RunRequested):
+        _run_requested(d, env, data)
+        return
+    run = d.run(getattr(data, "run_id", ""))
+    if run is None:
+        raise InvalidInput(f"{env.type} {env.id} names run {getattr(data, 'run_id', '?')!r}, "
+                           "which this coordinator does not know")
+    if env.id in run.seen:
+        _ignore(d, run, env, "duplicate input (already applied)")
+    elif run.status != "running":
+        _ignore(d, run, env, f"run is already {run.status}")
+    elif isinstance(data, RunCancelRequested):
+        _cancel(d, run, data.reason)
+    elif isinstance(data, ModelRegistered):
+        _model_registered(d, run, env, data)
+    elif isinstance(data, rp.AttemptReport):
+        _report(d, run, env, data)
+    else:
+        raise InvalidInput(f"{env.type} is not an input the coordinator accepts")
+
+
+def _ignore(d: Decider, run: RunState, env: Envelope[Payload], reason: str) -> None:
+    d.log(run, ev.InputIgnored(run_id=run.run_id, input_id=env.id, input_type=env.type,
+                               reason=reason))
+
+
+def _run_requested(d: Decider, env: Envelope[Payload], data: RunRequested) -> None:
+    existing = d.run(data.run_id)
+    if existing is not None:
+        _ignore(d, existing, env, "duplicate run request (run already exists)")
+        return
+    try:
+        dag.validate(data.spec)
+    except SpecError as exc:
+        raise InvalidInput(str(exc)) from None
+    created = ev.RunCreated(
+        run_id=data.run_id, pipeline=data.spec.name, pipeline_version=data.spec.version(),
+        spec=data.spec, trigger=data.trigger, params=data.params, priority=data.priority,
+        deadline_at=d.now + data.spec.deadline_s,
+    )
+    run = _new_run(d, created, env)
+    advance(d, run)
+
+
+def _new_run(d: Decider, created: ev.RunCreated, env: Envelope[Payload]) -> RunState:
+    first = envelope(created, id=f"{created.run_id}/1", time=d.now, source=SOURCE,
+                     subject=created.run_id, correlation_id=created.trigger.event_id,
+                     causation_id=env.id, sequence=1)
+    d.out.append(first)
+    run = created_run(created, first)
+    d.scratch[run.run_id] = run
+    return run
+
+
+def _cancel(d: Decider, run: RunState, reason: str) -> None:
+    d.cancel_attempts(run, reason)
+    for name, task in run.tasks.items():
+        if task.status not in TERMINAL_TASK:
+            d.log(run, ev.TaskCancelled(run_id=run.run_id, task=name, reason=reason))
+    d.log(run, ev.RunCancelled(run_id=run.run_id, reason=reason))
+
+
+def _model_registered(d: Decider, run: RunState, env: Envelope[Payload],
+                      data: ModelRegistered) -> None:
+    task = run.tasks.get(data.task)
+    current = task.current if task else None
+    if current is None or current.agent_id != REGISTRY_AGENT or current.status != "running":
+        _ignore(d, run, env, f"no registration in flight for task {data.task!r}")
+        return
+    d.log(run, data)
+    d.log(run, ev.TaskSucceeded(
+        run_id=run.run_id, task=data.task, attempt=current.number,
+        attempt_id=current.attempt_id, output=data.artifact, metrics=dict(data.metrics),
+        metadata={"model": data.model, "version": data.version},
+    ))
+    advance(d, run)
+
+
+def _report(d: Decider, run: RunState, env: Envelope[Payload], data: rp.AttemptReport) -> None:
+    task = run.tasks.get(data.task)
+    if task is None:
+        raise InvalidInput(f"{env.type} {env.id}: run {run.run_id} has no task {data.task!r}")
+    current = task.current
+    if current is None or current.attempt_id != data.attempt_id:
+        _ignore(d, run, env, f"attempt {data.attempt_id} is superseded")
+    elif current.agent_id != data.agent_id:
+        _ignore(d, run, env, f"reported by agent {data.agent_id!r} but the attempt was placed "
+                             f"on {current.agent_id!r}")
+    elif current.status not in ACTIVE_ATTEMPT:
+        _ignore(d, run, env, f"attempt {data.attempt_id} already {current.status}")
+    else:
+        _REPORTS[type(data)](d, run, data)
+        advance(d, run)
+
+
+def _accepted(d: Decider, run: RunState, r: rp.AttemptAccepted) -> None:
+    d.log(run, ev.TaskAccepted(run_id=r.run_id, task=r.task, attempt=r.attempt,
+                               attempt_id=r.attempt_id, agent_id=r.agent_id, gpus=r.gpus))
+
+
+def _rejected(d: Decider, run: RunState, r: rp.AttemptRejected) -> None:
+    placement = run.tasks[r.task].placement
+    backoff = min(d.settings.reject_backoff_s * 2 ** (placement - 1),
+                  d.settings.reject_backoff_max_s)
+    d.log(run, ev.TaskRejected(run_id=r.run_id, task=r.task, attempt=r.attempt,
+                               attempt_id=r.attempt_id, agent_id=r.agent_id, reason=r.reason,
+                               place_after=d.now + backoff))
+
+
+def _started(d: Decider, run: RunState, r: rp.AttemptStarted) -> None:
+    timeout = run.spec.task(r.task).timeout_s
+    d.log(run, ev.TaskStarted(run_id=r.run_id, task=r.task, attempt=r.attempt,
+                              attempt_id=r.attempt_id, agent_id=r.agent_id,
+                              timeout_at=d.now + timeout if timeout else None))
+
+
+def _progress(d: Decider, run: RunState, r: rp.AttemptProgress) -> None:
+    d.log(run, ev.TaskProgress(run_id=r.run_id, task=r.task, attempt=r.attempt,
+                               attempt_id=r.attempt_id, fraction=r.fraction, message=r.message))
+
+
+def _succeeded(d: Decider, run: RunState, r: rp.AttemptSucceeded) -> None:
+    d.log(run, ev.TaskSucceeded(run_id=r.run_id, task=r.task, attempt=r.attempt,
+                                attempt_id=r.attempt_id, output=r.output, metrics=r.metrics,
+                                metadata=r.metadata, duration_s=r.duration_s))
+
+
+def _failed(d: Decider, run: RunState, r: rp.AttemptFailed) -> None:
+    failure = ev.TaskFailed(run_id=r.run_id, task=r.task, attempt=r.attempt,
+                            attempt_id=r.attempt_id, reason=r.reason, message=r.message,
+                            error_type=r.error_type, retryable=r.retryable)
+    attempt_ended(d, run, failure, log_failure=True)
+
+
+_REPORTS = {
+    rp.AttemptAccepted: _accepted, rp.AttemptRejected: _rejected, rp.AttemptStarted: _started,
+    rp.AttemptProgress: _progress, rp.AttemptSucceeded: _succeeded, rp.AttemptFailed: _failed,
+}
+
+
+def _tick_run(d: Decider, run: RunState) -> None:
+    if d.now >= run.deadline_at:
+        _cancel_for_deadline(d, run)
+        return
+    for name in list(run.tasks):
+        _tick_task(d, run, name)
+    advance(d, run)
+
+
+def _cancel_for_deadline(d: Decider, run: RunState) -> None:
+    reason = f"run deadline of {run.spec.deadline_s:g}s exceeded"
+    d.cancel_attempts(run, reason)
+    for name, task in run.tasks.items():
+        if task.status not in TERMINAL_TASK:
+            d.log(run, ev.TaskCancelled(run_id=run.run_id, task=name, reason=reason))
+    d.log(run, ev.RunFailed(run_id=run.run_id, reason=reason))
+
+
+def _tick_task(d: Decider, run: RunState, name: str) -> None:
+    task = run.tasks[name]
+    current = task.current
+    if current is None or current.status not in ACTIVE_ATTEMPT or current.agent_id == REGISTRY_AGENT:
+        return
+    agent = d.state.agents.get(current.agent_id)
+    base = dict(run_id=run.run_id, task=name, attempt=current.number,
+                attempt_id=current.attempt_id)
+    if current.timeout_at is not None and d.now >= current.timeout_at:
+        _timed_out(d, run, name, current.timeout_at)
+    elif agent is not None and agent.lost_evidence:
+        d.log(run, ev.TaskLost(**base, agent_id=current.agent_id, evidence=agent.lost_evidence))
+        attempt_ended(d, run, ev.TaskFailed(
+            **base, reason="lost", message=f"agent {current.agent_id} lost: {agent.lost_evidence}"),
+            log_failure=False)
+    elif current.status == "scheduled" and d.now > current.not_after:
+        d.log(run, ev.TaskRejected(**base, agent_id=current.agent_id, place_after=d.now,
+                                   reason="agent did not accept the command before not_after"))
+
+
+def _timed_out(d: Decider, run: RunState, name: str, timeout_at: float) -> None:
+    current = run.tasks[name].current
+    assert current is not None
+    base = dict(run_id=run.run_id, task=name, attempt=current.number,
+                attempt_id=current.attempt_id)
+    d.command(run, CancelTask(run_id=run.run_id, agent_id=current.agent_id,
+                              attempt_id=current.attempt_id, reason="timed out"),
+              f"cancel/{current.attempt_id}")
+    d.log(run, ev.TaskTimedOut(**base, timeout_at=timeout_at))
+    timeout = run.spec.task(name).timeout_s
+    attempt_ended(d, run, ev.TaskFailed(
+        **base, reason="timed_out", message=f"exceeded its timeout of {timeout:g}s"),
+        log_failure=False)
+
+
+def next_deadline(state: CoordinatorState) -> float | None:
+    """The earliest time at which a Tick would decide something; the shell sleeps until it."""
+    times: list[float] = []
+    for run in state.runs.values():
+        if run.status != "running":
+            continue
+        times.append(run.deadline_at)
+        for task in run.tasks.values():
+            times.extend(_task_deadlines(task))
+    return min(times) if times else None
+
+
+def _task_deadlines(task: TaskState) -> list[float]:
+    out = [t for t in (task.retry_at, task.place_after) if t is not None]
+    current = task.current
+    if current is not None and current.status in ACTIVE_ATTEMPT:
+        if current.timeout_at is not None:
+            out.append(current.timeout_at)
+        if current.status == "scheduled" and current.agent_id != REGISTRY_AGENT:
+            out.append(current.not_after + 1e-3)
+    return out

@@ -1,0 +1,112 @@
+"""The decision buffer: emits events with per-run sequences and folds them into scratch runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from events.commands import CancelTask
+from events.envelope import Envelope, envelope
+from events.payloads import Payload, RunPayload
+from orchestrator.core.evolve import InFlight, apply, update_in_flight
+from orchestrator.core.placement import Usage
+from orchestrator.core.state import ACTIVE_ATTEMPT, CoordinatorState, RunState
+
+SOURCE = "baton.coordinator"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Policy knobs of the decider; they shape decisions, so they are inputs, not globals."""
+
+    command_ttl_s: float = 30.0
+    reject_backoff_s: float = 0.2
+    reject_backoff_max_s: float = 5.0
+    strategy: str = "spread"
+
+
+@dataclass
+class Decider:
+    """Collects one decide() call's output; never mutates the live state it reads."""
+
+    state: CoordinatorState
+    now: float
+    cause: Envelope[Payload] | None
+    settings: Settings
+    out: list[Envelope[Payload]] = field(default_factory=list)
+    scratch: dict[str, RunState] = field(default_factory=dict)
+    in_flight: InFlight = field(default_factory=dict)
+    _copied_agents: set[str] = field(default_factory=set)
+
+    def run(self, run_id: str) -> RunState | None:
+        if run_id in self.scratch:
+            return self.scratch[run_id]
+        live = self.state.runs.get(run_id)
+        if live is None:
+            return None
+        self.scratch[run_id] = copy = live.copy()
+        return copy
+
+    def runs(self) -> list[RunState]:
+        """Every running run, scratch copies where this decision touched them."""
+        merged = {**self.state.runs, **self.scratch}
+        return [run for run in merged.values() if run.status == "running"]
+
+    def log(self, run: RunState, data: RunPayload) -> None:
+        """Append an event to the run's log and fold it into the scratch copy."""
+        if run.run_id not in self.scratch:
+            raise RuntimeError("log() needs a scratch run from Decider.run()")
+        seq = run.seq + 1
+        env = envelope(
+            data, id=f"{run.run_id}/{seq}", time=self.now, source=SOURCE, subject=run.run_id,
+            correlation_id=run.trigger.event_id, sequence=seq,
+            causation_id=self.cause.id if self.cause else None,
+        )
+        task = getattr(data, "task", None)
+        before = run.tasks[task].current if isinstance(task, str) and task in run.tasks else None
+        apply(run, env)
+        if isinstance(task, str) and task in run.tasks:
+            self._touch(before)
+            self._touch(run.tasks[task].current)
+            update_in_flight(self.in_flight, before, run.tasks[task].current)
+        self.out.append(env)
+
+    def command(self, run: RunState, data: RunPayload, suffix: str) -> None:
+        """A command (to an agent or the registry), named after the log position it follows."""
+        env = envelope(
+            data, id=f"{run.run_id}/{run.seq}/{suffix}", time=self.now, source=SOURCE,
+            subject=run.run_id, correlation_id=run.trigger.event_id,
+            causation_id=self.cause.id if self.cause else None,
+        )
+        self.out.append(env)
+
+    def cancel_attempts(self, run: RunState, reason: str) -> None:
+        for task in run.tasks.values():
+            current = task.current
+            if current is not None and current.status in ACTIVE_ATTEMPT and _on_agent(current.agent_id):
+                cancel = CancelTask(run_id=run.run_id, agent_id=current.agent_id,
+                                    attempt_id=current.attempt_id, reason=reason)
+                self.command(run, cancel, f"cancel/{current.attempt_id}")
+
+    def usage(self, agent_id: str) -> Usage:
+        self._copy_agent(agent_id)
+        used = Usage()
+        for attempt in self.in_flight.get(agent_id, {}).values():
+            used = used.plus(attempt.resources)
+        return used
+
+    def _touch(self, attempt: object) -> None:
+        agent = getattr(attempt, "agent_id", None)
+        if isinstance(agent, str):
+            self._copy_agent(agent)
+
+    def _copy_agent(self, agent_id: str) -> None:
+        if agent_id not in self._copied_agents:
+            self._copied_agents.add(agent_id)
+            self.in_flight[agent_id] = dict(self.state.in_flight.get(agent_id, {}))
+
+
+REGISTRY_AGENT = "baton.registry"
+
+
+def _on_agent(agent_id: str) -> bool:
+    return agent_id != REGISTRY_AGENT

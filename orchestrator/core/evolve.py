@@ -1,0 +1,194 @@
+"""evolve: fold one run-log event into state. Total and deterministic; never reads a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from events import runs as ev
+from events.envelope import Envelope
+from events.payloads import Payload
+from events.registry import ModelRegistered
+from orchestrator.core.errors import LogCorrupt
+from orchestrator.core.state import (
+    ACTIVE_ATTEMPT, Attempt, CoordinatorState, RunState, TaskState,
+)
+
+InFlight = dict[str, dict[str, Any]]
+
+
+def initial_state() -> CoordinatorState:
+    return CoordinatorState()
+
+
+def evolve(state: CoordinatorState, env: Envelope[Payload]) -> CoordinatorState:
+    """Apply one event of baton.runs; returns the same (updated) state object."""
+    data = env.data
+    if isinstance(data, ev.RunCreated):
+        if data.run_id in state.runs:
+            raise LogCorrupt(f"run {data.run_id} created twice (event {env.id})")
+        state.runs[data.run_id] = created_run(data, env)
+        return state
+    run = state.runs.get(getattr(data, "run_id", ""))
+    if run is None:
+        raise LogCorrupt(f"event {env.id} ({env.type}) names a run the log never created")
+    task = getattr(data, "task", None)
+    before = run.tasks[task].current if isinstance(task, str) and task in run.tasks else None
+    apply(run, env)
+    if isinstance(task, str) and task in run.tasks:
+        update_in_flight(state.in_flight, before, run.tasks[task].current)
+    return state
+
+
+def update_in_flight(index: InFlight, before: Attempt | None, after: Attempt | None) -> None:
+    """Keep agent -> active attempts in step with attempt transitions (capacity accounting)."""
+    if before is not None and before.status in ACTIVE_ATTEMPT:
+        index.get(before.agent_id, {}).pop(before.attempt_id, None)
+    if after is not None and after.status in ACTIVE_ATTEMPT:
+        index.setdefault(after.agent_id, {})[after.attempt_id] = after
+
+
+def apply(run: RunState, env: Envelope[Payload]) -> None:
+    """Fold one event into one run (used on live state and on decide's scratch copies)."""
+    if env.sequence != run.seq + 1:
+        raise LogCorrupt(
+            f"run {run.run_id}: event {env.id} has sequence {env.sequence}, expected {run.seq + 1}"
+        )
+    run.seq += 1
+    if env.causation_id:
+        run.seen.add(env.causation_id)
+    handler = _HANDLERS.get(type(env.data))
+    if handler is not None:
+        handler(run, env.data, env.time.timestamp())
+
+
+def created_run(data: ev.RunCreated, env: Envelope[Payload]) -> RunState:
+    run = RunState(
+        run_id=data.run_id, spec=data.spec, trigger=data.trigger,
+        created_at=env.time.timestamp(), deadline_at=data.deadline_at, params=dict(data.params),
+        priority=data.priority, seq=env.sequence or 1,
+        tasks={t.name: TaskState(name=t.name) for t in data.spec.tasks},
+    )
+    if env.causation_id:
+        run.seen.add(env.causation_id)
+    return run
+
+
+def _task(run: RunState, name: str, **changes: Any) -> TaskState:
+    updated = replace(run.tasks[name], **changes)
+    run.tasks[name] = updated
+    return updated
+
+
+def _attempt(run: RunState, name: str, attempt_id: str, **changes: Any) -> None:
+    task = run.tasks[name]
+    current = task.current
+    if current is not None and current.attempt_id == attempt_id:
+        run.tasks[name] = task.with_attempt(replace(current, **changes))
+
+
+def _ready(run: RunState, e: ev.TaskReady, at: float) -> None:
+    _task(run, e.task, status="ready", retry_at=None, place_after=None, waiting=None)
+
+
+def _waiting(run: RunState, e: ev.TaskWaiting, at: float) -> None:
+    _task(run, e.task, waiting=e.reason)
+
+
+def _scheduled(run: RunState, e: ev.TaskScheduled, at: float) -> None:
+    attempt = Attempt(
+        number=e.attempt, attempt_id=e.attempt_id, agent_id=e.agent_id, placement=e.placement,
+        resources=e.resources, not_after=e.not_after,
+    )
+    task = run.tasks[e.task].with_attempt(attempt)
+    run.tasks[e.task] = replace(
+        task, status="scheduled", attempt=e.attempt, placement=e.placement, waiting=None,
+        place_after=None,
+    )
+
+
+def _accepted(run: RunState, e: ev.TaskAccepted, at: float) -> None:
+    _attempt(run, e.task, e.attempt_id, status="accepted", gpus=e.gpus)
+
+
+def _rejected(run: RunState, e: ev.TaskRejected, at: float) -> None:
+    _attempt(run, e.task, e.attempt_id, status="rejected", error=e.reason)
+    _task(run, e.task, status="ready", place_after=e.place_after, waiting=e.reason)
+
+
+def _started(run: RunState, e: ev.TaskStarted, at: float) -> None:
+    _attempt(run, e.task, e.attempt_id, status="running", timeout_at=e.timeout_at)
+    _task(run, e.task, status="running")
+
+
+def _progress(run: RunState, e: ev.TaskProgress, at: float) -> None:
+    _task(run, e.task, progress=e.fraction, progress_message=e.message)
+
+
+def _succeeded(run: RunState, e: ev.TaskSucceeded, at: float) -> None:
+    _attempt(run, e.task, e.attempt_id, status="succeeded")
+    _task(run, e.task, status="succeeded", output=e.output, metrics=dict(e.metrics),
+          metadata=dict(e.metadata), progress=1.0, error=None, waiting=None)
+
+
+def _failed(run: RunState, e: ev.TaskFailed, at: float) -> None:
+    current = run.tasks[e.task].current
+    if current is not None and current.status in ACTIVE_ATTEMPT:
+        _attempt(run, e.task, e.attempt_id, status="failed", error=e.message)
+    _task(run, e.task, status="failed" if e.final else "retry_wait", error=e.message)
+
+
+def _ended(status: str) -> Callable[[RunState, Any, float], None]:
+    def handler(run: RunState, e: ev.TaskTimedOut | ev.TaskLost, at: float) -> None:
+        _attempt(run, e.task, e.attempt_id, status=status, error=status.replace("_", " "))
+        _task(run, e.task, status="retry_wait")
+    return handler
+
+
+def _retry(run: RunState, e: ev.TaskRetryScheduled, at: float) -> None:
+    _task(run, e.task, status="retry_wait", attempt=e.next_attempt, placement=0,
+          retry_at=e.retry_at)
+
+
+def _upstream_failed(run: RunState, e: ev.TaskUpstreamFailed, at: float) -> None:
+    _task(run, e.task, status="upstream_failed", error=f"upstream task {e.upstream!r} failed")
+
+
+def _cancelled(run: RunState, e: ev.TaskCancelled, at: float) -> None:
+    current = run.tasks[e.task].current
+    if current is not None and current.status in ACTIVE_ATTEMPT:
+        _attempt(run, e.task, current.attempt_id, status="cancelled")
+    _task(run, e.task, status="cancelled", error=e.reason)
+
+
+def _gate(run: RunState, e: ev.GateEvaluated, at: float) -> None:
+    _task(run, e.task, metadata={"gate": "passed" if e.passed else "rejected"})
+
+
+def _model(run: RunState, e: ModelRegistered, at: float) -> None:
+    run.models = (*run.models, (e.model, e.version))
+
+
+def _finished(status: str) -> Callable[[RunState, Any, float], None]:
+    def handler(run: RunState, e: Any, at: float) -> None:
+        run.status = status  # type: ignore[assignment]
+        run.reason = getattr(e, "reason", None)
+        run.finished_at = at
+    return handler
+
+
+def _ignored(run: RunState, e: ev.InputIgnored, at: float) -> None:
+    run.ignored += 1
+
+
+_HANDLERS: dict[type[Payload], Callable[[RunState, Any, float], None]] = {
+    ev.TaskReady: _ready, ev.TaskWaiting: _waiting, ev.TaskScheduled: _scheduled,
+    ev.TaskAccepted: _accepted, ev.TaskRejected: _rejected, ev.TaskStarted: _started,
+    ev.TaskProgress: _progress, ev.TaskSucceeded: _succeeded, ev.TaskFailed: _failed,
+    ev.TaskTimedOut: _ended("timed_out"), ev.TaskLost: _ended("lost"),
+    ev.TaskRetryScheduled: _retry, ev.TaskUpstreamFailed: _upstream_failed,
+    ev.TaskCancelled: _cancelled, ev.GateEvaluated: _gate, ModelRegistered: _model,
+    ev.RunSucceeded: _finished("succeeded"), ev.RunFailed: _finished("failed"),
+    ev.RunCancelled: _finished("cancelled"), ev.InputIgnored: _ignored,
+}

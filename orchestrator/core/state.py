@@ -1,0 +1,124 @@
+"""Run state as folded from the log, plus the views (fleet, models) the shell keeps fresh.
+
+Run and coordinator objects are updated in place by `evolve`; task and attempt states are
+frozen and replaced, so `decide` can fold into a cheap scratch copy of a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from events.common import ArtifactRef, Capabilities, Resources
+from events.pipeline import PipelineSpec
+from events.triggers import TriggerInfo
+
+TaskStatus = Literal[
+    "pending", "ready", "scheduled", "running", "retry_wait",
+    "succeeded", "failed", "upstream_failed", "cancelled",
+]
+RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
+TERMINAL_TASK: frozenset[str] = frozenset({"succeeded", "failed", "upstream_failed", "cancelled"})
+ACTIVE_ATTEMPT: frozenset[str] = frozenset({"scheduled", "accepted", "running"})
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int
+    attempt_id: str
+    agent_id: str
+    placement: int
+    resources: Resources
+    status: str = "scheduled"
+    not_after: float = 0.0
+    gpus: tuple[int, ...] = ()
+    timeout_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    name: str
+    status: TaskStatus = "pending"
+    attempt: int = 1
+    placement: int = 0
+    attempts: tuple[Attempt, ...] = ()
+    retry_at: float | None = None
+    place_after: float | None = None
+    waiting: str | None = None
+    progress: float = 0.0
+    progress_message: str = ""
+    output: ArtifactRef | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def current(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def with_attempt(self, attempt: Attempt) -> TaskState:
+        """Replace the current attempt (same id) or append a new one."""
+        if self.attempts and self.attempts[-1].attempt_id == attempt.attempt_id:
+            return replace(self, attempts=(*self.attempts[:-1], attempt))
+        return replace(self, attempts=(*self.attempts, attempt))
+
+
+@dataclass(slots=True)
+class RunState:
+    run_id: str
+    spec: PipelineSpec
+    trigger: TriggerInfo
+    created_at: float
+    deadline_at: float
+    params: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    status: RunStatus = "running"
+    reason: str | None = None
+    finished_at: float | None = None
+    seq: int = 0
+    tasks: dict[str, TaskState] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    ignored: int = 0
+    models: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def pipeline(self) -> str:
+        return self.spec.name
+
+    def copy(self) -> RunState:
+        """A scratch copy decide can fold into without touching the live state."""
+        return replace(self, tasks=dict(self.tasks), seen=set(self.seen))
+
+
+@dataclass(slots=True)
+class AgentView:
+    """What the coordinator knows about one agent, from baton.agents and its own clock."""
+
+    agent_id: str
+    capabilities: Capabilities
+    lease_s: float
+    draining: bool = False
+    stopped: bool = False
+    lost_evidence: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return not (self.draining or self.stopped or self.lost_evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class Champion:
+    model: str
+    version: int
+    metrics: dict[str, float]
+
+
+@dataclass(slots=True)
+class CoordinatorState:
+    """State of one partition group: runs folded from runs-k, and views fed by the shell."""
+
+    runs: dict[str, RunState] = field(default_factory=dict)
+    agents: dict[str, AgentView] = field(default_factory=dict)
+    champions: dict[str, Champion] = field(default_factory=dict)
+    in_flight: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -1,0 +1,228 @@
+"""Trigger fan-out and routing: which pipelines a trigger concerns, and whether it starts a run.
+
+Pure: no asyncio, no I/O, no clock. The shell passes `now` in and appends what comes out.
+
+The router's own log (baton.trigger-log) is its state: `evolve_router` folds each decision
+back in, so a restarted router rebuilds exactly the dedupe set and cooldowns it had. The
+decision envelope's `subject` names the trigger type (TriggerAccepted has no field for it),
+which is what lets a replayed log restore per-type cooldowns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import get_args
+
+from events.envelope import Envelope, envelope
+from events.intents import RunRequested
+from events.payloads import Payload
+from events.pipeline import PipelineSpec, TriggerSpec
+from events.triggers import (
+    DataArrived,
+    DriftDetected,
+    IgnoreReason,
+    PipelineTriggered,
+    TriggerAccepted,
+    TriggerIgnored,
+    TriggerInfo,
+    TriggerType,
+)
+from orchestrator.core.errors import InvalidInput
+from orchestrator.core.ids import run_id_for
+
+FANOUT_SOURCE = "baton.fanout"
+ROUTER_SOURCE = "baton.router"
+HANDLED_IDS_KEPT = 10_000
+"""Trigger ids remembered per pipeline. Older repeats are accepted again by the router, but the
+run id is derived from the trigger id, so the coordinator still records them as duplicates."""
+PRIORITY: Mapping[str, int] = {"drift_detected": 10, "data_arrived": 0}
+"""Drift means a model in production is already wrong: its retraining goes first."""
+
+Decision = TriggerAccepted | TriggerIgnored
+_TRIGGER_TYPES: frozenset[str] = frozenset(get_args(TriggerType))
+
+
+# ---------------------------------------------------------------------------- fan-out
+
+
+def fan_out(specs: Mapping[str, PipelineSpec], env: Envelope[Payload]) -> list[PipelineTriggered]:
+    """One copy of the trigger per pipeline whose trigger spec matches its dataset or model.
+
+    Raises InvalidInput for an event that is not a trigger, so the shell dead-letters it.
+    """
+    info = trigger_info(env)
+    return [
+        PipelineTriggered(pipeline=name, trigger=info)
+        for name, spec in specs.items()
+        if any(_matches(t, env.data) for t in spec.triggers)
+    ]
+
+
+def trigger_info(env: Envelope[Payload]) -> TriggerInfo:
+    """What a run keeps of its trigger, so lineage never has to look the event up."""
+    data = env.data
+    kind: TriggerType
+    if isinstance(data, DataArrived):
+        kind = "data_arrived"
+    elif isinstance(data, DriftDetected):
+        kind = "drift_detected"
+    else:
+        raise InvalidInput(f"{env.type} {env.id} is not a trigger event")
+    return TriggerInfo(
+        type=kind, event_id=env.id, subject=env.subject, payload=data.model_dump(mode="json"),
+    )
+
+
+def triggered_envelope(source: Envelope[Payload], copy: PipelineTriggered) -> Envelope[Payload]:
+    """Deterministic id and time, so re-running the fan-out after a crash writes equal copies."""
+    return envelope(
+        copy, id=f"{source.id}/{copy.pipeline}", time=source.time, source=FANOUT_SOURCE,
+        subject=copy.pipeline, correlation_id=source.id, causation_id=source.id,
+    )
+
+
+def _matches(spec: TriggerSpec, data: Payload) -> bool:
+    if isinstance(data, DataArrived):
+        return spec.on == "data_arrived" and spec.dataset == data.dataset
+    if isinstance(data, DriftDetected):
+        return spec.on == "drift_detected" and spec.model == data.model
+    return False
+
+
+# ---------------------------------------------------------------------------- router state
+
+
+@dataclass(slots=True)
+class PipelineTriggers:
+    """One pipeline's trigger memory: ids already decided, and when each type last ran."""
+
+    handled: dict[str, None] = field(default_factory=dict)
+    """Insertion-ordered set of trigger event ids, oldest first, at most HANDLED_IDS_KEPT."""
+    last_accepted: dict[str, float] = field(default_factory=dict)
+    """Trigger type -> decision time (epoch seconds) of the last accepted run of that type."""
+
+    def remember(self, event_id: str) -> None:
+        """Bounded, so a long-lived pipeline's memory does not grow with every trigger."""
+        self.handled.pop(event_id, None)
+        self.handled[event_id] = None
+        while len(self.handled) > HANDLED_IDS_KEPT:
+            del self.handled[next(iter(self.handled))]
+
+
+@dataclass(slots=True)
+class RouterState:
+    """Per pipeline, folded from baton.trigger-log; updated in place, like the run state."""
+
+    pipelines: dict[str, PipelineTriggers] = field(default_factory=dict)
+
+    def of(self, pipeline: str) -> PipelineTriggers:
+        return self.pipelines.setdefault(pipeline, PipelineTriggers())
+
+
+def evolve_router(state: RouterState, env: Envelope[Payload]) -> RouterState:
+    """Fold one trigger-log decision; the envelope time is when it was decided."""
+    data = env.data
+    if not isinstance(data, TriggerAccepted | TriggerIgnored):
+        return state
+    memory = state.of(data.pipeline)
+    memory.remember(data.trigger_event_id)
+    if isinstance(data, TriggerAccepted) and env.subject in _TRIGGER_TYPES:
+        memory.last_accepted[env.subject] = env.time.timestamp()
+    return state
+
+
+# ---------------------------------------------------------------------------- routing
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """The decision for the trigger log, and the run request when it was accepted."""
+
+    decision: Decision
+    request: RunRequested | None = None
+
+
+def route(
+    state: RouterState, specs: Mapping[str, PipelineSpec], env: Envelope[Payload], now: float
+) -> Routed:
+    """Accept or ignore one pipeline's copy of a trigger; never mutates `state`.
+
+    Raises InvalidInput when `env` is not a PipelineTriggered, so the shell dead-letters it.
+    """
+    copy = env.data
+    if not isinstance(copy, PipelineTriggered):
+        raise InvalidInput(f"{env.type} {env.id} is not a pipeline_triggered event")
+    spec = specs.get(copy.pipeline)
+    if spec is None:
+        return _ignored(copy, "unknown_pipeline", f"no pipeline named {copy.pipeline!r}")
+    memory = state.pipelines.get(copy.pipeline, PipelineTriggers())
+    if copy.trigger.event_id in memory.handled:
+        return _ignored(copy, "duplicate", "this trigger was already handled")
+    remaining = _cooldown_left(spec, memory, copy.trigger, now)
+    if remaining > 0:
+        return _ignored(copy, "cooldown", f"{remaining:.1f}s of the cooldown remain")
+    return _accepted(spec, copy)
+
+
+def _cooldown_left(
+    spec: PipelineSpec, memory: PipelineTriggers, trigger: TriggerInfo, now: float
+) -> float:
+    """Only drift triggers cool down: a flapping monitor must not retrain in a loop."""
+    if trigger.type != "drift_detected":
+        return 0.0
+    last = memory.last_accepted.get(trigger.type)
+    cooldowns = [
+        t.cooldown_s for t in spec.triggers
+        if t.on == "drift_detected" and t.model == trigger.subject
+    ]
+    if last is None or not cooldowns:
+        return 0.0
+    return max(0.0, last + max(cooldowns) - now)
+
+
+def _ignored(copy: PipelineTriggered, reason: IgnoreReason, detail: str) -> Routed:
+    return Routed(TriggerIgnored(
+        pipeline=copy.pipeline, trigger_event_id=copy.trigger.event_id,
+        reason=reason, detail=detail,
+    ))
+
+
+def _accepted(spec: PipelineSpec, copy: PipelineTriggered) -> Routed:
+    run_id = run_id_for(copy.pipeline, copy.trigger.event_id)
+    request = RunRequested(
+        run_id=run_id, spec=spec, trigger=copy.trigger,
+        priority=PRIORITY.get(copy.trigger.type, 0),
+    )
+    accepted = TriggerAccepted(
+        pipeline=copy.pipeline, trigger_event_id=copy.trigger.event_id, run_id=run_id,
+    )
+    return Routed(accepted, request)
+
+
+# ---------------------------------------------------------------------------- envelopes
+
+
+def decision_envelope(routed: Routed, source: Envelope[Payload], now: float) -> Envelope[Payload]:
+    """For baton.trigger-log: the subject carries the trigger type, which evolve_router reads."""
+    trigger = _trigger_of(source)
+    return envelope(
+        routed.decision, id=f"{source.id}/routed", time=now, source=ROUTER_SOURCE,
+        subject=trigger.type, correlation_id=trigger.event_id, causation_id=source.id,
+    )
+
+
+def request_envelope(
+    request: RunRequested, source: Envelope[Payload], now: float
+) -> Envelope[Payload]:
+    """For baton.intents: the id is derived from the run id, so a repeat is a duplicate."""
+    return envelope(
+        request, id=f"{request.run_id}/requested", time=now, source=ROUTER_SOURCE,
+        subject=request.run_id, correlation_id=request.trigger.event_id, causation_id=source.id,
+    )
+
+
+def _trigger_of(env: Envelope[Payload]) -> TriggerInfo:
+    if not isinstance(env.data, PipelineTriggered):
+        raise InvalidInput(f"{env.type} {env.id} is not a pipeline_triggered event")
+    return env.data.trigger

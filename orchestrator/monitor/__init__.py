@@ -1,0 +1,1 @@
+"""Drift monitoring: pure statistics that decide when new data warrants retraining."""

@@ -1,0 +1,89 @@
+"""The drift monitor's shell: load the model's training data and a new batch, compare, and
+publish a drift event only when the statistics say so."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import numpy as np
+
+from events.envelope import Envelope
+from events.payloads import Payload
+from events.triggers import DriftDetected
+from orchestrator.bus import Bus
+from orchestrator.cli.errors import NotFound, UsageError
+from orchestrator.monitor.drift import DriftReport, compare
+from orchestrator.service.triggers import publish_trigger
+
+
+def path_of(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise UsageError(f"{uri}: only file:// URIs and paths can be read by the monitor")
+    return Path(parsed.path)
+
+
+def load_features(path: Path) -> np.ndarray[Any, Any]:
+    """Features from an .npz (array 'X') or .npy file."""
+    if not path.exists():
+        raise UsageError(f"{path}: no such file (give an .npz with an 'X' array, or an .npy)")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read features: {exc}") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        if "X" not in data.files:
+            raise UsageError(f"{path}: the .npz has no 'X' array (it has {', '.join(data.files)})")
+        return np.asarray(data["X"], dtype=float)
+    return np.asarray(data, dtype=float)
+
+
+def training_data_uri(model_doc: dict[str, Any]) -> str:
+    """The dataset a model version was trained on, from its lineage (the trigger payload)."""
+    payload = model_doc["lineage"]["trigger"]["payload"]
+    uri = payload.get("uri") or payload.get("dataset_uri")
+    if not uri:
+        raise NotFound(f"model {model_doc['model']} v{model_doc['version']} has no dataset uri "
+                       "in its lineage; pass --reference PATH")
+    return str(uri)
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    model: dict[str, Any]
+    reference: Path
+    batch: Path
+    method: Literal["psi", "ks"] = "psi"
+    threshold: float = 0.2
+    retrain_uri: str | None = None
+    retrain_version: str | None = None
+
+
+def run_check(check: DriftCheck) -> tuple[DriftReport, DriftDetected | None]:
+    report = compare(load_features(check.reference), load_features(check.batch),
+                     method=check.method, threshold=check.threshold)
+    if not report.drifted:
+        return report, None
+    lineage = check.model["lineage"]
+    retrain = check.retrain_uri or check.batch.resolve().as_uri()
+    event = DriftDetected(
+        model=check.model["model"], model_version=check.model["version"],
+        dataset=lineage.get("dataset") or "unknown",
+        dataset_version=check.retrain_version or check.batch.stem,
+        dataset_uri=retrain, dataset_sha256=_sha256(path_of(retrain)),
+        method=check.method, threshold=check.threshold, score=report.max_score,
+        drifted_features=report.drifted_features, top_scores=dict(report.top(10)),
+    )
+    return report, event
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+async def publish_drift(bus: Bus, event: DriftDetected) -> Envelope[Payload]:
+    return await publish_trigger(bus, event, source="baton.monitor.drift")

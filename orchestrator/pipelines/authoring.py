@@ -1,0 +1,87 @@
+"""The Python way to declare a pipeline: decorate plain functions, dependencies by name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from events.common import Resources
+from events.pipeline import GateSpec, PipelineSpec, RegisterSpec, RetryPolicy, TaskSpec, TriggerSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def on_data_arrived(dataset: str, *, cooldown_s: float = 0.0) -> TriggerSpec:
+    return TriggerSpec(on="data_arrived", dataset=dataset, cooldown_s=cooldown_s)
+
+
+def on_drift(model: str, *, cooldown_s: float = 3600.0) -> TriggerSpec:
+    return TriggerSpec(on="drift_detected", model=model, cooldown_s=cooldown_s)
+
+
+def manual() -> TriggerSpec:
+    return TriggerSpec(on="manual")
+
+
+class Pipeline:
+    """Collects tasks in declaration order; `spec()` compiles and validates them.
+
+    A function's parameters name its upstream tasks (`ctx` excepted), so the data flow
+    and the dependency graph are written once.
+    """
+
+    def __init__(self, name: str, *, triggers: Sequence[TriggerSpec] = (manual(),),
+                 deadline_s: float = 3600.0, description: str = "") -> None:
+        self.name = name
+        self.triggers = tuple(triggers)
+        self.deadline_s = deadline_s
+        self.description = description
+        self._tasks: list[TaskSpec] = []
+
+    def task(self, *, name: str | None = None, after: Sequence[str] = (), cpus: float = 1.0,
+             memory: int | str = 256, gpus: int = 0, labels: Mapping[str, str] | None = None,
+             retries: int = 0, backoff_s: float = 1.0, timeout_s: float | None = None,
+             params: Mapping[str, Any] | None = None) -> Callable[[F], F]:
+        """Declare a task; `retries` is extra attempts after the first."""
+        def decorate(fn: F) -> F:
+            deps = [p for p in inspect.signature(fn).parameters if p != "ctx"]
+            self._tasks.append(TaskSpec(
+                name=name or fn.__name__, function=f"{fn.__module__}:{fn.__qualname__}",
+                deps=(*deps, *[a for a in after if a not in deps]),
+                resources=Resources(cpus=cpus, memory_mb=_memory(memory), gpus=gpus,
+                                    labels=dict(labels or {})),
+                retry=RetryPolicy(max_attempts=retries + 1, backoff_s=backoff_s),
+                timeout_s=timeout_s, params=dict(params or {}),
+            ))
+            return fn
+        return decorate
+
+    def gate(self, name: str, *, metrics_from: str, minimum: Mapping[str, float] | None = None,
+             no_worse_than_current: Sequence[str] = (), model: str | None = None) -> None:
+        gate = GateSpec(metrics_from=metrics_from, minimum=dict(minimum or {}),
+                        no_worse_than_current=tuple(no_worse_than_current), model=model)
+        self._tasks.append(TaskSpec(name=name, kind="gate", deps=(metrics_from,), gate=gate,
+                                    resources=Resources(cpus=0, memory_mb=0)))
+
+    def register(self, name: str, *, model: str, artifact_from: str, after: Sequence[str],
+                 metrics_from: str | None = None) -> None:
+        reg = RegisterSpec(model=model, artifact_from=artifact_from, metrics_from=metrics_from)
+        self._tasks.append(TaskSpec(name=name, kind="register", deps=tuple(after),
+                                    registration=reg, resources=Resources(cpus=0, memory_mb=0)))
+
+    def spec(self) -> PipelineSpec:
+        from orchestrator.pipelines.validation import check
+
+        spec = PipelineSpec(name=self.name, tasks=tuple(self._tasks), triggers=self.triggers,
+                            deadline_s=self.deadline_s, description=self.description)
+        check(spec, source=f"pipeline {self.name!r}")
+        return spec
+
+
+def _memory(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    from agents.capabilities import parse_memory
+
+    return parse_memory(value)

@@ -1,0 +1,1 @@
+"""Thin async shells around the pure core: coordinator loops, stages, views."""

@@ -1,0 +1,153 @@
+"""The coordinator shell: one sequential loop per partition group, each commit one transaction.
+
+Takeover order (ARCHITECTURE.md): read committed input offsets -> restore runs-k from the log
+-> decide. Every batch: decode -> decide -> fold -> append decisions, commands and dead
+letters and advance the input positions in a single bus commit. If a commit fails, the
+state that was folded ahead of the log is thrown away and restored from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from events import topics
+from events.codec import decode, encode
+from events.commands import CancelTask, ExecuteTask
+from events.dlq import DeadLetter
+from events.envelope import Envelope
+from events.errors import EventParseError
+from events.payloads import Payload
+from events.registry import RegisterModel
+from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
+from orchestrator.core.decide import Input, Tick, decide, next_deadline
+from orchestrator.core.decider import Settings
+from orchestrator.core.errors import InvalidInput
+from orchestrator.core.evolve import InFlight, evolve
+from orchestrator.core.state import CoordinatorState
+from orchestrator.service.views import FleetView, ModelsView
+
+GROUP = "baton.coordinator"
+BATCH = 256
+log = logging.getLogger(__name__)
+
+
+def route(env: Envelope[Payload], k: int) -> Outgoing:
+    """Where a decision goes: the run log (partition k), an agent, or the registry."""
+    data = env.data
+    if isinstance(data, ExecuteTask | CancelTask):
+        return Outgoing(topics.COMMANDS, data.agent_id, encode(env))
+    if isinstance(data, RegisterModel):
+        return Outgoing(topics.MODEL_REQUESTS, data.model, encode(env))
+    return Outgoing(topics.RUNS, env.subject, encode(env), partition=k)
+
+
+def dead_letter(record: Record, reason: str) -> Outgoing:
+    letter = DeadLetter.of(topic=record.topic, partition=record.partition, offset=record.offset,
+                           key=record.key, reason=reason, consumer=GROUP, value=record.value)
+    return Outgoing(topics.DLQ, record.key, letter.model_dump_json().encode())
+
+
+@dataclass
+class GroupLoop:
+    """Owns partition group k: intents-k and reports-k in, runs-k out."""
+
+    bus: Bus
+    k: int
+    fleet: FleetView
+    models: ModelsView
+    in_flight: InFlight
+    settings: Settings = field(default_factory=Settings)
+    clock: Callable[[], float] = time.time
+    state: CoordinatorState = field(default_factory=CoordinatorState)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    restored: asyncio.Event = field(default_factory=asyncio.Event)
+    _fleet_version: int = -1
+
+    @property
+    def inputs(self) -> tuple[TopicPartition, TopicPartition]:
+        return TopicPartition(topics.INTENTS, self.k), TopicPartition(topics.REPORTS, self.k)
+
+    async def restore(self) -> int:
+        """Fold runs-k from the start; returns the number of events replayed."""
+        for run in self.state.runs.values():  # forget this group's share of the capacity index
+            for task in run.tasks.values():
+                if task.current is not None:
+                    self.in_flight.get(task.current.agent_id, {}).pop(task.current.attempt_id, None)
+        self.state = CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
+                                      in_flight=self.in_flight)
+        tp, start, count = TopicPartition(topics.RUNS, self.k), 0, 0
+        while batch := await self.bus.read(tp, start, 5000):
+            for record in batch:
+                evolve(self.state, decode(record.value))
+            start, count = batch[-1].offset + 1, count + len(batch)
+        for itp in self.inputs:
+            self.positions[itp] = await self.bus.committed(GROUP, itp)
+        self.restored.set()
+        return count
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.fleet.caught_up.wait()
+        await self.models.caught_up.wait()
+        await self.restore()
+        while not stop.is_set():
+            if not await self.step():
+                await self._idle(stop)
+
+    async def step(self) -> bool:
+        """Handle one batch of inputs, or a due tick; False when there was nothing to do."""
+        records = await self._read_inputs()
+        if records:
+            await self._commit(records)
+            return True
+        due = next_deadline(self.state)
+        if self.fleet.version != self._fleet_version or (due is not None and due <= self.clock()):
+            self._fleet_version = self.fleet.version
+            await self._commit([])
+            return True
+        return False
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        due = next_deadline(self.state)
+        timeout = 0.5 if due is None else max(0.0, min(0.5, due - self.clock()))
+        self.fleet.changed.clear()
+        await self.bus.wait(dict(self.positions), timeout=timeout)
+
+    async def _read_inputs(self) -> list[Record]:
+        records: list[Record] = []
+        for tp in self.inputs:
+            records.extend(await self.bus.read(tp, self.positions[tp], BATCH))
+        return records
+
+    async def _commit(self, records: list[Record]) -> None:
+        outgoing: list[Outgoing] = []
+        positions = dict(self.positions)
+        try:
+            for record in records:
+                outgoing.extend(self._handle(record))
+                positions[record.tp] = record.offset + 1
+            if not records:
+                outgoing.extend(self._decide(Tick()))
+            await self.bus.commit(GROUP, positions, outgoing)
+        except Exception:
+            log.exception("partition group %s: commit failed; restoring from the log", self.k)
+            await self.restore()
+            raise
+        self.positions = positions
+
+    def _handle(self, record: Record) -> list[Outgoing]:
+        try:
+            env = decode(record.value)
+            return self._decide(env)
+        except (EventParseError, InvalidInput) as exc:
+            return [dead_letter(record, str(exc))]
+
+    def _decide(self, input: Input) -> list[Outgoing]:
+        out = decide(self.state, input, self.clock(), self.settings)
+        for env in out:
+            if env.sequence is not None:
+                evolve(self.state, env)
+        return [route(env, self.k) for env in out]

@@ -1,0 +1,129 @@
+"""Process-wide views the decider reads: the fleet (baton.agents) and champions (baton.models).
+
+Expiry is measured on this process's monotonic clock from when each heartbeat arrived,
+never from the agent's own timestamps, so clock skew between machines cannot expire anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from events import topics
+from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
+from events.codec import decode
+from events.errors import EventParseError
+from events.registry import ModelRegistered
+from orchestrator.bus import Bus, Record, TopicPartition
+from orchestrator.core.state import AgentView, Champion
+
+log = logging.getLogger(__name__)
+
+
+async def read_all(bus: Bus, topic: str, positions: dict[TopicPartition, int]) -> list[Record]:
+    """Everything after `positions` on every partition of `topic`; advances positions."""
+    out: list[Record] = []
+    for p in range(bus.partitions(topic)):
+        tp = TopicPartition(topic, p)
+        while True:
+            batch = await bus.read(tp, positions.get(tp, 0), 2000)
+            if not batch:
+                break
+            out.extend(batch)
+            positions[tp] = batch[-1].offset + 1
+    return out
+
+
+@dataclass
+class FleetView:
+    """Agents as this process sees them; `version` bumps on every change placement cares about."""
+
+    bus: Bus
+    expiry_s: float = 10.0
+    grace_s: float = 5.0
+    monotonic: Callable[[], float] = time.monotonic
+    agents: dict[str, AgentView] = field(default_factory=dict)
+    last_seen: dict[str, float] = field(default_factory=dict)
+    version: int = 0
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _positions: dict[TopicPartition, int] = field(default_factory=dict)
+    _started: float = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._started = self.monotonic()
+        tps = [TopicPartition(topics.AGENTS, p) for p in range(self.bus.partitions(topics.AGENTS))]
+        while not stop.is_set():
+            self.apply(await read_all(self.bus, topics.AGENTS, self._positions))
+            self.caught_up.set()
+            self.expire()
+            await self.bus.wait({tp: self._positions.get(tp, 0) for tp in tps},
+                                timeout=min(0.25, self.expiry_s / 4))
+
+    def apply(self, records: list[Record]) -> None:
+        for record in records:
+            try:
+                data = decode(record.value).data
+            except EventParseError as exc:
+                log.warning("unreadable agent record at %s@%s: %s", record.tp, record.offset, exc)
+                continue
+            self._observe(data)
+
+    def _observe(self, data: object) -> None:
+        now = self.monotonic()
+        if isinstance(data, AgentAdvertised):
+            self.agents[data.agent_id] = AgentView(data.agent_id, data.capabilities, data.lease_s)
+            self.last_seen[data.agent_id] = now
+            self._bump()
+        elif isinstance(data, AgentHeartbeat) and data.agent_id in self.agents:
+            self.last_seen[data.agent_id] = now
+        elif isinstance(data, AgentDraining | AgentStopped) and data.agent_id in self.agents:
+            view = self.agents[data.agent_id]
+            view.draining = view.draining or isinstance(data, AgentDraining)
+            view.stopped = isinstance(data, AgentStopped)
+            self._bump()
+
+    def expire(self) -> None:
+        """Mark silent agents lost (the decider then retries their attempts elsewhere)."""
+        now = self.monotonic()
+        if now - self._started < self.grace_s:
+            return
+        for agent_id, view in self.agents.items():
+            silent = now - self.last_seen.get(agent_id, now)
+            if view.lost_evidence is None and not view.stopped and silent > self.expiry_s:
+                view.lost_evidence = (f"no heartbeat for {silent:.1f}s "
+                                      f"(expiry {self.expiry_s:g}s, coordinator clock)")
+                self._bump()
+
+    def _bump(self) -> None:
+        self.version += 1
+        self.changed.set()
+
+
+@dataclass
+class ModelsView:
+    """The newest registered version of each model: what 'no worse than current' compares to."""
+
+    bus: Bus
+    champions: dict[str, Champion] = field(default_factory=dict)
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
+    _positions: dict[TopicPartition, int] = field(default_factory=dict)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tps = [TopicPartition(topics.MODELS, p) for p in range(self.bus.partitions(topics.MODELS))]
+        while not stop.is_set():
+            await self.refresh()
+            await self.bus.wait({tp: self._positions.get(tp, 0) for tp in tps}, timeout=0.5)
+
+    async def refresh(self) -> None:
+        for record in await read_all(self.bus, topics.MODELS, self._positions):
+            data = decode(record.value).data
+            if isinstance(data, ModelRegistered):
+                current = self.champions.get(data.model)
+                if current is None or data.version > current.version:
+                    self.champions[data.model] = Champion(data.model, data.version,
+                                                          dict(data.metrics))
+        self.caught_up.set()

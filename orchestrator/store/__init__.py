@@ -1,0 +1,1 @@
+"""Read models: SQLite projections of the run log for queries, rebuilt from the log at will."""

@@ -1,0 +1,198 @@
+"""The query store: run and model rows kept in step with the log, positions in the same
+transaction, so a crash never leaves rows and positions disagreeing (I4)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from events import topics
+from events.codec import decode
+from events.registry import ModelRegistered
+from orchestrator.bus import Bus, Record, TopicPartition
+from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.state import CoordinatorState
+from orchestrator.store.rows import run_row
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, status TEXT NOT NULL,
+  trigger_type TEXT NOT NULL, created_at REAL NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
+CREATE TABLE IF NOT EXISTS models (
+  model TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, doc TEXT NOT NULL,
+  PRIMARY KEY (model, version));
+CREATE TABLE IF NOT EXISTS positions (
+  topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+  PRIMARY KEY (topic, partition));
+"""
+
+
+async def connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path)
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA busy_timeout=5000")
+    await conn.executescript(SCHEMA)
+    await conn.commit()
+    return conn
+
+
+async def stored_positions(conn: aiosqlite.Connection) -> dict[TopicPartition, int]:
+    async with conn.execute("SELECT topic, partition, next_offset FROM positions") as cur:
+        return {TopicPartition(t, p): o async for t, p, o in cur}
+
+
+async def fold_runs(bus: Bus, upto: dict[TopicPartition, int] | None = None,
+                    state: CoordinatorState | None = None) -> CoordinatorState:
+    """Fold baton.runs from the start (to `upto` per partition when given)."""
+    state = state or initial_state()
+    for p in range(bus.partitions(topics.RUNS)):
+        tp, start = TopicPartition(topics.RUNS, p), 0
+        end = upto.get(tp, 0) if upto is not None else None
+        while end is None or start < end:
+            batch = await bus.read(tp, start, 5000 if end is None else min(5000, end - start))
+            if not batch:
+                break
+            for record in batch:
+                evolve(state, decode(record.value))
+            start = batch[-1].offset + 1
+    return state
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path, *, wait: bool) -> Iterator[bool]:
+    """One projection writer at a time: `baton up` holds it; CLI reads take it only if free."""
+    with path.with_suffix(".lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Projector:
+    """Keeps projections.db in step with baton.runs and baton.models."""
+
+    def __init__(self, bus: Bus, path: Path) -> None:
+        self.bus, self.path = bus, path
+        self.state = initial_state()
+        self.positions: dict[TopicPartition, int] = {}
+        self.caught_up = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        with writer_lock(self.path, wait=True):
+            conn = await self._open()
+            try:
+                while not stop.is_set():
+                    if not await self.step(conn):
+                        self.caught_up.set()
+                        await self.bus.wait(self._wanted(), timeout=0.5)
+            finally:
+                await conn.close()
+
+    async def catch_up_if_free(self) -> bool:
+        """Used by CLI reads when no `baton up` is projecting; False if one is."""
+        with writer_lock(self.path, wait=False) as free:
+            if not free:
+                return False
+            conn = await self._open()
+            try:
+                while await self.step(conn):
+                    pass
+            finally:
+                await conn.close()
+            return True
+
+    async def _open(self) -> aiosqlite.Connection:
+        conn = await connect(self.path)
+        self.positions = await stored_positions(conn)
+        runs_upto = {tp: o for tp, o in self.positions.items() if tp.topic == topics.RUNS}
+        self.state = await fold_runs(self.bus, runs_upto)
+        return conn
+
+    def _wanted(self) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for topic in (topics.RUNS, topics.MODELS):
+            for p in range(self.bus.partitions(topic)):
+                tp = TopicPartition(topic, p)
+                out[tp] = self.positions.get(tp, 0)
+        return out
+
+    async def step(self, conn: aiosqlite.Connection) -> bool:
+        """Apply what is new since the last step in one SQLite transaction."""
+        touched: set[str] = set()
+        models: list[ModelRegistered] = []
+        moved = False
+        for tp, start in self._wanted().items():
+            batch = await self.bus.read(tp, start, 2000)
+            if batch:
+                moved = True
+                self.positions[tp] = batch[-1].offset + 1
+                self._apply(batch, touched, models)
+        if moved:
+            await self._write(conn, touched, models)
+        return moved
+
+    def _apply(self, batch: list[Record], touched: set[str], models: list[ModelRegistered]
+               ) -> None:
+        for record in batch:
+            env = decode(record.value)
+            if record.topic == topics.RUNS:
+                evolve(self.state, env)
+                touched.add(env.subject)
+            elif isinstance(env.data, ModelRegistered):
+                models.append(env.data)
+
+    async def _write(self, conn: aiosqlite.Connection, touched: set[str],
+                     models: list[ModelRegistered]) -> None:
+        rows = [run_row(self.state.runs[r]) for r in touched if r in self.state.runs]
+        await conn.executemany(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
+            [(r["run_id"], r["pipeline"], r["status"], r["trigger_type"], r["created_at"],
+              json.dumps(r, sort_keys=True)) for r in rows])
+        await conn.executemany(
+            "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)",
+            [(m.model, m.version, m.run_id, m.model_dump_json()) for m in models])
+        await conn.executemany(
+            "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
+            [(tp.topic, tp.partition, o) for tp, o in self.positions.items()])
+        await conn.commit()
+
+
+async def list_runs(conn: aiosqlite.Connection, *, status: str | None = None,
+                    pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    query, args = "SELECT doc FROM runs WHERE 1=1", []
+    if status:
+        query, args = query + " AND status = ?", [*args, status]
+    if pipeline:
+        query, args = query + " AND pipeline = ?", [*args, pipeline]
+    async with conn.execute(query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)) as cur:
+        return [json.loads(doc) async for (doc,) in cur]
+
+
+async def find_run(conn: aiosqlite.Connection, run_id: str) -> list[dict[str, Any]]:
+    """Runs whose id starts with `run_id` (a unique prefix is enough, as with git)."""
+    async with conn.execute("SELECT doc FROM runs WHERE run_id LIKE ? LIMIT 5",
+                            (run_id.replace("%", "") + "%",)) as cur:
+        return [json.loads(doc) async for (doc,) in cur]
+
+
+async def list_models(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
+    async with conn.execute("SELECT doc FROM models ORDER BY model, version") as cur:
+        return [json.loads(doc) async for (doc,) in cur]
+
+
+async def all_run_rows(conn: aiosqlite.Connection) -> dict[str, dict[str, Any]]:
+    async with conn.execute("SELECT run_id, doc FROM runs") as cur:
+        return {rid: json.loads(doc) async for rid, doc in cur}

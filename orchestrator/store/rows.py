@@ -1,0 +1,34 @@
+"""What a query sees of a run: one pure function of the folded state, used live and in verify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.core.state import RunState, TaskState
+
+
+def run_row(run: RunState) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id, "pipeline": run.pipeline, "pipeline_version": run.spec.version(),
+        "trigger_type": run.trigger.type, "trigger_event_id": run.trigger.event_id,
+        "trigger_subject": run.trigger.subject, "status": run.status, "reason": run.reason,
+        "priority": run.priority, "created_at": run.created_at, "finished_at": run.finished_at,
+        "sequence": run.seq, "ignored_inputs": run.ignored,
+        "models": [{"name": m, "version": v} for m, v in run.models],
+        "tasks": [task_row(t) for t in run.tasks.values()],
+    }
+
+
+def task_row(task: TaskState) -> dict[str, Any]:
+    current = task.current
+    counted = [a for a in task.attempts if a.status != "rejected"]
+    return {
+        "name": task.name, "status": task.status,
+        "attempts": len(counted),
+        "attempt_ids": [a.attempt_id for a in counted],
+        "agent_id": current.agent_id if current else None,
+        "progress": task.progress, "progress_message": task.progress_message,
+        "waiting": task.waiting, "error": task.error,
+        "output": task.output.model_dump(mode="json") if task.output else None,
+        "metrics": dict(task.metrics), "metadata": dict(task.metadata),
+    }

@@ -1,0 +1,71 @@
+"""Task functions the worker tests run in worker processes."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+
+from agents.task_api import Result, TaskContext, TaskError
+
+NOT_CALLABLE = 42
+
+
+def add(left: int, right: int) -> int:
+    return left + right
+
+
+def noop() -> None:
+    return None
+
+
+def scored(values: list[float]) -> Result:
+    return Result(
+        value=sorted(values),
+        metrics={"mean": sum(values) / len(values)},
+        metadata={"count": len(values), "source": "test"},
+    )
+
+
+def fails() -> None:
+    raise ValueError("bad input row 7")
+
+
+def fails_for_good() -> None:
+    raise TaskError("schema is wrong", retryable=False)
+
+
+def exits_hard() -> None:
+    os._exit(3)
+
+
+def segfaults() -> None:
+    ctypes.string_at(0)
+
+
+def hangs(ctx: TaskContext) -> None:
+    """Reports its pid as progress, so a test can watch the process, then never returns."""
+    ctx.progress(0.0, str(os.getpid()))
+    threading.Event().wait()
+
+
+def reports_progress(ctx: TaskContext) -> str:
+    ctx.progress(0.5, "half way")
+    ctx.progress(2.0, "done")
+    return ctx.run_id
+
+
+def environment() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in ("CUDA_VISIBLE_DEVICES", "BATON_FLAVOUR")}
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def waits_at_gate(gate: str, ctx: TaskContext) -> int:
+    """Blocks until the test writes to the FIFO named `gate`: a release the test controls."""
+    ctx.progress(0.0, "started")
+    Path(gate).read_text()
+    return os.getpid()

@@ -1,0 +1,388 @@
+"""Worker processes run task code so that a task that fails, crashes or hangs fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.artifacts import ArtifactStore
+from agents.task_api import ContextData
+from agents.workers import Failed, Invocation, Outcome, Succeeded, WorkerPool
+
+TASKS = "tests.agents.sample_tasks"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+async def pool(store: ArtifactStore) -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(store.root, size=2)
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
+def invocation(function: str, attempt_id: str = "a-1", **kwargs: Any) -> Invocation:
+    context = ContextData(
+        run_id="run-1", pipeline="demo", task=function, attempt=1, attempt_id=attempt_id
+    )
+    inputs = kwargs.pop("inputs", {})
+    return Invocation(attempt_id, f"{TASKS}:{function}", inputs, context, **kwargs)
+
+
+def succeeded(outcome: Outcome) -> Succeeded:
+    assert isinstance(outcome, Succeeded), outcome
+    return outcome
+
+
+def failed(outcome: Outcome) -> Failed:
+    assert isinstance(outcome, Failed), outcome
+    return outcome
+
+
+async def output_of(pool: WorkerPool, store: ArtifactStore, inv: Invocation) -> Any:
+    return store.get_object(succeeded(await pool.run(inv)).output)
+
+
+async def started_pid(pool: WorkerPool, inv: Invocation) -> tuple[asyncio.Task[Outcome], int]:
+    """Starts `hangs`, which reports its pid as its first progress message."""
+    pid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def on_progress(_: float, message: str) -> None:
+        if not pid.done():
+            pid.set_result(int(message))
+
+    return asyncio.create_task(pool.run(inv, on_progress)), await pid
+
+
+def watch(pids: Iterable[int]) -> list[int]:
+    """pidfds opened while the processes live; each turns readable when its process ends."""
+    return [os.pidfd_open(pid) for pid in pids]
+
+
+async def exits(pidfds: list[int]) -> None:
+    loop = asyncio.get_running_loop()
+    waits = []
+    for fd in pidfds:
+        exited = loop.create_future()
+        loop.add_reader(fd, _exited, loop, fd, exited)
+        waits.append(exited)
+    await asyncio.gather(*waits)
+
+
+def _exited(loop: asyncio.AbstractEventLoop, fd: int, done: asyncio.Future[None]) -> None:
+    loop.remove_reader(fd)
+    os.close(fd)
+    done.set_result(None)
+
+
+async def test_a_task_receives_its_inputs_and_its_output_is_stored(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # given
+    inputs = {"left": store.put_object(2), "right": store.put_object(40)}
+    # when
+    outcome = succeeded(await pool.run(invocation("add", inputs=inputs)))
+    # then
+    assert store.get_object(outcome.output) == 42
+    assert outcome.metrics == {}
+    assert outcome.duration_s > 0
+
+
+async def test_a_result_carries_its_metrics_and_metadata(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # given
+    inv = invocation("scored", inputs={"values": store.put_object([3.0, 1.0])})
+    # when
+    outcome = succeeded(await pool.run(inv))
+    # then
+    assert store.get_object(outcome.output) == [1.0, 3.0]
+    assert outcome.metrics == {"mean": 2.0}
+    assert outcome.metadata == {"count": 2, "source": "test"}
+
+
+async def test_an_exception_fails_the_attempt_as_retryable(pool: WorkerPool) -> None:
+    # when
+    outcome = failed(await pool.run(invocation("fails")))
+    # then
+    assert (outcome.reason, outcome.error_type, outcome.retryable) == (
+        "exception",
+        "ValueError",
+        True,
+    )
+    assert outcome.message == "bad input row 7"
+    assert "in fails" in outcome.traceback
+
+
+async def test_a_task_error_can_forbid_retries(pool: WorkerPool) -> None:
+    # when
+    outcome = failed(await pool.run(invocation("fails_for_good")))
+    # then
+    assert (outcome.reason, outcome.error_type, outcome.retryable) == (
+        "exception",
+        "TaskError",
+        False,
+    )
+    assert outcome.message == "schema is wrong"
+
+
+async def test_a_worker_that_exits_is_reported_crashed_and_the_pool_carries_on(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # when
+    outcome = failed(await pool.run(invocation("exits_hard")))
+    # then
+    assert outcome.reason == "crashed"
+    assert "exited with code 3" in outcome.message
+    assert await output_of(pool, store, invocation("noop", "a-2")) is None
+
+
+async def test_a_segfault_is_reported_with_its_signal(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # when
+    outcome = failed(await pool.run(invocation("segfaults")))
+    # then
+    assert outcome.reason == "crashed"
+    assert "killed by signal SIGSEGV" in outcome.message
+    assert await output_of(pool, store, invocation("noop", "a-2")) is None
+
+
+async def test_a_hanging_task_is_killed_at_its_timeout_and_the_pool_carries_on(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # given
+    run, pid = await started_pid(pool, invocation("hangs", timeout_s=0.3))
+    pidfds = watch([pid])
+    # when
+    outcome = failed(await run)
+    # then
+    assert outcome.reason == "timed_out"
+    assert "exceeded its timeout of 0.3 s" in outcome.message
+    assert 0.3 <= outcome.duration_s < 5
+    await asyncio.wait_for(exits(pidfds), 5)
+    assert await output_of(pool, store, invocation("noop", "a-2")) is None
+
+
+async def test_a_cancelled_attempt_is_killed_and_reported_cancelled(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # given
+    run, pid = await started_pid(pool, invocation("hangs", "slow"))
+    pidfds = watch([pid])
+    # when
+    found = await pool.cancel("slow")
+    # then
+    assert found
+    assert failed(await run).reason == "cancelled"
+    await asyncio.wait_for(exits(pidfds), 5)
+    assert await pool.cancel("slow") is False
+    assert await output_of(pool, store, invocation("noop", "a-2")) is None
+
+
+async def test_abandoning_a_run_kills_its_worker_and_the_pool_carries_on(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # given
+    run, pid = await started_pid(pool, invocation("hangs"))
+    pidfds = watch([pid])
+    # when
+    run.cancel()
+    # then
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await asyncio.wait_for(exits(pidfds), 5)
+    assert await output_of(pool, store, invocation("noop", "a-2")) is None
+
+
+async def test_an_invocation_that_cannot_be_pickled_is_invalid(pool: WorkerPool) -> None:
+    # given
+    inv = invocation("noop")
+    context = ContextData("r", "p", "t", 1, "a-1", trigger={"callback": lambda: None})
+    # when
+    outcome = failed(await pool.run(Invocation("a-1", inv.function, {}, context)))
+    # then
+    assert (outcome.reason, outcome.retryable) == ("invalid_task", False)
+    assert "cannot be sent to a worker" in outcome.message
+
+
+async def test_progress_reports_reach_the_callback(pool: WorkerPool, store: ArtifactStore) -> None:
+    # given
+    reports: list[tuple[float, str]] = []
+    # when
+    outcome = succeeded(
+        await pool.run(invocation("reports_progress"), lambda f, m: reports.append((f, m)))
+    )
+    # then
+    assert reports == [(0.5, "half way"), (1.0, "done")]
+    assert store.get_object(outcome.output) == "run-1"
+
+
+async def test_a_gpu_invocation_sees_only_its_gpus_in_a_process_of_its_own(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # given
+    inv = invocation("environment", gpus=(1, 3), env={"BATON_FLAVOUR": "vanilla"})
+    # when
+    seen = await output_of(pool, store, inv)
+    # then
+    assert seen == {"CUDA_VISIBLE_DEVICES": "1,3", "BATON_FLAVOUR": "vanilla"}
+    pooled = await output_of(pool, store, invocation("environment", "a-2"))
+    assert pooled["BATON_FLAVOUR"] is None
+
+
+async def test_a_dedicated_process_exits_after_its_invocation(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # when
+    pid = await output_of(pool, store, invocation("pid", gpus=(0,)))
+    # then
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.parametrize(
+    ("function", "complaint"),
+    [
+        ("tests.agents.no_such_module:run", "'tests.agents.no_such_module' cannot be imported"),
+        (f"{TASKS}:no_such_function", "has no attribute 'no_such_function'"),
+        (f"{TASKS}:NOT_CALLABLE", "is not callable"),
+        (f"{TASKS}:add", "cannot take its inputs"),
+        ("no_colon", "write it as 'package.module:function'"),
+    ],
+)
+async def test_a_task_that_cannot_be_called_is_invalid_and_not_retried(
+    pool: WorkerPool, function: str, complaint: str
+) -> None:
+    # given
+    inv = invocation("noop")
+    # when
+    outcome = failed(await pool.run(Invocation("a-1", function, {}, inv.context)))
+    # then
+    assert (outcome.reason, outcome.retryable) == ("invalid_task", False)
+    assert complaint in outcome.message
+
+
+async def test_no_more_attempts_than_the_pool_size_run_at_once(
+    pool: WorkerPool, store: ArtifactStore, tmp_path: Path
+) -> None:
+    # given three attempts held at gates, and a log of what happens when
+    gates = [tmp_path / f"gate-{i}" for i in range(3)]
+    for gate in gates:
+        os.mkfifo(gate)
+    log: list[str] = []
+    started: asyncio.Queue[int] = asyncio.Queue()
+
+    def on_start(i: int) -> Callable[[float, str], None]:
+        def record(_: float, __: str) -> None:
+            log.append(f"start {i}")
+            started.put_nowait(i)
+
+        return record
+
+    invs = [
+        invocation("waits_at_gate", f"g{i}", inputs={"gate": store.put_object(str(g))})
+        for i, g in enumerate(gates)
+    ]
+    runs = [asyncio.create_task(pool.run(inv, on_start(i))) for i, inv in enumerate(invs)]
+    first, second = await started.get(), await started.get()
+    # when the first attempt is released
+    log.append("release")
+    await asyncio.to_thread(gates[first].write_text, "go")
+    third = await started.get()
+    # then the third started only after a slot was freed
+    assert {first, second, third} == {0, 1, 2}
+    assert log.index(f"start {third}") > log.index("release")
+    for i in (second, third):
+        await asyncio.to_thread(gates[i].write_text, "go")
+    pids = {store.get_object(succeeded(await run).output) for run in runs}
+    assert len(pids) <= 2
+
+
+async def test_workers_are_reused_between_invocations(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # when
+    pids = {await output_of(pool, store, invocation("pid", f"a-{i}")) for i in range(6)}
+    # then
+    assert len(pids) <= 2
+    assert os.getpid() not in pids
+
+
+async def test_a_no_op_round_trip_on_a_warm_pool_is_fast(pool: WorkerPool) -> None:
+    # given
+    inv = invocation("noop")
+    succeeded(await pool.run(inv))
+    # when
+    began = time.perf_counter()
+    for _ in range(200):
+        succeeded(await pool.run(inv))
+    mean_s = (time.perf_counter() - began) / 200
+    # then (loose bound: a spawned process per call would cost tens of milliseconds)
+    assert mean_s < 0.005
+
+
+async def test_closing_the_pool_leaves_no_worker_processes(store: ArtifactStore) -> None:
+    # given
+    pool = WorkerPool(store.root, size=2)
+    run, hanging = await started_pid(pool, invocation("hangs", "h"))
+    idle = await output_of(pool, store, invocation("pid", "p"))
+    fds = watch([hanging, idle])
+    # when
+    await pool.close()
+    # then
+    assert failed(await run).reason == "cancelled"
+    assert select.select(fds, [], [], 0)[0] == fds
+    for fd in fds:
+        os.close(fd)
+
+
+PARENT_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from agents.task_api import ContextData
+from agents.workers import Invocation, WorkerPool
+
+async def main():
+    pool = WorkerPool(Path(sys.argv[1]), size=2)
+    ctx = ContextData(run_id="r", pipeline="p", task="t", attempt=1, attempt_id="x")
+    show = lambda _, pid: print(pid, flush=True)
+    pooled = Invocation("a", "tests.agents.sample_tasks:hangs", {}, ctx)
+    dedicated = Invocation("b", "tests.agents.sample_tasks:hangs", {}, ctx, gpus=(0,))
+    await asyncio.gather(pool.run(pooled, show), pool.run(dedicated, show))
+
+asyncio.run(main())
+"""
+
+
+async def test_workers_die_when_their_parent_is_killed(tmp_path: Path) -> None:
+    # given a parent running a pooled and a dedicated task that never finish
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PARENT_SCRIPT,
+        str(tmp_path),
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert parent.stdout is not None
+    pidfds = watch([int(await parent.stdout.readline()) for _ in range(2)])
+    # when
+    parent.send_signal(signal.SIGKILL)
+    await parent.wait()
+    # then
+    await asyncio.wait_for(exits(pidfds), 10)

@@ -1,0 +1,121 @@
+"""A pure test harness: feeds inputs to decide, folds the output, plays agents by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from events import reports as rp
+from events.commands import CancelTask, ExecuteTask
+from events.common import ArtifactRef, Capabilities, Resources
+from events.envelope import Envelope, envelope
+from events.intents import RunCancelRequested, RunRequested
+from events.payloads import Payload
+from events.pipeline import PipelineSpec, RetryPolicy, TaskSpec
+from events.registry import RegisterModel
+from events.runs import RunCreated
+from events.triggers import TriggerInfo
+from orchestrator.core.decide import Tick, decide
+from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.ids import run_id_for
+from orchestrator.core.state import AgentView, CoordinatorState, RunState
+
+SHA = "0" * 64
+
+
+def ref(name: str) -> ArtifactRef:
+    return ArtifactRef(uri=f"file:///artifacts/{name}", sha256=SHA, size=1)
+
+
+def task(name: str, *deps: str, attempts: int = 1, timeout_s: float | None = None,
+         cpus: float = 1.0, gpus: int = 0, backoff_s: float = 1.0) -> TaskSpec:
+    return TaskSpec(name=name, function=f"tests.core.fake:{name}", deps=deps,
+                    resources=Resources(cpus=cpus, memory_mb=100, gpus=gpus),
+                    retry=RetryPolicy(max_attempts=attempts, backoff_s=backoff_s),
+                    timeout_s=timeout_s)
+
+
+def pipeline(*tasks: TaskSpec, name: str = "p", deadline_s: float = 3600) -> PipelineSpec:
+    return PipelineSpec(name=name, tasks=tasks, deadline_s=deadline_s)
+
+
+@dataclass
+class Harness:
+    """Given / when / then over the real decide and evolve; `log` is everything appended."""
+
+    state: CoordinatorState = field(default_factory=initial_state)
+    now: float = 1_000.0
+    log: list[Envelope[Payload]] = field(default_factory=list)
+    commands: list[Envelope[Payload]] = field(default_factory=list)
+    counter: int = 0
+
+    def agent(self, agent_id: str = "a1", cpus: float = 4, gpus: int = 0) -> None:
+        from events.common import GpuInfo
+
+        caps = Capabilities(cpus=cpus, memory_mb=8000,
+                            gpus=tuple(GpuInfo(index=i) for i in range(gpus)))
+        self.state.agents[agent_id] = AgentView(agent_id=agent_id, capabilities=caps, lease_s=5)
+
+    def feed(self, data: Payload, *, id: str | None = None) -> list[Envelope[Payload]]:
+        self.counter += 1
+        env = envelope(data, id=id or f"in-{self.counter}", time=self.now, source="test",
+                       subject=getattr(data, "run_id", "x"))
+        return self._apply(decide(self.state, env, self.now))
+
+    def tick(self, at: float | None = None) -> list[Envelope[Payload]]:
+        if at is not None:
+            self.now = at
+        return self._apply(decide(self.state, Tick(), self.now))
+
+    def _apply(self, out: list[Envelope[Payload]]) -> list[Envelope[Payload]]:
+        for env in out:
+            if isinstance(env.data, ExecuteTask | CancelTask | RegisterModel):
+                self.commands.append(env)
+            else:
+                self.log.append(env)
+                evolve(self.state, env)
+        return out
+
+    def start(self, spec: PipelineSpec, key: str = "t1") -> str:
+        run_id = run_id_for(spec.name, key)
+        trig = TriggerInfo(type="manual", event_id=key, subject=spec.name)
+        self.feed(RunRequested(run_id=run_id, spec=spec, trigger=trig), id=f"req-{key}")
+        return run_id
+
+    def run(self, run_id: str) -> RunState:
+        return self.state.runs[run_id]
+
+    def executes(self) -> list[ExecuteTask]:
+        return [c.data for c in self.commands if isinstance(c.data, ExecuteTask)]
+
+    def last_execute(self, task_name: str) -> ExecuteTask:
+        return [e for e in self.executes() if e.task == task_name][-1]
+
+    def report(self, kind: type[rp.AttemptReport], cmd: ExecuteTask, **extra: Any
+               ) -> list[Envelope[Payload]]:
+        data = kind(run_id=cmd.run_id, task=cmd.task, attempt=cmd.attempt,
+                    attempt_id=cmd.attempt_id, agent_id=extra.pop("agent_id", cmd.agent_id),
+                    **extra)
+        return self.feed(data)
+
+    def complete(self, task_name: str, metrics: dict[str, float] | None = None) -> None:
+        cmd = self.last_execute(task_name)
+        self.report(rp.AttemptAccepted, cmd)
+        self.report(rp.AttemptStarted, cmd)
+        self.report(rp.AttemptSucceeded, cmd, output=ref(task_name), metrics=metrics or {})
+
+    def fail(self, task_name: str, retryable: bool = True) -> None:
+        cmd = self.last_execute(task_name)
+        self.report(rp.AttemptStarted, cmd)
+        self.report(rp.AttemptFailed, cmd, reason="exception", message="boom",
+                    retryable=retryable)
+
+    def cancel(self, run_id: str) -> None:
+        self.feed(RunCancelRequested(run_id=run_id, reason="user"))
+
+    def types(self, run_id: str) -> list[str]:
+        return [e.type for e in self.log if getattr(e.data, "run_id", None) == run_id]
+
+    def created(self, run_id: str) -> RunCreated:
+        return next(e.data for e in self.log
+                    if isinstance(e.data, RunCreated) and e.data.run_id == run_id)

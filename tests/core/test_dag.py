@@ -1,0 +1,106 @@
+"""DAG validation and ordering: every rejection names the tasks involved."""
+
+from __future__ import annotations
+
+import pytest
+
+from events.pipeline import TaskSpec
+from orchestrator.core import dag
+from orchestrator.core.errors import SpecError
+from tests.core.harness import pipeline, task
+from tests.core.support import gate_task, register_task
+
+
+def problems(*tasks: TaskSpec) -> list[str]:
+    with pytest.raises(SpecError) as err:
+        dag.validate(pipeline(*tasks, name="demo"))
+    return err.value.problems
+
+
+def test_a_valid_dag_passes_validation() -> None:
+    dag.validate(pipeline(task("a"), task("b", "a"), task("c", "a"), task("d", "b", "c")))
+
+
+def test_a_cycle_is_rejected_with_the_path_of_the_cycle() -> None:
+    found = problems(task("a", "c"), task("b", "a"), task("c", "b"), task("d"))
+
+    (message,) = found
+    assert message.startswith("pipeline 'demo': tasks form a cycle: ")
+    path = message.rsplit(": ", 1)[1].split(" -> ")
+    assert path[0] == path[-1], "the cycle closes on its first task"
+    assert set(path) == {"a", "b", "c"}
+
+
+def test_a_task_depending_on_itself_is_a_cycle() -> None:
+    (message,) = problems(task("a", "a"))
+
+    assert "cycle: a -> a" in message
+
+
+def test_an_unknown_dependency_is_rejected_naming_the_task_and_the_missing_dep() -> None:
+    (message,) = problems(task("a"), task("b", "nope"))
+
+    assert message == ("pipeline 'demo': task 'b' depends on unknown task 'nope' "
+                       "(known: a, b)")
+
+
+def test_a_duplicate_task_name_is_rejected_naming_the_task() -> None:
+    (message,) = problems(task("a"), task("b"), task("a"))
+
+    assert message == "pipeline 'demo': task 'a' is declared twice"
+
+
+def test_every_structural_problem_is_reported_not_only_the_first() -> None:
+    found = problems(task("a"), task("a"), task("b", "x"), task("c", "y"))
+
+    assert len(found) == 3
+    assert any("'a' is declared twice" in p for p in found)
+    assert any("'b' depends on unknown task 'x'" in p for p in found)
+    assert any("'c' depends on unknown task 'y'" in p for p in found)
+
+
+def test_a_function_task_without_a_function_is_rejected() -> None:
+    (message,) = problems(TaskSpec(name="a"))
+
+    assert "task 'a' has no function" in message
+
+
+def test_a_gate_must_depend_on_the_task_it_reads_metrics_from() -> None:
+    gate = gate_task("g", metrics_from="train").model_copy(update={"deps": ("other",)})
+
+    found = problems(task("train"), task("other"), gate)
+
+    assert found == ["pipeline 'demo': gate 'g' must depend on the task it reads metrics from"]
+
+
+def test_a_register_must_come_after_the_task_whose_artifact_it_registers() -> None:
+    found = problems(task("train"), task("other"),
+                     register_task("reg", "other", artifact_from="train"))
+
+    assert found == ["pipeline 'demo': register 'reg' must come after the task whose "
+                     "artifact it registers"]
+
+
+def test_a_register_may_reach_its_artifact_through_intermediate_tasks() -> None:
+    dag.validate(pipeline(task("train"), gate_task("gate", metrics_from="train"),
+                          register_task("reg", "gate", artifact_from="train")))
+
+
+def test_topological_order_puts_every_dependency_first_and_keeps_declaration_order() -> None:
+    spec = pipeline(task("join", "left", "right"), task("right", "root"),
+                    task("left", "root"), task("root"), task("solo"))
+
+    order = [t.name for t in dag.topological(spec)]
+
+    assert order == ["root", "solo", "right", "left", "join"]
+    position = {name: i for i, name in enumerate(order)}
+    for t in spec.tasks:
+        assert all(position[d] < position[t.name] for d in t.deps)
+
+
+def test_dependents_and_ancestors_follow_the_edges() -> None:
+    spec = pipeline(task("a"), task("b", "a"), task("c", "b"), task("d", "a"))
+
+    assert dag.dependents(spec) == {"a": ("b", "d"), "b": ("c",), "c": (), "d": ()}
+    assert dag.ancestors(spec, "c") == {"a", "b"}
+    assert dag.ancestors(spec, "a") == set()

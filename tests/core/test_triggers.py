@@ -1,0 +1,256 @@
+"""The pure trigger path: which pipelines a trigger reaches, and when the router starts a run."""
+
+from __future__ import annotations
+
+import pytest
+
+from events.envelope import Envelope, envelope
+from events.intents import RunRequested
+from events.payloads import Payload
+from events.pipeline import PipelineSpec, TaskSpec, TriggerSpec
+from events.triggers import (
+    DataArrived,
+    DriftDetected,
+    PipelineTriggered,
+    TriggerAccepted,
+    TriggerIgnored,
+)
+from orchestrator.core.errors import InvalidInput
+from orchestrator.core.ids import run_id_for
+from orchestrator.core.triggers import (
+    HANDLED_IDS_KEPT,
+    PipelineTriggers,
+    Routed,
+    RouterState,
+    decision_envelope,
+    evolve_router,
+    fan_out,
+    route,
+    triggered_envelope,
+)
+
+T0 = 1_700_000_000.0
+COOLDOWN_S = 600.0
+
+
+def spec(name: str, *triggers: TriggerSpec) -> PipelineSpec:
+    return PipelineSpec(
+        name=name, tasks=(TaskSpec(name="ingest", function="examples.digits.tasks:ingest"),),
+        triggers=triggers,
+    )
+
+
+SPECS = {
+    "on-digits": spec("on-digits", TriggerSpec(on="data_arrived", dataset="digits")),
+    "on-iris": spec("on-iris", TriggerSpec(on="data_arrived", dataset="iris")),
+    "retrain": spec(
+        "retrain",
+        TriggerSpec(on="data_arrived", dataset="digits"),
+        TriggerSpec(on="drift_detected", model="clf", cooldown_s=COOLDOWN_S),
+    ),
+}
+
+
+def arrived(dataset: str = "digits", id: str = "evt-1") -> Envelope[Payload]:
+    data = DataArrived(dataset=dataset, version="v1", uri=f"file:///{dataset}")
+    return envelope(data, id=id, time=T0, source="test", subject=dataset)
+
+
+def drifted(model: str = "clf", id: str = "drift-1") -> Envelope[Payload]:
+    data = DriftDetected(
+        model=model, dataset="digits", dataset_version="v2", dataset_uri="file:///d",
+        threshold=0.2, score=0.5,
+    )
+    return envelope(data, id=id, time=T0, source="test", subject=model)
+
+
+def copy_for(pipeline: str, trigger: Envelope[Payload]) -> Envelope[Payload]:
+    [copy] = [c for c in fan_out(SPECS, trigger) if c.pipeline == pipeline]
+    return triggered_envelope(trigger, copy)
+
+
+def decide(state: RouterState, pipeline: str, trigger: Envelope[Payload], now: float) -> Routed:
+    """Route, then fold the decision back, as the router stage does."""
+    source = copy_for(pipeline, trigger)
+    routed = route(state, SPECS, source, now)
+    evolve_router(state, decision_envelope(routed, source, now))
+    return routed
+
+
+def test_data_arrival_reaches_every_pipeline_watching_that_dataset() -> None:
+    # given / when
+    copies = fan_out(SPECS, arrived("digits"))
+    # then
+    assert [c.pipeline for c in copies] == ["on-digits", "retrain"]
+    assert copies[0].trigger.type == "data_arrived"
+    assert copies[0].trigger.event_id == "evt-1"
+    assert copies[0].trigger.subject == "digits"
+    assert copies[0].trigger.payload["uri"] == "file:///digits"
+
+
+def test_drift_reaches_only_pipelines_watching_that_model() -> None:
+    # given / when
+    matched = fan_out(SPECS, drifted("clf"))
+    unmatched = fan_out(SPECS, drifted("other"))
+    # then
+    assert [c.pipeline for c in matched] == ["retrain"]
+    assert unmatched == []
+
+
+def test_fan_out_copies_have_deterministic_ids() -> None:
+    # given
+    trigger = arrived()
+    # when
+    first = [triggered_envelope(trigger, c).id for c in fan_out(SPECS, trigger)]
+    again = [triggered_envelope(trigger, c).id for c in fan_out(SPECS, trigger)]
+    # then
+    assert first == again == ["evt-1/on-digits", "evt-1/retrain"]
+
+
+def test_a_new_trigger_is_accepted_with_a_run_request() -> None:
+    # given
+    state = RouterState()
+    # when
+    routed = route(state, SPECS, copy_for("on-digits", arrived()), T0)
+    # then
+    assert isinstance(routed.decision, TriggerAccepted)
+    assert isinstance(routed.request, RunRequested)
+    assert routed.request.spec == SPECS["on-digits"]
+    assert routed.request.trigger.event_id == "evt-1"
+    assert routed.request.priority == 0
+    assert routed.decision.run_id == routed.request.run_id
+
+
+def test_run_id_is_derived_from_pipeline_and_trigger() -> None:
+    # given / when
+    first = route(RouterState(), SPECS, copy_for("on-digits", arrived()), T0)
+    again = route(RouterState(), SPECS, copy_for("on-digits", arrived()), T0 + 5)
+    other = route(RouterState(), SPECS, copy_for("retrain", arrived()), T0)
+    # then
+    assert first.request is not None and again.request is not None
+    assert first.request.run_id == again.request.run_id == run_id_for("on-digits", "evt-1")
+    assert other.request is not None and other.request.run_id != first.request.run_id
+
+
+def test_drift_runs_take_priority_over_data_arrivals() -> None:
+    # given / when
+    routed = route(RouterState(), SPECS, copy_for("retrain", drifted()), T0)
+    # then
+    assert routed.request is not None and routed.request.priority == 10
+
+
+def test_a_repeated_trigger_is_ignored_as_a_duplicate() -> None:
+    # given
+    state = RouterState()
+    decide(state, "on-digits", arrived(), T0)
+    # when
+    routed = decide(state, "on-digits", arrived(), T0 + 1)
+    # then
+    assert isinstance(routed.decision, TriggerIgnored)
+    assert routed.decision.reason == "duplicate"
+    assert routed.request is None
+
+
+def test_the_same_trigger_is_not_a_duplicate_for_another_pipeline() -> None:
+    # given
+    state = RouterState()
+    decide(state, "on-digits", arrived(), T0)
+    # when
+    routed = decide(state, "retrain", arrived(), T0)
+    # then
+    assert isinstance(routed.decision, TriggerAccepted)
+
+
+def test_drift_within_the_cooldown_is_ignored_then_accepted_after_it() -> None:
+    # given
+    state = RouterState()
+    decide(state, "retrain", drifted(id="d1"), T0)
+    # when
+    early = decide(state, "retrain", drifted(id="d2"), T0 + 100)
+    late = decide(state, "retrain", drifted(id="d3"), T0 + COOLDOWN_S)
+    # then
+    assert isinstance(early.decision, TriggerIgnored)
+    assert early.decision.reason == "cooldown"
+    assert "500.0s" in early.decision.detail
+    assert isinstance(late.decision, TriggerAccepted)
+
+
+def test_data_arrivals_do_not_start_or_obey_the_drift_cooldown() -> None:
+    # given
+    state = RouterState()
+    decide(state, "retrain", drifted(id="d1"), T0)
+    # when
+    data = decide(state, "retrain", arrived(id="a1"), T0 + 1)
+    drift = decide(state, "retrain", drifted(id="d2"), T0 + 2)
+    # then
+    assert isinstance(data.decision, TriggerAccepted)
+    assert isinstance(drift.decision, TriggerIgnored) and drift.decision.reason == "cooldown"
+
+
+def test_a_trigger_for_an_unknown_pipeline_is_ignored() -> None:
+    # given
+    source = copy_for("on-digits", arrived())
+    # when
+    routed = route(RouterState(), {}, source, T0)
+    # then
+    assert isinstance(routed.decision, TriggerIgnored)
+    assert routed.decision.reason == "unknown_pipeline"
+
+
+def test_replaying_the_decisions_restores_dedupe_and_cooldown() -> None:
+    # given
+    live = RouterState()
+    log = []
+    for trigger, now in ((drifted(id="d1"), T0), (drifted(id="d2"), T0 + 1)):
+        source = copy_for("retrain", trigger)
+        routed = route(live, SPECS, source, now)
+        log.append(decision_envelope(routed, source, now))
+        evolve_router(live, log[-1])
+    # when
+    replayed = RouterState()
+    for env in log:
+        evolve_router(replayed, env)
+    # then
+    assert replayed == live
+    assert replayed.pipelines["retrain"].last_accepted == {"drift_detected": T0}
+
+
+def test_route_does_not_change_the_state() -> None:
+    # given
+    state = RouterState()
+    # when
+    route(state, SPECS, copy_for("on-digits", arrived()), T0)
+    # then
+    assert state == RouterState()
+
+
+def test_handled_ids_are_bounded_per_pipeline() -> None:
+    # given
+    memory = PipelineTriggers()
+    # when
+    for n in range(HANDLED_IDS_KEPT + 5):
+        memory.remember(f"e{n}")
+    # then
+    assert len(memory.handled) == HANDLED_IDS_KEPT
+    assert "e0" not in memory.handled and f"e{HANDLED_IDS_KEPT + 4}" in memory.handled
+
+
+def test_pipeline_triggered_payload_round_trips_through_fan_out() -> None:
+    # given
+    copy = fan_out(SPECS, arrived())[0]
+    # when
+    env = triggered_envelope(arrived(), copy)
+    # then
+    assert isinstance(env.data, PipelineTriggered)
+    assert env.subject == "on-digits" and env.correlation_id == "evt-1"
+
+
+def test_an_event_that_is_not_a_trigger_is_refused() -> None:
+    # given
+    decision = TriggerAccepted(pipeline="p", trigger_event_id="e", run_id="r")
+    env = envelope(decision, id="x", time=T0, source="test", subject="p")
+    # when / then
+    with pytest.raises(InvalidInput):
+        fan_out(SPECS, env)
+    with pytest.raises(InvalidInput):
+        route(RouterState(), SPECS, env, T0)

@@ -1,0 +1,216 @@
+"""The fan-out and router stages on a real embedded bus: runs requested once, refusals recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from events.codec import decode, encode
+from events.dlq import DeadLetter
+from events.envelope import Envelope, envelope
+from events.intents import RunRequested
+from events.payloads import Payload
+from events.pipeline import PipelineSpec, TaskSpec, TriggerSpec
+from events.topics import DLQ, INTENTS, TRIGGER_LOG, TRIGGERS, partition_for
+from events.triggers import DataArrived, DriftDetected, TriggerAccepted, TriggerIgnored
+from orchestrator.bus import EmbeddedBus, Outgoing, Record, TopicPartition
+from orchestrator.core.ids import run_id_for
+from orchestrator.service.triggers import (
+    FANOUT_GROUP,
+    FanOutStage,
+    RouterStage,
+    publish_trigger,
+)
+
+T0 = 1_700_000_000.0
+COOLDOWN_S = 300.0
+WAIT_S = 5.0  # only reached if the stages never produce; a pass never waits this long
+
+PIPELINE = PipelineSpec(
+    name="digits-train",
+    tasks=(TaskSpec(name="ingest", function="examples.digits.tasks:ingest"),),
+    triggers=(
+        TriggerSpec(on="data_arrived", dataset="digits"),
+        TriggerSpec(on="drift_detected", model="digits-clf", cooldown_s=COOLDOWN_S),
+    ),
+)
+SPECS = {PIPELINE.name: PIPELINE}
+
+
+class FakeClock:
+    """Time the test moves by hand, so cooldowns are checked without sleeping."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "bus.db"
+
+
+@pytest.fixture
+async def bus(db_path: Path) -> AsyncIterator[EmbeddedBus]:
+    opened = await EmbeddedBus.open(db_path)
+    yield opened
+    await opened.close()
+
+
+def digits_arrived() -> DataArrived:
+    return DataArrived(dataset="digits", version="v1", uri="file:///data/digits-v1.npz")
+
+
+def drift() -> DriftDetected:
+    return DriftDetected(
+        model="digits-clf", dataset="digits", dataset_version="v2",
+        dataset_uri="file:///data/digits-v2.npz", threshold=0.2, score=0.4,
+    )
+
+
+async def settle(*stages: FanOutStage | RouterStage) -> None:
+    """Step every stage until none has input left: the whole pipeline has caught up."""
+    while sum([await stage.step() for stage in stages]):
+        pass
+
+
+async def everything(bus: EmbeddedBus, topic: str) -> list[Record]:
+    records: list[Record] = []
+    for partition in range(bus.partitions(topic)):
+        records += await bus.read(TopicPartition(topic, partition), 0)
+    return records
+
+
+async def events(bus: EmbeddedBus, topic: str) -> list[Envelope[Payload]]:
+    return [decode(record.value) for record in await everything(bus, topic)]
+
+
+async def decisions(bus: EmbeddedBus) -> list[Payload]:
+    return [env.data for env in await events(bus, TRIGGER_LOG)]
+
+
+async def test_data_arrival_requests_one_run_on_the_run_ids_partition(bus: EmbeddedBus) -> None:
+    # given
+    stages = FanOutStage(bus, SPECS), RouterStage(bus, SPECS, FakeClock())
+    trigger = await publish_trigger(bus, digits_arrived(), event_id="evt-1")
+    # when
+    await settle(*stages)
+    # then
+    [intent] = await everything(bus, INTENTS)
+    run_id = run_id_for(PIPELINE.name, "evt-1")
+    env = decode(intent.value)
+    assert isinstance(env.data, RunRequested)
+    assert env.data.run_id == run_id and intent.key == run_id
+    assert intent.partition == partition_for(run_id, bus.partitions(INTENTS))
+    assert env.data.trigger.event_id == trigger.id and env.correlation_id == trigger.id
+    assert await decisions(bus) == [
+        TriggerAccepted(pipeline=PIPELINE.name, trigger_event_id="evt-1", run_id=run_id),
+    ]
+
+
+async def test_a_trigger_published_five_times_requests_one_run(bus: EmbeddedBus) -> None:
+    # given
+    stages = FanOutStage(bus, SPECS), RouterStage(bus, SPECS, FakeClock())
+    for _ in range(5):
+        await publish_trigger(bus, digits_arrived(), event_id="evt-1")
+    # when
+    await settle(*stages)
+    # then
+    assert len(await everything(bus, INTENTS)) == 1
+    logged = await decisions(bus)
+    assert sum(isinstance(d, TriggerAccepted) for d in logged) == 1
+    ignored = [d for d in logged if isinstance(d, TriggerIgnored)]
+    assert [d.reason for d in ignored] == ["duplicate"] * 4
+
+
+async def test_a_restarted_router_still_knows_the_trigger(
+    bus: EmbeddedBus, db_path: Path
+) -> None:
+    # given: a trigger handled, then the router gone
+    await publish_trigger(bus, digits_arrived(), event_id="evt-1")
+    await settle(FanOutStage(bus, SPECS), RouterStage(bus, SPECS, FakeClock()))
+    await bus.close()
+    reopened = await EmbeddedBus.open(db_path)
+    try:
+        # when: the same trigger arrives at a new router over the same file
+        await publish_trigger(reopened, digits_arrived(), event_id="evt-1")
+        await settle(FanOutStage(reopened, SPECS), RouterStage(reopened, SPECS, FakeClock()))
+        # then
+        assert len(await everything(reopened, INTENTS)) == 1
+        logged = await decisions(reopened)
+        assert [type(d) for d in logged] == [TriggerAccepted, TriggerIgnored]
+        assert isinstance(logged[1], TriggerIgnored) and logged[1].reason == "duplicate"
+    finally:
+        await reopened.close()
+
+
+async def test_garbage_on_triggers_is_dead_lettered_and_skipped(bus: EmbeddedBus) -> None:
+    # given
+    [garbage] = await bus.publish([Outgoing(TRIGGERS, "digits", b"\x00not json")])
+    fanout = FanOutStage(bus, SPECS)
+    # when
+    await settle(fanout)
+    # then
+    [letter] = [DeadLetter.model_validate_json(r.value) for r in await everything(bus, DLQ)]
+    assert letter.key == "digits" and letter.consumer == FANOUT_GROUP
+    assert letter.offset == garbage.offset and letter.original() == b"\x00not json"
+    assert "not JSON" in letter.reason
+    assert await bus.committed(FANOUT_GROUP, garbage.tp) == garbage.offset + 1
+
+
+async def test_an_event_that_is_not_a_trigger_is_dead_lettered(bus: EmbeddedBus) -> None:
+    # given
+    wrong = envelope(
+        TriggerAccepted(pipeline="p", trigger_event_id="e", run_id="r"),
+        id="x", time=T0, source="test", subject="digits",
+    )
+    await bus.publish([Outgoing(TRIGGERS, "digits", encode(wrong))])
+    # when
+    await settle(FanOutStage(bus, SPECS))
+    # then
+    [record] = await everything(bus, DLQ)
+    assert record.key == "digits"
+    assert "not a trigger" in DeadLetter.model_validate_json(record.value).reason
+
+
+async def test_drift_inside_the_cooldown_is_ignored(bus: EmbeddedBus) -> None:
+    # given: one drift run accepted
+    clock = FakeClock()
+    stages = FanOutStage(bus, SPECS), RouterStage(bus, SPECS, clock)
+    await publish_trigger(bus, drift(), event_id="drift-1")
+    await settle(*stages)
+    # when: the monitor fires again a minute later
+    clock.now += 60
+    await publish_trigger(bus, drift(), event_id="drift-2")
+    await settle(*stages)
+    # then
+    first, second = await decisions(bus)
+    assert isinstance(first, TriggerAccepted)
+    assert isinstance(second, TriggerIgnored) and second.reason == "cooldown"
+    assert "240.0s" in second.detail
+    [intent] = await events(bus, INTENTS)
+    assert isinstance(intent.data, RunRequested) and intent.data.priority == 10
+
+
+async def test_running_stages_turn_a_trigger_into_a_run_and_stop_on_request(
+    bus: EmbeddedBus,
+) -> None:
+    # given
+    stop = asyncio.Event()
+    stages = FanOutStage(bus, SPECS), RouterStage(bus, SPECS, FakeClock())
+    running = [asyncio.create_task(stage.run(stop)) for stage in stages]
+    intents = {TopicPartition(INTENTS, p): 0 for p in range(bus.partitions(INTENTS))}
+    # when
+    await publish_trigger(bus, digits_arrived(), event_id="evt-1")
+    produced = await bus.wait(intents, timeout=WAIT_S)
+    stop.set()
+    # then
+    assert produced
+    async with asyncio.timeout(WAIT_S):
+        await asyncio.gather(*running)
+    assert len(await everything(bus, INTENTS)) == 1
