@@ -24,12 +24,17 @@ from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
 from events.codec import decode, encode
 from events.commands import CancelTask, ExecuteTask
 from events.common import Capabilities, Resources
-from events.envelope import envelope
+from events.envelope import Envelope, envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.reports import (
-    AttemptAccepted, AttemptFailed, AttemptProgress, AttemptRejected, AttemptReport,
-    AttemptStarted, AttemptSucceeded,
+    AttemptAccepted,
+    AttemptFailed,
+    AttemptProgress,
+    AttemptRejected,
+    AttemptReport,
+    AttemptStarted,
+    AttemptSucceeded,
 )
 from events.topics import partition_for
 from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
@@ -242,7 +247,7 @@ class Agent:
 
     def _out(self, data: Payload) -> Outgoing:
         if isinstance(data, AttemptReport):
-            env = envelope(data, id=_report_id(data), time=self.clock(), source=self.group,
+            env: Envelope[Payload] = envelope(data, id=_report_id(data), time=self.clock(), source=self.group,
                            subject=data.run_id, correlation_id=data.run_id)
             n = self.bus.partitions(topics.REPORTS)
             return Outgoing(topics.REPORTS, data.run_id, encode(env),
@@ -296,8 +301,8 @@ def _entry(cmd: ExecuteTask, status: str) -> LedgerEntry:
 
 def _outcome_report(base: dict[str, object], outcome: Outcome) -> Payload:
     if isinstance(outcome, Failed):
-        return AttemptFailed(**base, reason=outcome.reason, message=outcome.message,  # type: ignore[arg-type]
+        return AttemptFailed(**base, reason=outcome.reason, message=outcome.message,
                              error_type=outcome.error_type, retryable=outcome.retryable,
                              duration_s=outcome.duration_s)
-    return AttemptSucceeded(**base, output=outcome.output, metrics=outcome.metrics,  # type: ignore[arg-type]
+    return AttemptSucceeded(**base, output=outcome.output, metrics=outcome.metrics,
                             metadata=outcome.metadata, duration_s=outcome.duration_s)

@@ -16,9 +16,9 @@ def _payload_classes(modules: Iterable[object]) -> list[type[Payload]]:
     found: list[type[Payload]] = []
     for module in modules:
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Payload) and value.TYPE:
-                if value.__module__ == getattr(module, "__name__", None):
-                    found.append(value)
+            own = getattr(value, "__module__", None) == getattr(module, "__name__", None)
+            if isinstance(value, type) and issubclass(value, Payload) and value.TYPE and own:
+                found.append(value)
     return found
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -22,7 +22,7 @@ def encode(env: Envelope[Payload]) -> bytes:
     return env.model_dump_json().encode()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _typed_envelope(cls: type[Payload]) -> type[Envelope[Payload]]:
     """A concrete envelope per payload type, so one validate_json call parses everything."""
     return Envelope[cls]  # type: ignore[valid-type]

@@ -10,7 +10,7 @@ from pydantic import Field, SerializeAsAny
 from events.common import Frozen
 from events.payloads import Payload
 
-P = TypeVar("P", bound=Payload, covariant=True)
+P = TypeVar("P", bound=Payload)
 
 
 class Envelope(Frozen, Generic[P]):
@@ -35,7 +35,7 @@ class Envelope(Frozen, Generic[P]):
 
 
 def envelope(
-    data: P,
+    data: Payload,
     *,
     id: str,
     time: float | datetime,
@@ -45,10 +45,10 @@ def envelope(
     causation_id: str | None = None,
     traceparent: str | None = None,
     sequence: int | None = None,
-) -> Envelope[P]:
+) -> Envelope[Payload]:
     """Wrap a payload; type and version always come from the payload class."""
     at = time if isinstance(time, datetime) else datetime.fromtimestamp(time, UTC)
-    return Envelope.model_construct(  # type: ignore[return-value]
+    return Envelope.model_construct(
         id=id, type=data.TYPE, version=data.VERSION, time=at, source=source, subject=subject,
         correlation_id=correlation_id, causation_id=causation_id, traceparent=traceparent,
         sequence=sequence, data=data,

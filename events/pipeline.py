@@ -1,4 +1,4 @@
-"""The wire form of a pipeline spec: a run carries the exact spec it pinned, so replay needs no code."""
+"""The wire form of a pipeline spec: a run carries the spec it pinned, so replay needs no code."""
 
 from __future__ import annotations
 

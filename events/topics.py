@@ -1,4 +1,4 @@
-"""Topic names and the one partitioner every producer uses (Kafka's murmur2, so foreign clients agree)."""
+"""Topic names and the one partitioner every producer uses (Kafka's murmur2: clients agree)."""
 
 from typing import Final
 

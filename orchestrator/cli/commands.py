@@ -20,10 +20,16 @@ from events.triggers import DataArrived, TriggerInfo
 from orchestrator.bus import EmbeddedBus, Outgoing
 from orchestrator.cli import demo as demo_cmd
 from orchestrator.cli.errors import NotFound, UsageError
-from orchestrator.cli.options import agent_specs, add_agent_flags, file_facts, key_values
+from orchestrator.cli.options import add_agent_flags, agent_specs, file_facts, key_values
 from orchestrator.cli.render import event_line, run_detail, runs_table
 from orchestrator.core.ids import run_id_for
-from orchestrator.monitor.check import DriftCheck, path_of, publish_drift, run_check, training_data_uri
+from orchestrator.monitor.check import (
+    DriftCheck,
+    path_of,
+    publish_drift,
+    run_check,
+    training_data_uri,
+)
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
 from orchestrator.service.app import EmbeddedApp
 from orchestrator.service.follow import follow
@@ -99,7 +105,7 @@ def _publish(p: argparse.ArgumentParser) -> None:
     da.add_argument("--uri", required=True, help="file path or URI of the data")
     da.add_argument("--event-id", help="idempotency: the same id never starts a second run")
     da.set_defaults(handler=publish_data_arrived)
-    dr = sub.add_parser("drift", help="publish a drift event by hand (see also: baton monitor drift)")
+    dr = sub.add_parser("drift", help="publish a drift event by hand (or: baton monitor drift)")
     dr.add_argument("--model", required=True)
     dr.add_argument("--dataset", required=True)
     dr.add_argument("--dataset-version", required=True)

@@ -71,7 +71,7 @@ async def demo(args: argparse.Namespace) -> int:
         say(out, f"\n[1/2] data arrived: digits v1 ({v1.rows} rows) -> training run")
         first = await _run_for(bus, await publish_trigger(bus, event, source="baton.demo"), out,
                                args.timeout)
-        say(out, f"\n[2/2] new batch arrives; drift monitor compares it with the training data")
+        say(out, "\n[2/2] new batch arrives; drift monitor compares it with the training data")
         v2 = data.write_version(home.datasets, "v2")
         batch = home.datasets / "digits" / "v2-batch.npz"
         _save_batch(batch, data.new_batch("v2"))
@@ -101,7 +101,7 @@ def _save_batch(path: Path, features: Any) -> None:
 
 
 async def _drift_run(app: EmbeddedApp, bus: Bus, home: Home, reference: Path, batch: Path,
-                     v2: Any, out: TextIO, timeout: float) -> str:
+                     v2: Any, out: TextIO, limit_s: float) -> str:
     await _projected(app, bus)
     conn = await connect(home.projections)
     try:
@@ -117,12 +117,12 @@ async def _drift_run(app: EmbeddedApp, bus: Bus, home: Home, reference: Path, ba
     if event is None:
         raise UsageError("the drift monitor found no drift in the demo batch")
     say(out, f"      drift detected for {model['model']} v{model['version']} -> retraining on v2")
-    return await _run_for(bus, await publish_drift(bus, event), out, timeout)
+    return await _run_for(bus, await publish_drift(bus, event), out, limit_s)
 
 
-async def _run_for(bus: Bus, trigger: Any, out: TextIO, timeout: float) -> str:
+async def _run_for(bus: Bus, trigger: Any, out: TextIO, limit_s: float) -> str:
     """Follow the logs until the run this trigger caused has finished; print its progress."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_s
     run_id = await _accepted_run(bus, trigger.id, deadline)
     stop = asyncio.Event()
     async for env in follow(bus, stop=stop):
@@ -134,7 +134,7 @@ async def _run_for(bus: Bus, trigger: Any, out: TextIO, timeout: float) -> str:
         if isinstance(env.data, ev.RunSucceeded | ev.RunFailed | ev.RunCancelled):
             return run_id
         if time.monotonic() > deadline:
-            raise UsageError(f"run {run_id} did not finish within {timeout:g}s")
+            raise UsageError(f"run {run_id} did not finish within {limit_s:g}s")
     return run_id
 
 

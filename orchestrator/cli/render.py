@@ -24,9 +24,10 @@ def event_line(env: Envelope[Payload]) -> str | None:
     return f"{at} {run:<16} {text}" if text else None
 
 
-def _describe(d: Payload) -> str | None:  # noqa: PLR0911 - one case per event type
+def _describe(d: Payload) -> str | None:
     if isinstance(d, ev.RunCreated):
-        return f"run created: {d.pipeline}@{d.pipeline_version[:8]} on {d.trigger.type} ({d.trigger.subject})"
+        version = d.pipeline_version[:8]
+        return f"run created: {d.pipeline}@{version} on {d.trigger.type} ({d.trigger.subject})"
     if isinstance(d, ev.TaskScheduled):
         return f"  {d.task}: attempt {d.attempt} scheduled on {d.agent_id}"
     if isinstance(d, ev.TaskStarted):
@@ -47,7 +48,7 @@ def _describe(d: Payload) -> str | None:  # noqa: PLR0911 - one case per event t
     if isinstance(d, ev.TaskUpstreamFailed):
         return f"  {d.task}: ↯ skipped, upstream {d.upstream!r} failed"
     if isinstance(d, ev.GateEvaluated):
-        checks = "; ".join(f"{c.metric} {c.value:.4f} {c.op} {c.threshold if c.threshold is not None else 'none'}"
+        checks = "; ".join(f"{c.metric} {c.value:.4f} {c.op} {_num(c.threshold)}"
                            for c in d.checks if c.value is not None)
         return f"  {d.task}: gate {'passed' if d.passed else 'REJECTED'} ({checks})"
     if isinstance(d, ModelRegistered):
@@ -57,6 +58,10 @@ def _describe(d: Payload) -> str | None:  # noqa: PLR0911 - one case per event t
     if isinstance(d, ev.RunFailed | ev.RunCancelled):
         return f"run {'✘ failed' if isinstance(d, ev.RunFailed) else '■ cancelled'}: {d.reason}"
     return None
+
+
+def _num(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4g}"
 
 
 def _bar(fraction: float, width: int = 20) -> str:
@@ -79,14 +84,16 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
 def run_detail(r: dict[str, Any]) -> str:
     lines = [f"run {r['run_id']}  {SYMBOL.get(r['status'], '?')} {r['status']}",
              f"  pipeline  {r['pipeline']} (version {r['pipeline_version']})",
-             f"  trigger   {r['trigger_type']} {r['trigger_subject']} (event {r['trigger_event_id']})"]
+             f"  trigger   {r['trigger_type']} {r['trigger_subject']} "
+             f"(event {r['trigger_event_id']})"]
     if r.get("reason"):
         lines.append(f"  reason    {r['reason']}")
     for m in r.get("models", []):
         lines.append(f"  model     {m['name']} v{m['version']}")
     lines.append("  tasks:")
     for t in r["tasks"]:
-        extra = t.get("waiting") if t["status"] in {"ready", "pending"} and t.get("waiting") else t.get("error")
+        waiting = t["status"] in {"ready", "pending"} and t.get("waiting")
+        extra = t.get("waiting") if waiting else t.get("error")
         metrics = " ".join(f"{k}={v:.4f}" for k, v in t["metrics"].items())
         lines.append(f"    {SYMBOL.get(t['status'], '?')} {t['name']:<10} {t['status']:<16} "
                      f"attempts={t['attempts']} {metrics} {extra or ''}".rstrip())

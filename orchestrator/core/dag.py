@@ -41,7 +41,8 @@ def _kind_problems(spec: PipelineSpec) -> list[str]:
         if t.kind == "register" and (
             t.registration is None or t.registration.artifact_from not in ancestors(spec, t.name)
         ):
-            problems.append(f"register {t.name!r} must come after the task whose artifact it registers")
+            problems.append(
+                f"register {t.name!r} must come after the task whose artifact it registers")
     return problems
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from events import reports as rp
 from events import runs as ev
@@ -17,7 +19,11 @@ from orchestrator.core.errors import InvalidInput, SpecError
 from orchestrator.core.evolve import created_run
 from orchestrator.core.flow import advance, attempt_ended, place_ready
 from orchestrator.core.state import (
-    ACTIVE_ATTEMPT, TERMINAL_TASK, CoordinatorState, RunState, TaskState,
+    ACTIVE_ATTEMPT,
+    TERMINAL_TASK,
+    CoordinatorState,
+    RunState,
+    TaskState,
 )
 
 
@@ -182,7 +188,7 @@ def _failed(d: Decider, run: RunState, r: rp.AttemptFailed) -> None:
     attempt_ended(d, run, failure, log_failure=True)
 
 
-_REPORTS = {
+_REPORTS: dict[type[rp.AttemptReport], Callable[[Decider, RunState, Any], None]] = {
     rp.AttemptAccepted: _accepted, rp.AttemptRejected: _rejected, rp.AttemptStarted: _started,
     rp.AttemptProgress: _progress, rp.AttemptSucceeded: _succeeded, rp.AttemptFailed: _failed,
 }
@@ -209,7 +215,9 @@ def _cancel_for_deadline(d: Decider, run: RunState) -> None:
 def _tick_task(d: Decider, run: RunState, name: str) -> None:
     task = run.tasks[name]
     current = task.current
-    if current is None or current.status not in ACTIVE_ATTEMPT or current.agent_id == REGISTRY_AGENT:
+    if current is None or current.status not in ACTIVE_ATTEMPT:
+        return
+    if current.agent_id == REGISTRY_AGENT:
         return
     agent = d.state.agents.get(current.agent_id)
     base = dict(run_id=run.run_id, task=name, attempt=current.number,

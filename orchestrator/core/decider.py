@@ -82,7 +82,8 @@ class Decider:
     def cancel_attempts(self, run: RunState, reason: str) -> None:
         for task in run.tasks.values():
             current = task.current
-            if current is not None and current.status in ACTIVE_ATTEMPT and _on_agent(current.agent_id):
+            active = current is not None and current.status in ACTIVE_ATTEMPT
+            if current is not None and active and _on_agent(current.agent_id):
                 cancel = CancelTask(run_id=run.run_id, agent_id=current.agent_id,
                                     attempt_id=current.attempt_id, reason=reason)
                 self.command(run, cancel, f"cancel/{current.attempt_id}")

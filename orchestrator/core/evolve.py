@@ -12,7 +12,11 @@ from events.payloads import Payload
 from events.registry import ModelRegistered
 from orchestrator.core.errors import LogCorrupt
 from orchestrator.core.state import (
-    ACTIVE_ATTEMPT, Attempt, CoordinatorState, RunState, TaskState,
+    ACTIVE_ATTEMPT,
+    Attempt,
+    CoordinatorState,
+    RunState,
+    TaskState,
 )
 
 InFlight = dict[str, dict[str, Any]]

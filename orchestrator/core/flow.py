@@ -154,11 +154,11 @@ def _schedule(d: Decider, run: RunState, spec: TaskSpec, agent_id: str) -> None:
                                 attempt_id=aid, agent_id=agent_id, placement=placement,
                                 resources=spec.resources, not_after=not_after))
     assert spec.function is not None
-    inputs = {dep: run.tasks[dep].output for dep in spec.deps if run.tasks[dep].output}
+    inputs = {dep: out for dep in spec.deps if (out := run.tasks[dep].output) is not None}
     d.command(run, ExecuteTask(
         run_id=run.run_id, agent_id=agent_id, pipeline=run.pipeline, task=spec.name,
         attempt=task.attempt, attempt_id=aid, placement=placement, function=spec.function,
-        inputs=inputs,  # type: ignore[arg-type]
+        inputs=inputs,
         resources=spec.resources, timeout_s=spec.timeout_s, not_after=not_after,
         trigger=run.trigger, params={**spec.params, **run.params},
     ), f"execute/{aid}/{placement}")

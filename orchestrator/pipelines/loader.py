@@ -22,7 +22,8 @@ def load_pipeline(ref: str) -> PipelineSpec:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # show the import failure to the user, not a traceback
-        raise SpecError([f"pipeline reference {ref!r}: cannot import {module_name!r}: {exc}"]) from None
+        problem = f"pipeline reference {ref!r}: cannot import {module_name!r}: {exc}"
+        raise SpecError([problem]) from None
     obj = getattr(module, attr, None)
     if isinstance(obj, Pipeline):
         return obj.spec()

@@ -95,11 +95,12 @@ class EmbeddedApp:
 
     async def close(self) -> None:
         self.stop.set()
-        done, pending = await asyncio.wait(self._tasks, timeout=10) if self._tasks else (set(), set())
-        for task in pending:
-            task.cancel()
-        for task in (*done, *pending):
-            with contextlib.suppress(BaseException):
-                await task
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+            for task in (*done, *pending):
+                with contextlib.suppress(BaseException):
+                    await task
         if self.bus is not None:
             await self.bus.close()

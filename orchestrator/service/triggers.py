@@ -17,6 +17,7 @@ from events.codec import decode, encode
 from events.dlq import DeadLetter
 from events.envelope import Envelope, envelope
 from events.errors import EventParseError
+from events.payloads import Payload
 from events.pipeline import PipelineSpec
 from events.topics import DLQ, INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected
@@ -48,7 +49,7 @@ async def publish_trigger(
     *,
     event_id: str | None = None,
     source: str = "baton.cli",
-) -> Envelope[DataArrived | DriftDetected]:
+) -> Envelope[Payload]:
     """Put one trigger on baton.triggers, keyed by its dataset or model.
 
     Pass `event_id` to make a retried publish a duplicate rather than a second run.

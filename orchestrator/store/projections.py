@@ -172,7 +172,7 @@ class Projector:
 
 async def list_runs(conn: aiosqlite.Connection, *, status: str | None = None,
                     pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    query, args = "SELECT doc FROM runs WHERE 1=1", []
+    query, args = "SELECT doc FROM runs WHERE 1=1", list[str]()
     if status:
         query, args = query + " AND status = ?", [*args, status]
     if pipeline:
