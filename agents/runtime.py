@@ -24,7 +24,7 @@ from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
 from events.codec import decode, encode
 from events.commands import CancelTask, ExecuteTask
 from events.common import Capabilities, Resources
-from events.envelope import Envelope, envelope
+from events.envelope import envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.reports import (
@@ -247,7 +247,7 @@ class Agent:
 
     def _out(self, data: Payload) -> Outgoing:
         if isinstance(data, AttemptReport):
-            env: Envelope[Payload] = envelope(data, id=_report_id(data), time=self.clock(), source=self.group,
+            env = envelope(data, id=_report_id(data), time=self.clock(), source=self.group,
                            subject=data.run_id, correlation_id=data.run_id)
             n = self.bus.partitions(topics.REPORTS)
             return Outgoing(topics.REPORTS, data.run_id, encode(env),
