@@ -65,6 +65,7 @@ class TriggerAccepted(Payload):
     TYPE = "trigger_accepted"
     pipeline: str
     trigger_event_id: str
+    trigger_type: TriggerType
     run_id: str
 
 

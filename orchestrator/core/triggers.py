@@ -3,16 +3,13 @@
 Pure: no asyncio, no I/O, no clock. The shell passes `now` in and appends what comes out.
 
 The router's own log (baton.trigger-log) is its state: `evolve_router` folds each decision
-back in, so a restarted router rebuilds exactly the dedupe set and cooldowns it had. The
-decision envelope's `subject` names the trigger type (TriggerAccepted has no field for it),
-which is what lets a replayed log restore per-type cooldowns.
+back in, so a restarted router rebuilds exactly the dedupe set and per-type cooldowns it had.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import get_args
 
 from events.envelope import Envelope, envelope
 from events.intents import RunRequested
@@ -40,7 +37,6 @@ PRIORITY: Mapping[str, int] = {"drift_detected": 10, "data_arrived": 0}
 """Drift means a model in production is already wrong: its retraining goes first."""
 
 Decision = TriggerAccepted | TriggerIgnored
-_TRIGGER_TYPES: frozenset[str] = frozenset(get_args(TriggerType))
 
 
 # ---------------------------------------------------------------------------- fan-out
@@ -127,8 +123,8 @@ def evolve_router(state: RouterState, env: Envelope[Payload]) -> RouterState:
         return state
     memory = state.of(data.pipeline)
     memory.remember(data.trigger_event_id)
-    if isinstance(data, TriggerAccepted) and env.subject in _TRIGGER_TYPES:
-        memory.last_accepted[env.subject] = env.time.timestamp()
+    if isinstance(data, TriggerAccepted):
+        memory.last_accepted[data.trigger_type] = env.time.timestamp()
     return state
 
 
@@ -195,7 +191,8 @@ def _accepted(spec: PipelineSpec, copy: PipelineTriggered) -> Routed:
         priority=PRIORITY.get(copy.trigger.type, 0),
     )
     accepted = TriggerAccepted(
-        pipeline=copy.pipeline, trigger_event_id=copy.trigger.event_id, run_id=run_id,
+        pipeline=copy.pipeline, trigger_event_id=copy.trigger.event_id,
+        trigger_type=copy.trigger.type, run_id=run_id,
     )
     return Routed(accepted, request)
 
@@ -204,11 +201,11 @@ def _accepted(spec: PipelineSpec, copy: PipelineTriggered) -> Routed:
 
 
 def decision_envelope(routed: Routed, source: Envelope[Payload], now: float) -> Envelope[Payload]:
-    """For baton.trigger-log: the subject carries the trigger type, which evolve_router reads."""
+    """For baton.trigger-log, keyed (and so partitioned) by pipeline."""
     trigger = _trigger_of(source)
     return envelope(
         routed.decision, id=f"{source.id}/routed", time=now, source=ROUTER_SOURCE,
-        subject=trigger.type, correlation_id=trigger.event_id, causation_id=source.id,
+        subject=routed.decision.pipeline, correlation_id=trigger.event_id, causation_id=source.id,
     )
 
 

@@ -247,7 +247,8 @@ def test_pipeline_triggered_payload_round_trips_through_fan_out() -> None:
 
 def test_an_event_that_is_not_a_trigger_is_refused() -> None:
     # given
-    decision = TriggerAccepted(pipeline="p", trigger_event_id="e", run_id="r")
+    decision = TriggerAccepted(
+        pipeline="p", trigger_event_id="e", trigger_type="manual", run_id="r")
     env = envelope(decision, id="x", time=T0, source="test", subject="p")
     # when / then
     with pytest.raises(InvalidInput):

@@ -109,7 +109,8 @@ async def test_data_arrival_requests_one_run_on_the_run_ids_partition(bus: Embed
     assert intent.partition == partition_for(run_id, bus.partitions(INTENTS))
     assert env.data.trigger.event_id == trigger.id and env.correlation_id == trigger.id
     assert await decisions(bus) == [
-        TriggerAccepted(pipeline=PIPELINE.name, trigger_event_id="evt-1", run_id=run_id),
+        TriggerAccepted(pipeline=PIPELINE.name, trigger_event_id="evt-1",
+                        trigger_type="data_arrived", run_id=run_id),
     ]
 
 
@@ -166,7 +167,7 @@ async def test_garbage_on_triggers_is_dead_lettered_and_skipped(bus: EmbeddedBus
 async def test_an_event_that_is_not_a_trigger_is_dead_lettered(bus: EmbeddedBus) -> None:
     # given
     wrong = envelope(
-        TriggerAccepted(pipeline="p", trigger_event_id="e", run_id="r"),
+        TriggerAccepted(pipeline="p", trigger_event_id="e", trigger_type="manual", run_id="r"),
         id="x", time=T0, source="test", subject="digits",
     )
     await bus.publish([Outgoing(TRIGGERS, "digits", encode(wrong))])
