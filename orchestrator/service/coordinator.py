@@ -26,8 +26,9 @@ from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
 from orchestrator.core.decide import Input, Tick, decide, next_deadline
 from orchestrator.core.decider import Settings
 from orchestrator.core.errors import InvalidInput
-from orchestrator.core.evolve import InFlight, evolve
+from orchestrator.core.evolve import InFlight, evolve, update_in_flight
 from orchestrator.core.state import CoordinatorState
+from orchestrator.service import snapshots
 from orchestrator.service.views import FleetView, ModelsView
 
 GROUP = "baton.coordinator"
@@ -65,6 +66,10 @@ class GroupLoop:
     state: CoordinatorState = field(default_factory=CoordinatorState)
     positions: dict[TopicPartition, int] = field(default_factory=dict)
     restored: asyncio.Event = field(default_factory=asyncio.Event)
+    snapshot_every: int = snapshots.EVERY_EVENTS
+    runs_end: int = 0
+    restore_stats: dict[str, float] = field(default_factory=dict)
+    _since_snapshot: int = 0
     _fleet_version: int = -1
 
     @property
@@ -72,22 +77,41 @@ class GroupLoop:
         return TopicPartition(topics.INTENTS, self.k), TopicPartition(topics.REPORTS, self.k)
 
     async def restore(self) -> int:
-        """Fold runs-k from the start; returns the number of events replayed."""
-        for run in self.state.runs.values():  # forget this group's share of the capacity index
-            for task in run.tasks.values():
-                if task.current is not None:
-                    self.in_flight.get(task.current.agent_id, {}).pop(task.current.attempt_id, None)
+        """Newest usable snapshot, then the tail of runs-k; returns events replayed."""
+        began = time.perf_counter()
+        self._forget_capacity()
         self.state = CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
                                       in_flight=self.in_flight)
-        tp, start, count = TopicPartition(topics.RUNS, self.k), 0, 0
+        tp = TopicPartition(topics.RUNS, self.k)
+        end = await self.bus.end_offset(tp)
+        snap = await snapshots.latest(self.bus, self.k, end)
+        start = self._load(snap) if snap else 0
+        count = 0
         while batch := await self.bus.read(tp, start, 5000):
             for record in batch:
                 evolve(self.state, decode(record.value))
             start, count = batch[-1].offset + 1, count + len(batch)
+        self.runs_end = start
         for itp in self.inputs:
             self.positions[itp] = await self.bus.committed(GROUP, itp)
+        self.restore_stats = {"snapshot_offset": snap.offset if snap else -1,
+                              "replayed": count, "seconds": time.perf_counter() - began}
         self.restored.set()
         return count
+
+    def _forget_capacity(self) -> None:
+        """Drop this group's share of the shared capacity index before rebuilding it."""
+        for run in self.state.runs.values():
+            for task in run.tasks.values():
+                if task.current is not None:
+                    self.in_flight.get(task.current.agent_id, {}).pop(task.current.attempt_id, None)
+
+    def _load(self, snap: snapshots.Snapshot) -> int:
+        self.state.runs.update(snap.runs)
+        for run in snap.runs.values():
+            for task in run.tasks.values():
+                update_in_flight(self.in_flight, None, task.current)
+        return snap.offset
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.fleet.caught_up.wait()
@@ -131,12 +155,24 @@ class GroupLoop:
                 positions[record.tp] = record.offset + 1
             if not records:
                 outgoing.extend(self._decide(Tick()))
-            await self.bus.commit(GROUP, positions, outgoing)
+            written = await self.bus.commit(GROUP, positions, outgoing)
         except Exception:
             log.exception("partition group %s: commit failed; restoring from the log", self.k)
             await self.restore()
             raise
         self.positions = positions
+        await self._after_commit(written)
+
+    async def _after_commit(self, written: list[Record]) -> None:
+        appended = [r for r in written if r.topic == topics.RUNS]
+        if not appended:
+            return
+        self.runs_end = appended[-1].offset + 1
+        self._since_snapshot += len(appended)
+        if self._since_snapshot >= self.snapshot_every:
+            self._since_snapshot = 0
+            await snapshots.save(self.bus, snapshots.Snapshot(self.k, self.runs_end,
+                                                              self.state.runs))
 
     def _handle(self, record: Record) -> list[Outgoing]:
         try:
