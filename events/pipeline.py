@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from events.common import Frozen, Resources
 
@@ -53,6 +53,14 @@ class TaskSpec(Frozen):
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     gate: GateSpec | None = None
     registration: RegisterSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coordinator_steps_use_no_agent(cls, data: Any) -> Any:
+        """Gates and registrations run inside the coordinator: they reserve no capacity."""
+        if isinstance(data, dict) and data.get("kind", "function") != "function":
+            return {"resources": Resources(cpus=0, memory_mb=0), **data}
+        return data
 
 
 TriggerOn = Literal["data_arrived", "drift_detected", "manual"]

@@ -61,14 +61,13 @@ class Pipeline:
              no_worse_than_current: Sequence[str] = (), model: str | None = None) -> None:
         gate = GateSpec(metrics_from=metrics_from, minimum=dict(minimum or {}),
                         no_worse_than_current=tuple(no_worse_than_current), model=model)
-        self._tasks.append(TaskSpec(name=name, kind="gate", deps=(metrics_from,), gate=gate,
-                                    resources=Resources(cpus=0, memory_mb=0)))
+        self._tasks.append(TaskSpec(name=name, kind="gate", deps=(metrics_from,), gate=gate))
 
     def register(self, name: str, *, model: str, artifact_from: str, after: Sequence[str],
                  metrics_from: str | None = None) -> None:
         reg = RegisterSpec(model=model, artifact_from=artifact_from, metrics_from=metrics_from)
         self._tasks.append(TaskSpec(name=name, kind="register", deps=tuple(after),
-                                    registration=reg, resources=Resources(cpus=0, memory_mb=0)))
+                                    registration=reg))
 
     def spec(self) -> PipelineSpec:
         from orchestrator.pipelines.validation import check

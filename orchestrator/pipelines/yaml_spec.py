@@ -36,7 +36,17 @@ def _normalise(doc: dict[str, Any]) -> dict[str, Any]:
     tasks = doc.get("tasks")
     if isinstance(tasks, dict):  # allow `tasks: {name: {...}}` as well as a list
         tasks = [{"name": k, **(v or {})} for k, v in tasks.items()]
-    return {**doc, "tasks": [_task(t) for t in tasks or []]}
+    out = {**doc, "tasks": [_task(t) for t in tasks or []]}
+    if isinstance(doc.get("triggers"), list):
+        out["triggers"] = [_trigger(t) for t in doc["triggers"]]
+    return out
+
+
+def _trigger(trigger: Any) -> Any:
+    """YAML 1.1 reads a bare `on:` key as the boolean True; give it its name back."""
+    if isinstance(trigger, dict) and True in trigger and "on" not in trigger:
+        return {"on": trigger[True], **{k: v for k, v in trigger.items() if k is not True}}
+    return trigger
 
 
 def _task(task: dict[str, Any]) -> dict[str, Any]:
