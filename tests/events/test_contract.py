@@ -115,7 +115,7 @@ def test_partition_for_is_kafkas_default_partitioner() -> None:
 
 
 def test_catalog_types_are_concrete_payloads() -> None:
-    assert all(issubclass(cls, Payload) and cls.TYPE == name for name, cls in CATALOG.types.items())
+    assert all(issubclass(cls, Payload) and name == cls.TYPE for name, cls in CATALOG.types.items())
     assert {"data_arrived", "drift_detected", "run_requested", "run_cancel_requested",
             "run_created", "run_succeeded", "run_failed", "run_cancelled", "task_ready",
             "task_scheduled", "task_started", "task_progress", "task_succeeded", "task_failed",
