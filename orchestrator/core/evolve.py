@@ -97,7 +97,8 @@ def _ready(run: RunState, e: ev.TaskReady, at: float) -> None:
 
 
 def _waiting(run: RunState, e: ev.TaskWaiting, at: float) -> None:
-    _task(run, e.task, waiting=e.reason)
+    # placement was tried, so any place_after has passed: it must not stay a (past) deadline
+    _task(run, e.task, waiting=e.reason, place_after=None)
 
 
 def _scheduled(run: RunState, e: ev.TaskScheduled, at: float) -> None:

@@ -139,7 +139,7 @@ def _place_one(d: Decider, run: RunState, spec: TaskSpec) -> None:
     choice = place(spec.resources, agents, used, d.settings.strategy)  # type: ignore[arg-type]
     task = run.tasks[spec.name]
     if not isinstance(choice, Placed):
-        if task.waiting != choice.reason:
+        if task.waiting != choice.reason or task.place_after is not None:
             d.log(run, ev.TaskWaiting(run_id=run.run_id, task=spec.name, reason=choice.reason))
         return
     _schedule(d, run, spec, choice.agent_id)

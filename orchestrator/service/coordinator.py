@@ -71,6 +71,10 @@ class GroupLoop:
     restore_stats: dict[str, float] = field(default_factory=dict)
     _since_snapshot: int = 0
     _fleet_version: int = -1
+    _fleet_changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.fleet.subscribers.append(self._fleet_changed)
 
     @property
     def inputs(self) -> tuple[TopicPartition, TopicPartition]:
@@ -135,10 +139,20 @@ class GroupLoop:
         return False
 
     async def _idle(self, stop: asyncio.Event) -> None:
+        """Sleep until an input arrives, the fleet changes, or the next deadline is due."""
+        if self.fleet.version != self._fleet_version:
+            return
         due = next_deadline(self.state)
-        timeout = 0.5 if due is None else max(0.0, min(0.5, due - self.clock()))
-        self.fleet.changed.clear()
-        await self.bus.wait(dict(self.positions), timeout=timeout)
+        timeout = 1.0 if due is None else max(0.0, min(1.0, due - self.clock()))
+        self._fleet_changed.clear()
+        if self.fleet.version != self._fleet_version:
+            return
+        inputs = asyncio.ensure_future(self.bus.wait(dict(self.positions), timeout=timeout))
+        fleet = asyncio.ensure_future(self._fleet_changed.wait())
+        await asyncio.wait({inputs, fleet}, return_when=asyncio.FIRST_COMPLETED)
+        fleet.cancel()
+        if not inputs.done():
+            inputs.cancel()
 
     async def _read_inputs(self) -> list[Record]:
         records: list[Record] = []
@@ -155,6 +169,8 @@ class GroupLoop:
                 positions[record.tp] = record.offset + 1
             if not records:
                 outgoing.extend(self._decide(Tick()))
+                if not outgoing:
+                    return
             written = await self.bus.commit(GROUP, positions, outgoing)
         except Exception:
             log.exception("partition group %s: commit failed; restoring from the log", self.k)

@@ -49,7 +49,7 @@ class FleetView:
     last_seen: dict[str, float] = field(default_factory=dict)
     version: int = 0
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    subscribers: list[asyncio.Event] = field(default_factory=list)
     _positions: dict[TopicPartition, int] = field(default_factory=dict)
     _started: float = 0.0
 
@@ -100,7 +100,8 @@ class FleetView:
 
     def _bump(self) -> None:
         self.version += 1
-        self.changed.set()
+        for event in self.subscribers:
+            event.set()
 
 
 @dataclass
