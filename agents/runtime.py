@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -230,7 +231,7 @@ class Agent:
                 run_id=entry.run_id, task=entry.task, attempt=entry.attempt,
                 attempt_id=entry.attempt_id, agent_id=self.agent_id, reason="interrupted",
                 message="the agent stopped while this attempt was running", retryable=True))
-            await self._ledger.record(LedgerEntry(**{**entry.__dict__, "status": "finished"}))
+            await self._ledger.record(dataclasses.replace(entry, status="finished"))
 
     async def _shutdown(self) -> None:
         for running in list(self.running.values()):

@@ -144,9 +144,18 @@ def _report(d: Decider, run: RunState, env: Envelope[Payload], data: rp.AttemptR
                              f"on {current.agent_id!r}")
     elif current.status not in ACTIVE_ATTEMPT:
         _ignore(d, run, env, f"attempt {data.attempt_id} already {current.status}")
+    elif _regresses(data, current.status):
+        _ignore(d, run, env, f"attempt {data.attempt_id} is already {current.status}")
     else:
         _REPORTS[type(data)](d, run, data)
         advance(d, run)
+
+
+def _regresses(report: rp.AttemptReport, status: str) -> bool:
+    """A late accepted/started report must not move an attempt back (or restart its timeout)."""
+    if isinstance(report, rp.AttemptAccepted):
+        return status != "scheduled"
+    return isinstance(report, rp.AttemptStarted) and status == "running"
 
 
 def _accepted(d: Decider, run: RunState, r: rp.AttemptAccepted) -> None:

@@ -143,7 +143,7 @@ def test_retryable_failures_retry_with_exponential_backoff_and_deterministic_att
 
     for n, delay in ((1, 2.0), (2, 4.0), (3, 8.0)):
         cmd = h.last_execute("a")
-        assert (cmd.attempt, cmd.attempt_id) == (n, f"{rid}/a/{n}")
+        assert (cmd.attempt, cmd.attempt_id, cmd.placement) == (n, f"{rid}/a/{n}", 1)
         h.fail("a")
         (retry,) = h.events(rid, ev.TaskRetryScheduled)[n - 1:]
         assert (retry.next_attempt, retry.retry_at) == (n + 1, h.now + delay)
@@ -409,6 +409,26 @@ def test_a_gate_passes_when_metrics_meet_the_minimum_and_there_is_no_champion() 
     assert len(h.registrations()) == 1
 
 
+def test_a_gate_passes_when_a_metric_equals_the_minimum_exactly() -> None:
+    h, rid = gated(minimum=0.9)
+
+    h.complete("train", metrics={"accuracy": 0.9})
+
+    (gate,) = h.events(rid, ev.GateEvaluated)
+    assert gate.passed is True
+
+
+def test_a_gate_fails_when_the_metric_it_checks_is_missing() -> None:
+    h, rid = gated()
+
+    h.complete("train", metrics={"loss": 0.1})
+
+    (gate,) = h.events(rid, ev.GateEvaluated)
+    assert gate.passed is False
+    assert all(c.value is None and not c.passed for c in gate.checks)
+    assert "accuracy missing" in h.events(rid, ev.TaskFailed)[-1].message
+
+
 def test_a_gate_fails_below_the_minimum_and_the_run_fails_naming_the_gate() -> None:
     h, rid = gated()
 
@@ -533,6 +553,19 @@ def test_next_deadline_is_the_earliest_due_time_of_any_running_run() -> None:
 
     h.cancel(rid)
     assert next_deadline(h.state) is None, "finished runs have no deadlines"
+
+
+def test_a_rejected_task_left_waiting_for_capacity_has_no_stale_deadline() -> None:
+    h = given_fleet(("a1", 1.0))
+    rid = h.start(pipeline(task("a"), task("b")))
+    h.report(rp.AttemptRejected, h.last_execute("a"), reason="busy")
+    assert h.last_execute("b").agent_id == "a1", "b took the capacity a gave back"
+    h.tick(next_deadline(h.state))
+
+    assert h.run(rid).tasks["a"].waiting == "all fitting agents are full"
+    due = next_deadline(h.state)
+    assert due is not None and due > h.now, "a past deadline makes the shell tick in a loop"
+    assert h.tick() == []
 
 
 def test_next_deadline_includes_the_run_deadline() -> None:

@@ -8,6 +8,7 @@ runs must equal the live ones exactly, and every run must finish once agents beh
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from events import codec
 from events import reports as rp
 from events.commands import ExecuteTask
 from events.pipeline import PipelineSpec, TaskSpec
+from orchestrator.core.decide import Tick, decide, next_deadline
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.state import ACTIVE_ATTEMPT, TERMINAL_TASK, Attempt
 from tests.core.harness import pipeline, ref, task
@@ -128,6 +130,23 @@ def act(h: CheckedHarness, step: Step, run_ids: list[str]) -> None:
         h.tick(max(h.now, timeout_at) if timeout_at is not None else None)
 
 
+def assert_next_deadline_is_live(h: CheckedHarness) -> None:
+    """A tick at next_deadline decides something, and a second tick then decides nothing:
+    the shell, which ticks whenever next_deadline is due, never spins or grows the log idly."""
+    due = next_deadline(h.state)
+    if due is None:
+        return
+    at = max(due, h.now)
+    scratch = copy.deepcopy(h.state)
+    out = decide(scratch, Tick(), at)
+    assert out != [], f"next_deadline said {due}, but nothing was due"
+    for env in out:
+        if env.sequence is not None:
+            evolve(scratch, env)
+    again = decide(scratch, Tick(), at)
+    assert again == [], f"a repeated tick at {at} decided {[e.type for e in again]}"
+
+
 def settle(h: CheckedHarness) -> None:
     """Agents behave from now on: a healthy agent joins, time passes, everything succeeds."""
     h.agent("healthy", cpus=64)
@@ -159,6 +178,7 @@ def test_folding_the_recorded_log_from_scratch_rebuilds_the_live_runs_exactly(
     # when agents, users and the clock behave at random, then well
     for step in script:
         act(h, step, run_ids)
+        assert_next_deadline_is_live(h)
     settle(h)
 
     # then every run finished, consistently with its tasks
