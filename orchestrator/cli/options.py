@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from agents.capabilities import detect_capabilities, parse_labels
+from agents.capabilities import detect_capabilities
 from orchestrator.cli.errors import UsageError
 from orchestrator.service.app import AgentSpec
 
@@ -36,10 +36,13 @@ def agent_specs(args: argparse.Namespace) -> list[AgentSpec]:
 
 
 def key_values(items: list[str]) -> dict[str, Any]:
-    try:
-        return dict(parse_labels(items))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {item!r}: write it as KEY=VALUE, e.g. --param epochs=3")
+        out[key] = value
+    return out
 
 
 def file_facts(location: str) -> tuple[str, str | None, int | None]:

@@ -10,11 +10,14 @@ from orchestrator.core.errors import SpecError
 
 def validate(spec: PipelineSpec) -> None:
     """Raise SpecError listing every structural problem (not only the first)."""
-    problems = _duplicates(spec) + _unknown_deps(spec) + _kind_problems(spec)
-    if not problems:
-        problems = _cycles(spec)
-    if problems:
-        raise SpecError([f"pipeline {spec.name!r}: {p}" for p in problems])
+    found = problems(spec)
+    if found:
+        raise SpecError([f"pipeline {spec.name!r}: {p}" for p in found])
+
+
+def problems(spec: PipelineSpec) -> list[str]:
+    found = _duplicates(spec) + _unknown_deps(spec) + _kind_problems(spec)
+    return found or _cycles(spec)
 
 
 def _duplicates(spec: PipelineSpec) -> list[str]:

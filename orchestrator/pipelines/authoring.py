@@ -74,7 +74,7 @@ class Pipeline:
 
         spec = PipelineSpec(name=self.name, tasks=tuple(self._tasks), triggers=self.triggers,
                             deadline_s=self.deadline_s, description=self.description)
-        check(spec, source=f"pipeline {self.name!r}")
+        check(spec)
         return spec
 
 

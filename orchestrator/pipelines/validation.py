@@ -10,19 +10,15 @@ from orchestrator.core import dag
 from orchestrator.core.errors import SpecError
 
 
-def check(spec: PipelineSpec, *, source: str) -> None:
+def check(spec: PipelineSpec, *, source: str | None = None) -> None:
     """Raise SpecError naming `source` and every problem: structure, imports, resources."""
-    problems: list[str] = []
-    try:
-        dag.validate(spec)
-    except SpecError as exc:
-        problems.extend(exc.problems)
+    problems = [f"pipeline {spec.name!r}: {p}" for p in dag.problems(spec)]
     for task in spec.tasks:
         problems.extend(_resource_problems(spec.name, task))
         if task.kind == "function" and task.function:
             problems.extend(_import_problems(spec, task))
     if problems:
-        raise SpecError([f"{source}: {p}" for p in problems])
+        raise SpecError([f"{source}: {p}" if source else p for p in problems])
 
 
 def _resource_problems(pipeline: str, task: TaskSpec) -> list[str]:

@@ -1,0 +1,78 @@
+"""Pipelines the end-to-end tests run in real `baton up` processes.
+
+Every task writes its attempt id to a ledger file *before* doing its work, so a test can
+tell exactly which attempts ran, including ones cut short by a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from agents.task_api import TaskContext, TaskError
+from orchestrator.pipelines import Pipeline
+
+WORK_S = 0.4
+
+
+def record_attempt(ctx: TaskContext) -> None:
+    """Append '<attempt_id>\\n' to the ledger named by the run's `ledger` param, durably."""
+    with Path(str(ctx.params["ledger"])).open("a") as ledger:
+        ledger.write(f"{ctx.data.attempt_id}\n")
+        ledger.flush()
+        os.fsync(ledger.fileno())
+
+
+def _step(ctx: TaskContext) -> str:
+    record_attempt(ctx)
+    time.sleep(WORK_S)  # the workload: long enough for a test to kill the process mid-run
+    return ctx.task
+
+
+def extract(ctx: TaskContext) -> str:
+    return _step(ctx)
+
+
+def clean(extract: str, ctx: TaskContext) -> str:
+    return _step(ctx)
+
+
+def left(clean: str, ctx: TaskContext) -> str:
+    return _step(ctx)
+
+
+def right(clean: str, ctx: TaskContext) -> str:
+    return _step(ctx)
+
+
+def merge(left: str, right: str, ctx: TaskContext) -> str:
+    return _step(ctx)
+
+
+def publish(merge: str, ctx: TaskContext) -> str:
+    return _step(ctx)
+
+
+slow_chain = Pipeline("slow_chain", deadline_s=600,
+                      description="extract -> clean -> (left, right) -> merge -> publish")
+for _fn in (extract, clean, left, right, merge, publish):
+    slow_chain.task(cpus=0.5, memory="64Mi", retries=2, backoff_s=0.2, timeout_s=60)(_fn)
+
+
+def flaky(ctx: TaskContext) -> str:
+    """Fails on its first attempt, succeeds on the next."""
+    record_attempt(ctx)
+    if ctx.attempt == 1:
+        raise TaskError("first attempt fails on purpose")
+    return "ok"
+
+
+def after_flaky(flaky: str, ctx: TaskContext) -> str:
+    record_attempt(ctx)
+    return flaky
+
+
+fails_then_ok = Pipeline("fails_then_ok", deadline_s=600)
+fails_then_ok.task(cpus=0.5, memory="64Mi", retries=2, backoff_s=0.1, timeout_s=60)(flaky)
+fails_then_ok.task(cpus=0.5, memory="64Mi", retries=0, timeout_s=60)(after_flaky)

@@ -1,0 +1,138 @@
+"""Helpers for end-to-end tests: real `baton` processes, and reading their SQLite bus.
+
+Synchronisation is always on observable facts (events on the bus, process output, exit
+codes), with a bounded timeout; never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from events import topics
+from events.codec import decode
+from events.envelope import Envelope
+from events.payloads import Payload
+from orchestrator.bus import EmbeddedBus, TopicPartition
+
+REPO = Path(__file__).resolve().parents[2]
+CLI_TIMEOUT_S = 60.0
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "BATON_HOME"}
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def command(home: Path | None, *args: str) -> list[str]:
+    head = [sys.executable, "-m", "orchestrator.cli.main"]
+    return [*head, *(["--home", str(home)] if home is not None else []), *args]
+
+
+def baton(home: Path | None, *args: str, timeout: float = CLI_TIMEOUT_S
+          ) -> subprocess.CompletedProcess[str]:
+    """Run one `baton` command to completion and capture its output."""
+    return subprocess.run(command(home, *args), cwd=REPO, env=cli_env(), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+@dataclass
+class Service:
+    """A `baton up` process in its own process group (its workers and forkserver with it)."""
+
+    process: subprocess.Popen[str]
+    log: Path
+
+    @classmethod
+    def start(cls, home: Path, pipelines: Sequence[str], log: Path) -> Service:
+        args = [a for ref in pipelines for a in ("--pipeline", ref)]
+        with log.open("w") as out:
+            process = subprocess.Popen(command(home, "up", *args), cwd=REPO, env=cli_env(),
+                                       stdout=out, stderr=subprocess.STDOUT, text=True,
+                                       start_new_session=True)
+        return cls(process, log)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: no handler runs, nothing is flushed or closed."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=CLI_TIMEOUT_S)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Ask the service to stop; returns its exit code (the test asserts on it)."""
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def reap(self) -> None:
+        """Last resort at teardown: whatever of the group is still alive goes."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+RunLog = list[Envelope[Payload]]
+
+
+@dataclass
+class RunLogReader:
+    """Reads baton.runs of a home's bus file, in per-partition order, as it grows."""
+
+    bus: EmbeddedBus
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    events: RunLog = field(default_factory=list)
+
+    async def poll(self) -> None:
+        for tp in self.positions:
+            while batch := await self.bus.read(tp, self.positions[tp], 1000):
+                self.positions[tp] = batch[-1].offset + 1
+                self.events.extend(decode(r.value) for r in batch)
+
+    async def until(self, done: Callable[[RunLog], bool], within_s: float) -> RunLog:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while True:
+            await self.poll()
+            if done(self.events):
+                return list(self.events)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"condition not met within {within_s:g}s; "
+                                   f"{len(self.events)} run events seen")
+            await self.bus.wait(dict(self.positions), timeout=min(remaining, 1.0))
+
+
+async def _read_until(home: Path, done: Callable[[RunLog], bool], within_s: float) -> RunLog:
+    bus = await EmbeddedBus.open(home / "bus.db")
+    try:
+        tps = [TopicPartition(topics.RUNS, p) for p in range(bus.partitions(topics.RUNS))]
+        reader = RunLogReader(bus, dict.fromkeys(tps, 0))
+        return await reader.until(done, within_s)
+    finally:
+        await bus.close()
+
+
+def wait_for_run_log(home: Path, done: Callable[[RunLog], bool], timeout: float) -> RunLog:
+    """Block until the run log satisfies `done` (checked on every append), or fail."""
+    return asyncio.run(_read_until(home, done, within_s=timeout))
+
+
+def read_run_log(home: Path) -> RunLog:
+    """The run log as it is now."""
+    return wait_for_run_log(home, lambda _: True, timeout=CLI_TIMEOUT_S)
+
+
+def of_run(log: RunLog, run_id: str) -> RunLog:
+    return [e for e in log if getattr(e.data, "run_id", None) == run_id]

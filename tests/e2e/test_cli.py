@@ -1,0 +1,244 @@
+"""The `baton` command line as a user meets it: real processes, real exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from events.catalog import CATALOG
+from tests.e2e.support import REPO, baton, cli_env, command
+
+pytestmark = pytest.mark.e2e
+
+CHAIN = "tests.e2e.pipelines:slow_chain"
+MODEL = "digits-classifier"
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int,
+                          *fragments: str) -> str:
+    """Exit `code`, nothing on stdout, one line on stderr naming every fragment, no traceback."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert result.stdout == ""
+    return lines[0]
+
+
+# -- wrong usage: exit 2, one line that says how to fix it ----------------------------------
+
+USAGE_ERRORS = {
+    "runs show without an id": (
+        ["runs", "show"], ["run_id", "see 'baton runs show --help'"]),
+    "data-arrived missing flags": (
+        ["publish", "data-arrived", "--dataset", "x"],
+        ["--version", "--uri", "see 'baton publish data-arrived --help'"]),
+    "negative agent count": (
+        ["up", "--pipeline", CHAIN, "--agents", "-1"], ["--agents must be 0 or more"]),
+    "unknown pipeline": (
+        ["run", "nope", "--pipeline-ref", CHAIN], ["unknown pipeline 'nope'", "known: slow_chain"]),
+    "param without a value": (
+        ["run", "slow_chain", "--pipeline-ref", CHAIN, "--param", "ledger"], ["--param 'ledger'", "KEY=VALUE"]),
+    "data file that does not exist": (
+        ["publish", "data-arrived", "--dataset", "d", "--version", "v1", "--uri",
+         "/does/not/exist"], ["/does/not/exist: no such file", "give a path"]),
+    "replay without --verify": (["replay"], ["--verify", "see 'baton replay --help'"]),
+    "unknown command": (["bogus"], ["invalid choice: 'bogus'", "see 'baton --help'"]),
+    "cyclic pipeline": (
+        ["pipelines", "validate", "tests.e2e.bad_pipelines:cyclic"],
+        ["invalid pipeline", "'cyclic'", "cycle: ping -> pong -> ping"]),
+    "task function that cannot be imported": (
+        ["pipelines", "validate", "tests.e2e.bad_pipelines:unimportable"],
+        ["invalid pipeline", "'unimportable'", "task 'ghost'", "_local_task.<locals>.inner"]),
+    "yaml task in a module that does not exist": (
+        ["pipelines", "validate", "tests/e2e/missing_module.yaml"],
+        ["missing_module.yaml", "task 'lost'", "cannot import module 'tests.e2e.no_such_module'"]),
+    "pipeline reference to a missing module": (
+        ["pipelines", "validate", "tests.e2e.nowhere:pipe"],
+        ["'tests.e2e.nowhere:pipe'", "cannot import 'tests.e2e.nowhere'"]),
+}
+
+
+@pytest.mark.parametrize(("args", "fragments"), USAGE_ERRORS.values(), ids=USAGE_ERRORS.keys())
+def test_wrong_usage_exits_2_with_a_one_line_fix(
+    tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    # given: a home nobody has used
+    home = tmp_path / "home"
+    # when: the command is used wrongly
+    result = baton(home, *args)
+    # then: exit 2, one actionable line, and no state was created as a side effect
+    assert_one_line_error(result, 2, *fragments)
+    assert not home.exists()
+
+
+def test_queries_against_a_home_without_state_say_where_to_start(tmp_path: Path) -> None:
+    # given: an empty directory as home
+    home = tmp_path / "empty"
+    home.mkdir()
+    # when: runs are queried there
+    result = baton(home, "runs", "show", "run-unknown")
+    # then: it says there is no state there and how to point at the right place
+    assert_one_line_error(result, 2, f"no Baton state in {home}", "baton up", "--home")
+    assert list(home.iterdir()) == []
+
+
+def test_showing_an_unknown_run_exits_1_and_says_how_to_list_runs(tmp_path: Path) -> None:
+    # given: a home with a bus but no runs (a trigger was published, nothing serves it)
+    home, data = tmp_path / "home", tmp_path / "data.csv"
+    data.write_text("x\n1\n")
+    published = baton(home, "publish", "data-arrived", "--dataset", "d", "--version", "v1",
+                      "--uri", str(data))
+    assert published.returncode == 0, published.stderr
+    # when: a run that does not exist is shown
+    result = baton(home, "runs", "show", "run-unknown")
+    # then: not found is exit 1, with the way to find real run ids
+    assert_one_line_error(result, 1, "no run 'run-unknown'", "baton runs list")
+    # and: listing and verifying an empty log work
+    listed = baton(home, "runs", "list", "--json")
+    assert (listed.returncode, json.loads(listed.stdout)) == (0, [])
+    verified = baton(home, "replay", "--verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    assert json.loads(verified.stdout) == {"ok": True, "runs": 0, "events": 0, "differences": []}
+
+
+def test_schema_export_writes_one_json_schema_per_event_type(tmp_path: Path) -> None:
+    # given: an output directory that does not exist yet
+    out = tmp_path / "schemas"
+    # when: the schemas are exported
+    result = baton(None, "schema", "export", str(out))
+    # then: one file per catalogued event type (plus the dead letter), each a JSON Schema
+    assert result.returncode == 0, result.stderr
+    expected = {f"{t}.v{cls.VERSION}.schema.json" for t, cls in CATALOG.types.items()}
+    written = {p.name for p in out.iterdir()}
+    assert written == expected | {"dead_letter.schema.json"}
+    assert f"wrote {len(written)} schemas" in result.stdout
+    for name in ("run_created.v1.schema.json", "task_succeeded.v1.schema.json",
+                 "data_arrived.v1.schema.json", "dead_letter.schema.json"):
+        schema = json.loads((out / name).read_text())
+        assert isinstance(schema, dict)
+        assert schema["type"] == "object"
+        assert isinstance(schema["properties"], dict) and schema["properties"]
+    envelope = json.loads((out / "task_succeeded.v1.schema.json").read_text())
+    assert {"id", "type", "time", "data"} <= set(envelope["required"])
+
+
+# -- the demo, and the tools that read what it leaves behind --------------------------------
+
+@dataclass(frozen=True)
+class Demo:
+    home: Path
+    summary: dict[str, Any]
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """One real `baton demo --json` (about 10 s) shared by the tests that read its home."""
+    home = tmp_path_factory.mktemp("demo") / "home"
+    result = baton(home, "demo", "--json", timeout=110)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Demo(home, json.loads(result.stdout), result.stderr)
+
+
+def test_demo_trains_on_arrival_and_retrains_on_drift(demo: Demo) -> None:
+    # given/when: the demo ran in a fresh home
+    runs, models = demo.summary["runs"], demo.summary["models"]
+    # then: two digits runs, caused first by data arriving, then by detected drift
+    assert [r["trigger_type"] for r in runs] == ["data_arrived", "drift_detected"]
+    for run in runs:
+        assert run["run_id"].startswith("run-")
+        assert (run["pipeline"], run["status"]) == ("digits", "succeeded")
+        assert [t["name"] for t in run["tasks"]] == [
+            "ingest", "features", "train", "evaluate", "gate", "register"]
+        assert all(t["status"] == "succeeded" for t in run["tasks"])
+        assert all(t["attempts"] == 1 for t in run["tasks"] if t["name"] != "gate")
+    # and: each run registered one version of the classifier, both accurate
+    assert [(m["name"], m["version"]) for m in models] == [(MODEL, 1), (MODEL, 2)]
+    assert [m["run_id"] for m in models] == [r["run_id"] for r in runs]
+    assert all(m["metrics"]["accuracy"] >= 0.9 for m in models)
+    assert demo.summary["home"] == str(demo.home)
+    # and: progress went to stderr, so stdout stays machine-readable
+    assert "run ✔ succeeded" in demo.stderr
+
+
+def test_demo_home_can_be_listed_and_replayed(demo: Demo) -> None:
+    # when: the demo's home is queried with the ordinary commands
+    listed = baton(demo.home, "runs", "list", "--json")
+    verified = baton(demo.home, "replay", "--verify")
+    models = baton(demo.home, "models", "--json")
+    # then: both runs are there, the projection equals the log's replay, models agree
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert {r["run_id"] for r in rows} == {r["run_id"] for r in demo.summary["runs"]}
+    assert {r["status"] for r in rows} == {"succeeded"}
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "2 runs: no differences" in verified.stdout
+    assert models.returncode == 0, models.stderr
+    assert [m["version"] for m in json.loads(models.stdout)] == [1, 2]
+
+
+def test_demo_refuses_a_home_it_did_not_create(tmp_path: Path) -> None:
+    # given: a non-empty directory that is not a demo's
+    home = tmp_path / "mine"
+    home.mkdir()
+    (home / "precious.txt").write_text("keep me")
+    # when: the demo is pointed at it
+    result = baton(home, "demo", "--json")
+    # then: it refuses, and deletes nothing
+    assert_one_line_error(result, 2, f"{home} is not empty", "pass --home with a new directory")
+    assert (home / "precious.txt").read_text() == "keep me"
+
+
+def test_watch_from_start_replays_the_demo_runs_and_stops_on_ctrl_c(
+    demo: Demo, tmp_path: Path
+) -> None:
+    # given: `baton watch --from-start` on the finished demo's home
+    errors = tmp_path / "watch.err"
+    lines: queue.Queue[str | None] = queue.Queue()
+    with errors.open("w") as err, subprocess.Popen(
+        command(demo.home, "watch", "--from-start"), cwd=REPO, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=err, text=True, encoding="utf-8",
+    ) as watch:
+        stdout = watch.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            for line in iter(stdout.readline, ""):
+                lines.put(line)
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            # when: its output is read until both runs' ends have been printed
+            seen: list[str] = []
+            while sum("run ✔ succeeded" in line for line in seen) < 2:
+                line = lines.get(timeout=30)
+                assert line is not None, f"watch ended early: {seen}"
+                seen.append(line)
+            # and: it gets Ctrl-C
+            watch.send_signal(signal.SIGINT)
+            code = watch.wait(timeout=30)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+            watch.wait(timeout=10)
+            reader.join(timeout=10)
+    # then: it printed both runs' lifecycles and exited cleanly
+    assert code == 0
+    text = "".join(seen)
+    for run in demo.summary["runs"]:
+        assert f"{run['run_id'][:16]} run created: digits@" in text
+    assert "model digits-classifier v2 registered" in text
+    assert "Traceback" not in errors.read_text()
