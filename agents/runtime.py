@@ -59,6 +59,8 @@ class Running:
     command: ExecuteTask
     gpus: tuple[int, ...]
     task: asyncio.Task[None] | None = None
+    invocation: asyncio.Future[Outcome] | None = None
+    cancelled: bool = False
 
 
 @dataclass
@@ -190,11 +192,26 @@ class Agent:
         inv = Invocation(attempt_id=cmd.attempt_id, function=cmd.function, inputs=cmd.inputs,
                          context=ctx, timeout_s=cmd.timeout_s, gpus=running.gpus)
         assert self._pool is not None
-        return await self._pool.run(inv, on_progress)
+        cancelled = Failed(reason="cancelled", message=f"attempt {cmd.attempt_id} was cancelled")
+        if running.cancelled:
+            return cancelled
+        running.invocation = asyncio.ensure_future(self._pool.run(inv, on_progress))
+        try:
+            return await running.invocation
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not running.cancelled or (current is not None and current.cancelling()):
+                raise
+            return cancelled
 
     async def _cancel(self, attempt_id: str) -> None:
-        if attempt_id in self.running and self._pool is not None:
-            await self._pool.cancel(attempt_id)
+        running = self.running.get(attempt_id)
+        if running is None or self._pool is None or await self._pool.cancel(attempt_id):
+            return
+        # not in a worker yet (e.g. waiting for a free one): it must never get to one
+        running.cancelled = True
+        if running.invocation is not None:
+            running.invocation.cancel()
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
         """Heartbeat; if none gets through for a whole lease, stop our own tasks."""

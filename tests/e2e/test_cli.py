@@ -48,7 +48,8 @@ USAGE_ERRORS = {
     "unknown pipeline": (
         ["run", "nope", "--pipeline-ref", CHAIN], ["unknown pipeline 'nope'", "known: slow_chain"]),
     "param without a value": (
-        ["run", "slow_chain", "--pipeline-ref", CHAIN, "--param", "ledger"], ["--param 'ledger'", "KEY=VALUE"]),
+        ["run", "slow_chain", "--pipeline-ref", CHAIN, "--param", "ledger"],
+        ["--param 'ledger'", "KEY=VALUE"]),
     "data file that does not exist": (
         ["publish", "data-arrived", "--dataset", "d", "--version", "v1", "--uri",
          "/does/not/exist"], ["/does/not/exist: no such file", "give a path"]),
