@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,8 +173,8 @@ class Agent:
         base = _report_fields(cmd)
         progress = _ProgressSender(self, cmd)
         try:
-            await self._send(AttemptStarted(**base))
-            outcome = await self._invoke(running, progress.push)
+            outcome = await self._invoke(running, progress.push,
+                                         lambda: self._send(AttemptStarted(**base)))
             await progress.flush()
             await self._send(_outcome_report(base, outcome))
             assert self._ledger is not None
@@ -182,8 +182,8 @@ class Agent:
         finally:
             self.running.pop(cmd.attempt_id, None)
 
-    async def _invoke(self, running: Running, on_progress: Callable[[float, str], None]
-                      ) -> Outcome:
+    async def _invoke(self, running: Running, on_progress: Callable[[float, str], None],
+                      on_start: Callable[[], Awaitable[None]]) -> Outcome:
         cmd = running.command
         ctx = ContextData(run_id=cmd.run_id, pipeline=cmd.pipeline, task=cmd.task,
                           attempt=cmd.attempt, attempt_id=cmd.attempt_id,
@@ -195,7 +195,7 @@ class Agent:
         cancelled = Failed(reason="cancelled", message=f"attempt {cmd.attempt_id} was cancelled")
         if running.cancelled:
             return cancelled
-        running.invocation = asyncio.ensure_future(self._pool.run(inv, on_progress))
+        running.invocation = asyncio.ensure_future(self._pool.run(inv, on_progress, on_start))
         try:
             return await running.invocation
         except asyncio.CancelledError:

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
@@ -345,13 +345,23 @@ class WorkerPool:
         workers = [self._slot_worker(slot) for slot in self._all_slots]
         await asyncio.gather(*workers)
 
-    async def run(self, inv: Invocation, on_progress: ProgressCallback | None = None) -> Outcome:
-        """Waits for a free slot; the outcome is always returned, never raised."""
+    async def run(
+        self,
+        inv: Invocation,
+        on_progress: ProgressCallback | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> Outcome:
+        """Waits for a free slot; the outcome is always returned, never raised.
+
+        `on_start` runs once the attempt has a slot, so "started" never counts queue time.
+        """
         if inv.attempt_id in self._running:
             raise ValueError(f"attempt {inv.attempt_id} is already running")
         slot = await self._slots.get()
         try:
             self._check_open()
+            if on_start is not None:
+                await on_start()
             if inv.gpus or inv.env:
                 return await self._run_dedicated(inv, on_progress)
             return await self._run_pooled(slot, inv, on_progress)

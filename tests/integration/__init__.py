@@ -1,0 +1,1 @@
+"""Integration tests: real SQLite bus, real agents and worker processes, no mocks."""

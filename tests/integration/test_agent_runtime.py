@@ -1,0 +1,369 @@
+"""An Agent on a real embedded bus with real worker processes, driven only through the bus.
+
+Commands go to baton.commands keyed by agent id, as the coordinator routes them; everything
+the agent says is read back from baton.reports and baton.agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agents.artifacts import ArtifactStore
+from agents.ledger import Ledger, LedgerEntry
+from agents.runtime import Agent, AgentConfig
+from events import topics
+from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
+from events.commands import CancelTask
+from events.common import Capabilities
+from events.reports import (
+    AttemptAccepted,
+    AttemptFailed,
+    AttemptProgress,
+    AttemptRejected,
+    AttemptReport,
+    AttemptStarted,
+    AttemptSucceeded,
+)
+from events.topics import partition_for
+from orchestrator.bus import EmbeddedBus
+from tests.integration.support import WAIT_S, Tail, command_record, execute_task, tp_for
+from tests.integration.tasks import ref
+
+AGENT = "agent-a"
+RUN = "run-agent-test"
+CAPABILITIES = Capabilities(cpus=2, memory_mb=1024)
+
+
+@dataclass
+class RunningAgent:
+    agent: Agent
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, WAIT_S)
+
+
+StartAgent = Callable[..., Awaitable[RunningAgent]]
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[EmbeddedBus]:
+    opened = await EmbeddedBus.open(tmp_path / "bus.db")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def start_agent(bus: EmbeddedBus, tmp_path: Path) -> AsyncIterator[StartAgent]:
+    """Starts agents on the test bus; whatever is still running is stopped at teardown."""
+    started: list[RunningAgent] = []
+
+    async def start(heartbeat_s: float = 1.0) -> RunningAgent:
+        config = AgentConfig(agent_id=AGENT, capabilities=CAPABILITIES, home=tmp_path / "home",
+                             artifact_root=tmp_path / "artifacts", workers=2,
+                             heartbeat_s=heartbeat_s)
+        agent = Agent(bus, config)
+        stop = asyncio.Event()
+        running = RunningAgent(agent, stop, asyncio.create_task(agent.run(stop)))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if not running.task.done():
+            await running.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            running.task.result()  # an agent that crashed fails the test here
+
+
+@pytest.fixture
+def reports(bus: EmbeddedBus) -> Tail:
+    return Tail(bus, [tp_for(bus, topics.REPORTS, RUN)])
+
+
+def of_attempt(tail: Tail, attempt_id: str) -> list[AttemptReport]:
+    return [p for p in tail.payloads(AttemptReport) if p.attempt_id == attempt_id]
+
+
+def kinds(tail: Tail, attempt_id: str) -> list[str]:
+    return [p.TYPE for p in of_attempt(tail, attempt_id)]
+
+
+async def report(tail: Tail, kind: type[AttemptReport], attempt_id: str) -> AttemptReport:
+    return await tail.first(kind, lambda p: p.attempt_id == attempt_id)
+
+
+async def run_sentinel(bus: EmbeddedBus, tail: Tail) -> None:
+    """Commands are handled in order: once a later no-op succeeded, earlier ones are done."""
+    sentinel = execute_task(AGENT, ref("noop"), run_id=RUN, task="sentinel")
+    await bus.publish([command_record(sentinel)])
+    await report(tail, AttemptSucceeded, sentinel.attempt_id)
+
+
+async def test_command_is_accepted_started_and_succeeds_with_its_artifact(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail, tmp_path: Path
+) -> None:
+    # given an agent, and an upstream output already in the artifact store
+    store = ArtifactStore(tmp_path / "artifacts")
+    upstream = store.put_object(41)
+    await start_agent()
+    cmd = execute_task(AGENT, ref("add_one"), run_id=RUN, inputs={"upstream": upstream})
+
+    # when the command arrives on baton.commands
+    await bus.publish([command_record(cmd)])
+    done = await report(reports, AttemptSucceeded, cmd.attempt_id)
+
+    # then it reported accepted -> started -> succeeded, and its output is on disk
+    assert kinds(reports, cmd.attempt_id) == ["attempt_accepted", "attempt_started",
+                                              "attempt_succeeded"]
+    assert isinstance(done, AttemptSucceeded)
+    assert (done.agent_id, done.task, done.attempt) == (AGENT, cmd.task, 1)
+    path = Path(done.output.uri.removeprefix("file://"))
+    assert (await asyncio.to_thread(path.stat)).st_size == done.output.size
+    assert store.get_object(done.output) == 42
+
+
+async def test_command_beyond_capacity_is_rejected_naming_it_and_never_runs(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+) -> None:
+    # given an agent with 2 cpus
+    await start_agent()
+    too_big = execute_task(AGENT, ref("noop"), run_id=RUN, task="big", cpus=3)
+
+    # when a command asks for 3
+    await bus.publish([command_record(too_big)])
+    rejected = await report(reports, AttemptRejected, too_big.attempt_id)
+    await run_sentinel(bus, reports)
+
+    # then it is rejected with the capacity in the reason, and was never accepted or started
+    assert isinstance(rejected, AttemptRejected)
+    assert "no capacity" in rejected.reason
+    assert "cpus=3" in rejected.reason and "free cpus=2" in rejected.reason
+    assert kinds(reports, too_big.attempt_id) == ["attempt_rejected"]
+
+
+async def test_command_beyond_free_capacity_is_rejected_while_another_attempt_runs(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+) -> None:
+    # given an agent whose 2 cpus are taken by a running attempt
+    await start_agent()
+    hog = execute_task(AGENT, ref("hang"), run_id=RUN, task="hog", cpus=2)
+    await bus.publish([command_record(hog)])
+    await report(reports, AttemptProgress, hog.attempt_id)
+
+    # when a command for 1 more cpu arrives
+    extra = execute_task(AGENT, ref("noop"), run_id=RUN, task="extra", cpus=1)
+    await bus.publish([command_record(extra)])
+    rejected = await report(reports, AttemptRejected, extra.attempt_id)
+
+    # then it is rejected on the free capacity, and capacity returns once the hog is cancelled
+    assert isinstance(rejected, AttemptRejected)
+    assert "free cpus=0" in rejected.reason
+    cancel = CancelTask(run_id=RUN, agent_id=AGENT, attempt_id=hog.attempt_id, reason="test")
+    await bus.publish([command_record(cancel)])
+    await report(reports, AttemptFailed, hog.attempt_id)
+    await run_sentinel(bus, reports)
+    assert kinds(reports, extra.attempt_id) == ["attempt_rejected"]
+
+
+async def test_stale_command_is_rejected(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+) -> None:
+    # given an agent
+    await start_agent()
+    stale = execute_task(AGENT, ref("noop"), run_id=RUN, not_after=time.time() - 1)
+
+    # when a command arrives after its not_after
+    await bus.publish([command_record(stale)])
+    rejected = await report(reports, AttemptRejected, stale.attempt_id)
+    await run_sentinel(bus, reports)
+
+    # then it is rejected as stale and not run
+    assert isinstance(rejected, AttemptRejected)
+    assert "stale" in rejected.reason
+    assert kinds(reports, stale.attempt_id) == ["attempt_rejected"]
+
+
+async def test_redelivered_command_runs_once(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail, tmp_path: Path
+) -> None:
+    # given an agent and a command whose task counts its executions in a file
+    await start_agent()
+    tally = tmp_path / "tally.txt"
+    cmd = execute_task(AGENT, ref("tally"), run_id=RUN, params={"tally": str(tally)})
+    record = command_record(cmd, env_id="cmd/the-same-envelope")
+
+    # when the very same command is delivered twice back to back, then again after it finished
+    await bus.publish([record, record])
+    await report(reports, AttemptSucceeded, cmd.attempt_id)
+    await bus.publish([record])
+    await run_sentinel(bus, reports)
+
+    # then it ran exactly once, and the agent's ledger has it finished
+    assert kinds(reports, cmd.attempt_id) == ["attempt_accepted", "attempt_started",
+                                              "attempt_succeeded"]
+    assert tally.read_text().splitlines() == [cmd.attempt_id]
+
+
+async def test_command_for_another_agent_on_the_same_partition_is_ignored(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+) -> None:
+    # given an agent, and another agent id that shares its commands partition
+    running = await start_agent()
+    n = bus.partitions(topics.COMMANDS)
+    other = next(f"agent-{i}" for i in range(10_000)
+                 if f"agent-{i}" != AGENT
+                 and partition_for(f"agent-{i}", n) == partition_for(AGENT, n))
+    keyed_other = execute_task(other, ref("noop"), run_id=RUN, task="keyed-other")
+    misaddressed = execute_task(other, ref("noop"), run_id=RUN, task="misaddressed")
+
+    # when commands for the other agent land on that partition (one even keyed by our id)
+    await bus.publish([command_record(keyed_other), command_record(misaddressed, key=AGENT)])
+    await run_sentinel(bus, reports)
+
+    # then this agent neither runs nor answers them, but its position moves past them
+    assert of_attempt(reports, keyed_other.attempt_id) == []
+    assert of_attempt(reports, misaddressed.attempt_id) == []
+    tp = tp_for(bus, topics.COMMANDS, AGENT)
+    assert await bus.committed(running.agent.group, tp) == await bus.end_offset(tp)
+
+
+async def test_cancel_stops_a_hanging_attempt(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+) -> None:
+    # given an attempt hanging in a worker process
+    await start_agent()
+    cmd = execute_task(AGENT, ref("hang"), run_id=RUN)
+    await bus.publish([command_record(cmd)])
+    await report(reports, AttemptProgress, cmd.attempt_id)
+
+    # when the coordinator cancels it
+    cancel = CancelTask(run_id=RUN, agent_id=AGENT, attempt_id=cmd.attempt_id, reason="test")
+    await bus.publish([command_record(cancel)])
+    failed = await report(reports, AttemptFailed, cmd.attempt_id)
+
+    # then it reports failed(cancelled), and the agent still runs new work
+    assert isinstance(failed, AttemptFailed)
+    assert failed.reason == "cancelled"
+    await run_sentinel(bus, reports)
+
+
+async def test_attempt_over_its_timeout_fails_timed_out(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+) -> None:
+    # given an agent
+    await start_agent()
+    cmd = execute_task(AGENT, ref("hang"), run_id=RUN, timeout_s=0.3)
+
+    # when an attempt with a 0.3 s timeout hangs
+    await bus.publish([command_record(cmd)])
+    failed = await report(reports, AttemptFailed, cmd.attempt_id)
+
+    # then it reports failed(timed_out), after at least the timeout
+    assert isinstance(failed, AttemptFailed)
+    assert failed.reason == "timed_out"
+    assert "timeout" in failed.message
+    assert failed.duration_s >= 0.3
+    assert kinds(reports, cmd.attempt_id) == ["attempt_accepted", "attempt_started",
+                                              "attempt_progress", "attempt_failed"]
+
+
+async def test_restarted_agent_reports_interrupted_attempts_once(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail, tmp_path: Path
+) -> None:
+    # given an agent stopped while an attempt was running (ledger: accepted) ...
+    first = await start_agent()
+    cmd = execute_task(AGENT, ref("hang"), run_id=RUN, task="cut-short")
+    await bus.publish([command_record(cmd)])
+    await report(reports, AttemptProgress, cmd.attempt_id)
+    await first.close()
+    # ... and an attempt its ledger has as started
+    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
+    try:
+        await ledger.record(LedgerEntry(f"{RUN}/old/1", RUN, "old", 1, 1, "started"))
+    finally:
+        await ledger.close()
+
+    # when the agent starts again
+    await start_agent()
+    interrupted = [await report(reports, AttemptFailed, aid)
+                   for aid in (cmd.attempt_id, f"{RUN}/old/1")]
+
+    # then both are reported failed(interrupted), retryable, and only once
+    for failed in interrupted:
+        assert isinstance(failed, AttemptFailed)
+        assert (failed.reason, failed.retryable, failed.agent_id) == ("interrupted", True, AGENT)
+    await run_sentinel(bus, reports)
+    assert kinds(reports, cmd.attempt_id) == ["attempt_accepted", "attempt_started",
+                                              "attempt_progress", "attempt_failed"]
+    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
+    try:
+        assert await ledger.unfinished() == []
+    finally:
+        await ledger.close()
+
+
+async def test_agent_advertises_heartbeats_its_load_and_says_when_it_stops(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+) -> None:
+    # given an agent heartbeating every 50 ms, running one attempt of 1 cpu
+    running = await start_agent(heartbeat_s=0.05)
+    agents = Tail(bus, [tp_for(bus, topics.AGENTS, AGENT)])
+    cmd = execute_task(AGENT, ref("hang"), run_id=RUN, cpus=1)
+    await bus.publish([command_record(cmd)])
+    await report(reports, AttemptProgress, cmd.attempt_id)
+
+    # when heartbeats flow, and then the agent stops
+    busy = await agents.first(AgentHeartbeat, lambda b: cmd.attempt_id in b.running)
+    await running.close()
+    await agents.poll()
+
+    # then it advertised first, counted its load in the beats, and said it stopped last
+    said = [env.data for env in agents.envelopes()]
+    assert isinstance(said[0], AgentAdvertised)
+    assert said[0].capabilities == CAPABILITIES
+    beats = [b.beat for b in said if isinstance(b, AgentHeartbeat)]
+    assert len(beats) >= 2 and beats == sorted(set(beats))
+    assert (busy.free_cpus, busy.free_memory_mb) == (1.0, 1024 - 64)
+    assert isinstance(said[-1], AgentStopped)
+    assert said[-1].agent_id == AGENT
+
+
+async def test_cancel_reaches_an_attempt_still_waiting_for_a_worker(
+    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+) -> None:
+    # given both workers busy with hanging attempts, and a third accepted attempt queued
+    await start_agent()
+    busy = [execute_task(AGENT, ref("hang"), run_id=RUN, task=f"busy-{i}", cpus=0.5)
+            for i in range(2)]
+    queued = execute_task(AGENT, ref("noop"), run_id=RUN, task="queued", cpus=0.5)
+    await bus.publish([command_record(cmd) for cmd in busy])
+    for cmd in busy:
+        await report(reports, AttemptProgress, cmd.attempt_id)
+    await bus.publish([command_record(queued)])
+    await report(reports, AttemptAccepted, queued.attempt_id)
+
+    # when the queued attempt is cancelled, and then the workers free up
+    cancel = CancelTask(run_id=RUN, agent_id=AGENT, attempt_id=queued.attempt_id, reason="test")
+    await bus.publish([command_record(cancel)])
+    failed = await report(reports, AttemptFailed, queued.attempt_id)
+    for cmd in busy:
+        stop = CancelTask(run_id=RUN, agent_id=AGENT, attempt_id=cmd.attempt_id, reason="test")
+        await bus.publish([command_record(stop)])
+        await report(reports, AttemptFailed, cmd.attempt_id)
+    await run_sentinel(bus, reports)
+
+    # then it reported failed(cancelled), never started (no worker) and never ran
+    assert isinstance(failed, AttemptFailed)
+    assert failed.reason == "cancelled"
+    assert AttemptStarted.TYPE not in kinds(reports, queued.attempt_id)
+    assert AttemptSucceeded.TYPE not in kinds(reports, queued.attempt_id)

@@ -1,0 +1,289 @@
+"""The coordinator shell on a real bus: GroupLoop and the whole EmbeddedApp with a local agent.
+
+Covers dead-lettering of bad inputs (I5, FAULTS #6), end-to-end runs, restart by rebuilding
+from the log, duplicate requests, retries, per-run sequences, and the registry stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from agents.artifacts import ArtifactStore
+from events import topics
+from events.codec import decode, encode
+from events.common import ArtifactRef
+from events.dlq import DeadLetter
+from events.envelope import Envelope, envelope
+from events.payloads import Payload
+from events.pipeline import PipelineSpec, RetryPolicy, TaskSpec
+from events.registry import Lineage, ModelRegistered, RegisterModel
+from events.reports import AttemptSucceeded
+from events.runs import (
+    InputIgnored,
+    RunCreated,
+    RunFailed,
+    RunSucceeded,
+    TaskFailed,
+    TaskRetryScheduled,
+    TaskUpstreamFailed,
+)
+from events.triggers import TriggerInfo
+from orchestrator.bus import EmbeddedBus, Outgoing, TopicPartition
+from orchestrator.core.ids import run_id_for
+from orchestrator.service.coordinator import GROUP, GroupLoop
+from orchestrator.service.home import Home
+from orchestrator.service.registry import RegistryStage
+from orchestrator.service.views import FleetView, ModelsView
+from orchestrator.store.rows import run_row
+from tests.integration.support import (
+    LOCAL_AGENT,
+    WAIT_S,
+    Apps,
+    Tail,
+    all_tps,
+    group_of,
+    intent_record,
+    read_all,
+    run_request,
+    run_to_end,
+    submit,
+    tp_for,
+)
+from tests.integration.tasks import ref
+
+CHAIN = PipelineSpec(name="chain", tasks=(
+    TaskSpec(name="upstream", function=ref("seed")),
+    TaskSpec(name="middle", function=ref("add_one"), deps=("upstream",)),
+    TaskSpec(name="last", function=ref("double"), deps=("middle",)),
+))
+FLAKY = PipelineSpec(name="flaky", tasks=(
+    TaskSpec(name="explode", function=ref("boom"),
+             retry=RetryPolicy(max_attempts=2, backoff_s=0.05)),
+    TaskSpec(name="after", function=ref("noop"), deps=("explode",)),
+))
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return Home(tmp_path / "home")
+
+
+@pytest.fixture
+async def apps(home: Home) -> AsyncIterator[Apps]:
+    opened = Apps(home)
+    yield opened
+    await opened.close_all()
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[EmbeddedBus]:
+    opened = await EmbeddedBus.open(tmp_path / "bus.db")
+    yield opened
+    await opened.close()
+
+
+def sequences(events: Sequence[Envelope[Payload]]) -> list[int | None]:
+    return [e.sequence for e in events]
+
+
+async def test_bad_inputs_are_dead_lettered_whole_and_a_later_run_still_succeeds(
+    apps: Apps,
+) -> None:
+    # given a running app with a local agent
+    _, bus = await apps.start(CHAIN)
+    request = run_request(CHAIN, "after-the-garbage")
+    intents = tp_for(bus, topics.INTENTS, request.run_id)
+    reports = TopicPartition(topics.REPORTS, intents.partition)
+    garbage = b"\x00\xffnot json at all{"
+    unknown_type = json.dumps({
+        "id": "mystery-1", "type": "mystery_event", "version": 1, "time": time.time(),
+        "source": "test", "subject": "x", "data": {},
+    }).encode()
+    stray = AttemptSucceeded(
+        run_id="run-nobody-knows", task="t", attempt=1, attempt_id="run-nobody-knows/t/1",
+        agent_id=LOCAL_AGENT, output=ArtifactRef(uri="file:///x", sha256="0" * 64, size=0))
+    stray_value = encode(envelope(stray, id="stray-1", time=time.time(), source="test",
+                                  subject=stray.run_id))
+
+    # when garbage, an unknown event type and a report for an unknown run arrive first,
+    # then a valid run request behind them
+    bad = await bus.publish([
+        Outgoing(topics.INTENTS, "garbage", garbage, partition=intents.partition),
+        Outgoing(topics.INTENTS, "mystery", unknown_type, partition=intents.partition),
+        Outgoing(topics.REPORTS, stray.run_id, stray_value, partition=reports.partition),
+    ])
+    await bus.publish([intent_record(bus, request, run_id=request.run_id,
+                                     env_id=f"{request.run_id}/requested")])
+    events = await run_to_end(bus, request.run_id)
+
+    # then the run succeeded despite them ...
+    assert isinstance(events[-1].data, RunSucceeded)
+    # ... each bad input is in the DLQ with its reason and its exact original bytes ...
+    letters = {(d.topic, d.partition, d.offset): d for d in (
+        DeadLetter.model_validate_json(r.value) for r in await read_all(bus, all_tps(bus,
+                                                                                     topics.DLQ)))}
+    assert set(letters) == {(r.topic, r.partition, r.offset) for r in bad}
+    for record in bad:
+        letter = letters[(record.topic, record.partition, record.offset)]
+        assert letter.original() == record.value
+        assert (letter.key, letter.consumer) == (record.key, GROUP)
+    by_key = {d.key: d.reason for d in letters.values()}
+    assert "not JSON" in by_key["garbage"]
+    assert "unknown event type 'mystery_event'" in by_key["mystery"]
+    assert "run-nobody-knows" in by_key[stray.run_id]
+    assert "does not know" in by_key[stray.run_id]
+    # ... and the coordinator's positions moved past every one of them
+    for record in bad:
+        assert await bus.committed(GROUP, record.tp) > record.offset
+
+
+async def test_three_task_pipeline_succeeds_and_a_restarted_app_rebuilds_it_from_the_log(
+    apps: Apps, home: Home
+) -> None:
+    # given an app with one local agent
+    app, bus = await apps.start(CHAIN)
+
+    # when a run of a 3-task chain is requested
+    run_id = await submit(bus, CHAIN, "e2e-1")
+    events = await run_to_end(bus, run_id)
+
+    # then every task ran in order and the last output is the chained value
+    assert isinstance(events[-1].data, RunSucceeded)
+    before = run_row(group_of(app, bus, run_id).state.runs[run_id])
+    assert before["status"] == "succeeded"
+    assert [(t["name"], t["status"], t["attempts"], t["agent_id"]) for t in before["tasks"]] == [
+        ("upstream", "succeeded", 1, LOCAL_AGENT), ("middle", "succeeded", 1, LOCAL_AGENT),
+        ("last", "succeeded", 1, LOCAL_AGENT)]
+    last = group_of(app, bus, run_id).state.runs[run_id].tasks["last"]
+    assert last.output is not None
+    assert ArtifactStore(home.artifacts).get_object(last.output) == (41 + 1) * 2
+    log_end = await bus.end_offset(tp_for(bus, topics.RUNS, run_id))
+
+    # when the app is closed and a new one opens the same home
+    await app.close()
+    again, bus = await apps.start(CHAIN)
+    group = group_of(again, bus, run_id)
+    await asyncio.wait_for(group.restored.wait(), WAIT_S)
+
+    # then it rebuilt the very same run from the log, without running anything again
+    assert run_row(group.state.runs[run_id]) == before
+    assert await bus.end_offset(tp_for(bus, topics.RUNS, run_id)) == log_end
+
+
+async def test_duplicate_run_request_creates_one_run_and_logs_input_ignored(
+    bus: EmbeddedBus,
+) -> None:
+    # given a coordinator loop for the request's partition group (no agents: tasks wait)
+    request = run_request(CHAIN, "requested-twice")
+    k = tp_for(bus, topics.RUNS, request.run_id).partition
+    loop = GroupLoop(bus, k, FleetView(bus), ModelsView(bus), {})
+    await loop.restore()
+
+    # when the same run is requested twice under different envelope ids
+    await bus.publish([intent_record(bus, request, run_id=request.run_id, env_id="first")])
+    assert await loop.step()
+    await bus.publish([intent_record(bus, request, run_id=request.run_id, env_id="second")])
+    assert await loop.step()
+
+    # then there is one run, and the second request is logged as ignored, not applied
+    log = [decode(r.value) for r in await read_all(bus, [TopicPartition(topics.RUNS, k)])]
+    created = [e.data for e in log if isinstance(e.data, RunCreated)]
+    ignored = [e.data for e in log if isinstance(e.data, InputIgnored)]
+    assert [c.run_id for c in created] == [request.run_id]
+    assert [(i.input_id, i.input_type) for i in ignored] == [("second", "run_requested")]
+    assert "duplicate run request" in ignored[0].reason
+    assert list(loop.state.runs) == [request.run_id]
+    assert loop.state.runs[request.run_id].ignored == 1
+    intents = tp_for(bus, topics.INTENTS, request.run_id)
+    assert await bus.committed(GROUP, intents) == await bus.end_offset(intents)
+
+
+async def test_task_failing_past_its_retries_fails_the_run_with_the_reason(apps: Apps) -> None:
+    # given an app, and a pipeline whose first task always raises, with one retry
+    app, bus = await apps.start(FLAKY)
+
+    # when it runs
+    run_id = await submit(bus, FLAKY, "fails-twice")
+    events = await run_to_end(bus, run_id)
+
+    # then it was tried twice, then the run failed naming the task and the error
+    failures = [e.data for e in events if isinstance(e.data, TaskFailed)]
+    assert [(f.attempt, f.reason, f.final) for f in failures] == [
+        (1, "exception", False), (2, "exception", True)]
+    assert [e.data.next_attempt for e in events if isinstance(e.data, TaskRetryScheduled)] == [2]
+    assert [e.data.task for e in events if isinstance(e.data, TaskUpstreamFailed)] == ["after"]
+    end = events[-1].data
+    assert isinstance(end, RunFailed)
+    assert end.failed_tasks == ("explode",)
+    assert "'explode' failed" in end.reason and "boom" in end.reason
+    assert group_of(app, bus, run_id).state.runs[run_id].status == "failed"
+
+
+async def test_each_run_on_a_shared_partition_has_gapless_sequences(apps: Apps) -> None:
+    # given an app, and two run keys whose runs share one partition of baton.runs
+    _, bus = await apps.start(CHAIN)
+    n = bus.partitions(topics.RUNS)
+    first = "gapless-0"
+    part = tp_for(bus, topics.RUNS, run_id_for(CHAIN.name, first)).partition
+    second = next(f"gapless-{i}" for i in range(1, 10_000)
+                  if tp_for(bus, topics.RUNS, run_id_for(CHAIN.name, f"gapless-{i}")).partition
+                  == part)
+    assert n > 1
+
+    # when both run at once
+    run_ids = [await submit(bus, CHAIN, key) for key in (first, second)]
+    logs = [await run_to_end(bus, run_id) for run_id in run_ids]
+
+    # then each run's events are numbered 1..n with no gap, whatever else the partition holds
+    for run_id, log in zip(run_ids, logs, strict=True):
+        assert sequences(log) == list(range(1, len(log) + 1))
+        assert [e.id for e in log] == [f"{run_id}/{i}" for i in range(1, len(log) + 1)]
+        assert isinstance(log[-1].data, RunSucceeded)
+    whole = await read_all(bus, [TopicPartition(topics.RUNS, part)])
+    assert len(whole) == sum(len(log) for log in logs)
+
+
+def registration(run_id: str, model: str = "digits-clf") -> Outgoing:
+    trigger = TriggerInfo(type="manual", event_id=run_id, subject="train")
+    request = RegisterModel(
+        run_id=run_id, task="register", model=model,
+        artifact=ArtifactRef(uri=f"file:///models/{run_id}", sha256="a" * 64, size=1),
+        metrics={"accuracy": 0.9},
+        lineage=Lineage(run_id=run_id, pipeline="train", pipeline_version="v", trigger=trigger))
+    env = envelope(request, id=f"{run_id}/7/register/{model}", time=time.time(),
+                   source="test", subject=run_id, correlation_id=run_id)
+    return Outgoing(topics.MODEL_REQUESTS, model, encode(env))
+
+
+async def test_registry_numbers_versions_and_answers_a_repeat_with_the_same_version(
+    bus: EmbeddedBus,
+) -> None:
+    # given the registry stage running on the bus
+    stop = asyncio.Event()
+    stage = asyncio.create_task(RegistryStage(bus).run(stop))
+    replies = Tail(bus, {tp_for(bus, topics.INTENTS, r) for r in ("run-r1", "run-r2")})
+
+    def answers() -> list[tuple[str, int]]:
+        return [(m.run_id, m.version) for m in replies.payloads(ModelRegistered)]
+
+    try:
+        # when two runs register the same model, then the first asks again
+        await bus.publish([registration("run-r1"), registration("run-r2")])
+        await replies.until(lambda _: len(answers()) == 2)
+        await bus.publish([registration("run-r1")])
+        await replies.until(lambda _: len(answers()) == 3)
+    finally:
+        stop.set()
+        await asyncio.wait_for(stage, WAIT_S)
+
+    # then they got versions 1 and 2, the repeat got 1 again, and baton.models has 2 records
+    assert sorted(answers()) == [("run-r1", 1), ("run-r1", 1), ("run-r2", 2)]
+    models = [decode(r.value).data for r in await read_all(bus, all_tps(bus, topics.MODELS))]
+    assert [(m.run_id, m.version) for m in models if isinstance(m, ModelRegistered)] == [
+        ("run-r1", 1), ("run-r2", 2)]
