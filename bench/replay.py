@@ -1,0 +1,222 @@
+"""Replay rate of the run log: fold_runs(bus) = read + decode + evolve, and each part alone.
+
+The log is realistic because the pure core wrote it: a small in-process driver feeds run
+requests and agent reports to `decide`, folds the output with `evolve`, and keeps every
+run-log event. The events are then appended to an EmbeddedBus as the coordinator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from bench.common import BIG_AGENT, Figure, Report, temp_home
+from events import reports as rp
+from events import topics
+from events.codec import decode, encode
+from events.commands import ExecuteTask
+from events.common import ArtifactRef, Resources
+from events.envelope import Envelope, envelope
+from events.intents import RunRequested
+from events.payloads import Payload
+from events.pipeline import PipelineSpec, RetryPolicy, TaskSpec, TriggerSpec
+from events.triggers import TriggerInfo
+from orchestrator.bus import Bus, EmbeddedBus, Outgoing, Record, TopicPartition
+from orchestrator.core.decide import decide
+from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.ids import run_id_for
+from orchestrator.core.state import AgentView, CoordinatorState
+from orchestrator.store.projections import fold_runs
+
+TARGET_EVENTS_PER_S = 250_000
+AGENT = "bench-agent"
+T0 = 1_700_000_000.0
+_STEPS = (("ingest", 0.5), ("features", 0.5), ("train", 1.0), ("evaluate", 0.5))
+SPEC = PipelineSpec(
+    name="bench-replay",
+    tasks=tuple(
+        TaskSpec(name=name, function=f"examples.digits.tasks:{name}",
+                 deps=(_STEPS[i - 1][0],) if i else (),
+                 resources=Resources(cpus=cpus, memory_mb=256),
+                 retry=RetryPolicy(max_attempts=3, backoff_s=0.5), timeout_s=120)
+        for i, (name, cpus) in enumerate(_STEPS)),
+    triggers=(TriggerSpec(on="data_arrived", dataset="digits"),),
+    deadline_s=900,
+)
+
+
+@dataclass
+class Driver:
+    """decide + evolve with a scripted agent that accepts, starts and finishes every attempt."""
+
+    state: CoordinatorState = field(default_factory=initial_state)
+    now: float = T0
+    log: list[Envelope[Payload]] = field(default_factory=list)
+    inbox: list[ExecuteTask] = field(default_factory=list)
+    counter: int = 0
+
+    def __post_init__(self) -> None:
+        self.state.agents[AGENT] = AgentView(agent_id=AGENT, capabilities=BIG_AGENT, lease_s=5)
+
+    def feed(self, data: Payload, *, id: str | None = None) -> None:
+        self.counter += 1
+        self.now += 0.001
+        env = envelope(data, id=id or f"in-{self.counter}", time=self.now, source="bench",
+                       subject=getattr(data, "run_id", "x"))
+        for out in decide(self.state, env, self.now):
+            if isinstance(out.data, ExecuteTask):
+                self.inbox.append(out.data)
+            elif out.sequence is not None:
+                evolve(self.state, out)
+                self.log.append(out)
+
+    def run_one(self, key: str) -> None:
+        run_id = run_id_for(SPEC.name, key)
+        payload = {"dataset": "digits", "version": key, "uri": f"file:///data/digits/{key}.npz",
+                   "rows": 1078}
+        trigger = TriggerInfo(type="data_arrived", event_id=key, subject="digits",
+                              payload=payload)
+        self.feed(RunRequested(run_id=run_id, spec=SPEC, trigger=trigger), id=f"{run_id}/req")
+        while self.inbox:
+            cmd = self.inbox.pop(0)
+            base = dict(run_id=cmd.run_id, task=cmd.task, attempt=cmd.attempt,
+                        attempt_id=cmd.attempt_id, agent_id=cmd.agent_id)
+            self.feed(rp.AttemptAccepted(**base))
+            self.feed(rp.AttemptStarted(**base))
+            self.feed(rp.AttemptSucceeded(
+                **base, output=_artifact(cmd), duration_s=0.25,
+                metrics={"accuracy": 0.97} if cmd.task == "evaluate" else {},
+                metadata={"rows": 1078, "dataset_version": key}))
+        # A finished run is never touched again; dropping it keeps decide O(live runs).
+        self.state.runs.pop(run_id, None)
+
+
+def _artifact(cmd: ExecuteTask) -> ArtifactRef:
+    digest = f"{abs(hash(cmd.attempt_id)):064x}"[-64:]
+    return ArtifactRef(uri=f"file:///artifacts/sha256/{digest[:2]}/{digest}", sha256=digest,
+                       size=4096)
+
+
+def generate(events: int) -> list[Envelope[Payload]]:
+    driver = Driver()
+    runs = 0
+    while len(driver.log) < events:
+        driver.run_one(f"v{runs}")
+        runs += 1
+    return driver.log
+
+
+async def write(bus: Bus, log: list[Envelope[Payload]], chunk: int = 5000) -> None:
+    """Each run on its partition of baton.runs, as the coordinator places it."""
+    n = bus.partitions(topics.RUNS)
+    out = [Outgoing(topics.RUNS, env.subject, encode(env),
+                    partition=topics.partition_for(env.subject, n)) for env in log]
+    for at in range(0, len(out), chunk):
+        await bus.publish(out[at:at + chunk])
+
+
+async def read_all(bus: Bus) -> list[Record]:
+    """The read half of fold_runs, alone."""
+    records: list[Record] = []
+    for p in range(bus.partitions(topics.RUNS)):
+        tp, start = TopicPartition(topics.RUNS, p), 0
+        while batch := await bus.read(tp, start, 5000):
+            records += batch
+            start = batch[-1].offset + 1
+    return records
+
+
+def best_of(repeat: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+async def best_of_async(repeat: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        await fn()  # type: ignore[misc]
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+async def measure(events: int = 100_000, *, repeat: int = 2) -> Report:
+    report = Report(f"replay: fold_runs over {events:,} run-log events on an EmbeddedBus "
+                    f"(best of {repeat})")
+    start = time.perf_counter()
+    log = generate(events)
+    generated_s = time.perf_counter() - start
+    with temp_home() as home:
+        bus = await EmbeddedBus.open(home.bus)
+        try:
+            start = time.perf_counter()
+            await write(bus, log)
+            written_s = time.perf_counter() - start
+            state = await fold_runs(bus)
+            report.ok = (len(state.runs) > 0
+                         and all(r.status == "succeeded" for r in state.runs.values()))
+            runs = len(state.runs)
+            del state
+            fold_s = await best_of_async(repeat, lambda: fold_runs(bus))
+            with gc_paused():
+                fold_nogc_s = await best_of_async(repeat, lambda: fold_runs(bus))
+            read_s = await best_of_async(repeat, lambda: read_all(bus))
+            records = await read_all(bus)
+        finally:
+            await bus.close()
+    values = [r.value for r in records]
+    decode_s = best_of(repeat, lambda: _decode_all(values))
+    decoded = [decode(v) for v in values]
+    evolve_s = best_of(repeat, lambda: _fold(decoded))
+    n = len(records)
+    mean_bytes = sum(len(v) for v in values) / n
+    report.row("events (runs)", f"{n:,} ({runs:,} runs, {mean_bytes:,.0f} B/event)")
+    report.row("generate with decide/evolve", f"{generated_s:.2f} s ({n / generated_s:,.0f} ev/s)")
+    report.row("append to the bus", f"{written_s:.2f} s ({n / written_s:,.0f} ev/s)")
+    report.row("fold_runs (read + decode + evolve)", f"{fold_s:.3f} s  {n / fold_s:>12,.0f} ev/s")
+    report.row("read only", f"{read_s:.3f} s  {n / read_s:>12,.0f} ev/s")
+    report.row("decode only", f"{decode_s:.3f} s  {n / decode_s:>12,.0f} ev/s")
+    report.row("evolve only", f"{evolve_s:.3f} s  {n / evolve_s:>12,.0f} ev/s")
+    report.row("diagnostic: fold_runs with the cyclic GC paused",
+               f"{fold_nogc_s:.3f} s  {n / fold_nogc_s:>12,.0f} ev/s")
+    report.figures.append(Figure("replay fold_runs", n / fold_s, "ev/s", TARGET_EVENTS_PER_S,
+                                 better="higher"))
+    report.figures.append(Figure("replay decode only", n / decode_s, "ev/s"))
+    report.figures.append(Figure("replay evolve only", n / evolve_s, "ev/s"))
+    return report
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Diagnostic only: how much of replay is the cyclic GC re-scanning the growing state."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _decode_all(values: list[bytes]) -> None:
+    """Decode and drop, so the timing is not the GC scanning a pile of kept envelopes."""
+    for value in values:
+        decode(value)
+
+
+def _fold(envs: list[Envelope[Payload]]) -> CoordinatorState:
+    state = initial_state()
+    for env in envs:
+        evolve(state, env)
+    return state
+
+
+def main() -> Report:
+    return asyncio.run(measure())

@@ -1,0 +1,110 @@
+"""Data-arrived triggers -> task body started: the whole trigger path, end to end.
+
+trigger (baton.triggers) -> fan-out -> router (trigger log + run request) -> coordinator
+(run created, task scheduled, command) -> agent (accepted, started) -> worker process.
+The no-op task stamps `time.time()` when its body starts; the trigger envelope carries the
+time it was published, so latency needs no observer in the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from bench.common import (
+    STAMP,
+    Figure,
+    Report,
+    RunWatcher,
+    median,
+    percentile,
+    running_app,
+    task,
+    temp_home,
+)
+from events.envelope import Envelope
+from events.payloads import Payload
+from events.pipeline import PipelineSpec, TriggerSpec
+from events.triggers import DataArrived
+from orchestrator.bus import Bus
+from orchestrator.core.ids import run_id_for
+from orchestrator.service.triggers import publish_trigger
+from orchestrator.store.projections import fold_runs
+
+TARGET_P50_MS = 2.0
+DATASET = "bench-data"
+WORKERS = 4
+SPEC = PipelineSpec(name="bench-trigger", tasks=(task("t", function=STAMP),),
+                    triggers=(TriggerSpec(on="data_arrived", dataset=DATASET),))
+
+
+def _event(i: int) -> DataArrived:
+    return DataArrived(dataset=DATASET, version=f"v{i}", uri=f"file:///bench/{DATASET}/v{i}")
+
+
+async def _fire(bus: Bus, watcher: RunWatcher, indices: range, timeout_s: float, *,
+                burst: bool) -> tuple[dict[str, Envelope[Payload]], float, bool]:
+    """Publish one trigger per index; in a burst all go out back to back, otherwise each
+    waits for its run to finish first. Returns run id -> trigger, publish seconds, all ok."""
+    ids = {i: str(uuid.uuid4()) for i in indices}
+    futures = {i: await watcher.expect(run_id_for(SPEC.name, ids[i])) for i in indices}
+    sent: dict[str, Envelope[Payload]] = {}
+    start = time.perf_counter()
+    for i in indices:
+        env = await publish_trigger(bus, _event(i), event_id=ids[i], source="baton.bench")
+        sent[run_id_for(SPEC.name, ids[i])] = env
+        if not burst:
+            await asyncio.wait_for(futures[i], timeout_s)
+    published_s = time.perf_counter() - start
+    done = await asyncio.wait_for(asyncio.gather(*futures.values()), timeout_s)
+    return sent, published_s, all(end.type == "run_succeeded" for _, end in done)
+
+
+async def _latencies(bus: Bus, sent: dict[str, Envelope[Payload]]) -> list[float]:
+    """Trigger publish time -> task body start, in ms, read back from the run log."""
+    state = await fold_runs(bus)
+    out = []
+    for run_id, trigger in sent.items():
+        started = state.runs[run_id].tasks["t"].metadata["started_at"]
+        out.append((float(started) - trigger.time.timestamp()) * 1000)
+    return out
+
+
+async def measure(burst: int = 200, *, isolated: int = 20, timeout_s: float = 120.0) -> Report:
+    report = Report(f"triggers: {burst} data-arrived triggers in a burst -> task body started")
+    with temp_home() as home:
+        async with running_app(home, {SPEC.name: SPEC}, workers=WORKERS) as (_, bus), \
+                RunWatcher(bus) as watcher:
+            _, _, warm_ok = await _fire(bus, watcher, range(1), timeout_s, burst=False)
+            alone, _, alone_ok = await _fire(bus, watcher, range(1, 1 + isolated), timeout_s,
+                                             burst=False)
+            first = 1 + isolated
+            sent, publish_s, ok = await _fire(bus, watcher, range(first, first + burst),
+                                              timeout_s, burst=True)
+            isolated_ms = await _latencies(bus, alone) if alone else []
+            burst_ms = await _latencies(bus, sent)
+    report.ok = warm_ok and alone_ok and ok
+    p50, p99 = percentile(burst_ms, 50), percentile(burst_ms, 99)
+    report.row(f"burst: publishing {burst} triggers took", f"{publish_s * 1000:.1f} ms")
+    report.row("burst: trigger -> task started p50", f"{p50:.1f} ms")
+    report.row("burst: trigger -> task started p99", f"{p99:.1f} ms")
+    report.row("burst: last task started after first trigger",
+               f"{_span_ms(sent, burst_ms):.1f} ms")
+    if isolated_ms:
+        report.row(f"one at a time ({isolated} triggers): p50 / max",
+                   f"{median(isolated_ms):.1f} ms / {max(isolated_ms):.1f} ms")
+    report.figures.append(Figure("trigger -> start p50 (burst)", p50, "ms", TARGET_P50_MS))
+    report.figures.append(Figure("trigger -> start p99 (burst)", p99, "ms"))
+    return report
+
+
+def _span_ms(sent: dict[str, Envelope[Payload]], latencies_ms: list[float]) -> float:
+    """From the first trigger's publish time to the last task body start."""
+    times = [env.time.timestamp() for env in sent.values()]
+    starts = [t + ms / 1000 for t, ms in zip(times, latencies_ms, strict=True)]
+    return (max(starts) - min(times)) * 1000
+
+
+def main() -> Report:
+    return asyncio.run(measure())
