@@ -61,6 +61,7 @@ class Running:
     task: asyncio.Task[None] | None = None
     invocation: asyncio.Future[Outcome] | None = None
     cancelled: bool = False
+    started: bool = False
 
 
 @dataclass
@@ -163,10 +164,18 @@ class Agent:
             await self._ledger.record(_entry(cmd, "rejected"))
             return [AttemptRejected(**base, reason=reason)]
         gpus = self.free()[2][: cmd.resources.gpus]
+        starts_now = self._slot_free_now()
         await self._ledger.record(_entry(cmd, "accepted"))
-        running = self.running[cmd.attempt_id] = Running(cmd, gpus)
+        running = self.running[cmd.attempt_id] = Running(cmd, gpus, started=starts_now)
         running.task = asyncio.create_task(self._attempt(running))
+        if starts_now:  # a worker is free: "started" says "accepted" too, one report less
+            return [AttemptStarted(**base, gpus=gpus)]
         return [AttemptAccepted(**base, gpus=gpus)]
+
+    def _slot_free_now(self) -> bool:
+        assert self._pool is not None
+        queued = sum(not r.started for r in self.running.values())
+        return self._pool.idle_slots() > queued
 
     async def _attempt(self, running: Running) -> None:
         cmd = running.command
@@ -174,13 +183,18 @@ class Agent:
         progress = _ProgressSender(self, cmd)
         try:
             outcome = await self._invoke(running, progress.push,
-                                         lambda: self._send(AttemptStarted(**base)))
+                                         lambda: self._report_started(running))
             await progress.flush()
             await self._send(_outcome_report(base, outcome))
             assert self._ledger is not None
             await self._ledger.record(_entry(cmd, "finished"))
         finally:
             self.running.pop(cmd.attempt_id, None)
+
+    async def _report_started(self, running: Running) -> None:
+        if not running.started:
+            running.started = True
+            await self._send(AttemptStarted(**_report_fields(running.command), gpus=running.gpus))
 
     async def _invoke(self, running: Running, on_progress: Callable[[float, str], None],
                       on_start: Callable[[], Awaitable[None]]) -> Outcome:

@@ -368,6 +368,10 @@ class WorkerPool:
         finally:
             self._release(slot)
 
+    def idle_slots(self) -> int:
+        """Attempts that would get a worker at once if submitted now."""
+        return self._slots.qsize()
+
     async def cancel(self, attempt_id: str) -> bool:
         """Killing is the only reliable way to stop arbitrary task code."""
         worker = self._running.get(attempt_id)

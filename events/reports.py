@@ -32,7 +32,10 @@ class AttemptRejected(AttemptReport):
 
 
 class AttemptStarted(AttemptReport):
+    """A worker has the attempt; sent instead of `accepted` when one was free at once."""
+
     TYPE = "attempt_started"
+    gpus: tuple[int, ...] = ()
 
 
 class AttemptProgress(AttemptReport):

@@ -88,6 +88,7 @@ class TaskStarted(AttemptEvent):
     TYPE = "task_started"
     agent_id: str
     timeout_at: float | None = None
+    gpus: tuple[int, ...] = ()
 
 
 class TaskProgress(AttemptEvent):

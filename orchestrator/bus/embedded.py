@@ -76,6 +76,7 @@ _READ = """SELECT "offset", key, value, headers, ts_ms FROM records
     WHERE topic = ? AND "partition" = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?"""
 _END = 'SELECT next_offset FROM heads WHERE topic = ? AND "partition" = ?'
 _COMMITTED = 'SELECT "offset" FROM positions WHERE grp = ? AND topic = ? AND "partition" = ?'
+_HEADS = 'SELECT topic, "partition", next_offset FROM heads'
 _ANY_READY = """SELECT 1 FROM heads JOIN (VALUES {values}) AS w
     ON heads.topic = w.column1 AND heads."partition" = w.column2
     WHERE heads.next_offset > w.column3 LIMIT 1"""
@@ -91,10 +92,12 @@ class EmbeddedBus:
         self._reader = reader
         self._counts = counts
         self._lock = asyncio.Lock()
-        self._changed = asyncio.Event()
+        self._watchers: dict[TopicPartition, set[asyncio.Future[None]]] = {}
         self._waiters = 0
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
+        self._heads: dict[TopicPartition, int] = {}
+        self._polled = False
 
     @classmethod
     async def open(
@@ -116,7 +119,9 @@ class EmbeddedBus:
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader, counts)
+        bus = cls(writer, reader, counts)
+        await bus._load_heads()
+        return bus
 
     def partitions(self, topic: str) -> int:
         """Counts are fixed for the life of the file, so they are served from memory."""
@@ -148,8 +153,14 @@ class EmbeddedBus:
         return int(rows[0][0]) if rows else 0
 
     async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
-        """One indexed range scan; the primary key is (topic, partition, offset)."""
+        """One indexed range scan; the primary key is (topic, partition, offset).
+
+        While the poller keeps the in-memory heads fresh, a read past the head is answered
+        without a query: idle consumers then cost nothing.
+        """
         self._check(tp)
+        if self._heads_fresh() and start >= self._heads.get(tp, 0):
+            return []
         rows = await self._reader.execute_fetchall(_READ, (tp.topic, tp.partition, start, limit))
         return [
             Record(tp.topic, tp.partition, offset, key, value, decode_headers(headers), ts_ms)
@@ -234,8 +245,24 @@ class EmbeddedBus:
                 await self._writer.rollback()
                 raise
         if written:
-            self._notify()
+            self._advance_heads(written)
+            self._notify({record.tp for record in written})
         return written
+
+    def _advance_heads(self, written: list[Record]) -> None:
+        for record in written:
+            if self._heads.get(record.tp, 0) <= record.offset:
+                self._heads[record.tp] = record.offset + 1
+
+    def _heads_fresh(self) -> bool:
+        """Fresh while the poller runs: it reloads the heads whenever another connection commits."""
+        return self._poller is not None and not self._poller.done() and self._polled
+
+    async def _load_heads(self) -> None:
+        rows = await self._reader.execute_fetchall(_HEADS)
+        for topic, partition, end in rows:
+            tp = TopicPartition(str(topic), int(partition))
+            self._heads[tp] = max(self._heads.get(tp, 0), int(end))
 
     async def _stage(self, placed: list[_Placed], positions: list[_PositionRow]) -> list[Record]:
         """Queued together so the connection thread wakes once, not once per statement.
@@ -278,37 +305,52 @@ class EmbeddedBus:
         return {tp: end - counts[tp] for tp, end in ends.items()}
 
     async def _wait_until(self, positions: Mapping[TopicPartition, int], deadline: float) -> bool:
-        """The event is taken before the check, so an append racing the check still wakes us."""
+        """The watch is registered before the check, so an append racing the check wakes us.
+
+        Only appends to the watched partitions wake a waiter: a busy bus with many idle
+        consumers must not wake all of them for every commit.
+        """
         loop = asyncio.get_running_loop()
         while True:
-            changed = self._changed
             self._ensure_poller()
-            if await self._any_ready(positions):
-                return True
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
+            woken: asyncio.Future[None] = loop.create_future()
+            for tp in positions:
+                self._watchers.setdefault(tp, set()).add(woken)
             try:
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
-            except TimeoutError:
-                pass
+                if await self._any_ready(positions):
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                try:
+                    async with asyncio.timeout(remaining):
+                        await woken
+                except TimeoutError:
+                    pass
+            finally:
+                for tp in positions:
+                    self._watchers.get(tp, set()).discard(woken)
 
     async def _any_ready(self, positions: Mapping[TopicPartition, int]) -> bool:
-        """One query for all partitions, whatever their number."""
+        """From the in-memory heads when fresh (no query at all), else one query."""
         if self._closed:
             raise BusError("bus is closed")
         if not positions:
             return False
+        if self._heads_fresh():
+            return any(self._heads.get(tp, 0) > pos for tp, pos in positions.items())
         values = ",".join(["(?, ?, ?)"] * len(positions))
         params = [v for tp, pos in positions.items() for v in (tp.topic, tp.partition, pos)]
         rows = await self._reader.execute_fetchall(_ANY_READY.format(values=values), params)
         return bool(list(rows))
 
-    def _notify(self) -> None:
-        """Wakes every current waiter; later waiters take the fresh event."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def _notify(self, tps: set[TopicPartition] | None = None) -> None:
+        """Wakes the waiters of `tps` (all waiters when None: a change we cannot place)."""
+        groups = self._watchers.values() if tps is None else [
+            self._watchers.get(tp, set()) for tp in tps]
+        for woken in [f for group in groups for f in group]:
+            if not woken.done():
+                woken.set_result(None)
 
     def _ensure_poller(self) -> None:
         """One shared poller per bus, however many waiters."""
@@ -325,15 +367,20 @@ class EmbeddedBus:
         """
         try:
             seen = await self._data_version()
+            await self._load_heads()
+            self._polled = True
             self._notify()
             while self._waiters:
                 await asyncio.sleep(POLL_INTERVAL_S)
                 now = await self._data_version()
                 if now != seen:
                     seen = now
+                    await self._load_heads()
                     self._notify()
         except (sqlite3.Error, ValueError):
             _log.exception("bus poller stopped; waiters fall back to their timeouts")
+        finally:
+            self._polled = False
 
     async def _data_version(self) -> int:
         """Per-connection counter SQLite bumps for commits made by any other connection."""

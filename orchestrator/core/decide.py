@@ -175,7 +175,7 @@ def _rejected(d: Decider, run: RunState, r: rp.AttemptRejected) -> None:
 def _started(d: Decider, run: RunState, r: rp.AttemptStarted) -> None:
     timeout = run.spec.task(r.task).timeout_s
     d.log(run, ev.TaskStarted(run_id=r.run_id, task=r.task, attempt=r.attempt,
-                              attempt_id=r.attempt_id, agent_id=r.agent_id,
+                              attempt_id=r.attempt_id, agent_id=r.agent_id, gpus=r.gpus,
                               timeout_at=d.now + timeout if timeout else None))
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from events import runs as ev
+from events.common import Resources
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.registry import ModelRegistered
@@ -79,6 +80,9 @@ def created_run(data: ev.RunCreated, env: Envelope[Payload]) -> RunState:
     return run
 
 
+_NO_ATTEMPT = Attempt(number=0, attempt_id="", agent_id="", placement=0, resources=Resources())
+
+
 def _task(run: RunState, name: str, **changes: Any) -> TaskState:
     updated = replace(run.tasks[name], **changes)
     run.tasks[name] = updated
@@ -123,7 +127,8 @@ def _rejected(run: RunState, e: ev.TaskRejected, at: float) -> None:
 
 
 def _started(run: RunState, e: ev.TaskStarted, at: float) -> None:
-    _attempt(run, e.task, e.attempt_id, status="running", timeout_at=e.timeout_at)
+    gpus = e.gpus or (run.tasks[e.task].current or _NO_ATTEMPT).gpus
+    _attempt(run, e.task, e.attempt_id, status="running", timeout_at=e.timeout_at, gpus=gpus)
     _task(run, e.task, status="running")
 
 

@@ -81,6 +81,11 @@ def writer_lock(path: Path, *, wait: bool) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+REFRESH_S = 0.05
+"""Rows are rewritten at most this often: coalescing keeps a long run's row from being
+re-rendered for every single event, which would make projection cost quadratic."""
+
+
 class Projector:
     """Keeps projections.db in step with baton.runs and baton.models."""
 
@@ -95,7 +100,9 @@ class Projector:
             conn = await self._open()
             try:
                 while not stop.is_set():
-                    if not await self.step(conn):
+                    if await self.step(conn):
+                        await asyncio.sleep(REFRESH_S)
+                    else:
                         self.caught_up.set()
                         await self.bus.wait(self._wanted(), timeout=0.5)
             finally:

@@ -109,7 +109,7 @@ async def run_sentinel(bus: EmbeddedBus, tail: Tail) -> None:
     await report(tail, AttemptSucceeded, sentinel.attempt_id)
 
 
-async def test_command_is_accepted_started_and_succeeds_with_its_artifact(
+async def test_command_is_started_at_once_and_succeeds_with_its_artifact(
     bus: EmbeddedBus, start_agent: StartAgent, reports: Tail, tmp_path: Path
 ) -> None:
     # given an agent, and an upstream output already in the artifact store
@@ -122,9 +122,8 @@ async def test_command_is_accepted_started_and_succeeds_with_its_artifact(
     await bus.publish([command_record(cmd)])
     done = await report(reports, AttemptSucceeded, cmd.attempt_id)
 
-    # then it reported accepted -> started -> succeeded, and its output is on disk
-    assert kinds(reports, cmd.attempt_id) == ["attempt_accepted", "attempt_started",
-                                              "attempt_succeeded"]
+    # then, a worker being free, "started" stood for "accepted" too; its output is on disk
+    assert kinds(reports, cmd.attempt_id) == ["attempt_started", "attempt_succeeded"]
     assert isinstance(done, AttemptSucceeded)
     assert (done.agent_id, done.task, done.attempt) == (AGENT, cmd.task, 1)
     path = Path(done.output.uri.removeprefix("file://"))
@@ -209,8 +208,7 @@ async def test_redelivered_command_runs_once(
     await run_sentinel(bus, reports)
 
     # then it ran exactly once, and the agent's ledger has it finished
-    assert kinds(reports, cmd.attempt_id) == ["attempt_accepted", "attempt_started",
-                                              "attempt_succeeded"]
+    assert kinds(reports, cmd.attempt_id) == ["attempt_started", "attempt_succeeded"]
     assert tally.read_text().splitlines() == [cmd.attempt_id]
 
 
@@ -273,8 +271,8 @@ async def test_attempt_over_its_timeout_fails_timed_out(
     assert failed.reason == "timed_out"
     assert "timeout" in failed.message
     assert failed.duration_s >= 0.3
-    assert kinds(reports, cmd.attempt_id) == ["attempt_accepted", "attempt_started",
-                                              "attempt_progress", "attempt_failed"]
+    assert kinds(reports, cmd.attempt_id) == [
+        "attempt_started", "attempt_progress", "attempt_failed"]
 
 
 async def test_restarted_agent_reports_interrupted_attempts_once(
@@ -303,8 +301,8 @@ async def test_restarted_agent_reports_interrupted_attempts_once(
         assert isinstance(failed, AttemptFailed)
         assert (failed.reason, failed.retryable, failed.agent_id) == ("interrupted", True, AGENT)
     await run_sentinel(bus, reports)
-    assert kinds(reports, cmd.attempt_id) == ["attempt_accepted", "attempt_started",
-                                              "attempt_progress", "attempt_failed"]
+    assert kinds(reports, cmd.attempt_id) == [
+        "attempt_started", "attempt_progress", "attempt_failed"]
     ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
     try:
         assert await ledger.unfinished() == []
