@@ -48,8 +48,9 @@ class Decider:
 
     def runs(self) -> list[RunState]:
         """Every running run, scratch copies where this decision touched them."""
-        merged = {**self.state.runs, **self.scratch}
-        return [run for run in merged.values() if run.status == "running"]
+        ids = self.state.active | self.scratch.keys()
+        runs = [self.scratch.get(rid) or self.state.runs[rid] for rid in sorted(ids)]
+        return [run for run in runs if run.status == "running"]
 
     def log(self, run: RunState, data: RunPayload) -> None:
         """Append an event to the run's log and fold it into the scratch copy."""

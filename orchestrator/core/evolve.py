@@ -11,6 +11,7 @@ from events.common import Resources
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.registry import ModelRegistered
+from orchestrator.core.dag import topological
 from orchestrator.core.errors import LogCorrupt
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
@@ -34,6 +35,7 @@ def evolve(state: CoordinatorState, env: Envelope[Payload]) -> CoordinatorState:
         if data.run_id in state.runs:
             raise LogCorrupt(f"run {data.run_id} created twice (event {env.id})")
         state.runs[data.run_id] = created_run(data, env)
+        state.active.add(data.run_id)
         return state
     run = state.runs.get(getattr(data, "run_id", ""))
     if run is None:
@@ -43,6 +45,8 @@ def evolve(state: CoordinatorState, env: Envelope[Payload]) -> CoordinatorState:
     apply(run, env)
     if isinstance(task, str) and task in run.tasks:
         update_in_flight(state.in_flight, before, run.tasks[task].current)
+    if run.status != "running":
+        state.active.discard(run.run_id)
     return state
 
 
@@ -74,6 +78,7 @@ def created_run(data: ev.RunCreated, env: Envelope[Payload]) -> RunState:
         created_at=env.time.timestamp(), deadline_at=data.deadline_at, params=dict(data.params),
         priority=data.priority, seq=env.sequence or 1,
         tasks={t.name: TaskState(name=t.name) for t in data.spec.tasks},
+        order=tuple(topological(data.spec)),
     )
     if env.causation_id:
         run.seen.add(env.causation_id)

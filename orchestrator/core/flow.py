@@ -6,7 +6,6 @@ from events import runs as ev
 from events.commands import ExecuteTask
 from events.pipeline import TaskSpec
 from events.registry import RegisterModel
-from orchestrator.core.dag import topological
 from orchestrator.core.decider import REGISTRY_AGENT, Decider
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
@@ -21,7 +20,7 @@ def advance(d: Decider, run: RunState) -> None:
     changed = True
     while changed and run.status == "running":
         changed = False
-        for spec in topological(run.spec):
+        for spec in run.order:
             changed |= _step(d, run, spec)
     if run.status == "running" and all(t.status in TERMINAL_TASK for t in run.tasks.values()):
         _finish(d, run)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from events.common import ArtifactRef, Capabilities, Resources
-from events.pipeline import PipelineSpec
+from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
 
 TaskStatus = Literal[
@@ -81,6 +81,7 @@ class RunState:
     seen: set[str] = field(default_factory=set)
     ignored: int = 0
     models: tuple[tuple[str, int], ...] = ()
+    order: tuple[TaskSpec, ...] = ()  # the spec's tasks in dependency order, computed once
 
     @property
     def pipeline(self) -> str:
@@ -122,3 +123,4 @@ class CoordinatorState:
     agents: dict[str, AgentView] = field(default_factory=dict)
     champions: dict[str, Champion] = field(default_factory=dict)
     in_flight: dict[str, dict[str, Any]] = field(default_factory=dict)
+    active: set[str] = field(default_factory=set)  # runs still running: what decide scans

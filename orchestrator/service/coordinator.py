@@ -30,6 +30,7 @@ from orchestrator.core.evolve import InFlight, evolve, update_in_flight
 from orchestrator.core.state import CoordinatorState
 from orchestrator.service import snapshots
 from orchestrator.service.views import FleetView, ModelsView
+from orchestrator.store.bulk import bulk_fold
 
 GROUP = "baton.coordinator"
 BATCH = 256
@@ -91,10 +92,11 @@ class GroupLoop:
         snap = await snapshots.latest(self.bus, self.k, end)
         start = self._load(snap) if snap else 0
         count = 0
-        while batch := await self.bus.read(tp, start, 5000):
-            for record in batch:
-                evolve(self.state, decode(record.value))
-            start, count = batch[-1].offset + 1, count + len(batch)
+        with bulk_fold():
+            while batch := await self.bus.read(tp, start, 5000):
+                for record in batch:
+                    evolve(self.state, decode(record.value))
+                start, count = batch[-1].offset + 1, count + len(batch)
         self.runs_end = start
         for itp in self.inputs:
             self.positions[itp] = await self.bus.committed(GROUP, itp)
@@ -112,6 +114,7 @@ class GroupLoop:
 
     def _load(self, snap: snapshots.Snapshot) -> int:
         self.state.runs.update(snap.runs)
+        self.state.active.update(r.run_id for r in snap.runs.values() if r.status == "running")
         for run in snap.runs.values():
             for task in run.tasks.values():
                 update_in_flight(self.in_flight, None, task.current)

@@ -19,6 +19,7 @@ from events.registry import ModelRegistered
 from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.state import CoordinatorState
+from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.rows import run_row
 
 SCHEMA = """
@@ -53,6 +54,13 @@ async def fold_runs(bus: Bus, upto: dict[TopicPartition, int] | None = None,
                     state: CoordinatorState | None = None) -> CoordinatorState:
     """Fold baton.runs from the start (to `upto` per partition when given)."""
     state = state or initial_state()
+    with bulk_fold():
+        await _fold_into(bus, state, upto)
+    return state
+
+
+async def _fold_into(bus: Bus, state: CoordinatorState,
+                     upto: dict[TopicPartition, int] | None) -> None:
     for p in range(bus.partitions(topics.RUNS)):
         tp, start = TopicPartition(topics.RUNS, p), 0
         end = upto.get(tp, 0) if upto is not None else None
@@ -63,7 +71,6 @@ async def fold_runs(bus: Bus, upto: dict[TopicPartition, int] | None = None,
             for record in batch:
                 evolve(state, decode(record.value))
             start = batch[-1].offset + 1
-    return state
 
 
 @contextlib.contextmanager
