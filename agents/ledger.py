@@ -32,8 +32,11 @@ class LedgerEntry:
 
 
 class Ledger:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    """Statuses are mirrored in memory, so admission costs no query; writes stay durable."""
+
+    def __init__(self, conn: aiosqlite.Connection, known: dict[str, LedgerEntry]) -> None:
         self._conn = conn
+        self._known = known
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
@@ -43,16 +46,16 @@ class Ledger:
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute(SCHEMA)
         await conn.commit()
-        return cls(conn)
+        async with conn.execute(
+            "SELECT attempt_id, run_id, task, attempt, placement, status FROM attempts") as cur:
+            known = {row[0]: LedgerEntry(*row) async for row in cur}
+        return cls(conn, known)
 
     async def get(self, attempt_id: str) -> LedgerEntry | None:
-        async with self._conn.execute(
-            "SELECT attempt_id, run_id, task, attempt, placement, status FROM attempts "
-            "WHERE attempt_id = ?", (attempt_id,)) as cur:
-            row = await cur.fetchone()
-        return LedgerEntry(*row) if row else None
+        return self._known.get(attempt_id)
 
     async def record(self, entry: LedgerEntry) -> None:
+        self._known[entry.attempt_id] = entry
         await self._conn.execute(
             "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?)",
             (entry.attempt_id, entry.run_id, entry.task, entry.attempt, entry.placement,
@@ -60,11 +63,7 @@ class Ledger:
         await self._conn.commit()
 
     async def unfinished(self) -> list[LedgerEntry]:
-        async with self._conn.execute(
-            "SELECT attempt_id, run_id, task, attempt, placement, status FROM attempts "
-            "WHERE status IN ('accepted', 'started')") as cur:
-            rows = await cur.fetchall()
-        return [LedgerEntry(*row) for row in rows]
+        return [e for e in self._known.values() if e.status in ("accepted", "started")]
 
     async def close(self) -> None:
         await self._conn.close()

@@ -375,8 +375,9 @@ class EmbeddedBus:
                 now = await self._data_version()
                 if now != seen:
                     seen = now
+                    before = dict(self._heads)
                     await self._load_heads()
-                    self._notify()
+                    self._notify({tp for tp, end in self._heads.items() if before.get(tp) != end})
         except (sqlite3.Error, ValueError):
             _log.exception("bus poller stopped; waiters fall back to their timeouts")
         finally:
