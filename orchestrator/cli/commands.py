@@ -7,13 +7,14 @@ import asyncio
 import json
 import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from events.codec import encode
 from events.envelope import envelope
-from events.intents import RunRequested
+from events.intents import RunCancelRequested, RunRequested
 from events.schema import export_json_schemas
 from events.topics import INTENTS, partition_for
 from events.triggers import DataArrived, TriggerInfo
@@ -167,7 +168,7 @@ async def run_manual(args: argparse.Namespace) -> int:
     trigger = TriggerInfo(type="manual", event_id=key, subject=args.pipeline, payload=payload)
     request = RunRequested(run_id=run_id, spec=specs[args.pipeline], trigger=trigger,
                            params=key_values(args.param), idempotency_key=key)
-    env = envelope(request, id=f"{run_id}/requested", time=__import__("time").time(),
+    env = envelope(request, id=f"{run_id}/requested", time=time.time(),
                    source="baton.cli", subject=run_id, correlation_id=key)
     bus = await _open_bus(args, create=True)
     try:
@@ -193,6 +194,10 @@ def _runs(p: argparse.ArgumentParser) -> None:
     show.add_argument("run_id", help="run id or a unique prefix of it")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=runs_show)
+    cancel = sub.add_parser("cancel", help="cancel a run; its running tasks are stopped")
+    cancel.add_argument("run_id", help="run id or a unique prefix of it")
+    cancel.add_argument("--reason", default="cancelled by user")
+    cancel.set_defaults(handler=runs_cancel)
 
 
 async def _caught_up_projection(args: argparse.Namespace) -> Path:
@@ -227,6 +232,31 @@ async def runs_show(args: argparse.Namespace) -> int:
     if len(rows) > 1:
         raise UsageError(f"{args.run_id!r} matches {len(rows)} runs; give more of the id")
     print(json.dumps(rows[0], indent=2) if args.json else run_detail(rows[0]))
+    return 0
+
+
+async def runs_cancel(args: argparse.Namespace) -> int:
+    conn = await connect(await _caught_up_projection(args))
+    try:
+        rows = await find_run(conn, args.run_id)
+    finally:
+        await conn.close()
+    if len(rows) != 1:
+        raise (NotFound(f"no run {args.run_id!r} (list them with 'baton runs list')") if not rows
+               else UsageError(f"{args.run_id!r} matches {len(rows)} runs; give more of the id"))
+    run_id = rows[0]["run_id"]
+    if rows[0]["status"] != "running":
+        raise UsageError(f"run {run_id} is already {rows[0]['status']}; nothing to cancel")
+    request = RunCancelRequested(run_id=run_id, reason=args.reason)
+    env = envelope(request, id=f"{run_id}/cancel/{uuid.uuid4()}", time=time.time(),
+                   source="baton.cli", subject=run_id)
+    bus = await _open_bus(args)
+    try:
+        part = partition_for(run_id, bus.partitions(INTENTS))
+        await bus.publish([Outgoing(INTENTS, run_id, encode(env), partition=part)])
+    finally:
+        await bus.close()
+    print(f"cancel requested for {run_id}")
     return 0
 
 

@@ -7,6 +7,7 @@ tell exactly which attempts ran, including ones cut short by a SIGKILL.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -76,3 +77,15 @@ def after_flaky(flaky: str, ctx: TaskContext) -> str:
 fails_then_ok = Pipeline("fails_then_ok", deadline_s=600)
 fails_then_ok.task(cpus=0.5, memory="64Mi", retries=2, backoff_s=0.1, timeout_s=60)(flaky)
 fails_then_ok.task(cpus=0.5, memory="64Mi", retries=0, timeout_s=60)(after_flaky)
+
+
+def stuck(ctx: TaskContext) -> str:
+    """Writes its process id where the test can find it, then never returns."""
+    Path(str(ctx.params["pidfile"])).write_text(str(os.getpid()))
+    ctx.progress(0.0, "pid written")
+    threading.Event().wait()
+    return "never"
+
+
+hangs = Pipeline("hangs", deadline_s=600)
+hangs.task(cpus=0.5, memory="64Mi", timeout_s=300)(stuck)
