@@ -243,3 +243,30 @@ def test_watch_from_start_replays_the_demo_runs_and_stops_on_ctrl_c(
         assert f"{run['run_id'][:16]} run created: digits@" in text
     assert "model digits-classifier v2 registered" in text
     assert "Traceback" not in errors.read_text()
+
+
+def test_drift_monitor_publishes_only_when_the_batch_drifted(demo: Demo) -> None:
+    # given the demo's home: model v2 trained on digits v2 (v1 rows plus scanner-shifted rows)
+    data = demo.home / "datasets" / "digits"
+    # when a batch from the training distribution is checked
+    calm = baton(demo.home, "monitor", "drift", "--model", "digits-classifier",
+                 "--batch", str(data / "v1.npz"), "--reference", str(data / "v1.npz"))
+    # then nothing is published
+    assert calm.returncode == 0, calm.stderr
+    assert "0/64 features" in calm.stdout and "no drift event published" in calm.stdout
+    # when the shifted batch is checked against the model's own training data (its lineage)
+    shifted = baton(demo.home, "monitor", "drift", "--model", "digits-classifier",
+                    "--batch", str(data / "v2-batch.npz"), "--reference", str(data / "v1.npz"),
+                    "--method", "ks")
+    # then a drift event naming the current model version is published
+    assert shifted.returncode == 0, shifted.stderr
+    assert "published drift_detected" in shifted.stdout and "digits-classifier v2" in shifted.stdout
+
+
+def test_drift_monitor_explains_an_unknown_model_and_a_bad_batch(demo: Demo) -> None:
+    unknown = baton(demo.home, "monitor", "drift", "--model", "nope", "--batch", "x.npz")
+    assert unknown.returncode == 1 and "no registered model 'nope'" in unknown.stderr
+    missing = baton(demo.home, "monitor", "drift", "--model", "digits-classifier",
+                    "--batch", "/does/not/exist.npz")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert "Traceback" not in missing.stderr
