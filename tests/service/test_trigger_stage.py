@@ -144,7 +144,7 @@ async def test_a_restarted_router_still_knows_the_trigger(
         # then
         assert len(await everything(reopened, INTENTS)) == 1
         logged = await decisions(reopened)
-        assert [type(d) for d in logged] == [TriggerAccepted, TriggerIgnored]
+        assert [d.TYPE for d in logged] == [TriggerAccepted.TYPE, TriggerIgnored.TYPE]
         assert isinstance(logged[1], TriggerIgnored) and logged[1].reason == "duplicate"
     finally:
         await reopened.close()
