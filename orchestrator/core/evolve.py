@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from events import runs as ev
@@ -11,6 +10,7 @@ from events.common import Resources
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.registry import ModelRegistered
+from orchestrator.core.copying import replace
 from orchestrator.core.dag import topological
 from orchestrator.core.errors import LogCorrupt
 from orchestrator.core.state import (

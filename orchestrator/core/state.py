@@ -6,12 +6,13 @@ frozen and replaced, so `decide` can fold into a cheap scratch copy of a run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from events.common import ArtifactRef, Capabilities, Resources
 from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
+from orchestrator.core.copying import replace
 
 TaskStatus = Literal[
     "pending", "ready", "scheduled", "running", "retry_wait",
