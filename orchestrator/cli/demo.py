@@ -199,4 +199,5 @@ def _print_summary(out: TextIO, summary: dict[str, Any]) -> None:
     for m in summary["models"]:
         metrics = " ".join(f"{k}={v:.4f}" for k, v in m["metrics"].items())
         say(out, f"  model {m['name']} v{m['version']} ({m['dataset_version']}): {metrics}")
-    say(out, f"\nState is in {summary['home']}: try 'baton --home {summary['home']} runs list'")
+    say(out, f"\nState is in {summary['home']}. Look around with "
+             f"'baton --home {summary['home']} runs list' (baton is in .venv/bin).")
