@@ -168,14 +168,7 @@ async def run_manual(args: argparse.Namespace) -> int:
     trigger = TriggerInfo(type="manual", event_id=key, subject=args.pipeline, payload=payload)
     request = RunRequested(run_id=run_id, spec=specs[args.pipeline], trigger=trigger,
                            params=key_values(args.param), idempotency_key=key)
-    env = envelope(request, id=f"{run_id}/requested", time=time.time(),
-                   source="baton.cli", subject=run_id, correlation_id=key)
-    bus = await _open_bus(args, create=True)
-    try:
-        part = partition_for(run_id, bus.partitions(INTENTS))
-        await bus.publish([Outgoing(INTENTS, run_id, encode(env), partition=part)])
-    finally:
-        await bus.close()
+    await _send_intent(args, request, f"{run_id}/requested", correlation=key)
     print(run_id)
     return 0
 
@@ -221,7 +214,8 @@ async def runs_list(args: argparse.Namespace) -> int:
     return 0
 
 
-async def runs_show(args: argparse.Namespace) -> int:
+async def _one_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The run a (prefix of a) run id names, or a message saying why there is not one."""
     conn = await connect(await _caught_up_projection(args))
     try:
         rows = await find_run(conn, args.run_id)
@@ -231,33 +225,37 @@ async def runs_show(args: argparse.Namespace) -> int:
         raise NotFound(f"no run {args.run_id!r} (list them with 'baton runs list')")
     if len(rows) > 1:
         raise UsageError(f"{args.run_id!r} matches {len(rows)} runs; give more of the id")
-    print(json.dumps(rows[0], indent=2) if args.json else run_detail(rows[0]))
+    return rows[0]
+
+
+async def runs_show(args: argparse.Namespace) -> int:
+    row = await _one_run(args)
+    print(json.dumps(row, indent=2) if args.json else run_detail(row))
     return 0
 
 
 async def runs_cancel(args: argparse.Namespace) -> int:
-    conn = await connect(await _caught_up_projection(args))
-    try:
-        rows = await find_run(conn, args.run_id)
-    finally:
-        await conn.close()
-    if len(rows) != 1:
-        raise (NotFound(f"no run {args.run_id!r} (list them with 'baton runs list')") if not rows
-               else UsageError(f"{args.run_id!r} matches {len(rows)} runs; give more of the id"))
-    run_id = rows[0]["run_id"]
-    if rows[0]["status"] != "running":
-        raise UsageError(f"run {run_id} is already {rows[0]['status']}; nothing to cancel")
+    row = await _one_run(args)
+    run_id = row["run_id"]
+    if row["status"] != "running":
+        raise UsageError(f"run {run_id} is already {row['status']}; nothing to cancel")
     request = RunCancelRequested(run_id=run_id, reason=args.reason)
-    env = envelope(request, id=f"{run_id}/cancel/{uuid.uuid4()}", time=time.time(),
-                   source="baton.cli", subject=run_id)
-    bus = await _open_bus(args)
-    try:
-        part = partition_for(run_id, bus.partitions(INTENTS))
-        await bus.publish([Outgoing(INTENTS, run_id, encode(env), partition=part)])
-    finally:
-        await bus.close()
+    await _send_intent(args, request, f"{run_id}/cancel/{uuid.uuid4()}", correlation=None)
     print(f"cancel requested for {run_id}")
     return 0
+
+
+async def _send_intent(args: argparse.Namespace, request: RunRequested | RunCancelRequested,
+                       event_id: str, correlation: str | None) -> None:
+    """Intents go to the run's partition group, chosen explicitly as every producer must."""
+    env = envelope(request, id=event_id, time=time.time(), source="baton.cli",
+                   subject=request.run_id, correlation_id=correlation)
+    bus = await _open_bus(args, create=True)
+    try:
+        part = partition_for(request.run_id, bus.partitions(INTENTS))
+        await bus.publish([Outgoing(INTENTS, request.run_id, encode(env), partition=part)])
+    finally:
+        await bus.close()
 
 
 def _models(p: argparse.ArgumentParser) -> None:
