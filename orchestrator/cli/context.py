@@ -1,0 +1,68 @@
+"""What several subcommands share: the home, the bus, the projection, one run, intents."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from events.codec import encode
+from events.envelope import envelope
+from events.intents import RunCancelRequested, RunRequested
+from events.topics import INTENTS, partition_for
+from orchestrator.bus import EmbeddedBus, Outgoing
+from orchestrator.cli.errors import NotFound, UsageError
+from orchestrator.service.home import Home
+from orchestrator.store.projections import Projector, connect, find_run
+
+
+def home_of(args: argparse.Namespace) -> Home:
+    return Home.resolve(args.home)
+
+
+async def open_bus(args: argparse.Namespace, *, create: bool = False) -> EmbeddedBus:
+    home = home_of(args)
+    if not home.bus.exists() and not create:
+        raise UsageError(f"no Baton state in {home.root} (start it with 'baton up', or pass "
+                         "--home / set BATON_HOME to where it runs)")
+    home.create()
+    return await EmbeddedBus.open(home.bus)
+
+
+async def caught_up_projection(args: argparse.Namespace) -> Path:
+    """Bring the projection up to the log end unless a running `baton up` owns it."""
+    bus = await open_bus(args)
+    try:
+        projector = Projector(bus, home_of(args).projections)
+        await projector.catch_up_if_free()
+    finally:
+        await bus.close()
+    return home_of(args).projections
+
+
+async def one_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The run a (prefix of a) run id names, or a message saying why there is not one."""
+    conn = await connect(await caught_up_projection(args))
+    try:
+        rows = await find_run(conn, args.run_id)
+    finally:
+        await conn.close()
+    if not rows:
+        raise NotFound(f"no run {args.run_id!r} (list them with 'baton runs list')")
+    if len(rows) > 1:
+        raise UsageError(f"{args.run_id!r} matches {len(rows)} runs; give more of the id")
+    return rows[0]
+
+
+async def send_intent(args: argparse.Namespace, request: RunRequested | RunCancelRequested,
+                       event_id: str, correlation: str | None) -> None:
+    """Intents go to the run's partition group, chosen explicitly as every producer must."""
+    env = envelope(request, id=event_id, time=time.time(), source="baton.cli",
+                   subject=request.run_id, correlation_id=correlation)
+    bus = await open_bus(args, create=True)
+    try:
+        part = partition_for(request.run_id, bus.partitions(INTENTS))
+        await bus.publish([Outgoing(INTENTS, request.run_id, encode(env), partition=part)])
+    finally:
+        await bus.close()
