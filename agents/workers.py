@@ -4,218 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
-import functools
-import importlib
-import inspect
 import logging
 import multiprocessing
-import os
 import pickle
-import queue
 import signal
-import sys
-import threading
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.artifacts import ArtifactStore
-from agents.task_api import ContextData, Result, Scalar, TaskContext, TaskError
-from events.common import ArtifactRef
+from agents.outcomes import (
+    Failed,
+    FailureReason,
+    Invocation,
+    Outcome,
+    ProgressCallback,
+    Succeeded,
+)
+from agents.worker_process import worker_main
+
+__all__ = [
+    "Failed",
+    "FailureReason",
+    "Invocation",
+    "Outcome",
+    "ProgressCallback",
+    "Succeeded",
+    "WorkerPool",
+    "WorkerStartError",
+]
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[float, str], None]
-FailureReason = Literal["exception", "crashed", "timed_out", "cancelled", "invalid_task"]
-_PR_SET_PDEATHSIG = 1
 _EXIT_GRACE_S = 5.0
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """One attempt of one task, as shipped to a worker process (so it must pickle)."""
-
-    attempt_id: str
-    function: str  # "pkg.module:qualname"
-    inputs: Mapping[str, ArtifactRef]  # keyword argument name -> upstream output
-    context: ContextData
-    timeout_s: float | None = None
-    gpus: tuple[int, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Succeeded:
-    output: ArtifactRef
-    metrics: dict[str, float]
-    metadata: dict[str, Scalar]
-    duration_s: float
-
-
-@dataclass(frozen=True)
-class Failed:
-    reason: FailureReason
-    message: str
-    error_type: str = ""
-    traceback: str = ""
-    retryable: bool = True
-    duration_s: float = 0.0
-
-
-Outcome = Succeeded | Failed
 
 
 class WorkerStartError(RuntimeError):
     """A worker process died before it could take work."""
-
-
-# --- worker process side ---------------------------------------------------------------
-
-
-class _InvalidTask(Exception):
-    """The invocation names a function that cannot be found: retrying will not help."""
-
-
-def _worker_main(conn: Connection, artifact_root: str, env: dict[str, str], once: bool) -> None:
-    """Entry point of a worker process; `env` is applied before any task module is imported."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.update(env)
-    store = ArtifactStore(Path(artifact_root))
-    inbox: queue.SimpleQueue[Invocation] = queue.SimpleQueue()
-    threading.Thread(target=_pump_inbox, args=(conn, inbox), daemon=True).start()
-    send = _locked_sender(conn)
-    send(("ready",))
-    while True:
-        inv = inbox.get()
-        send(("done", inv.attempt_id, _execute(inv, store, _progress_reporter(send, inv))))
-        if once:
-            return
-
-
-def _die_with_parent() -> None:
-    """Second guard after pipe EOF: the kernel kills us if our parent dies mid-task."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _pump_inbox(conn: Connection, inbox: queue.SimpleQueue[Invocation]) -> None:
-    """EOF means the parent is gone: exit at once rather than finish work nobody collects."""
-    try:
-        while True:
-            inbox.put(conn.recv())
-    except (EOFError, OSError):
-        os._exit(0)
-
-
-def _locked_sender(conn: Connection) -> Callable[[object], None]:
-    """Task code may report progress from its own threads; sends must not interleave."""
-    lock = threading.Lock()
-
-    def send(message: object) -> None:
-        with lock:
-            conn.send(message)
-
-    return send
-
-
-def _progress_reporter(send: Callable[[object], None], inv: Invocation) -> ProgressCallback:
-    def report(fraction: float, message: str) -> None:
-        send(("progress", inv.attempt_id, fraction, message))
-
-    return report
-
-
-def _execute(inv: Invocation, store: ArtifactStore, report: ProgressCallback) -> Outcome:
-    try:
-        function = _resolve(inv.function)
-    except _InvalidTask as exc:
-        return _invalid(exc)
-    try:
-        kwargs = _arguments(function, inv, store, report)
-        return _success(function(**kwargs), store)
-    except _InvalidTask as exc:
-        return _invalid(exc)
-    except BaseException as exc:
-        return _failure(exc)
-
-
-def _resolve(path: str) -> Callable[..., Any]:
-    module_name, _, qualname = path.partition(":")
-    if not module_name or not qualname:
-        raise _InvalidTask(f"task function {path!r}: write it as 'package.module:function'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise _InvalidTask(f"task module {module_name!r} cannot be imported: {exc!r}") from exc
-    for part in qualname.split("."):
-        if not hasattr(target, part):
-            raise _InvalidTask(f"task module {module_name!r} has no attribute {qualname!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise _InvalidTask(f"task {path!r} is not callable")
-    return target  # type: ignore[no-any-return]
-
-
-def _arguments(
-    function: Callable[..., Any], inv: Invocation, store: ArtifactStore, report: ProgressCallback
-) -> dict[str, Any]:
-    """Binding first turns a wiring mistake into invalid_task instead of a retried TypeError."""
-    kwargs = {name: store.get_object(ref) for name, ref in inv.inputs.items()}
-    signature = _signature(function)
-    if signature is not None and "ctx" in signature.parameters:
-        kwargs["ctx"] = TaskContext(data=inv.context, report_progress=report)
-    if signature is not None:
-        try:
-            signature.bind(**kwargs)
-        except TypeError as exc:
-            raise _InvalidTask(f"task {inv.function} cannot take its inputs: {exc}") from exc
-    return kwargs
-
-
-@functools.lru_cache(maxsize=256)
-def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
-    try:
-        return inspect.signature(function)
-    except (TypeError, ValueError):
-        return None
-
-
-def _success(value: Any, store: ArtifactStore) -> Succeeded:
-    if not isinstance(value, Result):
-        return Succeeded(output=store.put_object(value), metrics={}, metadata={}, duration_s=0.0)
-    return Succeeded(
-        output=store.put_object(value.value),
-        metrics={name: float(number) for name, number in value.metrics.items()},
-        metadata=dict(value.metadata),
-        duration_s=0.0,
-    )
-
-
-def _invalid(exc: _InvalidTask) -> Failed:
-    return Failed(reason="invalid_task", message=str(exc), retryable=False)
-
-
-def _failure(exc: BaseException) -> Failed:
-    return Failed(
-        reason="exception",
-        message=str(exc) or type(exc).__name__,
-        error_type=type(exc).__name__,
-        traceback="".join(traceback.format_exception(exc)),
-        retryable=exc.retryable if isinstance(exc, TaskError) else True,
-    )
-
-
-# --- parent side -----------------------------------------------------------------------
 
 
 class _Worker:
@@ -425,7 +255,7 @@ class WorkerPool:
     def _spawn(self, env: dict[str, str], once: bool) -> _Worker:
         parent_conn, child_conn = self._mp.Pipe()
         args = (child_conn, str(self._root), env, once)
-        process = self._mp.Process(target=_worker_main, args=args, daemon=True)
+        process = self._mp.Process(target=worker_main, args=args, daemon=True)
         process.start()
         child_conn.close()
         worker = _Worker(process, parent_conn)
@@ -496,7 +326,8 @@ class WorkerPool:
 def _mp_context(start_method: str) -> ForkServerContext | SpawnContext:
     """Never fork: the parent runs an event loop and threads that a fork would copy mid-step.
 
-    The fork server preloads this module, so a replacement worker starts in milliseconds.
+    The fork server preloads this module, and with it agents.worker_process, so a replacement
+    worker starts in milliseconds.
     """
     if start_method == "spawn":
         return multiprocessing.get_context("spawn")

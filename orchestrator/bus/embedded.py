@@ -24,7 +24,8 @@ from typing import cast
 
 import aiosqlite
 
-from events.topics import ALL_TOPICS, DEFAULT_PARTITIONS, GROUP_TOPICS, partition_for
+from events.topics import DEFAULT_PARTITIONS, partition_for
+from orchestrator.bus import sqlite_schema as sql
 from orchestrator.bus.protocol import BusError
 from orchestrator.bus.records import (
     Outgoing,
@@ -42,45 +43,6 @@ POLL_INTERVAL_S = 0.01
 _Placed = tuple[TopicPartition, Outgoing]
 _Ranked = list[tuple[TopicPartition, int, Outgoing]]
 _PositionRow = tuple[str, str, int, int]
-
-_PRAGMAS = (
-    "PRAGMA busy_timeout = 5000",
-    "PRAGMA journal_mode = WAL",
-    "PRAGMA synchronous = NORMAL",
-)
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS records (
-        topic TEXT NOT NULL, "partition" INTEGER NOT NULL, "offset" INTEGER NOT NULL,
-        key TEXT NOT NULL, value BLOB NOT NULL, headers BLOB NOT NULL, ts_ms INTEGER NOT NULL,
-        PRIMARY KEY (topic, "partition", "offset")) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS heads (
-        topic TEXT NOT NULL, "partition" INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-        PRIMARY KEY (topic, "partition")) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS positions (
-        grp TEXT NOT NULL, topic TEXT NOT NULL, "partition" INTEGER NOT NULL,
-        "offset" INTEGER NOT NULL,
-        PRIMARY KEY (grp, topic, "partition")) WITHOUT ROWID""",
-)
-_COUNTS = 'SELECT topic, COUNT(*) FROM heads GROUP BY topic'
-_INSERT_HEAD = 'INSERT OR IGNORE INTO heads (topic, "partition", next_offset) VALUES (?, ?, 0)'
-_RESERVE = """UPDATE heads SET next_offset = next_offset + w.column3
-    FROM (VALUES {values}) AS w
-    WHERE heads.topic = w.column1 AND heads."partition" = w.column2
-    RETURNING topic, "partition", next_offset"""
-_INSERT_RECORD = """INSERT INTO records (topic, "partition", "offset", key, value, headers, ts_ms)
-    VALUES (?1, ?2, (SELECT next_offset FROM heads WHERE topic = ?1 AND "partition" = ?2) + ?3,
-            ?4, ?5, ?6, ?7)"""
-_UPSERT_POSITION = """INSERT INTO positions (grp, topic, "partition", "offset") VALUES (?, ?, ?, ?)
-    ON CONFLICT (grp, topic, "partition") DO UPDATE SET "offset" = excluded."offset\""""
-_READ = """SELECT "offset", key, value, headers, ts_ms FROM records
-    WHERE topic = ? AND "partition" = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?"""
-_END = 'SELECT next_offset FROM heads WHERE topic = ? AND "partition" = ?'
-_COMMITTED = 'SELECT "offset" FROM positions WHERE grp = ? AND topic = ? AND "partition" = ?'
-_HEADS = 'SELECT topic, "partition", next_offset FROM heads'
-_ANY_READY = """SELECT 1 FROM heads JOIN (VALUES {values}) AS w
-    ON heads.topic = w.column1 AND heads."partition" = w.column2
-    WHERE heads.next_offset > w.column3 LIMIT 1"""
-
 
 class EmbeddedBus:
     """Bus over SQLite: one writer connection serialised by a lock, one reader connection."""
@@ -111,11 +73,11 @@ class EmbeddedBus:
         Changing a count would re-key every partition (partition_for depends on it), so a
         count is fixed when a topic is first created; raising it is a migration, not a flag.
         """
-        wanted = _wanted_counts(partitions, topic_partitions)
-        writer = await _connect(path, "IMMEDIATE")
+        wanted = sql.wanted_counts(partitions, topic_partitions)
+        writer = await sql.connect(path, "IMMEDIATE")
         try:
-            counts = await _ensure_schema(writer, wanted)
-            reader = await _connect(path, None)
+            counts = await sql.ensure_schema(writer, wanted)
+            reader = await sql.connect(path, None)
         except BaseException:
             await writer.close()
             raise
@@ -149,7 +111,7 @@ class EmbeddedBus:
         """Reads through the reader connection so a write in flight is never visible."""
         self._check(tp)
         params = (group, tp.topic, tp.partition)
-        rows = list(await self._reader.execute_fetchall(_COMMITTED, params))
+        rows = list(await self._reader.execute_fetchall(sql.COMMITTED, params))
         return int(rows[0][0]) if rows else 0
 
     async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
@@ -161,7 +123,7 @@ class EmbeddedBus:
         self._check(tp)
         if self._heads_fresh() and start >= self._heads.get(tp, 0):
             return []
-        rows = await self._reader.execute_fetchall(_READ, (tp.topic, tp.partition, start, limit))
+        rows = await self._reader.execute_fetchall(sql.READ, (tp.topic, tp.partition, start, limit))
         return [
             Record(tp.topic, tp.partition, offset, key, value, decode_headers(headers), ts_ms)
             for offset, key, value, headers, ts_ms in rows
@@ -170,7 +132,7 @@ class EmbeddedBus:
     async def end_offset(self, tp: TopicPartition) -> int:
         """The head row is bumped in the same transaction as the append, so it never lies."""
         self._check(tp)
-        rows = list(await self._reader.execute_fetchall(_END, (tp.topic, tp.partition)))
+        rows = list(await self._reader.execute_fetchall(sql.END, (tp.topic, tp.partition)))
         return int(rows[0][0])
 
     async def wait(
@@ -259,7 +221,7 @@ class EmbeddedBus:
         return self._poller is not None and not self._poller.done() and self._polled
 
     async def _load_heads(self) -> None:
-        rows = await self._reader.execute_fetchall(_HEADS)
+        rows = await self._reader.execute_fetchall(sql.HEADS)
         for topic, partition, end in rows:
             tp = TopicPartition(str(topic), int(partition))
             self._heads[tp] = max(self._heads.get(tp, 0), int(end))
@@ -288,17 +250,17 @@ class EmbeddedBus:
         """
         steps: list[Awaitable[object]] = []
         if ranked:
-            steps.append(self._writer.executemany(_INSERT_RECORD, _record_rows(ranked, ts_ms)))
+            steps.append(self._writer.executemany(sql.INSERT_RECORD, _record_rows(ranked, ts_ms)))
             steps.append(self._reserve(Counter(tp for tp, _, _ in ranked)))
         if positions:
-            steps.append(self._writer.executemany(_UPSERT_POSITION, positions))
+            steps.append(self._writer.executemany(sql.UPSERT_POSITION, positions))
         return steps
 
     async def _reserve(self, counts: Counter[TopicPartition]) -> dict[TopicPartition, int]:
         """Bumps every touched head in one statement; returns the first offset of the batch."""
         values = ",".join(["(?, ?, ?)"] * len(counts))
         params = [v for tp, n in counts.items() for v in (tp.topic, tp.partition, n)]
-        rows = await self._writer.execute_fetchall(_RESERVE.format(values=values), params)
+        rows = await self._writer.execute_fetchall(sql.RESERVE.format(values=values), params)
         ends = {TopicPartition(topic, partition): int(end) for topic, partition, end in rows}
         if len(ends) != len(counts):
             raise BusError("a partition head row is missing; the bus file is damaged")
@@ -341,7 +303,7 @@ class EmbeddedBus:
             return any(self._heads.get(tp, 0) > pos for tp, pos in positions.items())
         values = ",".join(["(?, ?, ?)"] * len(positions))
         params = [v for tp, pos in positions.items() for v in (tp.topic, tp.partition, pos)]
-        rows = await self._reader.execute_fetchall(_ANY_READY.format(values=values), params)
+        rows = await self._reader.execute_fetchall(sql.ANY_READY.format(values=values), params)
         return bool(list(rows))
 
     def _notify(self, tps: set[TopicPartition] | None = None) -> None:
@@ -400,7 +362,7 @@ def _rank(placed: list[_Placed]) -> _Ranked:
 
 
 def _record_rows(ranked: _Ranked, ts_ms: int) -> list[tuple[str, int, int, str, bytes, bytes, int]]:
-    """Rows for _INSERT_RECORD, which adds the rank to the head read inside the transaction."""
+    """Rows for sql.INSERT_RECORD, which adds the rank to the head read inside the transaction."""
     return [
         (tp.topic, tp.partition, rank, out.key, out.value, encode_headers(out.headers), ts_ms)
         for tp, rank, out in ranked
@@ -413,57 +375,3 @@ def _records(ranked: _Ranked, first: dict[TopicPartition, int], ts_ms: int) -> l
         Record(tp.topic, tp.partition, first[tp] + rank, out.key, out.value, out.headers, ts_ms)
         for tp, rank, out in ranked
     ]
-
-
-def _wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -> dict[str, int]:
-    """Every known topic gets the default; explicit per-topic counts override it."""
-    wanted = dict.fromkeys(ALL_TOPICS, partitions) | dict(topic_partitions or {})
-    bad = {topic: n for topic, n in wanted.items() if n < 1}
-    if bad:
-        raise BusError(f"partition counts must be positive: {bad}")
-    return wanted
-
-
-async def _connect(path: Path, isolation: aiosqlite.core.IsolationLevel) -> aiosqlite.Connection:
-    """busy_timeout comes first so the WAL switch waits for other processes instead of failing."""
-    conn = await aiosqlite.connect(path, isolation_level=isolation)
-    try:
-        for pragma in _PRAGMAS:
-            await conn.execute_fetchall(pragma)
-    except BaseException:
-        await conn.close()
-        raise
-    return conn
-
-
-async def _ensure_schema(conn: aiosqlite.Connection, wanted: dict[str, int]) -> dict[str, int]:
-    """Under the write lock, so two processes creating the file at once agree on the counts."""
-    await conn.execute_fetchall("BEGIN IMMEDIATE")
-    try:
-        counts = await _create_topics(conn, wanted)
-        _check_group(counts)
-        await conn.commit()
-    except BaseException:
-        await conn.rollback()
-        raise
-    return counts
-
-
-async def _create_topics(conn: aiosqlite.Connection, wanted: dict[str, int]) -> dict[str, int]:
-    """Adds only topics the file lacks; stored counts are kept even when they differ."""
-    for statement in _SCHEMA:
-        await conn.execute_fetchall(statement)
-    stored = {str(t): int(n) for t, n in await conn.execute_fetchall(_COUNTS)}
-    missing = [(t, p) for t, n in wanted.items() if t not in stored for p in range(n)]
-    await conn.executemany(_INSERT_HEAD, missing)
-    ignored = {t: (n, stored[t]) for t, n in wanted.items() if stored.get(t, n) != n}
-    if ignored:
-        _log.warning("bus file keeps its partition counts (asked, stored): %s", ignored)
-    return wanted | stored
-
-
-def _check_group(counts: Mapping[str, int]) -> None:
-    """Grouped topics are joined partition-by-partition, so their counts must match."""
-    group = {topic: counts[topic] for topic in GROUP_TOPICS}
-    if len(set(group.values())) > 1:
-        raise BusError(f"topics {list(GROUP_TOPICS)} must share one partition count, got {group}")
