@@ -1,0 +1,1 @@
+"""Tests against a real Kafka broker (ours, from Maven Central, or BATON_KAFKA_BOOTSTRAP)."""
