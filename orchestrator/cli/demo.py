@@ -105,9 +105,12 @@ async def _drift_run(app: EmbeddedApp, bus: Bus, home: Home, reference: Path, ba
     await _projected(app, bus)
     conn = await connect(home.projections)
     try:
-        model = (await list_models(conn))[-1]
+        models = await list_models(conn)
     finally:
         await conn.close()
+    if not models:
+        raise UsageError("the first run registered no model, so there is nothing to monitor")
+    model = models[-1]
     check = DriftCheck(model=model, reference=reference, batch=batch, retrain_uri=v2.uri,
                        retrain_version="v2")
     report, event = run_check(check)

@@ -144,19 +144,24 @@ class Projector:
         return out
 
     async def step(self, conn: aiosqlite.Connection) -> bool:
-        """Apply what is new since the last step in one SQLite transaction."""
+        """Apply what is new since the last step in one SQLite transaction.
+
+        `positions` only moves once that transaction is committed: whoever waits on it for
+        the rows (the demo, tests) must find them there.
+        """
         touched: set[str] = set()
         models: list[ModelRegistered] = []
-        moved = False
+        pending = dict(self.positions)
         for tp, start in self._wanted().items():
             batch = await self.bus.read(tp, start, 2000)
             if batch:
-                moved = True
-                self.positions[tp] = batch[-1].offset + 1
+                pending[tp] = batch[-1].offset + 1
                 self._apply(batch, touched, models)
-        if moved:
-            await self._write(conn, touched, models)
-        return moved
+        if pending == self.positions:
+            return False
+        await self._write(conn, touched, models, pending)
+        self.positions = pending
+        return True
 
     def _apply(self, batch: list[Record], touched: set[str], models: list[ModelRegistered]
                ) -> None:
@@ -169,7 +174,8 @@ class Projector:
                 models.append(env.data)
 
     async def _write(self, conn: aiosqlite.Connection, touched: set[str],
-                     models: list[ModelRegistered]) -> None:
+                     models: list[ModelRegistered], positions: dict[TopicPartition, int]
+                     ) -> None:
         rows = [run_row(self.state.runs[r]) for r in touched if r in self.state.runs]
         await conn.executemany(
             "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
@@ -180,7 +186,7 @@ class Projector:
             [(m.model, m.version, m.run_id, m.model_dump_json()) for m in models])
         await conn.executemany(
             "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
-            [(tp.topic, tp.partition, o) for tp, o in self.positions.items()])
+            [(tp.topic, tp.partition, o) for tp, o in positions.items()])
         await conn.commit()
 
 
