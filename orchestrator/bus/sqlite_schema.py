@@ -7,7 +7,10 @@ partition count), `positions` each group's committed positions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -66,8 +69,30 @@ def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -
     return wanted
 
 
+OPEN_RETRY_S = 10.0
+
+
 async def connect(path: Path, isolation: aiosqlite.core.IsolationLevel) -> aiosqlite.Connection:
-    """busy_timeout comes first so the WAL switch waits for other processes instead of failing."""
+    """Open with the pragmas, retrying while another process holds the file.
+
+    busy_timeout does not cover everything: switching a new file to WAL while another
+    process is creating it fails at once with "database is locked" (seen when `baton up`
+    and `baton run` start together), so the open itself is retried for a while.
+    """
+    deadline = time.monotonic() + OPEN_RETRY_S
+    delay = 0.01
+    while True:
+        try:
+            return await _connect_once(path, isolation)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise BusError(f"cannot open {path}: {exc}") from None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+async def _connect_once(path: Path, isolation: aiosqlite.core.IsolationLevel
+                        ) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=isolation)
     try:
         for pragma in PRAGMAS:

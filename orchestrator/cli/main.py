@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from orchestrator.bus import BusError
 from orchestrator.cli import commands
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.core.errors import SpecError
@@ -46,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except NotFound as exc:
         sys.stderr.write(f"baton {args.command}: {exc}\n")
+        return 1
+    except BusError as exc:
+        sys.stderr.write(f"baton {args.command}: the event log cannot be used: {exc}\n")
         return 1
     except KeyboardInterrupt:
         return 130
