@@ -1,4 +1,7 @@
-"""Behaviour of the SQLite-embedded bus, including several connections and a real second process."""
+"""What only the SQLite-embedded bus promises: gapless offsets, SQLite rollback, other processes.
+
+The behaviour every bus shares is tests/bus/contract.py, run on this bus and on Kafka.
+"""
 
 import asyncio
 import signal
@@ -10,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from events.topics import GROUP_TOPICS, INTENTS, REPORTS, RUNS, TRIGGERS, partition_for
+from events.topics import INTENTS, TRIGGERS
 from orchestrator.bus import Bus, BusError, EmbeddedBus, Outgoing, TopicPartition
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WAKE_BOUND_S = 2.0  # a missed wake-up would otherwise only show as the wait's long timeout
 CHILD_BOUND_S = 10.0  # interpreter start-up plus imports, with room for a loaded machine
 
 CHILD_PUBLISHER = """
@@ -92,68 +94,6 @@ async def test_offsets_are_gapless_and_counted_per_partition(bus: EmbeddedBus) -
     assert await bus.end_offset(TopicPartition(TRIGGERS, 1)) == 2
 
 
-async def test_records_without_partition_land_where_partition_for_puts_their_key(
-    bus: EmbeddedBus,
-) -> None:
-    # given
-    keys = [f"run-{i}" for i in range(50)]
-    # when
-    written = await bus.publish([trigger(key, partition=None) for key in keys])
-    # then
-    assert [r.partition for r in written] == [partition_for(key, 12) for key in keys]
-
-
-async def test_read_returns_what_publish_returned_including_headers(bus: EmbeddedBus) -> None:
-    # given
-    out = Outgoing(TRIGGERS, "k", b"\x00payload", partition=3, headers=(("a", b"\x01"), ("b", b"")))
-    written = await bus.publish([out, out])
-    # when
-    read = await bus.read(TopicPartition(TRIGGERS, 3), 0)
-    # then
-    assert read == written
-    assert read[0].headers == (("a", b"\x01"), ("b", b""))
-    assert read[0].tp == TopicPartition(TRIGGERS, 3)
-
-
-async def test_read_starts_at_the_given_offset_and_stops_at_the_limit(bus: EmbeddedBus) -> None:
-    # given
-    await bus.publish([trigger(value=bytes([i])) for i in range(10)])
-    # when
-    read = await bus.read(TopicPartition(TRIGGERS, 0), 4, limit=3)
-    # then
-    assert [(r.offset, r.value) for r in read] == [(4, b"\x04"), (5, b"\x05"), (6, b"\x06")]
-
-
-async def test_commit_stores_records_and_next_positions_together(bus: EmbeddedBus) -> None:
-    # given
-    tp = TopicPartition(INTENTS, 2)
-    # when
-    written = await bus.commit("coordinator", {tp: 7}, [Outgoing(RUNS, "r", b"x", partition=2)])
-    # then
-    assert await bus.committed("coordinator", tp) == 7
-    assert await bus.read(TopicPartition(RUNS, 2), 0) == written
-
-
-async def test_committed_is_zero_for_a_group_that_never_committed(bus: EmbeddedBus) -> None:
-    # given / when / then
-    assert await bus.committed("newcomer", TopicPartition(INTENTS, 0)) == 0
-
-
-async def test_commit_naming_an_unknown_topic_changes_neither_records_nor_positions(
-    bus: EmbeddedBus,
-) -> None:
-    # given
-    tp = TopicPartition(INTENTS, 0)
-    await bus.commit("g", {tp: 1}, [trigger()])
-    bad = [trigger(), Outgoing("no.such.topic", "k", b"v")]
-    # when
-    with pytest.raises(BusError, match="unknown topic"):
-        await bus.commit("g", {tp: 5}, bad)
-    # then
-    assert await bus.committed("g", tp) == 1
-    assert await bus.end_offset(TopicPartition(TRIGGERS, 0)) == 1
-
-
 async def test_commit_failing_inside_the_transaction_rolls_back_everything(
     bus: EmbeddedBus, db_path: Path
 ) -> None:
@@ -173,124 +113,6 @@ async def test_commit_failing_inside_the_transaction_rolls_back_everything(
     assert await bus.end_offset(TopicPartition(TRIGGERS, 0)) == 1
     assert len(await bus.read(TopicPartition(TRIGGERS, 0), 0)) == 1
     assert [r.offset for r in await bus.publish([trigger()])] == [1]
-
-
-async def test_committed_positions_survive_reopen(db_path: Path) -> None:
-    # given
-    tp = TopicPartition(REPORTS, 5)
-    first = await EmbeddedBus.open(db_path)
-    await first.commit("g", {tp: 42})
-    await first.close()
-    # when
-    reopened = await EmbeddedBus.open(db_path)
-    try:
-        # then
-        assert await reopened.committed("g", tp) == 42
-    finally:
-        await reopened.close()
-
-
-async def test_second_instance_sees_appends_and_its_wait_wakes(
-    bus: EmbeddedBus, other: EmbeddedBus
-) -> None:
-    # given
-    tp = TopicPartition(TRIGGERS, 0)
-    waiting = asyncio.create_task(other.wait({tp: 0}, timeout=60))
-    # when
-    written = await bus.publish([trigger()])
-    # then
-    assert await asyncio.wait_for(waiting, WAKE_BOUND_S) is True
-    assert await other.read(tp, 0) == written
-
-
-async def test_wait_wakes_on_in_process_publish_before_its_timeout(bus: EmbeddedBus) -> None:
-    # given
-    tp = TopicPartition(TRIGGERS, 0)
-    waiting = asyncio.create_task(bus.wait({tp: 0}, timeout=60))
-    # when
-    await bus.publish([trigger()])
-    # then
-    assert await asyncio.wait_for(waiting, WAKE_BOUND_S) is True
-
-
-async def test_wait_returns_true_at_once_when_a_record_is_already_there(bus: EmbeddedBus) -> None:
-    # given
-    await bus.publish([trigger(partition=4)])
-    # when
-    ready = await bus.wait({TopicPartition(TRIGGERS, 0): 0, TopicPartition(TRIGGERS, 4): 0}, 60)
-    # then
-    assert ready is True
-
-
-async def test_wait_times_out_with_false_when_nothing_arrives_at_the_position(
-    bus: EmbeddedBus,
-) -> None:
-    # given: a record exists, but before the awaited position
-    await bus.publish([trigger()])
-    # when
-    ready = await bus.wait({TopicPartition(TRIGGERS, 0): 1}, timeout=0.05)
-    # then
-    assert ready is False
-
-
-async def test_close_ends_a_blocked_wait_with_bus_error_and_may_be_repeated(db_path: Path) -> None:
-    # given
-    bus = await EmbeddedBus.open(db_path)
-    waiting = asyncio.create_task(bus.wait({TopicPartition(TRIGGERS, 0): 0}, timeout=60))
-    await bus.end_offset(TopicPartition(TRIGGERS, 0))  # a round trip lets the waiter block
-    # when
-    await bus.close()
-    await bus.close()
-    # then
-    with pytest.raises(BusError, match="closed"):
-        await asyncio.wait_for(waiting, WAKE_BOUND_S)
-
-
-async def test_mismatched_group_partition_counts_are_refused(db_path: Path) -> None:
-    # given
-    counts = {INTENTS: 4}
-    # when / then
-    with pytest.raises(BusError, match="must share one partition count"):
-        await EmbeddedBus.open(db_path, topic_partitions=counts)
-
-
-async def test_refused_open_leaves_no_counts_behind(db_path: Path) -> None:
-    # given
-    with pytest.raises(BusError):
-        await EmbeddedBus.open(db_path, topic_partitions={REPORTS: 3})
-    # when
-    bus = await EmbeddedBus.open(db_path, partitions=6)
-    try:
-        # then
-        assert {bus.partitions(topic) for topic in GROUP_TOPICS} == {6}
-    finally:
-        await bus.close()
-
-
-async def test_existing_partition_counts_win_on_reopen_and_new_topics_are_added(
-    db_path: Path,
-) -> None:
-    # given
-    first = await EmbeddedBus.open(db_path, partitions=4)
-    await first.close()
-    # when
-    reopened = await EmbeddedBus.open(db_path, partitions=8, topic_partitions={"x.custom": 3})
-    try:
-        # then
-        assert reopened.partitions(INTENTS) == 4
-        assert reopened.partitions("x.custom") == 3
-    finally:
-        await reopened.close()
-
-
-async def test_unknown_partitions_are_refused(bus: EmbeddedBus) -> None:
-    # given
-    beyond = TopicPartition(TRIGGERS, 12)
-    # when / then
-    with pytest.raises(BusError, match="no partition 12"):
-        await bus.read(beyond, 0)
-    with pytest.raises(BusError, match="no partition 12"):
-        await bus.publish([trigger(partition=12)])
 
 
 async def test_two_writers_on_one_partition_get_distinct_gapless_offsets(

@@ -1,0 +1,554 @@
+"""The Kafka bus: the same contract as the embedded one, on real brokers through aiokafka.
+
+Every unsafe aiokafka default is overridden here, explicitly: producers are idempotent,
+transactional and wait for all in-sync replicas; consumers never auto-commit, read only
+committed data and start from the earliest offset. Consumer-group positions are written only by
+`commit` (send_offsets_to_transaction) and read only by `committed` (the admin API); no
+consumer here ever joins a group.
+
+read_committed leaves offset gaps (each transaction ends with a marker that takes an offset),
+so positions are never inferred from counts: a reader continues at `last.offset + 1`, and
+`wait` fetches instead of comparing end offsets, which a trailing marker would keep ahead
+forever.
+
+aiokafka has no KIP-447, so a zombie is fenced by the transactional id alone: `commit` uses one
+producer per (group, partition group k), id `baton.<deployment>.<group>.<k>`; a new owner's
+init_transactions bumps the epoch and the old producer's next transaction fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import TopicPartition as KafkaTopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from events.topics import AGENTS, ALL_TOPICS, DEFAULT_PARTITIONS, GROUP_TOPICS, RUNS, SNAPSHOTS
+from events.topics import partition_for as _partition_for
+from orchestrator.bus.protocol import BusError
+from orchestrator.bus.records import Headers, Outgoing, Record, TopicPartition
+
+_log = logging.getLogger(__name__)
+
+TRANSACTION_TIMEOUT_MS: Final = 15_000
+"""Short: an open transaction of a dead producer holds back every read_committed reader."""
+REQUEST_TIMEOUT_MS: Final = 15_000
+READ_FETCH_MS: Final = 200
+"""One fetch round of `read`; it loops until it reaches the end offset it saw at the start."""
+READ_BOUND_S: Final = 30.0
+"""A read that cannot reach an end offset the broker reported is a broker problem, not a wait."""
+PROVISION_BOUND_S: Final = 30.0
+SETTLE_BOUND_S: Final = 30.0
+
+_TOPIC_CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
+    AGENTS: {"cleanup.policy": "compact"},
+    SNAPSHOTS: {"cleanup.policy": "compact"},
+    RUNS: {"retention.ms": "-1", "cleanup.policy": "delete"},
+}
+
+
+def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -> dict[str, int]:
+    """Every Baton topic at `partitions`, overridden per topic; group topics must agree."""
+    if partitions <= 0:
+        raise BusError(f"partition count must be positive, got {partitions}")
+    wanted = dict.fromkeys(ALL_TOPICS, partitions)
+    wanted.update(topic_partitions or {})
+    for topic, count in wanted.items():
+        if count <= 0:
+            raise BusError(f"{topic!r}: partition count must be positive, got {count}")
+    _check_group_counts(wanted, "requested")
+    return wanted
+
+
+def _check_group_counts(counts: Mapping[str, int], what: str) -> None:
+    group = {topic: counts[topic] for topic in GROUP_TOPICS if topic in counts}
+    if len(set(group.values())) > 1:
+        raise BusError(f"{', '.join(GROUP_TOPICS)} must share one partition count "
+                       f"({what}: {group}); raising a count is a migration, not a flag")
+
+
+def transactional_suffix(offsets: Mapping[TopicPartition, int]) -> str:
+    """k when every input partition is the same number (a partition group), else a stable hash.
+
+    The hash is sha256, not hash(): another process must derive the same id to fence us.
+    """
+    numbers = {tp.partition for tp in offsets}
+    if len(numbers) == 1:
+        return str(numbers.pop())
+    names = ",".join(sorted(f"{tp.topic}:{tp.partition}" for tp in offsets))
+    return "h" + hashlib.sha256(names.encode()).hexdigest()[:16]
+
+
+class KafkaBus:
+    """Bus on Kafka topics named `<namespace><topic>`; one admin, reader and publish client."""
+
+    def __init__(self, bootstrap: str, deployment: str, namespace: str,
+                 counts: dict[str, int], admin: Any) -> None:
+        self._bootstrap = bootstrap
+        self._deployment = deployment
+        self._namespace = namespace
+        self._counts = counts
+        self._admin = admin
+        self._reader: Any = None
+        self._reader_lock = asyncio.Lock()
+        self._reader_tp: Any = None
+        self._reader_next: int | None = None
+        self._publisher: Any = None
+        self._publish_lock = asyncio.Lock()
+        self._producers: dict[str, Any] = {}
+        self._producer_locks: dict[str, asyncio.Lock] = {}
+        self._idle_waiters: list[Any] = []
+        self._busy_waiters: set[Any] = set()
+        self._closed = False
+        self._closed_event = asyncio.Event()
+
+    @classmethod
+    async def open(
+        cls,
+        bootstrap: str,
+        *,
+        partitions: int = DEFAULT_PARTITIONS,
+        replication: int = 1,
+        deployment: str = "default",
+        topic_partitions: Mapping[str, int] | None = None,
+        namespace: str = "",
+    ) -> KafkaBus:
+        """Create missing topics; existing ones keep their counts, which must still agree.
+
+        `namespace` prefixes every topic name on the broker (tests use one per test); records
+        and topic partitions seen by callers always carry the plain Baton names.
+        """
+        wanted = wanted_counts(partitions, topic_partitions)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
+                                    request_timeout_ms=REQUEST_TIMEOUT_MS)
+        try:
+            await admin.start()
+            bus = cls(bootstrap, deployment, namespace, {}, admin)
+            bus._counts = await bus._provision(wanted, replication)
+            _check_group_counts(bus._counts, "on the broker")
+            bus._reader = await bus._new_consumer()
+        except KafkaError as exc:
+            await _quietly(admin.close())
+            raise BusError(f"cannot open the Kafka bus at {bootstrap}: {exc!r}") from exc
+        except BaseException:
+            await _quietly(admin.close())
+            raise
+        return bus
+
+    def partitions(self, topic: str) -> int:
+        """Counts were read from the broker at open and cannot change without a migration."""
+        count = self._counts.get(topic)
+        if count is None:
+            raise BusError(f"unknown topic {topic!r}")
+        return count
+
+    async def publish(self, records: Sequence[Outgoing]) -> list[Record]:
+        """One transaction on this instance's own producer; empty batches cost nothing."""
+        placed = [self._place(out) for out in records]
+        self._check_open()
+        if not placed:
+            return []
+        # Shielded with the lock inside: a cancelled caller must not let a second transaction
+        # start on the producer while the first is still in flight.
+        written = await asyncio.shield(self._publish_locked(placed))
+        await self._settle(written, None, {})
+        return written
+
+    async def _publish_locked(self, placed: list[tuple[TopicPartition, Outgoing]]) -> list[Record]:
+        async with self._publish_lock:
+            if self._publisher is None:
+                tid = f"baton.{self._deployment}.publish.{uuid.uuid4()}"
+                self._publisher = await self._new_producer(tid)
+            try:
+                return await self._transact(self._publisher, placed, None)
+            except (KafkaError, BusError) as exc:
+                await _quietly(self._publisher.stop())
+                self._publisher = None
+                raise BusError(f"publish failed, nothing was written: {exc!r}") from exc
+
+    async def commit(
+        self,
+        group: str,
+        offsets: Mapping[TopicPartition, int],
+        records: Sequence[Outgoing] = (),
+    ) -> list[Record]:
+        """Records and offsets in one transaction of the (group, k) producer."""
+        placed = [self._place(out) for out in records]
+        for tp, offset in offsets.items():
+            self._check(tp)
+            if offset < 0:
+                raise BusError(f"position {offset} for {tp} is negative")
+        self._check_open()
+        if not placed and not offsets:
+            return []
+        tid = f"baton.{self._deployment}.{group}.{transactional_suffix(offsets)}"
+        positions = {self._ktp(tp): offset for tp, offset in offsets.items()}
+        written = await asyncio.shield(self._commit_locked(tid, group, positions, placed))
+        await self._settle(written, group, offsets)
+        return written
+
+    async def _commit_locked(self, tid: str, group: str, positions: dict[Any, int],
+                             placed: list[tuple[TopicPartition, Outgoing]]) -> list[Record]:
+        """One producer per transactional id, created lazily: its init_transactions fences
+        the previous owner of the id (aiokafka has no KIP-447)."""
+        async with self._producer_locks.setdefault(tid, asyncio.Lock()):
+            producer = self._producers.get(tid)
+            try:
+                if producer is None:
+                    producer = await self._new_producer(tid)
+                    self._producers[tid] = producer
+                return await self._transact(producer, placed, (group, positions))
+            except (KafkaError, BusError) as exc:
+                # Fenced or broken: this producer is done; a later commit starts a new one.
+                stale = self._producers.pop(tid, None)
+                if stale is not None:
+                    await _quietly(stale.stop())
+                raise BusError(f"commit for group {group!r} failed, nothing was written "
+                               f"(transactional id {tid}): {exc!r}") from exc
+
+    async def committed(self, group: str, tp: TopicPartition) -> int:
+        """The group's committed offset from the group coordinator; 0 when there is none."""
+        self._check(tp)
+        self._check_open()
+        ktp = self._ktp(tp)
+        try:
+            found = await self._admin.list_consumer_group_offsets(group, partitions=[ktp])
+        except KafkaError as exc:
+            raise BusError(f"cannot read the offsets of group {group!r}: {exc!r}") from exc
+        meta = found.get(ktp)
+        return max(int(meta.offset), 0) if meta is not None else 0
+
+    async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
+        """Fetches from `start` until `limit` records or the end offset seen first.
+
+        Offsets returned are real; markers and aborted records leave gaps between them.
+        """
+        self._check(tp)
+        self._check_open()
+        if limit <= 0:
+            return []
+        async with self._reader_lock:
+            try:
+                return await self._read(self._ktp(tp), max(start, 0), limit)
+            except KafkaError as exc:
+                self._reader_next = None
+                raise BusError(f"cannot read {tp}: {exc!r}") from exc
+
+    async def end_offset(self, tp: TopicPartition) -> int:
+        """The last stable offset: what a read_committed reader can reach now."""
+        self._check(tp)
+        self._check_open()
+        ktp = self._ktp(tp)
+        async with self._reader_lock:
+            try:
+                ends = await self._reader.end_offsets([ktp])
+            except KafkaError as exc:
+                raise BusError(f"cannot read the end offset of {tp}: {exc!r}") from exc
+        return int(ends[ktp])
+
+    async def wait(
+        self,
+        positions: Mapping[TopicPartition, int],
+        timeout: float,  # noqa: ASYNC109 - a deadline is part of the contract
+    ) -> bool:
+        """Fetches from the positions on a waiter consumer until a record (not a marker) comes.
+
+        Waiters are pooled, so concurrent waits never queue behind each other.
+        """
+        for tp in positions:
+            self._check(tp)
+        self._check_open()
+        if not positions:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._closed_event.wait()
+            self._check_open()
+            return False
+        consumer = await self._take_waiter()
+        try:
+            return await self._wait_on(consumer, positions, timeout)
+        except KafkaError as exc:
+            await _quietly(consumer.stop())
+            consumer = None
+            raise BusError(f"wait failed: {exc!r}") from exc
+        finally:
+            if consumer is not None:
+                self._busy_waiters.discard(consumer)
+                if self._closed:
+                    await _quietly(consumer.stop())
+                else:
+                    consumer.assign([])
+                    self._idle_waiters.append(consumer)
+
+    async def close(self) -> None:
+        """Stops every client; blocked waits end with BusError; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closed_event.set()
+        clients: list[Any] = [*self._idle_waiters, *self._busy_waiters,
+                              *self._producers.values()]
+        if self._publisher is not None:
+            clients.append(self._publisher)
+        if self._reader is not None:
+            clients.append(self._reader)
+        self._idle_waiters.clear()
+        self._busy_waiters.clear()
+        self._producers.clear()
+        self._publisher = None
+        await asyncio.gather(*(_quietly(client.stop()) for client in clients))
+        await _quietly(self._admin.close())
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _name(self, topic: str) -> str:
+        return self._namespace + topic
+
+    def _ktp(self, tp: TopicPartition) -> Any:
+        return KafkaTopicPartition(self._name(tp.topic), tp.partition)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BusError("bus is closed")
+
+    def _check(self, tp: TopicPartition) -> None:
+        """Unknown partitions are caller bugs; Kafka refuses them too, only later and vaguer."""
+        if not 0 <= tp.partition < self.partitions(tp.topic):
+            raise BusError(f"{tp.topic!r} has no partition {tp.partition}")
+
+    def _place(self, out: Outgoing) -> tuple[TopicPartition, Outgoing]:
+        """Always an explicit partition: the client's partitioner is never trusted with keys."""
+        if out.partition is None:
+            partition = _partition_for(out.key, self.partitions(out.topic))
+            return TopicPartition(out.topic, partition), out
+        tp = TopicPartition(out.topic, out.partition)
+        self._check(tp)
+        return tp, out
+
+    async def _provision(self, wanted: Mapping[str, int], replication: int) -> dict[str, int]:
+        """Creates what is missing, then reads every count back from the metadata."""
+        names = {self._name(topic): topic for topic in wanted}
+        # list_topics, not describe: a metadata request naming a missing topic may auto-create
+        # it with the broker's default count (auto.create.topics.enable).
+        listed = set(await self._admin.list_topics())
+        missing = [name for name in names if name not in listed]
+        if missing:
+            new = [NewTopic(name, num_partitions=wanted[names[name]],
+                            replication_factor=replication,
+                            topic_configs=dict(_TOPIC_CONFIGS.get(names[name], {})))
+                   for name in missing]
+            response = await self._admin.create_topics(new)
+            _raise_topic_errors(response)
+        deadline = time.monotonic() + PROVISION_BOUND_S
+        while True:  # creation is asynchronous: wait until every partition has a leader
+            existing = await self._describe(list(names))
+            if all(name in existing for name in names):
+                return {names[name]: count for name, count in existing.items()}
+            if time.monotonic() > deadline:
+                absent = sorted(set(names) - set(existing))
+                raise BusError(f"topics {absent} did not become available")
+            await asyncio.sleep(0.05)
+
+    async def _describe(self, names: list[str]) -> dict[str, int]:
+        """Partition counts of the named topics that exist with every partition led."""
+        counts: dict[str, int] = {}
+        for topic in await self._admin.describe_topics(names):
+            partitions = topic.get("partitions") or []
+            if topic.get("error_code", 0) == 0 and partitions and all(
+                    p.get("leader", -1) >= 0 for p in partitions):
+                counts[str(topic["topic"])] = len(partitions)
+        return counts
+
+    async def _new_producer(self, transactional_id: str) -> Any:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            transactional_id=transactional_id,
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            linger_ms=0,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await _quietly(producer.stop())
+            raise
+        return producer
+
+    async def _new_consumer(self) -> Any:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            fetch_max_wait_ms=100,
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            await _quietly(consumer.stop())
+            raise
+        return consumer
+
+    async def _transact(self, producer: Any, placed: list[tuple[TopicPartition, Outgoing]],
+                        offsets: tuple[str, dict[Any, int]] | None) -> list[Record]:
+        """begin → sends → (offsets) → commit; any failure aborts, so nothing becomes visible."""
+        ts_ms = time.time_ns() // 1_000_000
+        await producer.begin_transaction()
+        try:
+            futures = [
+                await producer.send(self._name(tp.topic), out.value, key=out.key.encode(),
+                                    partition=tp.partition, timestamp_ms=ts_ms,
+                                    headers=list(out.headers))
+                for tp, out in placed
+            ]
+            sent = await asyncio.gather(*futures)
+            if offsets is not None and offsets[1]:
+                group, positions = offsets
+                await producer.send_offsets_to_transaction(positions, group)
+            await producer.commit_transaction()
+        except BaseException:
+            await _quietly(producer.abort_transaction())
+            raise
+        return [
+            Record(tp.topic, tp.partition, int(meta.offset), out.key, out.value, out.headers,
+                   ts_ms)
+            for (tp, out), meta in zip(placed, sent, strict=True)
+        ]
+
+    async def _settle(self, written: list[Record], group: str | None,
+                      offsets: Mapping[TopicPartition, int]) -> None:
+        """Returns once readers see the transaction: records and offsets, like the embedded bus.
+
+        The coordinator answers EndTxn before it writes the commit markers, so for a moment
+        after commit_transaction neither the records (last stable offset) nor the offsets
+        (OffsetFetch, without KIP-447's require_stable) are visible. Usually the first check
+        passes; the bound only matters when the broker is in trouble.
+        """
+        lasts: dict[TopicPartition, int] = {}
+        for record in written:
+            lasts[record.tp] = max(lasts.get(record.tp, -1), record.offset)
+        pending_offsets = dict(offsets) if group is not None else {}
+        deadline = time.monotonic() + SETTLE_BOUND_S
+        pause = 0.002
+        while True:
+            try:
+                if lasts:
+                    ktps = {self._ktp(tp): (tp, last) for tp, last in lasts.items()}
+                    async with self._reader_lock:
+                        ends = await self._reader.end_offsets(list(ktps))
+                    lasts = {tp: last for ktp, (tp, last) in ktps.items()
+                             if int(ends[ktp]) <= last}
+                if pending_offsets and group is not None:
+                    found = await self._admin.list_consumer_group_offsets(
+                        group, partitions=[self._ktp(tp) for tp in pending_offsets])
+                    pending_offsets = {
+                        tp: offset for tp, offset in pending_offsets.items()
+                        if (meta := found.get(self._ktp(tp))) is None or meta.offset != offset}
+            except KafkaError as exc:
+                raise BusError(f"committed, but could not confirm it is visible: {exc!r}") from exc
+            if not lasts and not pending_offsets:
+                return
+            if time.monotonic() > deadline:
+                raise BusError(f"committed, but not visible after {SETTLE_BOUND_S} s: "
+                               f"{sorted(map(str, [*lasts, *pending_offsets]))}")
+            await asyncio.sleep(pause)  # the markers are on their way; nothing to wake us
+            pause = min(pause * 2, 0.05)
+
+    async def _read(self, ktp: Any, start: int, limit: int) -> list[Record]:
+        reader = self._reader
+        end = int((await reader.end_offsets([ktp]))[ktp])
+        if start >= end:
+            return []
+        if self._reader_tp != ktp:
+            reader.assign([ktp])
+            self._reader_tp = ktp
+            self._reader_next = None
+        if self._reader_next != start:  # a continuation keeps what the reader prefetched
+            reader.seek(ktp, start)
+        self._reader_next = None
+        out: list[Record] = []
+        deadline = time.monotonic() + READ_BOUND_S
+        while len(out) < limit and await reader.position(ktp) < end:
+            if time.monotonic() > deadline:
+                raise BusError(f"could not read {ktp} up to its end offset {end}")
+            batch = await reader.getmany(ktp, timeout_ms=READ_FETCH_MS,
+                                         max_records=limit - len(out))
+            out += [self._record(raw) for raw in batch.get(ktp, []) if raw.offset >= start]
+        if out:
+            self._reader_next = out[-1].offset + 1
+        return out
+
+    def _record(self, raw: Any) -> Record:
+        topic = str(raw.topic)[len(self._namespace):]
+        headers: Headers = tuple((str(name), bytes(value or b""))
+                                 for name, value in (raw.headers or ()))
+        return Record(topic, int(raw.partition), int(raw.offset),
+                      bytes(raw.key or b"").decode(), bytes(raw.value or b""), headers,
+                      int(raw.timestamp))
+
+    async def _take_waiter(self) -> Any:
+        consumer = self._idle_waiters.pop() if self._idle_waiters else await self._new_consumer()
+        if self._closed:  # closed while the consumer was starting: close() did not see it
+            await _quietly(consumer.stop())
+            self._check_open()
+        self._busy_waiters.add(consumer)
+        return consumer
+
+    async def _wait_on(self, consumer: Any, positions: Mapping[TopicPartition, int],
+                       timeout: float) -> bool:  # noqa: ASYNC109
+        ktps = {self._ktp(tp): max(pos, 0) for tp, pos in positions.items()}
+        consumer.assign(list(ktps))
+        for ktp, pos in ktps.items():
+            consumer.seek(ktp, pos)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                fetch = asyncio.ensure_future(consumer.getmany(
+                    *ktps, timeout_ms=max(int(remaining * 1000), 1), max_records=1))
+                done, _ = await asyncio.wait({fetch, closed},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if fetch not in done:
+                    fetch.cancel()
+                    await asyncio.wait({fetch})
+                    raise BusError("bus is closed")
+                if any(fetch.result().values()):
+                    return True
+        finally:
+            closed.cancel()
+
+
+def _raise_topic_errors(response: Any) -> None:
+    """create_topics reports per-topic errors in the response instead of raising."""
+    for entry in response.topic_errors:
+        name, code = entry[0], entry[1]
+        if code:
+            error = for_code(code)
+            if error is TopicAlreadyExistsError:
+                continue  # another instance created it first; its count is read back
+            raise BusError(f"cannot create topic {name}: {error.__name__} {entry[2:]}")
+
+
+async def _quietly(step: Any) -> None:
+    """Cleanup after a failure must not hide the failure itself."""
+    try:
+        await step
+    except Exception:
+        _log.debug("ignored error during cleanup", exc_info=True)
