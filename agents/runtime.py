@@ -151,6 +151,14 @@ class Agent:
             elif isinstance(data, CancelTask) and data.agent_id == self.agent_id:
                 await self._cancel(data.attempt_id)
         await self.bus.commit(self.group, {tp: position}, [self._out(r) for r in reports])
+        self._start_admitted()
+
+    def _start_admitted(self) -> None:
+        """Attempts start only once their acceptance is on the bus: no later report of
+        theirs can then overtake it (on Kafka a commit takes longer than a no-op task)."""
+        for running in self.running.values():
+            if running.task is None:
+                running.task = asyncio.create_task(self._attempt(running))
 
     async def _execute_command(self, cmd: ExecuteTask) -> list[Payload]:
         assert self._ledger is not None
@@ -166,8 +174,7 @@ class Agent:
         gpus = self.free()[2][: cmd.resources.gpus]
         starts_now = self._slot_free_now()
         await self._ledger.record(_entry(cmd, "accepted"))
-        running = self.running[cmd.attempt_id] = Running(cmd, gpus, started=starts_now)
-        running.task = asyncio.create_task(self._attempt(running))
+        self.running[cmd.attempt_id] = Running(cmd, gpus, started=starts_now)
         if starts_now:  # a worker is free: "started" says "accepted" too, one report less
             return [AttemptStarted(**base, gpus=gpus)]
         return [AttemptAccepted(**base, gpus=gpus)]

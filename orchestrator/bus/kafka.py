@@ -44,10 +44,16 @@ TRANSACTION_TIMEOUT_MS: Final = 15_000
 REQUEST_TIMEOUT_MS: Final = 15_000
 READ_FETCH_MS: Final = 200
 """One fetch round of `read`; it loops until it reaches the end offset it saw at the start."""
+READER_FETCH_WAIT_MS: Final = 5
+"""The reader fetches only what it knows is there; every caller of `read` queues behind its
+fetches (one shared client, re-assigned per partition), so it must not long-poll."""
+WAITER_FETCH_WAIT_MS: Final = 100
 READ_BOUND_S: Final = 30.0
 """A read that cannot reach an end offset the broker reported is a broker problem, not a wait."""
 PROVISION_BOUND_S: Final = 30.0
 SETTLE_BOUND_S: Final = 30.0
+COORDINATOR_BOUND_S: Final = 30.0
+"""How long `committed` retries retriable errors, e.g. a group coordinator still being elected."""
 
 _TOPIC_CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
     AGENTS: {"cleanup.policy": "compact"},
@@ -102,6 +108,7 @@ class KafkaBus:
         self._reader_lock = asyncio.Lock()
         self._reader_tp: Any = None
         self._reader_next: int | None = None
+        self._no_records: dict[Any, tuple[int, int]] = {}
         self._publisher: Any = None
         self._publish_lock = asyncio.Lock()
         self._producers: dict[str, Any] = {}
@@ -135,7 +142,7 @@ class KafkaBus:
             bus = cls(bootstrap, deployment, namespace, {}, admin)
             bus._counts = await bus._provision(wanted, replication)
             _check_group_counts(bus._counts, "on the broker")
-            bus._reader = await bus._new_consumer()
+            bus._reader = await bus._new_consumer(READER_FETCH_WAIT_MS)
         except KafkaError as exc:
             await _quietly(admin.close())
             raise BusError(f"cannot open the Kafka bus at {bootstrap}: {exc!r}") from exc
@@ -220,10 +227,20 @@ class KafkaBus:
         self._check(tp)
         self._check_open()
         ktp = self._ktp(tp)
-        try:
-            found = await self._admin.list_consumer_group_offsets(group, partitions=[ktp])
-        except KafkaError as exc:
-            raise BusError(f"cannot read the offsets of group {group!r}: {exc!r}") from exc
+        deadline = time.monotonic() + COORDINATOR_BOUND_S
+        pause = 0.01
+        while True:
+            try:
+                found = await self._admin.list_consumer_group_offsets(group, partitions=[ktp])
+                break
+            except KafkaError as exc:
+                # A fresh cluster has no group coordinator until __consumer_offsets exists:
+                # retriable, and it comes within seconds.
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise BusError(f"cannot read the offsets of group {group!r}: {exc!r}"
+                                   ) from exc
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
         meta = found.get(ktp)
         return max(int(meta.offset), 0) if meta is not None else 0
 
@@ -236,9 +253,24 @@ class KafkaBus:
         self._check_open()
         if limit <= 0:
             return []
+        ktp = self._ktp(tp)
+        try:
+            # ListOffsets only: it leaves the reader's assignment alone, so it needs no lock,
+            # and a caller with nothing new to read never queues behind another's fetches.
+            end = int((await self._reader.end_offsets([ktp]))[ktp])
+        except KafkaError as exc:
+            raise BusError(f"cannot read {tp}: {exc!r}") from exc
+        start = max(start, 0)
+        gap_from, gap_to = self._no_records.get(ktp, (0, 0))
+        if gap_from <= start < gap_to:
+            # Known to hold only markers: callers sit at `last.offset + 1` (a marker) after
+            # every transaction, and fetching it again each time would serialise every reader.
+            start = gap_to
+        if start >= end:
+            return []
         async with self._reader_lock:
             try:
-                return await self._read(self._ktp(tp), max(start, 0), limit)
+                return await self._read(ktp, start, limit, end)
             except KafkaError as exc:
                 self._reader_next = None
                 raise BusError(f"cannot read {tp}: {exc!r}") from exc
@@ -248,11 +280,10 @@ class KafkaBus:
         self._check(tp)
         self._check_open()
         ktp = self._ktp(tp)
-        async with self._reader_lock:
-            try:
-                ends = await self._reader.end_offsets([ktp])
-            except KafkaError as exc:
-                raise BusError(f"cannot read the end offset of {tp}: {exc!r}") from exc
+        try:
+            ends = await self._reader.end_offsets([ktp])  # no lock: see `read`
+        except KafkaError as exc:
+            raise BusError(f"cannot read the end offset of {tp}: {exc!r}") from exc
         return int(ends[ktp])
 
     async def wait(
@@ -385,7 +416,7 @@ class KafkaBus:
             raise
         return producer
 
-    async def _new_consumer(self) -> Any:
+    async def _new_consumer(self, fetch_wait_ms: int = WAITER_FETCH_WAIT_MS) -> Any:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=None,
@@ -393,7 +424,7 @@ class KafkaBus:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             request_timeout_ms=REQUEST_TIMEOUT_MS,
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=fetch_wait_ms,
         )
         try:
             await consumer.start()
@@ -447,8 +478,7 @@ class KafkaBus:
             try:
                 if lasts:
                     ktps = {self._ktp(tp): (tp, last) for tp, last in lasts.items()}
-                    async with self._reader_lock:
-                        ends = await self._reader.end_offsets(list(ktps))
+                    ends = await self._reader.end_offsets(list(ktps))  # no lock: see `read`
                     lasts = {tp: last for ktp, (tp, last) in ktps.items()
                              if int(ends[ktp]) <= last}
                 if pending_offsets and group is not None:
@@ -467,11 +497,8 @@ class KafkaBus:
             await asyncio.sleep(pause)  # the markers are on their way; nothing to wake us
             pause = min(pause * 2, 0.05)
 
-    async def _read(self, ktp: Any, start: int, limit: int) -> list[Record]:
+    async def _read(self, ktp: Any, start: int, limit: int, end: int) -> list[Record]:
         reader = self._reader
-        end = int((await reader.end_offsets([ktp]))[ktp])
-        if start >= end:
-            return []
         if self._reader_tp != ktp:
             reader.assign([ktp])
             self._reader_tp = ktp
@@ -489,6 +516,13 @@ class KafkaBus:
             out += [self._record(raw) for raw in batch.get(ktp, []) if raw.offset >= start]
         if out:
             self._reader_next = out[-1].offset + 1
+        after = out[-1].offset + 1 if out else start
+        reached = int(await reader.position(ktp))
+        if reached > after:  # offsets a read_committed reader stepped over: markers, aborts
+            self._no_records[ktp] = (after, reached)
+        if reached >= end:  # nothing to continue with: no background fetches while idle
+            reader.assign([])
+            self._reader_tp = None
         return out
 
     def _record(self, raw: Any) -> Record:

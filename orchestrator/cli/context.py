@@ -11,7 +11,7 @@ from events.codec import encode
 from events.envelope import envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.topics import INTENTS, partition_for
-from orchestrator.bus import EmbeddedBus, Outgoing
+from orchestrator.bus import EMBEDDED, Bus, Outgoing, open_bus_url
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.service.home import Home
 from orchestrator.store.projections import Projector, connect, find_run
@@ -21,13 +21,14 @@ def home_of(args: argparse.Namespace) -> Home:
     return Home.resolve(args.home)
 
 
-async def open_bus(args: argparse.Namespace, *, create: bool = False) -> EmbeddedBus:
+async def open_bus(args: argparse.Namespace, *, create: bool = False) -> Bus:
+    """The bus --bus names; the embedded one must already exist unless `create`."""
     home = home_of(args)
-    if not home.bus.exists() and not create:
+    if args.bus == EMBEDDED and not home.bus.exists() and not create:
         raise UsageError(f"no Baton state in {home.root} (start it with 'baton up', or pass "
                          "--home / set BATON_HOME to where it runs)")
     home.create()
-    return await EmbeddedBus.open(home.bus)
+    return await open_bus_url(args.bus, home.root)
 
 
 async def caught_up_projection(args: argparse.Namespace) -> Path:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from orchestrator.bus import BusError
+from orchestrator.bus import EMBEDDED, BusError, BusUrlError, parse_bus_url
 from orchestrator.cli import commands
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.core.errors import SpecError
@@ -23,9 +24,21 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def bus_url(value: str) -> str:
+    """--bus / $BATON_BUS, checked while parsing: a bad one is a usage error (exit 2)."""
+    try:
+        parse_bus_url(value)
+    except BusUrlError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="baton", description="Event-driven, event-sourced ML pipelines.")
     parser.add_argument("--home", help="state directory (default $BATON_HOME or ./.baton)")
+    parser.add_argument("--bus", type=bus_url, default=os.environ.get("BATON_BUS") or EMBEDDED,
+                        help="the bus: 'embedded' (in the home) or 'kafka://HOST:PORT"
+                             "[?partitions=N&namespace=NS]' (default $BATON_BUS or embedded)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     commands.register(sub)

@@ -39,12 +39,12 @@ def add_up(p: argparse.ArgumentParser) -> None:
 
 async def up(args: argparse.Namespace) -> int:
     pipelines = load_all(args.pipeline or list(DEFAULT_PIPELINES))
-    app = EmbeddedApp(home_of(args), pipelines, agent_specs(args))
+    app = EmbeddedApp(home_of(args), pipelines, agent_specs(args), bus_url=args.bus)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.stop.set)
     await app.start()
-    print(f"baton up: home {app.home.root}, pipelines {', '.join(pipelines)}, "
+    print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines {', '.join(pipelines)}, "
           f"{len(app.agents)} local agent(s); Ctrl-C to stop", flush=True)
     try:
         await app.wait()

@@ -1,4 +1,4 @@
-"""One process running everything on the embedded bus: `baton up` and `baton demo`."""
+"""One process running everything on one bus (embedded, or Kafka): `baton up` and `baton demo`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from agents.runtime import Agent, AgentConfig
 from events import topics
 from events.common import Capabilities
 from events.pipeline import PipelineSpec
-from orchestrator.bus import Bus, EmbeddedBus
+from orchestrator.bus import EMBEDDED, Bus, open_bus_url
 from orchestrator.core.decider import Settings
 from orchestrator.core.evolve import InFlight
 from orchestrator.service.coordinator import GroupLoop
@@ -41,13 +41,18 @@ def local_agent_id(index: int) -> str:
 
 @dataclass
 class EmbeddedApp:
-    """Coordinator groups, trigger stages, registry, projector and local agents, together."""
+    """Coordinator groups, trigger stages, registry, projector and local agents, together.
+
+    `bus_url` picks the bus (see orchestrator/bus/factory.py); whichever it is, projections,
+    artifacts and agent ledgers stay in `home`.
+    """
 
     home: Home
     pipelines: dict[str, PipelineSpec]
     agents: Sequence[AgentSpec] = ()
     settings: Settings = field(default_factory=Settings)
     expiry_s: float = 10.0
+    bus_url: str = EMBEDDED
     bus: Bus | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     groups: list[GroupLoop] = field(default_factory=list)
@@ -56,7 +61,7 @@ class EmbeddedApp:
 
     async def start(self) -> Bus:
         self.home.create()
-        bus = self.bus = await EmbeddedBus.open(self.home.bus)
+        bus = self.bus = await open_bus_url(self.bus_url, self.home.root)
         fleet = FleetView(bus, expiry_s=self.expiry_s)
         models = ModelsView(bus)
         in_flight: InFlight = {}

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.bus.factory import EMBEDDED_FILE
+
 
 @dataclass(frozen=True)
 class Home:
@@ -23,7 +25,7 @@ class Home:
 
     @property
     def bus(self) -> Path:
-        return self.root / "bus.db"
+        return self.root / EMBEDDED_FILE
 
     @property
     def projections(self) -> Path:

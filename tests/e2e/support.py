@@ -1,4 +1,4 @@
-"""Helpers for end-to-end tests: real `baton` processes, and reading their SQLite bus.
+"""Helpers for end-to-end tests: real `baton` processes, and reading their bus (embedded or Kafka).
 
 Synchronisation is always on observable facts (events on the bus, process output, exit
 codes), with a bounded timeout; never on sleeps.
@@ -20,29 +20,30 @@ from events import topics
 from events.codec import decode
 from events.envelope import Envelope
 from events.payloads import Payload
-from orchestrator.bus import EmbeddedBus, TopicPartition
+from orchestrator.bus import EMBEDDED, Bus, TopicPartition, open_bus_url
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 60.0
 
 
 def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "BATON_HOME"}
+    env = {k: v for k, v in os.environ.items() if k not in ("BATON_HOME", "BATON_BUS")}
     env["PYTHONPATH"] = str(REPO)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def command(home: Path | None, *args: str) -> list[str]:
+def command(home: Path | None, *args: str, bus: str | None = None) -> list[str]:
     head = [sys.executable, "-m", "orchestrator.cli.main"]
-    return [*head, *(["--home", str(home)] if home is not None else []), *args]
+    return [*head, *(["--home", str(home)] if home is not None else []),
+            *(["--bus", bus] if bus is not None else []), *args]
 
 
-def baton(home: Path | None, *args: str, timeout: float = CLI_TIMEOUT_S
+def baton(home: Path | None, *args: str, timeout: float = CLI_TIMEOUT_S, bus: str | None = None
           ) -> subprocess.CompletedProcess[str]:
     """Run one `baton` command to completion and capture its output."""
-    return subprocess.run(command(home, *args), cwd=REPO, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(command(home, *args, bus=bus), cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @dataclass
@@ -53,10 +54,11 @@ class Service:
     log: Path
 
     @classmethod
-    def start(cls, home: Path, pipelines: Sequence[str], log: Path) -> Service:
+    def start(cls, home: Path, pipelines: Sequence[str], log: Path, bus: str | None = None
+              ) -> Service:
         args = [a for ref in pipelines for a in ("--pipeline", ref)]
         with log.open("w") as out:
-            process = subprocess.Popen(command(home, "up", *args), cwd=REPO, env=cli_env(),
+            process = subprocess.Popen(command(home, "up", *args, bus=bus), cwd=REPO, env=cli_env(),
                                        stdout=out, stderr=subprocess.STDOUT, text=True,
                                        start_new_session=True)
         return cls(process, log)
@@ -88,9 +90,9 @@ RunLog = list[Envelope[Payload]]
 
 @dataclass
 class RunLogReader:
-    """Reads baton.runs of a home's bus file, in per-partition order, as it grows."""
+    """Reads baton.runs of a home's bus, in per-partition order, as it grows."""
 
-    bus: EmbeddedBus
+    bus: Bus
     positions: dict[TopicPartition, int] = field(default_factory=dict)
     events: RunLog = field(default_factory=list)
 
@@ -114,8 +116,9 @@ class RunLogReader:
             await self.bus.wait(dict(self.positions), timeout=min(remaining, 1.0))
 
 
-async def _read_until(home: Path, done: Callable[[RunLog], bool], within_s: float) -> RunLog:
-    bus = await EmbeddedBus.open(home / "bus.db")
+async def _read_until(home: Path, done: Callable[[RunLog], bool], within_s: float,
+                      bus_url: str) -> RunLog:
+    bus = await open_bus_url(bus_url, home)
     try:
         tps = [TopicPartition(topics.RUNS, p) for p in range(bus.partitions(topics.RUNS))]
         reader = RunLogReader(bus, dict.fromkeys(tps, 0))
@@ -124,9 +127,10 @@ async def _read_until(home: Path, done: Callable[[RunLog], bool], within_s: floa
         await bus.close()
 
 
-def wait_for_run_log(home: Path, done: Callable[[RunLog], bool], timeout: float) -> RunLog:
+def wait_for_run_log(home: Path, done: Callable[[RunLog], bool], timeout: float,
+                     bus: str = EMBEDDED) -> RunLog:
     """Block until the run log satisfies `done` (checked on every append), or fail."""
-    return asyncio.run(_read_until(home, done, within_s=timeout))
+    return asyncio.run(_read_until(home, done, within_s=timeout, bus_url=bus))
 
 
 def read_run_log(home: Path) -> RunLog:

@@ -23,7 +23,7 @@ from events.pipeline import PipelineSpec
 from events.runs import RunCancelled, RunFailed, RunSucceeded
 from events.topics import partition_for
 from events.triggers import TriggerInfo
-from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
+from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.app import AgentSpec, EmbeddedApp
 from orchestrator.service.coordinator import GroupLoop
@@ -163,15 +163,17 @@ LOCAL_AGENT = "local-a"
 
 
 class Apps:
-    """Starts EmbeddedApps over one home; closes whatever is still open at teardown."""
+    """Starts EmbeddedApps over one home and bus; closes whatever is still open at teardown."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, bus_url: str = EMBEDDED) -> None:
         self.home = home
+        self.bus_url = bus_url
         self.opened: list[EmbeddedApp] = []
 
     async def start(self, *specs: PipelineSpec, agents: int = 1) -> tuple[EmbeddedApp, Bus]:
         app = EmbeddedApp(self.home, {s.name: s for s in specs},
-                          [AgentSpec(CAPACITY, agent_id=LOCAL_AGENT)] * agents)
+                          [AgentSpec(CAPACITY, agent_id=LOCAL_AGENT)] * agents,
+                          bus_url=self.bus_url)
         self.opened.append(app)
         return app, await app.start()
 
@@ -209,11 +211,16 @@ async def projected(app: EmbeddedApp, bus: Bus) -> None:
 
     caught_up is set after a step that found nothing new, so every earlier step's rows are
     committed by then; positions tell whether that step came after the records we want.
+    Targets are past the last record, not the end offset: on Kafka a transaction marker may
+    follow it, which no reader ever steps onto.
     """
     projector = app.projector
     assert projector is not None
-    wanted = {tp: await bus.end_offset(tp)
-              for topic in (topics.RUNS, topics.MODELS) for tp in all_tps(bus, topic)}
+    wanted: dict[TopicPartition, int] = {}
+    for topic in (topics.RUNS, topics.MODELS):
+        for tp in all_tps(bus, topic):
+            records = await read_all(bus, [tp])
+            wanted[tp] = records[-1].offset + 1 if records else 0
 
     async def loop() -> None:
         while any(projector.positions.get(tp, 0) < end for tp, end in wanted.items()):
