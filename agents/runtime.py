@@ -39,6 +39,7 @@ from events.reports import (
 )
 from events.topics import partition_for
 from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
+from orchestrator.bus.waiting import wait_for_input
 
 log = logging.getLogger(__name__)
 
@@ -125,18 +126,13 @@ class Agent:
         n = self.bus.partitions(topics.COMMANDS)
         tp = TopicPartition(topics.COMMANDS, partition_for(self.agent_id, n))
         position = await self.bus.committed(self.group, tp)
-        stopping = asyncio.create_task(stop.wait())
         while not stop.is_set():
             batch = await self.bus.read(tp, position, 100)
             for record in batch:
                 position = record.offset + 1
                 await self._command(record, tp, position)
             if not batch:
-                waiting = asyncio.create_task(self.bus.wait({tp: position}, timeout=1.0))
-                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not waiting.done():
-                    waiting.cancel()
-        stopping.cancel()
+                await wait_for_input(self.bus, {tp: position}, 1.0, stop)
 
     async def _command(self, record: Record, tp: TopicPartition, position: int) -> None:
         reports: list[Payload] = []

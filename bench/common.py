@@ -23,6 +23,7 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
 from orchestrator.bus import Bus, Outgoing, TopicPartition
+from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.app import AgentSpec, EmbeddedApp
 from orchestrator.service.home import Home
@@ -226,14 +227,7 @@ class RunWatcher:
         if not self._positions:
             await self._wake.wait()
             return
-        waiting = asyncio.ensure_future(self.bus.wait(dict(self._positions), timeout=0.5))
-        woken = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({waiting, woken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-            woken.cancel()
-            await asyncio.wait({waiting, woken})
+        await wait_for_input(self.bus, self._positions, 0.5, self._wake)
 
 
 async def finished(future: asyncio.Future[tuple[float, Envelope[Payload]]], timeout_s: float

@@ -7,7 +7,7 @@ import re
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from events.catalog import CATALOG, Catalog
 from events.envelope import Envelope
@@ -84,10 +84,3 @@ def decode_obj(obj: dict[str, Any], catalog: Catalog = CATALOG) -> Envelope[Payl
     except ValidationError as exc:
         raise _first_error(exc) from None
 
-
-def decode_payload(cls: type[BaseModel], obj: dict[str, Any]) -> BaseModel:
-    """Validate a bare payload (CLI and API input) with the same error shape."""
-    try:
-        return cls.model_validate(obj)
-    except ValidationError as exc:
-        raise _first_error(exc) from None

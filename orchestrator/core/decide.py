@@ -108,12 +108,14 @@ def _new_run(d: Decider, created: ev.RunCreated, env: Envelope[Payload]) -> RunS
     return run
 
 
-def _cancel(d: Decider, run: RunState, reason: str) -> None:
+def _cancel(d: Decider, run: RunState, reason: str, *, failed: bool = False) -> None:
+    """Stop every attempt, cancel what has not finished, end the run (failed on a deadline)."""
     d.cancel_attempts(run, reason)
     for name, task in run.tasks.items():
         if task.status not in TERMINAL_TASK:
             d.log(run, ev.TaskCancelled(run_id=run.run_id, task=name, reason=reason))
-    d.log(run, ev.RunCancelled(run_id=run.run_id, reason=reason))
+    end = ev.RunFailed if failed else ev.RunCancelled
+    d.log(run, end(run_id=run.run_id, reason=reason))
 
 
 def _model_registered(d: Decider, run: RunState, env: Envelope[Payload],
@@ -205,20 +207,11 @@ _REPORTS: dict[type[rp.AttemptReport], Callable[[Decider, RunState, Any], None]]
 
 def _tick_run(d: Decider, run: RunState) -> None:
     if d.now >= run.deadline_at:
-        _cancel_for_deadline(d, run)
+        _cancel(d, run, f"run deadline of {run.spec.deadline_s:g}s exceeded", failed=True)
         return
     for name in list(run.tasks):
         _tick_task(d, run, name)
     advance(d, run)
-
-
-def _cancel_for_deadline(d: Decider, run: RunState) -> None:
-    reason = f"run deadline of {run.spec.deadline_s:g}s exceeded"
-    d.cancel_attempts(run, reason)
-    for name, task in run.tasks.items():
-        if task.status not in TERMINAL_TASK:
-            d.log(run, ev.TaskCancelled(run_id=run.run_id, task=name, reason=reason))
-    d.log(run, ev.RunFailed(run_id=run.run_id, reason=reason))
 
 
 def _tick_task(d: Decider, run: RunState, name: str) -> None:

@@ -23,6 +23,7 @@ from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import RegisterModel
 from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
+from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.decide import Input, Tick, decide, next_deadline
 from orchestrator.core.decider import Settings
 from orchestrator.core.errors import InvalidInput
@@ -150,12 +151,7 @@ class GroupLoop:
         self._fleet_changed.clear()
         if self.fleet.version != self._fleet_version:
             return
-        inputs = asyncio.ensure_future(self.bus.wait(dict(self.positions), timeout=timeout))
-        fleet = asyncio.ensure_future(self._fleet_changed.wait())
-        await asyncio.wait({inputs, fleet}, return_when=asyncio.FIRST_COMPLETED)
-        fleet.cancel()
-        if not inputs.done():
-            inputs.cancel()
+        await wait_for_input(self.bus, self.positions, timeout, self._fleet_changed, stop)
 
     async def _read_inputs(self) -> list[Record]:
         records: list[Record] = []

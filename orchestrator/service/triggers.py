@@ -23,6 +23,7 @@ from events.topics import DLQ, INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS
 from events.triggers import DataArrived, DriftDetected
 from orchestrator.bus.protocol import Bus
 from orchestrator.bus.records import Outgoing, Record, TopicPartition
+from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.triggers import (
     RouterState,
@@ -79,7 +80,7 @@ class _Stage(ABC):
         """Until `stop` is set: handle what is there, then block on the bus for more."""
         while not stop.is_set():
             if await self.step() == 0:
-                await _wait_or_stop(self._bus, await self._start(), stop, self._idle_timeout_s)
+                await wait_for_input(self._bus, await self._start(), self._idle_timeout_s, stop)
 
     async def step(self) -> int:
         """Handle one batch; returns how many input records it consumed (0: nothing new)."""
@@ -244,18 +245,3 @@ async def restore_router(bus: Bus) -> RouterState:
 def _partitions(bus: Bus, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
 
-
-async def _wait_or_stop(
-    bus: Bus, positions: Mapping[TopicPartition, int], stop: asyncio.Event, idle_s: float
-) -> None:
-    """Block until new input, `stop`, or `idle_s` passed, whichever comes first."""
-    waiting = asyncio.ensure_future(bus.wait(positions, idle_s))
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()
-        stopping.cancel()
-        await asyncio.wait({waiting, stopping})
-    if not waiting.cancelled():
-        waiting.result()  # a bus error surfaces here instead of being dropped
