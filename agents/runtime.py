@@ -2,6 +2,11 @@
 
 The agent is the only authority on its capacity: the coordinator places optimistically,
 and whatever does not fit here is rejected (and placed again without spending retries).
+
+The bus may go away for a while (a broker restart, a lost broker): the agent then keeps its
+running attempts, retries its reads, commits and reports until they get through, and only
+gives its work up when no heartbeat got through for a whole lease, because by then the
+coordinator may have placed that work elsewhere.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -16,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from agents.ledger import Ledger, LedgerEntry
 from agents.task_api import ContextData
@@ -38,10 +45,17 @@ from events.reports import (
     AttemptSucceeded,
 )
 from events.topics import partition_for
-from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
+from orchestrator.bus import Bus, BusError, BusFenced, Outgoing, Record, TopicPartition
 from orchestrator.bus.waiting import wait_for_input
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 2.0
+"""Bus operations that must happen are retried with this backoff for as long as the agent runs."""
+GOODBYE_BOUND_S = 5.0
+"""How long a stopping agent tries to say so; an unreachable bus must not hold up the exit."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,9 @@ class Running:
     invocation: asyncio.Future[Outcome] | None = None
     cancelled: bool = False
     started: bool = False
+    finished: bool = False
+    """Its outcome is known (its report may still be waiting for the bus)."""
+    lease_lost: bool = False
 
 
 @dataclass
@@ -76,6 +93,7 @@ class Agent:
     _pool: WorkerPool | None = None
     _beat: int = 0
     _last_beat_ok: float = 0.0
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def agent_id(self) -> str:
@@ -86,17 +104,24 @@ class Agent:
         return f"baton.agent.{self.agent_id}"
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         self._ledger = await Ledger.open(self.config.home / f"agent-{self.agent_id}.db")
         self._pool = WorkerPool(self.config.artifact_root, size=self.config.workers)
         await self._pool.start()
         try:
             await self._recover()
             await self._advertise()
-            beats = asyncio.create_task(self._heartbeats(stop))
-            await self._commands(stop)
-            beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beats
+            self._last_beat_ok = time.monotonic()
+            background = [asyncio.create_task(self._heartbeats(stop)),
+                          asyncio.create_task(self._lease(stop))]
+            try:
+                await self._commands(stop)
+            finally:
+                for task in background:
+                    task.cancel()
+                for task in background:  # a bug in either surfaces here, not in a log line
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         finally:
             await self._shutdown()
 
@@ -123,16 +148,21 @@ class Agent:
     # -- loops ----------------------------------------------------------------------------
 
     async def _commands(self, stop: asyncio.Event) -> None:
+        """Reads its commands partition; bus trouble is waited out here, so the attempts
+        already running keep running (their reports wait for the bus too)."""
         n = self.bus.partitions(topics.COMMANDS)
         tp = TopicPartition(topics.COMMANDS, partition_for(self.agent_id, n))
-        position = await self.bus.committed(self.group, tp)
+        position = await self._until_done("reading its position",
+                                          lambda: self.bus.committed(self.group, tp))
         while not stop.is_set():
-            batch = await self.bus.read(tp, position, 100)
+            batch = await self._until_done("reading commands",
+                                           functools.partial(self.bus.read, tp, position, 100))
             for record in batch:
                 position = record.offset + 1
                 await self._command(record, tp, position)
             if not batch:
-                await wait_for_input(self.bus, {tp: position}, 1.0, stop)
+                with contextlib.suppress(BusError):  # the read above retries it
+                    await wait_for_input(self.bus, {tp: position}, 1.0, stop)
 
     async def _command(self, record: Record, tp: TopicPartition, position: int) -> None:
         reports: list[Payload] = []
@@ -146,7 +176,11 @@ class Agent:
                 reports = await self._execute_command(data)
             elif isinstance(data, CancelTask) and data.agent_id == self.agent_id:
                 await self._cancel(data.attempt_id)
-        await self.bus.commit(self.group, {tp: position}, [self._out(r) for r in reports])
+        # The same reports until the commit gets through: the ledger already holds the
+        # decision, so handling the command again would report nothing (a redelivery).
+        records = [self._out(r) for r in reports]
+        await self._until_done("committing a command",
+                               lambda: self.bus.commit(self.group, {tp: position}, records))
         self._start_admitted()
 
     def _start_admitted(self) -> None:
@@ -181,23 +215,39 @@ class Agent:
         return self._pool.idle_slots() > queued
 
     async def _attempt(self, running: Running) -> None:
+        """Runs the attempt, then records its outcome in the ledger before sending it: if the
+        bus never takes the report before the agent stops, the next start sends it."""
         cmd = running.command
         base = _report_fields(cmd)
-        progress = _ProgressSender(self, cmd)
+        reports = _Reports(self)
         try:
-            outcome = await self._invoke(running, progress.push,
-                                         lambda: self._report_started(running))
-            await progress.flush()
-            await self._send(_outcome_report(base, outcome))
+            outcome = await self._invoke(
+                running,
+                lambda fraction, message: reports.push(self._out(AttemptProgress(
+                    **base, fraction=fraction, message=message[:500]))),
+                lambda: self._report_started(running, reports))
+            running.finished = True
+            if running.lease_lost and isinstance(outcome, Failed) and outcome.reason == "cancelled":
+                outcome = dataclasses.replace(outcome, message=(
+                    f"stopped by its agent: no heartbeat got through for the agent's lease of "
+                    f"{self.config.lease_s:g} s, so the attempt may have been placed elsewhere"))
+            final = self._out(_outcome_report(base, outcome))
             assert self._ledger is not None
-            await self._ledger.record(_entry(cmd, "finished"))
+            await self._ledger.record(_entry(cmd, "done", report=final.value))
+            reports.push(final)
+            if await reports.delivered():
+                await self._ledger.record(_entry(cmd, "finished"))
         finally:
+            reports.cancel()
             self.running.pop(cmd.attempt_id, None)
 
-    async def _report_started(self, running: Running) -> None:
+    async def _report_started(self, running: Running, reports: _Reports) -> None:
+        """Queued, not awaited: the task need not wait for the bus to start, and the queue
+        keeps "started" ahead of everything else the attempt reports."""
         if not running.started:
             running.started = True
-            await self._send(AttemptStarted(**_report_fields(running.command), gpus=running.gpus))
+            reports.push(self._out(AttemptStarted(**_report_fields(running.command),
+                                                  gpus=running.gpus)))
 
     async def _invoke(self, running: Running, on_progress: Callable[[float, str], None],
                       on_start: Callable[[], Awaitable[None]]) -> Outcome:
@@ -231,19 +281,38 @@ class Agent:
             running.invocation.cancel()
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
-        """Heartbeat; if none gets through for a whole lease, stop our own tasks."""
-        self._last_beat_ok = time.monotonic()
+        """One beat per interval while the bus takes them; a beat the bus holds up (a broker
+        restarting) is waited for, and the lease watch below keeps the time meanwhile."""
+        failing = False
         while not stop.is_set():
             try:
                 await self._heartbeat()
                 self._last_beat_ok = time.monotonic()
-            except Exception as exc:  # the bus is unreachable: the lease clock runs
-                log.warning("agent %s: heartbeat failed: %s", self.agent_id, exc)
-                if time.monotonic() - self._last_beat_ok > self.config.lease_s:
-                    for attempt_id in list(self.running):
-                        await self._cancel(attempt_id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.heartbeat_s)
+                if failing:
+                    log.warning("agent %s: heartbeats get through again", self.agent_id)
+                    failing = False
+            except BusFenced:
+                raise
+            except BusError as exc:  # the bus is unreachable: the lease clock runs
+                if not failing:
+                    log.warning("agent %s: heartbeat failed: %s", self.agent_id, exc)
+                    failing = True
+            await self._pause(self.config.heartbeat_s)
+
+    async def _lease(self, stop: asyncio.Event) -> None:
+        """No heartbeat through for a whole lease: the coordinator may have expired us and
+        placed our attempts elsewhere, so stop them (each then reports itself cancelled)."""
+        while not stop.is_set():
+            silent = time.monotonic() - self._last_beat_ok
+            doomed = [r for r in self.running.values() if not (r.finished or r.lease_lost)]
+            if silent > self.config.lease_s and doomed:
+                log.warning("agent %s: no heartbeat got through for %.1f s (lease %g s); "
+                            "stopping %d attempt(s)", self.agent_id, silent,
+                            self.config.lease_s, len(doomed))
+                for running in doomed:
+                    running.lease_lost = True
+                    await self._cancel(running.command.attempt_id)
+            await self._pause(min(self.config.heartbeat_s, self.config.lease_s / 4))
 
     async def _heartbeat(self) -> None:
         cpus, memory, gpus = self.free()
@@ -253,18 +322,28 @@ class Agent:
                                         running=tuple(self.running)))
 
     async def _advertise(self) -> None:
-        await self._send(AgentAdvertised(
+        out = self._out(AgentAdvertised(
             agent_id=self.agent_id, capabilities=self.config.capabilities,
             lease_s=self.config.lease_s, host=socket.gethostname(), pid=os.getpid()))
+        await self._deliver([out], "advertising")
 
     async def _recover(self) -> None:
-        """Attempts that were running when this agent last died: report them interrupted."""
+        """After a stop or a crash: outcomes the bus may never have taken are sent again (a
+        duplicate is ignored by id), and attempts that were running are reported interrupted."""
         assert self._ledger is not None
+        for entry in await self._ledger.undelivered():
+            if entry.report is not None:
+                n = self.bus.partitions(topics.REPORTS)
+                out = Outgoing(topics.REPORTS, entry.run_id, entry.report,
+                               partition=partition_for(entry.run_id, n))
+                await self._deliver([out], "re-sending an outcome")
+            await self._ledger.record(dataclasses.replace(entry, status="finished", report=None))
         for entry in await self._ledger.unfinished():
-            await self._send(AttemptFailed(
+            await self._deliver([self._out(AttemptFailed(
                 run_id=entry.run_id, task=entry.task, attempt=entry.attempt,
                 attempt_id=entry.attempt_id, agent_id=self.agent_id, reason="interrupted",
-                message="the agent stopped while this attempt was running", retryable=True))
+                message="the agent stopped while this attempt was running", retryable=True))],
+                "reporting an interrupted attempt")
             await self._ledger.record(dataclasses.replace(entry, status="finished"))
 
     async def _shutdown(self) -> None:
@@ -273,8 +352,9 @@ class Agent:
                 running.task.cancel()
         if self._pool is not None:
             await self._pool.close()
-        with contextlib.suppress(Exception):
-            await self._send(AgentStopped(agent_id=self.agent_id))
+        with contextlib.suppress(BusError, TimeoutError):
+            async with asyncio.timeout(GOODBYE_BOUND_S):
+                await self._send(AgentStopped(agent_id=self.agent_id))
         if self._ledger is not None:
             await self._ledger.close()
 
@@ -292,32 +372,65 @@ class Agent:
         return Outgoing(topics.AGENTS, self.agent_id, encode(env))
 
     async def _send(self, data: Payload) -> None:
+        """Once, for what a later message supersedes anyway (heartbeats, the goodbye)."""
         await self.bus.publish([self._out(data)])
 
+    async def _deliver(self, records: list[Outgoing], what: str) -> None:
+        """Publish until the bus takes it. Report ids are deterministic, so a resend of what
+        the bus did take after all (an ambiguous failure) is a duplicate the coordinator
+        ignores. Gives up, raising BusError, only once the agent is stopping."""
+        await self._until_done(what, lambda: self.bus.publish(records))
 
-class _ProgressSender:
-    """Keeps progress reports in order and ahead of the final report of the attempt."""
+    async def _until_done(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+        """`step` again after each BusError, backing off, until it succeeds or we stop."""
+        pause = RETRY_FIRST_S
+        while True:
+            try:
+                return await step()
+            except BusFenced:
+                raise  # another process runs as this agent: retrying would fight it
+            except BusError as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("agent %s: %s failed, retrying in %.1f s: %s", self.agent_id,
+                            what, pause, exc)
+            await self._pause(pause)
+            pause = min(pause * 2, RETRY_MAX_S)
 
-    def __init__(self, agent: Agent, cmd: ExecuteTask) -> None:
-        self._agent, self._cmd = agent, cmd
-        self._chain: asyncio.Future[None] | None = None
-        self._count = 0
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
 
-    def push(self, fraction: float, message: str) -> None:
-        self._count += 1
-        report = AttemptProgress(**_report_fields(self._cmd), fraction=fraction,
-                                 message=message[:500])
-        previous = self._chain
-        self._chain = asyncio.ensure_future(self._after(previous, report))
 
-    async def _after(self, previous: asyncio.Future[None] | None, report: AttemptProgress) -> None:
-        if previous is not None:
-            await previous
-        await self._agent._send(report)
+class _Reports:
+    """One attempt's reports (started, progress, the outcome), delivered in that order, each
+    retried until the bus takes it: none may overtake another, and none may be lost."""
 
-    async def flush(self) -> None:
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._chain: asyncio.Future[bool] | None = None
+
+    def push(self, out: Outgoing) -> None:
+        self._chain = asyncio.ensure_future(self._after(self._chain, out))
+
+    async def _after(self, previous: asyncio.Future[bool] | None, out: Outgoing) -> bool:
+        """False once one could not be delivered (the agent is stopping): the rest wait for
+        the next start, which sends the outcome from the ledger."""
+        if previous is not None and not await previous:
+            return False
+        try:
+            await self._agent._deliver([out], "reporting")
+        except BusError:
+            return False
+        return True
+
+    async def delivered(self) -> bool:
+        return True if self._chain is None else await self._chain
+
+    def cancel(self) -> None:
         if self._chain is not None:
-            await self._chain
+            self._chain.cancel()
 
 
 def _report_fields(cmd: ExecuteTask) -> dict[str, object]:
@@ -330,8 +443,9 @@ def _report_id(data: AttemptReport) -> str:
     return f"{data.attempt_id}@{data.agent_id}/{data.TYPE}{suffix}"
 
 
-def _entry(cmd: ExecuteTask, status: str) -> LedgerEntry:
-    return LedgerEntry(cmd.attempt_id, cmd.run_id, cmd.task, cmd.attempt, cmd.placement, status)
+def _entry(cmd: ExecuteTask, status: str, report: bytes | None = None) -> LedgerEntry:
+    return LedgerEntry(cmd.attempt_id, cmd.run_id, cmd.task, cmd.attempt, cmd.placement, status,
+                       report)
 
 
 def _outcome_report(base: dict[str, object], outcome: Outcome) -> Payload:

@@ -1,7 +1,11 @@
-"""`python -m bench [NAME ...] [--profile]`: run benchmarks, each in a fresh temp home, then a
-summary table. Names: chain, fanout, digits, triggers, replay (default: all, in that order).
+"""`python -m bench [NAME ...] [--profile] [--tasks N ...]`: run benchmarks, each in a fresh
+temp home, then a summary table. Names: chain, fanout, digits, triggers, replay (the default:
+all of these, in that order, on the embedded bus); bus (single bus operations) and kafka
+(every figure on the embedded bus and on a real Kafka broker side by side; it starts the broker
+itself unless BATON_KAFKA_BOOTSTRAP names one) run only when named.
 
-`--profile` runs the named benchmarks under cProfile and prints their hot spots too.
+`--profile` runs the named benchmarks under cProfile and prints their hot spots too. The size
+flags override each benchmark's default size (a smoke test runs tiny ones).
 """
 
 from __future__ import annotations
@@ -11,18 +15,53 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
-from bench import chain, digits, fanout, replay, triggers
+from bench import chain, digits, fanout, kafka, primitives, replay, triggers
 from bench.common import Report, fmt, table, yes_no
+from orchestrator.bus import BusError
+from orchestrator.devkafka import DevKafkaError
 
-BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Report]]] = {
-    "chain": lambda: chain.measure(100),
-    "fanout": lambda: fanout.measure(200),
-    "digits": lambda: digits.measure(5),
-    "triggers": lambda: triggers.measure(200),
-    "replay": lambda: replay.measure(100_000),
+
+@dataclass(frozen=True)
+class Sizes:
+    """Sizes from the command line; None keeps each benchmark's own default."""
+
+    tasks: int | None = None
+    width: int | None = None
+    wide: int | None = None
+    burst: int | None = None
+    isolated: int | None = None
+    events: int | None = None
+    runs: int | None = None
+    repeat: int | None = None
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _kafka(s: Sizes) -> Coroutine[Any, Any, Report]:
+    d = kafka.Sizes()
+    sizes = kafka.Sizes(tasks=_or(s.tasks, d.tasks), width=_or(s.width, d.width),
+                        wide=_or(s.wide, d.wide), burst=_or(s.burst, d.burst),
+                        isolated=_or(s.isolated, d.isolated), events=_or(s.events, d.events),
+                        repeat=_or(s.repeat, d.repeat))
+    return kafka.measure(sizes, echo=lambda text: print(text, flush=True))
+
+
+BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
+    "chain": lambda s: chain.measure(_or(s.tasks, 100)),
+    "fanout": lambda s: fanout.measure(_or(s.width, 200)),
+    "digits": lambda s: digits.measure(_or(s.runs, 5)),
+    "triggers": lambda s: triggers.measure(_or(s.burst, 200), isolated=_or(s.isolated, 20)),
+    "replay": lambda s: replay.measure(_or(s.events, 100_000)),
+    "bus": lambda s: primitives.measure(_or(s.repeat, 30)),
+    "kafka": _kafka,
 }
+DEFAULT = ("chain", "fanout", "digits", "triggers", "replay")
+"""What runs when no name is given: the embedded benchmarks (kafka needs a broker)."""
 
 
 def summary(reports: list[Report]) -> str:
@@ -34,29 +73,69 @@ def summary(reports: list[Report]) -> str:
     return "\n".join(lines)
 
 
-def run_one(name: str, *, profile: bool) -> Report:
+def run_one(name: str, sizes: Sizes, *, profile: bool) -> Report:
     factory = BENCHMARKS[name]
     if not profile:
-        return asyncio.run(factory())
+        return asyncio.run(factory(sizes))
     from bench.profiling import profiled
 
-    report, hot_spots = profiled(lambda: asyncio.run(factory()))
+    report, hot_spots = profiled(lambda: asyncio.run(factory(sizes)))
     report.notes.append(f"cProfile of the whole benchmark:\n{hot_spots}")
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], metavar="NAME",
-                        help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
+                        help=f"benchmarks to run: {', '.join(BENCHMARKS)} "
+                             f"(default: {', '.join(DEFAULT)})")
     parser.add_argument("--profile", action="store_true", help="print cProfile hot spots")
-    args = parser.parse_args(argv)
-    names = args.names or list(BENCHMARKS)
+    sizes = parser.add_argument_group("sizes (each benchmark's default when left out)")
+    sizes.add_argument("--tasks", type=_count(1), help="chain length (chain 100, kafka 1000)")
+    sizes.add_argument("--width", type=_count(1), help="fan-out width (200)")
+    sizes.add_argument("--wide", type=_count(0),
+                       help="kafka: a second, wider fan-out (1000; 0 leaves it out)")
+    sizes.add_argument("--burst", type=_count(1), help="triggers in a burst (200)")
+    sizes.add_argument("--isolated", type=_count(1),
+                       help="triggers one at a time (triggers 20, kafka 50)")
+    sizes.add_argument("--events", type=_count(1), help="run-log events to replay (100000)")
+    sizes.add_argument("--runs", type=_count(1), help="digits runs (5)")
+    sizes.add_argument("--repeat", type=_count(1), help="bus: calls of each operation (30)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = Sizes(tasks=args.tasks, width=args.width, wide=args.wide, burst=args.burst,
+                  isolated=args.isolated, events=args.events, runs=args.runs,
+                  repeat=args.repeat)
+    names = args.names or list(DEFAULT)
     reports = []
     start = time.perf_counter()
     for name in names:
         began = time.perf_counter()
-        report = run_one(name, profile=args.profile)
+        try:
+            report = run_one(name, sizes, profile=args.profile)
+        except (DevKafkaError, BusError) as exc:
+            print(f"python -m bench {name}: {exc}", file=sys.stderr)
+            if isinstance(exc, DevKafkaError):
+                print(f"(the kafka bench starts a broker with java 17+ and mvn, or uses the "
+                      f"one {kafka.BOOTSTRAP_ENV}=HOST:PORT names)", file=sys.stderr)
+            return 1
         print(report.render())
         print(f"  ({name} took {time.perf_counter() - began:.1f} s)\n", flush=True)
         reports.append(report)

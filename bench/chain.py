@@ -7,23 +7,34 @@ accepted / started / succeeded reports -> decision, each a SQLite commit.
 from __future__ import annotations
 
 import asyncio
+import math
+import statistics
 import time
+from dataclasses import dataclass
 
 from bench.common import (
+    HOPS,
     Figure,
     Report,
+    RunTrace,
     RunWatcher,
     finished,
     fmt,
     manual_request,
+    median,
+    percentile,
     publish_request,
+    run_partition_ends,
+    run_watcher,
     running_app,
     succeeded,
     table,
     task,
     temp_home,
+    trace_run,
 )
 from events.pipeline import PipelineSpec
+from orchestrator.bus import EMBEDDED
 
 TARGET_MS_PER_TASK = 1.0
 QUOTED_MS_PER_TASK = (
@@ -40,38 +51,78 @@ def chain_spec(length: int, name: str = "bench-chain") -> PipelineSpec:
     return PipelineSpec(name=name, tasks=tuple(tasks), deadline_s=3600)
 
 
-async def timed_run(watcher: RunWatcher, spec: PipelineSpec, timeout_s: float
-                    ) -> tuple[float, bool]:
-    """Wall seconds from publishing the request to seeing the run's terminal event."""
+@dataclass(frozen=True)
+class Timed:
+    """One run, timed from publishing its request to seeing its terminal event."""
+
+    wall_s: float
+    ok: bool
+    trace: RunTrace
+
+    @property
+    def transitions_per_s(self) -> float:
+        return self.trace.log.transitions / self.wall_s
+
+    def hop_ms(self, hop: str) -> float:
+        """Mean over the run's attempts (in a chain the three add up to the time per task);
+        NaN when no attempt went the plain way."""
+        values = self.trace.hops[hop]
+        return statistics.fmean(values) if values else math.nan
+
+
+async def timed_run(watcher: RunWatcher, spec: PipelineSpec, timeout_s: float) -> Timed:
+    """Wall seconds from publishing the request to seeing the run's terminal event, and
+    what the run wrote meanwhile (read back afterwards)."""
     bus = watcher.bus
     run_id, env = manual_request(spec)
     future = await watcher.expect(run_id)
+    starts = await run_partition_ends(bus, run_id)
     start = time.perf_counter()
     await publish_request(bus, run_id, env)
     seen_at, end = await finished(future, timeout_s)
-    return seen_at - start, succeeded(end)
+    wall_s = seen_at - start
+    return Timed(wall_s, succeeded(end), await trace_run(bus, run_id, starts))
 
 
-async def measure(length: int = 100, *, timeout_s: float = 120.0) -> Report:
+def trace_rows(report: Report, timed: Timed) -> None:
+    log = timed.trace.log
+    report.row("task state transitions (run-log task_* events)",
+               f"{log.transitions:,} of {log.events:,} run-log events, "
+               f"{timed.transitions_per_s:,.0f}/s")
+    for hop in HOPS:
+        values = timed.trace.hops[hop]
+        if values:
+            report.row(f"per attempt: {hop}",
+                       f"mean {timed.hop_ms(hop):.2f} ms, median {median(values):.2f} ms, "
+                       f"p90 {percentile(values, 90):.2f} ms")
+
+
+async def measure(length: int = 100, *, timeout_s: float = 120.0, bus_url: str = EMBEDDED
+                  ) -> Report:
     report = Report(f"chain: {length} chained no-op tasks, one local agent")
     spec = chain_spec(length)
     with temp_home() as home:
-        async with running_app(home, {spec.name: spec}, workers=2) as (_, bus), \
-                RunWatcher(bus) as watcher:
-            warm_s, warm_ok = await timed_run(watcher, chain_spec(3, "bench-warmup"), timeout_s)
-            single_s, single_ok = await timed_run(watcher, chain_spec(1, "bench-single"),
-                                                  timeout_s)
-            wall_s, ok = await timed_run(watcher, spec, timeout_s)
-    report.ok = warm_ok and single_ok and ok
+        async with running_app(home, {spec.name: spec}, workers=2, bus_url=bus_url) as (_, bus), \
+                run_watcher(bus, bus_url, home) as watcher:
+            warm = await timed_run(watcher, chain_spec(3, "bench-warmup"), timeout_s)
+            single = await timed_run(watcher, chain_spec(1, "bench-single"), timeout_s)
+            chain = await timed_run(watcher, spec, timeout_s)
+    report.ok = warm.ok and single.ok and chain.ok
+    wall_s = chain.wall_s
     per_task_ms = wall_s * 1000 / length
-    report.row("warm-up run (3 tasks, not counted)", f"{warm_s * 1000:.1f} ms")
-    report.row("single-task run", f"{single_s * 1000:.2f} ms")
+    report.row("warm-up run (3 tasks, not counted)", f"{warm.wall_s * 1000:.1f} ms")
+    report.row("single-task run", f"{single.wall_s * 1000:.2f} ms")
     report.row(f"{length}-task chain, total wall", f"{wall_s * 1000:.1f} ms")
     report.row("per task (wall / tasks)", f"{per_task_ms:.2f} ms")
     if length > 1:
-        marginal = (wall_s - single_s) * 1000 / (length - 1)
+        marginal = (wall_s - single.wall_s) * 1000 / (length - 1)
         report.row("marginal per task ((chain - single) / (n - 1))", f"{marginal:.2f} ms")
+    trace_rows(report, chain)
     report.figures.append(Figure("chain ms per task", per_task_ms, "ms", TARGET_MS_PER_TASK))
+    report.figures.append(Figure(f"chain of {length}, total wall", wall_s, "s"))
+    report.figures.append(Figure("chain task transitions/s", chain.transitions_per_s, "/s",
+                                 better="higher"))
+    report.figures += [Figure(f"chain: {hop} (mean)", chain.hop_ms(hop), "ms") for hop in HOPS]
     lines = table(["system", "ms/task", "vs Baton"],
                   [["Baton (this run, durable)", f"{per_task_ms:.2f}", "1.0x"]]
                   + [[name, fmt(ms), f"{ms / per_task_ms:.2f}x"]

@@ -22,7 +22,7 @@ from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
-from orchestrator.bus import Bus, Outgoing, TopicPartition
+from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition, open_bus_url
 from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.app import AgentSpec, EmbeddedApp
@@ -34,6 +34,8 @@ TINY = Resources(cpus=0.01, memory_mb=1)
 """What every no-op task asks for, so a big agent can run hundreds side by side."""
 BIG_AGENT = Capabilities(cpus=256, memory_mb=262_144)
 TERMINAL = frozenset({"run_succeeded", "run_failed", "run_cancelled"})
+NOT_TRANSITIONS = frozenset({"task_progress"})
+"""Run-log `task_*` events that change no task state; every other `task_*` event does."""
 _TYPE = re.compile(rb'"type"\s*:\s*"([a-z_]+)"')
 
 
@@ -70,7 +72,11 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     rows: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    blocks: list[list[str]] = field(default_factory=list)
+    """Extra pre-formatted tables (lines), printed after the figures."""
     ok: bool = True
+    figure_table: bool = True
+    """False when a block already shows the figures better (the summary still lists them)."""
 
     def row(self, label: str, value: str) -> None:
         self.rows.append((label, value))
@@ -79,11 +85,13 @@ class Report:
         lines = [f"== {self.title} =="]
         width = max((len(label) for label, _ in self.rows), default=0)
         lines += [f"  {label:<{width}}  {value}" for label, value in self.rows]
-        if self.figures:
+        if self.figures and self.figure_table:
             lines.append("")
             lines += table(["figure", "value", "target", "met"],
                            [[f.name, f"{fmt(f.value)} {f.unit}", f.target_text(), yes_no(f.met)]
                             for f in self.figures], indent=2)
+        for block in self.blocks:
+            lines += ["", *block]
         lines += [f"  note: {note}" for note in self.notes]
         if not self.ok:
             lines.append("  !! some runs did not succeed")
@@ -139,11 +147,12 @@ def temp_home(prefix: str = "baton-bench-") -> Iterator[Home]:
 
 @contextlib.asynccontextmanager
 async def running_app(home: Home, pipelines: dict[str, PipelineSpec] | None = None,
-                      *, capabilities: Capabilities = BIG_AGENT, workers: int = 2
-                      ) -> AsyncIterator[tuple[EmbeddedApp, Bus]]:
-    """The embedded deployment (`baton up`): coordinator, trigger stages, one local agent."""
+                      *, capabilities: Capabilities = BIG_AGENT, workers: int = 2,
+                      bus_url: str = EMBEDDED) -> AsyncIterator[tuple[EmbeddedApp, Bus]]:
+    """The all-in-one deployment (`baton up`): coordinator, trigger stages, one local agent,
+    on the bus `bus_url` names (the embedded one in `home` by default, or Kafka)."""
     app = EmbeddedApp(home, dict(pipelines or {}),
-                      [AgentSpec(capabilities=capabilities, workers=workers)])
+                      [AgentSpec(capabilities=capabilities, workers=workers)], bus_url=bus_url)
     bus = await app.start()
     try:
         yield app, bus
@@ -215,8 +224,7 @@ class RunWatcher:
                     future = self._waiting.get(record.key)
                     if future is None or future.done():
                         continue
-                    match = _TYPE.search(record.value, 0, 400)
-                    if match and match.group(1).decode() in TERMINAL:
+                    if record_type(record.value) in TERMINAL:
                         future.set_result((time.perf_counter(), decode(record.value)))
             if not moved:
                 await self._idle()
@@ -230,6 +238,20 @@ class RunWatcher:
         await wait_for_input(self.bus, self._positions, 0.5, self._wake)
 
 
+@contextlib.asynccontextmanager
+async def run_watcher(app_bus: Bus, bus_url: str, home: Home) -> AsyncIterator[RunWatcher]:
+    """A RunWatcher on clients of its own where a bus has clients (Kafka), as `baton run` or
+    a dashboard in another process would watch, so watching does not queue on the app's
+    reader; the embedded bus wakes waiters in-process, so there it shares the app's bus."""
+    bus = app_bus if bus_url == EMBEDDED else await open_bus_url(bus_url, home.root)
+    try:
+        async with RunWatcher(bus) as watcher:
+            yield watcher
+    finally:
+        if bus is not app_bus:
+            await bus.close()
+
+
 async def finished(future: asyncio.Future[tuple[float, Envelope[Payload]]], timeout_s: float
                    ) -> tuple[float, Envelope[Payload]]:
     return await asyncio.wait_for(future, timeout_s)
@@ -237,3 +259,96 @@ async def finished(future: asyncio.Future[tuple[float, Envelope[Payload]]], time
 
 def succeeded(env: Envelope[Payload]) -> bool:
     return env.type == "run_succeeded"
+
+
+def record_type(value: bytes) -> str | None:
+    """The envelope's `type` without decoding it (it comes first in what we encode)."""
+    match = _TYPE.search(value, 0, 400)
+    return match.group(1).decode() if match else None
+
+
+@dataclass(frozen=True)
+class RunLogCounts:
+    """What one run wrote to the run log: all its events, and its task state transitions
+    (task scheduled, accepted, started, succeeded, failed, retried, ...)."""
+
+    events: int
+    transitions: int
+
+
+HOPS = ("scheduled -> agent reports started", "agent started -> agent reports succeeded",
+        "agent succeeded -> coordinator records it")
+"""The legs of every attempt, from the envelope times the deciding component stamped:
+(1) the coordinator decides task_scheduled; its transaction becomes visible; the agent wakes,
+reads the command, writes its ledger and builds `attempt_started`; (2) the agent commits that
+report, its worker runs the task, the ledger records the outcome and the agent builds
+`attempt_succeeded`; (3) the agent publishes it; the coordinator wakes, reads it and decides
+task_succeeded (in a chain, in the same step as scheduling the next task)."""
+_HOP_TYPES = {
+    topics.RUNS: frozenset({"task_scheduled", "task_succeeded"}),
+    topics.REPORTS: frozenset({"attempt_started", "attempt_succeeded"}),
+}
+
+
+@dataclass(frozen=True)
+class RunTrace:
+    """A finished run read back from the bus: its log counts and its attempts' hop times."""
+
+    log: RunLogCounts
+    hops: dict[str, list[float]]
+    """Milliseconds per attempt for each of HOPS (attempts that went the plain way only)."""
+
+
+async def trace_run(bus: Bus, run_id: str, starts: dict[str, int]) -> RunTrace:
+    """Reads the run's partitions of baton.runs and baton.reports from `starts` (their end
+    offsets before the run was requested). Called after the run ended, so reading does not
+    perturb what was measured; only the envelopes the hops need are decoded."""
+    events = transitions = 0
+    stamps: dict[tuple[str, str], float] = {}
+    for topic in (topics.RUNS, topics.REPORTS):
+        for record in await _records_of(bus, topic, run_id, starts[topic]):
+            kind = record_type(record.value) or ""
+            if topic == topics.RUNS:
+                events += 1
+                if kind.startswith("task_") and kind not in NOT_TRANSITIONS:
+                    transitions += 1
+            if kind in _HOP_TYPES[topic]:
+                env = decode(record.value)
+                attempt = getattr(env.data, "attempt_id", "")
+                stamps.setdefault((kind, attempt), env.time.timestamp())
+    return RunTrace(RunLogCounts(events, transitions), _hops(stamps))
+
+
+async def run_partition_ends(bus: Bus, run_id: str) -> dict[str, int]:
+    """End offsets of the run's partitions of baton.runs and baton.reports: `trace_run`'s
+    starting points, taken before the run is requested."""
+    return {topic: await bus.end_offset(_run_tp(bus, topic, run_id))
+            for topic in (topics.RUNS, topics.REPORTS)}
+
+
+def _run_tp(bus: Bus, topic: str, run_id: str) -> TopicPartition:
+    return TopicPartition(topic, topics.partition_for(run_id, bus.partitions(topic)))
+
+
+async def _records_of(bus: Bus, topic: str, run_id: str, start: int) -> list[Record]:
+    tp = _run_tp(bus, topic, run_id)
+    out = []
+    while batch := await bus.read(tp, start, 5000):
+        start = batch[-1].offset + 1
+        out += [record for record in batch if record.key == run_id]
+    return out
+
+
+_HOP_ORDER = ("task_scheduled", "attempt_started", "attempt_succeeded", "task_succeeded")
+
+
+def _hops(stamps: dict[tuple[str, str], float]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {hop: [] for hop in HOPS}
+    for attempt in sorted({attempt for kind, attempt in stamps if kind == "task_succeeded"}):
+        times = [stamps.get((kind, attempt)) for kind in _HOP_ORDER]
+        present = [t for t in times if t is not None]
+        if len(present) < len(times):  # e.g. accepted, rejected and placed again: no plain way
+            continue
+        for hop, begin, end in zip(HOPS, present, present[1:], strict=False):
+            out[hop].append((end - begin) * 1000)
+    return out

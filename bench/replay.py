@@ -2,7 +2,8 @@
 
 The log is realistic because the pure core wrote it: a small in-process driver feeds run
 requests and agent reports to `decide`, folds the output with `evolve`, and keeps every
-run-log event. The events are then appended to an EmbeddedBus as the coordinator would.
+run-log event. The events are then appended to the bus (embedded, or Kafka in
+`python -m bench kafka`) as the coordinator would.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, RetryPolicy, TaskSpec, TriggerSpec
 from events.triggers import TriggerInfo
-from orchestrator.bus import Bus, EmbeddedBus, Outgoing, Record, TopicPartition
+from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition, open_bus_url
 from orchestrator.core.decide import decide
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.ids import run_id_for
@@ -148,14 +149,16 @@ async def best_of_async(repeat: int, fn: Callable[[], object]) -> float:
     return min(times)
 
 
-async def measure(events: int = 100_000, *, repeat: int = 2) -> Report:
-    report = Report(f"replay: fold_runs over {events:,} run-log events on an EmbeddedBus "
+async def measure(events: int = 100_000, *, repeat: int = 2, bus_url: str = EMBEDDED
+                  ) -> Report:
+    where = "an EmbeddedBus" if bus_url == EMBEDDED else "Kafka"
+    report = Report(f"replay: fold_runs over {events:,} run-log events on {where} "
                     f"(best of {repeat})")
     start = time.perf_counter()
     log = generate(events)
     generated_s = time.perf_counter() - start
     with temp_home() as home:
-        bus = await EmbeddedBus.open(home.bus)
+        bus = await open_bus_url(bus_url, home.root)
         try:
             start = time.perf_counter()
             await write(bus, log)
@@ -189,6 +192,7 @@ async def measure(events: int = 100_000, *, repeat: int = 2) -> Report:
                f"{fold_nogc_s:.3f} s  {n / fold_nogc_s:>12,.0f} ev/s")
     report.figures.append(Figure("replay fold_runs", n / fold_s, "ev/s", TARGET_EVENTS_PER_S,
                                  better="higher"))
+    report.figures.append(Figure("replay read only", n / read_s, "ev/s", better="higher"))
     report.figures.append(Figure("replay decode only", n / decode_s, "ev/s"))
     report.figures.append(Figure("replay evolve only", n / evolve_s, "ev/s"))
     return report

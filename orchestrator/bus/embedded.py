@@ -107,6 +107,11 @@ class EmbeddedBus:
         rows = [self._position_row(group, tp, offset) for tp, offset in offsets.items()]
         return await self._transact(placed, rows)
 
+    async def claim(self, group: str, inputs: Sequence[TopicPartition]) -> None:
+        """Nothing to fence: commits are single SQLite transactions, never left half open."""
+        for tp in inputs:
+            self._check(tp)
+
     async def committed(self, group: str, tp: TopicPartition) -> int:
         """Reads through the reader connection so a write in flight is never visible."""
         self._check(tp)

@@ -30,11 +30,17 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from events.topics import AGENTS, ALL_TOPICS, DEFAULT_PARTITIONS, GROUP_TOPICS, RUNS, SNAPSHOTS
 from events.topics import partition_for as _partition_for
-from orchestrator.bus.protocol import BusError
+from orchestrator.bus.protocol import BusError, BusFenced
 from orchestrator.bus.records import Headers, Outgoing, Record, TopicPartition
 
 _log = logging.getLogger(__name__)
@@ -151,6 +157,15 @@ class KafkaBus:
             raise
         return bus
 
+    @property
+    def bootstrap(self) -> str:
+        return self._bootstrap
+
+    @property
+    def namespace(self) -> str:
+        """Prefix of every topic name on the broker; consumer groups of ours carry it too."""
+        return self._namespace
+
     def partitions(self, topic: str) -> int:
         """Counts were read from the broker at open and cannot change without a migration."""
         count = self._counts.get(topic)
@@ -197,11 +212,34 @@ class KafkaBus:
         self._check_open()
         if not placed and not offsets:
             return []
-        tid = f"baton.{self._deployment}.{group}.{transactional_suffix(offsets)}"
+        tid = self._transactional_id(group, offsets)
         positions = {self._ktp(tp): offset for tp, offset in offsets.items()}
         written = await asyncio.shield(self._commit_locked(tid, group, positions, placed))
         await self._settle(written, group, offsets)
         return written
+
+    async def claim(self, group: str, inputs: Sequence[TopicPartition]) -> None:
+        """init_transactions on the inputs' transactional id: the previous owner is fenced and
+        its open transaction aborted before we read the log it was writing."""
+        for tp in inputs:
+            self._check(tp)
+        self._check_open()
+        tid = self._transactional_id(group, dict.fromkeys(inputs, 0))
+        await asyncio.shield(self._claim_locked(tid, group))
+
+    async def _claim_locked(self, tid: str, group: str) -> None:
+        async with self._producer_locks.setdefault(tid, asyncio.Lock()):
+            stale = self._producers.pop(tid, None)
+            if stale is not None:
+                await _quietly(stale.stop())
+            try:
+                self._producers[tid] = await self._new_producer(tid)
+            except KafkaError as exc:
+                raise BusError(f"cannot claim group {group!r} (transactional id {tid}): "
+                               f"{exc!r}") from exc
+
+    def _transactional_id(self, group: str, offsets: Mapping[TopicPartition, int]) -> str:
+        return f"baton.{self._deployment}.{group}.{transactional_suffix(offsets)}"
 
     async def _commit_locked(self, tid: str, group: str, positions: dict[Any, int],
                              placed: list[tuple[TopicPartition, Outgoing]]) -> list[Record]:
@@ -219,8 +257,9 @@ class KafkaBus:
                 stale = self._producers.pop(tid, None)
                 if stale is not None:
                     await _quietly(stale.stop())
-                raise BusError(f"commit for group {group!r} failed, nothing was written "
-                               f"(transactional id {tid}): {exc!r}") from exc
+                kind = BusFenced if _fenced(exc) else BusError
+                raise kind(f"commit for group {group!r} failed, nothing was written "
+                           f"(transactional id {tid}): {exc!r}") from exc
 
     async def committed(self, group: str, tp: TopicPartition) -> int:
         """The group's committed offset from the group coordinator; 0 when there is none."""
@@ -567,6 +606,16 @@ class KafkaBus:
                     return True
         finally:
             closed.cancel()
+
+
+def _fenced(exc: BaseException) -> bool:
+    """A newer producer took the transactional id: aiokafka says so in one of two ways."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ProducerFenced | InvalidProducerEpoch):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _raise_topic_errors(response: Any) -> None:

@@ -10,6 +10,10 @@ class BusError(Exception):
     """Root of every error a bus raises, so callers can handle bus trouble in one place."""
 
 
+class BusFenced(BusError):
+    """A newer owner claimed these inputs: the loser must stop, not retry (its state is stale)."""
+
+
 class Bus(Protocol):
     """Partitioned append-only logs plus consumer-group positions, written together atomically."""
 
@@ -31,6 +35,15 @@ class Bus(Protocol):
 
         Offsets are the next offset to read. On Kafka this is a transactional send plus
         send_offsets_to_transaction.
+        """
+        ...
+
+    async def claim(self, group: str, inputs: Sequence[TopicPartition]) -> None:
+        """Become the only writer for `group` on exactly these inputs, before restoring.
+
+        Later commits must name exactly these inputs. On Kafka this initialises the
+        transactional id derived from them, which aborts the previous owner's open transaction
+        and fences its next one (BusFenced). The embedded bus has no zombies to fence.
         """
         ...
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.cli import demo as demo_cmd
-from orchestrator.cli import dev, produce, query
+from orchestrator.cli import dev, processes, produce, query
 
 
 def register(sub: Any) -> None:
-    produce.add_up(sub.add_parser("up", help="coordinator and local agents, until Ctrl-C"))
+    processes.add_up(sub.add_parser("up", help="coordinator and local agents, until Ctrl-C"))
+    processes.add_coordinator(sub.add_parser(
+        "coordinator", help="a coordinator process (several share the work on Kafka)"))
+    processes.add_agent(sub.add_parser("agent", help="a worker agent process"))
     demo_cmd.add_parser(sub)
     produce.add_publish(sub.add_parser("publish", help="publish a trigger event"))
     produce.add_run(sub.add_parser("run", help="request a manual run of a pipeline"))

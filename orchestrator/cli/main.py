@@ -50,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # aiokafka logs transient trouble (a group coordinator still being elected, a broker
+        # restarting) as ERROR while it retries; what we cannot recover from reaches us as
+        # BusError and is reported in one line.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return int(asyncio.run(args.handler(args)) or 0)
     except UsageError as exc:

@@ -1,18 +1,16 @@
-"""Subcommands that put events on the bus: up, publish, run, monitor."""
+"""Subcommands that put events on the bus: publish, run, monitor."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import uuid
 from pathlib import Path
 
 from events.intents import RunRequested
 from events.triggers import DataArrived, TriggerInfo
-from orchestrator.cli.context import caught_up_projection, home_of, open_bus, send_intent
+from orchestrator.cli.context import caught_up_projection, open_bus, send_intent
 from orchestrator.cli.errors import NotFound, UsageError
-from orchestrator.cli.options import add_agent_flags, agent_specs, file_facts, key_values
+from orchestrator.cli.options import file_facts, key_values
 from orchestrator.core.ids import run_id_for
 from orchestrator.monitor.check import (
     DriftCheck,
@@ -22,36 +20,8 @@ from orchestrator.monitor.check import (
     training_data_uri,
 )
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
-from orchestrator.service.app import EmbeddedApp
 from orchestrator.service.triggers import publish_trigger
 from orchestrator.store.projections import connect, list_models
-
-# -- up -------------------------------------------------------------------------------------
-
-def add_up(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pipeline", action="append", metavar="REF",
-                   help="pipeline 'package.module:name' or file.yaml (repeatable; default: the "
-                        "digits example)")
-    p.add_argument("--agents", type=int, default=1, help="local agents to run (default 1)")
-    add_agent_flags(p)
-    p.set_defaults(handler=up)
-
-
-async def up(args: argparse.Namespace) -> int:
-    pipelines = load_all(args.pipeline or list(DEFAULT_PIPELINES))
-    app = EmbeddedApp(home_of(args), pipelines, agent_specs(args), bus_url=args.bus)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, app.stop.set)
-    await app.start()
-    print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines {', '.join(pipelines)}, "
-          f"{len(app.agents)} local agent(s); Ctrl-C to stop", flush=True)
-    try:
-        await app.wait()
-    finally:
-        await app.close()
-    return 0
-
 
 # -- publish / run --------------------------------------------------------------------------
 

@@ -72,25 +72,33 @@ class ClusterConfig:
 
     def _settings(self, node: NodeConfig) -> dict[str, object]:
         return {
-            "process.roles": "broker,controller",
             "node.id": node.node_id,
             "controller.quorum.voters": self.voters,
             "listeners": f"PLAINTEXT://{node.address},CONTROLLER://{HOST}:{node.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{node.address}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": node.log_dir,
-            **replication_settings(len(self.nodes)),
-            # Tests want a consumer group to form at once and internal topics to be small.
-            "group.initial.rebalance.delay.ms": 0,
-            "offsets.topic.num.partitions": len(self.nodes),
-            "transaction.state.log.num.partitions": len(self.nodes),
-            # A restarted node may re-register only once its old session has expired
-            # (DUPLICATE_BROKER_REGISTRATION): 4 s instead of 9 s keeps fault tests short.
-            "broker.session.timeout.ms": 4000,
-            "broker.heartbeat.interval.ms": 500,
+            **broker_settings(len(self.nodes)),
         }
+
+
+def broker_settings(brokers: int) -> dict[str, object]:
+    """Every setting but where a node lives (its id, addresses, directory): what the tests run
+    with, and what compose.yaml gives the official image too (tests/deploy checks they agree)."""
+    return {
+        "process.roles": "broker,controller",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        **replication_settings(brokers),
+        # Tests want a consumer group to form at once and internal topics to be small.
+        "group.initial.rebalance.delay.ms": 0,
+        "offsets.topic.num.partitions": brokers,
+        "transaction.state.log.num.partitions": brokers,
+        # A restarted node may re-register only once its old session has expired
+        # (DUPLICATE_BROKER_REGISTRATION): 4 s instead of 9 s keeps fault tests short.
+        "broker.session.timeout.ms": 4000,
+        "broker.heartbeat.interval.ms": 500,
+    }
 
 
 def replication_settings(brokers: int) -> dict[str, object]:

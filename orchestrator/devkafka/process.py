@@ -65,18 +65,34 @@ class KafkaCluster:
         """SIGTERM every node at once (a controlled shutdown), SIGKILL what outlives grace."""
         await asyncio.gather(*(self._stop_node(i, grace) for i in list(self._procs)))
 
+    @property
+    def running(self) -> list[int]:
+        """Ids of the nodes started here that have not been stopped or killed."""
+        return sorted(self._procs)
+
     async def kill(self, node_id: int) -> None:
         """SIGKILL one node: no shutdown hook runs, as when a machine dies."""
         proc = self._procs.pop(node_id)
         proc.kill()
         await _wait_exit(proc, STOP_GRACE_S)
 
+    async def stop_node(self, node_id: int, grace: float = STOP_GRACE_S) -> None:
+        """SIGTERM one node (a controlled shutdown) and wait until its JVM has exited."""
+        await self._stop_node(node_id, grace)
+
+    async def start_node(self, node_id: int, within_s: float = READY_TIMEOUT_S) -> None:
+        """Start a stopped or killed node again on its own ports and data dir, and wait
+        until every running node answers (the restarted one included)."""
+        if node_id in self._procs:
+            raise DevKafkaError(f"Kafka node {node_id} is already running")
+        self._spawn(self.config.node(node_id))
+        await self.wait_ready(within_s)
+
     async def restart(self, node_id: int, within_s: float = READY_TIMEOUT_S) -> None:
         """Stop one node cleanly (if it runs), start it on the same ports and data, wait."""
         if node_id in self._procs:
-            await self._stop_node(node_id, STOP_GRACE_S)
-        self._spawn(self.config.node(node_id))
-        await self.wait_ready(within_s)
+            await self.stop_node(node_id)
+        await self.start_node(node_id, within_s)
 
     async def wait_ready(self, within_s: float = READY_TIMEOUT_S) -> None:
         """Every port accepts and an admin client sees every broker; a JVM that exits, or

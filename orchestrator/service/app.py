@@ -6,25 +6,22 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from agents.runtime import Agent, AgentConfig
-from events import topics
 from events.common import Capabilities
 from events.pipeline import PipelineSpec
 from orchestrator.bus import EMBEDDED, Bus, open_bus_url
 from orchestrator.core.decider import Settings
-from orchestrator.core.evolve import InFlight
 from orchestrator.service.coordinator import GroupLoop
+from orchestrator.service.coordinator_process import Coordinator
 from orchestrator.service.home import Home
-from orchestrator.service.registry import RegistryStage
-from orchestrator.service.triggers import FanOutStage, RouterStage
-from orchestrator.service.views import FleetView, ModelsView
+from orchestrator.service.supervise import supervise
 from orchestrator.store.projections import Projector
 
 log = logging.getLogger(__name__)
+Work = Callable[[asyncio.Event], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -41,10 +38,11 @@ def local_agent_id(index: int) -> str:
 
 @dataclass
 class EmbeddedApp:
-    """Coordinator groups, trigger stages, registry, projector and local agents, together.
+    """A coordinator, the projector and local agents, together.
 
     `bus_url` picks the bus (see orchestrator/bus/factory.py); whichever it is, projections,
-    artifacts and agent ledgers stay in `home`.
+    artifacts and agent ledgers stay in `home`. On Kafka the coordinator joins the coordinator
+    group like a separate `baton coordinator` would, so `baton up` processes can share work.
     """
 
     home: Home
@@ -55,27 +53,27 @@ class EmbeddedApp:
     bus_url: str = EMBEDDED
     bus: Bus | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    groups: list[GroupLoop] = field(default_factory=list)
+    coordinator: Coordinator | None = None
     projector: Projector | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def groups(self) -> list[GroupLoop]:
+        """The partition-group loops by k (whether this process owns them right now or not)."""
+        return [] if self.coordinator is None else [
+            self.coordinator.groups[k] for k in sorted(self.coordinator.groups)]
 
     async def start(self) -> Bus:
         self.home.create()
         bus = self.bus = await open_bus_url(self.bus_url, self.home.root)
-        fleet = FleetView(bus, expiry_s=self.expiry_s)
-        models = ModelsView(bus)
-        in_flight: InFlight = {}
-        self.groups = [GroupLoop(bus, k, fleet, models, in_flight, self.settings)
-                       for k in range(bus.partitions(topics.RUNS))]
+        self.coordinator = Coordinator(bus, self.pipelines, self.settings, self.expiry_s)
         self.projector = Projector(bus, self.home.projections)
-        workers: list[Coroutine[Any, Any, None]] = [
-            fleet.run(self.stop), models.run(self.stop), RegistryStage(bus).run(self.stop),
-            FanOutStage(bus, self.pipelines).run(self.stop),
-            RouterStage(bus, self.pipelines).run(self.stop), self.projector.run(self.stop),
-            *(g.run(self.stop) for g in self.groups),
-            *(self._agent(bus, i, spec).run(self.stop) for i, spec in enumerate(self.agents)),
+        components: list[tuple[str, Work]] = [
+            ("coordinator", self.coordinator.run), ("projector", self.projector.run),
+            *((f"agent {a.agent_id}", a.run)
+              for a in (self._agent(bus, i, spec) for i, spec in enumerate(self.agents))),
         ]
-        self._tasks = [asyncio.create_task(self._guard(w)) for w in workers]
+        self._tasks = [asyncio.create_task(self._guard(name, work)) for name, work in components]
         return bus
 
     def _agent(self, bus: Bus, index: int, spec: AgentSpec) -> Agent:
@@ -84,10 +82,12 @@ class EmbeddedApp:
                              artifact_root=self.home.artifacts, workers=spec.workers)
         return Agent(bus, config)
 
-    async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
-        """A crashed component stops the whole process loudly instead of limping on."""
+    async def _guard(self, name: str, work: Work) -> None:
+        """Bus trouble restarts a component (supervise); anything else is a bug, and stops
+        the whole process loudly instead of letting it limp on."""
         try:
-            await work
+            if not await supervise(name, work, self.stop):
+                self.stop.set()
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from events import topics
+from events.cloudevents import decode_record
 from events.codec import decode, encode
 from events.commands import CancelTask, ExecuteTask
 from events.dlq import DeadLetter
@@ -22,7 +23,7 @@ from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import RegisterModel
-from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
+from orchestrator.bus import Bus, BusFenced, Outgoing, Record, TopicPartition
 from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.decide import Input, Tick, decide, next_deadline
 from orchestrator.core.decider import Settings
@@ -71,9 +72,13 @@ class GroupLoop:
     snapshot_every: int = snapshots.EVERY_EVENTS
     runs_end: int = 0
     restore_stats: dict[str, float] = field(default_factory=dict)
+    after_restore: Callable[[], None] = lambda: None
+    """Called once a takeover has restored the group, before it decides anything."""
     _since_snapshot: int = 0
     _fleet_version: int = -1
     _fleet_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _freed: bool = False
+    """Whether the batch being committed ended an attempt (see FleetView.capacity_freed)."""
 
     def __post_init__(self) -> None:
         self.fleet.subscribers.append(self._fleet_changed)
@@ -106,6 +111,14 @@ class GroupLoop:
         self.restored.set()
         return count
 
+    def release(self) -> None:
+        """The group moved to another owner: its attempts no longer count against our view of
+        agent capacity (we would never see them end), and its runs are no longer ours."""
+        self._forget_capacity()
+        self.state = CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
+                                      in_flight=self.in_flight)
+        self.restored.clear()
+
     def _forget_capacity(self) -> None:
         """Drop this group's share of the shared capacity index before rebuilding it."""
         for run in self.state.runs.values():
@@ -122,9 +135,12 @@ class GroupLoop:
         return snap.offset
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Takeover order: claim (fences the old owner) -> restore -> inputs before ticks."""
         await self.fleet.caught_up.wait()
         await self.models.caught_up.wait()
+        await self.bus.claim(GROUP, self.inputs)
         await self.restore()
+        self.after_restore()
         while not stop.is_set():
             if not await self.step():
                 await self._idle(stop)
@@ -162,6 +178,7 @@ class GroupLoop:
     async def _commit(self, records: list[Record]) -> None:
         outgoing: list[Outgoing] = []
         positions = dict(self.positions)
+        self._freed = False
         try:
             for record in records:
                 outgoing.extend(self._handle(record))
@@ -171,12 +188,19 @@ class GroupLoop:
                 if not outgoing:
                     return
             written = await self.bus.commit(GROUP, positions, outgoing)
+        except BusFenced:
+            raise  # a newer owner has the group; our state is stale, and restoring is theirs
         except Exception:
             log.exception("partition group %s: commit failed; restoring from the log", self.k)
             await self.restore()
             raise
         self.positions = positions
+        if self._freed:
+            self.fleet.capacity_freed()
         await self._after_commit(written)
+
+    def _active_attempts(self) -> int:
+        return sum(len(attempts) for attempts in self.in_flight.values())
 
     async def _after_commit(self, written: list[Record]) -> None:
         appended = [r for r in written if r.topic == topics.RUNS]
@@ -191,14 +215,16 @@ class GroupLoop:
 
     def _handle(self, record: Record) -> list[Outgoing]:
         try:
-            env = decode(record.value)
+            env = decode_record(record.value, record.headers, timestamp_ms=record.timestamp_ms)
             return self._decide(env)
         except (EventParseError, InvalidInput) as exc:
             return [dead_letter(record, str(exc))]
 
     def _decide(self, input: Input) -> list[Outgoing]:
+        active = self._active_attempts()  # no await until the count below: no other group
         out = decide(self.state, input, self.clock(), self.settings)
         for env in out:
             if env.sequence is not None:
                 evolve(self.state, env)
+        self._freed = self._freed or self._active_attempts() < active
         return [route(env, self.k) for env in out]

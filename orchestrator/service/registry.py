@@ -61,16 +61,19 @@ class RegistryStage:
                 self.state.apply(data)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.restore()
         tps = [TopicPartition(topics.MODEL_REQUESTS, p)
                for p in range(self.bus.partitions(topics.MODEL_REQUESTS))]
+        await self.bus.claim(GROUP, tps)  # fences a zombie registry before we restore
+        await self.restore()
         positions = {tp: await self.bus.committed(GROUP, tp) for tp in tps}
         while not stop.is_set():
             for tp in tps:
                 batch = await self.bus.read(tp, positions[tp], 100)
                 if batch:
+                    # Every position: the input set names the transactional id `claim` used.
+                    await self.bus.commit(GROUP, {**positions, tp: batch[-1].offset + 1},
+                                          self._handle_all(batch))
                     positions[tp] = batch[-1].offset + 1
-                    await self.bus.commit(GROUP, {tp: positions[tp]}, self._handle_all(batch))
             await self.bus.wait(dict(positions), timeout=0.5)
 
     def _handle_all(self, batch: list[Record]) -> list[Outgoing]:

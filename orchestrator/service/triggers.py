@@ -13,6 +13,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
+from events.cloudevents import decode_record
 from events.codec import decode, encode
 from events.dlq import DeadLetter
 from events.envelope import Envelope, envelope
@@ -77,7 +78,11 @@ class _Stage(ABC):
         self._positions: dict[TopicPartition, int] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until `stop` is set: handle what is there, then block on the bus for more."""
+        """Until `stop` is set: handle what is there, then block on the bus for more.
+
+        Claims every input partition first, so a zombie instance of this stage is fenced.
+        """
+        await self._bus.claim(self.group, _partitions(self._bus, self.topic))
         while not stop.is_set():
             if await self.step() == 0:
                 await wait_for_input(self._bus, await self._start(), self._idle_timeout_s, stop)
@@ -91,7 +96,9 @@ class _Stage(ABC):
         outputs = self._handle(records)
         advanced = {r.tp: r.offset + 1 for r in records}
         try:
-            await self._bus.commit(self.group, advanced, outputs)
+            # Every position, not just the advanced ones: the set of inputs names the
+            # transactional id, which must stay the one `claim` fenced with.
+            await self._bus.commit(self.group, {**positions, **advanced}, outputs)
         except BaseException:
             self._forget()
             raise
@@ -155,7 +162,7 @@ class FanOutStage(_Stage):
 
     def _copies(self, record: Record) -> list[Outgoing]:
         try:
-            env = decode(record.value)
+            env = decode_record(record.value, record.headers, timestamp_ms=record.timestamp_ms)
             copies = fan_out(self._specs, env)
         except (EventParseError, InvalidInput) as exc:
             return [self._dead_letter(record, str(exc))]

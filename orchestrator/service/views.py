@@ -1,7 +1,9 @@
 """Process-wide views the decider reads: the fleet (baton.agents) and champions (baton.models).
 
 Expiry is measured on this process's monotonic clock from when each heartbeat arrived,
-never from the agent's own timestamps, so clock skew between machines cannot expire anyone.
+never from the agent's own timestamps, so clock skew between machines cannot expire anyone;
+and only while this process could read the heartbeats: after it could not (a broker restart,
+a lost broker), every agent gets the grace interval again before anyone is expired.
 """
 
 from __future__ import annotations
@@ -50,15 +52,18 @@ class FleetView:
     version: int = 0
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     subscribers: list[asyncio.Event] = field(default_factory=list)
+    _free: dict[str, tuple[float, int, int]] = field(default_factory=dict)
     _positions: dict[TopicPartition, int] = field(default_factory=dict)
     _started: float = 0.0
+    _read_at: float = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._started = self.monotonic()
+        self._started = self._read_at = self.monotonic()
         tps = [TopicPartition(topics.AGENTS, p) for p in range(self.bus.partitions(topics.AGENTS))]
         while not stop.is_set():
             self.apply(await read_all(self.bus, topics.AGENTS, self._positions))
             self.caught_up.set()
+            self.read_through()
             self.expire()
             await self.bus.wait({tp: self._positions.get(tp, 0) for tp in tps},
                                 timeout=min(0.25, self.expiry_s / 4))
@@ -80,11 +85,33 @@ class FleetView:
             self._bump()
         elif isinstance(data, AgentHeartbeat) and data.agent_id in self.agents:
             self.last_seen[data.agent_id] = now
+            self._capacity(data)
         elif isinstance(data, AgentDraining | AgentStopped) and data.agent_id in self.agents:
             view = self.agents[data.agent_id]
             view.draining = view.draining or isinstance(data, AgentDraining)
             view.stopped = isinstance(data, AgentStopped)
             self._bump()
+
+    def _capacity(self, beat: AgentHeartbeat) -> None:
+        """Capacity an agent reports free again wakes every partition group: a task waiting
+        for room in one group must hear of an attempt that ended in another (or in another
+        coordinator process), and nothing else would tell it."""
+        free = (beat.free_cpus, beat.free_memory_mb, len(beat.free_gpus))
+        before = self._free.get(beat.agent_id)
+        self._free[beat.agent_id] = free
+        if before is not None and any(now > was for now, was in zip(free, before, strict=True)):
+            self._bump()
+
+    def read_through(self) -> None:
+        """The topic was just read to its end. If that had not happened for longer than the
+        grace interval, heartbeats may have been held up as long (the broker, not the agents,
+        was away): the grace starts again, so agents get the time to get one through."""
+        now = self.monotonic()
+        if now - self._read_at > self.grace_s:
+            log.warning("agents topic unreadable for %.1f s; no agent expires for the next "
+                        "%g s", now - self._read_at, self.grace_s)
+            self._started = now
+        self._read_at = now
 
     def expire(self) -> None:
         """Mark silent agents lost (the decider then retries their attempts elsewhere)."""
@@ -97,6 +124,11 @@ class FleetView:
                 view.lost_evidence = (f"no heartbeat for {silent:.1f}s "
                                       f"(expiry {self.expiry_s:g}s, coordinator clock)")
                 self._bump()
+
+    def capacity_freed(self) -> None:
+        """An attempt of one partition group ended: tasks of any group of this process may
+        have been waiting for exactly that capacity, so every group looks again."""
+        self._bump()
 
     def _bump(self) -> None:
         self.version += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.state import CoordinatorState
 from orchestrator.store.bulk import bulk_fold
+from orchestrator.store.locks import file_lock
 from orchestrator.store.rows import run_row
 
 SCHEMA = """
@@ -76,16 +76,8 @@ async def _fold_into(bus: Bus, state: CoordinatorState,
 @contextlib.contextmanager
 def writer_lock(path: Path, *, wait: bool) -> Iterator[bool]:
     """One projection writer at a time: `baton up` holds it; CLI reads take it only if free."""
-    with path.with_suffix(".lock").open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(path.with_suffix(".lock"), wait=wait) as held:
+        yield held
 
 
 REFRESH_S = 0.05

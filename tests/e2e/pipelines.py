@@ -61,6 +61,32 @@ for _fn in (extract, clean, left, right, merge, publish):
     slow_chain.task(cpus=0.5, memory="64Mi", retries=2, backoff_s=0.2, timeout_s=60)(_fn)
 
 
+QUICK_S = 0.2
+
+
+def quick(ctx: TaskContext) -> str:
+    record_attempt(ctx)
+    time.sleep(QUICK_S)
+    return ctx.task
+
+
+def first(ctx: TaskContext) -> str:
+    return quick(ctx)
+
+
+def second(first: str, ctx: TaskContext) -> str:
+    return quick(ctx)
+
+
+def third(second: str, ctx: TaskContext) -> str:
+    return quick(ctx)
+
+
+quick_chain = Pipeline("quick_chain", deadline_s=600, description="first -> second -> third")
+for _quick in (first, second, third):
+    quick_chain.task(cpus=0.5, memory="64Mi", retries=2, backoff_s=0.2, timeout_s=60)(_quick)
+
+
 def flaky(ctx: TaskContext) -> str:
     """Fails on its first attempt, succeeds on the next."""
     record_attempt(ctx)

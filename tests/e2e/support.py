@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from events import runs as ev
 from events import topics
 from events.codec import decode
 from events.envelope import Envelope
@@ -57,11 +58,21 @@ class Service:
     def start(cls, home: Path, pipelines: Sequence[str], log: Path, bus: str | None = None
               ) -> Service:
         args = [a for ref in pipelines for a in ("--pipeline", ref)]
+        return cls.spawn(home, ["up", *args], log, bus)
+
+    @classmethod
+    def spawn(cls, home: Path, args: Sequence[str], log: Path, bus: str | None = None
+              ) -> Service:
+        """Any long-running `baton` subcommand: up, coordinator, agent."""
         with log.open("w") as out:
-            process = subprocess.Popen(command(home, "up", *args, bus=bus), cwd=REPO, env=cli_env(),
+            process = subprocess.Popen(command(home, *args, bus=bus), cwd=REPO, env=cli_env(),
                                        stdout=out, stderr=subprocess.STDOUT, text=True,
                                        start_new_session=True)
         return cls(process, log)
+
+    def send(self, sig: signal.Signals) -> None:
+        """To the whole process group, e.g. SIGSTOP/SIGCONT to pause the process entirely."""
+        os.killpg(self.process.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL the whole group: no handler runs, nothing is flushed or closed."""
@@ -140,3 +151,28 @@ def read_run_log(home: Path) -> RunLog:
 
 def of_run(log: RunLog, run_id: str) -> RunLog:
     return [e for e in log if getattr(e.data, "run_id", None) == run_id]
+
+
+def integrity_problems(log: RunLog) -> list[str]:
+    """What a correct log never shows: a decision twice, a sequence gap, a task won twice."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for env in log:
+        if env.id in seen:
+            problems.append(f"duplicate decision {env.id}")
+        seen.add(env.id)
+    by_run: dict[str, list[int]] = {}
+    winners: dict[tuple[str, str], int] = {}
+    for env in log:
+        run_id = getattr(env.data, "run_id", None)
+        if run_id is None or env.sequence is None:
+            continue
+        by_run.setdefault(run_id, []).append(env.sequence)
+        if isinstance(env.data, ev.TaskSucceeded):
+            key = (run_id, env.data.task)
+            winners[key] = winners.get(key, 0) + 1
+    for run_id, sequences in by_run.items():
+        if sequences != list(range(1, len(sequences) + 1)):
+            problems.append(f"{run_id}: sequences {sequences} are not 1..n in log order")
+    problems += [f"{run}/{task} succeeded {n} times" for (run, task), n in winners.items() if n > 1]
+    return problems

@@ -17,9 +17,10 @@ import pytest
 from agents.artifacts import ArtifactStore
 from events import topics
 from events.codec import decode, encode
-from events.common import ArtifactRef
+from events.common import ArtifactRef, Resources
 from events.dlq import DeadLetter
 from events.envelope import Envelope, envelope
+from events.intents import RunCancelRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, RetryPolicy, TaskSpec
 from events.registry import Lineage, ModelRegistered, RegisterModel
@@ -31,7 +32,9 @@ from events.runs import (
     RunSucceeded,
     TaskFailed,
     TaskRetryScheduled,
+    TaskStarted,
     TaskUpstreamFailed,
+    TaskWaiting,
 )
 from events.triggers import TriggerInfo
 from orchestrator.bus import EmbeddedBus, Outgoing, TopicPartition
@@ -42,6 +45,7 @@ from orchestrator.service.registry import RegistryStage
 from orchestrator.service.views import FleetView, ModelsView
 from orchestrator.store.rows import run_row
 from tests.integration.support import (
+    CAPACITY,
     LOCAL_AGENT,
     WAIT_S,
     Apps,
@@ -287,3 +291,35 @@ async def test_registry_numbers_versions_and_answers_a_repeat_with_the_same_vers
     models = [decode(r.value).data for r in await read_all(bus, all_tps(bus, topics.MODELS))]
     assert [(m.run_id, m.version) for m in models if isinstance(m, ModelRegistered)] == [
         ("run-r1", 1), ("run-r2", 2)]
+
+
+HOG = Resources(cpus=CAPACITY.cpus, memory_mb=64)
+HOLDER = PipelineSpec(name="holder", tasks=(
+    TaskSpec(name="hold", function=ref("hang"), resources=HOG),))
+WAITER = PipelineSpec(name="waiter", tasks=(
+    TaskSpec(name="after", function=ref("noop"), resources=HOG),))
+
+
+async def test_a_task_waiting_for_capacity_held_by_another_partition_group_runs_once_it_frees(
+        apps: Apps) -> None:
+    # given: a run holding the only agent's whole capacity
+    _, bus = await apps.start(HOLDER, WAITER)
+    holder = await submit(bus, HOLDER, "hold-0")
+    tail = Tail(bus, all_tps(bus, topics.RUNS))
+    await tail.until(lambda envs: any(isinstance(e.data, TaskStarted) for e in envs))
+    # and: a run in another partition group, waiting because the agent is full
+    key = next(f"wait-{i}" for i in range(10_000)
+               if tp_for(bus, topics.RUNS, run_id_for(WAITER.name, f"wait-{i}"))
+               != tp_for(bus, topics.RUNS, holder))
+    waiter = await submit(bus, WAITER, key)
+    await tail.until(lambda envs: any(isinstance(e.data, TaskWaiting) and e.data.run_id == waiter
+                                      for e in envs))
+
+    # when: the holder's attempt ends (its run is cancelled), which only its group sees
+    await bus.publish([intent_record(bus, RunCancelRequested(run_id=holder), run_id=holder,
+                                     env_id=f"{holder}/cancel")])
+
+    # then: the waiting run's group places its task at once, and the run succeeds
+    log = await run_to_end(bus, waiter)
+    assert isinstance(log[-1].data, RunSucceeded)
+    assert any(isinstance(e.data, TaskWaiting) and "full" in e.data.reason for e in log)

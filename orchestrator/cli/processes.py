@@ -1,0 +1,152 @@
+"""The long-running processes: up (everything in one), coordinator, agent.
+
+Each runs until SIGINT/SIGTERM and then stops cleanly: a coordinator leaves its group so its
+units move at once, an agent stops taking work. On the embedded bus one coordinator owns a
+home (a lock says so); on Kafka any number share the partition groups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+
+from agents.runtime import Agent, AgentConfig
+from orchestrator.bus import EMBEDDED
+from orchestrator.cli.context import home_of, open_bus
+from orchestrator.cli.errors import UsageError
+from orchestrator.cli.options import add_agent_flags, agent_specs
+from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
+from orchestrator.service.app import EmbeddedApp
+from orchestrator.service.coordinator_process import DEFAULT_SESSION_TIMEOUT_S, Coordinator
+from orchestrator.service.home import Home
+from orchestrator.store.locks import file_lock
+
+MIN_SESSION_TIMEOUT_S = 6.0
+"""The broker's group.min.session.timeout.ms default: shorter sessions are refused."""
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+@contextlib.contextmanager
+def _one_coordinator(args: argparse.Namespace, home: Home) -> Iterator[None]:
+    """On the embedded bus a second coordinator would decide every run twice: refuse it."""
+    if args.bus != EMBEDDED:
+        yield
+        return
+    home.create()
+    with file_lock(home.root / "coordinator.lock", wait=False) as held:
+        if not held:
+            raise UsageError(f"a coordinator (baton up or baton coordinator) already runs on "
+                             f"{home.root}; stop it first, or run several on Kafka (--bus)")
+        yield
+
+
+def _add_pipelines(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", action="append", metavar="REF",
+                   help="pipeline 'package.module:name' or file.yaml (repeatable; default: the "
+                        "digits example)")
+
+
+# -- up -------------------------------------------------------------------------------------
+
+def add_up(p: argparse.ArgumentParser) -> None:
+    _add_pipelines(p)
+    p.add_argument("--agents", type=int, default=1, help="local agents to run (default 1)")
+    add_agent_flags(p)
+    p.set_defaults(handler=up)
+
+
+async def up(args: argparse.Namespace) -> int:
+    pipelines = load_all(args.pipeline or list(DEFAULT_PIPELINES))
+    home = home_of(args)
+    with _one_coordinator(args, home):
+        app = EmbeddedApp(home, pipelines, agent_specs(args), bus_url=args.bus)
+        app.stop = _stop_on_signals()
+        await app.start()
+        print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines "
+              f"{', '.join(pipelines)}, {len(app.agents)} local agent(s); Ctrl-C to stop",
+              flush=True)
+        try:
+            await app.wait()
+        finally:
+            await app.close()
+    return 0
+
+
+# -- coordinator ----------------------------------------------------------------------------
+
+def add_coordinator(p: argparse.ArgumentParser) -> None:
+    _add_pipelines(p)
+    p.add_argument("--session-timeout", type=float, default=DEFAULT_SESSION_TIMEOUT_S,
+                   metavar="SECONDS",
+                   help="Kafka only: how long a silent coordinator keeps its partition groups "
+                        f"before the others take them over (default {DEFAULT_SESSION_TIMEOUT_S:g})")
+    p.set_defaults(handler=coordinator)
+
+
+async def coordinator(args: argparse.Namespace) -> int:
+    if args.session_timeout < MIN_SESSION_TIMEOUT_S:
+        raise UsageError(f"--session-timeout {args.session_timeout:g} is below the broker's "
+                         f"minimum of {MIN_SESSION_TIMEOUT_S:g} seconds")
+    pipelines = load_all(args.pipeline or list(DEFAULT_PIPELINES))
+    home = home_of(args)
+    with _one_coordinator(args, home):
+        bus = await open_bus(args, create=True)
+        try:
+            node = Coordinator(bus, pipelines, on_event=_say)
+            stop = _stop_on_signals()
+            _say(f"baton coordinator: bus {args.bus}, pipelines {', '.join(pipelines)}, "
+                 f"{len(node.units)} units to share; Ctrl-C to stop")
+            await node.run(stop, session_timeout_s=args.session_timeout)
+        finally:
+            await bus.close()
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+# -- agent ----------------------------------------------------------------------------------
+
+def add_agent(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agent-id", help="stable name of this agent (default: the host name); "
+                                      "a restarted agent finds its work by it")
+    add_agent_flags(p)
+    p.set_defaults(handler=agent, agents=1)
+
+
+async def agent(args: argparse.Namespace) -> int:
+    spec = agent_specs(args)[0]
+    agent_id = args.agent_id or socket.gethostname()
+    if not agent_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UsageError(f"--agent-id {agent_id!r}: use letters, digits, '-', '_' and '.'")
+    home = home_of(args)
+    home.create()
+    with file_lock(home.agents / f"agent-{agent_id}.lock", wait=False) as held:
+        if not held:
+            raise UsageError(f"agent {agent_id!r} already runs from {home.root}; give this one "
+                             "another --agent-id")
+        bus = await open_bus(args, create=True)
+        try:
+            config = AgentConfig(agent_id=agent_id, capabilities=spec.capabilities,
+                                 home=home.agents, artifact_root=home.artifacts,
+                                 workers=spec.workers)
+            caps = spec.capabilities
+            _say(f"baton agent {agent_id}: bus {args.bus}, cpus {caps.cpus:g}, memory "
+                 f"{caps.memory_mb} MB, gpus {len(caps.gpus)}, {spec.workers} workers; "
+                 "Ctrl-C to stop")
+            await Agent(bus, config).run(_stop_on_signals())
+        finally:
+            await bus.close()
+    return 0

@@ -1,0 +1,166 @@
+"""A coordinator process: the units it owns (partition groups and stages), started and stopped
+as ownership moves, plus the process-wide views every unit reads.
+
+Ownership comes from the Kafka consumer group (orchestrator/bus/kafka_group.py) when there
+can be several coordinators, or is simply everything on the embedded bus, where one process
+owns a home. Every unit starts by claiming its inputs (which fences a previous owner), then
+restores from the log and catches up on its inputs before it decides anything or fires a timer
+(GroupLoop.run): the takeover order of ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from events import topics
+from events.pipeline import PipelineSpec
+from orchestrator.bus import Bus, KafkaBus
+from orchestrator.bus.kafka_group import STAGE_TOPICS, KafkaMembership, all_units
+from orchestrator.core.assignment import group_of
+from orchestrator.core.decider import Settings
+from orchestrator.core.evolve import InFlight
+from orchestrator.service.coordinator import GroupLoop
+from orchestrator.service.registry import RegistryStage
+from orchestrator.service.supervise import supervise
+from orchestrator.service.triggers import FanOutStage, RouterStage
+from orchestrator.service.views import FleetView, ModelsView
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[asyncio.Event], Awaitable[None]]
+STOP_BOUND_S = 20.0
+"""How long a revoke waits for a unit's current commit; the new owner fences it anyway."""
+DEFAULT_SESSION_TIMEOUT_S = 10.0
+
+
+@dataclass
+class _Running:
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@dataclass
+class Coordinator:
+    """The units of one process on one bus; `owned` is what runs now."""
+
+    bus: Bus
+    pipelines: dict[str, PipelineSpec]
+    settings: Settings = field(default_factory=Settings)
+    expiry_s: float = 10.0
+    on_event: Callable[[str], None] = lambda line: None
+    refence_after_s: float = DEFAULT_SESSION_TIMEOUT_S
+    fleet: FleetView = field(init=False)
+    models: ModelsView = field(init=False)
+    in_flight: InFlight = field(default_factory=dict)
+    groups: dict[int, GroupLoop] = field(init=False)
+    running: dict[str, _Running] = field(default_factory=dict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.fleet = FleetView(self.bus, expiry_s=self.expiry_s)
+        self.models = ModelsView(self.bus)
+        # One loop per group for the process's life: it restores itself whenever it starts.
+        self.groups = {k: GroupLoop(self.bus, k, self.fleet, self.models, self.in_flight,
+                                    self.settings)
+                       for k in range(self.bus.partitions(topics.RUNS))}
+
+    @property
+    def units(self) -> list[str]:
+        return all_units(self.bus.partitions(topics.RUNS))
+
+    async def run(self, stop: asyncio.Event, *,
+                  session_timeout_s: float = DEFAULT_SESSION_TIMEOUT_S) -> None:
+        """Views, and the units ownership gives us, until `stop`."""
+        views = [asyncio.create_task(supervise("fleet view", self.fleet.run, stop)),
+                 asyncio.create_task(supervise("models view", self.models.run, stop))]
+        self.refence_after_s = session_timeout_s
+        try:
+            if isinstance(self.bus, KafkaBus):
+                membership = KafkaMembership(self.bus.bootstrap, self.bus.namespace,
+                                             session_timeout_s=session_timeout_s,
+                                             on_change=self.own)
+                counts = {t: self.bus.partitions(t)
+                          for t in (topics.INTENTS, topics.REPORTS, *STAGE_TOPICS.values())}
+                await supervise("membership", lambda s: membership.run(s, counts), stop)
+            else:
+                await self.own(frozenset(self.units))
+                await stop.wait()
+        finally:
+            await self.own(frozenset())
+            for view in views:
+                view.cancel()
+            await asyncio.gather(*views, return_exceptions=True)
+
+    async def own(self, units: frozenset[str]) -> None:
+        """Stop what we no longer own, then start what is new; serialised across callers."""
+        async with self._lock:
+            gone = [u for u in self.running if u not in units]
+            for unit in gone:
+                self.running[unit].stop.set()
+            for unit in gone:
+                await self._join(unit)
+            for unit in sorted(units - set(self.running)):
+                stop = asyncio.Event()
+                self.running[unit] = _Running(stop, asyncio.create_task(self._unit(unit, stop)))
+
+    async def _join(self, unit: str) -> None:
+        running = self.running.pop(unit)
+        done, _ = await asyncio.wait({running.task}, timeout=STOP_BOUND_S)
+        if not done:
+            log.warning("%s did not stop within %.0f s; cancelling it", unit, STOP_BOUND_S)
+            running.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running.task
+        k = group_of(unit)
+        if k is not None:
+            self.groups[k].release()
+        self.on_event(f"released {unit}")
+
+    async def _unit(self, unit: str, stop: asyncio.Event) -> None:
+        """Supervised. Fenced usually means a newer generation gave the unit to someone else,
+        and our membership is about to hear so and stop us: wait for that rather than fight.
+        Only if it does not come within a session timeout (the broker fenced us for a
+        transaction that timed out, say) is the unit claimed back."""
+        while not stop.is_set():
+            if await supervise(unit, self._work(unit), stop):
+                return
+            self.on_event(f"fenced out of {unit}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.refence_after_s):
+                    await stop.wait()
+
+    def _work(self, unit: str) -> Work:
+        k = group_of(unit)
+        if k is not None:
+            return self._group(k)
+        stage = unit.removeprefix("stage:")
+        run: Work
+        if stage == "fanout":
+            run = FanOutStage(self.bus, self.pipelines).run
+        elif stage == "router":
+            run = RouterStage(self.bus, self.pipelines).run
+        else:
+            run = RegistryStage(self.bus).run
+
+        async def announced(stop: asyncio.Event) -> None:
+            self.on_event(f"took over {unit}")
+            await run(stop)
+
+        return announced
+
+    def _group(self, k: int) -> Work:
+        loop = self.groups[k]
+        loop.after_restore = lambda: self.on_event(_restored(k, loop))
+        return loop.run
+
+
+def _restored(k: int, loop: GroupLoop) -> str:
+    stats = loop.restore_stats
+    snap = int(stats["snapshot_offset"])
+    since = f"snapshot at offset {snap}" if snap >= 0 else "the start of the log"
+    return (f"took over partition group {k}: replayed {int(stats['replayed'])} events from "
+            f"{since} in {stats['seconds'] * 1000:.1f} ms, {len(loop.state.runs)} runs")

@@ -1,0 +1,86 @@
+"""`python -m bench kafka` works end to end at tiny sizes: every figure it promises comes out
+for both buses, side by side. Never asserts on timings (those belong to the bench, not CI)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import kafka
+from tests.kafka.broker import BOOTSTRAP_ENV
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = kafka.Sizes(tasks=3, width=3, wide=4, burst=3, isolated=2, events=300, repeat=2)
+BOUND_S = 240
+"""Far above the ~30 s it takes: a bound on a hang, not a timing assertion."""
+
+
+def bench_command(sizes: kafka.Sizes) -> list[str]:
+    return [sys.executable, "-m", "bench", "kafka", "--tasks", str(sizes.tasks),
+            "--width", str(sizes.width), "--wide", str(sizes.wide), "--burst", str(sizes.burst),
+            "--isolated", str(sizes.isolated), "--events", str(sizes.events),
+            "--repeat", str(sizes.repeat)]
+
+
+@pytest.mark.kafka
+def test_the_kafka_bench_prints_every_figure_for_both_buses(kafka_bootstrap: str) -> None:
+    # given: the broker of the test session, named the way a user names one
+    env = {**os.environ, BOOTSTRAP_ENV: kafka_bootstrap, "PYTHONPATH": str(REPO)}
+    promised = [name for step in kafka.steps(TINY) for name in step.figures]
+    assert any("fan-out 1->4->1" in name for name in promised)  # the wide one is in
+
+    # when: the bench runs at tiny sizes
+    done = subprocess.run(bench_command(TINY), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=BOUND_S, check=False)
+
+    # then: it succeeded on the broker it was given, without starting its own
+    out = done.stdout
+    assert done.returncode == 0, f"{out}\n{done.stderr}"
+    assert f"{kafka_bootstrap} (from {BOOTSTRAP_ENV})" in out
+    assert "Traceback" not in done.stderr, done.stderr
+    # and: each figure is a row of the comparison with a value per bus and the ratio
+    table = out[out.index("ratio kafka/embedded"):]
+    for name in promised:
+        row = re.search(rf"^  {re.escape(name)}\s+(\S+) \S+\s+(\S+) \S+\s+([\d.]+)\s+"
+                        rf"[\d.]+x (slower|faster)$", table, re.MULTILINE)
+        assert row is not None, f"no comparison row for {name!r}:\n{table}"
+    # and: the summary lists each figure once per bus
+    summary = out[out.index("== summary =="):]
+    for name in promised:
+        for bus in ("embedded", "kafka"):
+            assert f"{name} [{bus}]" in summary, f"{name} [{bus}] missing:\n{summary}"
+    # and: it says where the Kafka time went in the chain
+    assert "Kafka calls during the chain step" in out
+    assert "bus.commit: transaction + settle" in out
+
+
+def test_bad_sizes_are_one_line_usage_errors() -> None:
+    # when: a size is not a positive whole number
+    done = subprocess.run([sys.executable, "-m", "bench", "kafka", "--tasks", "0"], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+    # then: argparse says which flag, without a broker ever being started
+    assert done.returncode == 2
+    assert "--tasks: must be at least 1, got 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bootstrap_where_no_broker_answers_is_one_line_before_any_figure_runs() -> None:
+    # given: BATON_KAFKA_BOOTSTRAP names a port nothing listens on
+    env = {**os.environ, BOOTSTRAP_ENV: "127.0.0.1:1", "PYTHONPATH": str(REPO)}
+
+    # when: the bench runs
+    done = subprocess.run(bench_command(TINY), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+    # then: it fails with one line naming the address and where it came from, and no figure
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert f"no Kafka broker answers at 127.0.0.1:1 (from {BOOTSTRAP_ENV})" in done.stderr
+    assert "==" not in done.stdout

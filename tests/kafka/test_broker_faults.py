@@ -1,0 +1,336 @@
+"""Issue #3, point 6 (FAULTS.md scenario 4): the broker goes away while runs are in flight.
+
+A real `baton up --bus kafka://...` process runs a small fan-out pipeline; the test process
+requests the runs and reads the run log through its own Kafka client, and owns the broker
+(or the 3-broker cluster) of the test, which it restarts or SIGKILLs mid-run. Afterwards every
+run must have succeeded with a gapless sequence, no decision twice, no successful attempt run
+twice (the tasks' own ledger says what really ran) and a projection equal to the log's replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from events import runs as ev
+from events import topics
+from events.codec import decode
+from events.intents import RunRequested
+from events.triggers import TriggerInfo
+from orchestrator.bus import Bus, BusError, TopicPartition, open_bus_url
+from orchestrator.core.ids import run_id_for
+from orchestrator.devkafka import KafkaCluster, running_kafka
+from orchestrator.pipelines.loader import load_pipeline
+from tests.e2e.support import REPO, RunLog, baton, cli_env, command
+from tests.integration.support import intent_record
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
+
+PIPELINE = "tests.kafka.fault_pipelines:fan"
+TASKS = {"prepare", "left", "right"}
+RUNS = 12
+PARTITIONS = 2
+"""Fewer than a deployment's 12: fewer group loops and Kafka clients on a 2-core machine."""
+BOUND_S = 90.0
+"""Only reached when something is broken: a healthy test ends in well under a minute."""
+ENDS = ev.RunSucceeded | ev.RunFailed | ev.RunCancelled
+OUTCOMES = ev.TaskSucceeded | ev.TaskFailed | ev.TaskLost | ev.TaskTimedOut
+
+
+# -- the service and the log ----------------------------------------------------------------
+
+@dataclass
+class Up:
+    """`baton up` in its own process group, with everything it prints in a file."""
+
+    process: subprocess.Popen[str]
+    log: Path
+
+    @classmethod
+    def start(cls, home: Path, bus: str, log: Path) -> Up:
+        args = ["up", "--pipeline", PIPELINE, "--agents", "1", "--cpus", "4",
+                "--memory", "2Gi", "--gpus", "none", "--workers", "4"]
+        with log.open("w") as out:
+            process = subprocess.Popen(command(home, *args, bus=bus), cwd=REPO, env=cli_env(),
+                                       stdout=out, stderr=subprocess.STDOUT, text=True,
+                                       start_new_session=True)
+        return cls(process, log)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def reap(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+
+@dataclass
+class Follower:
+    """Reads baton.runs as it grows, through the broker trouble the test itself causes: a
+    read that fails while the broker is away is simply tried again, within the bound."""
+
+    bus: Bus
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    events: RunLog = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)
+    """When this reader saw each event (monotonic), for the recovery figures."""
+
+    def __post_init__(self) -> None:
+        self.positions = {TopicPartition(topics.RUNS, p): 0
+                          for p in range(self.bus.partitions(topics.RUNS))}
+
+    async def poll(self) -> None:
+        for tp in self.positions:
+            while batch := await self.bus.read(tp, self.positions[tp], 1000):
+                self.positions[tp] = batch[-1].offset + 1
+                self.events.extend(decode(r.value) for r in batch)
+                self.arrived.extend([time.monotonic()] * len(batch))
+
+    async def until(self, done: Callable[[RunLog], bool], within_s: float = BOUND_S) -> RunLog:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while True:
+            try:
+                await self.poll()
+            except BusError:
+                pass  # the broker is away; the deadline bounds how long we keep asking
+            if done(self.events):
+                return list(self.events)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"not reached within {within_s:g} s; {len(self.events)} "
+                                     f"run events: {Counter(e.type for e in self.events)}")
+            try:
+                await self.bus.wait(dict(self.positions), timeout=min(remaining, 1.0))
+            except BusError:
+                await asyncio.sleep(min(remaining, 0.2))  # nothing to await while it is away
+
+
+def of_run(log: RunLog, run_id: str) -> RunLog:
+    return [e for e in log if getattr(e.data, "run_id", None) == run_id]
+
+
+def ended(log: RunLog) -> set[str]:
+    return {e.data.run_id for e in log if isinstance(e.data, ENDS)}
+
+
+def in_flight(log: RunLog) -> set[str]:
+    """Attempts that have started and have no outcome yet."""
+    started = {e.data.attempt_id for e in log if isinstance(e.data, ev.TaskStarted)}
+    return started - {e.data.attempt_id for e in log if isinstance(e.data, OUTCOMES)}
+
+
+async def request_runs(bus: Bus, ledger: Path, count: int) -> list[str]:
+    """`count` manual runs of the pipeline, requested in one transaction as `baton run` would."""
+    spec = load_pipeline(PIPELINE)
+    records, run_ids = [], []
+    for i in range(count):
+        key = f"fault-{i}-{uuid.uuid4().hex[:8]}"
+        run_id = run_id_for(spec.name, key)
+        request = RunRequested(run_id=run_id, spec=spec, idempotency_key=key,
+                               trigger=TriggerInfo(type="manual", event_id=key, subject=spec.name),
+                               params={"ledger": str(ledger)})
+        records.append(intent_record(bus, request, run_id=run_id, env_id=f"{run_id}/requested"))
+        run_ids.append(run_id)
+    await bus.publish(records)
+    return run_ids
+
+
+# -- the invariants -------------------------------------------------------------------------
+
+def duplicate_decisions(events: RunLog) -> list[str]:
+    """Decisions the coordinator must take once: a second one means a replayed commit."""
+    seen: Counter[tuple[str, str]] = Counter()
+    for e in events:
+        data = e.data
+        if isinstance(data, ev.RunCreated | ENDS):
+            seen[(e.type, data.run_id)] += 1
+        elif isinstance(data, ev.TaskScheduled | ev.TaskStarted | OUTCOMES):
+            seen[(e.type, data.attempt_id)] += 1
+        elif isinstance(data, ev.TaskSucceeded):
+            seen[("task succeeded", f"{data.run_id}/{data.task}")] += 1
+    return [f"{kind} {key} x{n}" for (kind, key), n in seen.items() if n > 1]
+
+
+def check_runs(log: RunLog, run_ids: list[str], ledger: Path) -> dict[str, int]:
+    """I1, I3 and I5 on the log and the tasks' own ledger; returns counts for the report."""
+    ran = ledger.read_text().splitlines()
+    assert len(ran) == len(set(ran)), f"an attempt ran twice: {Counter(ran).most_common(3)}"
+    for run_id in run_ids:
+        events = of_run(log, run_id)
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1)), run_id
+        ends = [e for e in events if isinstance(e.data, ENDS)]
+        assert [type(e.data) for e in ends] == [ev.RunSucceeded], (run_id, [e.type for e in events])
+        succeeded = [e.data for e in events if isinstance(e.data, ev.TaskSucceeded)]
+        assert sorted(s.task for s in succeeded) == sorted(TASKS), run_id
+        assert {s.attempt_id for s in succeeded} <= set(ran)
+    assert duplicate_decisions(log) == []
+    outcomes = {e.data.attempt_id for e in log if isinstance(e.data, OUTCOMES)}
+    assert set(ran) <= outcomes, f"attempts that ran but have no outcome: {set(ran) - outcomes}"
+    retried = [e for e in log if isinstance(e.data, ev.TaskFailed | ev.TaskLost)]
+    return {"attempts": len(ran), "retried": len(retried)}
+
+
+def check_service(up: Up, home: Path, bus_url: str) -> None:
+    """The service lived through it, stops cleanly, and the projection equals the replay."""
+    assert up.process.poll() is None, up.output()
+    assert up.stop() == 0, up.output()
+    output = up.output()
+    assert "Traceback" not in output and "a component failed" not in output, output
+    verified = baton(home, "replay", "--verify", "--json", bus=bus_url)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["ok"] is True, report
+    assert report["runs"] == RUNS, report
+
+
+# -- the scenarios --------------------------------------------------------------------------
+
+@dataclass
+class Deployment:
+    cluster: KafkaCluster
+    bus_url: str
+    home: Path
+    ledger: Path
+    up: Up
+    bus: Bus
+
+
+@pytest.fixture
+def brokers() -> int:
+    return 1
+
+
+@pytest.fixture
+async def deployment(tmp_path: Path, brokers: int) -> AsyncIterator[Deployment]:
+    """This test's own broker (or cluster), `baton up` on it, and the test's own client."""
+    async with running_kafka(brokers=brokers, data_dir=tmp_path / "kafka") as cluster:
+        options = f"partitions={PARTITIONS}&replication={brokers}&namespace=f{uuid.uuid4().hex[:8]}"
+        bus_url = f"kafka://{cluster.bootstrap}?{options}"
+        home = tmp_path / "home"
+        home.mkdir()
+        up = Up.start(home, bus_url, tmp_path / "up.log")
+        try:
+            bus = await open_bus_url(bus_url, home)
+            try:
+                yield Deployment(cluster, bus_url, home, tmp_path / "ledger.txt", up, bus)
+            finally:
+                await bus.close()
+        finally:
+            up.reap()
+
+
+async def start_runs(d: Deployment) -> tuple[list[str], Follower, RunLog]:
+    """Requests the runs and returns once attempts are running and some tasks are done."""
+    follower = Follower(d.bus)
+    run_ids = await request_runs(d.bus, d.ledger, RUNS)
+    log = await follower.until(lambda log: len(in_flight(log)) >= 2 and sum(
+        isinstance(e.data, ev.TaskSucceeded) for e in log) >= RUNS // 2)
+    assert not set(run_ids) <= ended(log), "every run ended before the fault; nothing was tested"
+    return run_ids, follower, log
+
+
+def figures(name: str, **values: float) -> None:
+    print(f"\n[{name}] " + ", ".join(f"{k}={v:.1f}s" for k, v in values.items()))
+
+
+async def test_a_broker_restart_mid_run_loses_nothing(deployment: Deployment) -> None:
+    d = deployment
+    began = time.monotonic()
+    # given: runs in flight on a single broker
+    run_ids, follower, before = await start_runs(d)
+    running = in_flight(before)
+
+    # when: the broker is stopped and started again on the same data dir and port
+    fault = time.monotonic()
+    await d.cluster.restart(1)
+    back = time.monotonic()
+    seen = len(follower.events)
+    await follower.until(lambda log: len(log) > seen)
+    recovered = time.monotonic()
+    log = await follower.until(lambda log: set(run_ids) <= ended(log))
+
+    # then: every run succeeded, nothing was decided twice, no successful attempt ran twice
+    counts = check_runs(log, run_ids, d.ledger)
+    assert running, "no attempt was in flight when the broker went away"
+    check_service(d.up, d.home, d.bus_url)
+    figures("broker restart", outage=back - fault, first_event_after=recovered - back,
+            runs_done_after_restart=time.monotonic() - back, total=time.monotonic() - began)
+    print(f"in flight at the fault: {len(running)} attempts; {counts}")
+
+
+@pytest.mark.parametrize("brokers", [3])
+async def test_losing_one_of_three_brokers_mid_run_loses_nothing(deployment: Deployment) -> None:
+    d = deployment
+    began = time.monotonic()
+    # given: runs in flight on three brokers, topics with 3 replicas of which 2 must ack
+    assert await min_insync_replicas(d.cluster.bootstrap, d.bus_url) == 2
+    run_ids, follower, before = await start_runs(d)
+    running = in_flight(before)
+
+    # when: the leader of the first run-log partition is SIGKILLed
+    victim = await leader_of(d.cluster.bootstrap, d.bus_url, topics.RUNS, 0)
+    fault = time.monotonic()
+    await d.cluster.kill(victim)
+    seen = len(follower.events)
+    await follower.until(lambda log: len(log) > seen)
+    recovered = time.monotonic()
+    log = await follower.until(lambda log: set(run_ids) <= ended(log))
+
+    # then: the same guarantees as with a restart, on the two brokers left
+    counts = check_runs(log, run_ids, d.ledger)
+    assert running, "no attempt was in flight when the broker was killed"
+    check_service(d.up, d.home, d.bus_url)
+    figures("broker killed", first_event_after=recovered - fault,
+            runs_done_after_kill=time.monotonic() - fault, total=time.monotonic() - began)
+    print(f"killed node {victim}; in flight at the fault: {len(running)} attempts; {counts}")
+
+
+def namespaced(bus_url: str, topic: str) -> str:
+    namespace = bus_url.rsplit("namespace=", 1)[1]
+    return f"{namespace}.{topic}"
+
+
+async def leader_of(bootstrap: str, bus_url: str, topic: str, partition: int) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([namespaced(bus_url, topic)])
+    finally:
+        await admin.close()
+    [entry] = [p for p in described["partitions"] if p["partition"] == partition]
+    assert len(entry["replicas"]) == 3, entry
+    return int(entry["leader"])
+
+
+async def min_insync_replicas(bootstrap: str, bus_url: str) -> int:
+    """What acks=all needs on the run log, as the broker resolves it for the topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        name = namespaced(bus_url, topics.RUNS)
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name)])
+    finally:
+        await admin.close()
+    [resource] = response.resources
+    configs = {entry[0]: entry[1] for entry in resource[4]}
+    return int(configs["min.insync.replicas"])
