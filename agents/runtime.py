@@ -66,7 +66,11 @@ class AgentConfig:
     artifact_root: Path
     workers: int = 2
     heartbeat_s: float = 1.0
-    lease_s: float = 6.0
+    lease_s: float = 12.0
+    """How long the agent keeps running its attempts while no heartbeat gets through. Longer
+    than a broker failover (a lost broker's partitions move in ~5-8 s, a single broker restarts
+    in ~5-9 s on a busy machine), so bus trouble alone never stops work; the coordinator
+    expires an agent only after its lease (FleetView.expiry_for)."""
 
 
 @dataclass

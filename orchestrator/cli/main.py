@@ -13,7 +13,7 @@ from typing import NoReturn
 from orchestrator.bus import EMBEDDED, BusError, BusUrlError, parse_bus_url
 from orchestrator.cli import commands
 from orchestrator.cli.errors import NotFound, UsageError
-from orchestrator.core.errors import SpecError
+from orchestrator.core.errors import LogCorrupt, SpecError
 
 
 class Parser(argparse.ArgumentParser):
@@ -65,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except NotFound as exc:
         sys.stderr.write(f"baton {args.command}: {exc}\n")
+        return 1
+    except LogCorrupt as exc:
+        sys.stderr.write(f"baton {args.command}: the event log does not fold: {exc} (check it "
+                         "with 'baton replay --verify'; a projection from an older Baton can "
+                         "be rebuilt by deleting projections.db)\n")
         return 1
     except BusError as exc:
         sys.stderr.write(f"baton {args.command}: the event log cannot be used: {exc}\n")

@@ -68,9 +68,10 @@ def add_up(p: argparse.ArgumentParser) -> None:
 
 async def up(args: argparse.Namespace) -> int:
     pipelines = load_all(args.pipeline or list(DEFAULT_PIPELINES))
+    agents = agent_specs(args)  # checked before the home is touched
     home = home_of(args)
     with _one_coordinator(args, home):
-        app = EmbeddedApp(home, pipelines, agent_specs(args), bus_url=args.bus)
+        app = EmbeddedApp(home, pipelines, agents, bus_url=args.bus)
         app.stop = _stop_on_signals()
         await app.start()
         print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines "

@@ -24,6 +24,10 @@ from orchestrator.core.state import AgentView, Champion
 
 log = logging.getLogger(__name__)
 
+LEASE_MARGIN_S = 3.0
+"""An agent is expired no sooner than this after its own lease: by then it has stopped its
+attempts itself (it checks its lease every second), so a retry elsewhere never runs beside one."""
+
 
 async def read_all(bus: Bus, topic: str, positions: dict[TopicPartition, int]) -> list[Record]:
     """Everything after `positions` on every partition of `topic`; advances positions."""
@@ -120,10 +124,15 @@ class FleetView:
             return
         for agent_id, view in self.agents.items():
             silent = now - self.last_seen.get(agent_id, now)
-            if view.lost_evidence is None and not view.stopped and silent > self.expiry_s:
+            expiry = self.expiry_for(view)
+            if view.lost_evidence is None and not view.stopped and silent > expiry:
                 view.lost_evidence = (f"no heartbeat for {silent:.1f}s "
-                                      f"(expiry {self.expiry_s:g}s, coordinator clock)")
+                                      f"(expiry {expiry:g}s, coordinator clock)")
                 self._bump()
+
+    def expiry_for(self, view: AgentView) -> float:
+        """The configured expiry, but never before the agent's own lease has run out."""
+        return max(self.expiry_s, view.lease_s + LEASE_MARGIN_S)
 
     def capacity_freed(self) -> None:
         """An attempt of one partition group ended: tasks of any group of this process may

@@ -54,6 +54,11 @@ USAGE_ERRORS = {
         ["publish", "data-arrived", "--dataset", "d", "--version", "v1", "--uri",
          "/does/not/exist"], ["/does/not/exist: no such file", "give a path"]),
     "replay without --verify": (["replay"], ["--verify", "see 'baton replay --help'"]),
+    "coordinator session shorter than the broker allows": (
+        ["coordinator", "--pipeline", CHAIN, "--session-timeout", "2"],
+        ["--session-timeout 2", "minimum of 6 seconds"]),
+    "agent id with a space": (
+        ["agent", "--agent-id", "cpu 1", "--cpus", "1"], ["--agent-id 'cpu 1'", "letters"]),
     "unknown command": (["bogus"], ["invalid choice: 'bogus'", "see 'baton --help'"]),
     "cyclic pipeline": (
         ["pipelines", "validate", "tests.e2e.bad_pipelines:cyclic"],

@@ -1,0 +1,81 @@
+"""`baton coordinator` and `baton agent` as separate processes on the embedded bus.
+
+On Kafka any number of coordinators share the work (tests/kafka/test_coordinators.py); on the
+embedded bus one coordinator owns a home, and a second is refused before it decides anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from events import runs as ev
+from tests.e2e.support import (
+    Service,
+    baton,
+    integrity_problems,
+    of_run,
+    wait_for_run_log,
+)
+
+pytestmark = pytest.mark.e2e
+
+PIPELINE = "tests.e2e.pipelines:quick_chain"
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.reap()
+
+
+def wait_for_output(service: Service, text: str, within_s: float = 60) -> None:
+    """Process output is a file: poll it with a bound (nothing to await across processes)."""
+    deadline = time.monotonic() + within_s
+    while text not in service.output():
+        assert service.process.poll() is None, service.output()
+        assert time.monotonic() < deadline, f"{text!r} not printed:\n{service.output()}"
+        time.sleep(0.05)
+
+
+def test_a_coordinator_and_an_agent_process_run_a_pipeline_and_a_second_coordinator_is_refused(
+        tmp_path: Path, services: list[Service]) -> None:
+    # given: a coordinator and an agent, each its own process, on one home
+    home, ledger = tmp_path / "home", tmp_path / "ledger.txt"
+    services.append(Service.spawn(home, ["coordinator", "--pipeline", PIPELINE],
+                                  tmp_path / "coordinator.log"))
+    wait_for_output(services[0], "took over partition group")
+    services.append(Service.spawn(home, ["agent", "--agent-id", "solo", "--cpus", "2",
+                                         "--gpus", "none"], tmp_path / "agent.log"))
+
+    # when: a run is requested
+    requested = baton(home, "run", "quick_chain", "--pipeline-ref", PIPELINE,
+                      "--param", f"ledger={ledger}")
+    assert requested.returncode == 0, requested.stderr
+    run_id = requested.stdout.strip()
+
+    # then: it succeeds, every task on the agent process, with a clean log
+    log = wait_for_run_log(home, lambda log: any(
+        isinstance(e.data, ev.RunSucceeded | ev.RunFailed) for e in of_run(log, run_id)),
+        timeout=60)
+    events = of_run(log, run_id)
+    assert isinstance(events[-1].data, ev.RunSucceeded), services[0].output()
+    assert {e.data.agent_id for e in events if isinstance(e.data, ev.TaskStarted)} == {"solo"}
+    assert integrity_problems(log) == []
+
+    # and: a second coordinator on the same home is refused, and so is a second `solo` agent
+    second = baton(home, "coordinator", "--pipeline", PIPELINE)
+    assert second.returncode == 2
+    assert "a coordinator (baton up or baton coordinator) already runs" in second.stderr
+    twin = baton(home, "agent", "--agent-id", "solo", "--cpus", "1")
+    assert twin.returncode == 2
+    assert "agent 'solo' already runs" in twin.stderr
+
+    # and: both stop cleanly on SIGTERM
+    assert services[1].stop() == 0, services[1].output()
+    assert services[0].stop() == 0, services[0].output()
