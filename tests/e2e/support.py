@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,3 +178,45 @@ def integrity_problems(log: RunLog) -> list[str]:
             problems.append(f"{run_id}: sequences {sequences} are not 1..n in log order")
     problems += [f"{run}/{task} succeeded {n} times" for (run, task), n in winners.items() if n > 1]
     return problems
+
+
+@dataclass(frozen=True)
+class Watched:
+    code: int
+    lines: list[str]
+    stderr: str
+
+
+def watch_until(home: Path, done: Callable[[list[str]], bool], tmp_path: Path,
+                bus: str | None = None, timeout: float = 30.0) -> Watched:
+    """Run `baton watch --from-start`, read its lines until `done`, then Ctrl-C it."""
+    errors = tmp_path / "watch.err"
+    lines: queue.Queue[str | None] = queue.Queue()
+    with errors.open("w") as err, subprocess.Popen(
+        command(home, "watch", "--from-start", bus=bus), cwd=REPO, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=err, text=True, encoding="utf-8",
+    ) as watch:
+        stdout = watch.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            for line in iter(stdout.readline, ""):
+                lines.put(line)
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            seen: list[str] = []
+            while not done(seen):
+                line = lines.get(timeout=timeout)
+                assert line is not None, f"watch ended early: {seen}\n{errors.read_text()}"
+                seen.append(line)
+            watch.send_signal(signal.SIGINT)
+            code = watch.wait(timeout=timeout)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+            watch.wait(timeout=10)
+            reader.join(timeout=10)
+    return Watched(code, seen, errors.read_text())

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import queue
-import signal
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +11,7 @@ from typing import Any
 import pytest
 
 from events.catalog import CATALOG
-from tests.e2e.support import REPO, baton, cli_env, command
+from tests.e2e.support import baton, watch_until
 
 pytestmark = pytest.mark.e2e
 
@@ -210,44 +207,16 @@ def test_watch_from_start_replays_the_demo_runs_and_stops_on_ctrl_c(
     demo: Demo, tmp_path: Path
 ) -> None:
     # given: `baton watch --from-start` on the finished demo's home
-    errors = tmp_path / "watch.err"
-    lines: queue.Queue[str | None] = queue.Queue()
-    with errors.open("w") as err, subprocess.Popen(
-        command(demo.home, "watch", "--from-start"), cwd=REPO, env=cli_env(),
-        stdout=subprocess.PIPE, stderr=err, text=True, encoding="utf-8",
-    ) as watch:
-        stdout = watch.stdout
-        assert stdout is not None
-
-        def pump() -> None:
-            for line in iter(stdout.readline, ""):
-                lines.put(line)
-            lines.put(None)
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        try:
-            # when: its output is read until both runs' ends have been printed
-            seen: list[str] = []
-            while sum("run ✔ succeeded" in line for line in seen) < 2:
-                line = lines.get(timeout=30)
-                assert line is not None, f"watch ended early: {seen}"
-                seen.append(line)
-            # and: it gets Ctrl-C
-            watch.send_signal(signal.SIGINT)
-            code = watch.wait(timeout=30)
-        finally:
-            if watch.poll() is None:
-                watch.kill()
-            watch.wait(timeout=10)
-            reader.join(timeout=10)
+    # when: its output is read until both runs' ends have been printed, then it gets Ctrl-C
+    watched = watch_until(demo.home, lambda seen: sum("run ✔ succeeded" in line
+                                                      for line in seen) >= 2, tmp_path)
     # then: it printed both runs' lifecycles and exited cleanly
-    assert code == 0
-    text = "".join(seen)
+    assert watched.code == 0
+    text = "".join(watched.lines)
     for run in demo.summary["runs"]:
         assert f"{run['run_id'][:16]} run created: digits@" in text
     assert "model digits-classifier v2 registered" in text
-    assert "Traceback" not in errors.read_text()
+    assert "Traceback" not in watched.stderr
 
 
 def test_drift_monitor_publishes_only_when_the_batch_drifted(demo: Demo) -> None:

@@ -10,6 +10,7 @@ twice (the tasks' own ledger says what really ran) and a projection equal to the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -108,10 +109,8 @@ class Follower:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         while True:
-            try:
+            with contextlib.suppress(BusError):  # the broker is away; the deadline bounds it
                 await self.poll()
-            except BusError:
-                pass  # the broker is away; the deadline bounds how long we keep asking
             if done(self.events):
                 return list(self.events)
             remaining = deadline - loop.time()

@@ -25,6 +25,7 @@ from tests.e2e.support import (
     command,
     of_run,
     wait_for_run_log,
+    watch_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +88,12 @@ def test_up_on_kafka_runs_a_retrying_pipeline_and_the_cli_reads_it_through_kafka
     row = json.loads(shown.stdout)
     assert row["status"] == "succeeded"
     assert {t["name"]: t["attempts"] for t in row["tasks"]} == {"flaky": 2, "after_flaky": 1}
+
+    # and: `baton watch` streams the run's events from Kafka, until Ctrl-C
+    watched = watch_until(home, lambda seen: any("run ✔ succeeded" in line for line in seen),
+                          tmp_path, bus=bus)
+    assert watched.code == 0, watched.stderr
+    assert any(f"{run_id[:16]} run created: fails_then_ok@" in line for line in watched.lines)
 
     # when/then: SIGTERM stops the service cleanly
     assert service.stop(signal.SIGTERM) == 0, service.output()

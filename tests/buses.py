@@ -1,0 +1,79 @@
+"""A bus for a test, on either kind: the behaviour suites run once per bus (issue #3, point 4).
+
+The `bus_url` fixture (tests/conftest.py) is `embedded` or a `kafka://` URL with a namespace
+and deployment of its own, so a Kafka test starts from empty topics, offsets from 0 and
+transactional ids nobody else uses, and needs no cleanup beyond closing its clients. Whatever
+a test opens from one URL — an EmbeddedApp (`Apps(home, bus_url)`) or a bare bus
+(`open_bus()`) — is the same storage: the same file, or the same topics.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from orchestrator.bus import Bus, EmbeddedBus, KafkaBus, parse_bus_url
+from orchestrator.bus.factory import EMBEDDED, EMBEDDED_FILE
+
+KAFKA_PARTITIONS: Final = 2
+"""Fewer than a deployment's 12: fewer topics' partitions to create, fewer group loops and
+transactional producers per app, so a Kafka test starts quicker. The tests that need several
+partition groups need only two."""
+
+BUS_KINDS: Final = (EMBEDDED, pytest.param("kafka", marks=pytest.mark.kafka))
+"""The `bus_url` parameters; the mark puts the Kafka variant under "a skipped Kafka test fails
+the run" (tests/conftest.py) and shows the bus in the test id (`[embedded]`, `[kafka]`)."""
+
+
+def fresh_kafka_url(bootstrap: str, partitions: int = KAFKA_PARTITIONS) -> str:
+    """A URL whose namespace (and so deployment) no other test uses."""
+    return f"kafka://{bootstrap}?partitions={partitions}&namespace=t{uuid.uuid4().hex[:12]}"
+
+
+class BusOpener:
+    """Opens instances over one test's storage, each like another process would; closes them.
+
+    `root` holds the embedded bus's file, as a home directory does (`<root>/bus.db`), so an
+    EmbeddedApp with home `root` and this opener share one bus.
+    """
+
+    def __init__(self, url: str, root: Path, partitions: int | None = None) -> None:
+        self.url = url
+        self.root = root
+        self.partitions = partitions
+        self.kafka = parse_bus_url(url)
+        self.buses: list[Bus] = []
+
+    @property
+    def kind(self) -> str:
+        return EMBEDDED if self.kafka is None else "kafka"
+
+    async def __call__(self, partitions: int | None = None,
+                       topic_partitions: Mapping[str, int] | None = None) -> Bus:
+        """Counts apply when topics are created; an existing topic keeps its count (both buses).
+
+        None means the opener's count, else the URL's (Kafka) or the embedded default.
+        """
+        count = partitions or self.partitions
+        bus: Bus
+        if self.kafka is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            path = self.root / EMBEDDED_FILE
+            bus = await (EmbeddedBus.open(path, count, topic_partitions) if count
+                         else EmbeddedBus.open(path, topic_partitions=topic_partitions))
+        else:
+            bus = await KafkaBus.open(self.kafka.bootstrap, partitions=count or
+                                      self.kafka.partitions, deployment=self.kafka.deployment,
+                                      namespace=self.kafka.namespace,
+                                      topic_partitions=topic_partitions)
+        self.buses.append(bus)
+        return bus
+
+    async def close(self) -> None:
+        """Closing twice is safe on both buses, so tests may close what they opened too."""
+        for bus in self.buses:
+            await bus.close()

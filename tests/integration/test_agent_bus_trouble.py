@@ -1,0 +1,253 @@
+"""An agent whose bus goes away for a while (a broker restarting or lost), on the embedded bus.
+
+`Outage` wraps the real embedded bus and refuses every call while it is down, as a client
+does while no broker answers. The agent must keep its attempts, lose no report, keep reports
+in order, and stop its work only when no heartbeat got through for its whole lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from agents.ledger import Ledger
+from agents.runtime import Agent, AgentConfig
+from agents.task_api import TaskContext
+from events import topics
+from events.common import Capabilities
+from events.reports import AttemptFailed, AttemptReport, AttemptSucceeded
+from orchestrator.bus import BusError, EmbeddedBus, Outgoing, Record, TopicPartition
+from tests.integration.support import WAIT_S, Tail, command_record, execute_task, tp_for
+
+AGENT = "agent-a"
+RUN = "run-bus-trouble"
+RELEASE = f"{__name__}:released"
+
+
+def released(ctx: TaskContext) -> str:
+    """Blocks on a FIFO until the test writes to it: the attempt ends exactly when told."""
+    with Path(str(ctx.params["fifo"])).open() as fifo:
+        fifo.read()
+    with Path(str(ctx.params["ran"])).open("a") as ran:
+        ran.write(f"{ctx.data.attempt_id}\n")
+    return "released"
+
+
+class Outage:
+    """The embedded bus, refusing every call while `down`, as a client does with no broker."""
+
+    def __init__(self, inner: EmbeddedBus) -> None:
+        self.inner = inner
+        self.down = False
+        self.refused_report = asyncio.Event()
+        self.failing_commits = 0
+
+    def _refuse(self, records: Sequence[Outgoing] = ()) -> None:
+        if any(out.topic == topics.REPORTS for out in records):
+            self.refused_report.set()
+        raise BusError("no broker answers (a test outage)")
+
+    def partitions(self, topic: str) -> int:
+        return self.inner.partitions(topic)
+
+    async def publish(self, records: Sequence[Outgoing]) -> list[Record]:
+        if self.down:
+            self._refuse(records)
+        return await self.inner.publish(records)
+
+    async def commit(self, group: str, offsets: Mapping[TopicPartition, int],
+                     records: Sequence[Outgoing] = ()) -> list[Record]:
+        if self.down or self.failing_commits:
+            self.failing_commits = max(self.failing_commits - 1, 0)
+            self._refuse(records)
+        return await self.inner.commit(group, offsets, records)
+
+    async def claim(self, group: str, inputs: Sequence[TopicPartition]) -> None:
+        if self.down:
+            self._refuse()
+        await self.inner.claim(group, inputs)
+
+    async def committed(self, group: str, tp: TopicPartition) -> int:
+        if self.down:
+            self._refuse()
+        return await self.inner.committed(group, tp)
+
+    async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
+        if self.down:
+            self._refuse()
+        return await self.inner.read(tp, start, limit)
+
+    async def end_offset(self, tp: TopicPartition) -> int:
+        if self.down:
+            self._refuse()
+        return await self.inner.end_offset(tp)
+
+    async def wait(self, positions: Mapping[TopicPartition, int],
+                   timeout: float) -> bool:  # noqa: ASYNC109 - the Bus contract
+        if self.down:
+            self._refuse()
+        return await self.inner.wait(positions, timeout)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class Running:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(agent.run(self.stop))
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, WAIT_S)
+
+
+@pytest.fixture
+async def outage(tmp_path: Path) -> AsyncIterator[Outage]:
+    inner = await EmbeddedBus.open(tmp_path / "bus.db")
+    yield Outage(inner)
+    await inner.close()
+
+
+@pytest.fixture
+async def agents(outage: Outage, tmp_path: Path) -> AsyncIterator[list[Running]]:
+    """Agents started by the test (same id and home: a restart finds its ledger)."""
+    started: list[Running] = []
+    yield started
+    outage.down = False
+    for running in started:
+        if not running.task.done():
+            await running.close()
+        running.task.result()  # an agent that crashed fails the test here
+
+
+def start(outage: Outage, tmp_path: Path, agents: list[Running], lease_s: float = 12.0
+          ) -> Running:
+    config = AgentConfig(agent_id=AGENT, capabilities=Capabilities(cpus=2, memory_mb=1024),
+                         home=tmp_path / "home", artifact_root=tmp_path / "artifacts",
+                         workers=2, heartbeat_s=0.1, lease_s=lease_s)
+    running = Running(Agent(outage, config))
+    agents.append(running)
+    return running
+
+
+def kinds(tail: Tail, attempt_id: str) -> list[str]:
+    return [p.TYPE for p in tail.payloads(AttemptReport) if p.attempt_id == attempt_id]
+
+
+async def release(fifo: Path) -> None:
+    def write() -> None:
+        with fifo.open("w") as out:  # blocks until the task opened it for reading
+            out.write("go")
+
+    await asyncio.wait_for(asyncio.to_thread(write), WAIT_S)
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "release.fifo"
+    os.mkfifo(path)
+    return path
+
+
+async def started_attempt(outage: Outage, tmp_path: Path, fifo: Path) -> tuple[str, Tail]:
+    """An attempt of `released`, running (its start reported); returns its id and the reports."""
+    reports = Tail(outage.inner, [tp_for(outage.inner, topics.REPORTS, RUN)])
+    cmd = execute_task(AGENT, RELEASE, run_id=RUN,
+                       params={"fifo": str(fifo), "ran": str(tmp_path / "ran.txt")})
+    await outage.inner.publish([command_record(cmd)])
+    await reports.until(lambda _: kinds(reports, cmd.attempt_id) == ["attempt_started"])
+    return cmd.attempt_id, reports
+
+
+async def test_an_outcome_reached_during_an_outage_is_reported_once_the_bus_is_back(
+    outage: Outage, agents: list[Running], tmp_path: Path, fifo: Path
+) -> None:
+    # given an agent running an attempt
+    start(outage, tmp_path, agents)
+    attempt_id, reports = await started_attempt(outage, tmp_path, fifo)
+
+    # when the bus goes away, the attempt ends meanwhile (its report is refused), and the
+    # bus comes back
+    outage.down = True
+    await release(fifo)
+    await asyncio.wait_for(outage.refused_report.wait(), WAIT_S)
+    outage.down = False
+
+    # then the outcome arrives after the start, once, and the attempt ran once
+    await reports.first(AttemptSucceeded, lambda p: p.attempt_id == attempt_id)
+    assert kinds(reports, attempt_id) == ["attempt_started", "attempt_succeeded"]
+    assert (tmp_path / "ran.txt").read_text().splitlines() == [attempt_id]
+    assert not agents[0].task.done()  # the agent lived through it
+
+
+async def test_an_outcome_the_bus_never_took_is_sent_by_the_next_start(
+    outage: Outage, agents: list[Running], tmp_path: Path, fifo: Path
+) -> None:
+    # given an attempt that succeeded while the bus was away, and an agent stopped before
+    # the bus came back
+    start(outage, tmp_path, agents)
+    attempt_id, reports = await started_attempt(outage, tmp_path, fifo)
+    outage.down = True
+    await release(fifo)
+    await asyncio.wait_for(outage.refused_report.wait(), WAIT_S)
+    await agents[0].close()
+    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
+    try:
+        assert [e.attempt_id for e in await ledger.undelivered()] == [attempt_id]
+    finally:
+        await ledger.close()
+
+    # when the bus is back and the agent starts again
+    outage.down = False
+    start(outage, tmp_path, agents)
+
+    # then it sends the success it had kept (not "interrupted"), and the attempt ran once
+    await reports.first(AttemptSucceeded, lambda p: p.attempt_id == attempt_id)
+    assert kinds(reports, attempt_id) == ["attempt_started", "attempt_succeeded"]
+    assert (tmp_path / "ran.txt").read_text().splitlines() == [attempt_id]
+
+
+async def test_an_agent_cut_off_for_its_whole_lease_stops_its_attempt_and_says_why(
+    outage: Outage, agents: list[Running], tmp_path: Path, fifo: Path
+) -> None:
+    # given an agent with a short lease, running an attempt that would never end by itself
+    start(outage, tmp_path, agents, lease_s=0.5)
+    attempt_id, reports = await started_attempt(outage, tmp_path, fifo)
+
+    # when no heartbeat gets through for longer than the lease, then the bus comes back
+    outage.down = True
+    await asyncio.wait_for(outage.refused_report.wait(), WAIT_S)  # it stopped and reports
+    outage.down = False
+
+    # then the attempt is reported failed, retryable, saying the lease ran out
+    failed = await reports.first(AttemptFailed, lambda p: p.attempt_id == attempt_id)
+    assert (failed.reason, failed.retryable) == ("cancelled", True)
+    assert "lease" in failed.message
+    assert not (tmp_path / "ran.txt").exists()
+    with pytest.raises(OSError) as no_reader:  # its worker was stopped: nobody holds the FIFO
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert no_reader.value.errno == errno.ENXIO
+
+
+async def test_a_command_whose_acknowledgement_fails_is_acknowledged_again_not_dropped(
+    outage: Outage, agents: list[Running], tmp_path: Path, fifo: Path
+) -> None:
+    # given an agent whose next two commits fail (the acceptance of a command among them)
+    start(outage, tmp_path, agents)
+    outage.failing_commits = 2
+
+    # when a command arrives, then its start is reported once the commit gets through
+    attempt_id, reports = await started_attempt(outage, tmp_path, fifo)
+    await release(fifo)
+    await reports.first(AttemptSucceeded, lambda p: p.attempt_id == attempt_id)
+
+    # and the attempt ran once, with each report once and in order
+    assert kinds(reports, attempt_id) == ["attempt_started", "attempt_succeeded"]
+    assert (tmp_path / "ran.txt").read_text().splitlines() == [attempt_id]
