@@ -69,7 +69,7 @@ class AgentConfig:
     lease_s: float = 12.0
     """How long the agent keeps running its attempts while no heartbeat gets through. Longer
     than a broker failover (a lost broker's partitions move in ~5-8 s, a single broker restarts
-    in ~5-9 s on a busy machine), so bus trouble alone never stops work; the coordinator
+    in 4-11 s on a busy 2-core machine), so bus trouble alone never stops work; the coordinator
     expires an agent only after its lease (FleetView.expiry_for)."""
 
 
@@ -98,6 +98,8 @@ class Agent:
     _beat: int = 0
     _last_beat_ok: float = 0.0
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _attempts: set[asyncio.Task[None]] = field(default_factory=set)
+    """Every attempt task, also those still delivering their outcome (no longer `running`)."""
 
     @property
     def agent_id(self) -> str:
@@ -193,6 +195,8 @@ class Agent:
         for running in self.running.values():
             if running.task is None:
                 running.task = asyncio.create_task(self._attempt(running))
+                self._attempts.add(running.task)
+                running.task.add_done_callback(self._attempts.discard)
 
     async def _execute_command(self, cmd: ExecuteTask) -> list[Payload]:
         assert self._ledger is not None
@@ -238,6 +242,10 @@ class Agent:
             final = self._out(_outcome_report(base, outcome))
             assert self._ledger is not None
             await self._ledger.record(_entry(cmd, "done", report=final.value))
+            # Its capacity is free now: the coordinator counts it busy until it has the
+            # outcome, so nothing is placed here early, and a report held up by the bus must
+            # not make us refuse the next command for want of room.
+            self.running.pop(cmd.attempt_id, None)
             reports.push(final)
             if await reports.delivered():
                 await self._ledger.record(_entry(cmd, "finished"))
@@ -351,9 +359,8 @@ class Agent:
             await self._ledger.record(dataclasses.replace(entry, status="finished"))
 
     async def _shutdown(self) -> None:
-        for running in list(self.running.values()):
-            if running.task is not None:
-                running.task.cancel()
+        for task in list(self._attempts):
+            task.cancel()
         if self._pool is not None:
             await self._pool.close()
         with contextlib.suppress(BusError, TimeoutError):

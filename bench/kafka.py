@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -147,12 +147,13 @@ class CallTimes:
         self.seconds[label] = self.seconds.get(label, 0.0) + seconds
 
     def block(self, title: str, tasks: int) -> list[str]:
-        known = {label for label, _, _ in TIMED}
+        known = {label for label, _, _ in TIMED} | {ALL_TOPICS}
         per_topic = sorted((label for label in self.calls if label not in known),
                            key=lambda label: -self.calls[label])
         labels: list[str] = []
         for label, _, _ in TIMED:
             labels += [label, *per_topic] if label == READ else [label]
+        labels.append(ALL_TOPICS)
         rows = [[label, f"{self.calls[label]:,}", f"{self.calls[label] / tasks:.2f}",
                  f"{self.seconds[label] * 1000 / self.calls[label]:.2f}",
                  f"{self.seconds[label]:.2f}"]
@@ -162,6 +163,8 @@ class CallTimes:
 
 
 READ = "bus.read: end offset + fetch"
+METADATA = "aiokafka metadata refresh (any client)"
+ALL_TOPICS = "  of which for every topic in the cluster"
 TIMED: tuple[tuple[str, type, str], ...] = (
     ("bus.commit: transaction + settle", KafkaBus, "commit"),
     ("bus.publish: transaction + settle", KafkaBus, "publish"),
@@ -174,9 +177,12 @@ TIMED: tuple[tuple[str, type, str], ...] = (
     ("bus.end_offset", KafkaBus, "end_offset"),
     ("consumer.end_offsets (ListOffsets)", AIOKafkaConsumer, "end_offsets"),
     ("bus.wait: until a record comes", KafkaBus, "wait"),
+    (METADATA, AIOKafkaClient, "_metadata_update"),
 )
-"""What is timed: the label, the class and the method. The private KafkaBus methods are timed
-only while they exist; the table then simply has fewer rows."""
+"""What is timed: the label, the class and the method. The private methods (KafkaBus's, and the
+aiokafka client's metadata refresh) are timed only while they exist; the table then simply has
+fewer rows. A metadata refresh with no topics named asks for every topic of the cluster, and
+aiokafka decodes the answer in Python on the event loop: its cost grows with the cluster."""
 
 
 @contextlib.contextmanager
@@ -213,6 +219,8 @@ def _timed(label: str, method: Callable[..., Awaitable[Any]], times: CallTimes
             if label == READ:  # which stages read how often: read(self, tp, start, limit)
                 tp = args[1] if len(args) > 1 else kwargs.get("tp")
                 times.add(f"  bus.read of {getattr(tp, 'topic', '?')}", took)
+            elif label == METADATA and not (args[2] if len(args) > 2 else kwargs.get("topics")):
+                times.add(ALL_TOPICS, took)  # _metadata_update(self, cluster, topics)
 
     return timed
 

@@ -1,14 +1,18 @@
 """Suite-wide rules and fixtures.
 
 - A Kafka test that was skipped fails the run (CI must really run them).
+- `torch` and `gpu` tests are the only ones allowed to skip, and only when PyTorch (an
+  optional extra CI does not install) or a CUDA GPU is missing; the skip says which.
 - `kafka_bootstrap`: one real broker for the whole session (tests/kafka/broker.py), for every
   directory. Where Java or Maven is missing it fails with the fix instead of skipping.
-- `bus_url` / `open_bus` / `any_bus`: the behaviour suites run once on the embedded bus and
+- `bus_url` / `open_bus` / `bus`: the behaviour suites run once on the embedded bus and
   once on Kafka, each test on fresh storage (tests/buses.py).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +24,33 @@ from tests.buses import BUS_KINDS, BusOpener, fresh_kafka_url
 from tests.kafka.broker import shared_kafka
 
 _skipped_kafka: list[str] = []
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Optional hardware and extras: a skip here is allowed, unlike a skipped Kafka test."""
+    if item.get_closest_marker("gpu") is not None and (reason := _without_cuda()):
+        pytest.skip(f"gpu test: {reason}")
+    if item.get_closest_marker("torch") is not None and (reason := _without_torch()):
+        pytest.skip(f"torch test: {reason}")
+
+
+@functools.cache
+def _without_torch() -> str | None:
+    if importlib.util.find_spec("torch") is None:
+        return "needs PyTorch, an optional extra CI does not install: pip install -e '.[torch]'"
+    return None
+
+
+@functools.cache
+def _without_cuda() -> str | None:
+    """Imports torch only when a gpu test is about to run."""
+    if reason := _without_torch():
+        return reason
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"needs a CUDA GPU that torch {torch.__version__} can see"
+    return None
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -74,5 +105,6 @@ async def open_bus(bus_url: str, tmp_path: Path,
 
 
 @pytest.fixture
-async def any_bus(open_bus: BusOpener) -> Bus:
+async def bus(open_bus: BusOpener) -> Bus:
+    """A fresh bus of the `bus_url` kind, closed at teardown."""
     return await open_bus()

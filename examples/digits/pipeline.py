@@ -1,6 +1,9 @@
-"""The digits pipeline: ingest -> features -> train -> evaluate -> gate -> register."""
+"""The digits pipelines: ingest -> features -> train -> evaluate -> gate -> register.
 
-from examples.digits import tasks
+`digits` trains an SVM; `digits_torch` (GPU) and `digits_torch_cpu` train a PyTorch MLP.
+"""
+
+from examples.digits import tasks, torch_tasks
 from orchestrator.pipelines import Pipeline, on_data_arrived, on_drift
 
 MODEL = "digits-classifier"
@@ -19,3 +22,36 @@ digits.gate("gate", metrics_from="evaluate", minimum={"accuracy": 0.9},
             no_worse_than_current=("accuracy",), model=MODEL)
 digits.register("register", model=MODEL, artifact_from="train", metrics_from="evaluate",
                 after=["gate"])
+
+
+TORCH_MODEL = "digits-mlp"
+
+
+def torch_pipeline(name: str, *, gpus: int) -> Pipeline:
+    """The digits pipeline with a PyTorch MLP as train step (examples/digits/torch_tasks.py).
+
+    The GPU is a resource request, not a setting of the code: with `gpus=1` the train task
+    waits for an agent that advertises a GPU and runs on the one it is given; with `gpus=0`
+    it runs on any agent's CPU. The model is `digits-mlp`, so its gate compares networks with
+    networks, not with the SVM of `digits`.
+    """
+    pipe = Pipeline(
+        name,
+        triggers=[on_data_arrived("digits"), on_drift(TORCH_MODEL, cooldown_s=600)],
+        deadline_s=1800,
+        description=f"Train a PyTorch MLP on digits ({'GPU' if gpus else 'CPU'}).",
+    )
+    pipe.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(tasks.ingest)
+    pipe.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(tasks.features)
+    pipe.task(name="train", cpus=torch_tasks.CPU_THREADS, memory="2Gi", gpus=gpus, retries=1,
+              backoff_s=0.5, timeout_s=600)(torch_tasks.train)
+    pipe.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(tasks.evaluate)
+    pipe.gate("gate", metrics_from="evaluate", minimum={"accuracy": 0.9},
+              no_worse_than_current=("accuracy",), model=TORCH_MODEL)
+    pipe.register("register", model=TORCH_MODEL, artifact_from="train",
+                  metrics_from="evaluate", after=["gate"])
+    return pipe
+
+
+digits_torch = torch_pipeline("digits_torch", gpus=1)
+digits_torch_cpu = torch_pipeline("digits_torch_cpu", gpus=0)

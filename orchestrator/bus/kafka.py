@@ -60,6 +60,9 @@ PROVISION_BOUND_S: Final = 30.0
 SETTLE_BOUND_S: Final = 30.0
 COORDINATOR_BOUND_S: Final = 30.0
 """How long `committed` retries retriable errors, e.g. a group coordinator still being elected."""
+RETRY_PAUSE_S: Final = 0.1
+CLIENT_ERRORS: Final = (KafkaError, OSError)
+"""What aiokafka raises when brokers are away or refuse; each becomes a BusError here."""
 
 _TOPIC_CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
     AGENTS: {"cleanup.policy": "compact"},
@@ -116,6 +119,10 @@ class KafkaBus:
         self._reader_next: int | None = None
         self._no_records: dict[Any, tuple[int, int]] = {}
         self._publisher: Any = None
+        # One id for the life of this instance: a producer made again after a failure then
+        # aborts the transaction its predecessor left open at once (init_transactions), which
+        # would otherwise hold back every read_committed reader until the transaction timeout.
+        self._publish_tid = f"baton.{deployment}.publish.{uuid.uuid4()}"
         self._publish_lock = asyncio.Lock()
         self._producers: dict[str, Any] = {}
         self._producer_locks: dict[str, asyncio.Lock] = {}
@@ -149,7 +156,7 @@ class KafkaBus:
             bus._counts = await bus._provision(wanted, replication)
             _check_group_counts(bus._counts, "on the broker")
             bus._reader = await bus._new_consumer(READER_FETCH_WAIT_MS)
-        except KafkaError as exc:
+        except CLIENT_ERRORS as exc:
             await _quietly(admin.close())
             raise BusError(f"cannot open the Kafka bus at {bootstrap}: {exc!r}") from exc
         except BaseException:
@@ -187,13 +194,13 @@ class KafkaBus:
 
     async def _publish_locked(self, placed: list[tuple[TopicPartition, Outgoing]]) -> list[Record]:
         async with self._publish_lock:
-            if self._publisher is None:
-                tid = f"baton.{self._deployment}.publish.{uuid.uuid4()}"
-                self._publisher = await self._new_producer(tid)
             try:
+                if self._publisher is None:
+                    self._publisher = await self._new_producer(self._publish_tid)
                 return await self._transact(self._publisher, placed, None)
-            except (KafkaError, BusError) as exc:
-                await _quietly(self._publisher.stop())
+            except (*CLIENT_ERRORS, BusError) as exc:
+                if self._publisher is not None:
+                    await _quietly(self._publisher.stop())
                 self._publisher = None
                 raise BusError(f"publish failed, nothing was written: {exc!r}") from exc
 
@@ -234,7 +241,7 @@ class KafkaBus:
                 await _quietly(stale.stop())
             try:
                 self._producers[tid] = await self._new_producer(tid)
-            except KafkaError as exc:
+            except CLIENT_ERRORS as exc:
                 raise BusError(f"cannot claim group {group!r} (transactional id {tid}): "
                                f"{exc!r}") from exc
 
@@ -252,7 +259,7 @@ class KafkaBus:
                     producer = await self._new_producer(tid)
                     self._producers[tid] = producer
                 return await self._transact(producer, placed, (group, positions))
-            except (KafkaError, BusError) as exc:
+            except (*CLIENT_ERRORS, BusError) as exc:
                 # Fenced or broken: this producer is done; a later commit starts a new one.
                 stale = self._producers.pop(tid, None)
                 if stale is not None:
@@ -272,10 +279,10 @@ class KafkaBus:
             try:
                 found = await self._admin.list_consumer_group_offsets(group, partitions=[ktp])
                 break
-            except KafkaError as exc:
-                # A fresh cluster has no group coordinator until __consumer_offsets exists:
-                # retriable, and it comes within seconds.
-                if not exc.retriable or time.monotonic() > deadline:
+            except CLIENT_ERRORS as exc:
+                # A fresh cluster has no group coordinator until __consumer_offsets exists, a
+                # failing-over one for a moment: retriable, and it comes within seconds.
+                if not _retriable(exc) or time.monotonic() > deadline:
                     raise BusError(f"cannot read the offsets of group {group!r}: {exc!r}"
                                    ) from exc
             await asyncio.sleep(pause)
@@ -297,7 +304,7 @@ class KafkaBus:
             # ListOffsets only: it leaves the reader's assignment alone, so it needs no lock,
             # and a caller with nothing new to read never queues behind another's fetches.
             end = int((await self._reader.end_offsets([ktp]))[ktp])
-        except KafkaError as exc:
+        except CLIENT_ERRORS as exc:
             raise BusError(f"cannot read {tp}: {exc!r}") from exc
         start = max(start, 0)
         gap_from, gap_to = self._no_records.get(ktp, (0, 0))
@@ -310,7 +317,7 @@ class KafkaBus:
         async with self._reader_lock:
             try:
                 return await self._read(ktp, start, limit, end)
-            except KafkaError as exc:
+            except CLIENT_ERRORS as exc:
                 self._reader_next = None
                 raise BusError(f"cannot read {tp}: {exc!r}") from exc
 
@@ -321,7 +328,7 @@ class KafkaBus:
         ktp = self._ktp(tp)
         try:
             ends = await self._reader.end_offsets([ktp])  # no lock: see `read`
-        except KafkaError as exc:
+        except CLIENT_ERRORS as exc:
             raise BusError(f"cannot read the end offset of {tp}: {exc!r}") from exc
         return int(ends[ktp])
 
@@ -343,10 +350,13 @@ class KafkaBus:
                     await self._closed_event.wait()
             self._check_open()
             return False
-        consumer = await self._take_waiter()
+        try:
+            consumer = await self._take_waiter()
+        except CLIENT_ERRORS as exc:  # no broker to bootstrap from
+            raise BusError(f"wait failed: {exc!r}") from exc
         try:
             return await self._wait_on(consumer, positions, timeout)
-        except KafkaError as exc:
+        except CLIENT_ERRORS as exc:
             await _quietly(consumer.stop())
             consumer = None
             raise BusError(f"wait failed: {exc!r}") from exc
@@ -526,8 +536,15 @@ class KafkaBus:
                     pending_offsets = {
                         tp: offset for tp, offset in pending_offsets.items()
                         if (meta := found.get(self._ktp(tp))) is None or meta.offset != offset}
-            except KafkaError as exc:
-                raise BusError(f"committed, but could not confirm it is visible: {exc!r}") from exc
+            except CLIENT_ERRORS as exc:
+                # A broker failing over answers again within the bound; until then the
+                # transaction is committed but we cannot show it, and a caller would have to
+                # restore for nothing.
+                if not _retriable(exc) or time.monotonic() > deadline:
+                    raise BusError(f"committed, but could not confirm it is visible: "
+                                   f"{exc!r}") from exc
+                await asyncio.sleep(RETRY_PAUSE_S)
+                continue
             if not lasts and not pending_offsets:
                 return
             if time.monotonic() > deadline:
@@ -616,6 +633,10 @@ def _fenced(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _retriable(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) or bool(getattr(exc, "retriable", False))
 
 
 def _raise_topic_errors(response: Any) -> None:

@@ -31,7 +31,8 @@ CLI_TIMEOUT_S = 60.0
 
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("BATON_HOME", "BATON_BUS")}
-    env["PYTHONPATH"] = str(REPO)
+    # The caller's PYTHONPATH stays behind the repository: it may hold the dependencies.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

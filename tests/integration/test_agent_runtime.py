@@ -1,4 +1,5 @@
-"""An Agent on a real embedded bus with real worker processes, driven only through the bus.
+"""An Agent on a real bus (embedded and Kafka) with real worker processes, driven only through
+the bus.
 
 Commands go to baton.commands keyed by agent id, as the coordinator routes them; everything
 the agent says is read back from baton.reports and baton.agents.
@@ -32,7 +33,7 @@ from events.reports import (
     AttemptSucceeded,
 )
 from events.topics import partition_for
-from orchestrator.bus import EmbeddedBus
+from orchestrator.bus import Bus, Record
 from tests.integration.support import WAIT_S, Tail, command_record, execute_task, tp_for
 from tests.integration.tasks import ref
 
@@ -56,14 +57,7 @@ StartAgent = Callable[..., Awaitable[RunningAgent]]
 
 
 @pytest.fixture
-async def bus(tmp_path: Path) -> AsyncIterator[EmbeddedBus]:
-    opened = await EmbeddedBus.open(tmp_path / "bus.db")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def start_agent(bus: EmbeddedBus, tmp_path: Path) -> AsyncIterator[StartAgent]:
+async def start_agent(bus: Bus, tmp_path: Path) -> AsyncIterator[StartAgent]:
     """Starts agents on the test bus; whatever is still running is stopped at teardown."""
     started: list[RunningAgent] = []
 
@@ -86,7 +80,7 @@ async def start_agent(bus: EmbeddedBus, tmp_path: Path) -> AsyncIterator[StartAg
 
 
 @pytest.fixture
-def reports(bus: EmbeddedBus) -> Tail:
+def reports(bus: Bus) -> Tail:
     return Tail(bus, [tp_for(bus, topics.REPORTS, RUN)])
 
 
@@ -102,15 +96,19 @@ async def report(tail: Tail, kind: type[AttemptReport], attempt_id: str) -> Atte
     return await tail.first(kind, lambda p: p.attempt_id == attempt_id)
 
 
-async def run_sentinel(bus: EmbeddedBus, tail: Tail) -> None:
-    """Commands are handled in order: once a later no-op succeeded, earlier ones are done."""
+async def run_sentinel(bus: Bus, tail: Tail) -> Record:
+    """Commands are handled in order: once a later no-op succeeded, earlier ones are done.
+
+    Returns the sentinel's command record: the agent's position is past it by then.
+    """
     sentinel = execute_task(AGENT, ref("noop"), run_id=RUN, task="sentinel")
-    await bus.publish([command_record(sentinel)])
+    [record] = await bus.publish([command_record(sentinel)])
     await report(tail, AttemptSucceeded, sentinel.attempt_id)
+    return record
 
 
 async def test_command_is_started_at_once_and_succeeds_with_its_artifact(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail, tmp_path: Path
+    bus: Bus, start_agent: StartAgent, reports: Tail, tmp_path: Path
 ) -> None:
     # given an agent, and an upstream output already in the artifact store
     store = ArtifactStore(tmp_path / "artifacts")
@@ -132,7 +130,7 @@ async def test_command_is_started_at_once_and_succeeds_with_its_artifact(
 
 
 async def test_command_beyond_capacity_is_rejected_naming_it_and_never_runs(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+    bus: Bus, start_agent: StartAgent, reports: Tail
 ) -> None:
     # given an agent with 2 cpus
     await start_agent()
@@ -151,7 +149,7 @@ async def test_command_beyond_capacity_is_rejected_naming_it_and_never_runs(
 
 
 async def test_command_beyond_free_capacity_is_rejected_while_another_attempt_runs(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+    bus: Bus, start_agent: StartAgent, reports: Tail
 ) -> None:
     # given an agent whose 2 cpus are taken by a running attempt
     await start_agent()
@@ -175,7 +173,7 @@ async def test_command_beyond_free_capacity_is_rejected_while_another_attempt_ru
 
 
 async def test_stale_command_is_rejected(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+    bus: Bus, start_agent: StartAgent, reports: Tail
 ) -> None:
     # given an agent
     await start_agent()
@@ -193,7 +191,7 @@ async def test_stale_command_is_rejected(
 
 
 async def test_redelivered_command_runs_once(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail, tmp_path: Path
+    bus: Bus, start_agent: StartAgent, reports: Tail, tmp_path: Path
 ) -> None:
     # given an agent and a command whose task counts its executions in a file
     await start_agent()
@@ -213,7 +211,7 @@ async def test_redelivered_command_runs_once(
 
 
 async def test_command_for_another_agent_on_the_same_partition_is_ignored(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+    bus: Bus, start_agent: StartAgent, reports: Tail
 ) -> None:
     # given an agent, and another agent id that shares its commands partition
     running = await start_agent()
@@ -226,17 +224,18 @@ async def test_command_for_another_agent_on_the_same_partition_is_ignored(
 
     # when commands for the other agent land on that partition (one even keyed by our id)
     await bus.publish([command_record(keyed_other), command_record(misaddressed, key=AGENT)])
-    await run_sentinel(bus, reports)
+    sentinel = await run_sentinel(bus, reports)
 
     # then this agent neither runs nor answers them, but its position moves past them
+    # (up to the last command: on Kafka a transaction marker follows it, at the end offset)
     assert of_attempt(reports, keyed_other.attempt_id) == []
     assert of_attempt(reports, misaddressed.attempt_id) == []
-    tp = tp_for(bus, topics.COMMANDS, AGENT)
-    assert await bus.committed(running.agent.group, tp) == await bus.end_offset(tp)
+    assert sentinel.tp == tp_for(bus, topics.COMMANDS, AGENT)
+    assert await bus.committed(running.agent.group, sentinel.tp) == sentinel.offset + 1
 
 
 async def test_cancel_stops_a_hanging_attempt(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+    bus: Bus, start_agent: StartAgent, reports: Tail
 ) -> None:
     # given an attempt hanging in a worker process
     await start_agent()
@@ -256,7 +255,7 @@ async def test_cancel_stops_a_hanging_attempt(
 
 
 async def test_attempt_over_its_timeout_fails_timed_out(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+    bus: Bus, start_agent: StartAgent, reports: Tail
 ) -> None:
     # given an agent
     await start_agent()
@@ -276,7 +275,7 @@ async def test_attempt_over_its_timeout_fails_timed_out(
 
 
 async def test_restarted_agent_reports_interrupted_attempts_once(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail, tmp_path: Path
+    bus: Bus, start_agent: StartAgent, reports: Tail, tmp_path: Path
 ) -> None:
     # given an agent stopped while an attempt was running (ledger: accepted) ...
     first = await start_agent()
@@ -311,7 +310,7 @@ async def test_restarted_agent_reports_interrupted_attempts_once(
 
 
 async def test_agent_advertises_heartbeats_its_load_and_says_when_it_stops(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+    bus: Bus, start_agent: StartAgent, reports: Tail
 ) -> None:
     # given an agent heartbeating every 50 ms, running one attempt of 1 cpu
     running = await start_agent(heartbeat_s=0.05)
@@ -337,7 +336,7 @@ async def test_agent_advertises_heartbeats_its_load_and_says_when_it_stops(
 
 
 async def test_cancel_reaches_an_attempt_still_waiting_for_a_worker(
-    bus: EmbeddedBus, start_agent: StartAgent, reports: Tail
+    bus: Bus, start_agent: StartAgent, reports: Tail
 ) -> None:
     # given both workers busy with hanging attempts, and a third accepted attempt queued
     await start_agent()

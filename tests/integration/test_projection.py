@@ -1,7 +1,8 @@
 """The query store against the log: verify, rebuild from scratch, and catching tampering (I4).
 
-Runs go through the whole EmbeddedApp (agent, registry included); the projection the app's
-projector wrote is then checked against a fold of baton.runs by `replay --verify`'s code.
+Runs go through the whole EmbeddedApp (agent, registry included), on the embedded bus and on
+Kafka; the projection the app's projector wrote (always a local SQLite file) is then checked
+against a fold of baton.runs by `replay --verify`'s code.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import pytest
 
 from events.pipeline import PipelineSpec, RegisterSpec, TaskSpec
 from events.runs import RunFailed, RunSucceeded
-from orchestrator.bus import EmbeddedBus
+from orchestrator.bus import Bus
 from orchestrator.service.home import Home
 from orchestrator.store.projections import Projector, connect, list_models, list_runs
 from orchestrator.store.verify import verify
+from tests.buses import BusOpener
 from tests.integration.support import Apps, projected, run_to_end, submit
 from tests.integration.tasks import ref
 
@@ -39,10 +41,10 @@ def home(tmp_path: Path) -> Home:
 
 
 @pytest.fixture
-async def finished_runs(home: Home) -> AsyncIterator[dict[str, str]]:
+async def finished_runs(home: Home, bus_url: str) -> AsyncIterator[dict[str, str]]:
     """Three runs (two registering a model, one failing) projected by a live app, then the
     app closed; yields run id -> final status."""
-    apps = Apps(home)
+    apps = Apps(home, bus_url)
     try:
         app, bus = await apps.start(TRAIN, BROKEN)
         run_ids = [await submit(bus, TRAIN, "train-1"), await submit(bus, BROKEN, "broken-1"),
@@ -56,10 +58,11 @@ async def finished_runs(home: Home) -> AsyncIterator[dict[str, str]]:
 
 
 @pytest.fixture
-async def bus(home: Home, finished_runs: dict[str, str]) -> AsyncIterator[EmbeddedBus]:
-    opened = await EmbeddedBus.open(home.bus)
-    yield opened
-    await opened.close()
+async def bus(home: Home, bus_url: str, finished_runs: dict[str, str]) -> AsyncIterator[Bus]:
+    """The bus the app ran on, opened again once it closed (as `baton replay` would)."""
+    opener = BusOpener(bus_url, home.root)
+    yield await opener()
+    await opener.close()
 
 
 async def query(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -71,7 +74,7 @@ async def query(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
 async def test_live_projection_matches_the_log(
-    bus: EmbeddedBus, home: Home, finished_runs: dict[str, str]
+    bus: Bus, home: Home, finished_runs: dict[str, str]
 ) -> None:
     # given runs finished and projected by a live app
 
@@ -91,7 +94,7 @@ async def test_live_projection_matches_the_log(
 
 
 async def test_deleted_projection_is_rebuilt_identically_from_the_log(
-    bus: EmbeddedBus, home: Home
+    bus: Bus, home: Home
 ) -> None:
     # given the projection a live app wrote
     before = await query(home.projections)
@@ -107,7 +110,7 @@ async def test_deleted_projection_is_rebuilt_identically_from_the_log(
 
 
 async def test_tampered_projection_is_reported_naming_the_run_and_field(
-    bus: EmbeddedBus, home: Home, finished_runs: dict[str, str]
+    bus: Bus, home: Home, finished_runs: dict[str, str]
 ) -> None:
     # given a projection where one run's status was edited and another run's row deleted
     succeeded, failed, _ = finished_runs

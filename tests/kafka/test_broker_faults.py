@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
-import os
-import signal
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -31,11 +29,11 @@ from events import topics
 from events.codec import decode
 from events.intents import RunRequested
 from events.triggers import TriggerInfo
-from orchestrator.bus import Bus, BusError, TopicPartition, open_bus_url
+from orchestrator.bus import Bus, BusError, Outgoing, TopicPartition, open_bus_url
 from orchestrator.core.ids import run_id_for
 from orchestrator.devkafka import KafkaCluster, running_kafka
 from orchestrator.pipelines.loader import load_pipeline
-from tests.e2e.support import REPO, RunLog, baton, cli_env, command
+from tests.e2e.support import RunLog, Service, baton
 from tests.integration.support import intent_record
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -53,34 +51,9 @@ OUTCOMES = ev.TaskSucceeded | ev.TaskFailed | ev.TaskLost | ev.TaskTimedOut
 
 # -- the service and the log ----------------------------------------------------------------
 
-@dataclass
-class Up:
-    """`baton up` in its own process group, with everything it prints in a file."""
-
-    process: subprocess.Popen[str]
-    log: Path
-
-    @classmethod
-    def start(cls, home: Path, bus: str, log: Path) -> Up:
-        args = ["up", "--pipeline", PIPELINE, "--agents", "1", "--cpus", "4",
-                "--memory", "2Gi", "--gpus", "none", "--workers", "4"]
-        with log.open("w") as out:
-            process = subprocess.Popen(command(home, *args, bus=bus), cwd=REPO, env=cli_env(),
-                                       stdout=out, stderr=subprocess.STDOUT, text=True,
-                                       start_new_session=True)
-        return cls(process, log)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
-
-    def reap(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+UP_ARGS = ("up", "--pipeline", PIPELINE, "--agents", "1", "--cpus", "4", "--memory", "2Gi",
+           "--gpus", "none", "--workers", "4")
+"""One local agent with four workers: twelve runs of three 1 s tasks keep it busy for ~10 s."""
 
 
 @dataclass
@@ -91,8 +64,6 @@ class Follower:
     bus: Bus
     positions: dict[TopicPartition, int] = field(default_factory=dict)
     events: RunLog = field(default_factory=list)
-    arrived: list[float] = field(default_factory=list)
-    """When this reader saw each event (monotonic), for the recovery figures."""
 
     def __post_init__(self) -> None:
         self.positions = {TopicPartition(topics.RUNS, p): 0
@@ -103,7 +74,6 @@ class Follower:
             while batch := await self.bus.read(tp, self.positions[tp], 1000):
                 self.positions[tp] = batch[-1].offset + 1
                 self.events.extend(decode(r.value) for r in batch)
-                self.arrived.extend([time.monotonic()] * len(batch))
 
     async def until(self, done: Callable[[RunLog], bool], within_s: float = BOUND_S) -> RunLog:
         loop = asyncio.get_running_loop()
@@ -162,7 +132,9 @@ def duplicate_decisions(events: RunLog) -> list[str]:
         data = e.data
         if isinstance(data, ev.RunCreated | ENDS):
             seen[(e.type, data.run_id)] += 1
-        elif isinstance(data, ev.TaskScheduled | ev.TaskStarted | OUTCOMES):
+        elif isinstance(data, ev.TaskScheduled):  # placed again after a rejection: +1
+            seen[(e.type, f"{data.attempt_id}#{data.placement}")] += 1
+        elif isinstance(data, ev.TaskStarted | OUTCOMES):
             seen[(e.type, data.attempt_id)] += 1
         elif isinstance(data, ev.TaskSucceeded):
             seen[("task succeeded", f"{data.run_id}/{data.task}")] += 1
@@ -185,15 +157,16 @@ def check_runs(log: RunLog, run_ids: list[str], ledger: Path) -> dict[str, int]:
     outcomes = {e.data.attempt_id for e in log if isinstance(e.data, OUTCOMES)}
     assert set(ran) <= outcomes, f"attempts that ran but have no outcome: {set(ran) - outcomes}"
     retried = [e for e in log if isinstance(e.data, ev.TaskFailed | ev.TaskLost)]
-    return {"attempts": len(ran), "retried": len(retried)}
+    rejected = [e for e in log if isinstance(e.data, ev.TaskRejected)]
+    return {"attempts": len(ran), "retried": len(retried), "rejected": len(rejected)}
 
 
-def check_service(up: Up, home: Path, bus_url: str) -> None:
+def check_service(up: Service, home: Path, bus_url: str) -> None:
     """The service lived through it, stops cleanly, and the projection equals the replay."""
     assert up.process.poll() is None, up.output()
-    assert up.stop() == 0, up.output()
-    output = up.output()
-    assert "Traceback" not in output and "a component failed" not in output, output
+    assert up.stop(timeout=60) == 0, up.output()
+    # (bus trouble is logged, with a traceback where a commit failed; nothing may be fatal)
+    assert "a component failed" not in up.output(), up.output()
     verified = baton(home, "replay", "--verify", "--json", bus=bus_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     report = json.loads(verified.stdout)
@@ -209,7 +182,7 @@ class Deployment:
     bus_url: str
     home: Path
     ledger: Path
-    up: Up
+    up: Service
     bus: Bus
 
 
@@ -226,7 +199,7 @@ async def deployment(tmp_path: Path, brokers: int) -> AsyncIterator[Deployment]:
         bus_url = f"kafka://{cluster.bootstrap}?{options}"
         home = tmp_path / "home"
         home.mkdir()
-        up = Up.start(home, bus_url, tmp_path / "up.log")
+        up = Service.spawn(home, UP_ARGS, tmp_path / "up.log", bus_url)
         try:
             bus = await open_bus_url(bus_url, home)
             try:
@@ -243,11 +216,23 @@ async def start_runs(d: Deployment) -> tuple[list[str], Follower, RunLog]:
     run_ids = await request_runs(d.bus, d.ledger, RUNS)
     log = await follower.until(lambda log: len(in_flight(log)) >= 2 and sum(
         isinstance(e.data, ev.TaskSucceeded) for e in log) >= RUNS // 2)
-    assert not set(run_ids) <= ended(log), "every run ended before the fault; nothing was tested"
+    assert len(ended(log)) < RUNS // 2, "most runs ended before the fault; nothing was tested"
     return run_ids, follower, log
 
 
-def figures(name: str, **values: float) -> None:
+def decision_pause(log: RunLog, fault_at: float) -> tuple[float, float]:
+    """The longest time without any decision around the fault (wall clock: the service and
+    this test share the machine), as (last decision before it, first decision after it)."""
+    times = sorted(t for e in log if (t := e.time.timestamp()) >= fault_at - 2.0)
+    return max(itertools.pairwise(times), key=lambda pair: pair[1] - pair[0])
+
+
+def figures(name: str, log: RunLog, fault_at: float, **values: float) -> None:
+    """Measured figures for the report (pytest -s shows them)."""
+    last, first = decision_pause(log, fault_at)
+    done = max(e.time.timestamp() for e in log if isinstance(e.data, ENDS))
+    values |= {"decisions_paused": first - last, "first_decision_after_fault": first - fault_at,
+               "all_runs_done_after_fault": done - fault_at}
     print(f"\n[{name}] " + ", ".join(f"{k}={v:.1f}s" for k, v in values.items()))
 
 
@@ -256,24 +241,20 @@ async def test_a_broker_restart_mid_run_loses_nothing(deployment: Deployment) ->
     began = time.monotonic()
     # given: runs in flight on a single broker
     run_ids, follower, before = await start_runs(d)
-    running = in_flight(before)
 
     # when: the broker is stopped and started again on the same data dir and port
-    fault = time.monotonic()
-    await d.cluster.restart(1)
-    back = time.monotonic()
-    seen = len(follower.events)
-    await follower.until(lambda log: len(log) > seen)
-    recovered = time.monotonic()
+    fault_at = time.time()
+    await d.cluster.stop_node(1)
+    await d.cluster.start_node(1)
+    back_at = time.time()
     log = await follower.until(lambda log: set(run_ids) <= ended(log))
 
     # then: every run succeeded, nothing was decided twice, no successful attempt ran twice
     counts = check_runs(log, run_ids, d.ledger)
-    assert running, "no attempt was in flight when the broker went away"
     check_service(d.up, d.home, d.bus_url)
-    figures("broker restart", outage=back - fault, first_event_after=recovered - back,
-            runs_done_after_restart=time.monotonic() - back, total=time.monotonic() - began)
-    print(f"in flight at the fault: {len(running)} attempts; {counts}")
+    figures("broker restart", log, fault_at, broker_away=back_at - fault_at,
+            test=time.monotonic() - began)
+    print(f"in flight at the fault: {len(in_flight(before))} attempts; {counts}")
 
 
 @pytest.mark.parametrize("brokers", [3])
@@ -283,24 +264,20 @@ async def test_losing_one_of_three_brokers_mid_run_loses_nothing(deployment: Dep
     # given: runs in flight on three brokers, topics with 3 replicas of which 2 must ack
     assert await min_insync_replicas(d.cluster.bootstrap, d.bus_url) == 2
     run_ids, follower, before = await start_runs(d)
-    running = in_flight(before)
 
     # when: the leader of the first run-log partition is SIGKILLed
     victim = await leader_of(d.cluster.bootstrap, d.bus_url, topics.RUNS, 0)
-    fault = time.monotonic()
+    fault_at = time.time()
     await d.cluster.kill(victim)
-    seen = len(follower.events)
-    await follower.until(lambda log: len(log) > seen)
-    recovered = time.monotonic()
     log = await follower.until(lambda log: set(run_ids) <= ended(log))
 
     # then: the same guarantees as with a restart, on the two brokers left
     counts = check_runs(log, run_ids, d.ledger)
-    assert running, "no attempt was in flight when the broker was killed"
     check_service(d.up, d.home, d.bus_url)
-    figures("broker killed", first_event_after=recovered - fault,
-            runs_done_after_kill=time.monotonic() - fault, total=time.monotonic() - began)
-    print(f"killed node {victim}; in flight at the fault: {len(running)} attempts; {counts}")
+    assert d.cluster.running == sorted({1, 2, 3} - {victim})
+    figures("broker killed", log, fault_at, test=time.monotonic() - began)
+    print(f"killed node {victim}; in flight at the fault: {len(in_flight(before))} attempts; "
+          f"{counts}")
 
 
 def namespaced(bus_url: str, topic: str) -> str:
@@ -333,3 +310,31 @@ async def min_insync_replicas(bootstrap: str, bus_url: str) -> int:
     [resource] = response.resources
     configs = {entry[0]: entry[1] for entry in resource[4]}
     return int(configs["min.insync.replicas"])
+
+
+async def test_the_bus_says_bus_error_while_the_broker_is_away_and_works_once_it_is_back(
+        tmp_path: Path) -> None:
+    # given: a bus on a broker of this test's own, used once
+    async with running_kafka(data_dir=tmp_path / "kafka") as cluster:
+        bus = await open_bus_url(f"kafka://{cluster.bootstrap}?partitions=1&namespace=b",
+                                 tmp_path)
+        try:
+            runs = TopicPartition(topics.RUNS, 0)
+            intents = TopicPartition(topics.INTENTS, 0)
+            await bus.publish([Outgoing(topics.RUNS, "k", b"before", partition=0)])
+
+            # when: the broker is away, a wait needs a client it cannot bootstrap
+            await cluster.stop_node(1)
+            with pytest.raises(BusError):
+                await bus.wait({runs: 1}, 5.0)
+
+            # then: once it is back, the same bus writes, commits and reads again
+            await cluster.start_node(1)
+            async with asyncio.timeout(BOUND_S):
+                await bus.publish([Outgoing(topics.RUNS, "k", b"after", partition=0)])
+                await bus.commit("g", {intents: 0}, [Outgoing(topics.RUNS, "k", b"committed",
+                                                              partition=0)])
+                values = [r.value for r in await bus.read(runs, 0)]
+            assert values == [b"before", b"after", b"committed"]
+        finally:
+            await bus.close()

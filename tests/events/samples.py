@@ -1,0 +1,141 @@
+"""One realistic payload of every event type in the catalog, for tests of the published contract.
+
+A new event type fails `test_every_catalog_type_has_a_sample` until it gets a sample here, so
+the checks that use these samples (the AsyncAPI schemas, the topic table) cover it too.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from events import agents, commands, intents, registry, reports, triggers
+from events import runs as ev
+from events.codec import encode
+from events.common import ArtifactRef, Capabilities, GpuInfo, Resources
+from events.envelope import envelope
+from events.payloads import Payload
+from events.pipeline import GateSpec, PipelineSpec, RegisterSpec, RetryPolicy, TaskSpec
+from events.triggers import TriggerInfo
+
+SHA = "ab" * 32
+RUN = "run-0123456789abcdef0123"
+ATTEMPT = f"{RUN}/train/1"
+AGENT = "gpu-1"
+MODEL = "digits-classifier"
+AT = 1_700_000_000.0
+
+ARTIFACT = ArtifactRef(uri="file:///artifacts/ab/abab", sha256=SHA, size=1234)
+RESOURCES = Resources(cpus=2, memory_mb=1024, gpus=1, gpu_memory_mb=8000, gpu_model="A100",
+                      labels={"pool": "training"})
+TRIGGER = TriggerInfo(type="data_arrived", event_id="evt-1", subject="digits",
+                      payload={"dataset": "digits", "version": "v1"})
+SPEC = PipelineSpec(
+    name="digits",
+    tasks=(
+        TaskSpec(name="train", function="examples.digits.tasks:train", resources=RESOURCES,
+                 retry=RetryPolicy(max_attempts=3, backoff_s=0.5), timeout_s=300,
+                 params={"epochs": 3}),
+        TaskSpec(name="gate", kind="gate", deps=("train",),
+                 gate=GateSpec(metrics_from="train", minimum={"accuracy": 0.9},
+                               no_worse_than_current=("accuracy",), model=MODEL)),
+        TaskSpec(name="register", kind="register", deps=("gate",),
+                 registration=RegisterSpec(model=MODEL, artifact_from="train")),
+    ),
+)
+LINEAGE = registry.Lineage(run_id=RUN, pipeline="digits", pipeline_version=SPEC.version(),
+                           trigger=TRIGGER, dataset="digits", dataset_version="v1",
+                           dataset_sha256=SHA, attempts={"train": ATTEMPT},
+                           artifacts={"train": ARTIFACT})
+
+
+class _Attempt(TypedDict):
+    run_id: str
+    task: str
+    attempt: int
+    attempt_id: str
+
+
+class _Report(_Attempt):
+    agent_id: str
+
+
+_ATTEMPT = _Attempt(run_id=RUN, task="train", attempt=1, attempt_id=ATTEMPT)
+_REPORT = _Report(**_ATTEMPT, agent_id=AGENT)
+
+SAMPLES: tuple[Payload, ...] = (
+    triggers.DataArrived(dataset="digits", version="v1", uri="file:///d/v1.npz", sha256=SHA,
+                         rows=1797, size=4096),
+    triggers.DriftDetected(model=MODEL, model_version=1, dataset="digits", dataset_version="v2",
+                           dataset_uri="file:///d/v2.npz", threshold=0.2, score=0.35,
+                           drifted_features=("px_3",), top_scores={"px_3": 0.41}),
+    triggers.PipelineTriggered(pipeline="digits", trigger=TRIGGER),
+    triggers.TriggerAccepted(pipeline="digits", trigger_event_id="evt-1",
+                             trigger_type="data_arrived", run_id=RUN),
+    triggers.TriggerIgnored(pipeline="digits", trigger_event_id="evt-2", reason="cooldown",
+                            detail="next run allowed in 540s"),
+    intents.RunRequested(run_id=RUN, spec=SPEC, trigger=TRIGGER, params={"lr": 0.1},
+                         idempotency_key="ci-42"),
+    intents.RunCancelRequested(run_id=RUN),
+    reports.AttemptAccepted(**_REPORT, gpus=(0,)),
+    reports.AttemptRejected(**_REPORT, reason="no free GPU"),
+    reports.AttemptStarted(**_REPORT, gpus=(0,)),
+    reports.AttemptProgress(**_REPORT, fraction=0.5, message="epoch 2/3"),
+    reports.AttemptSucceeded(**_REPORT, output=ARTIFACT, metrics={"accuracy": 0.97},
+                             metadata={"dataset_version": "v1", "rows": 1797},
+                             duration_s=12.5),
+    reports.AttemptFailed(**_REPORT, reason="exception", message="boom",
+                          error_type="ValueError"),
+    ev.RunCreated(run_id=RUN, pipeline="digits", pipeline_version=SPEC.version(), spec=SPEC,
+                  trigger=TRIGGER, deadline_at=AT + 3600),
+    ev.RunSucceeded(run_id=RUN),
+    ev.RunFailed(run_id=RUN, reason="task train failed", failed_tasks=("train",)),
+    ev.RunCancelled(run_id=RUN, reason="cancelled by user"),
+    ev.TaskReady(run_id=RUN, task="train"),
+    ev.TaskWaiting(run_id=RUN, task="train", reason="no agent has a free A100"),
+    ev.TaskScheduled(**_ATTEMPT, agent_id=AGENT, resources=RESOURCES, not_after=AT + 30),
+    ev.TaskAccepted(**_ATTEMPT, agent_id=AGENT, gpus=(0,)),
+    ev.TaskRejected(**_ATTEMPT, agent_id=AGENT, reason="no free GPU", place_after=AT + 1),
+    ev.TaskStarted(**_ATTEMPT, agent_id=AGENT, timeout_at=AT + 300, gpus=(0,)),
+    ev.TaskProgress(**_ATTEMPT, fraction=0.5, message="epoch 2/3"),
+    ev.TaskSucceeded(**_ATTEMPT, output=ARTIFACT, metrics={"accuracy": 0.97}, duration_s=12.5),
+    ev.TaskFailed(**_ATTEMPT, reason="crashed", message="worker exited with -9", final=True),
+    ev.TaskRetryScheduled(run_id=RUN, task="train", next_attempt=2, retry_at=AT + 1),
+    ev.TaskTimedOut(**_ATTEMPT, timeout_at=AT + 300),
+    ev.TaskLost(**_ATTEMPT, agent_id=AGENT, evidence="no heartbeat for 30s"),
+    ev.TaskUpstreamFailed(run_id=RUN, task="gate", upstream="train"),
+    ev.TaskCancelled(run_id=RUN, task="train", reason="cancelled by user"),
+    ev.GateEvaluated(run_id=RUN, task="gate", passed=True, checks=(
+        ev.GateCheck(run_id=RUN, metric="accuracy", op=">=", threshold=0.9, value=0.97,
+                     passed=True),
+        ev.GateCheck(run_id=RUN, metric="accuracy", op=">= current", threshold=None,
+                     value=0.97, passed=True),
+    ), baseline_model=MODEL, baseline_version=1),
+    ev.InputIgnored(run_id=RUN, input_id="evt-1", input_type="run_requested",
+                    reason="duplicate run request (run already exists)"),
+    commands.ExecuteTask(**_ATTEMPT, agent_id=AGENT, pipeline="digits", placement=1,
+                         function="examples.digits.tasks:train",
+                         inputs={"ingest": ARTIFACT}, resources=RESOURCES, timeout_s=300,
+                         not_after=AT + 30, trigger=TRIGGER, params={"epochs": 3}),
+    commands.CancelTask(run_id=RUN, agent_id=AGENT, attempt_id=ATTEMPT,
+                        reason="cancelled by user"),
+    agents.AgentAdvertised(agent_id=AGENT, capabilities=Capabilities(
+        cpus=8, memory_mb=32768, gpus=(GpuInfo(index=0, model="A100", memory_mb=40960),),
+        labels={"pool": "training"}), lease_s=15, host="node-7", pid=4242),
+    agents.AgentHeartbeat(agent_id=AGENT, beat=3, free_cpus=6, free_memory_mb=30000,
+                          free_gpus=(0,), running=(ATTEMPT,)),
+    agents.AgentDraining(agent_id=AGENT),
+    agents.AgentStopped(agent_id=AGENT),
+    registry.RegisterModel(run_id=RUN, task="register", model=MODEL, artifact=ARTIFACT,
+                           metrics={"accuracy": 0.97}, lineage=LINEAGE),
+    registry.ModelRegistered(run_id=RUN, task="register", model=MODEL, version=2,
+                             artifact=ARTIFACT, metrics={"accuracy": 0.97}, lineage=LINEAGE),
+)
+
+BY_TYPE: dict[str, Payload] = {sample.TYPE: sample for sample in SAMPLES}
+
+
+def encoded(sample: Payload) -> bytes:
+    """The bytes a producer puts on the bus for `sample`, through the real codec."""
+    env = envelope(sample, id=f"{sample.TYPE}-1", time=AT, source="tests", subject=RUN,
+                   correlation_id="evt-1", causation_id="evt-0", sequence=7)
+    return encode(env)
