@@ -88,7 +88,8 @@ def steps(sizes: Sizes) -> list[Step]:
     if sizes.wide and sizes.wide != width:
         out.append(_fanout_step(sizes.wide))
     out.append(Step("replay", lambda url: replay.measure(sizes.events, bus_url=url),
-                    ("replay fold_runs", "replay read only")))
+                    ("replay fold_runs", "replay read only", "takeover from the log",
+                     "takeover from a snapshot")))
     return out
 
 
@@ -136,8 +137,8 @@ def pick(report: Report, name: str) -> Figure:
 
 @dataclass
 class CallTimes:
-    """Calls and seconds per bus/producer method while installed; callers overlap, so the
-    sums are work done, and only in a chain (one task at a time) close to the critical path."""
+    """Calls and seconds per timed method while installed; callers overlap, so the sums are
+    work done, and only in a chain (one task at a time) close to the critical path."""
 
     calls: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -299,6 +300,7 @@ def _retriable(arg: object) -> bool:
 
 @contextlib.contextmanager
 def quiet_aiokafka() -> Iterator[None]:
+    """While the block runs, aiokafka's self-healing retries stay out of the output."""
     noise = _RetriableNoise()
     loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
                if name == "aiokafka" or name.startswith("aiokafka.")]

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +32,9 @@ from orchestrator.core.decide import decide
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.state import AgentView, CoordinatorState
+from orchestrator.service import snapshots
+from orchestrator.service.coordinator import GROUP, GroupLoop
+from orchestrator.service.views import FleetView, ModelsView
 from orchestrator.store.projections import fold_runs
 
 TARGET_EVENTS_PER_S = 250_000
@@ -173,6 +177,7 @@ async def measure(events: int = 100_000, *, repeat: int = 2, bus_url: str = EMBE
                 fold_nogc_s = await best_of_async(repeat, lambda: fold_runs(bus))
             read_s = await best_of_async(repeat, lambda: read_all(bus))
             records = await read_all(bus)
+            takeover = await measure_takeover(bus, records, repeat)
         finally:
             await bus.close()
     values = [r.value for r in records]
@@ -188,6 +193,12 @@ async def measure(events: int = 100_000, *, repeat: int = 2, bus_url: str = EMBE
     report.row("read only", f"{read_s:.3f} s  {n / read_s:>12,.0f} ev/s")
     report.row("decode only", f"{decode_s:.3f} s  {n / decode_s:>12,.0f} ev/s")
     report.row("evolve only", f"{evolve_s:.3f} s  {n / evolve_s:>12,.0f} ev/s")
+    k, in_group, from_log_s, from_snapshot_s = takeover
+    report.row(f"takeover of partition group {k} ({in_group:,} events): claim + restore "
+               "from the log", f"{from_log_s * 1000:.1f} ms")
+    report.row("  the same from a snapshot at the log's end", f"{from_snapshot_s * 1000:.1f} ms")
+    report.figures.append(Figure("takeover from the log", from_log_s * 1000, "ms"))
+    report.figures.append(Figure("takeover from a snapshot", from_snapshot_s * 1000, "ms"))
     report.row("diagnostic: fold_runs with the cyclic GC paused",
                f"{fold_nogc_s:.3f} s  {n / fold_nogc_s:>12,.0f} ev/s")
     report.figures.append(Figure("replay fold_runs", n / fold_s, "ev/s", TARGET_EVENTS_PER_S,
@@ -196,6 +207,25 @@ async def measure(events: int = 100_000, *, repeat: int = 2, bus_url: str = EMBE
     report.figures.append(Figure("replay decode only", n / decode_s, "ev/s"))
     report.figures.append(Figure("replay evolve only", n / evolve_s, "ev/s"))
     return report
+
+
+async def measure_takeover(bus: Bus, records: list[Record], repeat: int
+                           ) -> tuple[int, int, float, float]:
+    """What a new owner pays before it decides: claim (fence) + restore of the fullest group,
+    first from the whole log, then from a snapshot taken at its end (what snapshots buy)."""
+    sizes = Counter(r.partition for r in records)
+    k, in_group = sizes.most_common(1)[0]
+    loop = GroupLoop(bus, k, FleetView(bus), ModelsView(bus), {})
+
+    async def take_over() -> None:
+        await bus.claim(GROUP, loop.inputs)
+        await loop.restore()
+
+    from_log_s = await best_of_async(repeat, take_over)
+    await snapshots.save(bus, snapshots.Snapshot(k, loop.runs_end, loop.state.runs))
+    from_snapshot_s = await best_of_async(repeat, take_over)
+    assert loop.restore_stats["replayed"] == 0, "the snapshot was not used"
+    return k, in_group, from_log_s, from_snapshot_s
 
 
 @contextlib.contextmanager

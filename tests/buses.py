@@ -5,6 +5,10 @@ and deployment of its own, so a Kafka test starts from empty topics, offsets fro
 transactional ids nobody else uses, and needs no cleanup beyond closing its clients. Whatever
 a test opens from one URL — an EmbeddedApp (`Apps(home, bus_url)`) or a bare bus
 (`open_bus()`) — is the same storage: the same file, or the same topics.
+
+A Kafka test's topics are deleted after it: every read of the Kafka bus asks the cluster for
+metadata, and with thousands of leftover topics on the session's broker that answer alone took
+25-70 ms per read (see `drop_topics`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from orchestrator.bus import Bus, EmbeddedBus, KafkaBus, parse_bus_url
 from orchestrator.bus.factory import EMBEDDED, EMBEDDED_FILE
@@ -32,6 +37,29 @@ the run" (tests/conftest.py) and shows the bus in the test id (`[embedded]`, `[k
 def fresh_kafka_url(bootstrap: str, partitions: int = KAFKA_PARTITIONS) -> str:
     """A URL whose namespace (and so deployment) no other test uses."""
     return f"kafka://{bootstrap}?partitions={partitions}&namespace=t{uuid.uuid4().hex[:12]}"
+
+
+DROP_BOUND_S: Final = 30.0
+
+
+def drop_topics(url: str) -> None:
+    """Deletes the topics of a Kafka URL's namespace (nothing for the embedded bus).
+
+    Synchronous (confluent-kafka's admin client), so a plain fixture can call it at teardown,
+    after everything that used the namespace is closed. Why bother: KafkaBus's reader asks for
+    the metadata of every topic on the cluster when it goes idle, so the cost of a read grows
+    with the topics the whole session left behind (~1,600 topics: 25-70 ms per read instead of
+    a few ms; the Kafka half of the behaviour suites took 47 s instead of 32 s).
+    """
+    kafka = parse_bus_url(url)
+    if kafka is None or not kafka.namespace:
+        return
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    names = [name for name in admin.list_topics(timeout=DROP_BOUND_S).topics
+             if name.startswith(kafka.namespace)]
+    if names:
+        for done in admin.delete_topics(names, operation_timeout=DROP_BOUND_S).values():
+            done.result(timeout=DROP_BOUND_S)
 
 
 class BusOpener:

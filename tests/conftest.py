@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from orchestrator.bus import Bus
-from tests.buses import BUS_KINDS, BusOpener, fresh_kafka_url
+from tests.buses import BUS_KINDS, BusOpener, drop_topics, fresh_kafka_url
 from tests.kafka.broker import shared_kafka
 
 _skipped_kafka: list[str] = []
@@ -77,14 +77,18 @@ async def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
 
 
 @pytest.fixture(params=BUS_KINDS)
-def bus_url(request: pytest.FixtureRequest) -> str:
-    """`embedded`, or a Kafka URL in a fresh namespace; embedded runs never start a broker.
+def bus_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """`embedded`, or a Kafka URL in a fresh namespace whose topics are deleted after the test;
+    embedded runs never start a broker.
 
     Synchronous on purpose: an async fixture cannot getfixturevalue an async one.
     """
-    if request.param == "kafka":
-        return fresh_kafka_url(str(request.getfixturevalue("kafka_bootstrap")))
-    return str(request.param)
+    if request.param != "kafka":
+        yield str(request.param)
+        return
+    url = fresh_kafka_url(str(request.getfixturevalue("kafka_bootstrap")))
+    yield url
+    drop_topics(url)
 
 
 @pytest.fixture

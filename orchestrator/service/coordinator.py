@@ -23,7 +23,7 @@ from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import RegisterModel
-from orchestrator.bus import Bus, BusFenced, Outgoing, Record, TopicPartition
+from orchestrator.bus import Bus, BusError, BusFenced, Outgoing, Record, TopicPartition
 from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.decide import Input, Tick, decide, next_deadline
 from orchestrator.core.decider import Settings
@@ -190,6 +190,12 @@ class GroupLoop:
             written = await self.bus.commit(GROUP, positions, outgoing)
         except BusFenced:
             raise  # a newer owner has the group; our state is stale, and restoring is theirs
+        except BusError as exc:
+            # Expected trouble (a broker away): one line; whoever runs us restarts the group.
+            log.warning("partition group %s: commit failed, restoring from the log: %s",
+                        self.k, exc)
+            await self.restore()
+            raise
         except Exception:
             log.exception("partition group %s: commit failed; restoring from the log", self.k)
             await self.restore()
