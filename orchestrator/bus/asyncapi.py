@@ -27,7 +27,7 @@ from pydantic import Field
 
 from events.dlq import DeadLetter
 from events.topic_types import TOPIC_SPECS, TopicSpec, wire_envelope
-from orchestrator.bus.kafka import _TOPIC_CONFIGS
+from orchestrator.bus.kafka_topics import TOPIC_CONFIGS
 
 ASYNCAPI_VERSION: Final = "3.0.0"
 """What FastStream 0.7 writes by default; 2.6.0 would lose the send/receive operations."""
@@ -82,7 +82,7 @@ def payload_type(spec: TopicSpec) -> Any:
 
 
 def channel_description(spec: TopicSpec) -> str:
-    config = ", ".join(f"{k}={v}" for k, v in _TOPIC_CONFIGS.get(spec.topic, {}).items())
+    config = ", ".join(f"{k}={v}" for k, v in TOPIC_CONFIGS.get(spec.topic, {}).items())
     return (f"{spec.summary}\n\nKey: {spec.key}. Partition: {spec.partitioning}.\n"
             f"Written by {spec.written_by}; read by {spec.read_by}."
             + (f"\nTopic configuration: {config}." if config else ""))

@@ -1,10 +1,8 @@
 """The Kafka bus: the same contract as the embedded one, on real brokers through aiokafka.
 
-Every unsafe aiokafka default is overridden here, explicitly: producers are idempotent,
-transactional and wait for all in-sync replicas; consumers never auto-commit, read only
-committed data and start from the earliest offset. Consumer-group positions are written only by
-`commit` (send_offsets_to_transaction) and read only by `committed` (the admin API); no
-consumer here ever joins a group.
+Every unsafe aiokafka default is overridden (kafka_clients.py). Consumer-group positions are
+written only by `commit` (send_offsets_to_transaction) and read only by `committed` (the admin
+API); no consumer here ever joins a group (coordinator membership is kafka_group.py).
 
 read_committed leaves offset gaps (each transaction ends with a marker that takes an offset),
 so positions are never inferred from counts: a reader continues at `last.offset + 1`, and
@@ -12,42 +10,42 @@ so positions are never inferred from counts: a reader continues at `last.offset 
 forever.
 
 aiokafka has no KIP-447, so a zombie is fenced by the transactional id alone: `commit` uses one
-producer per (group, partition group k), id `baton.<deployment>.<group>.<k>`; a new owner's
-init_transactions bumps the epoch and the old producer's next transaction fails.
+producer per (group, input set), id `baton.<deployment>.<group>.<k>`; a new owner's `claim`
+(init_transactions) bumps the epoch and the old producer's next transaction fails.
+Client settings live in kafka_clients.py, topic provisioning in kafka_topics.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    KafkaError,
-    ProducerFenced,
-    TopicAlreadyExistsError,
-    for_code,
-)
+from aiokafka.admin import AIOKafkaAdminClient
 
-from events.topics import AGENTS, ALL_TOPICS, DEFAULT_PARTITIONS, GROUP_TOPICS, RUNS, SNAPSHOTS
+from events.topics import DEFAULT_PARTITIONS
 from events.topics import partition_for as _partition_for
+from orchestrator.bus.kafka_clients import (
+    CLIENT_ERRORS,
+    REQUEST_TIMEOUT_MS,
+    fenced,
+    new_consumer,
+    new_producer,
+    quietly,
+    retriable,
+    transactional_suffix,
+)
+from orchestrator.bus.kafka_topics import check_group_counts, provision, wanted_counts
 from orchestrator.bus.protocol import BusError, BusFenced
 from orchestrator.bus.records import Headers, Outgoing, Record, TopicPartition
 
 _log = logging.getLogger(__name__)
 
-TRANSACTION_TIMEOUT_MS: Final = 15_000
-"""Short: an open transaction of a dead producer holds back every read_committed reader."""
-REQUEST_TIMEOUT_MS: Final = 15_000
 READ_FETCH_MS: Final = 200
 """One fetch round of `read`; it loops until it reaches the end offset it saw at the start."""
 READER_FETCH_WAIT_MS: Final = 5
@@ -56,51 +54,10 @@ fetches (one shared client, re-assigned per partition), so it must not long-poll
 WAITER_FETCH_WAIT_MS: Final = 100
 READ_BOUND_S: Final = 30.0
 """A read that cannot reach an end offset the broker reported is a broker problem, not a wait."""
-PROVISION_BOUND_S: Final = 30.0
 SETTLE_BOUND_S: Final = 30.0
 COORDINATOR_BOUND_S: Final = 30.0
 """How long `committed` retries retriable errors, e.g. a group coordinator still being elected."""
 RETRY_PAUSE_S: Final = 0.1
-CLIENT_ERRORS: Final = (KafkaError, OSError)
-"""What aiokafka raises when brokers are away or refuse; each becomes a BusError here."""
-
-_TOPIC_CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
-    AGENTS: {"cleanup.policy": "compact"},
-    SNAPSHOTS: {"cleanup.policy": "compact"},
-    RUNS: {"retention.ms": "-1", "cleanup.policy": "delete"},
-}
-
-
-def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -> dict[str, int]:
-    """Every Baton topic at `partitions`, overridden per topic; group topics must agree."""
-    if partitions <= 0:
-        raise BusError(f"partition count must be positive, got {partitions}")
-    wanted = dict.fromkeys(ALL_TOPICS, partitions)
-    wanted.update(topic_partitions or {})
-    for topic, count in wanted.items():
-        if count <= 0:
-            raise BusError(f"{topic!r}: partition count must be positive, got {count}")
-    _check_group_counts(wanted, "requested")
-    return wanted
-
-
-def _check_group_counts(counts: Mapping[str, int], what: str) -> None:
-    group = {topic: counts[topic] for topic in GROUP_TOPICS if topic in counts}
-    if len(set(group.values())) > 1:
-        raise BusError(f"{', '.join(GROUP_TOPICS)} must share one partition count "
-                       f"({what}: {group}); raising a count is a migration, not a flag")
-
-
-def transactional_suffix(offsets: Mapping[TopicPartition, int]) -> str:
-    """k when every input partition is the same number (a partition group), else a stable hash.
-
-    The hash is sha256, not hash(): another process must derive the same id to fence us.
-    """
-    numbers = {tp.partition for tp in offsets}
-    if len(numbers) == 1:
-        return str(numbers.pop())
-    names = ",".join(sorted(f"{tp.topic}:{tp.partition}" for tp in offsets))
-    return "h" + hashlib.sha256(names.encode()).hexdigest()[:16]
 
 
 class KafkaBus:
@@ -153,14 +110,14 @@ class KafkaBus:
         try:
             await admin.start()
             bus = cls(bootstrap, deployment, namespace, {}, admin)
-            bus._counts = await bus._provision(wanted, replication)
-            _check_group_counts(bus._counts, "on the broker")
-            bus._reader = await bus._new_consumer(READER_FETCH_WAIT_MS)
+            bus._counts = await provision(admin, namespace, wanted, replication)
+            check_group_counts(bus._counts, "on the broker")
+            bus._reader = await new_consumer(bootstrap, READER_FETCH_WAIT_MS)
         except CLIENT_ERRORS as exc:
-            await _quietly(admin.close())
+            await quietly(admin.close())
             raise BusError(f"cannot open the Kafka bus at {bootstrap}: {exc!r}") from exc
         except BaseException:
-            await _quietly(admin.close())
+            await quietly(admin.close())
             raise
         return bus
 
@@ -196,11 +153,11 @@ class KafkaBus:
         async with self._publish_lock:
             try:
                 if self._publisher is None:
-                    self._publisher = await self._new_producer(self._publish_tid)
+                    self._publisher = await new_producer(self._bootstrap, self._publish_tid)
                 return await self._transact(self._publisher, placed, None)
             except (*CLIENT_ERRORS, BusError) as exc:
                 if self._publisher is not None:
-                    await _quietly(self._publisher.stop())
+                    await quietly(self._publisher.stop())
                 self._publisher = None
                 raise BusError(f"publish failed, nothing was written: {exc!r}") from exc
 
@@ -238,9 +195,9 @@ class KafkaBus:
         async with self._producer_locks.setdefault(tid, asyncio.Lock()):
             stale = self._producers.pop(tid, None)
             if stale is not None:
-                await _quietly(stale.stop())
+                await quietly(stale.stop())
             try:
-                self._producers[tid] = await self._new_producer(tid)
+                self._producers[tid] = await new_producer(self._bootstrap, tid)
             except CLIENT_ERRORS as exc:
                 raise BusError(f"cannot claim group {group!r} (transactional id {tid}): "
                                f"{exc!r}") from exc
@@ -256,15 +213,15 @@ class KafkaBus:
             producer = self._producers.get(tid)
             try:
                 if producer is None:
-                    producer = await self._new_producer(tid)
+                    producer = await new_producer(self._bootstrap, tid)
                     self._producers[tid] = producer
                 return await self._transact(producer, placed, (group, positions))
             except (*CLIENT_ERRORS, BusError) as exc:
                 # Fenced or broken: this producer is done; a later commit starts a new one.
                 stale = self._producers.pop(tid, None)
                 if stale is not None:
-                    await _quietly(stale.stop())
-                kind = BusFenced if _fenced(exc) else BusError
+                    await quietly(stale.stop())
+                kind = BusFenced if fenced(exc) else BusError
                 raise kind(f"commit for group {group!r} failed, nothing was written "
                            f"(transactional id {tid}): {exc!r}") from exc
 
@@ -282,7 +239,7 @@ class KafkaBus:
             except CLIENT_ERRORS as exc:
                 # A fresh cluster has no group coordinator until __consumer_offsets exists, a
                 # failing-over one for a moment: retriable, and it comes within seconds.
-                if not _retriable(exc) or time.monotonic() > deadline:
+                if not retriable(exc) or time.monotonic() > deadline:
                     raise BusError(f"cannot read the offsets of group {group!r}: {exc!r}"
                                    ) from exc
             await asyncio.sleep(pause)
@@ -357,14 +314,14 @@ class KafkaBus:
         try:
             return await self._wait_on(consumer, positions, timeout)
         except CLIENT_ERRORS as exc:
-            await _quietly(consumer.stop())
+            await quietly(consumer.stop())
             consumer = None
             raise BusError(f"wait failed: {exc!r}") from exc
         finally:
             if consumer is not None:
                 self._busy_waiters.discard(consumer)
                 if self._closed:
-                    await _quietly(consumer.stop())
+                    await quietly(consumer.stop())
                 else:
                     consumer.assign([])
                     self._idle_waiters.append(consumer)
@@ -385,8 +342,8 @@ class KafkaBus:
         self._busy_waiters.clear()
         self._producers.clear()
         self._publisher = None
-        await asyncio.gather(*(_quietly(client.stop()) for client in clients))
-        await _quietly(self._admin.close())
+        await asyncio.gather(*(quietly(client.stop()) for client in clients))
+        await quietly(self._admin.close())
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -414,74 +371,6 @@ class KafkaBus:
         self._check(tp)
         return tp, out
 
-    async def _provision(self, wanted: Mapping[str, int], replication: int) -> dict[str, int]:
-        """Creates what is missing, then reads every count back from the metadata."""
-        names = {self._name(topic): topic for topic in wanted}
-        # list_topics, not describe: a metadata request naming a missing topic may auto-create
-        # it with the broker's default count (auto.create.topics.enable).
-        listed = set(await self._admin.list_topics())
-        missing = [name for name in names if name not in listed]
-        if missing:
-            new = [NewTopic(name, num_partitions=wanted[names[name]],
-                            replication_factor=replication,
-                            topic_configs=dict(_TOPIC_CONFIGS.get(names[name], {})))
-                   for name in missing]
-            response = await self._admin.create_topics(new)
-            _raise_topic_errors(response)
-        deadline = time.monotonic() + PROVISION_BOUND_S
-        while True:  # creation is asynchronous: wait until every partition has a leader
-            existing = await self._describe(list(names))
-            if all(name in existing for name in names):
-                return {names[name]: count for name, count in existing.items()}
-            if time.monotonic() > deadline:
-                absent = sorted(set(names) - set(existing))
-                raise BusError(f"topics {absent} did not become available")
-            await asyncio.sleep(0.05)
-
-    async def _describe(self, names: list[str]) -> dict[str, int]:
-        """Partition counts of the named topics that exist with every partition led."""
-        counts: dict[str, int] = {}
-        for topic in await self._admin.describe_topics(names):
-            partitions = topic.get("partitions") or []
-            if topic.get("error_code", 0) == 0 and partitions and all(
-                    p.get("leader", -1) >= 0 for p in partitions):
-                counts[str(topic["topic"])] = len(partitions)
-        return counts
-
-    async def _new_producer(self, transactional_id: str) -> Any:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            transactional_id=transactional_id,
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-            request_timeout_ms=REQUEST_TIMEOUT_MS,
-            linger_ms=0,
-        )
-        try:
-            await producer.start()
-        except BaseException:
-            await _quietly(producer.stop())
-            raise
-        return producer
-
-    async def _new_consumer(self, fetch_wait_ms: int = WAITER_FETCH_WAIT_MS) -> Any:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            request_timeout_ms=REQUEST_TIMEOUT_MS,
-            fetch_max_wait_ms=fetch_wait_ms,
-        )
-        try:
-            await consumer.start()
-        except BaseException:
-            await _quietly(consumer.stop())
-            raise
-        return consumer
-
     async def _transact(self, producer: Any, placed: list[tuple[TopicPartition, Outgoing]],
                         offsets: tuple[str, dict[Any, int]] | None) -> list[Record]:
         """begin → sends → (offsets) → commit; any failure aborts, so nothing becomes visible."""
@@ -500,7 +389,7 @@ class KafkaBus:
                 await producer.send_offsets_to_transaction(positions, group)
             await producer.commit_transaction()
         except BaseException:
-            await _quietly(producer.abort_transaction())
+            await quietly(producer.abort_transaction())
             raise
         return [
             Record(tp.topic, tp.partition, int(meta.offset), out.key, out.value, out.headers,
@@ -540,7 +429,7 @@ class KafkaBus:
                 # A broker failing over answers again within the bound; until then the
                 # transaction is committed but we cannot show it, and a caller would have to
                 # restore for nothing.
-                if not _retriable(exc) or time.monotonic() > deadline:
+                if not retriable(exc) or time.monotonic() > deadline:
                     raise BusError(f"committed, but could not confirm it is visible: "
                                    f"{exc!r}") from exc
                 await asyncio.sleep(RETRY_PAUSE_S)
@@ -590,9 +479,10 @@ class KafkaBus:
                       int(raw.timestamp))
 
     async def _take_waiter(self) -> Any:
-        consumer = self._idle_waiters.pop() if self._idle_waiters else await self._new_consumer()
+        consumer = (self._idle_waiters.pop() if self._idle_waiters
+                    else await new_consumer(self._bootstrap, WAITER_FETCH_WAIT_MS))
         if self._closed:  # closed while the consumer was starting: close() did not see it
-            await _quietly(consumer.stop())
+            await quietly(consumer.stop())
             self._check_open()
         self._busy_waiters.add(consumer)
         return consumer
@@ -625,34 +515,3 @@ class KafkaBus:
             closed.cancel()
 
 
-def _fenced(exc: BaseException) -> bool:
-    """A newer producer took the transactional id: aiokafka says so in one of two ways."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ProducerFenced | InvalidProducerEpoch):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _retriable(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) or bool(getattr(exc, "retriable", False))
-
-
-def _raise_topic_errors(response: Any) -> None:
-    """create_topics reports per-topic errors in the response instead of raising."""
-    for entry in response.topic_errors:
-        name, code = entry[0], entry[1]
-        if code:
-            error = for_code(code)
-            if error is TopicAlreadyExistsError:
-                continue  # another instance created it first; its count is read back
-            raise BusError(f"cannot create topic {name}: {error.__name__} {entry[2:]}")
-
-
-async def _quietly(step: Any) -> None:
-    """Cleanup after a failure must not hide the failure itself."""
-    try:
-        await step
-    except Exception:
-        _log.debug("ignored error during cleanup", exc_info=True)

@@ -1,0 +1,97 @@
+"""aiokafka clients with every unsafe default overridden, and what their errors mean.
+
+Producers are idempotent, transactional and wait for all in-sync replicas; consumers never
+auto-commit, read only committed data and start from the earliest offset. aiokafka has no
+KIP-447, so a zombie is fenced by the transactional id alone: `transactional_suffix` derives the
+id's last part from the inputs, the same in every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+
+from orchestrator.bus.records import TopicPartition
+
+_log = logging.getLogger(__name__)
+
+TRANSACTION_TIMEOUT_MS: Final = 15_000
+"""Short: an open transaction of a dead producer holds back every read_committed reader."""
+REQUEST_TIMEOUT_MS: Final = 15_000
+CLIENT_ERRORS: Final = (KafkaError, OSError)
+"""What aiokafka raises when brokers are away or refuse; each becomes a BusError."""
+
+
+def transactional_suffix(offsets: Mapping[TopicPartition, int]) -> str:
+    """k when every input partition is the same number (a partition group), else a stable hash.
+
+    The hash is sha256, not hash(): another process must derive the same id to fence us.
+    """
+    numbers = {tp.partition for tp in offsets}
+    if len(numbers) == 1:
+        return str(numbers.pop())
+    names = ",".join(sorted(f"{tp.topic}:{tp.partition}" for tp in offsets))
+    return "h" + hashlib.sha256(names.encode()).hexdigest()[:16]
+
+
+async def new_producer(bootstrap: str, transactional_id: str) -> Any:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        transactional_id=transactional_id,
+        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+        linger_ms=0,
+    )
+    try:
+        await producer.start()
+    except BaseException:
+        await quietly(producer.stop())
+        raise
+    return producer
+
+async def new_consumer(bootstrap: str, fetch_wait_ms: int) -> Any:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+        fetch_max_wait_ms=fetch_wait_ms,
+    )
+    try:
+        await consumer.start()
+    except BaseException:
+        await quietly(consumer.stop())
+        raise
+    return consumer
+
+
+
+def fenced(exc: BaseException) -> bool:
+    """A newer producer took the transactional id: aiokafka says so in one of two ways."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ProducerFenced | InvalidProducerEpoch):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def retriable(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) or bool(getattr(exc, "retriable", False))
+
+
+async def quietly(step: Any) -> None:
+    """Cleanup after a failure must not hide the failure itself."""
+    try:
+        await step
+    except Exception:
+        _log.debug("ignored error during cleanup", exc_info=True)

@@ -1,0 +1,97 @@
+"""Baton's topics on a Kafka cluster: their counts, their configs, and creating them.
+
+Counts are fixed per topic (keys are placed by partition_for(key, n)), so existing topics keep
+theirs and are only checked; the three topics of a partition group must agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from events.topics import AGENTS, ALL_TOPICS, GROUP_TOPICS, RUNS, SNAPSHOTS
+from orchestrator.bus.protocol import BusError
+
+PROVISION_BOUND_S: Final = 30.0
+
+TOPIC_CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
+    AGENTS: {"cleanup.policy": "compact"},
+    SNAPSHOTS: {"cleanup.policy": "compact"},
+    RUNS: {"retention.ms": "-1", "cleanup.policy": "delete"},
+}
+
+
+def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -> dict[str, int]:
+    """Every Baton topic at `partitions`, overridden per topic; group topics must agree."""
+    if partitions <= 0:
+        raise BusError(f"partition count must be positive, got {partitions}")
+    wanted = dict.fromkeys(ALL_TOPICS, partitions)
+    wanted.update(topic_partitions or {})
+    for topic, count in wanted.items():
+        if count <= 0:
+            raise BusError(f"{topic!r}: partition count must be positive, got {count}")
+    check_group_counts(wanted, "requested")
+    return wanted
+
+
+def check_group_counts(counts: Mapping[str, int], what: str) -> None:
+    group = {topic: counts[topic] for topic in GROUP_TOPICS if topic in counts}
+    if len(set(group.values())) > 1:
+        raise BusError(f"{', '.join(GROUP_TOPICS)} must share one partition count "
+                       f"({what}: {group}); raising a count is a migration, not a flag")
+
+
+
+async def provision(admin: Any, namespace: str, wanted: Mapping[str, int], replication: int
+                    ) -> dict[str, int]:
+    """Creates what is missing, then reads every count back from the metadata (plain names)."""
+    names = {namespace + topic: topic for topic in wanted}
+    # list_topics, not describe: a metadata request naming a missing topic may auto-create
+    # it with the broker's default count (auto.create.topics.enable).
+    listed = set(await admin.list_topics())
+    missing = [name for name in names if name not in listed]
+    if missing:
+        new = [NewTopic(name, num_partitions=wanted[names[name]],
+                        replication_factor=replication,
+                        topic_configs=dict(TOPIC_CONFIGS.get(names[name], {})))
+               for name in missing]
+        response = await admin.create_topics(new)
+        raise_topic_errors(response)
+    deadline = time.monotonic() + PROVISION_BOUND_S
+    while True:  # creation is asynchronous: wait until every partition has a leader
+        existing = await _describe(admin, list(names))
+        if all(name in existing for name in names):
+            return {names[name]: count for name, count in existing.items()}
+        if time.monotonic() > deadline:
+            absent = sorted(set(names) - set(existing))
+            raise BusError(f"topics {absent} did not become available")
+        await asyncio.sleep(0.05)
+
+async def _describe(admin: Any, names: list[str]) -> dict[str, int]:
+    """Partition counts of the named topics that exist with every partition led."""
+    counts: dict[str, int] = {}
+    for topic in await admin.describe_topics(names):
+        partitions = topic.get("partitions") or []
+        if topic.get("error_code", 0) == 0 and partitions and all(
+                p.get("leader", -1) >= 0 for p in partitions):
+            counts[str(topic["topic"])] = len(partitions)
+    return counts
+
+
+
+def raise_topic_errors(response: Any) -> None:
+    """create_topics reports per-topic errors in the response instead of raising."""
+    for entry in response.topic_errors:
+        name, code = entry[0], entry[1]
+        if code:
+            error = for_code(code)
+            if error is TopicAlreadyExistsError:
+                continue  # another instance created it first; its count is read back
+            raise BusError(f"cannot create topic {name}: {error.__name__} {entry[2:]}")
+
+
