@@ -2,13 +2,12 @@
 
 The `bus_url` fixture (tests/conftest.py) is `embedded` or a `kafka://` URL with a namespace
 and deployment of its own, so a Kafka test starts from empty topics, offsets from 0 and
-transactional ids nobody else uses, and needs no cleanup beyond closing its clients. Whatever
-a test opens from one URL — an EmbeddedApp (`Apps(home, bus_url)`) or a bare bus
-(`open_bus()`) — is the same storage: the same file, or the same topics.
+transactional ids nobody else uses. Whatever a test opens from one URL — an EmbeddedApp
+(`Apps(home, bus_url)`) or a bare bus (`open_bus()`) — is the same storage: the same file, or
+the same topics.
 
-A Kafka test's topics are deleted after it: every read of the Kafka bus asks the cluster for
-metadata, and with thousands of leftover topics on the session's broker that answer alone took
-25-70 ms per read (see `drop_topics`).
+A Kafka test's topics are deleted after it, so the session's one broker stays as small as a
+fresh one (see `drop_topics`).
 """
 
 from __future__ import annotations
@@ -46,10 +45,11 @@ def drop_topics(url: str) -> None:
     """Deletes the topics of a Kafka URL's namespace (nothing for the embedded bus).
 
     Synchronous (confluent-kafka's admin client), so a plain fixture can call it at teardown,
-    after everything that used the namespace is closed. Why bother: KafkaBus's reader asks for
-    the metadata of every topic on the cluster when it goes idle, so the cost of a read grows
-    with the topics the whole session left behind (~1,600 topics: 25-70 ms per read instead of
-    a few ms; the Kafka half of the behaviour suites took 47 s instead of 32 s).
+    after everything that used the namespace is closed. Why bother: one broker serves the whole
+    session, and what a test leaves there slows every later test down. Measured while the Kafka
+    bus's reader still unassigned itself when idle (which asks for the metadata of every topic
+    on the cluster): with ~1,600 leftover topics a read took 25-70 ms instead of a few, and the
+    Kafka half of the behaviour suites 47 s instead of 32 s.
     """
     kafka = parse_bus_url(url)
     if kafka is None or not kafka.namespace:

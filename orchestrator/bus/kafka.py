@@ -323,7 +323,7 @@ class KafkaBus:
                 if self._closed:
                     await quietly(consumer.stop())
                 else:
-                    consumer.assign([])
+                    _idle(consumer)
                     self._idle_waiters.append(consumer)
 
     async def close(self) -> None:
@@ -448,6 +448,8 @@ class KafkaBus:
             reader.assign([ktp])
             self._reader_tp = ktp
             self._reader_next = None
+        elif ktp in reader.paused():
+            reader.resume(ktp)
         if self._reader_next != start:  # a continuation keeps what the reader prefetched
             reader.seek(ktp, start)
         self._reader_next = None
@@ -466,8 +468,7 @@ class KafkaBus:
         if reached > after:  # offsets a read_committed reader stepped over: markers, aborts
             self._no_records[ktp] = (after, reached)
         if reached >= end:  # nothing to continue with: no background fetches while idle
-            reader.assign([])
-            self._reader_tp = None
+            _idle(reader)
         return out
 
     def _record(self, raw: Any) -> Record:
@@ -491,6 +492,7 @@ class KafkaBus:
                        timeout: float) -> bool:  # noqa: ASYNC109
         ktps = {self._ktp(tp): max(pos, 0) for tp, pos in positions.items()}
         consumer.assign(list(ktps))
+        consumer.resume(*ktps)  # an idle waiter was paused (see _idle)
         for ktp, pos in ktps.items():
             consumer.seek(ktp, pos)
         loop = asyncio.get_running_loop()
@@ -515,3 +517,8 @@ class KafkaBus:
             closed.cancel()
 
 
+def _idle(consumer: Any) -> None:
+    """No background fetches while nobody asks, without `assign([])`: an empty assignment makes
+    aiokafka track, and fetch the metadata of, every topic on the cluster (set_topics([]) means
+    all), which on a cluster of many topics costs more than the reads themselves."""
+    consumer.pause(*consumer.assignment())

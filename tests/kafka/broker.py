@@ -1,7 +1,7 @@
-"""One broker per test process, shared by every conftest that offers `kafka_bootstrap`.
+"""One broker per test process, behind the `kafka_bootstrap` session fixture (tests/conftest.py).
 
-Fixtures live per directory, so tests/bus and tests/kafka each define a session fixture; both
-lean on this holder so one pytest run starts one JVM, whichever directory asks first.
+The holder counts its users, so one pytest run starts one JVM whoever asks first, and stops it
+after the last user is done.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ refusals recorded."""
 from __future__ import annotations
 
 import asyncio
+
 from events.codec import decode, encode
 from events.dlq import DeadLetter
 from events.envelope import Envelope, envelope
