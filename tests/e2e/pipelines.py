@@ -25,9 +25,9 @@ def record_attempt(ctx: TaskContext) -> None:
         os.fsync(ledger.fileno())
 
 
-def _step(ctx: TaskContext) -> str:
+def _step(ctx: TaskContext, work_s: float = WORK_S) -> str:
     record_attempt(ctx)
-    time.sleep(WORK_S)  # the workload: long enough for a test to kill the process mid-run
+    time.sleep(work_s)  # the workload: long enough for a test to kill the process mid-run
     return ctx.task
 
 
@@ -64,22 +64,16 @@ for _fn in (extract, clean, left, right, merge, publish):
 QUICK_S = 0.2
 
 
-def quick(ctx: TaskContext) -> str:
-    record_attempt(ctx)
-    time.sleep(QUICK_S)
-    return ctx.task
-
-
 def first(ctx: TaskContext) -> str:
-    return quick(ctx)
+    return _step(ctx, QUICK_S)
 
 
 def second(first: str, ctx: TaskContext) -> str:
-    return quick(ctx)
+    return _step(ctx, QUICK_S)
 
 
 def third(second: str, ctx: TaskContext) -> str:
-    return quick(ctx)
+    return _step(ctx, QUICK_S)
 
 
 quick_chain = Pipeline("quick_chain", deadline_s=600, description="first -> second -> third")

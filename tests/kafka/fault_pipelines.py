@@ -7,21 +7,17 @@ is long enough for a broker to go away while attempts are in flight.
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 from agents.task_api import TaskContext
 from orchestrator.pipelines import Pipeline
+from tests.e2e.pipelines import record_attempt
 
 WORK_S = 1.0
 
 
 def _step(ctx: TaskContext) -> str:
-    with Path(str(ctx.params["ledger"])).open("a") as ledger:
-        ledger.write(f"{ctx.data.attempt_id}\n")
-        ledger.flush()
-        os.fsync(ledger.fileno())
+    record_attempt(ctx)
     time.sleep(WORK_S)
     return ctx.task
 
