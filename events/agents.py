@@ -30,9 +30,12 @@ class AgentHeartbeat(Payload):
 
 
 class AgentDraining(Payload):
+    """Takes no new work; running attempts get `grace_s` to finish, the rest are interrupted."""
+
     TYPE = "agent_draining"
     agent_id: str
     reason: str = "SIGTERM"
+    grace_s: float = Field(default=0.0, ge=0)
 
 
 class AgentStopped(Payload):

@@ -24,6 +24,9 @@ class ExecuteTask(RunPayload):
     function: str
     inputs: dict[str, ArtifactRef] = Field(default_factory=dict)
     resources: Resources
+    gpus: tuple[int, ...] = ()
+    """GPU indices the coordinator reserved; the agent uses them if they are free and qualify,
+    else others that do (it is the authority), and reports the ones it gave."""
     timeout_s: float | None = None
     not_after: float
     trigger: TriggerInfo

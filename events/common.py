@@ -36,6 +36,11 @@ class Resources(Frozen):
     gpu_model: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
+    def takes_gpu(self, gpu: GpuInfo) -> bool:
+        """Whether one GPU qualifies for this request (the coordinator and agent both ask)."""
+        return gpu.memory_mb >= self.gpu_memory_mb and (
+            self.gpu_model is None or self.gpu_model.lower() in gpu.model.lower())
+
 
 class Capabilities(Frozen):
     """What an agent advertises it can run."""

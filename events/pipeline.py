@@ -50,6 +50,8 @@ class TaskSpec(Frozen):
     resources: Resources = Resources()
     retry: RetryPolicy = RetryPolicy()
     timeout_s: float | None = Field(default=None, gt=0)
+    schedule_to_start_timeout_s: float | None = Field(default=None, gt=0)
+    """Fail the task (with the reason it waited) if no attempt starts this long after ready."""
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     gate: GateSpec | None = None
     registration: RegisterSpec | None = None
@@ -78,6 +80,8 @@ class PipelineSpec(Frozen):
     tasks: tuple[TaskSpec, ...]
     triggers: tuple[TriggerSpec, ...] = (TriggerSpec(on="manual"),)
     deadline_s: float = Field(default=3600.0, gt=0)
+    max_concurrent_tasks: int | None = Field(default=None, ge=1)
+    """At most this many of the pipeline's tasks on agents at once, across all its runs."""
     description: str = ""
 
     def version(self) -> str:

@@ -54,7 +54,7 @@ class AttemptSucceeded(AttemptReport):
 
 FailureReason = Literal[
     "exception", "crashed", "timed_out", "cancelled", "invalid_task", "interrupted", "lost",
-    "gate_rejected",
+    "gate_rejected", "not_started",
 ]
 
 

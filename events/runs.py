@@ -60,6 +60,7 @@ class TaskScheduled(AttemptEvent):
     placement: int = Field(default=1, ge=1)
     resources: Resources
     not_after: float
+    gpus: tuple[int, ...] = ()
 
 
 class TaskAccepted(AttemptEvent):
@@ -89,6 +90,8 @@ class TaskStarted(AttemptEvent):
     agent_id: str
     timeout_at: float | None = None
     gpus: tuple[int, ...] = ()
+    queued_s: float | None = Field(default=None, ge=0)
+    """Ready -> started for this attempt: waiting for capacity, placement and the agent."""
 
 
 class TaskProgress(AttemptEvent):

@@ -22,6 +22,11 @@ class Settings:
     reject_backoff_s: float = 0.2
     reject_backoff_max_s: float = 5.0
     strategy: str = "spread"
+    """"spread" (least loaded fitting agent) or "pack" (most loaded that still fits)."""
+    pool_limits: tuple[tuple[str, int], ...] = ()
+    """("key=value", n): at most n tasks requesting that label run at once (a label pool)."""
+    aging_s: float = 60.0
+    """Each aging_s a ready task waits raises its priority by one, so nothing waits forever."""
 
 
 @dataclass
