@@ -18,6 +18,7 @@ from orchestrator.core.decider import REGISTRY_AGENT, SOURCE, Decider, Settings
 from orchestrator.core.errors import InvalidInput, SpecError
 from orchestrator.core.evolve import created_run
 from orchestrator.core.flow import advance, attempt_ended, place_ready
+from orchestrator.core.ids import attempt_id
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
     TERMINAL_TASK,
@@ -176,9 +177,11 @@ def _rejected(d: Decider, run: RunState, r: rp.AttemptRejected) -> None:
 
 def _started(d: Decider, run: RunState, r: rp.AttemptStarted) -> None:
     timeout = run.spec.task(r.task).timeout_s
+    ready_at = run.tasks[r.task].ready_at
     d.log(run, ev.TaskStarted(run_id=r.run_id, task=r.task, attempt=r.attempt,
                               attempt_id=r.attempt_id, agent_id=r.agent_id, gpus=r.gpus,
-                              timeout_at=d.now + timeout if timeout else None))
+                              timeout_at=d.now + timeout if timeout else None,
+                              queued_s=None if ready_at is None else max(0.0, d.now - ready_at)))
 
 
 def _progress(d: Decider, run: RunState, r: rp.AttemptProgress) -> None:
@@ -217,6 +220,10 @@ def _tick_run(d: Decider, run: RunState) -> None:
 def _tick_task(d: Decider, run: RunState, name: str) -> None:
     task = run.tasks[name]
     current = task.current
+    start_by = _start_by(run, task)
+    if start_by is not None and d.now >= start_by:
+        _not_started(d, run, name)
+        return
     if current is None or current.status not in ACTIVE_ATTEMPT:
         return
     if current.agent_id == REGISTRY_AGENT:
@@ -234,6 +241,33 @@ def _tick_task(d: Decider, run: RunState, name: str) -> None:
     elif current.status == "scheduled" and d.now > current.not_after:
         d.log(run, ev.TaskRejected(**base, agent_id=current.agent_id, place_after=d.now,
                                    reason="agent did not accept the command before not_after"))
+
+
+def _start_by(run: RunState, task: TaskState) -> float | None:
+    """When a task not yet started runs out of its schedule-to-start timeout, if it has one."""
+    limit = run.spec.task(task.name).schedule_to_start_timeout_s
+    waiting = task.status in ("ready", "scheduled")
+    if limit is None or task.ready_at is None or not waiting:
+        return None
+    return task.ready_at + limit
+
+
+def _not_started(d: Decider, run: RunState, name: str) -> None:
+    """No agent started it in time: fail it for good, saying why it waited, and withdraw a
+    command still on its way (its late reports are then superseded and ignored)."""
+    task = run.tasks[name]
+    limit = run.spec.task(name).schedule_to_start_timeout_s
+    current = task.current
+    aid = attempt_id(run.run_id, name, task.attempt)
+    why = task.waiting or "waiting for an agent"
+    if current is not None and current.status in ACTIVE_ATTEMPT:
+        aid, why = current.attempt_id, f"placed on {current.agent_id} but not started there"
+        d.command(run, CancelTask(run_id=run.run_id, agent_id=current.agent_id,
+                                  attempt_id=aid, reason="not started in time"), f"cancel/{aid}")
+    d.log(run, ev.TaskFailed(
+        run_id=run.run_id, task=name, attempt=task.attempt, attempt_id=aid,
+        reason="not_started", retryable=False, final=True,
+        message=f"not started within its schedule-to-start timeout of {limit:g}s: {why}"))
 
 
 def _timed_out(d: Decider, run: RunState, name: str, timeout_at: float) -> None:
@@ -259,12 +293,12 @@ def next_deadline(state: CoordinatorState) -> float | None:
             continue
         times.append(run.deadline_at)
         for task in run.tasks.values():
-            times.extend(_task_deadlines(task))
+            times.extend(_task_deadlines(run, task))
     return min(times) if times else None
 
 
-def _task_deadlines(task: TaskState) -> list[float]:
-    out = [t for t in (task.retry_at, task.place_after) if t is not None]
+def _task_deadlines(run: RunState, task: TaskState) -> list[float]:
+    out = [t for t in (task.retry_at, task.place_after, _start_by(run, task)) if t is not None]
     current = task.current
     if current is not None and current.status in ACTIVE_ATTEMPT:
         if current.timeout_at is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from events.commands import CancelTask
@@ -9,7 +10,7 @@ from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
 from orchestrator.core.evolve import InFlight, apply, update_in_flight
 from orchestrator.core.placement import Usage
-from orchestrator.core.state import ACTIVE_ATTEMPT, CoordinatorState, RunState
+from orchestrator.core.state import ACTIVE_ATTEMPT, Attempt, CoordinatorState, RunState
 
 SOURCE = "baton.coordinator"
 
@@ -98,8 +99,18 @@ class Decider:
         self._copy_agent(agent_id)
         used = Usage()
         for attempt in self.in_flight.get(agent_id, {}).values():
-            used = used.plus(attempt.resources)
+            used = used.plus(attempt.resources, attempt.gpus)
         return used
+
+    def attempts_in_flight(self) -> Iterator[Attempt]:
+        """Every active attempt on an agent, as this decision leaves them (limits count them)."""
+        for agent_id, attempts in self.state.in_flight.items():
+            if agent_id in self._copied_agents or not _on_agent(agent_id):
+                continue
+            yield from attempts.values()
+        for agent_id in self._copied_agents:
+            if _on_agent(agent_id):
+                yield from self.in_flight.get(agent_id, {}).values()
 
     def _touch(self, attempt: object) -> None:
         agent = getattr(attempt, "agent_id", None)

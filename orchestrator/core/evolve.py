@@ -102,7 +102,7 @@ def _attempt(run: RunState, name: str, attempt_id: str, **changes: Any) -> None:
 
 
 def _ready(run: RunState, e: ev.TaskReady, at: float) -> None:
-    _task(run, e.task, status="ready", retry_at=None, place_after=None, waiting=None)
+    _task(run, e.task, status="ready", retry_at=None, place_after=None, waiting=None, ready_at=at)
 
 
 def _waiting(run: RunState, e: ev.TaskWaiting, at: float) -> None:
@@ -113,7 +113,7 @@ def _waiting(run: RunState, e: ev.TaskWaiting, at: float) -> None:
 def _scheduled(run: RunState, e: ev.TaskScheduled, at: float) -> None:
     attempt = Attempt(
         number=e.attempt, attempt_id=e.attempt_id, agent_id=e.agent_id, placement=e.placement,
-        resources=e.resources, not_after=e.not_after,
+        resources=e.resources, not_after=e.not_after, gpus=e.gpus, pipeline=run.pipeline,
     )
     task = run.tasks[e.task].with_attempt(attempt)
     run.tasks[e.task] = replace(
@@ -123,7 +123,8 @@ def _scheduled(run: RunState, e: ev.TaskScheduled, at: float) -> None:
 
 
 def _accepted(run: RunState, e: ev.TaskAccepted, at: float) -> None:
-    _attempt(run, e.task, e.attempt_id, status="accepted", gpus=e.gpus)
+    gpus = e.gpus or (run.tasks[e.task].current or _NO_ATTEMPT).gpus
+    _attempt(run, e.task, e.attempt_id, status="accepted", gpus=gpus)
 
 
 def _rejected(run: RunState, e: ev.TaskRejected, at: float) -> None:

@@ -6,11 +6,12 @@ from events import runs as ev
 from events.commands import ExecuteTask
 from events.pipeline import TaskSpec
 from events.registry import RegisterModel
-from orchestrator.core.decider import REGISTRY_AGENT, Decider
+from orchestrator.core.decider import REGISTRY_AGENT, Decider, Settings
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
-from orchestrator.core.placement import Placed, place
-from orchestrator.core.state import TERMINAL_TASK, RunState
+from orchestrator.core.placement import FULL, Fleet, Placed, request_key
+from orchestrator.core.queueing import Candidate, Limits, effective_priority, order, outranking
+from orchestrator.core.state import TERMINAL_TASK, CoordinatorState, RunState, TaskState, Want
 
 FAILED = frozenset({"failed", "upstream_failed", "cancelled"})
 
@@ -115,49 +116,88 @@ def attempt_ended(d: Decider, run: RunState, failure: ev.TaskFailed, *, log_fail
 
 
 def place_ready(d: Decider) -> None:
-    """Offer capacity to ready tasks by run priority, then age; record changed wait reasons."""
+    """Offer capacity to ready tasks in queue order (queueing.order); record changed waits.
+
+    One Fleet serves the whole pass, so each placement sees the ones before it. A task that
+    waited long enough to have aged and finds every fitting agent full reserves one, so the
+    small tasks behind it cannot take each freed slot forever. Tasks of the process's other
+    partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
+    """
     candidates = [
-        (-run.priority, run.created_at, run.run_id, i, spec)
+        Candidate(run.run_id, spec.name, run.pipeline, run.priority, task.ready_at or d.now, i)
         for run in d.runs() for i, spec in enumerate(run.spec.tasks)
-        if spec.kind == "function" and _placeable(run, spec.name, d.now)
+        if spec.kind == "function" and _placeable(task := run.tasks[spec.name], d.now)
     ]
-    for _, _, run_id, _, spec in sorted(candidates, key=lambda c: c[:4]):
-        run = d.run(run_id)
+    if not candidates:
+        return
+    agents = list(d.state.agents.values())
+    fleet = Fleet(agents, {a.agent_id: d.usage(a.agent_id) for a in agents},
+                  d.settings.strategy)  # type: ignore[arg-type]
+    limits = Limits(dict(d.settings.pool_limits))
+    for attempt in d.attempts_in_flight():
+        limits.count(attempt.pipeline, attempt.resources)
+    held = outranking(d.state.demand, d.state.group)
+    for c in order(candidates, limits.pipelines, d.now, d.settings.aging_s):
+        rank = effective_priority(c.priority, c.ready_at, d.now, d.settings.aging_s)
+        while held and held[0].rank > rank:  # that group places it itself, woken like us
+            fleet.place(held.pop(0).resources)
+        run = d.run(c.run_id)
         assert run is not None
-        _place_one(d, run, spec)
+        spec = run.spec.task(c.task)
+        reason = limits.blocked(run.pipeline, run.spec.max_concurrent_tasks, spec.resources)
+        if reason is None:
+            choice = fleet.place(spec.resources)
+            if isinstance(choice, Placed):
+                limits.count(run.pipeline, spec.resources)
+                _schedule(d, run, spec, choice)
+                continue
+            if choice.full and rank > c.priority:
+                fleet.reserve(spec.resources)
+            reason = choice.reason
+        task = run.tasks[c.task]
+        if task.waiting != reason or task.place_after is not None:
+            d.log(run, ev.TaskWaiting(run_id=run.run_id, task=c.task, reason=reason))
 
 
-def _placeable(run: RunState, name: str, now: float) -> bool:
-    task = run.tasks[name]
+def waiting_for_room(state: CoordinatorState, now: float, settings: Settings,
+                     most: int = 16) -> tuple[Want, ...]:
+    """This group's highest-ranked tasks waiting only for capacity (what it publishes to the
+    other groups of its process), one per kind of request."""
+    wants: dict[object, Want] = {}
+    for run_id in state.active:
+        run = state.runs[run_id]
+        for name, task in run.tasks.items():
+            if task.status == "ready" and task.waiting == FULL:
+                req = run.spec.task(name).resources
+                rank = effective_priority(run.priority, task.ready_at or now, now,
+                                          settings.aging_s)
+                key = request_key(req)
+                if key not in wants or wants[key].rank < rank:
+                    wants[key] = Want(rank, req)
+    return tuple(sorted(wants.values(), key=lambda w: -w.rank)[:most])
+
+
+def _placeable(task: TaskState, now: float) -> bool:
     return task.status == "ready" and (task.place_after is None or task.place_after <= now)
 
 
-def _place_one(d: Decider, run: RunState, spec: TaskSpec) -> None:
-    agents = list(d.state.agents.values())
-    used = {a.agent_id: d.usage(a.agent_id) for a in agents}
-    choice = place(spec.resources, agents, used, d.settings.strategy)  # type: ignore[arg-type]
-    task = run.tasks[spec.name]
-    if not isinstance(choice, Placed):
-        if task.waiting != choice.reason or task.place_after is not None:
-            d.log(run, ev.TaskWaiting(run_id=run.run_id, task=spec.name, reason=choice.reason))
-        return
-    _schedule(d, run, spec, choice.agent_id)
-
-
-def _schedule(d: Decider, run: RunState, spec: TaskSpec, agent_id: str) -> None:
+def _schedule(d: Decider, run: RunState, spec: TaskSpec, choice: Placed) -> None:
     task = run.tasks[spec.name]
     aid = attempt_id(run.run_id, spec.name, task.attempt)
     not_after = d.now + d.settings.command_ttl_s
     placement = task.placement + 1
+    agent_id = choice.agent_id
     d.log(run, ev.TaskScheduled(run_id=run.run_id, task=spec.name, attempt=task.attempt,
                                 attempt_id=aid, agent_id=agent_id, placement=placement,
-                                resources=spec.resources, not_after=not_after))
+                                resources=spec.resources, not_after=not_after,
+                                gpus=choice.gpus))
     assert spec.function is not None
     inputs = {dep: out for dep in spec.deps if (out := run.tasks[dep].output) is not None}
     d.command(run, ExecuteTask(
         run_id=run.run_id, agent_id=agent_id, pipeline=run.pipeline, task=spec.name,
         attempt=task.attempt, attempt_id=aid, placement=placement, function=spec.function,
         inputs=inputs,
-        resources=spec.resources, timeout_s=spec.timeout_s, not_after=not_after,
+        resources=spec.resources, gpus=choice.gpus, timeout_s=spec.timeout_s,
+        not_after=not_after,
         trigger=run.trigger, params={**spec.params, **run.params},
     ), f"execute/{aid}/{placement}")

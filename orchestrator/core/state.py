@@ -35,6 +35,8 @@ class Attempt:
     gpus: tuple[int, ...] = ()
     timeout_at: float | None = None
     error: str | None = None
+    pipeline: str = ""
+    """Whose concurrency limit the attempt counts against while it is active."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class TaskState:
     placement: int = 0
     attempts: tuple[Attempt, ...] = ()
     retry_at: float | None = None
+    ready_at: float | None = None
+    """When the current attempt became ready: queue time and schedule-to-start count from it."""
     place_after: float | None = None
     waiting: str | None = None
     progress: float = 0.0
@@ -116,6 +120,15 @@ class Champion:
     metrics: dict[str, float]
 
 
+@dataclass(frozen=True, slots=True)
+class Want:
+    """A task of some partition group waiting for capacity, at its effective priority: what
+    other groups of the same process leave room for when they rank lower."""
+
+    rank: int
+    resources: Resources
+
+
 @dataclass(slots=True)
 class CoordinatorState:
     """State of one partition group: runs folded from runs-k, and views fed by the shell."""
@@ -125,3 +138,6 @@ class CoordinatorState:
     champions: dict[str, Champion] = field(default_factory=dict)
     in_flight: dict[str, dict[str, Any]] = field(default_factory=dict)
     active: set[str] = field(default_factory=set)  # runs still running: what decide scans
+    group: int = -1
+    demand: dict[int, tuple[Want, ...]] = field(default_factory=dict)
+    """group -> its top waiting tasks; shared by the groups of one process, like in_flight."""

@@ -29,7 +29,9 @@ from orchestrator.core.decide import Input, Tick, decide, next_deadline
 from orchestrator.core.decider import Settings
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.evolve import InFlight, evolve, update_in_flight
-from orchestrator.core.state import CoordinatorState
+from orchestrator.core.flow import waiting_for_room
+from orchestrator.core.placement import request_key
+from orchestrator.core.state import CoordinatorState, Want
 from orchestrator.service import snapshots
 from orchestrator.service.views import FleetView, ModelsView
 from orchestrator.store.bulk import bulk_fold
@@ -65,6 +67,8 @@ class GroupLoop:
     models: ModelsView
     in_flight: InFlight
     settings: Settings = field(default_factory=Settings)
+    demand: dict[int, tuple[Want, ...]] = field(default_factory=dict)
+    """Shared by the groups of this process (see CoordinatorState.demand)."""
     clock: Callable[[], float] = time.time
     state: CoordinatorState = field(default_factory=CoordinatorState)
     positions: dict[TopicPartition, int] = field(default_factory=dict)
@@ -91,8 +95,7 @@ class GroupLoop:
         """Newest usable snapshot, then the tail of runs-k; returns events replayed."""
         began = time.perf_counter()
         self._forget_capacity()
-        self.state = CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
-                                      in_flight=self.in_flight)
+        self.state = self._fresh_state()
         tp = TopicPartition(topics.RUNS, self.k)
         end = await self.bus.end_offset(tp)
         snap = await snapshots.latest(self.bus, self.k, end)
@@ -115,12 +118,16 @@ class GroupLoop:
         """The group moved to another owner: its attempts no longer count against our view of
         agent capacity (we would never see them end), and its runs are no longer ours."""
         self._forget_capacity()
-        self.state = CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
-                                      in_flight=self.in_flight)
+        self.state = self._fresh_state()
         self.restored.clear()
+
+    def _fresh_state(self) -> CoordinatorState:
+        return CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
+                                in_flight=self.in_flight, group=self.k, demand=self.demand)
 
     def _forget_capacity(self) -> None:
         """Drop this group's share of the shared capacity index before rebuilding it."""
+        self.demand.pop(self.k, None)
         for run in self.state.runs.values():
             for task in run.tasks.values():
                 if task.current is not None:
@@ -228,9 +235,19 @@ class GroupLoop:
 
     def _decide(self, input: Input) -> list[Outgoing]:
         active = self._active_attempts()  # no await until the count below: no other group
-        out = decide(self.state, input, self.clock(), self.settings)
+        now = self.clock()
+        out = decide(self.state, input, now, self.settings)
         for env in out:
             if env.sequence is not None:
                 evolve(self.state, env)
+        before = self.demand.get(self.k, ())
+        self.demand[self.k] = wants = waiting_for_room(self.state, now, self.settings)
+        # Room other groups held for a want that is gone unplaced (its run cancelled, say)
+        # is theirs again: wake them as if capacity was freed.
+        self._freed = self._freed or bool(_keys(before) - _keys(wants))
         self._freed = self._freed or self._active_attempts() < active
         return [route(env, self.k) for env in out]
+
+
+def _keys(wants: tuple[Want, ...]) -> set[tuple[int, object]]:
+    return {(w.rank, request_key(w.resources)) for w in wants}

@@ -125,8 +125,11 @@ class FleetView:
         for agent_id, view in self.agents.items():
             silent = now - self.last_seen.get(agent_id, now)
             expiry = self.expiry_for(view)
-            if view.lost_evidence is None and not view.stopped and silent > expiry:
-                view.lost_evidence = (f"no heartbeat for {silent:.1f}s "
+            if view.lost_evidence is None and silent > expiry:
+                # A stopped agent expires too: an attempt it never reported on (the report
+                # lost with the process) must not stay active until the run's deadline.
+                said = "stopped, then " if view.stopped else ""
+                view.lost_evidence = (f"{said}no heartbeat for {silent:.1f}s "
                                       f"(expiry {expiry:g}s, coordinator clock)")
                 self._bump()
 

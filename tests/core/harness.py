@@ -16,6 +16,7 @@ from events.registry import RegisterModel
 from events.runs import RunCreated
 from events.triggers import TriggerInfo
 from orchestrator.core.decide import Tick, decide
+from orchestrator.core.decider import Settings
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.state import AgentView, CoordinatorState, RunState
@@ -48,6 +49,7 @@ class Harness:
     log: list[Envelope[Payload]] = field(default_factory=list)
     commands: list[Envelope[Payload]] = field(default_factory=list)
     counter: int = 0
+    settings: Settings = field(default_factory=Settings)
 
     def agent(self, agent_id: str = "a1", cpus: float = 4, gpus: int = 0) -> None:
         from events.common import GpuInfo
@@ -60,12 +62,12 @@ class Harness:
         self.counter += 1
         env = envelope(data, id=id or f"in-{self.counter}", time=self.now, source="test",
                        subject=getattr(data, "run_id", "x"))
-        return self._apply(decide(self.state, env, self.now))
+        return self._apply(decide(self.state, env, self.now, self.settings))
 
     def tick(self, at: float | None = None) -> list[Envelope[Payload]]:
         if at is not None:
             self.now = at
-        return self._apply(decide(self.state, Tick(), self.now))
+        return self._apply(decide(self.state, Tick(), self.now, self.settings))
 
     def _apply(self, out: list[Envelope[Payload]]) -> list[Envelope[Payload]]:
         for env in out:

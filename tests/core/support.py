@@ -54,9 +54,10 @@ class CheckedHarness(Harness):
 
     def decide(self, input: Input) -> list[Envelope[Payload]]:
         before = snapshot(self.state)
-        out = decide(self.state, input, self.now)
+        out = decide(self.state, input, self.now, self.settings)
         assert snapshot(self.state) == before, "decide mutated the live state"
-        assert decide(self.state, input, self.now) == out, "decide is not deterministic"
+        again = decide(self.state, input, self.now, self.settings)
+        assert again == out, "decide is not deterministic"
         return out
 
     # --- queries -------------------------------------------------------------------------
