@@ -9,8 +9,15 @@ from events.registry import RegisterModel
 from orchestrator.core.decider import REGISTRY_AGENT, Decider, Settings
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
-from orchestrator.core.placement import FULL, Fleet, Placed, request_key
-from orchestrator.core.queueing import Candidate, Limits, effective_priority, order, outranking
+from orchestrator.core.placement import Fleet, Placed, request_key
+from orchestrator.core.queueing import (
+    Candidate,
+    Limits,
+    effective_priority,
+    held_by_limit,
+    order,
+    outranking,
+)
 from orchestrator.core.state import TERMINAL_TASK, CoordinatorState, RunState, TaskState, Want
 
 FAILED = frozenset({"failed", "upstream_failed", "cancelled"})
@@ -161,13 +168,14 @@ def place_ready(d: Decider) -> None:
 
 def waiting_for_room(state: CoordinatorState, now: float, settings: Settings,
                      most: int = 16) -> tuple[Want, ...]:
-    """This group's highest-ranked tasks waiting only for capacity (what it publishes to the
-    other groups of its process), one per kind of request."""
+    """This group's highest-ranked ready tasks that capacity would let start (what it
+    publishes to the other groups of its process), one per kind of request. A task backing
+    off after an agent refused it counts: it wants the room as soon as its backoff ends."""
     wants: dict[object, Want] = {}
     for run_id in state.active:
         run = state.runs[run_id]
         for name, task in run.tasks.items():
-            if task.status == "ready" and task.waiting == FULL:
+            if task.status == "ready" and task.waiting and not held_by_limit(task.waiting):
                 req = run.spec.task(name).resources
                 rank = effective_priority(run.priority, task.ready_at or now, now,
                                           settings.aging_s)

@@ -75,9 +75,17 @@ class Limits:
     def blocked(self, pipeline: str, limit: int | None, req: Resources) -> str | None:
         """Why the task may not start now, or None."""
         if limit is not None and self.pipelines[pipeline] >= limit:
-            return f"pipeline {pipeline} is at its limit of {limit} running tasks"
+            return f"pipeline {pipeline}{AT_LIMIT}{limit} running tasks"
         for label in pool_labels(req):
             cap = self.pools.get(label)
             if cap is not None and self.in_pool[label] >= cap:
-                return f"pool {label} is at its limit of {cap} running tasks"
+                return f"pool {label}{AT_LIMIT}{cap} running tasks"
         return None
+
+
+AT_LIMIT = " is at its limit of "
+
+
+def held_by_limit(reason: str | None) -> bool:
+    """Whether a wait is a concurrency limit's (no capacity would let the task start)."""
+    return reason is not None and AT_LIMIT in reason

@@ -23,6 +23,7 @@ from orchestrator.bus.kafka_group import STAGE_TOPICS, KafkaMembership, all_unit
 from orchestrator.core.assignment import group_of
 from orchestrator.core.decider import Settings
 from orchestrator.core.evolve import InFlight
+from orchestrator.core.state import Want
 from orchestrator.service.coordinator import GroupLoop
 from orchestrator.service.registry import RegistryStage
 from orchestrator.service.supervise import supervise
@@ -56,6 +57,8 @@ class Coordinator:
     fleet: FleetView = field(init=False)
     models: ModelsView = field(init=False)
     in_flight: InFlight = field(default_factory=dict)
+    demand: dict[int, tuple[Want, ...]] = field(default_factory=dict)
+    """What each group waits for: groups leave room for higher-ranked tasks of the others."""
     groups: dict[int, GroupLoop] = field(init=False)
     running: dict[str, _Running] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -65,7 +68,7 @@ class Coordinator:
         self.models = ModelsView(self.bus)
         # One loop per group for the process's life: it restores itself whenever it starts.
         self.groups = {k: GroupLoop(self.bus, k, self.fleet, self.models, self.in_flight,
-                                    self.settings)
+                                    self.settings, demand=self.demand)
                        for k in range(self.bus.partitions(topics.RUNS))}
 
     @property

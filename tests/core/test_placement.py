@@ -17,7 +17,7 @@ def agent(agent_id: str, cpus: float = 4, memory_mb: int = 8000,
 
 
 def req(cpus: float = 1, memory_mb: int = 100, gpus: int = 0, **extra: object) -> Resources:
-    return Resources(cpus=cpus, memory_mb=memory_mb, gpus=gpus, **extra)  # type: ignore[arg-type]
+    return Resources(cpus=cpus, memory_mb=memory_mb, gpus=gpus, **extra)
 
 
 A100 = GpuInfo(index=0, model="NVIDIA A100-SXM4-40GB", memory_mb=40960)

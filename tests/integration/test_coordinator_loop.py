@@ -34,6 +34,7 @@ from events.runs import (
     TaskFailed,
     TaskRetryScheduled,
     TaskStarted,
+    TaskSucceeded,
     TaskUpstreamFailed,
     TaskWaiting,
 )
@@ -317,3 +318,36 @@ async def test_a_task_waiting_for_capacity_held_by_another_partition_group_runs_
     log = await run_to_end(bus, waiter)
     assert isinstance(log[-1].data, RunSucceeded)
     assert any(isinstance(e.data, TaskWaiting) and "full" in e.data.reason for e in log)
+
+
+async def test_freed_capacity_goes_to_a_higher_priority_run_of_another_partition_group(
+        apps: Apps) -> None:
+    # given: a run holding the only agent's whole capacity
+    _, bus = await apps.start(HOLDER, WAITER)
+    holder = await submit(bus, HOLDER, "hold-0")
+    tail = Tail(bus, all_tps(bus, topics.RUNS))
+    await tail.until(lambda envs: any(isinstance(e.data, TaskStarted) for e in envs))
+    # and: a low-priority run waiting in the holder's group, a high-priority one in another
+    group = tp_for(bus, topics.RUNS, holder)
+    low_key = next(f"low-{i}" for i in range(10_000)
+                   if tp_for(bus, topics.RUNS, run_id_for(WAITER.name, f"low-{i}")) == group)
+    high_key = next(f"high-{i}" for i in range(10_000)
+                    if tp_for(bus, topics.RUNS, run_id_for(WAITER.name, f"high-{i}")) != group)
+    low = await submit(bus, WAITER, low_key)
+    high_request = run_request(WAITER, high_key).model_copy(update={"priority": 10})
+    high = high_request.run_id
+    await bus.publish([intent_record(bus, high_request, run_id=high, env_id=f"{high}/req")])
+    await tail.until(lambda envs: {e.data.run_id for e in envs
+                                   if isinstance(e.data, TaskWaiting)} >= {low, high})
+
+    # when: the holder's attempt ends, in the low run's group
+    await bus.publish([intent_record(bus, RunCancelRequested(run_id=holder), run_id=holder,
+                                     env_id=f"{holder}/cancel")])
+
+    # then: the high-priority run gets the agent first, and the low one runs after it
+    high_log, low_log = await run_to_end(bus, high), await run_to_end(bus, low)
+    assert isinstance(high_log[-1].data, RunSucceeded) and isinstance(low_log[-1].data,
+                                                                       RunSucceeded)
+    high_done = next(e.time for e in high_log if isinstance(e.data, TaskSucceeded))
+    low_started = next(e.time for e in low_log if isinstance(e.data, TaskStarted))
+    assert low_started >= high_done, "the low-priority run took the freed capacity first"
