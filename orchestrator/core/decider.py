@@ -41,6 +41,8 @@ class Decider:
     out: list[Envelope[Payload]] = field(default_factory=list)
     scratch: dict[str, RunState] = field(default_factory=dict)
     in_flight: InFlight = field(default_factory=dict)
+    freed: bool = False
+    """An attempt ended in this decision: capacity (and limit headroom) grew."""
     _copied_agents: set[str] = field(default_factory=set)
 
     def run(self, run_id: str) -> RunState | None:
@@ -74,7 +76,9 @@ class Decider:
         if isinstance(task, str) and task in run.tasks:
             self._touch(before)
             self._touch(run.tasks[task].current)
-            update_in_flight(self.in_flight, before, run.tasks[task].current)
+            after = run.tasks[task].current
+            update_in_flight(self.in_flight, before, after)
+            self.freed = self.freed or _ended(before, after)
         self.out.append(env)
 
     def command(self, run: RunState, data: RunPayload, suffix: str) -> None:
@@ -124,6 +128,12 @@ class Decider:
 
 
 REGISTRY_AGENT = "baton.registry"
+
+
+def _ended(before: Attempt | None, after: Attempt | None) -> bool:
+    active = before is not None and before.status in ACTIVE_ATTEMPT
+    return active and (after is None or after.status not in ACTIVE_ATTEMPT
+                       or after.attempt_id != before.attempt_id)  # type: ignore[union-attr]
 
 
 def _on_agent(agent_id: str) -> bool:

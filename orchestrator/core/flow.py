@@ -125,15 +125,21 @@ def attempt_ended(d: Decider, run: RunState, failure: ev.TaskFailed, *, log_fail
 def place_ready(d: Decider) -> None:
     """Offer capacity to ready tasks in queue order (queueing.order); record changed waits.
 
+    Only a tick (time passed, the fleet changed) or an attempt ending can make room, so an
+    input that did neither looks only at the runs it touched, plus tasks old enough to reserve
+    an agent: every other ready task found no room last time and would find none now.
+
     One Fleet serves the whole pass, so each placement sees the ones before it. A task that
     waited long enough to have aged and finds every fitting agent full reserves one, so the
     small tasks behind it cannot take each freed slot forever. Tasks of the process's other
     partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
     """
+    whole = d.cause is None or d.freed
     candidates = [
         Candidate(run.run_id, spec.name, run.pipeline, run.priority, task.ready_at or d.now, i)
         for run in d.runs() for i, spec in enumerate(run.spec.tasks)
         if spec.kind == "function" and _placeable(task := run.tasks[spec.name], d.now)
+        and (whole or run.run_id in d.scratch or _aged(run.priority, task, d))
     ]
     if not candidates:
         return
@@ -183,6 +189,11 @@ def waiting_for_room(state: CoordinatorState, now: float, settings: Settings,
                 if key not in wants or wants[key].rank < rank:
                     wants[key] = Want(rank, req)
     return tuple(sorted(wants.values(), key=lambda w: -w.rank)[:most])
+
+
+def _aged(priority: int, task: TaskState, d: Decider) -> bool:
+    waited_since = task.ready_at if task.ready_at is not None else d.now
+    return effective_priority(priority, waited_since, d.now, d.settings.aging_s) > priority
 
 
 def _placeable(task: TaskState, now: float) -> bool:
