@@ -1,8 +1,11 @@
 """`python -m bench [NAME ...] [--profile] [--tasks N ...]`: run benchmarks, each in a fresh
 temp home, then a summary table. Names: chain, fanout, digits, triggers, replay (the default:
-all of these, in that order, on the embedded bus); bus (single bus operations) and kafka
+all of these, in that order, on the embedded bus); bus (single bus operations), kafka
 (every figure on the embedded bus and on a real Kafka broker side by side; it starts the broker
-itself unless BATON_KAFKA_BOOTSTRAP names one) run only when named.
+itself unless BATON_KAFKA_BOOTSTRAP names one), placement (one placement pass of the pure core
+over a big fleet and backlog) and failover (SIGKILL the agent running a task, time until it
+runs elsewhere; real processes, on the embedded bus or the one --bus names) run only when
+named.
 
 `--profile` runs the named benchmarks under cProfile and prints their hot spots too. The size
 flags override each benchmark's default size (a smoke test runs tiny ones).
@@ -18,9 +21,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from bench import chain, digits, fanout, kafka, primitives, replay, triggers
+from bench import chain, digits, failover, fanout, kafka, placement, primitives, replay, triggers
 from bench.common import Report, fmt, table, yes_no
-from orchestrator.bus import BusError
+from orchestrator.bus import EMBEDDED, BusError
+from orchestrator.cli.main import bus_url
 from orchestrator.devkafka import DevKafkaError
 
 
@@ -36,6 +40,8 @@ class Sizes:
     events: int | None = None
     runs: int | None = None
     repeat: int | None = None
+    agents: int | None = None
+    bus: str = EMBEDDED
 
 
 def _or(value: int | None, default: int) -> int:
@@ -59,6 +65,8 @@ BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
     "replay": lambda s: replay.measure(_or(s.events, 100_000)),
     "bus": lambda s: primitives.measure(_or(s.repeat, 30)),
     "kafka": _kafka,
+    "placement": lambda s: placement.measure(_or(s.agents, 1000), _or(s.tasks, 10_000)),
+    "failover": lambda s: failover.measure(_or(s.repeat, 3), bus_url=s.bus),
 }
 DEFAULT = ("chain", "fanout", "digits", "triggers", "replay")
 """What runs when no name is given: the embedded benchmarks (kafka needs a broker)."""
@@ -105,7 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              f"(default: {', '.join(DEFAULT)})")
     parser.add_argument("--profile", action="store_true", help="print cProfile hot spots")
     sizes = parser.add_argument_group("sizes (each benchmark's default when left out)")
-    sizes.add_argument("--tasks", type=_count(1), help="chain length (chain 100, kafka 1000)")
+    sizes.add_argument("--tasks", type=_count(1),
+                       help="chain length (chain 100, kafka 1000); placement: ready tasks (10000)")
+    sizes.add_argument("--agents", type=_count(1), help="placement: agents (1000)")
     sizes.add_argument("--width", type=_count(1), help="fan-out width (200)")
     sizes.add_argument("--wide", type=_count(0),
                        help="kafka: a second, wider fan-out (1000; 0 leaves it out)")
@@ -114,7 +124,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="triggers one at a time (triggers 20, kafka 50)")
     sizes.add_argument("--events", type=_count(1), help="run-log events to replay (100000)")
     sizes.add_argument("--runs", type=_count(1), help="digits runs (5)")
-    sizes.add_argument("--repeat", type=_count(1), help="bus: calls of each operation (30)")
+    sizes.add_argument("--repeat", type=_count(1),
+                       help="bus: calls of each operation (30); failover: kills (3)")
+    parser.add_argument("--bus", default=EMBEDDED, metavar="URL", type=bus_url,
+                        help="failover: the bus its processes use (default embedded; e.g. "
+                             "kafka://localhost:9092, topics in a namespace of their own)")
     return parser.parse_args(argv)
 
 
@@ -122,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = Sizes(tasks=args.tasks, width=args.width, wide=args.wide, burst=args.burst,
                   isolated=args.isolated, events=args.events, runs=args.runs,
-                  repeat=args.repeat)
+                  repeat=args.repeat, agents=args.agents, bus=args.bus)
     names = args.names or list(DEFAULT)
     reports = []
     start = time.perf_counter()

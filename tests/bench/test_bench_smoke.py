@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import math
 
-from bench import chain, digits, fanout, replay, triggers
+import pytest
+
+from bench import chain, digits, failover, fanout, placement, replay, triggers
 from bench.__main__ import summary
 from bench.common import Figure, Report
+from events import runs as ev
+from events.common import Resources
 
 
 def check(report: Report, *figures: str) -> None:
@@ -52,6 +56,45 @@ def test_replay_log_is_what_the_core_writes() -> None:
     types = {env.type for env in log}
     assert {"run_created", "task_scheduled", "task_succeeded", "run_succeeded"} <= types
     assert all(env.sequence is not None for env in log)
+
+
+async def test_placement() -> None:
+    report = await placement.measure(agents=20, tasks=200)
+    check(report, "placement pass 1", "placement µs per ready task",
+          "placement pass 2 (fleet full)", "placement per-task cost vs 1/100 size")
+    assert "capacity check" in report.render()
+
+
+def test_placement_backlog_is_ready_and_waiting_for_agents() -> None:
+    # given no agents, when 25 tasks' worth of runs is requested
+    state = placement.backlog(25)
+    # then every root task is ready (3 runs: 10 + 10 + 5 tasks) and none is placed
+    assert placement.ready_count(state) == 25
+    assert [len(run.tasks) for run in state.runs.values()] == [10, 10, 5]
+    assert not any(state.in_flight.values())
+
+
+def test_placement_check_refuses_an_agent_given_more_than_it_has() -> None:
+    # given an agent with 8 cpus
+    view = placement.fleet(1)[0]
+    ledger = placement.Ledger({view.agent_id: view})
+    too_big = ev.TaskScheduled(run_id="r", task="t", attempt=1, attempt_id="r/t/1",
+                               agent_id=view.agent_id, not_after=1.0,
+                               resources=Resources(cpus=view.capabilities.cpus + 1))
+    # when a pass is said to have placed more than that on it, then the check fails loudly
+    with pytest.raises(placement.PlacementViolation, match="cpus placed"):
+        ledger.record([too_big])
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+async def test_failover() -> None:
+    report = await failover.measure(repeat=1, hold_s=60)
+    check(report, "failover kill -> started elsewhere", "failover kill -> lost (detection)",
+          "failover lost -> started elsewhere", "failover configured expiry")
+    figures = {f.name: f.value for f in report.figures}
+    assert (figures["failover kill -> started elsewhere"]
+            >= figures["failover kill -> lost (detection)"])
 
 
 def test_summary_lists_every_figure() -> None:
