@@ -7,6 +7,11 @@ The bus may go away for a while (a broker restart, a lost broker): the agent the
 running attempts, retries its reads, commits and reports until they get through, and only
 gives its work up when no heartbeat got through for a whole lease, because by then the
 coordinator may have placed that work elsewhere.
+
+Leaving on purpose is a drain (`Agent.drain`, SIGTERM on `baton agent`): the agent says it is
+draining, refuses new work, gives its running attempts a grace period, and reports whatever
+is still running then as interrupted (retryable), so the coordinator retries it elsewhere at
+once instead of waiting for the agent's heartbeats to lapse.
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from agents.admission import Free, choose_gpus, free_capacity, refusal
 from agents.ledger import Ledger, LedgerEntry
 from agents.task_api import ContextData
 from agents.workers import Failed, Invocation, Outcome, WorkerPool
 from events import topics
-from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
+from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
 from events.codec import decode, encode
 from events.commands import CancelTask, ExecuteTask
-from events.common import Capabilities, Resources
+from events.common import Capabilities
 from events.envelope import envelope
 from events.errors import EventParseError
 from events.payloads import Payload
@@ -43,6 +49,7 @@ from events.reports import (
     AttemptReport,
     AttemptStarted,
     AttemptSucceeded,
+    FailureReason,
 )
 from events.topics import partition_for
 from orchestrator.bus import Bus, BusError, BusFenced, Outgoing, Record, TopicPartition
@@ -71,6 +78,25 @@ class AgentConfig:
     than a broker failover (a lost broker's partitions move in ~5-8 s, a single broker restarts
     in 4-11 s on a busy 2-core machine), so bus trouble alone never stops work; the coordinator
     expires an agent only after its lease (FleetView.expiry_for)."""
+    drain_grace_s: float = 30.0
+    """How long a draining agent lets its running attempts finish before it interrupts them."""
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_s <= 0:
+            raise ValueError(f"heartbeat interval {self.heartbeat_s:g} s: must be above 0")
+        if self.lease_s <= self.heartbeat_s:
+            raise ValueError(f"lease {self.lease_s:g} s: must be longer than the heartbeat "
+                             f"interval ({self.heartbeat_s:g} s)")
+        if self.drain_grace_s < 0:
+            raise ValueError(f"drain grace {self.drain_grace_s:g} s: must be 0 or more")
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """Why the agent itself stopped an attempt, reported instead of a plain "cancelled"."""
+
+    reason: FailureReason
+    message: str
 
 
 @dataclass
@@ -83,7 +109,7 @@ class Running:
     started: bool = False
     finished: bool = False
     """Its outcome is known (its report may still be waiting for the bus)."""
-    lease_lost: bool = False
+    given_up: GiveUp | None = None
 
 
 @dataclass
@@ -93,6 +119,9 @@ class Agent:
     clock: Callable[[], float] = time.time
     running: dict[str, Running] = field(default_factory=dict)
     draining: bool = False
+    _drain_reason: str = ""
+    _drain_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    _attempt_ended: asyncio.Event = field(default_factory=asyncio.Event)
     _ledger: Ledger | None = None
     _pool: WorkerPool | None = None
     _beat: int = 0
@@ -109,47 +138,120 @@ class Agent:
     def group(self) -> str:
         return f"baton.agent.{self.agent_id}"
 
+    @property
+    def drain_requested(self) -> bool:
+        return self._drain_requested.is_set()
+
+    def drain(self, reason: str = "SIGTERM") -> None:
+        """Leave gracefully (see the module docstring); `run` returns once drained. Setting
+        `run`'s stop event meanwhile cuts the grace short: what still runs is interrupted."""
+        if not self._drain_requested.is_set():
+            self._drain_reason = reason
+            self._drain_requested.set()
+
     async def run(self, stop: asyncio.Event) -> None:
-        self._stop = stop
+        """Until `stop` is set (attempts still running are left to the next start, which
+        reports them interrupted), or until a requested drain is over."""
+        self._stop = asyncio.Event()  # ours: set by `stop`, or at the end of a drain
         self._ledger = await Ledger.open(self.config.home / f"agent-{self.agent_id}.db")
         self._pool = WorkerPool(self.config.artifact_root, size=self.config.workers)
         await self._pool.start()
+        up = asyncio.Event()
+        watcher = asyncio.create_task(self._until_stopped(stop, up))
         try:
             await self._recover()
             await self._advertise()
+            up.set()
             self._last_beat_ok = time.monotonic()
-            background = [asyncio.create_task(self._heartbeats(stop)),
-                          asyncio.create_task(self._lease(stop))]
+            background = [asyncio.create_task(self._heartbeats(self._stop)),
+                          asyncio.create_task(self._lease(self._stop))]
             try:
-                await self._commands(stop)
+                await self._commands(self._stop)
             finally:
-                for task in background:
-                    task.cancel()
-                for task in background:  # a bug in either surfaces here, not in a log line
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await _cancel_all(background)
         finally:
+            await _cancel_all([watcher])
             await self._shutdown()
 
     # -- capacity -------------------------------------------------------------------------
 
-    def free(self) -> tuple[float, int, tuple[int, ...]]:
-        caps = self.config.capabilities
-        used = [r.command.resources for r in self.running.values()]
-        taken = {g for r in self.running.values() for g in r.gpus}
-        return (caps.cpus - sum(r.cpus for r in used),
-                caps.memory_mb - sum(r.memory_mb for r in used),
-                tuple(g.index for g in caps.gpus if g.index not in taken))
+    def free(self) -> Free:
+        return free_capacity(self.config.capabilities,
+                             ((r.command.resources, r.gpus) for r in self.running.values()))
 
-    def admit(self, req: Resources) -> str | None:
-        """None when the request fits now, else why not (sent back as the rejection)."""
+    def admit(self, cmd: ExecuteTask) -> tuple[int, ...] | str:
+        """The GPUs the attempt gets when it fits now, else why not (sent as the rejection)."""
         if self.draining:
             return "agent is draining"
-        cpus, memory, gpus = self.free()
-        if req.cpus > cpus + 1e-9 or req.memory_mb > memory or req.gpus > len(gpus):
-            return (f"no capacity: needs cpus={req.cpus:g} memory={req.memory_mb}MB "
-                    f"gpus={req.gpus}, free cpus={cpus:g} memory={memory}MB gpus={len(gpus)}")
-        return None
+        free = self.free()
+        gpus = choose_gpus(free, cmd.resources, cmd.gpus)
+        why = refusal(free, cmd.resources)
+        if why is not None or gpus is None:
+            return why or "no capacity"
+        return gpus
+
+    # -- stopping -------------------------------------------------------------------------
+
+    async def _until_stopped(self, stop: asyncio.Event, up: asyncio.Event) -> None:
+        """Stops the agent on `stop`, or drains it first when a drain is asked for (once the
+        agent is up: it has advertised itself)."""
+        stopped = asyncio.ensure_future(stop.wait())
+        drain = asyncio.ensure_future(_all_of(self._drain_requested, up))
+        try:
+            await asyncio.wait([stopped, drain], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drain.cancel()
+        try:
+            if not stop.is_set():
+                await self._drain(stop)
+        finally:
+            stopped.cancel()
+            self._stop.set()
+
+    async def _drain(self, stop: asyncio.Event) -> None:
+        """Say so, refuse new work, wait out the grace (or `stop`), interrupt the rest.
+
+        Commands are still read meanwhile: a new one is rejected (costing no retry), and a
+        cancel still reaches its attempt. Heartbeats go on, so the coordinator does not take
+        the agent for lost while its attempts finish.
+        """
+        grace = self.config.drain_grace_s
+        deadline = time.monotonic() + grace
+        self.draining = True
+        log.warning("agent %s: draining (%s); running attempts get %g s", self.agent_id,
+                    self._drain_reason, grace)
+        with contextlib.suppress(BusError):  # only raised once `stop` cut the drain short
+            await self._until_done("saying it drains", lambda: self.bus.publish([self._out(
+                AgentDraining(agent_id=self.agent_id, reason=self._drain_reason,
+                              grace_s=grace))]), stop)
+        while self._busy() and not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._attempt_ended.clear()
+            await _first_of(self._attempt_ended, stop, timeout=left)
+        why = (f"the agent {self.agent_id} was draining and its grace of {grace:g} s ran out "
+               "before the attempt finished; it can run again elsewhere")
+        if stop.is_set():
+            why = (f"the agent {self.agent_id} was told to stop at once while draining; the "
+                   "attempt can run again elsewhere")
+        await self._give_up(GiveUp("interrupted", why))
+        # Each records its outcome in the ledger, then reports it: one the bus has not taken
+        # within the bound is sent by the next start, and none is reported twice.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(GOODBYE_BOUND_S):
+                while self._busy():
+                    self._attempt_ended.clear()
+                    await self._attempt_ended.wait()
+
+    def _busy(self) -> bool:
+        """Attempts running or queued, or outcomes still on their way to the bus."""
+        return bool(self.running or self._attempts)
+
+    async def _give_up(self, why: GiveUp) -> int:
+        """Stops every attempt whose outcome is not known yet; each reports `why`."""
+        doomed = [r for r in self.running.values() if not (r.finished or r.given_up)]
+        for running in doomed:
+            running.given_up = why
+            await self._cancel(running.command.attempt_id)
+        return len(doomed)
 
     # -- loops ----------------------------------------------------------------------------
 
@@ -197,19 +299,20 @@ class Agent:
                 running.task = asyncio.create_task(self._attempt(running))
                 self._attempts.add(running.task)
                 running.task.add_done_callback(self._attempts.discard)
+                running.task.add_done_callback(lambda _: self._attempt_ended.set())
 
     async def _execute_command(self, cmd: ExecuteTask) -> list[Payload]:
         assert self._ledger is not None
         seen = await self._ledger.get(cmd.attempt_id)
         if seen is not None and seen.status != "rejected":
             return []  # redelivered: this attempt id is executed at most once here (I3)
-        reason = "stale command: not_after has passed" if self.clock() > cmd.not_after else None
-        reason = reason or self.admit(cmd.resources)
+        stale = self.clock() > cmd.not_after
+        admitted = "stale command: not_after has passed" if stale else self.admit(cmd)
         base = _report_fields(cmd)
-        if reason:
+        if isinstance(admitted, str):
             await self._ledger.record(_entry(cmd, "rejected"))
-            return [AttemptRejected(**base, reason=reason)]
-        gpus = self.free()[2][: cmd.resources.gpus]
+            return [AttemptRejected(**base, reason=admitted)]
+        gpus = admitted
         starts_now = self._slot_free_now()
         await self._ledger.record(_entry(cmd, "accepted"))
         self.running[cmd.attempt_id] = Running(cmd, gpus, started=starts_now)
@@ -235,11 +338,7 @@ class Agent:
                     **base, fraction=fraction, message=message[:500]))),
                 lambda: self._report_started(running, reports))
             running.finished = True
-            if running.lease_lost and isinstance(outcome, Failed) and outcome.reason == "cancelled":
-                outcome = dataclasses.replace(outcome, message=(
-                    f"stopped by its agent: no heartbeat got through for the agent's lease of "
-                    f"{self.config.lease_s:g} s, so the attempt may have been placed elsewhere"))
-            final = self._out(_outcome_report(base, outcome))
+            final = self._out(_outcome_report(base, outcome, running.given_up))
             assert self._ledger is not None
             await self._ledger.record(_entry(cmd, "done", report=final.value))
             # Its capacity is free now: the coordinator counts it busy until it has the
@@ -316,22 +415,22 @@ class Agent:
         placed our attempts elsewhere, so stop them (each then reports itself cancelled)."""
         while not stop.is_set():
             silent = time.monotonic() - self._last_beat_ok
-            doomed = [r for r in self.running.values() if not (r.finished or r.lease_lost)]
-            if silent > self.config.lease_s and doomed:
-                log.warning("agent %s: no heartbeat got through for %.1f s (lease %g s); "
-                            "stopping %d attempt(s)", self.agent_id, silent,
-                            self.config.lease_s, len(doomed))
-                for running in doomed:
-                    running.lease_lost = True
-                    await self._cancel(running.command.attempt_id)
+            if silent > self.config.lease_s:
+                stopped = await self._give_up(GiveUp("cancelled", (
+                    f"stopped by its agent: no heartbeat got through for the agent's lease of "
+                    f"{self.config.lease_s:g} s, so the attempt may have been placed elsewhere")))
+                if stopped:
+                    log.warning("agent %s: no heartbeat got through for %.1f s (lease %g s); "
+                                "stopped %d attempt(s)", self.agent_id, silent,
+                                self.config.lease_s, stopped)
             await self._pause(min(self.config.heartbeat_s, self.config.lease_s / 4))
 
     async def _heartbeat(self) -> None:
-        cpus, memory, gpus = self.free()
+        free = self.free()
         self._beat += 1
-        await self._send(AgentHeartbeat(agent_id=self.agent_id, beat=self._beat, free_cpus=cpus,
-                                        free_memory_mb=memory, free_gpus=gpus,
-                                        running=tuple(self.running)))
+        await self._send(AgentHeartbeat(agent_id=self.agent_id, beat=self._beat,
+                                        free_cpus=free.cpus, free_memory_mb=free.memory_mb,
+                                        free_gpus=free.gpu_indices, running=tuple(self.running)))
 
     async def _advertise(self) -> None:
         out = self._out(AgentAdvertised(
@@ -392,8 +491,10 @@ class Agent:
         ignores. Gives up, raising BusError, only once the agent is stopping."""
         await self._until_done(what, lambda: self.bus.publish(records))
 
-    async def _until_done(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
-        """`step` again after each BusError, backing off, until it succeeds or we stop."""
+    async def _until_done(self, what: str, step: Callable[[], Awaitable[T]],
+                          stop: asyncio.Event | None = None) -> T:
+        """`step` again after each BusError, backing off, until it succeeds or we (or `stop`)
+        stop."""
         pause = RETRY_FIRST_S
         while True:
             try:
@@ -401,7 +502,7 @@ class Agent:
             except BusFenced:
                 raise  # another process runs as this agent: retrying would fight it
             except BusError as exc:
-                if self._stop.is_set():
+                if self._stop.is_set() or (stop is not None and stop.is_set()):
                     raise
                 log.warning("agent %s: %s failed, retrying in %.1f s: %s", self.agent_id,
                             what, pause, exc)
@@ -459,10 +560,39 @@ def _entry(cmd: ExecuteTask, status: str, report: bytes | None = None) -> Ledger
                        report)
 
 
-def _outcome_report(base: dict[str, object], outcome: Outcome) -> Payload:
+def _outcome_report(base: dict[str, object], outcome: Outcome,
+                    given_up: GiveUp | None = None) -> Payload:
+    """An attempt the agent itself gave up (drain, lease) reports why, and is retryable."""
     if isinstance(outcome, Failed):
+        if given_up is not None and outcome.reason == "cancelled":
+            return AttemptFailed(**base, reason=given_up.reason, message=given_up.message,
+                                 retryable=True, duration_s=outcome.duration_s)
         return AttemptFailed(**base, reason=outcome.reason, message=outcome.message,
                              error_type=outcome.error_type, retryable=outcome.retryable,
                              duration_s=outcome.duration_s)
     return AttemptSucceeded(**base, output=outcome.output, metrics=outcome.metrics,
                             metadata=outcome.metadata, duration_s=outcome.duration_s)
+
+
+async def _first_of(*events: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
+    """Returns once any of `events` is set, or after `timeout` seconds."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+async def _all_of(*events: asyncio.Event) -> None:
+    for event in events:
+        await event.wait()
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancels and awaits them: a bug in one surfaces here, not in a log line."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

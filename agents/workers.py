@@ -42,6 +42,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EXIT_GRACE_S = 5.0
+_NO_GPUS = {"CUDA_VISIBLE_DEVICES": ""}
+"""Pooled workers run only attempts given no GPU: CUDA must show them none, not every GPU."""
 
 
 class WorkerStartError(RuntimeError):
@@ -229,7 +231,7 @@ class WorkerPool:
     async def _slot_worker(self, slot: _Slot) -> _Worker:
         """Shielded: a caller giving up must not abort a start-up the next caller will use."""
         if slot.worker is None or _is_unusable(slot.worker):
-            slot.worker = asyncio.ensure_future(self._fresh_worker({}, once=False))
+            slot.worker = asyncio.ensure_future(self._fresh_worker(_NO_GPUS, once=False))
         return await asyncio.shield(slot.worker)
 
     def _release(self, slot: _Slot) -> None:
@@ -239,7 +241,7 @@ class WorkerPool:
                 self._retire(slot.worker.result())
             slot.worker = None
             if not self._closed:
-                slot.worker = asyncio.ensure_future(self._fresh_worker({}, once=False))
+                slot.worker = asyncio.ensure_future(self._fresh_worker(_NO_GPUS, once=False))
         self._slots.put_nowait(slot)
 
     async def _fresh_worker(self, env: dict[str, str], *, once: bool) -> _Worker:
@@ -281,10 +283,12 @@ class WorkerPool:
     async def _run_dedicated(
         self, inv: Invocation, on_progress: ProgressCallback | None
     ) -> Outcome:
-        """GPU pinning and env must be in place before CUDA or the task module is imported."""
+        """GPU pinning and env must be in place before CUDA or the task module is imported.
+
+        The attempt sees exactly its GPUs, none when it was given none, whatever its env says.
+        """
         env = dict(inv.env)
-        if inv.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in inv.gpus)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in inv.gpus)
         try:
             worker = await self._fresh_worker(env, once=True)
         except WorkerStartError as exc:

@@ -245,6 +245,21 @@ async def test_a_gpu_invocation_sees_only_its_gpus_in_a_process_of_its_own(
     assert pooled["BATON_FLAVOUR"] is None
 
 
+async def test_an_invocation_given_no_gpu_sees_none_pooled_or_in_a_process_of_its_own(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # given invocations without GPUs: one for a pooled worker, one with env of its own (and a
+    # CUDA_VISIBLE_DEVICES there that must not win)
+    pooled = invocation("environment")
+    dedicated = invocation("environment", "a-2", env={"CUDA_VISIBLE_DEVICES": "0",
+                                                      "BATON_FLAVOUR": "plain"})
+    # when they run
+    seen = [await output_of(pool, store, inv) for inv in (pooled, dedicated)]
+    # then CUDA shows each of them no GPU (an empty list, not "unset", which means all)
+    assert seen == [{"CUDA_VISIBLE_DEVICES": "", "BATON_FLAVOUR": None},
+                    {"CUDA_VISIBLE_DEVICES": "", "BATON_FLAVOUR": "plain"}]
+
+
 async def test_a_dedicated_process_exits_after_its_invocation(
     pool: WorkerPool, store: ArtifactStore
 ) -> None:

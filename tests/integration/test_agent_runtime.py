@@ -8,50 +8,40 @@ the agent says is read back from baton.reports and baton.agents.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from agents.artifacts import ArtifactStore
 from agents.ledger import Ledger, LedgerEntry
-from agents.runtime import Agent, AgentConfig
 from events import topics
 from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
 from events.commands import CancelTask
-from events.common import Capabilities
 from events.reports import (
     AttemptAccepted,
     AttemptFailed,
     AttemptProgress,
     AttemptRejected,
-    AttemptReport,
     AttemptStarted,
     AttemptSucceeded,
 )
 from events.topics import partition_for
-from orchestrator.bus import Bus, Record
-from tests.integration.support import WAIT_S, Tail, command_record, execute_task, tp_for
+from orchestrator.bus import Bus
+from tests.integration.agent_support import (
+    AGENT,
+    CAPABILITIES,
+    RUN,
+    Agents,
+    RunningAgent,
+    kinds,
+    of_attempt,
+    report,
+    run_sentinel,
+)
+from tests.integration.support import Tail, command_record, execute_task, tp_for
 from tests.integration.tasks import ref
-
-AGENT = "agent-a"
-RUN = "run-agent-test"
-CAPABILITIES = Capabilities(cpus=2, memory_mb=1024)
-
-
-@dataclass
-class RunningAgent:
-    agent: Agent
-    stop: asyncio.Event
-    task: asyncio.Task[None]
-
-    async def close(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, WAIT_S)
-
 
 StartAgent = Callable[..., Awaitable[RunningAgent]]
 
@@ -59,52 +49,14 @@ StartAgent = Callable[..., Awaitable[RunningAgent]]
 @pytest.fixture
 async def start_agent(bus: Bus, tmp_path: Path) -> AsyncIterator[StartAgent]:
     """Starts agents on the test bus; whatever is still running is stopped at teardown."""
-    started: list[RunningAgent] = []
-
-    async def start(heartbeat_s: float = 1.0) -> RunningAgent:
-        config = AgentConfig(agent_id=AGENT, capabilities=CAPABILITIES, home=tmp_path / "home",
-                             artifact_root=tmp_path / "artifacts", workers=2,
-                             heartbeat_s=heartbeat_s)
-        agent = Agent(bus, config)
-        stop = asyncio.Event()
-        running = RunningAgent(agent, stop, asyncio.create_task(agent.run(stop)))
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        if not running.task.done():
-            await running.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            running.task.result()  # an agent that crashed fails the test here
+    agents = Agents(bus, tmp_path)
+    yield agents.start
+    await agents.close_all()
 
 
 @pytest.fixture
 def reports(bus: Bus) -> Tail:
     return Tail(bus, [tp_for(bus, topics.REPORTS, RUN)])
-
-
-def of_attempt(tail: Tail, attempt_id: str) -> list[AttemptReport]:
-    return [p for p in tail.payloads(AttemptReport) if p.attempt_id == attempt_id]
-
-
-def kinds(tail: Tail, attempt_id: str) -> list[str]:
-    return [p.TYPE for p in of_attempt(tail, attempt_id)]
-
-
-async def report(tail: Tail, kind: type[AttemptReport], attempt_id: str) -> AttemptReport:
-    return await tail.first(kind, lambda p: p.attempt_id == attempt_id)
-
-
-async def run_sentinel(bus: Bus, tail: Tail) -> Record:
-    """Commands are handled in order: once a later no-op succeeded, earlier ones are done.
-
-    Returns the sentinel's command record: the agent's position is past it by then.
-    """
-    sentinel = execute_task(AGENT, ref("noop"), run_id=RUN, task="sentinel")
-    [record] = await bus.publish([command_record(sentinel)])
-    await report(tail, AttemptSucceeded, sentinel.attempt_id)
-    return record
 
 
 async def test_command_is_started_at_once_and_succeeds_with_its_artifact(

@@ -1,0 +1,30 @@
+"""Task functions for the agent tests (GPU pinning, drain), run in real worker processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agents.task_api import Result, TaskContext
+
+MODULE = __name__
+UNSET = "<unset>"
+"""CUDA_VISIBLE_DEVICES absent (CUDA then shows every GPU), told apart from "" (none)."""
+
+
+def ref(name: str) -> str:
+    return f"{MODULE}:{name}"
+
+
+def visible_gpus() -> Result:
+    """What CUDA would show this task, in the metadata of its success report."""
+    seen = os.environ.get("CUDA_VISIBLE_DEVICES", UNSET)
+    return Result(value=seen, metadata={"cuda_visible_devices": seen})
+
+
+def released(ctx: TaskContext) -> str:
+    """Says it runs, then blocks on a FIFO until the test writes to it: it ends when told."""
+    ctx.progress(0.0, "waiting to be released")
+    with Path(str(ctx.params["fifo"])).open() as fifo:
+        fifo.read()
+    return "released"
