@@ -32,7 +32,10 @@ class _InvalidTask(Exception):
 def worker_main(conn: Connection, artifact_root: str, env: dict[str, str], once: bool) -> None:
     """Entry point of a worker process; `env` is applied before any task module is imported."""
     _die_with_parent()
+    # Ctrl-C and SIGTERM reach the whole process group (a terminal, systemd, kill -PGID); the
+    # agent decides what happens to running tasks (it drains), and kills workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.update(env)
     store = ArtifactStore(Path(artifact_root))
     inbox: queue.SimpleQueue[Invocation] = queue.SimpleQueue()

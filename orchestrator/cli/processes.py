@@ -18,7 +18,13 @@ from agents.runtime import Agent, AgentConfig
 from orchestrator.bus import EMBEDDED
 from orchestrator.cli.context import home_of, open_bus
 from orchestrator.cli.errors import UsageError
-from orchestrator.cli.options import add_agent_flags, agent_specs
+from orchestrator.cli.options import (
+    add_agent_flags,
+    add_agent_process_flags,
+    agent_specs,
+    agent_timing,
+)
+from orchestrator.cli.scheduling import add_coordinator_flags, coordinator_settings, describe
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
 from orchestrator.service.app import EmbeddedApp
 from orchestrator.service.coordinator_process import DEFAULT_SESSION_TIMEOUT_S, Coordinator
@@ -63,20 +69,23 @@ def add_up(p: argparse.ArgumentParser) -> None:
     _add_pipelines(p)
     p.add_argument("--agents", type=int, default=1, help="local agents to run (default 1)")
     add_agent_flags(p)
+    add_coordinator_flags(p)
     p.set_defaults(handler=up)
 
 
 async def up(args: argparse.Namespace) -> int:
     pipelines = load_all(args.pipeline or list(DEFAULT_PIPELINES))
     agents = agent_specs(args)  # checked before the home is touched
+    settings, expiry_s = coordinator_settings(args)
     home = home_of(args)
     with _one_coordinator(args, home):
-        app = EmbeddedApp(home, pipelines, agents, bus_url=args.bus)
+        app = EmbeddedApp(home, pipelines, agents, settings=settings, expiry_s=expiry_s,
+                          bus_url=args.bus)
         app.stop = _stop_on_signals()
         await app.start()
         print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines "
-              f"{', '.join(pipelines)}, {len(app.agents)} local agent(s); Ctrl-C to stop",
-              flush=True)
+              f"{', '.join(pipelines)}, {len(app.agents)} local agent(s), "
+              f"{describe(settings, expiry_s)}; Ctrl-C to stop", flush=True)
         try:
             await app.wait()
         finally:
@@ -92,6 +101,7 @@ def add_coordinator(p: argparse.ArgumentParser) -> None:
                    metavar="SECONDS",
                    help="Kafka only: how long a silent coordinator keeps its partition groups "
                         f"before the others take them over (default {DEFAULT_SESSION_TIMEOUT_S:g})")
+    add_coordinator_flags(p)
     p.set_defaults(handler=coordinator)
 
 
@@ -100,14 +110,16 @@ async def coordinator(args: argparse.Namespace) -> int:
         raise UsageError(f"--session-timeout {args.session_timeout:g} is below the broker's "
                          f"minimum of {MIN_SESSION_TIMEOUT_S:g} seconds")
     pipelines = load_all(args.pipeline or list(DEFAULT_PIPELINES))
+    settings, expiry_s = coordinator_settings(args)
     home = home_of(args)
     with _one_coordinator(args, home):
         bus = await open_bus(args, create=True)
         try:
-            node = Coordinator(bus, pipelines, on_event=_say)
+            node = Coordinator(bus, pipelines, settings, expiry_s, on_event=_say)
             stop = _stop_on_signals()
             _say(f"baton coordinator: bus {args.bus}, pipelines {', '.join(pipelines)}, "
-                 f"{len(node.units)} units to share; Ctrl-C to stop")
+                 f"{len(node.units)} units to share, {describe(settings, expiry_s)}; "
+                 "Ctrl-C to stop")
             await node.run(stop, session_timeout_s=args.session_timeout)
         finally:
             await bus.close()
@@ -124,10 +136,12 @@ def add_agent(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent-id", help="stable name of this agent (default: the host name); "
                                       "a restarted agent finds its work by it")
     add_agent_flags(p)
+    add_agent_process_flags(p)
     p.set_defaults(handler=agent, agents=1)
 
 
 async def agent(args: argparse.Namespace) -> int:
+    lease_s, drain_grace_s = agent_timing(args)
     spec = agent_specs(args)[0]
     agent_id = args.agent_id or socket.gethostname()
     if not agent_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
@@ -142,12 +156,35 @@ async def agent(args: argparse.Namespace) -> int:
         try:
             config = AgentConfig(agent_id=agent_id, capabilities=spec.capabilities,
                                  home=home.agents, artifact_root=home.artifacts,
-                                 workers=spec.workers)
+                                 workers=spec.workers, lease_s=lease_s,
+                                 drain_grace_s=drain_grace_s)
             caps = spec.capabilities
             _say(f"baton agent {agent_id}: bus {args.bus}, cpus {caps.cpus:g}, memory "
-                 f"{caps.memory_mb} MB, gpus {len(caps.gpus)}, {spec.workers} workers; "
-                 "Ctrl-C to stop")
-            await Agent(bus, config).run(_stop_on_signals())
+                 f"{caps.memory_mb} MB, gpus {len(caps.gpus)}, {spec.workers} workers, lease "
+                 f"{lease_s:g} s; Ctrl-C or SIGTERM drains (grace {drain_grace_s:g} s), "
+                 "a second one stops at once")
+            node = Agent(bus, config)
+            await node.run(_drain_on_signals(node))
         finally:
             await bus.close()
     return 0
+
+
+def _drain_on_signals(node: Agent) -> asyncio.Event:
+    """The first SIGINT/SIGTERM drains the agent; the next one stops it at once (the stop
+    event it returns, which cuts the drain short)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if node.drain_requested or stop.is_set():
+            _say(f"baton agent {node.agent_id}: {sig.name} again, stopping now")
+            stop.set()
+            return
+        _say(f"baton agent {node.agent_id}: {sig.name}, draining: no new work, running tasks "
+             f"get {node.config.drain_grace_s:g} s (send it again to stop at once)")
+        node.drain(reason=sig.name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    return stop

@@ -11,6 +11,7 @@ from events.triggers import DataArrived, TriggerInfo
 from orchestrator.cli.context import caught_up_projection, open_bus, send_intent
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.cli.options import file_facts, key_values
+from orchestrator.cli.scheduling import add_priority_flag
 from orchestrator.core.ids import run_id_for
 from orchestrator.monitor.check import (
     DriftCheck,
@@ -82,6 +83,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--uri", help="data for the run (passed to tasks as trigger payload 'uri')")
     p.add_argument("--idempotency-key", help="the same key never starts a second run")
+    add_priority_flag(p)
     p.set_defaults(handler=run_manual)
 
 
@@ -94,7 +96,8 @@ async def run_manual(args: argparse.Namespace) -> int:
     payload = {"uri": file_facts(args.uri)[0]} if args.uri else {}
     trigger = TriggerInfo(type="manual", event_id=key, subject=args.pipeline, payload=payload)
     request = RunRequested(run_id=run_id, spec=specs[args.pipeline], trigger=trigger,
-                           params=key_values(args.param), idempotency_key=key)
+                           params=key_values(args.param), priority=args.priority,
+                           idempotency_key=key)
     await send_intent(args, request, f"{run_id}/requested", correlation=key)
     print(run_id)
     return 0

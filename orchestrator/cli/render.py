@@ -29,9 +29,10 @@ def _describe(d: Payload) -> str | None:
         version = d.pipeline_version[:8]
         return f"run created: {d.pipeline}@{version} on {d.trigger.type} ({d.trigger.subject})"
     if isinstance(d, ev.TaskScheduled):
-        return f"  {d.task}: attempt {d.attempt} scheduled on {d.agent_id}"
+        return f"  {d.task}: attempt {d.attempt} scheduled on {d.agent_id}{_gpus(d.gpus, ', ')}"
     if isinstance(d, ev.TaskStarted):
-        return f"  {d.task}: started (attempt {d.attempt})"
+        queued = "" if d.queued_s is None else f", queued {_seconds(d.queued_s)}"
+        return f"  {d.task}: started (attempt {d.attempt}{_gpus(d.gpus, ', ')}{queued})"
     if isinstance(d, ev.TaskProgress):
         return f"  {d.task}: {_bar(d.fraction)} {d.fraction:>4.0%} {d.message}"
     if isinstance(d, ev.TaskSucceeded):
@@ -41,8 +42,10 @@ def _describe(d: Payload) -> str | None:
         return f"  {d.task}: ✘ attempt {d.attempt} failed ({d.reason}): {d.message}"
     if isinstance(d, ev.TaskRetryScheduled):
         return f"  {d.task}: ↻ retry as attempt {d.next_attempt}"
-    if isinstance(d, ev.TaskTimedOut | ev.TaskLost):
-        return f"  {d.task}: attempt {d.attempt} {d.TYPE.removeprefix('task_').replace('_', ' ')}"
+    if isinstance(d, ev.TaskLost):
+        return f"  {d.task}: attempt {d.attempt} lost on {d.agent_id}: {d.evidence}"
+    if isinstance(d, ev.TaskTimedOut):
+        return f"  {d.task}: attempt {d.attempt} timed out"
     if isinstance(d, ev.TaskWaiting):
         return f"  {d.task}: waiting: {d.reason}"
     if isinstance(d, ev.TaskUpstreamFailed):
@@ -58,6 +61,14 @@ def _describe(d: Payload) -> str | None:
     if isinstance(d, ev.RunFailed | ev.RunCancelled):
         return f"run {'✘ failed' if isinstance(d, ev.RunFailed) else '■ cancelled'}: {d.reason}"
     return None
+
+
+def _gpus(indices: tuple[int, ...] | list[int], prefix: str = "") -> str:
+    return f"{prefix}GPUs {','.join(map(str, indices))}" if indices else ""
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
 
 
 def _num(value: float | None) -> str:
@@ -85,7 +96,8 @@ def run_detail(r: dict[str, Any]) -> str:
     lines = [f"run {r['run_id']}  {SYMBOL.get(r['status'], '?')} {r['status']}",
              f"  pipeline  {r['pipeline']} (version {r['pipeline_version']})",
              f"  trigger   {r['trigger_type']} {r['trigger_subject']} "
-             f"(event {r['trigger_event_id']})"]
+             f"(event {r['trigger_event_id']})",
+             f"  priority  {r.get('priority', 0)}"]
     if r.get("reason"):
         lines.append(f"  reason    {r['reason']}")
     for m in r.get("models", []):
@@ -93,8 +105,22 @@ def run_detail(r: dict[str, Any]) -> str:
     lines.append("  tasks:")
     for t in r["tasks"]:
         waiting = t["status"] in {"ready", "pending"} and t.get("waiting")
-        extra = t.get("waiting") if waiting else t.get("error")
+        extra = f"waiting: {t['waiting']}" if waiting else t.get("error")
         metrics = " ".join(f"{k}={v:.4f}" for k, v in t["metrics"].items())
         lines.append(f"    {SYMBOL.get(t['status'], '?')} {t['name']:<10} {t['status']:<16} "
                      f"attempts={t['attempts']} {metrics} {extra or ''}".rstrip())
+        # rows projected by an older Baton have no history (the projector rebuilds them)
+        lines.extend(_attempt_line(a, t.get("error"))
+                     for a in t.get("attempt_history", []))
     return "\n".join(lines)
+
+
+def _attempt_line(a: dict[str, Any], task_error: str | None) -> str:
+    """One attempt: where it ran, on which GPUs, how it ended, how long it queued, and why it
+    ended when that is not already on the task's line (a lost attempt's evidence, say)."""
+    gpus = _gpus(a["gpus"]) or "no GPU"
+    queued = "" if a["queued_s"] is None else f"queued {_seconds(a['queued_s'])}"
+    error = a["error"] if a["error"] and a["error"] != task_error else ""
+    first_line = error.splitlines()[0] if error else ""
+    return (f"        #{a['number']:<2} {a['agent_id']:<16} {gpus:<9} {a['status']:<10} "
+            f"{queued:<15} {first_line}").rstrip()

@@ -134,7 +134,8 @@ def _rejected(run: RunState, e: ev.TaskRejected, at: float) -> None:
 
 def _started(run: RunState, e: ev.TaskStarted, at: float) -> None:
     gpus = e.gpus or (run.tasks[e.task].current or _NO_ATTEMPT).gpus
-    _attempt(run, e.task, e.attempt_id, status="running", timeout_at=e.timeout_at, gpus=gpus)
+    _attempt(run, e.task, e.attempt_id, status="running", timeout_at=e.timeout_at, gpus=gpus,
+             queued_s=e.queued_s)
     _task(run, e.task, status="running")
 
 
@@ -157,7 +158,9 @@ def _failed(run: RunState, e: ev.TaskFailed, at: float) -> None:
 
 def _ended(status: str) -> Callable[[RunState, Any, float], None]:
     def handler(run: RunState, e: ev.TaskTimedOut | ev.TaskLost, at: float) -> None:
-        _attempt(run, e.task, e.attempt_id, status=status, error=status.replace("_", " "))
+        # a lost attempt keeps the evidence (how long silent, which clock): operators ask why
+        error = getattr(e, "evidence", None) or status.replace("_", " ")
+        _attempt(run, e.task, e.attempt_id, status=status, error=error)
         _task(run, e.task, status="retry_wait")
     return handler
 

@@ -37,6 +37,8 @@ class Attempt:
     error: str | None = None
     pipeline: str = ""
     """Whose concurrency limit the attempt counts against while it is active."""
+    queued_s: float | None = None
+    """Ready -> started for this attempt (TaskStarted.queued_s): what `runs show` reports."""
 
 
 @dataclass(frozen=True, slots=True)

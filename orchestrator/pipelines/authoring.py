@@ -32,27 +32,34 @@ class Pipeline:
     """
 
     def __init__(self, name: str, *, triggers: Sequence[TriggerSpec] = (manual(),),
-                 deadline_s: float = 3600.0, description: str = "") -> None:
+                 deadline_s: float = 3600.0, max_concurrent_tasks: int | None = None,
+                 description: str = "") -> None:
         self.name = name
         self.triggers = tuple(triggers)
         self.deadline_s = deadline_s
+        self.max_concurrent_tasks = max_concurrent_tasks
         self.description = description
         self._tasks: list[TaskSpec] = []
 
     def task(self, *, name: str | None = None, after: Sequence[str] = (), cpus: float = 1.0,
-             memory: int | str = 256, gpus: int = 0, labels: Mapping[str, str] | None = None,
+             memory: int | str = 256, gpus: int = 0, gpu_memory: int | str = 0,
+             gpu_model: str | None = None, labels: Mapping[str, str] | None = None,
              retries: int = 0, backoff_s: float = 1.0, timeout_s: float | None = None,
+             schedule_to_start_timeout_s: float | None = None,
              params: Mapping[str, Any] | None = None) -> Callable[[F], F]:
-        """Declare a task; `retries` is extra attempts after the first."""
+        """Declare a task; `retries` is extra attempts after the first; `gpu_memory` and
+        `gpu_model` narrow which GPUs qualify (see docs/SCHEDULING.md)."""
         def decorate(fn: F) -> F:
             deps = [p for p in inspect.signature(fn).parameters if p != "ctx"]
             self._tasks.append(TaskSpec(
                 name=name or fn.__name__, function=f"{fn.__module__}:{fn.__qualname__}",
                 deps=(*deps, *[a for a in after if a not in deps]),
                 resources=Resources(cpus=cpus, memory_mb=_memory(memory), gpus=gpus,
-                                    labels=dict(labels or {})),
+                                    gpu_memory_mb=_memory(gpu_memory) if gpu_memory else 0,
+                                    gpu_model=gpu_model, labels=dict(labels or {})),
                 retry=RetryPolicy(max_attempts=retries + 1, backoff_s=backoff_s),
-                timeout_s=timeout_s, params=dict(params or {}),
+                timeout_s=timeout_s, schedule_to_start_timeout_s=schedule_to_start_timeout_s,
+                params=dict(params or {}),
             ))
             return fn
         return decorate
@@ -73,7 +80,9 @@ class Pipeline:
         from orchestrator.pipelines.validation import check
 
         spec = PipelineSpec(name=self.name, tasks=tuple(self._tasks), triggers=self.triggers,
-                            deadline_s=self.deadline_s, description=self.description)
+                            deadline_s=self.deadline_s,
+                            max_concurrent_tasks=self.max_concurrent_tasks,
+                            description=self.description)
         check(spec)
         return spec
 

@@ -20,7 +20,7 @@ from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.state import CoordinatorState
 from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.locks import file_lock
-from orchestrator.store.rows import run_row
+from orchestrator.store.rows import ROW_VERSION, run_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS models (
 CREATE TABLE IF NOT EXISTS positions (
   topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
   PRIMARY KEY (topic, partition));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -43,6 +44,30 @@ async def connect(path: Path) -> aiosqlite.Connection:
     await conn.executescript(SCHEMA)
     await conn.commit()
     return conn
+
+
+async def stored_row_version(conn: aiosqlite.Connection) -> int:
+    """The shape the stored run rows have (rows.ROW_VERSION). Rows written before versions
+    were recorded are version 1; an empty store is as good as current."""
+    async with conn.execute("SELECT value FROM meta WHERE key = 'row_version'") as cur:
+        row = await cur.fetchone()
+    if row is not None:
+        return int(row[0])
+    async with conn.execute("SELECT 1 FROM runs LIMIT 1") as cur:
+        return 1 if await cur.fetchone() else ROW_VERSION
+
+
+async def rebuild_stale_rows(conn: aiosqlite.Connection) -> bool:
+    """Run rows of another shape are dropped with their runs positions, so the projector
+    writes every run again from the log; model rows keep theirs. Only the writer calls this.
+    True if rows were dropped."""
+    stale = await stored_row_version(conn) != ROW_VERSION
+    if stale:
+        await conn.execute("DELETE FROM runs")
+        await conn.execute("DELETE FROM positions WHERE topic = ?", (topics.RUNS,))
+    await conn.execute("INSERT OR REPLACE INTO meta VALUES ('row_version', ?)", (str(ROW_VERSION),))
+    await conn.commit()
+    return stale
 
 
 async def stored_positions(conn: aiosqlite.Connection) -> dict[TopicPartition, int]:
@@ -126,6 +151,7 @@ class Projector:
 
     async def _open(self) -> aiosqlite.Connection:
         conn = await connect(self.path)
+        await rebuild_stale_rows(conn)
         self.positions = await stored_positions(conn)
         runs_upto = {tp: o for tp, o in self.positions.items() if tp.topic == topics.RUNS}
         self.state = await fold_runs(self.bus, runs_upto)

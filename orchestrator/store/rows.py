@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.core.state import RunState, TaskState
+from orchestrator.core.state import Attempt, RunState, TaskState
+
+ROW_VERSION = 2
+"""The shape of `run_row`. Bump it whenever that shape changes: a projector that finds rows of
+another version rebuilds them from the log (rows are derived; the log is the truth).
+2: per-task `attempt_history` (agent, GPUs, status, queue time, error or lost evidence)."""
 
 
 def run_row(run: RunState) -> dict[str, Any]:
@@ -31,4 +36,14 @@ def task_row(task: TaskState) -> dict[str, Any]:
         "waiting": task.waiting, "error": task.error,
         "output": task.output.model_dump(mode="json") if task.output else None,
         "metrics": dict(task.metrics), "metadata": dict(task.metadata),
+        "attempt_history": [attempt_row(a) for a in task.attempts],
+    }
+
+
+def attempt_row(attempt: Attempt) -> dict[str, Any]:
+    """One placement of a task, refused ones included: an agent's refusal is why it waited."""
+    return {
+        "number": attempt.number, "attempt_id": attempt.attempt_id,
+        "agent_id": attempt.agent_id, "gpus": list(attempt.gpus), "status": attempt.status,
+        "queued_s": attempt.queued_s, "error": attempt.error,
     }

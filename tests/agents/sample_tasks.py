@@ -69,3 +69,10 @@ def waits_at_gate(gate: str, ctx: TaskContext) -> int:
     ctx.progress(0.0, "started")
     Path(gate).read_text()
     return os.getpid()
+
+
+def pid_then_gate(gate: str, ctx: TaskContext) -> str:
+    """Reports its pid as progress, then blocks until the test writes to the FIFO `gate`."""
+    ctx.progress(0.0, str(os.getpid()))
+    Path(gate).read_text()
+    return "released"

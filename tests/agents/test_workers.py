@@ -401,3 +401,21 @@ async def test_workers_die_when_their_parent_is_killed(tmp_path: Path) -> None:
     await parent.wait()
     # then
     await asyncio.wait_for(exits(pidfds), 10)
+
+
+async def test_a_sigterm_to_the_agents_process_group_does_not_kill_a_running_task(
+    pool: WorkerPool, store: ArtifactStore, tmp_path: Path
+) -> None:
+    # given a task running in a worker (systemd and `kill -TERM -PGID` signal the whole group;
+    # the agent drains on SIGTERM, so its workers must keep running their tasks)
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    inv = invocation("pid_then_gate", inputs={"gate": store.put_object(str(gate))})
+    run, pid = await started_pid(pool, inv)
+    # when the worker gets SIGTERM, and the task is released afterwards
+    os.kill(pid, signal.SIGTERM)
+    fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO, not a hang, if the task died
+    os.write(fd, b"go")
+    os.close(fd)
+    # then the task finished normally
+    assert store.get_object(succeeded(await run).output) == "released"

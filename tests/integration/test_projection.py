@@ -21,6 +21,7 @@ from events.runs import RunFailed, RunSucceeded
 from orchestrator.bus import Bus
 from orchestrator.service.home import Home
 from orchestrator.store.projections import Projector, connect, list_models, list_runs
+from orchestrator.store.rows import ROW_VERSION
 from orchestrator.store.verify import verify
 from tests.buses import BusOpener
 from tests.integration.support import Apps, projected, run_to_end, submit
@@ -133,3 +134,35 @@ async def test_tampered_projection_is_reported_naming_the_run_and_field(
         f"{succeeded}: status: log says 'succeeded', projection says 'failed'",
         f"{failed}: in the log but missing from the projection",
     ])
+
+
+async def test_rows_of_an_older_shape_are_rebuilt_from_the_log_when_a_projector_opens_them(
+    bus: Bus, home: Home, finished_runs: dict[str, str]
+) -> None:
+    # given: the projection as an older Baton left it: rows without the attempt history, and
+    # no recorded row version
+    before = await query(home.projections)
+    async with aiosqlite.connect(home.projections) as conn:
+        async with conn.execute("SELECT run_id, doc FROM runs") as cur:
+            docs = {run_id: json.loads(doc) async for run_id, doc in cur}
+        for run_id, doc in docs.items():
+            for t in doc["tasks"]:
+                del t["attempt_history"]
+            await conn.execute("UPDATE runs SET doc = ? WHERE run_id = ?",
+                               (json.dumps(doc, sort_keys=True), run_id))
+        await conn.execute("DELETE FROM meta")
+        await conn.commit()
+
+    # when: it is verified, then a projector (any query, or `baton up`) opens it
+    stale = await verify(bus, home.projections)
+    assert await Projector(bus, home.projections).catch_up_if_free()
+
+    # then: verify said, in one line, why every row differs; the projector rebuilt the rows
+    # from the log, as they were, and they verify again
+    assert not stale.ok
+    assert len(stale.differences) == 1
+    assert f"rows have shape 1, this Baton writes {ROW_VERSION}" in stale.differences[0]
+    assert await query(home.projections) == before
+    assert {r["run_id"] for r in before[0]} == set(finished_runs)
+    assert all("attempt_history" in t for r in before[0] for t in r["tasks"])
+    assert (await verify(bus, home.projections)).ok

@@ -17,3 +17,12 @@ def total(load: list[int]) -> Result:
 
 
 pipe.gate("gate", metrics_from="total", minimum={"total": 1})
+
+
+gpu_pipe = Pipeline("gpu-train", max_concurrent_tasks=2)
+
+
+@gpu_pipe.task(gpus=1, gpu_memory="40Gi", gpu_model="A100", schedule_to_start_timeout_s=600,
+               labels={"pool": "training"})
+def train() -> None:
+    return None

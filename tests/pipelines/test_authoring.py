@@ -64,3 +64,14 @@ def test_a_yaml_file_with_a_wrong_field_names_the_file_and_field(tmp_path: Path)
     with pytest.raises(SpecError) as err:
         load_pipeline(str(path))
     assert str(path) in str(err.value) and "tasks.0.timeout_s" in str(err.value)
+
+
+def test_python_declares_gpu_constraints_schedule_to_start_and_pipeline_concurrency() -> None:
+    # given / when
+    spec = load_pipeline("tests.pipelines.sample:gpu_pipe")
+    # then
+    assert spec.max_concurrent_tasks == 2
+    task = spec.task("train")
+    assert task.resources == Resources(gpus=1, gpu_memory_mb=40960, gpu_model="A100",
+                                       labels={"pool": "training"})
+    assert task.schedule_to_start_timeout_s == 600

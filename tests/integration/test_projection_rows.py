@@ -1,0 +1,127 @@
+"""What a run row (and `baton runs show`) says about scheduling: the run's priority, why a task
+waits, and each attempt's agent, GPUs, outcome, queue time and lost evidence.
+
+The runs are driven by the real decide through the pure harness, so the rows are what the
+projector would write for those logs.
+"""
+
+from __future__ import annotations
+
+from events import reports as rp
+from events.intents import RunRequested
+from events.triggers import TriggerInfo
+from orchestrator.cli.render import event_line, run_detail
+from orchestrator.core.ids import run_id_for
+from orchestrator.store.rows import run_row
+from tests.core.harness import pipeline, ref, task
+from tests.core.support import CheckedHarness
+
+EVIDENCE = "no heartbeat for 15.2s (expiry 10s, coordinator clock)"
+
+
+def started_on_a_gpu_then_lost() -> tuple[CheckedHarness, str]:
+    """A one-task GPU run at priority 7: attempt 1 starts on gpu-a 2.5 s after it was ready,
+    gpu-a is lost, attempt 2 waits 3 s for gpu-b to join and succeeds there."""
+    h = CheckedHarness()
+    spec = pipeline(task("train", gpus=1, attempts=3, backoff_s=0.5), name="trainer")
+    run_id = run_id_for(spec.name, "k1")
+    h.feed(RunRequested(run_id=run_id, spec=spec, priority=7,
+                        trigger=TriggerInfo(type="manual", event_id="k1", subject="trainer")))
+    h.agent("gpu-a", gpus=2)
+    h.now += 2.5
+    h.tick()
+    first = h.last_execute("train")
+    h.report(rp.AttemptAccepted, first, gpus=first.gpus)
+    h.report(rp.AttemptStarted, first, gpus=first.gpus)
+    h.lose("gpu-a", EVIDENCE)
+    h.tick(h.now + 1)  # lost; the retry waits out its backoff
+    h.tick(h.now + 1)  # ready again, and nothing live to run it
+    h.agent("gpu-b", gpus=1)
+    h.tick(h.now + 3)
+    second = h.last_execute("train")
+    h.report(rp.AttemptAccepted, second, gpus=second.gpus)
+    h.report(rp.AttemptStarted, second, gpus=second.gpus)
+    h.report(rp.AttemptSucceeded, second, output=ref("train"))
+    return h, run_id
+
+
+def test_a_row_keeps_each_attempt_with_its_agent_gpus_queue_time_and_lost_evidence() -> None:
+    # given: a GPU task lost with its agent and retried on another
+    h, run_id = started_on_a_gpu_then_lost()
+
+    # when: its row is built
+    row = run_row(h.run(run_id))
+
+    # then: the run's priority, and both attempts as they happened
+    assert (row["priority"], row["status"]) == (7, "succeeded")
+    (train,) = row["tasks"]
+    assert train["attempts"] == 2
+    history = [(a["number"], a["agent_id"], a["gpus"], a["status"], a["error"])
+               for a in train["attempt_history"]]
+    assert history == [(1, "gpu-a", [0], "lost", EVIDENCE), (2, "gpu-b", [0], "succeeded", None)]
+    assert [a["queued_s"] for a in train["attempt_history"]] == [2.5, 3.0]
+
+
+def test_runs_show_prints_the_priority_and_one_line_per_attempt() -> None:
+    # given: the row of that run
+    h, run_id = started_on_a_gpu_then_lost()
+
+    # when: it is rendered for a terminal
+    text = run_detail(run_row(h.run(run_id)))
+
+    # then: the priority, the task line as before, and each attempt under it
+    lines = text.splitlines()
+    assert "  priority  7" in lines
+    task_at = next(i for i, line in enumerate(lines) if " train " in line)
+    assert "succeeded" in lines[task_at] and "attempts=2" in lines[task_at]
+    first, second = lines[task_at + 1], lines[task_at + 2]
+    assert first.split()[:5] == ["#1", "gpu-a", "GPUs", "0", "lost"]
+    assert "queued 2.50 s" in first and EVIDENCE in first
+    assert second.split()[:5] == ["#2", "gpu-b", "GPUs", "0", "succeeded"]
+    assert len(lines) == task_at + 3
+
+
+def test_a_waiting_task_says_why_on_its_line_and_has_no_attempt_yet() -> None:
+    # given: a GPU task and only a CPU agent
+    h = CheckedHarness()
+    h.agent("cpu-only", gpus=0)
+    run_id = h.start(pipeline(task("train", gpus=1)))
+
+    # when: its row is rendered
+    row = run_row(h.run(run_id))
+    text = run_detail(row)
+
+    # then: the task waits with the reason, on its own line, and nothing ran
+    (train,) = row["tasks"]
+    assert (train["status"], train["waiting"], train["attempt_history"]) == (
+        "ready", "no agent advertises gpus>=1", [])
+    line = next(x for x in text.splitlines() if " train " in x)
+    assert line.endswith("attempts=0  waiting: no agent advertises gpus>=1")
+
+
+def test_watch_lines_name_the_gpus_the_queue_time_and_the_lost_evidence() -> None:
+    # given: the log of the lost-then-retried run
+    h, _ = started_on_a_gpu_then_lost()
+
+    # when: `baton watch` renders it
+    lines = [line for env in h.log if (line := event_line(env))]
+
+    # then: placement, start (with queue time) and loss say what an operator asks first
+    text = "\n".join(lines)
+    assert "train: attempt 1 scheduled on gpu-a, GPUs 0" in text
+    assert "train: started (attempt 1, GPUs 0, queued 2.50 s)" in text
+    assert f"train: attempt 1 lost on gpu-a: {EVIDENCE}" in text
+
+
+def test_a_row_from_an_older_baton_without_history_still_renders() -> None:
+    # given: a row as an older projector wrote it (no attempt history, no priority)
+    h, run_id = started_on_a_gpu_then_lost()
+    row = run_row(h.run(run_id))
+    del row["priority"]
+    for t in row["tasks"]:
+        del t["attempt_history"]
+
+    # when / then: it renders with priority 0 and no attempt lines
+    text = run_detail(row)
+    assert "  priority  0" in text.splitlines()
+    assert "#1" not in text
