@@ -16,12 +16,10 @@ from orchestrator.cli.errors import UsageError
 from orchestrator.core.decider import Settings
 from orchestrator.core.placement import Strategy
 from orchestrator.core.triggers import PRIORITY
-from orchestrator.service.views import LEASE_MARGIN_S
+from orchestrator.service.views import DEFAULT_EXPIRY_S, LEASE_MARGIN_S
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DEFAULTS = Settings()
-DEFAULT_EXPIRY_S = 10.0
-"""How long an agent may be silent before it is lost (FleetView.expiry_s's default)."""
 
 
 # -- argparse types: each raises ArgumentTypeError, which the parser prints as one line ------

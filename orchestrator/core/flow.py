@@ -172,6 +172,14 @@ def place_ready(d: Decider) -> None:
             d.log(run, ev.TaskWaiting(run_id=run.run_id, task=c.task, reason=reason))
 
 
+QUEUE_CHANGES = (
+    ev.TaskReady, ev.TaskWaiting, ev.TaskScheduled, ev.TaskRejected, ev.TaskFailed,
+    ev.TaskCancelled, ev.TaskUpstreamFailed, ev.RunSucceeded, ev.RunFailed, ev.RunCancelled,
+)
+"""Run-log events after which `waiting_for_room` may answer differently (ready tasks come or
+go, or their wait changes); between them, and ticks, it need not be asked again."""
+
+
 def waiting_for_room(state: CoordinatorState, now: float, settings: Settings,
                      most: int = 16) -> tuple[Want, ...]:
     """This group's highest-ranked ready tasks that capacity would let start (what it

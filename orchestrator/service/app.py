@@ -18,6 +18,7 @@ from orchestrator.service.coordinator import GroupLoop
 from orchestrator.service.coordinator_process import Coordinator
 from orchestrator.service.home import Home
 from orchestrator.service.supervise import supervise
+from orchestrator.service.views import DEFAULT_EXPIRY_S
 from orchestrator.store.projections import Projector
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class EmbeddedApp:
     pipelines: dict[str, PipelineSpec]
     agents: Sequence[AgentSpec] = ()
     settings: Settings = field(default_factory=Settings)
-    expiry_s: float = 10.0
+    expiry_s: float = DEFAULT_EXPIRY_S
     bus_url: str = EMBEDDED
     bus: Bus | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)

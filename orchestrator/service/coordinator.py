@@ -29,7 +29,7 @@ from orchestrator.core.decide import Input, Tick, decide, next_deadline
 from orchestrator.core.decider import Settings
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.evolve import InFlight, evolve, update_in_flight
-from orchestrator.core.flow import waiting_for_room
+from orchestrator.core.flow import QUEUE_CHANGES, waiting_for_room
 from orchestrator.core.placement import request_key
 from orchestrator.core.state import CoordinatorState, Want
 from orchestrator.service import snapshots
@@ -124,6 +124,15 @@ class GroupLoop:
     def _fresh_state(self) -> CoordinatorState:
         return CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
                                 in_flight=self.in_flight, group=self.k, demand=self.demand)
+
+    def _publish_wants(self, now: float) -> None:
+        """Refresh this group's entry on the demand board (only after a decision that could
+        change it: the scan is as long as the group's backlog)."""
+        before = self.demand.get(self.k, ())
+        self.demand[self.k] = wants = waiting_for_room(self.state, now, self.settings)
+        # Room other groups held for a want that is gone unplaced (its run cancelled, say)
+        # is theirs again: wake them as if capacity was freed.
+        self._freed = self._freed or bool(_keys(before) - _keys(wants))
 
     def _forget_capacity(self) -> None:
         """Drop this group's share of the shared capacity index before rebuilding it."""
@@ -240,11 +249,8 @@ class GroupLoop:
         for env in out:
             if env.sequence is not None:
                 evolve(self.state, env)
-        before = self.demand.get(self.k, ())
-        self.demand[self.k] = wants = waiting_for_room(self.state, now, self.settings)
-        # Room other groups held for a want that is gone unplaced (its run cancelled, say)
-        # is theirs again: wake them as if capacity was freed.
-        self._freed = self._freed or bool(_keys(before) - _keys(wants))
+        if isinstance(input, Tick) or any(isinstance(e.data, QUEUE_CHANGES) for e in out):
+            self._publish_wants(now)
         self._freed = self._freed or self._active_attempts() < active
         return [route(env, self.k) for env in out]
 

@@ -28,7 +28,7 @@ from orchestrator.service.coordinator import GroupLoop
 from orchestrator.service.registry import RegistryStage
 from orchestrator.service.supervise import supervise
 from orchestrator.service.triggers import FanOutStage, RouterStage
-from orchestrator.service.views import FleetView, ModelsView
+from orchestrator.service.views import DEFAULT_EXPIRY_S, FleetView, ModelsView
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Coordinator:
     bus: Bus
     pipelines: dict[str, PipelineSpec]
     settings: Settings = field(default_factory=Settings)
-    expiry_s: float = 10.0
+    expiry_s: float = DEFAULT_EXPIRY_S
     on_event: Callable[[str], None] = lambda line: None
     refence_after_s: float = DEFAULT_SESSION_TIMEOUT_S
     fleet: FleetView = field(init=False)

@@ -24,6 +24,8 @@ from orchestrator.core.state import AgentView, Champion
 
 log = logging.getLogger(__name__)
 
+DEFAULT_EXPIRY_S = 10.0
+"""How long an agent may be silent before it is lost (`--agent-expiry`; see expiry_for)."""
 LEASE_MARGIN_S = 3.0
 """An agent is expired no sooner than this after its own lease: by then it has stopped its
 attempts itself (it checks its lease every second), so a retry elsewhere never runs beside one."""
@@ -48,7 +50,7 @@ class FleetView:
     """Agents as this process sees them; `version` bumps on every change placement cares about."""
 
     bus: Bus
-    expiry_s: float = 10.0
+    expiry_s: float = DEFAULT_EXPIRY_S
     grace_s: float = 5.0
     monotonic: Callable[[], float] = time.monotonic
     agents: dict[str, AgentView] = field(default_factory=dict)

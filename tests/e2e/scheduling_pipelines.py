@@ -15,17 +15,10 @@ def _work(ctx: TaskContext) -> str:
     return ctx.task
 
 
-def pooled_a(ctx: TaskContext) -> str:
-    return _work(ctx)
-
-
-def pooled_b(ctx: TaskContext) -> str:
-    return _work(ctx)
-
-
 pooled = Pipeline("pooled", deadline_s=300, description="two independent tasks of one pool")
-for _fn in (pooled_a, pooled_b):
-    pooled.task(cpus=0.5, memory="64Mi", labels={"pool": "train"}, timeout_s=60)(_fn)
+for _name in ("pooled_a", "pooled_b"):
+    pooled.task(name=_name, cpus=0.5, memory="64Mi", labels={"pool": "train"},
+                timeout_s=60)(_work)
 
 
 def on_gpu(ctx: TaskContext) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,18 +24,6 @@ from tests.integration.support import WAIT_S, Tail, command_record, execute_task
 
 GRACE_S = 2.0
 """Long enough for the test's steps inside it on a loaded machine, short for the suite."""
-
-
-@pytest.fixture
-async def agents(bus: Bus, tmp_path: Path) -> AsyncIterator[Agents]:
-    agents = Agents(bus, tmp_path)
-    yield agents
-    await agents.close_all()
-
-
-@pytest.fixture
-def reports(bus: Bus) -> Tail:
-    return Tail(bus, [tp_for(bus, topics.REPORTS, RUN)])
 
 
 @pytest.fixture

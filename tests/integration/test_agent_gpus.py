@@ -7,11 +7,6 @@ and the task process sees exactly its GPUs through CUDA_VISIBLE_DEVICES (none wh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from events import topics
 from events.agents import AgentHeartbeat
 from events.commands import CancelTask, ExecuteTask
@@ -31,18 +26,6 @@ from tests.integration.support import Tail, command_record, execute_task, tp_for
 A100 = GpuInfo(index=0, model="A100", memory_mb=40960)
 T4 = GpuInfo(index=1, model="T4", memory_mb=16384)
 GPU_AGENT = Capabilities(cpus=4, memory_mb=4096, gpus=(A100, T4))
-
-
-@pytest.fixture
-async def agents(bus: Bus, tmp_path: Path) -> AsyncIterator[Agents]:
-    agents = Agents(bus, tmp_path)
-    yield agents
-    await agents.close_all()
-
-
-@pytest.fixture
-def reports(bus: Bus) -> Tail:
-    return Tail(bus, [tp_for(bus, topics.REPORTS, RUN)])
 
 
 def gpu_task(function: str, task: str, *, reserved: tuple[int, ...] = (), gpus: int = 1,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -47,16 +47,8 @@ StartAgent = Callable[..., Awaitable[RunningAgent]]
 
 
 @pytest.fixture
-async def start_agent(bus: Bus, tmp_path: Path) -> AsyncIterator[StartAgent]:
-    """Starts agents on the test bus; whatever is still running is stopped at teardown."""
-    agents = Agents(bus, tmp_path)
-    yield agents.start
-    await agents.close_all()
-
-
-@pytest.fixture
-def reports(bus: Bus) -> Tail:
-    return Tail(bus, [tp_for(bus, topics.REPORTS, RUN)])
+def start_agent(agents: Agents) -> StartAgent:
+    return agents.start
 
 
 async def test_command_is_started_at_once_and_succeeds_with_its_artifact(

@@ -58,82 +58,50 @@ def _quick(ctx: TaskContext) -> str:
     return ctx.task
 
 
+def _long(pipeline: Pipeline, name: str, labels: dict[str, str] | None = None) -> None:
+    """A long task named `name` (several tasks share the one body)."""
+    pipeline.task(name=name, cpus=1, memory="64Mi", labels=labels, retries=2, backoff_s=0.2,
+                  timeout_s=300)(_linger)
+
+
 # -- one long task: killed or drained on one agent, retried on another -----------------------
 
-def work(ctx: TaskContext) -> str:
-    return _linger(ctx)
-
-
 survivor = Pipeline("survivor", deadline_s=600, description="one long task that outlives agents")
-survivor.task(cpus=1, memory="64Mi", retries=2, backoff_s=0.2, timeout_s=300)(work)
+_long(survivor, "work")
 
 
 # -- a simulated GPU: waits for an agent that has one ----------------------------------------
 
-def on_gpu(ctx: TaskContext) -> Result:
-    return _visible_gpus(ctx)
-
-
-def on_cpu(ctx: TaskContext) -> Result:
-    return _visible_gpus(ctx)
-
-
 gpu_probe = Pipeline("gpu_probe", deadline_s=600,
                      description="what a GPU task and a CPU task are shown")
-gpu_probe.task(cpus=0.5, memory="64Mi", gpus=1, retries=1, backoff_s=0.2, timeout_s=120)(on_gpu)
-gpu_probe.task(cpus=0.5, memory="64Mi", retries=1, backoff_s=0.2, timeout_s=120)(on_cpu)
+gpu_probe.task(name="on_gpu", cpus=0.5, memory="64Mi", gpus=1, retries=1, backoff_s=0.2,
+               timeout_s=120)(_visible_gpus)
+gpu_probe.task(name="on_cpu", cpus=0.5, memory="64Mi", retries=1, backoff_s=0.2,
+               timeout_s=120)(_visible_gpus)
 
 
 # -- two long tasks in parallel, one per agent: cancelled together ---------------------------
 
-def left(ctx: TaskContext) -> str:
-    return _linger(ctx)
-
-
-def right(ctx: TaskContext) -> str:
-    return _linger(ctx)
-
-
 pair = Pipeline("pair", deadline_s=600, description="two long tasks side by side")
-for _long in (left, right):
-    pair.task(cpus=1, memory="64Mi", retries=2, backoff_s=0.2, timeout_s=300)(_long)
+for _name in ("left", "right"):
+    _long(pair, _name)
 
 
 # -- draining: `held` on the agent that drains, `blocker` pinned to the other ---------------
 
-def held(ctx: TaskContext) -> str:
-    return _linger(ctx)
-
-
-def blocker(ctx: TaskContext) -> str:
-    return _linger(ctx)
-
-
 drain_pair = Pipeline("drain_pair", deadline_s=600,
                       description="a task to interrupt, and one that keeps the other agent busy")
-drain_pair.task(cpus=1, memory="64Mi", retries=2, backoff_s=0.2, timeout_s=300)(held)
-drain_pair.task(cpus=1, memory="64Mi", labels={"lane": "b"}, retries=2, backoff_s=0.2,
-                timeout_s=300)(blocker)
-
-
-def newcomer(ctx: TaskContext) -> str:
-    return _quick(ctx)
-
+_long(drain_pair, "held")
+_long(drain_pair, "blocker", labels={"lane": "b"})
 
 probe = Pipeline("probe", deadline_s=600, description="new work that arrives during a drain")
-probe.task(cpus=1, memory="64Mi", retries=2, backoff_s=0.2, timeout_s=120)(newcomer)
+probe.task(name="newcomer", cpus=1, memory="64Mi", retries=2, backoff_s=0.2,
+           timeout_s=120)(_quick)
 
 
 # -- one quick task per lane: once it succeeded, the coordinator knows both agents -----------
 
-def hello_a(ctx: TaskContext) -> str:
-    return _quick(ctx)
-
-
-def hello_b(ctx: TaskContext) -> str:
-    return _quick(ctx)
-
-
 lanes = Pipeline("lanes", deadline_s=600, description="one quick task on each lane")
-lanes.task(cpus=0.1, memory="16Mi", labels={"lane": "a"}, timeout_s=120)(hello_a)
-lanes.task(cpus=0.1, memory="16Mi", labels={"lane": "b"}, timeout_s=120)(hello_b)
+for _lane in ("a", "b"):
+    lanes.task(name=f"hello_{_lane}", cpus=0.1, memory="16Mi", labels={"lane": _lane},
+               timeout_s=120)(_quick)
