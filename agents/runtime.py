@@ -77,7 +77,7 @@ class AgentConfig:
     """How long the agent keeps running its attempts while no heartbeat gets through. Longer
     than a broker failover (a lost broker's partitions move in ~5-8 s, a single broker restarts
     in 4-11 s on a busy 2-core machine), so bus trouble alone never stops work; the coordinator
-    expires an agent only after its lease (FleetView.expiry_for)."""
+    expires an agent only after its lease (FleetTracker.expiry_for)."""
     drain_grace_s: float = 30.0
     """How long a draining agent lets its running attempts finish before it interrupts them."""
 

@@ -25,7 +25,7 @@ from events.triggers import TriggerInfo
 from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition, open_bus_url
 from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.ids import run_id_for
-from orchestrator.service.app import AgentSpec, EmbeddedApp
+from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
 from orchestrator.service.home import Home
 
 NOOP = "bench.tasks:noop"

@@ -51,7 +51,7 @@ from events.triggers import TriggerInfo
 from orchestrator.bus import EMBEDDED, Bus, Outgoing, TopicPartition, open_bus_url
 from orchestrator.cli import processes
 from orchestrator.core.ids import run_id_for
-from orchestrator.service.views import LEASE_MARGIN_S
+from orchestrator.service.fleet_tracker import LEASE_MARGIN_S
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = "bench.pipelines:failover"
@@ -61,9 +61,9 @@ LEASE_S = 2.0
 so one late heartbeat never costs an agent its work."""
 EXPIRY_S = 3.0
 """The expiry asked for where `baton coordinator --expiry` exists; the coordinator still
-waits for the lease + 3 s (FleetView.expiry_for), so with the lease above this is 5 s."""
+waits for the lease + 3 s (FleetTracker.expiry_for), so with the lease above this is 5 s."""
 DEFAULT_EXPIRY_S = 10.0
-"""FleetView's expiry when the coordinator offers no flag for it."""
+"""FleetTracker's expiry when the coordinator offers no flag for it."""
 SESSION_TIMEOUT_S = 6.0
 """Kafka only: the broker's minimum; irrelevant here (no coordinator dies)."""
 STEP_TIMEOUT_S = 90.0

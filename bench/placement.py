@@ -3,7 +3,7 @@
 Built only from the public core API, so it keeps measuring whatever placement does inside:
 runs are created by feeding `RunRequested` envelopes to `decide` with no agents in the state
 (so every root task becomes ready and waits with "no live agent") and folding the output with
-`evolve`; then the fleet (`AgentView`s: mostly CPU agents, some with simulated GPUs, pool and
+`evolve`; then the fleet (`AgentStatus`s: mostly CPU agents, some with simulated GPUs, pool and
 region labels) is added and one tick places everything that fits. That is the pass a
 coordinator runs when agents join after work piled up.
 
@@ -37,7 +37,7 @@ from events.triggers import TriggerInfo
 from orchestrator.core.decide import Tick, decide
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.ids import run_id_for
-from orchestrator.core.state import AgentView, CoordinatorState
+from orchestrator.core.state import AgentStatus, CoordinatorState
 
 T0 = 1_700_000_000.0
 WIDTH = 10
@@ -58,7 +58,7 @@ class PlacementViolation(AssertionError):
 # ------------------------------------------------------------------------------ the world
 
 
-def fleet(n: int, seed: int = 7) -> list[AgentView]:
+def fleet(n: int, seed: int = 7) -> list[AgentStatus]:
     """n agents: four in five CPU-only (8-32 cpus, 4 GiB per cpu, pool etl or training), one
     in five with 1-8 simulated GPUs of one model (pool training); region eu or us."""
     rng = random.Random(seed)
@@ -76,7 +76,7 @@ def fleet(n: int, seed: int = 7) -> list[AgentView]:
             caps = Capabilities(cpus=cpus, memory_mb=cpus * 4096,
                                 labels={"pool": rng.choice(("etl", "etl", "training")),
                                         "region": region})
-        agents.append(AgentView(agent_id=f"agent-{i:05d}", capabilities=caps, lease_s=12))
+        agents.append(AgentStatus(agent_id=f"agent-{i:05d}", capabilities=caps, lease_s=12))
     return agents
 
 
@@ -142,7 +142,7 @@ def ready_count(state: CoordinatorState) -> int:
 class Ledger:
     """What the passes gave each agent, for the capacity check."""
 
-    agents: dict[str, AgentView]
+    agents: dict[str, AgentStatus]
     cpus: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     memory: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     gpus: dict[str, int] = field(default_factory=lambda: defaultdict(int))

@@ -31,10 +31,11 @@ from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition, op
 from orchestrator.core.decide import decide
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.ids import run_id_for
-from orchestrator.core.state import AgentView, CoordinatorState
+from orchestrator.core.state import AgentStatus, CoordinatorState
 from orchestrator.service import snapshots
-from orchestrator.service.coordinator import GROUP, GroupLoop
-from orchestrator.service.views import FleetView, ModelsView
+from orchestrator.service.champion_tracker import ChampionTracker
+from orchestrator.service.fleet_tracker import FleetTracker
+from orchestrator.service.group_loop import GROUP, GroupLoop
 from orchestrator.store.projections import fold_runs
 
 TARGET_EVENTS_PER_S = 250_000
@@ -65,7 +66,7 @@ class Driver:
     counter: int = 0
 
     def __post_init__(self) -> None:
-        self.state.agents[AGENT] = AgentView(agent_id=AGENT, capabilities=BIG_AGENT, lease_s=5)
+        self.state.agents[AGENT] = AgentStatus(agent_id=AGENT, capabilities=BIG_AGENT, lease_s=5)
 
     def feed(self, data: Payload, *, id: str | None = None) -> None:
         self.counter += 1
@@ -215,7 +216,7 @@ async def measure_takeover(bus: Bus, records: list[Record], repeat: int
     first from the whole log, then from a snapshot taken at its end (what snapshots buy)."""
     sizes = Counter(r.partition for r in records)
     k, in_group = sizes.most_common(1)[0]
-    loop = GroupLoop(bus, k, FleetView(bus), ModelsView(bus), {})
+    loop = GroupLoop(bus, k, FleetTracker(bus), ChampionTracker(bus), {})
 
     async def take_over() -> None:
         await bus.claim(GROUP, loop.inputs)

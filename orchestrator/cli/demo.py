@@ -19,7 +19,7 @@ from orchestrator.cli.options import add_agent_flags, agent_specs
 from orchestrator.cli.render import event_line
 from orchestrator.monitor.check import DriftCheck, publish_drift, run_check
 from orchestrator.pipelines.loader import load_pipeline
-from orchestrator.service.app import EmbeddedApp
+from orchestrator.service.embedded_app import EmbeddedApp
 from orchestrator.service.follow import follow
 from orchestrator.service.home import Home
 from orchestrator.service.triggers import publish_trigger

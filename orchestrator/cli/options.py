@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from agents.capabilities import detect_capabilities
 from agents.runtime import AgentConfig
 from orchestrator.cli.errors import UsageError
-from orchestrator.service.app import AgentSpec
+from orchestrator.service.embedded_app import AgentSpec
 
 
 def add_agent_flags(p: argparse.ArgumentParser) -> None:

@@ -26,8 +26,8 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.scheduling import add_coordinator_flags, coordinator_settings, describe
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
-from orchestrator.service.app import EmbeddedApp
-from orchestrator.service.coordinator_process import DEFAULT_SESSION_TIMEOUT_S, Coordinator
+from orchestrator.service.coordinator import DEFAULT_SESSION_TIMEOUT_S, Coordinator
+from orchestrator.service.embedded_app import EmbeddedApp
 from orchestrator.service.home import Home
 from orchestrator.store.locks import file_lock
 

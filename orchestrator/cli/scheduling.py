@@ -13,10 +13,10 @@ import math
 from typing import get_args
 
 from orchestrator.cli.errors import UsageError
-from orchestrator.core.decider import Settings
 from orchestrator.core.placement import Strategy
+from orchestrator.core.settings import Settings
 from orchestrator.core.triggers import PRIORITY
-from orchestrator.service.views import DEFAULT_EXPIRY_S, LEASE_MARGIN_S
+from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, LEASE_MARGIN_S
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DEFAULTS = Settings()

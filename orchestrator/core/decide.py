@@ -14,11 +14,12 @@ from events.intents import RunCancelRequested, RunRequested
 from events.payloads import Payload
 from events.registry import ModelRegistered
 from orchestrator.core import dag
-from orchestrator.core.decider import REGISTRY_AGENT, SOURCE, Decider, Settings
+from orchestrator.core.decision import REGISTRY_AGENT, SOURCE, Decision
 from orchestrator.core.errors import InvalidInput, SpecError
 from orchestrator.core.evolve import created_run
 from orchestrator.core.flow import advance, attempt_ended, place_ready
 from orchestrator.core.ids import attempt_id
+from orchestrator.core.settings import Settings
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
     TERMINAL_TASK,
@@ -41,7 +42,7 @@ def decide(
     state: CoordinatorState, input: Input, now: float, settings: Settings = DEFAULT_SETTINGS
 ) -> list[Envelope[Payload]]:
     """Events for baton.runs and commands for agents / the registry, in order."""
-    d = Decider(state, now, None if isinstance(input, Tick) else input, settings)
+    d = Decision(state, now, None if isinstance(input, Tick) else input, settings)
     if isinstance(input, Tick):
         for live in d.runs():
             run = d.run(live.run_id)  # a scratch copy: log() never folds into live state
@@ -53,7 +54,7 @@ def decide(
     return d.out
 
 
-def _on_input(d: Decider, env: Envelope[Payload]) -> None:
+def _on_input(d: Decision, env: Envelope[Payload]) -> None:
     data = env.data
     if isinstance(data, RunRequested):
         _run_requested(d, env, data)
@@ -76,12 +77,12 @@ def _on_input(d: Decider, env: Envelope[Payload]) -> None:
         raise InvalidInput(f"{env.type} is not an input the coordinator accepts")
 
 
-def _ignore(d: Decider, run: RunState, env: Envelope[Payload], reason: str) -> None:
+def _ignore(d: Decision, run: RunState, env: Envelope[Payload], reason: str) -> None:
     d.log(run, ev.InputIgnored(run_id=run.run_id, input_id=env.id, input_type=env.type,
                                reason=reason))
 
 
-def _run_requested(d: Decider, env: Envelope[Payload], data: RunRequested) -> None:
+def _run_requested(d: Decision, env: Envelope[Payload], data: RunRequested) -> None:
     existing = d.run(data.run_id)
     if existing is not None:
         _ignore(d, existing, env, "duplicate run request (run already exists)")
@@ -99,7 +100,7 @@ def _run_requested(d: Decider, env: Envelope[Payload], data: RunRequested) -> No
     advance(d, run)
 
 
-def _new_run(d: Decider, created: ev.RunCreated, env: Envelope[Payload]) -> RunState:
+def _new_run(d: Decision, created: ev.RunCreated, env: Envelope[Payload]) -> RunState:
     first = envelope(created, id=f"{created.run_id}/1", time=d.now, source=SOURCE,
                      subject=created.run_id, correlation_id=created.trigger.event_id,
                      causation_id=env.id, sequence=1)
@@ -109,7 +110,7 @@ def _new_run(d: Decider, created: ev.RunCreated, env: Envelope[Payload]) -> RunS
     return run
 
 
-def _cancel(d: Decider, run: RunState, reason: str, *, failed: bool = False) -> None:
+def _cancel(d: Decision, run: RunState, reason: str, *, failed: bool = False) -> None:
     """Stop every attempt, cancel what has not finished, end the run (failed on a deadline)."""
     d.cancel_attempts(run, reason)
     for name, task in run.tasks.items():
@@ -119,7 +120,7 @@ def _cancel(d: Decider, run: RunState, reason: str, *, failed: bool = False) -> 
     d.log(run, end(run_id=run.run_id, reason=reason))
 
 
-def _model_registered(d: Decider, run: RunState, env: Envelope[Payload],
+def _model_registered(d: Decision, run: RunState, env: Envelope[Payload],
                       data: ModelRegistered) -> None:
     task = run.tasks.get(data.task)
     current = task.current if task else None
@@ -135,7 +136,7 @@ def _model_registered(d: Decider, run: RunState, env: Envelope[Payload],
     advance(d, run)
 
 
-def _report(d: Decider, run: RunState, env: Envelope[Payload], data: rp.AttemptReport) -> None:
+def _report(d: Decision, run: RunState, env: Envelope[Payload], data: rp.AttemptReport) -> None:
     task = run.tasks.get(data.task)
     if task is None:
         raise InvalidInput(f"{env.type} {env.id}: run {run.run_id} has no task {data.task!r}")
@@ -161,12 +162,12 @@ def _regresses(report: rp.AttemptReport, status: str) -> bool:
     return isinstance(report, rp.AttemptStarted) and status == "running"
 
 
-def _accepted(d: Decider, run: RunState, r: rp.AttemptAccepted) -> None:
+def _accepted(d: Decision, run: RunState, r: rp.AttemptAccepted) -> None:
     d.log(run, ev.TaskAccepted(run_id=r.run_id, task=r.task, attempt=r.attempt,
                                attempt_id=r.attempt_id, agent_id=r.agent_id, gpus=r.gpus))
 
 
-def _rejected(d: Decider, run: RunState, r: rp.AttemptRejected) -> None:
+def _rejected(d: Decision, run: RunState, r: rp.AttemptRejected) -> None:
     placement = run.tasks[r.task].placement
     backoff = min(d.settings.reject_backoff_s * 2 ** (placement - 1),
                   d.settings.reject_backoff_max_s)
@@ -175,7 +176,7 @@ def _rejected(d: Decider, run: RunState, r: rp.AttemptRejected) -> None:
                                place_after=d.now + backoff))
 
 
-def _started(d: Decider, run: RunState, r: rp.AttemptStarted) -> None:
+def _started(d: Decision, run: RunState, r: rp.AttemptStarted) -> None:
     timeout = run.spec.task(r.task).timeout_s
     ready_at = run.tasks[r.task].ready_at
     d.log(run, ev.TaskStarted(run_id=r.run_id, task=r.task, attempt=r.attempt,
@@ -184,31 +185,31 @@ def _started(d: Decider, run: RunState, r: rp.AttemptStarted) -> None:
                               queued_s=None if ready_at is None else max(0.0, d.now - ready_at)))
 
 
-def _progress(d: Decider, run: RunState, r: rp.AttemptProgress) -> None:
+def _progress(d: Decision, run: RunState, r: rp.AttemptProgress) -> None:
     d.log(run, ev.TaskProgress(run_id=r.run_id, task=r.task, attempt=r.attempt,
                                attempt_id=r.attempt_id, fraction=r.fraction, message=r.message))
 
 
-def _succeeded(d: Decider, run: RunState, r: rp.AttemptSucceeded) -> None:
+def _succeeded(d: Decision, run: RunState, r: rp.AttemptSucceeded) -> None:
     d.log(run, ev.TaskSucceeded(run_id=r.run_id, task=r.task, attempt=r.attempt,
                                 attempt_id=r.attempt_id, output=r.output, metrics=r.metrics,
                                 metadata=r.metadata, duration_s=r.duration_s))
 
 
-def _failed(d: Decider, run: RunState, r: rp.AttemptFailed) -> None:
+def _failed(d: Decision, run: RunState, r: rp.AttemptFailed) -> None:
     failure = ev.TaskFailed(run_id=r.run_id, task=r.task, attempt=r.attempt,
                             attempt_id=r.attempt_id, reason=r.reason, message=r.message,
                             error_type=r.error_type, retryable=r.retryable)
     attempt_ended(d, run, failure, log_failure=True)
 
 
-_REPORTS: dict[type[rp.AttemptReport], Callable[[Decider, RunState, Any], None]] = {
+_REPORTS: dict[type[rp.AttemptReport], Callable[[Decision, RunState, Any], None]] = {
     rp.AttemptAccepted: _accepted, rp.AttemptRejected: _rejected, rp.AttemptStarted: _started,
     rp.AttemptProgress: _progress, rp.AttemptSucceeded: _succeeded, rp.AttemptFailed: _failed,
 }
 
 
-def _tick_run(d: Decider, run: RunState) -> None:
+def _tick_run(d: Decision, run: RunState) -> None:
     if d.now >= run.deadline_at:
         _cancel(d, run, f"run deadline of {run.spec.deadline_s:g}s exceeded", failed=True)
         return
@@ -217,7 +218,7 @@ def _tick_run(d: Decider, run: RunState) -> None:
     advance(d, run)
 
 
-def _tick_task(d: Decider, run: RunState, name: str) -> None:
+def _tick_task(d: Decision, run: RunState, name: str) -> None:
     task = run.tasks[name]
     current = task.current
     start_by = _start_by(run, task)
@@ -252,7 +253,7 @@ def _start_by(run: RunState, task: TaskState) -> float | None:
     return task.ready_at + limit
 
 
-def _not_started(d: Decider, run: RunState, name: str) -> None:
+def _not_started(d: Decision, run: RunState, name: str) -> None:
     """No agent started it in time: fail it for good, saying why it waited, and withdraw a
     command still on its way (its late reports are then superseded and ignored)."""
     task = run.tasks[name]
@@ -270,7 +271,7 @@ def _not_started(d: Decider, run: RunState, name: str) -> None:
         message=f"not started within its schedule-to-start timeout of {limit:g}s: {why}"))
 
 
-def _timed_out(d: Decider, run: RunState, name: str, timeout_at: float) -> None:
+def _timed_out(d: Decision, run: RunState, name: str, timeout_at: float) -> None:
     current = run.tasks[name].current
     assert current is not None
     base = dict(run_id=run.run_id, task=name, attempt=current.number,

@@ -16,8 +16,10 @@ from orchestrator.core.errors import LogCorrupt
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
     Attempt,
+    AttemptStatus,
     CoordinatorState,
     RunState,
+    RunStatus,
     TaskState,
 )
 
@@ -156,7 +158,7 @@ def _failed(run: RunState, e: ev.TaskFailed, at: float) -> None:
     _task(run, e.task, status="failed" if e.final else "retry_wait", error=e.message)
 
 
-def _ended(status: str) -> Callable[[RunState, Any, float], None]:
+def _ended(status: AttemptStatus) -> Callable[[RunState, Any, float], None]:
     def handler(run: RunState, e: ev.TaskTimedOut | ev.TaskLost, at: float) -> None:
         # a lost attempt keeps the evidence (how long silent, which clock): operators ask why
         error = getattr(e, "evidence", None) or status.replace("_", " ")
@@ -189,9 +191,9 @@ def _model(run: RunState, e: ModelRegistered, at: float) -> None:
     run.models = (*run.models, (e.model, e.version))
 
 
-def _finished(status: str) -> Callable[[RunState, Any, float], None]:
+def _finished(status: RunStatus) -> Callable[[RunState, Any, float], None]:
     def handler(run: RunState, e: Any, at: float) -> None:
-        run.status = status  # type: ignore[assignment]
+        run.status = status
         run.reason = getattr(e, "reason", None)
         run.finished_at = at
     return handler

@@ -6,7 +6,7 @@ from events import runs as ev
 from events.commands import ExecuteTask
 from events.pipeline import TaskSpec
 from events.registry import RegisterModel
-from orchestrator.core.decider import REGISTRY_AGENT, Decider, Settings
+from orchestrator.core.decision import REGISTRY_AGENT, Decision
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.placement import Fleet, Placed, request_key
@@ -18,12 +18,13 @@ from orchestrator.core.queueing import (
     order,
     outranking,
 )
+from orchestrator.core.settings import Settings
 from orchestrator.core.state import TERMINAL_TASK, CoordinatorState, RunState, TaskState, Want
 
 FAILED = frozenset({"failed", "upstream_failed", "cancelled"})
 
 
-def advance(d: Decider, run: RunState) -> None:
+def advance(d: Decision, run: RunState) -> None:
     """Repeat until nothing changes: readiness, gates, registrations, then completion."""
     changed = True
     while changed and run.status == "running":
@@ -34,7 +35,7 @@ def advance(d: Decider, run: RunState) -> None:
         _finish(d, run)
 
 
-def _step(d: Decider, run: RunState, spec: TaskSpec) -> bool:
+def _step(d: Decision, run: RunState, spec: TaskSpec) -> bool:
     task = run.tasks[spec.name]
     if task.status == "pending":
         failed = next((dep for dep in spec.deps if run.tasks[dep].status in FAILED), None)
@@ -56,7 +57,7 @@ def _step(d: Decider, run: RunState, spec: TaskSpec) -> bool:
     return False
 
 
-def _gate(d: Decider, run: RunState, spec: TaskSpec) -> None:
+def _gate(d: Decision, run: RunState, spec: TaskSpec) -> None:
     assert spec.gate is not None
     gate = spec.gate
     champion = d.state.champions.get(gate.model) if gate.model else None
@@ -77,7 +78,7 @@ def _gate(d: Decider, run: RunState, spec: TaskSpec) -> None:
                                  retryable=False, final=True))
 
 
-def _register(d: Decider, run: RunState, spec: TaskSpec) -> None:
+def _register(d: Decision, run: RunState, spec: TaskSpec) -> None:
     assert spec.registration is not None
     reg = spec.registration
     source = run.tasks[reg.artifact_from]
@@ -94,7 +95,7 @@ def _register(d: Decider, run: RunState, spec: TaskSpec) -> None:
     d.command(run, request, f"register/{reg.model}")
 
 
-def _finish(d: Decider, run: RunState) -> None:
+def _finish(d: Decision, run: RunState) -> None:
     failed = tuple(n for n, t in run.tasks.items() if t.status == "failed")
     if not failed and all(t.status == "succeeded" for t in run.tasks.values()):
         d.log(run, ev.RunSucceeded(run_id=run.run_id))
@@ -104,7 +105,7 @@ def _finish(d: Decider, run: RunState) -> None:
     d.log(run, ev.RunFailed(run_id=run.run_id, reason=reason, failed_tasks=failed))
 
 
-def attempt_ended(d: Decider, run: RunState, failure: ev.TaskFailed, *, log_failure: bool
+def attempt_ended(d: Decision, run: RunState, failure: ev.TaskFailed, *, log_failure: bool
                   ) -> None:
     """After an attempt failed, timed out or was lost: retry within budget or fail for good.
 
@@ -122,7 +123,7 @@ def attempt_ended(d: Decider, run: RunState, failure: ev.TaskFailed, *, log_fail
                                          next_attempt=attempt + 1, retry_at=retry_at))
 
 
-def place_ready(d: Decider) -> None:
+def place_ready(d: Decision) -> None:
     """Offer capacity to ready tasks in queue order (queueing.order); record changed waits.
 
     Only a tick (time passed, the fleet changed) or an attempt ending can make room, so an
@@ -145,7 +146,7 @@ def place_ready(d: Decider) -> None:
         return
     agents = list(d.state.agents.values())
     fleet = Fleet(agents, {a.agent_id: d.usage(a.agent_id) for a in agents},
-                  d.settings.strategy)  # type: ignore[arg-type]
+                  d.settings.strategy)
     limits = Limits(dict(d.settings.pool_limits))
     for attempt in d.attempts_in_flight():
         limits.count(attempt.pipeline, attempt.resources)
@@ -199,7 +200,7 @@ def waiting_for_room(state: CoordinatorState, now: float, settings: Settings,
     return tuple(sorted(wants.values(), key=lambda w: -w.rank)[:most])
 
 
-def _aged(priority: int, task: TaskState, d: Decider) -> bool:
+def _aged(priority: int, task: TaskState, d: Decision) -> bool:
     waited_since = task.ready_at if task.ready_at is not None else d.now
     return effective_priority(priority, waited_since, d.now, d.settings.aging_s) > priority
 
@@ -208,7 +209,7 @@ def _placeable(task: TaskState, now: float) -> bool:
     return task.status == "ready" and (task.place_after is None or task.place_after <= now)
 
 
-def _schedule(d: Decider, run: RunState, spec: TaskSpec, choice: Placed) -> None:
+def _schedule(d: Decision, run: RunState, spec: TaskSpec, choice: Placed) -> None:
     task = run.tasks[spec.name]
     aid = attempt_id(run.run_id, spec.name, task.attempt)
     not_after = d.now + d.settings.command_ttl_s

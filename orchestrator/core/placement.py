@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from events.common import Capabilities, Resources
-from orchestrator.core.state import AgentView
+from orchestrator.core.state import AgentStatus
 
 Strategy = Literal["spread", "pack"]
 FULL = "all fitting agents are full"
@@ -91,7 +91,7 @@ def load(caps: Capabilities, used: Usage) -> float:
 
 def place(
     req: Resources,
-    agents: Iterable[AgentView],
+    agents: Iterable[AgentStatus],
     used: Mapping[str, Usage],
     strategy: Strategy = "spread",
 ) -> Placed | Waiting:
@@ -118,10 +118,10 @@ class _Kind:
 class Fleet:
     """Placement for one pass. It records what it places, so later requests see that usage."""
 
-    agents: Iterable[AgentView]
+    agents: Iterable[AgentStatus]
     used: Mapping[str, Usage]
     strategy: Strategy = "spread"
-    live: dict[str, AgentView] = field(init=False)
+    live: dict[str, AgentStatus] = field(init=False)
     usage: dict[str, Usage] = field(init=False)
     reserved: set[str] = field(default_factory=set)
     _version: dict[str, int] = field(default_factory=dict)
@@ -198,8 +198,8 @@ class Fleet:
         heapq.heapify(heap)
         return _Kind(heap)
 
-    def _entry(self, agent: AgentView, req: Resources) -> tuple[bool, float, str, int]:
+    def _entry(self, agent: AgentStatus, req: Resources) -> tuple[bool, float, str, int]:
         busy = load(agent.capabilities, self.usage[agent.agent_id])
         wastes_gpu = not req.gpus and bool(agent.capabilities.gpus)
-        rank = busy if self.strategy == "spread" else -busy
+        rank = -busy if self.strategy == "pack" else busy
         return (wastes_gpu, rank, agent.agent_id, self._version.get(agent.agent_id, 0))

@@ -1,4 +1,4 @@
-"""Run state as folded from the log, plus the views (fleet, models) the shell keeps fresh.
+"""Run state as folded from the log, plus the fleet and champions the shell keeps fresh.
 
 Run and coordinator objects are updated in place by `evolve`; task and attempt states are
 frozen and replaced, so `decide` can fold into a cheap scratch copy of a run.
@@ -19,6 +19,10 @@ TaskStatus = Literal[
     "succeeded", "failed", "upstream_failed", "cancelled",
 ]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
+AttemptStatus = Literal[
+    "scheduled", "accepted", "rejected", "running", "succeeded", "failed", "timed_out", "lost",
+    "cancelled",
+]
 TERMINAL_TASK: frozenset[str] = frozenset({"succeeded", "failed", "upstream_failed", "cancelled"})
 ACTIVE_ATTEMPT: frozenset[str] = frozenset({"scheduled", "accepted", "running"})
 
@@ -30,7 +34,7 @@ class Attempt:
     agent_id: str
     placement: int
     resources: Resources
-    status: str = "scheduled"
+    status: AttemptStatus = "scheduled"
     not_after: float = 0.0
     gpus: tuple[int, ...] = ()
     timeout_at: float | None = None
@@ -100,7 +104,7 @@ class RunState:
 
 
 @dataclass(slots=True)
-class AgentView:
+class AgentStatus:
     """What the coordinator knows about one agent, from baton.agents and its own clock."""
 
     agent_id: str
@@ -133,10 +137,11 @@ class Want:
 
 @dataclass(slots=True)
 class CoordinatorState:
-    """State of one partition group: runs folded from runs-k, and views fed by the shell."""
+    """State of one partition group: runs folded from runs-k, plus the fleet and champions
+    the shell keeps fresh."""
 
     runs: dict[str, RunState] = field(default_factory=dict)
-    agents: dict[str, AgentView] = field(default_factory=dict)
+    agents: dict[str, AgentStatus] = field(default_factory=dict)
     champions: dict[str, Champion] = field(default_factory=dict)
     in_flight: dict[str, dict[str, Any]] = field(default_factory=dict)
     active: set[str] = field(default_factory=set)  # runs still running: what decide scans

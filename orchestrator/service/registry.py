@@ -16,8 +16,8 @@ from events.payloads import Payload
 from events.registry import ModelRegistered, RegisterModel
 from events.topics import partition_for
 from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
-from orchestrator.service.coordinator import dead_letter
-from orchestrator.service.views import read_all
+from orchestrator.service.group_loop import dead_letter
+from orchestrator.service.reading import read_all
 
 GROUP = "baton.registry"
 SOURCE = "baton.registry"

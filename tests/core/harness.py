@@ -16,10 +16,10 @@ from events.registry import RegisterModel
 from events.runs import RunCreated
 from events.triggers import TriggerInfo
 from orchestrator.core.decide import Tick, decide
-from orchestrator.core.decider import Settings
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.ids import run_id_for
-from orchestrator.core.state import AgentView, CoordinatorState, RunState
+from orchestrator.core.settings import Settings
+from orchestrator.core.state import AgentStatus, CoordinatorState, RunState
 
 SHA = "0" * 64
 
@@ -56,7 +56,7 @@ class Harness:
 
         caps = Capabilities(cpus=cpus, memory_mb=8000,
                             gpus=tuple(GpuInfo(index=i) for i in range(gpus)))
-        self.state.agents[agent_id] = AgentView(agent_id=agent_id, capabilities=caps, lease_s=5)
+        self.state.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
 
     def feed(self, data: Payload, *, id: str | None = None) -> list[Envelope[Payload]]:
         self.counter += 1

@@ -7,13 +7,13 @@ from hypothesis import strategies as st
 
 from events.common import Capabilities, GpuInfo, Resources
 from orchestrator.core.placement import FULL, Fleet, Placed, Usage, Waiting, place
-from orchestrator.core.state import AgentView
+from orchestrator.core.state import AgentStatus
 
 
 def agent(agent_id: str, cpus: float = 4, memory_mb: int = 8000,
-          gpus: tuple[GpuInfo, ...] = (), **labels: str) -> AgentView:
+          gpus: tuple[GpuInfo, ...] = (), **labels: str) -> AgentStatus:
     caps = Capabilities(cpus=cpus, memory_mb=memory_mb, gpus=gpus, labels=labels)
-    return AgentView(agent_id=agent_id, capabilities=caps, lease_s=5)
+    return AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
 
 
 def req(cpus: float = 1, memory_mb: int = 100, gpus: int = 0, **extra: object) -> Resources:

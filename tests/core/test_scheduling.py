@@ -3,6 +3,8 @@ priorities with aging, fair share between pipelines, concurrency limits, reserva
 
 from __future__ import annotations
 
+import pytest
+
 from events import reports as rp
 from events import runs as ev
 from events.commands import CancelTask
@@ -10,10 +12,10 @@ from events.common import Capabilities, GpuInfo, Resources
 from events.intents import RunRequested
 from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
-from orchestrator.core.decider import Settings
 from orchestrator.core.flow import waiting_for_room
 from orchestrator.core.ids import run_id_for
-from orchestrator.core.state import AgentView
+from orchestrator.core.settings import Settings
+from orchestrator.core.state import AgentStatus
 from tests.core.harness import pipeline, ref, task
 from tests.core.support import CheckedHarness
 
@@ -29,7 +31,7 @@ def given(*agents: tuple[str, float], settings: Settings | None = None) -> Check
 
 def labelled(h: CheckedHarness, agent_id: str, cpus: float, **labels: str) -> None:
     caps = Capabilities(cpus=cpus, memory_mb=8000, labels=labels)
-    h.state.agents[agent_id] = AgentView(agent_id=agent_id, capabilities=caps, lease_s=5)
+    h.state.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
 
 
 def start(h: CheckedHarness, spec: PipelineSpec, key: str, priority: int = 0) -> str:
@@ -227,6 +229,12 @@ def test_a_big_task_that_waited_reserves_an_agent_so_small_tasks_cannot_starve_i
     assert len(placed(h)) == 5
 
 
+def test_an_unknown_placement_strategy_is_refused_instead_of_meaning_pack() -> None:
+    # given a misspelt strategy, when settings are made, then they say what to use instead
+    with pytest.raises(ValueError, match="unknown placement strategy 'spead': use one of spread"):
+        Settings(strategy="spead")  # type: ignore[arg-type]
+
+
 def test_a_draining_agent_gets_no_new_work() -> None:
     h = given(("a1", 4), ("a2", 4))
     h.state.agents["a1"].draining = True
@@ -239,7 +247,7 @@ def test_a_draining_agent_gets_no_new_work() -> None:
 def test_gpu_requests_wait_for_a_qualifying_gpu_naming_the_model() -> None:
     h = given()
     gpus = (GpuInfo(index=0, model="Tesla T4", memory_mb=15360),)
-    h.state.agents["t4"] = AgentView("t4", Capabilities(cpus=8, memory_mb=8000, gpus=gpus), 5)
+    h.state.agents["t4"] = AgentStatus("t4", Capabilities(cpus=8, memory_mb=8000, gpus=gpus), 5)
     need = Resources(gpus=1, gpu_model="A100")
     rid = start(h, PipelineSpec(name="p", tasks=(TaskSpec(name="big", function="m:f",
                                                          resources=need),)), "k")

@@ -21,7 +21,7 @@ from events import runs as ev
 from orchestrator.cli.errors import UsageError
 from orchestrator.cli.main import build_parser
 from orchestrator.cli.scheduling import coordinator_settings, pool_limit
-from orchestrator.core.decider import Settings
+from orchestrator.core.settings import Settings
 from tests.e2e.scheduling_pipelines import WORK_S
 from tests.e2e.support import Service, baton, of_run, wait_for_run_log
 from tests.e2e.test_cli import assert_one_line_error

@@ -13,7 +13,7 @@ from events.codec import decode
 from events.envelope import envelope
 from events.payloads import Payload
 from events.topic_types import BY_TOPIC, TOPIC_SPECS, topics_of, wire_envelope
-from orchestrator.service.coordinator import route
+from orchestrator.service.group_loop import route
 from tests.events.samples import BY_TYPE, SAMPLES, encoded
 
 COORDINATOR_OUTPUTS = (topics.RUNS, topics.COMMANDS, topics.MODEL_REQUESTS)

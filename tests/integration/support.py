@@ -25,8 +25,8 @@ from events.topics import partition_for
 from events.triggers import TriggerInfo
 from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition
 from orchestrator.core.ids import run_id_for
-from orchestrator.service.app import AgentSpec, EmbeddedApp
-from orchestrator.service.coordinator import GroupLoop
+from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
+from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.home import Home
 
 WAIT_S = 20.0

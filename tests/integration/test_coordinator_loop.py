@@ -41,10 +41,11 @@ from events.runs import (
 from events.triggers import TriggerInfo
 from orchestrator.bus import Bus, Outgoing, TopicPartition
 from orchestrator.core.ids import run_id_for
-from orchestrator.service.coordinator import GROUP, GroupLoop
+from orchestrator.service.champion_tracker import ChampionTracker
+from orchestrator.service.fleet_tracker import FleetTracker
+from orchestrator.service.group_loop import GROUP, GroupLoop
 from orchestrator.service.home import Home
 from orchestrator.service.registry import RegistryStage
-from orchestrator.service.views import FleetView, ModelsView
 from orchestrator.store.rows import run_row
 from tests.integration.support import (
     CAPACITY,
@@ -181,7 +182,7 @@ async def test_duplicate_run_request_creates_one_run_and_logs_input_ignored(
     # given a coordinator loop for the request's partition group (no agents: tasks wait)
     request = run_request(CHAIN, "requested-twice")
     k = tp_for(bus, topics.RUNS, request.run_id).partition
-    loop = GroupLoop(bus, k, FleetView(bus), ModelsView(bus), {})
+    loop = GroupLoop(bus, k, FleetTracker(bus), ChampionTracker(bus), {})
     await loop.restore()
 
     # when the same run is requested twice under different envelope ids

@@ -13,8 +13,9 @@ from events.codec import encode
 from orchestrator.bus import Bus, Outgoing, Record
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.service import snapshots
-from orchestrator.service.coordinator import GroupLoop
-from orchestrator.service.views import FleetView, ModelsView
+from orchestrator.service.champion_tracker import ChampionTracker
+from orchestrator.service.fleet_tracker import FleetTracker
+from orchestrator.service.group_loop import GroupLoop
 from tests.core.harness import Harness, pipeline, task
 
 
@@ -37,7 +38,7 @@ async def write(bus: Bus, h: Harness, start: int, end: int) -> int:
 
 
 def loop(bus: Bus) -> GroupLoop:
-    return GroupLoop(bus, 0, FleetView(bus), ModelsView(bus), {})
+    return GroupLoop(bus, 0, FleetTracker(bus), ChampionTracker(bus), {})
 
 
 async def test_restore_from_a_snapshot_equals_a_full_replay(bus: Bus) -> None:

@@ -1,4 +1,4 @@
-"""Process-wide views the decider reads: the fleet (baton.agents) and champions (baton.models).
+"""The fleet as this process sees it, from baton.agents: what placement and expiry read.
 
 Expiry is measured on this process's monotonic clock from when each heartbeat arrived,
 never from the agent's own timestamps, so clock skew between machines cannot expire anyone;
@@ -18,9 +18,9 @@ from events import topics
 from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
 from events.codec import decode
 from events.errors import EventParseError
-from events.registry import ModelRegistered
 from orchestrator.bus import Bus, Record, TopicPartition
-from orchestrator.core.state import AgentView, Champion
+from orchestrator.core.state import AgentStatus
+from orchestrator.service.reading import read_all
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +31,15 @@ LEASE_MARGIN_S = 3.0
 attempts itself (it checks its lease every second), so a retry elsewhere never runs beside one."""
 
 
-async def read_all(bus: Bus, topic: str, positions: dict[TopicPartition, int]) -> list[Record]:
-    """Everything after `positions` on every partition of `topic`; advances positions."""
-    out: list[Record] = []
-    for p in range(bus.partitions(topic)):
-        tp = TopicPartition(topic, p)
-        while True:
-            batch = await bus.read(tp, positions.get(tp, 0), 2000)
-            if not batch:
-                break
-            out.extend(batch)
-            positions[tp] = batch[-1].offset + 1
-    return out
-
-
 @dataclass
-class FleetView:
+class FleetTracker:
     """Agents as this process sees them; `version` bumps on every change placement cares about."""
 
     bus: Bus
     expiry_s: float = DEFAULT_EXPIRY_S
     grace_s: float = 5.0
     monotonic: Callable[[], float] = time.monotonic
-    agents: dict[str, AgentView] = field(default_factory=dict)
+    agents: dict[str, AgentStatus] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
     version: int = 0
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,7 +72,7 @@ class FleetView:
     def _observe(self, data: object) -> None:
         now = self.monotonic()
         if isinstance(data, AgentAdvertised):
-            self.agents[data.agent_id] = AgentView(data.agent_id, data.capabilities, data.lease_s)
+            self.agents[data.agent_id] = AgentStatus(data.agent_id, data.capabilities, data.lease_s)
             self.last_seen[data.agent_id] = now
             self._bump()
         elif isinstance(data, AgentHeartbeat) and data.agent_id in self.agents:
@@ -135,7 +121,7 @@ class FleetView:
                                       f"(expiry {expiry:g}s, coordinator clock)")
                 self._bump()
 
-    def expiry_for(self, view: AgentView) -> float:
+    def expiry_for(self, view: AgentStatus) -> float:
         """The configured expiry, but never before the agent's own lease has run out."""
         return max(self.expiry_s, view.lease_s + LEASE_MARGIN_S)
 
@@ -148,29 +134,3 @@ class FleetView:
         self.version += 1
         for event in self.subscribers:
             event.set()
-
-
-@dataclass
-class ModelsView:
-    """The newest registered version of each model: what 'no worse than current' compares to."""
-
-    bus: Bus
-    champions: dict[str, Champion] = field(default_factory=dict)
-    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
-    _positions: dict[TopicPartition, int] = field(default_factory=dict)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        tps = [TopicPartition(topics.MODELS, p) for p in range(self.bus.partitions(topics.MODELS))]
-        while not stop.is_set():
-            await self.refresh()
-            await self.bus.wait({tp: self._positions.get(tp, 0) for tp in tps}, timeout=0.5)
-
-    async def refresh(self) -> None:
-        for record in await read_all(self.bus, topics.MODELS, self._positions):
-            data = decode(record.value).data
-            if isinstance(data, ModelRegistered):
-                current = self.champions.get(data.model)
-                if current is None or data.version > current.version:
-                    self.champions[data.model] = Champion(data.model, data.version,
-                                                          dict(data.metrics))
-        self.caught_up.set()

@@ -13,12 +13,12 @@ from agents.runtime import Agent, AgentConfig
 from events.common import Capabilities
 from events.pipeline import PipelineSpec
 from orchestrator.bus import EMBEDDED, Bus, open_bus_url
-from orchestrator.core.decider import Settings
-from orchestrator.service.coordinator import GroupLoop
-from orchestrator.service.coordinator_process import Coordinator
+from orchestrator.core.settings import Settings
+from orchestrator.service.coordinator import Coordinator
+from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S
+from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.home import Home
 from orchestrator.service.supervise import supervise
-from orchestrator.service.views import DEFAULT_EXPIRY_S
 from orchestrator.store.projections import Projector
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from events.common import Capabilities
 from events.envelope import envelope
 from events.payloads import Payload
 from orchestrator.bus import Record
-from orchestrator.service.views import LEASE_MARGIN_S, FleetView
+from orchestrator.service.fleet_tracker import LEASE_MARGIN_S, FleetTracker
 
 AGENT = "agent-a"
 CAPS = Capabilities(cpus=4, memory_mb=4096)
@@ -40,15 +40,15 @@ def beat(n: int, free_cpus: float = 4.0) -> Record:
                                  free_memory_mb=4096), offset=n)
 
 
-def fleet(clock: Clock, lease_s: float = 6.0) -> FleetView:
+def fleet(clock: Clock, lease_s: float = 6.0) -> FleetTracker:
     bus: Any = None  # apply/expire/read_through never use it
-    view = FleetView(bus, expiry_s=10.0, grace_s=5.0, monotonic=clock)
+    view = FleetTracker(bus, expiry_s=10.0, grace_s=5.0, monotonic=clock)
     view._started = view._read_at = clock.now
     view.apply([record(AgentAdvertised(agent_id=AGENT, capabilities=CAPS, lease_s=lease_s))])
     return view
 
 
-def lost(view: FleetView) -> bool:
+def lost(view: FleetTracker) -> bool:
     return view.agents[AGENT].lost_evidence is not None
 
 

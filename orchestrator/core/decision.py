@@ -1,4 +1,4 @@
-"""The decision buffer: emits events with per-run sequences and folds them into scratch runs."""
+"""The decision buffer: one decide call's events, with run sequences, folded into scratch runs."""
 
 from __future__ import annotations
 
@@ -10,28 +10,14 @@ from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
 from orchestrator.core.evolve import InFlight, apply, update_in_flight
 from orchestrator.core.placement import Usage
+from orchestrator.core.settings import Settings
 from orchestrator.core.state import ACTIVE_ATTEMPT, Attempt, CoordinatorState, RunState
 
 SOURCE = "baton.coordinator"
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Policy knobs of the decider; they shape decisions, so they are inputs, not globals."""
-
-    command_ttl_s: float = 30.0
-    reject_backoff_s: float = 0.2
-    reject_backoff_max_s: float = 5.0
-    strategy: str = "spread"
-    """"spread" (least loaded fitting agent) or "pack" (most loaded that still fits)."""
-    pool_limits: tuple[tuple[str, int], ...] = ()
-    """("key=value", n): at most n tasks requesting that label run at once (a label pool)."""
-    aging_s: float = 60.0
-    """Each aging_s a ready task waits raises its priority by one, so nothing waits forever."""
-
-
 @dataclass
-class Decider:
+class Decision:
     """Collects one decide() call's output; never mutates the live state it reads."""
 
     state: CoordinatorState
@@ -63,7 +49,7 @@ class Decider:
     def log(self, run: RunState, data: RunPayload) -> None:
         """Append an event to the run's log and fold it into the scratch copy."""
         if run.run_id not in self.scratch:
-            raise RuntimeError("log() needs a scratch run from Decider.run()")
+            raise RuntimeError("log() needs a scratch run from Decision.run()")
         seq = run.seq + 1
         env = envelope(
             data, id=f"{run.run_id}/{seq}", time=self.now, source=SOURCE, subject=run.run_id,

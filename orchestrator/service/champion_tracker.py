@@ -1,0 +1,39 @@
+"""The newest registered version of each model, from baton.models: what gates compare to."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from events import topics
+from events.codec import decode
+from events.registry import ModelRegistered
+from orchestrator.bus import Bus, TopicPartition
+from orchestrator.core.state import Champion
+from orchestrator.service.reading import read_all
+
+
+@dataclass
+class ChampionTracker:
+    """The newest registered version of each model: what 'no worse than current' compares to."""
+
+    bus: Bus
+    champions: dict[str, Champion] = field(default_factory=dict)
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
+    _positions: dict[TopicPartition, int] = field(default_factory=dict)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tps = [TopicPartition(topics.MODELS, p) for p in range(self.bus.partitions(topics.MODELS))]
+        while not stop.is_set():
+            await self.refresh()
+            await self.bus.wait({tp: self._positions.get(tp, 0) for tp in tps}, timeout=0.5)
+
+    async def refresh(self) -> None:
+        for record in await read_all(self.bus, topics.MODELS, self._positions):
+            data = decode(record.value).data
+            if isinstance(data, ModelRegistered):
+                current = self.champions.get(data.model)
+                if current is None or data.version > current.version:
+                    self.champions[data.model] = Champion(data.model, data.version,
+                                                          dict(data.metrics))
+        self.caught_up.set()

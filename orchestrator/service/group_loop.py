@@ -1,0 +1,260 @@
+"""The coordinator shell: one sequential loop per partition group, each commit one transaction.
+
+Takeover order (ARCHITECTURE.md): read committed input offsets -> restore runs-k from the log
+-> decide. Every batch: decode -> decide -> fold -> append decisions, commands and dead
+letters and advance the input positions in a single bus commit. If a commit fails, the
+state that was folded ahead of the log is thrown away and restored from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from events import topics
+from events.cloudevents import decode_record
+from events.codec import decode, encode
+from events.commands import CancelTask, ExecuteTask
+from events.dlq import DeadLetter
+from events.envelope import Envelope
+from events.errors import EventParseError
+from events.payloads import Payload
+from events.registry import RegisterModel
+from orchestrator.bus import Bus, BusError, BusFenced, Outgoing, Record, TopicPartition
+from orchestrator.bus.waiting import wait_for_input
+from orchestrator.core.decide import Input, Tick, decide, next_deadline
+from orchestrator.core.errors import InvalidInput
+from orchestrator.core.evolve import InFlight, evolve, update_in_flight
+from orchestrator.core.flow import QUEUE_CHANGES, waiting_for_room
+from orchestrator.core.placement import request_key
+from orchestrator.core.settings import Settings
+from orchestrator.core.state import CoordinatorState, Want
+from orchestrator.service import snapshots
+from orchestrator.service.champion_tracker import ChampionTracker
+from orchestrator.service.fleet_tracker import FleetTracker
+from orchestrator.store.bulk import bulk_fold
+
+GROUP = "baton.coordinator"
+BATCH = 256
+log = logging.getLogger(__name__)
+
+
+def route(env: Envelope[Payload], k: int) -> Outgoing:
+    """Where a decision goes: the run log (partition k), an agent, or the registry."""
+    data = env.data
+    if isinstance(data, ExecuteTask | CancelTask):
+        return Outgoing(topics.COMMANDS, data.agent_id, encode(env))
+    if isinstance(data, RegisterModel):
+        return Outgoing(topics.MODEL_REQUESTS, data.model, encode(env))
+    return Outgoing(topics.RUNS, env.subject, encode(env), partition=k)
+
+
+def dead_letter(record: Record, reason: str) -> Outgoing:
+    letter = DeadLetter.of(topic=record.topic, partition=record.partition, offset=record.offset,
+                           key=record.key, reason=reason, consumer=GROUP, value=record.value)
+    return Outgoing(topics.DLQ, record.key, letter.model_dump_json().encode())
+
+
+@dataclass
+class GroupLoop:
+    """Owns partition group k: intents-k and reports-k in, runs-k out."""
+
+    bus: Bus
+    k: int
+    fleet: FleetTracker
+    models: ChampionTracker
+    in_flight: InFlight
+    settings: Settings = field(default_factory=Settings)
+    demand: dict[int, tuple[Want, ...]] = field(default_factory=dict)
+    """Shared by the groups of this process (see CoordinatorState.demand)."""
+    clock: Callable[[], float] = time.time
+    state: CoordinatorState = field(default_factory=CoordinatorState)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    restored: asyncio.Event = field(default_factory=asyncio.Event)
+    snapshot_every: int = snapshots.EVERY_EVENTS
+    runs_end: int = 0
+    restore_stats: dict[str, float] = field(default_factory=dict)
+    after_restore: Callable[[], None] = lambda: None
+    """Called once a takeover has restored the group, before it decides anything."""
+    _since_snapshot: int = 0
+    _fleet_version: int = -1
+    _fleet_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _freed: bool = False
+    """Whether the batch being committed ended an attempt (see FleetTracker.capacity_freed)."""
+
+    def __post_init__(self) -> None:
+        self.fleet.subscribers.append(self._fleet_changed)
+
+    @property
+    def inputs(self) -> tuple[TopicPartition, TopicPartition]:
+        return TopicPartition(topics.INTENTS, self.k), TopicPartition(topics.REPORTS, self.k)
+
+    async def restore(self) -> int:
+        """Newest usable snapshot, then the tail of runs-k; returns events replayed."""
+        began = time.perf_counter()
+        self._forget_capacity()
+        self.state = self._fresh_state()
+        tp = TopicPartition(topics.RUNS, self.k)
+        end = await self.bus.end_offset(tp)
+        snap = await snapshots.latest(self.bus, self.k, end)
+        start = self._load(snap) if snap else 0
+        count = 0
+        with bulk_fold():
+            while batch := await self.bus.read(tp, start, 5000):
+                for record in batch:
+                    evolve(self.state, decode(record.value))
+                start, count = batch[-1].offset + 1, count + len(batch)
+        self.runs_end = start
+        for itp in self.inputs:
+            self.positions[itp] = await self.bus.committed(GROUP, itp)
+        self.restore_stats = {"snapshot_offset": snap.offset if snap else -1,
+                              "replayed": count, "seconds": time.perf_counter() - began}
+        self.restored.set()
+        return count
+
+    def release(self) -> None:
+        """The group moved to another owner: its attempts no longer count against our view of
+        agent capacity (we would never see them end), and its runs are no longer ours."""
+        self._forget_capacity()
+        self.state = self._fresh_state()
+        self.restored.clear()
+
+    def _fresh_state(self) -> CoordinatorState:
+        return CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
+                                in_flight=self.in_flight, group=self.k, demand=self.demand)
+
+    def _publish_wants(self, now: float) -> None:
+        """Refresh this group's entry on the demand board (only after a decision that could
+        change it: the scan is as long as the group's backlog)."""
+        before = self.demand.get(self.k, ())
+        self.demand[self.k] = wants = waiting_for_room(self.state, now, self.settings)
+        # Room other groups held for a want that is gone unplaced (its run cancelled, say)
+        # is theirs again: wake them as if capacity was freed.
+        self._freed = self._freed or bool(_keys(before) - _keys(wants))
+
+    def _forget_capacity(self) -> None:
+        """Drop this group's share of the shared capacity index before rebuilding it."""
+        self.demand.pop(self.k, None)
+        for run in self.state.runs.values():
+            for task in run.tasks.values():
+                if task.current is not None:
+                    self.in_flight.get(task.current.agent_id, {}).pop(task.current.attempt_id, None)
+
+    def _load(self, snap: snapshots.Snapshot) -> int:
+        self.state.runs.update(snap.runs)
+        self.state.active.update(r.run_id for r in snap.runs.values() if r.status == "running")
+        for run in snap.runs.values():
+            for task in run.tasks.values():
+                update_in_flight(self.in_flight, None, task.current)
+        return snap.offset
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Takeover order: claim (fences the old owner) -> restore -> inputs before ticks."""
+        await self.fleet.caught_up.wait()
+        await self.models.caught_up.wait()
+        await self.bus.claim(GROUP, self.inputs)
+        await self.restore()
+        self.after_restore()
+        while not stop.is_set():
+            if not await self.step():
+                await self._idle(stop)
+
+    async def step(self) -> bool:
+        """Handle one batch of inputs, or a due tick; False when there was nothing to do."""
+        records = await self._read_inputs()
+        if records:
+            await self._commit(records)
+            return True
+        due = next_deadline(self.state)
+        if self.fleet.version != self._fleet_version or (due is not None and due <= self.clock()):
+            self._fleet_version = self.fleet.version
+            await self._commit([])
+            return True
+        return False
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Sleep until an input arrives, the fleet changes, or the next deadline is due."""
+        if self.fleet.version != self._fleet_version:
+            return
+        due = next_deadline(self.state)
+        timeout = 1.0 if due is None else max(0.0, min(1.0, due - self.clock()))
+        self._fleet_changed.clear()
+        if self.fleet.version != self._fleet_version:
+            return
+        await wait_for_input(self.bus, self.positions, timeout, self._fleet_changed, stop)
+
+    async def _read_inputs(self) -> list[Record]:
+        records: list[Record] = []
+        for tp in self.inputs:
+            records.extend(await self.bus.read(tp, self.positions[tp], BATCH))
+        return records
+
+    async def _commit(self, records: list[Record]) -> None:
+        outgoing: list[Outgoing] = []
+        positions = dict(self.positions)
+        self._freed = False
+        try:
+            for record in records:
+                outgoing.extend(self._handle(record))
+                positions[record.tp] = record.offset + 1
+            if not records:
+                outgoing.extend(self._decide(Tick()))
+                if not outgoing:
+                    return
+            written = await self.bus.commit(GROUP, positions, outgoing)
+        except BusFenced:
+            raise  # a newer owner has the group; our state is stale, and restoring is theirs
+        except BusError as exc:
+            # Expected trouble (a broker away): one line; whoever runs us restarts the group.
+            log.warning("partition group %s: commit failed, restoring from the log: %s",
+                        self.k, exc)
+            await self.restore()
+            raise
+        except Exception:
+            log.exception("partition group %s: commit failed; restoring from the log", self.k)
+            await self.restore()
+            raise
+        self.positions = positions
+        if self._freed:
+            self.fleet.capacity_freed()
+        await self._after_commit(written)
+
+    def _active_attempts(self) -> int:
+        return sum(len(attempts) for attempts in self.in_flight.values())
+
+    async def _after_commit(self, written: list[Record]) -> None:
+        appended = [r for r in written if r.topic == topics.RUNS]
+        if not appended:
+            return
+        self.runs_end = appended[-1].offset + 1
+        self._since_snapshot += len(appended)
+        if self._since_snapshot >= self.snapshot_every:
+            self._since_snapshot = 0
+            await snapshots.save(self.bus, snapshots.Snapshot(self.k, self.runs_end,
+                                                              self.state.runs))
+
+    def _handle(self, record: Record) -> list[Outgoing]:
+        try:
+            env = decode_record(record.value, record.headers, timestamp_ms=record.timestamp_ms)
+            return self._decide(env)
+        except (EventParseError, InvalidInput) as exc:
+            return [dead_letter(record, str(exc))]
+
+    def _decide(self, input: Input) -> list[Outgoing]:
+        active = self._active_attempts()  # no await until the count below: no other group
+        now = self.clock()
+        out = decide(self.state, input, now, self.settings)
+        for env in out:
+            if env.sequence is not None:
+                evolve(self.state, env)
+        if isinstance(input, Tick) or any(isinstance(e.data, QUEUE_CHANGES) for e in out):
+            self._publish_wants(now)
+        self._freed = self._freed or self._active_attempts() < active
+        return [route(env, self.k) for env in out]
+
+
+def _keys(wants: tuple[Want, ...]) -> set[tuple[int, object]]:
+    return {(w.rank, request_key(w.resources)) for w in wants}
