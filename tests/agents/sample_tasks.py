@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from pathlib import Path
 
 from agents.task_api import Result, TaskContext, TaskError
+from tests import gates
 
 NOT_CALLABLE = 42
 
@@ -65,14 +65,12 @@ def pid() -> int:
 
 
 def waits_at_gate(gate: str, ctx: TaskContext) -> int:
-    """Blocks until the test writes to the FIFO named `gate`: a release the test controls."""
-    ctx.progress(0.0, "started")
-    Path(gate).read_text()
+    """Says it is at the FIFO gate, then blocks until the test releases it."""
+    gates.hold(gate, ctx)
     return os.getpid()
 
 
 def pid_then_gate(gate: str, ctx: TaskContext) -> str:
-    """Reports its pid as progress, then blocks until the test writes to the FIFO `gate`."""
-    ctx.progress(0.0, str(os.getpid()))
-    Path(gate).read_text()
+    """Reports its pid once at the FIFO gate, then blocks until the test releases it."""
+    gates.hold(gate, ctx, str(os.getpid()))
     return "released"

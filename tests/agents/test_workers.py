@@ -17,6 +17,7 @@ import pytest
 from agents.artifacts import ArtifactStore
 from agents.task_api import ContextData
 from agents.workers import Failed, Invocation, Outcome, Succeeded, WorkerPool
+from tests import gates
 
 TASKS = "tests.agents.sample_tasks"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -296,9 +297,7 @@ async def test_no_more_attempts_than_the_pool_size_run_at_once(
     pool: WorkerPool, store: ArtifactStore, tmp_path: Path
 ) -> None:
     # given three attempts held at gates, and a log of what happens when
-    gates = [tmp_path / f"gate-{i}" for i in range(3)]
-    for gate in gates:
-        os.mkfifo(gate)
+    fifos = [gates.make(tmp_path / f"gate-{i}") for i in range(3)]
     log: list[str] = []
     started: asyncio.Queue[int] = asyncio.Queue()
 
@@ -311,19 +310,19 @@ async def test_no_more_attempts_than_the_pool_size_run_at_once(
 
     invs = [
         invocation("waits_at_gate", f"g{i}", inputs={"gate": store.put_object(str(g))})
-        for i, g in enumerate(gates)
+        for i, g in enumerate(fifos)
     ]
     runs = [asyncio.create_task(pool.run(inv, on_start(i))) for i, inv in enumerate(invs)]
     first, second = await started.get(), await started.get()
     # when the first attempt is released
     log.append("release")
-    await asyncio.to_thread(gates[first].write_text, "go")
+    gates.release(fifos[first])
     third = await started.get()
     # then the third started only after a slot was freed
     assert {first, second, third} == {0, 1, 2}
     assert log.index(f"start {third}") > log.index("release")
     for i in (second, third):
-        await asyncio.to_thread(gates[i].write_text, "go")
+        gates.release(fifos[i])
     pids = {store.get_object(succeeded(await run).output) for run in runs}
     assert len(pids) <= 2
 
@@ -408,14 +407,11 @@ async def test_a_sigterm_to_the_agents_process_group_does_not_kill_a_running_tas
 ) -> None:
     # given a task running in a worker (systemd and `kill -TERM -PGID` signal the whole group;
     # the agent drains on SIGTERM, so its workers must keep running their tasks)
-    gate = tmp_path / "gate"
-    os.mkfifo(gate)
+    gate = gates.make(tmp_path / "gate")
     inv = invocation("pid_then_gate", inputs={"gate": store.put_object(str(gate))})
-    run, pid = await started_pid(pool, inv)
+    run, pid = await started_pid(pool, inv)  # the pid comes once the task holds the gate
     # when the worker gets SIGTERM, and the task is released afterwards
     os.kill(pid, signal.SIGTERM)
-    fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO, not a hang, if the task died
-    os.write(fd, b"go")
-    os.close(fd)
+    gates.release(gate)  # fails at once (ENXIO) if the signal killed the task
     # then the task finished normally
     assert store.get_object(succeeded(await run).output) == "released"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from agents.task_api import Result, TaskContext
+from tests import gates
 
 MODULE = __name__
 UNSET = "<unset>"
@@ -23,8 +23,6 @@ def visible_gpus() -> Result:
 
 
 def released(ctx: TaskContext) -> str:
-    """Says it runs, then blocks on a FIFO until the test writes to it: it ends when told."""
-    ctx.progress(0.0, "waiting to be released")
-    with Path(str(ctx.params["fifo"])).open() as fifo:
-        fifo.read()
+    """Says it is at its FIFO gate, then blocks until the test releases it: it ends when told."""
+    gates.hold(str(ctx.params["fifo"]), ctx)
     return "released"

@@ -7,8 +7,6 @@ grace period, reports what still runs then as interrupted (retryable), and stops
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -18,9 +16,10 @@ from events import topics
 from events.agents import AgentDraining, AgentHeartbeat, AgentStopped
 from events.reports import AttemptFailed, AttemptProgress, AttemptRejected, AttemptSucceeded
 from orchestrator.bus import Bus
+from tests import gates
 from tests.integration import agent_tasks, tasks
 from tests.integration.agent_support import AGENT, RUN, Agents, kinds, report, run_sentinel
-from tests.integration.support import WAIT_S, Tail, command_record, execute_task, tp_for
+from tests.integration.support import Tail, command_record, execute_task, tp_for
 
 GRACE_S = 2.0
 """Long enough for the test's steps inside it on a loaded machine, short for the suite."""
@@ -34,17 +33,7 @@ def said(bus: Bus) -> Tail:
 
 @pytest.fixture
 def fifo(tmp_path: Path) -> Path:
-    path = tmp_path / "release.fifo"
-    os.mkfifo(path)
-    return path
-
-
-async def release(fifo: Path) -> None:
-    def write() -> None:
-        with fifo.open("w") as out:  # blocks until the task opened it for reading
-            out.write("go")
-
-    await asyncio.wait_for(asyncio.to_thread(write), WAIT_S)
+    return gates.make(tmp_path / "release.fifo")
 
 
 def about_itself(tail: Tail) -> list[str]:
@@ -71,7 +60,7 @@ async def test_a_draining_agent_finishes_short_work_rejects_new_work_and_interru
     late = execute_task(AGENT, tasks.ref("noop"), run_id=RUN, task="late", cpus=0.5)
     await bus.publish([command_record(late)])
     rejected = await report(reports, AttemptRejected, late.attempt_id)
-    await release(fifo)
+    gates.release(fifo)
     finished = await report(reports, AttemptSucceeded, short.attempt_id)
     await running.stopped()
     await reports.poll()
