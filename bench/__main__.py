@@ -9,20 +9,27 @@ named.
 
 `--profile` runs the named benchmarks under cProfile and prints their hot spots too. The size
 flags override each benchmark's default size (a smoke test runs tiny ones).
+
+`--json` prints one JSON object on stdout, `{"NAME": {"figure_key": value, ..., "ok": true}}`
+(keys in docs/BENCHMARKS.md, "Machine-readable figures"); all other text goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import os
 import sys
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any
+import traceback
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 from bench import chain, digits, failover, fanout, kafka, placement, primitives, replay, triggers
-from bench.common import Report, fmt, table, yes_no
+from bench.common import JsonValue, Report, fmt, table, yes_no
 from orchestrator.bus import EMBEDDED, BusError
 from orchestrator.cli.main import bus_url
 from orchestrator.devkafka import DevKafkaError
@@ -70,6 +77,8 @@ BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
 }
 DEFAULT = ("chain", "fanout", "digits", "triggers", "replay")
 """What runs when no name is given: the embedded benchmarks (kafka needs a broker)."""
+EXPECTED: tuple[type[Exception], ...] = (DevKafkaError, BusError)
+"""Failures explained in a line; anything else is a bug and keeps its traceback."""
 
 
 def summary(reports: list[Report]) -> str:
@@ -79,6 +88,25 @@ def summary(reports: list[Report]) -> str:
     lines = ["== summary ==", *table(["figure", "value", "target", "met"], rows, indent=2)]
     lines += [f"  !! runs did not all succeed in: {title}" for title in failed]
     return "\n".join(lines)
+
+
+@dataclass
+class Outcome:
+    """The benchmarks that ran, by name, and the one that could not finish, if any."""
+
+    reports: list[tuple[str, Report]] = field(default_factory=list)
+    failed: str | None = None
+
+    @property
+    def code(self) -> int:
+        return 0 if self.failed is None and all(r.ok for _, r in self.reports) else 1
+
+    def json(self) -> dict[str, dict[str, JsonValue]]:
+        """What `--json` prints: every benchmark that ran, and one that failed as not ok."""
+        out = {name: report.json_figures() for name, report in self.reports}
+        if self.failed is not None:
+            out[self.failed] = {"ok": False}
+        return out
 
 
 def run_one(name: str, sizes: Sizes, *, profile: bool) -> Report:
@@ -112,6 +140,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"benchmarks to run: {', '.join(BENCHMARKS)} "
                              f"(default: {', '.join(DEFAULT)})")
     parser.add_argument("--profile", action="store_true", help="print cProfile hot spots")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object of figures on stdout, all else on stderr")
     sizes = parser.add_argument_group("sizes (each benchmark's default when left out)")
     sizes.add_argument("--tasks", type=_count(1),
                        help="chain length (chain 100, kafka 1000); placement: ready tasks (10000)")
@@ -138,24 +168,86 @@ def main(argv: list[str] | None = None) -> int:
                   isolated=args.isolated, events=args.events, runs=args.runs,
                   repeat=args.repeat, agents=args.agents, bus=args.bus)
     names = args.names or list(DEFAULT)
-    reports = []
+    if not args.json:
+        return run_all(names, sizes, profile=args.profile, catch=EXPECTED).code
+    if len(set(names)) < len(names):
+        print("python -m bench: with --json, name each benchmark once (names are its keys)",
+              file=sys.stderr)
+        return 2
+    with human_text_to_stderr():
+        outcome = run_all(names, sizes, profile=args.profile, catch=(Exception,))
+    print(json.dumps(outcome.json(), allow_nan=False), flush=True)
+    return outcome.code
+
+
+def run_all(names: list[str], sizes: Sizes, *, profile: bool,
+            catch: tuple[type[Exception], ...]) -> Outcome:
+    """Runs and prints each benchmark, then the summary; stops at the first one that raises
+    one of `catch` (after saying why on stderr), as the rest would likely fail the same way."""
+    outcome = Outcome()
     start = time.perf_counter()
     for name in names:
         began = time.perf_counter()
         try:
-            report = run_one(name, sizes, profile=args.profile)
-        except (DevKafkaError, BusError) as exc:
-            print(f"python -m bench {name}: {exc}", file=sys.stderr)
-            if isinstance(exc, DevKafkaError):
-                print(f"(the kafka bench starts a broker with java 17+ and mvn, or uses the "
-                      f"one {kafka.BOOTSTRAP_ENV}=HOST:PORT names)", file=sys.stderr)
-            return 1
+            report = run_one(name, sizes, profile=profile)
+        except catch as exc:
+            explain(name, exc)
+            outcome.failed = name
+            return outcome
         print(report.render())
         print(f"  ({name} took {time.perf_counter() - began:.1f} s)\n", flush=True)
-        reports.append(report)
-    print(summary(reports))
+        outcome.reports.append((name, report))
+    print(summary([report for _, report in outcome.reports]))
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
-    return 0 if all(r.ok for r in reports) else 1
+    return outcome
+
+
+def explain(name: str, exc: Exception) -> None:
+    if not isinstance(exc, EXPECTED):
+        traceback.print_exception(exc, file=sys.stderr)
+        return
+    print(f"python -m bench {name}: {exc}", file=sys.stderr)
+    if isinstance(exc, DevKafkaError):
+        print(f"(the kafka bench starts a broker with java 17+ and mvn, or uses the "
+              f"one {kafka.BOOTSTRAP_ENV}=HOST:PORT names)", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def human_text_to_stderr() -> Iterator[None]:
+    """Under `--json` stdout carries the JSON object and nothing else. Python's prints go to
+    stderr, and so does file descriptor 1 itself where there is one: worker processes, the
+    forkserver and brokers started meanwhile inherit it and must not write into the JSON."""
+    original = sys.stdout
+    original.flush()
+    with _descriptor_to_stderr(_fileno(original), _fileno(sys.stderr)):
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+        finally:
+            original.flush()
+            sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _descriptor_to_stderr(out: int | None, err: int | None) -> Iterator[None]:
+    if out is None or err is None:
+        yield
+        return
+    saved = os.dup(out)
+    os.dup2(err, out)
+    try:
+        yield
+    finally:
+        os.dup2(saved, out)
+        os.close(saved)
+
+
+def _fileno(stream: TextIO) -> int | None:
+    """None for streams without a descriptor (a test's captured output)."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":

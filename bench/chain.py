@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from bench.common import (
+    HOP_KEYS,
     HOPS,
     Figure,
     Report,
@@ -118,11 +119,15 @@ async def measure(length: int = 100, *, timeout_s: float = 120.0, bus_url: str =
         marginal = (wall_s - single.wall_s) * 1000 / (length - 1)
         report.row("marginal per task ((chain - single) / (n - 1))", f"{marginal:.2f} ms")
     trace_rows(report, chain)
-    report.figures.append(Figure("chain ms per task", per_task_ms, "ms", TARGET_MS_PER_TASK))
-    report.figures.append(Figure(f"chain of {length}, total wall", wall_s, "s"))
+    report.figures.append(Figure("chain ms per task", per_task_ms, "ms", TARGET_MS_PER_TASK,
+                                 key="chain_per_task"))
+    report.figures.append(Figure(f"chain of {length}, total wall", wall_s, "s",
+                                 key="chain_total_wall"))
     report.figures.append(Figure("chain task transitions/s", chain.transitions_per_s, "/s",
-                                 better="higher"))
-    report.figures += [Figure(f"chain: {hop} (mean)", chain.hop_ms(hop), "ms") for hop in HOPS]
+                                 better="higher", key="chain_task_transitions"))
+    report.figures += [Figure(f"chain: {hop} (mean)", chain.hop_ms(hop), "ms",
+                              key=f"chain_{HOP_KEYS[hop]}_mean") for hop in HOPS]
+    report.extra["tasks"] = length
     lines = table(["system", "ms/task", "vs Baton"],
                   [["Baton (this run, durable)", f"{per_task_ms:.2f}", "1.0x"]]
                   + [[name, fmt(ms), f"{ms / per_task_ms:.2f}x"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import statistics
 import tempfile
@@ -41,6 +42,56 @@ _TYPE = re.compile(rb'"type"\s*:\s*"([a-z_]+)"')
 
 # ------------------------------------------------------------------------------ figures
 
+JsonValue = float | int | bool | None
+UNIT_SUFFIXES: dict[str, str] = {
+    "ms": "_ms", "s": "_s", "µs": "_us", "us": "_us", "MB": "_mb", "mb": "_mb",
+    "bytes": "_bytes", "B": "_bytes", "x": "_ratio", "": "",
+}
+"""The unit each `--json` key ends with, so a program never parses "4.75 ms"; any rate (a unit
+ending in "/s": "/s", "ev/s", "transitions/s") ends in "_per_s". A unit not here is refused
+when its Figure is made: add it here rather than let a key go out without its unit."""
+KEY_SUFFIXES = ("_ms", "_us", "_s", "_per_s", "_mb", "_bytes")
+UNITLESS_SUFFIXES = ("_ratio", "_ratio_vs_embedded", "_met")
+SIZE_KEYS = frozenset({"tasks", "agents", "width", "wide", "burst", "isolated", "events", "runs",
+                       "repeat"})
+"""Unitless keys: a benchmark's sizes, each under the name of its command-line flag (so no
+size is baked into a figure's key), and `ok`, whether all its runs succeeded."""
+_SNAKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+
+
+def unit_suffix(unit: str) -> str:
+    if unit in UNIT_SUFFIXES:
+        return UNIT_SUFFIXES[unit]
+    if unit.endswith("/s"):
+        return "_per_s"
+    raise ValueError(f"no --json key suffix for the unit {unit!r}: add it to UNIT_SUFFIXES")
+
+
+def snake(text: str) -> str:
+    """A figure's human name as a key stem, for figures that name no key of their own."""
+    text = text.lower().replace("->", " to ").replace("→", " to ").replace("µ", "u")
+    return "_".join(re.findall(r"[a-z0-9]+", text))
+
+
+def figure_key(stem: str, unit: str) -> str:
+    """`stem` with its unit's suffix, unless it already ends with it."""
+    suffix = unit_suffix(unit)
+    return stem if stem.endswith(suffix) else stem + suffix
+
+
+def valid_key(key: str) -> bool:
+    """snake_case and ending in its unit, or a ratio, a verdict, a size or `ok`."""
+    if not _SNAKE.fullmatch(key):
+        return False
+    return key.endswith(KEY_SUFFIXES + UNITLESS_SUFFIXES) or key in SIZE_KEYS or key == "ok"
+
+
+def json_value(value: JsonValue) -> JsonValue:
+    """NaN and infinities are not JSON: they go out as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -51,6 +102,22 @@ class Figure:
     unit: str
     target: float | None = None
     better: Literal["lower", "higher"] = "lower"
+    key: str = ""
+    """Its `--json` key without the unit's suffix (added from `unit`); derived from `name`
+    when empty. Name one when `name` carries a size or reads badly as a key: keys must not
+    change between runs of different sizes."""
+
+    def __post_init__(self) -> None:
+        if not valid_key(self.json_key):
+            raise ValueError(f"figure {self.name!r}: {self.json_key!r} is no valid --json key")
+
+    @property
+    def stem(self) -> str:
+        return self.key or snake(self.name)
+
+    @property
+    def json_key(self) -> str:
+        return figure_key(self.stem, self.unit)
 
     @property
     def met(self) -> bool | None:
@@ -77,9 +144,31 @@ class Report:
     ok: bool = True
     figure_table: bool = True
     """False when a block already shows the figures better (the summary still lists them)."""
+    extra: dict[str, float] = field(default_factory=dict)
+    """Values only `--json` prints (the human text shows them in rows or blocks): the sizes,
+    under SIZE_KEYS, and ratios; keys follow `valid_key`."""
 
     def row(self, label: str, value: str) -> None:
         self.rows.append((label, value))
+
+    def json_figures(self) -> dict[str, JsonValue]:
+        """This benchmark's `--json` object: each figure under its key, `<key>_met` where it
+        has a target, the extras, and `ok`. A key twice or out of convention is a bug in the
+        benchmark, raised rather than printed."""
+        pairs: list[tuple[str, JsonValue]] = []
+        for figure in self.figures:
+            pairs.append((figure.json_key, figure.value))
+            if figure.met is not None:
+                pairs.append((f"{figure.json_key}_met", figure.met))
+        pairs += [*self.extra.items(), ("ok", self.ok)]
+        out: dict[str, JsonValue] = {}
+        for key, value in pairs:
+            if not valid_key(key):
+                raise ValueError(f"{self.title!r}: {key!r} is no valid --json key")
+            if key in out:
+                raise ValueError(f"{self.title!r}: the --json key {key!r} twice")
+            out[key] = json_value(value)
+        return out
 
     def render(self) -> str:
         lines = [f"== {self.title} =="]
@@ -284,6 +373,9 @@ reads the command, writes its ledger and builds `attempt_started`; (2) the agent
 report, its worker runs the task, the ledger records the outcome and the agent builds
 `attempt_succeeded`; (3) the agent publishes it; the coordinator wakes, reads it and decides
 task_succeeded (in a chain, in the same step as scheduling the next task)."""
+HOP_KEYS = dict(zip(HOPS, ("hop_scheduled_to_agent_started", "hop_agent_started_to_succeeded",
+                           "hop_agent_succeeded_to_recorded"), strict=True))
+"""Each hop's `--json` key stem: shorter than its name, and the same in every benchmark."""
 _HOP_TYPES = {
     topics.RUNS: frozenset({"task_scheduled", "task_succeeded"}),
     topics.REPORTS: frozenset({"attempt_started", "attempt_succeeded"}),

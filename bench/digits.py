@@ -95,7 +95,8 @@ async def measure(runs: int = 5, *, timeout_s: float = 300.0) -> Report:
     report.row("ratio Baton / plain", f"{baton_s / plain_s:.2f}x")
     report.row("plain accuracy", f"{metrics.get('accuracy', float('nan')):.4f}")
     report.figures.append(Figure("digits orchestration overhead", overhead_ms, "ms",
-                                 TARGET_OVERHEAD_MS))
+                                 TARGET_OVERHEAD_MS, key="digits_orchestration_overhead"))
+    report.extra["runs"] = runs
     report.notes.append("the Baton run also does what the plain one cannot: trigger routing, "
                         "durable run log, artifacts pickled + hashed between worker processes, "
                         "the evaluation gate and model registration")

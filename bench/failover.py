@@ -381,10 +381,13 @@ async def measure(repeat: int = 3, bus_url: str = EMBEDDED, hold_s: float = 60.0
                f"{med(lambda r: r.started_s - r.lost_s) * 1000:.0f} ms")
     report.notes += list(flags.notes)
     report.figures += [
-        Figure("failover kill -> started elsewhere", med(lambda r: r.started_s), "s"),
-        Figure("failover kill -> lost (detection)", med(lambda r: r.lost_s), "s"),
+        Figure("failover kill -> started elsewhere", med(lambda r: r.started_s), "s",
+               key="failover_kill_to_started_elsewhere"),
+        Figure("failover kill -> lost (detection)", med(lambda r: r.lost_s), "s",
+               key="failover_kill_to_lost"),
         Figure("failover lost -> started elsewhere", med(lambda r: r.started_s - r.lost_s) * 1000,
-               "ms"),
-        Figure("failover configured expiry", expiry, "s"),
+               "ms", key="failover_lost_to_started_elsewhere"),
+        Figure("failover configured expiry", expiry, "s", key="failover_configured_expiry"),
     ]
+    report.extra["repeat"] = repeat
     return report

@@ -40,9 +40,11 @@ async def measure(width: int = 200, *, workers: int = WORKERS, timeout_s: float 
     report.row("throughput", f"{tasks / wall_s:,.0f} tasks/s")
     trace_rows(report, run)
     report.figures.append(Figure(f"fan-out 1->{width}->1 wall", wall_s, "s",
-                                 TARGET_S if width == TARGET_WIDTH else None))
+                                 TARGET_S if width == TARGET_WIDTH else None, key="fanout_wall"))
     report.figures.append(Figure(f"fan-out 1->{width}->1 task transitions/s",
-                                 run.transitions_per_s, "/s", better="higher"))
+                                 run.transitions_per_s, "/s", better="higher",
+                                 key="fanout_task_transitions"))
+    report.extra["width"] = width
     return report
 
 

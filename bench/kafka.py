@@ -63,6 +63,8 @@ class Step:
     figures: tuple[str, ...]
     timed_tasks: int = 0
     """When > 0, Kafka calls are timed during this step and reported per task."""
+    key_prefix: str = ""
+    """Put before its figures' `--json` keys where two steps run the same benchmark."""
 
 
 def steps(sizes: Sizes) -> list[Step]:
@@ -86,17 +88,18 @@ def steps(sizes: Sizes) -> list[Step]:
         _fanout_step(width),
     ]
     if sizes.wide and sizes.wide != width:
-        out.append(_fanout_step(sizes.wide))
+        out.append(_fanout_step(sizes.wide, key_prefix="wide_"))
     out.append(Step("replay", lambda url: replay.measure(sizes.events, bus_url=url),
                     ("replay fold_runs", "replay read only", "takeover from the log",
                      "takeover from a snapshot")))
     return out
 
 
-def _fanout_step(width: int) -> Step:
+def _fanout_step(width: int, key_prefix: str = "") -> Step:
     return Step(f"fanout {width}",
                 lambda url: fanout.measure(width, timeout_s=120.0 + width, bus_url=url),
-                (f"fan-out 1->{width}->1 wall", f"fan-out 1->{width}->1 task transitions/s"))
+                (f"fan-out 1->{width}->1 wall", f"fan-out 1->{width}->1 task transitions/s"),
+                key_prefix=key_prefix)
 
 
 @dataclass(frozen=True)
@@ -334,14 +337,17 @@ async def measure(sizes: Sizes | None = None, *, bootstrap: str | None = None,
                 for name in step.figures:
                     pair = Pair(pick(embedded, name), pick(kafka, name))
                     pairs.append(pair)
-                    report.figures += [_tagged(pair.embedded, EMBEDDED),
-                                       _tagged(pair.kafka, KAFKA)]
+                    report.figures += [tagged(pair.embedded, EMBEDDED, step.key_prefix),
+                                       tagged(pair.kafka, KAFKA, step.key_prefix)]
+                    report.extra[ratio_key(pair, step.key_prefix)] = pair.ratio
                 if calls is not None:
                     report.blocks.append(calls.block(
                         f"Kafka calls during the {step.name} step (its {WARMUP_TASKS} warm-up "
                         f"tasks included; 'per task' = calls / {step.timed_tasks}):",
                         step.timed_tasks))
     report.blocks.insert(0, comparison(pairs))
+    report.extra.update(tasks=sizes.tasks, width=sizes.width, wide=sizes.wide, burst=sizes.burst,
+                        isolated=sizes.isolated, events=sizes.events, repeat=sizes.repeat)
     report.notes.append("each figure ran embedded, then on Kafka right after, in the same "
                         "process; both buses use the same partition count")
     return report
@@ -372,6 +378,12 @@ def _titled(report: Report, bus: str, took_s: float) -> str:
     return f"{report.render()}\n  ({bus} took {took_s:.1f} s)\n"
 
 
-def _tagged(figure: Figure, bus: str) -> Figure:
+def ratio_key(pair: Pair, key_prefix: str = "") -> str:
+    """`kafka_chain_per_task_ratio_vs_embedded`: Kafka / embedded, without a unit."""
+    return f"{KAFKA}_{key_prefix}{pair.kafka.stem}_ratio_vs_embedded"
+
+
+def tagged(figure: Figure, bus: str, key_prefix: str = "") -> Figure:
+    """The figure named for its bus, by name and by `--json` key (`kafka_chain_per_task_ms`)."""
     return Figure(f"{figure.name} [{bus}]", figure.value, figure.unit, figure.target,
-                  figure.better)
+                  figure.better, key=f"{bus}_{key_prefix}{figure.stem}")

@@ -320,11 +320,17 @@ async def measure(agents: int = 1000, tasks: int = 10_000) -> Report:
     if two.placed:
         report.notes.append(f"pass 2 placed {two.placed} tasks: pass 1 left fitting work behind")
     report.figures += [
-        Figure("placement pass 1", one.seconds * 1000, "ms"),
-        Figure("placement µs per ready task", one.us_per_task, "µs"),
-        Figure("placement pass 2 (fleet full)", two.seconds * 1000, "ms"),
-        Figure("decide a report that frees nothing", started_s * 1000, "ms"),
-        Figure("decide a report that frees capacity", succeeded_s * 1000, "ms"),
-        Figure("placement per-task cost vs 1/100 size", ratio, "x"),
+        Figure("placement pass 1", one.seconds * 1000, "ms", key="placement_pass_1"),
+        Figure("placement µs per ready task", one.us_per_task, "µs",
+               key="placement_per_ready_task"),
+        Figure("placement pass 2 (fleet full)", two.seconds * 1000, "ms",
+               key="placement_pass_2_fleet_full"),
+        Figure("decide a report that frees nothing", started_s * 1000, "ms",
+               key="decide_report_freeing_nothing"),
+        Figure("decide a report that frees capacity", succeeded_s * 1000, "ms",
+               key="decide_report_freeing_capacity"),
+        Figure("placement per-task cost vs 1/100 size", ratio, "x",
+               key="placement_per_task_cost_vs_baseline"),
     ]
+    report.extra.update(agents=agents, tasks=tasks)
     return report

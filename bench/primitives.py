@@ -21,6 +21,8 @@ VALUE = b'{"type":"bench","payload":"' + b"x" * 400 + b'"}'
 """About the size of a run-log event."""
 OPERATIONS = ("publish 1 record (a transaction)", "commit 1 record + 2 input positions",
               "read 1 record", "end offset", "publish -> a waiting reader returns")
+OPERATION_KEYS = ("bus_publish", "bus_commit", "bus_read", "bus_end_offset", "bus_wake")
+"""Each operation's `--json` key stem, in the order of OPERATIONS."""
 
 
 async def _timed(repeat: int, op: Callable[[], Awaitable[object]]) -> list[float]:
@@ -66,10 +68,12 @@ async def measure(repeat: int = 30, *, bus_url: str = EMBEDDED) -> Report:
             wake = [await _wake_ms(bus, runs) for _ in range(repeat)]
         finally:
             await bus.close()
-    for name, values in zip(OPERATIONS, (publish, commit, read, end, wake), strict=True):
+    for name, key, values in zip(OPERATIONS, OPERATION_KEYS, (publish, commit, read, end, wake),
+                                 strict=True):
         report.row(name, f"median {median(values):.2f} ms, p90 {percentile(values, 90):.2f} ms, "
                          f"max {max(values):.2f} ms")
-        report.figures.append(Figure(f"bus: {name}", median(values), "ms"))
+        report.figures.append(Figure(f"bus: {name}", median(values), "ms", key=key))
+    report.extra["repeat"] = repeat
     return report
 
 

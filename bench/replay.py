@@ -198,15 +198,21 @@ async def measure(events: int = 100_000, *, repeat: int = 2, bus_url: str = EMBE
     report.row(f"takeover of partition group {k} ({in_group:,} events): claim + restore "
                "from the log", f"{from_log_s * 1000:.1f} ms")
     report.row("  the same from a snapshot at the log's end", f"{from_snapshot_s * 1000:.1f} ms")
-    report.figures.append(Figure("takeover from the log", from_log_s * 1000, "ms"))
-    report.figures.append(Figure("takeover from a snapshot", from_snapshot_s * 1000, "ms"))
+    report.figures.append(Figure("takeover from the log", from_log_s * 1000, "ms",
+                                 key="takeover_from_log"))
+    report.figures.append(Figure("takeover from a snapshot", from_snapshot_s * 1000, "ms",
+                                 key="takeover_from_snapshot"))
     report.row("diagnostic: fold_runs with the cyclic GC paused",
                f"{fold_nogc_s:.3f} s  {n / fold_nogc_s:>12,.0f} ev/s")
     report.figures.append(Figure("replay fold_runs", n / fold_s, "ev/s", TARGET_EVENTS_PER_S,
-                                 better="higher"))
-    report.figures.append(Figure("replay read only", n / read_s, "ev/s", better="higher"))
-    report.figures.append(Figure("replay decode only", n / decode_s, "ev/s"))
-    report.figures.append(Figure("replay evolve only", n / evolve_s, "ev/s"))
+                                 better="higher", key="replay_fold_runs_events"))
+    report.figures.append(Figure("replay read only", n / read_s, "ev/s", better="higher",
+                                 key="replay_read_only_events"))
+    report.figures.append(Figure("replay decode only", n / decode_s, "ev/s",
+                                 key="replay_decode_only_events"))
+    report.figures.append(Figure("replay evolve only", n / evolve_s, "ev/s",
+                                 key="replay_evolve_only_events"))
+    report.extra["events"] = events
     return report
 
 

@@ -99,13 +99,18 @@ async def measure(burst: int = 200, *, isolated: int = 20, timeout_s: float = 12
     if isolated_ms:
         report.row(f"one at a time ({isolated} triggers): p50 / max",
                    f"{median(isolated_ms):.1f} ms / {max(isolated_ms):.1f} ms")
-    report.figures.append(Figure("trigger -> start p50 (burst)", p50, "ms", TARGET_P50_MS))
-    report.figures.append(Figure("trigger -> start p99 (burst)", p99, "ms"))
+    report.figures.append(Figure("trigger -> start p50 (burst)", p50, "ms", TARGET_P50_MS,
+                                 key="trigger_to_start_p50_burst"))
+    report.figures.append(Figure("trigger -> start p99 (burst)", p99, "ms",
+                                 key="trigger_to_start_p99_burst"))
     if isolated_ms:
         report.figures.append(Figure("trigger -> start p50 (one at a time)",
-                                     percentile(isolated_ms, 50), "ms"))
+                                     percentile(isolated_ms, 50), "ms",
+                                     key="trigger_to_start_p50_isolated"))
         report.figures.append(Figure("trigger -> start p99 (one at a time)",
-                                     percentile(isolated_ms, 99), "ms"))
+                                     percentile(isolated_ms, 99), "ms",
+                                     key="trigger_to_start_p99_isolated"))
+    report.extra.update(burst=burst, isolated=isolated)
     return report
 
 

@@ -176,8 +176,9 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
     ),
     TopicSpec(
         topics.SNAPSHOTS,
-        "Snapshots of a partition group's folded runs (a Python pickle, only for Baton "
-        "itself), so a takeover need not replay the whole run log.",
+        "Snapshots of a partition group's folded runs (zlib-compressed JSON of the state "
+        "records, validated on load; only for Baton itself), so a takeover need not replay "
+        "the whole run log.",
         key="`coordinator-group-<k>` for partition group k",
         partitioning=_MURMUR2,
         written_by="coordinators, after a commit",
@@ -186,8 +187,10 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
         record="binary",
         headers={
             "offset": "the next baton.runs offset of the group the snapshot does not cover",
-            "schema": "the snapshot format version",
-            "fold": "hash of the fold code; a snapshot is used only when it matches",
+            "schema": "the event schema version of the folded runs",
+            "fold": "hash of the fold code and of every module whose types a snapshot holds; "
+                    "a snapshot is used only when it matches",
+            "format": "how the bytes are laid out (2: zlib-compressed JSON)",
         },
     ),
     TopicSpec(

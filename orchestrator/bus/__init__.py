@@ -3,8 +3,9 @@
 from orchestrator.bus.embedded import EmbeddedBus
 from orchestrator.bus.factory import EMBEDDED, BusUrlError, open_bus_url, parse_bus_url
 from orchestrator.bus.kafka import KafkaBus
-from orchestrator.bus.protocol import Bus, BusError, BusFenced
+from orchestrator.bus.protocol import Bus, BusError, BusFenced, BusUnusable
 from orchestrator.bus.records import Outgoing, Record, TopicPartition
 
-__all__ = ["EMBEDDED", "Bus", "BusError", "BusFenced", "BusUrlError", "EmbeddedBus", "KafkaBus",
-           "Outgoing", "Record", "TopicPartition", "open_bus_url", "parse_bus_url"]
+__all__ = ["EMBEDDED", "Bus", "BusError", "BusFenced", "BusUnusable", "BusUrlError",
+           "EmbeddedBus", "KafkaBus", "Outgoing", "Record", "TopicPartition",
+           "open_bus_url", "parse_bus_url"]

@@ -36,7 +36,8 @@ FORMATS: Final[tuple[Format, ...]] = ("json", "yaml")
 DEFAULT_SERVERS: Final = ("localhost:9092",)
 KAFKA_BINDING_VERSION: Final = "0.4.0"
 """The Kafka bindings version FastStream writes for channels; messages use the same."""
-PICKLE: Final = "application/x-python-pickle"
+SNAPSHOT: Final = "application/zlib"
+"""A snapshot: zlib-compressed JSON (orchestrator/service/snapshot_codec.py)."""
 _TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]*")
 
 DESCRIPTION: Final = "\n\n".join((
@@ -136,7 +137,7 @@ def _describe_messages(doc: ApplicationSchema, address: str, spec: TopicSpec) ->
                           description="groups the records one trigger or request caused; "
                                       "causation_id names the record that caused this one")
             if spec.record == "envelope" else None)
-        message.contentType = PICKLE if spec.record == "binary" else None
+        message.contentType = SNAPSHOT if spec.record == "binary" else None
         extra: dict[str, Any] = {"bindings": {"kafka": {
             "key": {"type": "string", "description": spec.key},
             "bindingVersion": KAFKA_BINDING_VERSION,

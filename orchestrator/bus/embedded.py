@@ -26,7 +26,7 @@ import aiosqlite
 
 from events.topics import DEFAULT_PARTITIONS, partition_for
 from orchestrator.bus import sqlite_schema as sql
-from orchestrator.bus.protocol import BusError
+from orchestrator.bus.protocol import BusError, BusUnusable
 from orchestrator.bus.records import (
     Outgoing,
     Record,
@@ -89,7 +89,7 @@ class EmbeddedBus:
         """Counts are fixed for the life of the file, so they are served from memory."""
         count = self._counts.get(topic)
         if count is None:
-            raise BusError(f"unknown topic {topic!r}")
+            raise BusUnusable(f"unknown topic {topic!r}")
         return count
 
     async def publish(self, records: Sequence[Outgoing]) -> list[Record]:
@@ -171,9 +171,9 @@ class EmbeddedBus:
     def _check(self, tp: TopicPartition) -> None:
         """Unknown partitions are caller bugs; Kafka refuses them too."""
         if self._closed:
-            raise BusError("bus is closed")
+            raise BusUnusable("bus is closed")
         if not 0 <= tp.partition < self.partitions(tp.topic):
-            raise BusError(f"{tp.topic!r} has no partition {tp.partition}")
+            raise BusUnusable(f"{tp.topic!r} has no partition {tp.partition}")
 
     def _place(self, out: Outgoing) -> _Placed:
         """Key placement must match Kafka's so both buses agree on where a key lives."""
@@ -188,13 +188,13 @@ class EmbeddedBus:
         """A negative position cannot be the next offset to read."""
         self._check(tp)
         if offset < 0:
-            raise BusError(f"position {offset} for {tp} is negative")
+            raise BusUnusable(f"position {offset} for {tp} is negative")
         return group, tp.topic, tp.partition, offset
 
     async def _transact(self, placed: list[_Placed], positions: list[_PositionRow]) -> list[Record]:
         """Shielded: a cancelled caller must not leave the shared writer mid-transaction."""
         if self._closed:
-            raise BusError("bus is closed")
+            raise BusUnusable("bus is closed")
         if not placed and not positions:
             return []
         return await asyncio.shield(self._write(placed, positions))
@@ -268,7 +268,7 @@ class EmbeddedBus:
         rows = await self._writer.execute_fetchall(sql.RESERVE.format(values=values), params)
         ends = {TopicPartition(topic, partition): int(end) for topic, partition, end in rows}
         if len(ends) != len(counts):
-            raise BusError("a partition head row is missing; the bus file is damaged")
+            raise BusUnusable("a partition head row is missing; the bus file is damaged")
         return {tp: end - counts[tp] for tp, end in ends.items()}
 
     async def _wait_until(self, positions: Mapping[TopicPartition, int], deadline: float) -> bool:
@@ -301,7 +301,7 @@ class EmbeddedBus:
     async def _any_ready(self, positions: Mapping[TopicPartition, int]) -> bool:
         """From the in-memory heads when fresh (no query at all), else one query."""
         if self._closed:
-            raise BusError("bus is closed")
+            raise BusUnusable("bus is closed")
         if not positions:
             return False
         if self._heads_fresh():

@@ -41,7 +41,7 @@ from orchestrator.bus.kafka_clients import (
     transactional_suffix,
 )
 from orchestrator.bus.kafka_topics import check_group_counts, provision, wanted_counts
-from orchestrator.bus.protocol import BusError, BusFenced
+from orchestrator.bus.protocol import BusError, BusFenced, BusUnusable
 from orchestrator.bus.records import Headers, Outgoing, Record, TopicPartition
 
 _log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class KafkaBus:
         """Counts were read from the broker at open and cannot change without a migration."""
         count = self._counts.get(topic)
         if count is None:
-            raise BusError(f"unknown topic {topic!r}")
+            raise BusUnusable(f"unknown topic {topic!r}")
         return count
 
     async def publish(self, records: Sequence[Outgoing]) -> list[Record]:
@@ -172,7 +172,7 @@ class KafkaBus:
         for tp, offset in offsets.items():
             self._check(tp)
             if offset < 0:
-                raise BusError(f"position {offset} for {tp} is negative")
+                raise BusUnusable(f"position {offset} for {tp} is negative")
         self._check_open()
         if not placed and not offsets:
             return []
@@ -355,12 +355,12 @@ class KafkaBus:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BusError("bus is closed")
+            raise BusUnusable("bus is closed")
 
     def _check(self, tp: TopicPartition) -> None:
         """Unknown partitions are caller bugs; Kafka refuses them too, only later and vaguer."""
         if not 0 <= tp.partition < self.partitions(tp.topic):
-            raise BusError(f"{tp.topic!r} has no partition {tp.partition}")
+            raise BusUnusable(f"{tp.topic!r} has no partition {tp.partition}")
 
     def _place(self, out: Outgoing) -> tuple[TopicPartition, Outgoing]:
         """Always an explicit partition: the client's partitioner is never trusted with keys."""
@@ -510,7 +510,7 @@ class KafkaBus:
                 if fetch not in done:
                     fetch.cancel()
                     await asyncio.wait({fetch})
-                    raise BusError("bus is closed")
+                    raise BusUnusable("bus is closed")
                 if any(fetch.result().values()):
                     return True
         finally:

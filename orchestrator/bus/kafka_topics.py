@@ -15,7 +15,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from events.topics import AGENTS, ALL_TOPICS, GROUP_TOPICS, RUNS, SNAPSHOTS
-from orchestrator.bus.protocol import BusError
+from orchestrator.bus.protocol import BusError, BusUnusable
 
 PROVISION_BOUND_S: Final = 30.0
 
@@ -29,12 +29,12 @@ TOPIC_CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
 def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -> dict[str, int]:
     """Every Baton topic at `partitions`, overridden per topic; group topics must agree."""
     if partitions <= 0:
-        raise BusError(f"partition count must be positive, got {partitions}")
+        raise BusUnusable(f"partition count must be positive, got {partitions}")
     wanted = dict.fromkeys(ALL_TOPICS, partitions)
     wanted.update(topic_partitions or {})
     for topic, count in wanted.items():
         if count <= 0:
-            raise BusError(f"{topic!r}: partition count must be positive, got {count}")
+            raise BusUnusable(f"{topic!r}: partition count must be positive, got {count}")
     check_group_counts(wanted, "requested")
     return wanted
 
@@ -42,7 +42,7 @@ def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -
 def check_group_counts(counts: Mapping[str, int], what: str) -> None:
     group = {topic: counts[topic] for topic in GROUP_TOPICS if topic in counts}
     if len(set(group.values())) > 1:
-        raise BusError(f"{', '.join(GROUP_TOPICS)} must share one partition count "
+        raise BusUnusable(f"{', '.join(GROUP_TOPICS)} must share one partition count "
                        f"({what}: {group}); raising a count is a migration, not a flag")
 
 
@@ -92,6 +92,6 @@ def raise_topic_errors(response: Any) -> None:
             error = for_code(code)
             if error is TopicAlreadyExistsError:
                 continue  # another instance created it first; its count is read back
-            raise BusError(f"cannot create topic {name}: {error.__name__} {entry[2:]}")
+            raise BusUnusable(f"cannot create topic {name}: {error.__name__} {entry[2:]}")
 
 

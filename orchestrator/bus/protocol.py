@@ -10,6 +10,11 @@ class BusError(Exception):
     """Root of every error a bus raises, so callers can handle bus trouble in one place."""
 
 
+class BusUnusable(BusError):
+    """Retrying can never help (no such topic or partition, a damaged bus file, a closed bus):
+    whoever meets it stops and says why instead of restarting forever."""
+
+
 class BusFenced(BusError):
     """A newer owner claimed these inputs: the loser must stop, not retry (its state is stale)."""
 

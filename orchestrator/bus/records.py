@@ -33,6 +33,11 @@ class Record:
         """The stream the record belongs to, the unit consumers track positions in."""
         return TopicPartition(self.topic, self.partition)
 
+    @property
+    def where(self) -> str:
+        """topic-partition@offset, as Kafka's tools name a record: for messages people read."""
+        return f"{self.topic}-{self.partition}@{self.offset}"
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:

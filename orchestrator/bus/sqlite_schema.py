@@ -17,7 +17,7 @@ from pathlib import Path
 import aiosqlite
 
 from events.topics import ALL_TOPICS, GROUP_TOPICS
-from orchestrator.bus.protocol import BusError
+from orchestrator.bus.protocol import BusError, BusUnusable
 
 _log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -
     wanted = dict.fromkeys(ALL_TOPICS, partitions) | dict(topic_partitions or {})
     bad = {topic: n for topic, n in wanted.items() if n < 1}
     if bad:
-        raise BusError(f"partition counts must be positive: {bad}")
+        raise BusUnusable(f"partition counts must be positive: {bad}")
     return wanted
 
 
@@ -133,4 +133,5 @@ def _check_group(counts: Mapping[str, int]) -> None:
     """Grouped topics are joined partition-by-partition, so their counts must match."""
     group = {topic: counts[topic] for topic in GROUP_TOPICS}
     if len(set(group.values())) > 1:
-        raise BusError(f"topics {list(GROUP_TOPICS)} must share one partition count, got {group}")
+        raise BusUnusable(f"topics {list(GROUP_TOPICS)} must share one partition count, "
+                          f"got {group}")

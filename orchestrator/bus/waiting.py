@@ -26,3 +26,14 @@ async def wait_for_input(bus: Bus, positions: Mapping[TopicPartition, int], limi
         await asyncio.wait({waiting, *others})
     if not waiting.cancelled():
         waiting.result()
+
+
+async def first_of(*events: asyncio.Event) -> None:
+    """Return once any of `events` is set (a wait that a stop request can always cut short)."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in waits:
+            future.cancel()
+        await asyncio.wait(waits)

@@ -14,6 +14,7 @@ from orchestrator.bus import EMBEDDED, BusError, BusUrlError, parse_bus_url
 from orchestrator.cli import commands
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.core.errors import LogCorrupt, SpecError
+from orchestrator.service.supervise import ComponentFailed
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BusError as exc:
         sys.stderr.write(f"baton {args.command}: the event log cannot be used: {exc}\n")
+        return 1
+    except ComponentFailed as exc:
+        sys.stderr.write(f"baton {args.command}: stopped: {exc} (run it with -v for the "
+                         "details; a restart retries, and on Kafka another coordinator takes "
+                         "its partition groups over)\n")
         return 1
     except KeyboardInterrupt:
         return 130

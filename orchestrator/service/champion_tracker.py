@@ -6,9 +6,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from events import topics
-from events.codec import decode
 from events.registry import ModelRegistered
 from orchestrator.bus import Bus, TopicPartition
+from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import Champion
 from orchestrator.service.reading import read_all
 
@@ -30,7 +30,7 @@ class ChampionTracker:
 
     async def refresh(self) -> None:
         for record in await read_all(self.bus, topics.MODELS, self._positions):
-            data = decode(record.value).data
+            data = decode_logged(record.value, record.where).data
             if isinstance(data, ModelRegistered):
                 current = self.champions.get(data.model)
                 if current is None or data.version > current.version:

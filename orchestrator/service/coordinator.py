@@ -1,5 +1,5 @@
 """A coordinator process: the units it owns (partition groups and stages), started and stopped
-as ownership moves, plus the process-wide views every unit reads.
+as ownership moves, plus the process-wide trackers (fleet, champions) every unit reads.
 
 Ownership comes from the Kafka consumer group (orchestrator/bus/kafka_group.py) when there
 can be several coordinators, or is simply everything on the embedded bus, where one process
@@ -28,7 +28,7 @@ from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, FleetTracker
 from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.registry import RegistryStage
-from orchestrator.service.supervise import supervise
+from orchestrator.service.supervise import ComponentFailed, announce, supervise
 from orchestrator.service.triggers import FanOutStage, RouterStage
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,10 @@ class Coordinator:
     """What each group waits for: groups leave room for higher-ranked tasks of the others."""
     groups: dict[int, GroupLoop] = field(init=False)
     running: dict[str, _Running] = field(default_factory=dict)
+    failures: list[ComponentFailed] = field(default_factory=list)
+    """Units and trackers that failed for good; the first one is what run() raises."""
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _halt: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.fleet = FleetTracker(self.bus, expiry_s=self.expiry_s)
@@ -78,9 +81,12 @@ class Coordinator:
 
     async def run(self, stop: asyncio.Event, *,
                   session_timeout_s: float = DEFAULT_SESSION_TIMEOUT_S) -> None:
-        """Views, and the units ownership gives us, until `stop`."""
-        views = [asyncio.create_task(supervise("fleet view", self.fleet.run, stop)),
-                 asyncio.create_task(supervise("models view", self.models.run, stop))]
+        """Trackers, and the units ownership gives us, until `stop`; raises ComponentFailed
+        when one of them failed for good (after stopping all the others)."""
+        halt = self._halt
+        trackers = [self._observed(name, supervise(name, work, halt)) for name, work in
+                    (("fleet tracker", self.fleet.run), ("champion tracker", self.models.run))]
+        stopper = asyncio.create_task(_relay(stop, halt))
         self.refence_after_s = session_timeout_s
         try:
             if isinstance(self.bus, KafkaBus):
@@ -89,15 +95,37 @@ class Coordinator:
                                              on_change=self.own)
                 counts = {t: self.bus.partitions(t)
                           for t in (topics.INTENTS, topics.REPORTS, *STAGE_TOPICS.values())}
-                await supervise("membership", lambda s: membership.run(s, counts), stop)
+                await supervise("membership", lambda s: membership.run(s, counts), halt)
             else:
                 await self.own(frozenset(self.units))
-                await stop.wait()
+                await halt.wait()
         finally:
+            stopper.cancel()
             await self.own(frozenset())
-            for view in views:
-                view.cancel()
-            await asyncio.gather(*views, return_exceptions=True)
+            for tracker in trackers:
+                tracker.cancel()
+            await asyncio.gather(stopper, *trackers, return_exceptions=True)
+        if self.failures:
+            raise self.failures[0]
+
+    def _observed(self, name: str, work: Awaitable[object]) -> asyncio.Task[None]:
+        """A task whose failure stops the process loudly: a unit left dead would hold its
+        partition group (on Kafka, its assignment) while nobody decides anything for it."""
+        async def guarded() -> None:
+            try:
+                await work
+            except ComponentFailed as exc:
+                self._fail(exc)
+            except Exception as exc:  # a bug outside supervise: just as fatal, just as loud
+                self._fail(ComponentFailed(name, exc))
+
+        return asyncio.create_task(guarded())
+
+    def _fail(self, failure: ComponentFailed) -> None:
+        announce(failure, "stopping this coordinator so its units can move to one that can "
+                          "run them")
+        self.failures.append(failure)
+        self._halt.set()
 
     async def own(self, units: frozenset[str]) -> None:
         """Stop what we no longer own, then start what is new; serialised across callers."""
@@ -107,9 +135,11 @@ class Coordinator:
                 self.running[unit].stop.set()
             for unit in gone:
                 await self._join(unit)
+            if self._halt.is_set():
+                units = frozenset()  # failing: start nothing new
             for unit in sorted(units - set(self.running)):
                 stop = asyncio.Event()
-                self.running[unit] = _Running(stop, asyncio.create_task(self._unit(unit, stop)))
+                self.running[unit] = _Running(stop, self._observed(unit, self._unit(unit, stop)))
 
     async def _join(self, unit: str) -> None:
         running = self.running.pop(unit)
@@ -118,7 +148,7 @@ class Coordinator:
             log.warning("%s did not stop within %.0f s; cancelling it", unit, STOP_BOUND_S)
             running.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await running.task
+            await running.task  # never raises otherwise: _observed reported a failure
         k = group_of(unit)
         if k is not None:
             self.groups[k].release()
@@ -160,6 +190,11 @@ class Coordinator:
         loop = self.groups[k]
         loop.after_restore = lambda: self.on_event(_restored(k, loop))
         return loop.run
+
+
+async def _relay(stop: asyncio.Event, halt: asyncio.Event) -> None:
+    await stop.wait()
+    halt.set()
 
 
 def _restored(k: int, loop: GroupLoop) -> str:

@@ -18,7 +18,7 @@ from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S
 from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.home import Home
-from orchestrator.service.supervise import supervise
+from orchestrator.service.supervise import ComponentFailed, announce, supervise
 from orchestrator.store.projections import Projector
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ class EmbeddedApp:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     coordinator: Coordinator | None = None
     projector: Projector | None = None
+    failure: ComponentFailed | None = None
+    """What stopped the process, if a component failed for good."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -84,22 +86,27 @@ class EmbeddedApp:
         return Agent(bus, config)
 
     async def _guard(self, name: str, work: Work) -> None:
-        """Bus trouble restarts a component (supervise); anything else is a bug, and stops
-        the whole process loudly instead of letting it limp on."""
+        """Bus trouble restarts a component (supervise); what restarting cannot cure stops
+        the whole process loudly (`failure`, then `close` raises it) instead of letting it
+        limp on with a part of it dead."""
         try:
             if not await supervise(name, work, self.stop):
                 self.stop.set()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("a component failed; stopping")
-            self.stop.set()
-            raise
+        except ComponentFailed as exc:
+            self._failed(exc)
+        except Exception as exc:  # outside supervise: a bug, just as fatal
+            self._failed(ComponentFailed(name, exc))
+
+    def _failed(self, failure: ComponentFailed) -> None:
+        announce(failure, "stopping")
+        self.failure = self.failure or failure
+        self.stop.set()
 
     async def wait(self) -> None:
         await self.stop.wait()
 
     async def close(self) -> None:
+        """Stops every component; raises the first ComponentFailed, once all have stopped."""
         self.stop.set()
         if self._tasks:
             done, pending = await asyncio.wait(self._tasks, timeout=10)
@@ -110,3 +117,5 @@ class EmbeddedApp:
                     await task
         if self.bus is not None:
             await self.bus.close()
+        if self.failure is not None:
+            raise self.failure

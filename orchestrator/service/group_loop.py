@@ -16,24 +16,25 @@ from dataclasses import dataclass, field
 
 from events import topics
 from events.cloudevents import decode_record
-from events.codec import decode, encode
+from events.codec import encode
 from events.commands import CancelTask, ExecuteTask
-from events.dlq import DeadLetter
 from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import RegisterModel
 from orchestrator.bus import Bus, BusError, BusFenced, Outgoing, Record, TopicPartition
-from orchestrator.bus.waiting import wait_for_input
+from orchestrator.bus.waiting import first_of, wait_for_input
 from orchestrator.core.decide import Input, Tick, decide, next_deadline
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.evolve import InFlight, evolve, update_in_flight
 from orchestrator.core.flow import QUEUE_CHANGES, waiting_for_room
+from orchestrator.core.logged import decode_logged
 from orchestrator.core.placement import request_key
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import CoordinatorState, Want
 from orchestrator.service import snapshots
 from orchestrator.service.champion_tracker import ChampionTracker
+from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.fleet_tracker import FleetTracker
 from orchestrator.store.bulk import bulk_fold
 
@@ -50,12 +51,6 @@ def route(env: Envelope[Payload], k: int) -> Outgoing:
     if isinstance(data, RegisterModel):
         return Outgoing(topics.MODEL_REQUESTS, data.model, encode(env))
     return Outgoing(topics.RUNS, env.subject, encode(env), partition=k)
-
-
-def dead_letter(record: Record, reason: str) -> Outgoing:
-    letter = DeadLetter.of(topic=record.topic, partition=record.partition, offset=record.offset,
-                           key=record.key, reason=reason, consumer=GROUP, value=record.value)
-    return Outgoing(topics.DLQ, record.key, letter.model_dump_json().encode())
 
 
 @dataclass
@@ -105,7 +100,7 @@ class GroupLoop:
         with bulk_fold():
             while batch := await self.bus.read(tp, start, 5000):
                 for record in batch:
-                    evolve(self.state, decode(record.value))
+                    evolve(self.state, decode_logged(record.value, record.where))
                 start, count = batch[-1].offset + 1, count + len(batch)
         self.runs_end = start
         for itp in self.inputs:
@@ -153,8 +148,10 @@ class GroupLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Takeover order: claim (fences the old owner) -> restore -> inputs before ticks."""
-        await self.fleet.caught_up.wait()
-        await self.models.caught_up.wait()
+        for tracker in (self.fleet, self.models):
+            await first_of(tracker.caught_up, stop)  # a tracker that fails must not hold us
+        if stop.is_set():
+            return
         await self.bus.claim(GROUP, self.inputs)
         await self.restore()
         self.after_restore()
@@ -241,7 +238,7 @@ class GroupLoop:
             env = decode_record(record.value, record.headers, timestamp_ms=record.timestamp_ms)
             return self._decide(env)
         except (EventParseError, InvalidInput) as exc:
-            return [dead_letter(record, str(exc))]
+            return [dead_letter(record, str(exc), consumer=GROUP)]
 
     def _decide(self, input: Input) -> list[Outgoing]:
         active = self._active_attempts()  # no await until the count below: no other group

@@ -16,7 +16,8 @@ from events.payloads import Payload
 from events.registry import ModelRegistered, RegisterModel
 from events.topics import partition_for
 from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
-from orchestrator.service.group_loop import dead_letter
+from orchestrator.core.logged import decode_logged
+from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.reading import read_all
 
 GROUP = "baton.registry"
@@ -56,7 +57,7 @@ class RegistryStage:
     async def restore(self) -> None:
         self.state = RegistryState()
         for record in await read_all(self.bus, topics.MODELS, {}):
-            data = decode(record.value).data
+            data = decode_logged(record.value, record.where).data
             if isinstance(data, ModelRegistered):
                 self.state.apply(data)
 
@@ -86,9 +87,9 @@ class RegistryStage:
         try:
             env = decode(record.value)
         except EventParseError as exc:
-            return [dead_letter(record, str(exc))]
+            return [dead_letter(record, str(exc), consumer=GROUP)]
         if not isinstance(env.data, RegisterModel):
-            return [dead_letter(record, f"{env.type} is not a registry request")]
+            return [dead_letter(record, f"{env.type} is not a registry request", consumer=GROUP)]
         fresh = (env.data.run_id, env.data.task) not in self.state.answered
         reply = register(self.state, env.data)
         self.state.apply(reply)

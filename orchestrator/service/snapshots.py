@@ -1,32 +1,116 @@
 """Snapshots of a partition group's folded state, so a takeover need not replay all of runs-k.
 
-A snapshot is only used when its schema version and fold-code hash match this build: a
+A snapshot is only used when its format, schema version and fold-code hash match this build: a
 snapshot made by other fold code could disagree with what replaying the log would give
-(FAULTS #10), so it is ignored and the log is replayed in full instead.
+(FAULTS #10), so it is ignored and the log is replayed in full instead. Its bytes are data
+(snapshot_codec), never code: anyone who can write baton.snapshots can at worst make a group
+replay its log.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib
 import inspect
-import pickle
+import logging
+import types
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from pydantic import BaseModel
 
 from events import runs as run_events
 from events import topics
 from events.topics import partition_for
-from orchestrator.bus import Bus, Outgoing, TopicPartition
-from orchestrator.core import evolve, state
+from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
+from orchestrator.core import evolve
 from orchestrator.core.state import RunState
+from orchestrator.service import snapshot_codec
+from orchestrator.service.snapshot_codec import FORMAT_VERSION, Document, Header, SnapshotInvalid
 
 SCHEMA_VERSION = 1
+"""Bump by hand when what a snapshot means changes in a way the fold hash cannot see (a
+library upgrade that writes the same types differently, say)."""
 EVERY_EVENTS = 2000
+FOLD_ROOTS: tuple[types.ModuleType, ...] = (evolve, run_events, snapshot_codec)
+"""The fold and the snapshot codec; fold_modules adds what they use and what a snapshot holds."""
+
+log = logging.getLogger(__name__)
+
+
+def fold_modules() -> tuple[str, ...]:
+    """Every module of ours whose source can change what a snapshot restores to: the fold
+    (and what it references, transitively) and the modules of every type a snapshot holds."""
+    ours = {root.__name__.split(".")[0] for root in FOLD_ROOTS}
+    held = {t.__module__ for t in reachable_types(RunState)}
+    return tuple(sorted(_referenced(FOLD_ROOTS) | {m for m in held if m.split(".")[0] in ours}))
 
 
 def fold_code_hash() -> str:
-    """Changes whenever the code that folds events (or the events themselves) changes."""
-    source = "".join(inspect.getsource(m) for m in (evolve, state, run_events))
+    """Changes whenever the code that folds events, or any type the snapshot holds, changes."""
+    source = "".join(_source(name) for name in fold_modules())
     return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _source(module: str) -> str:
+    return inspect.getsource(importlib.import_module(module))
+
+
+def _referenced(roots: Iterable[types.ModuleType]) -> set[str]:
+    """The roots' names plus the modules they reference, transitively, among `roots`' packages."""
+    ours = {root.__name__.split(".")[0] for root in roots}
+    seen: set[str] = set()
+    todo = [root.__name__ for root in roots]
+    while todo:
+        name = todo.pop()
+        if name not in seen and name.split(".")[0] in ours:
+            seen.add(name)
+            todo += [_module_of(v) for v in vars(importlib.import_module(name)).values()]
+    return seen
+
+
+def _module_of(value: object) -> str:
+    if isinstance(value, types.ModuleType):
+        return value.__name__
+    module = getattr(value, "__module__", None)
+    return module if isinstance(module, str) else ""
+
+
+def reachable_types(root: type) -> set[type]:
+    """`root` and every class its fields can hold, through field annotations and base classes."""
+    seen: set[type] = set()
+    todo = [root]
+    while todo:
+        cls = todo.pop()
+        if cls not in seen:
+            seen.add(cls)
+            todo += cls.__mro__[1:]
+            for annotation in _field_annotations(cls):
+                todo += _classes_in(annotation)
+    return seen
+
+
+def _field_annotations(cls: type) -> list[Any]:
+    if dataclasses.is_dataclass(cls):
+        return list(get_type_hints(cls).values())
+    if issubclass(cls, BaseModel):
+        return [f.annotation for f in cls.model_fields.values()]
+    return []
+
+
+def _classes_in(annotation: Any) -> Iterator[type]:
+    """The classes named by an annotation: `dict[str, X | None]` names dict, str, X, NoneType."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return
+    if isinstance(annotation, type):
+        yield annotation
+    if isinstance(origin, type):
+        yield origin
+    for arg in get_args(annotation):
+        yield from _classes_in(arg)
 
 
 FOLD_HASH = fold_code_hash()
@@ -48,27 +132,70 @@ def _tp(bus: Bus, group: int) -> TopicPartition:
     return TopicPartition(topics.SNAPSHOTS, partition_for(key(group), n))
 
 
+def _expected(group: int, offset: int) -> Header:
+    return Header(FORMAT_VERSION, SCHEMA_VERSION, FOLD_HASH, group, offset)
+
+
+def _headers(header: Header) -> tuple[tuple[str, bytes], ...]:
+    """Also outside the document, so a reader skips other builds' snapshots without parsing."""
+    return (("offset", str(header.offset).encode()), ("schema", str(header.schema).encode()),
+            ("fold", header.fold.encode()), ("format", str(header.format).encode()))
+
+
 async def save(bus: Bus, snap: Snapshot) -> None:
-    headers = (("offset", str(snap.offset).encode()), ("schema", str(SCHEMA_VERSION).encode()),
-               ("fold", FOLD_HASH.encode()))
-    value = pickle.dumps(snap.runs, protocol=pickle.HIGHEST_PROTOCOL)
+    """Best effort: a snapshot that cannot be written only makes the next takeover slower."""
+    header = _expected(snap.group, snap.offset)
+    try:
+        value = snapshot_codec.encode(Document(header, snap.runs))
+    except SnapshotInvalid as exc:
+        log.warning("partition group %s: no snapshot at runs offset %s: %s",
+                    snap.group, snap.offset, exc)
+        return
     tp = _tp(bus, snap.group)
-    await bus.publish([Outgoing(tp.topic, key(snap.group), value, tp.partition, headers)])
+    await bus.publish([Outgoing(tp.topic, key(snap.group), value, tp.partition,
+                                _headers(header))])
 
 
 async def latest(bus: Bus, group: int, runs_end: int) -> Snapshot | None:
-    """The newest usable snapshot of `group` (matching code, not beyond the log's end)."""
+    """The newest usable snapshot of `group` (matching code, not beyond the log's end). One
+    that claims to match but does not decode is ignored with a warning: the log is replayed."""
+    found = await _newest_candidate(bus, group, runs_end)
+    if found is None:
+        return None
+    try:
+        return _restored(found, group)
+    except SnapshotInvalid as exc:
+        log.warning("partition group %s: ignoring the snapshot at %s offset %s (%s); replaying "
+                    "runs-%s from the log", group, found.topic, found.offset, exc, group)
+        return None
+
+
+async def _newest_candidate(bus: Bus, group: int, runs_end: int) -> Record | None:
     tp, start, found = _tp(bus, group), 0, None
     while batch := await bus.read(tp, start, 50):
         for record in batch:
-            meta = {k: v.decode() for k, v in record.headers}
-            usable = (record.key == key(group) and meta.get("fold") == FOLD_HASH
-                      and meta.get("schema") == str(SCHEMA_VERSION)
-                      and int(meta.get("offset", "-1")) <= runs_end)
-            if usable:
+            if _may_use(record, group, runs_end):
                 found = record
         start = batch[-1].offset + 1
-    if found is None:
-        return None
-    offset = int(dict(found.headers)["offset"].decode())
-    return Snapshot(group, offset, pickle.loads(found.value))
+    return found
+
+
+def _may_use(record: Record, group: int, runs_end: int) -> bool:
+    """Judged on the record's headers alone: written by this build, for this group, in range."""
+    offset, meta = _offset(record), dict(record.headers)
+    return (record.key == key(group) and offset is not None and offset <= runs_end
+            and all(meta.get(name) == value
+                    for name, value in _headers(_expected(group, offset))))
+
+
+def _offset(record: Record) -> int | None:
+    raw = dict(record.headers).get("offset", b"")
+    return int(raw) if raw.isdigit() else None
+
+
+def _restored(record: Record, group: int) -> Snapshot:
+    doc = snapshot_codec.decode(record.value)
+    expected = _expected(group, _offset(record) or 0)
+    if doc.header != expected:
+        raise SnapshotInvalid(f"its document says {doc.header}, its record {expected}")
+    return Snapshot(group, doc.header.offset, doc.runs)

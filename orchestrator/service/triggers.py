@@ -15,17 +15,17 @@ from collections.abc import Callable, Mapping
 
 from events.cloudevents import decode_record
 from events.codec import decode, encode
-from events.dlq import DeadLetter
 from events.envelope import Envelope, envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
-from events.topics import DLQ, INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
+from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected
 from orchestrator.bus.protocol import Bus
 from orchestrator.bus.records import Outgoing, Record, TopicPartition
 from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.errors import InvalidInput
+from orchestrator.core.logged import decode_logged
 from orchestrator.core.triggers import (
     RouterState,
     decision_envelope,
@@ -35,6 +35,7 @@ from orchestrator.core.triggers import (
     route,
     triggered_envelope,
 )
+from orchestrator.service.dead_letters import dead_letter
 
 FANOUT_GROUP = "baton.fanout"
 ROUTER_GROUP = "baton.router"
@@ -129,12 +130,7 @@ class _Stage(ABC):
         """Pure apart from the clock: what to write for these records, DLQ entries included."""
 
     def _dead_letter(self, record: Record, reason: str) -> Outgoing:
-        """The whole original record, with why it was refused, under its original key."""
-        letter = DeadLetter.of(
-            topic=record.topic, partition=record.partition, offset=record.offset,
-            key=record.key, reason=reason, consumer=self.group, value=record.value,
-        )
-        return Outgoing(DLQ, record.key, letter.model_dump_json().encode())
+        return dead_letter(record, reason, consumer=self.group)
 
 
 class FanOutStage(_Stage):
@@ -244,7 +240,7 @@ async def restore_router(bus: Bus) -> RouterState:
         while at < end:
             records = await bus.read(tp, at, min(BATCH_SIZE, end - at))
             for record in records:
-                evolve_router(state, decode(record.value))
+                evolve_router(state, decode_logged(record.value, record.where))
             at = records[-1].offset + 1 if records else end
     return state
 

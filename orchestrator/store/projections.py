@@ -13,10 +13,10 @@ from typing import Any
 import aiosqlite
 
 from events import topics
-from events.codec import decode
 from events.registry import ModelRegistered
 from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import CoordinatorState
 from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.locks import file_lock
@@ -98,7 +98,7 @@ async def _fold_into(bus: Bus, state: CoordinatorState,
             if not batch:
                 break
             for record in batch:
-                evolve(state, decode(record.value))
+                evolve(state, decode_logged(record.value, record.where))
             start = batch[-1].offset + 1
 
 
@@ -188,7 +188,7 @@ class Projector:
     def _apply(self, batch: list[Record], touched: set[str], models: list[ModelRegistered]
                ) -> None:
         for record in batch:
-            env = decode(record.value)
+            env = decode_logged(record.value, record.where)
             if record.topic == topics.RUNS:
                 evolve(self.state, env)
                 touched.add(env.subject)

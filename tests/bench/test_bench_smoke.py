@@ -4,14 +4,24 @@ succeed. Never asserts on timings (those belong to `python -m bench`, not to CI)
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
 from bench import chain, digits, failover, fanout, placement, replay, triggers
 from bench.__main__ import summary
-from bench.common import Figure, Report
+from bench.common import (
+    KEY_SUFFIXES,
+    SIZE_KEYS,
+    UNITLESS_SUFFIXES,
+    Figure,
+    JsonValue,
+    Report,
+)
 from events import runs as ev
 from events.common import Resources
+
+SNAKE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
 
 def check(report: Report, *figures: str) -> None:
@@ -22,6 +32,18 @@ def check(report: Report, *figures: str) -> None:
     for figure in report.figures:
         assert math.isfinite(figure.value) and figure.value > 0, figure
     assert report.title in report.render()
+    check_json(report.json_figures())
+
+
+def check_json(values: dict[str, JsonValue]) -> None:
+    """What `--json` prints for one benchmark: snake_case keys that end in their unit (or
+    name a ratio, a target verdict, a size or `ok`), numbers and booleans, and ok."""
+    assert values["ok"] is True, values
+    for key, value in values.items():
+        assert SNAKE.fullmatch(key), key
+        assert key.endswith(KEY_SUFFIXES + UNITLESS_SUFFIXES) or key in SIZE_KEYS | {"ok"}, key
+        assert isinstance(value, int | float), (key, value)  # bool is an int
+        assert isinstance(value, bool) == (key == "ok" or key.endswith("_met")), (key, value)
 
 
 async def test_chain() -> None:

@@ -6,6 +6,7 @@ embedded bus one coordinator owns a home, and a second is refused before it deci
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from events import runs as ev
+from events import topics
+from orchestrator.bus import EMBEDDED, Outgoing, open_bus_url
 from tests.e2e.support import (
     Service,
     baton,
@@ -79,3 +82,29 @@ def test_a_coordinator_and_an_agent_process_run_a_pipeline_and_a_second_coordina
     # and: both stop cleanly on SIGTERM
     assert services[1].stop() == 0, services[1].output()
     assert services[0].stop() == 0, services[0].output()
+
+
+async def write_garbage_to_the_run_log(home: Path) -> None:
+    bus = await open_bus_url(EMBEDDED, home)
+    try:
+        await bus.publish([Outgoing(topics.RUNS, "k", b"\x00 not an event", partition=0)])
+    finally:
+        await bus.close()
+
+
+@pytest.mark.parametrize("command", [["coordinator"], ["up", "--agents", "0"]])
+async def test_a_process_whose_run_log_does_not_fold_exits_1_saying_so_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # given a home whose run log holds a record that is not an event
+    home = tmp_path
+    await write_garbage_to_the_run_log(home)
+    # when the coordinator starts on it
+    done = await asyncio.to_thread(baton, home, *command, "--pipeline", PIPELINE)
+    # then it stops by itself with exit code 1, and says which record, in one line
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    said = [line for line in lines if "baton.runs-0@0" in line]
+    assert said[-1].startswith(f"baton {command[0]}: stopped: group:0 failed: LogCorrupt: "
+                               "unreadable record at baton.runs-0@0"), done.stderr
+    assert "Traceback" not in done.stderr

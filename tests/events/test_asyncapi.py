@@ -158,10 +158,10 @@ def test_dead_letters_and_snapshots_are_described_as_they_are_written(
     assert not validator.is_valid(json.loads(encoded(BY_TYPE["data_arrived"])))
     assert base64.b64decode(letter.value_b64) == b"\x00garbage"
     assert "correlationId" not in message_of(doc, topics.DLQ)
-    # a snapshot is opaque bytes with the three headers a reader checks before using it
+    # a snapshot is compressed bytes with the headers a reader checks before using it
     snapshot = message_of(doc, topics.SNAPSHOTS)
-    assert snapshot["contentType"] == asyncapi.PICKLE
-    assert snapshot["headers"]["required"] == ["offset", "schema", "fold"]
+    assert snapshot["contentType"] == asyncapi.SNAPSHOT
+    assert snapshot["headers"]["required"] == ["offset", "schema", "fold", "format"]
     payload = doc["components"]["schemas"][snapshot["payload"]["$ref"].rsplit("/", 1)[-1]]
     assert (payload["type"], payload["format"]) == ("string", "binary")
     # an envelope's correlation id is in the payload, not in a header
