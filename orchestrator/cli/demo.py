@@ -7,14 +7,15 @@ import asyncio
 import json
 import shutil
 import sys
-import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from events import runs as ev
+from events import topics
 from events.triggers import DataArrived, TriggerAccepted, TriggerIgnored
 from orchestrator.bus import Bus
-from orchestrator.cli.errors import UsageError
+from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.options import add_agent_flags, agent_specs
 from orchestrator.cli.render import event_line
 from orchestrator.monitor.check import DriftCheck, publish_drift, run_check
@@ -26,12 +27,14 @@ from orchestrator.service.triggers import publish_trigger
 from orchestrator.store.projections import connect, list_models, list_runs
 
 MARKER = ".baton-demo"
+T = TypeVar("T")
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the digits example end to end on the embedded bus")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
-    p.add_argument("--timeout", type=float, default=600, help="seconds to wait for each run")
+    p.add_argument("--timeout", type=float, default=600,
+                   help="seconds each run may take, from its trigger to its end (default 600)")
     p.add_argument("--agents", type=int, default=1)
     add_agent_flags(p)
     p.set_defaults(handler=demo)
@@ -58,6 +61,9 @@ async def demo(args: argparse.Namespace) -> int:
     from examples.digits import data
 
     out: TextIO = sys.stderr if args.json else sys.stdout
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout {args.timeout:g}: give the seconds each run may take, "
+                         "more than 0")
     home = demo_home(args)
     spec = load_pipeline("examples.digits.pipeline:digits")
     app = EmbeddedApp(home, {spec.name: spec}, agent_specs(args))
@@ -69,15 +75,14 @@ async def demo(args: argparse.Namespace) -> int:
         event = DataArrived(dataset="digits", version="v1", uri=v1.uri, sha256=v1.sha256,
                             rows=v1.rows)
         say(out, f"\n[1/2] data arrived: digits v1 ({v1.rows} rows) -> training run")
-        first = await _run_for(bus, await publish_trigger(bus, event, source="baton.demo"), out,
-                               args.timeout)
+        first = await _run_for(app, bus, await publish_trigger(bus, event, source="baton.demo"),
+                               out, args.timeout)
         say(out, "\n[2/2] new batch arrives; drift monitor compares it with the training data")
         v2 = data.write_version(home.datasets, "v2")
         batch = home.datasets / "digits" / "v2-batch.npz"
         _save_batch(batch, data.new_batch("v2"))
         second = await _drift_run(app, bus, home, v1.path, batch, v2, out, args.timeout)
-        assert app.projector is not None
-        await _projected(app, bus)
+        await _bounded(app, _projected(app, bus), args.timeout, "the projection did not catch up")
         summary = await _summary(home, [first, second])
     finally:
         await app.close()
@@ -102,7 +107,7 @@ def _save_batch(path: Path, features: Any) -> None:
 
 async def _drift_run(app: EmbeddedApp, bus: Bus, home: Home, reference: Path, batch: Path,
                      v2: Any, out: TextIO, limit_s: float) -> str:
-    await _projected(app, bus)
+    await _bounded(app, _projected(app, bus), limit_s, "the projection did not catch up")
     conn = await connect(home.projections)
     try:
         models = await list_models(conn)
@@ -120,44 +125,67 @@ async def _drift_run(app: EmbeddedApp, bus: Bus, home: Home, reference: Path, ba
     if event is None:
         raise UsageError("the drift monitor found no drift in the demo batch")
     say(out, f"      drift detected for {model['model']} v{model['version']} -> retraining on v2")
-    return await _run_for(bus, await publish_drift(bus, event), out, limit_s)
+    return await _run_for(app, bus, await publish_drift(bus, event), out, limit_s)
 
 
-async def _run_for(bus: Bus, trigger: Any, out: TextIO, limit_s: float) -> str:
+async def _run_for(app: EmbeddedApp, bus: Bus, trigger: Any, out: TextIO, limit_s: float
+                   ) -> str:
     """Follow the logs until the run this trigger caused has finished; print its progress."""
-    deadline = time.monotonic() + limit_s
-    run_id = await _accepted_run(bus, trigger.id, deadline)
-    stop = asyncio.Event()
-    async for env in follow(bus, stop=stop):
+    return await _bounded(app, _follow_run(bus, trigger.id, out), limit_s,
+                          f"the run for trigger {trigger.id} did not finish")
+
+
+async def _bounded(app: EmbeddedApp, work: Coroutine[Any, Any, T], limit_s: float, what: str
+                   ) -> T:
+    """`work`, within the limit whether events keep coming or not (a run waiting for an agent
+    that never comes says nothing), and ended at once if Baton itself stopped."""
+    try:
+        async with asyncio.timeout(limit_s):
+            return await _unless_stopped(app, work)
+    except TimeoutError:
+        raise Failed(f"{what} within {limit_s:g} s (--timeout); see where it waits with "
+                     "'baton runs show'") from None
+
+
+async def _unless_stopped(app: EmbeddedApp, work: Coroutine[Any, Any, T]) -> T:
+    following = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(app.stop.wait())
+    try:
+        await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in (following, stopped):
+            future.cancel()
+        await asyncio.wait({following, stopped})
+    if not following.cancelled():
+        return following.result()
+    raise Failed("Baton stopped before the demo finished")  # closing the app says why
+
+
+async def _follow_run(bus: Bus, trigger_id: str, out: TextIO) -> str:
+    run_id = await _accepted_run(bus, trigger_id)
+    async for env in follow(bus):
         if getattr(env.data, "run_id", None) != run_id:
             continue
         line = event_line(env)
         if line:
             say(out, "      " + line)
         if isinstance(env.data, ev.RunSucceeded | ev.RunFailed | ev.RunCancelled):
-            return run_id
-        if time.monotonic() > deadline:
-            raise UsageError(f"run {run_id} did not finish within {limit_s:g}s")
+            break
     return run_id
 
 
-async def _accepted_run(bus: Bus, trigger_id: str, deadline: float) -> str:
-    from events import topics
-
+async def _accepted_run(bus: Bus, trigger_id: str) -> str:
     async for env in follow(bus, topic=topics.TRIGGER_LOG):
         data = env.data
         if isinstance(data, TriggerAccepted) and data.trigger_event_id == trigger_id:
             return data.run_id
         if isinstance(data, TriggerIgnored) and data.trigger_event_id == trigger_id:
-            raise UsageError(f"the trigger was ignored: {data.reason} {data.detail}")
-        if time.monotonic() > deadline:
-            break
-    raise UsageError("no run was started for the trigger in time")
+            raise Failed(f"the trigger was ignored: {data.reason} {data.detail}")
+    raise AssertionError("follow() ends only when told to stop")
 
 
 async def _projected(app: EmbeddedApp, bus: Bus) -> None:
     """Wait until the projection has every event of the log (so queries see the runs)."""
-    from events import topics
     from orchestrator.bus import TopicPartition
 
     assert app.projector is not None

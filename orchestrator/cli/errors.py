@@ -7,3 +7,7 @@ class UsageError(Exception):
 
 class NotFound(Exception):
     """A run or model the user named does not exist: exit code 1."""
+
+
+class Failed(Exception):
+    """The command could not do what was asked (a run that did not finish in time): exit 1."""

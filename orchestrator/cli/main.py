@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from orchestrator.bus import EMBEDDED, BusError, BusUrlError, parse_bus_url
 from orchestrator.cli import commands
-from orchestrator.cli.errors import NotFound, UsageError
+from orchestrator.cli.errors import Failed, NotFound, UsageError
 from orchestrator.core.errors import LogCorrupt, SpecError
 from orchestrator.service.supervise import ComponentFailed
 
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         sys.stderr.write(f"baton {args.command}: invalid pipeline: {exc}\n")
         return 2
-    except NotFound as exc:
+    except (NotFound, Failed) as exc:
         sys.stderr.write(f"baton {args.command}: {exc}\n")
         return 1
     except LogCorrupt as exc:

@@ -50,7 +50,7 @@ def _one_coordinator(args: argparse.Namespace, home: Home) -> Iterator[None]:
         yield
         return
     home.create()
-    with file_lock(home.root / "coordinator.lock", wait=False) as held:
+    with file_lock(home.root / "coordinator.lock") as held:
         if not held:
             raise UsageError(f"a coordinator (baton up or baton coordinator) already runs on "
                              f"{home.root}; stop it first, or run several on Kafka (--bus)")
@@ -148,7 +148,7 @@ async def agent(args: argparse.Namespace) -> int:
         raise UsageError(f"--agent-id {agent_id!r}: use letters, digits, '-', '_' and '.'")
     home = home_of(args)
     home.create()
-    with file_lock(home.agents / f"agent-{agent_id}.lock", wait=False) as held:
+    with file_lock(home.agents / f"agent-{agent_id}.lock") as held:
         if not held:
             raise UsageError(f"agent {agent_id!r} already runs from {home.root}; give this one "
                              "another --agent-id")

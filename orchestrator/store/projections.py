@@ -19,7 +19,7 @@ from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import CoordinatorState
 from orchestrator.store.bulk import bulk_fold
-from orchestrator.store.locks import file_lock
+from orchestrator.store.locks import file_lock, file_lock_when_free
 from orchestrator.store.rows import ROW_VERSION, run_row
 
 SCHEMA = """
@@ -103,10 +103,14 @@ async def _fold_into(bus: Bus, state: CoordinatorState,
 
 
 @contextlib.contextmanager
-def writer_lock(path: Path, *, wait: bool) -> Iterator[bool]:
+def writer_lock(path: Path) -> Iterator[bool]:
     """One projection writer at a time: `baton up` holds it; CLI reads take it only if free."""
-    with file_lock(path.with_suffix(".lock"), wait=wait) as held:
+    with file_lock(_lock_path(path)) as held:
         yield held
+
+
+def _lock_path(projections: Path) -> Path:
+    return projections.with_suffix(".lock")
 
 
 REFRESH_S = 0.05
@@ -124,7 +128,9 @@ class Projector:
         self.caught_up = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        with writer_lock(self.path, wait=True):
+        async with file_lock_when_free(_lock_path(self.path), stop) as held:
+            if not held:
+                return
             conn = await self._open()
             try:
                 while not stop.is_set():
@@ -138,7 +144,7 @@ class Projector:
 
     async def catch_up_if_free(self) -> bool:
         """Used by CLI reads when no `baton up` is projecting; False if one is."""
-        with writer_lock(self.path, wait=False) as free:
+        with writer_lock(self.path) as free:
             if not free:
                 return False
             conn = await self._open()
