@@ -40,6 +40,7 @@ class Failed:
     message: str
     error_type: str = ""
     traceback: str = ""
+    """Bounded by the worker (worker_process.bounded_traceback); empty when nothing raised."""
     retryable: bool = True
     duration_s: float = 0.0
 

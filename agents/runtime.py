@@ -569,7 +569,8 @@ def _outcome_report(base: dict[str, object], outcome: Outcome,
                                  retryable=True, duration_s=outcome.duration_s)
         return AttemptFailed(**base, reason=outcome.reason, message=outcome.message,
                              error_type=outcome.error_type, retryable=outcome.retryable,
-                             duration_s=outcome.duration_s)
+                             duration_s=outcome.duration_s,
+                             traceback=outcome.traceback or None)
     return AttemptSucceeded(**base, output=outcome.output, metrics=outcome.metrics,
                             metadata=outcome.metadata, duration_s=outcome.duration_s)
 

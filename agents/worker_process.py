@@ -21,8 +21,16 @@ from typing import Any
 from agents.artifacts import ArtifactStore
 from agents.outcomes import Failed, Invocation, Outcome, ProgressCallback, Succeeded
 from agents.task_api import Result, TaskContext, TaskError
+from events.reports import MAX_TRACEBACK_CHARS
 
 _PR_SET_PDEATHSIG = 1
+TRUNCATED = "…(truncated)\n"
+"""Starts a traceback whose beginning (the outermost frames) was cut."""
+CUT_INSIDE = "…(truncated)…"
+"""Stands for the middle of one overlong frame or exception line."""
+_MAX_CHUNK_CHARS = 2048
+"""One frame or exception line longer than this (a huge message or repr) keeps only its start
+and end, so that it cannot push the raising frame out of the bounded traceback."""
 
 
 class _InvalidTask(Exception):
@@ -158,6 +166,34 @@ def _failure(exc: BaseException) -> Failed:
         reason="exception",
         message=str(exc) or type(exc).__name__,
         error_type=type(exc).__name__,
-        traceback="".join(traceback.format_exception(exc)),
+        traceback=bounded_traceback(exc),
         retryable=exc.retryable if isinstance(exc, TaskError) else True,
     )
+
+
+def bounded_traceback(exc: BaseException) -> str:
+    """The end of the formatted traceback, within what a report may carry: cut here, in the
+    worker, so a runaway recursion never crosses the pipe or the bus in full. The worker's
+    own frame (`_execute`, where every failure is caught) is left out: it is no clue."""
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    chunks = (_clip(chunk) for chunk in traceback.format_exception(type(exc), exc, tb))
+    return keep_end("".join(chunks), MAX_TRACEBACK_CHARS)
+
+
+def _clip(chunk: str) -> str:
+    if len(chunk) <= _MAX_CHUNK_CHARS:
+        return chunk
+    half = (_MAX_CHUNK_CHARS - len(CUT_INSIDE)) // 2
+    return chunk[:half] + CUT_INSIDE + chunk[-half:]
+
+
+def keep_end(text: str, limit: int) -> str:
+    """At most `limit` characters of `text`, its end: in a traceback the innermost frame and
+    the exception come last. A cut text starts at a line, after the TRUNCATED marker."""
+    if len(text) <= limit:
+        return text
+    tail = text[len(text) - (limit - len(TRUNCATED)):]
+    newline = tail.find("\n")
+    if 0 <= newline < len(tail) - 1:
+        tail = tail[newline + 1:]
+    return TRUNCATED + tail

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -52,6 +52,11 @@ class AttemptSucceeded(AttemptReport):
     duration_s: float = 0.0
 
 
+MAX_TRACEBACK_CHARS = 8192
+"""A failure carries at most this much of its traceback: the end, which names the raising
+frame and the exception, so an operator sees why without the event growing unbounded."""
+Traceback = Annotated[str, Field(max_length=MAX_TRACEBACK_CHARS)]
+
 FailureReason = Literal[
     "exception", "crashed", "timed_out", "cancelled", "invalid_task", "interrupted", "lost",
     "gate_rejected", "not_started",
@@ -65,3 +70,5 @@ class AttemptFailed(AttemptReport):
     error_type: str = ""
     retryable: bool = True
     duration_s: float = 0.0
+    traceback: Traceback | None = None
+    """Where the task's code raised (reason `exception`); optional, so older reports read."""

@@ -9,7 +9,7 @@ from pydantic import Field
 from events.common import ArtifactRef, Resources
 from events.payloads import RunPayload
 from events.pipeline import PipelineSpec
-from events.reports import FailureReason
+from events.reports import FailureReason, Traceback
 from events.triggers import TriggerInfo
 
 
@@ -117,6 +117,8 @@ class TaskFailed(AttemptEvent):
     error_type: str = ""
     retryable: bool = True
     final: bool = False
+    traceback: Traceback | None = None
+    """The agent's traceback of the failure, copied from its report; None in older logs."""
 
 
 class TaskRetryScheduled(TaskEvent):

@@ -13,6 +13,8 @@ from events.registry import ModelRegistered
 SYMBOL = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■",
           "upstream_failed": "↯", "pending": "·", "ready": "…", "scheduled": "→",
           "retry_wait": "↻"}
+TRACEBACK_INDENT = " " * 12
+"""A traceback sits under its attempt's line, indented past the attempt number."""
 
 
 def event_line(env: Envelope[Payload]) -> str | None:
@@ -110,9 +112,28 @@ def run_detail(r: dict[str, Any]) -> str:
         lines.append(f"    {SYMBOL.get(t['status'], '?')} {t['name']:<10} {t['status']:<16} "
                      f"attempts={t['attempts']} {metrics} {extra or ''}".rstrip())
         # rows projected by an older Baton have no history (the projector rebuilds them)
-        lines.extend(_attempt_line(a, t.get("error"))
-                     for a in t.get("attempt_history", []))
+        lines.extend(_attempt_lines(t.get("attempt_history", []), t.get("error")))
     return "\n".join(lines)
+
+
+def _attempt_lines(history: list[dict[str, Any]], task_error: str | None) -> list[str]:
+    """Each attempt's line, and under the one that failed last its traceback, indented."""
+    shown = _newest_traceback(history)
+    lines: list[str] = []
+    for a in history:
+        lines.append(_attempt_line(a, task_error))
+        if a is shown:
+            lines.extend(f"{TRACEBACK_INDENT}{line}" for line in a["traceback"].splitlines())
+    return lines
+
+
+def _newest_traceback(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Only the newest failure's traceback is printed in full: it is the one that failed the
+    task, or the one a flaky task last tripped on, and retries of a task mostly fail alike,
+    so earlier ones would repeat up to 8 KiB each and bury the summary; their error stays on
+    their line, and `--json` has every attempt's traceback."""
+    with_traceback = [a for a in history if a.get("traceback")]
+    return with_traceback[-1] if with_traceback else None
 
 
 def _attempt_line(a: dict[str, Any], task_error: str | None) -> str:

@@ -199,7 +199,8 @@ def _succeeded(d: Decision, run: RunState, r: rp.AttemptSucceeded) -> None:
 def _failed(d: Decision, run: RunState, r: rp.AttemptFailed) -> None:
     failure = ev.TaskFailed(run_id=r.run_id, task=r.task, attempt=r.attempt,
                             attempt_id=r.attempt_id, reason=r.reason, message=r.message,
-                            error_type=r.error_type, retryable=r.retryable)
+                            error_type=r.error_type, retryable=r.retryable,
+                            traceback=r.traceback)
     attempt_ended(d, run, failure, log_failure=True)
 
 

@@ -154,7 +154,8 @@ def _succeeded(run: RunState, e: ev.TaskSucceeded, at: float) -> None:
 def _failed(run: RunState, e: ev.TaskFailed, at: float) -> None:
     current = run.tasks[e.task].current
     if current is not None and current.status in ACTIVE_ATTEMPT:
-        _attempt(run, e.task, e.attempt_id, status="failed", error=e.message)
+        _attempt(run, e.task, e.attempt_id, status="failed", error=e.message,
+                 traceback=e.traceback)
     _task(run, e.task, status="failed" if e.final else "retry_wait", error=e.message)
 
 

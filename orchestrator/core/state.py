@@ -43,6 +43,8 @@ class Attempt:
     """Whose concurrency limit the attempt counts against while it is active."""
     queued_s: float | None = None
     """Ready -> started for this attempt (TaskStarted.queued_s): what `runs show` reports."""
+    traceback: str | None = None
+    """Where a failed attempt's code raised (TaskFailed.traceback), for `runs show`."""
 
 
 @dataclass(frozen=True, slots=True)

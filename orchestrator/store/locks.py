@@ -20,10 +20,8 @@ def file_lock(path: Path) -> Iterator[bool]:
         if not _try_lock(handle):
             yield False
             return
-        try:
+        with _unlocking(handle):
             yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.asynccontextmanager
@@ -42,14 +40,20 @@ async def file_lock_when_free(path: Path, stop: asyncio.Event) -> AsyncIterator[
             if stop.is_set():
                 yield False
                 return
-        try:
+        with _unlocking(handle):
             yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _opened(path: Path) -> IO[str]:
     return path.open("a")
+
+
+@contextlib.contextmanager
+def _unlocking(handle: IO[str]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _try_lock(handle: IO[str]) -> bool:

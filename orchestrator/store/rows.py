@@ -6,10 +6,11 @@ from typing import Any
 
 from orchestrator.core.state import Attempt, RunState, TaskState
 
-ROW_VERSION = 2
+ROW_VERSION = 3
 """The shape of `run_row`. Bump it whenever that shape changes: a projector that finds rows of
 another version rebuilds them from the log (rows are derived; the log is the truth).
-2: per-task `attempt_history` (agent, GPUs, status, queue time, error or lost evidence)."""
+2: per-task `attempt_history` (agent, GPUs, status, queue time, error or lost evidence).
+3: each attempt's `traceback` (a failed attempt's, None otherwise)."""
 
 
 def run_row(run: RunState) -> dict[str, Any]:
@@ -45,5 +46,5 @@ def attempt_row(attempt: Attempt) -> dict[str, Any]:
     return {
         "number": attempt.number, "attempt_id": attempt.attempt_id,
         "agent_id": attempt.agent_id, "gpus": list(attempt.gpus), "status": attempt.status,
-        "queued_s": attempt.queued_s, "error": attempt.error,
+        "queued_s": attempt.queued_s, "error": attempt.error, "traceback": attempt.traceback,
     }

@@ -74,3 +74,32 @@ def pid_then_gate(gate: str, ctx: TaskContext) -> str:
     """Reports its pid once at the FIFO gate, then blocks until the test releases it."""
     gates.hold(gate, ctx, str(os.getpid()))
     return "released"
+
+
+def fails_deep_inside() -> None:
+    """Raises two calls down, so its traceback must name the helper that raised."""
+
+    def parse_row(row: str) -> int:
+        return int(row)
+
+    parse_row("seven")
+
+
+def ping(depth: int) -> None:
+    """With pong, a recursion whose frames alternate, so Python cannot fold them into one
+    "previous line repeated" line: its traceback is far longer than a report may carry."""
+    if depth == 0:
+        raise RecursionError("gave up at the bottom")
+    pong(depth - 1)
+
+
+def pong(depth: int) -> None:
+    ping(depth - 1)
+
+
+def recurses_then_fails() -> None:
+    ping(400)
+
+
+def fails_with_a_huge_message() -> None:
+    raise ValueError("row " + "x" * 100_000 + " is wrong")

@@ -17,6 +17,7 @@ import pytest
 from agents.artifacts import ArtifactStore
 from agents.task_api import ContextData
 from agents.workers import Failed, Invocation, Outcome, Succeeded, WorkerPool
+from events.reports import MAX_TRACEBACK_CHARS, AttemptFailed
 from tests import gates
 
 TASKS = "tests.agents.sample_tasks"
@@ -415,3 +416,46 @@ async def test_a_sigterm_to_the_agents_process_group_does_not_kill_a_running_tas
     gates.release(gate)  # fails at once (ENXIO) if the signal killed the task
     # then the task finished normally
     assert store.get_object(succeeded(await run).output) == "released"
+
+
+# -- tracebacks: where the task raised, within what a report may carry --------------------
+
+
+async def test_a_failure_carries_the_traceback_of_the_function_that_raised(
+    pool: WorkerPool,
+) -> None:
+    # when a task fails in a helper it calls
+    outcome = failed(await pool.run(invocation("fails_deep_inside")))
+    # then the traceback names the task, the helper, and ends with the exception line
+    assert "in fails_deep_inside" in outcome.traceback
+    assert "in parse_row" in outcome.traceback
+    assert outcome.traceback.rstrip().endswith(
+        "ValueError: invalid literal for int() with base 10: 'seven'")
+    # and neither is it cut, nor does it show the worker's own frame
+    assert "(truncated)" not in outcome.traceback and "_execute" not in outcome.traceback
+
+
+HUGE_FAILURES = {
+    "deep recursion": ("recurses_then_fails", 'raise RecursionError("gave up at the bottom")',
+                       "RecursionError: gave up at the bottom"),
+    "huge message": ("fails_with_a_huge_message",
+                     'raise ValueError("row " + "x" * 100_000 + " is wrong")', " is wrong"),
+}
+
+
+@pytest.mark.parametrize(("function", "raising_line", "exception_end"), HUGE_FAILURES.values(),
+                         ids=HUGE_FAILURES.keys())
+async def test_a_huge_traceback_is_cut_to_its_end_within_what_a_report_carries(
+    pool: WorkerPool, function: str, raising_line: str, exception_end: str
+) -> None:
+    # when a task fails with a traceback far over the bound (deep frames, a huge message)
+    text = failed(await pool.run(invocation(function))).traceback
+    # then it is cut to what a report may carry, marked where it was cut
+    assert len(text) <= MAX_TRACEBACK_CHARS
+    assert "(truncated)" in text
+    assert AttemptFailed(run_id="r", task="t", attempt=1, attempt_id="r/t/1", agent_id="a",
+                         reason="exception", message="m", traceback=text).traceback == text
+    # and it still ends with the raising line and the exception
+    *_, raising, exception = text.rstrip().splitlines()
+    assert raising.strip() == raising_line
+    assert exception.endswith(exception_end)

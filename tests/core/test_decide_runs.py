@@ -159,6 +159,31 @@ def test_retryable_failures_retry_with_exponential_backoff_and_deterministic_att
     assert h.run(rid).status == "failed"
 
 
+TRACEBACK = ('Traceback (most recent call last):\n  File "tasks.py", line 3, in parse\n'
+             "    return int(row)\nValueError: invalid literal for int() with base 10: 'x'\n")
+
+
+def test_the_agents_traceback_is_logged_with_the_failure_and_kept_on_its_attempt() -> None:
+    h = given_fleet()
+    rid = h.start(pipeline(task("a", attempts=2)))
+    first = h.last_execute("a")
+    h.start_attempt(first)
+
+    h.report(rp.AttemptFailed, first, reason="exception", message="bad row",
+             error_type="ValueError", traceback=TRACEBACK)
+    h.tick(h.events(rid, ev.TaskRetryScheduled)[-1].retry_at)
+    second = h.last_execute("a")
+    h.start_attempt(second)
+    h.report(rp.AttemptFailed, second, reason="crashed", message="worker exited with -9")
+
+    retried, final = h.events(rid, ev.TaskFailed)
+    assert (retried.traceback, retried.final) == (TRACEBACK, False)
+    assert (final.traceback, final.final) == (None, True)
+    attempts = h.run(rid).tasks["a"].attempts
+    assert [(a.status, a.traceback) for a in attempts] == [
+        ("failed", TRACEBACK), ("failed", None)]
+
+
 def test_a_non_retryable_failure_fails_the_task_at_once_despite_retry_budget() -> None:
     h = given_fleet()
     rid = h.start(pipeline(task("a", attempts=5)))

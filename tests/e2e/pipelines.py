@@ -109,3 +109,16 @@ def stuck(ctx: TaskContext) -> str:
 
 hangs = Pipeline("hangs", deadline_s=600)
 hangs.task(cpus=0.5, memory="64Mi", timeout_s=300)(stuck)
+
+
+def parse_row(row: str) -> int:
+    return int(row)
+
+
+def bad_row(ctx: TaskContext) -> int:
+    """Fails in a helper on every attempt: its traceback must name that helper."""
+    return parse_row(f"row-{ctx.attempt}")
+
+
+always_fails = Pipeline("always_fails", deadline_s=600)
+always_fails.task(cpus=0.5, memory="64Mi", retries=1, backoff_s=0.1, timeout_s=60)(bad_row)

@@ -12,6 +12,7 @@ import pytest
 
 from events.catalog import CATALOG
 from tests.e2e.support import baton, watch_until
+from tests.pipelines.bad_yaml import BAD_YAML, BadYaml, train_with
 
 pytestmark = pytest.mark.e2e
 
@@ -83,6 +84,30 @@ def test_wrong_usage_exits_2_with_a_one_line_fix(
     # then: exit 2, one actionable line, and no state was created as a side effect
     assert_one_line_error(result, 2, *fragments)
     assert not home.exists()
+
+
+@pytest.mark.parametrize("bad", BAD_YAML.values(), ids=BAD_YAML.keys())
+def test_a_wrong_yaml_pipeline_exits_2_with_one_line_naming_file_task_and_field(
+    tmp_path: Path, bad: BadYaml
+) -> None:
+    # given: a pipeline file with one mistake
+    path = bad.written(tmp_path)
+    # when: it is validated
+    result = baton(tmp_path / "home", "pipelines", "validate", str(path))
+    # then: exit 2 and one line, no traceback, naming the file, the task and the field
+    assert_one_line_error(result, 2, f"invalid pipeline: {path}: ", *bad.names)
+
+
+def test_up_refuses_a_wrong_yaml_pipeline_in_the_same_line(tmp_path: Path) -> None:
+    # given: a pipeline file whose memory is not a size
+    path = tmp_path / "my.yaml"
+    path.write_bytes(train_with("resources: {memory: 12X}"))
+    # when: `baton up` is asked to serve it
+    result = baton(tmp_path / "home", "up", "--pipeline", str(path), "--agents", "0")
+    # then: the same one line as validate, before anything starts
+    assert_one_line_error(result, 2, f"baton up: invalid pipeline: {path}: task 'train': "
+                                     "resources.memory '12X' is not a size")
+    assert not (tmp_path / "home").exists()
 
 
 def test_queries_against_a_home_without_state_say_where_to_start(tmp_path: Path) -> None:
@@ -189,6 +214,21 @@ def test_demo_home_can_be_listed_and_replayed(demo: Demo) -> None:
     assert "2 runs: no differences" in verified.stdout
     assert models.returncode == 0, models.stderr
     assert [m["version"] for m in json.loads(models.stdout)] == [1, 2]
+
+
+def test_a_demo_whose_run_stalls_stops_at_its_timeout_saying_where_to_look(
+    tmp_path: Path,
+) -> None:
+    # given a demo with no agent, so its first run waits for one forever, saying nothing
+    # when it runs with a short timeout
+    result = baton(tmp_path / "home", "demo", "--agents", "0", "--timeout", "3", timeout=60)
+    # then it gives up on its own with exit 1 and one line that says what to look at
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("baton demo: the run for trigger "), result.stderr
+    assert "did not finish within 3 s (--timeout)" in last
+    assert "baton runs show" in last
+    assert "Traceback" not in result.stderr
 
 
 def test_demo_refuses_a_home_it_did_not_create(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""`baton up` serving a YAML pipeline and a Python one: manual runs, retries, idempotency."""
+"""`baton up` serving YAML and Python pipelines: manual runs, retries, idempotency, and what
+an operator sees of a task that keeps failing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import Iterator
@@ -10,17 +12,22 @@ from pathlib import Path
 import pytest
 
 from events import runs as ev
+from events import topics
+from events.reports import AttemptFailed
+from orchestrator.bus import EMBEDDED, open_bus_url
 from tests.e2e.support import RunLog, Service, baton, of_run, wait_for_run_log
+from tests.integration.support import Tail, tp_for
 
 pytestmark = pytest.mark.e2e
 
 YAML = "tests/e2e/yaml_chain.yaml"
 FLAKY = "tests.e2e.pipelines:fails_then_ok"
+BROKEN = "tests.e2e.pipelines:always_fails"
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    started = Service.start(tmp_path / "home", [YAML, FLAKY], tmp_path / "up.log")
+    started = Service.start(tmp_path / "home", [YAML, FLAKY, BROKEN], tmp_path / "up.log")
     yield started
     started.reap()
 
@@ -87,3 +94,51 @@ def test_yaml_and_retrying_pipelines_run_to_success_once_per_key(
 
     # when/then: Ctrl-C stops the service cleanly
     assert service.stop(signal.SIGINT) == 0, service.output()
+
+
+async def failure_reports(home: Path, run_id: str) -> list[AttemptFailed]:
+    """What the agents reported on baton.reports about the run's failed attempts."""
+    bus = await open_bus_url(EMBEDDED, home)
+    try:
+        reports = Tail(bus, [tp_for(bus, topics.REPORTS, run_id)])
+        await reports.poll()
+        return [r for r in reports.payloads(AttemptFailed) if r.run_id == run_id]
+    finally:
+        await bus.close()
+
+
+def test_a_failing_tasks_traceback_reaches_the_log_and_runs_show(
+    tmp_path: Path, service: Service
+) -> None:
+    home = tmp_path / "home"
+    # given: a run of a pipeline whose task fails in a helper on each of its two attempts
+    requested = baton(home, "run", "always_fails", "--pipeline-ref", BROKEN)
+    assert requested.returncode == 0, requested.stderr
+    run_id = requested.stdout.strip()
+
+    # when: the run has failed
+    log = wait_for_run_log(home, lambda log: ended(log, run_id), timeout=60)
+
+    # then: each agent report carried the traceback of the helper that raised
+    reported = asyncio.run(failure_reports(home, run_id))
+    assert [r.attempt for r in reported] == [1, 2]
+    for report in reported:
+        assert report.traceback is not None and "in parse_row" in report.traceback
+        assert report.traceback.rstrip().endswith(
+            f"ValueError: invalid literal for int() with base 10: 'row-{report.attempt}'")
+    # and: the coordinator logged each one with its failure
+    failures = [e.data for e in of_run(log, run_id) if isinstance(e.data, ev.TaskFailed)]
+    assert [(f.attempt, f.final, f.traceback) for f in failures] == [
+        (r.attempt, r.attempt == 2, r.traceback) for r in reported]
+
+    # and: `runs show` prints the last failure's traceback under its attempt, indented
+    shown = baton(home, "runs", "show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert text.count("Traceback (most recent call last):") == 1
+    assert "            ValueError: invalid literal for int() with base 10: 'row-2'" in text
+    assert text.index("#2") < text.index("in parse_row")
+    # and: `--json` has every attempt's traceback
+    row = json.loads(baton(home, "runs", "show", run_id, "--json").stdout)
+    (task,) = row["tasks"]
+    assert [a["traceback"] for a in task["attempt_history"]] == [r.traceback for r in reported]

@@ -13,6 +13,7 @@ from events.codec import decode, encode
 from events.envelope import envelope
 from events.errors import EventParseError, UnknownEventType, UnknownSchemaVersion
 from events.payloads import Payload
+from events.reports import MAX_TRACEBACK_CHARS, AttemptFailed
 from events.schema import export_json_schemas
 from events.topics import murmur2, partition_for
 from events.triggers import DataArrived
@@ -122,3 +123,33 @@ def test_catalog_types_are_concrete_payloads() -> None:
             "task_retry_scheduled", "task_timed_out", "task_lost", "agent_advertised",
             "agent_heartbeat", "agent_draining", "execute_task", "cancel_task",
             "gate_evaluated", "model_registered"} <= set(CATALOG.types)
+
+
+def failed_report(**data: Any) -> bytes:
+    env = envelope(AttemptFailed(run_id="r", task="t", attempt=1, attempt_id="r/t/1",
+                                 agent_id="a", reason="exception", message="boom"),
+                   id="f1", time=1_700_000_000.0, source="test", subject="r")
+    raw = json.loads(encode(env))
+    raw["data"] = {k: v for k, v in {**raw["data"], **data}.items() if v is not None}
+    return json.dumps(raw).encode()
+
+
+def test_a_failure_reported_before_tracebacks_were_carried_still_reads() -> None:
+    # given an attempt_failed v1 written by an older agent, with no traceback field at all
+    raw = failed_report(traceback=None)
+    assert b"traceback" not in raw
+    # when / then it reads, without a traceback
+    data = decode(raw).data
+    assert isinstance(data, AttemptFailed) and data.traceback is None
+
+
+def test_a_traceback_over_the_bound_is_refused_naming_the_field() -> None:
+    # given a report whose traceback is one character over what a failure may carry
+    raw = failed_report(traceback="x" * (MAX_TRACEBACK_CHARS + 1))
+    # when / then
+    with pytest.raises(EventParseError) as err:
+        decode(raw)
+    assert err.value.field == "data.traceback"
+    assert decode(failed_report(traceback="x" * MAX_TRACEBACK_CHARS)).data == AttemptFailed(
+        run_id="r", task="t", attempt=1, attempt_id="r/t/1", agent_id="a", reason="exception",
+        message="boom", traceback="x" * MAX_TRACEBACK_CHARS)

@@ -125,3 +125,31 @@ def test_a_row_from_an_older_baton_without_history_still_renders() -> None:
     text = run_detail(row)
     assert "  priority  0" in text.splitlines()
     assert "#1" not in text
+
+
+def test_runs_show_prints_the_newest_failures_traceback_under_its_attempt() -> None:
+    # given: a task whose two attempts failed, each with the traceback its agent reported
+    h = CheckedHarness()
+    h.agent("cpu-a")
+    run_id = h.start(pipeline(task("parse", attempts=2, backoff_s=0.5)))
+    for n in (1, 2):
+        cmd = h.last_execute("parse")
+        h.report(rp.AttemptStarted, cmd)
+        h.report(rp.AttemptFailed, cmd, reason="exception", message=f"bad row {n}",
+                 traceback=f"Traceback (most recent call last):\n  in parse_{n}\n"
+                           f"ValueError: bad row {n}\n")
+        h.tick(h.now + 1)
+
+    # when: its row is built and rendered
+    row = run_row(h.run(run_id))
+    lines = run_detail(row).splitlines()
+
+    # then: the row has every attempt's traceback; the terminal, the newest one, indented
+    (parse,) = row["tasks"]
+    assert [a["traceback"].splitlines()[-1] for a in parse["attempt_history"]] == [
+        "ValueError: bad row 1", "ValueError: bad row 2"]
+    second = next(i for i, line in enumerate(lines) if line.lstrip().startswith("#2"))
+    assert lines[second + 1:] == [" " * 12 + "Traceback (most recent call last):",
+                                  " " * 12 + "  in parse_2", " " * 12 + "ValueError: bad row 2"]
+    assert "in parse_1" not in "\n".join(lines)
+    assert "bad row 1" in lines[second - 1]

@@ -23,14 +23,17 @@ def bus_url() -> str:
     return EMBEDDED
 
 
+@pytest.fixture
+def projector(bus: Bus, tmp_path: Path) -> Projector:
+    return Projector(bus, tmp_path / "projections.db")
+
+
 async def test_a_projector_waiting_for_the_lock_leaves_the_event_loop_running(
-    bus: Bus, tmp_path: Path
+    projector: Projector,
 ) -> None:
     # given a CLI read holding the projection lock
-    projections = tmp_path / "projections.db"
-    projector = Projector(bus, projections)
     stop = asyncio.Event()
-    with writer_lock(projections) as held:
+    with writer_lock(projector.path) as held:
         assert held
         # when the projector starts
         running = asyncio.create_task(projector.run(stop))
@@ -46,13 +49,11 @@ async def test_a_projector_waiting_for_the_lock_leaves_the_event_loop_running(
 
 
 async def test_a_projector_told_to_stop_while_waiting_for_the_lock_stops(
-    bus: Bus, tmp_path: Path
+    projector: Projector,
 ) -> None:
     # given a projector waiting for a lock a CLI read holds
-    projections = tmp_path / "projections.db"
-    projector = Projector(bus, projections)
     stop = asyncio.Event()
-    with writer_lock(projections):
+    with writer_lock(projector.path):
         running = asyncio.create_task(projector.run(stop))
         await asyncio.sleep(0)
         # when it is told to stop, then it stops without ever having projected

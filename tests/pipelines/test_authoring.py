@@ -11,6 +11,8 @@ from events.pipeline import PipelineSpec, TaskSpec
 from orchestrator.core.errors import SpecError
 from orchestrator.pipelines.loader import load_pipeline
 from orchestrator.pipelines.validation import check
+from orchestrator.pipelines.yaml_spec import memory_megabytes
+from tests.pipelines.bad_yaml import BAD_YAML, BadYaml, train_with
 
 HERE = Path(__file__).parent
 
@@ -58,12 +60,56 @@ def test_invalid_pipelines_are_rejected_naming_where(spec: PipelineSpec, message
     assert "pipeline 'bad'" in str(err.value)
 
 
-def test_a_yaml_file_with_a_wrong_field_names_the_file_and_field(tmp_path: Path) -> None:
-    path = tmp_path / "p.yaml"
-    path.write_text("name: p\ntasks:\n  - {name: a, function: 'x:y', timeout_s: -1}\n")
+@pytest.mark.parametrize("bad", BAD_YAML.values(), ids=BAD_YAML.keys())
+def test_a_wrong_yaml_file_is_one_line_naming_the_file_task_and_field(
+    tmp_path: Path, bad: BadYaml
+) -> None:
+    # given: a pipeline file with one mistake
+    path = bad.written(tmp_path)
+    # when: it is loaded
     with pytest.raises(SpecError) as err:
         load_pipeline(str(path))
-    assert str(path) in str(err.value) and "tasks.0.timeout_s" in str(err.value)
+    # then: one problem, on one line, starting with the file
+    (problem,) = err.value.problems
+    assert problem.startswith(f"{path}: ") and "\n" not in problem
+    for fragment in bad.names:
+        assert fragment in problem
+
+
+def test_a_wrong_memory_size_says_what_a_size_is(tmp_path: Path) -> None:
+    path = tmp_path / "my.yaml"
+    path.write_bytes(train_with("resources: {memory: 12X}"))
+    with pytest.raises(SpecError) as err:
+        load_pipeline(str(path))
+    assert str(err.value) == (
+        f"{path}: task 'train': resources.memory '12X' is not a size: use a number of "
+        "megabytes or a number with Mi, Gi or Ti (e.g. 512Mi or 4Gi), greater than 0")
+
+
+@pytest.mark.parametrize(("value", "megabytes"), [
+    (512, 512), ("512", 512), ("512Mi", 512), ("1.5Gi", 1536), ("4G", 4096), ("1Ti", 1048576)])
+def test_yaml_memory_reads_megabytes_and_sizes(value: object, megabytes: int) -> None:
+    assert memory_megabytes(value) == megabytes
+
+
+@pytest.mark.parametrize("value", ["12X", 0, "0", "-1Gi", -5, 0.5, "", True, None, [512]])
+def test_yaml_memory_that_is_not_a_size_above_0_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^is not a size$"):
+        memory_megabytes(value)
+
+
+def test_yaml_tasks_may_be_a_mapping_and_retries_a_whole_number(tmp_path: Path) -> None:
+    # given: the sample pipeline, its tasks written as a mapping keyed by name
+    path = tmp_path / "mapped.yaml"
+    path.write_text(
+        "name: sample\ntriggers:\n  - {on: data_arrived, dataset: numbers}\ntasks:\n"
+        "  load: {function: 'tests.pipelines.sample:load', retries: 2, backoff_s: 0.5,\n"
+        "         timeout_s: 30, resources: {cpus: 0.5, memory: 256Mi}}\n"
+        "  total: {function: 'tests.pipelines.sample:total', deps: [load],\n"
+        "          resources: {labels: {pool: cpu}}}\n"
+        "  gate: {kind: gate, deps: [total], gate: {metrics_from: total, minimum: {total: 1}}}\n")
+    # when / then: it is the same spec as the list form and the Python one
+    assert load_pipeline(str(path)) == load_pipeline("tests.pipelines.sample:pipe")
 
 
 def test_python_declares_gpu_constraints_schedule_to_start_and_pipeline_concurrency() -> None:
