@@ -121,3 +121,36 @@ class Harness:
     def created(self, run_id: str) -> RunCreated:
         return next(e.data for e in self.log
                     if isinstance(e.data, RunCreated) and e.data.run_id == run_id)
+
+
+# --- scenario helpers: shared by the tests and the golden histories (tests/golden) ----------
+
+
+def request(h: Harness, spec: PipelineSpec, key: str, priority: int = 0) -> str:
+    """Harness.start at a priority: one run of `spec` per key, the request id named after it."""
+    run_id = run_id_for(spec.name, key)
+    trig = TriggerInfo(type="manual", event_id=key, subject=spec.name)
+    h.feed(RunRequested(run_id=run_id, spec=spec, trigger=trig, priority=priority),
+           id=f"req-{key}")
+    return run_id
+
+
+def finish(h: Harness, run_id: str, task_name: str) -> None:
+    """The agent starts and completes the latest command for that run's task."""
+    cmd = next(e for e in reversed(h.executes()) if (e.run_id, e.task) == (run_id, task_name))
+    h.report(rp.AttemptStarted, cmd)
+    h.report(rp.AttemptSucceeded, cmd, output=ref(task_name))
+
+
+def labelled_agent(h: Harness, agent_id: str, cpus: float, **labels: str) -> None:
+    caps = Capabilities(cpus=cpus, memory_mb=8000, labels=labels)
+    h.state.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
+
+
+def gpu_agent(h: Harness, agent_id: str, model: str, gpus: int = 1, cpus: float = 8) -> None:
+    """An agent whose GPUs are all of one model (GPU constraints match on it)."""
+    from events.common import GpuInfo
+
+    cards = tuple(GpuInfo(index=i, model=model, memory_mb=16384) for i in range(gpus))
+    caps = Capabilities(cpus=cpus, memory_mb=8000, gpus=cards)
+    h.state.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)

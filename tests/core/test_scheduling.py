@@ -9,14 +9,11 @@ from events import reports as rp
 from events import runs as ev
 from events.commands import CancelTask
 from events.common import Capabilities, GpuInfo, Resources
-from events.intents import RunRequested
 from events.pipeline import PipelineSpec, TaskSpec
-from events.triggers import TriggerInfo
 from orchestrator.core.flow import waiting_for_room
-from orchestrator.core.ids import run_id_for
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import AgentStatus
-from tests.core.harness import pipeline, ref, task
+from tests.core.harness import finish, labelled_agent, pipeline, request, task
 from tests.core.support import CheckedHarness
 
 NOW = 1_000.0
@@ -27,25 +24,6 @@ def given(*agents: tuple[str, float], settings: Settings | None = None) -> Check
     for agent_id, cpus in agents:
         h.agent(agent_id, cpus=cpus)
     return h
-
-
-def labelled(h: CheckedHarness, agent_id: str, cpus: float, **labels: str) -> None:
-    caps = Capabilities(cpus=cpus, memory_mb=8000, labels=labels)
-    h.state.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
-
-
-def start(h: CheckedHarness, spec: PipelineSpec, key: str, priority: int = 0) -> str:
-    run_id = run_id_for(spec.name, key)
-    trig = TriggerInfo(type="manual", event_id=key, subject=spec.name)
-    h.feed(RunRequested(run_id=run_id, spec=spec, trigger=trig, priority=priority),
-           id=f"req-{key}")
-    return run_id
-
-
-def finish(h: CheckedHarness, run_id: str, task_name: str) -> None:
-    cmd = next(e for e in reversed(h.executes()) if (e.run_id, e.task) == (run_id, task_name))
-    h.report(rp.AttemptStarted, cmd)
-    h.report(rp.AttemptSucceeded, cmd, output=ref(task_name))
 
 
 def placed(h: CheckedHarness) -> list[tuple[str, str]]:
@@ -144,9 +122,9 @@ def one_task(name: str) -> PipelineSpec:
 
 def test_a_higher_priority_run_gets_freed_capacity_before_older_runs() -> None:
     h = given(("a1", 1))
-    first = start(h, one_task("backfill"), "b0")
-    backlog = [start(h, one_task("backfill"), f"b{i}") for i in range(1, 4)]
-    urgent = start(h, one_task("retrain"), "drift", priority=10)
+    first = request(h, one_task("backfill"), "b0")
+    backlog = [request(h, one_task("backfill"), f"b{i}") for i in range(1, 4)]
+    urgent = request(h, one_task("retrain"), "drift", priority=10)
 
     finish(h, first, "t")
 
@@ -156,10 +134,10 @@ def test_a_higher_priority_run_gets_freed_capacity_before_older_runs() -> None:
 
 def test_waiting_raises_priority_so_a_low_priority_run_is_not_starved() -> None:
     h = given(("a1", 1), settings=Settings(aging_s=10))
-    blocker = start(h, one_task("p"), "blocker")
-    old_low = start(h, one_task("backfill"), "low")
+    blocker = request(h, one_task("p"), "blocker")
+    old_low = request(h, one_task("backfill"), "low")
     h.now += 25  # low has aged by two levels
-    high = start(h, one_task("retrain"), "high", priority=2)
+    high = request(h, one_task("retrain"), "high", priority=2)
 
     finish(h, blocker, "t")
 
@@ -172,9 +150,9 @@ def test_pipelines_of_equal_priority_take_turns_instead_of_first_come_first_serv
     h.state.agents.clear()  # no agent yet: everything below becomes ready and waits
     bulk = []
     for i in range(5):
-        bulk.append(start(h, one_task("bulk"), f"bulk{i}"))
+        bulk.append(request(h, one_task("bulk"), f"bulk{i}"))
         h.now += 1
-    single = start(h, one_task("single"), "single")
+    single = request(h, one_task("single"), "single")
     h.agent("a1", cpus=2)
 
     h.tick()
@@ -187,7 +165,7 @@ def test_pipelines_of_equal_priority_take_turns_instead_of_first_come_first_serv
 def test_a_pipeline_concurrency_limit_counts_tasks_across_its_runs() -> None:
     h = given(("a1", 8))
     spec = PipelineSpec(name="etl", tasks=(task("t"),), max_concurrent_tasks=2)
-    runs = [start(h, spec, f"r{i}") for i in range(3)]
+    runs = [request(h, spec, f"r{i}") for i in range(3)]
 
     assert placed(h) == [(runs[0], "t"), (runs[1], "t")]
     (waiting,) = h.events(runs[2], ev.TaskWaiting)
@@ -199,13 +177,13 @@ def test_a_pipeline_concurrency_limit_counts_tasks_across_its_runs() -> None:
 
 def test_a_label_pool_limit_holds_tasks_requesting_that_label_but_not_others() -> None:
     h = given(settings=Settings(pool_limits=(("pool=training", 1),)))
-    labelled(h, "t1", 8, pool="training")
+    labelled_agent(h, "t1", 8, pool="training")
     pool = Resources(cpus=1, memory_mb=100, labels={"pool": "training"})
     spec = PipelineSpec(name="train", tasks=(
         TaskSpec(name="a", function="m:a", resources=pool),
         TaskSpec(name="b", function="m:b", resources=pool),
         TaskSpec(name="c", function="m:c")))
-    rid = start(h, spec, "r")
+    rid = request(h, spec, "r")
 
     assert sorted(t for _, t in placed(h)) == ["a", "c"]
     (waiting,) = h.events(rid, ev.TaskWaiting)
@@ -217,8 +195,8 @@ def test_a_big_task_that_waited_reserves_an_agent_so_small_tasks_cannot_starve_i
     h = given(("a1", 4), settings=Settings(aging_s=30))
     small = PipelineSpec(name="small", tasks=tuple(task(f"s{i}") for i in range(12)))
     big = PipelineSpec(name="big", tasks=(task("b", cpus=4),))
-    s = start(h, small, "s")
-    b = start(h, big, "b")
+    s = request(h, small, "s")
+    b = request(h, big, "b")
     assert len(placed(h)) == 4
     h.now += 31  # the big task has waited past one aging interval
 
@@ -249,7 +227,7 @@ def test_gpu_requests_wait_for_a_qualifying_gpu_naming_the_model() -> None:
     gpus = (GpuInfo(index=0, model="Tesla T4", memory_mb=15360),)
     h.state.agents["t4"] = AgentStatus("t4", Capabilities(cpus=8, memory_mb=8000, gpus=gpus), 5)
     need = Resources(gpus=1, gpu_model="A100")
-    rid = start(h, PipelineSpec(name="p", tasks=(TaskSpec(name="big", function="m:f",
+    rid = request(h, PipelineSpec(name="p", tasks=(TaskSpec(name="big", function="m:f",
                                                          resources=need),)), "k")
 
     (waiting,) = h.events(rid, ev.TaskWaiting)
@@ -263,9 +241,9 @@ def test_a_group_holds_freed_capacity_for_a_higher_priority_task_of_another_grou
     high.state.agents, high.state.in_flight = low.state.agents, low.state.in_flight
     high.state.demand = low.state.demand
     low.state.group, high.state.group = 0, 1
-    busy = start(low, one_task("backfill"), "b0")
-    backlog = start(low, one_task("backfill"), "b1")
-    urgent = start(high, one_task("retrain"), "drift", priority=10)
+    busy = request(low, one_task("backfill"), "b0")
+    backlog = request(low, one_task("backfill"), "b1")
+    urgent = request(high, one_task("retrain"), "drift", priority=10)
     assert high.executes() == []
     high.state.demand[1] = waiting_for_room(high.state, high.now, high.settings)
 
