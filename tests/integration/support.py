@@ -83,19 +83,27 @@ class Tail:
 
     async def until(self, found: Callable[[list[Env]], bool], within: float = WAIT_S) -> None:
         """Wait on the bus until `found(everything read so far)` holds; fails at the timeout."""
+        await self._until(lambda: found(self.envelopes()), within,
+                          lambda: [f"{e.type}:{getattr(e.data, 'attempt_id', e.subject)}"
+                                   for e in self.envelopes()])
 
+    async def until_records(self, count: int, within: float = WAIT_S) -> None:
+        """Wait until `count` records were read: for topics that carry no envelopes (DLQ)."""
+        await self._until(lambda: len(self.records) >= count, within,
+                          lambda: [r.where for r in self.records])
+
+    async def _until(self, done: Callable[[], bool], within: float,
+                     seen: Callable[[], list[str]]) -> None:
         async def loop() -> None:
             await self.poll()
-            while not found(self.envelopes()):
+            while not done():
                 await self.bus.wait(self.positions, timeout=within)
                 await self.poll()
 
         try:
             await asyncio.wait_for(loop(), within)
         except TimeoutError:
-            seen = [f"{e.type}:{getattr(e.data, 'attempt_id', e.subject)}"
-                    for e in self.envelopes()]
-            raise AssertionError(f"not found within {within}s; read so far: {seen}") from None
+            raise AssertionError(f"not found within {within}s; read so far: {seen()}") from None
 
     async def first(self, kind: type[P], where: Callable[[P], bool] = lambda _: True,
                     within: float = WAIT_S) -> P:

@@ -45,6 +45,7 @@ from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
 from orchestrator.service.group_loop import GROUP, GroupLoop
 from orchestrator.service.home import Home
+from orchestrator.service.registry import GROUP as REGISTRY_GROUP
 from orchestrator.service.registry import RegistryStage
 from orchestrator.store.rows import run_row
 from tests.integration.support import (
@@ -287,6 +288,24 @@ async def test_registry_numbers_versions_and_answers_a_repeat_with_the_same_vers
     models = [decode(r.value).data for r in await read_all(bus, all_tps(bus, topics.MODELS))]
     assert [(m.run_id, m.version) for m in models if isinstance(m, ModelRegistered)] == [
         ("run-r1", 1), ("run-r2", 2)]
+
+
+async def test_registry_dead_letters_name_the_registry_as_the_consumer(bus: Bus) -> None:
+    # given the registry stage running on the bus
+    stop = asyncio.Event()
+    stage = asyncio.create_task(RegistryStage(bus).run(stop))
+    letters = Tail(bus, all_tps(bus, topics.DLQ))
+    try:
+        # when a registry request that is not an event arrives
+        await bus.publish([Outgoing(topics.MODEL_REQUESTS, "digits-clf", b"\x00 garbage")])
+        await letters.until_records(1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(stage, WAIT_S)
+    # then its dead letter says the registry refused it, not the coordinator
+    (letter,) = [DeadLetter.model_validate_json(r.value) for r in letters.records]
+    assert (letter.consumer, letter.topic, letter.original()) == (
+        REGISTRY_GROUP, topics.MODEL_REQUESTS, b"\x00 garbage")
 
 
 HOG = Resources(cpus=CAPACITY.cpus, memory_mb=64)
