@@ -53,6 +53,7 @@ from events.reports import (
 )
 from events.topics import partition_for
 from orchestrator.bus import Bus, BusError, BusFenced, Outgoing, Record, TopicPartition
+from orchestrator.bus.backoff import Backoff
 from orchestrator.bus.waiting import wait_for_input
 
 log = logging.getLogger(__name__)
@@ -495,7 +496,7 @@ class Agent:
                           stop: asyncio.Event | None = None) -> T:
         """`step` again after each BusError, backing off, until it succeeds or we (or `stop`)
         stop."""
-        pause = RETRY_FIRST_S
+        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         while True:
             try:
                 return await step()
@@ -504,10 +505,10 @@ class Agent:
             except BusError as exc:
                 if self._stop.is_set() or (stop is not None and stop.is_set()):
                     raise
+                pause = backoff.next()
                 log.warning("agent %s: %s failed, retrying in %.1f s: %s", self.agent_id,
                             what, pause, exc)
             await self._pause(pause)
-            pause = min(pause * 2, RETRY_MAX_S)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

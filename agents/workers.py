@@ -42,7 +42,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EXIT_GRACE_S = 5.0
-_NO_GPUS = {"CUDA_VISIBLE_DEVICES": ""}
+
+
+def gpu_env(gpus: tuple[int, ...]) -> dict[str, str]:
+    """What CUDA shows a task: exactly `gpus`, by the indices the agent advertised. Those are
+    NVML's, in PCI bus order; CUDA numbers fastest-first unless told PCI_BUS_ID, so on a host
+    with mixed cards index 1 could otherwise be another card than the one reserved."""
+    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            "CUDA_VISIBLE_DEVICES": ",".join(str(gpu) for gpu in gpus)}
+
+
+_NO_GPUS = gpu_env(())
 """Pooled workers run only attempts given no GPU: CUDA must show them none, not every GPU."""
 
 
@@ -287,8 +297,7 @@ class WorkerPool:
 
         The attempt sees exactly its GPUs, none when it was given none, whatever its env says.
         """
-        env = dict(inv.env)
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in inv.gpus)
+        env = {**inv.env, **gpu_env(inv.gpus)}
         try:
             worker = await self._fresh_worker(env, once=True)
         except WorkerStartError as exc:

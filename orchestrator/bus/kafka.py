@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from events.topics import DEFAULT_PARTITIONS
 from events.topics import partition_for as _partition_for
+from orchestrator.bus.backoff import Backoff
 from orchestrator.bus.kafka_clients import (
     CLIENT_ERRORS,
     REQUEST_TIMEOUT_MS,
@@ -231,7 +232,7 @@ class KafkaBus:
         self._check_open()
         ktp = self._ktp(tp)
         deadline = time.monotonic() + COORDINATOR_BOUND_S
-        pause = 0.01
+        backoff = Backoff(0.01, 0.2)
         while True:
             try:
                 found = await self._admin.list_consumer_group_offsets(group, partitions=[ktp])
@@ -242,8 +243,7 @@ class KafkaBus:
                 if not retriable(exc) or time.monotonic() > deadline:
                     raise BusError(f"cannot read the offsets of group {group!r}: {exc!r}"
                                    ) from exc
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.2)
+            await asyncio.sleep(backoff.next())
         meta = found.get(ktp)
         return max(int(meta.offset), 0) if meta is not None else 0
 

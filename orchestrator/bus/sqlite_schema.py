@@ -17,6 +17,7 @@ from pathlib import Path
 import aiosqlite
 
 from events.topics import ALL_TOPICS, GROUP_TOPICS
+from orchestrator.bus.backoff import Backoff
 from orchestrator.bus.protocol import BusError, BusUnusable
 
 _log = logging.getLogger(__name__)
@@ -80,15 +81,14 @@ async def connect(path: Path, isolation: aiosqlite.core.IsolationLevel) -> aiosq
     and `baton run` start together), so the open itself is retried for a while.
     """
     deadline = time.monotonic() + OPEN_RETRY_S
-    delay = 0.01
+    backoff = Backoff(0.01, 0.2)
     while True:
         try:
             return await _connect_once(path, isolation)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise BusError(f"cannot open {path}: {exc}") from None
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.2)
+        await asyncio.sleep(backoff.next())
 
 
 async def _connect_once(path: Path, isolation: aiosqlite.core.IsolationLevel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from urllib.parse import urlparse
 from agents.capabilities import detect_capabilities
 from agents.runtime import AgentConfig
 from orchestrator.cli.errors import UsageError
+from orchestrator.datasets import file_digest
 from orchestrator.service.embedded_app import AgentSpec
 
 
@@ -84,5 +84,5 @@ def file_facts(location: str) -> tuple[str, str | None, int | None]:
     path = Path(parsed.path if parsed.scheme else location).expanduser().resolve()
     if not path.is_file():
         raise UsageError(f"{location}: no such file (give a path to the data, or a URI)")
-    data = path.read_bytes()
-    return path.as_uri(), hashlib.sha256(data).hexdigest(), len(data)
+    digest, size = file_digest(path)
+    return path.as_uri(), digest, size

@@ -3,7 +3,6 @@ publish a drift event only when the statistics say so."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from events.payloads import Payload
 from events.triggers import DriftDetected
 from orchestrator.bus import Bus
 from orchestrator.cli.errors import NotFound, UsageError
+from orchestrator.datasets import file_digest
 from orchestrator.monitor.drift import DriftReport, compare
 from orchestrator.service.triggers import publish_trigger
 
@@ -82,7 +82,7 @@ def run_check(check: DriftCheck) -> tuple[DriftReport, DriftDetected | None]:
 
 
 def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+    return file_digest(path)[0] if path.exists() else None
 
 
 async def publish_drift(bus: Bus, event: DriftDetected) -> Envelope[Payload]:

@@ -239,11 +239,15 @@ class GroupLoop:
             return self._decide(env)
         except (EventParseError, InvalidInput) as exc:
             return [dead_letter(record, str(exc), consumer=GROUP)]
+        except Unapplicable as exc:
+            log.error("partition group %s: dead-lettered %s, which decide could not apply: %s",
+                      self.k, record.where, exc.__cause__)
+            return [dead_letter(record, str(exc), consumer=GROUP)]
 
     def _decide(self, input: Input) -> list[Outgoing]:
         active = self._active_attempts()  # no await until the count below: no other group
         now = self.clock()
-        out = decide(self.state, input, now, self.settings)
+        out = _decided(self.state, input, now, self.settings)
         for env in out:
             if env.sequence is not None:
                 evolve(self.state, env)
@@ -251,6 +255,27 @@ class GroupLoop:
             self._publish_wants(now)
         self._freed = self._freed or self._active_attempts() < active
         return [route(env, self.k) for env in out]
+
+
+class Unapplicable(Exception):
+    """An input decide raised on: dead-lettered, never retried, so it cannot crash-loop the
+    group that owns it (its content made the error, at whatever depth, or a bug met it)."""
+
+
+def _decided(state: CoordinatorState, input: Input, now: float, settings: Settings
+             ) -> list[Envelope[Payload]]:
+    """decide folds only into scratch copies, so when it raises on an input nothing of the
+    live state has changed: the input can go to the dead-letter topic and the group go on. A
+    tick is no input: what it raises is a bug that stops the group (ComponentFailed)."""
+    try:
+        return decide(state, input, now, settings)
+    except InvalidInput:
+        raise
+    except Exception as exc:
+        if isinstance(input, Tick):
+            raise
+        raise Unapplicable(f"the coordinator could not apply it: {type(exc).__name__}: "
+                           f"{exc}") from exc
 
 
 def _keys(wants: tuple[Want, ...]) -> set[tuple[int, object]]:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from orchestrator.bus.backoff import Backoff
 from orchestrator.bus.protocol import BusError, BusFenced, BusUnusable
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ async def supervise(name: str, work: Callable[[asyncio.Event], Awaitable[None]],
     it ended normally; raises ComponentFailed for anything restarting cannot cure.
     """
     loop = asyncio.get_running_loop()
-    backoff = FIRST_BACKOFF_S
+    backoff = Backoff(FIRST_BACKOFF_S, MAX_BACKOFF_S)
     while not stop.is_set():
         began = loop.time()
         try:
@@ -69,12 +70,12 @@ async def supervise(name: str, work: Callable[[asyncio.Event], Awaitable[None]],
             raise  # a part of this component failed: it names itself already
         except BusError as exc:
             if loop.time() - began > MAX_BACKOFF_S:
-                backoff = FIRST_BACKOFF_S  # it had recovered: this is a new outage
-            log.warning("%s: bus trouble, restarting in %.1f s: %s", name, backoff, exc)
+                backoff.reset()  # it had recovered: this is a new outage
+            pause = backoff.next()
+            log.warning("%s: bus trouble, restarting in %.1f s: %s", name, pause, exc)
         except Exception as exc:
             raise ComponentFailed(name, exc) from exc
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(backoff):
+            async with asyncio.timeout(pause):
                 await stop.wait()
-        backoff = min(backoff * 2, MAX_BACKOFF_S)
     return True

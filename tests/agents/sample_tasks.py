@@ -57,7 +57,8 @@ def reports_progress(ctx: TaskContext) -> str:
 
 
 def environment() -> dict[str, str | None]:
-    return {name: os.environ.get(name) for name in ("CUDA_VISIBLE_DEVICES", "BATON_FLAVOUR")}
+    names = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "BATON_FLAVOUR")
+    return {name: os.environ.get(name) for name in names}
 
 
 def pid() -> int:

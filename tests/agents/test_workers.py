@@ -234,7 +234,7 @@ async def test_progress_reports_reach_the_callback(pool: WorkerPool, store: Arti
     assert store.get_object(outcome.output) == "run-1"
 
 
-async def test_a_gpu_invocation_sees_only_its_gpus_in_a_process_of_its_own(
+async def test_a_gpu_invocation_sees_only_its_gpus_by_pci_bus_order_in_a_process_of_its_own(
     pool: WorkerPool, store: ArtifactStore
 ) -> None:
     # given
@@ -242,7 +242,8 @@ async def test_a_gpu_invocation_sees_only_its_gpus_in_a_process_of_its_own(
     # when
     seen = await output_of(pool, store, inv)
     # then
-    assert seen == {"CUDA_VISIBLE_DEVICES": "1,3", "BATON_FLAVOUR": "vanilla"}
+    assert seen == {"CUDA_VISIBLE_DEVICES": "1,3", "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                    "BATON_FLAVOUR": "vanilla"}
     pooled = await output_of(pool, store, invocation("environment", "a-2"))
     assert pooled["BATON_FLAVOUR"] is None
 
@@ -258,8 +259,9 @@ async def test_an_invocation_given_no_gpu_sees_none_pooled_or_in_a_process_of_it
     # when they run
     seen = [await output_of(pool, store, inv) for inv in (pooled, dedicated)]
     # then CUDA shows each of them no GPU (an empty list, not "unset", which means all)
-    assert seen == [{"CUDA_VISIBLE_DEVICES": "", "BATON_FLAVOUR": None},
-                    {"CUDA_VISIBLE_DEVICES": "", "BATON_FLAVOUR": "plain"}]
+    assert seen == [
+        {"CUDA_VISIBLE_DEVICES": "", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "BATON_FLAVOUR": None},
+        {"CUDA_VISIBLE_DEVICES": "", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "BATON_FLAVOUR": "plain"}]
 
 
 async def test_a_dedicated_process_exits_after_its_invocation(

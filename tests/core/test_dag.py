@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from events.pipeline import TaskSpec
 from orchestrator.core import dag
@@ -104,3 +106,55 @@ def test_dependents_and_ancestors_follow_the_edges() -> None:
     assert dag.dependents(spec) == {"a": ("b", "d"), "b": ("c",), "c": (), "d": ()}
     assert dag.ancestors(spec, "c") == {"a", "b"}
     assert dag.ancestors(spec, "a") == set()
+
+
+# --- big and hostile specs: a spec is input anyone who can write baton.intents may send ----
+
+
+def passes_order(tasks: tuple[TaskSpec, ...]) -> list[str]:
+    """The order as it was first defined (a pass over the declaration per round): the
+    reference the linear version must reproduce exactly, since folded runs hold it."""
+    done: set[str] = set()
+    order: list[str] = []
+    while len(order) < len(tasks):
+        for t in tasks:
+            if t.name not in done and all(d in done for d in t.deps):
+                order.append(t.name)
+                done.add(t.name)
+    return order
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> tuple[TaskSpec, ...]:
+    """Random DAGs in a random declaration order (dependencies often declared later)."""
+    n = draw(st.integers(1, 14))
+    deps = [draw(st.sets(st.integers(0, i - 1), max_size=3)) if i else set() for i in range(n)]
+    declared = draw(st.permutations(range(n)))
+    return tuple(task(f"t{i}", *(f"t{d}" for d in sorted(deps[i]))) for i in declared)
+
+
+@given(dags())
+def test_the_linear_order_is_the_order_of_declaration_passes(tasks: tuple[TaskSpec, ...]) -> None:
+    assert [t.name for t in dag.topological(pipeline(*tasks))] == passes_order(tasks)
+
+
+def chain_listed_backwards(n: int) -> tuple[TaskSpec, ...]:
+    return tuple(task(f"t{i}", *([f"t{i - 1}"] if i else [])) for i in reversed(range(n)))
+
+
+def test_a_5000_task_chain_listed_backwards_validates_and_orders_without_recursion() -> None:
+    # given a chain far deeper than Python's recursion limit, dependents declared first
+    spec = pipeline(*chain_listed_backwards(5000))
+    # when it is validated and ordered, then it is valid and runs from its first link
+    dag.validate(spec)
+    assert [t.name for t in dag.topological(spec)] == [f"t{i}" for i in range(5000)]
+
+
+def test_a_cycle_at_the_end_of_a_5000_task_chain_is_found_with_its_path() -> None:
+    tasks = (task("t0", "t4999"), *chain_listed_backwards(5000)[:-1])
+
+    (message,) = problems(*tasks)
+
+    assert message.startswith("pipeline 'demo': tasks form a cycle: ")
+    path = message.rsplit(": ", 1)[1].split(" -> ")
+    assert (len(path), path[0], path[-1]) == (5001, path[-1], path[0])

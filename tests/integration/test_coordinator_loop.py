@@ -40,7 +40,12 @@ from events.runs import (
 )
 from events.triggers import TriggerInfo
 from orchestrator.bus import Bus, Outgoing, TopicPartition
+from orchestrator.core.decide import Input, Tick
+from orchestrator.core.decide import decide as core_decide
 from orchestrator.core.ids import run_id_for
+from orchestrator.core.settings import Settings
+from orchestrator.core.state import CoordinatorState
+from orchestrator.service import group_loop
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
 from orchestrator.service.group_loop import GROUP, GroupLoop
@@ -142,6 +147,54 @@ async def test_bad_inputs_are_dead_lettered_whole_and_a_later_run_still_succeeds
     # ... and the coordinator's positions moved past every one of them
     for record in bad:
         assert await bus.committed(GROUP, record.tp) > record.offset
+
+
+def chain_listed_backwards(n: int) -> PipelineSpec:
+    """Deeper than Python's recursion limit, dependents declared first; the first link fails,
+    so the run ends at once with every other task upstream_failed."""
+    links = [TaskSpec(name=f"t{i}", function=ref("noop" if i else "boom"),
+                      deps=(f"t{i - 1}",) if i else ()) for i in reversed(range(n))]
+    return PipelineSpec(name="deep", tasks=tuple(links))
+
+
+async def test_hostile_specs_never_crash_the_coordinator(
+    apps: Apps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a running app, and a decider that a certain input makes raise deep inside
+    def decide(state: CoordinatorState, input: Input, now: float, settings: Settings
+               ) -> list[Envelope[Payload]]:
+        if not isinstance(input, Tick) and input.id == "poison/requested":
+            raise RecursionError("maximum recursion depth exceeded")
+        return core_decide(state, input, now, settings)
+
+    monkeypatch.setattr(group_loop, "decide", decide)
+    _, bus = await apps.start(CHAIN)
+    deep = run_request(chain_listed_backwards(2500), "deep")
+    cycle = run_request(PipelineSpec(name="loop", tasks=(
+        TaskSpec(name="a", function=ref("noop"), deps=("b",)),
+        TaskSpec(name="b", function=ref("noop"), deps=("a",)))), "cycle")
+    poison = run_request(CHAIN, "poison")
+    after = run_request(CHAIN, "after-the-hostile-specs")
+
+    # when a 2,500-task chain listed backwards, a cycle and the poison arrive, then a run
+    await bus.publish([intent_record(bus, r, run_id=r.run_id, env_id=f"{k}/requested")
+                       for k, r in (("deep", deep), ("cycle", cycle), ("poison", poison))])
+    await bus.publish([intent_record(bus, after, run_id=after.run_id, env_id="after/requested")])
+
+    # then the deep chain ran (it failed at its first link, as written) ...
+    deep_events = await run_to_end(bus, deep.run_id)
+    assert isinstance(deep_events[-1].data, RunFailed)
+    assert sum(isinstance(e.data, TaskUpstreamFailed) for e in deep_events) == 2499
+    # ... the cycle and the poison are dead letters saying why ...
+    letters = Tail(bus, all_tps(bus, topics.DLQ))
+    await letters.until_records(2)
+    reasons = {d.key: d.reason for d in (
+        DeadLetter.model_validate_json(r.value) for r in letters.records)}
+    assert "tasks form a cycle: a -> b -> a" in reasons[cycle.run_id]
+    assert reasons[poison.run_id] == ("the coordinator could not apply it: RecursionError: "
+                                      "maximum recursion depth exceeded")
+    # ... and the coordinator carried on: the run behind them succeeded
+    assert isinstance((await run_to_end(bus, after.run_id))[-1].data, RunSucceeded)
 
 
 async def test_three_task_pipeline_succeeds_and_a_restarted_app_rebuilds_it_from_the_log(
