@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.cli import demo as demo_cmd
-from orchestrator.cli import dev, processes, produce, query
+from orchestrator.cli import dev, dlq, processes, produce, query
 
 
 def register(sub: Any) -> None:
@@ -23,4 +23,5 @@ def register(sub: Any) -> None:
     produce.add_monitor(sub.add_parser("monitor", help="monitors that publish triggers"))
     query.add_schema(sub.add_parser("schema", help="event schemas"))
     query.add_pipelines(sub.add_parser("pipelines", help="check pipeline definitions"))
+    dlq.add_dlq(sub.add_parser("dlq", help="list, inspect and re-drive dead letters"))
     dev.add_dev(sub)
