@@ -200,11 +200,17 @@ def _accepted(spec: PipelineSpec, copy: PipelineTriggered) -> Routed:
 # ---------------------------------------------------------------------------- envelopes
 
 
-def decision_envelope(routed: Routed, source: Envelope[Payload], now: float) -> Envelope[Payload]:
-    """For baton.trigger-log, keyed (and so partitioned) by pipeline."""
+def decision_envelope(routed: Routed, source: Envelope[Payload], now: float, at: str
+                      ) -> Envelope[Payload]:
+    """For baton.trigger-log, keyed (and so partitioned) by pipeline.
+
+    `at` is where the input was read (topic-partition@offset): the same trigger delivered twice
+    is decided twice (accepted, then ignored as a duplicate), and each decision is a record
+    of its own with an id of its own, deterministic across a restart of the router.
+    """
     trigger = _trigger_of(source)
     return envelope(
-        routed.decision, id=f"{source.id}/routed", time=now, source=ROUTER_SOURCE,
+        routed.decision, id=f"{source.id}/routed@{at}", time=now, source=ROUTER_SOURCE,
         subject=routed.decision.pipeline, correlation_id=trigger.event_id, causation_id=source.id,
     )
 

@@ -217,7 +217,7 @@ class RouterStage(_Stage):
             routed = route(self._state, self._specs, env, now)
         except (EventParseError, InvalidInput) as exc:
             return [self._dead_letter(record, str(exc))]
-        decision = decision_envelope(routed, env, now)
+        decision = decision_envelope(routed, env, now, record.where)
         evolve_router(self._state, decision)
         outputs = [Outgoing(TRIGGER_LOG, routed.decision.pipeline, encode(decision))]
         if routed.request is not None:

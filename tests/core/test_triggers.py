@@ -69,11 +69,12 @@ def copy_for(pipeline: str, trigger: Envelope[Payload]) -> Envelope[Payload]:
     return triggered_envelope(trigger, copy)
 
 
-def decide(state: RouterState, pipeline: str, trigger: Envelope[Payload], now: float) -> Routed:
+def decide(state: RouterState, pipeline: str, trigger: Envelope[Payload], now: float,
+           at: str = "baton.pipeline-triggers-0@0") -> Routed:
     """Route, then fold the decision back, as the router stage does."""
     source = copy_for(pipeline, trigger)
     routed = route(state, SPECS, source, now)
-    evolve_router(state, decision_envelope(routed, source, now))
+    evolve_router(state, decision_envelope(routed, source, now, at))
     return routed
 
 
@@ -200,11 +201,11 @@ def test_a_trigger_for_an_unknown_pipeline_is_ignored() -> None:
 def test_replaying_the_decisions_restores_dedupe_and_cooldown() -> None:
     # given
     live = RouterState()
-    log = []
+    log: list[Envelope[Payload]] = []
     for trigger, now in ((drifted(id="d1"), T0), (drifted(id="d2"), T0 + 1)):
         source = copy_for("retrain", trigger)
         routed = route(live, SPECS, source, now)
-        log.append(decision_envelope(routed, source, now))
+        log.append(decision_envelope(routed, source, now, f"pt-0@{len(log)}"))
         evolve_router(live, log[-1])
     # when
     replayed = RouterState()
@@ -255,3 +256,18 @@ def test_an_event_that_is_not_a_trigger_is_refused() -> None:
         fan_out(SPECS, env)
     with pytest.raises(InvalidInput):
         route(RouterState(), SPECS, env, T0)
+
+
+def test_an_accepted_and_an_ignored_decision_of_one_trigger_have_ids_of_their_own() -> None:
+    # given a trigger delivered twice, read at two places of the input
+    state, trigger = RouterState(), drifted(id="evA1")
+    source = copy_for("retrain", trigger)
+    first = route(state, SPECS, source, T0)
+    accepted = decision_envelope(first, source, T0, "baton.pipeline-triggers-3@7")
+    evolve_router(state, accepted)
+    # when the repeat is decided
+    ignored = decision_envelope(route(state, SPECS, source, T0), source, T0,
+                                "baton.pipeline-triggers-3@8")
+    # then one was accepted, one ignored, and a consumer deduping by id keeps both
+    assert (type(accepted.data), type(ignored.data)) == (TriggerAccepted, TriggerIgnored)
+    assert accepted.id != ignored.id
