@@ -9,14 +9,35 @@ from pydantic import Field, model_validator
 
 from events.common import Frozen, Resources
 
+DEFAULT_MAX_LOST_ATTEMPTS = 5
+
+
+def _is_default_lost_bound(value: int) -> bool:
+    return value == DEFAULT_MAX_LOST_ATTEMPTS
+
 
 class RetryPolicy(Frozen):
-    """Exponential backoff: attempt n waits backoff_s * factor**(n-1), capped."""
+    """How often a task may try again, and how long it waits: attempt n waits
+    backoff_s * factor**(n-1), capped, whatever ended it.
+
+    Two budgets, because a machine dying is not the task's fault. `max_attempts` counts the
+    attempts the task itself failed (its code raised, its worker crashed, it timed out), the
+    first included. `max_lost_attempts` counts the attempts lost to their agents (expired,
+    drained, restarted, cut off from the bus: `orchestrator.core.state.AGENT_REASONS`), which
+    spend none of `max_attempts`; it is a bound all the same, since a task that kills its agent
+    every time (out of memory) would otherwise be retried forever.
+    """
 
     max_attempts: int = Field(default=1, ge=1, le=100)
     backoff_s: float = Field(default=1.0, ge=0)
     factor: float = Field(default=2.0, ge=1)
     max_backoff_s: float = Field(default=300.0, ge=0)
+    max_lost_attempts: int = Field(default=DEFAULT_MAX_LOST_ATTEMPTS, ge=1, le=100,
+                                   exclude_if=_is_default_lost_bound)
+    """Left out of the wire form at its default: a spec that does not change it keeps the
+    content hash (`PipelineSpec.version`) and the bytes it had before the field existed, so
+    older readers read it and pinned versions stay equal. A spec that sets it needs readers
+    that know it (readers ship first, ARCHITECTURE.md "Evolution")."""
 
     def delay(self, failed_attempt: int) -> float:
         return float(min(self.backoff_s * self.factor ** (failed_attempt - 1), self.max_backoff_s))

@@ -110,10 +110,19 @@ def run_detail(r: dict[str, Any]) -> str:
         extra = f"waiting: {t['waiting']}" if waiting else t.get("error")
         metrics = " ".join(f"{k}={v:.4f}" for k, v in t["metrics"].items())
         lines.append(f"    {SYMBOL.get(t['status'], '?')} {t['name']:<10} {t['status']:<16} "
-                     f"attempts={t['attempts']} {metrics} {extra or ''}".rstrip())
+                     f"attempts={t['attempts']}{_spent(t)} {metrics} {extra or ''}".rstrip())
         # rows projected by an older Baton have no history (the projector rebuilds them)
         lines.extend(_attempt_lines(t.get("attempt_history", []), t.get("error")))
     return "\n".join(lines)
+
+
+def _spent(t: dict[str, Any]) -> str:
+    """Which retry budget the task's ended attempts spent: " (1 failed, 2 lost to agents)";
+    nothing when none ended badly (or the row predates the counts)."""
+    failed, lost = t.get("failed_attempts", 0), t.get("lost_attempts", 0)
+    parts = [f"{failed} failed" if failed else "", f"{lost} lost to agents" if lost else ""]
+    shown = ", ".join(filter(None, parts))
+    return f" ({shown})" if shown else ""
 
 
 def _attempt_lines(history: list[dict[str, Any]], task_error: str | None) -> list[str]:
@@ -143,5 +152,5 @@ def _attempt_line(a: dict[str, Any], task_error: str | None) -> str:
     queued = "" if a["queued_s"] is None else f"queued {_seconds(a['queued_s'])}"
     error = a["error"] if a["error"] and a["error"] != task_error else ""
     first_line = error.splitlines()[0] if error else ""
-    return (f"        #{a['number']:<2} {a['agent_id']:<16} {gpus:<9} {a['status']:<10} "
+    return (f"        #{a['number']:<2} {a['agent_id']:<16} {gpus:<9} {a['status']:<11} "
             f"{queued:<15} {first_line}").rstrip()

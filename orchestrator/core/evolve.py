@@ -15,6 +15,7 @@ from orchestrator.core.dag import topological
 from orchestrator.core.errors import LogCorrupt
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
+    AGENT_REASONS,
     Attempt,
     AttemptStatus,
     CoordinatorState,
@@ -154,7 +155,9 @@ def _succeeded(run: RunState, e: ev.TaskSucceeded, at: float) -> None:
 def _failed(run: RunState, e: ev.TaskFailed, at: float) -> None:
     current = run.tasks[e.task].current
     if current is not None and current.status in ACTIVE_ATTEMPT:
-        _attempt(run, e.task, e.attempt_id, status="failed", error=e.message,
+        # the reason tells a task's own failure from its agent's (the retry budgets differ)
+        status = "interrupted" if e.reason in AGENT_REASONS else "failed"
+        _attempt(run, e.task, e.attempt_id, status=status, error=e.message,
                  traceback=e.traceback)
     _task(run, e.task, status="failed" if e.final else "retry_wait", error=e.message)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from events import runs as ev
 from events.commands import ExecuteTask
-from events.pipeline import TaskSpec
+from events.pipeline import RetryPolicy, TaskSpec
 from events.registry import RegisterModel
 from orchestrator.core.decision import REGISTRY_AGENT, Decision
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
@@ -19,7 +19,16 @@ from orchestrator.core.queueing import (
     outranking,
 )
 from orchestrator.core.settings import Settings
-from orchestrator.core.state import TERMINAL_TASK, CoordinatorState, RunState, TaskState, Want
+from orchestrator.core.state import (
+    AGENT_REASONS,
+    FAILED_ATTEMPT,
+    LOST_ATTEMPT,
+    TERMINAL_TASK,
+    CoordinatorState,
+    RunState,
+    TaskState,
+    Want,
+)
 
 FAILED = frozenset({"failed", "upstream_failed", "cancelled"})
 
@@ -109,18 +118,49 @@ def attempt_ended(d: Decision, run: RunState, failure: ev.TaskFailed, *, log_fai
                   ) -> None:
     """After an attempt failed, timed out or was lost: retry within budget or fail for good.
 
-    A failure reported by an agent is logged here (final or not); a timeout or loss has its
-    own event already, so only a final failure is added.
+    Who ended the attempt decides which budget it spends (RetryPolicy): one lost to its agent
+    (`state.AGENT_REASONS`) spends `max_lost_attempts` only, any other failure `max_attempts`.
+    Attempt numbers, so ids and the backoff, go on increasing either way. A failure reported
+    by an agent is logged here (final or not); a timeout or loss has its own event already,
+    so only a final failure is added.
     """
     spec = run.spec.task(failure.task)
-    attempt = run.tasks[failure.task].attempt
-    final = not (failure.retryable and attempt < spec.retry.max_attempts)
-    if log_failure or final:
-        d.log(run, failure.model_copy(update={"final": final}))
-    if not final:
-        retry_at = d.now + spec.retry.delay(attempt)
+    task = run.tasks[failure.task]
+    final = _final(spec.retry, task, failure)
+    if log_failure or final is not None:
+        d.log(run, failure if final is None else final)
+    if final is None:
+        retry_at = d.now + spec.retry.delay(task.attempt)
         d.log(run, ev.TaskRetryScheduled(run_id=run.run_id, task=failure.task,
-                                         next_attempt=attempt + 1, retry_at=retry_at))
+                                         next_attempt=task.attempt + 1, retry_at=retry_at))
+
+
+def _final(policy: RetryPolicy, task: TaskState, failure: ev.TaskFailed) -> ev.TaskFailed | None:
+    """The failure that ends the task when this attempt spent the last of its budget (or may
+    not be retried), None when the task tries again. Earlier attempts are counted from their
+    folded status; this one, whose status may not be folded yet, from the failure's reason."""
+    earlier = [a.status for a in task.attempts if a.attempt_id != failure.attempt_id]
+    final = failure.model_copy(update={"final": True})
+    if not failure.retryable:
+        return final
+    if failure.reason not in AGENT_REASONS:
+        spent = 1 + sum(status in FAILED_ATTEMPT for status in earlier)
+        return None if spent < policy.max_attempts else final
+    lost = [*(status for status in earlier if status in LOST_ATTEMPT),
+            "lost" if failure.reason == "lost" else "interrupted"]
+    if len(lost) < policy.max_lost_attempts:
+        return None
+    message = _lost_too_often(lost, policy.max_lost_attempts, failure.message)
+    return final.model_copy(update={"message": message})
+
+
+def _lost_too_often(lost: list[str], bound: int, last: str) -> str:
+    """Why a task that keeps losing its agents fails, with the kinds and the last evidence."""
+    n, silent = len(lost), lost.count("lost")
+    kinds = ", ".join(filter(None, [f"{silent} went silent" if silent else "",
+                                    f"{n - silent} stopped by their agent" if n > silent else ""]))
+    return (f"lost {n} attempt{'s' if n > 1 else ''} to its agents ({kinds}; "
+            f"max_lost_attempts {bound}): it may be killing them (out of memory?); last: {last}")
 
 
 def place_ready(d: Decision) -> None:

@@ -21,10 +21,34 @@ TaskStatus = Literal[
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
 AttemptStatus = Literal[
     "scheduled", "accepted", "rejected", "running", "succeeded", "failed", "timed_out", "lost",
-    "cancelled",
+    "interrupted", "cancelled",
 ]
 TERMINAL_TASK: frozenset[str] = frozenset({"succeeded", "failed", "upstream_failed", "cancelled"})
 ACTIVE_ATTEMPT: frozenset[str] = frozenset({"scheduled", "accepted", "running"})
+
+AGENT_REASONS: frozenset[str] = frozenset({"lost", "interrupted", "cancelled"})
+"""Failure reasons (TaskFailed.reason) of an attempt that ended because of its agent, not its
+code. Such an attempt is retried without spending the task's `RetryPolicy.max_attempts`, up to
+`max_lost_attempts` of them. The log already says which is which, so nothing new is recorded:
+
+- `lost`: the coordinator expired the agent (no heartbeat for `--agent-expiry`); `TaskLost`
+  carries the evidence, and the attempt folds to status `lost`.
+- `interrupted`: the agent drained and its grace ran out (or it was told to stop at once while
+  draining), or a restarted agent found the attempt running in its ledger ("the agent stopped
+  while this attempt was running", agents/runtime.py `_recover`).
+- `cancelled`: the agent stopped the attempt on its own: no heartbeat got through for its lease
+  (cut off from the bus, "stopped by its agent: ..."), or its worker pool closed as it stopped.
+  A cancel the coordinator asks for (timeout, not started, run cancelled) ends the attempt in
+  the log first, so the agent's report of it is ignored and never counted here.
+
+These fold to status `interrupted` (`lost` stays `lost`). Not among them: `crashed` (the task's
+worker process died: a segfault, or the kernel killing it for the memory it took, is the
+task's doing), `exception`, `timed_out`, `invalid_task`, `not_started`, `gate_rejected`."""
+
+FAILED_ATTEMPT: frozenset[str] = frozenset({"failed", "timed_out"})
+"""Attempts that spent the task's `max_attempts`: the task itself failed."""
+LOST_ATTEMPT: frozenset[str] = frozenset({"lost", "interrupted"})
+"""Attempts that spent `max_lost_attempts`: lost to their agents (AGENT_REASONS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +93,16 @@ class TaskState:
     @property
     def current(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def failed_attempts(self) -> int:
+        """Attempts the task itself failed: what `RetryPolicy.max_attempts` bounds."""
+        return sum(a.status in FAILED_ATTEMPT for a in self.attempts)
+
+    @property
+    def lost_attempts(self) -> int:
+        """Attempts lost to their agents: what `RetryPolicy.max_lost_attempts` bounds."""
+        return sum(a.status in LOST_ATTEMPT for a in self.attempts)
 
     def with_attempt(self, attempt: Attempt) -> TaskState:
         """Replace the current attempt (same id) or append a new one."""

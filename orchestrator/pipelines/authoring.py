@@ -7,7 +7,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from events.common import Resources
-from events.pipeline import GateSpec, PipelineSpec, RegisterSpec, RetryPolicy, TaskSpec, TriggerSpec
+from events.pipeline import (
+    DEFAULT_MAX_LOST_ATTEMPTS,
+    GateSpec,
+    PipelineSpec,
+    RegisterSpec,
+    RetryPolicy,
+    TaskSpec,
+    TriggerSpec,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,9 +54,12 @@ class Pipeline:
              gpu_model: str | None = None, labels: Mapping[str, str] | None = None,
              retries: int = 0, backoff_s: float = 1.0, timeout_s: float | None = None,
              schedule_to_start_timeout_s: float | None = None,
+             max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
              params: Mapping[str, Any] | None = None) -> Callable[[F], F]:
-        """Declare a task; `retries` is extra attempts after the first; `gpu_memory` and
-        `gpu_model` narrow which GPUs qualify (see docs/SCHEDULING.md)."""
+        """Declare a task; `retries` is extra attempts after the first (for failures of the
+        task itself); `max_lost_attempts` bounds the attempts lost to their agents, which
+        spend no retries (RetryPolicy); `gpu_memory` and `gpu_model` narrow which GPUs
+        qualify (see docs/SCHEDULING.md)."""
         def decorate(fn: F) -> F:
             deps = [p for p in inspect.signature(fn).parameters if p != "ctx"]
             self._tasks.append(TaskSpec(
@@ -57,7 +68,8 @@ class Pipeline:
                 resources=Resources(cpus=cpus, memory_mb=_memory(memory), gpus=gpus,
                                     gpu_memory_mb=_memory(gpu_memory) if gpu_memory else 0,
                                     gpu_model=gpu_model, labels=dict(labels or {})),
-                retry=RetryPolicy(max_attempts=retries + 1, backoff_s=backoff_s),
+                retry=RetryPolicy(max_attempts=retries + 1, backoff_s=backoff_s,
+                                  max_lost_attempts=max_lost_attempts),
                 timeout_s=timeout_s, schedule_to_start_timeout_s=schedule_to_start_timeout_s,
                 params=dict(params or {}),
             ))

@@ -1,10 +1,10 @@
 """Pipelines in YAML: the same fields as the Python API, compiled to the same spec.
 
 A YAML file is read in two checked steps: `YamlPipeline` checks the spellings only YAML has
-(`retries`, `backoff_s`, `resources.memory`, `register`, tasks as a mapping) and passes every
-other field through to `PipelineSpec`, which checks the rest. Whatever is wrong, in either
-step, becomes one line in `_problem`: the file, the task, the field, its value, and what
-would be valid.
+(`retries`, `backoff_s`, `max_lost_attempts`, `resources.memory`, `register`, tasks as a
+mapping) and passes every other field through to `PipelineSpec`, which checks the rest.
+Whatever is wrong, in either step, becomes one line in `_problem`: the file, the task, the
+field, its value, and what would be valid.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from orchestrator.pipelines.validation import check
 
 MAX_RETRIES = 99
 """A spec allows 100 attempts (RetryPolicy.max_attempts): the first and 99 retries."""
+MAX_LOST_ATTEMPTS = 100
+"""RetryPolicy.max_lost_attempts: at most 100 attempts lost to agents."""
 
 
 def load_yaml(path: Path) -> PipelineSpec:
@@ -91,6 +93,7 @@ def memory_megabytes(value: object) -> int:
 Megabytes = Annotated[int, BeforeValidator(memory_megabytes)]
 Retries = Annotated[int, Field(strict=True, ge=0, le=MAX_RETRIES)]
 """Strict: `retries: 1.5` or `retries: "two"` is a mistake to point out, not to round."""
+LostAttempts = Annotated[int, Field(strict=True, ge=1, le=MAX_LOST_ATTEMPTS)]
 
 
 class _Form(BaseModel):
@@ -115,6 +118,7 @@ class YamlResources(_Form):
 class YamlTask(_Form):
     retries: Retries | None = None
     backoff_s: float | None = Field(default=None, ge=0)
+    max_lost_attempts: LostAttempts | None = None
     resources: YamlResources | None = None
     registration: RegisterSpec | None = Field(default=None, alias="register")
 
@@ -123,9 +127,11 @@ class YamlTask(_Form):
         resources = self.resources.to_spec() if self.resources is not None else {}
         if resources:  # none given: a gate or registration keeps its zero default
             out["resources"] = resources
-        if self.retries is not None or self.backoff_s is not None:
+        if any(v is not None for v in (self.retries, self.backoff_s, self.max_lost_attempts)):
             backoff = 1.0 if self.backoff_s is None else self.backoff_s
             out["retry"] = {"max_attempts": (self.retries or 0) + 1, "backoff_s": backoff}
+            if self.max_lost_attempts is not None:
+                out["retry"]["max_lost_attempts"] = self.max_lost_attempts
         if self.registration is not None:
             out["registration"] = self.registration
         return out
@@ -167,6 +173,8 @@ _HINTS = {
     "task": "write each task as a mapping with at least name and function",
     "task.resources": "write them as a mapping, e.g. {cpus: 1, memory: 512Mi}",
     "task.retries": f"use a whole number of extra attempts, 0 to {MAX_RETRIES} (e.g. retries: 2)",
+    "task.max_lost_attempts": f"use a whole number of attempts, 1 to {MAX_LOST_ATTEMPTS} "
+                              "(e.g. max_lost_attempts: 5)",
     "task.resources.memory": "use a number of megabytes or a number with Mi, Gi or Ti "
                              "(e.g. 512Mi or 4Gi), greater than 0",
 }
@@ -225,7 +233,8 @@ def _what_is_wrong(err: ErrorDetails) -> str:
     return wrong or err["msg"].replace("Input should be", "should be")
 
 
-_YAML_ONLY = {TaskSpec: ("retries", "backoff_s", "register"), Resources: ("memory",)}
+_YAML_ONLY = {TaskSpec: ("retries", "backoff_s", "max_lost_attempts", "register"),
+              Resources: ("memory",)}
 _SPELLED_IN_YAML = {"register": "registration"}
 
 

@@ -6,11 +6,13 @@ from typing import Any
 
 from orchestrator.core.state import Attempt, RunState, TaskState
 
-ROW_VERSION = 3
+ROW_VERSION = 4
 """The shape of `run_row`. Bump it whenever that shape changes: a projector that finds rows of
 another version rebuilds them from the log (rows are derived; the log is the truth).
 2: per-task `attempt_history` (agent, GPUs, status, queue time, error or lost evidence).
-3: each attempt's `traceback` (a failed attempt's, None otherwise)."""
+3: each attempt's `traceback` (a failed attempt's, None otherwise).
+4: per-task `failed_attempts` and `lost_attempts` (the two retry budgets), and attempt status
+   `interrupted` (given up by its agent: drained, restarted, cut off) where it was `failed`."""
 
 
 def run_row(run: RunState) -> dict[str, Any]:
@@ -31,6 +33,7 @@ def task_row(task: TaskState) -> dict[str, Any]:
     return {
         "name": task.name, "status": task.status,
         "attempts": len(counted),
+        "failed_attempts": task.failed_attempts, "lost_attempts": task.lost_attempts,
         "attempt_ids": [a.attempt_id for a in counted],
         "agent_id": current.agent_id if current else None,
         "progress": task.progress, "progress_message": task.progress_message,

@@ -11,7 +11,7 @@ from events.common import ArtifactRef, Capabilities, Resources
 from events.envelope import Envelope, envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.payloads import Payload
-from events.pipeline import PipelineSpec, RetryPolicy, TaskSpec
+from events.pipeline import DEFAULT_MAX_LOST_ATTEMPTS, PipelineSpec, RetryPolicy, TaskSpec
 from events.registry import RegisterModel
 from events.runs import RunCreated
 from events.triggers import TriggerInfo
@@ -29,10 +29,13 @@ def ref(name: str) -> ArtifactRef:
 
 
 def task(name: str, *deps: str, attempts: int = 1, timeout_s: float | None = None,
-         cpus: float = 1.0, gpus: int = 0, backoff_s: float = 1.0) -> TaskSpec:
+         cpus: float = 1.0, gpus: int = 0, backoff_s: float = 1.0,
+         lost: int = DEFAULT_MAX_LOST_ATTEMPTS) -> TaskSpec:
+    """`attempts` bounds the task's own failures, `lost` the attempts lost to agents."""
     return TaskSpec(name=name, function=f"tests.core.fake:{name}", deps=deps,
                     resources=Resources(cpus=cpus, memory_mb=100, gpus=gpus),
-                    retry=RetryPolicy(max_attempts=attempts, backoff_s=backoff_s),
+                    retry=RetryPolicy(max_attempts=attempts, backoff_s=backoff_s,
+                                      max_lost_attempts=lost),
                     timeout_s=timeout_s)
 
 

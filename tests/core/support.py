@@ -97,6 +97,27 @@ class CheckedHarness(Harness):
     def lose(self, agent_id: str, evidence: str = "no heartbeat for 15s") -> None:
         self.state.agents[agent_id].lost_evidence = evidence
 
+    def revive(self, agent_id: str) -> None:
+        """The lost agent heartbeats again (restarted): the fleet tracker clears its expiry."""
+        self.state.agents[agent_id].lost_evidence = None
+
+    def give_up(self, cmd: ExecuteTask, why: str) -> list[Envelope[Payload]]:
+        """The agent ends the attempt itself, as agents/runtime.py reports it (AGENT_ENDINGS)."""
+        reason, message = AGENT_ENDINGS[why]
+        return self.report(rp.AttemptFailed, cmd, reason=reason, retryable=True,
+                           message=message.format(agent=cmd.agent_id))
+
+
+AGENT_ENDINGS = {
+    "drained": ("interrupted", "the agent {agent} was draining and its grace of 30 s ran out "
+                               "before the attempt finished; it can run again elsewhere"),
+    "restarted": ("interrupted", "the agent stopped while this attempt was running"),
+    "cut off": ("cancelled", "stopped by its agent: no heartbeat got through for the agent's "
+                             "lease of 12 s, so the attempt may have been placed elsewhere"),
+}
+"""How an agent reports an attempt it gave up (agents/runtime.py: `_drain`, `_recover`,
+`_lease`): the reason and message each sends, retryable."""
+
 
 def gate_task(name: str = "gate", metrics_from: str = "train", *,
               minimum: dict[str, float] | None = None,

@@ -139,6 +139,39 @@ def lost_agent(h: CheckedHarness) -> None:
     h.complete("a")
 
 
+def lost_attempts_spend_no_retries(h: CheckedHarness) -> None:
+    """Attempts lost to their agents spend no retries: a task with none is lost with an
+    expired agent, then interrupted by a drain, and succeeds on its third attempt. A task
+    allowed two lost attempts loses them (a restarted agent, a lease run out while cut off)
+    and fails naming the bound and the last evidence."""
+    h.agent("a1")
+    h.agent("a2")
+    survivor = h.start(pipeline(task("a"), name="survivor"))
+    first = h.last_execute("a")
+    h.start_attempt(first)
+    h.now += 20
+    h.lose(first.agent_id, "no heartbeat for 15.2s (expiry 15s, coordinator clock)")
+    h.tick()
+    h.tick(retry_at(h, survivor, "a"))
+    second = h.last_execute("a")
+    h.start_attempt(second)
+    h.state.agents[second.agent_id].draining = True
+    h.now += 30
+    h.give_up(second, "drained")
+    h.revive(first.agent_id)
+    h.tick(retry_at(h, survivor, "a"))
+    h.complete("a")
+
+    oom = h.start(pipeline(task("grow", lost=2), name="oom"))
+    first = h.last_execute("grow")
+    h.start_attempt(first)
+    h.give_up(first, "restarted")
+    h.tick(retry_at(h, oom, "grow"))
+    second = h.last_execute("grow")
+    h.start_attempt(second)
+    h.give_up(second, "cut off")
+
+
 def cancelled_run(h: CheckedHarness) -> None:
     """The user cancels a run with a task running, one scheduled and one pending; the running
     attempt's success comes too late and is ignored."""
@@ -236,7 +269,8 @@ def invalid_inputs(h: CheckedHarness) -> None:
 SCENARIOS: dict[str, Callable[[CheckedHarness], None]] = {
     f.__name__: f for f in (
         linear_run, fan_out_fan_in, retry_then_success, retries_exhausted,
-        timed_out_then_superseded, late_reports, lost_agent, cancelled_run, run_deadline,
+        timed_out_then_superseded, late_reports, lost_agent, lost_attempts_spend_no_retries,
+        cancelled_run, run_deadline,
         gate_passes_and_registers, gate_rejects, duplicates_ignored, invalid_inputs,
     )
 }

@@ -153,3 +153,53 @@ def test_runs_show_prints_the_newest_failures_traceback_under_its_attempt() -> N
                                   " " * 12 + "  in parse_2", " " * 12 + "ValueError: bad row 2"]
     assert "in parse_1" not in "\n".join(lines)
     assert "bad row 1" in lines[second - 1]
+
+
+def lost_failed_interrupted_then_succeeded() -> tuple[CheckedHarness, str]:
+    """A task with one retry: its agent expires, then it raises, then a drain interrupts it,
+    then it succeeds: 4 attempts, 1 failed, 2 lost to agents."""
+    h = CheckedHarness()
+    h.agent("cpu-a")
+    run_id = h.start(pipeline(task("train", attempts=2, backoff_s=0.5)))
+    cmd = h.last_execute("train")
+    h.start_attempt(cmd)
+    h.lose("cpu-a", EVIDENCE)
+    h.tick(h.now + 1)
+    h.revive("cpu-a")
+    h.tick(h.now + 1)
+    h.fail("train")
+    h.tick(h.now + 1)
+    cmd = h.last_execute("train")
+    h.start_attempt(cmd)
+    h.give_up(cmd, "drained")
+    h.tick(h.now + 2)
+    h.complete("train")
+    return h, run_id
+
+
+def test_a_row_counts_failed_attempts_apart_from_those_lost_to_agents() -> None:
+    # given: a task that lost two attempts to its agents and failed one itself
+    h, run_id = lost_failed_interrupted_then_succeeded()
+
+    # when: its row is built (what `runs show --json` prints)
+    (train,) = run_row(h.run(run_id))["tasks"]
+
+    # then: the counts of each budget, and each attempt's status says who ended it
+    assert (train["attempts"], train["failed_attempts"], train["lost_attempts"]) == (4, 1, 2)
+    assert [a["status"] for a in train["attempt_history"]] == [
+        "lost", "failed", "interrupted", "succeeded"]
+
+
+def test_runs_show_tells_failed_attempts_from_those_lost_to_agents() -> None:
+    # given: the row of that run
+    h, run_id = lost_failed_interrupted_then_succeeded()
+
+    # when: it is rendered for a terminal
+    lines = run_detail(run_row(h.run(run_id))).splitlines()
+
+    # then: the task line counts each kind, and each attempt line names how it ended
+    task_at = next(i for i, line in enumerate(lines) if " train " in line)
+    assert "attempts=4 (1 failed, 2 lost to agents)" in lines[task_at]
+    statuses = [line.split()[4] for line in lines[task_at + 1:task_at + 5]]  # after "no GPU"
+    assert statuses == ["lost", "failed", "interrupted", "succeeded"]
+    assert "was draining and its grace of 30 s ran out" in lines[task_at + 3]

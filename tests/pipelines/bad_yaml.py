@@ -38,6 +38,11 @@ BAD_YAML = {
         "task 'train': retries 1.5 is not a whole number", "0 to 99 (e.g. retries: 2)")),
     "retries in words": BadYaml(train_with("retries: two"), (
         "task 'train': retries 'two' is not a whole number", "0 to 99")),
+    "no lost attempts allowed": BadYaml(train_with("max_lost_attempts: 0"), (
+        "task 'train': max_lost_attempts 0 should be greater than or equal to 1",
+        "1 to 100 (e.g. max_lost_attempts: 5)")),
+    "fractional lost attempts": BadYaml(train_with("max_lost_attempts: 2.5"), (
+        "task 'train': max_lost_attempts 2.5 is not a whole number", "1 to 100")),
     "cpus in words": BadYaml(train_with("resources: {cpus: abc}"), (
         "task 'train': resources.cpus 'abc' is not a number",)),
     "negative timeout": BadYaml(train_with("timeout_s: -3"), (

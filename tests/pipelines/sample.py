@@ -26,3 +26,11 @@ gpu_pipe = Pipeline("gpu-train", max_concurrent_tasks=2)
                labels={"pool": "training"})
 def train() -> None:
     return None
+
+
+oom_pipe = Pipeline("oom")
+
+
+@oom_pipe.task(max_lost_attempts=2)
+def grow() -> None:
+    return None

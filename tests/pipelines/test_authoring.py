@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from events import codec
 from events.common import Resources
-from events.pipeline import PipelineSpec, TaskSpec
+from events.pipeline import DEFAULT_MAX_LOST_ATTEMPTS, PipelineSpec, TaskSpec
+from events.runs import RunCreated
 from orchestrator.core.errors import SpecError
 from orchestrator.pipelines.loader import load_pipeline
 from orchestrator.pipelines.validation import check
@@ -15,6 +18,7 @@ from orchestrator.pipelines.yaml_spec import memory_megabytes
 from tests.pipelines.bad_yaml import BAD_YAML, BadYaml, train_with
 
 HERE = Path(__file__).parent
+GOLDEN = HERE.parent / "golden"
 
 
 def test_python_and_yaml_compile_to_the_same_spec_and_version() -> None:
@@ -121,3 +125,36 @@ def test_python_declares_gpu_constraints_schedule_to_start_and_pipeline_concurre
     assert task.resources == Resources(gpus=1, gpu_memory_mb=40960, gpu_model="A100",
                                        labels={"pool": "training"})
     assert task.schedule_to_start_timeout_s == 600
+
+
+def test_python_and_yaml_set_the_bound_on_attempts_lost_to_agents_alike(tmp_path: Path) -> None:
+    # given: one task allowing 2 lost attempts and no retries, in Python and in YAML
+    path = tmp_path / "oom.yaml"
+    path.write_text("name: oom\ntasks:\n  - {name: grow, function: 'tests.pipelines.sample:grow',"
+                    " max_lost_attempts: 2}\n")
+
+    # when / then: the same spec, whose retry policy carries the bound and no retries
+    from_python = load_pipeline("tests.pipelines.sample:oom_pipe")
+    from_yaml = load_pipeline(str(path))
+    assert from_python == from_yaml
+    assert from_python.version() == from_yaml.version()
+    retry = from_python.task("grow").retry
+    assert (retry.max_attempts, retry.max_lost_attempts) == (1, 2)
+
+
+def test_a_spec_leaving_the_lost_bound_at_its_default_keeps_its_version_and_wire_form() -> None:
+    # given: a run created before max_lost_attempts existed (a recorded decision history)
+    line = (GOLDEN / "histories" / "linear_run.jsonl").read_text().splitlines()[2]
+    wire = json.loads(line)["decisions"][0]
+    created = codec.decode(json.dumps(wire).encode()).data
+    assert isinstance(created, RunCreated)
+
+    # when: its spec is read by today's code
+    spec = created.spec
+
+    # then: the bound is the default, left out of the wire form, and the version is unchanged
+    assert all(t.retry.max_lost_attempts == DEFAULT_MAX_LOST_ATTEMPTS for t in spec.tasks)
+    assert "max_lost_attempts" not in spec.model_dump_json()
+    assert spec.version() == created.pipeline_version
+    changed = spec.tasks[0].retry.model_copy(update={"max_lost_attempts": 2})
+    assert "max_lost_attempts" in changed.model_dump_json()
