@@ -15,6 +15,7 @@ from events.schema import export_json_schemas
 from orchestrator.bus import asyncapi, parse_bus_url
 from orchestrator.cli.context import caught_up_projection, home_of, one_run, open_bus, send_intent
 from orchestrator.cli.errors import UsageError
+from orchestrator.cli.printable import printable
 from orchestrator.cli.render import event_line, run_detail, runs_table
 from orchestrator.pipelines.loader import load_all
 from orchestrator.service.follow import follow
@@ -83,8 +84,8 @@ async def models_list(args: argparse.Namespace) -> int:
         print(json.dumps(models, indent=2))
     for m in [] if args.json else models:
         metrics = " ".join(f"{k}={v:.4f}" for k, v in m["metrics"].items())
-        print(f"{m['model']} v{m['version']}  {metrics}  run {m['run_id']}  "
-              f"dataset {m['lineage'].get('dataset')}@{m['lineage'].get('dataset_version')}")
+        print(printable(f"{m['model']} v{m['version']}  {metrics}  run {m['run_id']}  dataset "
+                        f"{m['lineage'].get('dataset')}@{m['lineage'].get('dataset_version')}"))
     if not models and not args.json:
         print("no models registered yet")
     return 0

@@ -9,6 +9,7 @@ from events import runs as ev
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.registry import ModelRegistered
+from orchestrator.cli.printable import printable
 
 SYMBOL = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■",
           "upstream_failed": "↯", "pending": "·", "ready": "…", "scheduled": "→",
@@ -23,7 +24,7 @@ def event_line(env: Envelope[Payload]) -> str | None:
     at = env.time.astimezone().strftime("%H:%M:%S.%f")[:-3]
     run = getattr(d, "run_id", "")[:16]
     text = _describe(d)
-    return f"{at} {run:<16} {text}" if text else None
+    return printable(f"{at} {run:<16} {text}") if text else None
 
 
 def _describe(d: Payload) -> str | None:
@@ -91,7 +92,7 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
         created = datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(f"{r['run_id']:<25} {r['pipeline']:<12} {r['trigger_type']:<15} "
                      f"{r['status']:<10} {done}/{len(r['tasks']):<6} {created}")
-    return "\n".join(lines)
+    return _screen(lines)
 
 
 def run_detail(r: dict[str, Any]) -> str:
@@ -113,7 +114,13 @@ def run_detail(r: dict[str, Any]) -> str:
                      f"attempts={t['attempts']}{_spent(t)} {metrics} {extra or ''}".rstrip())
         # rows projected by an older Baton have no history (the projector rebuilds them)
         lines.extend(_attempt_lines(t.get("attempt_history", []), t.get("error")))
-    return "\n".join(lines)
+    return _screen(lines)
+
+
+def _screen(lines: list[str]) -> str:
+    """Lines for a terminal: whatever user data they carry (task messages, tracebacks,
+    dataset names, metric names) is escaped line by line, so it cannot drive the terminal."""
+    return "\n".join(printable(line) for line in lines)
 
 
 def _spent(t: dict[str, Any]) -> str:

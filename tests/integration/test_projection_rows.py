@@ -203,3 +203,26 @@ def test_runs_show_tells_failed_attempts_from_those_lost_to_agents() -> None:
     statuses = [line.split()[4] for line in lines[task_at + 1:task_at + 5]]  # after "no GPU"
     assert statuses == ["lost", "failed", "interrupted", "succeeded"]
     assert "was draining and its grace of 30 s ran out" in lines[task_at + 3]
+
+
+def test_user_data_reaches_the_terminal_escaped_in_runs_show_and_watch() -> None:
+    # given: a task whose progress message, error and traceback carry terminal controls
+    h = CheckedHarness()
+    h.agent("cpu-a")
+    run_id = h.start(pipeline(task("parse")))
+    cmd = h.last_execute("parse")
+    h.report(rp.AttemptStarted, cmd)
+    h.report(rp.AttemptProgress, cmd, fraction=0.5, message="half\x1b]0;pwned\x07")
+    h.report(rp.AttemptFailed, cmd, reason="exception", message="bad\x00row\x1b[2J",
+             traceback="Traceback (most recent call last):\nValueError: bad\x1b[2J\n")
+
+    # when: `baton runs show` and `baton watch` render it
+    shown = run_detail(run_row(h.run(run_id)))
+    watched = "\n".join(line for env in h.log if (line := event_line(env)))
+
+    # then: no control character reaches the terminal; each is written as its escape
+    for text in (shown, watched):
+        assert not any(ch in text for ch in "\x00\x07\x1b")
+    assert "bad\\x00row\\x1b[2J" in shown
+    assert "ValueError: bad\\x1b[2J" in shown
+    assert "half\\x1b]0;pwned\\x07" in watched
