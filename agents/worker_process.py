@@ -7,6 +7,7 @@ import ctypes
 import functools
 import importlib
 import inspect
+import math
 import os
 import queue
 import signal
@@ -151,10 +152,20 @@ def _success(value: Any, store: ArtifactStore) -> Succeeded:
         return Succeeded(output=store.put_object(value), metrics={}, metadata={}, duration_s=0.0)
     return Succeeded(
         output=store.put_object(value.value),
-        metrics={name: float(number) for name, number in value.metrics.items()},
+        metrics={name: _finite(name, number) for name, number in value.metrics.items()},
         metadata=dict(value.metadata),
         duration_s=0.0,
     )
+
+
+def _finite(name: str, number: Any) -> float:
+    """The contract refuses NaN and infinity (JSON has neither): a task reporting one fails
+    here, saying which metric, instead of its success report being refused on the way."""
+    value = float(number)
+    if not math.isfinite(value):
+        raise ValueError(f"metric {name!r} is {value}: metrics must be finite numbers (fail "
+                         "the task, or leave the metric out)")
+    return value
 
 
 def _invalid(exc: _InvalidTask) -> Failed:

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from events.catalog import CATALOG, Catalog
-from events.codec import MAX_EVENT_BYTES, decode, decode_obj
+from events.codec import decode, decode_obj, within_limit
 from events.envelope import Envelope
 from events.errors import EventParseError, UnknownEventType
 from events.payloads import Payload
@@ -83,8 +83,7 @@ def decode_record(
     mode, attributes, content_type = _classify(headers)
     if mode == "baton":
         return decode(value, catalog)
-    if len(value) > MAX_EVENT_BYTES:
-        raise EventParseError(f"event is {len(value)} bytes, over the {MAX_EVENT_BYTES} limit")
+    within_limit(value)
     if mode == "structured":
         return _structured(value, timestamp_ms, catalog)
     return _binary(attributes, content_type, value, timestamp_ms, catalog)

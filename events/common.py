@@ -6,9 +6,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Frozen(BaseModel):
-    """Base for every contract model: immutable, and strict about unknown fields."""
+    """Base for every contract model: immutable, strict about unknown fields, and finite.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    JSON has no NaN or infinity: pydantic would write them as null, which no reader accepts
+    as a number, so a NaN score or metric is refused where it is made, not dead-lettered later.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ArtifactRef(Frozen):

@@ -20,3 +20,15 @@ class UnknownEventType(EventParseError):
 
 class UnknownSchemaVersion(EventParseError):
     """The envelope names a schema version newer than this reader understands."""
+
+
+class EventTooLarge(EventParseError):
+    """Over the size every reader accepts: large payloads travel by reference, never inline.
+
+    Carries the numbers, so a producer can say by how much and which of its inputs to move out.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"event is {size} bytes, over the {limit} limit")

@@ -19,7 +19,8 @@ class RunRequested(RunPayload):
     trigger: TriggerInfo
     params: dict[str, Any] = Field(default_factory=dict)
     priority: int = 0
-    idempotency_key: str | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1)
+    """Never empty: "" is a mistake, not a key (a retry with it would not be idempotent)."""
 
 
 class RunCancelRequested(RunPayload):

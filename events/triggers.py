@@ -27,9 +27,9 @@ class DriftDetected(Payload):
     TYPE = "drift_detected"
     model: str = Field(min_length=1)
     model_version: int | None = None
-    dataset: str
-    dataset_version: str
-    dataset_uri: str
+    dataset: str = Field(min_length=1)
+    dataset_version: str = Field(min_length=1)
+    dataset_uri: str = Field(min_length=1)
     dataset_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     method: Literal["psi", "ks"] = "psi"
     threshold: float

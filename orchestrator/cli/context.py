@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from events.codec import encode
+from events.codec import checked
 from events.envelope import envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.topics import INTENTS, partition_for
-from orchestrator.bus import EMBEDDED, Bus, Outgoing, open_bus_url
+from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, open_bus_url
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.service.home import Home
 from orchestrator.store.projections import Projector, connect, find_run
@@ -56,14 +56,27 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     return rows[0]
 
 
-async def send_intent(args: argparse.Namespace, request: RunRequested | RunCancelRequested,
-                       event_id: str, correlation: str | None) -> None:
-    """Intents go to the run's partition group, chosen explicitly as every producer must."""
+def intent_value(request: RunRequested | RunCancelRequested, event_id: str,
+                 correlation: str | None) -> bytes:
+    """The intent's bytes, checked as its coordinator will decode them: EventParseError for
+    anything it would dead-letter, before the bus is even opened."""
     env = envelope(request, id=event_id, time=time.time(), source="baton.cli",
                    subject=request.run_id, correlation_id=correlation)
+    return checked(env)
+
+
+async def publish_intent(bus: Bus, run_id: str, value: bytes) -> Record:
+    """Intents go to the run's partition group, chosen explicitly as every producer must."""
+    part = partition_for(run_id, bus.partitions(INTENTS))
+    (record,) = await bus.publish([Outgoing(INTENTS, run_id, value, partition=part)])
+    return record
+
+
+async def send_intent(args: argparse.Namespace, request: RunRequested | RunCancelRequested,
+                      event_id: str, correlation: str | None) -> None:
+    value = intent_value(request, event_id, correlation)
     bus = await open_bus(args, create=True)
     try:
-        part = partition_for(request.run_id, bus.partitions(INTENTS))
-        await bus.publish([Outgoing(INTENTS, request.run_id, encode(env), partition=part)])
+        await publish_intent(bus, request.run_id, value)
     finally:
         await bus.close()

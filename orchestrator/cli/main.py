@@ -10,9 +10,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from events.errors import EventParseError
 from orchestrator.bus import EMBEDDED, BusError, BusUrlError, parse_bus_url
 from orchestrator.cli import commands
 from orchestrator.cli.errors import Failed, NotFound, UsageError
+from orchestrator.cli.printable import printable
 from orchestrator.core.errors import LogCorrupt, SpecError
 from orchestrator.service.supervise import ComponentFailed
 
@@ -60,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(asyncio.run(args.handler(args)) or 0)
     except UsageError as exc:
         sys.stderr.write(f"baton {args.command}: error: {exc}\n")
+        return 2
+    except EventParseError as exc:
+        # Commands that publish name the flag themselves (cli/given.py); this catches the rest.
+        sys.stderr.write(f"baton {args.command}: error: the bus would refuse this: "
+                         f"{printable(str(exc))} (nothing was published)\n")
         return 2
     except SpecError as exc:
         sys.stderr.write(f"baton {args.command}: invalid pipeline: {exc}\n")

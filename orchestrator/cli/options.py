@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 from agents.capabilities import detect_capabilities
 from agents.runtime import AgentConfig
 from orchestrator.cli.errors import UsageError
+from orchestrator.cli.printable import printable
 from orchestrator.datasets import file_digest
 from orchestrator.service.embedded_app import AgentSpec
 
@@ -76,13 +77,17 @@ def key_values(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def file_facts(location: str) -> tuple[str, str | None, int | None]:
-    """A URI for a path or URI, with sha256 and size when it is a local file."""
+def file_facts(location: str, flag: str) -> tuple[str, str | None, int | None]:
+    """A URI for a path or URI (given as `flag`), with sha256 and size when it is a local file.
+
+    A local path that is not UTF-8 still works: `as_uri` percent-encodes its bytes.
+    """
     parsed = urlparse(location)
     if parsed.scheme and parsed.scheme != "file":
         return location, None, None
     path = Path(parsed.path if parsed.scheme else location).expanduser().resolve()
     if not path.is_file():
-        raise UsageError(f"{location}: no such file (give a path to the data, or a URI)")
+        shown = printable(location) or repr(location)
+        raise UsageError(f"{flag} {shown}: no such file (give a path to the data, or a URI)")
     digest, size = file_digest(path)
     return path.as_uri(), digest, size

@@ -1,27 +1,48 @@
-"""Subcommands that put events on the bus: publish, run, monitor."""
+"""Subcommands that put events on the bus: publish, run, monitor.
+
+Each builds its event with the contract's models and checks its bytes with the consumers' own
+decode (`events.codec.checked`) before opening the bus: what the bus would refuse is a usage
+error naming the flag (exit 2), and nothing is published.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
+from events.codec import payload
 from events.intents import RunRequested
-from events.triggers import DataArrived, TriggerInfo
-from orchestrator.cli.context import caught_up_projection, open_bus, send_intent
-from orchestrator.cli.errors import NotFound, UsageError
+from events.pipeline import PipelineSpec
+from events.triggers import DataArrived, DriftDetected, TriggerInfo
+from orchestrator.bus import Bus, Outgoing
+from orchestrator.cli.context import caught_up_projection, intent_value, open_bus, publish_intent
+from orchestrator.cli.errors import Failed, NotFound, UsageError
+from orchestrator.cli.given import Given, param_flag
 from orchestrator.cli.options import file_facts, key_values
-from orchestrator.cli.scheduling import add_priority_flag
+from orchestrator.cli.printable import printable
+from orchestrator.cli.scheduling import add_priority_flag, positive_seconds
 from orchestrator.core.ids import run_id_for
 from orchestrator.monitor.check import (
     DriftCheck,
+    drift_record,
     path_of,
-    publish_drift,
     run_check,
     training_data_uri,
 )
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
-from orchestrator.service.triggers import publish_trigger
+from orchestrator.service.run_requests import (
+    Answer,
+    Refused,
+    Sent,
+    Taken,
+    answer_within,
+    ends,
+    where_answers_appear,
+)
+from orchestrator.service.triggers import trigger_record
 from orchestrator.store.projections import connect, list_models
 
 # -- publish / run --------------------------------------------------------------------------
@@ -47,33 +68,52 @@ def add_publish(p: argparse.ArgumentParser) -> None:
 
 
 async def publish_data_arrived(args: argparse.Namespace) -> int:
-    uri, sha, size = file_facts(args.uri)
-    event = DataArrived(dataset=args.dataset, version=args.dataset_version, uri=uri,
-                        sha256=sha, size=size)
-    bus = await open_bus(args, create=True)
-    try:
-        env = await publish_trigger(bus, event, event_id=args.event_id)
-    finally:
-        await bus.close()
-    print(f"published data_arrived {env.id} for {args.dataset} {args.dataset_version}")
+    given = Given("the data_arrived event", {
+        "id": "--event-id", "subject": "--dataset", "data.dataset": "--dataset",
+        "data.version": "--version", "data.uri": "--uri",
+    }, {"--event-id": args.event_id, "--dataset": args.dataset,
+        "--version": args.dataset_version, "--uri": args.uri})
+    with given.checking():
+        uri, sha, size = file_facts(args.uri, "--uri")
+        event = payload(DataArrived, dataset=args.dataset, version=args.dataset_version,
+                        uri=uri, sha256=sha, size=size)
+        env, record = trigger_record(event, event_id=args.event_id)
+    await _publish(args, record)
+    print(printable(f"published data_arrived {env.id} for {args.dataset} "
+                    f"{args.dataset_version}"))
     return 0
 
 
 async def publish_drift_event(args: argparse.Namespace) -> int:
-    from events.triggers import DriftDetected
+    given = Given("the drift_detected event", {
+        "id": "--event-id", "subject": "--model", "data.model": "--model",
+        "data.dataset": "--dataset", "data.dataset_version": "--dataset-version",
+        "data.dataset_uri": "--dataset-uri", "data.score": "--score",
+        "data.threshold": "--threshold",
+    }, {"--event-id": args.event_id, "--model": args.model, "--dataset": args.dataset,
+        "--dataset-version": args.dataset_version, "--dataset-uri": args.dataset_uri,
+        "--score": args.score, "--threshold": args.threshold})
+    with given.checking():
+        uri, sha, _ = file_facts(args.dataset_uri, "--dataset-uri")
+        event = payload(DriftDetected, model=args.model, dataset=args.dataset,
+                        dataset_version=args.dataset_version, dataset_uri=uri,
+                        dataset_sha256=sha, method=args.method, threshold=args.threshold,
+                        score=args.score)
+        env, record = trigger_record(event, event_id=args.event_id)
+    await _publish(args, record)
+    print(printable(f"published drift_detected {env.id} for model {args.model}"))
+    return 0
 
-    uri, sha, _ = file_facts(args.dataset_uri)
-    event = DriftDetected(model=args.model, dataset=args.dataset,
-                          dataset_version=args.dataset_version, dataset_uri=uri,
-                          dataset_sha256=sha, method=args.method, threshold=args.threshold,
-                          score=args.score)
+
+async def _publish(args: argparse.Namespace, record: Outgoing) -> None:
     bus = await open_bus(args, create=True)
     try:
-        env = await publish_trigger(bus, event, event_id=args.event_id)
+        await bus.publish([record])
     finally:
         await bus.close()
-    print(f"published drift_detected {env.id} for model {args.model}")
-    return 0
+
+
+DEFAULT_WAIT_S = 30.0
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
@@ -84,23 +124,81 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uri", help="data for the run (passed to tasks as trigger payload 'uri')")
     p.add_argument("--idempotency-key", help="the same key never starts a second run")
     add_priority_flag(p)
+    waiting = p.add_mutually_exclusive_group()
+    waiting.add_argument("--wait", type=positive_seconds, default=DEFAULT_WAIT_S,
+                         metavar="SECONDS",
+                         help="how long to wait for a coordinator to create the run before "
+                              f"giving up with exit 1 (default {DEFAULT_WAIT_S:g})")
+    waiting.add_argument("--no-wait", action="store_true",
+                         help="print the run id once the request is on the bus, without "
+                              "waiting for the run to exist")
     p.set_defaults(handler=run_manual)
 
 
 async def run_manual(args: argparse.Namespace) -> int:
+    """Checks the request as the coordinator will, publishes it, then (unless --no-wait) waits
+    for the coordinator's answer on the bus: the run id is printed once the run exists."""
     specs = load_all(args.pipeline_ref or list(DEFAULT_PIPELINES))
     if args.pipeline not in specs:
         raise UsageError(f"unknown pipeline {args.pipeline!r}; known: {', '.join(specs)}")
-    key = args.idempotency_key or str(uuid.uuid4())
-    run_id = run_id_for(args.pipeline, key)
-    payload = {"uri": file_facts(args.uri)[0]} if args.uri else {}
-    trigger = TriggerInfo(type="manual", event_id=key, subject=args.pipeline, payload=payload)
-    request = RunRequested(run_id=run_id, spec=specs[args.pipeline], trigger=trigger,
-                           params=key_values(args.param), priority=args.priority,
-                           idempotency_key=key)
-    await send_intent(args, request, f"{run_id}/requested", correlation=key)
+    params = key_values(args.param)
+    given = Given("the run request", {
+        "correlation_id": "--idempotency-key", "data.trigger.event_id": "--idempotency-key",
+        "data.idempotency_key": "--idempotency-key", "data.trigger.payload.uri": "--uri",
+        "data.priority": "--priority",
+        **{f"data.params.{key}": param_flag(key) for key in params},
+    }, {"--idempotency-key": args.idempotency_key, "--uri": args.uri,
+        **{param_flag(key): value for key, value in params.items()}})
+    with given.checking():
+        request = _run_request(args, specs[args.pipeline], params)
+        value = intent_value(request, f"{request.run_id}/requested",
+                             correlation=request.idempotency_key)
+    bus = await open_bus(args, create=True)
+    try:
+        return await _requested(args, bus, request.run_id, value)
+    finally:
+        await bus.close()
+
+
+def _run_request(args: argparse.Namespace, spec: PipelineSpec,
+                 params: dict[str, Any]) -> RunRequested:
+    """The key is validated (as the trigger's event id) before the run id is derived from it.
+
+    Only an absent --idempotency-key means "make one up"; an empty one is refused.
+    """
+    key = str(uuid.uuid4()) if args.idempotency_key is None else args.idempotency_key
+    data = {} if args.uri is None else {"uri": file_facts(args.uri, "--uri")[0]}
+    trigger = payload(TriggerInfo, "data.trigger", type="manual", event_id=key,
+                      subject=args.pipeline, payload=data)
+    return payload(RunRequested, run_id=run_id_for(args.pipeline, trigger.event_id), spec=spec,
+                   trigger=trigger, params=params, priority=args.priority,
+                   idempotency_key=key)
+
+
+async def _requested(args: argparse.Namespace, bus: Bus, run_id: str, value: bytes) -> int:
+    """Positions are taken before publishing, so the coordinator's answer cannot be missed."""
+    positions = await ends(bus, where_answers_appear(bus, run_id))
+    record = await publish_intent(bus, run_id, value)
+    if not args.no_wait:
+        sent = Sent(run_id, f"{run_id}/requested", record.partition, record.offset)
+        said(await answer_within(bus, sent, positions, args.wait), run_id, args.wait)
     print(run_id)
     return 0
+
+
+def said(answer: Answer | None, run_id: str, wait_s: float) -> None:
+    """Nothing when the run exists; otherwise the one line (exit 1) saying what happened."""
+    if isinstance(answer, Taken):
+        if answer.existed:
+            sys.stderr.write(f"baton run: {run_id} already existed (same --idempotency-key); "
+                             "nothing new was started\n")
+        return
+    if isinstance(answer, Refused):
+        raise Failed(f"the run request for {run_id} was refused and dead-lettered by "
+                     f"{answer.consumer}: {printable(answer.reason)} (see 'baton dlq list')")
+    raise Failed(f"the request for {run_id} is on the bus, but no coordinator has taken it "
+                 f"within {wait_s:g} s (is `baton up` running?); the run starts when one reads "
+                 "it, or pass --wait SECONDS to wait longer")
 
 
 def add_monitor(p: argparse.ArgumentParser) -> None:
@@ -127,21 +225,25 @@ async def monitor_drift(args: argparse.Namespace) -> int:
         raise NotFound(f"no registered model {args.model!r} (see 'baton models')")
     model = versions[-1]
     reference = Path(args.reference) if args.reference else path_of(training_data_uri(model))
-    retrain = file_facts(args.retrain_on)[0] if args.retrain_on else None
+    retrain = None if args.retrain_on is None else file_facts(args.retrain_on, "--retrain-on")[0]
     check = DriftCheck(model=model, reference=reference, batch=Path(args.batch),
                        method=args.method, threshold=args.threshold, retrain_uri=retrain,
                        retrain_version=args.retrain_version)
-    report, event = run_check(check)
+    given = Given("the drift_detected event", {
+        "data.dataset_version": "--retrain-version", "data.dataset_uri": "--retrain-on",
+        "data.threshold": "--threshold",
+    }, {"--retrain-version": args.retrain_version, "--retrain-on": args.retrain_on,
+        "--threshold": args.threshold})
+    with given.checking():
+        report, event = run_check(check)
+        record = None if event is None else drift_record(event)
     top = ", ".join(f"{k}={v:.3f}" for k, v in report.top(5))
     print(f"{args.method} drift: {len(report.drifted_features)}/{len(report.scores)} features "
           f"over {args.threshold}; max {report.max_score:.3f} ({top})")
-    if event is None or args.dry_run:
+    if record is None or args.dry_run:
         print("no drift event published" + (" (dry run)" if args.dry_run else ""))
         return 0
-    bus = await open_bus(args)
-    try:
-        env = await publish_drift(bus, event)
-    finally:
-        await bus.close()
+    env, outgoing = record
+    await _publish(args, outgoing)
     print(f"published drift_detected {env.id} for {args.model} v{model['version']}")
     return 0

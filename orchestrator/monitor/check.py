@@ -10,14 +10,15 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from events.codec import payload
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.triggers import DriftDetected
-from orchestrator.bus import Bus
+from orchestrator.bus import Bus, Outgoing
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.datasets import file_digest
 from orchestrator.monitor.drift import DriftReport, compare
-from orchestrator.service.triggers import publish_trigger
+from orchestrator.service.triggers import publish_trigger, trigger_record
 
 
 def path_of(uri: str) -> Path:
@@ -70,10 +71,10 @@ def run_check(check: DriftCheck) -> tuple[DriftReport, DriftDetected | None]:
         return report, None
     lineage = check.model["lineage"]
     retrain = check.retrain_uri or check.batch.resolve().as_uri()
-    event = DriftDetected(
-        model=check.model["model"], model_version=check.model["version"],
-        dataset=lineage.get("dataset") or "unknown",
-        dataset_version=check.retrain_version or check.batch.stem,
+    version = check.batch.stem if check.retrain_version is None else check.retrain_version
+    event = payload(
+        DriftDetected, model=check.model["model"], model_version=check.model["version"],
+        dataset=lineage.get("dataset") or "unknown", dataset_version=version,
         dataset_uri=retrain, dataset_sha256=_sha256(path_of(retrain)),
         method=check.method, threshold=check.threshold, score=report.max_score,
         drifted_features=report.drifted_features, top_scores=dict(report.top(10)),
@@ -85,5 +86,13 @@ def _sha256(path: Path) -> str | None:
     return file_digest(path)[0] if path.exists() else None
 
 
+MONITOR_SOURCE = "baton.monitor.drift"
+
+
+def drift_record(event: DriftDetected) -> tuple[Envelope[Payload], Outgoing]:
+    """The monitor's trigger, checked as the fan-out will read it (EventParseError if not)."""
+    return trigger_record(event, source=MONITOR_SOURCE)
+
+
 async def publish_drift(bus: Bus, event: DriftDetected) -> Envelope[Payload]:
-    return await publish_trigger(bus, event, source="baton.monitor.drift")
+    return await publish_trigger(bus, event, source=MONITOR_SOURCE)

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
 from events.cloudevents import decode_record
-from events.codec import decode, encode
+from events.codec import checked, decode, encode
 from events.envelope import Envelope, envelope
 from events.errors import EventParseError
 from events.payloads import Payload
@@ -46,6 +46,26 @@ IDLE_TIMEOUT_S = 1.0
 Clock = Callable[[], float]
 
 
+def trigger_record(
+    payload: DataArrived | DriftDetected,
+    *,
+    event_id: str | None = None,
+    source: str = "baton.cli",
+) -> tuple[Envelope[Payload], Outgoing]:
+    """The record for one trigger on baton.triggers, keyed by its dataset or model, checked as
+    the fan-out will decode it (EventParseError, before anything is sent).
+
+    Only an absent `event_id` means "make one up": an empty one is refused, not replaced, or a
+    retried publish would silently stop being idempotent.
+    """
+    subject = payload.dataset if isinstance(payload, DataArrived) else payload.model
+    env = envelope(
+        payload, id=str(uuid.uuid4()) if event_id is None else event_id, time=time.time(),
+        source=source, subject=subject,
+    )
+    return env, Outgoing(TRIGGERS, subject, checked(env))
+
+
 async def publish_trigger(
     bus: Bus,
     payload: DataArrived | DriftDetected,
@@ -53,16 +73,13 @@ async def publish_trigger(
     event_id: str | None = None,
     source: str = "baton.cli",
 ) -> Envelope[Payload]:
-    """Put one trigger on baton.triggers, keyed by its dataset or model.
+    """Put one trigger on baton.triggers (see `trigger_record`); raises EventParseError, having
+    published nothing, for a trigger the fan-out would dead-letter.
 
     Pass `event_id` to make a retried publish a duplicate rather than a second run.
     """
-    subject = payload.dataset if isinstance(payload, DataArrived) else payload.model
-    env = envelope(
-        payload, id=event_id or str(uuid.uuid4()), time=time.time(), source=source,
-        subject=subject,
-    )
-    await bus.publish([Outgoing(TRIGGERS, subject, encode(env))])
+    env, record = trigger_record(payload, event_id=event_id, source=source)
+    await bus.publish([record])
     return env
 
 

@@ -117,6 +117,18 @@ async def test_a_result_carries_its_metrics_and_metadata(
     assert outcome.metadata == {"count": 2, "source": "test"}
 
 
+async def test_a_metric_that_is_not_finite_fails_the_attempt_naming_it(
+    pool: WorkerPool, store: ArtifactStore
+) -> None:
+    # given a task whose mean comes out as NaN (JSON, and so the contract, has no NaN)
+    inv = invocation("scored", inputs={"values": store.put_object([float("nan")])})
+    # when it runs, then it fails saying which metric, rather than reporting what the bus
+    # would refuse
+    outcome = failed(await pool.run(inv))
+    assert outcome.reason == "exception"
+    assert outcome.message.startswith("metric 'mean' is nan: metrics must be finite numbers")
+
+
 async def test_an_exception_fails_the_attempt_as_retryable(pool: WorkerPool) -> None:
     # when
     outcome = failed(await pool.run(invocation("fails")))

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from events import topics
 from events.catalog import CATALOG
-from tests.e2e.support import baton, watch_until
+from events.runs import RunCreated
+from orchestrator.bus import EMBEDDED, Record, TopicPartition, open_bus_url
+from orchestrator.service.dead_letters import dead_letter
+from orchestrator.service.reading import read_all
+from tests.e2e.support import (
+    REPO,
+    Service,
+    baton,
+    cli_env,
+    command,
+    of_run,
+    read_run_log,
+    watch_until,
+)
 from tests.pipelines.bad_yaml import BAD_YAML, BadYaml, train_with
 
 pytestmark = pytest.mark.e2e
@@ -284,3 +301,224 @@ def test_drift_monitor_explains_an_unknown_model_and_a_bad_batch(demo: Demo) -> 
                     "--batch", "/does/not/exist.npz")
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+# -- what the bus would refuse: exit 2, one line naming the flag, nothing published ---------
+
+DATA = "{data}"
+"""Stands for a real data file in the arguments below (the test's own)."""
+ARRIVED = ["publish", "data-arrived", "--dataset", "d", "--version", "v1", "--uri", DATA]
+DRIFT = ["publish", "drift", "--model", MODEL, "--dataset", "d", "--dataset-version", "v2",
+         "--dataset-uri", DATA, "--score", "0.5", "--threshold", "0.2"]
+RUN = ["run", "slow_chain", "--pipeline-ref", CHAIN]
+NOT_UTF8 = "\udcff"
+"""How the byte 0xff arrives in argv (a surrogate escape); subprocess passes it back as 0xff."""
+INLINE = "x" * 120_000
+
+
+def given(args: list[str], flag: str, value: str) -> list[str]:
+    """`args` with `flag` set to `value`: replaced where it is, else added (repeatable flags)."""
+    if flag in args and flag != "--param":
+        at = args.index(flag) + 1
+        return [*args[:at], value, *args[at + 1:]]
+    return [*args, flag, value]
+
+
+PUBLISHED = "(nothing was published)"
+REFUSED = {
+    "data-arrived, empty --dataset": (
+        given(ARRIVED, "--dataset", ""),
+        ["baton publish: error: --dataset '': String should have at least 1 character",
+         PUBLISHED]),
+    "data-arrived, empty --version": (
+        given(ARRIVED, "--version", ""), ["--version '': String should have at least 1"]),
+    "data-arrived, empty --event-id": (
+        given(ARRIVED, "--event-id", ""), ["--event-id '': ", "leave the flag out", PUBLISHED]),
+    "data-arrived, --dataset not UTF-8": (
+        given(ARRIVED, "--dataset", NOT_UTF8), ["--dataset '\\udcff': not valid UTF-8 text"]),
+    "data-arrived, --version not UTF-8": (
+        given(ARRIVED, "--version", f"v{NOT_UTF8}"), ["--version 'v\\udcff': not valid UTF-8"]),
+    "data-arrived, --event-id not UTF-8": (
+        given(ARRIVED, "--event-id", f"e{NOT_UTF8}"), ["--event-id 'e\\udcff': not valid UTF-8"]),
+    "data-arrived, --uri not UTF-8": (
+        given(ARRIVED, "--uri", f"s3://bucket/{NOT_UTF8}"),
+        ["--uri 's3://bucket/\\udcff': not valid UTF-8 text", PUBLISHED]),
+    "data-arrived, --uri a missing path not UTF-8": (
+        given(ARRIVED, "--uri", f"/no/such/{NOT_UTF8}"),
+        ["--uri /no/such/\\udcff: no such file"]),
+    "drift, empty --model": (
+        given(DRIFT, "--model", ""),
+        ["baton publish: error: --model '': String should have at least 1 character"]),
+    "drift, --model not UTF-8": (
+        given(DRIFT, "--model", NOT_UTF8), ["--model '\\udcff': not valid UTF-8 text"]),
+    "drift, empty --dataset": (given(DRIFT, "--dataset", ""), ["--dataset '': "]),
+    "drift, --score nan": (
+        given(DRIFT, "--score", "nan"), ["--score nan: Input should be a finite number",
+                                         PUBLISHED]),
+    "drift, --threshold inf": (
+        given(DRIFT, "--threshold", "inf"), ["--threshold inf: Input should be a finite"]),
+    "drift, empty --event-id": (
+        given(DRIFT, "--event-id", ""), ["--event-id '': ", "leave the flag out"]),
+    "run, empty --idempotency-key": (
+        given(RUN, "--idempotency-key", ""),
+        ["baton run: error: --idempotency-key '': ", "leave the flag out", PUBLISHED]),
+    "run, --idempotency-key not UTF-8": (
+        given(RUN, "--idempotency-key", f"k{NOT_UTF8}"),
+        ["--idempotency-key 'k\\udcff': not valid UTF-8 text"]),
+    "run, --param value not UTF-8": (
+        given(RUN, "--param", f"k={NOT_UTF8}"), ["--param k '\\udcff': not valid UTF-8 text"]),
+    "run, --param key not UTF-8": (
+        given(RUN, "--param", f"{NOT_UTF8}=v"), ["--param \\udcff 'v': not valid UTF-8 text"]),
+    "run, --uri not UTF-8": (
+        given(RUN, "--uri", f"s3://bucket/{NOT_UTF8}"), ["--uri 's3://bucket/\\udcff': not"]),
+    "run, params over the size of an event": (
+        [*RUN, "--uri", DATA, *(a for i in range(1, 10) for a in ("--param", f"k{i}={INLINE}"))],
+        ["baton run: error: --param k1: the run request would be 1,08",
+         " bytes, over the 1,000,000-byte limit of an event: pass large values by reference "
+         "(a file path or URI), not inline"]),
+}
+
+
+async def published(home: Path) -> list[Record]:
+    """Everything on the home's baton.triggers and baton.intents."""
+    bus = await open_bus_url(EMBEDDED, home)
+    try:
+        return [r for topic in (topics.TRIGGERS, topics.INTENTS)
+                for r in await read_all(bus, topic, {})]
+    finally:
+        await bus.close()
+
+
+@pytest.mark.parametrize(("args", "fragments"), REFUSED.values(), ids=REFUSED.keys())
+def test_what_the_bus_would_refuse_exits_2_naming_the_flag_and_publishes_nothing(
+    tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    # given: a home with a bus, and a data file
+    home, data = tmp_path / "home", tmp_path / "data.csv"
+    data.write_text("x\n1\n")
+    home.mkdir()
+    assert asyncio.run(published(home)) == []
+    # when: a producing command is given a value the bus's consumers would refuse
+    result = baton(home, *(str(data) if a == DATA else a for a in args))
+    # then: exit 2, one line naming the flag and what is wrong, no traceback
+    assert_one_line_error(result, 2, *fragments)
+    # and: nothing reached the bus
+    assert asyncio.run(published(home)) == []
+
+
+# -- `baton run` says the run exists only once it does --------------------------------------
+
+QUICK = "tests.e2e.pipelines:quick_chain"
+ON_THE_BUS_S = 60.0
+
+
+async def requests_on_the_bus(home: Path) -> list[Record]:
+    """baton.intents once it holds a record (the CLI's request): a wait on the bus, bounded."""
+    bus = await open_bus_url(EMBEDDED, home)
+    try:
+        positions = {TopicPartition(topics.INTENTS, p): 0
+                     for p in range(bus.partitions(topics.INTENTS))}
+        deadline = asyncio.get_running_loop().time() + ON_THE_BUS_S
+        while not (found := await read_all(bus, topics.INTENTS, {})):
+            remaining = deadline - asyncio.get_running_loop().time()
+            assert remaining > 0, f"no request on baton.intents within {ON_THE_BUS_S:g} s"
+            await bus.wait(positions, remaining)
+        return found
+    finally:
+        await bus.close()
+
+
+async def dead_letter_it(home: Path, request: Record, reason: str) -> None:
+    """What the coordinator does with a request it refuses."""
+    bus = await open_bus_url(EMBEDDED, home)
+    try:
+        await bus.publish([dead_letter(request, reason, consumer="baton.coordinator")])
+    finally:
+        await bus.close()
+
+
+@contextmanager
+def requesting(home: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`baton run` in the background, while the test plays the rest of the world."""
+    with subprocess.Popen(command(home, "run", *args), cwd=REPO, env=cli_env(), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.reap()
+
+
+def test_run_prints_the_run_id_once_a_coordinator_has_created_the_run(
+    tmp_path: Path, services: list[Service]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    # given: a run requested while no coordinator runs
+    with requesting(home, "quick_chain", "--pipeline-ref", QUICK, "--wait", "90") as run:
+        (request,) = asyncio.run(requests_on_the_bus(home))
+        # then: with its request on the bus, it still waits: the run does not exist yet
+        assert run.poll() is None, run.communicate()
+        # when: `baton up` starts and takes the request
+        services.append(Service.spawn(home, ["up", "--pipeline", QUICK, "--agents", "0"],
+                                      tmp_path / "up.log"))
+        out, err = run.communicate(timeout=120)
+    # then: exit 0 and the run id alone, and the run is in the log by then
+    assert run.returncode == 0, err + services[0].output()
+    run_id = out.strip()
+    assert run_id == request.key and out == f"{run_id}\n"
+    created = [e for e in of_run(read_run_log(home), run_id) if isinstance(e.data, RunCreated)]
+    assert len(created) == 1
+
+
+def test_run_with_no_wait_prints_the_run_id_once_the_request_is_on_the_bus(
+    tmp_path: Path,
+) -> None:
+    # given: no coordinator
+    home = tmp_path / "home"
+    # when: a run is requested without waiting
+    result = baton(home, "run", "slow_chain", "--pipeline-ref", CHAIN, "--no-wait")
+    # then: exit 0, the run id, and its request is on the bus
+    assert result.returncode == 0, result.stderr
+    (request,) = asyncio.run(requests_on_the_bus(home))
+    assert result.stdout == f"{request.key}\n"
+    assert result.stderr == ""
+
+
+def test_run_with_no_coordinator_says_nobody_has_taken_the_request_within_the_wait(
+    tmp_path: Path,
+) -> None:
+    # given: no coordinator
+    home = tmp_path / "home"
+    # when: a run is requested, waiting 2 s
+    result = baton(home, "run", "slow_chain", "--pipeline-ref", CHAIN, "--wait", "2")
+    # then: exit 1, one line: the request is on the bus and nobody has taken it
+    line = assert_one_line_error(result, 1, "no coordinator has taken it within 2 s",
+                                 "is `baton up` running?")
+    (request,) = asyncio.run(requests_on_the_bus(home))
+    assert line.startswith(f"baton run: the request for {request.key} is on the bus, but no "
+                           "coordinator has taken it within 2 s (is `baton up` running?)")
+
+
+def test_run_whose_request_is_dead_lettered_says_why_and_exits_1(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    # given: a run requested, waiting for an answer
+    with requesting(home, "slow_chain", "--pipeline-ref", CHAIN, "--wait", "90") as run:
+        (request,) = asyncio.run(requests_on_the_bus(home))
+        # when: its coordinator dead-letters the request
+        asyncio.run(dead_letter_it(home, request, "data.spec: refused by the test"))
+        out, err = run.communicate(timeout=60)
+    # then: exit 1, and one line with the consumer and the reason
+    assert_one_line_error(
+        subprocess.CompletedProcess(run.args, run.returncode, out, err), 1,
+        f"baton run: the run request for {request.key} was refused and dead-lettered by "
+        "baton.coordinator: data.spec: refused by the test (see 'baton dlq list')")

@@ -1,0 +1,106 @@
+"""Whether a published run request was taken, read from the bus rather than assumed.
+
+Publishing only puts the request on baton.intents; the run exists once its coordinator has
+logged `run_created` (or `input_ignored`: it existed already), and a request the coordinator
+refused ends up on baton.dlq. `answer` reads one record (pure), `answer_within` waits on the bus
+for the first record that answers, for a bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from events import runs as ev
+from events import topics
+from events.dlq import DeadLetter
+from events.topics import partition_for
+from orchestrator.bus import Bus, Record, TopicPartition
+from orchestrator.core.logged import decode_logged
+
+
+@dataclass(frozen=True)
+class Taken:
+    """The run exists: created now, or `existed` already (the same idempotency key)."""
+
+    existed: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The request was dead-lettered: why, and by which consumer."""
+
+    reason: str
+    consumer: str
+
+
+Answer = Taken | Refused
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A request as published: its run, its event id, and where it landed on baton.intents."""
+
+    run_id: str
+    event_id: str
+    partition: int
+    offset: int
+
+
+def where_answers_appear(bus: Bus, run_id: str) -> list[TopicPartition]:
+    """The run's partition of baton.runs, and the one of baton.dlq its letters are keyed to."""
+    return [TopicPartition(topics.RUNS, partition_for(run_id, bus.partitions(topics.RUNS))),
+            TopicPartition(topics.DLQ, partition_for(run_id, bus.partitions(topics.DLQ)))]
+
+
+async def ends(bus: Bus, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Positions to read answers from; taken before publishing, so no answer is missed."""
+    return {tp: await bus.end_offset(tp) for tp in tps}
+
+
+def answer(record: Record, sent: Sent) -> Answer | None:
+    """What `record` says about `sent`, if anything."""
+    if record.topic == topics.RUNS:
+        return _logged(record, sent)
+    return _refused(record, sent)
+
+
+def _logged(record: Record, sent: Sent) -> Taken | None:
+    data = decode_logged(record.value, record.where).data
+    if isinstance(data, ev.RunCreated) and data.run_id == sent.run_id:
+        return Taken(existed=False)
+    if isinstance(data, ev.InputIgnored) and (data.run_id, data.input_id) == (
+            sent.run_id, sent.event_id):
+        return Taken(existed=True)
+    return None
+
+
+def _refused(record: Record, sent: Sent) -> Refused | None:
+    """A letter for exactly our record (a re-drive's note is not a refusal)."""
+    try:
+        letter = DeadLetter.model_validate_json(record.value)
+    except ValidationError:
+        return None
+    ours = (letter.topic, letter.partition, letter.offset) == (
+        topics.INTENTS, sent.partition, sent.offset)
+    return Refused(letter.reason, letter.consumer) if ours and letter.redrive_of is None else None
+
+
+async def answer_within(bus: Bus, sent: Sent, positions: dict[TopicPartition, int],
+                        within_s: float) -> Answer | None:
+    """The first answer after `positions`, waiting on the bus; None if none came in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        for tp in positions:
+            for record in await bus.read(tp, positions[tp]):
+                positions[tp] = record.offset + 1
+                found = answer(record, sent)
+                if found is not None:
+                    return found
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return None
+        await bus.wait(dict(positions), timeout=remaining)
