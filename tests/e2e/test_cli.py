@@ -449,13 +449,6 @@ def requesting(home: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
                 process.kill()
 
 
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.reap()
-
 
 def test_run_prints_the_run_id_once_a_coordinator_has_created_the_run(
     tmp_path: Path, services: list[Service]

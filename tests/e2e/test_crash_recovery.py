@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ TASKS = {"extract", "clean", "left", "right", "merge", "publish"}
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    """Every `baton up` a test starts; whatever is left of their process groups is killed."""
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.reap()
 
 
 def succeeded(log: RunLog, run_id: str) -> list[ev.TaskSucceeded]:

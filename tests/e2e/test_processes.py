@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,6 @@ pytestmark = pytest.mark.e2e
 
 PIPELINE = "tests.e2e.pipelines:quick_chain"
 
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.reap()
 
 
 def wait_for_output(service: Service, text: str, within_s: float = 60) -> None:

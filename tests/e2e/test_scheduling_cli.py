@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +127,6 @@ def test_a_wrong_scheduling_value_exits_2_with_one_line_and_creates_nothing(
 
 
 # -- a whole `baton up` ---------------------------------------------------------------------
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.reap()
 
 
 def shown_until(home: Path, run_id: str, done: Any, within_s: float = 60) -> str:
