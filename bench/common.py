@@ -256,7 +256,7 @@ def task(name: str, *deps: str, function: str = NOOP, resources: Resources = TIN
 def manual_request(spec: PipelineSpec, key: str | None = None) -> tuple[str, Envelope[Payload]]:
     """A RunRequested envelope, exactly as `baton run` builds it."""
     key = key or str(uuid.uuid4())
-    run_id = run_id_for(spec.name, key)
+    run_id = run_id_for(spec.name, "idempotency_key", key)
     trigger = TriggerInfo(type="manual", event_id=key, subject=spec.name)
     request = RunRequested(run_id=run_id, spec=spec, trigger=trigger, idempotency_key=key)
     env = envelope(request, id=f"{run_id}/requested", time=time.time(), source="baton.bench",

@@ -40,7 +40,7 @@ async def _baton_runs(home: Home, event: DataArrived, runs: int, timeout_s: floa
             RunWatcher(bus) as watcher:
         for _ in range(runs + 1):
             event_id = str(uuid.uuid4())
-            future = await watcher.expect(run_id_for(spec.name, event_id))
+            future = await watcher.expect(run_id_for(spec.name, "trigger", event_id))
             start = time.perf_counter()
             await publish_trigger(bus, event, event_id=event_id, source="baton.bench")
             seen_at, end = await finished(future, timeout_s)

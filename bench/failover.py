@@ -260,7 +260,7 @@ class Deployment:
                                        if isinstance(e.data, AgentAdvertised)} >= set(ids),
                           STEP_TIMEOUT_S, f"agents {ids} advertised")
         key = str(uuid.uuid4())
-        run_id = run_id_for(PIPELINE_NAME, key)
+        run_id = run_id_for(PIPELINE_NAME, "idempotency_key", key)
         runs = Tail(self.bus, topics.RUNS, {run_id})
         runs.watch(run_id)
         requested_at = time.time()

@@ -105,7 +105,7 @@ def pipeline(variant: int, width: int = WIDTH) -> PipelineSpec:
 
 
 def _request(spec: PipelineSpec, key: str, at: float) -> Envelope[Payload]:
-    run_id = run_id_for(spec.name, key)
+    run_id = run_id_for(spec.name, "idempotency_key", key)
     trigger = TriggerInfo(type="manual", event_id=key, subject=spec.name)
     return envelope(RunRequested(run_id=run_id, spec=spec, trigger=trigger, idempotency_key=key),
                     id=f"{run_id}/requested", time=at, source="baton.bench", subject=run_id)

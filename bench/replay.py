@@ -81,7 +81,7 @@ class Driver:
                 self.log.append(out)
 
     def run_one(self, key: str) -> None:
-        run_id = run_id_for(SPEC.name, key)
+        run_id = run_id_for(SPEC.name, "trigger", key)
         payload = {"dataset": "digits", "version": key, "uri": f"file:///data/digits/{key}.npz",
                    "rows": 1078}
         trigger = TriggerInfo(type="data_arrived", event_id=key, subject="digits",

@@ -49,13 +49,13 @@ async def _fire(watcher: RunWatcher, indices: range, timeout_s: float, *,
     """Publish one trigger per index; in a burst all go out back to back, otherwise each
     waits for its run to finish first. Returns run id -> trigger, publish seconds, all ok."""
     ids = {i: str(uuid.uuid4()) for i in indices}
-    futures = {i: await watcher.expect(run_id_for(SPEC.name, ids[i])) for i in indices}
+    futures = {i: await watcher.expect(run_id_for(SPEC.name, "trigger", ids[i])) for i in indices}
     sent: dict[str, Envelope[Payload]] = {}
     start = time.perf_counter()
     for i in indices:
         env = await publish_trigger(watcher.bus, _event(i), event_id=ids[i],
                                     source="baton.bench")
-        sent[run_id_for(SPEC.name, ids[i])] = env
+        sent[run_id_for(SPEC.name, "trigger", ids[i])] = env
         if not burst:
             await asyncio.wait_for(futures[i], timeout_s)
     published_s = time.perf_counter() - start

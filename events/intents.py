@@ -12,7 +12,9 @@ from events.triggers import TriggerInfo
 
 
 class RunRequested(RunPayload):
-    """Start a run of `spec`; the run id is derived, so a repeat is a duplicate."""
+    """Start a run of `spec`. The run id is derived from the key (`run_id_for`), so the same
+    request again is a duplicate, and a different one under the same key a conflict: both are
+    recorded as ignored in the run's log, never a second run."""
 
     TYPE = "run_requested"
     spec: PipelineSpec

@@ -35,6 +35,7 @@ from orchestrator.monitor.check import (
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
 from orchestrator.service.run_requests import (
     Answer,
+    Conflicting,
     Refused,
     Sent,
     Taken,
@@ -53,7 +54,8 @@ def add_publish(p: argparse.ArgumentParser) -> None:
     da.add_argument("--dataset", required=True)
     da.add_argument("--version", required=True, dest="dataset_version")
     da.add_argument("--uri", required=True, help="file path or URI of the data")
-    da.add_argument("--event-id", help="idempotency: the same id never starts a second run")
+    da.add_argument("--event-id", help="idempotency: the same id never starts a second run "
+                                       "(never collides with a `baton run --idempotency-key`)")
     da.set_defaults(handler=publish_data_arrived)
     dr = sub.add_parser("drift", help="publish a drift event by hand (or: baton monitor drift)")
     dr.add_argument("--model", required=True)
@@ -122,7 +124,9 @@ def add_run(p: argparse.ArgumentParser) -> None:
                    help="where the pipeline is declared (default: the digits example)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--uri", help="data for the run (passed to tasks as trigger payload 'uri')")
-    p.add_argument("--idempotency-key", help="the same key never starts a second run")
+    p.add_argument("--idempotency-key",
+                   help="the same key never starts a second run; reused for a different "
+                        "request it is refused (exit 2). Never collides with trigger event ids")
     add_priority_flag(p)
     waiting = p.add_mutually_exclusive_group()
     waiting.add_argument("--wait", type=positive_seconds, default=DEFAULT_WAIT_S,
@@ -162,7 +166,8 @@ async def run_manual(args: argparse.Namespace) -> int:
 
 def _run_request(args: argparse.Namespace, spec: PipelineSpec,
                  params: dict[str, Any]) -> RunRequested:
-    """The key is validated (as the trigger's event id) before the run id is derived from it.
+    """The key is validated (as the trigger's event id) before the run id is derived from it,
+    in the idempotency-key namespace: a trigger with the same event id is another run.
 
     Only an absent --idempotency-key means "make one up"; an empty one is refused.
     """
@@ -170,9 +175,9 @@ def _run_request(args: argparse.Namespace, spec: PipelineSpec,
     data = {} if args.uri is None else {"uri": file_facts(args.uri, "--uri")[0]}
     trigger = payload(TriggerInfo, "data.trigger", type="manual", event_id=key,
                       subject=args.pipeline, payload=data)
-    return payload(RunRequested, run_id=run_id_for(args.pipeline, trigger.event_id), spec=spec,
-                   trigger=trigger, params=params, priority=args.priority,
-                   idempotency_key=key)
+    run_id = run_id_for(args.pipeline, "idempotency_key", trigger.event_id)
+    return payload(RunRequested, run_id=run_id, spec=spec, trigger=trigger, params=params,
+                   priority=args.priority, idempotency_key=key)
 
 
 async def _requested(args: argparse.Namespace, bus: Bus, run_id: str, value: bytes) -> int:
@@ -187,12 +192,16 @@ async def _requested(args: argparse.Namespace, bus: Bus, run_id: str, value: byt
 
 
 def said(answer: Answer | None, run_id: str, wait_s: float) -> None:
-    """Nothing when the run exists; otherwise the one line (exit 1) saying what happened."""
+    """Nothing when the run exists; otherwise the one line saying what happened: exit 2 for a
+    key reused for a different request (the flags are wrong), exit 1 for the rest."""
     if isinstance(answer, Taken):
         if answer.existed:
             sys.stderr.write(f"baton run: {run_id} already existed (same --idempotency-key); "
                              "nothing new was started\n")
         return
+    if isinstance(answer, Conflicting):
+        raise UsageError(f"{printable(answer.reason)}; nothing new was started (a different "
+                         "request needs its own --idempotency-key)")
     if isinstance(answer, Refused):
         raise Failed(f"the run request for {run_id} was refused and dead-lettered by "
                      f"{answer.consumer}: {printable(answer.reason)} (see 'baton dlq list')")

@@ -18,6 +18,7 @@ from orchestrator.core.decision import REGISTRY_AGENT, SOURCE, Decision
 from orchestrator.core.errors import InvalidInput, SpecError
 from orchestrator.core.evolve import created_run
 from orchestrator.core.flow import advance, attempt_ended, place_ready
+from orchestrator.core.idempotency import repeated_request
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import (
@@ -83,9 +84,11 @@ def _ignore(d: Decision, run: RunState, env: Envelope[Payload], reason: str) -> 
 
 
 def _run_requested(d: Decision, env: Envelope[Payload], data: RunRequested) -> None:
+    """Create the run; a request for one that exists is ignored as a duplicate or, when it
+    asks for something else under the same key, as a conflict (`core/idempotency.py`)."""
     existing = d.run(data.run_id)
     if existing is not None:
-        _ignore(d, existing, env, "duplicate run request (run already exists)")
+        _ignore(d, existing, env, repeated_request(existing, data))
         return
     try:
         dag.validate(data.spec)

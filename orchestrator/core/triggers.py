@@ -185,7 +185,7 @@ def _ignored(copy: PipelineTriggered, reason: IgnoreReason, detail: str) -> Rout
 
 
 def _accepted(spec: PipelineSpec, copy: PipelineTriggered) -> Routed:
-    run_id = run_id_for(copy.pipeline, copy.trigger.event_id)
+    run_id = run_id_for(copy.pipeline, "trigger", copy.trigger.event_id)
     request = RunRequested(
         run_id=run_id, spec=spec, trigger=copy.trigger,
         priority=PRIORITY.get(copy.trigger.type, 0),

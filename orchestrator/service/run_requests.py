@@ -1,8 +1,9 @@
 """Whether a published run request was taken, read from the bus rather than assumed.
 
 Publishing only puts the request on baton.intents; the run exists once its coordinator has
-logged `run_created` (or `input_ignored`: it existed already), and a request the coordinator
-refused ends up on baton.dlq. `answer` reads one record (pure), `answer_within` waits on the bus
+logged `run_created` (or `input_ignored`: it existed already, made by this request or, a
+conflict, by a different one under the same key), and a request the coordinator refused ends
+up on baton.dlq. `answer` reads one record (pure), `answer_within` waits on the bus
 for the first record that answers, for a bounded time.
 """
 
@@ -18,6 +19,7 @@ from events import topics
 from events.dlq import DeadLetter
 from events.topics import partition_for
 from orchestrator.bus import Bus, Record, TopicPartition
+from orchestrator.core.idempotency import is_conflict
 from orchestrator.core.logged import decode_logged
 
 
@@ -36,7 +38,15 @@ class Refused:
     consumer: str
 
 
-Answer = Taken | Refused
+@dataclass(frozen=True)
+class Conflicting:
+    """The key already made a run for a different request: the coordinator's reason says which
+    run and which fields differ."""
+
+    reason: str
+
+
+Answer = Taken | Refused | Conflicting
 
 
 @dataclass(frozen=True)
@@ -67,13 +77,13 @@ def answer(record: Record, sent: Sent) -> Answer | None:
     return _refused(record, sent)
 
 
-def _logged(record: Record, sent: Sent) -> Taken | None:
+def _logged(record: Record, sent: Sent) -> Taken | Conflicting | None:
     data = decode_logged(record.value, record.where).data
     if isinstance(data, ev.RunCreated) and data.run_id == sent.run_id:
         return Taken(existed=False)
     if isinstance(data, ev.InputIgnored) and (data.run_id, data.input_id) == (
             sent.run_id, sent.event_id):
-        return Taken(existed=True)
+        return Conflicting(data.reason) if is_conflict(data.reason) else Taken(existed=True)
     return None
 
 

@@ -81,8 +81,9 @@ class Harness:
                 evolve(self.state, env)
         return out
 
-    def start(self, spec: PipelineSpec, key: str = "t1") -> str:
-        run_id = run_id_for(spec.name, key)
+    def start(self, spec: PipelineSpec, key: str = "t1", run_id: str | None = None) -> str:
+        """A manual run of `spec` under `key`; `run_id` only to replay ids of another scheme."""
+        run_id = run_id or run_id_for(spec.name, "idempotency_key", key)
         trig = TriggerInfo(type="manual", event_id=key, subject=spec.name)
         self.feed(RunRequested(run_id=run_id, spec=spec, trigger=trig), id=f"req-{key}")
         return run_id
@@ -131,11 +132,23 @@ class Harness:
 
 def request(h: Harness, spec: PipelineSpec, key: str, priority: int = 0) -> str:
     """Harness.start at a priority: one run of `spec` per key, the request id named after it."""
-    run_id = run_id_for(spec.name, key)
+    run_id = run_id_for(spec.name, "idempotency_key", key)
     trig = TriggerInfo(type="manual", event_id=key, subject=spec.name)
     h.feed(RunRequested(run_id=run_id, spec=spec, trigger=trig, priority=priority),
            id=f"req-{key}")
     return run_id
+
+
+def keyed_request(h: Harness, spec: PipelineSpec, key: str, *, params: dict[str, Any] | None = None,
+                  priority: int = 0, uri: str | None = None) -> list[Envelope[Payload]]:
+    """A manual run request as `baton run --idempotency-key <key>` builds it (trigger payload
+    `uri` from --uri, the envelope id derived from the run id); returns the decisions."""
+    run_id = run_id_for(spec.name, "idempotency_key", key)
+    trig = TriggerInfo(type="manual", event_id=key, subject=spec.name,
+                       payload={} if uri is None else {"uri": uri})
+    return h.feed(RunRequested(run_id=run_id, spec=spec, trigger=trig, params=params or {},
+                               priority=priority, idempotency_key=key),
+                  id=f"{run_id}/requested")
 
 
 def finish(h: Harness, run_id: str, task_name: str) -> None:

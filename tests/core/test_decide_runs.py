@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from events import reports as rp
 from events import runs as ev
 from events.intents import RunRequested
+from events.pipeline import PipelineSpec
 from events.registry import Lineage, ModelRegistered
 from events.triggers import TriggerInfo
 from orchestrator.core.decide import next_deadline
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.evolve import initial_state
 from orchestrator.core.state import Champion
-from tests.core.harness import pipeline, ref, task
+from tests.core.harness import keyed_request, pipeline, ref, task
 from tests.core.support import CheckedHarness, gate_task, register_task
 
 NOW = 1_000.0
@@ -599,3 +602,71 @@ def test_next_deadline_includes_the_run_deadline() -> None:
 
     assert next_deadline(h.state) == NOW + 100
     assert next_deadline(initial_state()) is None
+
+
+# --- idempotency keys: the same request is a duplicate, a different one a conflict ---------
+
+URI = "file:///data/digits-v1.npz"
+
+
+def given_a_keyed_run(spec: PipelineSpec) -> tuple[CheckedHarness, str]:
+    """`baton run digits --uri URI --param epochs=5 --priority 50 --idempotency-key nightly-1`."""
+    h = given_fleet()
+    (created, *_) = keyed_request(h, spec, "nightly-1", params={"epochs": 5}, priority=50,
+                                  uri=URI)
+    assert isinstance(created.data, ev.RunCreated)
+    return h, created.data.run_id
+
+
+def test_the_same_request_under_the_same_key_is_a_duplicate() -> None:
+    # given
+    spec = pipeline(task("train"), name="digits")
+    h, rid = given_a_keyed_run(spec)
+    # when: the very same request is sent again
+    out = keyed_request(h, spec, "nightly-1", params={"epochs": 5}, priority=50, uri=URI)
+    # then: recorded as a duplicate of the run it made
+    (ignored,) = [e.data for e in out]
+    assert isinstance(ignored, ev.InputIgnored) and ignored.run_id == rid
+    assert ignored.reason == "duplicate run request (run already exists)"
+
+
+@pytest.mark.parametrize(("changes", "fields"), [
+    ({"params": {"epochs": 6}}, "params"),
+    ({"params": {"epochs": 5.0}}, "params"),
+    ({"uri": "file:///data/digits-v2.npz"}, "trigger"),
+    ({"priority": 10}, "priority"),
+    ({"spec": pipeline(task("train", attempts=3), name="digits")}, "spec"),
+    ({"params": {"epochs": 6}, "priority": 10}, "params, priority"),
+], ids=["param", "5 is not 5.0", "uri", "priority", "spec version", "two fields"])
+def test_the_same_key_with_a_different_request_is_a_recorded_conflict_naming_run_and_fields(
+    changes: dict[str, Any], fields: str,
+) -> None:
+    # given
+    spec = pipeline(task("train"), name="digits")
+    h, rid = given_a_keyed_run(spec)
+    log_before, commands_before = len(h.log), len(h.commands)
+    asked: dict[str, Any] = {"params": {"epochs": 5}, "priority": 50, "uri": URI, **changes}
+    # when: the same key is sent with a different request
+    out = keyed_request(h, asked.pop("spec", spec), "nightly-1", **asked)
+    # then: ignored in the run's log, with a reason naming the key, the run and the fields
+    (ignored,) = [e.data for e in out]
+    assert isinstance(ignored, ev.InputIgnored) and ignored.run_id == rid
+    assert ignored.reason == (f"conflict: idempotency key 'nightly-1' already made run {rid} "
+                              f"with different {fields}")
+    # and: nothing else was decided; the run is the one first asked for
+    assert len(h.log) == log_before + 1 and len(h.commands) == commands_before
+    assert len(h.events(rid, ev.RunCreated)) == 1
+    assert (h.run(rid).params, h.run(rid).priority) == ({"epochs": 5}, 50)
+
+
+def test_a_spec_differing_only_in_its_description_is_the_same_request() -> None:
+    # given
+    spec = pipeline(task("train"), name="digits")
+    h, _ = given_a_keyed_run(spec)
+    # when: the same request, its pipeline described differently
+    described = spec.model_copy(update={"description": "now with a description"})
+    out = keyed_request(h, described, "nightly-1", params={"epochs": 5}, priority=50, uri=URI)
+    # then: a duplicate (the spec version, its content hash, leaves the description out)
+    (ignored,) = [e.data for e in out]
+    assert isinstance(ignored, ev.InputIgnored)
+    assert ignored.reason == "duplicate run request (run already exists)"

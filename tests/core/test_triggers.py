@@ -129,8 +129,19 @@ def test_run_id_is_derived_from_pipeline_and_trigger() -> None:
     other = route(RouterState(), SPECS, copy_for("retrain", arrived()), T0)
     # then
     assert first.request is not None and again.request is not None
-    assert first.request.run_id == again.request.run_id == run_id_for("on-digits", "evt-1")
+    assert first.request.run_id == again.request.run_id
+    assert first.request.run_id == run_id_for("on-digits", "trigger", "evt-1")
     assert other.request is not None and other.request.run_id != first.request.run_id
+
+
+def test_a_trigger_whose_id_is_a_manual_runs_idempotency_key_requests_a_run_of_its_own() -> None:
+    # given: a manual run made with the idempotency key "export-2"
+    manual = run_id_for("on-digits", "idempotency_key", "export-2")
+    # when: a data arrival with the event id "export-2" is routed
+    routed = route(RouterState(), SPECS, copy_for("on-digits", arrived(id="export-2")), T0)
+    # then: it is accepted for a run of its own, not pointed at the manual run
+    assert isinstance(routed.decision, TriggerAccepted) and routed.request is not None
+    assert routed.decision.run_id == routed.request.run_id != manual
 
 
 def test_drift_runs_take_priority_over_data_arrivals() -> None:

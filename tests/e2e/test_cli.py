@@ -27,6 +27,7 @@ from tests.e2e.support import (
     command,
     of_run,
     read_run_log,
+    wait_for_run_log,
     watch_until,
 )
 from tests.pipelines.bad_yaml import BAD_YAML, BadYaml, train_with
@@ -515,3 +516,73 @@ def test_run_whose_request_is_dead_lettered_says_why_and_exits_1(tmp_path: Path)
         subprocess.CompletedProcess(run.args, run.returncode, out, err), 1,
         f"baton run: the run request for {request.key} was refused and dead-lettered by "
         "baton.coordinator: data.spec: refused by the test (see 'baton dlq list')")
+
+
+# -- idempotency keys: their own namespace; one key, one request ------------------------------
+
+
+def runs_listed(home: Path) -> list[dict[str, Any]]:
+    listed = baton(home, "runs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows: list[dict[str, Any]] = json.loads(listed.stdout)
+    return rows
+
+
+def test_a_manual_run_whose_idempotency_key_is_a_triggers_event_id_is_a_run_of_its_own(
+    tmp_path: Path, services: list[Service]
+) -> None:
+    home, data = tmp_path / "home", tmp_path / "digits.npz"
+    home.mkdir()
+    data.write_bytes(b"not read: no agent runs the tasks")
+    services.append(Service.spawn(home, ["up", "--agents", "0"], tmp_path / "up.log"))
+    # given: a data arrival with the event id nightly-1, and the run it started
+    published = baton(home, "publish", "data-arrived", "--dataset", "digits", "--version", "v1",
+                      "--uri", str(data), "--event-id", "nightly-1")
+    assert published.returncode == 0, published.stderr
+    log = wait_for_run_log(home, lambda log: any(isinstance(e.data, RunCreated) for e in log),
+                           timeout=120)
+    (triggered,) = [e.data.run_id for e in log if isinstance(e.data, RunCreated)]
+    # when: a manual run is requested with the idempotency key nightly-1
+    run = baton(home, "run", "digits", "--uri", str(data), "--param", "epochs=5",
+                "--priority", "50", "--idempotency-key", "nightly-1", "--wait", "90",
+                timeout=120)
+    # then: a new run is made, not the data arrival's run answered
+    assert run.returncode == 0, run.stderr + services[0].output()
+    manual = run.stdout.strip()
+    assert run.stdout == f"{manual}\n" and manual != triggered and run.stderr == ""
+    # and: both runs are listed, each with its own origin
+    assert services[0].stop() == 0, services[0].output()
+    rows = {row["run_id"]: row for row in runs_listed(home)}
+    assert {(r, rows[r]["trigger_type"], rows[r]["trigger_event_id"]) for r in rows} == {
+        (triggered, "data_arrived", "nightly-1"), (manual, "manual", "nightly-1")}
+    assert rows[manual]["priority"] == 50
+
+
+def test_an_idempotency_key_reused_for_a_different_request_is_refused_naming_the_run(
+    tmp_path: Path, services: list[Service]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    services.append(Service.spawn(home, ["up", "--pipeline", QUICK, "--agents", "0"],
+                                  tmp_path / "up.log"))
+    request = ["run", "quick_chain", "--pipeline-ref", QUICK, "--idempotency-key", "k",
+               "--wait", "90"]
+    # given: a run made with the key k
+    first = baton(home, *request, "--param", "epochs=5", timeout=120)
+    assert first.returncode == 0, first.stderr + services[0].output()
+    run_id = first.stdout.strip()
+    # when: the same request is sent again
+    again = baton(home, *request, "--param", "epochs=5", timeout=120)
+    # then: it is answered with that run, noting that nothing new was started
+    assert (again.returncode, again.stdout) == (0, f"{run_id}\n"), again.stderr
+    assert f"{run_id} already existed (same --idempotency-key)" in again.stderr
+    # when: the key is sent with a different request
+    other = baton(home, *request, "--param", "epochs=6", timeout=120)
+    # then: exit 2, one line naming the run the key made and the field that differs
+    assert_one_line_error(
+        other, 2, f"baton run: error: conflict: idempotency key 'k' already made run {run_id} "
+        "with different params; nothing new was started (a different request needs its own "
+        "--idempotency-key)")
+    # and: still one run
+    assert services[0].stop() == 0, services[0].output()
+    assert [row["run_id"] for row in runs_listed(home)] == [run_id]

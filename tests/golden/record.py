@@ -1,13 +1,16 @@
 """Record the golden run logs: `python -m tests.golden.record` from the repository root.
 
 Each scenario is driven through the real decide/evolve by the test harness at a fixed clock
-with fixed ids, so re-recording gives byte-identical files. The checked-in logs are replayed
+with fixed ids, so re-recording gives byte-identical files. The run ids are the ones these logs
+were written with, under the first run-id scheme (`first_scheme_run_id`): they stand for logs
+already in the wild, whose ids the fold must take as they are. The checked-in logs are replayed
 by tests/core/test_golden_logs.py; re-record only on purpose, when a change of the log is
 intended, and say so in review (old logs in the wild must still fold).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +27,18 @@ from tests.core.harness import Harness, pipeline, ref, task
 
 HERE = Path(__file__).parent
 MODEL = "digits-classifier"
+
+
+def first_scheme_run_id(pipeline: str, key: str) -> str:
+    """hash(pipeline, key): run ids before they had a kind of origin (issue #11), when a
+    trigger's event id and a manual idempotency key shared one namespace."""
+    digest = hashlib.sha256(f"{pipeline}\x00{key}".encode()).hexdigest()
+    return f"run-{digest[:20]}"
+
+
+def start(h: Harness, spec: PipelineSpec, key: str) -> str:
+    """A manual run, named as it was when these logs were recorded."""
+    return h.start(spec, key=key, run_id=first_scheme_run_id(spec.name, key))
 
 
 def digits_spec() -> PipelineSpec:
@@ -45,7 +60,7 @@ def happy_digits() -> Harness:
     """ingest -> features -> train -> evaluate -> gate (passes) -> register -> succeeded."""
     h = Harness()
     h.agent("a1", cpus=4)
-    run_id = h.start(digits_spec(), key="data-v1")
+    run_id = start(h, digits_spec(), "data-v1")
     cmd = h.last_execute("ingest")
     h.report(rp.AttemptAccepted, cmd)
     h.report(rp.AttemptStarted, cmd)
@@ -69,8 +84,8 @@ def retry_then_success() -> Harness:
     """The first attempt fails (retryable), the retry after its backoff succeeds."""
     h = Harness()
     h.agent("a1", cpus=2)
-    h.start(pipeline(task("fetch", attempts=3, backoff_s=2.0), task("use", "fetch"),
-                     name="flaky"), key="t1")
+    start(h, pipeline(task("fetch", attempts=3, backoff_s=2.0), task("use", "fetch"),
+                      name="flaky"), "t1")
     h.fail("fetch")
     h.tick(h.now + 2.0)
     h.complete("fetch")
@@ -83,8 +98,8 @@ def cancelled_run() -> Harness:
     """One task running, one scheduled, one pending: the user cancels the run."""
     h = Harness()
     h.agent("a1", cpus=4)
-    run_id = h.start(pipeline(task("a"), task("b"), task("c", "a", "b"), name="stopped"),
-                     key="t1")
+    run_id = start(h, pipeline(task("a"), task("b"), task("c", "a", "b"), name="stopped"),
+                   "t1")
     cmd = h.last_execute("a")
     h.report(rp.AttemptAccepted, cmd)
     h.report(rp.AttemptStarted, cmd)

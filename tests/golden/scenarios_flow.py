@@ -9,7 +9,7 @@ from events.registry import Lineage, ModelRegistered
 from events.triggers import TriggerInfo
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.state import Champion
-from tests.core.harness import pipeline, ref, task
+from tests.core.harness import keyed_request, pipeline, ref, task
 from tests.core.support import CheckedHarness, gate_task, register_task
 from tests.golden.record import MODEL, digits_spec
 
@@ -253,6 +253,20 @@ def duplicates_ignored(h: CheckedHarness) -> None:
     h.feed(reply)
 
 
+def idempotency_key_conflict(h: CheckedHarness) -> None:
+    """`baton run --idempotency-key` twice with the same request: a duplicate; a third time with
+    other params and data: a recorded conflict naming the run and the fields that differ. The
+    run goes on as first asked for."""
+    h.agent("a1")
+    spec = pipeline(task("train"), name="keyed")
+    for _ in range(2):
+        keyed_request(h, spec, "nightly-1", params={"epochs": 5}, priority=50,
+                      uri="file:///data/v1")
+    keyed_request(h, spec, "nightly-1", params={"epochs": 6}, priority=50,
+                  uri="file:///data/v2")
+    h.complete("train")
+
+
 def invalid_inputs(h: CheckedHarness) -> None:
     """Inputs that cannot apply are refused, to be dead-lettered: an unknown run, an unknown
     task, an invalid spec; the valid run beside them is untouched."""
@@ -271,6 +285,7 @@ SCENARIOS: dict[str, Callable[[CheckedHarness], None]] = {
         linear_run, fan_out_fan_in, retry_then_success, retries_exhausted,
         timed_out_then_superseded, late_reports, lost_agent, lost_attempts_spend_no_retries,
         cancelled_run, run_deadline,
-        gate_passes_and_registers, gate_rejects, duplicates_ignored, invalid_inputs,
+        gate_passes_and_registers, gate_rejects, duplicates_ignored,
+        idempotency_key_conflict, invalid_inputs,
     )
 }

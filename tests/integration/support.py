@@ -150,8 +150,13 @@ def command_record(cmd: ExecuteTask | CancelTask, *, key: str | None = None,
     return Outgoing(topics.COMMANDS, key or cmd.agent_id, encode(env))
 
 
+def manual_run_id(pipeline: str, key: str) -> str:
+    """The run `baton run <pipeline> --idempotency-key <key>` makes."""
+    return run_id_for(pipeline, "idempotency_key", key)
+
+
 def run_request(spec: PipelineSpec, key: str) -> RunRequested:
-    run_id = run_id_for(spec.name, key)
+    run_id = manual_run_id(spec.name, key)
     trigger = TriggerInfo(type="manual", event_id=key, subject=spec.name)
     return RunRequested(run_id=run_id, spec=spec, trigger=trigger, idempotency_key=key)
 

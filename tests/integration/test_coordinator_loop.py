@@ -42,7 +42,6 @@ from events.triggers import TriggerInfo
 from orchestrator.bus import Bus, Outgoing, TopicPartition
 from orchestrator.core.decide import Input, Tick
 from orchestrator.core.decide import decide as core_decide
-from orchestrator.core.ids import run_id_for
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import CoordinatorState
 from orchestrator.service import group_loop
@@ -62,6 +61,7 @@ from tests.integration.support import (
     all_tps,
     group_of,
     intent_record,
+    manual_run_id,
     read_all,
     run_request,
     run_to_end,
@@ -284,9 +284,9 @@ async def test_each_run_on_a_shared_partition_has_gapless_sequences(apps: Apps) 
     _, bus = await apps.start(CHAIN)
     n = bus.partitions(topics.RUNS)
     first = "gapless-0"
-    part = tp_for(bus, topics.RUNS, run_id_for(CHAIN.name, first)).partition
+    part = tp_for(bus, topics.RUNS, manual_run_id(CHAIN.name, first)).partition
     second = next(f"gapless-{i}" for i in range(1, 10_000)
-                  if tp_for(bus, topics.RUNS, run_id_for(CHAIN.name, f"gapless-{i}")).partition
+                  if tp_for(bus, topics.RUNS, manual_run_id(CHAIN.name, f"gapless-{i}")).partition
                   == part)
     assert n > 1
 
@@ -377,7 +377,7 @@ async def test_a_task_waiting_for_capacity_held_by_another_partition_group_runs_
     await tail.until(lambda envs: any(isinstance(e.data, TaskStarted) for e in envs))
     # and: a run in another partition group, waiting because the agent is full
     key = next(f"wait-{i}" for i in range(10_000)
-               if tp_for(bus, topics.RUNS, run_id_for(WAITER.name, f"wait-{i}"))
+               if tp_for(bus, topics.RUNS, manual_run_id(WAITER.name, f"wait-{i}"))
                != tp_for(bus, topics.RUNS, holder))
     waiter = await submit(bus, WAITER, key)
     await tail.until(lambda envs: any(isinstance(e.data, TaskWaiting) and e.data.run_id == waiter
@@ -403,9 +403,9 @@ async def test_freed_capacity_goes_to_a_higher_priority_run_of_another_partition
     # and: a low-priority run waiting in the holder's group, a high-priority one in another
     group = tp_for(bus, topics.RUNS, holder)
     low_key = next(f"low-{i}" for i in range(10_000)
-                   if tp_for(bus, topics.RUNS, run_id_for(WAITER.name, f"low-{i}")) == group)
+                   if tp_for(bus, topics.RUNS, manual_run_id(WAITER.name, f"low-{i}")) == group)
     high_key = next(f"high-{i}" for i in range(10_000)
-                    if tp_for(bus, topics.RUNS, run_id_for(WAITER.name, f"high-{i}")) != group)
+                    if tp_for(bus, topics.RUNS, manual_run_id(WAITER.name, f"high-{i}")) != group)
     low = await submit(bus, WAITER, low_key)
     high_request = run_request(WAITER, high_key).model_copy(update={"priority": 10})
     high = high_request.run_id

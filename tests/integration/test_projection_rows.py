@@ -24,7 +24,7 @@ def started_on_a_gpu_then_lost() -> tuple[CheckedHarness, str]:
     gpu-a is lost, attempt 2 waits 3 s for gpu-b to join and succeeds there."""
     h = CheckedHarness()
     spec = pipeline(task("train", gpus=1, attempts=3, backoff_s=0.5), name="trainer")
-    run_id = run_id_for(spec.name, "k1")
+    run_id = run_id_for(spec.name, "idempotency_key", "k1")
     h.feed(RunRequested(run_id=run_id, spec=spec, priority=7,
                         trigger=TriggerInfo(type="manual", event_id="k1", subject="trainer")))
     h.agent("gpu-a", gpus=2)

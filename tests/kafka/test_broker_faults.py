@@ -113,7 +113,7 @@ async def request_runs(bus: Bus, ledger: Path, count: int) -> list[str]:
     records, run_ids = [], []
     for i in range(count):
         key = f"fault-{i}-{uuid.uuid4().hex[:8]}"
-        run_id = run_id_for(spec.name, key)
+        run_id = run_id_for(spec.name, "idempotency_key", key)
         request = RunRequested(run_id=run_id, spec=spec, idempotency_key=key,
                                trigger=TriggerInfo(type="manual", event_id=key, subject=spec.name),
                                params={"ledger": str(ledger)})

@@ -98,7 +98,7 @@ class Cluster:
             out, ids = [], []
             for _ in range(n):
                 key = str(uuid.uuid4())
-                run_id = run_id_for(quick_chain.name, key)
+                run_id = run_id_for(quick_chain.name, "idempotency_key", key)
                 request = RunRequested(
                     run_id=run_id, spec=quick_chain.spec(), params={"ledger": str(self.ledger)},
                     trigger=TriggerInfo(type="manual", event_id=key, subject=quick_chain.name),

@@ -121,7 +121,7 @@ def foreign(kafka_bootstrap: str, namespace: str) -> Foreign:
 
 async def run_succeeds(bus: Bus, event_id: str) -> RunCreated:
     """The run the trigger `event_id` started, once it has succeeded; its creation event."""
-    run_id = run_id_for(PIPELINE.name, event_id)
+    run_id = run_id_for(PIPELINE.name, "trigger", event_id)
     tail = Tail(bus, [tp_for(bus, RUNS, run_id)])
     await tail.until(finished(run_id), within=BOUND_S)
     ends = [e.type for e in run_events(tail.envelopes(), run_id) if e.type.startswith("run_")]

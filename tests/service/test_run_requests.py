@@ -21,6 +21,7 @@ from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
 from orchestrator.cli.context import publish_intent
 from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.run_requests import (
+    Conflicting,
     Refused,
     Sent,
     Taken,
@@ -83,6 +84,18 @@ async def test_a_request_for_a_run_that_exists_is_answered_by_its_ignored_input(
     await log(bus, ignored(EVENT_ID), RUN)
     # when / then: the run existed already
     assert await answer_within(bus, sent, positions, LONG_S) == Taken(existed=True)
+
+
+async def test_a_request_conflicting_with_the_one_that_made_the_run_is_answered_as_a_conflict(
+    bus: Bus,
+) -> None:
+    # given a published request
+    sent, _, positions = await requested(bus)
+    reason = f"conflict: idempotency key 'k' already made run {RUN} with different params"
+    # when its coordinator ignores it: the key made the run for a different request
+    await log(bus, ignored(EVENT_ID).model_copy(update={"reason": reason}), RUN)
+    # then the answer is the conflict, with the coordinator's reason
+    assert await answer_within(bus, sent, positions, LONG_S) == Conflicting(reason)
 
 
 async def test_a_dead_lettered_request_is_refused_with_the_reason_and_the_consumer(

@@ -47,7 +47,7 @@ def varied_runs() -> dict[str, RunState]:
     h.agent("a1", cpus=8, gpus=2)
     spec = pipeline(task("prep"), task("train", "prep", gpus=1, attempts=2),
                     task("eval", "train"))
-    run = run_id_for(spec.name, "params")
+    run = run_id_for(spec.name, "idempotency_key", "params")
     trigger = TriggerInfo(type="manual", event_id="params", subject="p", payload={"n": [1, 2]})
     h.feed(RunRequested(run_id=run, spec=spec, trigger=trigger,
                         params={"lr": 0.1, "tags": ["a"], "nested": {"k": None}}))
@@ -57,7 +57,7 @@ def varied_runs() -> dict[str, RunState]:
     h.complete("train", metrics={"accuracy": 0.93})
     h.complete("eval")
     h.start(spec, "cancelled")
-    h.cancel(run_id_for(spec.name, "cancelled"))
+    h.cancel(run_id_for(spec.name, "idempotency_key", "cancelled"))
     h.start(spec, "running")
     return h.state.runs
 

@@ -93,7 +93,7 @@ async def test_data_arrival_requests_one_run_on_the_run_ids_partition(bus: Bus) 
     await settle(*stages)
     # then
     [intent] = await everything(bus, INTENTS)
-    run_id = run_id_for(PIPELINE.name, "evt-1")
+    run_id = run_id_for(PIPELINE.name, "trigger", "evt-1")
     env = decode(intent.value)
     assert isinstance(env.data, RunRequested)
     assert env.data.run_id == run_id and intent.key == run_id

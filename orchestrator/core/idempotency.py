@@ -1,0 +1,66 @@
+"""Is a request for a run that exists the same request, or a conflict?
+
+A run id is derived from its key (`ids.run_id_for`), so a request naming a run that exists was
+made with the same key. Idempotency keys work as Stripe's do: the same key with the same
+request is a duplicate, answered with the run it made; the same key with a different request
+is a mistake the sender must hear about, not a silent "already done" for work that was never
+asked for. Either way the request is recorded as ignored in the run's log, so the decision is
+replayed, not remade.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from events.intents import RunRequested
+from orchestrator.core.state import RunState
+
+DUPLICATE = "duplicate run request (run already exists)"
+CONFLICT = "conflict: "
+"""How the reason of an ignored conflicting request begins (`is_conflict` tells it apart)."""
+
+
+def repeated_request(run: RunState, request: RunRequested) -> str:
+    """Why a request for `run`, which exists, is ignored: the reason to record."""
+    fields = differing(run, request)
+    if not fields:
+        return DUPLICATE
+    return (f"{CONFLICT}{_key(request)} already made run {run.run_id} "
+            f"with different {', '.join(fields)}")
+
+
+def is_conflict(reason: str) -> bool:
+    """Whether an `input_ignored` reason is a conflicting request (vs a duplicate)."""
+    return reason.startswith(CONFLICT)
+
+
+def differing(run: RunState, request: RunRequested) -> tuple[str, ...]:
+    """The request's defining fields that differ from the request that made `run`, in order.
+
+    Defining: the spec (by content hash, so a description edit is no difference), the params,
+    the trigger (for a manual run: its payload, the --uri) and the priority. Values compare as
+    canonical JSON, so 1 and 1.0 or true differ, as they would to the tasks.
+    """
+    made = _defining(run.spec.version(), run.params, run.trigger.model_dump(mode="json"),
+                     run.priority)
+    asked = _defining(request.spec.version(), request.params,
+                      request.trigger.model_dump(mode="json"), request.priority)
+    return tuple(name for name in made if made[name] != asked[name])
+
+
+def _defining(version: str, params: dict[str, Any], trigger: dict[str, Any],
+              priority: int) -> dict[str, str]:
+    return {"spec": version, "params": _canonical(params), "trigger": _canonical(trigger),
+            "priority": str(priority)}
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _key(request: RunRequested) -> str:
+    """The key the run id was derived from, named as its sender knows it."""
+    if request.idempotency_key is not None:
+        return f"idempotency key {request.idempotency_key!r}"
+    return f"trigger event {request.trigger.event_id!r}"
