@@ -89,11 +89,19 @@ class TaskSpec(Frozen):
 TriggerOn = Literal["data_arrived", "drift_detected", "manual"]
 
 
+def _is_default_dedupe(value: str) -> bool:
+    return value == "version"
+
+
 class TriggerSpec(Frozen):
     on: TriggerOn
     dataset: str | None = None
     model: str | None = None
     cooldown_s: float = Field(default=0.0, ge=0)
+    dedupe: Literal["version", "event"] = Field(default="version", exclude_if=_is_default_dedupe)
+    """For data_arrived: at most one run per dataset version ("version": two producers
+    announcing digits@v7, or one retrying without an event id, train it once), or per event id
+    ("event"). Left out of the wire form at its default, like `max_lost_attempts`."""
 
 
 class PipelineSpec(Frozen):

@@ -67,9 +67,13 @@ class TriggerAccepted(Payload):
     trigger_event_id: str
     trigger_type: TriggerType
     run_id: str
+    data_version: str | None = None
+    """`dataset@version` of a data arrival deduped by version: what the router remembers, so
+    a second announcement of it is ignored naming this run (None before such dedupe)."""
 
 
-IgnoreReason = Literal["duplicate", "cooldown", "unknown_pipeline", "rate_limited"]
+IgnoreReason = Literal[
+    "duplicate", "duplicate_version", "cooldown", "unknown_pipeline", "rate_limited"]
 
 
 class TriggerIgnored(Payload):

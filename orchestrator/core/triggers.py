@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from events.envelope import Envelope, envelope
 from events.intents import RunRequested
@@ -37,6 +38,7 @@ PRIORITY: Mapping[str, int] = {"drift_detected": 10, "data_arrived": 0}
 """Drift means a model in production is already wrong: its retraining goes first."""
 
 Decision = TriggerAccepted | TriggerIgnored
+V = TypeVar("V")
 
 
 # ---------------------------------------------------------------------------- fan-out
@@ -97,13 +99,23 @@ class PipelineTriggers:
     """Insertion-ordered set of trigger event ids, oldest first, at most HANDLED_IDS_KEPT."""
     last_accepted: dict[str, float] = field(default_factory=dict)
     """Trigger type -> decision time (epoch seconds) of the last accepted run of that type."""
+    versions: dict[str, str] = field(default_factory=dict)
+    """`dataset@version` -> the run it started, oldest first, at most HANDLED_IDS_KEPT."""
 
     def remember(self, event_id: str) -> None:
         """Bounded, so a long-lived pipeline's memory does not grow with every trigger."""
-        self.handled.pop(event_id, None)
-        self.handled[event_id] = None
-        while len(self.handled) > HANDLED_IDS_KEPT:
-            del self.handled[next(iter(self.handled))]
+        _remember(self.handled, event_id, None)
+
+    def remember_version(self, data_version: str, run_id: str) -> None:
+        _remember(self.versions, data_version, run_id)
+
+
+def _remember(memory: dict[str, V], key: str, value: V) -> None:
+    """Insertion-ordered and bounded: a key seen again moves to the newest end."""
+    memory.pop(key, None)
+    memory[key] = value
+    while len(memory) > HANDLED_IDS_KEPT:
+        del memory[next(iter(memory))]
 
 
 @dataclass(slots=True)
@@ -125,6 +137,8 @@ def evolve_router(state: RouterState, env: Envelope[Payload]) -> RouterState:
     memory.remember(data.trigger_event_id)
     if isinstance(data, TriggerAccepted):
         memory.last_accepted[data.trigger_type] = env.time.timestamp()
+        if data.data_version is not None:
+            memory.remember_version(data.data_version, data.run_id)
     return state
 
 
@@ -155,10 +169,27 @@ def route(
     memory = state.pipelines.get(copy.pipeline, PipelineTriggers())
     if copy.trigger.event_id in memory.handled:
         return _ignored(copy, "duplicate", "this trigger was already handled")
+    data_version = _deduped_version(spec, copy.trigger)
+    if data_version in memory.versions:
+        return _ignored(copy, "duplicate_version",
+                        f"{data_version} already started run {memory.versions[data_version]} "
+                        "(the trigger dedupes by dataset version; 'dedupe: event' runs once "
+                        "per event id instead)")
     remaining = _cooldown_left(spec, memory, copy.trigger, now)
     if remaining > 0:
         return _ignored(copy, "cooldown", f"{remaining:.1f}s of the cooldown remain")
-    return _accepted(spec, copy)
+    return _accepted(spec, copy, data_version)
+
+
+def _deduped_version(spec: PipelineSpec, trigger: TriggerInfo) -> str | None:
+    """`dataset@version` when this data arrival is deduped by version, else None (a drift
+    trigger, or a pipeline that asked for one run per event id)."""
+    if trigger.type != "data_arrived":
+        return None
+    dataset, version = trigger.payload.get("dataset"), trigger.payload.get("version")
+    per_event = any(t.on == "data_arrived" and t.dataset == dataset and t.dedupe == "event"
+                    for t in spec.triggers)
+    return None if per_event else f"{dataset}@{version}"
 
 
 def _cooldown_left(
@@ -184,7 +215,8 @@ def _ignored(copy: PipelineTriggered, reason: IgnoreReason, detail: str) -> Rout
     ))
 
 
-def _accepted(spec: PipelineSpec, copy: PipelineTriggered) -> Routed:
+def _accepted(spec: PipelineSpec, copy: PipelineTriggered, data_version: str | None
+              ) -> Routed:
     run_id = run_id_for(copy.pipeline, "trigger", copy.trigger.event_id)
     request = RunRequested(
         run_id=run_id, spec=spec, trigger=copy.trigger,
@@ -192,7 +224,7 @@ def _accepted(spec: PipelineSpec, copy: PipelineTriggered) -> Routed:
     )
     accepted = TriggerAccepted(
         pipeline=copy.pipeline, trigger_event_id=copy.trigger.event_id,
-        trigger_type=copy.trigger.type, run_id=run_id,
+        trigger_type=copy.trigger.type, run_id=run_id, data_version=data_version,
     )
     return Routed(accepted, request)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from events.common import Resources
 from events.pipeline import (
@@ -20,8 +20,11 @@ from events.pipeline import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def on_data_arrived(dataset: str, *, cooldown_s: float = 0.0) -> TriggerSpec:
-    return TriggerSpec(on="data_arrived", dataset=dataset, cooldown_s=cooldown_s)
+def on_data_arrived(dataset: str, *, cooldown_s: float = 0.0,
+                    dedupe: Literal["version", "event"] = "version") -> TriggerSpec:
+    """`dedupe="version"` (default): one run per dataset version, however many announce it;
+    `"event"`: one run per event id."""
+    return TriggerSpec(on="data_arrived", dataset=dataset, cooldown_s=cooldown_s, dedupe=dedupe)
 
 
 def on_drift(model: str, *, cooldown_s: float = 3600.0) -> TriggerSpec:

@@ -51,8 +51,8 @@ SPECS = {
 }
 
 
-def arrived(dataset: str = "digits", id: str = "evt-1") -> Envelope[Payload]:
-    data = DataArrived(dataset=dataset, version="v1", uri=f"file:///{dataset}")
+def arrived(dataset: str = "digits", id: str = "evt-1", version: str = "v1") -> Envelope[Payload]:
+    data = DataArrived(dataset=dataset, version=version, uri=f"file:///{dataset}")
     return envelope(data, id=id, time=T0, source="test", subject=dataset)
 
 
@@ -282,3 +282,59 @@ def test_an_accepted_and_an_ignored_decision_of_one_trigger_have_ids_of_their_ow
     # then one was accepted, one ignored, and a consumer deduping by id keeps both
     assert (type(accepted.data), type(ignored.data)) == (TriggerAccepted, TriggerIgnored)
     assert accepted.id != ignored.id
+
+
+# --- one run per dataset version (unless a pipeline asks for one per event) ---------------
+
+
+def test_a_dataset_version_announced_twice_starts_one_run_naming_it_the_second_time() -> None:
+    # given digits@v7 announced by one producer and accepted
+    state = RouterState()
+    first = decide(state, "on-digits", arrived(id="producer-a", version="v7"), T0)
+    assert isinstance(first.decision, TriggerAccepted)
+    # when another producer (another event id) announces the same version
+    second = decide(state, "on-digits", arrived(id="producer-b", version="v7"), T0 + 1)
+    # then it is ignored as a duplicate version, naming the run that version started
+    assert isinstance(second.decision, TriggerIgnored)
+    assert second.decision.reason == "duplicate_version"
+    assert f"digits@v7 already started run {first.decision.run_id}" in second.decision.detail
+    assert second.request is None
+
+
+def test_another_version_of_the_dataset_starts_its_own_run() -> None:
+    state = RouterState()
+    decide(state, "on-digits", arrived(id="a", version="v7"), T0)
+
+    routed = decide(state, "on-digits", arrived(id="b", version="v8"), T0 + 1)
+
+    assert isinstance(routed.decision, TriggerAccepted)
+
+
+def test_a_pipeline_deduping_by_event_runs_each_announcement() -> None:
+    # given a pipeline that asked for one run per event id
+    specs = {"per-event": spec("per-event", TriggerSpec(on="data_arrived", dataset="digits",
+                                                        dedupe="event"))}
+    state = RouterState()
+    # when one version is announced twice, with two event ids
+    decisions = []
+    for id in ("a", "b"):
+        trigger = arrived(id=id, version="v7")
+        (copy,) = fan_out(specs, trigger)
+        source = triggered_envelope(trigger, copy)
+        routed = route(state, specs, source, T0)
+        evolve_router(state, decision_envelope(routed, source, T0, f"pt-0@{id}"))
+        decisions.append(routed.decision)
+    # then both started a run
+    assert [type(d) for d in decisions] == [TriggerAccepted, TriggerAccepted]
+
+
+def test_replaying_the_decisions_restores_the_versions_already_run() -> None:
+    # given the decision that accepted digits@v7, folded into a fresh router
+    live = RouterState()
+    source = copy_for("on-digits", arrived(id="a", version="v7"))
+    accepted = decision_envelope(route(live, SPECS, source, T0), source, T0, "pt-0@0")
+    replayed = evolve_router(RouterState(), accepted)
+    # when the version is announced again, then the replayed router ignores it too
+    again = route(replayed, SPECS, copy_for("on-digits", arrived(id="b", version="v7")), T0)
+    assert isinstance(again.decision, TriggerIgnored)
+    assert again.decision.reason == "duplicate_version"

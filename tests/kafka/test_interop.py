@@ -48,7 +48,7 @@ DATASET = "scans"
 PIPELINE = PipelineSpec(
     name="interop",
     tasks=(TaskSpec(name="only", function=ref("noop")),),
-    triggers=(TriggerSpec(on="data_arrived", dataset=DATASET),),
+    triggers=(TriggerSpec(on="data_arrived", dataset=DATASET, dedupe="event"),),
 )
 PAYLOAD = {"dataset": DATASET, "version": "v1", "uri": "file:///exports/scans-v1.parquet"}
 

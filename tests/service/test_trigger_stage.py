@@ -101,7 +101,7 @@ async def test_data_arrival_requests_one_run_on_the_run_ids_partition(bus: Bus) 
     assert env.data.trigger.event_id == trigger.id and env.correlation_id == trigger.id
     assert await decisions(bus) == [
         TriggerAccepted(pipeline=PIPELINE.name, trigger_event_id="evt-1",
-                        trigger_type="data_arrived", run_id=run_id),
+                        trigger_type="data_arrived", run_id=run_id, data_version="digits@v1"),
     ]
 
 
@@ -118,6 +118,25 @@ async def test_a_trigger_published_five_times_requests_one_run(bus: Bus) -> None
     assert sum(isinstance(d, TriggerAccepted) for d in logged) == 1
     ignored = [d for d in logged if isinstance(d, TriggerIgnored)]
     assert [d.reason for d in ignored] == ["duplicate"] * 4
+
+
+async def test_one_dataset_version_from_two_producers_requests_one_run_also_after_a_restart(
+    bus: Bus, open_bus: BusOpener
+) -> None:
+    # given digits@v1 announced by one producer and handled, then the router gone
+    await publish_trigger(bus, digits_arrived(), event_id="producer-a")
+    await settle(FanOutStage(bus, SPECS), RouterStage(bus, SPECS, FakeClock()))
+    await bus.close()
+    reopened = await open_bus()
+    # when a second producer announces the same version (its own event id) to a new router
+    await publish_trigger(reopened, digits_arrived(), event_id="producer-b")
+    await settle(FanOutStage(reopened, SPECS), RouterStage(reopened, SPECS, FakeClock()))
+    # then one run was requested, and the second announcement is recorded as ignored, naming it
+    assert len(await everything(reopened, INTENTS)) == 1
+    accepted, ignored = await decisions(reopened)
+    assert isinstance(accepted, TriggerAccepted) and isinstance(ignored, TriggerIgnored)
+    assert ignored.reason == "duplicate_version"
+    assert f"digits@v1 already started run {accepted.run_id}" in ignored.detail
 
 
 async def test_a_restarted_router_still_knows_the_trigger(
