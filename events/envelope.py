@@ -23,7 +23,9 @@ class Envelope(Frozen, Generic[P]):
 
     id: str = Field(min_length=1)
     type: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, strict=True)
+    """Strict: "1" or 1.0 is no version. The fast JSON path would coerce them and the careful
+    path refuses them; which path read a record must never decide whether it is an event."""
     time: datetime
     source: str
     subject: str
