@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def add_replay(p: argparse.ArgumentParser) -> None:
 async def replay(args: argparse.Namespace) -> int:
     bus = await open_bus(args)
     try:
-        result = await verify(bus, home_of(args).projections)
+        result = await verify(bus, home_of(args).projections, time.time())
     finally:
         await bus.close()
     if args.json:

@@ -30,7 +30,10 @@ class Verification:
         return not self.differences
 
 
-async def verify(bus: Bus, projections: Path) -> Verification:
+async def verify(bus: Bus, projections: Path, now: float) -> Verification:
+    """Differences between the log's fold and the projection, and runs the log shows past
+    their deadline yet not ended (I1: a coordinator fails such a run at its next tick, so
+    one that stays means no coordinator is deciding for its partition group)."""
     conn = await connect(projections)
     try:
         positions = {tp: o for tp, o in (await stored_positions(conn)).items()
@@ -49,6 +52,11 @@ async def verify(bus: Bus, projections: Path) -> Verification:
     result = Verification(runs=len(expected), events=sum(positions.values()))
     for rid in sorted(expected.keys() | actual.keys()):
         result.differences.extend(_diff(rid, expected.get(rid), actual.get(rid)))
+    result.differences.extend(
+        f"{run.run_id}: still {run.status} {now - run.deadline_at:.0f} s past its deadline "
+        "(is a coordinator running? it fails such a run at its next tick)"
+        for run in sorted(state.runs.values(), key=lambda r: r.run_id)
+        if run.status == "running" and run.deadline_at < now)
     return result
 
 

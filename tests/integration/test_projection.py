@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,16 @@ from typing import Any
 import aiosqlite
 import pytest
 
+from events import topics
 from events.pipeline import PipelineSpec, RegisterSpec, TaskSpec
-from events.runs import RunFailed, RunSucceeded
+from events.runs import RunCreated, RunFailed, RunSucceeded
 from orchestrator.bus import Bus
 from orchestrator.service.home import Home
 from orchestrator.store.projections import Projector, connect, list_models, list_runs
 from orchestrator.store.rows import ROW_VERSION
 from orchestrator.store.verify import verify
 from tests.buses import BusOpener
-from tests.integration.support import Apps, projected, run_to_end, submit
+from tests.integration.support import Apps, Tail, projected, run_to_end, submit, tp_for
 from tests.integration.tasks import ref
 
 TRAIN = PipelineSpec(name="train", tasks=(
@@ -80,7 +82,7 @@ async def test_live_projection_matches_the_log(
     # given runs finished and projected by a live app
 
     # when the projection is verified against a fold of the log
-    result = await verify(bus, home.projections)
+    result = await verify(bus, home.projections, time.time())
 
     # then it agrees on every run, and the rows show the runs' outcomes and models
     assert result.differences == []
@@ -107,7 +109,7 @@ async def test_deleted_projection_is_rebuilt_identically_from_the_log(
 
     # then the rebuilt rows are the same rows, and they verify
     assert await query(home.projections) == before
-    assert (await verify(bus, home.projections)).ok
+    assert (await verify(bus, home.projections, time.time())).ok
 
 
 async def test_tampered_projection_is_reported_naming_the_run_and_field(
@@ -126,7 +128,7 @@ async def test_tampered_projection_is_reported_naming_the_run_and_field(
         await conn.commit()
 
     # when it is verified
-    result = await verify(bus, home.projections)
+    result = await verify(bus, home.projections, time.time())
 
     # then both differences are reported, each naming the run (and the field)
     assert not result.ok
@@ -154,7 +156,7 @@ async def test_rows_of_an_older_shape_are_rebuilt_from_the_log_when_a_projector_
         await conn.commit()
 
     # when: it is verified, then a projector (any query, or `baton up`) opens it
-    stale = await verify(bus, home.projections)
+    stale = await verify(bus, home.projections, time.time())
     assert await Projector(bus, home.projections).catch_up_if_free()
 
     # then: verify said, in one line, why every row differs; the projector rebuilt the rows
@@ -165,4 +167,30 @@ async def test_rows_of_an_older_shape_are_rebuilt_from_the_log_when_a_projector_
     assert await query(home.projections) == before
     assert {r["run_id"] for r in before[0]} == set(finished_runs)
     assert all("attempt_history" in t for r in before[0] for t in r["tasks"])
-    assert (await verify(bus, home.projections)).ok
+    assert (await verify(bus, home.projections, time.time())).ok
+
+
+async def test_a_run_the_log_shows_past_its_deadline_and_still_running_is_reported(
+    home: Home, bus_url: str
+) -> None:
+    # given a run requested while no agent runs, projected, and the app stopped
+    apps = Apps(home, bus_url)
+    try:
+        app, bus = await apps.start(TRAIN, agents=0)
+        run_id = await submit(bus, TRAIN, "stuck")
+        created = await Tail(bus, [tp_for(bus, topics.RUNS, run_id)]).first(RunCreated)
+        await projected(app, bus)
+    finally:
+        await apps.close_all()
+    opener = BusOpener(bus_url, home.root)
+    try:
+        # when it is verified an hour and a minute after it was created
+        now = created.deadline_at + 60
+        result = await verify(await opener(), home.projections, now)
+    finally:
+        await opener.close()
+    # then the projection agrees with the log, but the overdue run is reported
+    assert not result.ok
+    assert result.differences == [
+        f"{run_id}: still running 60 s past its deadline (is a coordinator running? it fails "
+        "such a run at its next tick)"]

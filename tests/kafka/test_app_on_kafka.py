@@ -6,6 +6,7 @@ Each test gets its own topic namespace and deployment, so it starts from empty t
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -77,6 +78,6 @@ async def test_a_three_task_pipeline_runs_to_success_on_kafka_and_replays_to_its
         finally:
             await conn.close()
         assert [row["status"] for row in rows] == ["succeeded"]
-        result = await verify(bus, apps.home.projections)
+        result = await verify(bus, apps.home.projections, time.time())
         assert result.ok, result.differences
         assert result.runs == 1
