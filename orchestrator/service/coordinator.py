@@ -28,7 +28,7 @@ from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, FleetTracker
 from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.registry import RegistryStage
-from orchestrator.service.supervise import ComponentFailed, announce, supervise
+from orchestrator.service.supervise import ComponentFailed, announce, failure_of, supervise
 from orchestrator.service.triggers import FanOutStage, RouterStage
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,8 @@ class Coordinator:
         """A task whose failure stops the process loudly: a unit left dead would hold its
         partition group (on Kafka, its assignment) while nobody decides anything for it."""
         async def guarded() -> None:
-            try:
-                await work
-            except ComponentFailed as exc:
-                self._fail(exc)
-            except Exception as exc:  # a bug outside supervise: just as fatal, just as loud
-                self._fail(ComponentFailed(name, exc))
+            if (failure := await failure_of(name, work)) is not None:
+                self._fail(failure)
 
         return asyncio.create_task(guarded())
 

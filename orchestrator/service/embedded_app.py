@@ -18,7 +18,7 @@ from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S
 from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.home import Home
-from orchestrator.service.supervise import ComponentFailed, announce, supervise
+from orchestrator.service.supervise import ComponentFailed, announce, failure_of, supervise
 from orchestrator.store.projections import Projector
 
 log = logging.getLogger(__name__)
@@ -89,13 +89,12 @@ class EmbeddedApp:
         """Bus trouble restarts a component (supervise); what restarting cannot cure stops
         the whole process loudly (`failure`, then `close` raises it) instead of letting it
         limp on with a part of it dead."""
-        try:
-            if not await supervise(name, work, self.stop):
-                self.stop.set()
-        except ComponentFailed as exc:
-            self._failed(exc)
-        except Exception as exc:  # outside supervise: a bug, just as fatal
-            self._failed(ComponentFailed(name, exc))
+        if (failure := await failure_of(name, self._supervised(name, work))) is not None:
+            self._failed(failure)
+
+    async def _supervised(self, name: str, work: Work) -> None:
+        if not await supervise(name, work, self.stop):
+            self.stop.set()  # fenced: another process owns our inputs now
 
     def _failed(self, failure: ComponentFailed) -> None:
         announce(failure, "stopping")

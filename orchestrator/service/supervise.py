@@ -35,6 +35,19 @@ class ComponentFailed(Exception):
         self.announced = False
 
 
+async def failure_of(name: str, work: Awaitable[object]) -> ComponentFailed | None:
+    """What ended `work` for good, if anything: a ComponentFailed as it came, any other
+    exception (a bug outside supervise) as one naming `name`. Whoever runs components stops
+    the process on it, so no part of it is ever silently dead."""
+    try:
+        await work
+    except ComponentFailed as exc:
+        return exc
+    except Exception as exc:
+        return ComponentFailed(name, exc)
+    return None
+
+
 def announce(failure: ComponentFailed, consequence: str) -> None:
     """The one line an operator reads (once, however many layers pass the failure on); the
     traceback only with -v (INFO), for a bug report."""

@@ -120,17 +120,25 @@ async def test_a_trigger_published_five_times_requests_one_run(bus: Bus) -> None
     assert [d.reason for d in ignored] == ["duplicate"] * 4
 
 
+async def across_a_router_restart(bus: Bus, open_bus: BusOpener, first_id: str,
+                                  second_id: str) -> Bus:
+    """digits@v1 announced as `first_id` and handled, the router and its bus client gone, then
+    announced as `second_id` to a new router over the same storage; returns the new bus."""
+    await publish_trigger(bus, digits_arrived(), event_id=first_id)
+    await settle(FanOutStage(bus, SPECS), RouterStage(bus, SPECS, FakeClock()))
+    await bus.close()
+    reopened = await open_bus()
+    await publish_trigger(reopened, digits_arrived(), event_id=second_id)
+    await settle(FanOutStage(reopened, SPECS), RouterStage(reopened, SPECS, FakeClock()))
+    return reopened
+
+
 async def test_one_dataset_version_from_two_producers_requests_one_run_also_after_a_restart(
     bus: Bus, open_bus: BusOpener
 ) -> None:
     # given digits@v1 announced by one producer and handled, then the router gone
-    await publish_trigger(bus, digits_arrived(), event_id="producer-a")
-    await settle(FanOutStage(bus, SPECS), RouterStage(bus, SPECS, FakeClock()))
-    await bus.close()
-    reopened = await open_bus()
     # when a second producer announces the same version (its own event id) to a new router
-    await publish_trigger(reopened, digits_arrived(), event_id="producer-b")
-    await settle(FanOutStage(reopened, SPECS), RouterStage(reopened, SPECS, FakeClock()))
+    reopened = await across_a_router_restart(bus, open_bus, "producer-a", "producer-b")
     # then one run was requested, and the second announcement is recorded as ignored, naming it
     assert len(await everything(reopened, INTENTS)) == 1
     accepted, ignored = await decisions(reopened)
@@ -143,13 +151,8 @@ async def test_a_restarted_router_still_knows_the_trigger(
     bus: Bus, open_bus: BusOpener
 ) -> None:
     # given: a trigger handled, then the router and its bus client gone
-    await publish_trigger(bus, digits_arrived(), event_id="evt-1")
-    await settle(FanOutStage(bus, SPECS), RouterStage(bus, SPECS, FakeClock()))
-    await bus.close()
-    reopened = await open_bus()
     # when: the same trigger arrives at a new router over the same storage
-    await publish_trigger(reopened, digits_arrived(), event_id="evt-1")
-    await settle(FanOutStage(reopened, SPECS), RouterStage(reopened, SPECS, FakeClock()))
+    reopened = await across_a_router_restart(bus, open_bus, "evt-1", "evt-1")
     # then
     assert len(await everything(reopened, INTENTS)) == 1
     logged = await decisions(reopened)
