@@ -4,7 +4,8 @@ A redelivered command finds its attempt here and is not run again; after a crash
 attempts that were running are found here and reported as interrupted, and an outcome that
 was recorded but maybe never reached the bus (the broker was away, the agent stopped) is
 found here and sent again: a report the coordinator never gets would leave its attempt
-hanging until a deadline.
+hanging until a deadline. A started attempt also names its worker process, so a restarted
+agent can make sure that process is gone before the attempt may run again.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from pathlib import Path
 
 import aiosqlite
 
+from agents.process_identity import ProcessIdentity
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
   attempt_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, task TEXT NOT NULL,
   attempt INTEGER NOT NULL, placement INTEGER NOT NULL, status TEXT NOT NULL,
-  updated_at REAL NOT NULL, report BLOB
+  updated_at REAL NOT NULL, report BLOB, worker_pid INTEGER, worker_start TEXT
 )
 """
-COLUMNS = "attempt_id, run_id, task, attempt, placement, status, report"
+COLUMNS = "attempt_id, run_id, task, attempt, placement, status, report, worker_pid, worker_start"
+ADDED_COLUMNS = {"report": "BLOB", "worker_pid": "INTEGER", "worker_start": "TEXT"}
+"""Columns a ledger written by an older agent lacks: added on open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,14 @@ class LedgerEntry:
     status: str  # accepted | rejected | started | done (outcome in `report`) | finished
     report: bytes | None = None
     """The encoded outcome report while status is `done`: what to send again after a crash."""
+    worker: ProcessIdentity | None = None
+    """The process running the attempt once `started` (None where the platform cannot say)."""
+
+    @classmethod
+    def of_row(cls, row: aiosqlite.Row) -> LedgerEntry:
+        attempt_id, run_id, task, attempt, placement, status, report, pid, start = row
+        worker = ProcessIdentity(pid, start) if pid is not None and start is not None else None
+        return cls(attempt_id, run_id, task, attempt, placement, status, report, worker)
 
 
 class Ledger:
@@ -53,11 +66,12 @@ class Ledger:
         await conn.execute(SCHEMA)
         async with conn.execute("PRAGMA table_info(attempts)") as cur:
             columns = {row[1] async for row in cur}
-        if "report" not in columns:  # a ledger written before outcomes were kept
-            await conn.execute("ALTER TABLE attempts ADD COLUMN report BLOB")
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in columns:
+                await conn.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
         await conn.commit()
         async with conn.execute(f"SELECT {COLUMNS} FROM attempts") as cur:
-            known = {row[0]: LedgerEntry(*row) async for row in cur}
+            known = {row[0]: LedgerEntry.of_row(row) async for row in cur}
         return cls(conn, known)
 
     async def get(self, attempt_id: str) -> LedgerEntry | None:
@@ -65,11 +79,14 @@ class Ledger:
 
     async def record(self, entry: LedgerEntry) -> None:
         self._known[entry.attempt_id] = entry
+        worker = entry.worker
         await self._conn.execute(
             f"INSERT OR REPLACE INTO attempts ({COLUMNS}, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (entry.attempt_id, entry.run_id, entry.task, entry.attempt, entry.placement,
-             entry.status, entry.report, time.time()))
+             entry.status, entry.report, worker.pid if worker else None,
+             worker.start if worker else None,
+             time.time()))
         await self._conn.commit()
 
     async def unfinished(self) -> list[LedgerEntry]:

@@ -31,8 +31,9 @@ from typing import TypeVar
 
 from agents.admission import Free, choose_gpus, free_capacity, refusal
 from agents.ledger import Ledger, LedgerEntry
+from agents.process_identity import ProcessIdentity, end
 from agents.task_api import ContextData
-from agents.workers import Failed, Invocation, Outcome, WorkerPool
+from agents.workers import Failed, Invocation, OnStart, Outcome, WorkerPool
 from events import topics
 from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
 from events.codec import decode, encode
@@ -64,6 +65,8 @@ RETRY_MAX_S = 2.0
 """Bus operations that must happen are retried with this backoff for as long as the agent runs."""
 GOODBYE_BOUND_S = 5.0
 """How long a stopping agent tries to say so; an unreachable bus must not hold up the exit."""
+ORPHAN_WARNING_S = 10.0
+"""How often a restarted agent says it still waits for a worker left from before to exit."""
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,7 @@ class Agent:
                 running,
                 lambda fraction, message: reports.push(self._out(AttemptProgress(
                     **base, fraction=fraction, message=message[:500]))),
-                lambda: self._report_started(running, reports))
+                lambda worker: self._started(running, reports, worker))
             running.finished = True
             final = self._out(_outcome_report(base, outcome, running.given_up))
             assert self._ledger is not None
@@ -353,16 +356,20 @@ class Agent:
             reports.cancel()
             self.running.pop(cmd.attempt_id, None)
 
-    async def _report_started(self, running: Running, reports: _Reports) -> None:
-        """Queued, not awaited: the task need not wait for the bus to start, and the queue
-        keeps "started" ahead of everything else the attempt reports."""
+    async def _started(self, running: Running, reports: _Reports,
+                       worker: ProcessIdentity | None) -> None:
+        """The ledger names the worker before the task runs (a restarted agent ends it if it
+        outlived us). The report is queued, not awaited: the task need not wait for the bus
+        to start, and the queue keeps "started" ahead of everything else the attempt reports."""
+        assert self._ledger is not None
+        await self._ledger.record(_entry(running.command, "started", worker=worker))
         if not running.started:
             running.started = True
             reports.push(self._out(AttemptStarted(**_report_fields(running.command),
                                                   gpus=running.gpus)))
 
     async def _invoke(self, running: Running, on_progress: Callable[[float, str], None],
-                      on_start: Callable[[], Awaitable[None]]) -> Outcome:
+                      on_start: OnStart) -> Outcome:
         cmd = running.command
         ctx = ContextData(run_id=cmd.run_id, pipeline=cmd.pipeline, task=cmd.task,
                           attempt=cmd.attempt, attempt_id=cmd.attempt_id,
@@ -451,12 +458,41 @@ class Agent:
                 await self._deliver([out], "re-sending an outcome")
             await self._ledger.record(dataclasses.replace(entry, status="finished", report=None))
         for entry in await self._ledger.unfinished():
+            if not await self._ended(entry):
+                return  # told to stop meanwhile: the next start takes it from here
             await self._deliver([self._out(AttemptFailed(
                 run_id=entry.run_id, task=entry.task, attempt=entry.attempt,
                 attempt_id=entry.attempt_id, agent_id=self.agent_id, reason="interrupted",
                 message="the agent stopped while this attempt was running", retryable=True))],
                 "reporting an interrupted attempt")
             await self._ledger.record(dataclasses.replace(entry, status="finished"))
+
+    async def _ended(self, entry: LedgerEntry) -> bool:
+        """Until the worker that ran the attempt before the restart is gone (ended with SIGKILL
+        if it is still the same process): the attempt may only run again once nothing runs
+        it. False if the agent is told to stop first."""
+        if entry.worker is None:
+            return True
+        ending = asyncio.ensure_future(end(entry.worker))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not ending.done():
+                await asyncio.wait([ending, stopping], timeout=ORPHAN_WARNING_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if stopping.done():
+                    return False
+                if not ending.done():
+                    log.warning(
+                        "agent %s: the worker (%s) that ran attempt %s before this agent "
+                        "restarted has not exited since SIGKILL; the attempt is reported "
+                        "interrupted once it has (a process stuck in the kernel, e.g. on a "
+                        "hung mount or GPU driver, needs the host looked at)", self.agent_id,
+                        entry.worker, entry.attempt_id)
+            ending.result()
+            return True
+        finally:
+            ending.cancel()
+            stopping.cancel()
 
     async def _shutdown(self) -> None:
         for task in list(self._attempts):
@@ -556,9 +592,10 @@ def _report_id(data: AttemptReport) -> str:
     return f"{data.attempt_id}@{data.agent_id}/{data.TYPE}{suffix}"
 
 
-def _entry(cmd: ExecuteTask, status: str, report: bytes | None = None) -> LedgerEntry:
+def _entry(cmd: ExecuteTask, status: str, report: bytes | None = None,
+           worker: ProcessIdentity | None = None) -> LedgerEntry:
     return LedgerEntry(cmd.attempt_id, cmd.run_id, cmd.task, cmd.attempt, cmd.placement, status,
-                       report)
+                       report, worker)
 
 
 def _outcome_report(base: dict[str, object], outcome: Outcome,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import functools
 import importlib
 import inspect
@@ -11,7 +9,6 @@ import math
 import os
 import queue
 import signal
-import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -21,10 +18,10 @@ from typing import Any
 
 from agents.artifacts import ArtifactStore
 from agents.outcomes import Failed, Invocation, Outcome, ProgressCallback, Succeeded
+from agents.parent_death import die_with_parent
 from agents.task_api import Result, TaskContext, TaskError
 from events.reports import MAX_TRACEBACK_CHARS
 
-_PR_SET_PDEATHSIG = 1
 TRUNCATED = "…(truncated)\n"
 """Starts a traceback whose beginning (the outermost frames) was cut."""
 CUT_INSIDE = "…(truncated)…"
@@ -40,7 +37,7 @@ class _InvalidTask(Exception):
 
 def worker_main(conn: Connection, artifact_root: str, env: dict[str, str], once: bool) -> None:
     """Entry point of a worker process; `env` is applied before any task module is imported."""
-    _die_with_parent()
+    die_with_parent()  # a second guard after pipe EOF (see agents.parent_death)
     # Ctrl-C and SIGTERM reach the whole process group (a terminal, systemd, kill -PGID); the
     # agent decides what happens to running tasks (it drains), and kills workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -56,13 +53,6 @@ def worker_main(conn: Connection, artifact_root: str, env: dict[str, str], once:
         send(("done", inv.attempt_id, _execute(inv, store, _progress_reporter(send, inv))))
         if once:
             return
-
-
-def _die_with_parent() -> None:
-    """Second guard after pipe EOF: the kernel kills us if our parent dies mid-task."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _pump_inbox(conn: Connection, inbox: queue.SimpleQueue[Invocation]) -> None:

@@ -26,12 +26,14 @@ from agents.outcomes import (
     ProgressCallback,
     Succeeded,
 )
+from agents.process_identity import ProcessIdentity, identity_of
 from agents.worker_process import worker_main
 
 __all__ = [
     "Failed",
     "FailureReason",
     "Invocation",
+    "OnStart",
     "Outcome",
     "ProgressCallback",
     "Succeeded",
@@ -56,6 +58,10 @@ _NO_GPUS = gpu_env(())
 """Pooled workers run only attempts given no GPU: CUDA must show them none, not every GPU."""
 
 
+OnStart = Callable[[ProcessIdentity | None], Awaitable[None]]
+"""Told which process will run the attempt, before the attempt is sent to it."""
+
+
 class WorkerStartError(RuntimeError):
     """A worker process died before it could take work."""
 
@@ -65,6 +71,7 @@ class _Worker:
 
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
+        self.identity = identity_of(process.pid) if process.pid is not None else None
         self.conn = conn
         self.loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = self.loop.create_future()
@@ -191,22 +198,22 @@ class WorkerPool:
         self,
         inv: Invocation,
         on_progress: ProgressCallback | None = None,
-        on_start: Callable[[], Awaitable[None]] | None = None,
+        on_start: OnStart | None = None,
     ) -> Outcome:
         """Waits for a free slot; the outcome is always returned, never raised.
 
-        `on_start` runs once the attempt has a slot, so "started" never counts queue time.
+        `on_start` runs once the attempt has a worker, before the worker gets the attempt: so
+        "started" never counts queue time, and the caller can record which process runs it
+        before any of the task's code does.
         """
         if inv.attempt_id in self._running:
             raise ValueError(f"attempt {inv.attempt_id} is already running")
         slot = await self._slots.get()
         try:
             self._check_open()
-            if on_start is not None:
-                await on_start()
             if inv.gpus or inv.env:
-                return await self._run_dedicated(inv, on_progress)
-            return await self._run_pooled(slot, inv, on_progress)
+                return await self._run_dedicated(inv, on_progress, on_start)
+            return await self._run_pooled(slot, inv, on_progress, on_start)
         finally:
             self._release(slot)
 
@@ -282,16 +289,17 @@ class WorkerPool:
         return task
 
     async def _run_pooled(
-        self, slot: _Slot, inv: Invocation, on_progress: ProgressCallback | None
+        self, slot: _Slot, inv: Invocation, on_progress: ProgressCallback | None,
+        on_start: OnStart | None,
     ) -> Outcome:
         try:
             worker = await self._slot_worker(slot)
         except WorkerStartError as exc:
             return Failed(reason="crashed", message=f"task {inv.function}: {exc}")
-        return await self._run_on(worker, inv, on_progress)
+        return await self._run_on(worker, inv, on_progress, on_start)
 
     async def _run_dedicated(
-        self, inv: Invocation, on_progress: ProgressCallback | None
+        self, inv: Invocation, on_progress: ProgressCallback | None, on_start: OnStart | None
     ) -> Outcome:
         """GPU pinning and env must be in place before CUDA or the task module is imported.
 
@@ -303,13 +311,16 @@ class WorkerPool:
         except WorkerStartError as exc:
             return Failed(reason="crashed", message=f"task {inv.function}: {exc}")
         try:
-            return await self._run_on(worker, inv, on_progress)
+            return await self._run_on(worker, inv, on_progress, on_start)
         finally:
             await asyncio.shield(self._retire(worker))
 
     async def _run_on(
-        self, worker: _Worker, inv: Invocation, on_progress: ProgressCallback | None
+        self, worker: _Worker, inv: Invocation, on_progress: ProgressCallback | None,
+        on_start: OnStart | None,
     ) -> Outcome:
+        if on_start is not None:
+            await on_start(worker.identity)
         started = time.perf_counter()
         self._running[inv.attempt_id] = worker
         try:
@@ -340,12 +351,13 @@ def _mp_context(start_method: str) -> ForkServerContext | SpawnContext:
     """Never fork: the parent runs an event loop and threads that a fork would copy mid-step.
 
     The fork server preloads this module, and with it agents.worker_process, so a replacement
-    worker starts in milliseconds.
+    worker starts in milliseconds; it preloads agents.parent_death first, so that it dies with
+    the agent and its workers with it.
     """
     if start_method == "spawn":
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload(["agents.parent_death", __name__])
     return context
 
 

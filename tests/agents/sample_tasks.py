@@ -8,6 +8,7 @@ import threading
 
 from agents.task_api import Result, TaskContext, TaskError
 from tests import gates
+from tests.gil import hold_the_gil
 
 NOT_CALLABLE = 42
 
@@ -48,6 +49,13 @@ def hangs(ctx: TaskContext) -> None:
     """Reports its pid as progress, so a test can watch the process, then never returns."""
     ctx.progress(0.0, str(os.getpid()))
     threading.Event().wait()
+
+
+def holds_the_gil(ctx: TaskContext) -> None:
+    """Reports its pid as progress, then holds the GIL for two minutes: its pipe reader never
+    runs, so it does not notice its agent die."""
+    ctx.progress(0.0, str(os.getpid()))
+    hold_the_gil(120.0)
 
 
 def reports_progress(ctx: TaskContext) -> str:

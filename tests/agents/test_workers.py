@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import signal
@@ -390,31 +391,53 @@ async def main():
     pool = WorkerPool(Path(sys.argv[1]), size=2)
     ctx = ContextData(run_id="r", pipeline="p", task="t", attempt=1, attempt_id="x")
     show = lambda _, pid: print(pid, flush=True)
-    pooled = Invocation("a", "tests.agents.sample_tasks:hangs", {}, ctx)
-    dedicated = Invocation("b", "tests.agents.sample_tasks:hangs", {}, ctx, gpus=(0,))
+    task = f"tests.agents.sample_tasks:{sys.argv[2]}"
+    pooled = Invocation("a", task, {}, ctx)
+    dedicated = Invocation("b", task, {}, ctx, gpus=(0,))
     await asyncio.gather(pool.run(pooled, show), pool.run(dedicated, show))
 
 asyncio.run(main())
 """
 
 
-async def test_workers_die_when_their_parent_is_killed(tmp_path: Path) -> None:
-    # given a parent running a pooled and a dedicated task that never finish
+@pytest.mark.parametrize(("task", "fork_server_stopped"), [
+    ("hangs", False), ("holds_the_gil", False), ("holds_the_gil", True)])
+async def test_workers_and_their_fork_server_die_when_their_parent_is_killed(
+    tmp_path: Path, task: str, fork_server_stopped: bool
+) -> None:
+    # given a parent running a pooled and a dedicated task that never finish. One that holds
+    # the GIL never reads its pipe, so only the kernel can stop it; a stopped fork server
+    # (SIGSTOP) stands for one too slow to run its own exit: both must die all the same
     parent = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         PARENT_SCRIPT,
         str(tmp_path),
+        task,
         cwd=REPO_ROOT,
         stdout=asyncio.subprocess.PIPE,
     )
     assert parent.stdout is not None
-    pidfds = watch([int(await parent.stdout.readline()) for _ in range(2)])
-    # when
-    parent.send_signal(signal.SIGKILL)
-    await parent.wait()
-    # then
-    await asyncio.wait_for(exits(pidfds), 10)
+    workers = [int(await parent.stdout.readline()) for _ in range(2)]
+    fork_server = parent_of(workers[0])
+    assert parent_of(workers[1]) == fork_server != parent.pid
+    pidfds = watch([*workers, fork_server])
+    if fork_server_stopped:
+        os.kill(fork_server, signal.SIGSTOP)
+    try:
+        # when
+        parent.send_signal(signal.SIGKILL)
+        await parent.wait()
+        # then
+        await asyncio.wait_for(exits(pidfds), 10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(fork_server, signal.SIGKILL)
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2:].split()[1])
 
 
 async def test_a_sigterm_to_the_agents_process_group_does_not_kill_a_running_task(

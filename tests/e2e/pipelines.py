@@ -6,6 +6,7 @@ tell exactly which attempts ran, including ones cut short by a SIGKILL.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from agents.task_api import TaskContext, TaskError
 from orchestrator.pipelines import Pipeline
+from tests.gil import hold_the_gil
 
 WORK_S = 0.4
 
@@ -122,3 +124,36 @@ def bad_row(ctx: TaskContext) -> int:
 
 always_fails = Pipeline("always_fails", deadline_s=600)
 always_fails.task(cpus=0.5, memory="64Mi", retries=1, backoff_s=0.1, timeout_s=60)(bad_row)
+
+
+def exclusive(ctx: TaskContext) -> str:
+    """Appends 'start <attempt_id> alone|OVERLAP' to the `trace` param, then holds the GIL for
+    `hold_s` seconds (as C code does: its worker cannot read its pipe meanwhile), then appends
+    'end <attempt_id>'. It holds an exclusive lock on `trace`.lock while its process lives (the
+    kernel drops it when the process dies): OVERLAP means another execution of this task still
+    ran when this one started."""
+    trace = Path(str(ctx.params["trace"]))
+    lock = (trace.parent / f"{trace.name}.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        alone = "alone"
+    except BlockingIOError:
+        alone = "OVERLAP"
+    _append(trace, f"start {ctx.data.attempt_id} {alone}")
+    ctx.progress(0.0, "holding the GIL")
+    hold_the_gil(float(ctx.params["hold_s"]))
+    _append(trace, f"end {ctx.data.attempt_id}")
+    lock.close()
+    return "done"
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a") as out:
+        out.write(f"{line}\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+one_at_a_time = Pipeline("one_at_a_time", deadline_s=600)
+one_at_a_time.task(cpus=0.5, memory="64Mi", retries=0, backoff_s=0.05, timeout_s=300,
+                   max_lost_attempts=50)(exclusive)

@@ -83,6 +83,12 @@ class Service:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=CLI_TIMEOUT_S)
 
+    def kill_main(self) -> None:
+        """SIGKILL the main process alone, as `kill -9 PID` does: its fork server and workers
+        are left to whatever the kernel does with orphans."""
+        self.process.kill()
+        self.process.wait(timeout=CLI_TIMEOUT_S)
+
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Ask the service to stop; returns its exit code (the test asserts on it)."""
         self.process.send_signal(sig)

@@ -8,14 +8,18 @@ the agent says is read back from baton.reports and baton.agents.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from agents.artifacts import ArtifactStore
 from agents.ledger import Ledger, LedgerEntry
+from agents.process_identity import ProcessIdentity, identity_of, is_running
 from events import topics
 from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
 from events.commands import CancelTask
@@ -40,7 +44,7 @@ from tests.integration.agent_support import (
     report,
     run_sentinel,
 )
-from tests.integration.support import Tail, command_record, execute_task, tp_for
+from tests.integration.support import WAIT_S, Tail, command_record, execute_task, tp_for
 from tests.integration.tasks import ref
 
 StartAgent = Callable[..., Awaitable[RunningAgent]]
@@ -251,6 +255,64 @@ async def test_restarted_agent_reports_interrupted_attempts_once(
         assert await ledger.unfinished() == []
     finally:
         await ledger.close()
+
+
+@pytest.fixture
+def leftover() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process standing for a worker that outlived its agent."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def test_restarted_agent_ends_a_worker_left_running_before_reporting_it_interrupted(
+    bus: Bus, start_agent: StartAgent, reports: Tail, tmp_path: Path,
+    leftover: subprocess.Popen[bytes],
+) -> None:
+    # given a ledger whose started attempt names a worker process that still runs
+    worker = identity_of(leftover.pid)
+    assert worker is not None
+    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
+    try:
+        await ledger.record(LedgerEntry(f"{RUN}/old/1", RUN, "old", 1, 1, "started", None, worker))
+    finally:
+        await ledger.close()
+
+    # when the agent starts again
+    await start_agent()
+    failed = await report(reports, AttemptFailed, f"{RUN}/old/1")
+
+    # then by the time the attempt is reported interrupted, that worker no longer runs: it
+    # was killed, so the retry the report allows cannot overlap it
+    assert not is_running(worker)
+    assert isinstance(failed, AttemptFailed) and failed.reason == "interrupted"
+    assert await asyncio.to_thread(leftover.wait, WAIT_S) == -signal.SIGKILL
+
+
+async def test_restarted_agent_leaves_alone_a_process_that_only_reuses_a_workers_pid(
+    bus: Bus, start_agent: StartAgent, reports: Tail, tmp_path: Path,
+    leftover: subprocess.Popen[bytes],
+) -> None:
+    # given a ledger naming a worker whose pid now belongs to another process (its start
+    # time differs)
+    now = identity_of(leftover.pid)
+    assert now is not None
+    before = ProcessIdentity(leftover.pid, now.start + "0")
+    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
+    try:
+        await ledger.record(LedgerEntry(f"{RUN}/old/1", RUN, "old", 1, 1, "started", None, before))
+    finally:
+        await ledger.close()
+
+    # when the agent starts again and reports the attempt interrupted
+    await start_agent()
+    await report(reports, AttemptFailed, f"{RUN}/old/1")
+
+    # then the other process was not touched
+    assert is_running(now) and leftover.poll() is None
 
 
 async def test_agent_advertises_heartbeats_its_load_and_says_when_it_stops(
