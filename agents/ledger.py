@@ -17,6 +17,7 @@ from pathlib import Path
 import aiosqlite
 
 from agents.process_identity import ProcessIdentity
+from orchestrator.bus.disk_full import while_full
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -53,9 +54,11 @@ class LedgerEntry:
 class Ledger:
     """Statuses are mirrored in memory, so admission costs no query; writes stay durable."""
 
-    def __init__(self, conn: aiosqlite.Connection, known: dict[str, LedgerEntry]) -> None:
+    def __init__(self, conn: aiosqlite.Connection, known: dict[str, LedgerEntry],
+                 path: Path) -> None:
         self._conn = conn
         self._known = known
+        self._path = path
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
@@ -72,22 +75,30 @@ class Ledger:
         await conn.commit()
         async with conn.execute(f"SELECT {COLUMNS} FROM attempts") as cur:
             known = {row[0]: LedgerEntry.of_row(row) async for row in cur}
-        return cls(conn, known)
+        return cls(conn, known, path)
 
     async def get(self, attempt_id: str) -> LedgerEntry | None:
         return self._known.get(attempt_id)
 
     async def record(self, entry: LedgerEntry) -> None:
+        """Durable before it returns; a full disk is waited out (the agent's work waits with
+        it, as it must: an attempt may not start unrecorded)."""
+        await while_full(self._path, lambda: self._write(entry))
         self._known[entry.attempt_id] = entry
+
+    async def _write(self, entry: LedgerEntry) -> None:
         worker = entry.worker
-        await self._conn.execute(
-            f"INSERT OR REPLACE INTO attempts ({COLUMNS}, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.attempt_id, entry.run_id, entry.task, entry.attempt, entry.placement,
-             entry.status, entry.report, worker.pid if worker else None,
-             worker.start if worker else None,
-             time.time()))
-        await self._conn.commit()
+        try:
+            await self._conn.execute(
+                f"INSERT OR REPLACE INTO attempts ({COLUMNS}, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry.attempt_id, entry.run_id, entry.task, entry.attempt, entry.placement,
+                 entry.status, entry.report, worker.pid if worker else None,
+                 worker.start if worker else None, time.time()))
+            await self._conn.commit()
+        except BaseException:
+            await self._conn.rollback()
+            raise
 
     async def unfinished(self) -> list[LedgerEntry]:
         """Attempts that were running when the agent stopped: their outcome is unknown."""

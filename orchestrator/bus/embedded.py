@@ -26,6 +26,7 @@ import aiosqlite
 
 from events.topics import DEFAULT_PARTITIONS, partition_for
 from orchestrator.bus import sqlite_schema as sql
+from orchestrator.bus.disk_full import full_disk
 from orchestrator.bus.protocol import BusError, BusUnusable
 from orchestrator.bus.records import (
     Outgoing,
@@ -48,8 +49,10 @@ class EmbeddedBus:
     """Bus over SQLite: one writer connection serialised by a lock, one reader connection."""
 
     def __init__(
-        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, counts: dict[str, int]
+        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, counts: dict[str, int],
+        path: Path,
     ) -> None:
+        self.path = path
         self._writer = writer
         self._reader = reader
         self._counts = counts
@@ -81,7 +84,7 @@ class EmbeddedBus:
         except BaseException:
             await writer.close()
             raise
-        bus = cls(writer, reader, counts)
+        bus = cls(writer, reader, counts, path)
         await bus._load_heads()
         return bus
 
@@ -207,7 +210,8 @@ class EmbeddedBus:
                 await self._writer.commit()
             except sqlite3.Error as exc:
                 await self._writer.rollback()
-                raise BusError(f"append failed, nothing was written: {exc}") from exc
+                why = full_disk(exc, self.path) or f"append failed, nothing was written: {exc}"
+                raise BusError(why) from exc
             except BaseException:
                 await self._writer.rollback()
                 raise

@@ -18,6 +18,7 @@ import aiosqlite
 
 from events.topics import ALL_TOPICS, GROUP_TOPICS
 from orchestrator.bus.backoff import Backoff
+from orchestrator.bus.disk_full import full_disk
 from orchestrator.bus.protocol import BusError, BusUnusable
 
 _log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ async def connect(path: Path, isolation: aiosqlite.core.IsolationLevel) -> aiosq
             return await _connect_once(path, isolation)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise BusError(f"cannot open {path}: {exc}") from None
+                raise BusError(full_disk(exc, path) or f"cannot open {path}: {exc}") from None
         await asyncio.sleep(backoff.next())
 
 

@@ -15,6 +15,7 @@ import aiosqlite
 from events import topics
 from events.registry import ModelRegistered
 from orchestrator.bus import Bus, Record, TopicPartition
+from orchestrator.bus.disk_full import while_full
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import CoordinatorState
@@ -39,10 +40,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 async def connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path)
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA busy_timeout=5000")
-    await conn.executescript(SCHEMA)
-    await conn.commit()
+    try:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await conn.executescript(SCHEMA)
+        await conn.commit()
+    except BaseException:
+        await conn.close()
+        raise
     return conn
 
 
@@ -156,11 +161,20 @@ class Projector:
             return True
 
     async def _open(self) -> aiosqlite.Connection:
-        conn = await connect(self.path)
-        await rebuild_stale_rows(conn)
+        """A full disk (SQLite cannot even make its shared-memory file then) is waited out."""
+        conn = await while_full(self.path, self._connect)
         self.positions = await stored_positions(conn)
         runs_upto = {tp: o for tp, o in self.positions.items() if tp.topic == topics.RUNS}
         self.state = await fold_runs(self.bus, runs_upto)
+        return conn
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await connect(self.path)
+        try:
+            await rebuild_stale_rows(conn)
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     def _wanted(self) -> dict[TopicPartition, int]:
@@ -205,6 +219,13 @@ class Projector:
                      models: list[ModelRegistered], positions: dict[TopicPartition, int]
                      ) -> None:
         rows = [run_row(self.state.runs[r]) for r in touched if r in self.state.runs]
+        await while_full(self.path, lambda: _store(conn, rows, models, positions))
+
+
+async def _store(conn: aiosqlite.Connection, rows: list[dict[str, Any]],
+                 models: list[ModelRegistered], positions: dict[TopicPartition, int]) -> None:
+    """One transaction, rolled back whole if it fails."""
+    try:
         await conn.executemany(
             "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
             [(r["run_id"], r["pipeline"], r["status"], r["trigger_type"], r["created_at"],
@@ -216,6 +237,9 @@ class Projector:
             "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
             [(tp.topic, tp.partition, o) for tp, o in positions.items()])
         await conn.commit()
+    except BaseException:
+        await conn.rollback()
+        raise
 
 
 async def list_runs(conn: aiosqlite.Connection, *, status: str | None = None,
