@@ -41,6 +41,7 @@ from orchestrator.service.run_requests import (
     Taken,
     answer_within,
     ends,
+    request_id,
     where_answers_appear,
 )
 from orchestrator.service.triggers import trigger_record
@@ -155,11 +156,11 @@ async def run_manual(args: argparse.Namespace) -> int:
         **{param_flag(key): value for key, value in params.items()}})
     with given.checking():
         request = _run_request(args, specs[args.pipeline], params)
-        value = intent_value(request, f"{request.run_id}/requested",
-                             correlation=request.idempotency_key)
+        event_id = request_id(request.run_id)
+        value = intent_value(request, event_id, correlation=request.idempotency_key)
     bus = await open_bus(args, create=True)
     try:
-        return await _requested(args, bus, request.run_id, value)
+        return await _requested(args, bus, request.run_id, event_id, value)
     finally:
         await bus.close()
 
@@ -180,12 +181,13 @@ def _run_request(args: argparse.Namespace, spec: PipelineSpec,
                    priority=args.priority, idempotency_key=key)
 
 
-async def _requested(args: argparse.Namespace, bus: Bus, run_id: str, value: bytes) -> int:
+async def _requested(args: argparse.Namespace, bus: Bus, run_id: str, event_id: str,
+                     value: bytes) -> int:
     """Positions are taken before publishing, so the coordinator's answer cannot be missed."""
     positions = await ends(bus, where_answers_appear(bus, run_id))
     record = await publish_intent(bus, run_id, value)
     if not args.no_wait:
-        sent = Sent(run_id, f"{run_id}/requested", record.partition, record.offset)
+        sent = Sent(run_id, event_id, record.partition, record.offset)
         said(await answer_within(bus, sent, positions, args.wait), run_id, args.wait)
     print(run_id)
     return 0

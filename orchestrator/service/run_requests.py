@@ -10,6 +10,7 @@ for the first record that answers, for a bounded time.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -21,6 +22,11 @@ from events.topics import partition_for
 from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.core.idempotency import is_conflict
 from orchestrator.core.logged import decode_logged
+
+
+def request_id(run_id: str) -> str:
+    """A client request's envelope id: unique, so its answer cannot be another request's."""
+    return f"{run_id}/requested/{uuid.uuid4().hex[:16]}"
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,10 @@ Answer = Taken | Refused | Conflicting
 
 @dataclass(frozen=True)
 class Sent:
-    """A request as published: its run, its event id, and where it landed on baton.intents."""
+    """A request as published: its run, its event id, and where it landed on baton.intents.
+
+    The event id is the request's own (`request_id`), not derived from the run: two clients
+    sending different requests under one key at once must each find their own answer."""
 
     run_id: str
     event_id: str
@@ -78,9 +87,12 @@ def answer(record: Record, sent: Sent) -> Answer | None:
 
 
 def _logged(record: Record, sent: Sent) -> Taken | Conflicting | None:
-    data = decode_logged(record.value, record.where).data
+    """The run's creation answers only the request that caused it: another request under the
+    same key may have won the race, and ours is then answered by its own input_ignored."""
+    env = decode_logged(record.value, record.where)
+    data = env.data
     if isinstance(data, ev.RunCreated) and data.run_id == sent.run_id:
-        return Taken(existed=False)
+        return Taken(existed=False) if env.causation_id == sent.event_id else None
     if isinstance(data, ev.InputIgnored) and (data.run_id, data.input_id) == (
             sent.run_id, sent.event_id):
         return Conflicting(data.reason) if is_conflict(data.reason) else Taken(existed=True)

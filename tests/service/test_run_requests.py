@@ -45,10 +45,10 @@ async def requested(bus: Bus) -> tuple[Sent, Record, dict[TopicPartition, int]]:
     return Sent(RUN, EVENT_ID, record.partition, record.offset), record, positions
 
 
-async def log(bus: Bus, data: Payload, run_id: str) -> None:
-    """What the coordinator appends to the run's partition of baton.runs."""
+async def log(bus: Bus, data: Payload, run_id: str, caused_by: str = EVENT_ID) -> None:
+    """What the coordinator appends to the run's partition of baton.runs, for an input."""
     env = envelope(data, id=f"{run_id}/{data.TYPE}", time=0.0, source="test", subject=run_id,
-                   sequence=1)
+                   sequence=1, causation_id=caused_by)
     partition = partition_for(run_id, bus.partitions(topics.RUNS))
     await bus.publish([Outgoing(topics.RUNS, run_id, encode(env), partition=partition)])
 
@@ -73,6 +73,21 @@ async def test_the_runs_creation_answers_and_another_runs_does_not(bus: Bus) -> 
     answer = await answer_within(bus, sent, positions, LONG_S)
     # then the run exists, created now
     assert answer == Taken(existed=False)
+
+
+async def test_a_run_created_by_another_request_under_the_same_key_does_not_answer_ours(
+    bus: Bus,
+) -> None:
+    # given our request, racing another client's different request under the same key: theirs
+    # created the run, ours is a conflict
+    sent, _, positions = await requested(bus)
+    await log(bus, created(RUN), RUN, caused_by=f"{RUN}/requested/theirs")
+    conflict = ignored(EVENT_ID).model_copy(update={"reason": "conflict: params differ"})
+    await log(bus, conflict, RUN)
+    # when the answer is read
+    answer = await answer_within(bus, sent, positions, LONG_S)
+    # then ours is the conflict, not their creation
+    assert answer == Conflicting("conflict: params differ")
 
 
 async def test_a_request_for_a_run_that_exists_is_answered_by_its_ignored_input(
