@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,15 @@ class Service:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def until_printed(self, text: str, within_s: float = CLI_TIMEOUT_S) -> None:
+        """Process output is a file: poll it with a bound (nothing to await across processes);
+        a process that exits meanwhile fails at once, showing what it printed."""
+        deadline = time.monotonic() + within_s
+        while text not in self.output():
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, f"{text!r} not printed:\n{self.output()}"
+            time.sleep(0.05)
 
 
 RunLog = list[Envelope[Payload]]

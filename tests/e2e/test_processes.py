@@ -7,7 +7,6 @@ embedded bus one coordinator owns a home, and a second is refused before it deci
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -29,22 +28,13 @@ PIPELINE = "tests.e2e.pipelines:quick_chain"
 
 
 
-def wait_for_output(service: Service, text: str, within_s: float = 60) -> None:
-    """Process output is a file: poll it with a bound (nothing to await across processes)."""
-    deadline = time.monotonic() + within_s
-    while text not in service.output():
-        assert service.process.poll() is None, service.output()
-        assert time.monotonic() < deadline, f"{text!r} not printed:\n{service.output()}"
-        time.sleep(0.05)
-
-
 def test_a_coordinator_and_an_agent_process_run_a_pipeline_and_a_second_coordinator_is_refused(
         tmp_path: Path, services: list[Service]) -> None:
     # given: a coordinator and an agent, each its own process, on one home
     home, ledger = tmp_path / "home", tmp_path / "ledger.txt"
     services.append(Service.spawn(home, ["coordinator", "--pipeline", PIPELINE],
                                   tmp_path / "coordinator.log"))
-    wait_for_output(services[0], "took over partition group")
+    services[0].until_printed("took over partition group")
     services.append(Service.spawn(home, ["agent", "--agent-id", "solo", "--cpus", "2",
                                          "--gpus", "none"], tmp_path / "agent.log"))
 
