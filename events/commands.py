@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from events.common import ArtifactRef, Resources
+from events.common import ArtifactRef, JsonObject, Resources
 from events.payloads import RunPayload
 from events.triggers import TriggerInfo
 
@@ -30,7 +28,7 @@ class ExecuteTask(RunPayload):
     timeout_s: float | None = None
     not_after: float
     trigger: TriggerInfo
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
 
 class CancelTask(RunPayload):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class Frozen(BaseModel):
@@ -13,6 +16,25 @@ class Frozen(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+def _finite_throughout(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON (params, a trigger's payload) is finite too, at any depth."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{path} is {item}: JSON has no NaN or infinity (send a finite "
+                             "number, or leave it out)")
+        if isinstance(item, dict):
+            stack += [(f"{path}.{key}" if path else str(key), v) for key, v in item.items()]
+        elif isinstance(item, list | tuple):
+            stack += [(f"{path}[{i}]", v) for i, v in enumerate(item)]
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_throughout)]
+"""A free-form JSON object, as finite as the rest of the contract."""
 
 
 class ArtifactRef(Frozen):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
+from events.common import JsonObject
 from events.payloads import RunPayload
 from events.pipeline import PipelineSpec
 from events.triggers import TriggerInfo
@@ -19,7 +18,7 @@ class RunRequested(RunPayload):
     TYPE = "run_requested"
     spec: PipelineSpec
     trigger: TriggerInfo
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     priority: int = 0
     idempotency_key: str | None = Field(default=None, min_length=1)
     """Never empty: "" is a mistake, not a key (a retry with it would not be idempotent)."""

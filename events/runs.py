@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from events.common import ArtifactRef, Resources
+from events.common import ArtifactRef, JsonObject, Resources
 from events.payloads import RunPayload
 from events.pipeline import PipelineSpec
 from events.reports import FailureReason, Traceback
@@ -19,7 +19,7 @@ class RunCreated(RunPayload):
     pipeline_version: str
     spec: PipelineSpec
     trigger: TriggerInfo
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     priority: int = 0
     deadline_at: float
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
+from events.common import JsonObject
 from events.payloads import Payload
 
 
@@ -48,7 +49,7 @@ class TriggerInfo(Payload):
     type: TriggerType
     event_id: str
     subject: str
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: JsonObject = Field(default_factory=dict)
 
 
 class PipelineTriggered(Payload):

@@ -122,6 +122,23 @@ def test_the_models_refuse_non_finite_numbers_where_they_are_made(number: float)
         AttemptSucceeded(**{**report.model_dump(), "metrics": {"accuracy": number}})
 
 
+@pytest.mark.parametrize("number", NON_FINITE, ids=["nan", "inf", "-inf"])
+def test_free_form_params_and_payloads_refuse_non_finite_numbers_at_any_depth(
+    number: float,
+) -> None:
+    # given a run request's params and a trigger's payload holding a non-finite number deep down
+    request = BY_TYPE["run_requested"]
+    params = {"grid": {"rates": [0.1, number]}}
+    # when they are made, then refused naming the path (JSON would carry null instead)
+    with pytest.raises(EventParseError) as err:
+        payload(type(request), **{**request.model_dump(), "params": params})
+    assert err.value.field == "data.params"
+    assert "grid.rates[1] is" in err.value.reason
+    trigger = BY_TYPE["run_requested"].trigger  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"score is .*JSON has no NaN"):
+        type(trigger)(**{**trigger.model_dump(), "payload": {"score": number}})
+
+
 def drift_json(score: str) -> bytes:
     """A drift event as JSON text with `score` spelled as given."""
     raw = encode(wrapped(drift(score=0.123456)))
