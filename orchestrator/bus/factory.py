@@ -2,10 +2,14 @@
 
 - `embedded`: the SQLite bus in the home directory (`<home>/bus.db`), the default.
 - `kafka://HOST:PORT[,HOST:PORT...][?partitions=N&replication=R&namespace=NS&deployment=D]`:
-  a Kafka cluster. `partitions`/`replication` only matter when topics are created (existing
-  topics keep their counts); `namespace` prefixes every topic name (`NS.baton.runs`) and, unless
-  `deployment` is given, also names the transactional ids, so deployments on one cluster never
-  fence each other.
+  a Kafka cluster. `partitions` is the count of the topics an open creates (default
+  events.topics.DEFAULT_PARTITIONS); a count is fixed when its topic is created, so a
+  `partitions` that existing topics do not have is refused (drop it, or use a new `namespace`),
+  and so is a log whose topics no longer have the counts recorded in it when it was written
+  (`<NS>baton.topology`, see kafka_topology.py). `replication` only matters when topics are
+  created. `namespace` prefixes every topic name (`NS.baton.runs`) and, unless `deployment` is
+  given, also names the transactional ids, so deployments on one cluster never fence each
+  other.
 
 On Kafka only the streams live in Kafka; projections and artifacts stay in the home directory.
 """
@@ -17,7 +21,6 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
-from events.topics import DEFAULT_PARTITIONS
 from orchestrator.bus.embedded import EmbeddedBus
 from orchestrator.bus.kafka import KafkaBus
 from orchestrator.bus.protocol import Bus, BusError
@@ -36,7 +39,8 @@ class BusUrlError(BusError, ValueError):
 @dataclass(frozen=True)
 class KafkaUrl:
     bootstrap: str
-    partitions: int = DEFAULT_PARTITIONS
+    partitions: int | None = None
+    """None: not given (existing topics keep their counts, new ones get DEFAULT_PARTITIONS)."""
     replication: int = 1
     namespace: str = ""
     deployment: str = "default"

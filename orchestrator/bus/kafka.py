@@ -12,7 +12,8 @@ forever.
 aiokafka has no KIP-447, so a zombie is fenced by the transactional id alone: `commit` uses one
 producer per (group, input set), id `baton.<deployment>.<group>.<k>`; a new owner's `claim`
 (init_transactions) bumps the epoch and the old producer's next transaction fails.
-Client settings live in kafka_clients.py, topic provisioning in kafka_topics.py.
+Client settings live in kafka_clients.py, topic provisioning in kafka_topics.py, the partition
+counts recorded in the log and checked at every open in kafka_topology.py.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from events.topics import DEFAULT_PARTITIONS
 from events.topics import partition_for as _partition_for
+from orchestrator.bus import kafka_topology as topology
 from orchestrator.bus.backoff import Backoff
 from orchestrator.bus.kafka_clients import (
     CLIENT_ERRORS,
@@ -41,7 +43,12 @@ from orchestrator.bus.kafka_clients import (
     retriable,
     transactional_suffix,
 )
-from orchestrator.bus.kafka_topics import check_group_counts, provision, wanted_counts
+from orchestrator.bus.kafka_topics import (
+    check_group_counts,
+    existing_counts,
+    provision,
+    wanted_counts,
+)
 from orchestrator.bus.protocol import BusError, BusFenced, BusUnusable
 from orchestrator.bus.records import Headers, Outgoing, Record, TopicPartition
 
@@ -94,31 +101,49 @@ class KafkaBus:
         cls,
         bootstrap: str,
         *,
-        partitions: int = DEFAULT_PARTITIONS,
+        partitions: int | None = None,
         replication: int = 1,
         deployment: str = "default",
         topic_partitions: Mapping[str, int] | None = None,
         namespace: str = "",
     ) -> KafkaBus:
-        """Create missing topics; existing ones keep their counts, which must still agree.
+        """Create missing topics and check the counts of every topic before anything is used.
 
-        `namespace` prefixes every topic name on the broker (tests use one per test); records
-        and topic partitions seen by callers always carry the plain Baton names.
+        `partitions` (None: not given) and `topic_partitions` are the counts of topics this
+        open creates (DEFAULT_PARTITIONS when neither names one). A count is fixed when its
+        topic is created, so one given explicitly that an existing topic does not have is
+        refused (BusUnusable), as are counts that differ from those recorded in the log
+        (kafka_topology.py); a log without a record yet gets one. `namespace` prefixes every
+        topic name on the broker (tests use one per test); records and topic partitions seen
+        by callers always carry the plain Baton names.
         """
-        wanted = wanted_counts(partitions, topic_partitions)
+        wanted = wanted_counts(DEFAULT_PARTITIONS if partitions is None else partitions,
+                               topic_partitions)
+        asked = dict(wanted) if partitions is not None else dict(topic_partitions or {})
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
                                     request_timeout_ms=REQUEST_TIMEOUT_MS)
+        bus = cls(bootstrap, deployment, namespace, {}, admin)
         try:
             await admin.start()
-            bus = cls(bootstrap, deployment, namespace, {}, admin)
-            bus._counts = await provision(admin, namespace, wanted, replication)
-            check_group_counts(bus._counts, "on the broker")
+            layout = {**wanted, topology.TOPOLOGY: 1}
+            existing = await existing_counts(admin, namespace, layout)
+            # Before anything is created: a refused open leaves the cluster as it was.
+            _refuse(topology.asked_otherwise(asked, existing.counts, namespace))
+            counts = await provision(admin, namespace, layout, replication, existing)
+            del counts[topology.TOPOLOGY]  # Kafka-internal: not a topic of the Bus
+            # Again: a topic another process created meanwhile has that process's count.
+            _refuse(topology.asked_otherwise(asked, counts, namespace))
             bus._reader = await new_consumer(bootstrap, READER_FETCH_WAIT_MS)
-        except CLIENT_ERRORS as exc:
-            await quietly(admin.close())
-            raise BusError(f"cannot open the Kafka bus at {bootstrap}: {exc!r}") from exc
-        except BaseException:
-            await quietly(admin.close())
+            recorded = await topology.read(bus._reader, namespace + topology.TOPOLOGY)
+            if recorded is not None:
+                _refuse(topology.changed(recorded, counts, namespace))
+            check_group_counts(counts, "on the broker")
+            await topology.record(bootstrap, namespace, recorded, counts)
+            bus._counts = counts
+        except BaseException as exc:
+            await quietly(bus.close())
+            if isinstance(exc, CLIENT_ERRORS):
+                raise BusError(f"cannot open the Kafka bus at {bootstrap}: {exc!r}") from exc
             raise
         return bus
 
@@ -515,6 +540,11 @@ class KafkaBus:
                     return True
         finally:
             closed.cancel()
+
+
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise BusUnusable(problem)
 
 
 def _idle(consumer: Any) -> None:

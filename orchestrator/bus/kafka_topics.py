@@ -1,20 +1,23 @@
 """Baton's topics on a Kafka cluster: their counts, their configs, and creating them.
 
 Counts are fixed per topic (keys are placed by partition_for(key, n)), so existing topics keep
-theirs and are only checked; the three topics of a partition group must agree.
+theirs and are only checked: against an explicitly asked count, and against the counts the log
+was written with (kafka_topology.py); the three topics of a partition group must agree.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from events.topics import AGENTS, ALL_TOPICS, GROUP_TOPICS, RUNS, SNAPSHOTS
+from orchestrator.bus.kafka_topology import TOPOLOGY, TOPOLOGY_CONFIG
 from orchestrator.bus.protocol import BusError, BusUnusable
 
 PROVISION_BOUND_S: Final = 30.0
@@ -23,6 +26,7 @@ TOPIC_CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
     AGENTS: {"cleanup.policy": "compact"},
     SNAPSHOTS: {"cleanup.policy": "compact"},
     RUNS: {"retention.ms": "-1", "cleanup.policy": "delete"},
+    TOPOLOGY: TOPOLOGY_CONFIG,
 }
 
 
@@ -47,41 +51,65 @@ def check_group_counts(counts: Mapping[str, int], what: str) -> None:
 
 
 
-async def provision(admin: Any, namespace: str, wanted: Mapping[str, int], replication: int
-                    ) -> dict[str, int]:
-    """Creates what is missing, then reads every count back from the metadata (plain names)."""
-    names = {namespace + topic: topic for topic in wanted}
+@dataclass(frozen=True)
+class Existing:
+    """What `existing_counts` found: the count of every named topic that exists (plain names),
+    and whether every partition of them has a leader (else they are not usable yet)."""
+
+    counts: dict[str, int]
+    led: bool
+
+
+async def existing_counts(admin: Any, namespace: str, topics: Iterable[str]) -> Existing:
+    names = {namespace + topic: topic for topic in topics}
     # list_topics, not describe: a metadata request naming a missing topic may auto-create
     # it with the broker's default count (auto.create.topics.enable).
     listed = set(await admin.list_topics())
-    missing = [name for name in names if name not in listed]
+    present = [name for name in names if name in listed]
+    described = await _describe(admin, present) if present else {}
+    return Existing({names[name]: count for name, (count, _) in described.items()},
+                    all(led for _, led in described.values()))
+
+
+async def provision(admin: Any, namespace: str, wanted: Mapping[str, int], replication: int,
+                    existing: Existing) -> dict[str, int]:
+    """Creates what `existing_counts` did not find, then reads every count back (plain names)
+    once every partition has a leader.
+
+    A topic another process created meanwhile keeps that process's count: it is read back.
+    """
+    missing = [topic for topic in wanted if topic not in existing.counts]
+    if not missing and existing.led:
+        return {topic: existing.counts[topic] for topic in wanted}
+    names = {namespace + topic: topic for topic in wanted}
     if missing:
-        new = [NewTopic(name, num_partitions=wanted[names[name]],
+        new = [NewTopic(namespace + topic, num_partitions=wanted[topic],
                         replication_factor=replication,
-                        topic_configs=dict(TOPIC_CONFIGS.get(names[name], {})))
-               for name in missing]
+                        topic_configs=dict(TOPIC_CONFIGS.get(topic, {})))
+               for topic in missing]
         response = await admin.create_topics(new)
         raise_topic_errors(response)
     deadline = time.monotonic() + PROVISION_BOUND_S
     while True:  # creation is asynchronous: wait until every partition has a leader
-        existing = await _describe(admin, list(names))
-        if all(name in existing for name in names):
-            return {names[name]: count for name, count in existing.items()}
+        described = await _describe(admin, list(names))
+        led = {name: count for name, (count, led) in described.items() if led}
+        if all(name in led for name in names):
+            return {names[name]: count for name, count in led.items()}
         if time.monotonic() > deadline:
-            absent = sorted(set(names) - set(existing))
+            absent = sorted(set(names) - set(led))
             raise BusError(f"topics {absent} did not become available")
         await asyncio.sleep(0.05)
 
-async def _describe(admin: Any, names: list[str]) -> dict[str, int]:
-    """Partition counts of the named topics that exist with every partition led."""
-    counts: dict[str, int] = {}
+
+async def _describe(admin: Any, names: list[str]) -> dict[str, tuple[int, bool]]:
+    """Partition count of each named topic that exists, and whether every partition is led."""
+    found: dict[str, tuple[int, bool]] = {}
     for topic in await admin.describe_topics(names):
         partitions = topic.get("partitions") or []
-        if topic.get("error_code", 0) == 0 and partitions and all(
-                p.get("leader", -1) >= 0 for p in partitions):
-            counts[str(topic["topic"])] = len(partitions)
-    return counts
-
+        if topic.get("error_code", 0) == 0 and partitions:
+            found[str(topic["topic"])] = (
+                len(partitions), all(p.get("leader", -1) >= 0 for p in partitions))
+    return found
 
 
 def raise_topic_errors(response: Any) -> None:
