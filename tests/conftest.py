@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -112,3 +114,15 @@ async def open_bus(bus_url: str, tmp_path: Path,
 async def bus(open_bus: BusOpener) -> Bus:
     """A fresh bus of the `bus_url` kind, closed at teardown."""
     return await open_bus()
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process of no concern to the code under test (it may stand for a worker left
+    from before a restart); killed and reaped at teardown."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()

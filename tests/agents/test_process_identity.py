@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,16 +14,6 @@ from agents.process_identity import ProcessIdentity, end, identity_of, is_runnin
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="process start times come from Linux's /proc")
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_a_process_keeps_its_identity_and_another_process_has_another(

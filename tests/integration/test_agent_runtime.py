@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -257,62 +256,53 @@ async def test_restarted_agent_reports_interrupted_attempts_once(
         await ledger.close()
 
 
-@pytest.fixture
-def leftover() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process standing for a worker that outlived its agent."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+async def ledger_has_started(tmp_path: Path, worker: ProcessIdentity) -> str:
+    """The agent's ledger says an attempt was started by `worker`; its attempt id."""
+    attempt_id = f"{RUN}/old/1"
+    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
     try:
-        yield process
+        await ledger.record(LedgerEntry(attempt_id, RUN, "old", 1, 1, "started", None, worker))
     finally:
-        process.kill()
-        process.wait()
+        await ledger.close()
+    return attempt_id
 
 
 async def test_restarted_agent_ends_a_worker_left_running_before_reporting_it_interrupted(
     bus: Bus, start_agent: StartAgent, reports: Tail, tmp_path: Path,
-    leftover: subprocess.Popen[bytes],
+    sleeper: subprocess.Popen[bytes],
 ) -> None:
     # given a ledger whose started attempt names a worker process that still runs
-    worker = identity_of(leftover.pid)
+    worker = identity_of(sleeper.pid)
     assert worker is not None
-    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
-    try:
-        await ledger.record(LedgerEntry(f"{RUN}/old/1", RUN, "old", 1, 1, "started", None, worker))
-    finally:
-        await ledger.close()
+    attempt_id = await ledger_has_started(tmp_path, worker)
 
     # when the agent starts again
     await start_agent()
-    failed = await report(reports, AttemptFailed, f"{RUN}/old/1")
+    failed = await report(reports, AttemptFailed, attempt_id)
 
     # then by the time the attempt is reported interrupted, that worker no longer runs: it
     # was killed, so the retry the report allows cannot overlap it
     assert not is_running(worker)
     assert isinstance(failed, AttemptFailed) and failed.reason == "interrupted"
-    assert await asyncio.to_thread(leftover.wait, WAIT_S) == -signal.SIGKILL
+    assert await asyncio.to_thread(sleeper.wait, WAIT_S) == -signal.SIGKILL
 
 
 async def test_restarted_agent_leaves_alone_a_process_that_only_reuses_a_workers_pid(
     bus: Bus, start_agent: StartAgent, reports: Tail, tmp_path: Path,
-    leftover: subprocess.Popen[bytes],
+    sleeper: subprocess.Popen[bytes],
 ) -> None:
     # given a ledger naming a worker whose pid now belongs to another process (its start
     # time differs)
-    now = identity_of(leftover.pid)
+    now = identity_of(sleeper.pid)
     assert now is not None
-    before = ProcessIdentity(leftover.pid, now.start + "0")
-    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
-    try:
-        await ledger.record(LedgerEntry(f"{RUN}/old/1", RUN, "old", 1, 1, "started", None, before))
-    finally:
-        await ledger.close()
+    attempt_id = await ledger_has_started(tmp_path, ProcessIdentity(sleeper.pid, now.start + "0"))
 
     # when the agent starts again and reports the attempt interrupted
     await start_agent()
-    await report(reports, AttemptFailed, f"{RUN}/old/1")
+    await report(reports, AttemptFailed, attempt_id)
 
     # then the other process was not touched
-    assert is_running(now) and leftover.poll() is None
+    assert is_running(now) and sleeper.poll() is None
 
 
 async def test_agent_advertises_heartbeats_its_load_and_says_when_it_stops(
