@@ -41,6 +41,7 @@ from orchestrator.bus.kafka_clients import (
     new_producer,
     quietly,
     retriable,
+    track_topics,
     transactional_suffix,
 )
 from orchestrator.bus.kafka_topics import (
@@ -375,6 +376,9 @@ class KafkaBus:
     def _name(self, topic: str) -> str:
         return self._namespace + topic
 
+    def _topic_names(self) -> list[str]:
+        return [self._name(topic) for topic in self._counts]
+
     def _ktp(self, tp: TopicPartition) -> Any:
         return KafkaTopicPartition(self._name(tp.topic), tp.partition)
 
@@ -471,6 +475,7 @@ class KafkaBus:
         reader = self._reader
         if self._reader_tp != ktp:
             reader.assign([ktp])
+            track_topics(reader, self._topic_names())
             self._reader_tp = ktp
             self._reader_next = None
         elif ktp in reader.paused():
@@ -517,6 +522,7 @@ class KafkaBus:
                        timeout: float) -> bool:  # noqa: ASYNC109
         ktps = {self._ktp(tp): max(pos, 0) for tp, pos in positions.items()}
         consumer.assign(list(ktps))
+        track_topics(consumer, self._topic_names())
         consumer.resume(*ktps)  # an idle waiter was paused (see _idle)
         for ktp, pos in ktps.items():
             consumer.seek(ktp, pos)

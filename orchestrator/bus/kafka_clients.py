@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -73,6 +73,22 @@ async def new_consumer(bootstrap: str, fetch_wait_ms: int) -> Any:
         raise
     return consumer
 
+
+
+def track_topics(consumer: Any, names: Iterable[str]) -> None:
+    """Keep the client's metadata on every topic in `names`, whatever the consumer is assigned.
+
+    aiokafka's `assign()` narrows the topics its client keeps metadata for to the assigned
+    ones; at the next refresh the others drop out of its cluster view, and a request for one
+    of them (`end_offsets`) fails with StaleMetadata and sleeps `retry_backoff_ms` (100 ms),
+    many times per chained task (../shared/KAFKA.md, "Latency", trap 1). The client has no
+    public way to widen the set without forcing a metadata request each time, so the set is
+    widened in place; it is read at the next refresh.
+    """
+    client = getattr(consumer, "_client", None)
+    topics = getattr(client, "_topics", None)
+    if isinstance(topics, set):
+        topics.update(names)
 
 
 def fenced(exc: BaseException) -> bool:

@@ -111,3 +111,24 @@ async def test_a_commit_the_broker_refuses_mid_transaction_leaves_nothing_behind
         values = [r.value for r in await read_all(bus, TopicPartition(TRIGGERS, 0))]
         assert values == [b"kept", b"after"]
         assert await bus.committed("g", tp) == 2
+
+
+@pytest.mark.kafka
+async def test_reading_one_topic_keeps_the_readers_metadata_on_every_bus_topic(
+    deployment: Deployment,
+) -> None:
+    # given a bus whose reader has just read a partition of one topic (aiokafka's assign()
+    # narrows the topics its client keeps metadata for to the assigned one)
+    bus = await deployment.open()
+    await bus.publish([Outgoing(TRIGGERS, "k", b"x", partition=0)])
+    async with asyncio.timeout(BOUND_S):
+        assert len(await bus.read(TopicPartition(TRIGGERS, 0), 0)) == 1
+        # when the reader's client refreshes its metadata (it does so every few minutes, and
+        # after any error)
+        client = bus._reader._client  # white box: the trap lives in the client
+        await client.force_metadata_update()
+    # then it still knows every bus topic, so reading another one does not first fail with
+    # StaleMetadata and sleep 100 ms (../shared/KAFKA.md, "Latency", trap 1)
+    missing = [topic for topic in (RUNS, REPORTS, INTENTS)
+               if not client.cluster.partitions_for_topic(f"{deployment.name}.{topic}")]
+    assert missing == []
