@@ -4,8 +4,8 @@ all of these, in that order, on the embedded bus); bus (single bus operations), 
 (every figure on the embedded bus and on a real Kafka broker side by side; it starts the broker
 itself unless BATON_KAFKA_BOOTSTRAP names one), placement (one placement pass of the pure core
 over a big fleet and backlog) and failover (SIGKILL the agent running a task, time until it
-runs elsewhere; real processes, on the embedded bus or the one --bus names) run only when
-named.
+runs elsewhere; real processes, on the embedded bus or the one --bus names) and cli (one
+`baton publish` from a fresh process, against `python -c pass`) run only when named.
 
 `--profile` runs the named benchmarks under cProfile and prints their hot spots too. The size
 flags override each benchmark's default size (a smoke test runs tiny ones).
@@ -28,7 +28,18 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from bench import chain, digits, failover, fanout, kafka, placement, primitives, replay, triggers
+from bench import (
+    chain,
+    cli,
+    digits,
+    failover,
+    fanout,
+    kafka,
+    placement,
+    primitives,
+    replay,
+    triggers,
+)
 from bench.common import JsonValue, Report, fmt, table, yes_no
 from orchestrator.bus import EMBEDDED, BusError
 from orchestrator.cli.main import bus_url
@@ -74,6 +85,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
     "kafka": _kafka,
     "placement": lambda s: placement.measure(_or(s.agents, 1000), _or(s.tasks, 10_000)),
     "failover": lambda s: failover.measure(_or(s.repeat, 3), bus_url=s.bus),
+    "cli": lambda s: cli.measure(_or(s.repeat, 10)),
 }
 DEFAULT = ("chain", "fanout", "digits", "triggers", "replay")
 """What runs when no name is given: the embedded benchmarks (kafka needs a broker)."""
@@ -155,7 +167,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sizes.add_argument("--events", type=_count(1), help="run-log events to replay (100000)")
     sizes.add_argument("--runs", type=_count(1), help="digits runs (5)")
     sizes.add_argument("--repeat", type=_count(1),
-                       help="bus: calls of each operation (30); failover: kills (3)")
+                       help="bus: calls of each operation (30); failover: kills (3); cli: fresh "
+                            "processes of each kind (10)")
     parser.add_argument("--bus", default=EMBEDDED, metavar="URL", type=bus_url,
                         help="failover: the bus its processes use (default embedded; e.g. "
                              "kafka://localhost:9092, topics in a namespace of their own)")

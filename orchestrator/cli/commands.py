@@ -1,27 +1,55 @@
-"""The subcommands, registered in the order `baton --help` lists them."""
+"""The subcommands, registered in the order `baton --help` lists them.
+
+A subcommand is registered by its name, its help line and where it is defined: a function
+`add_*(parser)` of a module of this package, which adds its flags and its handler. That module
+is imported only when its subcommand is the one parsed (`baton publish ...`, or `baton publish
+--help`), so each command pays for its own imports and no other's: `baton publish` never loads
+numpy (the drift monitor), FastStream (`schema asyncapi`) or the embedded app (`up`). A module
+imports at its top what its subcommands need; what one subcommand alone needs and is heavy
+gets a module of its own rather than an import inside a function.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
+from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.cli import demo as demo_cmd
-from orchestrator.cli import dev, dlq, processes, produce, query
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    defined_in: str
+    """"module:function" in orchestrator.cli; the function takes the subcommand's parser."""
+
+    def define(self, parser: argparse.ArgumentParser) -> None:
+        module, _, function = self.defined_in.partition(":")
+        getattr(importlib.import_module(f"{__package__}.{module}"), function)(parser)
+
+
+COMMANDS: tuple[Subcommand, ...] = (
+    Subcommand("up", "coordinator and local agents, until Ctrl-C", "processes:add_up"),
+    Subcommand("coordinator", "a coordinator process (several share the work on Kafka)",
+               "processes:add_coordinator"),
+    Subcommand("agent", "a worker agent process", "processes:add_agent"),
+    Subcommand("demo", "run the digits example end to end on the embedded bus", "demo:add_demo"),
+    Subcommand("publish", "publish a trigger event", "publish:add_publish"),
+    Subcommand("run", "request a manual run of a pipeline", "run:add_run"),
+    Subcommand("runs", "list and inspect runs", "query:add_runs"),
+    Subcommand("models", "list registered model versions", "query:add_models"),
+    Subcommand("watch", "stream run events live", "query:add_watch"),
+    Subcommand("replay", "rebuild state from the log", "query:add_replay"),
+    Subcommand("monitor", "monitors that publish triggers", "monitor:add_monitor"),
+    Subcommand("schema", "event schemas", "schema:add_schema"),
+    Subcommand("pipelines", "check pipeline definitions", "query:add_pipelines"),
+    Subcommand("dlq", "list, inspect and re-drive dead letters", "dlq:add_dlq"),
+    Subcommand("dev", "local infrastructure for development and tests", "dev:add_dev"),
+)
 
 
 def register(sub: Any) -> None:
-    processes.add_up(sub.add_parser("up", help="coordinator and local agents, until Ctrl-C"))
-    processes.add_coordinator(sub.add_parser(
-        "coordinator", help="a coordinator process (several share the work on Kafka)"))
-    processes.add_agent(sub.add_parser("agent", help="a worker agent process"))
-    demo_cmd.add_parser(sub)
-    produce.add_publish(sub.add_parser("publish", help="publish a trigger event"))
-    produce.add_run(sub.add_parser("run", help="request a manual run of a pipeline"))
-    query.add_runs(sub.add_parser("runs", help="list and inspect runs"))
-    query.add_models(sub.add_parser("models", help="list registered model versions"))
-    query.add_watch(sub.add_parser("watch", help="stream run events live"))
-    query.add_replay(sub.add_parser("replay", help="rebuild state from the log"))
-    produce.add_monitor(sub.add_parser("monitor", help="monitors that publish triggers"))
-    query.add_schema(sub.add_parser("schema", help="event schemas"))
-    query.add_pipelines(sub.add_parser("pipelines", help="check pipeline definitions"))
-    dlq.add_dlq(sub.add_parser("dlq", help="list, inspect and re-drive dead letters"))
-    dev.add_dev(sub)
+    """`sub`: the subparsers action of main's Parser; each parser is defined when parsed."""
+    for command in COMMANDS:
+        sub.add_parser(command.name, help=command.help).define_when_parsed(command.define)

@@ -1,20 +1,20 @@
-"""What several subcommands share: the home, the bus, the projection, one run, intents."""
+"""What several subcommands share: the home, the bus, publishing a record or an intent.
+
+The projection (reading runs and models) is in projection.py: publishing never needs it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
-from typing import Any
 
 from events.codec import checked
 from events.envelope import envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.topics import INTENTS, partition_for
 from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, open_bus_url
-from orchestrator.cli.errors import NotFound, UsageError
+from orchestrator.cli.errors import UsageError
 from orchestrator.service.home import Home
-from orchestrator.store.projections import Projector, connect, find_run
 
 
 def home_of(args: argparse.Namespace) -> Home:
@@ -31,29 +31,13 @@ async def open_bus(args: argparse.Namespace, *, create: bool = False) -> Bus:
     return await open_bus_url(args.bus, home.root)
 
 
-async def caught_up_projection(args: argparse.Namespace) -> Path:
-    """Bring the projection up to the log end unless a running `baton up` owns it."""
-    bus = await open_bus(args)
+async def publish_record(args: argparse.Namespace, record: Outgoing) -> None:
+    """One record on the bus --bus names (the embedded one is created if need be)."""
+    bus = await open_bus(args, create=True)
     try:
-        projector = Projector(bus, home_of(args).projections)
-        await projector.catch_up_if_free()
+        await bus.publish([record])
     finally:
         await bus.close()
-    return home_of(args).projections
-
-
-async def one_run(args: argparse.Namespace) -> dict[str, Any]:
-    """The run a (prefix of a) run id names, or a message saying why there is not one."""
-    conn = await connect(await caught_up_projection(args))
-    try:
-        rows = await find_run(conn, args.run_id)
-    finally:
-        await conn.close()
-    if not rows:
-        raise NotFound(f"no run {args.run_id!r} (list them with 'baton runs list')")
-    if len(rows) > 1:
-        raise UsageError(f"{args.run_id!r} matches {len(rows)} runs; give more of the id")
-    return rows[0]
 
 
 def intent_value(request: RunRequested | RunCancelRequested, event_id: str,

@@ -15,8 +15,8 @@ from events import runs as ev
 from events import topics
 from events.triggers import DataArrived, TriggerAccepted, TriggerIgnored
 from orchestrator.bus import Bus
+from orchestrator.cli.agent_flags import add_agent_flags, agent_specs
 from orchestrator.cli.errors import Failed, UsageError
-from orchestrator.cli.options import add_agent_flags, agent_specs
 from orchestrator.cli.render import event_line
 from orchestrator.monitor.check import DriftCheck, publish_drift, run_check
 from orchestrator.pipelines.loader import load_pipeline
@@ -30,8 +30,7 @@ MARKER = ".baton-demo"
 T = TypeVar("T")
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run the digits example end to end on the embedded bus")
+def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--timeout", type=float, default=600,
                    help="seconds each run may take, from its trigger to its end (default 600)")

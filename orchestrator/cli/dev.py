@@ -21,8 +21,7 @@ from orchestrator.devkafka import DevKafkaError, KafkaCluster, running_kafka
 from orchestrator.devkafka.cluster import BROKER_COUNTS, HOST
 
 
-def add_dev(sub: Any) -> None:
-    dev = sub.add_parser("dev", help="local infrastructure for development and tests")
+def add_dev(dev: argparse.ArgumentParser) -> None:
     kinds = dev.add_subparsers(dest="dev_command", metavar="{kafka}", required=True,
                                parser_class=type(dev))  # main's one-line-error Parser
     p = kinds.add_parser("kafka", help="a real Kafka broker on 127.0.0.1 until Ctrl-C")

@@ -7,8 +7,8 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from events.errors import EventParseError
 from orchestrator.bus import EMBEDDED, BusError, BusUrlError, parse_bus_url
@@ -20,7 +20,24 @@ from orchestrator.service.supervise import ComponentFailed
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line with the fix, and exit code 2."""
+    """argparse, but errors are one line with the fix, and exit code 2; and a subcommand's
+    flags may wait until it is the one being parsed (`define_when_parsed`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._define: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def define_when_parsed(self, define: Callable[[argparse.ArgumentParser], None]) -> None:
+        """`define(self)` adds the flags and the handler just before this parser parses (the
+        parent's subparsers action hands it the rest of the command line, `--help` included),
+        so neither `baton --help` nor another subcommand imports what this one needs."""
+        self._define = define
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._define is not None:
+            define, self._define = self._define, None
+            define(self)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

@@ -16,14 +16,14 @@ from collections.abc import Iterator
 
 from agents.runtime import Agent, AgentConfig
 from orchestrator.bus import EMBEDDED
-from orchestrator.cli.context import home_of, open_bus
-from orchestrator.cli.errors import UsageError
-from orchestrator.cli.options import (
+from orchestrator.cli.agent_flags import (
     add_agent_flags,
     add_agent_process_flags,
     agent_specs,
     agent_timing,
 )
+from orchestrator.cli.context import home_of, open_bus
+from orchestrator.cli.errors import UsageError
 from orchestrator.cli.scheduling import add_coordinator_flags, coordinator_settings, describe
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
 from orchestrator.service.coordinator import DEFAULT_SESSION_TIMEOUT_S, Coordinator

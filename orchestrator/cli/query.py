@@ -1,4 +1,4 @@
-"""Subcommands that read: runs, models, watch, replay, schema, pipelines."""
+"""Subcommands that read: runs, models, watch, replay, pipelines (schema: schema.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import signal
 import sys
 import time
 import uuid
-from pathlib import Path
 
 from events.intents import RunCancelRequested
-from events.schema import export_json_schemas
-from orchestrator.bus import asyncapi, parse_bus_url
-from orchestrator.cli.context import caught_up_projection, home_of, one_run, open_bus, send_intent
+from orchestrator.cli.context import home_of, open_bus, send_intent
 from orchestrator.cli.errors import UsageError
 from orchestrator.cli.printable import printable
+from orchestrator.cli.projection import caught_up_projection, one_run
 from orchestrator.cli.render import event_line, run_detail, runs_table
 from orchestrator.pipelines.loader import load_all
 from orchestrator.service.follow import follow
@@ -136,49 +134,6 @@ async def replay(args: argparse.Namespace) -> int:
         for line in result.differences:
             print(f"  {line}")
     return 0 if result.ok else 1
-
-
-def add_schema(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", required=True, parser_class=type(p))
-    ex = sub.add_parser("export", help="write one JSON Schema per event type")
-    ex.add_argument("directory", type=Path)
-    ex.set_defaults(handler=schema_export)
-    api = sub.add_parser("asyncapi", help="write the AsyncAPI document of Baton's Kafka topics")
-    api.add_argument("--out", type=Path, help="file to write (default: standard output)")
-    api.add_argument("--format", choices=asyncapi.FORMATS,
-                     help="json or yaml (default: json for a --out ending in .json, else yaml)")
-    api.set_defaults(handler=schema_asyncapi)
-
-
-async def schema_export(args: argparse.Namespace) -> int:
-    try:
-        written = export_json_schemas(args.directory)
-    except OSError as exc:
-        raise UsageError(f"cannot write to {args.directory}: {exc.strerror}") from None
-    print(f"wrote {len(written)} schemas to {args.directory}")
-    return 0
-
-
-async def schema_asyncapi(args: argparse.Namespace) -> int:
-    """Servers and topic names follow --bus when it names Kafka; placeholders otherwise."""
-    kafka = parse_bus_url(args.bus)
-    servers = kafka.bootstrap.split(",") if kafka else asyncapi.DEFAULT_SERVERS
-    try:
-        doc = asyncapi.build(servers, kafka.namespace if kafka else "")
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    fmt: asyncapi.Format = "json" if args.out and args.out.suffix == ".json" else "yaml"
-    fmt = args.format or fmt
-    text = asyncapi.render(doc, fmt)
-    if args.out is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        args.out.write_text(text)
-    except OSError as exc:
-        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
-    print(f"wrote AsyncAPI {doc.asyncapi} ({fmt}, {len(doc.channels)} channels) to {args.out}")
-    return 0
 
 
 def add_pipelines(p: argparse.ArgumentParser) -> None:

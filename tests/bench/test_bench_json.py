@@ -77,6 +77,23 @@ def test_each_named_benchmark_is_one_key_of_the_same_object() -> None:
     assert {"trigger_to_start_p50_burst_ms", "trigger_to_start_p99_isolated_ms"} <= set(triggers)
 
 
+def test_cli_prints_publish_and_startup_figures_and_verdicts() -> None:
+    # when: the CLI benchmark runs twice with --json
+    done = bench("cli", "--repeat", "2", "--json")
+
+    # then: the publish's wall and CPU with their verdicts, and the bare interpreter's
+    figures = machine_readable(done)
+    assert list(figures) == ["cli"]
+    cli_figures = figures["cli"]
+    assert cli_figures["repeat"] == 2
+    for key in ("cli_publish_wall_ms", "cli_publish_cpu_ms", "python_startup_wall_ms",
+                "python_startup_cpu_ms"):
+        assert cli_figures[key] > 0, key
+    assert isinstance(cli_figures["cli_publish_wall_ms_met"], bool)
+    assert isinstance(cli_figures["cli_publish_cpu_ms_met"], bool)
+    assert "== cli: one `baton publish` from a fresh process, 2 times" in done.stderr
+
+
 def test_without_json_the_report_stays_on_stdout() -> None:
     # when: the same command runs without --json
     done = bench("placement", "--agents", "2", "--tasks", "20")

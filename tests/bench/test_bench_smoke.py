@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from bench import chain, digits, failover, fanout, placement, replay, triggers
+from bench import chain, cli, digits, failover, fanout, placement, replay, triggers
 from bench.__main__ import summary
 from bench.common import (
     KEY_SUFFIXES,
@@ -71,6 +71,20 @@ async def test_triggers() -> None:
 async def test_replay() -> None:
     report = await replay.measure(2000, repeat=1)
     check(report, "replay fold_runs", "replay decode only", "replay evolve only")
+
+
+async def test_cli() -> None:
+    report = await cli.measure(2)
+    check(report, "cli publish wall", "cli publish CPU", "python -c pass wall")
+    assert dict(report.rows)["  largest"]  # where the imports go: importtime was read
+
+
+def test_cli_reads_the_top_level_imports_of_importtime() -> None:
+    stderr = ("import time: self [us] | cumulative | imported package\n"
+              "import time:       100 |       2500 |   nested\n"
+              "import time:       200 |       3000 | first\n"
+              "import time:        50 |      12000 | second\n")
+    assert cli.largest_imports(stderr, count=1) == (15.0, [("second", 12.0)])
 
 
 def test_replay_log_is_what_the_core_writes() -> None:
