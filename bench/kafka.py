@@ -30,7 +30,8 @@ from aiokafka.errors import KafkaError
 
 from bench import chain, fanout, primitives, replay, triggers
 from bench.common import HOPS, Figure, Report, fmt, table
-from orchestrator.bus import EMBEDDED, BusError, KafkaBus
+from orchestrator.bus import EMBEDDED, BusError
+from orchestrator.bus.kafka import KafkaBus
 from orchestrator.devkafka import running_kafka
 
 BOOTSTRAP_ENV = "BATON_KAFKA_BOOTSTRAP"

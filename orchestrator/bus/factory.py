@@ -22,7 +22,6 @@ from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
 from orchestrator.bus.embedded import EmbeddedBus
-from orchestrator.bus.kafka import KafkaBus
 from orchestrator.bus.protocol import Bus, BusError
 
 EMBEDDED: Final = "embedded"
@@ -89,6 +88,9 @@ async def open_bus_url(url: str, home: Path) -> Bus:
     kafka = parse_bus_url(url)
     if kafka is None:
         return await EmbeddedBus.open(home / EMBEDDED_FILE)
+    # Here, not at the top: only a Kafka URL pays for importing aiokafka (see __init__).
+    from orchestrator.bus.kafka import KafkaBus
+
     return await KafkaBus.open(kafka.bootstrap, partitions=kafka.partitions,
                                replication=kafka.replication, deployment=kafka.deployment,
                                namespace=kafka.namespace)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from events import topics
 from events.pipeline import PipelineSpec
-from orchestrator.bus import Bus, KafkaBus
+from orchestrator.bus import Bus
+from orchestrator.bus.kafka import KafkaBus
 from orchestrator.bus.kafka_group import STAGE_TOPICS, KafkaMembership, all_units
 from orchestrator.core.assignment import group_of
 from orchestrator.core.evolve import InFlight

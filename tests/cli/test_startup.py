@@ -1,5 +1,5 @@
 """A command pays only for its own imports (issue #12, point 4): `baton publish` from a fresh
-process must not load numpy, FastStream, scikit-learn or the embedded app."""
+process must not load numpy, FastStream, scikit-learn, aiokafka or the embedded app."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.cli.commands import COMMANDS, Subcommand
 
-HEAVY = ("numpy", "faststream", "sklearn", "orchestrator.service.embedded_app")
+HEAVY = ("numpy", "faststream", "sklearn", "aiokafka", "orchestrator.service.embedded_app")
 
 PROBE = f"""
 import atexit, json, sys

@@ -15,7 +15,7 @@ import pytest
 
 from events.pipeline import PipelineSpec, TaskSpec
 from events.runs import InputIgnored, RunSucceeded
-from orchestrator.bus import KafkaBus
+from orchestrator.bus.kafka import KafkaBus
 from orchestrator.service.home import Home
 from orchestrator.store.projections import connect, find_run
 from orchestrator.store.rows import run_row

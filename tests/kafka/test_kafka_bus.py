@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from events.topics import INTENTS, REPORTS, RUNS, TRIGGERS
-from orchestrator.bus import BusError, KafkaBus, Outgoing, TopicPartition
+from orchestrator.bus import BusError, Outgoing, TopicPartition
+from orchestrator.bus.kafka import KafkaBus
 from tests.bus.contract import read_all
 
 BOUND_S = 30.0  # a hang (a client retrying forever) fails the test instead of the whole run

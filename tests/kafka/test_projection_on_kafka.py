@@ -10,7 +10,8 @@ import pytest
 
 from events.codec import decode
 from events.topics import RUNS
-from orchestrator.bus import KafkaBus, Outgoing, TopicPartition
+from orchestrator.bus import Outgoing, TopicPartition
+from orchestrator.bus.kafka import KafkaBus
 from orchestrator.store.projections import fold_runs
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "retry_then_success.jsonl"

@@ -22,7 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from events.topics import ALL_TOPICS, DEFAULT_PARTITIONS, GROUP_TOPICS, INTENTS, RUNS
-from orchestrator.bus import Bus, BusUnusable, KafkaBus, open_bus_url, parse_bus_url
+from orchestrator.bus import Bus, BusUnusable, open_bus_url, parse_bus_url
+from orchestrator.bus.kafka import KafkaBus
 from orchestrator.bus.kafka_topology import (
     RECORD_KEY,
     TOPOLOGY,
