@@ -529,6 +529,7 @@ class KafkaBus:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         closed = asyncio.ensure_future(self._closed_event.wait())
+        fetch: asyncio.Future[Any] | None = None
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -539,13 +540,17 @@ class KafkaBus:
                 done, _ = await asyncio.wait({fetch, closed},
                                              return_when=asyncio.FIRST_COMPLETED)
                 if fetch not in done:
-                    fetch.cancel()
-                    await asyncio.wait({fetch})
                     raise BusUnusable("bus is closed")
                 if any(fetch.result().values()):
                     return True
         finally:
             closed.cancel()
+            if fetch is not None and not fetch.done():
+                # Also when this wait is cancelled (a caller woken by something else): a
+                # getmany left running would take the next record from this consumer after it
+                # went back to the pool, and the next wait on it would never see that record.
+                fetch.cancel()
+                await asyncio.wait({fetch})
 
 
 def _refuse(problem: str | None) -> None:

@@ -133,3 +133,28 @@ async def test_reading_one_topic_keeps_the_readers_metadata_on_every_bus_topic(
     missing = [topic for topic in (RUNS, REPORTS, INTENTS)
                if not client.cluster.partitions_for_topic(f"{deployment.name}.{topic}")]
     assert missing == []
+
+
+@pytest.mark.kafka
+async def test_a_wait_cancelled_mid_fetch_leaves_nothing_behind_that_takes_the_next_record(
+    deployment: Deployment,
+) -> None:
+    # given a wait on a partition, cancelled while its fetch is pending (a caller woken by
+    # something else, as the group loop is when the fleet changes)
+    bus = await deployment.open()
+    tp = TopicPartition(TRIGGERS, 0)
+    assert not await bus.wait({tp: 0}, timeout=0.01)  # a waiter exists, idle in the pool
+    waiting = asyncio.create_task(bus.wait({tp: 0}, timeout=BOUND_S))
+    await asyncio.sleep(0)  # one step: it takes the idle waiter and starts its fetch
+    assert bus._busy_waiters, "the wait did not start fetching in one step"  # white box
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # then no fetch of it is left running on the waiter, which went back to the pool
+    assert [t for t in asyncio.all_tasks() if "getmany" in repr(t.get_coro())] == []
+
+    # when a record arrives and the next wait starts (on the same pooled waiter)
+    await bus.publish([Outgoing(TRIGGERS, "k", b"x", partition=0)])
+    # then that wait sees it: nothing left over from the cancelled one took it
+    async with asyncio.timeout(BOUND_S):
+        assert await bus.wait({tp: 0}, timeout=5.0)
