@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 )
 """
 COLUMNS = "attempt_id, run_id, task, attempt, placement, status, report, worker_pid, worker_start"
+UPDATED = COLUMNS.split(", ")[1:]
 ADDED_COLUMNS = {"report": "BLOB", "worker_pid": "INTEGER", "worker_start": "TEXT"}
 """Columns a ledger written by an older agent lacks: added on open."""
 
@@ -86,16 +87,29 @@ class Ledger:
         await while_full(self._path, lambda: self._write(entry))
         self._known[entry.attempt_id] = entry
 
-    async def _write(self, entry: LedgerEntry) -> None:
+    async def admit(self, entry: LedgerEntry) -> bool:
+        """Records a new attempt unless the ledger has it already (a rejection excepted: that
+        command may come again); False when it was there. One statement decides, not a read
+        then a write, so no two admissions of one attempt id can both succeed."""
+        admitted = await while_full(self._path, lambda: self._write(entry, only_new=True))
+        if admitted:
+            self._known[entry.attempt_id] = entry
+        return admitted
+
+    async def _write(self, entry: LedgerEntry, only_new: bool = False) -> bool:
         worker = entry.worker
         try:
-            await self._conn.execute(
-                f"INSERT OR REPLACE INTO attempts ({COLUMNS}, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            cursor = await self._conn.execute(
+                f"INSERT INTO attempts ({COLUMNS}, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(attempt_id) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in [*UPDATED, "updated_at"])
+                + (" WHERE attempts.status = 'rejected'" if only_new else ""),
                 (entry.attempt_id, entry.run_id, entry.task, entry.attempt, entry.placement,
                  entry.status, entry.report, worker.pid if worker else None,
                  worker.start if worker else None, time.time()))
+            written = cursor.rowcount > 0
             await self._conn.commit()
+            return written
         except BaseException:
             await self._conn.rollback()
             raise

@@ -8,6 +8,13 @@ running attempts, retries its reads, commits and reports until they get through,
 gives its work up when no heartbeat got through for a whole lease, because by then the
 coordinator may have placed that work elsewhere.
 
+Only one process may act as an agent id: the agent claims its commands partition before it
+reads anything (on Kafka that fences the transactional id of any earlier process under the
+same id), so an earlier process that is still alive, e.g. a second home started with the same
+id by mistake, fails at its next commit, before it starts what it read. It then reports the
+attempts it had started as interrupted and stops with one line that says why. Every agent
+event names this process's incarnation, so the coordinator believes only the newest process.
+
 Leaving on purpose is a drain (`Agent.drain`, SIGTERM on `baton agent`): the agent says it is
 draining, refuses new work, gives its running attempts a grace period, and reports whatever
 is still running then as interrupted (retryable), so the coordinator retries it elsewhere at
@@ -24,6 +31,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +141,8 @@ class Agent:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _attempts: set[asyncio.Task[None]] = field(default_factory=set)
     """Every attempt task, also those still delivering their outcome (no longer `running`)."""
+    incarnation: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """This process's turn as the agent id (see events/agents.py)."""
 
     @property
     def agent_id(self) -> str:
@@ -141,6 +151,12 @@ class Agent:
     @property
     def group(self) -> str:
         return f"baton.agent.{self.agent_id}"
+
+    @property
+    def commands(self) -> TopicPartition:
+        """The partition the coordinator sends this agent's commands to (keyed by its id)."""
+        return TopicPartition(topics.COMMANDS,
+                              partition_for(self.agent_id, self.bus.partitions(topics.COMMANDS)))
 
     @property
     def drain_requested(self) -> bool:
@@ -163,6 +179,10 @@ class Agent:
         up = asyncio.Event()
         watcher = asyncio.create_task(self._until_stopped(stop, up))
         try:
+            # First of all: an earlier process still running as this id must not start one
+            # more command from now on (see the module docstring).
+            await self._until_done("claiming its commands",
+                                   lambda: self.bus.claim(self.group, [self.commands]))
             await self._recover()
             await self._advertise()
             up.set()
@@ -171,6 +191,9 @@ class Agent:
                           asyncio.create_task(self._lease(self._stop))]
             try:
                 await self._commands(self._stop)
+            except BusFenced as exc:
+                await self._step_aside()
+                raise AgentReplaced(self.agent_id, exc) from exc
             finally:
                 await _cancel_all(background)
         finally:
@@ -227,7 +250,7 @@ class Agent:
         with contextlib.suppress(BusError):  # only raised once `stop` cut the drain short
             await self._until_done("saying it drains", lambda: self.bus.publish([self._out(
                 AgentDraining(agent_id=self.agent_id, reason=self._drain_reason,
-                              grace_s=grace))]), stop)
+                              grace_s=grace, incarnation=self.incarnation))]), stop)
         while self._busy() and not stop.is_set() and (left := deadline - time.monotonic()) > 0:
             self._attempt_ended.clear()
             await _first_of(self._attempt_ended, stop, timeout=left)
@@ -237,13 +260,33 @@ class Agent:
             why = (f"the agent {self.agent_id} was told to stop at once while draining; the "
                    "attempt can run again elsewhere")
         await self._give_up(GiveUp("interrupted", why))
-        # Each records its outcome in the ledger, then reports it: one the bus has not taken
-        # within the bound is sent by the next start, and none is reported twice.
+        await self._until_reported()
+
+    async def _until_reported(self) -> None:
+        """Each attempt records its outcome in the ledger, then reports it: one the bus has
+        not taken within the bound is sent by the next start, and none is reported twice."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(GOODBYE_BOUND_S):
                 while self._busy():
                     self._attempt_ended.clear()
                     await self._attempt_ended.wait()
+
+    async def _step_aside(self) -> None:
+        """Another process claimed this agent id. Commands read but not committed are its
+        now (it reads them from our last commit): forgotten here, never started. Attempts
+        that started here are ours alone to end: they are interrupted and reported so."""
+        assert self._ledger is not None
+        log.error("agent %s: another process now runs as agent %s (it claimed the agent's "
+                  "commands); stopping, and reporting the attempts started here as interrupted",
+                  self.agent_id, self.agent_id)
+        for attempt_id, running in list(self.running.items()):
+            if running.task is None:
+                self.running.pop(attempt_id)
+                await self._ledger.record(_entry(running.command, "rejected"))
+        await self._give_up(GiveUp("interrupted", (
+            f"another process took over the agent id {self.agent_id!r} while the attempt ran "
+            "here; it can run again elsewhere")))
+        await self._until_reported()
 
     def _busy(self) -> bool:
         """Attempts running or queued, or outcomes still on their way to the bus."""
@@ -262,8 +305,7 @@ class Agent:
     async def _commands(self, stop: asyncio.Event) -> None:
         """Reads its commands partition; bus trouble is waited out here, so the attempts
         already running keep running (their reports wait for the bus too)."""
-        n = self.bus.partitions(topics.COMMANDS)
-        tp = TopicPartition(topics.COMMANDS, partition_for(self.agent_id, n))
+        tp = self.commands
         position = await self._until_done("reading its position",
                                           lambda: self.bus.committed(self.group, tp))
         while not stop.is_set():
@@ -314,11 +356,13 @@ class Agent:
         admitted = "stale command: not_after has passed" if stale else self.admit(cmd)
         base = _report_fields(cmd)
         if isinstance(admitted, str):
-            await self._ledger.record(_entry(cmd, "rejected"))
+            if not await self._ledger.admit(_entry(cmd, "rejected")):
+                return []
             return [AttemptRejected(**base, reason=admitted)]
         gpus = admitted
         starts_now = self._slot_free_now()
-        await self._ledger.record(_entry(cmd, "accepted"))
+        if not await self._ledger.admit(_entry(cmd, "accepted")):
+            return []  # admitted meanwhile by another reader of this ledger
         self.running[cmd.attempt_id] = Running(cmd, gpus, started=starts_now)
         if starts_now:  # a worker is free: "started" says "accepted" too, one report less
             return [AttemptStarted(**base, gpus=gpus)]
@@ -438,12 +482,14 @@ class Agent:
         self._beat += 1
         await self._send(AgentHeartbeat(agent_id=self.agent_id, beat=self._beat,
                                         free_cpus=free.cpus, free_memory_mb=free.memory_mb,
-                                        free_gpus=free.gpu_indices, running=tuple(self.running)))
+                                        free_gpus=free.gpu_indices, running=tuple(self.running),
+                                        incarnation=self.incarnation))
 
     async def _advertise(self) -> None:
         out = self._out(AgentAdvertised(
             agent_id=self.agent_id, capabilities=self.config.capabilities,
-            lease_s=self.config.lease_s, host=socket.gethostname(), pid=os.getpid()))
+            lease_s=self.config.lease_s, host=socket.gethostname(), pid=os.getpid(),
+            incarnation=self.incarnation))
         await self._deliver([out], "advertising")
 
     async def _recover(self) -> None:
@@ -501,7 +547,8 @@ class Agent:
             await self._pool.close()
         with contextlib.suppress(BusError, TimeoutError):
             async with asyncio.timeout(GOODBYE_BOUND_S):
-                await self._send(AgentStopped(agent_id=self.agent_id))
+                await self._send(AgentStopped(agent_id=self.agent_id,
+                                              incarnation=self.incarnation))
         if self._ledger is not None:
             await self._ledger.close()
 
@@ -550,6 +597,16 @@ class Agent:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stop.wait()
+
+
+class AgentReplaced(BusFenced):
+    """Another process runs as this agent id now: this one stepped aside and stops for good."""
+
+    def __init__(self, agent_id: str, cause: BusFenced) -> None:
+        super().__init__(
+            f"another process took over the agent id {agent_id!r} (it claimed the agent's "
+            "commands), so this one stopped; attempts it had started were reported "
+            f"interrupted. Give each agent process its own --agent-id ({cause})")
 
 
 class _Reports:

@@ -1,4 +1,11 @@
-"""What agents say about themselves (topic baton.agents, compacted, keyed by agent id)."""
+"""What agents say about themselves (topic baton.agents, compacted, keyed by agent id).
+
+Every event names the agent's `incarnation`, a new one each time an agent process starts: two
+processes under one agent id (a restart, or a second home by mistake) say different things,
+and the coordinator believes only the one that advertised last, so a late `AgentStopped` of
+the old process cannot mark its live successor stopped. Empty in logs written before it
+existed, where it matches any.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ class AgentAdvertised(Payload):
     lease_s: float = Field(gt=0)
     host: str = ""
     pid: int = 0
+    incarnation: str = ""
 
 
 class AgentHeartbeat(Payload):
@@ -27,6 +35,7 @@ class AgentHeartbeat(Payload):
     free_memory_mb: int
     free_gpus: tuple[int, ...] = ()
     running: tuple[str, ...] = ()
+    incarnation: str = ""
 
 
 class AgentDraining(Payload):
@@ -36,8 +45,10 @@ class AgentDraining(Payload):
     agent_id: str
     reason: str = "SIGTERM"
     grace_s: float = Field(default=0.0, ge=0)
+    incarnation: str = ""
 
 
 class AgentStopped(Payload):
     TYPE = "agent_stopped"
     agent_id: str
+    incarnation: str = ""

@@ -14,7 +14,7 @@ import signal
 import socket
 from collections.abc import Iterator
 
-from agents.runtime import Agent, AgentConfig
+from agents.runtime import Agent, AgentConfig, AgentReplaced
 from orchestrator.bus import EMBEDDED
 from orchestrator.cli.agent_flags import (
     add_agent_flags,
@@ -23,7 +23,7 @@ from orchestrator.cli.agent_flags import (
     agent_timing,
 )
 from orchestrator.cli.context import home_of, open_bus
-from orchestrator.cli.errors import UsageError
+from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.scheduling import add_coordinator_flags, coordinator_settings, describe
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
 from orchestrator.service.coordinator import DEFAULT_SESSION_TIMEOUT_S, Coordinator
@@ -164,7 +164,10 @@ async def agent(args: argparse.Namespace) -> int:
                  f"{lease_s:g} s; Ctrl-C or SIGTERM drains (grace {drain_grace_s:g} s), "
                  "a second one stops at once")
             node = Agent(bus, config)
-            await node.run(_drain_on_signals(node))
+            try:
+                await node.run(_drain_on_signals(node))
+            except AgentReplaced as exc:
+                raise Failed(f"stopped: {exc}") from exc
         finally:
             await bus.close()
     return 0

@@ -4,6 +4,10 @@ Expiry is measured on this process's monotonic clock from when each heartbeat ar
 never from the agent's own timestamps, so clock skew between machines cannot expire anyone;
 and only while this process could read the heartbeats: after it could not (a broker restart,
 a lost broker), every agent gets the grace interval again before anyone is expired.
+
+An agent id belongs to the process that advertised it last (its `incarnation`): what an
+earlier process under the same id says afterwards is ignored, and flagged, since a process
+that outlives its successor's start is a second one running as the same agent.
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ class FleetTracker:
     version: int = 0
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     subscribers: list[asyncio.Event] = field(default_factory=list)
+    twins: dict[str, str] = field(default_factory=dict)
+    """Agent ids used by two live processes at once, with what was seen."""
+    _incarnations: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Agent id -> the incarnation that advertised last, and where it runs."""
+    _previous: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Agent id -> the incarnation before it: named when it turns out to be alive."""
     _free: dict[str, tuple[float, int, int]] = field(default_factory=dict)
     _positions: dict[TopicPartition, int] = field(default_factory=dict)
     _started: float = 0.0
@@ -72,9 +82,13 @@ class FleetTracker:
     def _observe(self, data: object) -> None:
         now = self.monotonic()
         if isinstance(data, AgentAdvertised):
+            self._advertised(data)
             self.agents[data.agent_id] = AgentStatus(data.agent_id, data.capabilities, data.lease_s)
             self.last_seen[data.agent_id] = now
             self._bump()
+        elif (isinstance(data, AgentHeartbeat | AgentDraining | AgentStopped)
+              and not self._current(data)):
+            return
         elif isinstance(data, AgentHeartbeat) and data.agent_id in self.agents:
             self.last_seen[data.agent_id] = now
             self._capacity(data)
@@ -83,6 +97,30 @@ class FleetTracker:
             view.draining = view.draining or isinstance(data, AgentDraining)
             view.stopped = isinstance(data, AgentStopped)
             self._bump()
+
+    def _advertised(self, data: AgentAdvertised) -> None:
+        where = f"the process on {data.host or 'an unnamed host'} (pid {data.pid})"
+        current = self._incarnations.get(data.agent_id)
+        if current is not None and current[0] != data.incarnation:
+            self._previous[data.agent_id] = current
+            self.twins.pop(data.agent_id, None)
+        self._incarnations[data.agent_id] = (data.incarnation, where)
+
+    def _current(self, data: AgentHeartbeat | AgentDraining | AgentStopped) -> bool:
+        """Whether the process that advertised the id last said it (events of logs from
+        before incarnations, and of an id not advertised yet, count as the current one's)."""
+        current, where = self._incarnations.get(data.agent_id, ("", ""))
+        if not data.incarnation or not current or data.incarnation == current:
+            return True
+        if data.agent_id not in self.twins:
+            earlier, earlier_where = self._previous.get(data.agent_id, ("", ""))
+            older = earlier_where if earlier == data.incarnation else "an earlier process"
+            self.twins[data.agent_id] = (
+                f"agent id {data.agent_id!r} is used by two processes at once: {older} still "
+                f"runs as it after {where} started; the newer one gets the id's work and the "
+                "older one stops at its next command. Give each agent its own --agent-id")
+            log.warning("%s", self.twins[data.agent_id])
+        return False
 
     def _capacity(self, beat: AgentHeartbeat) -> None:
         """Capacity an agent reports free again wakes every partition group: a task waiting

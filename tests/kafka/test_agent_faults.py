@@ -22,7 +22,7 @@ import pytest
 
 from events import runs as ev
 from events import topics
-from events.agents import AgentDraining, AgentStopped
+from events.agents import AgentAdvertised, AgentDraining, AgentStopped
 from events.codec import decode
 from events.envelope import Envelope
 from events.payloads import Payload
@@ -368,3 +368,50 @@ def test_sigterm_drains_an_agent_its_unfinished_attempt_retries_elsewhere_and_it
     assert_clean(fleet, log)
     print(f"drain: SIGTERM -> exit 0 in {drained_s:.1f} s (grace {DRAIN_GRACE_S:g} s); the "
           f"newcomer arrived {(stopped_at - created_at).total_seconds():.1f} s before A stopped")
+
+
+def test_a_second_process_under_the_same_agent_id_runs_no_attempt_twice_and_the_first_steps_aside(
+        fleet: Fleet) -> None:
+    # given: agent `twin` (room for two tasks) running a long task
+    fleet.start_coordinator()
+    first = fleet.start_agent("twin", "--cpus", "2", "--gpus", "none")
+    run_id = fleet.run("survivor")
+    fleet.log_until(has(ev.TaskProgress, run_id), 90, "the long task runs on twin")
+    first_pid = fleet.pid("work", 1)
+
+    # when: a second process starts as `twin` from another home (its own ledger and lock)
+    second = Service.spawn(fleet.root / "home2", [
+        "agent", "--agent-id", "twin", "--workers", "1", "--lease", f"{LEASE_S:g}",
+        "--cpus", "2", "--gpus", "none"], fleet.root / "twin-2.log", fleet.bus)
+    fleet.agents["twin-2"] = second
+    until(lambda: any(isinstance(e.data, AgentAdvertised) and e.data.pid == second.process.pid
+                      for e in fleet.agent_events()), 60, "the second process advertises")
+    # then: the coordinator says the id is used twice (the first one still heartbeats)
+    assert fleet.coordinator is not None
+    fleet.coordinator.until_printed("is used by two processes at once", within_s=30)
+
+    # when: new work is placed on `twin` while the second process is paused, so the first one
+    # has the command to itself (as if it were the faster reader)
+    second.send(signal.SIGSTOP)
+    newcomer = fleet.run("probe")
+
+    # then: the first process reads the command but cannot commit it (the second claimed the
+    # id when it started): it reports its running attempt interrupted and exits, saying why
+    assert first.process.wait(timeout=60) == 1, first.output()
+    second.send(signal.SIGCONT)
+    assert "another process took over the agent id 'twin'" in first.output()
+    assert exits_within(first_pid, STOP_BOUND_S), "the first process's task outlived it"
+    fleet.release("work")
+    # and: both runs finish on the second process; the newcomer ran once, there only
+    log = fleet.log_until(lambda log: has(ENDS, run_id)(log) and has(ENDS, newcomer)(log), 90,
+                          "both runs end")
+    assert (outcome(log, run_id), outcome(log, newcomer)) == ("RunSucceeded", "RunSucceeded")
+    failed = [(f.attempt, f.reason, f.final) for f in events_of(log, run_id, ev.TaskFailed)]
+    assert failed == [(1, "interrupted", False)]
+    assert started(log, run_id, "work") == {1: "twin", 2: "twin"}
+    assert fleet.ledger_lines().count(attempt_id(newcomer, "newcomer", 1)) == 1
+    # and: the first process's goodbye did not mark the id stopped: later work still runs
+    later = fleet.run("probe")
+    assert outcome(fleet.finished(later), later) == "RunSucceeded"
+    assert second.process.poll() is None, second.output()
+    assert_clean(fleet, fleet.finished(later))

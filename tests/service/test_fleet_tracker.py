@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 from events import topics
-from events.agents import AgentAdvertised, AgentHeartbeat
+from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
 from events.codec import encode
 from events.common import Capabilities
 from events.envelope import envelope
@@ -135,3 +135,57 @@ def test_capacity_freed_on_an_agent_wakes_the_partition_groups() -> None:
     view.apply([beat(3, free_cpus=2.0)])
     assert woken.is_set()
     assert view.version == before + 1
+
+
+# -- one agent id, two processes ---------------------------------------------------------------
+
+def advertised(incarnation: str, host: str, pid: int, offset: int) -> Record:
+    return record(AgentAdvertised(agent_id=AGENT, capabilities=CAPS, lease_s=6.0, host=host,
+                                  pid=pid, incarnation=incarnation), offset=offset)
+
+
+def test_a_stopped_said_by_an_earlier_process_of_the_id_leaves_its_successor_live() -> None:
+    # given an agent process, then a second one under the same id (another home)
+    view = fleet(Clock())
+    view.apply([advertised("first", "host-a", 11, 1), advertised("second", "host-b", 22, 2)])
+    # when the first one stops and says so
+    view.apply([record(AgentStopped(agent_id=AGENT, incarnation="first"), offset=3)])
+    # then the id stays live: it belongs to the second process
+    assert view.agents[AGENT].live
+    # and it is flagged as used by two processes, naming both
+    assert "host-a (pid 11)" in view.twins[AGENT]
+    assert "host-b (pid 22)" in view.twins[AGENT]
+
+
+def test_an_earlier_process_still_heartbeating_is_flagged_once_and_its_beats_ignored(
+        caplog: Any) -> None:
+    # given two processes under one id, the second advertised last
+    clock = Clock()
+    view = fleet(clock)
+    view.apply([advertised("first", "host-a", 11, 1), advertised("second", "host-b", 22, 2)])
+    seen = view.last_seen[AGENT]
+    # when the first keeps heartbeating
+    clock.now += 1.0
+    for n in (3, 4):
+        view.apply([record(AgentHeartbeat(agent_id=AGENT, beat=n, free_cpus=4.0,
+                                          free_memory_mb=4096, incarnation="first"), n)])
+    # then its beats do not count as the id's, and one warning says what is wrong
+    assert view.last_seen[AGENT] == seen
+    warnings = [r.getMessage() for r in caplog.records if "two processes" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "--agent-id" in warnings[0]
+
+
+def test_a_restarted_agent_is_no_twin_and_events_without_incarnation_still_count() -> None:
+    # given an agent that restarted (the old process said its goodbye before the new one)
+    view = fleet(Clock())
+    view.apply([advertised("first", "host-a", 11, 1),
+                record(AgentStopped(agent_id=AGENT, incarnation="first"), offset=2),
+                advertised("second", "host-a", 12, 3)])
+    # then it is live and nobody is flagged
+    assert view.agents[AGENT].live
+    assert view.twins == {}
+    # when a log from before incarnations says it stopped
+    view.apply([record(AgentStopped(agent_id=AGENT), offset=4)])
+    # then that still counts
+    assert view.agents[AGENT].stopped

@@ -1,0 +1,50 @@
+"""The ledger's admission: one statement decides whether an attempt is new here (I3)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from agents.ledger import Ledger, LedgerEntry
+
+
+def entry(status: str) -> LedgerEntry:
+    return LedgerEntry("run/task/1", "run", "task", 1, 1, status)
+
+
+async def test_two_admissions_of_one_attempt_through_two_connections_let_exactly_one_in(
+        tmp_path: Path) -> None:
+    # given two ledgers on one file, neither knowing of the attempt
+    path = tmp_path / "agent.db"
+    one, two = await Ledger.open(path), await Ledger.open(path)
+    try:
+        # when both admit it at once
+        admitted = await asyncio.gather(one.admit(entry("accepted")),
+                                        two.admit(entry("accepted")))
+        # then exactly one of them did
+        assert sorted(admitted) == [False, True]
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_an_attempt_rejected_before_may_be_admitted_and_an_admitted_one_not_again(
+        tmp_path: Path) -> None:
+    # given an attempt this agent rejected once (it had no room then)
+    ledger = await Ledger.open(tmp_path / "agent.db")
+    try:
+        assert await ledger.admit(entry("rejected"))
+        # when the same command comes again, then it may be admitted
+        assert await ledger.admit(entry("accepted"))
+        # and once admitted, neither a rejection nor an admission replaces it
+        assert not await ledger.admit(entry("rejected"))
+        assert not await ledger.admit(entry("accepted"))
+        assert (await ledger.get("run/task/1")) == entry("accepted")
+    finally:
+        await ledger.close()
+    # and a reopened ledger agrees
+    reopened = await Ledger.open(tmp_path / "agent.db")
+    try:
+        assert [e.status for e in await reopened.unfinished()] == ["accepted"]
+    finally:
+        await reopened.close()
