@@ -102,7 +102,7 @@ class CheckedHarness(Harness):
         self.state.agents[agent_id].lost_evidence = None
 
     def give_up(self, cmd: ExecuteTask, why: str) -> list[Envelope[Payload]]:
-        """The agent ends the attempt itself, as agents/runtime.py reports it (AGENT_ENDINGS)."""
+        """The agent ends the attempt itself, as agents/ reports it (AGENT_ENDINGS)."""
         reason, message = AGENT_ENDINGS[why]
         return self.report(rp.AttemptFailed, cmd, reason=reason, retryable=True,
                            message=message.format(agent=cmd.agent_id))
@@ -115,8 +115,8 @@ AGENT_ENDINGS = {
     "cut off": ("cancelled", "stopped by its agent: no heartbeat got through for the agent's "
                              "lease of 12 s, so the attempt may have been placed elsewhere"),
 }
-"""How an agent reports an attempt it gave up (agents/runtime.py: `_drain`, `_recover`,
-`_lease`): the reason and message each sends, retryable."""
+"""How an agent reports an attempt it gave up (agents/presence.py `drain` and `lease`,
+agents/runtime.py `_recover`): the reason and message each sends, retryable."""
 
 
 def gate_task(name: str = "gate", metrics_from: str = "train", *,

@@ -1,0 +1,290 @@
+"""The attempts one agent holds: admitted within its capacity, run, and their outcomes reported.
+
+The agent is the only authority on its capacity: the coordinator places optimistically, and
+whatever does not fit here is rejected (and placed again without spending retries). An attempt
+is in the ledger before it starts (I3), and its outcome is in the ledger before it is sent, so
+a report the bus never took is sent by the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agents.admission import Free, choose_gpus, free_capacity, refusal
+from agents.ledger import Ledger, LedgerEntry
+from agents.process_identity import ProcessIdentity
+from agents.sender import Sender
+from agents.task_api import ContextData
+from agents.workers import Failed, Invocation, OnStart, Outcome, WorkerPool
+from events.commands import ExecuteTask
+from events.common import Capabilities
+from events.payloads import Payload
+from events.reports import (
+    AttemptAccepted,
+    AttemptFailed,
+    AttemptProgress,
+    AttemptRejected,
+    AttemptStarted,
+    AttemptSucceeded,
+    FailureReason,
+)
+from orchestrator.bus import BusError, Outgoing
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """Why the agent itself stopped an attempt, reported instead of a plain "cancelled"."""
+
+    reason: FailureReason
+    message: str
+
+
+@dataclass
+class Running:
+    command: ExecuteTask
+    gpus: tuple[int, ...]
+    task: asyncio.Task[None] | None = None
+    """Set once its acceptance is on the bus (`start_admitted`)."""
+    invocation: asyncio.Future[Outcome] | None = None
+    cancelled: bool = False
+    started: bool = False
+    finished: bool = False
+    """Its outcome is known (its report may still be waiting for the bus)."""
+    given_up: GiveUp | None = None
+
+
+class Attempts:
+    """What runs here, shared by the agent's loops: the command loop admits and starts,
+    presence counts what is free and gives attempts up (drain, lease), the shell ends them."""
+
+    def __init__(self, capabilities: Capabilities, ledger: Ledger, pool: WorkerPool,
+                 sender: Sender) -> None:
+        self.capabilities = capabilities
+        self.ledger = ledger
+        self.pool = pool
+        self.sender = sender
+        self.running: dict[str, Running] = {}
+        self.draining = False
+        """Admits nothing new (a rejection costs the attempt no retry)."""
+        self.ended = asyncio.Event()
+        """Set each time an attempt task ends; a waiter clears it first."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Every attempt task, also those still delivering their outcome (no longer `running`)."""
+
+    # -- capacity -------------------------------------------------------------------------
+
+    def free(self) -> Free:
+        return free_capacity(self.capabilities,
+                             ((r.command.resources, r.gpus) for r in self.running.values()))
+
+    def admit(self, cmd: ExecuteTask) -> tuple[int, ...] | str:
+        """The GPUs the attempt gets when it fits now, else why not (sent as the rejection)."""
+        if self.draining:
+            return "agent is draining"
+        free = self.free()
+        gpus = choose_gpus(free, cmd.resources, cmd.gpus)
+        why = refusal(free, cmd.resources)
+        if why is not None or gpus is None:
+            return why or "no capacity"
+        return gpus
+
+    def busy(self) -> bool:
+        """Attempts running or queued, or outcomes still on their way to the bus."""
+        return bool(self.running or self._tasks)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def execute(self, cmd: ExecuteTask) -> list[Payload]:
+        """Admitted or rejected, in the ledger; the reports to commit with the command."""
+        seen = await self.ledger.get(cmd.attempt_id)
+        if seen is not None and seen.status != "rejected":
+            return []  # redelivered: this attempt id is executed at most once here (I3)
+        stale = self.sender.clock() > cmd.not_after
+        admitted = "stale command: not_after has passed" if stale else self.admit(cmd)
+        base = _report_fields(cmd)
+        if isinstance(admitted, str):
+            if not await self.ledger.admit(entry(cmd, "rejected")):
+                return []
+            return [AttemptRejected(**base, reason=admitted)]
+        gpus = admitted
+        starts_now = self._slot_free_now()
+        if not await self.ledger.admit(entry(cmd, "accepted")):
+            return []  # admitted meanwhile by another reader of this ledger
+        self.running[cmd.attempt_id] = Running(cmd, gpus, started=starts_now)
+        if starts_now:  # a worker is free: "started" says "accepted" too, one report less
+            return [AttemptStarted(**base, gpus=gpus)]
+        return [AttemptAccepted(**base, gpus=gpus)]
+
+    def _slot_free_now(self) -> bool:
+        queued = sum(not r.started for r in self.running.values())
+        return self.pool.idle_slots() > queued
+
+    def start_admitted(self) -> None:
+        """Attempts start only once their acceptance is on the bus: no later report of
+        theirs can then overtake it (on Kafka a commit takes longer than a no-op task)."""
+        for running in self.running.values():
+            if running.task is None:
+                running.task = asyncio.create_task(self._attempt(running))
+                self._tasks.add(running.task)
+                running.task.add_done_callback(self._tasks.discard)
+                running.task.add_done_callback(lambda _: self.ended.set())
+
+    async def forget_unstarted(self) -> None:
+        """Admitted here but never on the bus (the commit failed for good): not ours to run;
+        whoever reads the command next admits it."""
+        for attempt_id, running in list(self.running.items()):
+            if running.task is None:
+                self.running.pop(attempt_id)
+                await self.ledger.record(entry(running.command, "rejected"))
+
+    # -- stopping attempts ----------------------------------------------------------------
+
+    async def cancel(self, attempt_id: str) -> None:
+        running = self.running.get(attempt_id)
+        if running is None or await self.pool.cancel(attempt_id):
+            return
+        # not in a worker yet (e.g. waiting for a free one): it must never get to one
+        running.cancelled = True
+        if running.invocation is not None:
+            running.invocation.cancel()
+
+    async def give_up(self, why: GiveUp) -> int:
+        """Stops every attempt whose outcome is not known yet; each reports `why`."""
+        doomed = [r for r in self.running.values() if not (r.finished or r.given_up)]
+        for running in doomed:
+            running.given_up = why
+            await self.cancel(running.command.attempt_id)
+        return len(doomed)
+
+    async def until_reported(self, bound_s: float) -> None:
+        """Each attempt records its outcome in the ledger, then reports it: one the bus has
+        not taken within the bound is sent by the next start, and none is reported twice."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(bound_s):
+                while self.busy():
+                    self.ended.clear()
+                    await self.ended.wait()
+
+    def cancel_tasks(self) -> None:
+        """The agent stops now: what still runs is left to the next start (the ledger)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- one attempt ----------------------------------------------------------------------
+
+    async def _attempt(self, running: Running) -> None:
+        """Runs the attempt, then records its outcome in the ledger before sending it: if the
+        bus never takes the report before the agent stops, the next start sends it."""
+        cmd = running.command
+        base = _report_fields(cmd)
+        reports = _Reports(self.sender)
+        try:
+            outcome = await self._invoke(
+                running,
+                lambda fraction, message: reports.push(self.sender.out(AttemptProgress(
+                    **base, fraction=fraction, message=message[:500]))),
+                lambda worker: self._started(running, reports, worker))
+            running.finished = True
+            final = self.sender.out(_outcome_report(base, outcome, running.given_up))
+            await self.ledger.record(entry(cmd, "done", report=final.value))
+            # Its capacity is free now: the coordinator counts it busy until it has the
+            # outcome, so nothing is placed here early, and a report held up by the bus must
+            # not make us refuse the next command for want of room.
+            self.running.pop(cmd.attempt_id, None)
+            reports.push(final)
+            if await reports.delivered():
+                await self.ledger.record(entry(cmd, "finished"))
+        finally:
+            reports.cancel()
+            self.running.pop(cmd.attempt_id, None)
+
+    async def _started(self, running: Running, reports: _Reports,
+                       worker: ProcessIdentity | None) -> None:
+        """The ledger names the worker before the task runs (a restarted agent ends it if it
+        outlived us). The report is queued, not awaited: the task need not wait for the bus
+        to start, and the queue keeps "started" ahead of everything else the attempt reports."""
+        await self.ledger.record(entry(running.command, "started", worker=worker))
+        if not running.started:
+            running.started = True
+            reports.push(self.sender.out(AttemptStarted(**_report_fields(running.command),
+                                                        gpus=running.gpus)))
+
+    async def _invoke(self, running: Running, on_progress: Callable[[float, str], None],
+                      on_start: OnStart) -> Outcome:
+        cmd = running.command
+        ctx = ContextData(run_id=cmd.run_id, pipeline=cmd.pipeline, task=cmd.task,
+                          attempt=cmd.attempt, attempt_id=cmd.attempt_id,
+                          trigger=cmd.trigger.model_dump(mode="json"), params=cmd.params,
+                          gpus=running.gpus)
+        inv = Invocation(attempt_id=cmd.attempt_id, function=cmd.function, inputs=cmd.inputs,
+                         context=ctx, timeout_s=cmd.timeout_s, gpus=running.gpus)
+        cancelled = Failed(reason="cancelled", message=f"attempt {cmd.attempt_id} was cancelled")
+        if running.cancelled:
+            return cancelled
+        running.invocation = asyncio.ensure_future(self.pool.run(inv, on_progress, on_start))
+        try:
+            return await running.invocation
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not running.cancelled or (current is not None and current.cancelling()):
+                raise
+            return cancelled
+
+
+class _Reports:
+    """One attempt's reports (started, progress, the outcome), delivered in that order, each
+    retried until the bus takes it: none may overtake another, and none may be lost."""
+
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+        self._chain: asyncio.Future[bool] | None = None
+
+    def push(self, out: Outgoing) -> None:
+        self._chain = asyncio.ensure_future(self._after(self._chain, out))
+
+    async def _after(self, previous: asyncio.Future[bool] | None, out: Outgoing) -> bool:
+        """False once one could not be delivered (the agent is stopping): the rest wait for
+        the next start, which sends the outcome from the ledger."""
+        if previous is not None and not await previous:
+            return False
+        try:
+            await self._sender.deliver([out], "reporting")
+        except BusError:
+            return False
+        return True
+
+    async def delivered(self) -> bool:
+        return True if self._chain is None else await self._chain
+
+    def cancel(self) -> None:
+        if self._chain is not None:
+            self._chain.cancel()
+
+
+def _report_fields(cmd: ExecuteTask) -> dict[str, object]:
+    return dict(run_id=cmd.run_id, task=cmd.task, attempt=cmd.attempt,
+                attempt_id=cmd.attempt_id, agent_id=cmd.agent_id)
+
+
+def entry(cmd: ExecuteTask, status: str, report: bytes | None = None,
+          worker: ProcessIdentity | None = None) -> LedgerEntry:
+    return LedgerEntry(cmd.attempt_id, cmd.run_id, cmd.task, cmd.attempt, cmd.placement, status,
+                       report, worker)
+
+
+def _outcome_report(base: dict[str, object], outcome: Outcome,
+                    given_up: GiveUp | None = None) -> Payload:
+    """An attempt the agent itself gave up (drain, lease) reports why, and is retryable."""
+    if isinstance(outcome, Failed):
+        if given_up is not None and outcome.reason == "cancelled":
+            return AttemptFailed(**base, reason=given_up.reason, message=given_up.message,
+                                 retryable=True, duration_s=outcome.duration_s)
+        return AttemptFailed(**base, reason=outcome.reason, message=outcome.message,
+                             error_type=outcome.error_type, retryable=outcome.retryable,
+                             duration_s=outcome.duration_s,
+                             traceback=outcome.traceback or None)
+    return AttemptSucceeded(**base, output=outcome.output, metrics=outcome.metrics,
+                            metadata=outcome.metadata, duration_s=outcome.duration_s)

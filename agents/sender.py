@@ -1,0 +1,103 @@
+"""How an agent's words reach the bus, and how long it keeps trying.
+
+Attempt reports go to baton.reports under deterministic ids (a resend of what the bus did take
+after all is a duplicate the coordinator ignores by id); what the agent says about itself goes
+to baton.agents keyed by its id. What must get through is retried with a backoff for as long
+as the agent runs; only what a later message supersedes (a heartbeat, the goodbye) is sent once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from events import topics
+from events.codec import encode
+from events.envelope import envelope
+from events.payloads import Payload
+from events.reports import AttemptProgress, AttemptReport
+from events.topics import partition_for
+from orchestrator.bus import Bus, BusError, BusFenced, Outgoing
+from orchestrator.bus.backoff import Backoff
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 2.0
+"""Bus operations that must happen are retried with this backoff for as long as the agent runs."""
+
+
+class Sender:
+    """One agent process's voice: its id and incarnation on everything, retries until `stop`."""
+
+    def __init__(self, bus: Bus, agent_id: str, incarnation: str, clock: Callable[[], float],
+                 stop: asyncio.Event) -> None:
+        self.bus = bus
+        self.agent_id = agent_id
+        self.incarnation = incarnation
+        self.clock = clock
+        self.stop = stop
+        """The agent's own stop: once set, retrying ends (the next start takes over)."""
+        self._serial = itertools.count(1)
+
+    @property
+    def source(self) -> str:
+        return f"baton.agent.{self.agent_id}"
+
+    def out(self, data: Payload) -> Outgoing:
+        if isinstance(data, AttemptReport):
+            env = envelope(data, id=report_id(data), time=self.clock(), source=self.source,
+                           subject=data.run_id, correlation_id=data.run_id)
+            return self.report(data.run_id, encode(env))
+        env = envelope(data, id=f"{self.agent_id}/{data.TYPE}/{self.incarnation}/"
+                                f"{next(self._serial)}",
+                       time=self.clock(), source=self.source, subject=self.agent_id)
+        return Outgoing(topics.AGENTS, self.agent_id, encode(env))
+
+    def report(self, run_id: str, value: bytes) -> Outgoing:
+        """An encoded report, on the partition of its run (as the coordinator reads them)."""
+        n = self.bus.partitions(topics.REPORTS)
+        return Outgoing(topics.REPORTS, run_id, value, partition=partition_for(run_id, n))
+
+    async def send(self, data: Payload) -> None:
+        """Once, for what a later message supersedes anyway (heartbeats, the goodbye)."""
+        await self.bus.publish([self.out(data)])
+
+    async def deliver(self, records: list[Outgoing], what: str) -> None:
+        """Publish until the bus takes it. Gives up, raising BusError, only once the agent is
+        stopping."""
+        await self.until_done(what, lambda: self.bus.publish(records))
+
+    async def until_done(self, what: str, step: Callable[[], Awaitable[T]],
+                         stop: asyncio.Event | None = None) -> T:
+        """`step` again after each BusError, backing off, until it succeeds or the agent (or
+        `stop`) stops."""
+        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
+        while True:
+            try:
+                return await step()
+            except BusFenced:
+                raise  # another process runs as this agent: retrying would fight it
+            except BusError as exc:
+                if self.stop.is_set() or (stop is not None and stop.is_set()):
+                    raise
+                pause = backoff.next()
+                log.warning("agent %s: %s failed, retrying in %.1f s: %s", self.agent_id,
+                            what, pause, exc)
+            await self.pause(pause)
+
+    async def pause(self, seconds: float) -> None:
+        """Sleeps, but no longer than until the agent stops."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stop.wait()
+
+
+def report_id(data: AttemptReport) -> str:
+    suffix = f"{data.fraction:.4f}" if isinstance(data, AttemptProgress) else ""
+    return f"{data.attempt_id}@{data.agent_id}/{data.TYPE}{suffix}"
