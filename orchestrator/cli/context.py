@@ -6,13 +6,16 @@ The projection (reading runs and models) is in projection.py: publishing never n
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 import time
 
 from events.codec import checked
 from events.envelope import envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.topics import INTENTS, partition_for
-from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, open_bus_url
+from orchestrator.bus import EMBEDDED, Bus, BusError, BusUnusable, Outgoing, Record, open_bus_url
+from orchestrator.bus.backoff import Backoff
 from orchestrator.cli.errors import UsageError
 from orchestrator.service.home import Home
 
@@ -29,6 +32,30 @@ async def open_bus(args: argparse.Namespace, *, create: bool = False) -> Bus:
                          "--home / set BATON_HOME to where it runs)")
     home.create()
     return await open_bus_url(args.bus, home.root)
+
+
+async def open_bus_patiently(args: argparse.Namespace) -> Bus:
+    """For the processes that run until stopped (up, coordinator, agent): a bus that does not
+    answer yet, e.g. a broker still starting or restarting, is waited for, said once, the way
+    a restart would wait; a one-shot command fails at once instead. What waiting cannot cure
+    (BusUnusable: partition counts that differ, a damaged bus file) stops at once too."""
+    backoff = Backoff(0.5, 5.0)
+    waiting = False
+    while True:
+        try:
+            bus = await open_bus(args, create=True)
+        except BusUnusable:
+            raise
+        except BusError as exc:
+            if not waiting:
+                sys.stderr.write(f"baton {args.command}: waiting for the bus: {exc} (trying "
+                                 "again until it answers; Ctrl-C to stop)\n")
+                waiting = True
+            await asyncio.sleep(backoff.next())
+            continue
+        if waiting:
+            sys.stderr.write(f"baton {args.command}: the bus answers\n")
+        return bus
 
 
 async def publish_record(args: argparse.Namespace, record: Outgoing) -> None:

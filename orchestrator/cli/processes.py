@@ -22,7 +22,7 @@ from orchestrator.cli.agent_flags import (
     agent_specs,
     agent_timing,
 )
-from orchestrator.cli.context import home_of, open_bus
+from orchestrator.cli.context import home_of, open_bus_patiently
 from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.scheduling import add_coordinator_flags, coordinator_settings, describe
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
@@ -80,7 +80,7 @@ async def up(args: argparse.Namespace) -> int:
     home = home_of(args)
     with _one_coordinator(args, home):
         app = EmbeddedApp(home, pipelines, agents, settings=settings, expiry_s=expiry_s,
-                          bus_url=args.bus)
+                          bus_url=args.bus, bus=await open_bus_patiently(args))
         app.stop = _stop_on_signals()
         await app.start()
         print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines "
@@ -113,7 +113,7 @@ async def coordinator(args: argparse.Namespace) -> int:
     settings, expiry_s = coordinator_settings(args)
     home = home_of(args)
     with _one_coordinator(args, home):
-        bus = await open_bus(args, create=True)
+        bus = await open_bus_patiently(args)
         try:
             node = Coordinator(bus, pipelines, settings, expiry_s, on_event=_say)
             stop = _stop_on_signals()
@@ -152,7 +152,7 @@ async def agent(args: argparse.Namespace) -> int:
         if not held:
             raise UsageError(f"agent {agent_id!r} already runs from {home.root}; give this one "
                              "another --agent-id")
-        bus = await open_bus(args, create=True)
+        bus = await open_bus_patiently(args)
         try:
             config = AgentConfig(agent_id=agent_id, capabilities=spec.capabilities,
                                  home=home.agents, artifact_root=home.artifacts,

@@ -68,7 +68,9 @@ class EmbeddedApp:
 
     async def start(self) -> Bus:
         self.home.create()
-        bus = self.bus = await open_bus_url(self.bus_url, self.home.root)
+        if self.bus is None:  # else opened by the caller (`baton up` waits for it)
+            self.bus = await open_bus_url(self.bus_url, self.home.root)
+        bus = self.bus
         self.coordinator = Coordinator(bus, self.pipelines, self.settings, self.expiry_s)
         self.projector = Projector(bus, self.home.projections)
         components: list[tuple[str, Work]] = [

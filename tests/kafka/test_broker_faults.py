@@ -26,12 +26,14 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from events import runs as ev
 from events import topics
+from events.agents import AgentAdvertised
 from events.codec import decode
 from events.intents import RunRequested
 from events.triggers import TriggerInfo
 from orchestrator.bus import Bus, BusError, Outgoing, TopicPartition, open_bus_url
 from orchestrator.core.ids import run_id_for
 from orchestrator.devkafka import KafkaCluster, running_kafka
+from orchestrator.devkafka.cluster import free_ports
 from orchestrator.pipelines.loader import load_pipeline
 from tests.e2e.support import RunLog, Service, baton
 from tests.integration.support import intent_record
@@ -344,3 +346,32 @@ async def test_the_bus_says_bus_error_while_the_broker_is_away_and_works_once_it
             assert values == [b"before", b"after", b"committed"]
         finally:
             await bus.close()
+
+
+async def test_an_agent_started_before_its_broker_waits_for_it_says_so_and_then_works(
+        tmp_path: Path) -> None:
+    # given: an agent told to use a broker that does not run yet (compose starting both)
+    [port] = free_ports(1, exclude=[])
+    url = f"kafka://127.0.0.1:{port}?partitions=1&namespace=early"
+    agent = Service.spawn(tmp_path / "home", ["agent", "--agent-id", "early", "--cpus", "1",
+                                              "--gpus", "none"], tmp_path / "agent.log", url)
+    try:
+        # then: it says once that it waits, and keeps running
+        agent.until_printed("waiting for the bus", within_s=60)
+        # when: the broker comes up at that address
+        async with running_kafka(data_dir=tmp_path / "kafka", port=port):
+            # then: the agent opens the bus and advertises itself
+            agent.until_printed("the bus answers", within_s=BOUND_S)
+            bus = await open_bus_url(url, tmp_path)
+            try:
+                async with asyncio.timeout(BOUND_S):
+                    while not any(isinstance(decode(r.value).data, AgentAdvertised)
+                                  for r in await bus.read(TopicPartition(topics.AGENTS, 0), 0)):
+                        await bus.wait({TopicPartition(topics.AGENTS, 0): 0}, 1.0)
+            finally:
+                await bus.close()
+            # and: it stops cleanly, having said it waited once only
+            assert agent.stop(timeout=60) == 0, agent.output()
+            assert agent.output().count("waiting for the bus") == 1, agent.output()
+    finally:
+        agent.reap()
