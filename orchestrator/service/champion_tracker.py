@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from events import topics
 from events.registry import ModelRegistered
-from orchestrator.bus import Bus, TopicPartition
+from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import Champion
-from orchestrator.service.reading import read_all
+from orchestrator.service.reading import read_all, tail
 
 
 @dataclass
@@ -23,13 +23,13 @@ class ChampionTracker:
     _positions: dict[TopicPartition, int] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
-        tps = [TopicPartition(topics.MODELS, p) for p in range(self.bus.partitions(topics.MODELS))]
-        while not stop.is_set():
-            await self.refresh()
-            await self.bus.wait({tp: self._positions.get(tp, 0) for tp in tps}, timeout=0.5)
+        await tail(self.bus, topics.MODELS, self._positions, self.apply, stop, idle_s=0.5)
 
     async def refresh(self) -> None:
-        for record in await read_all(self.bus, topics.MODELS, self._positions):
+        self.apply(await read_all(self.bus, topics.MODELS, self._positions))
+
+    def apply(self, records: list[Record]) -> None:
+        for record in records:
             data = decode_logged(record.value, record.where).data
             if isinstance(data, ModelRegistered):
                 current = self.champions.get(data.model)

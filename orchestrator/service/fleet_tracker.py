@@ -24,7 +24,7 @@ from events.codec import decode
 from events.errors import EventParseError
 from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.core.state import AgentStatus
-from orchestrator.service.reading import read_all
+from orchestrator.service.reading import tail
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +61,14 @@ class FleetTracker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._started = self._read_at = self.monotonic()
-        tps = [TopicPartition(topics.AGENTS, p) for p in range(self.bus.partitions(topics.AGENTS))]
-        while not stop.is_set():
-            self.apply(await read_all(self.bus, topics.AGENTS, self._positions))
-            self.caught_up.set()
-            self.read_through()
-            self.expire()
-            await self.bus.wait({tp: self._positions.get(tp, 0) for tp in tps},
-                                timeout=min(0.25, self.expiry_s / 4))
+        await tail(self.bus, topics.AGENTS, self._positions, self._turn, stop,
+                   idle_s=min(0.25, self.expiry_s / 4))
+
+    def _turn(self, records: list[Record]) -> None:
+        self.apply(records)
+        self.caught_up.set()
+        self.read_through()
+        self.expire()
 
     def apply(self, records: list[Record]) -> None:
         for record in records:

@@ -10,6 +10,7 @@ from events.codec import decode
 from events.envelope import Envelope
 from events.payloads import Payload
 from orchestrator.bus import Bus, TopicPartition
+from orchestrator.bus.waiting import wait_for_input
 
 
 async def follow(bus: Bus, *, from_start: bool = True, stop: asyncio.Event | None = None,
@@ -25,4 +26,4 @@ async def follow(bus: Bus, *, from_start: bool = True, stop: asyncio.Event | Non
                 moved = True
                 yield decode(record.value)
         if not moved:
-            await bus.wait(dict(positions), timeout=0.25)
+            await wait_for_input(bus, positions, 0.25, *([stop] if stop else []))

@@ -1,8 +1,12 @@
-"""Read a whole topic from given positions: how the trackers and the registry catch up."""
+"""Reading a topic as it grows: how the trackers, the views and the registry keep up."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from orchestrator.bus import Bus, Record, TopicPartition
+from orchestrator.bus.waiting import wait_for_input
 
 
 async def read_all(bus: Bus, topic: str, positions: dict[TopicPartition, int]) -> list[Record]:
@@ -17,3 +21,16 @@ async def read_all(bus: Bus, topic: str, positions: dict[TopicPartition, int]) -
             out.extend(batch)
             positions[tp] = batch[-1].offset + 1
     return out
+
+
+async def tail(bus: Bus, topic: str, positions: dict[TopicPartition, int],
+               turn: Callable[[list[Record]], None], stop: asyncio.Event,
+               idle_s: float) -> None:
+    """Until `stop`: what is new on every partition of `topic` goes to `turn` (also when
+    nothing is: a turn is the caller's clock too, e.g. for expiring agents), then a wait for
+    more that new input, `stop` or `idle_s` ends. The one loop of every tracker, so each
+    stops at once when told to and none waits in its own way."""
+    tps = [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
+    while not stop.is_set():
+        turn(await read_all(bus, topic, positions))
+        await wait_for_input(bus, {tp: positions.get(tp, 0) for tp in tps}, idle_s, stop)

@@ -16,6 +16,7 @@ from events.payloads import Payload
 from events.registry import ModelRegistered, RegisterModel
 from events.topics import partition_for
 from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
+from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.logged import decode_logged
 from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.reading import read_all
@@ -75,7 +76,7 @@ class RegistryStage:
                     await self.bus.commit(GROUP, {**positions, tp: batch[-1].offset + 1},
                                           self._handle_all(batch))
                     positions[tp] = batch[-1].offset + 1
-            await self.bus.wait(dict(positions), timeout=0.5)
+            await wait_for_input(self.bus, positions, 0.5, stop)
 
     def _handle_all(self, batch: list[Record]) -> list[Outgoing]:
         out: list[Outgoing] = []

@@ -16,6 +16,7 @@ from events import topics
 from events.registry import ModelRegistered
 from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.bus.disk_full import while_full
+from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import CoordinatorState
@@ -143,7 +144,7 @@ class Projector:
                         await asyncio.sleep(REFRESH_S)
                     else:
                         self.caught_up.set()
-                        await self.bus.wait(self._wanted(), timeout=0.5)
+                        await wait_for_input(self.bus, self._wanted(), 0.5, stop)
             finally:
                 await conn.close()
 
