@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -24,8 +25,10 @@ from dataclasses import dataclass
 from agents.attempts import Attempts, GiveUp
 from agents.sender import Sender
 from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
+from events.codec import decode
 from events.common import Capabilities
-from orchestrator.bus import BusError, BusFenced
+from events.errors import EventParseError
+from orchestrator.bus import BusError, BusFenced, Record
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ class Presence:
         self.attempts = attempts
         self.sender = sender
         self.last_beat_ok = time.monotonic()
+        self.advertised: Record | None = None
+        """Where this process's advertisement landed: a successor's comes after it."""
         self._beat = 0
 
     @property
@@ -61,8 +66,27 @@ class Presence:
             agent_id=self.agent_id, capabilities=self.capabilities,
             lease_s=self.timing.lease_s, host=socket.gethostname(), pid=os.getpid(),
             incarnation=self.sender.incarnation))
-        await self.sender.deliver([out], "advertising")
+        [self.advertised] = await self.sender.deliver([out], "advertising")
         self.last_beat_ok = time.monotonic()
+
+    async def successor(self) -> AgentAdvertised | None:
+        """Another process that advertised this agent id after this one did, if any."""
+        if self.advertised is None:
+            return None
+        tp, position = self.advertised.tp, self.advertised.offset + 1
+        while batch := await self.sender.until_done(
+                "reading who advertises the id",
+                functools.partial(self.sender.bus.read, tp, position, 1000)):
+            position = batch[-1].offset + 1
+            for record in batch:
+                if record.key != self.agent_id:
+                    continue
+                with contextlib.suppress(EventParseError):
+                    data = decode(record.value).data
+                    if (isinstance(data, AgentAdvertised) and data.agent_id == self.agent_id
+                            and data.incarnation != self.sender.incarnation):
+                        return data
+        return None
 
     async def heartbeats(self, stop: asyncio.Event) -> None:
         """One beat per interval while the bus takes them; a beat the bus holds up (a broker

@@ -154,10 +154,7 @@ class Agent:
             background = [asyncio.create_task(presence.heartbeats(self._stop)),
                           asyncio.create_task(presence.lease(self._stop))]
             try:
-                await self._read_commands(attempts, sender)
-            except BusFenced as exc:
-                await self._step_aside(attempts)
-                raise AgentReplaced(self.agent_id, exc) from exc
+                await self._serve(attempts, presence, sender)
             finally:
                 await _cancel_all(background)
         finally:
@@ -200,6 +197,27 @@ class Agent:
         await attempts.until_reported(GOODBYE_BOUND_S)
 
     # -- commands -------------------------------------------------------------------------
+
+    async def _serve(self, attempts: Attempts, presence: Presence, sender: Sender) -> None:
+        """The command loop until stopped. A commit refused as fenced means a successor only
+        if one advertised the id after us; else the broker aborted a transaction of ours it
+        held open too long (the bus was away longer than the transaction timeout, which
+        bumps the epoch just as a new owner does): the agent claims its id again and goes on
+        from its last commit."""
+        while True:
+            try:
+                await self._read_commands(attempts, sender)
+                return
+            except BusFenced as exc:
+                if await presence.successor() is not None:
+                    await self._step_aside(attempts)
+                    raise AgentReplaced(self.agent_id, exc) from exc
+                log.warning("agent %s: a commit was refused as fenced, but no other process "
+                            "advertised the id: the broker aborted a transaction it held open "
+                            "too long (the bus was away); claiming the id again", self.agent_id)
+                await attempts.forget_unstarted()
+                await sender.until_done("claiming its commands again",
+                                        lambda: self.bus.claim(self.group, [self.commands]))
 
     async def _read_commands(self, attempts: Attempts, sender: Sender) -> None:
         """Reads its commands partition; bus trouble is waited out here, so the attempts

@@ -21,7 +21,7 @@ from events.envelope import envelope
 from events.payloads import Payload
 from events.reports import AttemptProgress, AttemptReport
 from events.topics import partition_for
-from orchestrator.bus import Bus, BusError, BusFenced, Outgoing
+from orchestrator.bus import Bus, BusError, BusFenced, Outgoing, Record
 from orchestrator.bus.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,10 @@ class Sender:
         """Once, for what a later message supersedes anyway (heartbeats, the goodbye)."""
         await self.bus.publish([self.out(data)])
 
-    async def deliver(self, records: list[Outgoing], what: str) -> None:
+    async def deliver(self, records: list[Outgoing], what: str) -> list[Record]:
         """Publish until the bus takes it. Gives up, raising BusError, only once the agent is
         stopping."""
-        await self.until_done(what, lambda: self.bus.publish(records))
+        return await self.until_done(what, lambda: self.bus.publish(records))
 
     async def until_done(self, what: str, step: Callable[[], Awaitable[T]],
                          stop: asyncio.Event | None = None) -> T:

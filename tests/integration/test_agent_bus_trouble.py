@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 
 from agents.ledger import Ledger
-from agents.runtime import Agent, AgentConfig
+from agents.runtime import Agent, AgentConfig, AgentReplaced
 from agents.task_api import TaskContext
 from events import topics
+from events.agents import AgentAdvertised
+from events.codec import encode
 from events.common import Capabilities
+from events.envelope import envelope
 from events.reports import AttemptFailed, AttemptReport, AttemptSucceeded
-from orchestrator.bus import BusError, EmbeddedBus, Outgoing, Record, TopicPartition
+from orchestrator.bus import BusError, BusFenced, EmbeddedBus, Outgoing, Record, TopicPartition
 from tests import gates
 from tests.integration.support import WAIT_S, Tail, command_record, execute_task, tp_for
 
@@ -46,6 +49,9 @@ class Outage:
         self.down = False
         self.refused_report = asyncio.Event()
         self.failing_commits = 0
+        self.fenced_commits = 0
+        """Commits refused as fenced, as Kafka refuses one whose transaction it aborted after
+        the transaction timeout (an outage that long) or after a newer claim."""
 
     def _refuse(self, records: Sequence[Outgoing] = ()) -> None:
         if any(out.topic == topics.REPORTS for out in records):
@@ -65,6 +71,9 @@ class Outage:
         if self.down or self.failing_commits:
             self.failing_commits = max(self.failing_commits - 1, 0)
             self._refuse(records)
+        if self.fenced_commits:
+            self.fenced_commits -= 1
+            raise BusFenced("the producer's epoch was bumped (a test fence)")
         return await self.inner.commit(group, offsets, records)
 
     async def claim(self, group: str, inputs: Sequence[TopicPartition]) -> None:
@@ -239,3 +248,51 @@ async def test_a_command_whose_acknowledgement_fails_is_acknowledged_again_not_d
     # and the attempt ran once, with each report once and in order
     assert kinds(reports, attempt_id) == [*AT_GATE, "attempt_succeeded"]
     assert (tmp_path / "ran.txt").read_text().splitlines() == [attempt_id]
+
+
+async def test_a_commit_refused_as_fenced_with_no_successor_is_claimed_again_and_work_goes_on(
+    outage: Outage, agents: list[Running], tmp_path: Path, fifo: Path
+) -> None:
+    # given an agent, and a broker that will refuse its next commit as fenced, as Kafka does
+    # after aborting a transaction the bus held open past the transaction timeout
+    start(outage, tmp_path, agents)
+    outage.fenced_commits = 1
+
+    # when a command comes (its commit is the one refused)
+    attempt_id, reports = await started_attempt(outage, tmp_path, fifo)
+    gates.release(fifo)
+
+    # then the agent claimed its id again and ran the attempt, once, and lives on
+    await reports.first(AttemptSucceeded, lambda p: p.attempt_id == attempt_id)
+    assert kinds(reports, attempt_id) == [*AT_GATE, "attempt_succeeded"]
+    assert (tmp_path / "ran.txt").read_text().splitlines() == [attempt_id]
+    assert outage.fenced_commits == 0
+    assert not agents[0].task.done()
+
+
+async def test_a_commit_refused_as_fenced_after_a_successor_advertised_makes_the_agent_step_aside(
+    outage: Outage, tmp_path: Path, fifo: Path
+) -> None:
+    # given an agent that advertised itself, then another process that advertised the same id
+    config = AgentConfig(agent_id=AGENT, capabilities=Capabilities(cpus=2, memory_mb=1024),
+                         home=tmp_path / "home", artifact_root=tmp_path / "artifacts",
+                         heartbeat_s=0.1)
+    agent = Agent(outage, config)
+    running = Running(agent)
+    advertised = Tail(outage.inner, [tp_for(outage.inner, topics.AGENTS, AGENT)])
+    await advertised.until(lambda envs: any(isinstance(e.data, AgentAdvertised) for e in envs))
+    successor = AgentAdvertised(agent_id=AGENT, capabilities=config.capabilities, lease_s=12.0,
+                                incarnation="successor")
+    await outage.inner.publish([Outgoing(topics.AGENTS, AGENT, encode(envelope(
+        successor, id="successor", time=0.0, source="test", subject=AGENT)))])
+
+    # when its next commit is refused as fenced (the successor claimed the id)
+    outage.fenced_commits = 1
+    cmd = execute_task(AGENT, RELEASE, run_id=RUN,
+                       params={"fifo": str(fifo), "ran": str(tmp_path / "ran.txt")})
+    await outage.inner.publish([command_record(cmd)])
+
+    # then it stops, saying another process took the id over, and never ran the command
+    with pytest.raises(AgentReplaced, match="another process took over the agent id"):
+        await asyncio.wait_for(running.task, WAIT_S)
+    assert not (tmp_path / "ran.txt").exists()
