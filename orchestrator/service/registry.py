@@ -3,7 +3,6 @@ construction: it is the only writer of baton.models) and replies to the run as a
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,10 +14,9 @@ from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import ModelRegistered, RegisterModel
 from events.topics import partition_for
-from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
-from orchestrator.bus.waiting import wait_for_input
+from orchestrator.bus import Bus, Outgoing, Record
 from orchestrator.core.logged import decode_logged
-from orchestrator.service.dead_letters import dead_letter
+from orchestrator.service.consumer import Consumer
 from orchestrator.service.reading import read_all
 
 GROUP = "baton.registry"
@@ -49,53 +47,43 @@ def register(state: RegistryState, request: RegisterModel) -> ModelRegistered:
     )
 
 
-@dataclass
-class RegistryStage:
-    bus: Bus
-    clock: Callable[[], float] = time.time
-    state: RegistryState = field(default_factory=RegistryState)
+class RegistryStage(Consumer):
+    """baton.model-requests -> baton.models (new versions) and replies to the runs' intents."""
+
+    group = GROUP
+    topic = topics.MODEL_REQUESTS
+
+    def __init__(self, bus: Bus, clock: Callable[[], float] = time.time, *,
+                 batch_size: int = 100, idle_timeout_s: float = 0.5) -> None:
+        super().__init__(bus, batch_size=batch_size, idle_timeout_s=idle_timeout_s)
+        self.clock = clock
+        self.state = RegistryState()
 
     async def restore(self) -> None:
         self.state = RegistryState()
-        for record in await read_all(self.bus, topics.MODELS, {}):
+        for record in await read_all(self._bus, topics.MODELS, {}):
             data = decode_logged(record.value, record.where).data
             if isinstance(data, ModelRegistered):
                 self.state.apply(data)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        tps = [TopicPartition(topics.MODEL_REQUESTS, p)
-               for p in range(self.bus.partitions(topics.MODEL_REQUESTS))]
-        await self.bus.claim(GROUP, tps)  # fences a zombie registry before we restore
-        await self.restore()
-        positions = {tp: await self.bus.committed(GROUP, tp) for tp in tps}
-        while not stop.is_set():
-            for tp in tps:
-                batch = await self.bus.read(tp, positions[tp], 100)
-                if batch:
-                    # Every position: the input set names the transactional id `claim` used.
-                    await self.bus.commit(GROUP, {**positions, tp: batch[-1].offset + 1},
-                                          self._handle_all(batch))
-                    positions[tp] = batch[-1].offset + 1
-            await wait_for_input(self.bus, positions, 0.5, stop)
-
-    def _handle_all(self, batch: list[Record]) -> list[Outgoing]:
+    def _handle(self, batch: list[Record]) -> list[Outgoing]:
         out: list[Outgoing] = []
         for record in batch:
-            out.extend(self._handle(record))
+            out.extend(self._register(record))
         return out
 
-    def _handle(self, record: Record) -> list[Outgoing]:
+    def _register(self, record: Record) -> list[Outgoing]:
         try:
             env = decode(record.value)
         except EventParseError as exc:
-            return [dead_letter(record, str(exc), consumer=GROUP)]
+            return [self._dead_letter(record, str(exc))]
         if not isinstance(env.data, RegisterModel):
-            return [dead_letter(record, f"{env.type} is not a registry request", consumer=GROUP)]
+            return [self._dead_letter(record, f"{env.type} is not a registry request")]
         fresh = (env.data.run_id, env.data.task) not in self.state.answered
         reply = register(self.state, env.data)
         self.state.apply(reply)
         reply_env = self._envelope(reply, env)
-        n = self.bus.partitions(topics.INTENTS)
+        n = self._bus.partitions(topics.INTENTS)
         intent = Outgoing(topics.INTENTS, reply.run_id, encode(reply_env),
                           partition=partition_for(reply.run_id, n))
         if not fresh:

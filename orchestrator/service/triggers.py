@@ -1,16 +1,13 @@
 """The trigger path's shell: fan-out and router stages over the bus, plus a publish helper.
 
-Each stage reads a batch from its input topic, asks the pure core what to write, and commits
-outputs together with its input positions, so a crash at any point neither loses nor doubles
-a decision: the batch is simply read and decided again.
+Each stage is a `Consumer` (service/consumer.py): it reads a batch from its input topic, asks
+the pure core what to write, and commits outputs together with its input positions.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
 from events.cloudevents import decode_record
@@ -22,8 +19,7 @@ from events.pipeline import PipelineSpec
 from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected
 from orchestrator.bus.protocol import Bus
-from orchestrator.bus.records import Outgoing, Record, TopicPartition
-from orchestrator.bus.waiting import wait_for_input
+from orchestrator.bus.records import Outgoing, Record
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.triggers import (
@@ -35,7 +31,7 @@ from orchestrator.core.triggers import (
     route,
     triggered_envelope,
 )
-from orchestrator.service.dead_letters import dead_letter
+from orchestrator.service.consumer import Consumer, partitions_of
 
 FANOUT_GROUP = "baton.fanout"
 ROUTER_GROUP = "baton.router"
@@ -83,74 +79,7 @@ async def publish_trigger(
     return env
 
 
-class _Stage(ABC):
-    """Read a batch from every partition of `topic`, turn it into outputs, commit both at once."""
-
-    group: str
-    topic: str
-
-    def __init__(self, bus: Bus, *, batch_size: int, idle_timeout_s: float) -> None:
-        self._bus = bus
-        self._batch_size = batch_size
-        self._idle_timeout_s = idle_timeout_s
-        self._positions: dict[TopicPartition, int] | None = None
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Until `stop` is set: handle what is there, then block on the bus for more.
-
-        Claims every input partition first, so a zombie instance of this stage is fenced.
-        """
-        await self._bus.claim(self.group, _partitions(self._bus, self.topic))
-        while not stop.is_set():
-            if await self.step() == 0:
-                await wait_for_input(self._bus, await self._start(), self._idle_timeout_s, stop)
-
-    async def step(self) -> int:
-        """Handle one batch; returns how many input records it consumed (0: nothing new)."""
-        positions = await self._start()
-        records = await self._read(positions)
-        if not records:
-            return 0
-        outputs = self._handle(records)
-        advanced = {r.tp: r.offset + 1 for r in records}
-        try:
-            # Every position, not just the advanced ones: the set of inputs names the
-            # transactional id, which must stay the one `claim` fenced with.
-            await self._bus.commit(self.group, {**positions, **advanced}, outputs)
-        except BaseException:
-            self._forget()
-            raise
-        positions.update(advanced)
-        return len(records)
-
-    async def _start(self) -> dict[TopicPartition, int]:
-        """Positions come from the bus the first time, and after any failed commit."""
-        if self._positions is None:
-            self._positions = {
-                tp: await self._bus.committed(self.group, tp)
-                for tp in _partitions(self._bus, self.topic)
-            }
-        return self._positions
-
-    def _forget(self) -> None:
-        """After a failed commit memory may be ahead of the bus: re-read it on the next step."""
-        self._positions = None
-
-    async def _read(self, positions: Mapping[TopicPartition, int]) -> list[Record]:
-        batch: list[Record] = []
-        for tp, start in positions.items():
-            batch += await self._bus.read(tp, start, self._batch_size)
-        return batch
-
-    @abstractmethod
-    def _handle(self, records: list[Record]) -> list[Outgoing]:
-        """Pure apart from the clock: what to write for these records, DLQ entries included."""
-
-    def _dead_letter(self, record: Record, reason: str) -> Outgoing:
-        return dead_letter(record, reason, consumer=self.group)
-
-
-class FanOutStage(_Stage):
+class FanOutStage(Consumer):
     """baton.triggers -> one copy per matching pipeline on baton.pipeline-triggers. Stateless."""
 
     group = FANOUT_GROUP
@@ -166,6 +95,9 @@ class FanOutStage(_Stage):
     ) -> None:
         super().__init__(bus, batch_size=batch_size, idle_timeout_s=idle_timeout_s)
         self._specs = specs
+
+    async def restore(self) -> None:
+        """Stateless: each trigger is copied on its own."""
 
     def _handle(self, records: list[Record]) -> list[Outgoing]:
         outputs: list[Outgoing] = []
@@ -185,7 +117,7 @@ class FanOutStage(_Stage):
         ]
 
 
-class RouterStage(_Stage):
+class RouterStage(Consumer):
     """baton.pipeline-triggers -> decisions on baton.trigger-log and run requests on intents.
 
     Its state is rebuilt from baton.trigger-log on start, so it survives any restart.
@@ -212,13 +144,8 @@ class RouterStage(_Stage):
     def state(self) -> RouterState:
         return self._state
 
-    async def _start(self) -> dict[TopicPartition, int]:
-        """Positions first, then the log: decisions and positions were committed together."""
-        if self._positions is None:
-            positions = await super()._start()
-            self._state = await restore_router(self._bus)
-            return positions
-        return self._positions
+    async def restore(self) -> None:
+        self._state = await restore_router(self._bus)
 
     def _handle(self, records: list[Record]) -> list[Outgoing]:
         outputs: list[Outgoing] = []
@@ -251,7 +178,7 @@ async def restore_router(bus: Bus) -> RouterState:
     An unreadable record here is the router's own log gone bad: it raises, never skips.
     """
     state = RouterState()
-    for tp in _partitions(bus, TRIGGER_LOG):
+    for tp in partitions_of(bus, TRIGGER_LOG):
         end = await bus.end_offset(tp)
         at = 0
         while at < end:
@@ -260,8 +187,3 @@ async def restore_router(bus: Bus) -> RouterState:
                 evolve_router(state, decode_logged(record.value, record.where))
             at = records[-1].offset + 1 if records else end
     return state
-
-
-def _partitions(bus: Bus, topic: str) -> list[TopicPartition]:
-    return [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
-
