@@ -20,13 +20,12 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
 
 from agents.attempts import Attempts, GiveUp
+from agents.config import AgentConfig
 from agents.sender import Sender
 from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
 from events.codec import decode
-from events.common import Capabilities
 from events.errors import EventParseError
 from orchestrator.bus import BusError, BusFenced, Record
 
@@ -36,20 +35,11 @@ GOODBYE_BOUND_S = 5.0
 """How long a stopping agent tries to say so; an unreachable bus must not hold up the exit."""
 
 
-@dataclass(frozen=True)
-class Timing:
-    heartbeat_s: float
-    lease_s: float
-    drain_grace_s: float
-
-
 class Presence:
     """The agent as the fleet sees it; `attempts` is what it reports on and gives up."""
 
-    def __init__(self, capabilities: Capabilities, timing: Timing, attempts: Attempts,
-                 sender: Sender) -> None:
-        self.capabilities = capabilities
-        self.timing = timing
+    def __init__(self, config: AgentConfig, attempts: Attempts, sender: Sender) -> None:
+        self.config = config
         self.attempts = attempts
         self.sender = sender
         self.last_beat_ok = time.monotonic()
@@ -63,8 +53,8 @@ class Presence:
 
     async def advertise(self) -> None:
         out = self.sender.out(AgentAdvertised(
-            agent_id=self.agent_id, capabilities=self.capabilities,
-            lease_s=self.timing.lease_s, host=socket.gethostname(), pid=os.getpid(),
+            agent_id=self.agent_id, capabilities=self.config.capabilities,
+            lease_s=self.config.lease_s, host=socket.gethostname(), pid=os.getpid(),
             incarnation=self.sender.incarnation))
         [self.advertised] = await self.sender.deliver([out], "advertising")
         self.last_beat_ok = time.monotonic()
@@ -105,7 +95,7 @@ class Presence:
                 if not failing:
                     log.warning("agent %s: heartbeat failed: %s", self.agent_id, exc)
                     failing = True
-            await self.sender.pause(self.timing.heartbeat_s)
+            await self.sender.pause(self.config.heartbeat_s)
 
     async def _heartbeat(self) -> None:
         free = self.attempts.free()
@@ -118,7 +108,7 @@ class Presence:
     async def lease(self, stop: asyncio.Event) -> None:
         """No heartbeat through for a whole lease: the coordinator may have expired us and
         placed our attempts elsewhere, so stop them (each then reports itself cancelled)."""
-        lease_s = self.timing.lease_s
+        lease_s = self.config.lease_s
         while not stop.is_set():
             silent = time.monotonic() - self.last_beat_ok
             if silent > lease_s:
@@ -129,7 +119,7 @@ class Presence:
                     log.warning("agent %s: no heartbeat got through for %.1f s (lease %g s); "
                                 "stopped %d attempt(s)", self.agent_id, silent, lease_s,
                                 stopped)
-            await self.sender.pause(min(self.timing.heartbeat_s, lease_s / 4))
+            await self.sender.pause(min(self.config.heartbeat_s, lease_s / 4))
 
     async def drain(self, reason: str, stop: asyncio.Event) -> None:
         """Say so, refuse new work, wait out the grace (or `stop`), interrupt the rest.
@@ -138,7 +128,7 @@ class Presence:
         cancel still reaches its attempt. Heartbeats go on, so the coordinator does not take
         the agent for lost while its attempts finish.
         """
-        grace = self.timing.drain_grace_s
+        grace = self.config.drain_grace_s
         deadline = time.monotonic() + grace
         attempts = self.attempts
         attempts.draining = True

@@ -29,18 +29,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from agents.attempts import Attempts, GiveUp
+from agents.config import AgentConfig
 from agents.ledger import Ledger, LedgerEntry
-from agents.presence import GOODBYE_BOUND_S, Presence, Timing
+from agents.presence import GOODBYE_BOUND_S, Presence
 from agents.process_identity import end
 from agents.sender import Sender
 from agents.workers import WorkerPool
 from events import topics
 from events.codec import decode
 from events.commands import CancelTask, ExecuteTask
-from events.common import Capabilities
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.reports import AttemptFailed
@@ -52,36 +51,6 @@ log = logging.getLogger(__name__)
 
 ORPHAN_WARNING_S = 10.0
 """How often a restarted agent says it still waits for a worker left from before to exit."""
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    agent_id: str
-    capabilities: Capabilities
-    home: Path
-    artifact_root: Path
-    workers: int = 2
-    heartbeat_s: float = 1.0
-    lease_s: float = 12.0
-    """How long the agent keeps running its attempts while no heartbeat gets through. Longer
-    than a broker failover (a lost broker's partitions move in ~5-8 s, a single broker restarts
-    in 4-11 s on a busy 2-core machine), so bus trouble alone never stops work; the coordinator
-    expires an agent only after its lease (FleetTracker.expiry_for)."""
-    drain_grace_s: float = 30.0
-    """How long a draining agent lets its running attempts finish before it interrupts them."""
-
-    def __post_init__(self) -> None:
-        if self.heartbeat_s <= 0:
-            raise ValueError(f"heartbeat interval {self.heartbeat_s:g} s: must be above 0")
-        if self.lease_s <= self.heartbeat_s:
-            raise ValueError(f"lease {self.lease_s:g} s: must be longer than the heartbeat "
-                             f"interval ({self.heartbeat_s:g} s)")
-        if self.drain_grace_s < 0:
-            raise ValueError(f"drain grace {self.drain_grace_s:g} s: must be 0 or more")
-
-    @property
-    def timing(self) -> Timing:
-        return Timing(self.heartbeat_s, self.lease_s, self.drain_grace_s)
 
 
 class AgentReplaced(BusFenced):
@@ -139,7 +108,7 @@ class Agent:
         ledger = await Ledger.open(self.config.home / f"agent-{self.agent_id}.db")
         pool = WorkerPool(self.config.artifact_root, size=self.config.workers)
         attempts = Attempts(self.config.capabilities, ledger, pool, sender)
-        presence = Presence(self.config.capabilities, self.config.timing, attempts, sender)
+        presence = Presence(self.config, attempts, sender)
         await pool.start()
         up = asyncio.Event()
         watcher = asyncio.create_task(self._until_stopped(stop, up, presence))

@@ -6,7 +6,7 @@ import argparse
 import math
 
 from agents.capabilities import detect_capabilities
-from agents.runtime import AgentConfig
+from agents.config import AgentConfig
 from orchestrator.cli.errors import UsageError
 from orchestrator.service.embedded_app import AgentSpec
 

@@ -14,7 +14,8 @@ import signal
 import socket
 from collections.abc import Iterator
 
-from agents.runtime import Agent, AgentConfig, AgentReplaced
+from agents.config import AgentConfig
+from agents.runtime import Agent, AgentReplaced
 from orchestrator.bus import EMBEDDED
 from orchestrator.cli.agent_flags import (
     add_agent_flags,

@@ -9,7 +9,8 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from agents.runtime import Agent, AgentConfig
+from agents.config import AgentConfig
+from agents.runtime import Agent
 from events.common import Capabilities
 from events.pipeline import PipelineSpec
 from orchestrator.bus import EMBEDDED, Bus, open_bus_url

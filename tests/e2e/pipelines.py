@@ -17,11 +17,14 @@ from orchestrator.pipelines import Pipeline
 from tests.gil import hold_the_gil
 
 WORK_S = 0.4
+LEDGER_ENV = "BATON_TEST_LEDGER"
+"""Where runs without a `ledger` param record (a data arrival's run carries no params)."""
 
 
 def record_attempt(ctx: TaskContext) -> None:
-    """Append '<attempt_id>\\n' to the ledger named by the run's `ledger` param, durably."""
-    with Path(str(ctx.params["ledger"])).open("a") as ledger:
+    """Append '<attempt_id>\\n' to the ledger named by the run's `ledger` param (else by
+    LEDGER_ENV in the agent's environment), durably."""
+    with Path(str(ctx.params.get("ledger") or os.environ[LEDGER_ENV])).open("a") as ledger:
         ledger.write(f"{ctx.data.attempt_id}\n")
         ledger.flush()
         os.fsync(ledger.fileno())

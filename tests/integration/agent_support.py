@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.runtime import Agent, AgentConfig
+from agents.config import AgentConfig
+from agents.runtime import Agent
 from events.common import Capabilities
 from events.reports import AttemptReport, AttemptSucceeded
 from orchestrator.bus import Bus, Record

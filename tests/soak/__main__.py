@@ -46,8 +46,9 @@ from orchestrator.bus import Bus, BusError, Outgoing, TopicPartition, open_bus_u
 from orchestrator.core.ids import run_id_for
 from orchestrator.devkafka import KafkaCluster, running_kafka
 from orchestrator.service.triggers import trigger_record
+from tests.e2e.pipelines import LEDGER_ENV
 from tests.e2e.support import RunLog, Service, baton, integrity_problems
-from tests.soak.pipelines import DATASET, LEDGER_ENV, data_fan, manual_fan
+from tests.soak.pipelines import DATASET, data_fan, manual_fan
 from tests.soak.plan import AGENTS, COORDINATORS, Step, plan
 
 PIPELINES = ("tests.soak.pipelines:manual_fan", "tests.soak.pipelines:data_fan")

@@ -1,46 +1,19 @@
 """What the soak runs: one manual pipeline and one started by data arrivals, same tasks.
 
-Each task appends its attempt id to the soak's ledger (the file LEDGER_ENV names in the
-environment the soak gives its processes: a data arrival carries no params) before it works,
-so the soak can tell which attempts really ran however the log looks. Retries are generous:
-the soak kills agents on purpose, and a run that fails for want of retries would hide what
-the soak checks.
+The tasks are the broker fault tests' (tests/kafka/fault_pipelines.py): each appends its
+attempt id to the soak's ledger before it works (a data arrival's run has no params, so the
+ledger is the file LEDGER_ENV names in the processes' environment), and works for a second, so
+faults hit attempts in flight. Retries are generous: the soak kills agents on purpose, and a
+run that fails for want of retries would hide what the soak checks.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-
-from agents.task_api import TaskContext
 from events.pipeline import TriggerSpec
 from orchestrator.pipelines import Pipeline, manual, on_data_arrived
+from tests.kafka.fault_pipelines import left, prepare, right
 
-WORK_S = 0.3
 DATASET = "soak"
-LEDGER_ENV = "BATON_SOAK_LEDGER"
-
-
-def _step(ctx: TaskContext) -> str:
-    with Path(os.environ[LEDGER_ENV]).open("a") as ledger:
-        ledger.write(f"{ctx.data.attempt_id}\n")
-        ledger.flush()
-        os.fsync(ledger.fileno())
-    time.sleep(WORK_S)
-    return ctx.task
-
-
-def prepare(ctx: TaskContext) -> str:
-    return _step(ctx)
-
-
-def left(prepare: str, ctx: TaskContext) -> str:
-    return _step(ctx)
-
-
-def right(prepare: str, ctx: TaskContext) -> str:
-    return _step(ctx)
 
 
 def _fan(name: str, triggers: list[TriggerSpec]) -> Pipeline:
