@@ -40,7 +40,7 @@ from bench import (
     replay,
     triggers,
 )
-from bench.common import JsonValue, Report, fmt, table, yes_no
+from bench.common import Json, Report, fmt, table, yes_no
 from orchestrator.bus import EMBEDDED, BusError
 from orchestrator.cli.main import bus_url
 from orchestrator.devkafka import DevKafkaError
@@ -113,9 +113,9 @@ class Outcome:
     def code(self) -> int:
         return 0 if self.failed is None and all(r.ok for _, r in self.reports) else 1
 
-    def json(self) -> dict[str, dict[str, JsonValue]]:
+    def json(self) -> dict[str, dict[str, Json]]:
         """What `--json` prints: every benchmark that ran, and one that failed as not ok."""
-        out = {name: report.json_figures() for name, report in self.reports}
+        out = {name: report.json() for name, report in self.reports}
         if self.failed is not None:
             out[self.failed] = {"ok": False}
         return out

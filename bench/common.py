@@ -43,6 +43,9 @@ _TYPE = re.compile(rb'"type"\s*:\s*"([a-z_]+)"')
 # ------------------------------------------------------------------------------ figures
 
 JsonValue = float | int | bool | None
+Json = JsonValue | str | list["Json"] | dict[str, "Json"]
+"""What a benchmark's `--json` object may hold: its figures are JsonValues; a benchmark that
+compares (kafka) nests objects and lists of them."""
 UNIT_SUFFIXES: dict[str, str] = {
     "ms": "_ms", "s": "_s", "µs": "_us", "us": "_us", "MB": "_mb", "mb": "_mb",
     "bytes": "_bytes", "B": "_bytes", "x": "_ratio", "": "",
@@ -50,7 +53,7 @@ UNIT_SUFFIXES: dict[str, str] = {
 """The unit each `--json` key ends with, so a program never parses "4.75 ms"; any rate (a unit
 ending in "/s": "/s", "ev/s", "transitions/s") ends in "_per_s". A unit not here is refused
 when its Figure is made: add it here rather than let a key go out without its unit."""
-KEY_SUFFIXES = ("_ms", "_us", "_s", "_per_s", "_mb", "_bytes")
+KEY_SUFFIXES = ("_ms", "_us", "_s", "_per_s", "_mb", "_bytes", "_ms_per_task")
 UNITLESS_SUFFIXES = ("_ratio", "_ratio_vs_embedded", "_met")
 SIZE_KEYS = frozenset({"tasks", "agents", "width", "wide", "burst", "isolated", "events", "runs",
                        "repeat"})
@@ -170,6 +173,10 @@ class Report:
             out[key] = json_value(value)
         return out
 
+    def json(self) -> dict[str, Json]:
+        """What `--json` prints for this benchmark: its figures, unless it says otherwise."""
+        return dict(self.json_figures())
+
     def render(self) -> str:
         lines = [f"== {self.title} =="]
         width = max((len(label) for label, _ in self.rows), default=0)
@@ -237,11 +244,13 @@ def temp_home(prefix: str = "baton-bench-") -> Iterator[Home]:
 @contextlib.asynccontextmanager
 async def running_app(home: Home, pipelines: dict[str, PipelineSpec] | None = None,
                       *, capabilities: Capabilities = BIG_AGENT, workers: int = 2,
-                      bus_url: str = EMBEDDED) -> AsyncIterator[tuple[EmbeddedApp, Bus]]:
-    """The all-in-one deployment (`baton up`): coordinator, trigger stages, one local agent,
-    on the bus `bus_url` names (the embedded one in `home` by default, or Kafka)."""
-    app = EmbeddedApp(home, dict(pipelines or {}),
-                      [AgentSpec(capabilities=capabilities, workers=workers)], bus_url=bus_url)
+                      bus_url: str = EMBEDDED, local_agent: bool = True,
+                      ) -> AsyncIterator[tuple[EmbeddedApp, Bus]]:
+    """The all-in-one deployment (`baton up`): coordinator, trigger stages, one local agent
+    (none when `local_agent` is False: the caller runs one elsewhere), on the bus `bus_url`
+    names (the embedded one in `home` by default, or Kafka)."""
+    agents = [AgentSpec(capabilities=capabilities, workers=workers)] if local_agent else []
+    app = EmbeddedApp(home, dict(pipelines or {}), agents, bus_url=bus_url)
     bus = await app.start()
     try:
         yield app, bus

@@ -16,6 +16,7 @@ timed (`CallTimes`) so the report can say where that time goes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -28,8 +29,9 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from bench import chain, fanout, primitives, replay, triggers
-from bench.common import HOPS, Figure, Report, fmt, table
+from bench import chain, fanout, primitives, replay, targets, triggers
+from bench.common import HOP_KEYS, HOPS, Figure, Json, Report, fmt, json_value, table, valid_key
+from bench.targets import Verdict, verdicts
 from orchestrator.bus import EMBEDDED, BusError
 from orchestrator.bus.kafka import KafkaBus
 from orchestrator.devkafka import running_kafka
@@ -56,51 +58,89 @@ class Sizes:
 
 
 @dataclass(frozen=True)
+class Compared:
+    """One figure of a benchmark's report, compared across the buses."""
+
+    name: str
+    """Its name in the benchmark's own report."""
+    key: str
+    """Its key in each bus's `--json` object: snake_case, ending in its unit."""
+    label: str = ""
+    """Its name in the comparison (the `name` unless two steps share one)."""
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
 class Step:
     """One benchmark, run once per bus; `figures` names what is compared, in order."""
 
     name: str
     run: Callable[[str], Awaitable[Report]]
-    figures: tuple[str, ...]
+    figures: tuple[Compared, ...]
     timed_tasks: int = 0
     """When > 0, Kafka calls are timed during this step and reported per task."""
-    key_prefix: str = ""
-    """Put before its figures' `--json` keys where two steps run the same benchmark."""
 
 
 def steps(sizes: Sizes) -> list[Step]:
-    """The figures of issue #3: trigger latency, chain, fan-out, transitions/s, replay.
+    """The figures of issues #3 and #12: bus primitives, trigger latency, the chain (agent in
+    the process and in a process of its own), fan-outs, transitions/s, replay.
 
     Timeouts grow with the sizes: they only bound a hang, and Kafka is far slower per task.
     """
     width, burst, tasks = sizes.width, sizes.burst, sizes.tasks
+    chain_timeout_s = 120.0 + tasks
     out = [
         Step("bus primitives", lambda url: primitives.measure(sizes.repeat, bus_url=url),
-             tuple(f"bus: {name}" for name in primitives.OPERATIONS)),
+             tuple(Compared(f"bus: {name}", f"{key}_ms") for name, key
+                   in zip(primitives.OPERATIONS, primitives.OPERATION_KEYS, strict=True))),
         Step("triggers", lambda url: triggers.measure(
                 burst, isolated=sizes.isolated, timeout_s=120.0 + burst + sizes.isolated,
                 bus_url=url),
-             ("trigger -> start p50 (one at a time)", "trigger -> start p99 (one at a time)",
-              "trigger -> start p50 (burst)", "trigger -> start p99 (burst)")),
-        Step("chain", lambda url: chain.measure(tasks, timeout_s=120.0 + tasks, bus_url=url),
-             (f"chain of {tasks}, total wall", "chain ms per task", "chain task transitions/s",
-              *(f"chain: {hop} (mean)" for hop in HOPS)),
+             (Compared("trigger -> start p50 (one at a time)", "trigger_p50_ms"),
+              Compared("trigger -> start p99 (one at a time)", "trigger_p99_ms"),
+              Compared("trigger -> start p50 (burst)", "burst_p50_ms"),
+              Compared("trigger -> start p99 (burst)", "burst_p99_ms"),
+              Compared("burst: publishing every trigger", "burst_publish_ms"),
+              Compared("burst: first trigger -> last task started", "burst_span_ms"))),
+        Step("chain", lambda url: chain.measure(tasks, timeout_s=chain_timeout_s, bus_url=url),
+             (Compared("chain ms per task", "chain_ms_per_task"),
+              Compared(f"chain of {tasks}, total wall", "chain_total_wall_s"),
+              Compared("chain task transitions/s", "chain_transitions_per_s"),
+              *(Compared(f"chain: {hop} (mean)", f"chain_{HOP_KEYS[hop]}_ms") for hop in HOPS)),
              timed_tasks=tasks + WARMUP_TASKS),
-        _fanout_step(width),
+        Step("chain, agent in a process of its own",
+             lambda url: chain.measure(tasks, timeout_s=chain_timeout_s, bus_url=url,
+                                       separate_agent=True),
+             (Compared("chain ms per task", "agent_process_chain_ms_per_task",
+                       "chain ms per task (agent process)"),
+              Compared("chain task transitions/s", "agent_process_chain_transitions_per_s",
+                       "chain task transitions/s (agent process)"),
+              *(Compared(f"chain: {hop} (mean)", f"agent_process_chain_{HOP_KEYS[hop]}_ms",
+                         f"chain (agent process): {hop} (mean)") for hop in HOPS))),
     ]
     if sizes.wide and sizes.wide != width:
-        out.append(_fanout_step(sizes.wide, key_prefix="wide_"))
+        out += [_fanout_step(width, "small_"), _fanout_step(sizes.wide)]
+    else:
+        out.append(_fanout_step(width))
     out.append(Step("replay", lambda url: replay.measure(sizes.events, bus_url=url),
-                    ("replay fold_runs", "replay read only", "takeover from the log",
-                     "takeover from a snapshot")))
+                    (Compared("replay fold_runs", "replay_fold_runs_per_s"),
+                     Compared("replay read only", "replay_read_only_per_s"),
+                     Compared("takeover from the log", "takeover_from_log_ms"),
+                     Compared("takeover from a snapshot", "takeover_from_snapshot_ms"))))
     return out
 
 
 def _fanout_step(width: int, key_prefix: str = "") -> Step:
+    """`fanout_*` is the widest fan-out run (1 -> 1,000 -> 1 by default, the one issue #12's
+    target is for); `small_fanout_*` the narrower one beside it (1 -> 200 -> 1)."""
     return Step(f"fanout {width}",
                 lambda url: fanout.measure(width, timeout_s=120.0 + width, bus_url=url),
-                (f"fan-out 1->{width}->1 wall", f"fan-out 1->{width}->1 task transitions/s"),
-                key_prefix=key_prefix)
+                (Compared(f"fan-out 1->{width}->1 wall", f"{key_prefix}fanout_wall_s"),
+                 Compared(f"fan-out 1->{width}->1 task transitions/s",
+                          f"{key_prefix}fanout_transitions_per_s")))
 
 
 @dataclass(frozen=True)
@@ -134,6 +174,38 @@ def pick(report: Report, name: str) -> Figure:
             return figure
     raise LookupError(f"{report.title!r} has no figure {name!r} "
                       f"(it has: {', '.join(f.name for f in report.figures)})")
+
+
+@dataclass
+class Comparison(Report):
+    """The kafka benchmark's report: its `--json` object is one object of figures per bus
+    under the same keys, the ratios, and the verdict on each of issue #12's targets."""
+
+    buses: dict[str, dict[str, float]] = field(default_factory=dict)
+    ratios: dict[str, float] = field(default_factory=dict)
+    found: list[Verdict] = field(default_factory=list)
+
+    def add(self, compared: Compared, pair: Pair) -> None:
+        if not valid_key(compared.key) or compared.key in self.ratios:
+            raise ValueError(f"{compared.key!r} is no valid --json key or comes twice")
+        self.figures += [tagged(pair.embedded, EMBEDDED), tagged(pair.kafka, KAFKA)]
+        self.buses.setdefault(EMBEDDED, {})[compared.key] = pair.embedded.value
+        self.buses.setdefault(KAFKA, {})[compared.key] = pair.kafka.value
+        self.ratios[compared.key] = pair.ratio
+
+    def json(self) -> dict[str, Json]:
+        out: dict[str, Json] = {
+            bus: {key: json_value(value) for key, value in self.buses.get(bus, {}).items()}
+            for bus in (EMBEDDED, KAFKA)}
+        out[RATIOS] = {key: json_value(value) for key, value in self.ratios.items()}
+        out[TARGETS_KEY] = [verdict.json() for verdict in self.found]
+        out.update(self.extra)
+        out["ok"] = self.ok
+        return out
+
+
+RATIOS = "ratio_vs_embedded"
+TARGETS_KEY = "targets"
 
 
 # ------------------------------------------------------------------------------ Kafka calls
@@ -321,13 +393,14 @@ def quiet_aiokafka() -> Iterator[None]:
 
 
 async def measure(sizes: Sizes | None = None, *, bootstrap: str | None = None,
-                  echo: Callable[[str], None] | None = None) -> Report:
+                  echo: Callable[[str], None] | None = None) -> Comparison:
     """Every figure on both buses; `echo` gets each benchmark's own report as it finishes."""
     sizes = sizes or Sizes()
     say = echo or (lambda _: None)
-    report = Report(f"kafka vs embedded: trigger latency ({sizes.isolated} one at a time, "
-                    f"{sizes.burst} in a burst), {sizes.tasks}-task chain, fan-out, replay of "
-                    f"{sizes.events:,} events", figure_table=False)
+    report = Comparison(f"kafka vs embedded: trigger latency ({sizes.isolated} one at a time, "
+                        f"{sizes.burst} in a burst), {sizes.tasks}-task chain (agent in the "
+                        f"process, and in one of its own), fan-out, replay of "
+                        f"{sizes.events:,} events", figure_table=False)
     pairs: list[Pair] = []
     async with kafka_broker(bootstrap) as (servers, origin):
         report.row("Kafka broker", f"{servers} ({origin})")
@@ -335,23 +408,30 @@ async def measure(sizes: Sizes | None = None, *, bootstrap: str | None = None,
             for step in steps(sizes):
                 embedded, kafka, calls = await _both(step, servers, say)
                 report.ok = report.ok and embedded.ok and kafka.ok
-                for name in step.figures:
-                    pair = Pair(pick(embedded, name), pick(kafka, name))
+                for compared in step.figures:
+                    pair = Pair(shown(pick(embedded, compared.name), compared),
+                                shown(pick(kafka, compared.name), compared))
                     pairs.append(pair)
-                    report.figures += [tagged(pair.embedded, EMBEDDED, step.key_prefix),
-                                       tagged(pair.kafka, KAFKA, step.key_prefix)]
-                    report.extra[ratio_key(pair, step.key_prefix)] = pair.ratio
+                    report.add(compared, pair)
                 if calls is not None:
                     report.blocks.append(calls.block(
                         f"Kafka calls during the {step.name} step (its {WARMUP_TASKS} warm-up "
                         f"tasks included; 'per task' = calls / {step.timed_tasks}):",
                         step.timed_tasks))
-    report.blocks.insert(0, comparison(pairs))
+    widest = sizes.wide if sizes.wide and sizes.wide != sizes.width else sizes.width
+    report.found = verdicts(report.buses, {"fanout_transitions_per_s": widest,
+                                           "burst_p99_ms": sizes.burst})
+    report.blocks[:0] = [comparison(pairs), targets.rows(report.found)]
     report.extra.update(tasks=sizes.tasks, width=sizes.width, wide=sizes.wide, burst=sizes.burst,
                         isolated=sizes.isolated, events=sizes.events, repeat=sizes.repeat)
     report.notes.append("each figure ran embedded, then on Kafka right after, in the same "
                         "process; both buses use the same partition count")
     return report
+
+
+def shown(figure: Figure, compared: Compared) -> Figure:
+    """The figure under its name in the comparison."""
+    return dataclasses.replace(figure, name=compared.shown)
 
 
 async def _both(step: Step, servers: str, say: Callable[[str], None]
@@ -379,12 +459,7 @@ def _titled(report: Report, bus: str, took_s: float) -> str:
     return f"{report.render()}\n  ({bus} took {took_s:.1f} s)\n"
 
 
-def ratio_key(pair: Pair, key_prefix: str = "") -> str:
-    """`kafka_chain_per_task_ratio_vs_embedded`: Kafka / embedded, without a unit."""
-    return f"{KAFKA}_{key_prefix}{pair.kafka.stem}_ratio_vs_embedded"
-
-
-def tagged(figure: Figure, bus: str, key_prefix: str = "") -> Figure:
-    """The figure named for its bus, by name and by `--json` key (`kafka_chain_per_task_ms`)."""
+def tagged(figure: Figure, bus: str) -> Figure:
+    """The figure named for its bus, for the summary table (`chain ms per task [kafka]`)."""
     return Figure(f"{figure.name} [{bus}]", figure.value, figure.unit, figure.target,
-                  figure.better, key=f"{bus}_{key_prefix}{figure.stem}")
+                  figure.better, key=f"{bus}_{figure.stem}")

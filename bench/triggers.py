@@ -34,6 +34,8 @@ from orchestrator.service.triggers import publish_trigger
 from orchestrator.store.projections import fold_runs
 
 TARGET_P50_MS = 2.0
+"""Issue #12's embedded target, for a trigger on an otherwise idle pipeline (one at a time);
+a burst's percentiles are mostly how long its triggers queue (reported without a target)."""
 DATASET = "bench-data"
 WORKERS = 4
 SPEC = PipelineSpec(name="bench-trigger", tasks=(task("t", function=STAMP),),
@@ -99,13 +101,17 @@ async def measure(burst: int = 200, *, isolated: int = 20, timeout_s: float = 12
     if isolated_ms:
         report.row(f"one at a time ({isolated} triggers): p50 / max",
                    f"{median(isolated_ms):.1f} ms / {max(isolated_ms):.1f} ms")
-    report.figures.append(Figure("trigger -> start p50 (burst)", p50, "ms", TARGET_P50_MS,
+    report.figures.append(Figure("trigger -> start p50 (burst)", p50, "ms",
                                  key="trigger_to_start_p50_burst"))
     report.figures.append(Figure("trigger -> start p99 (burst)", p99, "ms",
                                  key="trigger_to_start_p99_burst"))
+    report.figures.append(Figure("burst: publishing every trigger", publish_s * 1000, "ms",
+                                 key="trigger_burst_publish"))
+    report.figures.append(Figure("burst: first trigger -> last task started",
+                                 _span_ms(sent, burst_ms), "ms", key="trigger_burst_span"))
     if isolated_ms:
         report.figures.append(Figure("trigger -> start p50 (one at a time)",
-                                     percentile(isolated_ms, 50), "ms",
+                                     percentile(isolated_ms, 50), "ms", TARGET_P50_MS,
                                      key="trigger_to_start_p50_isolated"))
         report.figures.append(Figure("trigger -> start p99 (one at a time)",
                                      percentile(isolated_ms, 99), "ms",

@@ -7,8 +7,15 @@ since every task state transition is a commit.
 
 Several processes may open the file at once (`baton up`, a CLI publish, a CLI reader). Offsets
 are assigned inside a BEGIN IMMEDIATE transaction, so concurrent appenders serialise on SQLite's
-write lock and never collide. Readers use a second connection, so they only ever see committed
-data, even while this process is half-way through a write.
+write lock (waiting up to the busy timeout) and never collide. Readers use a second
+connection, so they only ever see committed data, even while this process is half-way through
+a write.
+
+Each connection lives on a thread of its own (sqlite_thread.py) and every bus operation is one
+job there (sqlite_jobs.py): a whole commit, or a whole read, costs one hand-off from the event
+loop and one back. The writer thread runs commits one at a time in the order they were made.
+Errors come out as bus errors (sqlite_schema.bus_error): a damaged file as BusUnusable, a full
+disk as BusError in disk_full's words, anything else as BusError.
 """
 
 from __future__ import annotations
@@ -17,46 +24,32 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections import Counter
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import cast
-
-import aiosqlite
 
 from events.topics import DEFAULT_PARTITIONS, partition_for
+from orchestrator.bus import sqlite_jobs as jobs
 from orchestrator.bus import sqlite_schema as sql
-from orchestrator.bus.disk_full import full_disk
 from orchestrator.bus.protocol import BusError, BusUnusable
-from orchestrator.bus.records import (
-    Outgoing,
-    Record,
-    TopicPartition,
-    decode_headers,
-    encode_headers,
-)
+from orchestrator.bus.records import Outgoing, Record, TopicPartition
+from orchestrator.bus.sqlite_thread import Job, SqliteThread, T, ThreadClosed
 
 _log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.01
 """Bounds how late another process's append is noticed; polling runs only while someone waits."""
 
-_Placed = tuple[TopicPartition, Outgoing]
-_Ranked = list[tuple[TopicPartition, int, Outgoing]]
-_PositionRow = tuple[str, str, int, int]
 
 class EmbeddedBus:
-    """Bus over SQLite: one writer connection serialised by a lock, one reader connection."""
+    """Bus over SQLite: one writer connection, one reader connection, each on its own thread."""
 
-    def __init__(
-        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, counts: dict[str, int],
-        path: Path,
-    ) -> None:
+    def __init__(self, writer: SqliteThread, reader: SqliteThread, counts: dict[str, int],
+                 path: Path) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
         self._counts = counts
-        self._lock = asyncio.Lock()
         self._watchers: dict[TopicPartition, set[asyncio.Future[None]]] = {}
         self._waiters = 0
         self._poller: asyncio.Task[None] | None = None
@@ -77,15 +70,19 @@ class EmbeddedBus:
         count is fixed when a topic is first created; raising it is a migration, not a flag.
         """
         wanted = sql.wanted_counts(partitions, topic_partitions)
-        writer = await sql.connect(path, "IMMEDIATE")
+        writer = await sql.open_connection(path, "bus-writer")
         try:
-            counts = await sql.ensure_schema(writer, wanted)
-            reader = await sql.connect(path, None)
+            counts = await _set_up(writer, path, wanted)
+            reader = await sql.open_connection(path, "bus-reader")
         except BaseException:
             await writer.close()
             raise
         bus = cls(writer, reader, counts, path)
-        await bus._load_heads()
+        try:
+            bus._merge_heads(await bus._read(jobs.heads, "reading the heads"))
+        except BaseException:
+            await bus.close()
+            raise
         return bus
 
     def partitions(self, topic: str) -> int:
@@ -118,12 +115,11 @@ class EmbeddedBus:
     async def committed(self, group: str, tp: TopicPartition) -> int:
         """Reads through the reader connection so a write in flight is never visible."""
         self._check(tp)
-        params = (group, tp.topic, tp.partition)
-        rows = list(await self._reader.execute_fetchall(sql.COMMITTED, params))
-        return int(rows[0][0]) if rows else 0
+        return await self._read(partial(jobs.committed, group=group, tp=tp),
+                                "reading %s's position on %s-%s", group, tp.topic, tp.partition)
 
     async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
-        """One indexed range scan; the primary key is (topic, partition, offset).
+        """One indexed range scan, one job on the reader's thread.
 
         While the poller keeps the in-memory heads fresh, a read past the head is answered
         without a query: idle consumers then cost nothing.
@@ -131,17 +127,14 @@ class EmbeddedBus:
         self._check(tp)
         if self._heads_fresh() and start >= self._heads.get(tp, 0):
             return []
-        rows = await self._reader.execute_fetchall(sql.READ, (tp.topic, tp.partition, start, limit))
-        return [
-            Record(tp.topic, tp.partition, offset, key, value, decode_headers(headers), ts_ms)
-            for offset, key, value, headers, ts_ms in rows
-        ]
+        return await self._read(partial(jobs.read, tp=tp, start=start, limit=limit),
+                                "reading %s-%s@%s", tp.topic, tp.partition, start)
 
     async def end_offset(self, tp: TopicPartition) -> int:
         """The head row is bumped in the same transaction as the append, so it never lies."""
         self._check(tp)
-        rows = list(await self._reader.execute_fetchall(sql.END, (tp.topic, tp.partition)))
-        return int(rows[0][0])
+        return await self._read(partial(jobs.end_offset, tp=tp),
+                                "reading the end of %s-%s", tp.topic, tp.partition)
 
     async def wait(
         self,
@@ -159,17 +152,20 @@ class EmbeddedBus:
             self._waiters -= 1
 
     async def close(self) -> None:
-        """Lets an in-flight write finish first; waiters still blocked get BusError."""
+        """Lets commits already made finish first; waiters still blocked get BusError.
+
+        The writer's thread runs the jobs queued before close, then closes its connection:
+        a commit that started is never cut off half-way (it is one SQLite transaction anyway).
+        """
         if self._closed:
             return
         self._closed = True
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.wait({self._poller})
-        async with self._lock:
-            await self._writer.close()
-        await self._reader.close()
         self._notify()
+        await self._writer.close()
+        await self._reader.close()
 
     def _check(self, tp: TopicPartition) -> None:
         """Unknown partitions are caller bugs; Kafka refuses them too."""
@@ -178,7 +174,7 @@ class EmbeddedBus:
         if not 0 <= tp.partition < self.partitions(tp.topic):
             raise BusUnusable(f"{tp.topic!r} has no partition {tp.partition}")
 
-    def _place(self, out: Outgoing) -> _Placed:
+    def _place(self, out: Outgoing) -> jobs.Placed:
         """Key placement must match Kafka's so both buses agree on where a key lives."""
         if out.partition is None:
             partition = partition_for(out.key, self.partitions(out.topic))
@@ -187,93 +183,68 @@ class EmbeddedBus:
         self._check(tp)
         return tp, out
 
-    def _position_row(self, group: str, tp: TopicPartition, offset: int) -> _PositionRow:
+    def _position_row(self, group: str, tp: TopicPartition, offset: int) -> jobs.PositionRow:
         """A negative position cannot be the next offset to read."""
         self._check(tp)
         if offset < 0:
             raise BusUnusable(f"position {offset} for {tp} is negative")
         return group, tp.topic, tp.partition, offset
 
-    async def _transact(self, placed: list[_Placed], positions: list[_PositionRow]) -> list[Record]:
-        """Shielded: a cancelled caller must not leave the shared writer mid-transaction."""
+    async def _transact(self, placed: list[jobs.Placed], positions: list[jobs.PositionRow]
+                        ) -> list[Record]:
+        """The whole commit is queued on the writer's thread before this returns to the loop,
+        and the heads are advanced in a task of its own: a cancelled caller neither cuts the
+        transaction short nor leaves the in-memory heads behind what was written."""
         if self._closed:
             raise BusUnusable("bus is closed")
         if not placed and not positions:
             return []
-        return await asyncio.shield(self._write(placed, positions))
+        ts_ms = time.time_ns() // 1_000_000
+        job = partial(jobs.append, placed=placed, positions=positions, ts_ms=ts_ms)
+        try:
+            done = self._writer.submit(job)
+        except ThreadClosed:
+            raise BusUnusable("bus is closed") from None
+        return await asyncio.shield(self._written(done))
 
-    async def _write(self, placed: list[_Placed], positions: list[_PositionRow]) -> list[Record]:
-        """Two round trips whatever the batch: the staged statements, then COMMIT."""
-        async with self._lock:
-            try:
-                written = await self._stage(placed, positions)
-                await self._writer.commit()
-            except sqlite3.Error as exc:
-                await self._writer.rollback()
-                why = full_disk(exc, self.path) or f"append failed, nothing was written: {exc}"
-                raise BusError(why) from exc
-            except BaseException:
-                await self._writer.rollback()
-                raise
+    async def _written(self, done: asyncio.Future[list[Record]]) -> list[Record]:
+        """Once the commit is durable: advance the heads and wake the partitions' waiters."""
+        try:
+            written = await done
+        except sqlite3.Error as exc:
+            raise sql.bus_error(exc, self.path, "append failed, nothing was written") from exc
         if written:
             self._advance_heads(written)
             self._notify({record.tp for record in written})
         return written
+
+    async def _read(self, job: Job[T], doing: str, *args: object) -> T:
+        """One job on the reader's thread, its SQLite errors as bus errors saying what was
+        being done (`doing % args`, formatted only then: reads are the hot path)."""
+        try:
+            return await self._reader.call(job)
+        except ThreadClosed:
+            raise BusUnusable("bus is closed") from None
+        except sqlite3.Error as exc:
+            raise sql.bus_error(exc, self.path, doing % args) from exc
 
     def _advance_heads(self, written: list[Record]) -> None:
         for record in written:
             if self._heads.get(record.tp, 0) <= record.offset:
                 self._heads[record.tp] = record.offset + 1
 
+    def _merge_heads(self, heads: jobs.Heads) -> set[TopicPartition]:
+        """Takes what the file says where it is ahead of memory; returns what moved."""
+        moved: set[TopicPartition] = set()
+        for tp, end in heads.items():
+            if end > self._heads.get(tp, 0):
+                self._heads[tp] = end
+                moved.add(tp)
+        return moved
+
     def _heads_fresh(self) -> bool:
         """Fresh while the poller runs: it reloads the heads whenever another connection commits."""
         return self._poller is not None and not self._poller.done() and self._polled
-
-    async def _load_heads(self) -> None:
-        rows = await self._reader.execute_fetchall(sql.HEADS)
-        for topic, partition, end in rows:
-            tp = TopicPartition(str(topic), int(partition))
-            self._heads[tp] = max(self._heads.get(tp, 0), int(end))
-
-    async def _stage(self, placed: list[_Placed], positions: list[_PositionRow]) -> list[Record]:
-        """Queued together so the connection thread wakes once, not once per statement.
-
-        Pipelining is safe because COMMIT is only sent after every statement succeeded.
-        """
-        ts_ms = time.time_ns() // 1_000_000
-        ranked = _rank(placed)
-        steps = self._steps(ranked, positions, ts_ms)
-        done = await asyncio.gather(*steps, return_exceptions=True)
-        for outcome in done:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        first = cast(dict[TopicPartition, int], done[1]) if placed else {}
-        return _records(ranked, first, ts_ms)
-
-    def _steps(
-        self, ranked: _Ranked, positions: list[_PositionRow], ts_ms: int
-    ) -> list[Awaitable[object]]:
-        """Order matters: the inserts must read the heads before _reserve bumps them.
-
-        gather starts its tasks in list order and the connection runs its queue in order.
-        """
-        steps: list[Awaitable[object]] = []
-        if ranked:
-            steps.append(self._writer.executemany(sql.INSERT_RECORD, _record_rows(ranked, ts_ms)))
-            steps.append(self._reserve(Counter(tp for tp, _, _ in ranked)))
-        if positions:
-            steps.append(self._writer.executemany(sql.UPSERT_POSITION, positions))
-        return steps
-
-    async def _reserve(self, counts: Counter[TopicPartition]) -> dict[TopicPartition, int]:
-        """Bumps every touched head in one statement; returns the first offset of the batch."""
-        values = ",".join(["(?, ?, ?)"] * len(counts))
-        params = [v for tp, n in counts.items() for v in (tp.topic, tp.partition, n)]
-        rows = await self._writer.execute_fetchall(sql.RESERVE.format(values=values), params)
-        ends = {TopicPartition(topic, partition): int(end) for topic, partition, end in rows}
-        if len(ends) != len(counts):
-            raise BusUnusable("a partition head row is missing; the bus file is damaged")
-        return {tp: end - counts[tp] for tp, end in ends.items()}
 
     async def _wait_until(self, positions: Mapping[TopicPartition, int], deadline: float) -> bool:
         """The watch is registered before the check, so an append racing the check wakes us.
@@ -310,10 +281,8 @@ class EmbeddedBus:
             return False
         if self._heads_fresh():
             return any(self._heads.get(tp, 0) > pos for tp, pos in positions.items())
-        values = ",".join(["(?, ?, ?)"] * len(positions))
-        params = [v for tp, pos in positions.items() for v in (tp.topic, tp.partition, pos)]
-        rows = await self._reader.execute_fetchall(sql.ANY_READY.format(values=values), params)
-        return bool(list(rows))
+        return await self._read(partial(jobs.any_ready, positions=dict(positions)),
+                                "checking for new records")
 
     def _notify(self, tps: set[TopicPartition] | None = None) -> None:
         """Wakes the waiters of `tps` (all waiters when None: a change we cannot place)."""
@@ -331,56 +300,32 @@ class EmbeddedBus:
             self._poller = asyncio.create_task(self._poll(), name="baton-bus-poller")
 
     async def _poll(self) -> None:
-        """data_version changes when another connection commits: one cheap query per tick.
+        """data_version changes when another connection commits: one cheap job per tick, which
+        reloads the heads in the same hand-off when it changed.
 
         It notifies once on start, since an append may have landed between a waiter's check
         and the first data_version read.
         """
         try:
-            seen = await self._data_version()
-            await self._load_heads()
+            seen, heads = await self._read(partial(jobs.changes, seen=None), "polling")
+            self._merge_heads(heads or {})
             self._polled = True
             self._notify()
             while self._waiters:
                 await asyncio.sleep(POLL_INTERVAL_S)
-                now = await self._data_version()
-                if now != seen:
-                    seen = now
-                    before = dict(self._heads)
-                    await self._load_heads()
-                    self._notify({tp for tp, end in self._heads.items() if before.get(tp) != end})
-        except (sqlite3.Error, ValueError):
-            _log.exception("bus poller stopped; waiters fall back to their timeouts")
+                seen, heads = await self._read(partial(jobs.changes, seen=seen), "polling")
+                if heads is not None:
+                    self._notify(self._merge_heads(heads))
+        except BusError:
+            if not self._closed:
+                _log.exception("bus poller stopped; waiters fall back to their timeouts")
         finally:
             self._polled = False
 
-    async def _data_version(self) -> int:
-        """Per-connection counter SQLite bumps for commits made by any other connection."""
-        rows = list(await self._reader.execute_fetchall("PRAGMA data_version"))
-        return int(rows[0][0])
 
-
-def _rank(placed: list[_Placed]) -> _Ranked:
-    """Each record's position within its partition in this batch: its offset past the head."""
-    seen: Counter[TopicPartition] = Counter()
-    ranked: _Ranked = []
-    for tp, out in placed:
-        ranked.append((tp, seen[tp], out))
-        seen[tp] += 1
-    return ranked
-
-
-def _record_rows(ranked: _Ranked, ts_ms: int) -> list[tuple[str, int, int, str, bytes, bytes, int]]:
-    """Rows for sql.INSERT_RECORD, which adds the rank to the head read inside the transaction."""
-    return [
-        (tp.topic, tp.partition, rank, out.key, out.value, encode_headers(out.headers), ts_ms)
-        for tp, rank, out in ranked
-    ]
-
-
-def _records(ranked: _Ranked, first: dict[TopicPartition, int], ts_ms: int) -> list[Record]:
-    """Rebuilds the offsets SQL assigned: the batch's first offset per partition plus the rank."""
-    return [
-        Record(tp.topic, tp.partition, first[tp] + rank, out.key, out.value, out.headers, ts_ms)
-        for tp, rank, out in ranked
-    ]
+async def _set_up(writer: SqliteThread, path: Path, wanted: dict[str, int]) -> dict[str, int]:
+    """The schema and partition counts, in one transaction on the writer's thread."""
+    try:
+        return await writer.call(partial(sql.ensure_schema, wanted=wanted))
+    except sqlite3.Error as exc:
+        raise sql.bus_error(exc, path, f"cannot set up {path}") from exc

@@ -1,25 +1,26 @@
-"""The SQLite side of the embedded bus: pragmas, schema, statements and opening a file.
+"""The SQLite side of the embedded bus: pragmas, schema, statements, opening a file, and what
+a SQLite error means to the bus.
 
 Kept apart from embedded.py so the bus logic reads without the SQL, and the file layout can be
 read in one place: `records` holds the logs, `heads` each partition's next offset (and so its
-partition count), `positions` each group's committed positions.
+partition count), `positions` each group's committed positions. The bus's transactions and
+reads, each one job on a connection's thread, are in sqlite_jobs.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
-
-import aiosqlite
 
 from events.topics import ALL_TOPICS, GROUP_TOPICS
 from orchestrator.bus.backoff import Backoff
 from orchestrator.bus.disk_full import full_disk
 from orchestrator.bus.protocol import BusError, BusUnusable
+from orchestrator.bus.sqlite_thread import SqliteThread
 
 _log = logging.getLogger(__name__)
 
@@ -72,58 +73,94 @@ def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -
 
 
 OPEN_RETRY_S = 10.0
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
 
 
-async def connect(path: Path, isolation: aiosqlite.core.IsolationLevel) -> aiosqlite.Connection:
-    """Open with the pragmas, retrying while another process holds the file.
+async def open_connection(path: Path, name: str) -> SqliteThread:
+    """A connection to the bus file on a thread of its own, with the pragmas set (see
+    sqlite_thread.py for why a thread of our own and not aiosqlite's)."""
+    try:
+        return await SqliteThread.open(partial(connect, path), name)
+    except sqlite3.Error as exc:
+        raise bus_error(exc, path, f"cannot open {path}") from None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open with the pragmas, retrying while another process holds the file; runs on the
+    connection's own thread, so sleeping between tries blocks nobody.
 
     busy_timeout does not cover everything: switching a new file to WAL while another
     process is creating it fails at once with "database is locked" (seen when `baton up`
     and `baton run` start together), so the open itself is retried for a while.
+    Autocommit mode (isolation_level None): every transaction is an explicit BEGIN IMMEDIATE
+    ... COMMIT in one job, never one the sqlite3 module opens behind a statement.
     """
     deadline = time.monotonic() + OPEN_RETRY_S
     backoff = Backoff(0.01, 0.2)
     while True:
         try:
-            return await _connect_once(path, isolation)
+            return _connect_once(path)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise BusError(full_disk(exc, path) or f"cannot open {path}: {exc}") from None
-        await asyncio.sleep(backoff.next())
+                raise
+        time.sleep(backoff.next())
 
 
-async def _connect_once(path: Path, isolation: aiosqlite.core.IsolationLevel
-                        ) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=isolation)
+def _connect_once(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
     try:
         for pragma in PRAGMAS:
-            await conn.execute_fetchall(pragma)
+            conn.execute(pragma).fetchall()
     except BaseException:
-        await conn.close()
+        conn.close()
         raise
     return conn
 
 
-async def ensure_schema(conn: aiosqlite.Connection, wanted: dict[str, int]) -> dict[str, int]:
+def bus_error(exc: sqlite3.Error, path: Path, doing: str) -> BusError:
+    """What a SQLite error means to the bus's users, in one place.
+
+    A damaged file (or one that is no database) never heals: BusUnusable, the component stops
+    and says so. A full disk is waited out: BusError in disk_full's words. Anything else is
+    bus trouble a restart may cure: BusError naming what was being done.
+    """
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return BusUnusable(f"{doing}: the bus file {path} is damaged: {exc}")
+    return BusError(full_disk(exc, path) or f"{doing}: {exc}")
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """After a failed statement: end the transaction if SQLite has not already (it rolls back
+    by itself on some errors, a full disk among them); the first error is the one to raise."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            _log.warning("rollback failed; the next transaction starts with another", exc_info=True)
+
+
+def ensure_schema(conn: sqlite3.Connection, wanted: dict[str, int]) -> dict[str, int]:
     """Under the write lock, so two processes creating the file at once agree on the counts."""
-    await conn.execute_fetchall("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        counts = await _create_topics(conn, wanted)
+        counts = _create_topics(conn, wanted)
         _check_group(counts)
-        await conn.commit()
+        conn.execute("COMMIT")
     except BaseException:
-        await conn.rollback()
+        rollback(conn)
         raise
     return counts
 
 
-async def _create_topics(conn: aiosqlite.Connection, wanted: dict[str, int]) -> dict[str, int]:
+def _create_topics(conn: sqlite3.Connection, wanted: dict[str, int]) -> dict[str, int]:
     """Adds only topics the file lacks; stored counts are kept even when they differ."""
     for statement in SCHEMA:
-        await conn.execute_fetchall(statement)
-    stored = {str(t): int(n) for t, n in await conn.execute_fetchall(COUNTS)}
+        conn.execute(statement)
+    stored = {str(t): int(n) for t, n in conn.execute(COUNTS).fetchall()}
     missing = [(t, p) for t, n in wanted.items() if t not in stored for p in range(n)]
-    await conn.executemany(INSERT_HEAD, missing)
+    conn.executemany(INSERT_HEAD, missing)
     ignored = {t: (n, stored[t]) for t, n in wanted.items() if stored.get(t, n) != n}
     if ignored:
         _log.warning("bus file keeps its partition counts (asked, stored): %s", ignored)

@@ -79,6 +79,10 @@ class GroupLoop:
     _fleet_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _freed: bool = False
     """Whether the batch being committed ended an attempt (see FleetTracker.capacity_freed)."""
+    _due: float | None = None
+    _due_stale: bool = True
+    """`next_deadline` scans every task of every live run, and the state changes only when a
+    decision is folded: it is computed once per change, not at every idle turn."""
 
     def __post_init__(self) -> None:
         self.fleet.subscribers.append(self._fleet_changed)
@@ -92,6 +96,7 @@ class GroupLoop:
         began = time.perf_counter()
         self._forget_capacity()
         self.state = self._fresh_state()
+        self._due_stale = True
         tp = TopicPartition(topics.RUNS, self.k)
         end = await self.bus.end_offset(tp)
         snap = await snapshots.latest(self.bus, self.k, end)
@@ -115,6 +120,7 @@ class GroupLoop:
         agent capacity (we would never see them end), and its runs are no longer ours."""
         self._forget_capacity()
         self.state = self._fresh_state()
+        self._due_stale = True
         self.restored.clear()
 
     def _fresh_state(self) -> CoordinatorState:
@@ -165,7 +171,7 @@ class GroupLoop:
         if records:
             await self._commit(records)
             return True
-        due = next_deadline(self.state)
+        due = self._next_deadline()
         if self.fleet.version != self._fleet_version or (due is not None and due <= self.clock()):
             self._fleet_version = self.fleet.version
             await self._commit([])
@@ -176,12 +182,17 @@ class GroupLoop:
         """Sleep until an input arrives, the fleet changes, or the next deadline is due."""
         if self.fleet.version != self._fleet_version:
             return
-        due = next_deadline(self.state)
+        due = self._next_deadline()
         timeout = 1.0 if due is None else max(0.0, min(1.0, due - self.clock()))
         self._fleet_changed.clear()
         if self.fleet.version != self._fleet_version:
             return
         await wait_for_input(self.bus, self.positions, timeout, self._fleet_changed, stop)
+
+    def _next_deadline(self) -> float | None:
+        if self._due_stale:
+            self._due, self._due_stale = next_deadline(self.state), False
+        return self._due
 
     async def _read_inputs(self) -> list[Record]:
         records: list[Record] = []
@@ -251,6 +262,7 @@ class GroupLoop:
         for env in out:
             if env.sequence is not None:
                 evolve(self.state, env)
+                self._due_stale = True
         if isinstance(input, Tick) or any(isinstance(e.data, QUEUE_CHANGES) for e in out):
             self._publish_wants(now)
         self._freed = self._freed or self._active_attempts() < active

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from bench import __main__ as cli
+from bench import targets
 from bench.common import Figure, Report, figure_key, snake, unit_suffix, valid_key
-from bench.kafka import KAFKA, Pair, ratio_key, tagged
+from bench.kafka import Compared, Comparison, Pair
+from bench.targets import verdicts
 from tests.bench.test_bench_smoke import check_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,15 +152,70 @@ def test_a_report_gives_figures_verdicts_extras_and_ok() -> None:
         report.json_figures()
 
 
-def test_kafka_keys_name_the_bus_and_the_ratio() -> None:
-    # given: one figure on both buses
-    embedded = Figure("chain ms per task", 2.0, "ms", key="chain_per_task")
-    pair = Pair(embedded, Figure("chain ms per task", 20.0, "ms", key="chain_per_task"))
+def comparison_of(chain_ms: tuple[float, float], fanout_per_s: tuple[float, float]
+                  ) -> Comparison:
+    """A kafka report as `measure` builds it, from (embedded, kafka) values."""
+    report = Comparison("kafka vs embedded")
+    chain = Compared("chain ms per task", "chain_ms_per_task")
+    fanout = Compared("fan-out 1->1000->1 task transitions/s", "fanout_transitions_per_s")
+    report.add(chain, Pair(Figure(chain.name, chain_ms[0], "ms", key="chain_per_task"),
+                           Figure(chain.name, chain_ms[1], "ms", key="chain_per_task")))
+    report.add(fanout, Pair(Figure(fanout.name, fanout_per_s[0], "/s", better="higher"),
+                            Figure(fanout.name, fanout_per_s[1], "/s", better="higher")))
+    report.found = verdicts(report.buses, {"fanout_transitions_per_s": 50})
+    report.extra["tasks"] = 100
+    return report
 
-    # then: each bus's copy has a key of its own, and the ratio one without a unit
-    assert tagged(embedded, "embedded").json_key == "embedded_chain_per_task_ms"
-    assert tagged(pair.kafka, KAFKA, "wide_").json_key == "kafka_wide_chain_per_task_ms"
-    assert ratio_key(pair) == "kafka_chain_per_task_ratio_vs_embedded"
+
+def test_kafka_prints_one_object_per_bus_under_the_same_keys_with_ratios_and_targets() -> None:
+    # given: the chain and the fan-out measured on both buses
+    report = comparison_of(chain_ms=(2.0, 20.0), fanout_per_s=(6000.0, 1000.0))
+
+    # when: its --json object is made
+    out = json.loads(json.dumps(report.json(), allow_nan=False))
+
+    # then: one object per bus, the same keys in each, the ratios under a third key
+    assert out["embedded"] == {"chain_ms_per_task": 2.0, "fanout_transitions_per_s": 6000.0}
+    assert out["kafka"] == {"chain_ms_per_task": 20.0, "fanout_transitions_per_s": 1000.0}
+    assert out["ratio_vs_embedded"] == {"chain_ms_per_task": 10.0,
+                                        "fanout_transitions_per_s": 1000.0 / 6000.0}
+    assert (out["tasks"], out["ok"]) == (100, True)
+    # and: a verdict per target, met or missed by how much; a figure not run is not measured
+    by = {(t["figure"], t["bus"]): t for t in out["targets"]}
+    assert by[("chain_ms_per_task", "kafka")] == {
+        "figure": "chain_ms_per_task", "bus": "kafka", "what": "chained task in `baton up`",
+        "target": 8.0, "comparison": "at_most", "value": 20.0, "met": False, "miss_ratio": 2.5}
+    assert by[("chain_ms_per_task", "embedded")]["miss_ratio"] == 2.0
+    assert by[("fanout_transitions_per_s", "embedded")]["met"] is True
+    assert by[("fanout_transitions_per_s", "kafka")]["miss_ratio"] == 5.0
+    # and: a figure measured at another size than its target's says so
+    assert by[("fanout_transitions_per_s", "kafka")] | {"target_size": 1000, "run_size": 50} \
+        == by[("fanout_transitions_per_s", "kafka")]
+    assert by[("trigger_p50_ms", "kafka")] | {"value": None, "met": None} == by[
+        ("trigger_p50_ms", "kafka")]
+    assert {t["bus"] for t in out["targets"]} == {"embedded", "kafka"}
+    # and: a person reads the same verdicts in a table
+    lines = targets.rows(report.found)
+    assert any(line.split()[-4:] == ["NO", "2.5x", "(12.00", "ms)"] and "20.00 ms" in line
+               and "`baton up`" in line and " kafka " in line for line in lines), lines
+    assert any("not measured" in line for line in lines)
+    assert any("fan-out, task state transitions/s (run at 50)" in line for line in lines)
+
+
+def test_a_kafka_comparison_is_the_kafka_key_of_the_printed_object(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # given: the kafka benchmark (faked: no broker here) measured both buses
+    monkeypatch.setitem(cli.BENCHMARKS, "kafka", fake(comparison_of((2.0, 20.0), (6e3, 1e3))))
+
+    # when: it runs with --json
+    code = cli.main(["kafka", "--json"])
+
+    # then: stdout is {"kafka": {"embedded": {...}, "kafka": {...}, ...}}
+    out, _ = capsys.readouterr()
+    printed = json.loads(out)
+    assert code == 0 and list(printed) == ["kafka"]
+    assert printed["kafka"]["kafka"]["chain_ms_per_task"] == 20.0
+    assert printed["kafka"]["embedded"]["chain_ms_per_task"] == 2.0
 
 
 def fake(report: Report) -> Any:

@@ -19,8 +19,8 @@ async def test_many_connections_opening_a_new_file_together_all_succeed(tmp_path
         # given a file nobody has created yet
         path = tmp_path / f"bus-{trial}.db"
         # when eight connections open it at the same moment
-        opened = await asyncio.gather(*(sql.connect(path, "IMMEDIATE") for _ in range(8)),
-                                      return_exceptions=True)
+        opened = await asyncio.gather(*(sql.open_connection(path, f"opener-{i}")
+                                        for i in range(8)), return_exceptions=True)
         # then none of them failed
         for conn in opened:
             if isinstance(conn, BaseException):

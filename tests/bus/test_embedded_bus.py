@@ -1,12 +1,15 @@
-"""What only the SQLite-embedded bus promises: gapless offsets, SQLite rollback, other processes.
+"""What only the SQLite-embedded bus promises: gapless offsets, SQLite rollback, other processes,
+one hand-off per commit, a damaged file or a full disk said as such.
 
 The behaviour every bus shares is tests/bus/contract.py, run on this bus and on Kafka.
 """
 
 import asyncio
+import os
 import signal
 import sqlite3
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
@@ -14,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from events.topics import INTENTS, TRIGGERS
-from orchestrator.bus import Bus, BusError, EmbeddedBus, Outgoing, TopicPartition
+from orchestrator.bus import Bus, BusError, BusUnusable, EmbeddedBus, Outgoing, TopicPartition
+from orchestrator.bus.sqlite_thread import Job, SqliteThread, T
+from tests.disk import small_disk
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHILD_BOUND_S = 10.0  # interpreter start-up plus imports, with room for a loaded machine
@@ -162,3 +167,123 @@ async def test_published_records_survive_the_publisher_being_killed(db_path: Pat
         assert [r.value for r in await bus.read(TopicPartition(TRIGGERS, 0), 0)] == [b"durable"]
     finally:
         await bus.close()
+
+
+def scribble(path: Path, at: int, garbage: bytes) -> None:
+    with path.open("r+b" if path.exists() else "wb") as raw:
+        raw.seek(at)
+        raw.write(garbage)
+
+
+@pytest.fixture
+def jobs(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Counts the jobs handed to each connection's thread, by thread name."""
+    handed: Counter[str] = Counter()
+    submit = SqliteThread.submit
+
+    def counted(self: SqliteThread, job: Job[T]) -> asyncio.Future[T]:
+        handed[self.name] += 1
+        return submit(self, job)
+
+    monkeypatch.setattr(SqliteThread, "submit", counted)
+    return handed
+
+
+async def test_a_whole_commit_is_one_hand_off_to_the_writers_thread(
+    bus: EmbeddedBus, jobs: Counter[str]
+) -> None:
+    # given records for three partitions and two input positions
+    records = [trigger(partition=0), trigger(partition=1), trigger(partition=0),
+               Outgoing(INTENTS, "k", b"i", partition=2)]
+    positions = {TopicPartition(INTENTS, 0): 3, TopicPartition(INTENTS, 1): 4}
+    jobs.clear()
+    # when they are committed
+    written = await bus.commit("g", positions, records)
+    # then that was one job on the writer's thread, none on the reader's
+    assert jobs == Counter({"bus-writer": 1})
+    assert [(r.topic, r.partition, r.offset) for r in written] == [
+        (TRIGGERS, 0, 0), (TRIGGERS, 1, 0), (TRIGGERS, 0, 1), (INTENTS, 2, 0)]
+    # and each read is one job on the reader's
+    jobs.clear()
+    assert await bus.committed("g", TopicPartition(INTENTS, 1)) == 4
+    assert len(await bus.read(TopicPartition(TRIGGERS, 0), 0)) == 2
+    assert jobs == Counter({"bus-reader": 2})
+
+
+async def test_close_lets_a_commit_already_made_finish_and_refuses_later_ones(
+    db_path: Path,
+) -> None:
+    # given a commit made, not yet done, when the bus is closed
+    bus = await EmbeddedBus.open(db_path)
+    committing = asyncio.create_task(bus.publish([trigger(value=b"in flight")]))
+    await asyncio.sleep(0)  # the commit is queued on the writer's thread
+    await bus.close()
+    # then it was written, durably
+    assert [r.offset for r in await committing] == [0]
+    reopened = await EmbeddedBus.open(db_path)
+    try:
+        assert [r.value for r in await reopened.read(TopicPartition(TRIGGERS, 0), 0)] == [
+            b"in flight"]
+    finally:
+        await reopened.close()
+    # and every later call says the bus is closed
+    with pytest.raises(BusUnusable, match="closed"):
+        await bus.publish([trigger()])
+    with pytest.raises(BusUnusable, match="closed"):
+        await bus.read(TopicPartition(TRIGGERS, 0), 0)
+
+
+async def test_a_file_that_is_no_bus_is_unusable_not_a_raw_sqlite_error(db_path: Path) -> None:
+    # given a file of garbage where the bus file should be
+    scribble(db_path, 0, b"this is not a database, " * 200)
+    # when it is opened, then the bus says it can never be used, naming the file
+    with pytest.raises(BusUnusable, match=f"cannot open {db_path}.*damaged"):
+        await EmbeddedBus.open(db_path)
+
+
+async def test_a_bus_file_damaged_under_a_reader_makes_reads_unusable(
+    bus: EmbeddedBus, db_path: Path
+) -> None:
+    # given a bus with records, whose file is then overwritten with garbage past its header
+    await bus.publish([trigger(value=b"x" * 4000) for _ in range(20)])
+    await bus.close()
+    with closing(sqlite3.connect(db_path)) as db:  # the WAL back into the main file
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    scribble(db_path, 4096, b"\xff" * 200_000)
+    # when it is opened and read, then the damage is BusUnusable (a restart cannot cure it)
+    with pytest.raises(BusUnusable, match="damaged"):
+        damaged = await EmbeddedBus.open(db_path)
+        try:
+            await damaged.read(TopicPartition(TRIGGERS, 0), 0)
+        finally:
+            await damaged.close()
+
+
+async def test_a_disk_full_in_the_middle_of_a_commit_leaves_nothing_half_written(
+    tmp_path: Path,
+) -> None:
+    # given a bus with one commit on a disk with room for about 64 KiB more
+    with small_disk(tmp_path / "disk") as disk:
+        path = disk.root / "bus.db"
+        bus = await EmbeddedBus.open(path, partitions=1)
+        try:
+            tp, position = TopicPartition(TRIGGERS, 0), TopicPartition(INTENTS, 0)
+            await bus.commit("g", {position: 1}, [trigger()])
+            disk.fill()
+            size = disk.filler.stat().st_size
+            os.truncate(disk.filler, size - 64 * 1024)
+            # when a commit far bigger than that room is made
+            batch = [trigger(value=bytes([i]) * 8000) for i in range(40)]
+            with pytest.raises(BusError) as refused:
+                await bus.commit("g", {position: 41}, batch)
+            # then it says disk full, and neither records nor position were written
+            assert str(refused.value).startswith(f"disk full: cannot write {path} (")
+            assert await bus.end_offset(tp) == 1
+            assert await bus.committed("g", position) == 1
+            # and once there is room again the same commit goes through, right after the head
+            disk.free()
+            written = await bus.commit("g", {position: 41}, batch)
+            assert [r.offset for r in written] == list(range(1, 41))
+            assert await bus.committed("g", position) == 41
+        finally:
+            await bus.close()

@@ -1,0 +1,129 @@
+"""The embedded bus's transactions and reads, each a plain function of a sqlite3 connection.
+
+Each runs whole on the connection's own thread (sqlite_thread.py), so a commit — BEGIN
+IMMEDIATE, insert the records, reserve their offsets, upsert the positions, COMMIT — costs one
+hand-off from the event loop and one back, however many statements it takes. They hold no
+asyncio objects and no bus state: what they need comes in as arguments, what they found goes
+back as the result.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from orchestrator.bus import sqlite_schema as sql
+from orchestrator.bus.protocol import BusUnusable
+from orchestrator.bus.records import (
+    Outgoing,
+    Record,
+    TopicPartition,
+    decode_headers,
+    encode_headers,
+)
+
+Placed = tuple[TopicPartition, Outgoing]
+PositionRow = tuple[str, str, int, int]
+"""(group, topic, partition, next offset to read): a row of sql.UPSERT_POSITION."""
+Heads = dict[TopicPartition, int]
+_Ranked = list[tuple[TopicPartition, int, Outgoing]]
+
+
+def append(conn: sqlite3.Connection, placed: Sequence[Placed],
+           positions: Sequence[PositionRow], ts_ms: int) -> list[Record]:
+    """Records and positions in one transaction: all of it is written, or none of it.
+
+    BEGIN IMMEDIATE takes SQLite's write lock first, so appenders in other processes queue on
+    it (for up to the busy timeout) and offsets never collide.
+    """
+    ranked = _rank(placed)
+    if conn.in_transaction:  # a rollback that failed earlier must not swallow this commit
+        sql.rollback(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        first = _insert(conn, ranked, ts_ms) if ranked else {}
+        if positions:
+            conn.executemany(sql.UPSERT_POSITION, positions)
+        conn.execute("COMMIT")
+    except BaseException:
+        sql.rollback(conn)
+        raise
+    return _records(ranked, first, ts_ms)
+
+
+def _insert(conn: sqlite3.Connection, ranked: _Ranked, ts_ms: int) -> dict[TopicPartition, int]:
+    """Inserts at head + rank, then bumps every touched head in one statement; returns the
+    batch's first offset per partition. The inserts read the heads before the bump."""
+    conn.executemany(sql.INSERT_RECORD, _record_rows(ranked, ts_ms))
+    counts = Counter(tp for tp, _, _ in ranked)
+    values = ",".join(["(?, ?, ?)"] * len(counts))
+    params = [v for tp, n in counts.items() for v in (tp.topic, tp.partition, n)]
+    rows = conn.execute(sql.RESERVE.format(values=values), params).fetchall()
+    ends = {TopicPartition(topic, partition): int(end) for topic, partition, end in rows}
+    if len(ends) != len(counts):
+        raise BusUnusable("a partition head row is missing; the bus file is damaged")
+    return {tp: end - counts[tp] for tp, end in ends.items()}
+
+
+def read(conn: sqlite3.Connection, tp: TopicPartition, start: int, limit: int) -> list[Record]:
+    """One indexed range scan; the primary key is (topic, partition, offset)."""
+    rows = conn.execute(sql.READ, (tp.topic, tp.partition, start, limit)).fetchall()
+    return [Record(tp.topic, tp.partition, offset, key, value, decode_headers(headers), ts_ms)
+            for offset, key, value, headers, ts_ms in rows]
+
+
+def committed(conn: sqlite3.Connection, group: str, tp: TopicPartition) -> int:
+    rows = conn.execute(sql.COMMITTED, (group, tp.topic, tp.partition)).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+def end_offset(conn: sqlite3.Connection, tp: TopicPartition) -> int:
+    rows = conn.execute(sql.END, (tp.topic, tp.partition)).fetchall()
+    return int(rows[0][0])
+
+
+def heads(conn: sqlite3.Connection) -> Heads:
+    """Every partition's next offset."""
+    return {TopicPartition(str(topic), int(partition)): int(end)
+            for topic, partition, end in conn.execute(sql.HEADS).fetchall()}
+
+
+def any_ready(conn: sqlite3.Connection, positions: Mapping[TopicPartition, int]) -> bool:
+    """Whether any partition has a record at or past its position."""
+    values = ",".join(["(?, ?, ?)"] * len(positions))
+    params = [v for tp, pos in positions.items() for v in (tp.topic, tp.partition, pos)]
+    return bool(conn.execute(sql.ANY_READY.format(values=values), params).fetchall())
+
+
+def changes(conn: sqlite3.Connection, seen: int | None) -> tuple[int, Heads | None]:
+    """The connection's data_version, and the heads when it differs from `seen` (another
+    connection committed since): the poller's whole tick in one job."""
+    version = int(conn.execute("PRAGMA data_version").fetchall()[0][0])
+    return version, (None if version == seen else heads(conn))
+
+
+def _rank(placed: Sequence[Placed]) -> _Ranked:
+    """Each record's position within its partition in this batch: its offset past the head."""
+    seen: Counter[TopicPartition] = Counter()
+    ranked: _Ranked = []
+    for tp, out in placed:
+        ranked.append((tp, seen[tp], out))
+        seen[tp] += 1
+    return ranked
+
+
+def _record_rows(ranked: _Ranked, ts_ms: int) -> list[tuple[str, int, int, str, bytes, bytes, int]]:
+    """Rows for sql.INSERT_RECORD, which adds the rank to the head read inside the transaction."""
+    return [
+        (tp.topic, tp.partition, rank, out.key, out.value, encode_headers(out.headers), ts_ms)
+        for tp, rank, out in ranked
+    ]
+
+
+def _records(ranked: _Ranked, first: dict[TopicPartition, int], ts_ms: int) -> list[Record]:
+    """Rebuilds the offsets SQL assigned: the batch's first offset per partition plus the rank."""
+    return [
+        Record(tp.topic, tp.partition, first[tp] + rank, out.key, out.value, out.headers, ts_ms)
+        for tp, rank, out in ranked
+    ]
