@@ -60,9 +60,16 @@ class FleetTracker:
     _read_at: float = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._started = self._read_at = self.monotonic()
+        self.begin()
         await tail(self.bus, topics.AGENTS, self._positions, self._turn, stop,
                    idle_s=min(0.25, self.expiry_s / 4))
+
+    def begin(self) -> None:
+        """At the first start only: a run restarted after a failed read (the broker away for
+        longer than a read retries) keeps the time of its last good read, so the read that
+        gets through next sees the whole gap and gives every agent the grace again."""
+        if not self._read_at:
+            self._started = self._read_at = self.monotonic()
 
     def _turn(self, records: list[Record]) -> None:
         self.apply(records)

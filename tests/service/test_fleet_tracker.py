@@ -103,6 +103,25 @@ def test_an_agent_still_silent_after_the_grace_is_lost() -> None:
     assert lost(view)
 
 
+def test_a_view_restarted_while_it_could_not_read_still_gives_agents_the_grace() -> None:
+    # given a view that read the topic, then could not for 30 s, its loop restarted meanwhile
+    # (a read that retried in vain ends the loop; the supervisor starts it again)
+    clock = Clock()
+    view = fleet(clock)
+    view.begin()
+    clock.now += 30.0
+    view.begin()
+    # when a read gets through half a second after the restart, the agent still silent
+    clock.now += 0.5
+    view.read_through()
+    view.expire()
+    # then the agent gets the grace from that read on, not from the restart
+    clock.now += 4.7
+    view.read_through()
+    view.expire()
+    assert not lost(view)
+
+
 def test_no_agent_is_expired_before_its_own_lease_ran_out() -> None:
     # given an agent advertising a lease longer than the coordinator's expiry
     clock = Clock()
