@@ -35,7 +35,7 @@ from agents.config import AgentConfig
 from agents.ledger import Ledger, LedgerEntry
 from agents.presence import GOODBYE_BOUND_S, Presence
 from agents.process_identity import end
-from agents.sender import Sender
+from agents.sender import Sender, agent_group
 from agents.workers import WorkerPool
 from events import topics
 from events.codec import decode
@@ -81,7 +81,7 @@ class Agent:
 
     @property
     def group(self) -> str:
-        return f"baton.agent.{self.agent_id}"
+        return agent_group(self.agent_id)
 
     @property
     def commands(self) -> TopicPartition:

@@ -47,7 +47,7 @@ class Sender:
 
     @property
     def source(self) -> str:
-        return f"baton.agent.{self.agent_id}"
+        return agent_group(self.agent_id)
 
     def out(self, data: Payload) -> Outgoing:
         if isinstance(data, AttemptReport):
@@ -96,6 +96,11 @@ class Sender:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self.stop.wait()
+
+
+def agent_group(agent_id: str) -> str:
+    """The agent's consumer group on its commands, and the source of what it says."""
+    return f"baton.agent.{agent_id}"
 
 
 def report_id(data: AttemptReport) -> str:
