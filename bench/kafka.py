@@ -34,6 +34,8 @@ from bench.common import HOP_KEYS, HOPS, Figure, Json, Report, fmt, json_value, 
 from bench.targets import Verdict, verdicts
 from orchestrator.bus import EMBEDDED, BusError
 from orchestrator.bus.kafka import KafkaBus
+from orchestrator.bus.kafka_reader import Reader
+from orchestrator.bus.kafka_transactions import Transactions
 from orchestrator.devkafka import running_kafka
 
 BOOTSTRAP_ENV = "BATON_KAFKA_BOOTSTRAP"
@@ -239,18 +241,18 @@ class CallTimes:
                                      indent=2)]
 
 
-READ = "bus.read: end offset + fetch"
+READ = "bus.read: one fetch (and a wait where markers are due)"
 METADATA = "aiokafka metadata refresh (any client)"
 ALL_TOPICS = "  of which for every topic in the cluster"
 TIMED: tuple[tuple[str, type, str], ...] = (
-    ("bus.commit: transaction + settle", KafkaBus, "commit"),
-    ("bus.publish: transaction + settle", KafkaBus, "publish"),
-    ("  transaction (begin..EndTxn)", KafkaBus, "_transact"),
+    ("bus.commit: one transaction", KafkaBus, "commit"),
+    ("bus.publish: one transaction", KafkaBus, "publish"),
+    ("  transaction (begin..EndTxn)", Transactions, "_transact"),
+    ("  waiting for the predecessor's markers", Transactions, "_after_predecessor"),
     ("    AddOffsetsToTxn + TxnOffsetCommit", AIOKafkaProducer, "send_offsets_to_transaction"),
     ("    EndTxn (commit_transaction)", AIOKafkaProducer, "commit_transaction"),
-    ("  settle: until readers see it", KafkaBus, "_settle"),
     (READ, KafkaBus, "read"),
-    ("  fetch, under the one reader's lock", KafkaBus, "_read"),
+    ("  Fetch request", Reader, "_fetch"),
     ("bus.end_offset", KafkaBus, "end_offset"),
     ("consumer.end_offsets (ListOffsets)", AIOKafkaConsumer, "end_offsets"),
     ("bus.wait: until a record comes", KafkaBus, "wait"),

@@ -8,6 +8,7 @@ id's last part from the inputs, the same in every process.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
@@ -49,12 +50,9 @@ async def new_producer(bootstrap: str, transactional_id: str) -> Any:
         request_timeout_ms=REQUEST_TIMEOUT_MS,
         linger_ms=0,
     )
-    try:
-        await producer.start()
-    except BaseException:
-        await quietly(producer.stop())
-        raise
+    await started(producer)
     return producer
+
 
 async def new_consumer(bootstrap: str, fetch_wait_ms: int) -> Any:
     consumer = AIOKafkaConsumer(
@@ -66,13 +64,34 @@ async def new_consumer(bootstrap: str, fetch_wait_ms: int) -> Any:
         request_timeout_ms=REQUEST_TIMEOUT_MS,
         fetch_max_wait_ms=fetch_wait_ms,
     )
-    try:
-        await consumer.start()
-    except BaseException:
-        await quietly(consumer.stop())
-        raise
+    await started(consumer)
     return consumer
 
+
+async def started(client: Any) -> None:
+    """Starts an aiokafka producer or consumer; stopped again if that fails or is cancelled.
+
+    aiokafka's bootstrap leaks its connection when cancelled while it waits for the first
+    metadata (it closes it on errors only), and a wait cancelled while it opens a waiter is an
+    everyday event. So a cancelled start runs on to its end (bounded by the request timeout:
+    a broker that is away refuses the connection at once) and the client is stopped, closing
+    whatever it opened, before the cancellation goes on.
+    """
+    start = asyncio.ensure_future(client.start())
+    try:
+        await asyncio.shield(start)
+    except asyncio.CancelledError:
+        await asyncio.wait({start}, timeout=REQUEST_TIMEOUT_MS / 1000)
+        if not start.done():
+            start.cancel()
+            await asyncio.wait({start})
+        if not start.cancelled():
+            start.exception()  # retrieved: the caller was cancelled, this failure is moot
+        await asyncio.shield(quietly(client.stop()))
+        raise
+    except BaseException:
+        await quietly(client.stop())
+        raise
 
 
 def track_topics(consumer: Any, names: Iterable[str]) -> None:

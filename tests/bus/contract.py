@@ -263,3 +263,29 @@ class BusContract:
         stored = await read_all(any_bus, TopicPartition(TRIGGERS, 0))
         assert [r.offset for r in stored] == sorted(mine + theirs)
         assert {r.offset for r in stored if r.value == b"a"} == set(mine)
+
+    async def test_another_instance_reads_a_commit_as_soon_as_the_commit_returned(
+        self, any_bus: Bus, open_bus: Opener
+    ) -> None:
+        # given a second instance over the same storage (another process, told by some other
+        # channel that the commit happened)
+        other = await open_bus()
+        runs = TopicPartition(RUNS, 1)
+        for position in range(1, 11):
+            # when one commits
+            written = await any_bus.commit(
+                "g", {TopicPartition(INTENTS, 1): position},
+                [Outgoing(RUNS, "r", b"%d" % position, partition=1)])
+            # then the other reads what it wrote right away (on Kafka the commit markers land
+            # a moment after EndTxn returns: the read waits for them instead of the writer)
+            assert await other.read(runs, written[0].offset) == written
+
+    async def test_end_offset_right_after_a_publish_is_past_what_it_wrote(
+        self, any_bus: Bus
+    ) -> None:
+        tp = TopicPartition(TRIGGERS, 2)
+        for _ in range(10):
+            # given / when
+            written = await any_bus.publish([trigger(partition=2)])
+            # then
+            assert await any_bus.end_offset(tp) > written[-1].offset

@@ -6,14 +6,18 @@ The behaviour both buses share is in tests/bus/contract.py, which also runs on t
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from aiokafka.producer import sender
 
 from events.topics import INTENTS, REPORTS, RUNS, TRIGGERS
-from orchestrator.bus import BusError, Outgoing, TopicPartition
+from orchestrator.bus import BusError, Outgoing, TopicPartition, kafka_reader, kafka_transactions
 from orchestrator.bus.kafka import KafkaBus
+from orchestrator.bus.kafka_clients import new_producer
 from tests.bus.contract import read_all
 
 BOUND_S = 30.0  # a hang (a client retrying forever) fails the test instead of the whole run
@@ -126,7 +130,7 @@ async def test_reading_one_topic_keeps_the_readers_metadata_on_every_bus_topic(
         assert len(await bus.read(TopicPartition(TRIGGERS, 0), 0)) == 1
         # when the reader's client refreshes its metadata (it does so every few minutes, and
         # after any error)
-        client = bus._reader._client  # white box: the trap lives in the client
+        client = bus._reader_consumer._client  # white box: the trap lives in the client
         await client.force_metadata_update()
     # then it still knows every bus topic, so reading another one does not first fail with
     # StaleMetadata and sleep 100 ms (../shared/KAFKA.md, "Latency", trap 1)
@@ -146,7 +150,7 @@ async def test_a_wait_cancelled_mid_fetch_leaves_nothing_behind_that_takes_the_n
     assert not await bus.wait({tp: 0}, timeout=0.01)  # a waiter exists, idle in the pool
     waiting = asyncio.create_task(bus.wait({tp: 0}, timeout=BOUND_S))
     await asyncio.sleep(0)  # one step: it takes the idle waiter and starts its fetch
-    assert bus._busy_waiters, "the wait did not start fetching in one step"  # white box
+    assert bus._waiters.busy, "the wait did not start fetching in one step"  # white box
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -158,3 +162,190 @@ async def test_a_wait_cancelled_mid_fetch_leaves_nothing_behind_that_takes_the_n
     # then that wait sees it: nothing left over from the cancelled one took it
     async with asyncio.timeout(BOUND_S):
         assert await bus.wait({tp: 0}, timeout=5.0)
+
+
+class Requests:
+    """Counts the requests a client sends, by kind (white box: aiokafka's client.send)."""
+
+    def __init__(self, client: Any) -> None:
+        self.kinds: list[str] = []
+        self._send = client.send
+
+        async def send(node_id: int, request: Any, **kwargs: Any) -> Any:
+            self.kinds.append(type(request).__name__)
+            return await self._send(node_id, request, **kwargs)
+
+        client.send = send
+
+    def count(self, kind: str) -> int:
+        return self.kinds.count(kind)
+
+
+@pytest.mark.kafka
+async def test_a_read_that_finds_nothing_new_costs_one_fetch_and_no_list_offsets(
+    deployment: Deployment,
+) -> None:
+    # given a bus that has read everything there is on a partition
+    bus = await deployment.open()
+    tp = TopicPartition(TRIGGERS, 0)
+    written = await bus.publish([Outgoing(TRIGGERS, "k", b"x", partition=0)])
+    async with asyncio.timeout(BOUND_S):
+        assert await bus.read(tp, 0) == written
+        requests = Requests(bus._reader_consumer._client)  # white box: the reader's client
+        # when it reads on from there, as every consumer does after it was woken
+        again = await bus.read(tp, written[-1].offset + 1)
+    # then nothing, from one Fetch: its answer carries the end, so no ListOffsets asks first
+    assert again == []
+    assert requests.kinds == ["FetchRequest"]
+
+
+@pytest.mark.kafka
+async def test_commit_returns_without_waiting_for_visibility_and_the_same_bus_sees_it_at_once(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a bus that gives nobody else's undecided transaction any time at all, so only
+    # its read-your-writes can make it wait for the markers of its own commits, and that
+    # does not wait for a commit's markers before the next commit on its id either
+    monkeypatch.setattr(kafka_reader, "PENDING_BOUND_S", 0.0)
+    monkeypatch.setattr(kafka_transactions, "PREDECESSOR_WINDOW_S", 0.0)
+    bus = await deployment.open()
+    tp = TopicPartition(INTENTS, 0)
+    async with asyncio.timeout(BOUND_S):
+        await bus.commit("coord", group_inputs(0, 0), [decision(b"warm-up")])
+        offsets = Requests(bus._reader_consumer._client)
+        positions = Requests(bus._admin._client)
+        for position in range(1, 21):
+            # when it commits, then at once reads its log, its positions and the log's end
+            (written,) = await bus.commit("coord", group_inputs(0, position),
+                                          [decision(b"%d" % position)])
+            committing = offsets.count("OffsetRequest") + positions.count("OffsetFetchRequest")
+            read = await bus.read(TopicPartition(RUNS, 0), written.offset)
+            # then the commit asked nothing about visibility (no settle: no ListOffsets, no
+            # OffsetFetch), and this bus sees the record, the positions and the end at once
+            # (the markers land a moment after EndTxn returns: most of these 20 reads find
+            # the record still undecided)
+            assert committing == 0
+            assert read == [written]
+            assert await bus.committed("coord", tp) == position
+            assert await bus.end_offset(TopicPartition(RUNS, 0)) > written.offset
+            offsets.kinds.clear()
+            positions.kinds.clear()
+    # and answering `committed` from what it committed asked the broker nothing either
+    assert positions.count("OffsetFetchRequest") == 0
+
+
+@pytest.mark.kafka
+async def test_after_a_claim_committed_asks_the_broker_again(deployment: Deployment) -> None:
+    # given an instance that committed group 0, and a new owner that took over and committed
+    old = await deployment.open()
+    new = await deployment.open()
+    tp = TopicPartition(INTENTS, 0)
+    async with asyncio.timeout(BOUND_S):
+        await old.commit("coord", group_inputs(0, 5))
+        await new.claim("coord", list(group_inputs(0, 0)))
+        await new.commit("coord", group_inputs(0, 7))
+        # when the first instance claims the group back (as after a second rebalance)
+        await old.claim("coord", list(group_inputs(0, 0)))
+        # then it resumes where the other owner left off, not from its own memory
+        assert await old.committed("coord", tp) == 7
+
+
+@pytest.mark.kafka
+async def test_a_read_waits_for_a_transaction_left_open_once_then_returns_at_once(
+    deployment: Deployment,
+) -> None:
+    # given a partition where a producer wrote a record in a transaction it never ends (a
+    # producer killed mid-transaction: the broker aborts it only at the transaction timeout)
+    bus = await deployment.open()
+    tp = TopicPartition(TRIGGERS, 0)
+    before = await bus.publish([Outgoing(TRIGGERS, "k", b"before", partition=0)])
+    stuck = await new_producer(deployment.bootstrap, f"{deployment.name}.stuck")
+    try:
+        await stuck.begin_transaction()
+        sent = await stuck.send(f"{deployment.name}.{TRIGGERS}", b"open", key=b"k",
+                                partition=0)
+        await sent
+        async with asyncio.timeout(BOUND_S):
+            # when a reader reads on from the last record it has, twice
+            began = time.monotonic()
+            first = await bus.read(tp, before[-1].offset + 1)
+            first_took = time.monotonic() - began
+            began = time.monotonic()
+            second = await bus.read(tp, before[-1].offset + 1)
+            second_took = time.monotonic() - began
+        # then the first read waited for the outcome for a bounded while, and the second did
+        # not wait again for the same transaction
+        assert first == second == []
+        assert kafka_reader.PENDING_BOUND_S <= first_took < kafka_reader.PENDING_BOUND_S + 2
+        assert second_took < kafka_reader.PENDING_BOUND_S / 2
+        # and the records before it were never held back
+        assert await bus.read(tp, 0) == before
+    finally:
+        await stuck.abort_transaction()
+        await stuck.stop()
+
+
+@pytest.mark.kafka
+async def test_a_read_past_the_end_returns_nothing(deployment: Deployment) -> None:
+    # given a partition with one record
+    bus = await deployment.open()
+    tp = TopicPartition(TRIGGERS, 0)
+    written = await bus.publish([Outgoing(TRIGGERS, "k", b"x", partition=0)])
+    # when a read starts beyond its end (the broker answers OFFSET_OUT_OF_RANGE)
+    async with asyncio.timeout(BOUND_S):
+        beyond = await bus.read(tp, written[-1].offset + 100)
+    # then
+    assert beyond == []
+
+
+@pytest.mark.kafka
+async def test_back_to_back_transactions_on_one_id_do_not_sleep_in_aiokafkas_retry_backoff(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given aiokafka's answers to a transaction's first request, counted where it decides to
+    # sleep (20 ms, or 100 ms for offsets) because the previous transaction's markers are not
+    # written yet (CONCURRENT_TRANSACTIONS; ../shared/KAFKA.md, "Latency", trap 2)
+    backoffs: list[float] = []
+    for handler in (sender.AddPartitionsToTxnHandler, sender.AddOffsetsToTxnHandler):
+        def counted(self: Any, response: Any, _original: Any = handler.handle_response) -> Any:
+            backoff = _original(self, response)
+            if backoff is not None:
+                backoffs.append(backoff)
+            return backoff
+
+        monkeypatch.setattr(handler, "handle_response", counted)
+    bus = await deployment.open()
+    out = Outgoing(TRIGGERS, "k", b"x", partition=0)
+    async with asyncio.timeout(BOUND_S):
+        await bus.publish([out])
+        await bus.commit("g", {TopicPartition(INTENTS, 0): 0})
+        # when transactions follow each other on one id at once: publishes, then commits of
+        # positions alone
+        for _ in range(20):
+            await bus.publish([out])
+        for position in range(1, 21):
+            await bus.commit("g", {TopicPartition(INTENTS, 0): position})
+    # then few slept: without waiting for the predecessor 60-80% of them do; with it, none
+    # of the publishes (they take turns on two ids) and 0-5 of the commits measured under
+    # load (the coordinator may refuse for a moment after the positions show)
+    assert len(backoffs) <= 8, backoffs
+
+
+@pytest.mark.kafka
+async def test_what_a_bus_committed_before_it_closed_is_visible_to_others_at_once(
+    deployment: Deployment,
+) -> None:
+    # given a reader in another process (here: another bus instance, open already)
+    other = await deployment.open()
+    async with asyncio.timeout(BOUND_S):
+        for position in range(1, 31):
+            # when a short-lived process commits and closes its bus (a CLI command that
+            # returns, after which its caller tells someone else)
+            bus = await deployment.open()
+            written = await bus.commit("g", {TopicPartition(INTENTS, 0): position},
+                                       [Outgoing(TRIGGERS, "k", b"x", partition=1)])
+            await bus.close()
+            # then the other sees the records and the positions at once: `close` waited for
+            # the markers that `commit` no longer waits for
+            assert await other.committed("g", TopicPartition(INTENTS, 0)) == position
+            assert await other.end_offset(TopicPartition(TRIGGERS, 1)) > written[0].offset

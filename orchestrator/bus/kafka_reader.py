@@ -1,0 +1,346 @@
+"""Reading and waiting on Kafka: one Fetch per read, the end taken from the fetch itself.
+
+A read sends its own Fetch request (wait 0, read_committed) on the reader's connection instead
+of asking ListOffsets first and then fetching through a consumer re-assigned per partition:
+every Fetch response carries the high watermark and the last stable offset (LSO), so the
+answer to "is there more?" comes with the records (../shared/KAFKA.md, "Latency"). Requests on
+one connection are pipelined, so concurrent reads need no lock and none re-assigns anything.
+
+Writers no longer wait until their transaction is visible (the old settle, ~10 ms per
+transaction): the coordinator answers EndTxn before the commit markers land, so for a moment
+after `commit` returns, the records sit between the LSO and the high watermark. A read that
+reaches the LSO with the high watermark beyond it therefore waits for the outcome on a waiter
+(a long-poll returns 1.2 to 1.6 ms after the markers land):
+- until this bus instance's own writes there are visible (read-your-writes, as strict as the
+  settle was: a bound of SETTLE_BOUND_S, then BusError);
+- for anyone else's transaction, only when the read has nothing to return yet and for at most
+  PENDING_BOUND_S per stuck LSO (a producer killed mid-transaction holds the LSO until the
+  broker aborts it: a reader pays that bound once, not at every read).
+So a reader sees every transaction whose commit returned before the read began, whichever
+instance or process wrote it, unless the markers take longer than the bound.
+
+Waiters are pooled consumers that long-poll; `wait` is what wakes consumers, and what a read
+uses to wait for an undecided transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiokafka.errors as kafka_errors
+from aiokafka.consumer.fetcher import READ_COMMITTED, PartitionRecords
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.record.memory_records import MemoryRecords
+
+from orchestrator.bus.backoff import Backoff
+from orchestrator.bus.kafka_clients import (
+    CLIENT_ERRORS,
+    REQUEST_TIMEOUT_MS,
+    new_consumer,
+    quietly,
+    retriable,
+    track_topics,
+)
+from orchestrator.bus.protocol import BusError, BusUnusable
+
+WAITER_FETCH_WAIT_MS: Final = 100
+READ_PARTITION_BYTES: Final = 1_048_576
+"""Per Fetch, as aiokafka's consumer default; a larger first batch still comes whole."""
+READ_BOUND_S: Final = REQUEST_TIMEOUT_MS / 1000
+"""How long a read retries a retriable error (a leader moving, a broker coming back)."""
+SETTLE_BOUND_S: Final = 30.0
+"""How long a read waits for this instance's own committed write to become visible."""
+CLOSE_WAIT_S: Final = 5.0
+"""How long `close` lets fetches on the wire finish (a wait-0 fetch takes milliseconds)."""
+PENDING_BOUND_S: Final = 1.0
+"""How long reads wait, per stuck LSO, for someone else's undecided transaction."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One Fetch response for one partition: records from the position, where to go on."""
+
+    records: list[Any]
+    next: int
+    """The offset after what the response held: records, markers and aborted batches."""
+    stable: int
+    """The last stable offset: a read_committed reader gets nothing at or after it yet."""
+    high: int
+    """The high watermark: the offset after the last record written, decided or not."""
+
+
+class Reader:
+    """Reads through one consumer's client, never assigned after open (ListOffsets uses the
+    consumer itself), and remembers what this bus instance wrote until it is visible."""
+
+    def __init__(self, consumer: Any, waiters: Waiters, topic_names: Iterable[str]) -> None:
+        self._consumer = consumer
+        self._client = consumer._client  # the Fetch requests are ours; see the module doc
+        self._waiters = waiters
+        # Nothing assigns this consumer again, so its client keeps every bus topic from here
+        # on; the first request on one that is not in its cluster view yet refreshes it once.
+        track_topics(consumer, topic_names)
+        self._mine: dict[Any, int] = {}
+        self._stuck: dict[Any, tuple[int, float]] = {}
+        self._sends: set[asyncio.Future[Any]] = set()
+        """Fetches on the wire. A caller cancelled while its fetch opens a connection must
+        not cancel the opening (aiokafka would leave that connection unclosed): the fetch
+        finishes on its own, and `close` waits for it before the client stops."""
+
+    def wrote(self, written: Iterable[tuple[Any, int]]) -> None:
+        """(partition, offset) of records this instance committed: reads wait for them."""
+        for ktp, offset in written:
+            self._mine[ktp] = max(self._mine.get(ktp, -1), offset)
+
+    async def read(self, ktp: Any, start: int, limit: int) -> list[Any]:
+        """Committed records from `start`, up to `limit`, in offset order (aiokafka's
+        ConsumerRecords); markers and aborted records leave gaps between their offsets."""
+        out: list[Any] = []
+        position = max(start, 0)
+        began = time.monotonic()
+        while len(out) < limit:
+            got = await self._fetch(ktp, position, limit - len(out))
+            self._visible(ktp, got.stable)
+            out += got.records
+            progressed = got.records or got.next > position
+            position = got.next
+            if position < got.stable:
+                if not progressed:  # nothing in a response below the LSO: a blip, or trouble
+                    if time.monotonic() > began + READ_BOUND_S:
+                        raise BusError(f"no progress reading {ktp} at {position} below its "
+                                       f"last stable offset {got.stable}")
+                    await asyncio.sleep(0.01)
+                continue  # more committed data than one response carried
+            if got.high <= position:
+                break  # nothing at or after the position, decided or not
+            if not await self._decided(ktp, position, got.stable, bool(out), began):
+                break
+        return out
+
+    async def end_offset(self, ktp: Any) -> int:
+        """The LSO by ListOffsets; past this instance's own writes on the partition."""
+        deadline = time.monotonic() + SETTLE_BOUND_S
+        while True:
+            end = int((await self._consumer.end_offsets([ktp]))[ktp])
+            self._visible(ktp, end)
+            mine = self._mine.get(ktp)
+            if mine is None or mine < end:
+                return end
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._not_visible(ktp, mine)
+            await self._waiters.wait({ktp: end}, left)
+
+    async def visible(self, lasts: Mapping[Any, int], deadline: float) -> None:
+        """Returns once this instance's records at `lasts` are visible, or at `deadline`.
+
+        One partition stands for all: the markers of one transaction land together. Polled
+        with Fetch on the reader's connection, not long-polled on a waiter: a waiter reused
+        this soon may still have its last long-poll in flight, and a short-lived process
+        (`close`) has no waiter to spare."""
+        if not lasts:
+            return
+        ktp, last = next(iter(lasts.items()))
+        pause = 0.001
+        while (mine := self._mine.get(ktp)) is not None and mine >= last:
+            got = await self._fetch_once(ktp, last, 1)
+            if got.stable > last or time.monotonic() + pause >= deadline:
+                self._visible(ktp, got.stable)
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.004)
+
+    def _visible(self, ktp: Any, stable: int) -> None:
+        mine = self._mine.get(ktp)
+        if mine is not None and mine < stable:
+            del self._mine[ktp]
+
+    def _not_visible(self, ktp: Any, mine: int) -> BusError:
+        """Said once: the next read of the partition does not wait for this write again (a
+        broker that lost it must not stall every later read)."""
+        del self._mine[ktp]
+        return BusError(f"committed up to offset {mine} of {ktp.topic}-{ktp.partition}, but "
+                        f"not visible after {SETTLE_BOUND_S} s")
+
+    async def _decided(self, ktp: Any, position: int, stable: int, have: bool,
+                       began: float) -> bool:
+        """Waits for a transaction at or after `position` that is written but undecided
+        (markers on their way, or still open); False when the read should return as it is."""
+        mine = self._mine.get(ktp)
+        if mine is not None and mine >= position:
+            left = began + SETTLE_BOUND_S - time.monotonic()
+            if left <= 0:
+                raise self._not_visible(ktp, mine)
+            await self._waiters.wait({ktp: position}, left)
+            return True
+        if have:
+            return False  # what is there now; the caller reads on from the last offset + 1
+        since = self._stuck.get(ktp)
+        if since is None or since[0] != stable:
+            since = (stable, time.monotonic())
+            self._stuck[ktp] = since
+        left = since[1] + PENDING_BOUND_S - time.monotonic()
+        return left > 0 and await self._waiters.wait({ktp: position}, left)
+
+    async def _fetch(self, ktp: Any, position: int, max_records: int) -> Fetched:
+        """One Fetch, retried while the error is retriable (a leader moving) within a bound."""
+        deadline = time.monotonic() + READ_BOUND_S
+        backoff = Backoff(0.01, 0.5)
+        while True:
+            try:
+                return await self._fetch_once(ktp, position, max_records)
+            except CLIENT_ERRORS as exc:
+                if not retriable(exc) or time.monotonic() > deadline:
+                    raise
+                # A leader that moved or a broker that went away: ask again who leads it.
+                await self._client.force_metadata_update()
+            await asyncio.sleep(backoff.next())
+
+    async def _fetch_once(self, ktp: Any, position: int, max_records: int) -> Fetched:
+        node = self._client.cluster.leader_for_partition(ktp)
+        if node is None or node == -1:
+            raise kafka_errors.LeaderNotAvailableError(f"no leader known for {ktp}")
+        request = FetchRequest(0, 1, READ_PARTITION_BYTES, READ_COMMITTED,
+                               [(ktp.topic, [(ktp.partition, position, READ_PARTITION_BYTES)])])
+        send = asyncio.ensure_future(self._client.send(node, request))
+        self._sends.add(send)
+        send.add_done_callback(self._sends.discard)
+        response = await asyncio.shield(send)
+        for _topic, partitions in response.topics:
+            for _partition, code, high, *data in partitions:
+                error = kafka_errors.for_code(code)
+                if error is kafka_errors.OffsetOutOfRangeError:
+                    return await self._out_of_range(ktp, position)
+                if error is not kafka_errors.NoError:
+                    raise error(f"fetching {ktp} at {position}")
+                # v4-v10: [lso, (log start,) aborted, records]; v11+: [lso, log start,
+                # aborted, preferred replica, records] (as aiokafka's own fetcher reads it)
+                aborted = data[2] if response.API_VERSION >= 11 else data[-2]
+                batch = PartitionRecords(ktp, MemoryRecords(data[-1]), aborted, position,
+                                         None, None, True, READ_COMMITTED)
+                records = list(itertools.islice(batch, max_records))  # not one record more
+                return Fetched(records, batch.next_fetch_offset, int(data[0]), int(high))
+        raise BusError(f"the broker's answer to a fetch of {ktp} did not name it")
+
+    async def close(self) -> None:
+        """Once the fetches on the wire are done (bounded), the client and its connections go."""
+        if self._sends:
+            await asyncio.wait(set(self._sends), timeout=CLOSE_WAIT_S)
+        await quietly(self._consumer.stop())
+
+    async def _out_of_range(self, ktp: Any, position: int) -> Fetched:
+        """Past the end: nothing there. Before the log start (retention deleted it): go on
+        from the first offset still there, as a consumer resetting to the earliest would."""
+        end = int((await self._consumer.end_offsets([ktp]))[ktp])
+        if position >= end:
+            return Fetched([], position, position, position)
+        first = int((await self._consumer.beginning_offsets([ktp]))[ktp])
+        return Fetched([], max(first, position), end, end)
+
+
+class Waiters:
+    """Long-polling consumers, pooled, so concurrent waits never queue behind each other."""
+
+    def __init__(self, bootstrap: str, topic_names: Iterable[str]) -> None:
+        self._bootstrap = bootstrap
+        self._names = list(topic_names)
+        self._idle: list[Any] = []
+        self.busy: set[Any] = set()
+        self._closed = asyncio.Event()
+
+    async def wait(self, positions: Mapping[Any, int],
+                   timeout: float) -> bool:  # noqa: ASYNC109 - the Bus contract's deadline
+        """True once a record (not a marker) is at or after a position, False at timeout."""
+        if not positions:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._closed.wait()
+            self._check_open()
+            return False
+        try:
+            consumer = await self._take()
+        except CLIENT_ERRORS as exc:  # no broker to bootstrap from
+            raise BusError(f"wait failed: {exc!r}") from exc
+        try:
+            return await self._wait_on(consumer, positions, timeout)
+        except CLIENT_ERRORS as exc:
+            await quietly(consumer.stop())
+            consumer = None
+            raise BusError(f"wait failed: {exc!r}") from exc
+        finally:
+            if consumer is not None:
+                self.busy.discard(consumer)
+                if self._closed.is_set():
+                    await quietly(consumer.stop())
+                else:
+                    idle(consumer)
+                    self._idle.append(consumer)
+
+    async def close(self) -> None:
+        """Stops every waiter; blocked waits end with BusUnusable."""
+        self._closed.set()
+        consumers = [*self._idle, *self.busy]
+        self._idle.clear()
+        self.busy.clear()
+        await asyncio.gather(*(quietly(consumer.stop()) for consumer in consumers))
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise BusUnusable("bus is closed")
+
+    async def _take(self) -> Any:
+        self._check_open()
+        consumer = (self._idle.pop() if self._idle
+                    else await new_consumer(self._bootstrap, WAITER_FETCH_WAIT_MS))
+        if self._closed.is_set():  # closed while the consumer was starting: close() missed it
+            await quietly(consumer.stop())
+            self._check_open()
+        self.busy.add(consumer)
+        return consumer
+
+    async def _wait_on(self, consumer: Any, positions: Mapping[Any, int],
+                       timeout: float) -> bool:  # noqa: ASYNC109
+        ktps = {ktp: max(pos, 0) for ktp, pos in positions.items()}
+        consumer.assign(list(ktps))
+        track_topics(consumer, self._names)
+        consumer.resume(*ktps)  # an idle waiter was paused (see idle)
+        for ktp, pos in ktps.items():
+            consumer.seek(ktp, pos)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        closed = asyncio.ensure_future(self._closed.wait())
+        fetch: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                fetch = asyncio.ensure_future(consumer.getmany(
+                    *ktps, timeout_ms=max(int(remaining * 1000), 1), max_records=1))
+                done, _ = await asyncio.wait({fetch, closed},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if fetch not in done:
+                    raise BusUnusable("bus is closed")
+                if any(fetch.result().values()):
+                    return True
+        finally:
+            closed.cancel()
+            if fetch is not None and not fetch.done():
+                # Also when this wait is cancelled (a caller woken by something else): a
+                # getmany left running would take the next record from this consumer after it
+                # went back to the pool, and the next wait on it would never see that record.
+                fetch.cancel()
+                await asyncio.wait({fetch})
+
+
+def idle(consumer: Any) -> None:
+    """No background fetches while nobody asks, without `assign([])`: an empty assignment makes
+    aiokafka track, and fetch the metadata of, every topic on the cluster (set_topics([]) means
+    all), which on a cluster of many topics costs more than the reads themselves."""
+    consumer.pause(*consumer.assignment())

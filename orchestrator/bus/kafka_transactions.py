@@ -1,0 +1,285 @@
+"""Kafka transactions for the bus: one producer per transactional id, fenced by claims.
+
+A transaction returns once EndTxn does: it is durable then, and this bus instance's reads wait
+for its markers themselves (kafka_reader.py), so nothing waits for visibility after a commit.
+The coordinator writes the markers a moment after it answered EndTxn, and until it has, a
+new transaction on the same id is refused with CONCURRENT_TRANSACTIONS, which aiokafka
+answers by sleeping 20 ms (100 ms when the transaction starts with offsets) before it asks
+again (../shared/KAFKA.md, "Latency", trap 2). Measured back to back on one id without any
+wait: 60 to 80% of transactions hit it. So a transaction that follows its predecessor on the
+same id within PREDECESSOR_WINDOW_S first waits for that predecessor's markers (OffsetFetch
+until its positions show, or Fetch until its records do), and only then begins; later than
+that the markers have landed (1.5 to 5 ms here), and a check would only cost its round trip.
+Publishes, whose ids fence nobody, also take turns on two ids (`_publish_id`).
+
+`close` waits for the last transaction on each id (bounded), so a process that commits and
+exits leaves everything visible, as commits did when each waited (see `settle`).
+
+What each group committed last is remembered until the instance claims the group again, so
+`committed` answers its own commits at once (the broker shows them only once the markers land).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from orchestrator.bus.kafka_clients import (
+    CLIENT_ERRORS,
+    fenced,
+    new_producer,
+    quietly,
+    transactional_suffix,
+)
+from orchestrator.bus.kafka_reader import Reader
+from orchestrator.bus.protocol import BusError, BusFenced, BusUnusable
+from orchestrator.bus.records import Outgoing, Record, TopicPartition
+
+PREDECESSOR_WINDOW_S: Final = 0.025
+"""A predecessor older than this has its markers (or is slow enough that aiokafka's own
+20 ms backoff costs no more); one younger is waited for, at most until it is this old."""
+CLOSE_SETTLE_S: Final = 5.0
+"""`close` waits at most until the last transaction on each id is this old."""
+
+Placed = list[tuple[TopicPartition, Outgoing]]
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A committed transaction whose markers may still be on their way."""
+
+    at: float
+    lasts: dict[Any, int] = field(default_factory=dict)
+    """Per Kafka partition written, the offset of the last record."""
+    group: str | None = None
+    positions: dict[Any, int] = field(default_factory=dict)
+
+
+class Transactions:
+    """The producers of one bus instance: its own for `publish`, one per (group, inputs)."""
+
+    def __init__(self, bootstrap: str, deployment: str, reader: Reader, admin: Any,
+                 name: Callable[[str], str], ktp: Callable[[TopicPartition], Any]) -> None:
+        self._bootstrap = bootstrap
+        self._deployment = deployment
+        self._reader = reader
+        self._admin = admin
+        self._name = name
+        self._ktp = ktp
+        self._producers: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._ended: dict[str, Ended] = {}
+        self._positions: dict[tuple[str, Any], int] = {}
+        self._coordinators: dict[str, int] = {}
+        self._closed = False
+        # Ids for the life of this instance: a producer made again after a failure then
+        # aborts the transaction its predecessor left open at once (init_transactions), which
+        # would otherwise hold back every read_committed reader until the transaction timeout.
+        # Two, so back-to-back publishes take turns (see `_publish_id`).
+        mine = f"baton.{deployment}.publish.{uuid.uuid4()}"
+        self._publish_tids = (mine, f"{mine}.2")
+
+    def transactional_id(self, group: str, inputs: Iterable[TopicPartition]) -> str:
+        return f"baton.{self._deployment}.{group}.{transactional_suffix(dict.fromkeys(inputs, 0))}"
+
+    async def publish(self, placed: Placed) -> list[Record]:
+        """Shielded with the lock inside: a cancelled caller must not let a second
+        transaction start on the producer while the first is still in flight."""
+        return await asyncio.shield(self._run(self._publish_id(), placed, None, None))
+
+    async def commit(self, group: str, offsets: Mapping[TopicPartition, int],
+                     placed: Placed) -> list[Record]:
+        tid = self.transactional_id(group, offsets)
+        positions = {self._ktp(tp): offset for tp, offset in offsets.items()}
+        return await asyncio.shield(self._run(tid, placed, group, positions))
+
+    async def claim(self, group: str, inputs: list[TopicPartition]) -> None:
+        """init_transactions on the inputs' id; another owner may have committed for the group
+        since this instance did, so `committed` asks the broker again from now on (the
+        previous owner's positions are visible once init_transactions returns)."""
+        tid = self.transactional_id(group, inputs)
+        self._forget(group, map(self._ktp, inputs))
+        await asyncio.shield(self._claim_locked(tid, group))
+
+    def _publish_id(self) -> str:
+        """The first publish id, unless its last transaction ended a moment ago: then the one
+        that ended longer ago. After a publish's records are visible the coordinator may
+        still refuse the next transaction on its id for a moment (its CompleteCommit is not
+        written yet, and nothing a client can read shows when it is: measured, 11 of 40
+        back-to-back publishes slept 20 ms after waiting for visibility); a second id that
+        last ended a publish earlier has long had its markers. A process that never publishes
+        back to back never opens the second producer."""
+        first, second = self._publish_tids
+
+        def ended_at(tid: str) -> float:
+            ended = self._ended.get(tid)
+            return ended.at if ended is not None else -math.inf
+
+        if time.monotonic() - ended_at(first) >= PREDECESSOR_WINDOW_S:
+            return first
+        return min((first, second), key=ended_at)
+
+    def committed(self, group: str, ktp: Any) -> int | None:
+        """What this instance committed for the group last, None if nothing since its claim."""
+        return self._positions.get((group, ktp))
+
+    async def settle(self) -> None:
+        """Waits (bounded, quietly) until the last transactions are visible to everyone.
+
+        For `close`: a process that commits and exits may tell another one so (a CLI command
+        that returns, a script that goes on), and the other one must then find the commit,
+        its positions included, as it found it before commits stopped waiting for markers."""
+        ended = list(self._ended.values())
+        self._ended.clear()
+        await asyncio.gather(*(self._visible(e, e.at + CLOSE_SETTLE_S) for e in ended))
+
+    async def close(self) -> None:
+        """Stops every producer; one a transaction in flight creates later stops itself
+        (`_new_producer`): none may outlive the bus with its connections open."""
+        self._closed = True
+        producers = list(self._producers.values())
+        self._producers.clear()
+        await asyncio.gather(*(quietly(producer.stop()) for producer in producers))
+
+    async def _claim_locked(self, tid: str, group: str) -> None:
+        async with self._locks.setdefault(tid, asyncio.Lock()):
+            self._ended.pop(tid, None)
+            stale = self._producers.pop(tid, None)
+            if stale is not None:
+                await quietly(stale.stop())
+            try:
+                self._producers[tid] = await self._new_producer(tid)
+            except CLIENT_ERRORS as exc:
+                raise BusError(f"cannot claim group {group!r} (transactional id {tid}): "
+                               f"{exc!r}") from exc
+
+    async def _run(self, tid: str, placed: Placed, group: str | None,
+                   positions: dict[Any, int] | None) -> list[Record]:
+        """One producer per transactional id, created lazily: its init_transactions fences
+        the previous owner of the id (aiokafka has no KIP-447)."""
+        async with self._locks.setdefault(tid, asyncio.Lock()):
+            await self._after_predecessor(tid)
+            try:
+                producer = self._producers.get(tid)
+                if producer is None:
+                    producer = await self._new_producer(tid)
+                    self._producers[tid] = producer
+                written = await self._transact(producer, placed, group, positions or {})
+            except BusUnusable:
+                raise  # closed: nothing to retry
+            except (*CLIENT_ERRORS, BusError) as exc:
+                if group is not None and positions and isinstance(exc, _EndUnknown):
+                    self._forget(group, positions)  # it may have committed: the broker knows
+                # Fenced or broken: this producer is done; a later transaction starts a new one.
+                stale = self._producers.pop(tid, None)
+                if stale is not None:
+                    await quietly(stale.stop())
+                if group is None:
+                    raise BusError(f"publish failed, nothing was written: {exc!r}") from exc
+                kind = BusFenced if fenced(exc) else BusError
+                raise kind(f"commit for group {group!r} failed, nothing was written "
+                           f"(transactional id {tid}): {exc!r}") from exc
+            lasts: dict[Any, int] = {}
+            for record in written:
+                lasts[self._ktp(record.tp)] = record.offset
+            self._reader.wrote(lasts.items())
+            if group is not None and positions:
+                self._positions.update({(group, ktp): pos for ktp, pos in positions.items()})
+            self._ended[tid] = Ended(time.monotonic(), lasts, group, positions or {})
+            return written
+
+    async def _new_producer(self, tid: str) -> Any:
+        if self._closed:
+            raise BusUnusable("bus is closed")
+        producer = await new_producer(self._bootstrap, tid)
+        if self._closed:  # closed while it started: close() did not see it
+            await quietly(producer.stop())
+            raise BusUnusable("bus is closed")
+        return producer
+
+    async def _transact(self, producer: Any, placed: Placed, group: str | None,
+                        positions: dict[Any, int]) -> list[Record]:
+        """begin → sends → (offsets) → commit; any failure aborts, so nothing becomes visible.
+
+        A failed EndTxn raises _EndUnknown: the transaction may have committed all the same."""
+        ts_ms = time.time_ns() // 1_000_000
+        await producer.begin_transaction()
+        try:
+            futures = [
+                await producer.send(self._name(tp.topic), out.value, key=out.key.encode(),
+                                    partition=tp.partition, timestamp_ms=ts_ms,
+                                    headers=list(out.headers))
+                for tp, out in placed
+            ]
+            sent = await asyncio.gather(*futures)
+            if group is not None and positions:
+                await producer.send_offsets_to_transaction(positions, group)
+            try:
+                await producer.commit_transaction()
+            except CLIENT_ERRORS as exc:
+                raise _EndUnknown(repr(exc)) from exc
+        except BaseException:
+            await quietly(producer.abort_transaction())
+            raise
+        return [
+            Record(tp.topic, tp.partition, int(meta.offset), out.key, out.value, out.headers,
+                   ts_ms)
+            for (tp, out), meta in zip(placed, sent, strict=True)
+        ]
+
+    async def _after_predecessor(self, tid: str) -> None:
+        """Waits, briefly, for the markers of the last transaction on `tid` (module doc)."""
+        ended = self._ended.pop(tid, None)
+        if ended is not None:
+            await self._visible(ended, ended.at + PREDECESSOR_WINDOW_S)
+
+    async def _visible(self, ended: Ended, deadline: float) -> None:
+        """Until `ended` is visible to everyone, records and positions, or `deadline`. Only
+        ever a shortcut: any trouble here is left to whatever comes next."""
+        if time.monotonic() >= deadline:
+            return
+        with contextlib.suppress(*CLIENT_ERRORS, BusError):
+            if ended.group is not None and ended.positions:
+                # Positions are what the coordinator refuses a new transaction on longest
+                # (measured: records visible, still CONCURRENT_TRANSACTIONS 1 time in 5).
+                await self._offsets_visible(ended.group, ended.positions, deadline)
+            else:
+                await self._reader.visible(ended.lasts, deadline)
+
+    async def _offsets_visible(self, group: str, positions: dict[Any, int],
+                               deadline: float) -> None:
+        """OffsetFetch until it shows `positions`, asking the group's coordinator directly
+        (found once per group: the admin client would look it up before every request)."""
+        pause = 0.002
+        while True:
+            coordinator = self._coordinators.get(group)
+            if coordinator is None:
+                coordinator = self._coordinators[group] = await self._admin.find_coordinator(
+                    group)
+            try:
+                found = await self._admin.list_consumer_group_offsets(
+                    group, coordinator, partitions=list(positions))
+            except CLIENT_ERRORS:
+                self._coordinators.pop(group, None)  # it moved, perhaps: look it up next time
+                raise
+            if all((meta := found.get(ktp)) is not None and meta.offset == offset
+                   for ktp, offset in positions.items()):
+                return
+            if time.monotonic() + pause >= deadline:
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    def _forget(self, group: str, ktps: Iterable[Any]) -> None:
+        for ktp in ktps:
+            self._positions.pop((group, ktp), None)
+
+
+class _EndUnknown(BusError):
+    """EndTxn failed: the transaction may have committed or not, and only the broker knows."""
