@@ -101,8 +101,12 @@ class EmbeddedBus:
         group: str,
         offsets: Mapping[TopicPartition, int],
         records: Sequence[Outgoing] = (),
+        *,
+        carried: bool = False,
     ) -> list[Record]:
-        """Validation happens before the transaction, so a bad argument never half-writes."""
+        """Validation happens before the transaction, so a bad argument never half-writes.
+
+        Positions are stored even when `carried`: here they cost nothing extra."""
         placed = [self._place(out) for out in records]
         rows = [self._position_row(group, tp, offset) for tp, offset in offsets.items()]
         return await self._transact(placed, rows)

@@ -163,9 +163,14 @@ class KafkaBus:
         group: str,
         offsets: Mapping[TopicPartition, int],
         records: Sequence[Outgoing] = (),
+        *,
+        carried: bool = False,
     ) -> list[Record]:
         """Records and offsets in one transaction of the (group, k) producer; durable on
-        return, and seen at once by this instance's reads and `committed`."""
+        return, and seen at once by this instance's reads and `committed`. With `carried`
+        and records, the offsets are not sent to the group coordinator (AddOffsetsToTxn +
+        TxnOffsetCommit: two of a transaction's five requests, and the one that KIP-890
+        verification refuses while a produce is in flight, ../shared/KAFKA.md trap 3)."""
         placed = [self._place(out) for out in records]
         for tp, offset in offsets.items():
             self._check(tp)
@@ -174,7 +179,7 @@ class KafkaBus:
         transactions = self._open_transactions()
         if not placed and not offsets:
             return []
-        return await transactions.commit(group, offsets, placed)
+        return await transactions.commit(group, offsets, placed, carried=carried and bool(placed))
 
     async def claim(self, group: str, inputs: Sequence[TopicPartition]) -> None:
         """init_transactions on the inputs' transactional id: the previous owner is fenced and

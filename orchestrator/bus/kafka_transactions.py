@@ -94,10 +94,12 @@ class Transactions:
         return await asyncio.shield(self._run(self._publish_id(), placed, None, None))
 
     async def commit(self, group: str, offsets: Mapping[TopicPartition, int],
-                     placed: Placed) -> list[Record]:
+                     placed: Placed, *, carried: bool = False) -> list[Record]:
+        """`carried`: the records carry the positions; they are remembered for `committed`
+        but not sent to the group coordinator."""
         tid = self.transactional_id(group, offsets)
         positions = {self._ktp(tp): offset for tp, offset in offsets.items()}
-        return await asyncio.shield(self._run(tid, placed, group, positions))
+        return await asyncio.shield(self._run(tid, placed, group, positions, carried))
 
     async def claim(self, group: str, inputs: list[TopicPartition]) -> None:
         """init_transactions on the inputs' id; another owner may have committed for the group
@@ -160,7 +162,7 @@ class Transactions:
                                f"{exc!r}") from exc
 
     async def _run(self, tid: str, placed: Placed, group: str | None,
-                   positions: dict[Any, int] | None) -> list[Record]:
+                   positions: dict[Any, int] | None, carried: bool = False) -> list[Record]:
         """One producer per transactional id, created lazily: its init_transactions fences
         the previous owner of the id (aiokafka has no KIP-447)."""
         async with self._locks.setdefault(tid, asyncio.Lock()):
@@ -170,7 +172,8 @@ class Transactions:
                 if producer is None:
                     producer = await self._new_producer(tid)
                     self._producers[tid] = producer
-                written = await self._transact(producer, placed, group, positions or {})
+                offsets_sent = {} if carried else positions or {}
+                written = await self._transact(producer, placed, group, offsets_sent)
             except BusUnusable:
                 raise  # closed: nothing to retry
             except (*CLIENT_ERRORS, BusError) as exc:
@@ -191,7 +194,7 @@ class Transactions:
             self._reader.wrote(lasts.items())
             if group is not None and positions:
                 self._positions.update({(group, ktp): pos for ktp, pos in positions.items()})
-            self._ended[tid] = Ended(time.monotonic(), lasts, group, positions or {})
+            self._ended[tid] = Ended(time.monotonic(), lasts, group, offsets_sent)
             return written
 
     async def _new_producer(self, tid: str) -> Any:

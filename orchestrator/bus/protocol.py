@@ -35,11 +35,16 @@ class Bus(Protocol):
         group: str,
         offsets: Mapping[TopicPartition, int],
         records: Sequence[Outgoing] = (),
+        *,
+        carried: bool = False,
     ) -> list[Record]:
         """Outputs and input positions in one transaction: exactly-once consume-transform-produce.
 
         Offsets are the next offset to read. On Kafka this is a transactional send plus
-        send_offsets_to_transaction.
+        send_offsets_to_transaction. `carried`: the records themselves carry the positions
+        (the caller restores them from its own log, orchestrator/service/log_positions.py),
+        so a bus may leave them out of the group's positions when there are records (Kafka
+        does: two requests fewer per transaction); `committed` may then lag behind the log.
         """
         ...
 

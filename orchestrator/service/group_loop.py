@@ -1,9 +1,11 @@
 """The coordinator shell: one sequential loop per partition group, each commit one transaction.
 
-Takeover order (ARCHITECTURE.md): read committed input offsets -> restore runs-k from the log
--> decide. Every batch: decode -> decide -> fold -> append decisions, commands and dead
-letters and advance the input positions in a single bus commit. If a commit fails, the
-state that was folded ahead of the log is thrown away and restored from the log.
+Takeover order (ARCHITECTURE.md): claim -> restore runs-k from the log (snapshot, then tail)
+-> input positions -> decide. Every batch: decode -> decide -> fold -> append decisions,
+commands and dead letters and advance the input positions in a single bus commit; the
+positions ride on the last run-log record of the transaction (log_positions.py), or go to
+the group's committed offsets when it appends none. If a commit fails, the state that was
+folded ahead of the log is thrown away and restored from the log.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from orchestrator.core.logged import decode_logged
 from orchestrator.core.placement import request_key
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import CoordinatorState, Want
-from orchestrator.service import snapshots
+from orchestrator.service import log_positions, snapshots
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.fleet_tracker import FleetTracker
@@ -101,15 +103,18 @@ class GroupLoop:
         end = await self.bus.end_offset(tp)
         snap = await snapshots.latest(self.bus, self.k, end)
         start = self._load(snap) if snap else 0
+        in_log = snap.positions if snap else {}
         count = 0
         with bulk_fold():
             while batch := await self.bus.read(tp, start, 5000):
                 for record in batch:
                     evolve(self.state, decode_logged(record.value, record.where))
+                    in_log = log_positions.carried(record) or in_log
                 start, count = batch[-1].offset + 1, count + len(batch)
         self.runs_end = start
-        for itp in self.inputs:
-            self.positions[itp] = await self.bus.committed(GROUP, itp)
+        committed = {itp: await self.bus.committed(GROUP, itp) for itp in self.inputs}
+        self.positions = log_positions.later(
+            committed, {itp: in_log[itp] for itp in self.inputs if itp in in_log})
         self.restore_stats = {"snapshot_offset": snap.offset if snap else -1,
                               "replayed": count, "seconds": time.perf_counter() - began}
         self.restored.set()
@@ -212,7 +217,8 @@ class GroupLoop:
                 outgoing.extend(self._decide(Tick()))
                 if not outgoing:
                     return
-            written = await self.bus.commit(GROUP, positions, outgoing)
+            outgoing, carried = log_positions.carry(outgoing, topics.RUNS, positions)
+            written = await self.bus.commit(GROUP, positions, outgoing, carried=carried)
         except BusFenced:
             raise  # a newer owner has the group; our state is stale, and restoring is theirs
         except BusError as exc:
@@ -241,8 +247,8 @@ class GroupLoop:
         self._since_snapshot += len(appended)
         if self._since_snapshot >= self.snapshot_every:
             self._since_snapshot = 0
-            await snapshots.save(self.bus, snapshots.Snapshot(self.k, self.runs_end,
-                                                              self.state.runs))
+            await snapshots.save(self.bus, snapshots.Snapshot(
+                self.k, self.runs_end, self.state.runs, dict(self.positions)))
 
     def _handle(self, record: Record) -> list[Outgoing]:
         try:

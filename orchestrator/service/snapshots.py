@@ -16,7 +16,7 @@ import inspect
 import logging
 import types
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel
@@ -27,7 +27,7 @@ from events.topics import partition_for
 from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
 from orchestrator.core import evolve
 from orchestrator.core.state import RunState
-from orchestrator.service import snapshot_codec
+from orchestrator.service import log_positions, snapshot_codec
 from orchestrator.service.snapshot_codec import FORMAT_VERSION, Document, Header, SnapshotInvalid
 
 SCHEMA_VERSION = 1
@@ -121,6 +121,10 @@ class Snapshot:
     group: int
     offset: int  # next runs-k offset not covered by the snapshot
     runs: dict[str, RunState]
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    """Where the group's inputs resumed at `offset` (log_positions.py): a takeover whose tail
+    after the snapshot is empty finds them nowhere else. Kept in the record's headers, outside
+    the document: they are the shell's, not the fold's."""
 
 
 def key(group: int) -> str:
@@ -152,8 +156,10 @@ async def save(bus: Bus, snap: Snapshot) -> None:
                     snap.group, snap.offset, exc)
         return
     tp = _tp(bus, snap.group)
+    carried = ((log_positions.HEADER, log_positions.encode(snap.positions)),
+               ) if snap.positions else ()
     await bus.publish([Outgoing(tp.topic, key(snap.group), value, tp.partition,
-                                _headers(header))])
+                                _headers(header) + carried)])
 
 
 async def latest(bus: Bus, group: int, runs_end: int) -> Snapshot | None:
@@ -198,4 +204,4 @@ def _restored(record: Record, group: int) -> Snapshot:
     expected = _expected(group, _offset(record) or 0)
     if doc.header != expected:
         raise SnapshotInvalid(f"its document says {doc.header}, its record {expected}")
-    return Snapshot(group, doc.header.offset, doc.runs)
+    return Snapshot(group, doc.header.offset, doc.runs, log_positions.carried(record) or {})

@@ -68,14 +68,15 @@ class Outage:
         return await self.inner.publish(records)
 
     async def commit(self, group: str, offsets: Mapping[TopicPartition, int],
-                     records: Sequence[Outgoing] = ()) -> list[Record]:
+                     records: Sequence[Outgoing] = (), *, carried: bool = False
+                     ) -> list[Record]:
         if self.down or self.failing_commits:
             self.failing_commits = max(self.failing_commits - 1, 0)
             self._refuse(records)
         if self.fenced_commits:
             self.fenced_commits -= 1
             raise BusFenced("the producer's epoch was bumped (a test fence)")
-        return await self.inner.commit(group, offsets, records)
+        return await self.inner.commit(group, offsets, records, carried=carried)
 
     async def claim(self, group: str, inputs: Sequence[TopicPartition]) -> None:
         if self.down:

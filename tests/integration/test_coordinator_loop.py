@@ -52,6 +52,7 @@ from orchestrator.service.home import Home
 from orchestrator.service.registry import GROUP as REGISTRY_GROUP
 from orchestrator.service.registry import RegistryStage
 from orchestrator.store.rows import run_row
+from tests.buses import BusOpener
 from tests.integration.support import (
     CAPACITY,
     LOCAL_AGENT,
@@ -144,9 +145,9 @@ async def test_bad_inputs_are_dead_lettered_whole_and_a_later_run_still_succeeds
     assert "unknown event type 'mystery_event'" in by_key["mystery"]
     assert "run-nobody-knows" in by_key[stray.run_id]
     assert "does not know" in by_key[stray.run_id]
-    # ... and the coordinator's positions moved past every one of them
+    # ... and a coordinator taking over would resume past every one of them
     for record in bad:
-        assert await bus.committed(GROUP, record.tp) > record.offset
+        assert (await resumes_at(bus, record.partition))[record.tp] > record.offset
 
 
 def chain_listed_backwards(n: int) -> PipelineSpec:
@@ -255,7 +256,47 @@ async def test_duplicate_run_request_creates_one_run_and_logs_input_ignored(
     assert "duplicate run request" in ignored[0].reason
     assert list(loop.state.runs) == [request.run_id]
     assert loop.state.runs[request.run_id].ignored == 1
-    assert await bus.committed(GROUP, last.tp) == last.offset + 1
+    assert (await resumes_at(bus, k))[last.tp] == last.offset + 1
+
+
+@pytest.mark.parametrize("snapshot_every", [1, 1_000], ids=["snapshot", "tail"])
+async def test_a_coordinator_gone_after_its_commit_is_taken_over_where_it_left_off(
+    open_bus: BusOpener, snapshot_every: int,
+) -> None:
+    # given a coordinator that decided a request and committed, then went away (its
+    # positions are in the run log's last record, or in a snapshot covering the whole log)
+    old_bus = await open_bus()
+    request = run_request(CHAIN, "taken-over")
+    k = tp_for(old_bus, topics.RUNS, request.run_id).partition
+    old = GroupLoop(old_bus, k, FleetTracker(old_bus), ChampionTracker(old_bus), {},
+                    snapshot_every=snapshot_every)
+    await old_bus.claim(GROUP, old.inputs)
+    await old.restore()
+    [sent] = await old_bus.publish([intent_record(old_bus, request, run_id=request.run_id,
+                                                  env_id="only")])
+    assert await old.step()
+    runs = TopicPartition(topics.RUNS, k)
+
+    # when another process claims the group and restores it
+    new_bus = await open_bus()
+    new = GroupLoop(new_bus, k, FleetTracker(new_bus), ChampionTracker(new_bus), {})
+    await new_bus.claim(GROUP, new.inputs)
+    await new.restore()
+
+    # then it resumes after the request, has the run, and does not take the request again
+    assert new.positions[sent.tp] == sent.offset + 1
+    assert list(new.state.runs) == [request.run_id]
+    await new.step()
+    log = [decode(r.value).data for r in await read_all(new_bus, [runs])]
+    assert [d.run_id for d in log if isinstance(d, RunCreated)] == [request.run_id]
+    assert not [d for d in log if isinstance(d, InputIgnored)]
+
+
+async def resumes_at(bus: Bus, k: int) -> dict[TopicPartition, int]:
+    """Where a coordinator taking partition group k over would read its inputs from."""
+    loop = GroupLoop(bus, k, FleetTracker(bus), ChampionTracker(bus), {})
+    await loop.restore()
+    return loop.positions
 
 
 async def test_task_failing_past_its_retries_fails_the_run_with_the_reason(apps: Apps) -> None:
