@@ -66,12 +66,12 @@ class Sender:
 
     async def send(self, data: Payload) -> None:
         """Once, for what a later message supersedes anyway (heartbeats, the goodbye)."""
-        await self.bus.publish([self.out(data)])
+        await self.bus.append([self.out(data)])
 
     async def deliver(self, records: list[Outgoing], what: str) -> list[Record]:
         """Publish until the bus takes it. Gives up, raising BusError, only once the agent is
         stopping."""
-        return await self.until_done(what, lambda: self.bus.publish(records))
+        return await self.until_done(what, lambda: self.bus.append(records))
 
     async def until_done(self, what: str, step: Callable[[], Awaitable[T]],
                          stop: asyncio.Event | None = None) -> T:

@@ -96,6 +96,10 @@ class EmbeddedBus:
         """A commit without positions: the producer-only path (triggers, CLI)."""
         return await self._transact([self._place(out) for out in records], [])
 
+    async def append(self, records: Sequence[Outgoing]) -> list[Record]:
+        """A publish: a SQLite transaction costs no more than a lone insert."""
+        return await self.publish(records)
+
     async def commit(
         self,
         group: str,

@@ -40,7 +40,8 @@ def transactional_suffix(offsets: Mapping[TopicPartition, int]) -> str:
     return "h" + hashlib.sha256(names.encode()).hexdigest()[:16]
 
 
-async def new_producer(bootstrap: str, transactional_id: str) -> Any:
+async def new_producer(bootstrap: str, transactional_id: str | None) -> Any:
+    """Transactional, or (None) only idempotent: retries never write a record twice."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,

@@ -77,6 +77,8 @@ class Transactions:
         self._ended: dict[str, Ended] = {}
         self._positions: dict[tuple[str, Any], int] = {}
         self._coordinators: dict[str, int] = {}
+        self._appender: Any = None
+        self._appending = asyncio.Lock()
         self._closed = False
         # Ids for the life of this instance: a producer made again after a failure then
         # aborts the transaction its predecessor left open at once (init_transactions), which
@@ -108,6 +110,41 @@ class Transactions:
         tid = self.transactional_id(group, inputs)
         self._forget(group, map(self._ktp, inputs))
         await asyncio.shield(self._claim_locked(tid, group))
+
+    async def append(self, placed: Placed) -> list[Record]:
+        """One record after the other on the idempotent producer (`KafkaBus.append`). The
+        records are queued under a lock, so concurrent callers keep their order per
+        partition, and acknowledged outside it, so their produces share round trips (the
+        producer keeps several in flight, in order). Shielded: a cancelled caller does not
+        cut a send in half."""
+        return await asyncio.shield(self._append(placed))
+
+    async def _append(self, placed: Placed) -> list[Record]:
+        ts_ms = time.time_ns() // 1_000_000
+        producer = None
+        try:
+            async with self._appending:
+                if self._appender is None:
+                    self._appender = await self._new_producer(None)
+                producer = self._appender
+                futures = [
+                    await producer.send(self._name(tp.topic), out.value, key=out.key.encode(),
+                                        partition=tp.partition, timestamp_ms=ts_ms,
+                                        headers=list(out.headers))
+                    for tp, out in placed
+                ]
+            sent = await asyncio.gather(*futures)
+        except CLIENT_ERRORS as exc:
+            if producer is not None and self._appender is producer:
+                self._appender = None  # the next append starts a new one
+                await quietly(producer.stop())
+            raise BusError(f"append failed; some of the {len(placed)} records may have "
+                           f"been written: {exc!r}") from exc
+        written = [Record(tp.topic, tp.partition, int(meta.offset), out.key, out.value,
+                          out.headers, ts_ms)
+                   for (tp, out), meta in zip(placed, sent, strict=True)]
+        self._reader.wrote((self._ktp(r.tp), r.offset) for r in written)
+        return written
 
     def _publish_id(self) -> str:
         """The first publish id, unless its last transaction ended a moment ago: then the one
@@ -147,6 +184,9 @@ class Transactions:
         self._closed = True
         producers = list(self._producers.values())
         self._producers.clear()
+        if self._appender is not None:
+            producers.append(self._appender)
+            self._appender = None
         await asyncio.gather(*(quietly(producer.stop()) for producer in producers))
 
     async def _claim_locked(self, tid: str, group: str) -> None:
@@ -197,7 +237,7 @@ class Transactions:
             self._ended[tid] = Ended(time.monotonic(), lasts, group, offsets_sent)
             return written
 
-    async def _new_producer(self, tid: str) -> Any:
+    async def _new_producer(self, tid: str | None) -> Any:
         if self._closed:
             raise BusUnusable("bus is closed")
         producer = await new_producer(self._bootstrap, tid)

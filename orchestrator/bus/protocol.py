@@ -30,6 +30,16 @@ class Bus(Protocol):
         """Appends all or nothing and is durable on return, so callers may act on the offsets."""
         ...
 
+    async def append(self, records: Sequence[Outgoing]) -> list[Record]:
+        """Each record durable on return, in order per partition, but no transaction: a
+        failure may leave some of them written, and a retry may write one twice.
+
+        Only for records whose readers drop a duplicate by its id and that need no atomicity
+        with anything else (an agent's reports and heartbeats). On Kafka an idempotent
+        produce: one round trip instead of a transaction's three.
+        """
+        ...
+
     async def commit(
         self,
         group: str,

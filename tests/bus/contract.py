@@ -289,3 +289,23 @@ class BusContract:
             written = await any_bus.publish([trigger(partition=2)])
             # then
             assert await any_bus.end_offset(tp) > written[-1].offset
+
+    async def test_appended_records_are_read_back_in_order_by_another_instance_at_once(
+        self, any_bus: Bus, open_bus: Opener
+    ) -> None:
+        # given a second instance over the same storage, and a transaction in between
+        other = await open_bus()
+        reports = TopicPartition(REPORTS, 1)
+        first = await any_bus.append([Outgoing(REPORTS, "r", b"1", partition=1),
+                                      Outgoing(REPORTS, "r", b"2", partition=1)])
+        await any_bus.publish([Outgoing(REPORTS, "r", b"3", partition=1)])
+        for n in range(4, 9):
+            # when one appends
+            [written] = await any_bus.append([Outgoing(REPORTS, "r", b"%d" % n, partition=1,
+                                                       headers=(("h", b"x"),))])
+            # then the other reads it right away, as it was written
+            assert await other.read(reports, written.offset) == [written]
+        # and everything is there once, in the order it was written
+        assert [r.value for r in await read_all(other, reports)] == [
+            b"%d" % n for n in range(1, 9)]
+        assert [r.offset for r in first] == sorted({r.offset for r in first})

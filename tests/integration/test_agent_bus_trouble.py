@@ -67,6 +67,11 @@ class Outage:
             self._refuse(records)
         return await self.inner.publish(records)
 
+    async def append(self, records: Sequence[Outgoing]) -> list[Record]:
+        if self.down:
+            self._refuse(records)
+        return await self.inner.append(records)
+
     async def commit(self, group: str, offsets: Mapping[TopicPartition, int],
                      records: Sequence[Outgoing] = (), *, carried: bool = False
                      ) -> list[Record]:

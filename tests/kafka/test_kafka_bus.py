@@ -349,3 +349,16 @@ async def test_what_a_bus_committed_before_it_closed_is_visible_to_others_at_onc
             # the markers that `commit` no longer waits for
             assert await other.committed("g", TopicPartition(INTENTS, 0)) == position
             assert await other.end_offset(TopicPartition(TRIGGERS, 1)) > written[0].offset
+
+
+@pytest.mark.kafka
+async def test_an_append_is_no_transaction(deployment: Deployment) -> None:
+    # given a bus
+    bus = await deployment.open()
+    async with asyncio.timeout(BOUND_S):
+        # when it appends one record after another
+        offsets = [(await bus.append([Outgoing(REPORTS, "r", b"x", partition=0)]))[0].offset
+                   for _ in range(5)]
+        # then no commit marker sits between them (a transaction ends with one, which takes
+        # an offset of its own)
+        assert offsets == list(range(offsets[0], offsets[0] + 5))
