@@ -138,6 +138,20 @@ class EmbeddedBus:
         return await self._read(partial(jobs.read, tp=tp, start=start, limit=limit),
                                 "reading %s-%s@%s", tp.topic, tp.partition, start)
 
+    async def read_many(self, starts: Mapping[TopicPartition, int], limit: int = 1000
+                        ) -> list[Record]:
+        """One job on the reader's thread for every partition with something past its
+        start (none at all while the heads are fresh and nothing is)."""
+        for tp in starts:
+            self._check(tp)
+        if self._heads_fresh():
+            starts = {tp: start for tp, start in starts.items()
+                      if start < self._heads.get(tp, 0)}
+        if not starts:
+            return []
+        return await self._read(partial(jobs.read_many, starts=dict(starts), limit=limit),
+                                "reading %s partitions", len(starts))
+
     async def end_offset(self, tp: TopicPartition) -> int:
         """The head row is bumped in the same transaction as the append, so it never lies."""
         self._check(tp)

@@ -237,6 +237,21 @@ class KafkaBus:
         except CLIENT_ERRORS as exc:
             raise BusError(f"cannot read {tp}: {exc!r}") from exc
 
+    async def read_many(self, starts: Mapping[TopicPartition, int], limit: int = 1000
+                        ) -> list[Record]:
+        """One Fetch per leader for all of them (kafka_reader.Reader.read_many)."""
+        for tp in starts:
+            self._check(tp)
+        reader = self._open_reader()
+        if limit <= 0 or not starts:
+            return []
+        try:
+            got = await reader.read_many({self._ktp(tp): start for tp, start in starts.items()},
+                                         limit)
+        except CLIENT_ERRORS as exc:
+            raise BusError(f"cannot read {len(starts)} partitions: {exc!r}") from exc
+        return [self._record(raw) for tp in starts for raw in got.get(self._ktp(tp), ())]
+
     async def end_offset(self, tp: TopicPartition) -> int:
         """The last stable offset: what a read_committed reader can reach now (past this
         instance's own writes)."""

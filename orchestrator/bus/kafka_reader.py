@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import aiokafka.errors as kafka_errors
+from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.consumer.fetcher import READ_COMMITTED, PartitionRecords
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
@@ -123,6 +124,55 @@ class Reader:
                 break
         return out
 
+    async def read_many(self, starts: Mapping[Any, int], limit: int) -> dict[Any, list[Any]]:
+        """What one Fetch per leader brought for each partition, up to `limit` each: a loop
+        over many partitions pays one round trip, not one per partition. A partition whose
+        answer needs more than that is read on by `read`: committed data the response did not
+        carry, this instance's own undecided write (read-your-writes), or an error; someone
+        else's undecided transaction only when no partition brought anything (as `read`
+        waits for one only when it has nothing to return)."""
+        at = {ktp: max(start, 0) for ktp, start in starts.items()}
+        nodes: dict[int, dict[Any, int]] = {}
+        later: list[Any] = []
+        for ktp, start in at.items():
+            node = self._client.cluster.leader_for_partition(ktp)
+            if node is None or node == -1:
+                later.append(ktp)
+            else:
+                nodes.setdefault(node, {})[ktp] = start
+        out: dict[Any, list[Any]] = {}
+        pending: list[Any] = []
+        answers = await asyncio.gather(*(self._fetch_node(node, asked, limit)
+                                         for node, asked in nodes.items()),
+                                       return_exceptions=True)
+        for asked, answer in zip(nodes.values(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, CLIENT_ERRORS):
+                    raise answer
+                later += list(asked)  # `read` retries what is retriable, within its bound
+                continue
+            for ktp in asked:
+                got = answer.get(ktp)
+                if not isinstance(got, Fetched):
+                    later.append(ktp)
+                    continue
+                self._visible(ktp, got.stable)
+                at[ktp] = got.next
+                if got.records:
+                    out[ktp] = got.records
+                elif got.next >= got.high:
+                    out[ktp] = []  # nothing after the position (markers at most), decided or not
+                elif got.next < got.stable or self._mine.get(ktp, -1) >= got.next:
+                    later.append(ktp)
+                else:
+                    pending.append(ktp)
+        if not any(out.values()):
+            later += pending
+        if later:
+            more = await asyncio.gather(*(self.read(ktp, at[ktp], limit) for ktp in later))
+            out.update(zip(later, more, strict=True))
+        return out
+
     async def end_offset(self, ktp: Any) -> int:
         """The LSO by ListOffsets; past this instance's own writes on the partition."""
         deadline = time.monotonic() + SETTLE_BOUND_S
@@ -206,27 +256,48 @@ class Reader:
         node = self._client.cluster.leader_for_partition(ktp)
         if node is None or node == -1:
             raise kafka_errors.LeaderNotAvailableError(f"no leader known for {ktp}")
-        request = FetchRequest(0, 1, READ_PARTITION_BYTES, READ_COMMITTED,
-                               [(ktp.topic, [(ktp.partition, position, READ_PARTITION_BYTES)])])
+        got = (await self._fetch_node(node, {ktp: position}, max_records)).get(ktp)
+        if got is None:
+            raise BusError(f"the broker's answer to a fetch of {ktp} did not name it")
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    async def _fetch_node(self, node: int, starts: Mapping[Any, int], max_records: int
+                          ) -> dict[Any, Fetched | Exception]:
+        """One Fetch request (wait 0) to `node` for every partition in `starts`; per
+        partition what it brought, or the error the broker gave for it."""
+        topics: dict[str, list[tuple[int, int, int]]] = {}
+        for ktp, start in starts.items():
+            topics.setdefault(ktp.topic, []).append((ktp.partition, start, READ_PARTITION_BYTES))
+        request = FetchRequest(0, 1, READ_PARTITION_BYTES * len(starts), READ_COMMITTED,
+                               list(topics.items()))
         send = asyncio.ensure_future(self._client.send(node, request))
         self._sends.add(send)
         send.add_done_callback(self._sends.discard)
         response = await asyncio.shield(send)
-        for _topic, partitions in response.topics:
-            for _partition, code, high, *data in partitions:
+        out: dict[Any, Fetched | Exception] = {}
+        for topic, partitions in response.topics:
+            for partition, code, high, *data in partitions:
+                ktp = KafkaTopicPartition(topic, partition)
+                position = starts.get(ktp)
+                if position is None:
+                    continue
                 error = kafka_errors.for_code(code)
                 if error is kafka_errors.OffsetOutOfRangeError:
-                    return await self._out_of_range(ktp, position)
+                    out[ktp] = await self._out_of_range(ktp, position)
+                    continue
                 if error is not kafka_errors.NoError:
-                    raise error(f"fetching {ktp} at {position}")
+                    out[ktp] = error(f"fetching {ktp} at {position}")
+                    continue
                 # v4-v10: [lso, (log start,) aborted, records]; v11+: [lso, log start,
                 # aborted, preferred replica, records] (as aiokafka's own fetcher reads it)
                 aborted = data[2] if response.API_VERSION >= 11 else data[-2]
                 batch = PartitionRecords(ktp, MemoryRecords(data[-1]), aborted, position,
                                          None, None, True, READ_COMMITTED)
                 records = list(itertools.islice(batch, max_records))  # not one record more
-                return Fetched(records, batch.next_fetch_offset, int(data[0]), int(high))
-        raise BusError(f"the broker's answer to a fetch of {ktp} did not name it")
+                out[ktp] = Fetched(records, batch.next_fetch_offset, int(data[0]), int(high))
+        return out
 
     async def close(self) -> None:
         """Once the fetches on the wire are done (bounded), the client and its connections go."""

@@ -75,6 +75,14 @@ class Bus(Protocol):
         """Committed records from start on, in offset order; readers never see a torn append."""
         ...
 
+    async def read_many(self, starts: Mapping[TopicPartition, int], limit: int = 1000
+                        ) -> list[Record]:
+        """`read` for every partition in `starts` (up to `limit` each, partition after
+        partition), in one request where the bus can: a loop over many partitions then pays
+        one round trip, not one per partition. May bring fewer records than `read` would
+        (what one fetch brought); never skips one: read on from the last offset + 1."""
+        ...
+
     async def end_offset(self, tp: TopicPartition) -> int:
         """The offset the next append will get, i.e. how far a reader can catch up."""
         ...

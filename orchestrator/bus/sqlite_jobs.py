@@ -73,6 +73,11 @@ def read(conn: sqlite3.Connection, tp: TopicPartition, start: int, limit: int) -
             for offset, key, value, headers, ts_ms in rows]
 
 
+def read_many(conn: sqlite3.Connection, starts: Mapping[TopicPartition, int], limit: int
+              ) -> list[Record]:
+    return [r for tp, start in starts.items() for r in read(conn, tp, start, limit)]
+
+
 def committed(conn: sqlite3.Connection, group: str, tp: TopicPartition) -> int:
     rows = conn.execute(sql.COMMITTED, (group, tp.topic, tp.partition)).fetchall()
     return int(rows[0][0]) if rows else 0

@@ -74,10 +74,7 @@ class Consumer(ABC):
         return self._positions
 
     async def _read(self, positions: Mapping[TopicPartition, int]) -> list[Record]:
-        batch: list[Record] = []
-        for tp, start in positions.items():
-            batch += await self._bus.read(tp, start, self._batch_size)
-        return batch
+        return await self._bus.read_many(positions, self._batch_size)
 
     @abstractmethod
     def _handle(self, records: list[Record]) -> list[Outgoing]:

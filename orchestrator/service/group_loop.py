@@ -200,10 +200,7 @@ class GroupLoop:
         return self._due
 
     async def _read_inputs(self) -> list[Record]:
-        records: list[Record] = []
-        for tp in self.inputs:
-            records.extend(await self.bus.read(tp, self.positions[tp], BATCH))
-        return records
+        return await self.bus.read_many({tp: self.positions[tp] for tp in self.inputs}, BATCH)
 
     async def _commit(self, records: list[Record]) -> None:
         outgoing: list[Outgoing] = []

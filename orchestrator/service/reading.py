@@ -10,16 +10,14 @@ from orchestrator.bus.waiting import wait_for_input
 
 
 async def read_all(bus: Bus, topic: str, positions: dict[TopicPartition, int]) -> list[Record]:
-    """Everything after `positions` on every partition of `topic`; advances positions."""
+    """Everything after `positions` on every partition of `topic`, in order per partition;
+    advances positions. One request per turn for all partitions (Bus.read_many)."""
+    tps = [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
     out: list[Record] = []
-    for p in range(bus.partitions(topic)):
-        tp = TopicPartition(topic, p)
-        while True:
-            batch = await bus.read(tp, positions.get(tp, 0), 2000)
-            if not batch:
-                break
-            out.extend(batch)
-            positions[tp] = batch[-1].offset + 1
+    while batch := await bus.read_many({tp: positions.get(tp, 0) for tp in tps}, 2000):
+        out.extend(batch)
+        for record in batch:
+            positions[record.tp] = record.offset + 1
     return out
 
 

@@ -309,3 +309,25 @@ class BusContract:
         assert [r.value for r in await read_all(other, reports)] == [
             b"%d" % n for n in range(1, 9)]
         assert [r.offset for r in first] == sorted({r.offset for r in first})
+
+    async def test_read_many_brings_what_read_brings_partition_after_partition(
+        self, any_bus: Bus
+    ) -> None:
+        # given transactions on three partitions of a topic, one with two records, and one
+        # partition left empty
+        await any_bus.publish([trigger(partition=0, value=b"a"), trigger(partition=0, value=b"b")])
+        await any_bus.publish([trigger(partition=2, value=b"c")])
+        await any_bus.publish([trigger(partition=1, value=b"d")])
+        starts = {TopicPartition(TRIGGERS, p): 0 for p in (2, 3, 0, 1)}
+        # when all four are read from the start, then on from the last offset + 1
+        got: list[Record] = []
+        while batch := await any_bus.read_many(starts, limit=1):
+            got += batch
+            for record in batch:
+                starts[record.tp] = record.offset + 1
+        # then each record came once, in order per partition, in the order starts named them
+        # within each read
+        assert sorted(r.value for r in got) == [b"a", b"b", b"c", b"d"]
+        assert [r.value for r in got if r.partition == 0] == [b"a", b"b"]
+        first = got[:3]
+        assert [r.partition for r in first] == [2, 0, 1]

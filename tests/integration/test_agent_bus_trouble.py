@@ -98,6 +98,12 @@ class Outage:
             self._refuse()
         return await self.inner.read(tp, start, limit)
 
+    async def read_many(self, starts: Mapping[TopicPartition, int], limit: int = 1000
+                        ) -> list[Record]:
+        if self.down:
+            self._refuse()
+        return await self.inner.read_many(starts, limit)
+
     async def end_offset(self, tp: TopicPartition) -> int:
         if self.down:
             self._refuse()

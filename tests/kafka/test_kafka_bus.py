@@ -362,3 +362,28 @@ async def test_an_append_is_no_transaction(deployment: Deployment) -> None:
         # then no commit marker sits between them (a transaction ends with one, which takes
         # an offset of its own)
         assert offsets == list(range(offsets[0], offsets[0] + 5))
+
+
+@pytest.mark.kafka
+async def test_a_read_of_many_partitions_costs_one_fetch(deployment: Deployment) -> None:
+    # given a bus that has read everything on every partition of a topic, one of them ending
+    # in a transaction's commit marker
+    bus = await deployment.open()
+    written = await bus.publish([Outgoing(TRIGGERS, "k", b"x", partition=0)])
+    tps = [TopicPartition(TRIGGERS, p) for p in range(bus.partitions(TRIGGERS))]
+    async with asyncio.timeout(BOUND_S):
+        assert await bus.read_many(dict.fromkeys(tps, 0)) == written
+        requests = Requests(bus._reader_consumer._client)  # white box: the reader's client
+        # when it reads all of them on from there, and again once something new is on one
+        again = await bus.read_many({tp: written[-1].offset + 1 if tp.partition == 0 else 0
+                                     for tp in tps})
+        fresh = await bus.publish([Outgoing(TRIGGERS, "k", b"y", partition=1)])
+        assert await bus.read(TopicPartition(TRIGGERS, 1), 0) == fresh  # visible by now
+        asked = len(requests.kinds)
+        new = await bus.read_many({tp: written[-1].offset + 1 if tp.partition == 0 else 0
+                                   for tp in tps})
+    # then nothing, then the new record, each from one Fetch for every partition
+    assert again == []
+    assert new == fresh
+    assert requests.kinds[:1] == ["FetchRequest"]
+    assert requests.kinds[asked:] == ["FetchRequest"]
