@@ -14,6 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/baton
 COPY pyproject.toml README.md ./
 COPY events ./events
+COPY bus ./bus
 COPY orchestrator ./orchestrator
 COPY agents ./agents
 COPY examples ./examples

@@ -19,6 +19,7 @@ from agents.process_identity import ProcessIdentity
 from agents.sender import Sender
 from agents.task_api import ContextData
 from agents.workers import Failed, Invocation, OnStart, Outcome, WorkerPool
+from bus import BusError, Outgoing
 from events.commands import ExecuteTask
 from events.common import Capabilities
 from events.payloads import Payload
@@ -31,7 +32,6 @@ from events.reports import (
     AttemptSucceeded,
     FailureReason,
 )
-from orchestrator.bus import BusError, Outgoing
 
 
 @dataclass(frozen=True)

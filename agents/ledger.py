@@ -17,7 +17,7 @@ from pathlib import Path
 import aiosqlite
 
 from agents.process_identity import ProcessIdentity
-from orchestrator.bus.disk_full import while_full
+from bus.disk_full import while_full
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (

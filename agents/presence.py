@@ -24,10 +24,10 @@ import time
 from agents.attempts import Attempts, GiveUp
 from agents.config import AgentConfig
 from agents.sender import Sender
+from bus import BusError, BusFenced, Record
 from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
 from events.codec import decode
 from events.errors import EventParseError
-from orchestrator.bus import BusError, BusFenced, Record
 
 log = logging.getLogger(__name__)
 

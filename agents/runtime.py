@@ -37,6 +37,8 @@ from agents.presence import GOODBYE_BOUND_S, Presence
 from agents.process_identity import end
 from agents.sender import Sender, agent_group
 from agents.workers import WorkerPool
+from bus import Bus, BusError, BusFenced, Record, TopicPartition
+from bus.waiting import wait_for_input
 from events import topics
 from events.codec import decode
 from events.commands import CancelTask, ExecuteTask
@@ -44,8 +46,6 @@ from events.errors import EventParseError
 from events.payloads import Payload
 from events.reports import AttemptFailed
 from events.topics import partition_for
-from orchestrator.bus import Bus, BusError, BusFenced, Record, TopicPartition
-from orchestrator.bus.waiting import wait_for_input
 
 log = logging.getLogger(__name__)
 

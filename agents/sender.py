@@ -15,14 +15,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from bus import Bus, BusError, BusFenced, Outgoing, Record
+from bus.backoff import Backoff
 from events import topics
 from events.codec import encode
 from events.envelope import envelope
 from events.payloads import Payload
 from events.reports import AttemptProgress, AttemptReport
 from events.topics import partition_for
-from orchestrator.bus import Bus, BusError, BusFenced, Outgoing, Record
-from orchestrator.bus.backoff import Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

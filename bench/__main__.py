@@ -41,7 +41,7 @@ from bench import (
     triggers,
 )
 from bench.common import Json, Report, fmt, table, yes_no
-from orchestrator.bus import EMBEDDED, BusError
+from bus import EMBEDDED, BusError
 from orchestrator.cli.main import bus_url
 from orchestrator.devkafka import DevKafkaError
 

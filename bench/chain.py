@@ -41,8 +41,8 @@ from bench.common import (
     trace_run,
 )
 from bench.failover import Process
+from bus import EMBEDDED
 from events.pipeline import PipelineSpec
-from orchestrator.bus import EMBEDDED
 from orchestrator.service.home import Home
 
 TARGET_MS_PER_TASK = 1.0

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition, open_bus_url
+from bus.waiting import wait_for_input
 from events import topics
 from events.codec import decode, encode
 from events.common import Capabilities, Resources
@@ -23,8 +25,6 @@ from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
-from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition, open_bus_url
-from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
 from orchestrator.service.home import Home

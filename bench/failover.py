@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl, urlparse
 
 from bench.common import Figure, Report
 from bench.pipelines import failover_pipeline
+from bus import EMBEDDED, Bus, Outgoing, TopicPartition, open_bus_url
 from events import runs as ev
 from events import topics
 from events.agents import AgentAdvertised, AgentHeartbeat
@@ -48,7 +49,6 @@ from events.envelope import Envelope, envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.payloads import Payload
 from events.triggers import TriggerInfo
-from orchestrator.bus import EMBEDDED, Bus, Outgoing, TopicPartition, open_bus_url
 from orchestrator.cli import processes
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.fleet_tracker import LEASE_MARGIN_S

@@ -6,8 +6,8 @@ import asyncio
 
 from bench.chain import timed_run, trace_rows
 from bench.common import Figure, Report, run_watcher, running_app, task, temp_home
+from bus import EMBEDDED
 from events.pipeline import PipelineSpec
-from orchestrator.bus import EMBEDDED
 
 TARGET_S = 0.2
 TARGET_WIDTH = 200

@@ -32,10 +32,10 @@ from aiokafka.errors import KafkaError
 from bench import chain, fanout, primitives, replay, targets, triggers
 from bench.common import HOP_KEYS, HOPS, Figure, Json, Report, fmt, json_value, table, valid_key
 from bench.targets import Verdict, verdicts
-from orchestrator.bus import EMBEDDED, BusError
-from orchestrator.bus.kafka import KafkaBus
-from orchestrator.bus.kafka_reader import Reader
-from orchestrator.bus.kafka_transactions import Transactions
+from bus import EMBEDDED, BusError
+from bus.kafka import KafkaBus
+from bus.kafka_reader import Reader
+from bus.kafka_transactions import Transactions
 from orchestrator.devkafka import running_kafka
 
 BOOTSTRAP_ENV = "BATON_KAFKA_BOOTSTRAP"

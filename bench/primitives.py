@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bench.common import Figure, Report, median, percentile, temp_home
+from bus import EMBEDDED, Bus, Outgoing, TopicPartition, open_bus_url
 from events import topics
-from orchestrator.bus import EMBEDDED, Bus, Outgoing, TopicPartition, open_bus_url
 
 GROUP = "bench-primitives"
 KEY = "bench"

@@ -1,7 +1,7 @@
 """cProfile over a benchmark, summarised as hot spots: file:function, self time, share of wall.
 
 Only the main thread (the event loop: coordinator, trigger stages, agent, projector) is
-profiled; SQLite work runs on the bus's connection threads (orchestrator/bus/sqlite_thread.py)
+profiled; SQLite work runs on the bus's connection threads (bus/sqlite_thread.py)
 and aiosqlite's (the agent's ledger, the projector) and shows up here as time the loop spent
 waiting (`select.epoll.poll`) or in the thread hand-off. Worker processes are not profiled.
 """

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from bench.common import BIG_AGENT, Figure, Report, temp_home
+from bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition, open_bus_url
 from events import reports as rp
 from events import topics
 from events.codec import decode, encode
@@ -27,7 +28,6 @@ from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, RetryPolicy, TaskSpec, TriggerSpec
 from events.triggers import TriggerInfo
-from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition, open_bus_url
 from orchestrator.core.decide import decide
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.ids import run_id_for

@@ -24,11 +24,11 @@ from bench.common import (
     task,
     temp_home,
 )
+from bus import EMBEDDED, Bus
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, TriggerSpec
 from events.triggers import DataArrived
-from orchestrator.bus import EMBEDDED, Bus
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.triggers import publish_trigger
 from orchestrator.store.projections import fold_runs

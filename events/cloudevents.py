@@ -56,7 +56,7 @@ SUBJECT_OF: Final = {"data_arrived": "dataset", "drift_detected": "model"}
 """The payload field Baton's own producers put in `subject`; every other type is per run."""
 
 HeaderPairs = Sequence[tuple[str, bytes]]
-"""Kafka record headers as (name, value) pairs, the shape `orchestrator.bus.Record` has."""
+"""Kafka record headers as (name, value) pairs, the shape `bus.Record` has."""
 _JSON_NAMES: Final[dict[type, str]] = {
     list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
     type(None): "null",

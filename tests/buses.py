@@ -20,9 +20,9 @@ from typing import Final
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from orchestrator.bus import Bus, EmbeddedBus, parse_bus_url
-from orchestrator.bus.factory import EMBEDDED, EMBEDDED_FILE
-from orchestrator.bus.kafka import KafkaBus
+from bus import Bus, EmbeddedBus, parse_bus_url
+from bus.factory import EMBEDDED, EMBEDDED_FILE
+from bus.kafka import KafkaBus
 
 KAFKA_PARTITIONS: Final = 2
 """Fewer than a deployment's 12: fewer topics' partitions to create, fewer group loops and

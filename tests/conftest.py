@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from orchestrator.bus import Bus
+from bus import Bus
 from tests.buses import BUS_KINDS, BusOpener, drop_topics, fresh_kafka_url
 from tests.kafka.broker import shared_kafka
 

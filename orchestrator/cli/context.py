@@ -10,12 +10,12 @@ import asyncio
 import sys
 import time
 
+from bus import EMBEDDED, Bus, BusError, BusUnusable, Outgoing, Record, open_bus_url
+from bus.backoff import Backoff
 from events.codec import checked
 from events.envelope import envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.topics import INTENTS, partition_for
-from orchestrator.bus import EMBEDDED, Bus, BusError, BusUnusable, Outgoing, Record, open_bus_url
-from orchestrator.bus.backoff import Backoff
 from orchestrator.cli.errors import UsageError
 from orchestrator.service.home import Home
 

@@ -11,10 +11,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from bus import Bus
 from events import runs as ev
 from events import topics
 from events.triggers import DataArrived, TriggerAccepted, TriggerIgnored
-from orchestrator.bus import Bus
 from orchestrator.cli.agent_flags import add_agent_flags, agent_specs
 from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.render import event_line
@@ -185,7 +185,7 @@ async def _accepted_run(bus: Bus, trigger_id: str) -> str:
 
 async def _projected(app: EmbeddedApp, bus: Bus) -> None:
     """Wait until the projection has every event of the log (so queries see the runs)."""
-    from orchestrator.bus import TopicPartition
+    from bus import TopicPartition
 
     assert app.projector is not None
     for topic in (topics.RUNS, topics.MODELS):

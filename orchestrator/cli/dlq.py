@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bus import Bus, Outgoing, Record
 from events import topics
 from events.dlq import DeadLetter
-from orchestrator.bus import Bus, Outgoing, Record
 from orchestrator.cli.context import open_bus
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.cli.printable import printable

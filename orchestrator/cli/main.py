@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from bus import EMBEDDED, BusError, BusUrlError, parse_bus_url
 from events.errors import EventParseError
-from orchestrator.bus import EMBEDDED, BusError, BusUrlError, parse_bus_url
 from orchestrator.cli import commands
 from orchestrator.cli.errors import Failed, NotFound, UsageError
 from orchestrator.cli.printable import printable

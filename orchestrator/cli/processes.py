@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from agents.config import AgentConfig
 from agents.runtime import Agent, AgentReplaced
-from orchestrator.bus import EMBEDDED
+from bus import EMBEDDED
 from orchestrator.cli.agent_flags import (
     add_agent_flags,
     add_agent_process_flags,

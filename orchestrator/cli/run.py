@@ -12,11 +12,11 @@ import sys
 import uuid
 from typing import Any
 
+from bus import Bus
 from events.codec import payload
 from events.intents import RunRequested
 from events.pipeline import PipelineSpec
 from events.triggers import TriggerInfo
-from orchestrator.bus import Bus
 from orchestrator.cli.context import intent_value, open_bus, publish_intent
 from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.given import Given, param_flag

@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bus import asyncapi, parse_bus_url
 from events.schema import export_json_schemas
-from orchestrator.bus import asyncapi, parse_bus_url
 from orchestrator.cli.errors import UsageError
 
 

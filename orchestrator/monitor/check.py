@@ -10,11 +10,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from bus import Bus, Outgoing
 from events.codec import payload
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.triggers import DriftDetected
-from orchestrator.bus import Bus, Outgoing
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.datasets import file_digest
 from orchestrator.monitor.drift import DriftReport, compare

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from bus import Bus, Record, TopicPartition
 from events import topics
 from events.registry import ModelRegistered
-from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import Champion
 from orchestrator.service.reading import read_all, tail

@@ -15,9 +15,9 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
-from orchestrator.bus.protocol import Bus
-from orchestrator.bus.records import Outgoing, Record, TopicPartition
-from orchestrator.bus.waiting import wait_for_input
+from bus.protocol import Bus
+from bus.records import Outgoing, Record, TopicPartition
+from bus.waiting import wait_for_input
 from orchestrator.service.dead_letters import dead_letter
 
 

@@ -1,7 +1,7 @@
 """A coordinator process: the units it owns (partition groups and stages), started and stopped
 as ownership moves, plus the process-wide trackers (fleet, champions) every unit reads.
 
-Ownership comes from the Kafka consumer group (orchestrator/bus/kafka_group.py) when there
+Ownership comes from the Kafka consumer group (orchestrator/service/kafka_membership.py) when there
 can be several coordinators, or is simply everything on the embedded bus, where one process
 owns a home. Every unit starts by claiming its inputs (which fences a previous owner), then
 restores from the log and catches up on its inputs before it decides anything or fires a timer
@@ -16,11 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bus import Bus
+from bus.kafka import KafkaBus
 from events import topics
 from events.pipeline import PipelineSpec
-from orchestrator.bus import Bus
-from orchestrator.bus.kafka import KafkaBus
-from orchestrator.bus.kafka_group import STAGE_TOPICS, KafkaMembership, all_units
 from orchestrator.core.assignment import group_of
 from orchestrator.core.evolve import InFlight
 from orchestrator.core.settings import Settings
@@ -28,6 +27,7 @@ from orchestrator.core.state import Want
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, FleetTracker
 from orchestrator.service.group_loop import GroupLoop
+from orchestrator.service.kafka_membership import STAGE_TOPICS, KafkaMembership, all_units
 from orchestrator.service.registry import RegistryStage
 from orchestrator.service.supervise import ComponentFailed, announce, failure_of, supervise
 from orchestrator.service.triggers import FanOutStage, RouterStage

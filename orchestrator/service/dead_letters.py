@@ -6,9 +6,9 @@ so an operator reading baton.dlq knows whose rules the record broke.
 
 from __future__ import annotations
 
+from bus import Outgoing, Record
 from events import topics
 from events.dlq import DeadLetter
-from orchestrator.bus import Outgoing, Record
 
 
 def dead_letter(record: Record, reason: str, *, consumer: str) -> Outgoing:

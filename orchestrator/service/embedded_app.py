@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from agents.config import AgentConfig
 from agents.runtime import Agent
+from bus import EMBEDDED, Bus, open_bus_url
 from events.common import Capabilities
 from events.pipeline import PipelineSpec
-from orchestrator.bus import EMBEDDED, Bus, open_bus_url
 from orchestrator.core.settings import Settings
 from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S
@@ -42,7 +42,7 @@ def local_agent_id(index: int) -> str:
 class EmbeddedApp:
     """A coordinator, the projector and local agents, together.
 
-    `bus_url` picks the bus (see orchestrator/bus/factory.py); whichever it is, projections,
+    `bus_url` picks the bus (see bus/factory.py); whichever it is, projections,
     artifacts and agent ledgers stay in `home`. On Kafka the coordinator joins the coordinator
     group like a separate `baton coordinator` would, so `baton up` processes can share work.
     """

@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bus import Bus, Record, TopicPartition
 from events import topics
 from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
 from events.codec import decode
 from events.errors import EventParseError
-from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.core.state import AgentStatus
 from orchestrator.service.reading import tail
 

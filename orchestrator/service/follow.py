@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from bus import Bus, TopicPartition
+from bus.waiting import wait_for_input
 from events import topics
 from events.codec import decode
 from events.envelope import Envelope
 from events.payloads import Payload
-from orchestrator.bus import Bus, TopicPartition
-from orchestrator.bus.waiting import wait_for_input
 
 
 async def follow(bus: Bus, *, from_start: bool = True, stop: asyncio.Event | None = None,

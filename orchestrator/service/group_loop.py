@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bus import Bus, BusError, BusFenced, Outgoing, Record, TopicPartition
+from bus.waiting import first_of, wait_for_input
 from events import topics
 from events.cloudevents import decode_record
 from events.codec import encode
@@ -24,8 +26,6 @@ from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import RegisterModel
-from orchestrator.bus import Bus, BusError, BusFenced, Outgoing, Record, TopicPartition
-from orchestrator.bus.waiting import first_of, wait_for_input
 from orchestrator.core.decide import Input, Tick, decide, next_deadline
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.evolve import InFlight, evolve, update_in_flight

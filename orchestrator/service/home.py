@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.bus.factory import EMBEDDED_FILE
+from bus.factory import EMBEDDED_FILE
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from orchestrator.bus import Outgoing, Record, TopicPartition
-from orchestrator.bus.records import Headers
+from bus import Outgoing, Record, TopicPartition
+from bus.records import Headers
 
 HEADER = "baton-positions"
 Positions = dict[TopicPartition, int]

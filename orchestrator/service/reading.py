@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from orchestrator.bus import Bus, Record, TopicPartition
-from orchestrator.bus.waiting import wait_for_input
+from bus import Bus, Record, TopicPartition
+from bus.waiting import wait_for_input
 
 
 async def read_all(bus: Bus, topic: str, positions: dict[TopicPartition, int]) -> list[Record]:

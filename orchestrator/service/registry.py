@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bus import Bus, Outgoing, Record
 from events import topics
 from events.codec import decode, encode
 from events.envelope import Envelope, envelope
@@ -14,7 +15,6 @@ from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import ModelRegistered, RegisterModel
 from events.topics import partition_for
-from orchestrator.bus import Bus, Outgoing, Record
 from orchestrator.core.logged import decode_logged
 from orchestrator.service.consumer import Consumer
 from orchestrator.service.reading import read_all

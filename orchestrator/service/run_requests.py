@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from bus import Bus, Record, TopicPartition
 from events import runs as ev
 from events import topics
 from events.dlq import DeadLetter
 from events.topics import partition_for
-from orchestrator.bus import Bus, Record, TopicPartition
 from orchestrator.core.idempotency import is_conflict
 from orchestrator.core.logged import decode_logged
 

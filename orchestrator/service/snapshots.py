@@ -21,10 +21,10 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel
 
+from bus import Bus, Outgoing, Record, TopicPartition
 from events import runs as run_events
 from events import topics
 from events.topics import partition_for
-from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
 from orchestrator.core import evolve
 from orchestrator.core.state import RunState
 from orchestrator.service import log_positions, snapshot_codec

@@ -16,8 +16,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from orchestrator.bus.backoff import Backoff
-from orchestrator.bus.protocol import BusError, BusFenced, BusUnusable
+from bus.backoff import Backoff
+from bus.protocol import BusError, BusFenced, BusUnusable
 
 log = logging.getLogger(__name__)
 

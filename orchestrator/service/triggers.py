@@ -10,6 +10,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 
+from bus.protocol import Bus
+from bus.records import Outgoing, Record
 from events.cloudevents import decode_record
 from events.codec import checked, decode, encode
 from events.envelope import Envelope, envelope
@@ -18,8 +20,6 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec
 from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected
-from orchestrator.bus.protocol import Bus
-from orchestrator.bus.records import Outgoing, Record
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.triggers import (

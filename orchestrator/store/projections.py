@@ -12,11 +12,11 @@ from typing import Any
 
 import aiosqlite
 
+from bus import Bus, Record, TopicPartition
+from bus.disk_full import while_full
+from bus.waiting import wait_for_input
 from events import topics
 from events.registry import ModelRegistered
-from orchestrator.bus import Bus, Record, TopicPartition
-from orchestrator.bus.disk_full import while_full
-from orchestrator.bus.waiting import wait_for_input
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import CoordinatorState

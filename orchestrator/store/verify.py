@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bus import Bus
 from events import topics
-from orchestrator.bus import Bus
 from orchestrator.store.projections import (
     all_run_rows,
     connect,

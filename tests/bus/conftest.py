@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.bus import Bus
+from bus import Bus
 from tests.bus.contract import PARTITIONS
 
 

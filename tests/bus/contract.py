@@ -14,8 +14,8 @@ from typing import Protocol
 
 import pytest
 
+from bus import Bus, BusError, Outgoing, Record, TopicPartition
 from events.topics import GROUP_TOPICS, INTENTS, REPORTS, RUNS, TRIGGERS, partition_for
-from orchestrator.bus import Bus, BusError, Outgoing, Record, TopicPartition
 
 PARTITIONS = 4
 """Small, so a Kafka test creates few partitions; the contract never depends on the count."""

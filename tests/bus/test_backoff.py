@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from orchestrator.bus.backoff import Backoff
+from bus.backoff import Backoff
 
 
 def test_pauses_double_to_the_cap_each_between_half_and_all_of_its_step() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from orchestrator.bus import sqlite_schema as sql
+from bus import sqlite_schema as sql
 
 
 async def test_many_connections_opening_a_new_file_together_all_succeed(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from bus import Bus, BusError, BusUnusable, EmbeddedBus, Outgoing, TopicPartition
+from bus.sqlite_thread import Job, SqliteThread, T
 from events.topics import INTENTS, TRIGGERS
-from orchestrator.bus import Bus, BusError, BusUnusable, EmbeddedBus, Outgoing, TopicPartition
-from orchestrator.bus.sqlite_thread import Job, SqliteThread, T
 from tests.disk import small_disk
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ CHILD_BOUND_S = 10.0  # interpreter start-up plus imports, with room for a loade
 CHILD_PUBLISHER = """
 import asyncio, sys
 from pathlib import Path
-from orchestrator.bus import EmbeddedBus, Outgoing
+from bus import EmbeddedBus, Outgoing
 
 async def main() -> None:
     bus = await EmbeddedBus.open(Path(sys.argv[1]))
@@ -42,7 +42,7 @@ asyncio.run(main())
 CHILD_KILLED_AFTER_PUBLISH = """
 import asyncio, os, signal, sys
 from pathlib import Path
-from orchestrator.bus import EmbeddedBus, Outgoing
+from bus import EmbeddedBus, Outgoing
 
 async def main() -> None:
     bus = await EmbeddedBus.open(Path(sys.argv[1]))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.bus.sqlite_thread import Job, SqliteThread, ThreadClosed
+from bus.sqlite_thread import Job, SqliteThread, ThreadClosed
 
 
 def memory() -> sqlite3.Connection:

@@ -8,7 +8,7 @@ from pathlib import Path
 CORE = Path(__file__).parents[2] / "orchestrator" / "core"
 FORBIDDEN_MODULES = {"asyncio", "aiosqlite", "sqlite3", "aiokafka", "faststream", "time",
                      "datetime", "random", "uuid", "os", "socket", "subprocess", "threading",
-                     "orchestrator.bus", "orchestrator.service", "orchestrator.store", "agents"}
+                     "bus", "orchestrator.service", "orchestrator.store", "agents"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from agents.capabilities import detect_capabilities
-from orchestrator.bus import parse_bus_url
+from bus import parse_bus_url
 from orchestrator.cli.main import build_parser
 from orchestrator.core.placement import satisfies
 from orchestrator.devkafka.classpath import POM, kafka_version

@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bus import EMBEDDED, Bus, TopicPartition, open_bus_url
 from events import runs as ev
 from events import topics
 from events.codec import decode
 from events.envelope import Envelope
 from events.payloads import Payload
-from orchestrator.bus import EMBEDDED, Bus, TopicPartition, open_bus_url
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 60.0

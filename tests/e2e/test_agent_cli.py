@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from bus import Bus, open_bus_url
 from events import topics
 from events.agents import AgentDraining, AgentHeartbeat, AgentStopped
 from events.reports import AttemptFailed, AttemptProgress, AttemptRejected
-from orchestrator.bus import Bus, open_bus_url
 from tests.e2e.support import CLI_TIMEOUT_S, Service, baton
 from tests.e2e.test_cli import assert_one_line_error
 from tests.integration import tasks

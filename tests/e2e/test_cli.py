@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from bus import EMBEDDED, Record, TopicPartition, open_bus_url
 from events import topics
 from events.catalog import CATALOG
 from events.runs import RunCreated
-from orchestrator.bus import EMBEDDED, Record, TopicPartition, open_bus_url
 from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.reading import read_all
 from tests.e2e.support import (

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bus import Bus, Outgoing, TopicPartition
 from events import topics
-from orchestrator.bus import Bus, Outgoing, TopicPartition
 from orchestrator.service.dead_letters import dead_letter
 from tests.buses import BusOpener
 from tests.e2e.support import baton

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bus import EMBEDDED, Outgoing, open_bus_url
 from events import runs as ev
 from events import topics
-from orchestrator.bus import EMBEDDED, Outgoing, open_bus_url
 from tests.e2e.support import (
     Service,
     baton,

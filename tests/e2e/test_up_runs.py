@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from bus import EMBEDDED, open_bus_url
 from events import runs as ev
 from events import topics
 from events.reports import AttemptFailed
-from orchestrator.bus import EMBEDDED, open_bus_url
 from tests.e2e.support import RunLog, Service, baton, of_run, wait_for_run_log
 from tests.integration.support import Tail, tp_for
 

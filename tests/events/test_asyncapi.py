@@ -17,11 +17,11 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from bus import asyncapi
 from events import topics
 from events.catalog import CATALOG
 from events.dlq import DeadLetter
 from events.topic_types import BY_TOPIC, TOPIC_SPECS
-from orchestrator.bus import asyncapi
 from tests.events.samples import BY_TYPE, SAMPLES, encoded
 
 DOC_URI = "urn:baton:asyncapi"

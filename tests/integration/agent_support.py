@@ -11,9 +11,9 @@ from typing import Any
 
 from agents.config import AgentConfig
 from agents.runtime import Agent
+from bus import Bus, Record
 from events.common import Capabilities
 from events.reports import AttemptReport, AttemptSucceeded
-from orchestrator.bus import Bus, Record
 from tests.integration.support import WAIT_S, Tail, command_record, execute_task
 from tests.integration.tasks import ref
 

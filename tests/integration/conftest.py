@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bus import Bus
 from events import topics
-from orchestrator.bus import Bus
 from tests.integration.agent_support import RUN, Agents
 from tests.integration.support import Tail, tp_for
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition
 from events import topics
 from events.codec import decode, encode
 from events.commands import CancelTask, ExecuteTask
@@ -23,7 +24,6 @@ from events.pipeline import PipelineSpec
 from events.runs import RunCancelled, RunFailed, RunSucceeded
 from events.topics import partition_for
 from events.triggers import TriggerInfo
-from orchestrator.bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
 from orchestrator.service.group_loop import GroupLoop

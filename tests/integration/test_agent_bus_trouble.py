@@ -17,13 +17,13 @@ from agents.config import AgentConfig
 from agents.ledger import Ledger
 from agents.runtime import Agent, AgentReplaced
 from agents.task_api import TaskContext
+from bus import BusError, BusFenced, EmbeddedBus, Outgoing, Record, TopicPartition
 from events import topics
 from events.agents import AgentAdvertised
 from events.codec import encode
 from events.common import Capabilities
 from events.envelope import envelope
 from events.reports import AttemptFailed, AttemptReport, AttemptSucceeded
-from orchestrator.bus import BusError, BusFenced, EmbeddedBus, Outgoing, Record, TopicPartition
 from tests import gates
 from tests.integration.support import WAIT_S, Tail, command_record, execute_task, tp_for
 

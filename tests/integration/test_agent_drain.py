@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from agents.ledger import Ledger
+from bus import Bus
 from events import topics
 from events.agents import AgentDraining, AgentHeartbeat, AgentStopped
 from events.reports import AttemptFailed, AttemptProgress, AttemptRejected, AttemptSucceeded
-from orchestrator.bus import Bus
 from tests import gates
 from tests.integration import agent_tasks, tasks
 from tests.integration.agent_support import AGENT, RUN, Agents, kinds, report, run_sentinel

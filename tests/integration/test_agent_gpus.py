@@ -7,6 +7,7 @@ and the task process sees exactly its GPUs through CUDA_VISIBLE_DEVICES (none wh
 
 from __future__ import annotations
 
+from bus import Bus
 from events import topics
 from events.agents import AgentHeartbeat
 from events.commands import CancelTask, ExecuteTask
@@ -18,7 +19,6 @@ from events.reports import (
     AttemptStarted,
     AttemptSucceeded,
 )
-from orchestrator.bus import Bus
 from tests.integration import agent_tasks, tasks
 from tests.integration.agent_support import AGENT, RUN, Agents, kinds, report, run_sentinel
 from tests.integration.support import Tail, command_record, execute_task, tp_for

@@ -19,6 +19,7 @@ import pytest
 from agents.artifacts import ArtifactStore
 from agents.ledger import Ledger, LedgerEntry
 from agents.process_identity import ProcessIdentity, identity_of, is_running
+from bus import Bus
 from events import topics
 from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
 from events.commands import CancelTask
@@ -31,7 +32,6 @@ from events.reports import (
     AttemptSucceeded,
 )
 from events.topics import partition_for
-from orchestrator.bus import Bus
 from tests.integration.agent_support import (
     AGENT,
     CAPABILITIES,

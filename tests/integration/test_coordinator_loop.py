@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agents.artifacts import ArtifactStore
+from bus import Bus, Outgoing, TopicPartition
 from events import topics
 from events.codec import decode, encode
 from events.common import ArtifactRef, Resources
@@ -39,7 +40,6 @@ from events.runs import (
     TaskWaiting,
 )
 from events.triggers import TriggerInfo
-from orchestrator.bus import Bus, Outgoing, TopicPartition
 from orchestrator.core.decide import Input, Tick
 from orchestrator.core.decide import decide as core_decide
 from orchestrator.core.settings import Settings

@@ -15,9 +15,9 @@ import aiosqlite
 import pytest
 
 from agents.ledger import Ledger, LedgerEntry
+from bus import BusError, EmbeddedBus, Outgoing, TopicPartition
+from bus.disk_full import full_disk
 from events import topics
-from orchestrator.bus import BusError, EmbeddedBus, Outgoing, TopicPartition
-from orchestrator.bus.disk_full import full_disk
 from orchestrator.store.projections import Projector, list_runs
 from tests.disk import SmallDisk, small_disk
 from tests.integration.support import WAIT_S
@@ -50,7 +50,7 @@ class Said(logging.Handler):
 @pytest.fixture
 def disk_full_said() -> Iterator[Said]:
     said = Said("disk full")
-    logger = logging.getLogger("orchestrator.bus.disk_full")
+    logger = logging.getLogger("bus.disk_full")
     logger.addHandler(said)
     try:
         yield said

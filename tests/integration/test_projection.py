@@ -17,10 +17,10 @@ from typing import Any
 import aiosqlite
 import pytest
 
+from bus import Bus
 from events import topics
 from events.pipeline import PipelineSpec, RegisterSpec, TaskSpec
 from events.runs import RunCreated, RunFailed, RunSucceeded
-from orchestrator.bus import Bus
 from orchestrator.service.home import Home
 from orchestrator.store.projections import Projector, connect, list_models, list_runs
 from orchestrator.store.rows import ROW_VERSION

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.bus import EMBEDDED, Bus
+from bus import EMBEDDED, Bus
 from orchestrator.store.projections import Projector, writer_lock
 from tests.integration.support import WAIT_S
 

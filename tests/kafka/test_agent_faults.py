@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
+from bus import TopicPartition, open_bus_url
 from events import runs as ev
 from events import topics
 from events.agents import AgentAdvertised, AgentDraining, AgentStopped
 from events.codec import decode
 from events.envelope import Envelope
 from events.payloads import Payload
-from orchestrator.bus import TopicPartition, open_bus_url
 from orchestrator.core.ids import attempt_id
 from tests.buses import drop_topics, fresh_kafka_url
 from tests.e2e.support import (

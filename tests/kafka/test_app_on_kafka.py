@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bus.kafka import KafkaBus
 from events.pipeline import PipelineSpec, TaskSpec
 from events.runs import InputIgnored, RunSucceeded
-from orchestrator.bus.kafka import KafkaBus
 from orchestrator.service.home import Home
 from orchestrator.store.projections import connect, find_run
 from orchestrator.store.rows import run_row

@@ -24,14 +24,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from bus import Bus, BusError, Outgoing, TopicPartition, open_bus_url
+from bus.kafka_clients import TRANSACTION_TIMEOUT_MS
 from events import runs as ev
 from events import topics
 from events.agents import AgentAdvertised
 from events.codec import decode
 from events.intents import RunRequested
 from events.triggers import TriggerInfo
-from orchestrator.bus import Bus, BusError, Outgoing, TopicPartition, open_bus_url
-from orchestrator.bus.kafka_clients import TRANSACTION_TIMEOUT_MS
 from orchestrator.core.ids import run_id_for
 from orchestrator.devkafka import KafkaCluster, running_kafka
 from orchestrator.devkafka.cluster import free_ports

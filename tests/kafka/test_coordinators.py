@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from bus import Outgoing, open_bus_url
 from events import runs as ev
 from events.codec import encode
 from events.envelope import envelope
 from events.intents import RunRequested
 from events.topics import INTENTS, partition_for
 from events.triggers import TriggerInfo
-from orchestrator.bus import Outgoing, open_bus_url
 from orchestrator.core.ids import run_id_for
 from tests.e2e.pipelines import quick_chain
 from tests.e2e.support import (

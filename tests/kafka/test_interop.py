@@ -28,6 +28,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # the typed home of what .admin re-exports
 
+from bus import Bus, TopicPartition
 from events.codec import encode
 from events.dlq import DeadLetter
 from events.envelope import envelope
@@ -35,7 +36,6 @@ from events.pipeline import PipelineSpec, TaskSpec, TriggerSpec
 from events.runs import RunCreated, RunSucceeded
 from events.topics import DLQ, RUNS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, TriggerAccepted, TriggerIgnored
-from orchestrator.bus import Bus, TopicPartition
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.home import Home
 from tests.integration.support import Apps, Tail, all_tps, finished, run_events, tp_for

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from aiokafka.producer import sender
 
+from bus import BusError, Outgoing, TopicPartition, kafka_reader, kafka_transactions
+from bus.kafka import KafkaBus
+from bus.kafka_clients import new_producer
 from events.topics import INTENTS, REPORTS, RUNS, TRIGGERS
-from orchestrator.bus import BusError, Outgoing, TopicPartition, kafka_reader, kafka_transactions
-from orchestrator.bus.kafka import KafkaBus
-from orchestrator.bus.kafka_clients import new_producer
 from tests.bus.contract import read_all
 
 BOUND_S = 30.0  # a hang (a client retrying forever) fails the test instead of the whole run

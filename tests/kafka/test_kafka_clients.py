@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from orchestrator.bus.kafka_clients import new_consumer, new_producer
+from bus.kafka_clients import new_consumer, new_producer
 
 BOUND_S = 30.0
 METADATA_API_KEY = 3

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bus import Outgoing, TopicPartition
+from bus.kafka import KafkaBus
 from events.codec import decode
 from events.topics import RUNS
-from orchestrator.bus import Outgoing, TopicPartition
-from orchestrator.bus.kafka import KafkaBus
 from orchestrator.store.projections import fold_runs
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "retry_then_success.jsonl"

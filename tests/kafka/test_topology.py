@@ -21,10 +21,9 @@ from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from events.topics import ALL_TOPICS, DEFAULT_PARTITIONS, GROUP_TOPICS, INTENTS, RUNS
-from orchestrator.bus import Bus, BusUnusable, open_bus_url, parse_bus_url
-from orchestrator.bus.kafka import KafkaBus
-from orchestrator.bus.kafka_topology import (
+from bus import Bus, BusUnusable, open_bus_url, parse_bus_url
+from bus.kafka import KafkaBus
+from bus.kafka_topology import (
     RECORD_KEY,
     TOPOLOGY,
     asked_otherwise,
@@ -32,6 +31,7 @@ from orchestrator.bus.kafka_topology import (
     decode,
     encode,
 )
+from events.topics import ALL_TOPICS, DEFAULT_PARTITIONS, GROUP_TOPICS, INTENTS, RUNS
 from tests.buses import drop_topics
 from tests.e2e.support import Service
 

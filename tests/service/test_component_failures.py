@@ -13,8 +13,8 @@ import logging
 
 import pytest
 
+from bus import Bus, BusError, BusUnusable, Outgoing
 from events import topics
-from orchestrator.bus import Bus, BusError, BusUnusable, Outgoing
 from orchestrator.core.errors import LogCorrupt
 from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.supervise import ComponentFailed, supervise

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from bus import Record
 from events import topics
 from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
 from events.codec import encode
 from events.common import Capabilities
 from events.envelope import envelope
 from events.payloads import Payload
-from orchestrator.bus import Record
 from orchestrator.service.fleet_tracker import LEASE_MARGIN_S, FleetTracker
 
 AGENT = "agent-a"

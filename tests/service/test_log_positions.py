@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bus import Outgoing, Record, TopicPartition
 from events import topics
-from orchestrator.bus import Outgoing, Record, TopicPartition
 from orchestrator.service import log_positions
 
 INTENTS, REPORTS = TopicPartition(topics.INTENTS, 3), TopicPartition(topics.REPORTS, 3)

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, cast
 
+from bus import Bus, Outgoing, Record, TopicPartition
 from events import topics
 from events.codec import encode
 from events.dlq import DeadLetter
@@ -17,7 +18,6 @@ from events.envelope import envelope
 from events.payloads import Payload
 from events.runs import InputIgnored, RunCreated
 from events.topics import partition_for
-from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
 from orchestrator.cli.context import publish_intent
 from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.run_requests import (

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from bus import Bus, Outgoing, Record
 from events import topics
 from events.codec import encode
 from events.topics import partition_for
-from orchestrator.bus import Bus, Outgoing, Record
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.state import RunState
 from orchestrator.service import snapshot_codec, snapshots

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from bus import Bus, Outgoing, Record, TopicPartition
 from events.codec import decode, encode
 from events.dlq import DeadLetter
 from events.envelope import Envelope, envelope
@@ -13,7 +14,6 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec, TriggerSpec
 from events.topics import DLQ, INTENTS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected, TriggerAccepted, TriggerIgnored
-from orchestrator.bus import Bus, Outgoing, Record, TopicPartition
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.triggers import (
     FANOUT_GROUP,

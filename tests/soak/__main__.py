@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from bus import Bus, BusError, Outgoing, TopicPartition, open_bus_url
 from events import runs as ev
 from events import topics
 from events.codec import decode, encode
@@ -42,7 +43,6 @@ from events.envelope import envelope
 from events.intents import RunRequested
 from events.topics import partition_for
 from events.triggers import DataArrived, TriggerInfo
-from orchestrator.bus import Bus, BusError, Outgoing, TopicPartition, open_bus_url
 from orchestrator.core.ids import run_id_for
 from orchestrator.devkafka import KafkaCluster, running_kafka
 from orchestrator.service.triggers import trigger_record

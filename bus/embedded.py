@@ -28,12 +28,12 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
+from bus import sqlite_jobs as jobs
+from bus import sqlite_schema as sql
+from bus.protocol import BusError, BusUnusable
+from bus.records import Outgoing, Record, TopicPartition
+from bus.sqlite_thread import Job, SqliteThread, T, ThreadClosed
 from events.topics import DEFAULT_PARTITIONS, partition_for
-from orchestrator.bus import sqlite_jobs as jobs
-from orchestrator.bus import sqlite_schema as sql
-from orchestrator.bus.protocol import BusError, BusUnusable
-from orchestrator.bus.records import Outgoing, Record, TopicPartition
-from orchestrator.bus.sqlite_thread import Job, SqliteThread, T, ThreadClosed
 
 _log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from orchestrator.bus import sqlite_schema as sql
-from orchestrator.bus.protocol import BusUnusable
-from orchestrator.bus.records import (
+from bus import sqlite_schema as sql
+from bus.protocol import BusUnusable
+from bus.records import (
     Outgoing,
     Record,
     TopicPartition,

@@ -17,7 +17,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
-from orchestrator.bus.records import TopicPartition
+from bus.records import TopicPartition
 
 _log = logging.getLogger(__name__)
 

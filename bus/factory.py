@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
-from orchestrator.bus.embedded import EmbeddedBus
-from orchestrator.bus.protocol import Bus, BusError
+from bus.embedded import EmbeddedBus
+from bus.protocol import Bus, BusError
 
 EMBEDDED: Final = "embedded"
 EMBEDDED_FILE: Final = "bus.db"
@@ -89,7 +89,7 @@ async def open_bus_url(url: str, home: Path) -> Bus:
     if kafka is None:
         return await EmbeddedBus.open(home / EMBEDDED_FILE)
     # Here, not at the top: only a Kafka URL pays for importing aiokafka (see __init__).
-    from orchestrator.bus.kafka import KafkaBus
+    from bus.kafka import KafkaBus
 
     return await KafkaBus.open(kafka.bootstrap, partitions=kafka.partitions,
                                replication=kafka.replication, deployment=kafka.deployment,

@@ -26,9 +26,9 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTopicPartition
 
-from orchestrator.bus.backoff import Backoff
-from orchestrator.bus.kafka_clients import CLIENT_ERRORS, REQUEST_TIMEOUT_MS, quietly, retriable
-from orchestrator.bus.protocol import BusError, BusUnusable
+from bus.backoff import Backoff
+from bus.kafka_clients import CLIENT_ERRORS, REQUEST_TIMEOUT_MS, quietly, retriable
+from bus.protocol import BusError, BusUnusable
 
 TOPOLOGY: Final = "baton.topology"
 """Plain name; on the broker `<namespace>baton.topology`."""

@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
+from bus.backoff import Backoff
+from bus.disk_full import full_disk
+from bus.protocol import BusError, BusUnusable
+from bus.sqlite_thread import SqliteThread
 from events.topics import ALL_TOPICS, GROUP_TOPICS
-from orchestrator.bus.backoff import Backoff
-from orchestrator.bus.disk_full import full_disk
-from orchestrator.bus.protocol import BusError, BusUnusable
-from orchestrator.bus.sqlite_thread import SqliteThread
 
 _log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any, Final
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from bus.kafka_topology import TOPOLOGY, TOPOLOGY_CONFIG
+from bus.protocol import BusError, BusUnusable
 from events.topics import AGENTS, ALL_TOPICS, GROUP_TOPICS, RUNS, SNAPSHOTS
-from orchestrator.bus.kafka_topology import TOPOLOGY, TOPOLOGY_CONFIG
-from orchestrator.bus.protocol import BusError, BusUnusable
 
 PROVISION_BOUND_S: Final = 30.0
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from orchestrator.bus.backoff import Backoff
+from bus.backoff import Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -3,7 +3,7 @@
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from orchestrator.bus.records import Outgoing, Record, TopicPartition
+from bus.records import Outgoing, Record, TopicPartition
 
 
 class BusError(Exception):

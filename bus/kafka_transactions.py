@@ -30,16 +30,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from orchestrator.bus.kafka_clients import (
+from bus.kafka_clients import (
     CLIENT_ERRORS,
     fenced,
     new_producer,
     quietly,
     transactional_suffix,
 )
-from orchestrator.bus.kafka_reader import Reader
-from orchestrator.bus.protocol import BusError, BusFenced, BusUnusable
-from orchestrator.bus.records import Outgoing, Record, TopicPartition
+from bus.kafka_reader import Reader
+from bus.protocol import BusError, BusFenced, BusUnusable
+from bus.records import Outgoing, Record, TopicPartition
 
 PREDECESSOR_WINDOW_S: Final = 0.025
 """A predecessor older than this has its markers (or is slow enough that aiokafka's own

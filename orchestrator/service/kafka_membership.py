@@ -33,8 +33,8 @@ from aiokafka.coordinator.protocol import (
 )
 from aiokafka.errors import KafkaError
 
+from bus.protocol import BusError
 from events.topics import INTENTS, MODEL_REQUESTS, PIPELINE_TRIGGERS, REPORTS, TRIGGERS
-from orchestrator.bus.protocol import BusError
 from orchestrator.core.assignment import assign_units, group_of, group_unit, stage_unit
 
 log = logging.getLogger(__name__)

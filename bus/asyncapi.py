@@ -1,6 +1,6 @@
 """The AsyncAPI document of Baton's topics, declared with FastStream and written by it.
 
-Baton's Kafka bus is aiokafka by hand (`orchestrator/bus/kafka.py`): it needs one transaction
+Baton's Kafka bus is aiokafka by hand (`bus/kafka.py`): it needs one transaction
 per consume -> decide -> produce batch, explicit partitions and a transactional id per
 partition group, none of which FastStream gives. Where FastStream fits is describing that
 interface to other teams: a `KafkaBroker` that is never connected declares one endpoint per
@@ -25,9 +25,9 @@ from faststream.specification.asyncapi.v3_0_0.schema import ApplicationSchema, R
 from faststream.specification.asyncapi.v3_0_0.schema.message import CorrelationId, Message
 from pydantic import Field
 
+from bus.kafka_topics import TOPIC_CONFIGS
 from events.dlq import DeadLetter
 from events.topic_types import TOPIC_SPECS, TopicSpec, wire_envelope
-from orchestrator.bus.kafka_topics import TOPIC_CONFIGS
 
 ASYNCAPI_VERSION: Final = "3.0.0"
 """What FastStream 0.7 writes by default; 2.6.0 would lose the send/receive operations."""

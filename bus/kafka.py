@@ -3,7 +3,7 @@
 Every unsafe aiokafka default is overridden (kafka_clients.py). Consumer-group positions are
 written only by `commit` (send_offsets_to_transaction) and read only by `committed` (the admin
 API, or this instance's memory of its own commits); no consumer here ever joins a group
-(coordinator membership is kafka_group.py).
+(coordinator membership is orchestrator/service/kafka_membership.py).
 
 read_committed leaves offset gaps (each transaction ends with a marker that takes an offset),
 so positions are never inferred from counts: a reader continues at `last.offset + 1`, and
@@ -29,27 +29,27 @@ from typing import Any, Final
 from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from events.topics import DEFAULT_PARTITIONS
-from events.topics import partition_for as _partition_for
-from orchestrator.bus import kafka_topology as topology
-from orchestrator.bus.backoff import Backoff
-from orchestrator.bus.kafka_clients import (
+from bus import kafka_topology as topology
+from bus.backoff import Backoff
+from bus.kafka_clients import (
     CLIENT_ERRORS,
     REQUEST_TIMEOUT_MS,
     new_consumer,
     quietly,
     retriable,
 )
-from orchestrator.bus.kafka_reader import Reader, Waiters
-from orchestrator.bus.kafka_topics import (
+from bus.kafka_reader import Reader, Waiters
+from bus.kafka_topics import (
     check_group_counts,
     existing_counts,
     provision,
     wanted_counts,
 )
-from orchestrator.bus.kafka_transactions import Transactions
-from orchestrator.bus.protocol import BusError, BusUnusable
-from orchestrator.bus.records import Headers, Outgoing, Record, TopicPartition
+from bus.kafka_transactions import Transactions
+from bus.protocol import BusError, BusUnusable
+from bus.records import Headers, Outgoing, Record, TopicPartition
+from events.topics import DEFAULT_PARTITIONS
+from events.topics import partition_for as _partition_for
 
 _log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from orchestrator.bus.protocol import Bus
-from orchestrator.bus.records import TopicPartition
+from bus.protocol import Bus
+from bus.records import TopicPartition
 
 
 async def wait_for_input(bus: Bus, positions: Mapping[TopicPartition, int], limit_s: float,

@@ -39,8 +39,8 @@ from aiokafka.consumer.fetcher import READ_COMMITTED, PartitionRecords
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
 
-from orchestrator.bus.backoff import Backoff
-from orchestrator.bus.kafka_clients import (
+from bus.backoff import Backoff
+from bus.kafka_clients import (
     CLIENT_ERRORS,
     REQUEST_TIMEOUT_MS,
     new_consumer,
@@ -48,7 +48,7 @@ from orchestrator.bus.kafka_clients import (
     retriable,
     track_topics,
 )
-from orchestrator.bus.protocol import BusError, BusUnusable
+from bus.protocol import BusError, BusUnusable
 
 WAITER_FETCH_WAIT_MS: Final = 100
 READ_PARTITION_BYTES: Final = 1_048_576
