@@ -59,10 +59,11 @@ async def open_bus_patiently(args: argparse.Namespace) -> Bus:
 
 
 async def publish_record(args: argparse.Namespace, record: Outgoing) -> None:
-    """One record on the bus --bus names (the embedded one is created if need be)."""
+    """One trigger on the bus --bus names (the embedded one is created if need be); appended,
+    as `publish_trigger` does: on Kafka an idempotent produce, no transaction to open."""
     bus = await open_bus(args, create=True)
     try:
-        await bus.publish([record])
+        await bus.append([record])
     finally:
         await bus.close()
 

@@ -72,10 +72,12 @@ async def publish_trigger(
     """Put one trigger on baton.triggers (see `trigger_record`); raises EventParseError, having
     published nothing, for a trigger the fan-out would dead-letter.
 
-    Pass `event_id` to make a retried publish a duplicate rather than a second run.
+    Pass `event_id` to make a retried publish a duplicate rather than a second run. Appended,
+    not published in a transaction (`Bus.append`): one record needs no atomicity, and the
+    run id comes from the event id, so a repeat is recorded as ignored, never a second run.
     """
     env, record = trigger_record(payload, event_id=event_id, source=source)
-    await bus.publish([record])
+    await bus.append([record])
     return env
 
 
