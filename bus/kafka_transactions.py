@@ -127,12 +127,7 @@ class Transactions:
                 if self._appender is None:
                     self._appender = await self._new_producer(None)
                 producer = self._appender
-                futures = [
-                    await producer.send(self._name(tp.topic), out.value, key=out.key.encode(),
-                                        partition=tp.partition, timestamp_ms=ts_ms,
-                                        headers=list(out.headers))
-                    for tp, out in placed
-                ]
+                futures = await self._queue(producer, placed, ts_ms)
             sent = await asyncio.gather(*futures)
         except CLIENT_ERRORS as exc:
             if producer is not None and self._appender is producer:
@@ -140,9 +135,7 @@ class Transactions:
                 await quietly(producer.stop())
             raise BusError(f"append failed; some of the {len(placed)} records may have "
                            f"been written: {exc!r}") from exc
-        written = [Record(tp.topic, tp.partition, int(meta.offset), out.key, out.value,
-                          out.headers, ts_ms)
-                   for (tp, out), meta in zip(placed, sent, strict=True)]
+        written = _written(placed, sent, ts_ms)
         self._reader.wrote((self._ktp(r.tp), r.offset) for r in written)
         return written
 
@@ -254,13 +247,7 @@ class Transactions:
         ts_ms = time.time_ns() // 1_000_000
         await producer.begin_transaction()
         try:
-            futures = [
-                await producer.send(self._name(tp.topic), out.value, key=out.key.encode(),
-                                    partition=tp.partition, timestamp_ms=ts_ms,
-                                    headers=list(out.headers))
-                for tp, out in placed
-            ]
-            sent = await asyncio.gather(*futures)
+            sent = await asyncio.gather(*await self._queue(producer, placed, ts_ms))
             if group is not None and positions:
                 await producer.send_offsets_to_transaction(positions, group)
             try:
@@ -270,11 +257,14 @@ class Transactions:
         except BaseException:
             await quietly(producer.abort_transaction())
             raise
-        return [
-            Record(tp.topic, tp.partition, int(meta.offset), out.key, out.value, out.headers,
-                   ts_ms)
-            for (tp, out), meta in zip(placed, sent, strict=True)
-        ]
+        return _written(placed, sent, ts_ms)
+
+    async def _queue(self, producer: Any, placed: Placed, ts_ms: int) -> list[Any]:
+        """Every record handed to the producer in order; each future ends at its ack."""
+        return [await producer.send(self._name(tp.topic), out.value, key=out.key.encode(),
+                                    partition=tp.partition, timestamp_ms=ts_ms,
+                                    headers=list(out.headers))
+                for tp, out in placed]
 
     async def _after_predecessor(self, tid: str) -> None:
         """Waits, briefly, for the markers of the last transaction on `tid` (module doc)."""
@@ -322,6 +312,13 @@ class Transactions:
     def _forget(self, group: str, ktps: Iterable[Any]) -> None:
         for ktp in ktps:
             self._positions.pop((group, ktp), None)
+
+
+def _written(placed: Placed, sent: list[Any], ts_ms: int) -> list[Record]:
+    """The records as stored, from the producer's acks (RecordMetadata) in `placed`'s order."""
+    return [Record(tp.topic, tp.partition, int(meta.offset), out.key, out.value, out.headers,
+                   ts_ms)
+            for (tp, out), meta in zip(placed, sent, strict=True)]
 
 
 class _EndUnknown(BusError):
