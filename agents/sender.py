@@ -69,7 +69,7 @@ class Sender:
         await self.bus.append([self.out(data)])
 
     async def deliver(self, records: list[Outgoing], what: str) -> list[Record]:
-        """Publish until the bus takes it. Gives up, raising BusError, only once the agent is
+        """Append until the bus takes it. Gives up, raising BusError, only once the agent is
         stopping."""
         return await self.until_done(what, lambda: self.bus.append(records))
 

@@ -133,7 +133,7 @@ class EmbeddedBus:
         without a query: idle consumers then cost nothing.
         """
         self._check(tp)
-        if self._heads_fresh() and start >= self._heads.get(tp, 0):
+        if self._nothing_past(tp, start):
             return []
         return await self._read(partial(jobs.read, tp=tp, start=start, limit=limit),
                                 "reading %s-%s@%s", tp.topic, tp.partition, start)
@@ -144,9 +144,7 @@ class EmbeddedBus:
         start (none at all while the heads are fresh and nothing is)."""
         for tp in starts:
             self._check(tp)
-        if self._heads_fresh():
-            starts = {tp: start for tp, start in starts.items()
-                      if start < self._heads.get(tp, 0)}
+        starts = {tp: start for tp, start in starts.items() if not self._nothing_past(tp, start)}
         if not starts:
             return []
         return await self._read(partial(jobs.read_many, starts=dict(starts), limit=limit),
@@ -263,6 +261,10 @@ class EmbeddedBus:
                 self._heads[tp] = end
                 moved.add(tp)
         return moved
+
+    def _nothing_past(self, tp: TopicPartition, start: int) -> bool:
+        """Known without a query: the heads are fresh and none is past `start`."""
+        return self._heads_fresh() and start >= self._heads.get(tp, 0)
 
     def _heads_fresh(self) -> bool:
         """Fresh while the poller runs: it reloads the heads whenever another connection commits."""

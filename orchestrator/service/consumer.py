@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 
 from bus.protocol import Bus
 from bus.records import Outgoing, Record, TopicPartition
 from bus.waiting import wait_for_input
 from orchestrator.service.dead_letters import dead_letter
+from orchestrator.service.reading import partitions_of
 
 
 class Consumer(ABC):
@@ -44,7 +44,7 @@ class Consumer(ABC):
     async def step(self) -> int:
         """Handle one batch; returns how many input records it consumed (0: nothing new)."""
         positions = await self._start()
-        records = await self._read(positions)
+        records = await self._bus.read_many(positions, self._batch_size)
         if not records:
             return 0
         outputs = self._handle(records)
@@ -73,16 +73,9 @@ class Consumer(ABC):
             self._positions = positions
         return self._positions
 
-    async def _read(self, positions: Mapping[TopicPartition, int]) -> list[Record]:
-        return await self._bus.read_many(positions, self._batch_size)
-
     @abstractmethod
     def _handle(self, records: list[Record]) -> list[Outgoing]:
         """What to write for these records, dead letters included; may fold state it keeps."""
 
     def _dead_letter(self, record: Record, reason: str) -> Outgoing:
         return dead_letter(record, reason, consumer=self.group)
-
-
-def partitions_of(bus: Bus, topic: str) -> list[TopicPartition]:
-    return [TopicPartition(topic, p) for p in range(bus.partitions(topic))]

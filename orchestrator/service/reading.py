@@ -9,10 +9,14 @@ from bus import Bus, Record, TopicPartition
 from bus.waiting import wait_for_input
 
 
+def partitions_of(bus: Bus, topic: str) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
+
+
 async def read_all(bus: Bus, topic: str, positions: dict[TopicPartition, int]) -> list[Record]:
     """Everything after `positions` on every partition of `topic`, in order per partition;
     advances positions. One request per turn for all partitions (Bus.read_many)."""
-    tps = [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
+    tps = partitions_of(bus, topic)
     out: list[Record] = []
     while batch := await bus.read_many({tp: positions.get(tp, 0) for tp in tps}, 2000):
         out.extend(batch)
@@ -28,7 +32,7 @@ async def tail(bus: Bus, topic: str, positions: dict[TopicPartition, int],
     nothing is: a turn is the caller's clock too, e.g. for expiring agents), then a wait for
     more that new input, `stop` or `idle_s` ends. The one loop of every tracker, so each
     stops at once when told to and none waits in its own way."""
-    tps = [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
+    tps = partitions_of(bus, topic)
     while not stop.is_set():
         turn(await read_all(bus, topic, positions))
         await wait_for_input(bus, {tp: positions.get(tp, 0) for tp in tps}, idle_s, stop)

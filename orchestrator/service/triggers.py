@@ -31,7 +31,8 @@ from orchestrator.core.triggers import (
     route,
     triggered_envelope,
 )
-from orchestrator.service.consumer import Consumer, partitions_of
+from orchestrator.service.consumer import Consumer
+from orchestrator.service.reading import partitions_of
 
 FANOUT_GROUP = "baton.fanout"
 ROUTER_GROUP = "baton.router"
