@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 import uuid
@@ -31,21 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents.attempts import Attempts, GiveUp
+from agents.commands import Commands, commands_of
 from agents.config import AgentConfig
 from agents.ledger import Ledger, LedgerEntry
 from agents.presence import GOODBYE_BOUND_S, Presence
 from agents.process_identity import end
 from agents.sender import Sender, agent_group
 from agents.workers import WorkerPool
-from bus import Bus, BusError, BusFenced, Record, TopicPartition
-from bus.waiting import wait_for_input
-from events import topics
-from events.codec import decode
-from events.commands import CancelTask, ExecuteTask
-from events.errors import EventParseError
-from events.payloads import Payload
+from bus import Bus, BusFenced, TopicPartition
 from events.reports import AttemptFailed
-from events.topics import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +78,7 @@ class Agent:
 
     @property
     def commands(self) -> TopicPartition:
-        """The partition the coordinator sends this agent's commands to (keyed by its id)."""
-        return TopicPartition(topics.COMMANDS,
-                              partition_for(self.agent_id, self.bus.partitions(topics.COMMANDS)))
+        return commands_of(self.bus, self.agent_id)
 
     @property
     def drain_requested(self) -> bool:
@@ -109,21 +100,21 @@ class Agent:
         pool = WorkerPool(self.config.artifact_root, size=self.config.workers)
         attempts = Attempts(self.config.capabilities, ledger, pool, sender)
         presence = Presence(self.config, attempts, sender)
+        commands = Commands(self.bus, self.agent_id, attempts, sender)
         await pool.start()
         up = asyncio.Event()
         watcher = asyncio.create_task(self._until_stopped(stop, up, presence))
         try:
             # First of all: an earlier process still running as this id must not start one
             # more command from now on (see the module docstring).
-            await sender.until_done("claiming its commands",
-                                    lambda: self.bus.claim(self.group, [self.commands]))
+            await commands.claimed()
             await self._recover(ledger, sender)
             await presence.advertise()
             up.set()
             background = [asyncio.create_task(presence.heartbeats(self._stop)),
                           asyncio.create_task(presence.lease(self._stop))]
             try:
-                await self._serve(attempts, presence, sender)
+                await self._serve(commands, attempts, presence)
             finally:
                 await _cancel_all(background)
         finally:
@@ -167,15 +158,16 @@ class Agent:
 
     # -- commands -------------------------------------------------------------------------
 
-    async def _serve(self, attempts: Attempts, presence: Presence, sender: Sender) -> None:
-        """The command loop until stopped. A commit refused as fenced means a successor only
-        if one advertised the id after us; else the broker aborted a transaction of ours it
-        held open too long (the bus was away longer than the transaction timeout, which
-        bumps the epoch just as a new owner does): the agent claims its id again and goes on
-        from its last commit."""
+    async def _serve(self, commands: Commands, attempts: Attempts, presence: Presence
+                     ) -> None:
+        """The command loop (agents/commands.py) until stopped. A commit refused as fenced
+        means a successor only if one advertised the id after us; else the broker aborted a
+        transaction of ours it held open too long (the bus was away longer than the
+        transaction timeout, which bumps the epoch just as a new owner does): the agent
+        claims its id again and goes on from its last commit."""
         while True:
             try:
-                await self._read_commands(attempts, sender)
+                await commands.run(self._stop)
                 return
             except BusFenced as exc:
                 if await presence.successor() is not None:
@@ -185,44 +177,6 @@ class Agent:
                             "advertised the id: the broker aborted a transaction it held open "
                             "too long (the bus was away); claiming the id again", self.agent_id)
                 await attempts.forget_unstarted()
-                await sender.until_done("claiming its commands again",
-                                        lambda: self.bus.claim(self.group, [self.commands]))
-
-    async def _read_commands(self, attempts: Attempts, sender: Sender) -> None:
-        """Reads its commands partition; bus trouble is waited out here, so the attempts
-        already running keep running (their reports wait for the bus too)."""
-        tp = self.commands
-        position = await sender.until_done("reading its position",
-                                           lambda: self.bus.committed(self.group, tp))
-        while not self._stop.is_set():
-            batch = await sender.until_done("reading commands",
-                                            functools.partial(self.bus.read, tp, position, 100))
-            for record in batch:
-                position = record.offset + 1
-                await self._command(record, tp, position, attempts, sender)
-            if not batch:
-                with contextlib.suppress(BusError):  # the read above retries it
-                    await wait_for_input(self.bus, {tp: position}, 1.0, self._stop)
-
-    async def _command(self, record: Record, tp: TopicPartition, position: int,
-                       attempts: Attempts, sender: Sender) -> None:
-        reports: list[Payload] = []
-        if record.key == self.agent_id:
-            try:
-                data = decode(record.value).data
-            except EventParseError as exc:
-                log.warning("agent %s: unreadable command at %s: %s", self.agent_id, position, exc)
-                data = None
-            if isinstance(data, ExecuteTask) and data.agent_id == self.agent_id:
-                reports = await attempts.execute(data)
-            elif isinstance(data, CancelTask) and data.agent_id == self.agent_id:
-                await attempts.cancel(data.attempt_id)
-        # The same reports until the commit gets through: the ledger already holds the
-        # decision, so handling the command again would report nothing (a redelivery).
-        records = [sender.out(r) for r in reports]
-        await sender.until_done("committing a command",
-                                lambda: self.bus.commit(self.group, {tp: position}, records))
-        attempts.start_admitted()
 
     # -- after a crash --------------------------------------------------------------------
 

@@ -22,3 +22,19 @@ def test_the_package_imports_nothing_of_the_orchestrator(package: str) -> None:
                  for path in modules for module in imported_modules(path)
                  if module == "orchestrator" or module.startswith("orchestrator.")}
     assert offenders == set()
+
+
+def test_every_consumer_is_a_configuration_of_the_one_loop() -> None:
+    # given the bus's consumer loop and the consumers of the bus
+    from agents.commands import Commands
+    from bus.loop import Loop, Tail
+    from orchestrator.service.consumer import Consumer
+    from orchestrator.service.group_loop import GroupLoop
+    from orchestrator.store.projections import Projector
+    consumers: list[type] = [GroupLoop, Consumer, Commands, Projector, Tail]
+    # then each is a Loop, and only the loop itself waits for input on the bus
+    assert [c.__name__ for c in consumers if not issubclass(c, Loop)] == []
+    waiting = {str(path.relative_to(ROOT)) for package in ("bus", "agents", "orchestrator")
+               for path in (ROOT / package).rglob("*.py")
+               if "wait_for_input(" in path.read_text()}
+    assert waiting == {"bus/loop.py", "bus/waiting.py"}

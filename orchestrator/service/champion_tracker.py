@@ -6,11 +6,12 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bus import Bus, Record, TopicPartition
+from bus.loop import Tail
 from events import topics
 from events.registry import ModelRegistered
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import Champion
-from orchestrator.service.reading import read_all, tail
+from orchestrator.service.reading import partitions_of, read_all
 
 
 @dataclass
@@ -23,10 +24,16 @@ class ChampionTracker:
     _positions: dict[TopicPartition, int] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await tail(self.bus, topics.MODELS, self._positions, self.apply, stop, idle_s=0.5)
+        tail = Tail(self.bus, partitions_of(self.bus, topics.MODELS), self._positions,
+                    wait_s=0.5)
+        async for records in tail.turns(stop):
+            self.apply(records)
+            if not records:
+                self.caught_up.set()  # a read found nothing new
 
     async def refresh(self) -> None:
         self.apply(await read_all(self.bus, topics.MODELS, self._positions))
+        self.caught_up.set()
 
     def apply(self, records: list[Record]) -> None:
         for record in records:
@@ -36,4 +43,3 @@ class ChampionTracker:
                 if current is None or data.version > current.version:
                     self.champions[data.model] = Champion(data.model, data.version,
                                                           dict(data.metrics))
-        self.caught_up.set()

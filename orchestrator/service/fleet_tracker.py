@@ -19,12 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bus import Bus, Record, TopicPartition
+from bus.loop import Tail
 from events import topics
 from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
 from events.codec import decode
 from events.errors import EventParseError
 from orchestrator.core.state import AgentStatus
-from orchestrator.service.reading import tail
+from orchestrator.service.reading import partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,10 @@ class FleetTracker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.begin()
-        await tail(self.bus, topics.AGENTS, self._positions, self._turn, stop,
-                   idle_s=min(0.25, self.expiry_s / 4))
+        tail = Tail(self.bus, partitions_of(self.bus, topics.AGENTS), self._positions,
+                    wait_s=min(0.25, self.expiry_s / 4))
+        async for records in tail.turns(stop):
+            self._turn(records)
 
     def begin(self) -> None:
         """At the first start only: a run restarted after a failed read (the broker away for
@@ -72,8 +75,11 @@ class FleetTracker:
             self._started = self._read_at = self.monotonic()
 
     def _turn(self, records: list[Record]) -> None:
+        """Every read is a turn, also one that found nothing: the clock for expiring agents.
+        Caught up once a read finds nothing new (placement waits for that at a takeover)."""
         self.apply(records)
-        self.caught_up.set()
+        if not records:
+            self.caught_up.set()
         self.read_through()
         self.expire()
 

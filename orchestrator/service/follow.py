@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from bus import Bus
-from bus.waiting import wait_for_input
+from bus.loop import Tail
 from events import topics
 from events.codec import decode
 from events.envelope import Envelope
@@ -19,12 +20,8 @@ async def follow(bus: Bus, *, from_start: bool = True, stop: asyncio.Event | Non
     """Yield every event of `topic` in per-partition order, waiting for new ones forever."""
     tps = partitions_of(bus, topic)
     positions = {tp: 0 if from_start else await bus.end_offset(tp) for tp in tps}
-    while stop is None or not stop.is_set():
-        moved = False
-        for tp in tps:
-            for record in await bus.read(tp, positions[tp], 1000):
-                positions[tp] = record.offset + 1
-                moved = True
+    tail = Tail(bus, tps, positions, wait_s=0.25, batch=1000)
+    async with contextlib.aclosing(tail.turns(stop or asyncio.Event())) as turns:
+        async for records in turns:
+            for record in records:
                 yield decode(record.value)
-        if not moved:
-            await wait_for_input(bus, positions, 0.25, *([stop] if stop else []))

@@ -1,11 +1,13 @@
 """The coordinator shell: one sequential loop per partition group, each commit one transaction.
 
-Takeover order (ARCHITECTURE.md): claim -> restore runs-k from the log (snapshot, then tail)
--> input positions -> decide. Every batch: decode -> decide -> fold -> append decisions,
-commands and dead letters and advance the input positions in a single bus commit; the
-positions ride on the last run-log record of the transaction (log_positions.py), or go to
-the group's committed offsets when it appends none. If a commit fails, the state that was
-folded ahead of the log is thrown away and restored from the log.
+A configuration of the bus's one consumer loop (bus/loop.py). Takeover order
+(ARCHITECTURE.md): claim -> restore runs-k from the log (snapshot, then tail) -> input
+positions -> decide. Every batch: decode -> decide -> fold -> append decisions, commands and
+dead letters and advance the input positions in a single bus commit; the positions ride on
+the last run-log record of the transaction (log_positions.py), or go to the group's committed
+offsets when it appends none. When nothing came, a due deadline or a fleet change is a Tick.
+If a commit fails, the state that was folded ahead of the log is thrown away, and the next
+start restores it from the log.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bus import Bus, BusError, BusFenced, Outgoing, Record, TopicPartition
-from bus.waiting import first_of, wait_for_input
+from bus.loop import Loop
+from bus.waiting import first_of
 from events import topics
 from events.cloudevents import decode_record
 from events.codec import encode
@@ -56,8 +59,10 @@ def route(env: Envelope[Payload], k: int) -> Outgoing:
 
 
 @dataclass
-class GroupLoop:
+class GroupLoop(Loop):
     """Owns partition group k: intents-k and reports-k in, runs-k out."""
+
+    batch = BATCH
 
     bus: Bus
     k: int
@@ -90,8 +95,16 @@ class GroupLoop:
         self.fleet.subscribers.append(self._fleet_changed)
 
     @property
-    def inputs(self) -> tuple[TopicPartition, TopicPartition]:
+    def inputs(self) -> Sequence[TopicPartition]:
         return TopicPartition(topics.INTENTS, self.k), TopicPartition(topics.REPORTS, self.k)
+
+    async def claim(self) -> None:
+        await self.bus.claim(GROUP, self.inputs)
+
+    async def load(self) -> dict[TopicPartition, int]:
+        await self.restore()
+        self.after_restore()
+        return self.positions
 
     async def restore(self) -> int:
         """Newest usable snapshot, then the tail of runs-k; returns events replayed."""
@@ -113,8 +126,8 @@ class GroupLoop:
                 start, count = batch[-1].offset + 1, count + len(batch)
         self.runs_end = start
         committed = {itp: await self.bus.committed(GROUP, itp) for itp in self.inputs}
-        self.positions = log_positions.later(
-            committed, {itp: in_log[itp] for itp in self.inputs if itp in in_log})
+        self.loaded(log_positions.later(
+            committed, {itp: in_log[itp] for itp in self.inputs if itp in in_log}))
         self.restore_stats = {"snapshot_offset": snap.offset if snap else -1,
                               "replayed": count, "seconds": time.perf_counter() - began}
         self.restored.set()
@@ -123,6 +136,12 @@ class GroupLoop:
     def release(self) -> None:
         """The group moved to another owner: its attempts no longer count against our view of
         agent capacity (we would never see them end), and its runs are no longer ours."""
+        self._loaded = self._claimed = False
+        self.forget()
+
+    def forget(self) -> None:
+        """State folded ahead of the log (a failed commit) or no longer ours: dropped now, so
+        the capacity index shared with the other groups holds none of it meanwhile."""
         self._forget_capacity()
         self.state = self._fresh_state()
         self._due_stale = True
@@ -161,55 +180,44 @@ class GroupLoop:
         """Takeover order: claim (fences the old owner) -> restore -> inputs before ticks."""
         for tracker in (self.fleet, self.models):
             await first_of(tracker.caught_up, stop)  # a tracker that fails must not hold us
-        if stop.is_set():
-            return
-        await self.bus.claim(GROUP, self.inputs)
-        await self.restore()
-        self.after_restore()
-        while not stop.is_set():
-            if not await self.step():
-                await self._idle(stop)
+        if not stop.is_set():
+            await super().run(stop)
 
-    async def step(self) -> bool:
-        """Handle one batch of inputs, or a due tick; False when there was nothing to do."""
-        records = await self._read_inputs()
-        if records:
-            await self._commit(records)
-            return True
-        due = self._next_deadline()
-        if self.fleet.version != self._fleet_version or (due is not None and due <= self.clock()):
+    async def take(self, records: list[Record], positions: dict[TopicPartition, int]) -> bool:
+        """Decide on a batch of inputs, or else on a due tick or a changed fleet."""
+        if not records:
+            due = self._next_deadline()
+            if self.fleet.version == self._fleet_version and (due is None or
+                                                              due > self.clock()):
+                return False
             self._fleet_version = self.fleet.version
-            await self._commit([])
-            return True
-        return False
+        await self._commit(records, positions)
+        return True
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        """Sleep until an input arrives, the fleet changes, or the next deadline is due."""
+    def wait_bound_s(self) -> float | None:
+        """Until an input arrives, the fleet changes, or the next deadline is due."""
         if self.fleet.version != self._fleet_version:
-            return
+            return None
         due = self._next_deadline()
         timeout = 1.0 if due is None else max(0.0, min(1.0, due - self.clock()))
         self._fleet_changed.clear()
-        if self.fleet.version != self._fleet_version:
-            return
-        await wait_for_input(self.bus, self.positions, timeout, self._fleet_changed, stop)
+        return None if self.fleet.version != self._fleet_version else timeout
+
+    def wakers(self) -> Sequence[asyncio.Event]:
+        return (self._fleet_changed,)
 
     def _next_deadline(self) -> float | None:
         if self._due_stale:
             self._due, self._due_stale = next_deadline(self.state), False
         return self._due
 
-    async def _read_inputs(self) -> list[Record]:
-        return await self.bus.read_many({tp: self.positions[tp] for tp in self.inputs}, BATCH)
-
-    async def _commit(self, records: list[Record]) -> None:
+    async def _commit(self, records: list[Record], positions: dict[TopicPartition, int]
+                      ) -> None:
         outgoing: list[Outgoing] = []
-        positions = dict(self.positions)
         self._freed = False
         try:
             for record in records:
                 outgoing.extend(self._handle(record))
-                positions[record.tp] = record.offset + 1
             if not records:
                 outgoing.extend(self._decide(Tick()))
                 if not outgoing:
@@ -219,24 +227,23 @@ class GroupLoop:
         except BusFenced:
             raise  # a newer owner has the group; our state is stale, and restoring is theirs
         except BusError as exc:
-            # Expected trouble (a broker away): one line; whoever runs us restarts the group.
+            # Expected trouble (a broker away): one line; whoever runs us restarts the group,
+            # which restores it from the log.
             log.warning("partition group %s: commit failed, restoring from the log: %s",
                         self.k, exc)
-            await self.restore()
             raise
         except Exception:
             log.exception("partition group %s: commit failed; restoring from the log", self.k)
-            await self.restore()
             raise
-        self.positions = positions
         if self._freed:
             self.fleet.capacity_freed()
-        await self._after_commit(written)
+        await self._after_commit(written, positions)
 
     def _active_attempts(self) -> int:
         return sum(len(attempts) for attempts in self.in_flight.values())
 
-    async def _after_commit(self, written: list[Record]) -> None:
+    async def _after_commit(self, written: list[Record], positions: dict[TopicPartition, int]
+                            ) -> None:
         appended = [r for r in written if r.topic == topics.RUNS]
         if not appended:
             return
@@ -245,7 +252,7 @@ class GroupLoop:
         if self._since_snapshot >= self.snapshot_every:
             self._since_snapshot = 0
             await snapshots.save(self.bus, snapshots.Snapshot(
-                self.k, self.runs_end, self.state.runs, dict(self.positions)))
+                self.k, self.runs_end, self.state.runs, dict(positions)))
 
     def _handle(self, record: Record) -> list[Outgoing]:
         try:

@@ -61,12 +61,12 @@ class RegistryStage(Consumer):
 
     async def restore(self) -> None:
         self.state = RegistryState()
-        for record in await read_all(self._bus, topics.MODELS, {}):
+        for record in await read_all(self.bus, topics.MODELS, {}):
             data = decode_logged(record.value, record.where).data
             if isinstance(data, ModelRegistered):
                 self.state.apply(data)
 
-    def _handle(self, batch: list[Record]) -> list[Outgoing]:
+    async def handle(self, batch: list[Record]) -> list[Outgoing]:
         out: list[Outgoing] = []
         for record in batch:
             out.extend(self._register(record))
@@ -83,7 +83,7 @@ class RegistryStage(Consumer):
         reply = register(self.state, env.data)
         self.state.apply(reply)
         reply_env = self._envelope(reply, env)
-        n = self._bus.partitions(topics.INTENTS)
+        n = self.bus.partitions(topics.INTENTS)
         intent = Outgoing(topics.INTENTS, reply.run_id, encode(reply_env),
                           partition=partition_for(reply.run_id, n))
         if not fresh:

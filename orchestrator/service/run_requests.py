@@ -10,12 +10,14 @@ for the first record that answers, for a bounded time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from bus import Bus, Record, TopicPartition
+from bus.loop import Tail
 from events import runs as ev
 from events import topics
 from events.dlq import DeadLetter
@@ -112,17 +114,14 @@ def _refused(record: Record, sent: Sent) -> Refused | None:
 
 async def answer_within(bus: Bus, sent: Sent, positions: dict[TopicPartition, int],
                         within_s: float) -> Answer | None:
-    """The first answer after `positions`, waiting on the bus; None if none came in time."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        for tp in positions:
-            for record in await bus.read(tp, positions[tp]):
-                positions[tp] = record.offset + 1
-                found = answer(record, sent)
-                if found is not None:
-                    return found
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return None
-        await bus.wait(dict(positions), timeout=remaining)
+    """The first answer after `positions` (which move past what was read), waiting on the
+    bus; None if none came in time."""
+    tail = Tail(bus, list(positions), positions, wait_s=within_s)
+    with contextlib.suppress(TimeoutError):
+        async with (asyncio.timeout(within_s),
+                    contextlib.aclosing(tail.turns(asyncio.Event())) as turns):
+            async for records in turns:
+                for record in records:
+                    if (found := answer(record, sent)) is not None:
+                        return found
+    return None

@@ -102,7 +102,7 @@ class FanOutStage(Consumer):
     async def restore(self) -> None:
         """Stateless: each trigger is copied on its own."""
 
-    def _handle(self, records: list[Record]) -> list[Outgoing]:
+    async def handle(self, records: list[Record]) -> list[Outgoing]:
         outputs: list[Outgoing] = []
         for record in records:
             outputs += self._copies(record)
@@ -148,9 +148,9 @@ class RouterStage(Consumer):
         return self._state
 
     async def restore(self) -> None:
-        self._state = await restore_router(self._bus)
+        self._state = await restore_router(self.bus)
 
-    def _handle(self, records: list[Record]) -> list[Outgoing]:
+    async def handle(self, records: list[Record]) -> list[Outgoing]:
         outputs: list[Outgoing] = []
         for record in records:
             outputs += self._decide(record)
@@ -169,7 +169,7 @@ class RouterStage(Consumer):
         outputs = [Outgoing(TRIGGER_LOG, routed.decision.pipeline, encode(decision))]
         if routed.request is not None:
             run_id = routed.request.run_id
-            partition = partition_for(run_id, self._bus.partitions(INTENTS))
+            partition = partition_for(run_id, self.bus.partitions(INTENTS))
             value = encode(request_envelope(routed.request, env, now))
             outputs.append(Outgoing(INTENTS, run_id, value, partition=partition))
         return outputs

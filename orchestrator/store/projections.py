@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import aiosqlite
 
 from bus import Bus, Record, TopicPartition
 from bus.disk_full import while_full
-from bus.waiting import wait_for_input
+from bus.loop import Loop
 from events import topics
 from events.registry import ModelRegistered
 from orchestrator.core.evolve import evolve, initial_state
@@ -124,50 +124,56 @@ REFRESH_S = 0.05
 re-rendered for every single event, which would make projection cost quadratic."""
 
 
-class Projector:
-    """Keeps projections.db in step with baton.runs and baton.models."""
+class Projector(Loop):
+    """Keeps projections.db in step with baton.runs and baton.models: a configuration of the
+    bus's consumer loop (bus/loop.py) whose saves are SQLite transactions of rows and
+    positions. `positions` only moves once a transaction is committed: whoever waits on it
+    for the rows (the demo, tests) finds them there."""
+
+    batch = 2000
+    wait_s = 0.5
+    pace_s = REFRESH_S
 
     def __init__(self, bus: Bus, path: Path) -> None:
         self.bus, self.path = bus, path
         self.state = initial_state()
-        self.positions: dict[TopicPartition, int] = {}
+        self.positions = {}
         self.caught_up = asyncio.Event()
+        self._conn: aiosqlite.Connection | None = None
+
+    @property
+    def inputs(self) -> Sequence[TopicPartition]:
+        return [TopicPartition(topic, p) for topic in (topics.RUNS, topics.MODELS)
+                for p in range(self.bus.partitions(topic))]
 
     async def run(self, stop: asyncio.Event) -> None:
         async with file_lock_when_free(_lock_path(self.path), stop) as held:
             if not held:
                 return
-            conn = await self._open()
-            try:
-                while not stop.is_set():
-                    if await self.step(conn):
-                        await asyncio.sleep(REFRESH_S)
-                    else:
-                        self.caught_up.set()
-                        await wait_for_input(self.bus, self._wanted(), 0.5, stop)
-            finally:
-                await conn.close()
+            async with self._connected():
+                await super().run(stop)
 
     async def catch_up_if_free(self) -> bool:
         """Used by CLI reads when no `baton up` is projecting; False if one is."""
         with writer_lock(self.path) as free:
             if not free:
                 return False
-            conn = await self._open()
-            try:
-                while await self.step(conn):
+            async with self._connected():
+                while await self.step():
                     pass
-            finally:
-                await conn.close()
             return True
 
-    async def _open(self) -> aiosqlite.Connection:
-        """A full disk (SQLite cannot even make its shared-memory file then) is waited out."""
-        conn = await while_full(self.path, self._connect)
-        self.positions = await stored_positions(conn)
-        runs_upto = {tp: o for tp, o in self.positions.items() if tp.topic == topics.RUNS}
-        self.state = await fold_runs(self.bus, runs_upto)
-        return conn
+    @contextlib.asynccontextmanager
+    async def _connected(self) -> AsyncIterator[None]:
+        """A full disk (SQLite cannot even make its shared-memory file then) is waited out.
+        Positions and state are loaded again from the store on every connection."""
+        self._conn = await while_full(self.path, self._connect)
+        self._loaded = False
+        try:
+            yield
+        finally:
+            await self._conn.close()
+            self._conn = None
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await connect(self.path)
@@ -178,33 +184,27 @@ class Projector:
             raise
         return conn
 
-    def _wanted(self) -> dict[TopicPartition, int]:
-        out: dict[TopicPartition, int] = {}
-        for topic in (topics.RUNS, topics.MODELS):
-            for p in range(self.bus.partitions(topic)):
-                tp = TopicPartition(topic, p)
-                out[tp] = self.positions.get(tp, 0)
-        return out
+    async def load(self) -> dict[TopicPartition, int]:
+        stored = await stored_positions(self._open())
+        runs_upto = {tp: o for tp, o in stored.items() if tp.topic == topics.RUNS}
+        self.state = await fold_runs(self.bus, runs_upto)
+        return {tp: stored.get(tp, 0) for tp in self.inputs}
 
-    async def step(self, conn: aiosqlite.Connection) -> bool:
-        """Apply what is new since the last step in one SQLite transaction.
-
-        `positions` only moves once that transaction is committed: whoever waits on it for
-        the rows (the demo, tests) must find them there.
-        """
+    async def take(self, records: list[Record], positions: dict[TopicPartition, int]) -> bool:
+        """What is new, applied in one SQLite transaction with the positions after it."""
+        if not records:
+            self.caught_up.set()
+            return False
         touched: set[str] = set()
         models: list[ModelRegistered] = []
-        pending = dict(self.positions)
-        for tp, start in self._wanted().items():
-            batch = await self.bus.read(tp, start, 2000)
-            if batch:
-                pending[tp] = batch[-1].offset + 1
-                self._apply(batch, touched, models)
-        if pending == self.positions:
-            return False
-        await self._write(conn, touched, models, pending)
-        self.positions = pending
+        self._apply(records, touched, models)
+        await self._write(self._open(), touched, models, positions)
         return True
+
+    def _open(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("the projector is used outside run() or catch_up_if_free()")
+        return self._conn
 
     def _apply(self, batch: list[Record], touched: set[str], models: list[ModelRegistered]
                ) -> None:
