@@ -245,6 +245,10 @@ class BusContract:
             await any_bus.read(beyond, 0)
         with pytest.raises(BusError, match=f"no partition {beyond.partition}"):
             await any_bus.publish([trigger(partition=beyond.partition)])
+        with pytest.raises(BusError, match=f"no partition {beyond.partition}"):
+            await any_bus.append([trigger(partition=beyond.partition)])
+        with pytest.raises(BusError, match=f"no partition {beyond.partition}"):
+            await any_bus.read_many({TopicPartition(TRIGGERS, 0): 0, beyond: 0})
 
     async def test_two_writers_on_one_partition_get_distinct_rising_offsets(
         self, any_bus: Bus, open_bus: Opener
