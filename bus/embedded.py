@@ -33,7 +33,8 @@ from bus import sqlite_schema as sql
 from bus.protocol import BusError, BusUnusable
 from bus.records import Outgoing, Record, TopicPartition
 from bus.sqlite_thread import Job, SqliteThread, T, ThreadClosed
-from events.topics import DEFAULT_PARTITIONS, partition_for
+from bus.topology import Topology, wanted_counts
+from events.topics import DEFAULT_PARTITIONS
 
 _log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class EmbeddedBus:
         self.path = path
         self._writer = writer
         self._reader = reader
-        self._counts = counts
+        self._topology = Topology(counts)
         self._watchers: dict[TopicPartition, set[asyncio.Future[None]]] = {}
         self._waiters = 0
         self._poller: asyncio.Task[None] | None = None
@@ -69,7 +70,7 @@ class EmbeddedBus:
         Changing a count would re-key every partition (partition_for depends on it), so a
         count is fixed when a topic is first created; raising it is a migration, not a flag.
         """
-        wanted = sql.wanted_counts(partitions, topic_partitions)
+        wanted = wanted_counts(partitions, topic_partitions)
         writer = await sql.open_connection(path, "bus-writer")
         try:
             counts = await _set_up(writer, path, wanted)
@@ -87,10 +88,7 @@ class EmbeddedBus:
 
     def partitions(self, topic: str) -> int:
         """Counts are fixed for the life of the file, so they are served from memory."""
-        count = self._counts.get(topic)
-        if count is None:
-            raise BusUnusable(f"unknown topic {topic!r}")
-        return count
+        return self._topology.partitions(topic)
 
     async def publish(self, records: Sequence[Outgoing]) -> list[Record]:
         """A commit without positions: the producer-only path (triggers, CLI)."""
@@ -188,20 +186,14 @@ class EmbeddedBus:
         await self._reader.close()
 
     def _check(self, tp: TopicPartition) -> None:
-        """Unknown partitions are caller bugs; Kafka refuses them too."""
         if self._closed:
             raise BusUnusable("bus is closed")
-        if not 0 <= tp.partition < self.partitions(tp.topic):
-            raise BusUnusable(f"{tp.topic!r} has no partition {tp.partition}")
+        self._topology.check(tp)
 
     def _place(self, out: Outgoing) -> jobs.Placed:
-        """Key placement must match Kafka's so both buses agree on where a key lives."""
-        if out.partition is None:
-            partition = partition_for(out.key, self.partitions(out.topic))
-            return TopicPartition(out.topic, partition), out
-        tp = TopicPartition(out.topic, out.partition)
-        self._check(tp)
-        return tp, out
+        if self._closed:
+            raise BusUnusable("bus is closed")
+        return self._topology.place(out), out
 
     def _position_row(self, group: str, tp: TopicPartition, offset: int) -> jobs.PositionRow:
         """A negative position cannot be the next offset to read."""

@@ -39,17 +39,12 @@ from bus.kafka_clients import (
     retriable,
 )
 from bus.kafka_reader import Reader, Waiters
-from bus.kafka_topics import (
-    check_group_counts,
-    existing_counts,
-    provision,
-    wanted_counts,
-)
+from bus.kafka_topics import existing_counts, provision
 from bus.kafka_transactions import Transactions
 from bus.protocol import BusError, BusUnusable
 from bus.records import Headers, Outgoing, Record, TopicPartition
+from bus.topology import Topology, check_group_counts, wanted_counts
 from events.topics import DEFAULT_PARTITIONS
-from events.topics import partition_for as _partition_for
 
 _log = logging.getLogger(__name__)
 
@@ -68,7 +63,7 @@ class KafkaBus:
                  admin: Any) -> None:
         self._bootstrap = bootstrap
         self._namespace = namespace
-        self._counts = counts
+        self._topology = Topology(counts)
         self._admin = admin
         self._reader_consumer: Any = None
         self._waiters = Waiters(bootstrap, [])
@@ -119,7 +114,7 @@ class KafkaBus:
                 _refuse(topology.changed(recorded, counts, namespace))
             check_group_counts(counts, "on the broker")
             await topology.record(bootstrap, namespace, recorded, counts)
-            bus._counts = counts
+            bus._topology = Topology(counts)
             bus._waiters = Waiters(bootstrap, bus._topic_names())
             bus._reader = Reader(bus._reader_consumer, bus._waiters, bus._topic_names())
             bus._transactions = Transactions(bootstrap, deployment, bus._reader, admin,
@@ -142,10 +137,7 @@ class KafkaBus:
 
     def partitions(self, topic: str) -> int:
         """Counts were read from the broker at open and cannot change without a migration."""
-        count = self._counts.get(topic)
-        if count is None:
-            raise BusUnusable(f"unknown topic {topic!r}")
-        return count
+        return self._topology.partitions(topic)
 
     async def publish(self, records: Sequence[Outgoing]) -> list[Record]:
         """One transaction on this instance's own producer; empty batches cost nothing.
@@ -299,7 +291,7 @@ class KafkaBus:
         return self._namespace + topic
 
     def _topic_names(self) -> list[str]:
-        return [self._name(topic) for topic in self._counts]
+        return [self._name(topic) for topic in self._topology.counts]
 
     def _ktp(self, tp: TopicPartition) -> Any:
         return KafkaTopicPartition(self._name(tp.topic), tp.partition)
@@ -319,18 +311,11 @@ class KafkaBus:
         return self._transactions
 
     def _check(self, tp: TopicPartition) -> None:
-        """Unknown partitions are caller bugs; Kafka refuses them too, only later and vaguer."""
-        if not 0 <= tp.partition < self.partitions(tp.topic):
-            raise BusUnusable(f"{tp.topic!r} has no partition {tp.partition}")
+        self._topology.check(tp)
 
     def _place(self, out: Outgoing) -> tuple[TopicPartition, Outgoing]:
         """Always an explicit partition: the client's partitioner is never trusted with keys."""
-        if out.partition is None:
-            partition = _partition_for(out.key, self.partitions(out.topic))
-            return TopicPartition(out.topic, partition), out
-        tp = TopicPartition(out.topic, out.partition)
-        self._check(tp)
-        return tp, out
+        return self._topology.place(out), out
 
     def _record(self, raw: Any) -> Record:
         topic = str(raw.topic)[len(self._namespace):]

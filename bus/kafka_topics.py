@@ -18,7 +18,7 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from bus.kafka_topology import TOPOLOGY, TOPOLOGY_CONFIG
 from bus.protocol import BusError, BusUnusable
-from events.topics import AGENTS, ALL_TOPICS, GROUP_TOPICS, RUNS, SNAPSHOTS
+from events.topics import AGENTS, RUNS, SNAPSHOTS
 
 PROVISION_BOUND_S: Final = 30.0
 
@@ -28,27 +28,6 @@ TOPIC_CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
     RUNS: {"retention.ms": "-1", "cleanup.policy": "delete"},
     TOPOLOGY: TOPOLOGY_CONFIG,
 }
-
-
-def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -> dict[str, int]:
-    """Every Baton topic at `partitions`, overridden per topic; group topics must agree."""
-    if partitions <= 0:
-        raise BusUnusable(f"partition count must be positive, got {partitions}")
-    wanted = dict.fromkeys(ALL_TOPICS, partitions)
-    wanted.update(topic_partitions or {})
-    for topic, count in wanted.items():
-        if count <= 0:
-            raise BusUnusable(f"{topic!r}: partition count must be positive, got {count}")
-    check_group_counts(wanted, "requested")
-    return wanted
-
-
-def check_group_counts(counts: Mapping[str, int], what: str) -> None:
-    group = {topic: counts[topic] for topic in GROUP_TOPICS if topic in counts}
-    if len(set(group.values())) > 1:
-        raise BusUnusable(f"{', '.join(GROUP_TOPICS)} must share one partition count "
-                       f"({what}: {group}); raising a count is a migration, not a flag")
-
 
 
 @dataclass(frozen=True)

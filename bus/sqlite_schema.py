@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from bus.backoff import Backoff
 from bus.disk_full import full_disk
 from bus.protocol import BusError, BusUnusable
 from bus.sqlite_thread import SqliteThread
-from events.topics import ALL_TOPICS, GROUP_TOPICS
+from bus.topology import check_group_counts
 
 _log = logging.getLogger(__name__)
 
@@ -61,15 +60,6 @@ HEADS = 'SELECT topic, "partition", next_offset FROM heads'
 ANY_READY = """SELECT 1 FROM heads JOIN (VALUES {values}) AS w
     ON heads.topic = w.column1 AND heads."partition" = w.column2
     WHERE heads.next_offset > w.column3 LIMIT 1"""
-
-
-def wanted_counts(partitions: int, topic_partitions: Mapping[str, int] | None) -> dict[str, int]:
-    """Every known topic gets the default; explicit per-topic counts override it."""
-    wanted = dict.fromkeys(ALL_TOPICS, partitions) | dict(topic_partitions or {})
-    bad = {topic: n for topic, n in wanted.items() if n < 1}
-    if bad:
-        raise BusUnusable(f"partition counts must be positive: {bad}")
-    return wanted
 
 
 OPEN_RETRY_S = 10.0
@@ -146,7 +136,7 @@ def ensure_schema(conn: sqlite3.Connection, wanted: dict[str, int]) -> dict[str,
     conn.execute("BEGIN IMMEDIATE")
     try:
         counts = _create_topics(conn, wanted)
-        _check_group(counts)
+        check_group_counts(counts, "in the bus file")
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
@@ -165,11 +155,3 @@ def _create_topics(conn: sqlite3.Connection, wanted: dict[str, int]) -> dict[str
     if ignored:
         _log.warning("bus file keeps its partition counts (asked, stored): %s", ignored)
     return wanted | stored
-
-
-def _check_group(counts: Mapping[str, int]) -> None:
-    """Grouped topics are joined partition-by-partition, so their counts must match."""
-    group = {topic: counts[topic] for topic in GROUP_TOPICS}
-    if len(set(group.values())) > 1:
-        raise BusUnusable(f"topics {list(GROUP_TOPICS)} must share one partition count, "
-                          f"got {group}")
