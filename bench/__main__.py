@@ -3,7 +3,8 @@ temp home, then a summary table. Names: chain, fanout, digits, triggers, replay 
 all of these, in that order, on the embedded bus); bus (single bus operations), kafka
 (every figure on the embedded bus and on a real Kafka broker side by side; it starts the broker
 itself unless BATON_KAFKA_BOOTSTRAP names one), placement (one placement pass of the pure core
-over a big fleet and backlog) and failover (SIGKILL the agent running a task, time until it
+over a big fleet and backlog), core (the pure core's CPU per chained and fanned-out task, no
+bus) and failover (SIGKILL the agent running a task, time until it
 runs elsewhere; real processes, on the embedded bus or the one --bus names) and cli (one
 `baton publish` from a fresh process, against `python -c pass`) run only when named.
 
@@ -31,6 +32,7 @@ from typing import Any, TextIO
 from bench import (
     chain,
     cli,
+    core,
     digits,
     failover,
     fanout,
@@ -83,6 +85,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
     "replay": lambda s: replay.measure(_or(s.events, 100_000)),
     "bus": lambda s: primitives.measure(_or(s.repeat, 30)),
     "kafka": _kafka,
+    "core": lambda s: core.measure(_or(s.tasks, 100), _or(s.width, 200)),
     "placement": lambda s: placement.measure(_or(s.agents, 1000), _or(s.tasks, 10_000)),
     "failover": lambda s: failover.measure(_or(s.repeat, 3), bus_url=s.bus),
     "cli": lambda s: cli.measure(_or(s.repeat, 10)),
@@ -156,9 +159,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="print one JSON object of figures on stdout, all else on stderr")
     sizes = parser.add_argument_group("sizes (each benchmark's default when left out)")
     sizes.add_argument("--tasks", type=_count(1),
-                       help="chain length (chain 100, kafka 1000); placement: ready tasks (10000)")
+                       help="chain length (chain and core 100, kafka 1000); placement: ready "
+                            "tasks (10000)")
     sizes.add_argument("--agents", type=_count(1), help="placement: agents (1000)")
-    sizes.add_argument("--width", type=_count(1), help="fan-out width (200)")
+    sizes.add_argument("--width", type=_count(1), help="fan-out width (fanout and core 200)")
     sizes.add_argument("--wide", type=_count(0),
                        help="kafka: a second, wider fan-out (1000; 0 leaves it out)")
     sizes.add_argument("--burst", type=_count(1), help="triggers in a burst (200)")

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from bench import chain, cli, digits, failover, fanout, placement, replay, triggers
+from bench import chain, cli, core, digits, failover, fanout, placement, replay, triggers
 from bench.__main__ import summary
 from bench.common import (
     KEY_SUFFIXES,
@@ -92,6 +92,21 @@ def test_replay_log_is_what_the_core_writes() -> None:
     types = {env.type for env in log}
     assert {"run_created", "task_scheduled", "task_succeeded", "run_succeeded"} <= types
     assert all(env.sequence is not None for env in log)
+
+
+async def test_core() -> None:
+    report = await core.measure(length=5, width=6, finished_runs=2)
+    check(report, "core CPU per task, chain", "core CPU per task, fanout")
+    assert "next_deadline" in report.render()
+
+
+def test_core_driver_ticks_only_when_a_decision_freed_an_attempt() -> None:
+    # given the scripted agent, one worker, a chain of 3 (each success schedules the next)
+    driver, tasks = core.measured(chain.chain_spec(3), workers=1, finished_runs=0)
+    # then it decided 1 request + 2 reports per task, and ticked only after the last task
+    assert tasks == 3
+    assert driver.calls["decide (inputs)"] == 1 + 2 * 3
+    assert driver.calls["decide (ticks)"] == 1
 
 
 async def test_placement() -> None:
