@@ -12,6 +12,7 @@ from events.commands import CancelTask
 from events.envelope import Envelope, envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.payloads import Payload
+from events.pipeline import TaskSpec
 from events.registry import ModelRegistered
 from orchestrator.core import dag
 from orchestrator.core.decision import REGISTRY_AGENT, SOURCE, Decision
@@ -248,13 +249,13 @@ def _tick_task(d: Decision, run: RunState, name: str) -> None:
                                    reason="agent did not accept the command before not_after"))
 
 
-def _start_by(run: RunState, task: TaskState) -> float | None:
+def _start_by(run: RunState, task: TaskState, spec: TaskSpec | None = None) -> float | None:
     """When a task not yet started runs out of its schedule-to-start timeout, if it has one."""
-    limit = run.spec.task(task.name).schedule_to_start_timeout_s
     waiting = task.status in ("ready", "scheduled")
-    if limit is None or task.ready_at is None or not waiting:
+    if not waiting or task.ready_at is None:
         return None
-    return task.ready_at + limit
+    limit = (spec or run.spec.task(task.name)).schedule_to_start_timeout_s
+    return None if limit is None else task.ready_at + limit
 
 
 def _not_started(d: Decision, run: RunState, name: str) -> None:
@@ -291,19 +292,50 @@ def _timed_out(d: Decision, run: RunState, name: str, timeout_at: float) -> None
 
 
 def next_deadline(state: CoordinatorState) -> float | None:
-    """The earliest time at which a Tick would decide something; the shell sleeps until it."""
-    times: list[float] = []
-    for run in state.runs.values():
-        if run.status != "running":
+    """The earliest time at which a Tick would decide something; the shell sleeps until it.
+
+    The shell asks after every decision, so this walks only what can be due: the running
+    runs (`state.active`, not every run this group ever had) and, in them, the tasks a clock
+    can move. A finished task keeps the times it once had (the `place_after` of a task that
+    was refused, then failed for not starting in time, say); counted, such a time makes the
+    shell tick for nothing, and once it has passed, tick in a loop."""
+    earliest: float | None = None
+    for run_id in state.active:
+        due = _run_deadline(state.runs[run_id])
+        if due is not None and (earliest is None or due < earliest):
+            earliest = due
+    return earliest
+
+
+_UNTIMED: frozenset[str] = TERMINAL_TASK | {"pending"}
+"""Task statuses no deadline can move: not yet ready, or done for good."""
+
+
+def _run_deadline(run: RunState) -> float | None:
+    if run.status != "running":
+        return None
+    earliest = run.deadline_at
+    tasks = run.tasks
+    for spec in run.order:  # the specs at hand: no lookup by name per task
+        task = tasks[spec.name]
+        if task.status in _UNTIMED:
             continue
-        times.append(run.deadline_at)
-        for task in run.tasks.values():
-            times.extend(_task_deadlines(run, task))
-    return min(times) if times else None
+        for due in _task_deadlines(run, task, spec):
+            earliest = min(earliest, due)
+    return earliest
 
 
-def _task_deadlines(run: RunState, task: TaskState) -> list[float]:
-    out = [t for t in (task.retry_at, task.place_after, _start_by(run, task)) if t is not None]
+def _task_deadlines(run: RunState, task: TaskState, spec: TaskSpec) -> list[float]:
+    """A retry waits for `retry_at`, a refused task for `place_after`; a waiting task may
+    run out of its schedule-to-start timeout, a placed or running attempt out of time."""
+    out = []
+    if task.status == "retry_wait" and task.retry_at is not None:
+        out.append(task.retry_at)
+    if task.status == "ready" and task.place_after is not None:
+        out.append(task.place_after)
+    start_by = _start_by(run, task, spec)
+    if start_by is not None:
+        out.append(start_by)
     current = task.current
     if current is not None and current.status in ACTIVE_ATTEMPT:
         if current.timeout_at is not None:

@@ -10,6 +10,7 @@ from events import runs as ev
 from events.commands import CancelTask
 from events.common import Capabilities, GpuInfo, Resources
 from events.pipeline import PipelineSpec, TaskSpec
+from orchestrator.core.decide import next_deadline
 from orchestrator.core.flow import waiting_for_room
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import AgentStatus
@@ -112,6 +113,24 @@ def test_a_started_task_is_not_failed_by_its_schedule_to_start_timeout() -> None
     h.tick(NOW + 60)
 
     assert h.events(rid, ev.TaskFailed) == []
+
+
+def test_a_refused_task_then_failed_for_not_starting_leaves_no_deadline_behind() -> None:
+    # given a GPU task its agent refused (placed again only after a backoff), beside a long one
+    h = given()
+    h.agent("g1", cpus=4, gpus=1)
+    rid = h.start(pipeline(gpu_task(0.1), task("long")))
+    h.report(rp.AttemptStarted, h.last_execute("long"))
+    h.report(rp.AttemptRejected, h.last_execute("train"), reason="busy")
+    assert h.run(rid).tasks["train"].place_after == pytest.approx(NOW + 0.2)
+
+    # when its schedule-to-start timeout runs out before that backoff does
+    h.tick(NOW + 0.1)
+    assert h.run(rid).tasks["train"].status == "failed"
+
+    # then the backoff of the failed task is no deadline: only the run's deadline is left
+    assert next_deadline(h.state) == NOW + 3600
+    assert h.tick(NOW + 0.2) == [], "nothing was due at the failed task's old backoff"
 
 
 # --- priorities, aging, fair share ---------------------------------------------------------
