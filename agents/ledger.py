@@ -10,14 +10,16 @@ agent can make sure that process is gone before the attempt may run again.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-
-import aiosqlite
+from typing import Any
 
 from agents.process_identity import ProcessIdentity
 from bus.disk_full import while_full
+from bus.sqlite_thread import SqliteThread
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -30,6 +32,11 @@ COLUMNS = "attempt_id, run_id, task, attempt, placement, status, report, worker_
 UPDATED = COLUMNS.split(", ")[1:]
 ADDED_COLUMNS = {"report": "BLOB", "worker_pid": "INTEGER", "worker_start": "TEXT"}
 """Columns a ledger written by an older agent lacks: added on open."""
+UPSERT = (f"INSERT INTO attempts ({COLUMNS}, updated_at) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(attempt_id) DO UPDATE SET "
+          + ", ".join(f"{c} = excluded.{c}" for c in [*UPDATED, "updated_at"]))
+ADMIT = UPSERT + " WHERE attempts.status = 'rejected'"
+"""A new attempt, or one rejected before: never an attempt admitted already."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +53,22 @@ class LedgerEntry:
     """The process running the attempt once `started` (None where the platform cannot say)."""
 
     @classmethod
-    def of_row(cls, row: aiosqlite.Row) -> LedgerEntry:
+    def of_row(cls, row: tuple[Any, ...]) -> LedgerEntry:
         attempt_id, run_id, task, attempt, placement, status, report, pid, start = row
         worker = ProcessIdentity(pid, start) if pid is not None and start is not None else None
         return cls(attempt_id, run_id, task, attempt, placement, status, report, worker)
 
 
 class Ledger:
-    """Statuses are mirrored in memory, so admission costs no query; writes stay durable."""
+    """Statuses are mirrored in memory, so admission costs no query; writes stay durable.
 
-    def __init__(self, conn: aiosqlite.Connection, known: dict[str, LedgerEntry],
-                 path: Path) -> None:
+    The connection lives on a thread of its own (bus/sqlite_thread.py) and each write is one
+    statement in autocommit mode, so one job: one hand-off from the event loop and one back,
+    where aiosqlite took an execute and a commit, two each. Four writes per attempt sit on
+    the agent's path from command to report; a job that was queued always runs whole, so a
+    caller cancelled meanwhile leaves the row written or not at all, never half."""
+
+    def __init__(self, conn: SqliteThread, known: dict[str, LedgerEntry], path: Path) -> None:
         self._conn = conn
         self._known = known
         self._path = path
@@ -64,18 +76,12 @@ class Ledger:
     @classmethod
     async def open(cls, path: Path) -> Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute(SCHEMA)
-        async with conn.execute("PRAGMA table_info(attempts)") as cur:
-            columns = {row[1] async for row in cur}
-        for name, kind in ADDED_COLUMNS.items():
-            if name not in columns:
-                await conn.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
-        await conn.commit()
-        async with conn.execute(f"SELECT {COLUMNS} FROM attempts") as cur:
-            known = {row[0]: LedgerEntry.of_row(row) async for row in cur}
+        conn = await SqliteThread.open(partial(_connect, path), f"ledger-{path.stem}")
+        try:
+            known = await conn.call(_load)
+        except BaseException:
+            await conn.close()
+            raise
         return cls(conn, known, path)
 
     async def get(self, attempt_id: str) -> LedgerEntry | None:
@@ -97,22 +103,8 @@ class Ledger:
         return admitted
 
     async def _write(self, entry: LedgerEntry, only_new: bool = False) -> bool:
-        worker = entry.worker
-        try:
-            cursor = await self._conn.execute(
-                f"INSERT INTO attempts ({COLUMNS}, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(attempt_id) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in [*UPDATED, "updated_at"])
-                + (" WHERE attempts.status = 'rejected'" if only_new else ""),
-                (entry.attempt_id, entry.run_id, entry.task, entry.attempt, entry.placement,
-                 entry.status, entry.report, worker.pid if worker else None,
-                 worker.start if worker else None, time.time()))
-            written = cursor.rowcount > 0
-            await self._conn.commit()
-            return written
-        except BaseException:
-            await self._conn.rollback()
-            raise
+        return await self._conn.call(partial(_upsert, entry=entry, only_new=only_new,
+                                             at=time.time()))
 
     async def unfinished(self) -> list[LedgerEntry]:
         """Attempts that were running when the agent stopped: their outcome is unknown."""
@@ -124,3 +116,38 @@ class Ledger:
 
     async def close(self) -> None:
         await self._conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """On the ledger's thread. Autocommit (isolation_level None): each write is one
+    statement, its own transaction, committed when it returns. WAL with synchronous=NORMAL,
+    as the bus: a write survives the process dying at any point."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _load(conn: sqlite3.Connection) -> dict[str, LedgerEntry]:
+    """The table (and the columns an older agent's ledger lacks), then every entry."""
+    conn.execute(SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(attempts)").fetchall()}
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in columns:
+            conn.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
+    rows = conn.execute(f"SELECT {COLUMNS} FROM attempts").fetchall()
+    return {row[0]: LedgerEntry.of_row(row) for row in rows}
+
+
+def _upsert(conn: sqlite3.Connection, entry: LedgerEntry, only_new: bool, at: float) -> bool:
+    """One statement, so one transaction: written whole when it returns, or not at all."""
+    worker = entry.worker
+    cursor = conn.execute(ADMIT if only_new else UPSERT, (
+        entry.attempt_id, entry.run_id, entry.task, entry.attempt, entry.placement,
+        entry.status, entry.report, worker.pid if worker else None,
+        worker.start if worker else None, at))
+    return cursor.rowcount > 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from agents.ledger import Ledger, LedgerEntry
 
@@ -46,5 +49,35 @@ async def test_an_attempt_rejected_before_may_be_admitted_and_an_admitted_one_no
     reopened = await Ledger.open(tmp_path / "agent.db")
     try:
         assert [e.status for e in await reopened.unfinished()] == ["accepted"]
+    finally:
+        await reopened.close()
+
+
+async def test_a_write_is_one_hand_off_to_the_ledgers_thread_and_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given an open ledger, and every reply from another thread to the event loop counted
+    ledger = await Ledger.open(tmp_path / "agent.db")
+    loop = asyncio.get_running_loop()
+    replies = 0
+    reply = loop.call_soon_threadsafe
+
+    def counted(*args: Any, **kwargs: Any) -> asyncio.Handle:
+        nonlocal replies
+        replies += 1
+        return reply(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    try:
+        # when an attempt is admitted, then recorded as started
+        assert await ledger.admit(entry("accepted"))
+        await ledger.record(entry("started"))
+    finally:
+        monkeypatch.undo()
+        await ledger.close()
+    # then each write came back once: the statement and its commit are one job there
+    assert replies == 2
+    reopened = await Ledger.open(tmp_path / "agent.db")
+    try:
+        assert (await reopened.get("run/task/1")) == entry("started"), "and it is durable"
     finally:
         await reopened.close()
