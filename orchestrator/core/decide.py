@@ -218,15 +218,17 @@ def _tick_run(d: Decision, run: RunState) -> None:
     if d.now >= run.deadline_at:
         _cancel(d, run, f"run deadline of {run.spec.deadline_s:g}s exceeded", failed=True)
         return
-    for name in list(run.tasks):
-        _tick_task(d, run, name)
+    for spec, name in zip(run.spec.tasks, list(run.tasks), strict=True):
+        _tick_task(d, run, name, spec if spec.name == name else run.spec.task(name))
     advance(d, run)
 
 
-def _tick_task(d: Decision, run: RunState, name: str) -> None:
+def _tick_task(d: Decision, run: RunState, name: str, spec: TaskSpec) -> None:
+    """`spec` is the task's, at hand: a lookup by name for every task of a run at every
+    tick showed up in a 1,000-task fan-out."""
     task = run.tasks[name]
     current = task.current
-    start_by = _start_by(run, task)
+    start_by = _start_by(run, task, spec)
     if start_by is not None and d.now >= start_by:
         _not_started(d, run, name)
         return

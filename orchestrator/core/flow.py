@@ -34,24 +34,48 @@ FAILED = frozenset({"failed", "upstream_failed", "cancelled"})
 
 
 def advance(d: Decision, run: RunState) -> None:
-    """Repeat until nothing changes: readiness, gates, registrations, then completion."""
+    """Repeat until nothing changes: readiness, gates, registrations, then completion.
+
+    Each pass visits the tasks in dependency order, but steps only those `_step` could act
+    on (`_may_step`): the status check is what every task pays, a pass being as long as the
+    run and `advance` running on every decision. Stepping one task changes only that task,
+    so the ones it skips are the ones `_step` would have left alone, in the same order."""
     changed = True
     while changed and run.status == "running":
         changed = False
+        tasks = run.tasks
         for spec in run.order:
-            changed |= _step(d, run, spec)
+            if _may_step(tasks[spec.name], spec, d.now):
+                changed |= _step(d, run, spec)
     if run.status == "running" and all(t.status in TERMINAL_TASK for t in run.tasks.values()):
         _finish(d, run)
 
 
+def _may_step(task: TaskState, spec: TaskSpec, now: float) -> bool:
+    """Whether `_step` could do anything with this task now (its conditions, cheap first)."""
+    status = task.status
+    if status == "pending":
+        return True
+    if status == "retry_wait":
+        return task.retry_at is not None and task.retry_at <= now
+    return status == "ready" and spec.kind != "function"
+
+
 def _step(d: Decision, run: RunState, spec: TaskSpec) -> bool:
-    task = run.tasks[spec.name]
+    tasks = run.tasks
+    task = tasks[spec.name]
     if task.status == "pending":
-        failed = next((dep for dep in spec.deps if run.tasks[dep].status in FAILED), None)
+        failed, ready = None, True
+        for dep in spec.deps:  # the first failed dependency, in declaration order
+            status = tasks[dep].status
+            if status in FAILED:
+                failed = dep
+                break
+            ready = ready and status == "succeeded"
         if failed is not None:
             d.log(run, ev.TaskUpstreamFailed(run_id=run.run_id, task=spec.name, upstream=failed))
             return True
-        if all(run.tasks[dep].status == "succeeded" for dep in spec.deps):
+        if ready:
             d.log(run, ev.TaskReady(run_id=run.run_id, task=spec.name))
             return True
     if task.status == "retry_wait" and task.retry_at is not None and task.retry_at <= d.now:
@@ -176,10 +200,10 @@ def place_ready(d: Decision) -> None:
     partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
     """
     whole = d.cause is None or d.freed
-    candidates = [
+    candidates = [  # the task's status first: the cheapest test, and most tasks fail it
         Candidate(run.run_id, spec.name, run.pipeline, run.priority, task.ready_at or d.now, i)
         for run in d.runs() for i, spec in enumerate(run.spec.tasks)
-        if spec.kind == "function" and _placeable(task := run.tasks[spec.name], d.now)
+        if _placeable(task := run.tasks[spec.name], d.now) and spec.kind == "function"
         and (whole or run.run_id in d.scratch or _aged(run.priority, task, d))
     ]
     if not candidates:
