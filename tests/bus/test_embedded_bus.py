@@ -5,6 +5,7 @@ The behaviour every bus shares is tests/bus/contract.py, run on this bus and on 
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -16,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from bus import Bus, BusError, BusUnusable, EmbeddedBus, Outgoing, TopicPartition
+from bus import (
+    Bus,
+    BusError,
+    BusUnusable,
+    EmbeddedBus,
+    Outgoing,
+    Record,
+    TopicPartition,
+    embedded,
+    sqlite_jobs,
+)
 from bus.sqlite_thread import Job, SqliteThread, T
 from events.topics import INTENTS, TRIGGERS
 from tests.disk import small_disk
@@ -208,6 +219,99 @@ async def test_a_whole_commit_is_one_hand_off_to_the_writers_thread(
     assert await bus.committed("g", TopicPartition(INTENTS, 1)) == 4
     assert len(await bus.read(TopicPartition(TRIGGERS, 0), 0)) == 2
     assert jobs == Counter({"bus-reader": 2})
+
+
+@contextlib.asynccontextmanager
+async def polling(bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """A consumer waiting on an idle partition keeps the bus's poller running, as the loops
+    of `baton up` always do. Entered once the poller's first tick is in: the tick is a job on
+    the reader's thread, which runs jobs in order, so a read submitted after it is answered
+    after it, and the poller has taken in what it found by then."""
+    ticked = asyncio.Event()
+    submit = SqliteThread.submit
+
+    def watched(self: SqliteThread, job: Job[T]) -> asyncio.Future[T]:
+        if getattr(job, "func", None) is sqlite_jobs.changes:
+            ticked.set()
+        return submit(self, job)
+
+    monkeypatch.setattr(SqliteThread, "submit", watched)
+    waiter = asyncio.create_task(bus.wait({TopicPartition(INTENTS, 11): 0}, timeout=600))
+    try:
+        await ticked.wait()
+        await bus.committed("nobody", TopicPartition(INTENTS, 11))
+        yield
+    finally:
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+
+
+async def file_says(other: EmbeddedBus, tp: TopicPartition, start: int) -> list[Record]:
+    """What a query of the file brings (another instance, not polling: it always asks)."""
+    return await other.read(tp, start)
+
+
+async def test_a_read_of_what_this_bus_just_committed_needs_no_hand_off_while_it_polls(
+    bus: EmbeddedBus, other: EmbeddedBus, jobs: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a polling bus that committed records to two partitions, in two commits
+    one, two = TopicPartition(TRIGGERS, 0), TopicPartition(TRIGGERS, 1)
+    async with polling(bus, monkeypatch):
+        await bus.commit("g", {}, [trigger(value=b"a"), trigger(partition=1, value=b"x")])
+        await bus.commit("g", {}, [trigger(value=b"b"), trigger(value=b"c")])
+        jobs.clear()
+        # when its consumers read them (as the agent reads the coordinator's commands)
+        read = await bus.read(one, 1)
+        many = await bus.read_many({one: 0, two: 0})
+        # then no read went to the reader's thread
+        assert jobs == Counter()
+    # and they are exactly what the file holds
+    assert read == await file_says(other, one, 1)
+    assert [r.value for r in read] == [b"b", b"c"]
+    assert many == await file_says(other, one, 0) + await file_says(other, two, 0)
+
+
+async def test_records_another_process_appended_in_between_are_read_from_the_file(
+    bus: EmbeddedBus, other: EmbeddedBus, jobs: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a polling bus, and another process appending between two of its commits
+    tp = TopicPartition(TRIGGERS, 0)
+    async with polling(bus, monkeypatch):
+        await bus.publish([trigger(value=b"mine 1")])
+        await other.publish([trigger(value=b"theirs")])
+        await bus.publish([trigger(value=b"mine 2")])
+        jobs.clear()
+        # when it reads from before the other's record, then from after it
+        whole = await bus.read(tp, 0)
+        handed = jobs["bus-reader"]
+        after = await bus.read(tp, 2)
+        # then the first read asked the file, and brought every record in order
+        assert [r.value for r in whole] == [b"mine 1", b"theirs", b"mine 2"]
+        assert handed == 1
+        # and the second, past the gap, needed no query
+        assert [r.value for r in after] == [b"mine 2"]
+        assert jobs["bus-reader"] == 1
+
+
+async def test_only_the_latest_records_are_kept_in_memory(
+    bus: EmbeddedBus, jobs: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a polling bus that committed more records than it keeps
+    tp, extra = TopicPartition(TRIGGERS, 0), 10
+    monkeypatch.setattr(embedded, "KEPT_RECORDS", 20)
+    async with polling(bus, monkeypatch):
+        for i in range(20 + extra):
+            await bus.publish([trigger(value=bytes([i]))])
+        jobs.clear()
+        # when it reads from the oldest record it no longer keeps, then from one it does
+        oldest = await bus.read(tp, extra - 1)
+        asked = jobs["bus-reader"]
+        kept = await bus.read(tp, extra)
+    # then the first was a query and the second was not, and both are whole
+    assert (asked, jobs["bus-reader"]) == (1, 1)
+    assert [r.offset for r in oldest] == list(range(extra - 1, 20 + extra))
+    assert [r.offset for r in kept] == list(range(extra, 20 + extra))
 
 
 async def test_close_lets_a_commit_already_made_finish_and_refuses_later_ones(
