@@ -196,7 +196,7 @@ class Attempts:
             self.running.pop(cmd.attempt_id, None)
             reports.push(final)
             if await reports.delivered():
-                await self.ledger.record(entry(cmd, "finished"))
+                self.ledger.finished(entry(cmd, "finished"))
         finally:
             reports.cancel()
             self.running.pop(cmd.attempt_id, None)

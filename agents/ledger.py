@@ -10,6 +10,7 @@ agent can make sure that process is gone before the attempt may run again.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from typing import Any
 from agents.process_identity import ProcessIdentity
 from bus.disk_full import while_full
 from bus.sqlite_thread import SqliteThread
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -72,6 +75,8 @@ class Ledger:
         self._conn = conn
         self._known = known
         self._path = path
+        self._later: list[LedgerEntry] = []
+        """Attempts marked `finished` since the last write: they ride on the next one."""
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
@@ -102,9 +107,22 @@ class Ledger:
             self._known[entry.attempt_id] = entry
         return admitted
 
+    def finished(self, entry: LedgerEntry) -> None:
+        """The attempt's outcome reached the bus: written with the ledger's next write (or at
+        close), not in a write of its own. It guards nothing: until it is on disk the entry
+        says `done`, and a restarted agent sends that outcome again, which the coordinator
+        ignores by its id. So it need not cost the agent a hand-off per attempt."""
+        self._known[entry.attempt_id] = entry
+        self._later.append(entry)
+
     async def _write(self, entry: LedgerEntry, only_new: bool = False) -> bool:
-        return await self._conn.call(partial(_upsert, entry=entry, only_new=only_new,
-                                             at=time.time()))
+        later, self._later = tuple(self._later), []  # each write takes its own share
+        try:
+            return await self._conn.call(partial(_upsert, entry=entry, only_new=only_new,
+                                                 later=later, at=time.time()))
+        except BaseException:
+            self._later[:0] = later  # not written (or not known to be): the next write's
+            raise
 
     async def unfinished(self) -> list[LedgerEntry]:
         """Attempts that were running when the agent stopped: their outcome is unknown."""
@@ -115,6 +133,15 @@ class Ledger:
         return [e for e in self._known.values() if e.status == "done"]
 
     async def close(self) -> None:
+        """Writes what `finished` left for later, once: if it cannot (a full disk), those
+        entries stay `done` and the next start sends their outcomes again."""
+        later, self._later = tuple(self._later), []
+        if later:
+            try:
+                await self._conn.call(partial(_finish, later=later, at=time.time()))
+            except sqlite3.Error as exc:
+                log.warning("ledger %s: could not mark %d delivered outcomes finished (the "
+                            "next start sends them again): %s", self._path, len(later), exc)
         await self._conn.close()
 
 
@@ -143,11 +170,30 @@ def _load(conn: sqlite3.Connection) -> dict[str, LedgerEntry]:
     return {row[0]: LedgerEntry.of_row(row) for row in rows}
 
 
-def _upsert(conn: sqlite3.Connection, entry: LedgerEntry, only_new: bool, at: float) -> bool:
-    """One statement, so one transaction: written whole when it returns, or not at all."""
+def _upsert(conn: sqlite3.Connection, entry: LedgerEntry, only_new: bool,
+            later: tuple[LedgerEntry, ...], at: float) -> bool:
+    """One transaction: the entries `finished` left for later, then `entry`; all of it is
+    written when this returns, or none of it. False when `only_new` found the attempt there."""
+    if not later:  # one statement is its own transaction (autocommit)
+        return conn.execute(ADMIT if only_new else UPSERT, _row(entry, at)).rowcount > 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(UPSERT, [_row(e, at) for e in later])
+        written = conn.execute(ADMIT if only_new else UPSERT, _row(entry, at)).rowcount > 0
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return written
+
+
+def _finish(conn: sqlite3.Connection, later: tuple[LedgerEntry, ...], at: float) -> None:
+    conn.executemany(UPSERT, [_row(e, at) for e in later])
+
+
+def _row(entry: LedgerEntry, at: float) -> tuple[object, ...]:
     worker = entry.worker
-    cursor = conn.execute(ADMIT if only_new else UPSERT, (
-        entry.attempt_id, entry.run_id, entry.task, entry.attempt, entry.placement,
-        entry.status, entry.report, worker.pid if worker else None,
-        worker.start if worker else None, at))
-    return cursor.rowcount > 0
+    return (entry.attempt_id, entry.run_id, entry.task, entry.attempt, entry.placement,
+            entry.status, entry.report, worker.pid if worker else None,
+            worker.start if worker else None, at)

@@ -81,3 +81,65 @@ async def test_a_write_is_one_hand_off_to_the_ledgers_thread_and_back(
         assert (await reopened.get("run/task/1")) == entry("started"), "and it is durable"
     finally:
         await reopened.close()
+
+
+def of(attempt: int, status: str) -> LedgerEntry:
+    return LedgerEntry(f"run/task/{attempt}", "run", "task", attempt, 1, status,
+                       report=b"outcome" if status == "done" else None)
+
+
+async def test_a_delivered_outcome_is_marked_finished_with_the_next_write_not_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given an attempt whose outcome is recorded, and every reply to the event loop counted
+    ledger = await Ledger.open(tmp_path / "agent.db")
+    await ledger.record(of(1, "done"))
+    loop = asyncio.get_running_loop()
+    replies: list[object] = []
+    reply = loop.call_soon_threadsafe
+
+    def counted(*args: Any, **kwargs: Any) -> asyncio.Handle:
+        replies.append(args)
+        return reply(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    try:
+        # when its outcome reached the bus, and then the next attempt is admitted
+        ledger.finished(of(1, "finished"))
+        marked = len(replies)
+        assert await ledger.admit(of(2, "accepted"))
+    finally:
+        monkeypatch.undo()
+        await ledger.close()
+    # then marking it cost no write of its own, and the admission wrote both
+    assert (marked, len(replies)) == (0, 1)
+    reopened = await Ledger.open(tmp_path / "agent.db")
+    try:
+        assert await reopened.undelivered() == []
+        assert [e.attempt_id for e in await reopened.unfinished()] == ["run/task/2"]
+        assert await reopened.get("run/task/1") == of(1, "finished")
+    finally:
+        await reopened.close()
+
+
+async def test_finished_marks_are_written_at_close_and_until_then_the_outcome_is_undelivered(
+        tmp_path: Path) -> None:
+    # given an attempt whose outcome was recorded, then delivered
+    path = tmp_path / "agent.db"
+    ledger = await Ledger.open(path)
+    await ledger.record(of(1, "done"))
+    ledger.finished(of(1, "finished"))
+    # when the agent dies before its next write (another connection reads the file as a
+    # restarted agent would)
+    crashed = await Ledger.open(path)
+    try:
+        # then the outcome is still to be sent again: the guarantee never rested on the mark
+        assert await crashed.undelivered() == [of(1, "done")]
+    finally:
+        await crashed.close()
+    # and when it closes instead, the mark is written
+    await ledger.close()
+    reopened = await Ledger.open(path)
+    try:
+        assert await reopened.undelivered() == []
+    finally:
+        await reopened.close()
