@@ -360,7 +360,8 @@ class EmbeddedBus:
 
     async def _poll(self) -> None:
         """data_version changes when another connection commits: one cheap job per tick, which
-        reloads the heads in the same hand-off when it changed.
+        reloads the heads in the same hand-off when it changed and they moved past what this
+        instance knows (its own writer's commits change data_version too).
 
         It notifies once on start, since an append may have landed between a waiter's check
         and the first data_version read.
@@ -372,7 +373,9 @@ class EmbeddedBus:
             self._notify()
             while self._waiters:
                 await asyncio.sleep(POLL_INTERVAL_S)
-                seen, heads = await self._read(partial(jobs.changes, seen=seen), "polling")
+                known = sum(self._heads.values())
+                seen, heads = await self._read(partial(jobs.changes, seen=seen, known=known),
+                                               "polling")
                 if heads is not None:
                     self._notify(self._merge_heads(heads))
         except BusError:

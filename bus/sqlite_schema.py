@@ -57,6 +57,7 @@ READ = """SELECT "offset", key, value, headers, ts_ms FROM records
 END = 'SELECT next_offset FROM heads WHERE topic = ? AND "partition" = ?'
 COMMITTED = 'SELECT "offset" FROM positions WHERE grp = ? AND topic = ? AND "partition" = ?'
 HEADS = 'SELECT topic, "partition", next_offset FROM heads'
+HEADS_TOTAL = "SELECT coalesce(sum(next_offset), 0) FROM heads"
 ANY_READY = """SELECT 1 FROM heads JOIN (VALUES {values}) AS w
     ON heads.topic = w.column1 AND heads."partition" = w.column2
     WHERE heads.next_offset > w.column3 LIMIT 1"""

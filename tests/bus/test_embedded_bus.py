@@ -221,26 +221,39 @@ async def test_a_whole_commit_is_one_hand_off_to_the_writers_thread(
     assert jobs == Counter({"bus-reader": 2})
 
 
+class Poller:
+    """Sees the bus's poller tick (each tick is one `changes` job on the reader's thread)."""
+
+    def __init__(self, bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.bus = bus
+        self.ticked = asyncio.Event()
+        submit = SqliteThread.submit
+
+        def watched(thread: SqliteThread, job: Job[T]) -> asyncio.Future[T]:
+            if getattr(job, "func", None) is sqlite_jobs.changes:
+                self.ticked.set()
+            return submit(thread, job)
+
+        monkeypatch.setattr(SqliteThread, "submit", watched)
+
+    async def tick(self) -> None:
+        """Until a tick submitted from now on is taken in: the reader's thread runs jobs in
+        order, so a read submitted after the tick returns after it, and the poller has taken
+        in what it found by then."""
+        self.ticked.clear()
+        await self.ticked.wait()
+        await self.bus.committed("nobody", TopicPartition(INTENTS, 11))
+
+
 @contextlib.asynccontextmanager
-async def polling(bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+async def polling(bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Poller]:
     """A consumer waiting on an idle partition keeps the bus's poller running, as the loops
-    of `baton up` always do. Entered once the poller's first tick is in: the tick is a job on
-    the reader's thread, which runs jobs in order, so a read submitted after it is answered
-    after it, and the poller has taken in what it found by then."""
-    ticked = asyncio.Event()
-    submit = SqliteThread.submit
-
-    def watched(self: SqliteThread, job: Job[T]) -> asyncio.Future[T]:
-        if getattr(job, "func", None) is sqlite_jobs.changes:
-            ticked.set()
-        return submit(self, job)
-
-    monkeypatch.setattr(SqliteThread, "submit", watched)
+    of `baton up` always do. Entered once the poller's first tick is in."""
+    poller = Poller(bus, monkeypatch)
     waiter = asyncio.create_task(bus.wait({TopicPartition(INTENTS, 11): 0}, timeout=600))
     try:
-        await ticked.wait()
-        await bus.committed("nobody", TopicPartition(INTENTS, 11))
-        yield
+        await poller.tick()
+        yield poller
     finally:
         waiter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -312,6 +325,34 @@ async def test_only_the_latest_records_are_kept_in_memory(
     assert (asked, jobs["bus-reader"]) == (1, 1)
     assert [r.offset for r in oldest] == list(range(extra - 1, 20 + extra))
     assert [r.offset for r in kept] == list(range(extra, 20 + extra))
+
+
+async def test_a_poll_reloads_the_heads_only_when_another_connection_moved_one(
+    bus: EmbeddedBus, other: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a polling bus, and every reload of the heads on its reader's thread counted
+    loaded: list[int] = []
+    heads = sqlite_jobs.heads
+
+    def counted(conn: sqlite3.Connection) -> sqlite_jobs.Heads:
+        loaded.append(1)
+        return heads(conn)
+
+    monkeypatch.setattr(sqlite_jobs, "heads", counted)
+    tp = TopicPartition(TRIGGERS, 0)
+    async with polling(bus, monkeypatch) as poller:
+        # when it commits itself (which another connection's view of the file sees change)
+        loaded.clear()
+        await bus.publish([trigger()])
+        await poller.tick()
+        # then the next tick reloads no heads: it knows them
+        assert loaded == []
+        # and when another process appends, the next tick does, and a waiter sees it
+        await other.publish([trigger(value=b"theirs")])
+        await poller.tick()
+        assert loaded == [1]
+        assert await bus.wait({tp: 1}, timeout=0)
+        assert [r.value for r in await bus.read(tp, 1)] == [b"theirs"]
 
 
 async def test_close_lets_a_commit_already_made_finish_and_refuses_later_ones(
