@@ -224,8 +224,10 @@ class EmbeddedBus:
     async def _transact(self, placed: list[jobs.Placed], positions: list[jobs.PositionRow]
                         ) -> list[Record]:
         """The whole commit is queued on the writer's thread before this returns to the loop,
-        and the heads are advanced in a task of its own: a cancelled caller neither cuts the
-        transaction short nor leaves the in-memory heads behind what was written."""
+        and the heads are advanced by a callback on its outcome, not by the caller: a
+        cancelled caller neither cuts the transaction short nor leaves the in-memory heads
+        behind what was written. (A callback, not a shielded task: one task and two loop
+        turns less per commit, the hot path of every component.)"""
         if self._closed:
             raise BusUnusable("bus is closed")
         if not placed and not positions:
@@ -236,19 +238,33 @@ class EmbeddedBus:
             done = self._writer.submit(job)
         except ThreadClosed:
             raise BusUnusable("bus is closed") from None
-        return await asyncio.shield(self._written(done))
+        outcome: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(partial(self._written, outcome=outcome))
+        return await outcome
 
-    async def _written(self, done: asyncio.Future[list[Record]]) -> list[Record]:
-        """Once the commit is durable: advance the heads and wake the partitions' waiters."""
-        try:
-            written = await done
-        except sqlite3.Error as exc:
-            raise sql.bus_error(exc, self.path, "append failed, nothing was written") from exc
+    def _written(self, done: asyncio.Future[list[Record]],
+                 outcome: asyncio.Future[list[Record]]) -> None:
+        """Once the commit is durable (whether its caller still waits or not): advance the
+        heads, keep the records, wake the partitions' waiters; then the caller's outcome."""
+        if done.cancelled():  # the writer's futures are only ever settled by its thread
+            outcome.cancel()
+            return
+        exc = done.exception()
+        if exc is not None:
+            if isinstance(exc, sqlite3.Error):
+                error = sql.bus_error(exc, self.path, "append failed, nothing was written")
+                error.__cause__ = exc
+                exc = error
+            if not outcome.done():
+                outcome.set_exception(exc)
+            return
+        written = done.result()
         if written:
             self._advance_heads(written)
             self._keep(written)
             self._notify({record.tp for record in written})
-        return written
+        if not outcome.done():
+            outcome.set_result(written)
 
     async def _read(self, job: Job[T], doing: str, *args: object) -> T:
         """One job on the reader's thread, its SQLite errors as bus errors saying what was

@@ -355,6 +355,24 @@ async def test_a_poll_reloads_the_heads_only_when_another_connection_moved_one(
         assert [r.value for r in await bus.read(tp, 1)] == [b"theirs"]
 
 
+async def test_a_commit_whose_caller_is_cancelled_still_moves_the_heads_and_wakes_waiters(
+    bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a polling bus (reads past its known heads cost nothing) and a consumer waiting
+    tp = TopicPartition(TRIGGERS, 0)
+    async with polling(bus, monkeypatch):
+        waiting = asyncio.create_task(bus.wait({tp: 0}, timeout=600))
+        # when a publish is cancelled once it is queued on the writer's thread
+        publishing = asyncio.create_task(bus.publish([trigger(value=b"kept")]))
+        await asyncio.sleep(0)  # the commit is queued on the writer's thread
+        publishing.cancel()
+        # then the record was written, the waiter wakes, and a read finds it
+        assert await asyncio.wait_for(waiting, CHILD_BOUND_S) is True
+        assert [r.value for r in await bus.read(tp, 0)] == [b"kept"]
+    with pytest.raises(asyncio.CancelledError):
+        await publishing
+
+
 async def test_close_lets_a_commit_already_made_finish_and_refuses_later_ones(
     db_path: Path,
 ) -> None:
