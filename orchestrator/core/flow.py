@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from events import runs as ev
 from events.commands import ExecuteTask
 from events.pipeline import RetryPolicy, TaskSpec
@@ -245,23 +247,49 @@ QUEUE_CHANGES = (
 go, or their wait changes); between them, and ticks, it need not be asked again."""
 
 
+@dataclass(frozen=True)
+class Queue:
+    """What of a group waits to start."""
+
+    wants: tuple[Want, ...]
+    """The highest-ranked ready tasks that capacity would let start, one per kind of
+    request: what the group publishes to the other groups of its process."""
+    held: bool
+    """Whether a ready task waits for a concurrency limit, which an attempt ending in any
+    group may lift."""
+
+    @property
+    def waits(self) -> bool:
+        """Whether capacity freed anywhere could let a task of this group start."""
+        return self.held or bool(self.wants)
+
+
 def waiting_for_room(state: CoordinatorState, now: float, settings: Settings,
                      most: int = 16) -> tuple[Want, ...]:
-    """This group's highest-ranked ready tasks that capacity would let start (what it
-    publishes to the other groups of its process), one per kind of request. A task backing
-    off after an agent refused it counts: it wants the room as soon as its backoff ends."""
+    return queue_of(state, now, settings, most).wants
+
+
+def queue_of(state: CoordinatorState, now: float, settings: Settings,
+             most: int = 16) -> Queue:
+    """This group's queue, in one pass over its ready tasks. A task backing off after an
+    agent refused it counts: it wants the room as soon as its backoff ends."""
     wants: dict[object, Want] = {}
+    held = False
     for run_id in state.active:
         run = state.runs[run_id]
         for name, task in run.tasks.items():
-            if task.status == "ready" and task.waiting and not held_by_limit(task.waiting):
+            if task.status != "ready" or not task.waiting:
+                continue
+            if held_by_limit(task.waiting):
+                held = True
+            else:
                 req = run.spec.task(name).resources
                 rank = effective_priority(run.priority, task.ready_at or now, now,
                                           settings.aging_s)
                 key = request_key(req)
                 if key not in wants or wants[key].rank < rank:
                     wants[key] = Want(rank, req)
-    return tuple(sorted(wants.values(), key=lambda w: -w.rank)[:most])
+    return Queue(tuple(sorted(wants.values(), key=lambda w: -w.rank)[:most]), held)
 
 
 def _aged(priority: int, task: TaskState, d: Decision) -> bool:

@@ -47,6 +47,9 @@ class FleetTracker:
     agents: dict[str, AgentStatus] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
     version: int = 0
+    """Bumps when agents come, go, drain or are lost: every partition group looks again."""
+    room: int = 0
+    """Bumps when capacity is freed: a group with a task waiting to start looks again."""
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     subscribers: list[asyncio.Event] = field(default_factory=list)
     twins: dict[str, str] = field(default_factory=dict)
@@ -136,14 +139,14 @@ class FleetTracker:
         return False
 
     def _capacity(self, beat: AgentHeartbeat) -> None:
-        """Capacity an agent reports free again wakes every partition group: a task waiting
+        """Capacity an agent reports free again wakes the partition groups: a task waiting
         for room in one group must hear of an attempt that ended in another (or in another
         coordinator process), and nothing else would tell it."""
         free = (beat.free_cpus, beat.free_memory_mb, len(beat.free_gpus))
         before = self._free.get(beat.agent_id)
         self._free[beat.agent_id] = free
         if before is not None and any(now > was for now, was in zip(free, before, strict=True)):
-            self._bump()
+            self.capacity_freed()
 
     def read_through(self) -> None:
         """The topic was just read to its end. If that had not happened for longer than the
@@ -177,11 +180,16 @@ class FleetTracker:
         return max(self.expiry_s, view.lease_s + LEASE_MARGIN_S)
 
     def capacity_freed(self) -> None:
-        """An attempt of one partition group ended: tasks of any group of this process may
-        have been waiting for exactly that capacity, so every group looks again."""
-        self._bump()
+        """An attempt ended (here, or as an agent reports): tasks of any group may have been
+        waiting for exactly that capacity, or for a concurrency limit it lifts. The groups
+        wake, and each looks again only if something of its own waits to start."""
+        self.room += 1
+        self._wake()
 
     def _bump(self) -> None:
         self.version += 1
+        self._wake()
+
+    def _wake(self) -> None:
         for event in self.subscribers:
             event.set()

@@ -32,7 +32,7 @@ from events.registry import RegisterModel
 from orchestrator.core.decide import Input, Tick, decide, next_deadline
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.evolve import InFlight, evolve, update_in_flight
-from orchestrator.core.flow import QUEUE_CHANGES, waiting_for_room
+from orchestrator.core.flow import QUEUE_CHANGES, queue_of
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.placement import request_key
 from orchestrator.core.settings import Settings
@@ -83,6 +83,10 @@ class GroupLoop(Loop):
     """Called once a takeover has restored the group, before it decides anything."""
     _since_snapshot: int = 0
     _fleet_version: int = -1
+    _room_seen: int = -1
+    _waits: bool = True
+    """Whether a task of this group waits to start, so freed capacity is worth a tick (from
+    the last queue published; True until one is, after a restore)."""
     _fleet_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _freed: bool = False
     """Whether the batch being committed ended an attempt (see FleetTracker.capacity_freed)."""
@@ -111,7 +115,7 @@ class GroupLoop(Loop):
         began = time.perf_counter()
         self._forget_capacity()
         self.state = self._fresh_state()
-        self._due_stale = True
+        self._due_stale = self._waits = True
         tp = TopicPartition(topics.RUNS, self.k)
         end = await self.bus.end_offset(tp)
         snap = await snapshots.latest(self.bus, self.k, end)
@@ -155,7 +159,9 @@ class GroupLoop(Loop):
         """Refresh this group's entry on the demand board (only after a decision that could
         change it: the scan is as long as the group's backlog)."""
         before = self.demand.get(self.k, ())
-        self.demand[self.k] = wants = waiting_for_room(self.state, now, self.settings)
+        queue = queue_of(self.state, now, self.settings)
+        self.demand[self.k] = wants = queue.wants
+        self._waits = queue.waits
         # Room other groups held for a want that is gone unplaced (its run cancelled, say)
         # is theirs again: wake them as if capacity was freed.
         self._freed = self._freed or bool(_keys(before) - _keys(wants))
@@ -187,21 +193,33 @@ class GroupLoop(Loop):
         """Decide on a batch of inputs, or else on a due tick or a changed fleet."""
         if not records:
             due = self._next_deadline()
-            if self.fleet.version == self._fleet_version and (due is None or
-                                                              due > self.clock()):
+            if not self._woken() and (due is None or due > self.clock()):
                 return False
-            self._fleet_version = self.fleet.version
+            self._fleet_version, self._room_seen = self.fleet.version, self.fleet.room
         await self._commit(records, positions)
         return True
 
     def wait_bound_s(self) -> float | None:
         """Until an input arrives, the fleet changes, or the next deadline is due."""
-        if self.fleet.version != self._fleet_version:
+        if self._woken():
             return None
         due = self._next_deadline()
         timeout = 1.0 if due is None else max(0.0, min(1.0, due - self.clock()))
         self._fleet_changed.clear()
-        return None if self.fleet.version != self._fleet_version else timeout
+        return None if self._woken() else timeout
+
+    def _woken(self) -> bool:
+        """Whether the fleet changed in a way a tick must look at: agents came, went or were
+        lost (every group), or capacity was freed while a task of this group waits to start
+        (a fan-out ends an attempt per report: waking every group for each cost more ticks
+        than decisions)."""
+        if self.fleet.version != self._fleet_version:
+            return True
+        if self.fleet.room != self._room_seen:
+            if self._waits:
+                return True
+            self._room_seen = self.fleet.room
+        return False
 
     def wakers(self) -> Sequence[asyncio.Event]:
         return (self._fleet_changed,)

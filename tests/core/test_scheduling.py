@@ -11,7 +11,7 @@ from events.commands import CancelTask
 from events.common import Capabilities, GpuInfo, Resources
 from events.pipeline import PipelineSpec, TaskSpec
 from orchestrator.core.decide import next_deadline
-from orchestrator.core.flow import waiting_for_room
+from orchestrator.core.flow import queue_of, waiting_for_room
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import AgentStatus
 from tests.core.harness import finish, labelled_agent, pipeline, request, task
@@ -192,6 +192,20 @@ def test_a_pipeline_concurrency_limit_counts_tasks_across_its_runs() -> None:
 
     finish(h, runs[0], "t")
     assert placed(h)[-1] == (runs[2], "t")
+
+
+def test_a_task_held_by_a_limit_is_in_the_queue_that_freed_capacity_wakes() -> None:
+    # given a pipeline at its limit of 1 running task, with a second run's task held by it
+    h = given(("a1", 8))
+    spec = PipelineSpec(name="etl", tasks=(task("t"),), max_concurrent_tasks=1)
+    first, _ = request(h, spec, "r0"), request(h, spec, "r1")
+    # when the group's queue is read
+    queue = queue_of(h.state, h.now, h.settings)
+    # then nothing wants room (capacity alone would not start it), but something waits:
+    # an attempt ending anywhere may lift the limit
+    assert (queue.wants, queue.held, queue.waits) == ((), True, True)
+    finish(h, first, "t")
+    assert not queue_of(h.state, h.now, h.settings).waits
 
 
 def test_a_label_pool_limit_holds_tasks_requesting_that_label_but_not_others() -> None:

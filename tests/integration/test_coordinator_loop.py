@@ -292,6 +292,32 @@ async def test_a_coordinator_gone_after_its_commit_is_taken_over_where_it_left_o
     assert not [d for d in log if isinstance(d, InputIgnored)]
 
 
+async def test_freed_capacity_wakes_only_a_group_with_a_task_waiting_to_start(
+    bus: Bus,
+) -> None:
+    # given two groups sharing one fleet: one with a run whose first task waits (there is
+    # no agent), one with no runs; each has ticked once since it was restored
+    request = run_request(CHAIN, "waits-for-room")
+    k = tp_for(bus, topics.RUNS, request.run_id).partition
+    fleet = FleetTracker(bus)
+    waiting = GroupLoop(bus, k, fleet, ChampionTracker(bus), {})
+    idle = GroupLoop(bus, (k + 1) % bus.partitions(topics.RUNS), fleet, ChampionTracker(bus),
+                     {})
+    for loop in (waiting, idle):
+        await loop.restore()
+    await bus.publish([intent_record(bus, request, run_id=request.run_id, env_id="only")])
+    assert await waiting.step()
+    assert await waiting.step() and await idle.step()
+    assert not await waiting.step() and not await idle.step()
+
+    # when an attempt ends somewhere and frees capacity
+    fleet.capacity_freed()
+
+    # then the group whose task waits looks again, and the other stays asleep
+    assert await waiting.step()
+    assert not await idle.step()
+
+
 async def resumes_at(bus: Bus, k: int) -> dict[TopicPartition, int]:
     """Where a coordinator taking partition group k over would read its inputs from."""
     loop = GroupLoop(bus, k, FleetTracker(bus), ChampionTracker(bus), {})

@@ -150,10 +150,10 @@ def test_capacity_freed_on_an_agent_wakes_the_partition_groups() -> None:
     # when its load grows, nothing wakes; when an attempt ends and cpus free up, it does
     view.apply([beat(2, free_cpus=0.0)])
     assert not woken.is_set()
-    before = view.version
+    before, agents = view.room, view.version
     view.apply([beat(3, free_cpus=2.0)])
     assert woken.is_set()
-    assert view.version == before + 1
+    assert (view.room, view.version) == (before + 1, agents)
 
 
 # -- one agent id, two processes ---------------------------------------------------------------
