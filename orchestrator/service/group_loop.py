@@ -233,6 +233,7 @@ class GroupLoop(Loop):
                       ) -> None:
         outgoing: list[Outgoing] = []
         self._freed = False
+        room = self.fleet.room  # decide places what all room freed so far lets start
         try:
             for record in records:
                 outgoing.extend(self._handle(record))
@@ -255,6 +256,11 @@ class GroupLoop(Loop):
             raise
         if self._freed:
             self.fleet.capacity_freed()
+            room += 1
+        # Room freed by this decision, or before it, was placed from already: no tick for it
+        # (room freed elsewhere while the commit was on its way still wakes this group).
+        if self.fleet.room == room:
+            self._room_seen = room
         await self._after_commit(written, positions)
 
     def _active_attempts(self) -> int:

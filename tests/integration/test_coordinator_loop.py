@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from agents.artifacts import ArtifactStore
-from bus import Bus, Outgoing, TopicPartition
+from bus import Bus, Outgoing, Record, TopicPartition
 from events import topics
+from events.agents import AgentAdvertised
 from events.codec import decode, encode
-from events.common import ArtifactRef, Resources
+from events.commands import ExecuteTask
+from events.common import ArtifactRef, Capabilities, Resources
 from events.dlq import DeadLetter
 from events.envelope import Envelope, envelope
 from events.intents import RunCancelRequested
@@ -316,6 +318,47 @@ async def test_freed_capacity_wakes_only_a_group_with_a_task_waiting_to_start(
     # then the group whose task waits looks again, and the other stays asleep
     assert await waiting.step()
     assert not await idle.step()
+
+
+async def test_a_group_does_not_tick_for_the_room_its_own_decision_freed(bus: Bus) -> None:
+    # given one agent with one cpu and no GPU, and a run of two tasks: a one-cpu task placed
+    # on it, and a GPU task waiting for room no agent here has
+    wide = PipelineSpec(name="cpu-and-gpu", tasks=(
+        TaskSpec(name="cpu", function=ref("noop"), resources=Resources(cpus=1)),
+        TaskSpec(name="gpu", function=ref("noop"), resources=Resources(cpus=1, gpus=1))))
+    request = run_request(wide, "one-slot")
+    k = tp_for(bus, topics.RUNS, request.run_id).partition
+    fleet = FleetTracker(bus)
+    advertised = AgentAdvertised(agent_id="a1", lease_s=60.0,
+                                 capabilities=Capabilities(cpus=1, memory_mb=4096))
+    fleet.apply([Record(topics.AGENTS, 0, 0, "a1", encode(envelope(
+        advertised, id="a1/advertised", time=time.time(), source="test", subject="a1")),
+        (), 0)])
+    loop = GroupLoop(bus, k, fleet, ChampionTracker(bus), {})
+    await loop.restore()
+    await bus.publish([intent_record(bus, request, run_id=request.run_id, env_id="only")])
+    while await loop.step():
+        pass
+    [placed] = [e.data for e in await commands_of(bus) if isinstance(e.data, ExecuteTask)]
+
+    # when its attempt ends, which frees the agent's cpu (the GPU task still waits)
+    done = AttemptSucceeded(run_id=placed.run_id, task=placed.task, attempt=1,
+                            attempt_id=placed.attempt_id, agent_id="a1",
+                            output=ArtifactRef(uri="file:///x", sha256="0" * 64, size=0))
+    room = fleet.room
+    await bus.publish([Outgoing(topics.REPORTS, placed.run_id, encode(envelope(
+        done, id="done", time=time.time(), source="test", subject=placed.run_id)),
+        partition=k)])
+    assert await loop.step()
+
+    # then the other groups were told of the room, but the group whose own decision freed
+    # it (and placed from it) does not tick for it
+    assert fleet.room == room + 1
+    assert not await loop.step()
+
+
+async def commands_of(bus: Bus) -> list[Envelope[Payload]]:
+    return [decode(r.value) for r in await read_all(bus, all_tps(bus, topics.COMMANDS))]
 
 
 async def resumes_at(bus: Bus, k: int) -> dict[TopicPartition, int]:
