@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any, Literal
 
@@ -121,6 +122,13 @@ class PipelineSpec(Frozen):
 
     def version(self) -> str:
         """Content hash of the spec: a run pins the exact definition it started with."""
+        return self.content_hash
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """Once per spec (it is frozen): every run row the projector writes names the
+        version, and hashing a 1,000-task spec costs ~1.7 ms. A cached_property lives in
+        the instance's __dict__, which pydantic leaves out of fields, dumps and equality."""
         canonical = self.model_dump_json(exclude={"description"}).encode()
         return hashlib.sha256(canonical).hexdigest()[:16]
 
