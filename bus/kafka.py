@@ -9,7 +9,9 @@ read_committed leaves offset gaps (each transaction ends with a marker that take
 so positions are never inferred from counts: a reader continues at `last.offset + 1`, and
 `wait` fetches instead of comparing end offsets, which a trailing marker would keep ahead
 forever. Reads and waits are kafka_reader.py: one Fetch per read, no ListOffsets first, and
-read-your-writes there instead of a visibility wait after every transaction.
+read-your-writes there instead of a visibility wait after every transaction. What this instance
+wrote and committed itself is handed to its own reads and waits first (kafka_handoff.py): inside
+one `baton up` a hop from one consumer to the next then costs no broker round trip.
 
 aiokafka has no KIP-447, so a zombie is fenced by the transactional id alone: `commit` uses one
 producer per (group, input set), id `baton.<deployment>.<group>.<k>`; a new owner's `claim`
@@ -38,6 +40,7 @@ from bus.kafka_clients import (
     quietly,
     retriable,
 )
+from bus.kafka_handoff import Handoff
 from bus.kafka_reader import Reader, Waiters
 from bus.kafka_topics import existing_counts, provision
 from bus.kafka_transactions import Transactions
@@ -69,6 +72,7 @@ class KafkaBus:
         self._waiters = Waiters(bootstrap, [])
         self._reader: Reader | None = None
         self._transactions: Transactions | None = None
+        self._handoff = Handoff()
         self._closed = False
 
     @classmethod
@@ -116,9 +120,10 @@ class KafkaBus:
             await topology.record(bootstrap, namespace, recorded, counts)
             bus._topology = Topology(counts)
             bus._waiters = Waiters(bootstrap, bus._topic_names())
-            bus._reader = Reader(bus._reader_consumer, bus._waiters, bus._topic_names())
+            bus._reader = Reader(bus._reader_consumer, bus._waiters, bus._topic_names(),
+                                 bus._skipped)
             bus._transactions = Transactions(bootstrap, deployment, bus._reader, admin,
-                                             bus._name, bus._ktp)
+                                             bus._name, bus._ktp, bus._handoff.wrote)
         except BaseException as exc:
             await quietly(bus.close())
             if isinstance(exc, CLIENT_ERRORS):
@@ -219,11 +224,15 @@ class KafkaBus:
 
     async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
         """One Fetch from `start` (more while the response held less than the LSO allows and
-        `limit` is not reached); offsets returned are real, with gaps at markers and aborts."""
+        `limit` is not reached); offsets returned are real, with gaps at markers and aborts.
+        From exactly where a record this instance committed sits, no Fetch: the run of its
+        own records from there (kafka_handoff.py says when), and the broker for what follows."""
         self._check(tp)
         reader = self._open_reader()
         if limit <= 0:
             return []
+        if handed := self._handoff.read(tp, start, limit):
+            return handed
         try:
             return [self._record(raw) for raw in await reader.read(self._ktp(tp), start, limit)]
         except CLIENT_ERRORS as exc:
@@ -231,18 +240,25 @@ class KafkaBus:
 
     async def read_many(self, starts: Mapping[TopicPartition, int], limit: int = 1000
                         ) -> list[Record]:
-        """One Fetch per leader for all of them (kafka_reader.Reader.read_many)."""
+        """One Fetch per leader for all of them (kafka_reader.Reader.read_many), except those
+        answered by what this instance committed itself (as `read`); none if all are."""
         for tp in starts:
             self._check(tp)
         reader = self._open_reader()
         if limit <= 0 or not starts:
             return []
-        try:
-            got = await reader.read_many({self._ktp(tp): start for tp, start in starts.items()},
-                                         limit)
-        except CLIENT_ERRORS as exc:
-            raise BusError(f"cannot read {len(starts)} partitions: {exc!r}") from exc
-        return [self._record(raw) for tp in starts for raw in got.get(self._ktp(tp), ())]
+        handed = {tp: run for tp, start in starts.items()
+                  if (run := self._handoff.read(tp, start, limit))}
+        rest = {self._ktp(tp): start for tp, start in starts.items() if tp not in handed}
+        got: dict[Any, list[Any]] = {}
+        if rest:
+            try:
+                got = await reader.read_many(rest, limit, brought=bool(handed))
+            except CLIENT_ERRORS as exc:
+                raise BusError(f"cannot read {len(starts)} partitions: {exc!r}") from exc
+        return [record for tp in starts
+                for record in handed.get(tp) or [self._record(raw)
+                                                 for raw in got.get(self._ktp(tp), ())]]
 
     async def end_offset(self, tp: TopicPartition) -> int:
         """The last stable offset: what a read_committed reader can reach now (past this
@@ -260,12 +276,19 @@ class KafkaBus:
         timeout: float,  # noqa: ASYNC109 - a deadline is part of the contract
     ) -> bool:
         """Fetches from the positions on a pooled waiter until a record (not a marker) comes;
-        concurrent waits never queue behind each other."""
+        concurrent waits never queue behind each other. A record this instance commits at one
+        of the positions ends the wait at once (kafka_handoff.py)."""
         for tp in positions:
             self._check(tp)
         self._check_open()
-        return await self._waiters.wait(
-            {self._ktp(tp): position for tp, position in positions.items()}, timeout)
+        if self._handoff.ready(positions):
+            return True
+        woken = self._handoff.listen(positions)
+        try:
+            return await self._waiters.wait(
+                {self._ktp(tp): position for tp, position in positions.items()}, timeout, woken)
+        finally:
+            self._handoff.unlisten(woken)
 
     async def close(self) -> None:
         """Stops every client once the last transactions are visible (kafka_transactions.py);
@@ -316,6 +339,10 @@ class KafkaBus:
     def _place(self, out: Outgoing) -> tuple[TopicPartition, Outgoing]:
         """Always an explicit partition: the client's partitioner is never trusted with keys."""
         return self._topology.place(out), out
+
+    def _skipped(self, ktp: Any, start: int, end: int) -> None:
+        self._handoff.skipped(TopicPartition(str(ktp.topic)[len(self._namespace):],
+                                             int(ktp.partition)), start, end)
 
     def _record(self, raw: Any) -> Record:
         topic = str(raw.topic)[len(self._namespace):]

@@ -17,6 +17,9 @@ exits leaves everything visible, as commits did when each waited (see `settle`).
 
 What each group committed last is remembered until the instance claims the group again, so
 `committed` answers its own commits at once (the broker shows them only once the markers land).
+
+What a transaction wrote is handed to this instance's own readers (kafka_handoff.py) once its
+EndTxn succeeded, and what an append wrote once it returned: never before, never on failure.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ CLOSE_SETTLE_S: Final = 5.0
 """`close` waits at most until the last transaction on each id is this old."""
 
 Placed = list[tuple[TopicPartition, Outgoing]]
+Handed = Callable[[str | None, list[Record]], None]
+"""Told what was written and by which transactional id (None: an append), once it is final."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,10 @@ class Transactions:
     """The producers of one bus instance: its own for `publish`, one per (group, inputs)."""
 
     def __init__(self, bootstrap: str, deployment: str, reader: Reader, admin: Any,
-                 name: Callable[[str], str], ktp: Callable[[TopicPartition], Any]) -> None:
+                 name: Callable[[str], str], ktp: Callable[[TopicPartition], Any],
+                 handed: Handed = lambda producer, records: None) -> None:
         self._bootstrap = bootstrap
+        self._handed = handed
         self._deployment = deployment
         self._reader = reader
         self._admin = admin
@@ -137,6 +144,7 @@ class Transactions:
                            f"been written: {exc!r}") from exc
         written = _written(placed, sent, ts_ms)
         self._reader.wrote((self._ktp(r.tp), r.offset) for r in written)
+        self._handed(None, written)
         return written
 
     def _publish_id(self) -> str:
@@ -225,6 +233,7 @@ class Transactions:
             for record in written:
                 lasts[self._ktp(record.tp)] = record.offset
             self._reader.wrote(lasts.items())
+            self._handed(tid, written)  # EndTxn succeeded: committed, whatever happens next
             if group is not None and positions:
                 self._positions.update({(group, ktp): pos for ktp, pos in positions.items()})
             self._ended[tid] = Ended(time.monotonic(), lasts, group, offsets_sent)
@@ -315,9 +324,13 @@ class Transactions:
 
 
 def _written(placed: Placed, sent: list[Any], ts_ms: int) -> list[Record]:
-    """The records as stored, from the producer's acks (RecordMetadata) in `placed`'s order."""
+    """The records as stored, from the producer's acks (RecordMetadata) in `placed`'s order,
+    with the timestamp Kafka stores: the one we sent, or the broker's where a topic is
+    configured for LogAppendTime (one per batch), so a record handed to a reader equals the one
+    Kafka delivers. Not the ack's timestamp under CreateTime: aiokafka gives every record of a
+    batch the first one's, and a batch may hold records of several concurrent appends."""
     return [Record(tp.topic, tp.partition, int(meta.offset), out.key, out.value, out.headers,
-                   ts_ms)
+                   int(meta.timestamp) if meta.timestamp_type == 1 else ts_ms)
             for (tp, out), meta in zip(placed, sent, strict=True)]
 
 
