@@ -24,29 +24,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bus import kafka_topology as topology
-from bus.backoff import Backoff
 from bus.kafka_clients import (
     CLIENT_ERRORS,
     REQUEST_TIMEOUT_MS,
+    group_offset,
     new_consumer,
     quietly,
-    retriable,
 )
 from bus.kafka_handoff import Handoff
-from bus.kafka_reader import Reader, Waiters
-from bus.kafka_topics import existing_counts, provision
+from bus.kafka_reader import Reader
+from bus.kafka_topics import agreed_counts
 from bus.kafka_transactions import Transactions
+from bus.kafka_waiters import Waiters
 from bus.protocol import BusError, BusUnusable
 from bus.records import Headers, Outgoing, Record, TopicPartition
-from bus.topology import Topology, check_group_counts, wanted_counts
+from bus.topology import Topology, wanted_counts
 from events.topics import DEFAULT_PARTITIONS
 
 _log = logging.getLogger(__name__)
@@ -54,8 +52,6 @@ _log = logging.getLogger(__name__)
 READER_FETCH_WAIT_MS: Final = 5
 """Only the topology read at open fetches through the reader consumer; reads send their own
 Fetch requests (kafka_reader.py)."""
-COORDINATOR_BOUND_S: Final = 30.0
-"""How long `committed` retries retriable errors, e.g. a group coordinator still being elected."""
 
 
 class KafkaBus:
@@ -104,20 +100,9 @@ class KafkaBus:
         bus = cls(bootstrap, namespace, {}, admin)
         try:
             await admin.start()
-            layout = {**wanted, topology.TOPOLOGY: 1}
-            existing = await existing_counts(admin, namespace, layout)
-            # Before anything is created: a refused open leaves the cluster as it was.
-            _refuse(topology.asked_otherwise(asked, existing.counts, namespace))
-            counts = await provision(admin, namespace, layout, replication, existing)
-            del counts[topology.TOPOLOGY]  # Kafka-internal: not a topic of the Bus
-            # Again: a topic another process created meanwhile has that process's count.
-            _refuse(topology.asked_otherwise(asked, counts, namespace))
             bus._reader_consumer = await new_consumer(bootstrap, READER_FETCH_WAIT_MS)
-            recorded = await topology.read(bus._reader_consumer, namespace + topology.TOPOLOGY)
-            if recorded is not None:
-                _refuse(topology.changed(recorded, counts, namespace))
-            check_group_counts(counts, "on the broker")
-            await topology.record(bootstrap, namespace, recorded, counts)
+            counts = await agreed_counts(admin, bus._reader_consumer, bootstrap, namespace,
+                                         wanted, asked, replication)
             bus._topology = Topology(counts)
             bus._waiters = Waiters(bootstrap, bus._topic_names())
             bus._reader = Reader(bus._reader_consumer, bus._waiters, bus._topic_names(),
@@ -206,21 +191,7 @@ class KafkaBus:
         mine = self._open_transactions().committed(group, ktp)
         if mine is not None:
             return mine
-        deadline = time.monotonic() + COORDINATOR_BOUND_S
-        backoff = Backoff(0.01, 0.2)
-        while True:
-            try:
-                found = await self._admin.list_consumer_group_offsets(group, partitions=[ktp])
-                break
-            except CLIENT_ERRORS as exc:
-                # A fresh cluster has no group coordinator until __consumer_offsets exists, a
-                # failing-over one for a moment: retriable, and it comes within seconds.
-                if not retriable(exc) or time.monotonic() > deadline:
-                    raise BusError(f"cannot read the offsets of group {group!r}: {exc!r}"
-                                   ) from exc
-            await asyncio.sleep(backoff.next())
-        meta = found.get(ktp)
-        return max(int(meta.offset), 0) if meta is not None else 0
+        return await group_offset(self._admin, group, ktp)
 
     async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
         """One Fetch from `start` (more while the response held less than the LSO allows and
@@ -351,9 +322,3 @@ class KafkaBus:
         return Record(topic, int(raw.partition), int(raw.offset),
                       bytes(raw.key or b"").decode(), bytes(raw.value or b""), headers,
                       int(raw.timestamp))
-
-
-def _refuse(problem: str | None) -> None:
-    if problem is not None:
-        raise BusUnusable(problem)
-

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
+from bus.backoff import Backoff
+from bus.protocol import BusError
 from bus.records import TopicPartition
 
 _log = logging.getLogger(__name__)
@@ -131,3 +134,26 @@ async def quietly(step: Any) -> None:
         await step
     except Exception:
         _log.debug("ignored error during cleanup", exc_info=True)
+
+
+COORDINATOR_BOUND_S: Final = 30.0
+"""How long reading a group's offset retries retriable errors, e.g. a group coordinator still
+being elected."""
+
+
+async def group_offset(admin: Any, group: str, ktp: Any) -> int:
+    """The group coordinator's committed offset of `group` on `ktp`; 0 when there is none."""
+    deadline = time.monotonic() + COORDINATOR_BOUND_S
+    backoff = Backoff(0.01, 0.2)
+    while True:
+        try:
+            found = await admin.list_consumer_group_offsets(group, partitions=[ktp])
+            break
+        except CLIENT_ERRORS as exc:
+            # A fresh cluster has no group coordinator until __consumer_offsets exists, a
+            # failing-over one for a moment: retriable, and it comes within seconds.
+            if not retriable(exc) or time.monotonic() > deadline:
+                raise BusError(f"cannot read the offsets of group {group!r}: {exc!r}") from exc
+        await asyncio.sleep(backoff.next())
+    meta = found.get(ktp)
+    return max(int(meta.offset), 0) if meta is not None else 0

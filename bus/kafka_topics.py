@@ -16,8 +16,10 @@ from typing import Any, Final
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from bus import kafka_topology as topology
 from bus.kafka_topology import TOPOLOGY, TOPOLOGY_CONFIG
 from bus.protocol import BusError, BusUnusable
+from bus.topology import check_group_counts
 from events.topics import AGENTS, RUNS, SNAPSHOTS
 
 PROVISION_BOUND_S: Final = 30.0
@@ -102,3 +104,31 @@ def raise_topic_errors(response: Any) -> None:
             raise BusUnusable(f"cannot create topic {name}: {error.__name__} {entry[2:]}")
 
 
+
+
+async def agreed_counts(admin: Any, reader: Any, bootstrap: str, namespace: str,
+                        wanted: Mapping[str, int], asked: Mapping[str, int],
+                        replication: int) -> dict[str, int]:
+    """The count of every Baton topic, the missing ones created, once every check passed:
+    counts asked for explicitly must be those of existing topics (before anything is
+    created, so a refused open leaves the cluster as it was, and again after, for a topic
+    another process created meanwhile), counts must match what the log recorded
+    (kafka_topology.py; a log without a record gets one), and the grouped topics must agree.
+    `reader` is a consumer the topology record is read with."""
+    layout = {**wanted, topology.TOPOLOGY: 1}
+    existing = await existing_counts(admin, namespace, layout)
+    _refuse(topology.asked_otherwise(asked, existing.counts, namespace))
+    counts = await provision(admin, namespace, layout, replication, existing)
+    del counts[topology.TOPOLOGY]  # Kafka-internal: not a topic of the Bus
+    _refuse(topology.asked_otherwise(asked, counts, namespace))
+    recorded = await topology.read(reader, namespace + topology.TOPOLOGY)
+    if recorded is not None:
+        _refuse(topology.changed(recorded, counts, namespace))
+    check_group_counts(counts, "on the broker")
+    await topology.record(bootstrap, namespace, recorded, counts)
+    return counts
+
+
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise BusUnusable(problem)
