@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,6 +32,7 @@ from orchestrator.service.group_loop import GROUP, GroupLoop
 from tests.bus.contract import read_all
 from tests.integration.support import intent_record, run_request, tp_for
 from tests.integration.tasks import ref
+from tests.kafka import test_kafka_bus as kafka_bus_tests
 from tests.kafka.test_kafka_bus import BOUND_S, Deployment, Requests, decision, group_inputs
 
 pytestmark = pytest.mark.kafka
@@ -42,12 +42,7 @@ REPORTS_0 = TopicPartition(topics.REPORTS, 0)
 SPEC = PipelineSpec(name="handed", tasks=(TaskSpec(name="only", function=ref("seed")),))
 
 
-@pytest.fixture
-async def deployment(kafka_bootstrap: str) -> AsyncIterator[Deployment]:
-    opened = Deployment(kafka_bootstrap)
-    yield opened
-    for bus in opened.buses:
-        await bus.close()
+deployment = kafka_bus_tests.deployment  # the fixture: fresh topics, buses closed after
 
 
 async def consumed(bus: KafkaBus, tp: TopicPartition, start: int) -> list[Record]:
