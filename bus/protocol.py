@@ -72,7 +72,10 @@ class Bus(Protocol):
         ...
 
     async def read(self, tp: TopicPartition, start: int, limit: int = 1000) -> list[Record]:
-        """Committed records from start on, in offset order; readers never see a torn append."""
+        """Committed records from start on, in offset order, up to `limit`; readers never see
+        a torn append. May bring fewer than are there (what one fetch brought, or a run this
+        instance wrote itself, kafka_handoff.py) but never skips one: a reader reads on from
+        the last offset + 1 until a read brings nothing."""
         ...
 
     async def read_many(self, starts: Mapping[TopicPartition, int], limit: int = 1000
