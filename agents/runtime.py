@@ -30,14 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents.attempts import Attempts, GiveUp
-from agents.commands import Commands, commands_of
+from agents.commands import Commands
 from agents.config import AgentConfig
 from agents.ledger import Ledger, LedgerEntry
 from agents.presence import GOODBYE_BOUND_S, Presence
 from agents.process_identity import end
 from agents.sender import Sender, agent_group
 from agents.workers import WorkerPool
-from bus import Bus, BusFenced, TopicPartition
+from bus import Bus, BusFenced
 from events.reports import AttemptFailed
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,6 @@ class Agent:
     @property
     def group(self) -> str:
         return agent_group(self.agent_id)
-
-    @property
-    def commands(self) -> TopicPartition:
-        return commands_of(self.bus, self.agent_id)
 
     @property
     def drain_requested(self) -> bool:

@@ -129,6 +129,11 @@ class Loop(ABC):
         """Positions a consumer loaded itself (e.g. a takeover restoring outside a step)."""
         self.positions, self._loaded = positions, True
 
+    def let_go(self) -> None:
+        """Neither the claim nor the positions hold any more (a failed step, the inputs moved
+        to another owner, a new store): the next step claims and loads again."""
+        self._loaded = self._claimed = False
+
     async def _step(self) -> tuple[list[Record], bool]:
         try:
             if not self._loaded:
@@ -140,7 +145,7 @@ class Loop(ABC):
             acted = await self.take(records, after)
         except BaseException:
             # Whoever runs the loop again claims and loads again, as at a takeover.
-            self._loaded = self._claimed = False
+            self.let_go()
             self.forget()
             raise
         self.positions = after

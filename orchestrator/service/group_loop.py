@@ -140,7 +140,7 @@ class GroupLoop(Loop):
     def release(self) -> None:
         """The group moved to another owner: its attempts no longer count against our view of
         agent capacity (we would never see them end), and its runs are no longer ours."""
-        self._loaded = self._claimed = False
+        self.let_go()
         self.forget()
 
     def forget(self) -> None:

@@ -168,7 +168,7 @@ class Projector(Loop):
         """A full disk (SQLite cannot even make its shared-memory file then) is waited out.
         Positions and state are loaded again from the store on every connection."""
         self._conn = await while_full(self.path, self._connect)
-        self._loaded = False
+        self.let_go()
         try:
             yield
         finally:
