@@ -22,7 +22,7 @@ from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import CoordinatorState
 from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.locks import file_lock, file_lock_when_free
-from orchestrator.store.rows import ROW_VERSION, run_row
+from orchestrator.store.rows import ROW_VERSION, RowDocs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -140,6 +140,7 @@ class Projector(Loop):
         self.positions = {}
         self.caught_up = asyncio.Event()
         self._conn: aiosqlite.Connection | None = None
+        self._docs = RowDocs()
 
     @property
     def inputs(self) -> Sequence[TopicPartition]:
@@ -219,18 +220,21 @@ class Projector(Loop):
     async def _write(self, conn: aiosqlite.Connection, touched: set[str],
                      models: list[ModelRegistered], positions: dict[TopicPartition, int]
                      ) -> None:
-        rows = [run_row(self.state.runs[r]) for r in touched if r in self.state.runs]
+        runs = [self.state.runs[r] for r in touched if r in self.state.runs]
+        rows: list[RunRow] = [(run.run_id, run.pipeline, run.status, run.trigger.type,
+                               run.created_at, self._docs.doc(run)) for run in runs]
         await while_full(self.path, lambda: _store(conn, rows, models, positions))
 
 
-async def _store(conn: aiosqlite.Connection, rows: list[dict[str, Any]],
+RunRow = tuple[str, str, str, str, float, str]
+"""A row of the runs table: run id, pipeline, status, trigger type, created at, document."""
+
+
+async def _store(conn: aiosqlite.Connection, rows: list[RunRow],
                  models: list[ModelRegistered], positions: dict[TopicPartition, int]) -> None:
     """One transaction, rolled back whole if it fails."""
     try:
-        await conn.executemany(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
-            [(r["run_id"], r["pipeline"], r["status"], r["trigger_type"], r["created_at"],
-              json.dumps(r, sort_keys=True)) for r in rows])
+        await conn.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", rows)
         await conn.executemany(
             "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)",
             [(m.model, m.version, m.run_id, m.model_dump_json()) for m in models])

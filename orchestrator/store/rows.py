@@ -1,7 +1,9 @@
-"""What a query sees of a run: one pure function of the folded state, used live and in verify."""
+"""What a query sees of a run: one pure function of the folded state, used live and in verify,
+and the stored text of it, rendered again per task only where the task changed."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from orchestrator.core.state import Attempt, RunState, TaskState
@@ -16,6 +18,11 @@ another version rebuilds them from the log (rows are derived; the log is the tru
 
 
 def run_row(run: RunState) -> dict[str, Any]:
+    return {**_run_fields(run), "tasks": [task_row(t) for t in run.tasks.values()]}
+
+
+def _run_fields(run: RunState) -> dict[str, Any]:
+    """Everything of the row but its tasks."""
     return {
         "run_id": run.run_id, "pipeline": run.pipeline, "pipeline_version": run.spec.version(),
         "trigger_type": run.trigger.type, "trigger_event_id": run.trigger.event_id,
@@ -23,7 +30,6 @@ def run_row(run: RunState) -> dict[str, Any]:
         "priority": run.priority, "created_at": run.created_at, "finished_at": run.finished_at,
         "sequence": run.seq, "ignored_inputs": run.ignored,
         "models": [{"name": m, "version": v} for m, v in run.models],
-        "tasks": [task_row(t) for t in run.tasks.values()],
     }
 
 
@@ -51,3 +57,32 @@ def attempt_row(attempt: Attempt) -> dict[str, Any]:
         "agent_id": attempt.agent_id, "gpus": list(attempt.gpus), "status": attempt.status,
         "queued_s": attempt.queued_s, "error": attempt.error, "traceback": attempt.traceback,
     }
+
+
+class RowDocs:
+    """Run rows as stored text, `json.dumps(run_row(run), sort_keys=True)` to the byte, where
+    a task's part is rendered again only when its state changed (task states are frozen and
+    replaced, so the same object is the same content). Rendering every task of a run per
+    batch cost the projector ~1 ms per task at 1,000 wide, and a tenth of the event loop's
+    CPU in a chain of 100. A run's parts are dropped once it has finished: rows of finished
+    runs rarely change again, and are then rendered whole."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, dict[str, tuple[TaskState, str]]] = {}
+
+    def doc(self, run: RunState) -> str:
+        kept = self._tasks.setdefault(run.run_id, {})
+        parts = [self._task_doc(kept, task) for task in run.tasks.values()]
+        if run.finished_at is not None:
+            del self._tasks[run.run_id]
+        fields = {key: json.dumps(value, sort_keys=True)
+                  for key, value in _run_fields(run).items()}
+        fields["tasks"] = "[" + ", ".join(parts) + "]"
+        return "{" + ", ".join(f"{json.dumps(key)}: {fields[key]}" for key in sorted(fields)) + "}"
+
+    @staticmethod
+    def _task_doc(kept: dict[str, tuple[TaskState, str]], task: TaskState) -> str:
+        hit = kept.get(task.name)
+        if hit is None or hit[0] is not task:
+            hit = kept[task.name] = (task, json.dumps(task_row(task), sort_keys=True))
+        return hit[1]

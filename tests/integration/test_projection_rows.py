@@ -7,12 +7,19 @@ projector would write for those logs.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import pytest
+
 from events import reports as rp
 from events.intents import RunRequested
 from events.triggers import TriggerInfo
 from orchestrator.cli.render import event_line, run_detail
 from orchestrator.core.ids import run_id_for
-from orchestrator.store.rows import run_row
+from orchestrator.core.state import TaskState
+from orchestrator.store import rows
+from orchestrator.store.rows import RowDocs, run_row
 from tests.core.harness import pipeline, ref, task
 from tests.core.support import CheckedHarness
 
@@ -226,3 +233,46 @@ def test_user_data_reaches_the_terminal_escaped_in_runs_show_and_watch() -> None
     assert "bad\\x00row\\x1b[2J" in shown
     assert "ValueError: bad\\x1b[2J" in shown
     assert "half\\x1b]0;pwned\\x07" in watched
+
+
+def test_a_stored_row_is_the_row_as_json_and_renders_again_only_the_tasks_that_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a three-task chain, its row stored once, and a count of task renders
+    h = CheckedHarness()
+    spec = pipeline(task("a"), task("b", "a"), task("c", "b"), name="chain")
+    run_id = run_id_for(spec.name, "idempotency_key", "k1")
+    h.feed(RunRequested(run_id=run_id, spec=spec,
+                        trigger=TriggerInfo(type="manual", event_id="k1", subject="chain")))
+    h.agent("cpu-a", gpus=0)
+    h.tick()
+    docs, rendered = RowDocs(), list[str]()
+    first = docs.doc(h.run(run_id))
+    real_task_row = rows.task_row
+
+    def counted(task: TaskState) -> dict[str, Any]:
+        rendered.append(task.name)
+        return real_task_row(task)
+
+    monkeypatch.setattr(rows, "task_row", counted)
+
+    # when: the first task succeeds, and then the others
+    a = h.last_execute("a")
+    h.report(rp.AttemptStarted, a)
+    h.report(rp.AttemptSucceeded, a, output=ref("a"))
+    after_a = docs.doc(h.run(run_id))
+    rendered_after_a = sorted(rendered)
+    row_after_a = json.dumps(run_row(h.run(run_id)), sort_keys=True)
+    for name in ("b", "c"):
+        attempt = h.last_execute(name)
+        h.report(rp.AttemptStarted, attempt)
+        h.report(rp.AttemptSucceeded, attempt, output=ref(name))
+    finished = docs.doc(h.run(run_id))
+
+    # then: each stored text is the row as json, and only the tasks that moved (a done, b
+    # scheduled) were rendered again
+    assert json.loads(first)["tasks"][0]["status"] == "scheduled"
+    assert after_a == row_after_a != first
+    assert rendered_after_a == ["a", "b"]
+    assert finished == json.dumps(run_row(h.run(run_id)), sort_keys=True)
+    assert json.loads(finished)["status"] == "succeeded"
