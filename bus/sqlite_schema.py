@@ -43,10 +43,8 @@ SCHEMA = (
 )
 COUNTS = 'SELECT topic, COUNT(*) FROM heads GROUP BY topic'
 INSERT_HEAD = 'INSERT OR IGNORE INTO heads (topic, "partition", next_offset) VALUES (?, ?, 0)'
-RESERVE = """UPDATE heads SET next_offset = next_offset + w.column3
-    FROM (VALUES {values}) AS w
-    WHERE heads.topic = w.column1 AND heads."partition" = w.column2
-    RETURNING topic, "partition", next_offset"""
+RESERVE = """UPDATE heads SET next_offset = next_offset + ?
+    WHERE topic = ? AND "partition" = ? RETURNING next_offset"""
 INSERT_RECORD = """INSERT INTO records (topic, "partition", "offset", key, value, headers, ts_ms)
     VALUES (?1, ?2, (SELECT next_offset FROM heads WHERE topic = ?1 AND "partition" = ?2) + ?3,
             ?4, ?5, ?6, ?7)"""
