@@ -13,7 +13,11 @@ a write.
 
 Each connection lives on a thread of its own (sqlite_thread.py) and every bus operation is one
 job there (sqlite_jobs.py): a whole commit, or a whole read, costs one hand-off from the event
-loop and one back. The writer thread runs commits one at a time in the order they were made.
+loop and one back. The writer thread runs commits one at a time in the order they were made;
+while it has none, a commit whose write lock is free at once runs on the loop's own thread
+instead (no hand-off: ~60 us of SQLite against ~0.5 ms there and back on a busy machine), and
+the WAL is checkpointed on the writer's thread every CHECKPOINT_EVERY commits (a checkpoint
+syncs the file, which no commit on the loop's thread may wait for).
 What this instance committed last stays in memory for its own readers (`_Kept`): in `baton
 up` most reads are of what another component of the same process just wrote, and while the
 poller keeps the heads fresh those reads need no hand-off at all.
@@ -43,6 +47,8 @@ _log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.01
 """Bounds how late another process's append is noticed; polling runs only while someone waits."""
+CHECKPOINT_EVERY = 100
+"""Commits of this instance between two checkpoints of the WAL (a few MB of WAL at most)."""
 KEPT_RECORDS = 256
 KEPT_BYTES = 1 << 20
 """Per partition, at most this many of the records this instance appended last (and at most
@@ -65,6 +71,7 @@ class EmbeddedBus:
         self._heads: dict[TopicPartition, int] = {}
         self._polled = False
         self._kept: dict[TopicPartition, _Kept] = {}
+        self._commits = 0
 
     @classmethod
     async def open(
@@ -233,6 +240,15 @@ class EmbeddedBus:
         if not placed and not positions:
             return []
         ts_ms = time.time_ns() // 1_000_000
+        if self._writer.idle:
+            try:
+                written = self._writer.run_here(partial(
+                    jobs.append_if_free, placed=placed, positions=positions, ts_ms=ts_ms))
+            except sqlite3.Error as exc:
+                raise self._append_error(exc) from exc
+            if written is not None:
+                self._taken_in(written)
+                return written
         job = partial(jobs.append, placed=placed, positions=positions, ts_ms=ts_ms)
         try:
             done = self._writer.submit(job)
@@ -252,19 +268,39 @@ class EmbeddedBus:
         exc = done.exception()
         if exc is not None:
             if isinstance(exc, sqlite3.Error):
-                error = sql.bus_error(exc, self.path, "append failed, nothing was written")
+                error = self._append_error(exc)
                 error.__cause__ = exc
                 exc = error
             if not outcome.done():
                 outcome.set_exception(exc)
             return
         written = done.result()
+        self._taken_in(written)
+        if not outcome.done():
+            outcome.set_result(written)
+
+    def _taken_in(self, written: list[Record]) -> None:
+        """A commit is durable: advance the heads, keep the records, wake the partitions'
+        waiters, and checkpoint the WAL when its turn has come."""
         if written:
             self._advance_heads(written)
             self._keep(written)
             self._notify({record.tp for record in written})
-        if not outcome.done():
-            outcome.set_result(written)
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """On the writer's thread, whose commits queue behind it meanwhile; one that fails
+        (a full disk, say) is left for the next: the WAL only grows until then."""
+        try:
+            done = self._writer.submit(jobs.checkpoint)
+        except ThreadClosed:
+            return
+        done.add_done_callback(_checkpointed)
+
+    def _append_error(self, exc: sqlite3.Error) -> BusError:
+        return sql.bus_error(exc, self.path, "append failed, nothing was written")
 
     async def _read(self, job: Job[T], doing: str, *args: object) -> T:
         """One job on the reader's thread, its SQLite errors as bus errors saying what was
@@ -399,6 +435,12 @@ class EmbeddedBus:
                 _log.exception("bus poller stopped; waiters fall back to their timeouts")
         finally:
             self._polled = False
+
+
+def _checkpointed(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        _log.warning("checkpointing the bus's WAL failed; the next one tries again: %s",
+                     done.exception())
 
 
 class _Kept:

@@ -37,11 +37,46 @@ def append(conn: sqlite3.Connection, placed: Sequence[Placed],
     BEGIN IMMEDIATE takes SQLite's write lock first, so appenders in other processes queue on
     it (for up to the busy timeout) and offsets never collide.
     """
-    ranked = _rank(placed)
-    if conn.in_transaction:  # a rollback that failed earlier must not swallow this commit
-        sql.rollback(conn)
+    _fresh(conn)
     conn.execute("BEGIN IMMEDIATE")
+    return _write(conn, placed, positions, ts_ms)
+
+
+def append_if_free(conn: sqlite3.Connection, placed: Sequence[Placed],
+                   positions: Sequence[PositionRow], ts_ms: int) -> list[Record] | None:
+    """`append` if SQLite's write lock is free right now; None, having done nothing, when
+    another connection holds it. For the event loop's own thread, which must never wait on
+    the busy timeout: then the caller queues `append` on the writer's thread instead."""
+    _fresh(conn)
+    conn.execute("PRAGMA busy_timeout = 0")
     try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF == sql.SQLITE_BUSY:
+            return None
+        raise
+    finally:
+        conn.execute(sql.BUSY_TIMEOUT)
+    return _write(conn, placed, positions, ts_ms)
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """What the WAL holds, copied back into the database file so the WAL starts over (PASSIVE:
+    it waits for no reader or writer, and leaves what it cannot copy yet for the next one)."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _fresh(conn: sqlite3.Connection) -> None:
+    """A rollback that failed earlier must not swallow the next commit."""
+    if conn.in_transaction:
+        sql.rollback(conn)
+
+
+def _write(conn: sqlite3.Connection, placed: Sequence[Placed], positions: Sequence[PositionRow],
+           ts_ms: int) -> list[Record]:
+    """The rest of a commit, inside the transaction just begun: rolled back whole on failure."""
+    try:
+        ranked = _rank(placed)
         first = _insert(conn, ranked, ts_ms) if ranked else {}
         if positions:
             conn.executemany(sql.UPSERT_POSITION, positions)

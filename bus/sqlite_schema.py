@@ -23,11 +23,17 @@ from bus.topology import check_group_counts
 
 _log = logging.getLogger(__name__)
 
+BUSY_TIMEOUT = "PRAGMA busy_timeout = 5000"
+"""How long a job waits for another connection's write lock (on a connection's own thread)."""
 PRAGMAS = (
-    "PRAGMA busy_timeout = 5000",
+    BUSY_TIMEOUT,
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
+    "PRAGMA wal_autocheckpoint = 0",
 )
+"""No automatic checkpoint: it would run inside the commit that crosses its threshold, and a
+checkpoint syncs the file (milliseconds), on the event loop's thread when that commit ran there
+(sqlite_jobs.append_if_free). The bus checkpoints on its writer's thread instead."""
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS records (
         topic TEXT NOT NULL, "partition" INTEGER NOT NULL, "offset" INTEGER NOT NULL,
@@ -62,6 +68,7 @@ ANY_READY = """SELECT 1 FROM heads JOIN (VALUES {values}) AS w
 
 
 OPEN_RETRY_S = 10.0
+SQLITE_BUSY = 5
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 
@@ -83,7 +90,9 @@ def connect(path: Path) -> sqlite3.Connection:
     process is creating it fails at once with "database is locked" (seen when `baton up`
     and `baton run` start together), so the open itself is retried for a while.
     Autocommit mode (isolation_level None): every transaction is an explicit BEGIN IMMEDIATE
-    ... COMMIT in one job, never one the sqlite3 module opens behind a statement.
+    ... COMMIT in one job, never one the sqlite3 module opens behind a statement. Not bound to
+    the thread that opened it: a job that never waits may run on the event loop's thread while
+    the connection's own is idle (SqliteThread.run_here).
     """
     deadline = time.monotonic() + OPEN_RETRY_S
     backoff = Backoff(0.01, 0.2)
@@ -97,7 +106,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def _connect_once(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         for pragma in PRAGMAS:
             conn.execute(pragma).fetchall()

@@ -8,10 +8,12 @@ that does the whole job — a whole transaction, or a whole read — and it runs
 connection's thread in one hand-off; its outcome comes back through
 `loop.call_soon_threadsafe`.
 
-The connection is only ever touched by its own thread (so sqlite3's `check_same_thread` holds),
-and jobs run one at a time in the order they were submitted: a job never sees another's
-half-done transaction, and no lock is needed on the asyncio side. A job may block (SQLite's
-busy timeout while another process holds the write lock): only this thread waits.
+Jobs run one at a time in the order they were submitted: a job never sees another's half-done
+transaction, and no lock is needed on the asyncio side. A job may block (SQLite's busy timeout
+while another process holds the write lock): only this thread waits. While nothing is queued
+or running (`idle`), a caller may instead run a job that never blocks on its own thread
+(`run_here`): no hand-off at all, and still one job at a time, since the thread is parked on
+its empty queue (the connection must be opened with check_same_thread=False for that).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class SqliteThread:
         self._jobs: queue.SimpleQueue[_Task[object] | None] = queue.SimpleQueue()
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._unsettled = 0
+        """Jobs submitted whose outcome the loop has not taken in yet: the thread may be on one."""
 
     @classmethod
     async def open(cls, connect: Callable[[], sqlite3.Connection], name: str) -> SqliteThread:
@@ -83,8 +88,23 @@ class SqliteThread:
             raise ThreadClosed(f"sqlite connection {self.name!r} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self._unsettled += 1
         self._jobs.put(_Task(job, loop, future))  # type: ignore[arg-type]
         return future
+
+    @property
+    def idle(self) -> bool:
+        """Open, with no job queued or running (nor one whose outcome is still on its way)."""
+        return self._unsettled == 0 and self._conn is not None and not self._closing
+
+    def run_here(self, job: Job[T]) -> T:
+        """`job(connection)` on the caller's thread, now: no hand-off there and back, which on
+        a busy 2-core machine cost more than most jobs themselves (the thread's wake-up, the
+        GIL passed to it and back, the loop's wake-up). Only while `idle`, and only for a job
+        that never waits (on SQLite's busy timeout, say): it blocks whoever calls it."""
+        if not self.idle or self._conn is None:
+            raise RuntimeError(f"sqlite connection {self.name!r} is busy or closed")
+        return job(self._conn)
 
     async def call(self, job: Job[T]) -> T:
         """`job(connection)` on the connection's thread: one hand-off there and one back."""
@@ -108,6 +128,7 @@ class SqliteThread:
             _reply(loop, opened, _Raised(exc))
             _reply(loop, self._closed, None)
             return
+        self._conn = conn
         _reply(loop, opened, None)
         try:
             while (task := self._jobs.get()) is not None:
@@ -115,13 +136,21 @@ class SqliteThread:
                     outcome: object = task.job(conn)
                 except Exception as exc:  # the caller gets it, raised
                     outcome = _Raised(exc)
-                _reply(task.loop, task.future, outcome)
+                with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+                    task.loop.call_soon_threadsafe(self._settled, task.future, outcome)
         finally:
+            self._conn = None
             try:
                 conn.close()
             except sqlite3.Error:
                 _log.exception("closing sqlite connection %r", self.name)
             _reply(loop, self._closed, None)
+
+
+    def _settled(self, future: asyncio.Future[T], outcome: object) -> None:
+        """On the loop, for every job run (its caller may have given up meanwhile)."""
+        self._unsettled -= 1
+        _settle(future, outcome)
 
 
 class _Raised:

@@ -1,5 +1,6 @@
 """What only the SQLite-embedded bus promises: gapless offsets, SQLite rollback, other processes,
-one hand-off per commit, a damaged file or a full disk said as such.
+a commit without a hand-off (or one, when the writer is busy), a damaged file or a full disk
+said as such.
 
 The behaviour every bus shares is tests/bus/contract.py, run on this bus and on Kafka.
 """
@@ -10,10 +11,12 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,25 +203,81 @@ def jobs(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return handed
 
 
-async def test_a_whole_commit_is_one_hand_off_to_the_writers_thread(
-    bus: EmbeddedBus, jobs: Counter[str]
+@contextlib.contextmanager
+def write_lock_held(db_path: Path) -> Iterator[None]:
+    """Another connection holds SQLite's write lock, as another process's commit would."""
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            db.execute("ROLLBACK")
+
+
+async def test_a_whole_commit_is_one_job_on_the_loops_thread_while_the_writer_is_idle(
+    bus: EmbeddedBus, jobs: Counter[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given records for three partitions and two input positions
+    # given records for three partitions and two input positions, and an idle writer
     records = [trigger(partition=0), trigger(partition=1), trigger(partition=0),
                Outgoing(INTENTS, "k", b"i", partition=2)]
     positions = {TopicPartition(INTENTS, 0): 3, TopicPartition(INTENTS, 1): 4}
+    ran_on: list[int] = []
+    append_if_free = sqlite_jobs.append_if_free
+
+    def watched(conn: sqlite3.Connection, **kwargs: Any) -> list[Record] | None:
+        ran_on.append(threading.get_ident())
+        return append_if_free(conn, **kwargs)
+
+    monkeypatch.setattr(sqlite_jobs, "append_if_free", watched)
     jobs.clear()
     # when they are committed
     written = await bus.commit("g", positions, records)
-    # then that was one job on the writer's thread, none on the reader's
-    assert jobs == Counter({"bus-writer": 1})
+    # then that was one job, run on the loop's own thread: no hand-off to any thread
+    assert ran_on == [threading.get_ident()]
+    assert jobs == Counter()
     assert [(r.topic, r.partition, r.offset) for r in written] == [
         (TRIGGERS, 0, 0), (TRIGGERS, 1, 0), (TRIGGERS, 0, 1), (INTENTS, 2, 0)]
     # and each read is one job on the reader's
-    jobs.clear()
     assert await bus.committed("g", TopicPartition(INTENTS, 1)) == 4
     assert len(await bus.read(TopicPartition(TRIGGERS, 0), 0)) == 2
     assert jobs == Counter({"bus-reader": 2})
+
+
+async def test_a_commit_meeting_another_connections_write_lock_waits_on_the_writers_thread(
+    bus: EmbeddedBus, db_path: Path, jobs: Counter[str]
+) -> None:
+    # given another connection holding the write lock
+    with write_lock_held(db_path):
+        # when a commit is made, and the loop turns meanwhile
+        committing = asyncio.create_task(bus.publish([trigger(value=b"late")]))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        # then the loop was never blocked: the commit waits, queued on the writer's thread
+        assert not committing.done()
+        assert jobs == Counter({"bus-writer": 1})
+    # and once the lock is let go it goes through
+    assert [r.offset for r in await asyncio.wait_for(committing, CHILD_BOUND_S)] == [0]
+
+
+async def test_the_wal_is_checkpointed_on_the_writers_thread_every_so_many_commits(
+    bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a checkpoint due every second commit, and a record of where checkpoints run
+    monkeypatch.setattr(embedded, "CHECKPOINT_EVERY", 2)
+    ran_on: list[int] = []
+    checkpoint = sqlite_jobs.checkpoint
+
+    def watched(conn: sqlite3.Connection) -> None:
+        ran_on.append(threading.get_ident())
+        checkpoint(conn)
+
+    monkeypatch.setattr(sqlite_jobs, "checkpoint", watched)
+    # when four commits are made, and a fifth (it queues behind the last checkpoint)
+    for _ in range(5):
+        await bus.publish([trigger()])
+    # then two checkpoints ran, neither on the loop's thread
+    assert len(ran_on) == 2
+    assert threading.get_ident() not in ran_on
 
 
 class Poller:
@@ -356,16 +415,18 @@ async def test_a_poll_reloads_the_heads_only_when_another_connection_moved_one(
 
 
 async def test_a_commit_whose_caller_is_cancelled_still_moves_the_heads_and_wakes_waiters(
-    bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
+    bus: EmbeddedBus, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a polling bus (reads past its known heads cost nothing) and a consumer waiting
     tp = TopicPartition(TRIGGERS, 0)
     async with polling(bus, monkeypatch):
         waiting = asyncio.create_task(bus.wait({tp: 0}, timeout=600))
-        # when a publish is cancelled once it is queued on the writer's thread
-        publishing = asyncio.create_task(bus.publish([trigger(value=b"kept")]))
-        await asyncio.sleep(0)  # the commit is queued on the writer's thread
-        publishing.cancel()
+        # when a publish is cancelled once it is queued on the writer's thread (it waits
+        # there for another connection's write lock)
+        with write_lock_held(db_path):
+            publishing = asyncio.create_task(bus.publish([trigger(value=b"kept")]))
+            await asyncio.sleep(0)  # the commit is queued on the writer's thread
+            publishing.cancel()
         # then the record was written, the waiter wakes, and a read finds it
         assert await asyncio.wait_for(waiting, CHILD_BOUND_S) is True
         assert [r.value for r in await bus.read(tp, 0)] == [b"kept"]
