@@ -18,9 +18,10 @@ while it has none, a commit whose write lock is free at once runs on the loop's 
 instead (no hand-off: ~60 us of SQLite against ~0.5 ms there and back on a busy machine), and
 the WAL is checkpointed on the writer's thread every CHECKPOINT_EVERY commits (a checkpoint
 syncs the file, which no commit on the loop's thread may wait for).
-What this instance committed last stays in memory for its own readers (`_Kept`): in `baton
-up` most reads are of what another component of the same process just wrote, and while the
-poller keeps the heads fresh those reads need no hand-off at all.
+What this instance committed last stays in memory for its own readers (embedded_kept.py): in
+`baton up` most reads are of what another component of the same process just wrote, and while
+the poller keeps the heads fresh (embedded_heads.py, with the waits) those reads need no
+hand-off at all.
 Errors come out as bus errors (sqlite_schema.bus_error): a damaged file as BusUnusable, a full
 disk as BusError in disk_full's words, anything else as BusError.
 """
@@ -37,6 +38,8 @@ from pathlib import Path
 
 from bus import sqlite_jobs as jobs
 from bus import sqlite_schema as sql
+from bus.embedded_heads import Heads
+from bus.embedded_kept import Kept
 from bus.protocol import BusError, BusUnusable
 from bus.records import Outgoing, Record, TopicPartition
 from bus.sqlite_thread import Job, SqliteThread, T, ThreadClosed
@@ -45,14 +48,8 @@ from events.topics import DEFAULT_PARTITIONS
 
 _log = logging.getLogger(__name__)
 
-POLL_INTERVAL_S = 0.01
-"""Bounds how late another process's append is noticed; polling runs only while someone waits."""
 CHECKPOINT_EVERY = 100
 """Commits of this instance between two checkpoints of the WAL (a few MB of WAL at most)."""
-KEPT_RECORDS = 256
-KEPT_BYTES = 1 << 20
-"""Per partition, at most this many of the records this instance appended last (and at most
-about this many bytes of their values) stay in memory for its own readers (`_Kept`)."""
 
 
 class EmbeddedBus:
@@ -64,13 +61,9 @@ class EmbeddedBus:
         self._writer = writer
         self._reader = reader
         self._topology = Topology(counts)
-        self._watchers: dict[TopicPartition, set[asyncio.Future[None]]] = {}
-        self._waiters = 0
-        self._poller: asyncio.Task[None] | None = None
         self._closed = False
-        self._heads: dict[TopicPartition, int] = {}
-        self._polled = False
-        self._kept: dict[TopicPartition, _Kept] = {}
+        self._heads = Heads(self._read)
+        self._kept = Kept()
         self._commits = 0
 
     @classmethod
@@ -95,7 +88,7 @@ class EmbeddedBus:
             raise
         bus = cls(writer, reader, counts, path)
         try:
-            bus._merge_heads(await bus._read(jobs.heads, "reading the heads"))
+            bus._heads.merge(await bus._read(jobs.heads, "reading the heads"))
         except BaseException:
             await bus.close()
             raise
@@ -146,7 +139,7 @@ class EmbeddedBus:
         without a query: idle consumers then cost nothing.
         """
         self._check(tp)
-        if self._nothing_past(tp, start):
+        if self._heads.nothing_past(tp, start):
             return []
         kept = self._from_kept(tp, start, limit)
         if kept is not None:
@@ -160,7 +153,8 @@ class EmbeddedBus:
         start (none at all while the heads are fresh and nothing is)."""
         for tp in starts:
             self._check(tp)
-        starts = {tp: start for tp, start in starts.items() if not self._nothing_past(tp, start)}
+        starts = {tp: start for tp, start in starts.items()
+                  if not self._heads.nothing_past(tp, start)}
         kept = {tp: self._from_kept(tp, start, limit) for tp, start in starts.items()}
         missing = {tp: start for tp, start in starts.items() if kept[tp] is None}
         if not missing:
@@ -188,12 +182,7 @@ class EmbeddedBus:
         """Counts waiters so the cross-process poller runs only while somebody listens."""
         for tp in positions:
             self._check(tp)
-        deadline = asyncio.get_running_loop().time() + timeout
-        self._waiters += 1
-        try:
-            return await self._wait_until(positions, deadline)
-        finally:
-            self._waiters -= 1
+        return await self._heads.wait(positions, timeout)
 
     async def close(self) -> None:
         """Lets commits already made finish first; waiters still blocked get BusError.
@@ -204,10 +193,7 @@ class EmbeddedBus:
         if self._closed:
             return
         self._closed = True
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.wait({self._poller})
-        self._notify()
+        await self._heads.close()
         await self._writer.close()
         await self._reader.close()
 
@@ -283,9 +269,8 @@ class EmbeddedBus:
         """A commit is durable: advance the heads, keep the records, wake the partitions'
         waiters, and checkpoint the WAL when its turn has come."""
         if written:
-            self._advance_heads(written)
-            self._keep(written)
-            self._notify({record.tp for record in written})
+            self._kept.add(written)
+            self._heads.committed(written)
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:
             self._checkpoint()
@@ -312,19 +297,6 @@ class EmbeddedBus:
         except sqlite3.Error as exc:
             raise sql.bus_error(exc, self.path, doing % args) from exc
 
-    def _advance_heads(self, written: list[Record]) -> None:
-        for record in written:
-            if self._heads.get(record.tp, 0) <= record.offset:
-                self._heads[record.tp] = record.offset + 1
-
-    def _keep(self, written: list[Record]) -> None:
-        """What this instance just committed stays at hand for its own readers (`_from_kept`)."""
-        by_tp: dict[TopicPartition, list[Record]] = {}
-        for record in written:
-            by_tp.setdefault(record.tp, []).append(record)
-        for tp, records in by_tp.items():
-            self._kept.setdefault(tp, _Kept()).add(records)
-
     def _from_kept(self, tp: TopicPartition, start: int, limit: int) -> list[Record] | None:
         """A read answered from the records this instance committed, without the reader's
         thread: in `baton up` the coordinator, the agent, the projector and the trigger stages
@@ -333,151 +305,17 @@ class EmbeddedBus:
         runs), and only when the kept records reach from `start` to the known head without a
         gap: then they are every committed record a query would find up to that head, and a
         record another process appended past it is seen one poll later, exactly as
-        `_nothing_past` already has it. Anything else (an older start, another process's
+        `Heads.nothing_past` already has it. Anything else (an older start, another process's
         records in between) is None: read from the file."""
-        kept = self._kept.get(tp)
-        if kept is None or not self._heads_fresh():
+        if not self._heads.fresh:
             return None
-        return kept.slice(start, limit, self._heads.get(tp, 0))
-
-    def _merge_heads(self, heads: jobs.Heads) -> set[TopicPartition]:
-        """Takes what the file says where it is ahead of memory; returns what moved."""
-        moved: set[TopicPartition] = set()
-        for tp, end in heads.items():
-            if end > self._heads.get(tp, 0):
-                self._heads[tp] = end
-                moved.add(tp)
-        return moved
-
-    def _nothing_past(self, tp: TopicPartition, start: int) -> bool:
-        """Known without a query: the heads are fresh and none is past `start`."""
-        return self._heads_fresh() and start >= self._heads.get(tp, 0)
-
-    def _heads_fresh(self) -> bool:
-        """Fresh while the poller runs: it reloads the heads whenever another connection commits."""
-        return self._poller is not None and not self._poller.done() and self._polled
-
-    async def _wait_until(self, positions: Mapping[TopicPartition, int], deadline: float) -> bool:
-        """The watch is registered before the check, so an append racing the check wakes us.
-
-        Only appends to the watched partitions wake a waiter: a busy bus with many idle
-        consumers must not wake all of them for every commit.
-        """
-        loop = asyncio.get_running_loop()
-        while True:
-            self._ensure_poller()
-            woken: asyncio.Future[None] = loop.create_future()
-            for tp in positions:
-                self._watchers.setdefault(tp, set()).add(woken)
-            try:
-                if await self._any_ready(positions):
-                    return True
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return False
-                try:
-                    async with asyncio.timeout(remaining):
-                        await woken
-                except TimeoutError:
-                    pass
-            finally:
-                for tp in positions:
-                    self._watchers.get(tp, set()).discard(woken)
-
-    async def _any_ready(self, positions: Mapping[TopicPartition, int]) -> bool:
-        """From the in-memory heads when fresh (no query at all), else one query."""
-        if self._closed:
-            raise BusUnusable("bus is closed")
-        if not positions:
-            return False
-        if self._heads_fresh():
-            return any(self._heads.get(tp, 0) > pos for tp, pos in positions.items())
-        return await self._read(partial(jobs.any_ready, positions=dict(positions)),
-                                "checking for new records")
-
-    def _notify(self, tps: set[TopicPartition] | None = None) -> None:
-        """Wakes the waiters of `tps` (all waiters when None: a change we cannot place)."""
-        groups = self._watchers.values() if tps is None else [
-            self._watchers.get(tp, set()) for tp in tps]
-        for woken in [f for group in groups for f in group]:
-            if not woken.done():
-                woken.set_result(None)
-
-    def _ensure_poller(self) -> None:
-        """One shared poller per bus, however many waiters."""
-        if self._closed:
-            return
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.create_task(self._poll(), name="baton-bus-poller")
-
-    async def _poll(self) -> None:
-        """data_version changes when another connection commits: one cheap job per tick, which
-        reloads the heads in the same hand-off when it changed and they moved past what this
-        instance knows (its own writer's commits change data_version too).
-
-        It notifies once on start, since an append may have landed between a waiter's check
-        and the first data_version read.
-        """
-        try:
-            seen, heads = await self._read(partial(jobs.changes, seen=None), "polling")
-            self._merge_heads(heads or {})
-            self._polled = True
-            self._notify()
-            while self._waiters:
-                await asyncio.sleep(POLL_INTERVAL_S)
-                known = sum(self._heads.values())
-                seen, heads = await self._read(partial(jobs.changes, seen=seen, known=known),
-                                               "polling")
-                if heads is not None:
-                    self._notify(self._merge_heads(heads))
-        except BusError:
-            if not self._closed:
-                _log.exception("bus poller stopped; waiters fall back to their timeouts")
-        finally:
-            self._polled = False
+        return self._kept.slice(tp, start, limit, self._heads.of(tp))
 
 
 def _checkpointed(done: asyncio.Future[None]) -> None:
     if not done.cancelled() and done.exception() is not None:
         _log.warning("checkpointing the bus's WAL failed; the next one tries again: %s",
                      done.exception())
-
-
-class _Kept:
-    """The latest records one bus instance committed to one partition, gapless, in offset
-    order, bounded by KEPT_RECORDS and KEPT_BYTES (the oldest go first)."""
-
-    __slots__ = ("_bytes", "_records")
-
-    def __init__(self) -> None:
-        self._records: list[Record] = []
-        self._bytes = 0
-
-    def add(self, records: list[Record]) -> None:
-        """A batch right after the last one extends it; one past a gap (another process
-        appended in between) starts over; an older one (never expected) is left out."""
-        last = self._records[-1].offset if self._records else None
-        if last is not None and records[0].offset <= last:
-            return
-        if last is not None and records[0].offset != last + 1:
-            self._records, self._bytes = [], 0
-        self._records += records
-        self._bytes += sum(len(r.value) for r in records)
-        drop = 0
-        while len(self._records) - drop > 1 and (
-                len(self._records) - drop > KEPT_RECORDS or self._bytes > KEPT_BYTES):
-            self._bytes -= len(self._records[drop].value)
-            drop += 1
-        del self._records[:drop]
-
-    def slice(self, start: int, limit: int, head: int) -> list[Record] | None:
-        """Records from `start` (up to `limit`), when what is kept reaches from `start` to
-        `head` without a gap; else None."""
-        records = self._records
-        if not records or start < records[0].offset or records[-1].offset + 1 != head:
-            return None
-        at = start - records[0].offset
-        return records[at:at + limit]
 
 
 async def _set_up(writer: SqliteThread, path: Path, wanted: dict[str, int]) -> dict[str, int]:

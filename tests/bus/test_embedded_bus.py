@@ -29,6 +29,7 @@ from bus import (
     Record,
     TopicPartition,
     embedded,
+    embedded_kept,
     sqlite_jobs,
 )
 from bus.sqlite_thread import Job, SqliteThread, T
@@ -371,7 +372,7 @@ async def test_only_the_latest_records_are_kept_in_memory(
 ) -> None:
     # given a polling bus that committed more records than it keeps
     tp, extra = TopicPartition(TRIGGERS, 0), 10
-    monkeypatch.setattr(embedded, "KEPT_RECORDS", 20)
+    monkeypatch.setattr(embedded_kept, "KEPT_RECORDS", 20)
     async with polling(bus, monkeypatch):
         for i in range(20 + extra):
             await bus.publish([trigger(value=bytes([i]))])
