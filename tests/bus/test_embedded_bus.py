@@ -281,6 +281,21 @@ async def test_the_wal_is_checkpointed_on_the_writers_thread_every_so_many_commi
     assert threading.get_ident() not in ran_on
 
 
+async def test_the_wal_starts_over_after_each_checkpoint_while_commits_keep_coming(
+    bus: EmbeddedBus, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a checkpoint due every tenth commit
+    monkeypatch.setattr(embedded, "CHECKPOINT_EVERY", 10)
+    # when 300 commits come back to back, each of a few pages
+    for i in range(300):
+        await bus.commit("g", {TopicPartition(INTENTS, i % 3): i},
+                         [trigger(partition=i % 4, value=bytes(2000))])
+    # then the WAL holds about ten commits' pages at most, not 300 (~10 MiB): each checkpoint
+    # copied it all back, so the next commit wrote it from the start again
+    wal = db_path.with_name(db_path.name + "-wal")
+    assert wal.stat().st_size < 1 << 20
+
+
 class Poller:
     """Sees the bus's poller tick (each tick is one `changes` job on the reader's thread)."""
 
