@@ -216,8 +216,9 @@ class EmbeddedBus:
 
     async def _transact(self, placed: list[jobs.Placed], positions: list[jobs.PositionRow]
                         ) -> list[Record]:
-        """The whole commit is queued on the writer's thread before this returns to the loop,
-        and the heads are advanced by a callback on its outcome, not by the caller: a
+        """Done before this first yields to the loop when the writer is idle and the write
+        lock free; else queued whole on the writer's thread before this returns to the loop,
+        with the heads advanced by a callback on its outcome, not by the caller. Either way a
         cancelled caller neither cuts the transaction short nor leaves the in-memory heads
         behind what was written. (A callback, not a shielded task: one task and two loop
         turns less per commit, the hot path of every component.)"""

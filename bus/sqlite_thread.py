@@ -146,7 +146,6 @@ class SqliteThread:
                 _log.exception("closing sqlite connection %r", self.name)
             _reply(loop, self._closed, None)
 
-
     def _settled(self, future: asyncio.Future[T], outcome: object) -> None:
         """On the loop, for every job run (its caller may have given up meanwhile)."""
         self._unsettled -= 1
