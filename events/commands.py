@@ -29,6 +29,10 @@ class ExecuteTask(RunPayload):
     not_after: float
     trigger: TriggerInfo
     params: JsonObject = Field(default_factory=dict)
+    incarnation: str = ""
+    """The process of `agent_id` the coordinator placed it on (the one that advertised the id
+    last, events/agents.py): no other process under that id runs it. Empty from coordinators
+    before incarnations, and for agents that advertise none: any process of the id may."""
 
 
 class CancelTask(RunPayload):

@@ -320,4 +320,5 @@ def _schedule(d: Decision, run: RunState, spec: TaskSpec, choice: Placed) -> Non
         resources=spec.resources, gpus=choice.gpus, timeout_s=spec.timeout_s,
         not_after=not_after,
         trigger=run.trigger, params={**spec.params, **run.params},
+        incarnation=agent.incarnation if (agent := d.state.agents.get(agent_id)) else "",
     ), f"execute/{aid}/{placement}")

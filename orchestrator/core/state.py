@@ -149,6 +149,8 @@ class AgentStatus:
     draining: bool = False
     stopped: bool = False
     lost_evidence: str | None = None
+    incarnation: str = ""
+    """The process that advertised the id last: commands are addressed to it alone."""
 
     @property
     def live(self) -> bool:

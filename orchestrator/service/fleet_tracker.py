@@ -99,7 +99,8 @@ class FleetTracker:
         now = self.monotonic()
         if isinstance(data, AgentAdvertised):
             self._advertised(data)
-            self.agents[data.agent_id] = AgentStatus(data.agent_id, data.capabilities, data.lease_s)
+            self.agents[data.agent_id] = AgentStatus(data.agent_id, data.capabilities, data.lease_s,
+                                                     incarnation=data.incarnation)
             self.last_seen[data.agent_id] = now
             self._bump()
         elif (isinstance(data, AgentHeartbeat | AgentDraining | AgentStopped)
