@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agents.admission import Free, choose_gpus, free_capacity, refusal
-from agents.ledger import Ledger, LedgerEntry
+from agents.ledger import Admission, Ledger, LedgerEntry
 from agents.process_identity import ProcessIdentity
 from agents.sender import Sender
 from agents.task_api import ContextData
 from agents.workers import Failed, Invocation, OnStart, Outcome, WorkerPool
-from bus import BusError, Outgoing
+from bus import BusError, Outgoing, TopicPartition
 from events.commands import ExecuteTask
 from events.common import Capabilities
 from events.payloads import Payload
@@ -32,6 +32,14 @@ from events.reports import (
     AttemptSucceeded,
     FailureReason,
 )
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What the agent says to one command: its ledger entry and the report."""
+
+    entry: LedgerEntry
+    report: Payload
 
 
 @dataclass(frozen=True)
@@ -97,26 +105,47 @@ class Attempts:
 
     # -- commands -------------------------------------------------------------------------
 
-    async def execute(self, cmd: ExecuteTask) -> list[Payload]:
-        """Admitted or rejected, in the ledger; the reports to commit with the command."""
+    async def consider(self, cmd: ExecuteTask) -> Decided | None:
+        """Admitted or rejected, in memory: the command loop saves a batch of these in one
+        ledger transaction (`save`). None for an attempt admitted here before (I3)."""
         seen = await self.ledger.get(cmd.attempt_id)
-        if seen is not None and seen.status != "rejected":
-            return []  # redelivered: this attempt id is executed at most once here (I3)
+        if (seen is not None and seen.status != "rejected") or cmd.attempt_id in self.running:
+            return None  # redelivered: this attempt id is executed at most once here (I3)
         stale = self.sender.clock() > cmd.not_after
         admitted = "stale command: not_after has passed" if stale else self.admit(cmd)
         base = _report_fields(cmd)
         if isinstance(admitted, str):
-            if not await self.ledger.admit(entry(cmd, "rejected")):
-                return []
-            return [AttemptRejected(**base, reason=admitted)]
-        gpus = admitted
+            return Decided(entry(cmd, "rejected"), AttemptRejected(**base, reason=admitted))
         starts_now = self._slot_free_now()
-        if not await self.ledger.admit(entry(cmd, "accepted")):
-            return []  # admitted meanwhile by another reader of this ledger
-        self.running[cmd.attempt_id] = Running(cmd, gpus, started=starts_now)
+        # Counted at once, so the next command of the batch sees the room it takes.
+        self.running[cmd.attempt_id] = Running(cmd, admitted, started=starts_now)
         if starts_now:  # a worker is free: "started" says "accepted" too, one report less
-            return [AttemptStarted(**base, gpus=gpus)]
-        return [AttemptAccepted(**base, gpus=gpus)]
+            return Decided(entry(cmd, "accepted"), AttemptStarted(**base, gpus=admitted))
+        return Decided(entry(cmd, "accepted"), AttemptAccepted(**base, gpus=admitted))
+
+    async def save(self, decided: list[Decided], tp: TopicPartition, position: int
+                   ) -> list[Outgoing]:
+        """Saves a batch's decisions with the position after its commands, in one ledger
+        transaction; the reports to send for those it admitted (an attempt another reader of
+        the ledger admitted meanwhile is not ours)."""
+        outs = [self.sender.out(d.report) for d in decided]
+        try:
+            admitted = await self.ledger.save(
+                [Admission(d.entry, out.value) for d, out in zip(decided, outs, strict=True)],
+                tp.topic, tp.partition, position)
+        except BaseException:
+            self.drop(decided)
+            raise
+        self.drop([d for d in decided if d.entry.attempt_id not in admitted])
+        return [out for d, out in zip(decided, outs, strict=True)
+                if d.entry.attempt_id in admitted]
+
+    def drop(self, decided: list[Decided]) -> None:
+        """Decisions that were never saved: not ours to run."""
+        for d in decided:
+            running = self.running.get(d.entry.attempt_id)
+            if running is not None and running.task is None:
+                del self.running[d.entry.attempt_id]
 
     def _slot_free_now(self) -> bool:
         queued = sum(not r.started for r in self.running.values())
@@ -124,21 +153,13 @@ class Attempts:
 
     def start_admitted(self) -> None:
         """Attempts start only once their acceptance is on the bus: no later report of
-        theirs can then overtake it (on Kafka a commit takes longer than a no-op task)."""
+        theirs can then overtake it."""
         for running in self.running.values():
             if running.task is None:
                 running.task = asyncio.create_task(self._attempt(running))
                 self._tasks.add(running.task)
                 running.task.add_done_callback(self._tasks.discard)
                 running.task.add_done_callback(lambda _: self.ended.set())
-
-    async def forget_unstarted(self) -> None:
-        """Admitted here but never on the bus (the commit failed for good): not ours to run;
-        whoever reads the command next admits it."""
-        for attempt_id, running in list(self.running.items()):
-            if running.task is None:
-                self.running.pop(attempt_id)
-                await self.ledger.record(entry(running.command, "rejected"))
 
     # -- stopping attempts ----------------------------------------------------------------
 

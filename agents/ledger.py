@@ -6,6 +6,14 @@ was recorded but maybe never reached the bus (the broker was away, the agent sto
 found here and sent again: a report the coordinator never gets would leave its attempt
 hanging until a deadline. A started attempt also names its worker process, so a restarted
 agent can make sure that process is gone before the attempt may run again.
+
+The ledger also keeps where the agent is in its commands partition, written in the same
+SQLite transaction as the admissions of the commands read up to there, together with the
+reports of that batch (an outbox): a crash leaves the position, the admissions and what to
+say about them all written or none, so the agent needs no bus transaction, and a restart
+sends the last batch's reports again (the coordinator ignores a repeat by its id). And it
+keeps the incarnations of the processes that used it: a command addressed to one of them is
+this ledger's to run, one addressed to another process under the same agent id is not.
 """
 
 from __future__ import annotations
@@ -40,6 +48,33 @@ UPSERT = (f"INSERT INTO attempts ({COLUMNS}, updated_at) "
           + ", ".join(f"{c} = excluded.{c}" for c in [*UPDATED, "updated_at"]))
 ADMIT = UPSERT + " WHERE attempts.status = 'rejected'"
 """A new attempt, or one rejected before: never an attempt admitted already."""
+MORE_TABLES = (
+    "CREATE TABLE IF NOT EXISTS positions (topic TEXT NOT NULL, partition INTEGER NOT NULL, "
+    "position INTEGER NOT NULL, PRIMARY KEY (topic, partition))",
+    "CREATE TABLE IF NOT EXISTS outbox (n INTEGER PRIMARY KEY, run_id TEXT NOT NULL, "
+    "value BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS incarnations (incarnation TEXT PRIMARY KEY, "
+    "started_at REAL NOT NULL)",
+)
+"""Tables a ledger written by an older agent lacks: created on open (no position then: the
+agent starts from its group's committed offset, where the older agent's commits left it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What the ledger holds besides the attempts, as loaded on open."""
+
+    positions: dict[tuple[str, int], int]
+    outbox: list[tuple[str, bytes]]
+    incarnations: set[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A command's entry (accepted or rejected) and the encoded report that says so."""
+
+    entry: LedgerEntry
+    report: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,23 +106,96 @@ class Ledger:
     the agent's path from command to report; a job that was queued always runs whole, so a
     caller cancelled meanwhile leaves the row written or not at all, never half."""
 
-    def __init__(self, conn: SqliteThread, known: dict[str, LedgerEntry], path: Path) -> None:
+    def __init__(self, conn: SqliteThread, known: dict[str, LedgerEntry], saved: Saved,
+                 path: Path) -> None:
         self._conn = conn
         self._known = known
+        self._saved = saved
         self._path = path
         self._later: list[LedgerEntry] = []
         """Attempts marked `finished` since the last write: they ride on the next one."""
+        self._sent = False
+        """The outbox reached the bus since the last write: emptied with the next one."""
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = await SqliteThread.open(partial(_connect, path), f"ledger-{path.stem}")
         try:
-            known = await conn.call(_load)
+            known, saved = await conn.call(_load)
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, known, path)
+        return cls(conn, known, saved, path)
+
+    # -- the commands partition -----------------------------------------------------------
+
+    def position(self, topic: str, partition: int) -> int | None:
+        """Where the agent's next read of its commands starts; None before the first save."""
+        return self._saved.positions.get((topic, partition))
+
+    @property
+    def outbox(self) -> list[tuple[str, bytes]]:
+        """(run id, encoded report) of the last batch saved: maybe never on the bus."""
+        return list(self._saved.outbox)
+
+    def ours(self, incarnation: str) -> bool:
+        """Whether a process that used this ledger was that incarnation."""
+        return incarnation in self._saved.incarnations
+
+    async def begin(self, incarnation: str) -> None:
+        """This process's incarnation is the ledger's before it says it to anyone: a command
+        addressed to it is then this ledger's after a crash too."""
+        await while_full(self._path, lambda: self._conn.call(partial(
+            _begin, incarnation=incarnation, at=time.time())))
+        self._saved.incarnations.add(incarnation)
+
+    async def save(self, admissions: list[Admission], topic: str, partition: int,
+                   position: int) -> set[str]:
+        """One transaction: each new attempt (a rejection excepted, none admitted before), the
+        position after the commands they came from, and their reports as the outbox (only
+        those of attempts admitted now). The attempt ids admitted; one statement decides per
+        attempt, so no two admissions of one attempt id can both succeed."""
+        admitted = await while_full(self._path, lambda: self._write_batch(
+            admissions, (topic, partition, position)))
+        for admission in admissions:
+            if admission.entry.attempt_id in admitted:
+                self._known[admission.entry.attempt_id] = admission.entry
+        self._saved.positions[(topic, partition)] = position
+        self._saved.outbox[:] = [(a.entry.run_id, a.report) for a in admissions
+                                 if a.entry.attempt_id in admitted]
+        return admitted
+
+    def sent(self) -> None:
+        """The last batch's reports reached the bus: the outbox is emptied with the next
+        write, not one of its own (as `finished`: until then a restart sends them again, a
+        repeat the coordinator ignores)."""
+        self._saved.outbox.clear()
+        self._sent = True
+
+    async def _write_batch(self, admissions: list[Admission],
+                           position: tuple[str, int, int]) -> set[str]:
+        later, sent = self._take_later()
+        try:
+            return await self._conn.call(partial(_save, admissions=tuple(admissions),
+                                                 position=position, later=later,
+                                                 at=time.time()))
+        except BaseException:
+            self._give_back(later, sent)
+            raise
+
+    def _take_later(self) -> tuple[tuple[LedgerEntry, ...], bool]:
+        """What rides on a write (each write takes its own share)."""
+        later, sent = tuple(self._later), self._sent
+        self._later, self._sent = [], False
+        return later, sent
+
+    def _give_back(self, later: tuple[LedgerEntry, ...], sent: bool) -> None:
+        """Not written (or not known to be): the next write's."""
+        self._later[:0] = later
+        self._sent = self._sent or sent
+
+    # -- attempts -------------------------------------------------------------------------
 
     async def get(self, attempt_id: str) -> LedgerEntry | None:
         return self._known.get(attempt_id)
@@ -98,15 +206,6 @@ class Ledger:
         await while_full(self._path, lambda: self._write(entry))
         self._known[entry.attempt_id] = entry
 
-    async def admit(self, entry: LedgerEntry) -> bool:
-        """Records a new attempt unless the ledger has it already (a rejection excepted: that
-        command may come again); False when it was there. One statement decides, not a read
-        then a write, so no two admissions of one attempt id can both succeed."""
-        admitted = await while_full(self._path, lambda: self._write(entry, only_new=True))
-        if admitted:
-            self._known[entry.attempt_id] = entry
-        return admitted
-
     def finished(self, entry: LedgerEntry) -> None:
         """The attempt's outcome reached the bus: written with the ledger's next write (or at
         close), not in a write of its own. It guards nothing: until it is on disk the entry
@@ -115,13 +214,13 @@ class Ledger:
         self._known[entry.attempt_id] = entry
         self._later.append(entry)
 
-    async def _write(self, entry: LedgerEntry, only_new: bool = False) -> bool:
-        later, self._later = tuple(self._later), []  # each write takes its own share
+    async def _write(self, entry: LedgerEntry) -> None:
+        later, sent = self._take_later()
         try:
-            return await self._conn.call(partial(_upsert, entry=entry, only_new=only_new,
-                                                 later=later, at=time.time()))
+            await self._conn.call(partial(_upsert, entries=(*later, entry), sent=sent,
+                                          at=time.time()))
         except BaseException:
-            self._later[:0] = later  # not written (or not known to be): the next write's
+            self._give_back(later, sent)
             raise
 
     async def unfinished(self) -> list[LedgerEntry]:
@@ -135,10 +234,11 @@ class Ledger:
     async def close(self) -> None:
         """Writes what `finished` left for later, once: if it cannot (a full disk), those
         entries stay `done` and the next start sends their outcomes again."""
-        later, self._later = tuple(self._later), []
-        if later:
+        later, sent = self._take_later()
+        if later or sent:
             try:
-                await self._conn.call(partial(_finish, later=later, at=time.time()))
+                await self._conn.call(partial(_upsert, entries=later, sent=sent,
+                                              at=time.time()))
             except sqlite3.Error as exc:
                 log.warning("ledger %s: could not mark %d delivered outcomes finished (the "
                             "next start sends them again): %s", self._path, len(later), exc)
@@ -159,37 +259,69 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _load(conn: sqlite3.Connection) -> dict[str, LedgerEntry]:
-    """The table (and the columns an older agent's ledger lacks), then every entry."""
+def _load(conn: sqlite3.Connection) -> tuple[dict[str, LedgerEntry], Saved]:
+    """The tables (and the columns an older agent's ledger lacks), then what they hold."""
     conn.execute(SCHEMA)
+    for table in MORE_TABLES:
+        conn.execute(table)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(attempts)").fetchall()}
     for name, kind in ADDED_COLUMNS.items():
         if name not in columns:
             conn.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
     rows = conn.execute(f"SELECT {COLUMNS} FROM attempts").fetchall()
-    return {row[0]: LedgerEntry.of_row(row) for row in rows}
+    positions = {(str(t), int(p)): int(at) for t, p, at in conn.execute(
+        "SELECT topic, partition, position FROM positions").fetchall()}
+    outbox = [(str(run_id), bytes(value)) for run_id, value in conn.execute(
+        "SELECT run_id, value FROM outbox ORDER BY n").fetchall()]
+    incarnations = {str(i) for (i,) in conn.execute(
+        "SELECT incarnation FROM incarnations").fetchall()}
+    return ({row[0]: LedgerEntry.of_row(row) for row in rows},
+            Saved(positions, outbox, incarnations))
 
 
-def _upsert(conn: sqlite3.Connection, entry: LedgerEntry, only_new: bool,
-            later: tuple[LedgerEntry, ...], at: float) -> bool:
-    """One transaction: the entries `finished` left for later, then `entry`; all of it is
-    written when this returns, or none of it. False when `only_new` found the attempt there."""
-    if not later:  # one statement is its own transaction (autocommit)
-        return conn.execute(ADMIT if only_new else UPSERT, _row(entry, at)).rowcount > 0
+def _begin(conn: sqlite3.Connection, incarnation: str, at: float) -> None:
+    conn.execute("INSERT OR IGNORE INTO incarnations VALUES (?, ?)", (incarnation, at))
+
+
+def _save(conn: sqlite3.Connection, admissions: tuple[Admission, ...],
+          position: tuple[str, int, int], later: tuple[LedgerEntry, ...], at: float
+          ) -> set[str]:
+    """All of it is written when this returns, or none of it."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.executemany(UPSERT, [_row(e, at) for e in later])
-        written = conn.execute(ADMIT if only_new else UPSERT, _row(entry, at)).rowcount > 0
+        admitted = {a.entry.attempt_id for a in admissions
+                    if conn.execute(ADMIT, _row(a.entry, at)).rowcount > 0}
+        conn.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", position)
+        conn.execute("DELETE FROM outbox")
+        conn.executemany("INSERT INTO outbox (run_id, value) VALUES (?, ?)",
+                         [(a.entry.run_id, a.report) for a in admissions
+                          if a.entry.attempt_id in admitted])
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return written
+    return admitted
 
 
-def _finish(conn: sqlite3.Connection, later: tuple[LedgerEntry, ...], at: float) -> None:
-    conn.executemany(UPSERT, [_row(e, at) for e in later])
+def _upsert(conn: sqlite3.Connection, entries: tuple[LedgerEntry, ...], sent: bool,
+            at: float) -> None:
+    """One transaction: `entries` (those `finished` left for later first), and the outbox
+    emptied if it was `sent`; all of it is written when this returns, or none of it."""
+    if len(entries) == 1 and not sent:  # one statement is its own transaction (autocommit)
+        conn.execute(UPSERT, _row(entries[0], at))
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(UPSERT, [_row(e, at) for e in entries])
+        if sent:
+            conn.execute("DELETE FROM outbox")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _row(entry: LedgerEntry, at: float) -> tuple[object, ...]:

@@ -135,7 +135,7 @@ class Presence:
         log.warning("agent %s: draining (%s); running attempts get %g s", self.agent_id,
                     reason, grace)
         with contextlib.suppress(BusError):  # only raised once `stop` cut the drain short
-            await self.sender.until_done("saying it drains", lambda: self.sender.bus.publish([
+            await self.sender.until_done("saying it drains", lambda: self.sender.bus.append([
                 self.sender.out(AgentDraining(agent_id=self.agent_id, reason=reason,
                                               grace_s=grace,
                                               incarnation=self.sender.incarnation))]), stop)

@@ -6,12 +6,13 @@ agents/presence.py is what the fleet sees (advertising, heartbeats, the lease, d
 agents/attempts.py admits, runs and reports attempts; agents/sender.py is how anything
 reaches the bus.
 
-Only one process may act as an agent id: the agent claims its commands partition before it
-reads anything (on Kafka that fences the transactional id of any earlier process under the
-same id), so an earlier process that is still alive, e.g. a second home started with the same
-id by mistake, fails at its next commit, before it starts what it read. It then reports the
-attempts it had started as interrupted and stops with one line that says why. Every agent
-event names this process's incarnation, so the coordinator believes only the newest process.
+Only one process may run a command placed on an agent id: every agent event names this
+process's incarnation, the coordinator believes only the process that advertised the id last
+and addresses each command to it, and a process runs only commands addressed to itself or to
+an earlier process of its own ledger (agents/commands.py). An earlier process that is still
+alive, e.g. a second home started with the same id by mistake, sees its first command
+addressed to the newer one, before it runs anything more: it reports the attempts it had
+started as interrupted and stops with one line that says why.
 
 The bus may go away for a while: the agent then keeps its running attempts and retries its
 reads, commits and reports until they get through (agents/presence.py says when it gives its
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents.attempts import Attempts, GiveUp
-from agents.commands import Commands
+from agents.commands import Commands, Superseded
 from agents.config import AgentConfig
 from agents.ledger import Ledger, LedgerEntry
 from agents.presence import GOODBYE_BOUND_S, Presence
@@ -51,8 +52,8 @@ class AgentReplaced(BusFenced):
 
     def __init__(self, agent_id: str, cause: BusFenced) -> None:
         super().__init__(
-            f"another process took over the agent id {agent_id!r} (it claimed the agent's "
-            "commands), so this one stopped; attempts it had started were reported "
+            f"another process took over the agent id {agent_id!r} (it advertised the id after "
+            "this one), so this one stopped; attempts it had started were reported "
             f"interrupted. Give each agent process its own --agent-id ({cause})")
 
 
@@ -96,13 +97,14 @@ class Agent:
         pool = WorkerPool(self.config.artifact_root, size=self.config.workers)
         attempts = Attempts(self.config.capabilities, ledger, pool, sender)
         presence = Presence(self.config, attempts, sender)
-        commands = Commands(self.bus, self.agent_id, attempts, sender)
+        commands = Commands(self.bus, self.agent_id, attempts, sender, presence.successor)
         await pool.start()
         up = asyncio.Event()
         watcher = asyncio.create_task(self._until_stopped(stop, up, presence))
         try:
-            # First of all: an earlier process still running as this id must not start one
-            # more command from now on (see the module docstring).
+            # Before anyone can address a command to this process: a restart from this home
+            # finds it in the ledger and takes its commands over (see the module docstring).
+            await ledger.begin(self.incarnation)
             await commands.claimed()
             await self._recover(ledger, sender)
             await presence.advertise()
@@ -110,7 +112,7 @@ class Agent:
             background = [asyncio.create_task(presence.heartbeats(self._stop)),
                           asyncio.create_task(presence.lease(self._stop))]
             try:
-                await self._serve(commands, attempts, presence)
+                await self._serve(commands, attempts)
             finally:
                 await _cancel_all(background)
         finally:
@@ -140,13 +142,12 @@ class Agent:
             self._stop.set()
 
     async def _step_aside(self, attempts: Attempts) -> None:
-        """Another process claimed this agent id. Commands read but not committed are its
-        now (it reads them from our last commit): forgotten here, never started. Attempts
-        that started here are ours alone to end: they are interrupted and reported so."""
-        log.error("agent %s: another process now runs as agent %s (it claimed the agent's "
-                  "commands); stopping, and reporting the attempts started here as interrupted",
+        """Another process advertised this agent id after us, and commands are addressed to
+        it now. Attempts that started here are ours alone to end: they are interrupted and
+        reported so. What the batch that showed it admitted was never saved: never started."""
+        log.error("agent %s: another process now runs as agent %s (commands are addressed to "
+                  "it); stopping, and reporting the attempts started here as interrupted",
                   self.agent_id, self.agent_id)
-        await attempts.forget_unstarted()
         await attempts.give_up(GiveUp("interrupted", (
             f"another process took over the agent id {self.agent_id!r} while the attempt ran "
             "here; it can run again elsewhere")))
@@ -154,31 +155,24 @@ class Agent:
 
     # -- commands -------------------------------------------------------------------------
 
-    async def _serve(self, commands: Commands, attempts: Attempts, presence: Presence
-                     ) -> None:
-        """The command loop (agents/commands.py) until stopped. A commit refused as fenced
-        means a successor only if one advertised the id after us; else the broker aborted a
-        transaction of ours it held open too long (the bus was away longer than the
-        transaction timeout, which bumps the epoch just as a new owner does): the agent
-        claims its id again and goes on from its last commit."""
-        while True:
-            try:
-                await commands.run(self._stop)
-                return
-            except BusFenced as exc:
-                if await presence.successor() is not None:
-                    await self._step_aside(attempts)
-                    raise AgentReplaced(self.agent_id, exc) from exc
-                log.warning("agent %s: a commit was refused as fenced, but no other process "
-                            "advertised the id: the broker aborted a transaction it held open "
-                            "too long (the bus was away); claiming the id again", self.agent_id)
-                await attempts.forget_unstarted()
+    async def _serve(self, commands: Commands, attempts: Attempts) -> None:
+        """The command loop (agents/commands.py) until stopped, or until replaced."""
+        try:
+            await commands.run(self._stop)
+        except Superseded as exc:
+            await self._step_aside(attempts)
+            raise AgentReplaced(self.agent_id, exc) from exc
 
     # -- after a crash --------------------------------------------------------------------
 
     async def _recover(self, ledger: Ledger, sender: Sender) -> None:
-        """After a stop or a crash: outcomes the bus may never have taken are sent again (a
-        duplicate is ignored by id), and attempts that were running are reported interrupted."""
+        """After a stop or a crash: reports the bus may never have taken are sent again (a
+        duplicate is ignored by id): the last batch of commands' (saved with its admissions),
+        then outcomes; and attempts that were running, or admitted but never started, are
+        reported interrupted."""
+        if outbox := ledger.outbox:
+            await sender.deliver([sender.report(run_id, value) for run_id, value in outbox],
+                                 "re-sending what it admitted before it stopped")
         for entry in await ledger.undelivered():
             if entry.report is not None:
                 await sender.deliver([sender.report(entry.run_id, entry.report)],

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agents.ledger import Ledger, LedgerEntry
+from agents.ledger import Admission, Ledger, LedgerEntry
+
+COMMANDS = "baton.commands"
 
 
 def entry(status: str) -> LedgerEntry:
     return LedgerEntry("run/task/1", "run", "task", 1, 1, status)
+
+
+async def admit(ledger: Ledger, admitted: LedgerEntry, position: int = 1) -> bool:
+    """A batch of one command, saved as the command loop saves one."""
+    return admitted.attempt_id in await ledger.save(
+        [Admission(admitted, f"report of {admitted.attempt_id}".encode())], COMMANDS, 0,
+        position)
 
 
 async def test_two_admissions_of_one_attempt_through_two_connections_let_exactly_one_in(
@@ -22,8 +32,8 @@ async def test_two_admissions_of_one_attempt_through_two_connections_let_exactly
     one, two = await Ledger.open(path), await Ledger.open(path)
     try:
         # when both admit it at once
-        admitted = await asyncio.gather(one.admit(entry("accepted")),
-                                        two.admit(entry("accepted")))
+        admitted = await asyncio.gather(admit(one, entry("accepted")),
+                                        admit(two, entry("accepted")))
         # then exactly one of them did
         assert sorted(admitted) == [False, True]
     finally:
@@ -36,12 +46,12 @@ async def test_an_attempt_rejected_before_may_be_admitted_and_an_admitted_one_no
     # given an attempt this agent rejected once (it had no room then)
     ledger = await Ledger.open(tmp_path / "agent.db")
     try:
-        assert await ledger.admit(entry("rejected"))
+        assert await admit(ledger, entry("rejected"))
         # when the same command comes again, then it may be admitted
-        assert await ledger.admit(entry("accepted"))
+        assert await admit(ledger, entry("accepted"))
         # and once admitted, neither a rejection nor an admission replaces it
-        assert not await ledger.admit(entry("rejected"))
-        assert not await ledger.admit(entry("accepted"))
+        assert not await admit(ledger, entry("rejected"))
+        assert not await admit(ledger, entry("accepted"))
         assert (await ledger.get("run/task/1")) == entry("accepted")
     finally:
         await ledger.close()
@@ -69,7 +79,7 @@ async def test_a_write_is_one_hand_off_to_the_ledgers_thread_and_back(
     monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
     try:
         # when an attempt is admitted, then recorded as started
-        assert await ledger.admit(entry("accepted"))
+        assert await admit(ledger, entry("accepted"))
         await ledger.record(entry("started"))
     finally:
         monkeypatch.undo()
@@ -106,7 +116,7 @@ async def test_a_delivered_outcome_is_marked_finished_with_the_next_write_not_it
         # when its outcome reached the bus, and then the next attempt is admitted
         ledger.finished(of(1, "finished"))
         marked = len(replies)
-        assert await ledger.admit(of(2, "accepted"))
+        assert await admit(ledger, of(2, "accepted"))
     finally:
         monkeypatch.undo()
         await ledger.close()
@@ -141,5 +151,62 @@ async def test_finished_marks_are_written_at_close_and_until_then_the_outcome_is
     reopened = await Ledger.open(path)
     try:
         assert await reopened.undelivered() == []
+    finally:
+        await reopened.close()
+
+
+async def test_a_batch_saves_its_admissions_position_and_reports_together_or_not_at_all(
+        tmp_path: Path) -> None:
+    # given a ledger that admitted attempt 1 in an earlier batch
+    path = tmp_path / "agent.db"
+    ledger = await Ledger.open(path)
+    try:
+        assert await admit(ledger, of(1, "accepted"), position=5)
+        # when a batch brings attempt 1 again (redelivered) and attempt 2
+        saved = await ledger.save([Admission(of(1, "accepted"), b"again"),
+                                   Admission(of(2, "rejected"), b"no room")], COMMANDS, 0, 9)
+        # then only attempt 2 is admitted, and only its report is in the outbox
+        assert saved == {"run/task/2"}
+        assert (ledger.position(COMMANDS, 0), ledger.outbox) == (9, [("run", b"no room")])
+        # and when a save fails half-way (the attempts table is gone), nothing of it is kept
+        await ledger._conn.call(lambda c: c.execute("ALTER TABLE attempts RENAME TO gone"))
+        with pytest.raises(sqlite3.OperationalError):
+            await ledger.save([Admission(of(3, "accepted"), b"three")], COMMANDS, 0, 12)
+        await ledger._conn.call(lambda c: c.execute("ALTER TABLE gone RENAME TO attempts"))
+    finally:
+        await ledger.close()
+    reopened = await Ledger.open(path)
+    try:
+        assert (reopened.position(COMMANDS, 0), reopened.outbox) == (9, [("run", b"no room")])
+        assert await reopened.get("run/task/3") is None
+    finally:
+        await reopened.close()
+
+
+async def test_a_ledger_written_before_positions_opens_with_none_and_remembers_incarnations(
+        tmp_path: Path) -> None:
+    # given a ledger file as an older agent left it: the attempts table alone
+    path = tmp_path / "agent.db"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE attempts (attempt_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, "
+                    "task TEXT NOT NULL, attempt INTEGER NOT NULL, placement INTEGER NOT NULL, "
+                    "status TEXT NOT NULL, updated_at REAL NOT NULL)")
+        old.execute("INSERT INTO attempts VALUES ('run/task/1', 'run', 'task', 1, 1, "
+                    "'finished', 0)")
+    old.close()
+    # when it is opened, and a process begins on it
+    ledger = await Ledger.open(path)
+    try:
+        # then it has no position (the agent starts from its group's committed offset), no
+        # outbox, and its attempts
+        assert (ledger.position(COMMANDS, 0), ledger.outbox) == (None, [])
+        assert await ledger.get("run/task/1") == of(1, "finished")
+        await ledger.begin("incarnation-1")
+    finally:
+        await ledger.close()
+    # and a later process on it knows that incarnation was this ledger's, and no other
+    reopened = await Ledger.open(path)
+    try:
+        assert reopened.ours("incarnation-1") and not reopened.ours("incarnation-2")
     finally:
         await reopened.close()

@@ -17,7 +17,7 @@ from agents.config import AgentConfig
 from agents.ledger import Ledger
 from agents.runtime import Agent, AgentReplaced
 from agents.task_api import TaskContext
-from bus import BusError, BusFenced, EmbeddedBus, Outgoing, Record, TopicPartition
+from bus import BusError, EmbeddedBus, Outgoing, Record, TopicPartition
 from events import topics
 from events.agents import AgentAdvertised
 from events.codec import encode
@@ -49,10 +49,10 @@ class Outage:
         self.inner = inner
         self.down = False
         self.refused_report = asyncio.Event()
-        self.failing_commits = 0
-        self.fenced_commits = 0
-        """Commits refused as fenced, as Kafka refuses one whose transaction it aborted after
-        the transaction timeout (an outage that long) or after a newer claim."""
+        self.failing_reports = 0
+        """Appends of reports refused from now on (heartbeats still get through)."""
+        self.transactions = 0
+        """Publishes and commits that got through: an agent makes none."""
 
     def _refuse(self, records: Sequence[Outgoing] = ()) -> None:
         if any(out.topic == topics.REPORTS for out in records):
@@ -65,22 +65,22 @@ class Outage:
     async def publish(self, records: Sequence[Outgoing]) -> list[Record]:
         if self.down:
             self._refuse(records)
+        self.transactions += 1
         return await self.inner.publish(records)
 
     async def append(self, records: Sequence[Outgoing]) -> list[Record]:
-        if self.down:
+        reports = any(out.topic == topics.REPORTS for out in records)
+        if self.down or (reports and self.failing_reports):
+            self.failing_reports = max(self.failing_reports - reports, 0)
             self._refuse(records)
         return await self.inner.append(records)
 
     async def commit(self, group: str, offsets: Mapping[TopicPartition, int],
                      records: Sequence[Outgoing] = (), *, carried: bool = False
                      ) -> list[Record]:
-        if self.down or self.failing_commits:
-            self.failing_commits = max(self.failing_commits - 1, 0)
+        if self.down:
             self._refuse(records)
-        if self.fenced_commits:
-            self.fenced_commits -= 1
-            raise BusFenced("the producer's epoch was bumped (a test fence)")
+        self.transactions += 1
         return await self.inner.commit(group, offsets, records, carried=carried)
 
     async def claim(self, group: str, inputs: Sequence[TopicPartition]) -> None:
@@ -171,11 +171,13 @@ def fifo(tmp_path: Path) -> Path:
     return gates.make(tmp_path / "release.fifo")
 
 
-async def started_attempt(outage: Outage, tmp_path: Path, fifo: Path) -> tuple[str, Tail]:
+async def started_attempt(outage: Outage, tmp_path: Path, fifo: Path, incarnation: str = ""
+                          ) -> tuple[str, Tail]:
     """An attempt of `released`, at its gate (it said so); returns its id and the reports."""
     reports = Tail(outage.inner, [tp_for(outage.inner, topics.REPORTS, RUN)])
     cmd = execute_task(AGENT, RELEASE, run_id=RUN,
                        params={"fifo": str(fifo), "ran": str(tmp_path / "ran.txt")})
+    cmd = cmd.model_copy(update={"incarnation": incarnation})
     await outage.inner.publish([command_record(cmd)])
     await reports.until(lambda _: kinds(reports, cmd.attempt_id) == AT_GATE)
     return cmd.attempt_id, reports
@@ -249,16 +251,14 @@ async def test_an_agent_cut_off_for_its_whole_lease_stops_its_attempt_and_says_w
     assert not gates.held(fifo)  # its worker was stopped: nobody holds the FIFO
 
 
-@pytest.mark.parametrize("refused", ["failing_commits", "fenced_commits"])
-async def test_a_command_whose_commit_is_refused_is_committed_again_and_runs_once(
-    outage: Outage, agents: list[Running], tmp_path: Path, fifo: Path, refused: str
+async def test_a_command_whose_acceptance_the_bus_refuses_is_reported_once_it_gets_through(
+    outage: Outage, agents: list[Running], tmp_path: Path, fifo: Path
 ) -> None:
-    # given an agent whose next commits fail: the bus away (twice), or refused as fenced with
-    # no successor, as Kafka does after aborting a transaction held open past its timeout
+    # given an agent whose next two reports the bus refuses (its heartbeats get through)
     start(outage, tmp_path, agents)
-    setattr(outage, refused, 2 if refused == "failing_commits" else 1)
+    outage.failing_reports = 2
 
-    # when a command arrives, then its start is reported once the commit gets through
+    # when a command arrives, then its start is reported once an append gets through
     attempt_id, reports = await started_attempt(outage, tmp_path, fifo)
     gates.release(fifo)
     await reports.first(AttemptSucceeded, lambda p: p.attempt_id == attempt_id)
@@ -266,30 +266,91 @@ async def test_a_command_whose_commit_is_refused_is_committed_again_and_runs_onc
     # and the attempt ran once, with each report once and in order, and the agent lives on
     assert kinds(reports, attempt_id) == [*AT_GATE, "attempt_succeeded"]
     assert (tmp_path / "ran.txt").read_text().splitlines() == [attempt_id]
-    assert getattr(outage, refused) == 0
+    assert outage.failing_reports == 0
     assert not agents[0].task.done()
+    # and the agent made no bus transaction: its position is in its ledger
+    assert outage.transactions == 0
 
 
-async def test_a_commit_refused_as_fenced_after_a_successor_advertised_makes_the_agent_step_aside(
-    outage: Outage, tmp_path: Path, fifo: Path
+async def test_an_agent_stopped_between_saving_an_admission_and_reporting_it_reports_it_on_restart(
+    outage: Outage, agents: list[Running], tmp_path: Path, fifo: Path
 ) -> None:
-    # given an agent that advertised itself, then another process that advertised the same id
-    config = agent_config(tmp_path)
-    running = Running(Agent(outage, config))
-    advertised = Tail(outage.inner, [tp_for(outage.inner, topics.AGENTS, AGENT)])
-    await advertised.until(lambda envs: any(isinstance(e.data, AgentAdvertised) for e in envs))
-    successor = AgentAdvertised(agent_id=AGENT, capabilities=config.capabilities, lease_s=12.0,
-                                incarnation="successor")
-    await outage.inner.publish([Outgoing(topics.AGENTS, AGENT, encode(envelope(
-        successor, id="successor", time=0.0, source="test", subject=AGENT)))])
-
-    # when its next commit is refused as fenced (the successor claimed the id)
-    outage.fenced_commits = 1
+    # given an agent that saved its admission of a command (ledger: the attempt, its position,
+    # its report) but whose report the bus refused, and that stopped then: nothing started
+    start(outage, tmp_path, agents)
+    outage.failing_reports = 1_000
+    reports = Tail(outage.inner, [tp_for(outage.inner, topics.REPORTS, RUN)])
     cmd = execute_task(AGENT, RELEASE, run_id=RUN,
                        params={"fifo": str(fifo), "ran": str(tmp_path / "ran.txt")})
     await outage.inner.publish([command_record(cmd)])
+    await asyncio.wait_for(outage.refused_report.wait(), WAIT_S)
+    await agents[0].close()
 
-    # then it stops, saying another process took the id over, and never ran the command
+    # when it starts again with the bus taking reports
+    outage.failing_reports = 0
+    start(outage, tmp_path, agents)
+
+    # then it sends the report it had saved, then reports the attempt interrupted: it does
+    # not read the command again, and never ran it
+    await reports.first(AttemptFailed, lambda p: p.attempt_id == cmd.attempt_id)
+    assert kinds(reports, cmd.attempt_id) == ["attempt_started", "attempt_failed"]
+    failed = reports.payloads(AttemptFailed)[-1]
+    assert (failed.reason, failed.retryable) == ("interrupted", True)
+    assert not (tmp_path / "ran.txt").exists()
+    assert not gates.held(fifo)
+
+
+def advertisement(config: AgentConfig, incarnation: str) -> Outgoing:
+    """Another process advertising the agent id (another home)."""
+    data = AgentAdvertised(agent_id=AGENT, capabilities=config.capabilities, lease_s=12.0,
+                           host="elsewhere", pid=4242, incarnation=incarnation)
+    return Outgoing(topics.AGENTS, AGENT, encode(envelope(
+        data, id=f"advertised/{incarnation}", time=0.0, source="test", subject=AGENT)))
+
+
+async def test_a_command_addressed_to_a_successor_makes_the_agent_step_aside_without_running_it(
+    outage: Outage, tmp_path: Path, fifo: Path
+) -> None:
+    # given an agent running an attempt, then another process that advertised the same id
+    config = agent_config(tmp_path)
+    running = Running(Agent(outage, config))
+    attempt_id, reports = await started_attempt(outage, tmp_path, fifo)
+    await outage.inner.publish([advertisement(config, "successor")])
+
+    # when a command addressed to that process arrives
+    cmd = execute_task(AGENT, RELEASE, run_id=RUN, params={
+        "fifo": str(tmp_path / "never.fifo"), "ran": str(tmp_path / "ran.txt")})
+    cmd = cmd.model_copy(update={"incarnation": "successor"})
+    await outage.inner.publish([command_record(cmd)])
+
+    # then it stops, saying another process took the id over; the attempt it ran is reported
+    # interrupted, and the command addressed to the other process it neither ran nor answered
     with pytest.raises(AgentReplaced, match="another process took over the agent id"):
         await asyncio.wait_for(running.task, WAIT_S)
+    failed = await reports.first(AttemptFailed, lambda p: p.attempt_id == attempt_id)
+    assert failed.reason == "interrupted"
+    assert kinds(reports, cmd.attempt_id) == []
     assert not (tmp_path / "ran.txt").exists()
+
+
+async def test_a_command_addressed_to_an_earlier_process_elsewhere_is_left_to_it(
+    outage: Outage, agents: list[Running], tmp_path: Path, fifo: Path
+) -> None:
+    # given a process under the agent id in another home, then this agent started after it
+    config = agent_config(tmp_path)
+    await outage.inner.publish([advertisement(config, "earlier")])
+    running = start(outage, tmp_path, agents)
+
+    # when a command addressed to the earlier process arrives, then one addressed to this one
+    theirs = execute_task(AGENT, f"{__name__}:released", run_id=RUN, params={
+        "fifo": str(tmp_path / "never.fifo"), "ran": str(tmp_path / "ran.txt")})
+    theirs = theirs.model_copy(update={"incarnation": "earlier"})
+    await outage.inner.publish([command_record(theirs)])
+    attempt_id, reports = await started_attempt(outage, tmp_path, fifo, running.agent.incarnation)
+    gates.release(fifo)
+    await reports.first(AttemptSucceeded, lambda p: p.attempt_id == attempt_id)
+
+    # then this agent neither ran nor answered the earlier process's command, and lives on
+    assert kinds(reports, theirs.attempt_id) == []
+    assert (tmp_path / "ran.txt").read_text().splitlines() == [attempt_id]
+    assert not running.task.done()

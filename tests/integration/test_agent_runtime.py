@@ -19,7 +19,7 @@ import pytest
 from agents.artifacts import ArtifactStore
 from agents.ledger import Ledger, LedgerEntry
 from agents.process_identity import ProcessIdentity, identity_of, is_running
-from bus import Bus
+from bus import Bus, TopicPartition
 from events import topics
 from events.agents import AgentAdvertised, AgentHeartbeat, AgentStopped
 from events.commands import CancelTask
@@ -157,11 +157,37 @@ async def test_redelivered_command_runs_once(
     assert tally.read_text().splitlines() == [cmd.attempt_id]
 
 
+async def test_commands_read_again_from_behind_the_ledgers_position_are_not_admitted_again(
+    bus: Bus, start_agent: StartAgent, reports: Tail, tmp_path: Path
+) -> None:
+    # given an agent that ran a command, stopped, and whose ledger position was set back to
+    # the start of its commands (as a ledger restored from an older copy would be)
+    first = await start_agent()
+    tally = tmp_path / "tally.txt"
+    cmd = execute_task(AGENT, ref("tally"), run_id=RUN, params={"tally": str(tally)})
+    [record] = await bus.publish([command_record(cmd)])
+    await report(reports, AttemptSucceeded, cmd.attempt_id)
+    await first.close()
+    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
+    try:
+        await ledger.save([], record.tp.topic, record.tp.partition, 0)
+    finally:
+        await ledger.close()
+
+    # when it starts again and reads the command again
+    await start_agent()
+    await run_sentinel(bus, reports)
+
+    # then the command is not admitted again: not run, not answered again
+    assert kinds(reports, cmd.attempt_id) == ["attempt_started", "attempt_succeeded"]
+    assert tally.read_text().splitlines() == [cmd.attempt_id]
+
+
 async def test_command_for_another_agent_on_the_same_partition_is_ignored(
-    bus: Bus, start_agent: StartAgent, reports: Tail
+    bus: Bus, start_agent: StartAgent, reports: Tail, tmp_path: Path
 ) -> None:
     # given an agent, and another agent id that shares its commands partition
-    running = await start_agent()
+    await start_agent()
     n = bus.partitions(topics.COMMANDS)
     other = next(f"agent-{i}" for i in range(10_000)
                  if f"agent-{i}" != AGENT
@@ -173,12 +199,12 @@ async def test_command_for_another_agent_on_the_same_partition_is_ignored(
     await bus.publish([command_record(keyed_other), command_record(misaddressed, key=AGENT)])
     sentinel = await run_sentinel(bus, reports)
 
-    # then this agent neither runs nor answers them, but its position moves past them
-    # (up to the last command: on Kafka a transaction marker follows it, at the end offset)
+    # then this agent neither runs nor answers them, but its position in its ledger moves
+    # past them (up to the last command: on Kafka a transaction marker follows it)
     assert of_attempt(reports, keyed_other.attempt_id) == []
     assert of_attempt(reports, misaddressed.attempt_id) == []
     assert sentinel.tp == tp_for(bus, topics.COMMANDS, AGENT)
-    assert await bus.committed(running.agent.group, sentinel.tp) == sentinel.offset + 1
+    assert await ledger_position(tmp_path, sentinel.tp) == sentinel.offset + 1
 
 
 async def test_cancel_stops_a_hanging_attempt(
@@ -252,6 +278,15 @@ async def test_restarted_agent_reports_interrupted_attempts_once(
     ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
     try:
         assert await ledger.unfinished() == []
+    finally:
+        await ledger.close()
+
+
+async def ledger_position(tmp_path: Path, tp: TopicPartition) -> int | None:
+    """Where the agent's ledger says its next read of its commands starts."""
+    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
+    try:
+        return ledger.position(tp.topic, tp.partition)
     finally:
         await ledger.close()
 

@@ -395,8 +395,9 @@ def test_a_second_process_under_the_same_agent_id_runs_no_attempt_twice_and_the_
     second.send(signal.SIGSTOP)
     newcomer = fleet.run("probe")
 
-    # then: the first process reads the command but cannot commit it (the second claimed the
-    # id when it started): it reports its running attempt interrupted and exits, saying why
+    # then: the first process reads the command, addressed to the second one (the process
+    # that advertised the id last): it runs nothing more, reports its running attempt
+    # interrupted and exits, saying why
     assert first.process.wait(timeout=60) == 1, first.output()
     second.send(signal.SIGCONT)
     assert "another process took over the agent id 'twin'" in first.output()
