@@ -48,6 +48,16 @@ def test_gpu_tasks_get_distinct_reserved_gpu_indices_in_the_command_and_the_log(
     assert h.last_execute("z").gpus == (0,), "the GPU freed by x, not y's"
 
 
+def test_a_command_is_addressed_to_the_process_that_advertised_the_agent_id_last() -> None:
+    # given agent a1 as the process with incarnation "second" (the fleet tracker's view)
+    h = given(("a1", 4))
+    h.state.agents["a1"].incarnation = "second"
+    # when a task is placed on it
+    h.start(pipeline(task("x")))
+    # then its command is for that process alone
+    assert h.last_execute("x").incarnation == "second"
+
+
 def test_queue_time_from_ready_to_started_is_recorded_for_every_attempt() -> None:
     h = given()
     rid = h.start(pipeline(task("a", attempts=2, backoff_s=1)))

@@ -171,6 +171,8 @@ def test_a_stopped_said_by_an_earlier_process_of_the_id_leaves_its_successor_liv
     view.apply([record(AgentStopped(agent_id=AGENT, incarnation="first"), offset=3)])
     # then the id stays live: it belongs to the second process
     assert view.agents[AGENT].live
+    # and commands go to the second process
+    assert view.agents[AGENT].incarnation == "second"
     # and it is flagged as used by two processes, naming both
     assert "host-a (pid 11)" in view.twins[AGENT]
     assert "host-b (pid 22)" in view.twins[AGENT]
