@@ -36,7 +36,7 @@ from agents.config import AgentConfig
 from agents.ledger import Ledger, LedgerEntry
 from agents.presence import GOODBYE_BOUND_S, Presence
 from agents.process_identity import end
-from agents.sender import Sender, agent_group
+from agents.sender import Sender
 from agents.workers import WorkerPool
 from bus import Bus, BusFenced
 from events.reports import AttemptFailed
@@ -72,10 +72,6 @@ class Agent:
     @property
     def agent_id(self) -> str:
         return self.config.agent_id
-
-    @property
-    def group(self) -> str:
-        return agent_group(self.agent_id)
 
     @property
     def drain_requested(self) -> bool:
