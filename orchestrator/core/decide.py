@@ -15,19 +15,20 @@ from events.payloads import Payload
 from events.pipeline import TaskSpec
 from events.registry import ModelRegistered
 from orchestrator.core import dag
-from orchestrator.core.decision import REGISTRY_AGENT, SOURCE, Decision
+from orchestrator.core.decision import SOURCE, Decision
 from orchestrator.core.errors import InvalidInput, SpecError
 from orchestrator.core.evolve import created_run
 from orchestrator.core.flow import advance, attempt_ended, place_ready
 from orchestrator.core.idempotency import repeated_request
 from orchestrator.core.ids import attempt_id
+from orchestrator.core.index import due, earliest, scratch_index, start_by
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
+    REGISTRY_AGENT,
     TERMINAL_TASK,
     CoordinatorState,
     RunState,
-    TaskState,
 )
 
 
@@ -46,10 +47,11 @@ def decide(
     """Events for baton.runs and commands for agents / the registry, in order."""
     d = Decision(state, now, None if isinstance(input, Tick) else input, settings)
     if isinstance(input, Tick):
+        lost = {a.agent_id for a in state.agents.values() if a.lost_evidence}
         for live in d.runs():
             run = d.run(live.run_id)  # a scratch copy: log() never folds into live state
             assert run is not None
-            _tick_run(d, run)
+            _tick_run(d, run, lost)
     else:
         _on_input(d, input)
     place_ready(d)
@@ -65,7 +67,7 @@ def _on_input(d: Decision, env: Envelope[Payload]) -> None:
     if run is None:
         raise InvalidInput(f"{env.type} {env.id} names run {getattr(data, 'run_id', '?')!r}, "
                            "which this coordinator does not know")
-    if env.id in run.seen:
+    if d.seen(run, env.id):
         _ignore(d, run, env, "duplicate input (already applied)")
     elif run.status != "running":
         _ignore(d, run, env, f"run is already {run.status}")
@@ -110,6 +112,7 @@ def _new_run(d: Decision, created: ev.RunCreated, env: Envelope[Payload]) -> Run
                      causation_id=env.id, sequence=1)
     d.out.append(first)
     run = created_run(created, first)
+    run.index = scratch_index(run)
     d.scratch[run.run_id] = run
     return run
 
@@ -214,22 +217,22 @@ _REPORTS: dict[type[rp.AttemptReport], Callable[[Decision, RunState, Any], None]
 }
 
 
-def _tick_run(d: Decision, run: RunState) -> None:
+def _tick_run(d: Decision, run: RunState, lost: set[str]) -> None:
+    """Only the tasks a deadline or a lost agent can move (`index.due`): walking every task
+    of every run at every tick made a 1,000-task fan-out quadratic."""
     if d.now >= run.deadline_at:
         _cancel(d, run, f"run deadline of {run.spec.deadline_s:g}s exceeded", failed=True)
         return
-    for spec, name in zip(run.spec.tasks, list(run.tasks), strict=True):
-        _tick_task(d, run, name, spec if spec.name == name else run.spec.task(name))
+    for name in due(d.state.runs[run.run_id], d.now, lost):
+        _tick_task(d, run, name, run.spec.task(name))
     advance(d, run)
 
 
 def _tick_task(d: Decision, run: RunState, name: str, spec: TaskSpec) -> None:
-    """`spec` is the task's, at hand: a lookup by name for every task of a run at every
-    tick showed up in a 1,000-task fan-out."""
     task = run.tasks[name]
     current = task.current
-    start_by = _start_by(run, task, spec)
-    if start_by is not None and d.now >= start_by:
+    start = start_by(task, spec)
+    if start is not None and d.now >= start:
         _not_started(d, run, name)
         return
     if current is None or current.status not in ACTIVE_ATTEMPT:
@@ -249,15 +252,6 @@ def _tick_task(d: Decision, run: RunState, name: str, spec: TaskSpec) -> None:
     elif current.status == "scheduled" and d.now > current.not_after:
         d.log(run, ev.TaskRejected(**base, agent_id=current.agent_id, place_after=d.now,
                                    reason="agent did not accept the command before not_after"))
-
-
-def _start_by(run: RunState, task: TaskState, spec: TaskSpec | None = None) -> float | None:
-    """When a task not yet started runs out of its schedule-to-start timeout, if it has one."""
-    waiting = task.status in ("ready", "scheduled")
-    if not waiting or task.ready_at is None:
-        return None
-    limit = (spec or run.spec.task(task.name)).schedule_to_start_timeout_s
-    return None if limit is None else task.ready_at + limit
 
 
 def _not_started(d: Decision, run: RunState, name: str) -> None:
@@ -296,52 +290,18 @@ def _timed_out(d: Decision, run: RunState, name: str, timeout_at: float) -> None
 def next_deadline(state: CoordinatorState) -> float | None:
     """The earliest time at which a Tick would decide something; the shell sleeps until it.
 
-    The shell asks after every decision, so this walks only what can be due: the running
-    runs (`state.active`, not every run this group ever had) and, in them, the tasks a clock
-    can move. A finished task keeps the times it once had (the `place_after` of a task that
-    was refused, then failed for not starting in time, say); counted, such a time makes the
-    shell tick for nothing, and once it has passed, tick in a loop."""
-    earliest: float | None = None
-    for run_id in state.active:
-        due = _run_deadline(state.runs[run_id])
-        if due is not None and (earliest is None or due < earliest):
-            earliest = due
-    return earliest
-
-
-_UNTIMED: frozenset[str] = TERMINAL_TASK | {"pending"}
-"""Task statuses no deadline can move: not yet ready, or done for good."""
+    The shell asks after every decision, so this looks only at what can be due: the running
+    runs (`state.active`, not every run this group ever had) and, in each, the top of its
+    deadline heap (`index.earliest`), which holds only the times a clock can act on. A
+    finished task keeps the times it once had (the `place_after` of a task that was refused,
+    then failed for not starting in time, say); counted, such a time would make the shell
+    tick for nothing, and once it has passed, tick in a loop."""
+    found = (_run_deadline(state.runs[run_id]) for run_id in state.active)
+    return min((due for due in found if due is not None), default=None)
 
 
 def _run_deadline(run: RunState) -> float | None:
     if run.status != "running":
         return None
-    earliest = run.deadline_at
-    tasks = run.tasks
-    for spec in run.order:  # the specs at hand: no lookup by name per task
-        task = tasks[spec.name]
-        if task.status in _UNTIMED:
-            continue
-        for due in _task_deadlines(run, task, spec):
-            earliest = min(earliest, due)
-    return earliest
-
-
-def _task_deadlines(run: RunState, task: TaskState, spec: TaskSpec) -> list[float]:
-    """A retry waits for `retry_at`, a refused task for `place_after`; a waiting task may
-    run out of its schedule-to-start timeout, a placed or running attempt out of time."""
-    out = []
-    if task.status == "retry_wait" and task.retry_at is not None:
-        out.append(task.retry_at)
-    if task.status == "ready" and task.place_after is not None:
-        out.append(task.place_after)
-    start_by = _start_by(run, task, spec)
-    if start_by is not None:
-        out.append(start_by)
-    current = task.current
-    if current is not None and current.status in ACTIVE_ATTEMPT:
-        if current.timeout_at is not None:
-            out.append(current.timeout_at)
-        if current.status == "scheduled" and current.agent_id != REGISTRY_AGENT:
-            out.append(current.not_after + 1e-3)
-    return out
+    task_due = earliest(run)
+    return run.deadline_at if task_due is None else min(run.deadline_at, task_due)

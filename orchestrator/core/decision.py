@@ -9,9 +9,16 @@ from events.commands import CancelTask
 from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
 from orchestrator.core.evolve import InFlight, apply, update_in_flight
+from orchestrator.core.index import scratch_copy
 from orchestrator.core.placement import Usage
 from orchestrator.core.settings import Settings
-from orchestrator.core.state import ACTIVE_ATTEMPT, Attempt, CoordinatorState, RunState
+from orchestrator.core.state import (
+    ACTIVE_ATTEMPT,
+    REGISTRY_AGENT,
+    Attempt,
+    CoordinatorState,
+    RunState,
+)
 
 SOURCE = "baton.coordinator"
 
@@ -37,8 +44,14 @@ class Decision:
         live = self.state.runs.get(run_id)
         if live is None:
             return None
-        self.scratch[run_id] = copy = live.copy()
+        self.scratch[run_id] = copy = scratch_copy(live)
         return copy
+
+    def seen(self, run: RunState, input_id: str) -> bool:
+        """Whether the run already took this input: a scratch copy holds only the ids this
+        decision added (`index.scratch_copy`), its live run every earlier one."""
+        live = self.state.runs.get(run.run_id)
+        return input_id in run.seen or (live is not None and input_id in live.seen)
 
     def runs(self) -> list[RunState]:
         """Every running run, scratch copies where this decision touched them."""
@@ -112,8 +125,6 @@ class Decision:
             self._copied_agents.add(agent_id)
             self.in_flight[agent_id] = dict(self.state.in_flight.get(agent_id, {}))
 
-
-REGISTRY_AGENT = "baton.registry"
 
 
 def _ended(before: Attempt | None, after: Attempt | None) -> bool:

@@ -13,6 +13,7 @@ from events.registry import ModelRegistered
 from orchestrator.core.copying import replace
 from orchestrator.core.dag import topological
 from orchestrator.core.errors import LogCorrupt
+from orchestrator.core.index import put
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
     AGENT_REASONS,
@@ -93,7 +94,7 @@ _NO_ATTEMPT = Attempt(number=0, attempt_id="", agent_id="", placement=0, resourc
 
 def _task(run: RunState, name: str, **changes: Any) -> TaskState:
     updated = replace(run.tasks[name], **changes)
-    run.tasks[name] = updated
+    put(run, updated)
     return updated
 
 
@@ -101,7 +102,7 @@ def _attempt(run: RunState, name: str, attempt_id: str, **changes: Any) -> None:
     task = run.tasks[name]
     current = task.current
     if current is not None and current.attempt_id == attempt_id:
-        run.tasks[name] = task.with_attempt(replace(current, **changes))
+        put(run, task.with_attempt(replace(current, **changes)))
 
 
 def _ready(run: RunState, e: ev.TaskReady, at: float) -> None:
@@ -119,10 +120,10 @@ def _scheduled(run: RunState, e: ev.TaskScheduled, at: float) -> None:
         resources=e.resources, not_after=e.not_after, gpus=e.gpus, pipeline=run.pipeline,
     )
     task = run.tasks[e.task].with_attempt(attempt)
-    run.tasks[e.task] = replace(
+    put(run, replace(
         task, status="scheduled", attempt=e.attempt, placement=e.placement, waiting=None,
         place_after=None,
-    )
+    ))
 
 
 def _accepted(run: RunState, e: ev.TaskAccepted, at: float) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from events import runs as ev
 from events.commands import ExecuteTask
 from events.pipeline import RetryPolicy, TaskSpec
 from events.registry import RegisterModel
-from orchestrator.core.decision import REGISTRY_AGENT, Decision
+from orchestrator.core.decision import Decision
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
+from orchestrator.core.index import FAILED, index_of, ready_in_order
 from orchestrator.core.placement import Fleet, Placed, request_key
 from orchestrator.core.queueing import (
     Candidate,
@@ -25,32 +27,52 @@ from orchestrator.core.state import (
     AGENT_REASONS,
     FAILED_ATTEMPT,
     LOST_ATTEMPT,
-    TERMINAL_TASK,
+    REGISTRY_AGENT,
     CoordinatorState,
+    RunIndex,
     RunState,
     TaskState,
     Want,
 )
 
-FAILED = frozenset({"failed", "upstream_failed", "cancelled"})
-
 
 def advance(d: Decision, run: RunState) -> None:
     """Repeat until nothing changes: readiness, gates, registrations, then completion.
 
-    Each pass visits the tasks in dependency order, but steps only those `_step` could act
-    on (`_may_step`): the status check is what every task pays, a pass being as long as the
-    run and `advance` running on every decision. Stepping one task changes only that task,
-    so the ones it skips are the ones `_step` would have left alone, in the same order."""
+    Each pass steps, in dependency order, the tasks `_step` could act on. The run's index
+    holds them (`RunIndex.steppable`), so a pass costs what it steps, not the run's width:
+    it visits them as a walk of every task would, one that steps a task met in the walk's
+    order, so a task that becomes steppable ahead of the walk is stepped in the same pass
+    and one behind it in the next (same events, same order: the golden and property tests,
+    and `test_index.py` against a walk of every task)."""
+    index = index_of(run)
     changed = True
     while changed and run.status == "running":
         changed = False
-        tasks = run.tasks
-        for spec in run.order:
-            if _may_step(tasks[spec.name], spec, d.now):
+        todo = [index.place[name] for name in index.steppable]
+        heapq.heapify(todo)
+        walked = -1
+        while todo:
+            at = heapq.heappop(todo)
+            if at <= walked:
+                continue
+            walked = at
+            spec = run.order[at]
+            if _may_step(run.tasks[spec.name], spec, d.now):
                 changed |= _step(d, run, spec)
-    if run.status == "running" and all(t.status in TERMINAL_TASK for t in run.tasks.values()):
+            _ahead(index, walked, todo)
+    if run.status == "running" and index.unfinished == 0:
         _finish(d, run)
+
+
+def _ahead(index: RunIndex, walked: int, todo: list[int]) -> None:
+    """Queue the tasks that became steppable ahead of the walk (`RunIndex.entered`)."""
+    entered = index.entered
+    assert entered is not None, "advance folds into scratch copies only"
+    for name in entered:
+        if (at := index.place[name]) > walked:
+            heapq.heappush(todo, at)
+    entered.clear()
 
 
 def _may_step(task: TaskState, spec: TaskSpec, now: float) -> bool:
@@ -202,10 +224,11 @@ def place_ready(d: Decision) -> None:
     partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
     """
     whole = d.cause is None or d.freed
-    candidates = [  # the task's status first: the cheapest test, and most tasks fail it
-        Candidate(run.run_id, spec.name, run.pipeline, run.priority, task.ready_at or d.now, i)
-        for run in d.runs() for i, spec in enumerate(run.spec.tasks)
-        if _placeable(task := run.tasks[spec.name], d.now) and spec.kind == "function"
+    candidates = [
+        Candidate(run.run_id, name, run.pipeline, run.priority, task.ready_at or d.now,
+                  index_of(run).decl[name])
+        for run in d.runs() for name in index_of(run).ready
+        if _placeable(task := run.tasks[name], d.now) and run.spec.task(name).kind == "function"
         and (whole or run.run_id in d.scratch or _aged(run.priority, task, d))
     ]
     if not candidates:
@@ -271,14 +294,17 @@ def waiting_for_room(state: CoordinatorState, now: float, settings: Settings,
 
 def queue_of(state: CoordinatorState, now: float, settings: Settings,
              most: int = 16) -> Queue:
-    """This group's queue, in one pass over its ready tasks. A task backing off after an
-    agent refused it counts: it wants the room as soon as its backoff ends."""
+    """This group's queue, from its ready tasks (`index.ready_in_order`, in declaration
+    order as a walk of every task met them, so equal ranks keep their order). A task
+    backing off after an agent refused it counts: it wants the room as soon as its backoff
+    ends."""
     wants: dict[object, Want] = {}
     held = False
     for run_id in state.active:
         run = state.runs[run_id]
-        for name, task in run.tasks.items():
-            if task.status != "ready" or not task.waiting:
+        for name in ready_in_order(run):
+            task = run.tasks[name]
+            if not task.waiting:
                 continue
             if held_by_limit(task.waiting):
                 held = True

@@ -7,7 +7,10 @@ frozen and replaced, so `decide` can fold into a cheap scratch copy of a run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+from pydantic_core import core_schema
 
 from events.common import ArtifactRef, Capabilities, Resources
 from events.pipeline import PipelineSpec, TaskSpec
@@ -49,6 +52,8 @@ FAILED_ATTEMPT: frozenset[str] = frozenset({"failed", "timed_out"})
 """Attempts that spent the task's `max_attempts`: the task itself failed."""
 LOST_ATTEMPT: frozenset[str] = frozenset({"lost", "interrupted"})
 """Attempts that spent `max_lost_attempts`: lost to their agents (AGENT_REASONS)."""
+REGISTRY_AGENT = "baton.registry"
+"""The agent id of a register step's attempt: the registry, not an agent, runs it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,56 @@ class TaskState:
         return replace(self, attempts=(*self.attempts, attempt))
 
 
+class _NotStored:
+    """Snapshot schema of a derived field: written as nothing, read only as absent (or null),
+    so a snapshot can neither carry an index nor smuggle one in."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.none_schema()
+
+
+Deadline = tuple[float, int, int, str, TaskState]
+"""(due, declaration position, push count, task name, the task state it was computed from):
+an entry is stale once the run holds another state for the task (states are replaced on
+every change, so identity tells)."""
+
+
+@dataclass(slots=True)
+class RunIndex:
+    """What decisions ask of a run, kept up by `apply` as tasks change (`core/index.py`), so a
+    decision costs the tasks it changes, not the run's width. Derived from the tasks and the
+    spec alone: never stored in a snapshot, rebuilt on first use after a restore.
+
+    A scratch copy shares its live run's containers until it first writes one (`owned`), and
+    keeps no deadlines or agents: only the live run is asked for those."""
+
+    place: dict[str, int]
+    """Task -> position in `RunState.order` (advance's order). Never written."""
+    decl: dict[str, int]
+    """Task -> position in the spec's declaration (placement's and ticks' order). Never written."""
+    dependents: dict[str, tuple[str, ...]]
+    """Never written."""
+    unfinished: int
+    missing: dict[str, int]
+    """Task -> its dependencies not (yet) succeeded."""
+    failed: dict[str, int]
+    """Task -> its dependencies failed, upstream_failed or cancelled."""
+    steppable: set[str]
+    """Tasks `flow._step` may act on (a retry's time aside): pending with every dependency
+    succeeded or one failed, waiting to retry, or a ready coordinator-side step."""
+    ready: set[str]
+    deadlines: list[Deadline] | None
+    """A heap of every task's deadlines (`decide.next_deadline`); None in a scratch copy."""
+    on_agent: dict[str, set[str]] | None
+    """Agent -> tasks whose current attempt on it is active; None in a scratch copy."""
+    entered: list[str] | None = None
+    """Scratch copies only: tasks that became steppable, in order (advance visits those
+    later in its pass in the same pass, as a walk of every task would)."""
+    owned: set[str] = field(default_factory=set)
+    pushed: int = 0
+
+
 @dataclass(slots=True)
 class RunState:
     run_id: str
@@ -129,14 +184,13 @@ class RunState:
     ignored: int = 0
     models: tuple[tuple[str, int], ...] = ()
     order: tuple[TaskSpec, ...] = ()  # the spec's tasks in dependency order, computed once
+    index: Annotated[RunIndex | None, Field(exclude=True), _NotStored] = field(
+        default=None, compare=False, repr=False)
+    """Built on first use (`core/index.py`); derived, so never part of equality or snapshots."""
 
     @property
     def pipeline(self) -> str:
         return self.spec.name
-
-    def copy(self) -> RunState:
-        """A scratch copy decide can fold into without touching the live state."""
-        return replace(self, tasks=dict(self.tasks), seen=set(self.seen))
 
 
 @dataclass(slots=True)
