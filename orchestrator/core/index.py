@@ -162,7 +162,7 @@ def _status_changed(run: RunState, index: RunIndex, old: str, new: str, name: st
     index.unfinished += (old in TERMINAL_TASK) - (new in TERMINAL_TASK)
     if (old == "ready") != (new == "ready"):
         ready = _own(index, "ready")
-        ready.add(name) if new == "ready" else ready.discard(name)
+        ready.add(name) if new == "ready" else _discard(ready, name)
     succeeded = (new == "succeeded") - (old == "succeeded")
     failed = (new in FAILED) - (old in FAILED)
     if not (succeeded or failed):
@@ -190,7 +190,16 @@ def _refresh(run: RunState, index: RunIndex, name: str) -> None:
         if index.entered is not None:
             index.entered.append(name)
     else:
-        steppable.discard(name)
+        _discard(steppable, name)
+
+
+def _discard(names: set[str], name: str) -> None:
+    """A set keeps the table of its largest size, and a walk of it costs the table: after a
+    fan-out's thousand tasks passed through it, every pass of `advance` scanned that table.
+    Emptied, it is cleared, which gives the table back."""
+    names.discard(name)
+    if not names:
+        names.clear()
 
 
 def _own(index: RunIndex, container: str) -> Any:
