@@ -56,10 +56,14 @@ def scratch_index(run: RunState) -> RunIndex:
 
 
 def put(run: RunState, task: TaskState) -> None:
-    """Replace a task's state, keeping the index in step with the change."""
-    index = index_of(run)
+    """Replace a task's state, keeping the index in step with the change. A run no decision
+    has asked about yet (one being replayed) has no index to keep: it is built from the
+    tasks when first asked for, which keeps replay at the cost of the fold alone."""
+    index = run.index
     old = run.tasks[task.name]
     run.tasks[task.name] = task
+    if index is None:
+        return
     if old.status != task.status:
         _status_changed(run, index, old.status, task.status, task.name)
     _refresh(run, index, task.name)
@@ -181,7 +185,7 @@ def _refresh(run: RunState, index: RunIndex, name: str) -> None:
         steps = not index.missing.get(name, 0) or index.failed.get(name, 0) > 0
     else:
         steps = status == "retry_wait" or (
-            status == "ready" and run.spec.task(name).kind != "function")
+            status == "ready" and _spec(run, index, name).kind != "function")
     if steps == (name in index.steppable):
         return
     steppable = _own(index, "steppable")
@@ -202,6 +206,12 @@ def _discard(names: set[str], name: str) -> None:
         names.clear()
 
 
+def _spec(run: RunState, index: RunIndex, name: str) -> TaskSpec:
+    """The task's spec by position: `PipelineSpec.task` reads a pydantic private attribute,
+    which costs more than all of an index update."""
+    return run.spec.tasks[index.decl[name]]
+
+
 def _own(index: RunIndex, container: str) -> Any:
     """The container, copied first if a scratch copy still shares it with its live run."""
     if container not in index.owned:
@@ -216,7 +226,7 @@ def _push_deadlines(run: RunState, index: RunIndex, task: TaskState) -> None:
     if len(heap) > 64 + 4 * len(run.tasks):  # mostly stale: keep only the current entries
         heap[:] = [entry for entry in heap if run.tasks[entry[3]] is entry[4]]
         heapq.heapify(heap)
-    for when in task_deadlines(task, run.spec.task(task.name)):
+    for when in task_deadlines(task, _spec(run, index, task.name)):
         index.pushed += 1
         heapq.heappush(heap, (when, index.decl[task.name], index.pushed, task.name, task))
 
