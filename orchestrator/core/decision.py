@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from events.commands import CancelTask
 from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
-from orchestrator.core.evolve import InFlight, apply, update_in_flight
+from orchestrator.core.evolve import InFlight, apply
 from orchestrator.core.index import scratch_copy
 from orchestrator.core.placement import Usage
 from orchestrator.core.settings import Settings
@@ -34,9 +34,13 @@ class Decision:
     out: list[Envelope[Payload]] = field(default_factory=list)
     scratch: dict[str, RunState] = field(default_factory=dict)
     in_flight: InFlight = field(default_factory=dict)
+    """Agent -> its active attempts as this decision leaves them, for the agents placement
+    asked about (`agent_view`); the others' changes wait in `_moves`."""
     freed: bool = False
     """An attempt ended in this decision: capacity (and limit headroom) grew."""
-    _copied_agents: set[str] = field(default_factory=set)
+    _moves: dict[str, list[tuple[str, Attempt | None]]] = field(default_factory=dict)
+    """Agent -> (attempt id, the attempt now, None once ended), in order: copying an agent's
+    attempts at every event was as long as the agent's backlog (a fan-out's width)."""
 
     def run(self, run_id: str) -> RunState | None:
         if run_id in self.scratch:
@@ -73,10 +77,8 @@ class Decision:
         before = run.tasks[task].current if isinstance(task, str) and task in run.tasks else None
         apply(run, env)
         if isinstance(task, str) and task in run.tasks:
-            self._touch(before)
-            self._touch(run.tasks[task].current)
             after = run.tasks[task].current
-            update_in_flight(self.in_flight, before, after)
+            self._moved(before, after)
             self.freed = self.freed or _ended(before, after)
         self.out.append(env)
 
@@ -99,32 +101,54 @@ class Decision:
                 self.command(run, cancel, f"cancel/{current.attempt_id}")
 
     def usage(self, agent_id: str) -> Usage:
-        self._copy_agent(agent_id)
         used = Usage()
-        for attempt in self.in_flight.get(agent_id, {}).values():
+        for attempt in self.agent_view(agent_id).values():
             used = used.plus(attempt.resources, attempt.gpus)
         return used
 
     def attempts_in_flight(self) -> Iterator[Attempt]:
         """Every active attempt on an agent, as this decision leaves them (limits count them)."""
         for agent_id, attempts in self.state.in_flight.items():
-            if agent_id in self._copied_agents or not _on_agent(agent_id):
+            if agent_id in self._moves or agent_id in self.in_flight or not _on_agent(agent_id):
                 continue
             yield from attempts.values()
-        for agent_id in self._copied_agents:
+        for agent_id in [*self._moves]:
+            self.agent_view(agent_id)
+        for agent_id, attempts in self.in_flight.items():
             if _on_agent(agent_id):
-                yield from self.in_flight.get(agent_id, {}).values()
+                yield from attempts.values()
 
-    def _touch(self, attempt: object) -> None:
-        agent = getattr(attempt, "agent_id", None)
-        if isinstance(agent, str):
-            self._copy_agent(agent)
+    def agent_view(self, agent_id: str) -> dict[str, Attempt]:
+        """The agent's active attempts as this decision leaves them: its live ones with this
+        decision's moves played over them, in order (`usage` sums them in that order)."""
+        view = self.in_flight.get(agent_id)
+        if view is None:
+            view = self.in_flight[agent_id] = dict(self.state.in_flight.get(agent_id, {}))
+            for attempt_id, attempt in self._moves.pop(agent_id, []):
+                _move(view, attempt_id, attempt)
+        return view
 
-    def _copy_agent(self, agent_id: str) -> None:
-        if agent_id not in self._copied_agents:
-            self._copied_agents.add(agent_id)
-            self.in_flight[agent_id] = dict(self.state.in_flight.get(agent_id, {}))
+    def _moved(self, before: Attempt | None, after: Attempt | None) -> None:
+        """What `evolve.update_in_flight` does to the live index, kept for later or played
+        at once on an agent already viewed."""
+        if before is not None and before.status in ACTIVE_ATTEMPT:
+            self._move(before.agent_id, before.attempt_id, None)
+        if after is not None and after.status in ACTIVE_ATTEMPT:
+            self._move(after.agent_id, after.attempt_id, after)
 
+    def _move(self, agent_id: str, attempt_id: str, attempt: Attempt | None) -> None:
+        view = self.in_flight.get(agent_id)
+        if view is None:
+            self._moves.setdefault(agent_id, []).append((attempt_id, attempt))
+        else:
+            _move(view, attempt_id, attempt)
+
+
+def _move(view: dict[str, Attempt], attempt_id: str, attempt: Attempt | None) -> None:
+    if attempt is None:
+        view.pop(attempt_id, None)
+    else:
+        view[attempt_id] = attempt
 
 
 def _ended(before: Attempt | None, after: Attempt | None) -> bool:

@@ -52,7 +52,9 @@ def scratch_copy(run: RunState) -> RunState:
 
 def scratch_index(run: RunState) -> RunIndex:
     """The run's index for a scratch copy: containers shared until written, no deadlines."""
-    return replace(index_of(run), deadlines=None, on_agent=None, entered=[], owned=set())
+    live = index_of(run)
+    return replace(live, missing={}, failed={}, base=live, deadlines=None, on_agent=None,
+                   entered=[], owned=set())
 
 
 def put(run: RunState, task: TaskState) -> None:
@@ -152,7 +154,7 @@ def _built(run: RunState) -> RunIndex:
                  for s in specs if s.deps},
         failed={s.name: sum(tasks[d].status in FAILED for d in s.deps) for s in specs if s.deps},
         steppable=set(), ready={n for n, t in tasks.items() if t.status == "ready"},
-        deadlines=[], on_agent={}, owned={"missing", "failed", "steppable", "ready"},
+        deadlines=[], on_agent={}, owned={"steppable", "ready"},
     )
     assert index.on_agent is not None
     for name, task in tasks.items():
@@ -171,18 +173,32 @@ def _status_changed(run: RunState, index: RunIndex, old: str, new: str, name: st
     failed = (new in FAILED) - (old in FAILED)
     if not (succeeded or failed):
         return
-    missing, failing = _own(index, "missing"), _own(index, "failed")
+    missing, failing = index.missing, index.failed
     for dependent in index.dependents[name]:
-        missing[dependent] -= succeeded
-        failing[dependent] += failed
+        missing[dependent] = _missing(index, dependent) - succeeded
+        failing[dependent] = _failed(index, dependent) + failed
         _refresh(run, index, dependent)
+
+
+def _missing(index: RunIndex, name: str) -> int:
+    """A scratch copy's own count, else its live run's: a fan-out's sink counts a thousand
+    dependencies, and copying all counts at each decision cost what the run is wide."""
+    if name in index.missing or index.base is None:
+        return index.missing.get(name, 0)
+    return index.base.missing.get(name, 0)
+
+
+def _failed(index: RunIndex, name: str) -> int:
+    if name in index.failed or index.base is None:
+        return index.failed.get(name, 0)
+    return index.base.failed.get(name, 0)
 
 
 def _refresh(run: RunState, index: RunIndex, name: str) -> None:
     """Put the task in or out of `steppable` (the conditions of `flow._step`)."""
     status = run.tasks[name].status
     if status == "pending":
-        steps = not index.missing.get(name, 0) or index.failed.get(name, 0) > 0
+        steps = not _missing(index, name) or _failed(index, name) > 0
     else:
         steps = status == "retry_wait" or (
             status == "ready" and _spec(run, index, name).kind != "function")

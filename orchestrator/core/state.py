@@ -137,8 +137,9 @@ class RunIndex:
     decision costs the tasks it changes, not the run's width. Derived from the tasks and the
     spec alone: never stored in a snapshot, rebuilt on first use after a restore.
 
-    A scratch copy shares its live run's containers until it first writes one (`owned`), and
-    keeps no deadlines or agents: only the live run is asked for those."""
+    A scratch copy keeps only the counts it changed (`base` has the rest), shares its live
+    run's sets until it first writes one (`owned`), and keeps no deadlines or agents: only
+    the live run is asked for those."""
 
     place: dict[str, int]
     """Task -> position in `RunState.order` (advance's order). Never written."""
@@ -148,9 +149,9 @@ class RunIndex:
     """Never written."""
     unfinished: int
     missing: dict[str, int]
-    """Task -> its dependencies not (yet) succeeded."""
+    """Task -> its dependencies not (yet) succeeded (a scratch copy: those it changed)."""
     failed: dict[str, int]
-    """Task -> its dependencies failed, upstream_failed or cancelled."""
+    """Task -> its dependencies failed, upstream_failed or cancelled (likewise)."""
     steppable: set[str]
     """Tasks `flow._step` may act on (a retry's time aside): pending with every dependency
     succeeded or one failed, waiting to retry, or a ready coordinator-side step."""
@@ -159,6 +160,8 @@ class RunIndex:
     """A heap of every task's deadlines (`decide.next_deadline`); None in a scratch copy."""
     on_agent: dict[str, set[str]] | None
     """Agent -> tasks whose current attempt on it is active; None in a scratch copy."""
+    base: RunIndex | None = None
+    """A scratch copy's live index: the counts it has not changed."""
     entered: list[str] | None = None
     """Scratch copies only: tasks that became steppable, in order (advance visits those
     later in its pass in the same pass, as a walk of every task would)."""
