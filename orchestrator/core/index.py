@@ -13,7 +13,7 @@ same log, or restoring a snapshot (which never stores it), builds the same one.
 from __future__ import annotations
 
 import heapq
-from typing import Any
+from typing import Literal
 
 from events.pipeline import TaskSpec
 from orchestrator.core import dag
@@ -228,12 +228,14 @@ def _spec(run: RunState, index: RunIndex, name: str) -> TaskSpec:
     return run.spec.tasks[index.decl[name]]
 
 
-def _own(index: RunIndex, container: str) -> Any:
-    """The container, copied first if a scratch copy still shares it with its live run."""
+def _own(index: RunIndex, container: Literal["steppable", "ready"]) -> set[str]:
+    """The set, copied first if a scratch copy still shares it with its live run."""
+    names: set[str] = getattr(index, container)
     if container not in index.owned:
         index.owned.add(container)
-        setattr(index, container, getattr(index, container).copy())
-    return getattr(index, container)
+        names = names.copy()
+        setattr(index, container, names)
+    return names
 
 
 def _push_deadlines(run: RunState, index: RunIndex, task: TaskState) -> None:
