@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from events.commands import CancelTask
 from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
-from orchestrator.core.evolve import InFlight, apply
+from orchestrator.core.evolve import InFlight, apply, attempt_moves, moved
 from orchestrator.core.index import scratch_copy
 from orchestrator.core.placement import Usage
 from orchestrator.core.settings import Settings
@@ -125,30 +125,17 @@ class Decision:
         if view is None:
             view = self.in_flight[agent_id] = dict(self.state.in_flight.get(agent_id, {}))
             for attempt_id, attempt in self._moves.pop(agent_id, []):
-                _move(view, attempt_id, attempt)
+                moved(view, attempt_id, attempt)
         return view
 
     def _moved(self, before: Attempt | None, after: Attempt | None) -> None:
-        """What `evolve.update_in_flight` does to the live index, kept for later or played
-        at once on an agent already viewed."""
-        if before is not None and before.status in ACTIVE_ATTEMPT:
-            self._move(before.agent_id, before.attempt_id, None)
-        if after is not None and after.status in ACTIVE_ATTEMPT:
-            self._move(after.agent_id, after.attempt_id, after)
-
-    def _move(self, agent_id: str, attempt_id: str, attempt: Attempt | None) -> None:
-        view = self.in_flight.get(agent_id)
-        if view is None:
-            self._moves.setdefault(agent_id, []).append((attempt_id, attempt))
-        else:
-            _move(view, attempt_id, attempt)
-
-
-def _move(view: dict[str, Attempt], attempt_id: str, attempt: Attempt | None) -> None:
-    if attempt is None:
-        view.pop(attempt_id, None)
-    else:
-        view[attempt_id] = attempt
+        """Played at once on an agent already viewed, else kept for when one is."""
+        for agent_id, attempt_id, attempt in attempt_moves(before, after):
+            view = self.in_flight.get(agent_id)
+            if view is None:
+                self._moves.setdefault(agent_id, []).append((attempt_id, attempt))
+            else:
+                moved(view, attempt_id, attempt)
 
 
 def _ended(before: Attempt | None, after: Attempt | None) -> bool:

@@ -56,10 +56,30 @@ def evolve(state: CoordinatorState, env: Envelope[Payload]) -> CoordinatorState:
 
 def update_in_flight(index: InFlight, before: Attempt | None, after: Attempt | None) -> None:
     """Keep agent -> active attempts in step with attempt transitions (capacity accounting)."""
+    for agent_id, attempt_id, attempt in attempt_moves(before, after):
+        if attempt is not None or agent_id in index:
+            moved(index.setdefault(agent_id, {}), attempt_id, attempt)
+
+
+def attempt_moves(before: Attempt | None, after: Attempt | None
+                  ) -> list[tuple[str, str, Attempt | None]]:
+    """What one transition does to agent -> active attempts, in order: (agent, attempt id,
+    the attempt now, or None where it left). A decision keeps these until placement asks
+    about the agent (`Decision.agent_view`)."""
+    moves: list[tuple[str, str, Attempt | None]] = []
     if before is not None and before.status in ACTIVE_ATTEMPT:
-        index.get(before.agent_id, {}).pop(before.attempt_id, None)
+        moves.append((before.agent_id, before.attempt_id, None))
     if after is not None and after.status in ACTIVE_ATTEMPT:
-        index.setdefault(after.agent_id, {})[after.attempt_id] = after
+        moves.append((after.agent_id, after.attempt_id, after))
+    return moves
+
+
+def moved(attempts: dict[str, Attempt], attempt_id: str, attempt: Attempt | None) -> None:
+    """One move on one agent's active attempts."""
+    if attempt is None:
+        attempts.pop(attempt_id, None)
+    else:
+        attempts[attempt_id] = attempt
 
 
 def apply(run: RunState, env: Envelope[Payload]) -> None:
