@@ -115,7 +115,8 @@ class Attempts:
         admitted = "stale command: not_after has passed" if stale else self.admit(cmd)
         base = _report_fields(cmd)
         if isinstance(admitted, str):
-            return Decided(entry(cmd, "rejected"), AttemptRejected(**base, reason=admitted))
+            refusal = AttemptRejected(**base, reason=admitted, placement=cmd.placement)
+            return Decided(entry(cmd, "rejected"), refusal)
         starts_now = self._slot_free_now()
         # Counted at once, so the next command of the batch sees the room it takes.
         self.running[cmd.attempt_id] = Running(cmd, admitted, started=starts_now)

@@ -21,7 +21,7 @@ from events import topics
 from events.codec import encode
 from events.envelope import envelope
 from events.payloads import Payload
-from events.reports import AttemptProgress, AttemptReport
+from events.reports import AttemptProgress, AttemptRejected, AttemptReport
 from events.topics import partition_for
 
 log = logging.getLogger(__name__)
@@ -104,5 +104,9 @@ def agent_group(agent_id: str) -> str:
 
 
 def report_id(data: AttemptReport) -> str:
-    suffix = f"{data.fraction:.4f}" if isinstance(data, AttemptProgress) else ""
+    """Deterministic, so a report sent again is a duplicate; a refusal names its placement,
+    so refusing the same attempt at its next placement is not one."""
+    suffix = (f"{data.fraction:.4f}" if isinstance(data, AttemptProgress)
+              else f"/{data.placement}" if isinstance(data, AttemptRejected) and data.placement
+              else "")
     return f"{data.attempt_id}@{data.agent_id}/{data.TYPE}{suffix}"

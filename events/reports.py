@@ -29,6 +29,10 @@ class AttemptRejected(AttemptReport):
 
     TYPE = "attempt_rejected"
     reason: str
+    placement: int = Field(default=0, ge=0)
+    """Which sending of the command it answers (ExecuteTask.placement): an attempt may be
+    placed on the same agent again and refused again, and each refusal is its own report.
+    0 from agents before it was reported: then it answers the current placement."""
 
 
 class AttemptStarted(AttemptReport):

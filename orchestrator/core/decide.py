@@ -157,6 +157,9 @@ def _report(d: Decision, run: RunState, env: Envelope[Payload], data: rp.Attempt
         _ignore(d, run, env, f"attempt {data.attempt_id} already {current.status}")
     elif _regresses(data, current.status):
         _ignore(d, run, env, f"attempt {data.attempt_id} is already {current.status}")
+    elif isinstance(data, rp.AttemptRejected) and data.placement not in (0, current.placement):
+        _ignore(d, run, env, f"refuses placement {data.placement} of attempt "
+                             f"{data.attempt_id}, which is at placement {current.placement}")
     else:
         _REPORTS[type(data)](d, run, data)
         advance(d, run)

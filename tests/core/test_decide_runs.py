@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from agents.sender import report_id
 from events import reports as rp
 from events import runs as ev
 from events.intents import RunRequested
@@ -289,6 +290,47 @@ def test_a_rejected_attempt_is_placed_again_after_place_after_without_spending_b
 
     h.complete("a")
     assert h.run(rid).status == "succeeded"
+
+
+def test_an_agent_refusing_the_same_attempt_at_its_next_placement_is_heard_again() -> None:
+    # given an attempt the agent refused once, placed on the same agent again
+    h = given_fleet()
+    rid = h.start(pipeline(task("a")))
+    first = h.last_execute("a")
+    refuse = dict(reason="busy", placement=first.placement)
+    h.feed(refusal := rp.AttemptRejected(run_id=rid, task="a", attempt=first.attempt,
+                                         attempt_id=first.attempt_id, agent_id="a1", **refuse),
+           id=report_id(refusal))
+    h.tick(NOW + 0.2)
+    second = h.last_execute("a")
+    assert (second.agent_id, second.placement) == ("a1", 2)
+
+    # when the agent refuses it again, under the id its sender gives that refusal
+    again = refusal.model_copy(update={"placement": second.placement})
+    out = h.feed(again, id=report_id(again))
+
+    # then the second refusal is applied, not taken for a repeat of the first
+    assert [e.type for e in out][:1] == ["task_rejected"]
+    assert len(h.events(rid, ev.TaskRejected)) == 2
+
+
+def test_a_late_refusal_of_an_earlier_placement_is_ignored() -> None:
+    # given an attempt placed again after its command went unanswered past not_after
+    h = given_fleet()
+    rid = h.start(pipeline(task("a")))
+    first = h.last_execute("a")
+    h.tick(first.not_after + 1)
+    assert h.last_execute("a").placement == 2
+
+    # when the agent's refusal of the first placement arrives late
+    late = rp.AttemptRejected(run_id=rid, task="a", attempt=first.attempt,
+                              attempt_id=first.attempt_id, agent_id="a1", reason="busy",
+                              placement=first.placement)
+    (ignored,) = [e.data for e in h.feed(late, id=report_id(late))]
+
+    # then it does not refuse the second one
+    assert isinstance(ignored, ev.InputIgnored) and "placement 1" in ignored.reason
+    assert len(h.events(rid, ev.TaskRejected)) == 1  # the not_after one
 
 
 def test_a_command_not_accepted_before_not_after_is_placed_again() -> None:
