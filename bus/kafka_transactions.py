@@ -7,7 +7,7 @@ new transaction on the same id is refused with CONCURRENT_TRANSACTIONS, which ai
 answers by sleeping 20 ms (100 ms when the transaction starts with offsets) before it asks
 again (../shared/KAFKA.md, "Latency", trap 2). Measured back to back on one id without any
 wait: 60 to 80% of transactions hit it. So a transaction that follows its predecessor on the
-same id within PREDECESSOR_WINDOW_S first waits for that predecessor's markers (OffsetFetch
+same id within a moment (kafka_markers.py) first waits for that predecessor's markers (OffsetFetch
 until its positions show, or Fetch until its records do), and only then begins; later than
 that the markers have landed (1.5 to 5 ms here), and a check would only cost its round trip.
 Publishes, whose ids fence nobody, also take turns on two ids (`_publish_id`).
@@ -25,13 +25,10 @@ EndTxn succeeded, and what an append wrote once it returned: never before, never
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from bus.kafka_clients import (
     CLIENT_ERRORS,
@@ -40,30 +37,14 @@ from bus.kafka_clients import (
     quietly,
     transactional_suffix,
 )
+from bus.kafka_markers import Ended, Markers
 from bus.kafka_reader import Reader
 from bus.protocol import BusError, BusFenced, BusUnusable
 from bus.records import Outgoing, Record, TopicPartition
 
-PREDECESSOR_WINDOW_S: Final = 0.025
-"""A predecessor older than this has its markers (or is slow enough that aiokafka's own
-20 ms backoff costs no more); one younger is waited for, at most until it is this old."""
-CLOSE_SETTLE_S: Final = 5.0
-"""`close` waits at most until the last transaction on each id is this old."""
-
 Placed = list[tuple[TopicPartition, Outgoing]]
 Handed = Callable[[str | None, list[Record]], None]
 """Told what was written and by which transactional id (None: an append), once it is final."""
-
-
-@dataclass(frozen=True)
-class Ended:
-    """A committed transaction whose markers may still be on their way."""
-
-    at: float
-    lasts: dict[Any, int] = field(default_factory=dict)
-    """Per Kafka partition written, the offset of the last record."""
-    group: str | None = None
-    positions: dict[Any, int] = field(default_factory=dict)
 
 
 class Transactions:
@@ -81,9 +62,8 @@ class Transactions:
         self._ktp = ktp
         self._producers: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._ended: dict[str, Ended] = {}
+        self._markers = Markers(reader, admin)
         self._positions: dict[tuple[str, Any], int] = {}
-        self._coordinators: dict[str, int] = {}
         self._appender: Any = None
         self._appending = asyncio.Lock()
         self._closed = False
@@ -157,27 +137,18 @@ class Transactions:
         back to back never opens the second producer."""
         first, second = self._publish_tids
 
-        def ended_at(tid: str) -> float:
-            ended = self._ended.get(tid)
-            return ended.at if ended is not None else -math.inf
-
-        if time.monotonic() - ended_at(first) >= PREDECESSOR_WINDOW_S:
+        if not self._markers.recent(first):
             return first
-        return min((first, second), key=ended_at)
+        return min((first, second), key=self._markers.ended_at)
 
     def committed(self, group: str, ktp: Any) -> int | None:
         """What this instance committed for the group last, None if nothing since its claim."""
         return self._positions.get((group, ktp))
 
     async def settle(self) -> None:
-        """Waits (bounded, quietly) until the last transactions are visible to everyone.
-
-        For `close`: a process that commits and exits may tell another one so (a CLI command
-        that returns, a script that goes on), and the other one must then find the commit,
-        its positions included, as it found it before commits stopped waiting for markers."""
-        ended = list(self._ended.values())
-        self._ended.clear()
-        await asyncio.gather(*(self._visible(e, e.at + CLOSE_SETTLE_S) for e in ended))
+        """Waits (bounded, quietly) until the last transactions are visible to everyone
+        (`Markers.settle`)."""
+        await self._markers.settle()
 
     async def close(self) -> None:
         """Stops every producer; one a transaction in flight creates later stops itself
@@ -192,7 +163,7 @@ class Transactions:
 
     async def _claim_locked(self, tid: str, group: str) -> None:
         async with self._locks.setdefault(tid, asyncio.Lock()):
-            self._ended.pop(tid, None)
+            self._markers.forget(tid)
             stale = self._producers.pop(tid, None)
             if stale is not None:
                 await quietly(stale.stop())
@@ -207,7 +178,7 @@ class Transactions:
         """One producer per transactional id, created lazily: its init_transactions fences
         the previous owner of the id (aiokafka has no KIP-447)."""
         async with self._locks.setdefault(tid, asyncio.Lock()):
-            await self._after_predecessor(tid)
+            await self._markers.after_predecessor(tid)
             try:
                 producer = self._producers.get(tid)
                 if producer is None:
@@ -236,7 +207,7 @@ class Transactions:
             self._handed(tid, written)  # EndTxn succeeded: committed, whatever happens next
             if group is not None and positions:
                 self._positions.update({(group, ktp): pos for ktp, pos in positions.items()})
-            self._ended[tid] = Ended(time.monotonic(), lasts, group, offsets_sent)
+            self._markers.ended(tid, Ended(time.monotonic(), lasts, group, offsets_sent))
             return written
 
     async def _new_producer(self, tid: str | None) -> Any:
@@ -274,49 +245,6 @@ class Transactions:
                                     partition=tp.partition, timestamp_ms=ts_ms,
                                     headers=list(out.headers))
                 for tp, out in placed]
-
-    async def _after_predecessor(self, tid: str) -> None:
-        """Waits, briefly, for the markers of the last transaction on `tid` (module doc)."""
-        ended = self._ended.pop(tid, None)
-        if ended is not None:
-            await self._visible(ended, ended.at + PREDECESSOR_WINDOW_S)
-
-    async def _visible(self, ended: Ended, deadline: float) -> None:
-        """Until `ended` is visible to everyone, records and positions, or `deadline`. Only
-        ever a shortcut: any trouble here is left to whatever comes next."""
-        if time.monotonic() >= deadline:
-            return
-        with contextlib.suppress(*CLIENT_ERRORS, BusError):
-            if ended.group is not None and ended.positions:
-                # Positions are what the coordinator refuses a new transaction on longest
-                # (measured: records visible, still CONCURRENT_TRANSACTIONS 1 time in 5).
-                await self._offsets_visible(ended.group, ended.positions, deadline)
-            else:
-                await self._reader.visible(ended.lasts, deadline)
-
-    async def _offsets_visible(self, group: str, positions: dict[Any, int],
-                               deadline: float) -> None:
-        """OffsetFetch until it shows `positions`, asking the group's coordinator directly
-        (found once per group: the admin client would look it up before every request)."""
-        pause = 0.002
-        while True:
-            coordinator = self._coordinators.get(group)
-            if coordinator is None:
-                coordinator = self._coordinators[group] = await self._admin.find_coordinator(
-                    group)
-            try:
-                found = await self._admin.list_consumer_group_offsets(
-                    group, coordinator, partitions=list(positions))
-            except CLIENT_ERRORS:
-                self._coordinators.pop(group, None)  # it moved, perhaps: look it up next time
-                raise
-            if all((meta := found.get(ktp)) is not None and meta.offset == offset
-                   for ktp, offset in positions.items()):
-                return
-            if time.monotonic() + pause >= deadline:
-                return
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.02)
 
     def _forget(self, group: str, ktps: Iterable[Any]) -> None:
         for ktp in ktps:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiokafka.producer import sender
 
-from bus import BusError, Outgoing, TopicPartition, kafka_reader, kafka_transactions
+from bus import BusError, Outgoing, TopicPartition, kafka_markers, kafka_reader
 from bus.kafka import KafkaBus
 from bus.kafka_clients import new_producer
 from events.topics import INTENTS, REPORTS, RUNS, TRIGGERS
@@ -212,7 +212,7 @@ async def test_commit_returns_without_waiting_for_visibility_and_the_same_bus_se
     # that does not hand its commits to its own reads (kafka_handoff.py), so they go to the
     # broker, where the markers may not be yet
     monkeypatch.setattr(kafka_reader, "PENDING_BOUND_S", 0.0)
-    monkeypatch.setattr(kafka_transactions, "PREDECESSOR_WINDOW_S", 0.0)
+    monkeypatch.setattr(kafka_markers, "PREDECESSOR_WINDOW_S", 0.0)
     bus = await deployment.open()
     monkeypatch.setattr(bus._handoff, "read", lambda tp, position, limit: [])
     tp = TopicPartition(INTENTS, 0)
