@@ -8,6 +8,14 @@ the last run-log record of the transaction (log_positions.py), or go to the grou
 offsets when it appends none. When nothing came, a due deadline or a fleet change is a Tick.
 If a commit fails, the state that was folded ahead of the log is thrown away, and the next
 start restores it from the log.
+
+A batch of agents' reports whose outputs only go to the log (an attempt accepted or started,
+progress, an outcome that schedules nothing: nothing an agent or the registry waits for) is
+held up to LINGER_S before it is committed, so that what comes next (a short task's outcome,
+which schedules the next task) goes in the same transaction: on Kafka one transaction less
+per chained task, as a producer's linger batches sends. Nothing held is visible or acted on
+by anyone: a crash or a lost group drops it with the state folded from it, and the inputs
+are read and decided again.
 """
 
 from __future__ import annotations
@@ -45,6 +53,10 @@ from orchestrator.store.bulk import bulk_fold
 
 GROUP = "baton.coordinator"
 BATCH = 256
+LINGER_S = 0.005
+"""How long a batch with nothing but log records may wait for the next one to share its commit."""
+_WAITED_FOR = frozenset({topics.COMMANDS, topics.MODEL_REQUESTS})
+"""Where an output is something another component waits for: committed without delay."""
 log = logging.getLogger(__name__)
 
 
@@ -90,6 +102,12 @@ class GroupLoop(Loop):
     _fleet_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _freed: bool = False
     """Whether the batch being committed ended an attempt (see FleetTracker.capacity_freed)."""
+    linger_s: float = LINGER_S
+    _held: list[Outgoing] = field(default_factory=list)
+    """Outputs decided and folded, not committed yet (module doc)."""
+    _held_until: float = 0.0
+    _room_before: int = 0
+    """The fleet's freed-room count when the batch being decided began (see `_commit`)."""
     _due: float | None = None
     _due_stale: bool = True
     """`next_deadline` scans every task of every live run, and the state changes only when a
@@ -149,6 +167,7 @@ class GroupLoop(Loop):
         self._forget_capacity()
         self.state = self._fresh_state()
         self._due_stale = True
+        self._held = []
         self.restored.clear()
 
     def _fresh_state(self) -> CoordinatorState:
@@ -194,6 +213,9 @@ class GroupLoop(Loop):
         if not records:
             due = self._next_deadline()
             if not self._woken() and (due is None or due > self.clock()):
+                if self._held and time.monotonic() >= self._held_until:
+                    await self._commit(records, positions, tick=False)
+                    return True
                 return False
             self._fleet_version, self._room_seen = self.fleet.version, self.fleet.room
         await self._commit(records, positions)
@@ -205,6 +227,8 @@ class GroupLoop(Loop):
             return None
         due = self._next_deadline()
         timeout = 1.0 if due is None else max(0.0, min(1.0, due - self.clock()))
+        if self._held:
+            timeout = max(0.0, min(timeout, self._held_until - time.monotonic()))
         self._fleet_changed.clear()
         return None if self._woken() else timeout
 
@@ -229,18 +253,28 @@ class GroupLoop(Loop):
             self._due, self._due_stale = next_deadline(self.state), False
         return self._due
 
-    async def _commit(self, records: list[Record], positions: dict[TopicPartition, int]
-                      ) -> None:
-        outgoing: list[Outgoing] = []
+    async def _commit(self, records: list[Record], positions: dict[TopicPartition, int],
+                      *, tick: bool = True) -> None:
+        """Decide on `records` (none: a tick, unless `tick` is off) and commit it with what is
+        held, or hold it all a moment longer (module doc)."""
+        outgoing, self._held = self._held, []
+        held = bool(outgoing)
+        if not held:
+            self._room_before = self.fleet.room  # decide places what room freed so far lets
         self._freed = False
-        room = self.fleet.room  # decide places what all room freed so far lets start
         try:
             for record in records:
                 outgoing.extend(self._handle(record))
-            if not records:
+            if not records and tick:
                 outgoing.extend(self._decide(Tick()))
-                if not outgoing:
-                    return
+            if not outgoing:
+                return
+            if self._freed:  # other groups may place on it now (in_flight shows it already)
+                self.fleet.capacity_freed()
+                self._room_before += 1
+            if records and self._holds(records, outgoing, held):
+                self._saw_room()
+                return
             outgoing, carried = log_positions.carry(outgoing, topics.RUNS, positions)
             written = await self.bus.commit(GROUP, positions, outgoing, carried=carried)
         except BusFenced:
@@ -254,14 +288,29 @@ class GroupLoop(Loop):
         except Exception:
             log.exception("partition group %s: commit failed; restoring from the log", self.k)
             raise
-        if self._freed:
-            self.fleet.capacity_freed()
-            room += 1
-        # Room freed by this decision, or before it, was placed from already: no tick for it
-        # (room freed elsewhere while the commit was on its way still wakes this group).
-        if self.fleet.room == room:
-            self._room_seen = room
+        self._saw_room()
         await self._after_commit(written, positions)
+
+    def _saw_room(self) -> None:
+        """Room freed by this decision, or before it, was placed from already: no tick for it
+        (room freed elsewhere while the commit was on its way still wakes this group)."""
+        if self.fleet.room == self._room_before:
+            self._room_seen = self._room_before
+
+    def _holds(self, records: list[Record], outgoing: list[Outgoing], held: bool) -> bool:
+        """Whether to hold `outgoing` rather than commit it now (`held`: some was held
+        already): what agents reported, when none of it is waited for; at the latest
+        `linger_s` after the first of it. A request or a cancel is answered at once."""
+        if (not self.linger_s or any(r.topic != topics.REPORTS for r in records)
+                or any(out.topic in _WAITED_FOR for out in outgoing)):
+            return False
+        now = time.monotonic()
+        if not held:
+            self._held_until = now + self.linger_s
+        elif now >= self._held_until:
+            return False
+        self._held = outgoing
+        return True
 
     def _active_attempts(self) -> int:
         return sum(len(attempts) for attempts in self.in_flight.values())

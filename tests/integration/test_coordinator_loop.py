@@ -28,7 +28,7 @@ from events.intents import RunCancelRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, RetryPolicy, TaskSpec
 from events.registry import Lineage, ModelRegistered, RegisterModel
-from events.reports import AttemptSucceeded
+from events.reports import AttemptReport, AttemptStarted, AttemptSucceeded
 from events.runs import (
     InputIgnored,
     RunCreated,
@@ -46,7 +46,7 @@ from orchestrator.core.decide import Input, Tick
 from orchestrator.core.decide import decide as core_decide
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import CoordinatorState
-from orchestrator.service import group_loop
+from orchestrator.service import group_loop, log_positions
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
 from orchestrator.service.group_loop import GROUP, GroupLoop
@@ -534,3 +534,113 @@ async def test_freed_capacity_goes_to_a_higher_priority_run_of_another_partition
     high_done = next(e.time for e in high_log if isinstance(e.data, TaskSucceeded))
     low_started = next(e.time for e in low_log if isinstance(e.data, TaskStarted))
     assert low_started >= high_done, "the low-priority run took the freed capacity first"
+
+
+async def placed_on_one_agent(bus: Bus, key: str, linger_s: float
+                              ) -> tuple[GroupLoop, ExecuteTask]:
+    """A group whose run of CHAIN has its first task placed on agent a1."""
+    request = run_request(CHAIN, key)
+    k = tp_for(bus, topics.RUNS, request.run_id).partition
+    fleet = FleetTracker(bus)
+    advertised = AgentAdvertised(agent_id="a1", lease_s=60.0,
+                                 capabilities=Capabilities(cpus=4, memory_mb=4096))
+    fleet.apply([Record(topics.AGENTS, 0, 0, "a1", encode(envelope(
+        advertised, id="a1/advertised", time=time.time(), source="test", subject="a1")),
+        (), 0)])
+    loop = GroupLoop(bus, k, fleet, ChampionTracker(bus), {}, linger_s=linger_s)
+    await loop.restore()
+    await bus.publish([intent_record(bus, request, run_id=request.run_id, env_id=key)])
+    while await loop.step():
+        pass
+    [placed] = [e.data for e in await commands_of(bus)
+                if isinstance(e.data, ExecuteTask) and e.data.run_id == request.run_id]
+    return loop, placed
+
+
+async def report(bus: Bus, loop: GroupLoop, data: AttemptReport, id: str) -> None:
+    """An agent's report, on the reports partition the group reads."""
+    await bus.publish([Outgoing(topics.REPORTS, data.run_id, encode(envelope(
+        data, id=id, time=time.time(), source="test", subject=data.run_id)), partition=loop.k)])
+
+
+def started(cmd: ExecuteTask) -> AttemptStarted:
+    return AttemptStarted(run_id=cmd.run_id, task=cmd.task, attempt=cmd.attempt,
+                          attempt_id=cmd.attempt_id, agent_id=cmd.agent_id)
+
+
+def succeeded(cmd: ExecuteTask) -> AttemptSucceeded:
+    return AttemptSucceeded(run_id=cmd.run_id, task=cmd.task, attempt=cmd.attempt,
+                            attempt_id=cmd.attempt_id, agent_id=cmd.agent_id,
+                            output=ArtifactRef(uri="file:///x", sha256="0" * 64, size=0))
+
+
+async def run_log(bus: Bus, loop: GroupLoop) -> list[Record]:
+    return await read_all(bus, [TopicPartition(topics.RUNS, loop.k)])
+
+
+async def test_a_report_that_schedules_nothing_waits_to_share_the_commit_of_the_next(
+    bus: Bus,
+) -> None:
+    # given a task placed on an agent, and a group that holds what schedules nothing for
+    # longer than this test takes
+    loop, placed = await placed_on_one_agent(bus, "linger", linger_s=3600.0)
+    before = len(await run_log(bus, loop))
+
+    # when the agent reports the attempt started (which schedules nothing)
+    await report(bus, loop, started(placed), "started")
+    assert await loop.step()
+
+    # then nothing of it is in the log yet, and the group has nothing else to do
+    assert len(await run_log(bus, loop)) == before
+    assert not await loop.step()
+
+    # when the outcome comes, which schedules the next task (a command: never held)
+    await report(bus, loop, succeeded(placed), "succeeded")
+    assert await loop.step()
+
+    # then both went in one commit: the positions ride on its last record alone
+    new = (await run_log(bus, loop))[before:]
+    kinds = [decode(r.value).data for r in new]
+    assert isinstance(kinds[0], TaskStarted) and isinstance(kinds[1], TaskSucceeded)
+    carrying = [log_positions.carried(r) is not None for r in new]
+    assert carrying == [False] * (len(new) - 1) + [True]
+    assert any(isinstance(e.data, ExecuteTask) and e.data.task == "middle"
+               for e in await commands_of(bus))
+
+
+async def test_what_a_group_holds_is_committed_once_its_linger_is_over(bus: Bus) -> None:
+    # given a started attempt's report held by a group that holds for a moment
+    loop, placed = await placed_on_one_agent(bus, "linger-over", linger_s=0.05)
+    await report(bus, loop, started(placed), "started")
+    assert await loop.step()
+    stop = asyncio.Event()
+
+    # when the group waits as its loop does, and steps again
+    async with asyncio.timeout(WAIT_S):
+        while not await loop.step():
+            await loop.idle(stop)
+
+    # then the report's decision is in the log, with the positions after it
+    [last] = (await run_log(bus, loop))[-1:]
+    assert isinstance(decode(last.value).data, TaskStarted)
+    assert log_positions.carried(last) is not None
+
+
+async def test_a_held_decision_lost_with_its_group_is_made_again_once(bus: Bus) -> None:
+    # given a group that held a started report's decision, then lost the group (a crash,
+    # a takeover) before committing it
+    loop, placed = await placed_on_one_agent(bus, "linger-lost", linger_s=3600.0)
+    await report(bus, loop, started(placed), "started")
+    assert await loop.step()
+    loop.release()
+
+    # when the next owner restores the group and reads on
+    again = GroupLoop(bus, loop.k, FleetTracker(bus), ChampionTracker(bus), {}, linger_s=0.0)
+    await again.restore()
+    while await again.step():
+        pass
+
+    # then the report is decided once: one TaskStarted, nothing ignored as a repeat
+    log = [decode(r.value).data for r in await run_log(bus, again)]
+    assert len([d for d in log if isinstance(d, TaskStarted)]) == 1
+    assert not [d for d in log if isinstance(d, InputIgnored)]
