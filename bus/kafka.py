@@ -37,11 +37,11 @@ from bus.kafka_clients import (
     new_consumer,
     quietly,
 )
-from bus.kafka_handoff import Handoff
+from bus.kafka_handoff import Handoff, handed_within
 from bus.kafka_reader import Reader
 from bus.kafka_topics import agreed_counts
 from bus.kafka_transactions import Transactions
-from bus.kafka_waiters import Waiters
+from bus.kafka_waiters import WAITER_FETCH_WAIT_MS, Waiters
 from bus.protocol import BusError, BusUnusable
 from bus.records import Headers, Outgoing, Record, TopicPartition
 from bus.topology import Topology, wanted_counts
@@ -49,6 +49,8 @@ from events.topics import DEFAULT_PARTITIONS
 
 _log = logging.getLogger(__name__)
 
+SHORT_WAIT_S: Final = WAITER_FETCH_WAIT_MS / 1000
+"""A wait shorter than this does not go to the broker (`_short_wait`)."""
 READER_FETCH_WAIT_MS: Final = 5
 """Only the topology read at open fetches through the reader consumer; reads send their own
 Fetch requests (kafka_reader.py)."""
@@ -256,6 +258,10 @@ class KafkaBus:
             return True
         woken = self._handoff.listen(positions)
         try:
+            if timeout < SHORT_WAIT_S:  # kafka_handoff.handed_within says why
+                handed = await handed_within(woken, timeout)
+                self._check_open()
+                return handed
             return await self._waiters.wait(
                 {self._ktp(tp): position for tp, position in positions.items()}, timeout, woken)
         finally:

@@ -45,6 +45,7 @@ per partition and wakes the waits it concerns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -205,3 +206,16 @@ class Handoff:
         for waiting, position in list(self._waits.get(tp, {}).items()):
             if not waiting.done() and run_at(kept, position, sys.maxsize):
                 waiting.set_result(None)
+
+
+async def handed_within(woken: asyncio.Future[None], seconds: float) -> bool:
+    """Whether `woken` (a `listen` future) is done within `seconds`: a wait shorter than a
+    waiter's long-poll asks the broker nothing, so it ends on this instance's own writes or at
+    its timeout. A long-poll sent for it would outlive it on the waiter's connection, and the
+    next wait on that waiter would sit behind it for up to its WAITER_FETCH_WAIT_MS (bursts
+    stalled for seconds once the coordinator waited 5 ms at a time to hold a batch). Another
+    process's record is read by the read after the wait, at most `seconds` later."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await asyncio.shield(woken)
+    return woken.done() and not woken.cancelled()

@@ -260,8 +260,8 @@ class GroupLoop(Loop):
         outgoing, self._held = self._held, []
         held = bool(outgoing)
         if not held:
+            self._freed = False
             self._room_before = self.fleet.room  # decide places what room freed so far lets
-        self._freed = False
         try:
             for record in records:
                 outgoing.extend(self._handle(record))
@@ -269,11 +269,7 @@ class GroupLoop(Loop):
                 outgoing.extend(self._decide(Tick()))
             if not outgoing:
                 return
-            if self._freed:  # other groups may place on it now (in_flight shows it already)
-                self.fleet.capacity_freed()
-                self._room_before += 1
             if records and self._holds(records, outgoing, held):
-                self._saw_room()
                 return
             outgoing, carried = log_positions.carry(outgoing, topics.RUNS, positions)
             written = await self.bus.commit(GROUP, positions, outgoing, carried=carried)
@@ -288,14 +284,15 @@ class GroupLoop(Loop):
         except Exception:
             log.exception("partition group %s: commit failed; restoring from the log", self.k)
             raise
-        self._saw_room()
+        room = self._room_before
+        if self._freed:  # told once committed, as what is held is nobody's yet
+            self.fleet.capacity_freed()
+            room += 1
+        # Room freed by this decision, or before it, was placed from already: no tick for it
+        # (room freed elsewhere while the commit was on its way still wakes this group).
+        if self.fleet.room == room:
+            self._room_seen = room
         await self._after_commit(written, positions)
-
-    def _saw_room(self) -> None:
-        """Room freed by this decision, or before it, was placed from already: no tick for it
-        (room freed elsewhere while the commit was on its way still wakes this group)."""
-        if self.fleet.room == self._room_before:
-            self._room_seen = self._room_before
 
     def _holds(self, records: list[Record], outgoing: list[Outgoing], held: bool) -> bool:
         """Whether to hold `outgoing` rather than commit it now (`held`: some was held

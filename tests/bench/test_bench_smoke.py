@@ -24,13 +24,16 @@ from events.common import Resources
 SNAKE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
 
-def check(report: Report, *figures: str) -> None:
+def check(report: Report, *figures: str, differences: tuple[str, ...] = ()) -> None:
+    """`differences`: figures that are one timing minus another (an overhead), which noise
+    on a loaded machine can make negative in a tiny smoke run; finite is all they must be."""
     assert report.ok, report.render()
     names = [f.name for f in report.figures]
     for name in figures:
         assert any(name in n for n in names), f"{name!r} missing from {names}"
     for figure in report.figures:
-        assert math.isfinite(figure.value) and figure.value > 0, figure
+        assert math.isfinite(figure.value), figure
+        assert figure.name in differences or figure.value > 0, figure
     assert report.title in report.render()
     check_json(report.json_figures())
 
@@ -60,7 +63,8 @@ async def test_fanout() -> None:
 
 async def test_digits() -> None:
     report = await digits.measure(1)
-    check(report, "digits orchestration overhead")
+    check(report, "digits orchestration overhead",
+          differences=("digits orchestration overhead",))
 
 
 async def test_triggers() -> None:

@@ -334,7 +334,7 @@ async def test_a_group_does_not_tick_for_the_room_its_own_decision_freed(bus: Bu
     fleet.apply([Record(topics.AGENTS, 0, 0, "a1", encode(envelope(
         advertised, id="a1/advertised", time=time.time(), source="test", subject="a1")),
         (), 0)])
-    loop = GroupLoop(bus, k, fleet, ChampionTracker(bus), {})
+    loop = GroupLoop(bus, k, fleet, ChampionTracker(bus), {}, linger_s=0.0)  # commits each step
     await loop.restore()
     await bus.publish([intent_record(bus, request, run_id=request.run_id, env_id="only")])
     while await loop.step():

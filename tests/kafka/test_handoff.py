@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from bus import BusError, Outgoing, Record, TopicPartition, kafka_transactions
-from bus.kafka import KafkaBus
+from bus.kafka import SHORT_WAIT_S, KafkaBus
 from events import topics
 from events.codec import decode
 from events.pipeline import PipelineSpec, TaskSpec
@@ -124,7 +124,7 @@ async def test_a_wait_under_way_ends_when_the_commit_of_the_record_it_waits_for_
     async with asyncio.timeout(BOUND_S):
         (last,) = await bus.commit("coord", group_inputs(0, 1), [decision(b"read")])
         assert await bus.read(RUNS_0, last.offset) == [last]
-        assert not await bus.wait({TopicPartition(topics.TRIGGERS, 0): 0}, 0.01)  # a waiter
+        assert not await bus.wait({TopicPartition(topics.TRIGGERS, 0): 0}, SHORT_WAIT_S)  # waiter
         waiting = asyncio.create_task(bus.wait({RUNS_0: last.offset + 1}, BOUND_S))
         await asyncio.sleep(0)  # one step: it takes the idle waiter and starts its long-poll
         assert bus._waiters.busy, "the wait did not start fetching in one step"  # white box

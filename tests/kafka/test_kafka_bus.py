@@ -15,7 +15,7 @@ import pytest
 from aiokafka.producer import sender
 
 from bus import BusError, Outgoing, TopicPartition, kafka_markers, kafka_reader
-from bus.kafka import KafkaBus
+from bus.kafka import SHORT_WAIT_S, KafkaBus
 from bus.kafka_clients import new_producer
 from events.topics import INTENTS, REPORTS, RUNS, TRIGGERS
 from tests.bus.contract import read_all
@@ -147,7 +147,7 @@ async def test_a_wait_cancelled_mid_fetch_leaves_nothing_behind_that_takes_the_n
     # something else, as the group loop is when the fleet changes)
     bus = await deployment.open()
     tp = TopicPartition(TRIGGERS, 0)
-    assert not await bus.wait({tp: 0}, timeout=0.01)  # a waiter exists, idle in the pool
+    assert not await bus.wait({tp: 0}, timeout=SHORT_WAIT_S)  # a waiter exists, idle
     waiting = asyncio.create_task(bus.wait({tp: 0}, timeout=BOUND_S))
     await asyncio.sleep(0)  # one step: it takes the idle waiter and starts its fetch
     assert bus._waiters.busy, "the wait did not start fetching in one step"  # white box
@@ -165,6 +165,26 @@ async def test_a_wait_cancelled_mid_fetch_leaves_nothing_behind_that_takes_the_n
     # then that wait sees it: nothing left over from the cancelled one took it
     async with asyncio.timeout(BOUND_S):
         assert await bus.wait({tp: 0}, timeout=5.0)
+
+
+@pytest.mark.kafka
+async def test_a_wait_shorter_than_a_long_poll_asks_the_broker_nothing(
+    deployment: Deployment,
+) -> None:
+    # given a bus, and another instance that publishes where it waits
+    bus, other = await deployment.open(), await deployment.open()
+    tp = TopicPartition(TRIGGERS, 0)
+    await other.publish([Outgoing(TRIGGERS, "k", b"theirs", partition=0)])
+
+    # when it waits a moment shorter than a waiter's long-poll
+    woke = await bus.wait({tp: 0}, timeout=SHORT_WAIT_S / 10)
+
+    # then it sent no long-poll (no waiter was even made: one would outlive the wait on its
+    # connection and hold up the next wait behind it), so another process's record is left
+    # to the read after it (its own records end such a wait through the hand-off)
+    assert not woke
+    assert not bus._waiters.busy and not bus._waiters._idle  # white box
+    assert [r.value for r in await bus.read(tp, 0)] == [b"theirs"]
 
 
 class Requests:
