@@ -328,12 +328,7 @@ async def test_a_group_does_not_tick_for_the_room_its_own_decision_freed(bus: Bu
         TaskSpec(name="gpu", function=ref("noop"), resources=Resources(cpus=1, gpus=1))))
     request = run_request(wide, "one-slot")
     k = tp_for(bus, topics.RUNS, request.run_id).partition
-    fleet = FleetTracker(bus)
-    advertised = AgentAdvertised(agent_id="a1", lease_s=60.0,
-                                 capabilities=Capabilities(cpus=1, memory_mb=4096))
-    fleet.apply([Record(topics.AGENTS, 0, 0, "a1", encode(envelope(
-        advertised, id="a1/advertised", time=time.time(), source="test", subject="a1")),
-        (), 0)])
+    fleet = fleet_of_one_agent(bus, cpus=1)
     loop = GroupLoop(bus, k, fleet, ChampionTracker(bus), {}, linger_s=0.0)  # commits each step
     await loop.restore()
     await bus.publish([intent_record(bus, request, run_id=request.run_id, env_id="only")])
@@ -355,6 +350,17 @@ async def test_a_group_does_not_tick_for_the_room_its_own_decision_freed(bus: Bu
     # it (and placed from it) does not tick for it
     assert fleet.room == room + 1
     assert not await loop.step()
+
+
+def fleet_of_one_agent(bus: Bus, cpus: int) -> FleetTracker:
+    """A fleet that has heard agent a1 advertise `cpus` CPUs and 4 GiB, no GPU."""
+    fleet = FleetTracker(bus)
+    advertised = AgentAdvertised(agent_id="a1", lease_s=60.0,
+                                 capabilities=Capabilities(cpus=cpus, memory_mb=4096))
+    fleet.apply([Record(topics.AGENTS, 0, 0, "a1", encode(envelope(
+        advertised, id="a1/advertised", time=time.time(), source="test", subject="a1")),
+        (), 0)])
+    return fleet
 
 
 async def commands_of(bus: Bus) -> list[Envelope[Payload]]:
@@ -541,13 +547,8 @@ async def placed_on_one_agent(bus: Bus, key: str, linger_s: float
     """A group whose run of CHAIN has its first task placed on agent a1."""
     request = run_request(CHAIN, key)
     k = tp_for(bus, topics.RUNS, request.run_id).partition
-    fleet = FleetTracker(bus)
-    advertised = AgentAdvertised(agent_id="a1", lease_s=60.0,
-                                 capabilities=Capabilities(cpus=4, memory_mb=4096))
-    fleet.apply([Record(topics.AGENTS, 0, 0, "a1", encode(envelope(
-        advertised, id="a1/advertised", time=time.time(), source="test", subject="a1")),
-        (), 0)])
-    loop = GroupLoop(bus, k, fleet, ChampionTracker(bus), {}, linger_s=linger_s)
+    loop = GroupLoop(bus, k, fleet_of_one_agent(bus, cpus=4), ChampionTracker(bus), {},
+                     linger_s=linger_s)
     await loop.restore()
     await bus.publish([intent_record(bus, request, run_id=request.run_id, env_id=key)])
     while await loop.step():
