@@ -28,6 +28,7 @@ from typing import Any
 
 from agents.process_identity import ProcessIdentity
 from bus.disk_full import while_full
+from bus.sqlite_schema import committed
 from bus.sqlite_thread import SqliteThread
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,7 @@ def _save(conn: sqlite3.Connection, admissions: tuple[Admission, ...],
           ) -> set[str]:
     """All of it is written when this returns, or none of it."""
     conn.execute("BEGIN IMMEDIATE")
-    try:
+    with committed(conn):
         conn.executemany(UPSERT, [_row(e, at) for e in later])
         admitted = {a.entry.attempt_id for a in admissions
                     if conn.execute(ADMIT, _row(a.entry, at)).rowcount > 0}
@@ -297,11 +298,6 @@ def _save(conn: sqlite3.Connection, admissions: tuple[Admission, ...],
         conn.executemany("INSERT INTO outbox (run_id, value) VALUES (?, ?)",
                          [(a.entry.run_id, a.report) for a in admissions
                           if a.entry.attempt_id in admitted])
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return admitted
 
 
@@ -313,15 +309,10 @@ def _upsert(conn: sqlite3.Connection, entries: tuple[LedgerEntry, ...], sent: bo
         conn.execute(UPSERT, _row(entries[0], at))
         return
     conn.execute("BEGIN IMMEDIATE")
-    try:
+    with committed(conn):
         conn.executemany(UPSERT, [_row(e, at) for e in entries])
         if sent:
             conn.execute("DELETE FROM outbox")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _row(entry: LedgerEntry, at: float) -> tuple[object, ...]:

@@ -75,15 +75,11 @@ def _fresh(conn: sqlite3.Connection) -> None:
 def _write(conn: sqlite3.Connection, placed: Sequence[Placed], positions: Sequence[PositionRow],
            ts_ms: int) -> list[Record]:
     """The rest of a commit, inside the transaction just begun: rolled back whole on failure."""
-    try:
+    with sql.committed(conn):
         ranked = _rank(placed)
         first = _insert(conn, ranked, ts_ms) if ranked else {}
         if positions:
             conn.executemany(sql.UPSERT_POSITION, positions)
-        conn.execute("COMMIT")
-    except BaseException:
-        sql.rollback(conn)
-        raise
     return _records(ranked, first, ts_ms)
 
 

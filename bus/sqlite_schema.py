@@ -9,9 +9,11 @@ reads, each one job on a connection's thread, are in sqlite_jobs.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -129,6 +131,18 @@ def bus_error(exc: sqlite3.Error, path: Path, doing: str) -> BusError:
     return BusError(full_disk(exc, path) or f"{doing}: {exc}")
 
 
+@contextlib.contextmanager
+def committed(conn: sqlite3.Connection) -> Iterator[None]:
+    """The block's statements, in the transaction just begun: committed at its end, rolled
+    back whole when it raises."""
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+
+
 def rollback(conn: sqlite3.Connection) -> None:
     """After a failed statement: end the transaction if SQLite has not already (it rolls back
     by itself on some errors, a full disk among them); the first error is the one to raise."""
@@ -142,13 +156,9 @@ def rollback(conn: sqlite3.Connection) -> None:
 def ensure_schema(conn: sqlite3.Connection, wanted: dict[str, int]) -> dict[str, int]:
     """Under the write lock, so two processes creating the file at once agree on the counts."""
     conn.execute("BEGIN IMMEDIATE")
-    try:
+    with committed(conn):
         counts = _create_topics(conn, wanted)
         check_group_counts(counts, "in the bus file")
-        conn.execute("COMMIT")
-    except BaseException:
-        rollback(conn)
-        raise
     return counts
 
 

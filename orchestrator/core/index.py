@@ -181,17 +181,21 @@ def _status_changed(run: RunState, index: RunIndex, old: str, new: str, name: st
 
 
 def _missing(index: RunIndex, name: str) -> int:
-    """A scratch copy's own count, else its live run's: a fan-out's sink counts a thousand
-    dependencies, and copying all counts at each decision cost what the run is wide."""
-    if name in index.missing or index.base is None:
-        return index.missing.get(name, 0)
-    return index.base.missing.get(name, 0)
+    return _count(index, "missing", name)
 
 
 def _failed(index: RunIndex, name: str) -> int:
-    if name in index.failed or index.base is None:
-        return index.failed.get(name, 0)
-    return index.base.failed.get(name, 0)
+    return _count(index, "failed", name)
+
+
+def _count(index: RunIndex, counts: Literal["missing", "failed"], name: str) -> int:
+    """A scratch copy's own count, else its live run's: a fan-out's sink counts a thousand
+    dependencies, and copying all counts at each decision cost what the run is wide."""
+    own: dict[str, int] = getattr(index, counts)
+    if name in own or index.base is None:
+        return own.get(name, 0)
+    base: dict[str, int] = getattr(index.base, counts)
+    return base.get(name, 0)
 
 
 def _refresh(run: RunState, index: RunIndex, name: str) -> None:
