@@ -10,6 +10,7 @@ refuses them. The payload was validated when it was made.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from datetime import datetime
 
 from events.catalog import CATALOG
@@ -29,6 +30,9 @@ class Recent:
     def __init__(self, kept: int = KEPT, kept_bytes: int = KEPT_BYTES) -> None:
         self._kept, self._kept_bytes = kept, kept_bytes
         self._envelopes: dict[bytes, Envelope[Payload]] = {}
+        self._order: deque[bytes] = deque()
+        """The keys, oldest first: taking a dict's first key gets slower as the entries
+        deleted before it pile up."""
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -39,9 +43,10 @@ class Recent:
             if raw in self._envelopes:
                 return
             self._envelopes[raw] = env
+            self._order.append(raw)
             self._bytes += len(raw)
-            while len(self._envelopes) > self._kept or self._bytes > self._kept_bytes:
-                oldest = next(iter(self._envelopes))
+            while len(self._order) > self._kept or self._bytes > self._kept_bytes:
+                oldest = self._order.popleft()
                 del self._envelopes[oldest]
                 self._bytes -= len(oldest)
 
@@ -51,6 +56,7 @@ class Recent:
     def forget(self) -> None:
         with self._lock:
             self._envelopes.clear()
+            self._order.clear()
             self._bytes = 0
 
 
