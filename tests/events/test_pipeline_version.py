@@ -28,3 +28,17 @@ def test_the_version_is_hashed_once_and_the_spec_is_otherwise_unchanged() -> Non
     assert "content_hash" not in json.loads(asked.model_dump_json())
     assert decoded.version() == version == fresh.version()
     assert spec(width=4).version() != version
+
+
+def test_tasks_looked_up_by_name_leave_the_spec_as_it_was() -> None:
+    # given a spec whose tasks were looked up by name, and an equal one never looked up
+    looked, fresh = spec(), spec()
+    found = [looked.task(f"t{i}") for i in range(3)]
+    # when both are compared, dumped and decoded
+    decoded = PipelineSpec.model_validate_json(looked.model_dump_json())
+    # then the lookup found each task, and left no trace in equality, dumps or versions
+    assert found == list(fresh.tasks)
+    assert looked == fresh
+    assert looked.model_dump_json() == fresh.model_dump_json()
+    assert decoded.task("t2") == fresh.task("t2")
+    assert looked.version() == fresh.version()
