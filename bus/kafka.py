@@ -37,7 +37,7 @@ from bus.kafka_clients import (
     new_consumer,
     quietly,
 )
-from bus.kafka_handoff import Handoff, handed_within
+from bus.kafka_handoff import Deferred, Handoff, handed_within
 from bus.kafka_reader import Reader
 from bus.kafka_topics import agreed_counts
 from bus.kafka_transactions import Transactions
@@ -71,6 +71,7 @@ class KafkaBus:
         self._reader: Reader | None = None
         self._transactions: Transactions | None = None
         self._handoff = Handoff()
+        self._deferred = Deferred()
         self._closed = False
 
     @classmethod
@@ -214,7 +215,8 @@ class KafkaBus:
     async def read_many(self, starts: Mapping[TopicPartition, int], limit: int = 1000
                         ) -> list[Record]:
         """One Fetch per leader for all of them (kafka_reader.Reader.read_many), except those
-        answered by what this instance committed itself (as `read`); none if all are."""
+        answered by what this instance committed itself (as `read`); none if all are, nor,
+        every other time, when some are (`Deferred`)."""
         for tp in starts:
             self._check(tp)
         reader = self._open_reader()
@@ -223,6 +225,8 @@ class KafkaBus:
         handed = {tp: run for tp, start in starts.items()
                   if (run := self._handoff.read(tp, start, limit))}
         rest = {self._ktp(tp): start for tp, start in starts.items() if tp not in handed}
+        if rest and self._deferred.defer(starts, handed=bool(handed)):
+            rest = {}
         got: dict[Any, list[Any]] = {}
         if rest:
             try:

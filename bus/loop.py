@@ -179,10 +179,18 @@ class Transactional(Loop):
         # transactional id, which must stay the one `claim` fenced with. The same outputs
         # until the commit gets through (for a patient consumer): handling the records again
         # need not give them again.
-        await self.patience("committing", lambda: self.bus.commit(self.group, positions,
-                                                                   outputs))
+        outputs, carried = self.carry(outputs, positions)
+        await self.patience("committing", lambda: self.bus.commit(
+            self.group, positions, outputs, carried=carried))
         self.after_commit()
         return True
+
+    def carry(self, outputs: list[Outgoing], positions: dict[TopicPartition, int]
+              ) -> tuple[list[Outgoing], bool]:
+        """`outputs` with the positions written into one of them, and whether they are (then
+        the commit need not send them to the group: Bus.commit's `carried`), for a consumer
+        that finds them again in its own outputs when it loads. Not by default."""
+        return outputs, False
 
     @abstractmethod
     async def handle(self, records: list[Record]) -> list[Outgoing]:

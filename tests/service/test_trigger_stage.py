@@ -12,9 +12,10 @@ from events.envelope import Envelope, envelope
 from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec, TriggerSpec
-from events.topics import DLQ, INTENTS, TRIGGER_LOG, TRIGGERS, partition_for
+from events.topics import DLQ, INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected, TriggerAccepted, TriggerIgnored
 from orchestrator.core.ids import run_id_for
+from orchestrator.service import log_positions
 from orchestrator.service.triggers import (
     FANOUT_GROUP,
     FanOutStage,
@@ -225,3 +226,58 @@ async def test_running_stages_turn_a_trigger_into_a_run_and_stop_on_request(
     async with asyncio.timeout(WAIT_S):
         await asyncio.gather(*running)
     assert len(await everything(bus, INTENTS)) == 1
+
+
+TWO_PIPELINES = {PIPELINE.name: PIPELINE,
+                 "digits-eval": PIPELINE.model_copy(update={"name": "digits-eval"})}
+"""Both take digits@v1: one trigger, two copies on baton.pipeline-triggers."""
+
+
+async def test_each_stage_carries_its_positions_on_the_last_record_it_commits(bus: Bus) -> None:
+    # given a trigger two pipelines take
+    trigger = await publish_trigger(bus, digits_arrived(), event_id="evt-1")
+    [published] = await everything(bus, TRIGGERS)
+    # when both stages handle it
+    await settle(FanOutStage(bus, TWO_PIPELINES), RouterStage(bus, TWO_PIPELINES, FakeClock()))
+    # then the last copy carries the fan-out's positions after the trigger, the last
+    # decision the router's after both copies; no other record carries any
+    copies = sorted(await everything(bus, PIPELINE_TRIGGERS), key=lambda r: r.timestamp_ms)
+    decided = await everything(bus, TRIGGER_LOG)
+    assert len(copies) == 2 and len(decided) == 2 and trigger.id == "evt-1"
+    fanout_positions = {tp: 0 for tp in partitions(bus, TRIGGERS)} | {
+        published.tp: published.offset + 1}
+    carrying = [r for r in copies if log_positions.carried(r) is not None]
+    assert [log_positions.carried(r) for r in carrying] == [fanout_positions]
+    router_positions = {tp: 0 for tp in partitions(bus, PIPELINE_TRIGGERS)} | {
+        r.tp: r.offset + 1 for r in copies}
+    assert [log_positions.carried(r) for r in decided
+            if log_positions.carried(r) is not None] == [router_positions]
+
+
+def partitions(bus: Bus, topic: str) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
+
+
+async def test_restarted_stages_go_on_after_what_they_committed_and_nothing_twice(
+    bus: Bus, open_bus: BusOpener
+) -> None:
+    # given triggers handled by both stages, one of them garbage (only dead-lettered: its
+    # commit writes no copy that could carry the positions), then both stages and their bus
+    # client gone
+    await publish_trigger(bus, digits_arrived(), event_id="evt-1")
+    await bus.publish([Outgoing(TRIGGERS, "digits", b"\x00not json")])
+    await settle(FanOutStage(bus, TWO_PIPELINES), RouterStage(bus, TWO_PIPELINES, FakeClock()))
+    copies, decided = len(await everything(bus, PIPELINE_TRIGGERS)), await decisions(bus)
+    await bus.close()
+    # when new stages over the same storage run, and one more trigger comes
+    reopened = await open_bus()
+    stages = FanOutStage(reopened, TWO_PIPELINES), RouterStage(reopened, TWO_PIPELINES,
+                                                               FakeClock())
+    await settle(*stages)
+    unchanged = (len(await everything(reopened, PIPELINE_TRIGGERS)), await decisions(reopened))
+    await publish_trigger(reopened, drift(), event_id="drift-1")
+    await settle(*stages)
+    # then nothing was copied or decided again, and the new trigger once for each pipeline
+    assert unchanged == (copies, decided)
+    assert len(await everything(reopened, PIPELINE_TRIGGERS)) == copies + 2
+    assert [type(d) for d in (await decisions(reopened))[len(decided):]] == [TriggerAccepted] * 2
