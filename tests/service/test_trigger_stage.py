@@ -244,11 +244,11 @@ async def test_each_stage_carries_its_positions_on_the_last_record_it_commits(bu
     copies = sorted(await everything(bus, PIPELINE_TRIGGERS), key=lambda r: r.timestamp_ms)
     decided = await everything(bus, TRIGGER_LOG)
     assert len(copies) == 2 and len(decided) == 2 and trigger.id == "evt-1"
-    fanout_positions = {tp: 0 for tp in partitions(bus, TRIGGERS)} | {
+    fanout_positions = dict.fromkeys(partitions(bus, TRIGGERS), 0) | {
         published.tp: published.offset + 1}
     carrying = [r for r in copies if log_positions.carried(r) is not None]
     assert [log_positions.carried(r) for r in carrying] == [fanout_positions]
-    router_positions = {tp: 0 for tp in partitions(bus, PIPELINE_TRIGGERS)} | {
+    router_positions = dict.fromkeys(partitions(bus, PIPELINE_TRIGGERS), 0) | {
         r.tp: r.offset + 1 for r in copies}
     assert [log_positions.carried(r) for r in decided
             if log_positions.carried(r) is not None] == [router_positions]
