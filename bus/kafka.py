@@ -200,12 +200,13 @@ class KafkaBus:
         """One Fetch from `start` (more while the response held less than the LSO allows and
         `limit` is not reached); offsets returned are real, with gaps at markers and aborts.
         From exactly where a record this instance committed sits, no Fetch: the run of its
-        own records from there (kafka_handoff.py says when), and the broker for what follows."""
+        own records from there (kafka_handoff.py says when), and the broker for what follows;
+        nor right after a wait, from what its long-poll brought (kafka_waiters.Seen)."""
         self._check(tp)
         reader = self._open_reader()
         if limit <= 0:
             return []
-        if handed := self._handoff.read(tp, start, limit):
+        if handed := self._from_memory(tp, start, limit):
             return handed
         try:
             return [self._record(raw) for raw in await reader.read(self._ktp(tp), start, limit)]
@@ -223,7 +224,7 @@ class KafkaBus:
         if limit <= 0 or not starts:
             return []
         handed = {tp: run for tp, start in starts.items()
-                  if (run := self._handoff.read(tp, start, limit))}
+                  if (run := self._from_memory(tp, start, limit))}
         rest = {self._ktp(tp): start for tp, start in starts.items() if tp not in handed}
         if rest and self._deferred.defer(starts, handed=bool(handed)):
             rest = {}
@@ -267,7 +268,8 @@ class KafkaBus:
                 self._check_open()
                 return handed
             return await self._waiters.wait(
-                {self._ktp(tp): position for tp, position in positions.items()}, timeout, woken)
+                {self._ktp(tp): position for tp, position in positions.items()}, timeout, woken,
+                keep=True)
         finally:
             self._handoff.unlisten(woken)
 
@@ -320,6 +322,13 @@ class KafkaBus:
     def _place(self, out: Outgoing) -> tuple[TopicPartition, Outgoing]:
         """Always an explicit partition: the client's partitioner is never trusted with keys."""
         return self._topology.place(out), out
+
+    def _from_memory(self, tp: TopicPartition, start: int, limit: int) -> list[Record]:
+        """What this instance committed itself, or else what a waiter's long-poll just
+        brought (kafka_waiters.Seen), from `start`; empty: ask the broker."""
+        if handed := self._handoff.read(tp, start, limit):
+            return handed
+        return [self._record(raw) for raw in self._waiters.seen.read(self._ktp(tp), start, limit)]
 
     def _skipped(self, ktp: Any, start: int, end: int) -> None:
         self._handoff.skipped(TopicPartition(str(ktp.topic)[len(self._namespace):],
