@@ -40,3 +40,25 @@ async def test_a_read_of_many_answered_in_part_from_memory_leaves_the_fetch_to_t
     # the second brings the other one too, though memory had something again
     assert (first, fetched_first) == ([mine], 0)
     assert second == [next_mine, theirs]
+
+
+async def test_the_read_after_a_wait_gets_what_the_waits_long_poll_brought_without_a_fetch(
+    deployment: Deployment,
+) -> None:
+    # given a consumer waiting on a partition, and a record another process appends there
+    bus, other = await deployment.open(), await deployment.open()
+    async with asyncio.timeout(BOUND_S):
+        position = await bus.end_offset(REPORTS_0)
+        waiting = asyncio.ensure_future(bus.wait({REPORTS_0: position}, BOUND_S))
+        written = await other.append([Outgoing(topics.REPORTS, "r", b"%d" % i, partition=0)
+                                      for i in range(3)])
+        # when the wait ends and the consumer reads from where it stood
+        assert await waiting
+        requests = Requests(bus._reader_consumer._client)  # white box: the reader's client
+        read = await bus.read_many({REPORTS_0: position})
+        asked = list(requests.kinds)
+        rest = await bus.read(REPORTS_0, read[-1].offset + 1) if read else []
+    # then it got the records from what the long-poll brought, asking the broker nothing,
+    # and reading on brings the rest, if the long-poll came before all of them were there
+    assert read and asked == []
+    assert read + rest == written
