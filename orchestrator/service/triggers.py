@@ -254,4 +254,5 @@ async def _last_record(bus: Bus, tp: TopicPartition) -> Record | None:
 
 def _ours(positions: log_positions.Positions, inputs: Sequence[TopicPartition]
           ) -> log_positions.Positions:
-    return {tp: at for tp, at in positions.items() if tp in set(inputs)}
+    wanted = set(inputs)
+    return {tp: at for tp, at in positions.items() if tp in wanted}
