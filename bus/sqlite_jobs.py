@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from bus import sqlite_schema as sql
 from bus.protocol import BusUnusable
@@ -23,6 +24,7 @@ from bus.records import (
     encode_headers,
 )
 
+T = TypeVar("T")
 Placed = tuple[TopicPartition, Outgoing]
 PositionRow = tuple[str, str, int, int]
 """(group, topic, partition, next offset to read): a row of sql.UPSERT_POSITION."""
@@ -47,17 +49,47 @@ def append_if_free(conn: sqlite3.Connection, placed: Sequence[Placed],
     """`append` if SQLite's write lock is free right now; None, having done nothing, when
     another connection holds it. For the event loop's own thread, which must never wait on
     the busy timeout: then the caller queues `append` on the writer's thread instead."""
+    if not _begun_if_free(conn):
+        return None
+    return _write(conn, placed, positions, ts_ms)
+
+
+class WriteLockBusy(Exception):
+    """Another connection holds SQLite's write lock: nothing was done."""
+
+
+def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """`body` in a transaction of its own (BEGIN IMMEDIATE ... COMMIT): all of what it wrote is
+    committed when this returns, or none of it. Waits on the busy timeout for another
+    connection's write lock: for a connection's own thread."""
+    _fresh(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    with sql.committed(conn):
+        return body(conn)
+
+
+def transaction_if_free(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """`transaction` if SQLite's write lock is free right now, else WriteLockBusy, having done
+    nothing: for the event loop's own thread, which must never wait (as `append_if_free`)."""
+    if not _begun_if_free(conn):
+        raise WriteLockBusy
+    with sql.committed(conn):
+        return body(conn)
+
+
+def _begun_if_free(conn: sqlite3.Connection) -> bool:
+    """BEGIN IMMEDIATE without waiting: False, with nothing begun, when the lock is taken."""
     _fresh(conn)
     conn.execute("PRAGMA busy_timeout = 0")
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF == sql.SQLITE_BUSY:
-            return None
+            return False
         raise
     finally:
         conn.execute(sql.BUSY_TIMEOUT)
-    return _write(conn, placed, positions, ts_ms)
+    return True
 
 
 def checkpoint(conn: sqlite3.Connection) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agents import ledger as ledger_module
 from agents.ledger import Admission, Ledger, LedgerEntry
+from bus import sqlite_jobs
 
 COMMANDS = "baton.commands"
 
@@ -63,8 +66,25 @@ async def test_an_attempt_rejected_before_may_be_admitted_and_an_admitted_one_no
         await reopened.close()
 
 
-async def test_a_write_is_one_hand_off_to_the_ledgers_thread_and_back(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The thread each ledger transaction ran on, in order."""
+    ran_on: list[int] = []
+
+    def watched(transact: Any) -> Any:
+        def run(conn: sqlite3.Connection, body: Any) -> Any:
+            done = transact(conn, body)
+            ran_on.append(threading.get_ident())
+            return done
+        return run
+
+    for name in ("transaction", "transaction_if_free"):
+        monkeypatch.setattr(sqlite_jobs, name, watched(getattr(sqlite_jobs, name)))
+    return ran_on
+
+
+async def test_a_write_runs_whole_on_the_loops_thread_while_the_ledgers_thread_is_idle(
+        tmp_path: Path, writes: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     # given an open ledger, and every reply from another thread to the event loop counted
     ledger = await Ledger.open(tmp_path / "agent.db")
     loop = asyncio.get_running_loop()
@@ -84,13 +104,60 @@ async def test_a_write_is_one_hand_off_to_the_ledgers_thread_and_back(
     finally:
         monkeypatch.undo()
         await ledger.close()
-    # then each write came back once: the statement and its commit are one job there
-    assert replies == 2
+    # then each write was one transaction on the loop's own thread: no hand-off at all
+    assert (writes, replies) == ([threading.get_ident()] * 2, 0)
     reopened = await Ledger.open(tmp_path / "agent.db")
     try:
         assert (await reopened.get("run/task/1")) == entry("started"), "and it is durable"
     finally:
         await reopened.close()
+
+
+async def test_a_write_meeting_another_connections_write_lock_waits_on_the_ledgers_thread(
+        tmp_path: Path, writes: list[int]) -> None:
+    # given a ledger, and another connection holding its file's write lock
+    path = tmp_path / "agent.db"
+    ledger = await Ledger.open(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        # when an attempt is admitted, and the loop turns meanwhile
+        admitting = asyncio.create_task(admit(ledger, entry("accepted")))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        # then the loop was never blocked: the write waits on the ledger's thread
+        assert not admitting.done()
+        other.execute("ROLLBACK")
+        # and once the lock is let go it goes through, there
+        assert await asyncio.wait_for(admitting, 10)
+        assert len(writes) == 1 and writes[0] != threading.get_ident()
+    finally:
+        other.close()
+        await ledger.close()
+
+
+async def test_the_wal_is_checkpointed_on_the_ledgers_thread_every_so_many_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a checkpoint due every second write, and where checkpoints run recorded
+    monkeypatch.setattr(ledger_module, "CHECKPOINT_EVERY", 2)
+    ran_on: list[int] = []
+    checkpoint = sqlite_jobs.checkpoint
+
+    def watched(conn: sqlite3.Connection) -> None:
+        ran_on.append(threading.get_ident())
+        checkpoint(conn)
+
+    monkeypatch.setattr(sqlite_jobs, "checkpoint", watched)
+    ledger = await Ledger.open(tmp_path / "agent.db")
+    try:
+        # when five writes are made
+        for attempt in range(1, 6):
+            await ledger.record(of(attempt, "started"))
+    finally:
+        await ledger.close()
+    # then two checkpoints ran, neither on the loop's thread
+    assert len(ran_on) == 2
+    assert threading.get_ident() not in ran_on
 
 
 def of(attempt: int, status: str) -> LedgerEntry:
@@ -99,29 +166,20 @@ def of(attempt: int, status: str) -> LedgerEntry:
 
 
 async def test_a_delivered_outcome_is_marked_finished_with_the_next_write_not_its_own(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # given an attempt whose outcome is recorded, and every reply to the event loop counted
+        tmp_path: Path, writes: list[int]) -> None:
+    # given an attempt whose outcome is recorded
     ledger = await Ledger.open(tmp_path / "agent.db")
     await ledger.record(of(1, "done"))
-    loop = asyncio.get_running_loop()
-    replies: list[object] = []
-    reply = loop.call_soon_threadsafe
-
-    def counted(*args: Any, **kwargs: Any) -> asyncio.Handle:
-        replies.append(args)
-        return reply(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    writes.clear()
     try:
         # when its outcome reached the bus, and then the next attempt is admitted
         ledger.finished(of(1, "finished"))
-        marked = len(replies)
+        marked = len(writes)
         assert await admit(ledger, of(2, "accepted"))
     finally:
-        monkeypatch.undo()
         await ledger.close()
     # then marking it cost no write of its own, and the admission wrote both
-    assert (marked, len(replies)) == (0, 1)
+    assert (marked, len(writes)) == (0, 1)
     reopened = await Ledger.open(tmp_path / "agent.db")
     try:
         assert await reopened.undelivered() == []
