@@ -7,7 +7,7 @@ import importlib
 import inspect
 import math
 import os
-import queue
+import select
 import signal
 import threading
 import traceback
@@ -29,6 +29,8 @@ CUT_INSIDE = "…(truncated)…"
 _MAX_CHUNK_CHARS = 2048
 """One frame or exception line longer than this (a huge message or repr) keeps only its start
 and end, so that it cannot push the raising frame out of the bounded traceback."""
+_HANG_UP = select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+"""What poll says of a pipe (a socket pair) whose other end was closed."""
 
 
 class _InvalidTask(Exception):
@@ -44,24 +46,29 @@ def worker_main(conn: Connection, artifact_root: str, env: dict[str, str], once:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.update(env)
     store = ArtifactStore(Path(artifact_root))
-    inbox: queue.SimpleQueue[Invocation] = queue.SimpleQueue()
-    threading.Thread(target=_pump_inbox, args=(conn, inbox), daemon=True).start()
+    threading.Thread(target=_exit_on_hang_up, args=(conn,), daemon=True).start()
     send = _locked_sender(conn)
     send(("ready",))
     while True:
-        inv = inbox.get()
+        try:
+            inv = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
         send(("done", inv.attempt_id, _execute(inv, store, _progress_reporter(send, inv))))
         if once:
             return
 
 
-def _pump_inbox(conn: Connection, inbox: queue.SimpleQueue[Invocation]) -> None:
-    """EOF means the parent is gone: exit at once rather than finish work nobody collects."""
-    try:
-        while True:
-            inbox.put(conn.recv())
-    except (EOFError, OSError):
-        os._exit(0)
+def _exit_on_hang_up(conn: Connection) -> None:
+    """The parent closed its end (it is gone, or done with us): exit at once rather than
+    finish work nobody collects. Waits for the hang-up alone, never for data, so an
+    invocation wakes only the main thread that reads it."""
+    poller = select.poll()
+    poller.register(conn.fileno(), _HANG_UP)
+    while True:
+        for _, events in poller.poll():
+            if events & (_HANG_UP | select.POLLERR | select.POLLNVAL):
+                os._exit(0)
 
 
 def _locked_sender(conn: Connection) -> Callable[[object], None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import select
 import signal
@@ -17,6 +18,7 @@ import pytest
 
 from agents.artifacts import ArtifactStore
 from agents.task_api import ContextData
+from agents.worker_process import worker_main
 from agents.workers import Failed, Invocation, Outcome, Succeeded, WorkerPool
 from events.reports import MAX_TRACEBACK_CHARS, AttemptFailed
 from tests import gates
@@ -438,6 +440,32 @@ async def test_workers_and_their_fork_server_die_when_their_parent_is_killed(
 def parent_of(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat[stat.rfind(")") + 2:].split()[1])
+
+
+async def test_a_worker_whose_parent_hangs_up_while_its_task_runs_exits_at_once(
+    store: ArtifactStore
+) -> None:
+    # given a worker process running a task that never returns (its main thread is busy in
+    # the task, not reading the pipe)
+    mp = multiprocessing.get_context("spawn")
+    ours, theirs = mp.Pipe()
+    worker = mp.Process(target=worker_main, args=(theirs, str(store.root), {}, False),
+                        daemon=True)
+    worker.start()
+    theirs.close()
+    try:
+        assert ours.recv() == ("ready",)
+        ours.send(invocation("hangs"))
+        assert ours.recv()[:2] == ("progress", "a-1")
+        assert worker.pid is not None
+        pidfds = watch([worker.pid])
+        # when the parent closes its end of the pipe
+        ours.close()
+        # then the worker exits without waiting for the task
+        await asyncio.wait_for(exits(pidfds), 10)
+    finally:
+        worker.kill()
+        worker.join()
 
 
 async def test_a_sigterm_to_the_agents_process_group_does_not_kill_a_running_task(
