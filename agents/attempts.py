@@ -18,7 +18,7 @@ from agents.ledger import Admission, Ledger, LedgerEntry
 from agents.process_identity import ProcessIdentity
 from agents.sender import Sender
 from agents.task_api import ContextData
-from agents.workers import Failed, Invocation, OnStart, Outcome, WorkerPool
+from agents.workers import Failed, Invocation, OnStart, Outcome, Reservation, WorkerPool
 from bus import BusError, Outgoing, TopicPartition
 from events.commands import ExecuteTask
 from events.common import Capabilities
@@ -62,6 +62,11 @@ class Running:
     finished: bool = False
     """Its outcome is known (its report may still be waiting for the bus)."""
     given_up: GiveUp | None = None
+    reserved: Reservation | None = None
+    """The worker slot it was given at admission, when it starts at once."""
+    recorded: ProcessIdentity | None = None
+    """The process the ledger names as running it (saved with its admission): `started`
+    need not be written again for that one."""
 
 
 class Attempts:
@@ -117,12 +122,18 @@ class Attempts:
         if isinstance(admitted, str):
             refusal = AttemptRejected(**base, reason=admitted, placement=cmd.placement)
             return Decided(entry(cmd, "rejected"), refusal)
-        starts_now = self._slot_free_now()
+        reserved = self.pool.reserve(admitted) if self._slot_free_now() else None
         # Counted at once, so the next command of the batch sees the room it takes.
-        self.running[cmd.attempt_id] = Running(cmd, admitted, started=starts_now)
-        if starts_now:  # a worker is free: "started" says "accepted" too, one report less
-            return Decided(entry(cmd, "accepted"), AttemptStarted(**base, gpus=admitted))
-        return Decided(entry(cmd, "accepted"), AttemptAccepted(**base, gpus=admitted))
+        running = Running(cmd, admitted, started=reserved is not None, reserved=reserved)
+        self.running[cmd.attempt_id] = running
+        if reserved is None:
+            return Decided(entry(cmd, "accepted"), AttemptAccepted(**base, gpus=admitted))
+        # A worker is free: "started" says "accepted" too, one report less; and when the
+        # pool can name the process already, the admission records it (I3), one write less.
+        running.recorded = reserved.worker
+        status = "accepted" if reserved.worker is None else "started"
+        return Decided(entry(cmd, status, worker=reserved.worker),
+                       AttemptStarted(**base, gpus=admitted))
 
     async def save(self, decided: list[Decided], tp: TopicPartition, position: int
                    ) -> list[Outgoing]:
@@ -147,8 +158,14 @@ class Attempts:
             running = self.running.get(d.entry.attempt_id)
             if running is not None and running.task is None:
                 del self.running[d.entry.attempt_id]
+                self._give_back(running)
+
+    def _give_back(self, running: Running) -> None:
+        if running.reserved is not None:
+            self.pool.give_back(running.reserved)
 
     def _slot_free_now(self) -> bool:
+        """Free slots beyond those the attempts queued before are promised to."""
         queued = sum(not r.started for r in self.running.values())
         return self.pool.idle_slots() > queued
 
@@ -222,13 +239,16 @@ class Attempts:
         finally:
             reports.cancel()
             self.running.pop(cmd.attempt_id, None)
+            self._give_back(running)  # never run (cancelled first): its slot is free again
 
     async def _started(self, running: Running, reports: _Reports,
                        worker: ProcessIdentity | None) -> None:
         """The ledger names the worker before the task runs (a restarted agent ends it if it
-        outlived us). The report is queued, not awaited: the task need not wait for the bus
-        to start, and the queue keeps "started" ahead of everything else the attempt reports."""
-        await self.ledger.record(entry(running.command, "started", worker=worker))
+        outlived us), unless its admission did already. The report is queued, not awaited:
+        the task need not wait for the bus to start, and the queue keeps "started" ahead of
+        everything else the attempt reports."""
+        if worker is None or worker != running.recorded:
+            await self.ledger.record(entry(running.command, "started", worker=worker))
         if not running.started:
             running.started = True
             reports.push(self.sender.out(AttemptStarted(**_report_fields(running.command),
@@ -246,7 +266,8 @@ class Attempts:
         cancelled = Failed(reason="cancelled", message=f"attempt {cmd.attempt_id} was cancelled")
         if running.cancelled:
             return cancelled
-        running.invocation = asyncio.ensure_future(self.pool.run(inv, on_progress, on_start))
+        running.invocation = asyncio.ensure_future(
+            self.pool.run(inv, on_progress, on_start, running.reserved))
         try:
             return await running.invocation
         except asyncio.CancelledError:

@@ -36,6 +36,7 @@ __all__ = [
     "OnStart",
     "Outcome",
     "ProgressCallback",
+    "Reservation",
     "Succeeded",
     "WorkerPool",
     "WorkerStartError",
@@ -166,6 +167,18 @@ class _Slot:
     worker: asyncio.Task[_Worker] | None = None
 
 
+@dataclass(eq=False)
+class Reservation:
+    """A slot taken for one attempt before it runs (`WorkerPool.reserve`)."""
+
+    slot: _Slot
+    worker: ProcessIdentity | None
+    """The process that will run the attempt, as far as the pool can tell now: None when it
+    cannot (no warm worker yet, or the attempt gets a process of its own)."""
+    spent: bool = False
+    """Handed to `run`, or given back: its slot is the pool's again once that is over."""
+
+
 class WorkerPool:
     """Keeps `size` warm worker processes and never runs more than `size` attempts at once."""
 
@@ -199,8 +212,10 @@ class WorkerPool:
         inv: Invocation,
         on_progress: ProgressCallback | None = None,
         on_start: OnStart | None = None,
+        reservation: Reservation | None = None,
     ) -> Outcome:
-        """Waits for a free slot; the outcome is always returned, never raised.
+        """Waits for a free slot (or runs on the one reserved); the outcome is always returned,
+        never raised.
 
         `on_start` runs once the attempt has a worker, before the worker gets the attempt: so
         "started" never counts queue time, and the caller can record which process runs it
@@ -208,7 +223,12 @@ class WorkerPool:
         """
         if inv.attempt_id in self._running:
             raise ValueError(f"attempt {inv.attempt_id} is already running")
-        slot = await self._slots.get()
+        if reservation is None:
+            slot = await self._slots.get()
+        elif reservation.spent:
+            raise ValueError(f"attempt {inv.attempt_id}: its reservation was spent already")
+        else:
+            reservation.spent, slot = True, reservation.slot
         try:
             self._check_open()
             if inv.gpus or inv.env:
@@ -220,6 +240,26 @@ class WorkerPool:
     def idle_slots(self) -> int:
         """Attempts that would get a worker at once if submitted now."""
         return self._slots.qsize()
+
+    def reserve(self, gpus: tuple[int, ...] = ()) -> Reservation | None:
+        """A free slot, taken now for an attempt that is to run at once (None if there is
+        none), with the process that will run it when the pool knows it already: the caller
+        can record that process with the attempt's admission, in one write, and need not
+        write again when `on_start` names the same one. Spent by `run`, or given back."""
+        if self._closed or self._slots.empty():
+            return None
+        slot = self._slots.get_nowait()
+        warm = slot.worker
+        if gpus or warm is None or not warm.done() or _is_unusable(warm):
+            return Reservation(slot, None)
+        return Reservation(slot, warm.result().identity)
+
+    def give_back(self, reservation: Reservation) -> None:
+        """A reservation `run` never got (the attempt was dropped or cancelled first); once
+        spent, nothing more to do."""
+        if not reservation.spent:
+            reservation.spent = True
+            self._release(reservation.slot)
 
     async def cancel(self, attempt_id: str) -> bool:
         """Killing is the only reliable way to stop arbitrary task code."""

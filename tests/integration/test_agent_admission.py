@@ -1,0 +1,81 @@
+"""An agent admitting attempts on a real bus: what one that starts at once costs its ledger,
+and what a batch of more attempts than free workers says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.ledger import Ledger
+from agents.process_identity import is_running
+from bus import Bus, sqlite_jobs
+from events.commands import CancelTask
+from events.reports import AttemptAccepted, AttemptFailed, AttemptProgress
+from tests.integration.agent_support import AGENT, RUN, Agents, kinds, report, run_sentinel
+from tests.integration.support import Tail, command_record, execute_task
+from tests.integration.tasks import ref
+
+
+@pytest.fixture
+def ledger_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The agent ledger's transactions (the embedded bus commits through other jobs)."""
+    writes: list[str] = []
+
+    def counted(transact: Callable[..., Any]) -> Callable[..., Any]:
+        def run(conn: Any, body: Any) -> Any:
+            done = transact(conn, body)
+            writes.append(getattr(body, "func", body).__name__)
+            return done
+        return run
+
+    for name in ("transaction", "transaction_if_free"):
+        monkeypatch.setattr(sqlite_jobs, name, counted(getattr(sqlite_jobs, name)))
+    return writes
+
+
+async def test_an_attempt_given_a_worker_at_once_is_recorded_started_by_it_in_its_admission(
+    bus: Bus, agents: Agents, reports: Tail, tmp_path: Path, ledger_writes: list[str]
+) -> None:
+    # given an agent that ran an attempt already (its workers are warm)
+    await agents.start()
+    await run_sentinel(bus, reports)
+    ledger_writes.clear()
+    # when a command comes, and its task runs
+    cmd = execute_task(AGENT, ref("hang"), run_id=RUN, task="runs")
+    await bus.publish([command_record(cmd)])
+    await report(reports, AttemptProgress, cmd.attempt_id)
+    # then the ledger was written once: the admission said started, naming the worker that
+    # runs it (a restart ends that process before it reports the attempt interrupted)
+    assert ledger_writes == ["save"]
+    ledger = await Ledger.open(tmp_path / "home" / f"agent-{AGENT}.db")
+    try:
+        entry = await ledger.get(cmd.attempt_id)
+    finally:
+        await ledger.close()
+    assert entry is not None and entry.status == "started"
+    assert entry.worker is not None and is_running(entry.worker)
+
+
+async def test_a_batch_of_more_attempts_than_free_workers_says_started_only_for_those_given_one(
+    bus: Bus, agents: Agents, reports: Tail
+) -> None:
+    # given an agent with two workers and room for three attempts
+    await agents.start(workers=2)
+    await run_sentinel(bus, reports)
+    cmds = [execute_task(AGENT, ref("hang"), run_id=RUN, task=f"t{i}", cpus=0.5)
+            for i in range(3)]
+    # when three commands come in one batch
+    await bus.publish([command_record(cmd) for cmd in cmds])
+    for cmd in cmds[:2]:
+        await report(reports, AttemptProgress, cmd.attempt_id)
+    await report(reports, AttemptAccepted, cmds[2].attempt_id)
+    # then the first two started, and the third was only accepted: it waits for a worker
+    assert [kinds(reports, cmd.attempt_id)[0] for cmd in cmds] == [
+        "attempt_started", "attempt_started", "attempt_accepted"]
+    for cmd in cmds:
+        cancel = CancelTask(run_id=RUN, agent_id=AGENT, attempt_id=cmd.attempt_id, reason="test")
+        await bus.publish([command_record(cancel)])
+        await report(reports, AttemptFailed, cmd.attempt_id)
