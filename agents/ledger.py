@@ -46,10 +46,10 @@ class Ledger:
     transaction, one job. While that thread has nothing to do and no other connection holds
     the file's write lock, the job runs on the event loop's own thread, before the caller
     first yields: the hand-off there and back cost more than the write (~0.1-0.3 ms against
-    ~30 µs of SQLite on a busy 2-core machine), and three writes per attempt sit on the agent's
-    path from command to report. Otherwise it is queued there, and a job that was queued
-    always runs whole: a caller cancelled meanwhile leaves it written or not at all, never
-    half. The WAL is checkpointed on the thread every CHECKPOINT_EVERY writes (a checkpoint
+    ~30 µs of SQLite on a busy 2-core machine), and each attempt's admission (which names
+    its worker when it starts at once) and outcome sit on the agent's path from command to
+    report. Otherwise it is queued there, and a job that was queued always runs whole: a
+    caller cancelled meanwhile leaves it written or not at all, never half. The WAL is checkpointed on the thread every CHECKPOINT_EVERY writes (a checkpoint
     syncs the file, which the loop's thread must not wait for), as the bus does."""
 
     def __init__(self, conn: SqliteThread, known: dict[str, LedgerEntry], saved: Saved,

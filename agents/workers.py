@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import multiprocessing
-import pickle
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
-from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from agents.outcomes import (
     Failed,
@@ -26,7 +21,8 @@ from agents.outcomes import (
     ProgressCallback,
     Succeeded,
 )
-from agents.process_identity import ProcessIdentity, identity_of
+from agents.process_identity import ProcessIdentity
+from agents.worker_handle import Worker, WorkerStartError, crash_outcome, expire
 from agents.worker_process import worker_main
 
 __all__ = [
@@ -44,9 +40,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_EXIT_GRACE_S = 5.0
-
-
 def gpu_env(gpus: tuple[int, ...]) -> dict[str, str]:
     """What CUDA shows a task: exactly `gpus`, by the indices the agent advertised. Those are
     NVML's, in PCI bus order; CUDA numbers fastest-first unless told PCI_BUS_ID, so on a host
@@ -63,108 +56,11 @@ OnStart = Callable[[ProcessIdentity | None], Awaitable[None]]
 """Told which process will run the attempt, before the attempt is sent to it."""
 
 
-class WorkerStartError(RuntimeError):
-    """A worker process died before it could take work."""
-
-
-class _Worker:
-    """Parent-side handle of one worker process: its pipe and the attempt it is running."""
-
-    def __init__(self, process: BaseProcess, conn: Connection) -> None:
-        self.process = process
-        self.identity = identity_of(process.pid) if process.pid is not None else None
-        self.conn = conn
-        self.loop = asyncio.get_running_loop()
-        self.ready: asyncio.Future[None] = self.loop.create_future()
-        self.healthy = True
-        self.attempt_id = ""
-        self.on_progress: ProgressCallback | None = None
-        self.reply: asyncio.Future[Outcome | None] | None = None
-        self._stopped: asyncio.Task[None] | None = None
-        self.loop.add_reader(conn.fileno(), self._on_readable)
-
-    def dispatch(
-        self, inv: Invocation, on_progress: ProgressCallback | None
-    ) -> asyncio.Future[Outcome | None]:
-        """The future holds the outcome, or None if the process died without one."""
-        self.attempt_id, self.on_progress = inv.attempt_id, on_progress
-        self.reply = self.loop.create_future()
-        try:
-            self.conn.send(inv)
-        except OSError:
-            self._on_exit()
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            message = f"invocation of {inv.function} cannot be sent to a worker: {exc}"
-            self.finish(Failed(reason="invalid_task", message=message, retryable=False))
-        return self.reply
-
-    def finish(self, outcome: Outcome | None) -> None:
-        if self.reply is not None and not self.reply.done():
-            self.reply.set_result(outcome)
-
-    def kill(self) -> None:
-        self.healthy = False
-        with contextlib.suppress(OSError, ValueError):
-            self.process.kill()
-
-    async def exit_code(self) -> int | None:
-        await asyncio.to_thread(self.process.join, _EXIT_GRACE_S)
-        return self.process.exitcode
-
-    def stop(self) -> asyncio.Task[None]:
-        """Kill and reap, so no zombie outlives the pool; safe to call more than once."""
-        if self._stopped is None:
-            self._stopped = asyncio.ensure_future(self._reap())
-        return self._stopped
-
-    async def _reap(self) -> None:
-        self._stop_reading()
-        self.kill()
-        await asyncio.to_thread(self.process.join)
-        self.conn.close()
-
-    def _on_readable(self) -> None:
-        try:
-            message = self.conn.recv()
-        except (EOFError, OSError):
-            self._on_exit()
-            return
-        self._handle(message)
-
-    def _handle(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ready" and not self.ready.done():
-            self.ready.set_result(None)
-        elif kind == "progress" and message[1] == self.attempt_id:
-            self._report(message[2], message[3])
-        elif kind == "done" and message[1] == self.attempt_id:
-            self.finish(message[2])
-
-    def _report(self, fraction: float, message: str) -> None:
-        """A faulty callback must not break the pipe reader, so its errors are only logged."""
-        if self.on_progress is not None:
-            try:
-                self.on_progress(fraction, message)
-            except Exception:
-                log.exception("progress callback for attempt %s failed", self.attempt_id)
-
-    def _on_exit(self) -> None:
-        self.healthy = False
-        self._stop_reading()
-        if not self.ready.done():
-            self.ready.set_exception(WorkerStartError("worker process exited while starting"))
-        self.finish(None)
-
-    def _stop_reading(self) -> None:
-        if not self.conn.closed:
-            self.loop.remove_reader(self.conn.fileno())
-
-
 @dataclass(eq=False)
 class _Slot:
     """One unit of concurrency; owns at most one reusable worker, replaced after a failure."""
 
-    worker: asyncio.Task[_Worker] | None = None
+    worker: asyncio.Task[Worker] | None = None
 
 
 @dataclass(eq=False)
@@ -197,8 +93,8 @@ class WorkerPool:
         for slot in self._all_slots:
             self._slots.put_nowait(slot)
         self._mp = _mp_context(start_method)
-        self._workers: set[_Worker] = set()
-        self._running: dict[str, _Worker] = {}
+        self._workers: set[Worker] = set()
+        self._running: dict[str, Worker] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -285,7 +181,7 @@ class WorkerPool:
         if self._closed:
             raise RuntimeError("the worker pool is closed")
 
-    async def _slot_worker(self, slot: _Slot) -> _Worker:
+    async def _slot_worker(self, slot: _Slot) -> Worker:
         """Shielded: a caller giving up must not abort a start-up the next caller will use."""
         if slot.worker is None or _is_unusable(slot.worker):
             slot.worker = asyncio.ensure_future(self._fresh_worker(_NO_GPUS, once=False))
@@ -301,7 +197,7 @@ class WorkerPool:
                 slot.worker = asyncio.ensure_future(self._fresh_worker(_NO_GPUS, once=False))
         self._slots.put_nowait(slot)
 
-    async def _fresh_worker(self, env: dict[str, str], *, once: bool) -> _Worker:
+    async def _fresh_worker(self, env: dict[str, str], *, once: bool) -> Worker:
         self._check_open()
         worker = self._spawn(env, once)
         try:
@@ -311,17 +207,17 @@ class WorkerPool:
             raise
         return worker
 
-    def _spawn(self, env: dict[str, str], once: bool) -> _Worker:
+    def _spawn(self, env: dict[str, str], once: bool) -> Worker:
         parent_conn, child_conn = self._mp.Pipe()
         args = (child_conn, str(self._root), env, once)
         process = self._mp.Process(target=worker_main, args=args, daemon=True)
         process.start()
         child_conn.close()
-        worker = _Worker(process, parent_conn)
+        worker = Worker(process, parent_conn)
         self._workers.add(worker)
         return worker
 
-    def _retire(self, worker: _Worker) -> asyncio.Task[None]:
+    def _retire(self, worker: Worker) -> asyncio.Task[None]:
         task = worker.stop()
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -356,7 +252,7 @@ class WorkerPool:
             await asyncio.shield(self._retire(worker))
 
     async def _run_on(
-        self, worker: _Worker, inv: Invocation, on_progress: ProgressCallback | None,
+        self, worker: Worker, inv: Invocation, on_progress: ProgressCallback | None,
         on_start: OnStart | None,
     ) -> Outcome:
         if on_start is not None:
@@ -370,12 +266,12 @@ class WorkerPool:
         return dataclasses.replace(outcome, duration_s=time.perf_counter() - started)
 
     async def _await_outcome(
-        self, worker: _Worker, inv: Invocation, on_progress: ProgressCallback | None
+        self, worker: Worker, inv: Invocation, on_progress: ProgressCallback | None
     ) -> Outcome:
         reply = worker.dispatch(inv, on_progress)
         timer = None
         if inv.timeout_s is not None:
-            timer = worker.loop.call_later(inv.timeout_s, _expire, worker, inv)
+            timer = worker.loop.call_later(inv.timeout_s, expire, worker, inv)
         try:
             outcome = await reply
         except asyncio.CancelledError:
@@ -384,7 +280,7 @@ class WorkerPool:
         finally:
             if timer is not None:
                 timer.cancel()
-        return outcome if outcome is not None else await _crash_outcome(worker, inv)
+        return outcome if outcome is not None else await crash_outcome(worker, inv)
 
 
 def _mp_context(start_method: str) -> ForkServerContext | SpawnContext:
@@ -401,26 +297,7 @@ def _mp_context(start_method: str) -> ForkServerContext | SpawnContext:
     return context
 
 
-def _is_unusable(task: asyncio.Task[_Worker]) -> bool:
+def _is_unusable(task: asyncio.Task[Worker]) -> bool:
     if not task.done():
         return False
     return task.cancelled() or task.exception() is not None or not task.result().healthy
-
-
-def _expire(worker: _Worker, inv: Invocation) -> None:
-    message = f"task {inv.function} exceeded its timeout of {inv.timeout_s:g} s"
-    worker.finish(Failed(reason="timed_out", message=message))
-    worker.kill()
-
-
-async def _crash_outcome(worker: _Worker, inv: Invocation) -> Failed:
-    code = await worker.exit_code()
-    return Failed(reason="crashed", message=f"task {inv.function}: worker {_describe_exit(code)}")
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "closed its pipe but did not exit"
-    if code < 0:
-        return f"was killed by signal {signal.Signals(-code).name}"
-    return f"exited with code {code} before reporting an outcome"
