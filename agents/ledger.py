@@ -49,8 +49,9 @@ class Ledger:
     ~30 µs of SQLite on a busy 2-core machine), and each attempt's admission (which names
     its worker when it starts at once) and outcome sit on the agent's path from command to
     report. Otherwise it is queued there, and a job that was queued always runs whole: a
-    caller cancelled meanwhile leaves it written or not at all, never half. The WAL is checkpointed on the thread every CHECKPOINT_EVERY writes (a checkpoint
-    syncs the file, which the loop's thread must not wait for), as the bus does."""
+    caller cancelled meanwhile leaves it written or not at all, never half. The WAL is
+    checkpointed on the thread every CHECKPOINT_EVERY writes (a checkpoint syncs the file,
+    which the loop's thread must not wait for), as the bus does."""
 
     def __init__(self, conn: SqliteThread, known: dict[str, LedgerEntry], saved: Saved,
                  path: Path) -> None:
