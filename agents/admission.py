@@ -8,8 +8,9 @@ and never shared between running attempts.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from events.common import Capabilities, GpuInfo, Resources
 
@@ -29,15 +30,47 @@ class Free:
         return tuple(gpu.index for gpu in self.gpus)
 
 
+@dataclass
+class Held:
+    """What the running attempts hold, kept up as they come and go: admitting a command then
+    costs the same with one attempt running or a thousand (a fan-out's batch of commands
+    walked every running attempt for each of its commands)."""
+
+    count: int = 0
+    cpus: float = 0.0
+    memory_mb: int = 0
+    gpus: Counter[int] = field(default_factory=Counter)
+
+    def add(self, resources: Resources, gpus: tuple[int, ...]) -> None:
+        self.count += 1
+        self.cpus += resources.cpus
+        self.memory_mb += resources.memory_mb
+        self.gpus.update(gpus)
+
+    def remove(self, resources: Resources, gpus: tuple[int, ...]) -> None:
+        self.count -= 1
+        if self.count == 0:  # exactly nothing: sums of CPU fractions never drift
+            self.cpus, self.memory_mb = 0.0, 0
+            self.gpus.clear()
+            return
+        self.cpus -= resources.cpus
+        self.memory_mb -= resources.memory_mb
+        self.gpus.subtract(gpus)
+        self.gpus += Counter()  # drops the GPUs no attempt holds any more
+
+    def free(self, caps: Capabilities) -> Free:
+        """What is left of `caps` once everything held is counted."""
+        return Free(caps.cpus - self.cpus, caps.memory_mb - self.memory_mb,
+                    tuple(g for g in caps.gpus if g.index not in self.gpus))
+
+
 def free_capacity(caps: Capabilities,
                   held: Iterable[tuple[Resources, tuple[int, ...]]]) -> Free:
     """What is left of `caps` once every running attempt (its request, its GPUs) is counted."""
-    cpus, memory, taken = caps.cpus, caps.memory_mb, set[int]()
+    total = Held()
     for resources, gpus in held:
-        cpus -= resources.cpus
-        memory -= resources.memory_mb
-        taken.update(gpus)
-    return Free(cpus, memory, tuple(g for g in caps.gpus if g.index not in taken))
+        total.add(resources, gpus)
+    return total.free(caps)
 
 
 def choose_gpus(free: Free, req: Resources, reserved: Sequence[int] = ()) -> tuple[int, ...] | None:

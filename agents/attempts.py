@@ -13,24 +13,22 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agents.admission import Free, choose_gpus, free_capacity, refusal
+from agents.admission import Free, Held, choose_gpus, refusal
+from agents.attempt_reports import GiveUp, Reports, entry, outcome_report, report_fields
 from agents.ledger import Admission, Ledger, LedgerEntry
 from agents.process_identity import ProcessIdentity
 from agents.sender import Sender
 from agents.task_api import ContextData
 from agents.workers import Failed, Invocation, OnStart, Outcome, Reservation, WorkerPool
-from bus import BusError, Outgoing, TopicPartition
+from bus import Outgoing, TopicPartition
 from events.commands import ExecuteTask
 from events.common import Capabilities
 from events.payloads import Payload
 from events.reports import (
     AttemptAccepted,
-    AttemptFailed,
     AttemptProgress,
     AttemptRejected,
     AttemptStarted,
-    AttemptSucceeded,
-    FailureReason,
 )
 
 
@@ -40,14 +38,6 @@ class Decided:
 
     entry: LedgerEntry
     report: Payload
-
-
-@dataclass(frozen=True)
-class GiveUp:
-    """Why the agent itself stopped an attempt, reported instead of a plain "cancelled"."""
-
-    reason: FailureReason
-    message: str
 
 
 @dataclass
@@ -80,6 +70,12 @@ class Attempts:
         self.pool = pool
         self.sender = sender
         self.running: dict[str, Running] = {}
+        """Changed only through `_hold` and `_let_go`, which keep the counts below."""
+        self._held = Held()
+        self._queued = 0
+        """Running attempts not started yet: the free workers they are promised."""
+        self._unstarted: dict[str, Running] = {}
+        """Admitted attempts without their task yet (`start_admitted`)."""
         self.draining = False
         """Admits nothing new (a rejection costs the attempt no retry)."""
         self.ended = asyncio.Event()
@@ -90,8 +86,27 @@ class Attempts:
     # -- capacity -------------------------------------------------------------------------
 
     def free(self) -> Free:
-        return free_capacity(self.capabilities,
-                             ((r.command.resources, r.gpus) for r in self.running.values()))
+        return self._held.free(self.capabilities)
+
+    def _hold(self, running: Running) -> None:
+        attempt_id = running.command.attempt_id
+        self.running[attempt_id] = running
+        self._held.add(running.command.resources, running.gpus)
+        self._unstarted[attempt_id] = running
+        self._queued += not running.started
+
+    def _let_go(self, attempt_id: str) -> None:
+        running = self.running.pop(attempt_id, None)
+        if running is None:
+            return
+        self._held.remove(running.command.resources, running.gpus)
+        self._unstarted.pop(attempt_id, None)
+        self._queued -= not running.started
+
+    def _mark_started(self, running: Running) -> None:
+        if self.running.get(running.command.attempt_id) is running:
+            self._queued -= 1
+        running.started = True
 
     def admit(self, cmd: ExecuteTask) -> tuple[int, ...] | str:
         """The GPUs the attempt gets when it fits now, else why not (sent as the rejection)."""
@@ -118,14 +133,14 @@ class Attempts:
             return None  # redelivered: this attempt id is executed at most once here (I3)
         stale = self.sender.clock() > cmd.not_after
         admitted = "stale command: not_after has passed" if stale else self.admit(cmd)
-        base = _report_fields(cmd)
+        base = report_fields(cmd)
         if isinstance(admitted, str):
             refusal = AttemptRejected(**base, reason=admitted, placement=cmd.placement)
             return Decided(entry(cmd, "rejected"), refusal)
         reserved = self.pool.reserve(admitted) if self._slot_free_now() else None
         # Counted at once, so the next command of the batch sees the room it takes.
         running = Running(cmd, admitted, started=reserved is not None, reserved=reserved)
-        self.running[cmd.attempt_id] = running
+        self._hold(running)
         if reserved is None:
             return Decided(entry(cmd, "accepted"), AttemptAccepted(**base, gpus=admitted))
         # A worker is free: "started" says "accepted" too, one report less; and when the
@@ -157,7 +172,7 @@ class Attempts:
         for d in decided:
             running = self.running.get(d.entry.attempt_id)
             if running is not None and running.task is None:
-                del self.running[d.entry.attempt_id]
+                self._let_go(d.entry.attempt_id)
                 self._give_back(running)
 
     def _give_back(self, running: Running) -> None:
@@ -166,13 +181,13 @@ class Attempts:
 
     def _slot_free_now(self) -> bool:
         """Free slots beyond those the attempts queued before are promised to."""
-        queued = sum(not r.started for r in self.running.values())
-        return self.pool.idle_slots() > queued
+        return self.pool.idle_slots() > self._queued
 
     def start_admitted(self) -> None:
         """Attempts start only once their acceptance is on the bus: no later report of
         theirs can then overtake it."""
-        for running in self.running.values():
+        unstarted, self._unstarted = self._unstarted, {}
+        for running in unstarted.values():
             if running.task is None:
                 running.task = asyncio.create_task(self._attempt(running))
                 self._tasks.add(running.task)
@@ -218,8 +233,8 @@ class Attempts:
         """Runs the attempt, then records its outcome in the ledger before sending it: if the
         bus never takes the report before the agent stops, the next start sends it."""
         cmd = running.command
-        base = _report_fields(cmd)
-        reports = _Reports(self.sender)
+        base = report_fields(cmd)
+        reports = Reports(self.sender)
         try:
             outcome = await self._invoke(
                 running,
@@ -227,21 +242,21 @@ class Attempts:
                     **base, fraction=fraction, message=message[:500]))),
                 lambda worker: self._started(running, reports, worker))
             running.finished = True
-            final = self.sender.out(_outcome_report(base, outcome, running.given_up))
+            final = self.sender.out(outcome_report(base, outcome, running.given_up))
             await self.ledger.record(entry(cmd, "done", report=final.value))
             # Its capacity is free now: the coordinator counts it busy until it has the
             # outcome, so nothing is placed here early, and a report held up by the bus must
             # not make us refuse the next command for want of room.
-            self.running.pop(cmd.attempt_id, None)
+            self._let_go(cmd.attempt_id)
             reports.push(final)
             if await reports.delivered():
                 self.ledger.finished(entry(cmd, "finished"))
         finally:
             reports.cancel()
-            self.running.pop(cmd.attempt_id, None)
+            self._let_go(cmd.attempt_id)
             self._give_back(running)  # never run (cancelled first): its slot is free again
 
-    async def _started(self, running: Running, reports: _Reports,
+    async def _started(self, running: Running, reports: Reports,
                        worker: ProcessIdentity | None) -> None:
         """The ledger names the worker before the task runs (a restarted agent ends it if it
         outlived us), unless its admission did already. The report is queued, not awaited:
@@ -250,8 +265,8 @@ class Attempts:
         if worker is None or worker != running.recorded:
             await self.ledger.record(entry(running.command, "started", worker=worker))
         if not running.started:
-            running.started = True
-            reports.push(self.sender.out(AttemptStarted(**_report_fields(running.command),
+            self._mark_started(running)
+            reports.push(self.sender.out(AttemptStarted(**report_fields(running.command),
                                                         gpus=running.gpus)))
 
     async def _invoke(self, running: Running, on_progress: Callable[[float, str], None],
@@ -275,59 +290,3 @@ class Attempts:
             if not running.cancelled or (current is not None and current.cancelling()):
                 raise
             return cancelled
-
-
-class _Reports:
-    """One attempt's reports (started, progress, the outcome), delivered in that order, each
-    retried until the bus takes it: none may overtake another, and none may be lost."""
-
-    def __init__(self, sender: Sender) -> None:
-        self._sender = sender
-        self._chain: asyncio.Future[bool] | None = None
-
-    def push(self, out: Outgoing) -> None:
-        self._chain = asyncio.ensure_future(self._after(self._chain, out))
-
-    async def _after(self, previous: asyncio.Future[bool] | None, out: Outgoing) -> bool:
-        """False once one could not be delivered (the agent is stopping): the rest wait for
-        the next start, which sends the outcome from the ledger."""
-        if previous is not None and not await previous:
-            return False
-        try:
-            await self._sender.deliver([out], "reporting")
-        except BusError:
-            return False
-        return True
-
-    async def delivered(self) -> bool:
-        return True if self._chain is None else await self._chain
-
-    def cancel(self) -> None:
-        if self._chain is not None:
-            self._chain.cancel()
-
-
-def _report_fields(cmd: ExecuteTask) -> dict[str, object]:
-    return dict(run_id=cmd.run_id, task=cmd.task, attempt=cmd.attempt,
-                attempt_id=cmd.attempt_id, agent_id=cmd.agent_id)
-
-
-def entry(cmd: ExecuteTask, status: str, report: bytes | None = None,
-          worker: ProcessIdentity | None = None) -> LedgerEntry:
-    return LedgerEntry(cmd.attempt_id, cmd.run_id, cmd.task, cmd.attempt, cmd.placement, status,
-                       report, worker)
-
-
-def _outcome_report(base: dict[str, object], outcome: Outcome,
-                    given_up: GiveUp | None = None) -> Payload:
-    """An attempt the agent itself gave up (drain, lease) reports why, and is retryable."""
-    if isinstance(outcome, Failed):
-        if given_up is not None and outcome.reason == "cancelled":
-            return AttemptFailed(**base, reason=given_up.reason, message=given_up.message,
-                                 retryable=True, duration_s=outcome.duration_s)
-        return AttemptFailed(**base, reason=outcome.reason, message=outcome.message,
-                             error_type=outcome.error_type, retryable=outcome.retryable,
-                             duration_s=outcome.duration_s,
-                             traceback=outcome.traceback or None)
-    return AttemptSucceeded(**base, output=outcome.output, metrics=outcome.metrics,
-                            metadata=outcome.metadata, duration_s=outcome.duration_s)

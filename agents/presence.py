@@ -21,7 +21,8 @@ import os
 import socket
 import time
 
-from agents.attempts import Attempts, GiveUp
+from agents.attempt_reports import GiveUp
+from agents.attempts import Attempts
 from agents.config import AgentConfig
 from agents.sender import Sender
 from bus import BusError, BusFenced, Record

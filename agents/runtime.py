@@ -30,7 +30,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agents.attempts import Attempts, GiveUp
+from agents.attempt_reports import GiveUp
+from agents.attempts import Attempts
 from agents.commands import Commands, Superseded
 from agents.config import AgentConfig
 from agents.ledger import Ledger, LedgerEntry

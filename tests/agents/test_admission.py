@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.admission import choose_gpus, describe_gpus, free_capacity, refusal
+from agents.admission import Held, choose_gpus, describe_gpus, free_capacity, refusal
 from events.common import Capabilities, GpuInfo, Resources
 
 A100 = GpuInfo(index=0, model="NVIDIA A100-SXM4-40GB", memory_mb=40960)
@@ -79,3 +79,22 @@ def test_gpu_requests_are_described_as_an_operator_would_say_them() -> None:
     assert describe_gpus(Resources(gpus=2, gpu_model="A100")) == "2 GPUs with model A100"
     assert describe_gpus(Resources(gpus=1, gpu_memory_mb=40000, gpu_model="A100")) == (
         "1 GPU with >=40000MB of model A100")
+
+
+def test_what_attempts_hold_is_counted_as_they_come_and_go() -> None:
+    # given attempts that come and go, fractions of CPUs and GPUs among them
+    held = Held()
+    taken = [(Resources(cpus=0.1, memory_mb=100), ()), (Resources(cpus=0.2, gpus=1), (1,)),
+             (Resources(cpus=0.7, memory_mb=50, gpus=1), (0,))]
+    for resources, gpus in taken:
+        held.add(resources, gpus)
+    held.remove(*taken[1])
+    # then what is free is what the ones still running leave
+    still = [taken[0], taken[2]]
+    assert held.free(CAPS) == free_capacity(CAPS, still)
+    assert held.free(CAPS).gpu_indices == (1,)
+    # and once every attempt is gone, everything is free again, exactly
+    for resources, gpus in still:
+        held.remove(resources, gpus)
+    assert held.free(CAPS) == free_capacity(CAPS, [])
+    assert held.free(CAPS).cpus == CAPS.cpus
