@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from agents.admission import Free, Held, choose_gpus, refusal
 from agents.attempt_reports import GiveUp, Reports, entry, outcome_report, report_fields
@@ -19,7 +19,7 @@ from agents.ledger import Admission, Ledger, LedgerEntry
 from agents.process_identity import ProcessIdentity
 from agents.sender import Sender
 from agents.task_api import ContextData
-from agents.workers import Failed, Invocation, OnStart, Outcome, Reservation, WorkerPool
+from agents.workers import Failed, Invocation, Outcome, Reservation, WorkerPool
 from bus import Outgoing, TopicPartition
 from events.commands import ExecuteTask
 from events.common import Capabilities
@@ -189,7 +189,11 @@ class Attempts:
         unstarted, self._unstarted = self._unstarted, {}
         for running in unstarted.values():
             if running.task is None:
-                running.task = asyncio.create_task(self._attempt(running))
+                reports = Reports(self.sender)
+                invocation = self._invocation(running, reports)
+                running.task = asyncio.create_task(self._attempt(running, reports))
+                if invocation is not None:  # an attempt cancelled before it awaits its run
+                    running.task.add_done_callback(partial(_cancel, invocation))
                 self._tasks.add(running.task)
                 running.task.add_done_callback(self._tasks.discard)
                 running.task.add_done_callback(lambda _: self.ended.set())
@@ -229,18 +233,13 @@ class Attempts:
 
     # -- one attempt ----------------------------------------------------------------------
 
-    async def _attempt(self, running: Running) -> None:
+    async def _attempt(self, running: Running, reports: Reports) -> None:
         """Runs the attempt, then records its outcome in the ledger before sending it: if the
         bus never takes the report before the agent stops, the next start sends it."""
         cmd = running.command
         base = report_fields(cmd)
-        reports = Reports(self.sender)
         try:
-            outcome = await self._invoke(
-                running,
-                lambda fraction, message: reports.push(self.sender.out(AttemptProgress(
-                    **base, fraction=fraction, message=message[:500]))),
-                lambda worker: self._started(running, reports, worker))
+            outcome = await self._invoke(running)
             running.finished = True
             final = self.sender.out(outcome_report(base, outcome, running.given_up))
             await self.ledger.record(entry(cmd, "done", report=final.value))
@@ -269,20 +268,35 @@ class Attempts:
             reports.push(self.sender.out(AttemptStarted(**report_fields(running.command),
                                                         gpus=running.gpus)))
 
-    async def _invoke(self, running: Running, on_progress: Callable[[float, str], None],
-                      on_start: OnStart) -> Outcome:
+    def _invocation(self, running: Running, reports: Reports
+                    ) -> asyncio.Future[Outcome] | None:
+        """The attempt's run on the pool, begun before the task that awaits its outcome: its
+        first step, which hands a warm worker the invocation, then comes in the loop's next
+        turn, not one turn after the attempt's own first step (behind whatever the reports
+        just committed woke meanwhile: the coordinator deciding on them, the views)."""
+        if running.cancelled:
+            return None
         cmd = running.command
+        base = report_fields(cmd)
         ctx = ContextData(run_id=cmd.run_id, pipeline=cmd.pipeline, task=cmd.task,
                           attempt=cmd.attempt, attempt_id=cmd.attempt_id,
                           trigger=cmd.trigger.model_dump(mode="json"), params=cmd.params,
                           gpus=running.gpus)
         inv = Invocation(attempt_id=cmd.attempt_id, function=cmd.function, inputs=cmd.inputs,
                          context=ctx, timeout_s=cmd.timeout_s, gpus=running.gpus)
+        running.invocation = asyncio.ensure_future(self.pool.run(
+            inv,
+            lambda fraction, message: reports.push(self.sender.out(AttemptProgress(
+                **base, fraction=fraction, message=message[:500]))),
+            lambda worker: self._started(running, reports, worker),
+            running.reserved))
+        return running.invocation
+
+    async def _invoke(self, running: Running) -> Outcome:
+        cmd = running.command
         cancelled = Failed(reason="cancelled", message=f"attempt {cmd.attempt_id} was cancelled")
-        if running.cancelled:
+        if running.cancelled or running.invocation is None:
             return cancelled
-        running.invocation = asyncio.ensure_future(
-            self.pool.run(inv, on_progress, on_start, running.reserved))
         try:
             return await running.invocation
         except asyncio.CancelledError:
@@ -290,3 +304,7 @@ class Attempts:
             if not running.cancelled or (current is not None and current.cancelling()):
                 raise
             return cancelled
+
+
+def _cancel(run: asyncio.Future[Outcome], _: object) -> None:
+    run.cancel()

@@ -247,8 +247,10 @@ class EmbeddedBus:
 
     def _written(self, done: asyncio.Future[list[Record]],
                  outcome: asyncio.Future[list[Record]]) -> None:
-        """Once the commit is durable (whether its caller still waits or not): advance the
-        heads, keep the records, wake the partitions' waiters; then the caller's outcome."""
+        """Once the commit is durable (whether its caller still waits or not): the caller's
+        outcome, then the heads advanced, the records kept and the partitions' waiters woken,
+        all in this one callback, so nobody sees the outcome without the heads; the caller
+        resumes ahead of the waiters, as after a commit on the loop's thread (`Heads.committed`)."""
         if done.cancelled():  # the writer's futures are only ever settled by its thread
             outcome.cancel()
             return
@@ -262,9 +264,9 @@ class EmbeddedBus:
                 outcome.set_exception(exc)
             return
         written = done.result()
-        self._taken_in(written)
         if not outcome.done():
             outcome.set_result(written)
+        self._taken_in(written)
 
     def _taken_in(self, written: list[Record]) -> None:
         """A commit is durable: advance the heads, keep the records, wake the partitions'

@@ -59,11 +59,17 @@ class Heads:
         return self.fresh and start >= self._heads.get(tp, 0)
 
     def committed(self, written: list[Record]) -> None:
-        """This instance's commit is durable: its partitions' heads move, their waiters wake."""
+        """This instance's commit is durable: its partitions' heads move at once, and their
+        waiters wake in the loop's next turn, after what the committer does before it next
+        yields and whatever that schedules first. A commit on the loop's thread returns
+        without yielding, so the committer's own next step (an agent handing the attempt it
+        just reported started to its worker) is not queued behind every consumer the commit
+        woke (the coordinator deciding on that report, the views). A reader meanwhile sees
+        the new heads: a wait that begins now returns at once."""
         for record in written:
             if self._heads.get(record.tp, 0) <= record.offset:
                 self._heads[record.tp] = record.offset + 1
-        self.notify({record.tp for record in written})
+        asyncio.get_running_loop().call_soon(self.notify, {record.tp for record in written})
 
     def merge(self, heads: jobs.Heads) -> set[TopicPartition]:
         """Takes what the file says where it is ahead of memory; returns what moved."""

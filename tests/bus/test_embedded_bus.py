@@ -527,3 +527,35 @@ async def test_a_disk_full_in_the_middle_of_a_commit_leaves_nothing_half_written
             assert await bus.committed("g", position) == 41
         finally:
             await bus.close()
+
+
+async def test_a_commits_waiters_wake_after_what_its_committer_does_before_it_next_yields(
+    bus: EmbeddedBus, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a consumer waiting on a partition (the bus polling, as in `baton up`)
+    tp = TopicPartition(TRIGGERS, 0)
+    order: list[str] = []
+
+    async def consumer(start: int) -> None:
+        await bus.wait({tp: start}, timeout=CHILD_BOUND_S)
+        order.append("waiter woke")
+
+    async def committer() -> None:
+        await bus.publish([trigger()])
+        # e.g. an agent handing the attempt it just reported started to its worker
+        asyncio.get_running_loop().call_soon(order.append, "committer's next step")
+
+    async with polling(bus, monkeypatch) as poller:
+        for start, lock in ((0, contextlib.nullcontext()), (1, write_lock_held(db_path))):
+            order.clear()
+            waiting = asyncio.create_task(consumer(start))
+            await poller.tick()  # it waits
+            # when a commit to it returns, on the loop's thread (the writer idle) or from the
+            # writer's (it waited there for another connection's write lock), and the
+            # committer schedules its next step before it yields
+            with lock:
+                committing = asyncio.create_task(committer())
+                await asyncio.sleep(0)
+            await asyncio.wait_for(asyncio.gather(committing, waiting), CHILD_BOUND_S)
+            # then that step ran first, and the waiter woke after it
+            assert order == ["committer's next step", "waiter woke"]

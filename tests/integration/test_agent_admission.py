@@ -3,6 +3,7 @@ and what a batch of more attempts than free workers says."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,13 @@ import pytest
 
 from agents.ledger import Ledger
 from agents.process_identity import is_running
-from bus import Bus, sqlite_jobs
+from agents.worker_handle import Worker
+from agents.workers import Invocation
+from bus import Bus, TopicPartition, sqlite_jobs
 from events.commands import CancelTask
 from events.reports import AttemptAccepted, AttemptFailed, AttemptProgress
 from tests.integration.agent_support import AGENT, RUN, Agents, kinds, report, run_sentinel
-from tests.integration.support import Tail, command_record, execute_task
+from tests.integration.support import WAIT_S, Tail, command_record, execute_task
 from tests.integration.tasks import ref
 
 
@@ -57,6 +60,39 @@ async def test_an_attempt_given_a_worker_at_once_is_recorded_started_by_it_in_it
         await ledger.close()
     assert entry is not None and entry.status == "started"
     assert entry.worker is not None and is_running(entry.worker)
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])  # its waiters wake in this process
+async def test_an_attempt_started_at_admission_reaches_its_worker_before_its_report_is_read(
+    bus: Bus, agents: Agents, reports: Tail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an agent whose workers are warm, and a consumer waiting on its reports (as the
+    # coordinator and the views do)
+    await agents.start()
+    await run_sentinel(bus, reports)
+    await reports.poll()
+    order: list[str] = []
+    dispatch = Worker.dispatch
+
+    def dispatched(worker: Worker, inv: Invocation, on_progress: Any) -> Any:
+        order.append("handed to its worker")
+        return dispatch(worker, inv, on_progress)
+
+    monkeypatch.setattr(Worker, "dispatch", dispatched)
+
+    async def consumer(positions: dict[TopicPartition, int]) -> None:
+        await bus.wait(positions, WAIT_S)
+        order.append("report read")
+
+    reading = asyncio.create_task(consumer(dict(reports.positions)))
+    # when a command comes that it starts at once
+    cmd = execute_task(AGENT, ref("hang"), run_id=RUN, task="runs")
+    await bus.publish([command_record(cmd)])
+    await asyncio.wait_for(reading, WAIT_S)
+    await report(reports, AttemptProgress, cmd.attempt_id)
+    # then its worker had the attempt before the consumer woken by "started" ran: that
+    # consumer's work does not delay the task's start
+    assert order == ["handed to its worker", "report read"]
 
 
 async def test_a_batch_of_more_attempts_than_free_workers_says_started_only_for_those_given_one(
