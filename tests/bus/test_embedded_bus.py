@@ -559,3 +559,18 @@ async def test_a_commits_waiters_wake_after_what_its_committer_does_before_it_ne
             await asyncio.wait_for(asyncio.gather(committing, waiting), CHILD_BOUND_S)
             # then that step ran first, and the waiter woke after it
             assert order == ["committer's next step", "waiter woke"]
+
+
+async def test_a_commit_whose_records_carry_its_positions_leaves_the_groups_as_they_were(
+    bus: EmbeddedBus,
+) -> None:
+    # given a group whose position on an input is 1
+    position = TopicPartition(INTENTS, 0)
+    await bus.commit("g", {position: 1}, [trigger()])
+    # when a commit's records carry the positions (the consumer restores them from its log)
+    await bus.commit("g", {position: 2}, [trigger()], carried=True)
+    # then the group's position is left as it was (no upsert per input), as on Kafka
+    assert await bus.committed("g", position) == 1
+    # and a commit with nothing to carry them stores them
+    await bus.commit("g", {position: 3}, [], carried=True)
+    assert await bus.committed("g", position) == 3
