@@ -41,7 +41,7 @@ from bus.kafka_handoff import Deferred, Handoff, handed_within
 from bus.kafka_reader import Reader
 from bus.kafka_topics import agreed_counts
 from bus.kafka_transactions import Transactions
-from bus.kafka_waiters import WAITER_FETCH_WAIT_MS, Waiters
+from bus.kafka_waiters import BRIEF_FETCH_WAIT_MS, WAITER_FETCH_WAIT_MS, Waiters
 from bus.protocol import BusError, BusUnusable
 from bus.records import Headers, Outgoing, Record, TopicPartition
 from bus.topology import Topology, wanted_counts
@@ -50,7 +50,13 @@ from events.topics import DEFAULT_PARTITIONS
 _log = logging.getLogger(__name__)
 
 SHORT_WAIT_S: Final = WAITER_FETCH_WAIT_MS / 1000
-"""A wait shorter than this does not go to the broker (`_short_wait`)."""
+"""A wait shorter than this does not sit on a waiter's long-poll (`wait`)."""
+BRIEF_WAIT_S: Final = (0.001, 4 * BRIEF_FETCH_WAIT_MS / 1000)
+"""A short wait this long, on partitions where the last record came from another process (a
+coordinator holding a batch of a separate agent's reports: the outcome comes through the broker),
+long-polls on a brief waiter when one is idle (kafka_waiters.BRIEF_FETCH_WAIT_MS: its long-poll
+outlives the wait by no more than that); else, and after records of this instance's own, it
+ends on the hand-off or at its timeout (kafka_handoff.handed_within)."""
 READER_FETCH_WAIT_MS: Final = 5
 """Only the topology read at open fetches through the reader consumer; reads send their own
 Fetch requests (kafka_reader.py)."""
@@ -68,6 +74,7 @@ class KafkaBus:
         self._admin = admin
         self._reader_consumer: Any = None
         self._waiters = Waiters(bootstrap, [])
+        self._brief = Waiters(bootstrap, [])
         self._reader: Reader | None = None
         self._transactions: Transactions | None = None
         self._handoff = Handoff()
@@ -108,6 +115,8 @@ class KafkaBus:
                                          wanted, asked, replication)
             bus._topology = Topology(counts)
             bus._waiters = Waiters(bootstrap, bus._topic_names())
+            bus._brief = Waiters(bootstrap, bus._topic_names(), bus._waiters.seen,
+                                 fetch_wait_ms=BRIEF_FETCH_WAIT_MS)
             bus._reader = Reader(bus._reader_consumer, bus._waiters, bus._topic_names(),
                                  bus._skipped)
             bus._transactions = Transactions(bootstrap, deployment, bus._reader, admin,
@@ -263,13 +272,16 @@ class KafkaBus:
             return True
         woken = self._handoff.listen(positions)
         try:
+            ktps = {self._ktp(tp): position for tp, position in positions.items()}
             if timeout < SHORT_WAIT_S:  # kafka_handoff.handed_within says why
+                low, high = BRIEF_WAIT_S
+                if (low <= timeout <= high and not self._handoff.follows_own(positions)
+                        and self._brief.has_idle()):
+                    return await self._brief.wait(ktps, timeout, woken, keep=True)
                 handed = await handed_within(woken, timeout)
                 self._check_open()
                 return handed
-            return await self._waiters.wait(
-                {self._ktp(tp): position for tp, position in positions.items()}, timeout, woken,
-                keep=True)
+            return await self._waiters.wait(ktps, timeout, woken, keep=True)
         finally:
             self._handoff.unlisten(woken)
 
@@ -281,7 +293,7 @@ class KafkaBus:
         self._closed = True  # refuses new calls; settling uses the clients directly
         if self._transactions is not None:
             await self._transactions.settle()
-        steps = [self._waiters.close()]
+        steps = [self._waiters.close(), self._brief.close()]
         if self._transactions is not None:
             steps.append(self._transactions.close())
         if self._reader is not None:

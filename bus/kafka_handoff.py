@@ -93,6 +93,9 @@ class Kept:
     """The highest kept offset."""
 
 
+_NOTHING: Final = Kept()
+
+
 def kept_with(kept: Kept, batch: Batch, *, batches: int = KEPT_BATCHES,
               records: int = KEPT_RECORDS) -> Kept:
     """`kept` with `batch`, less its oldest batches beyond the bounds."""
@@ -185,6 +188,14 @@ class Handoff:
         waking early (measured: bursts got slower)."""
         return any(self.read(tp, position, sys.maxsize) for tp, position in positions.items())
 
+    def follows_own(self, positions: Mapping[TopicPartition, int]) -> bool:
+        """Whether the record before each position is one this instance wrote (kept here):
+        then the next one is likely its own too (the agent of a `baton up` reporting to its
+        coordinator), and ends a short wait through the hand-off; otherwise it comes from
+        another process, and only the broker can say when it is there."""
+        return all(position - 1 in self._kept.get(tp, _NOTHING).records
+                   for tp, position in positions.items())
+
     def listen(self, positions: Mapping[TopicPartition, int]) -> asyncio.Future[None]:
         """A future done once what is written or skipped from now on makes `ready(positions)`
         true; `unlisten` it when the wait ends, however it ends."""
@@ -242,7 +253,8 @@ async def handed_within(woken: asyncio.Future[None], seconds: float) -> bool:
     its timeout. A long-poll sent for it would outlive it on the waiter's connection, and the
     next wait on that waiter would sit behind it for up to its WAITER_FETCH_WAIT_MS (bursts
     stalled for seconds once the coordinator waited 5 ms at a time to hold a batch). Another
-    process's record is read by the read after the wait, at most `seconds` later."""
+    process's record is read by the read after the wait, at most `seconds` later, unless the
+    wait went to a brief waiter instead (kafka.py `wait`)."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await asyncio.shield(woken)

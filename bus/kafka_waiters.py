@@ -16,6 +16,9 @@ from bus.kafka_clients import CLIENT_ERRORS, new_consumer, quietly, track_topics
 from bus.protocol import BusError, BusUnusable
 
 WAITER_FETCH_WAIT_MS: Final = 100
+BRIEF_FETCH_WAIT_MS: Final = 5
+"""The long-poll of a brief waiter (kafka.py's brief waits): as long as a coordinator holds a
+batch (group_loop.LINGER_S), so one left on the wire outlives its wait by no more than that."""
 SEEN_FRESH_S: Final = 0.1
 """How long what a long-poll brought answers reads: the read after a wait comes at once; a
 later one goes to the broker, which has more by then."""
@@ -62,9 +65,11 @@ class Seen:
 class Waiters:
     """Long-polling consumers, pooled, so concurrent waits never queue behind each other."""
 
-    def __init__(self, bootstrap: str, topic_names: Iterable[str], seen: Seen | None = None
-                 ) -> None:
+    def __init__(self, bootstrap: str, topic_names: Iterable[str], seen: Seen | None = None,
+                 *, fetch_wait_ms: int = WAITER_FETCH_WAIT_MS) -> None:
         self._bootstrap = bootstrap
+        self._fetch_wait_ms = fetch_wait_ms
+        self._growing: asyncio.Task[None] | None = None
         self.seen = seen or Seen()
         self._names = list(topic_names)
         self._idle: list[Any] = []
@@ -100,9 +105,31 @@ class Waiters:
             if consumer is not None and consumer not in self._finishing:
                 await self._give_back(consumer)
 
+    def has_idle(self) -> bool:
+        """Whether a wait would take a waiter at once; when none is idle, one is started in
+        the background for a later wait. For a wait of a few milliseconds, which cannot sit
+        out a consumer's bootstrap (tens of milliseconds)."""
+        if self._idle:
+            return True
+        if self._growing is None and not self._closed.is_set():
+            self._growing = asyncio.ensure_future(self._grow())
+        return False
+
+    async def _grow(self) -> None:
+        try:
+            consumer = await new_consumer(self._bootstrap, self._fetch_wait_ms)
+        except CLIENT_ERRORS:
+            return  # no broker now: the next brief wait tries again
+        finally:
+            self._growing = None
+        await self._give_back(consumer)
+
     async def close(self) -> None:
         """Stops every waiter; blocked waits end with BusUnusable."""
         self._closed.set()
+        if self._growing is not None:
+            self._growing.cancel()
+            await asyncio.wait({self._growing})
         finishing = list(self._finishing.values())
         for task in finishing:
             task.cancel()
@@ -127,7 +154,7 @@ class Waiters:
     async def _take(self) -> Any:
         self._check_open()
         consumer = (self._idle.pop() if self._idle
-                    else await new_consumer(self._bootstrap, WAITER_FETCH_WAIT_MS))
+                    else await new_consumer(self._bootstrap, self._fetch_wait_ms))
         if self._closed.is_set():  # closed while the consumer was starting: close() missed it
             await quietly(consumer.stop())
             self._check_open()

@@ -15,7 +15,9 @@ held up to LINGER_S before it is committed, so that what comes next (a short tas
 which schedules the next task) goes in the same transaction: on Kafka one transaction less
 per chained task, as a producer's linger batches sends. Nothing held is visible or acted on
 by anyone: a crash or a lost group drops it with the state folded from it, and the inputs
-are read and decided again.
+are read and decided again. The wait while holding ends on what comes next: an in-process
+agent's report through the bus's hand-off, another process's through a brief long-poll
+(bus/kafka.py `wait`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from aiokafka.producer import sender
 
 from bus import BusError, Outgoing, TopicPartition, kafka_markers, kafka_reader
-from bus.kafka import SHORT_WAIT_S, KafkaBus
+from bus.kafka import BRIEF_WAIT_S, SHORT_WAIT_S, KafkaBus
 from bus.kafka_clients import new_producer
 from events.topics import INTENTS, REPORTS, RUNS, TRIGGERS
 from tests.bus.contract import read_all
@@ -168,7 +168,7 @@ async def test_a_wait_cancelled_mid_fetch_leaves_nothing_behind_that_takes_the_n
 
 
 @pytest.mark.kafka
-async def test_a_wait_shorter_than_a_long_poll_asks_the_broker_nothing(
+async def test_a_wait_shorter_than_a_long_poll_sits_on_no_waiters_long_poll(
     deployment: Deployment,
 ) -> None:
     # given a bus, and another instance that publishes where it waits
@@ -176,15 +176,67 @@ async def test_a_wait_shorter_than_a_long_poll_asks_the_broker_nothing(
     tp = TopicPartition(TRIGGERS, 0)
     await other.publish([Outgoing(TRIGGERS, "k", b"theirs", partition=0)])
 
-    # when it waits a moment shorter than a waiter's long-poll
+    # when it waits a moment shorter than a waiter's long-poll, no brief waiter idle yet
     woke = await bus.wait({tp: 0}, timeout=SHORT_WAIT_S / 10)
 
-    # then it sent no long-poll (no waiter was even made: one would outlive the wait on its
-    # connection and hold up the next wait behind it), so another process's record is left
-    # to the read after it (its own records end such a wait through the hand-off)
+    # then it took no waiter (one with a long-poll would outlive the wait on its connection
+    # and hold up the next wait behind it; a brief one would have to be made first), so
+    # another process's record is left to the read after it (its own records end such a
+    # wait through the hand-off); a brief waiter is made for the next such wait
     assert not woke
     assert not bus._waiters.busy and not bus._waiters._idle  # white box
     assert [r.value for r in await bus.read(tp, 0)] == [b"theirs"]
+    assert bus._brief._growing is not None or bus._brief._idle  # white box
+
+
+@pytest.mark.kafka
+async def test_a_wait_of_a_few_milliseconds_sees_what_another_process_committed(
+    deployment: Deployment,
+) -> None:
+    # given a bus with an idle brief waiter (made by a first short wait), and another
+    # instance (another process: nothing of it is handed over) that publishes where it waits
+    bus, other = await deployment.open(), await deployment.open()
+    tp = TopicPartition(TRIGGERS, 0)
+    async with asyncio.timeout(BOUND_S):
+        assert not await bus.wait({tp: 0}, timeout=BRIEF_WAIT_S[1])
+        await asyncio.gather(*filter(None, [bus._brief._growing]))  # white box
+        await other.publish([Outgoing(TRIGGERS, "k", b"theirs", partition=0)])
+
+        # when it waits as long as a coordinator holds a batch
+        woke = await bus.wait({tp: 0}, timeout=BRIEF_WAIT_S[1])
+
+        # then the record wakes it (a coordinator holding an agent's `started` sees the
+        # outcome from an agent in another process at once, not when its hold is over), and
+        # the read after it gets the record from what the brief waiter's long-poll brought
+        requests = Requests(bus._reader_consumer._client)
+        read = await bus.read(tp, 0)
+    assert woke
+    assert [r.value for r in read] == [b"theirs"]
+    assert requests.count("FetchRequest") == 0
+    assert not bus._waiters.busy and not bus._waiters._idle  # white box: no long-poller
+
+
+@pytest.mark.kafka
+async def test_a_wait_of_a_few_milliseconds_after_a_record_of_its_own_leaves_the_broker_be(
+    deployment: Deployment,
+) -> None:
+    # given a bus with an idle brief waiter, that appended a record to a partition (an agent
+    # of the same `baton up` reporting to its coordinator)
+    bus = await deployment.open()
+    tp = TopicPartition(TRIGGERS, 0)
+    async with asyncio.timeout(BOUND_S):
+        assert not await bus.wait({tp: 0}, timeout=BRIEF_WAIT_S[1])
+        await asyncio.gather(*filter(None, [bus._brief._growing]))  # white box
+        (mine,) = await bus.append([Outgoing(TRIGGERS, "k", b"mine", partition=0)])
+        taken = Requests(bus._brief._idle[0]._client)  # white box: the brief waiter's client
+
+        # when a consumer that read it waits a moment for the next
+        woke = await bus.wait({tp: mine.offset + 1}, timeout=BRIEF_WAIT_S[1])
+
+    # then the wait took no waiter: the next record is likely its own too, and the hand-off
+    # ends the wait without a Fetch on anyone's connection
+    assert not woke
+    assert taken.count("FetchRequest") == 0
 
 
 class Requests:
