@@ -52,7 +52,7 @@ _log = logging.getLogger(__name__)
 SHORT_WAIT_S: Final = WAITER_FETCH_WAIT_MS / 1000
 """A wait shorter than this does not sit on a waiter's long-poll (`wait`)."""
 BRIEF_WAIT_S: Final = (0.001, 4 * BRIEF_FETCH_WAIT_MS / 1000)
-"""A short wait this long, on partitions where the last record came from another process (a
+"""A short wait this long, on partitions none of whose last records is this instance's own (a
 coordinator holding a batch of a separate agent's reports: the outcome comes through the broker),
 long-polls on a brief waiter when one is idle (kafka_waiters.BRIEF_FETCH_WAIT_MS: its long-poll
 outlives the wait by no more than that); else, and after records of this instance's own, it

@@ -189,11 +189,13 @@ class Handoff:
         return any(self.read(tp, position, sys.maxsize) for tp, position in positions.items())
 
     def follows_own(self, positions: Mapping[TopicPartition, int]) -> bool:
-        """Whether the record before each position is one this instance wrote (kept here):
-        then the next one is likely its own too (the agent of a `baton up` reporting to its
-        coordinator), and ends a short wait through the hand-off; otherwise it comes from
-        another process, and only the broker can say when it is there."""
-        return all(position - 1 in self._kept.get(tp, _NOTHING).records
+        """Whether the record before one of the positions is one this instance wrote (kept
+        here): then the next one is likely its own too (the agent of a `baton up` reporting to
+        its coordinator), and ends a short wait through the hand-off. When none is, what comes
+        next comes from another process, and only the broker can say when it is there. (A
+        group's intents partition is seldom written by the process that reads it: asking that
+        every position follow our own records sent the in-process chain to the broker too.)"""
+        return any(position - 1 in self._kept.get(tp, _NOTHING).records
                    for tp, position in positions.items())
 
     def listen(self, positions: Mapping[TopicPartition, int]) -> asyncio.Future[None]:
