@@ -12,7 +12,7 @@ import pytest
 
 from agents import ledger as ledger_module
 from agents.ledger import Admission, Ledger, LedgerEntry
-from bus import sqlite_jobs
+from tests.sqlite_watch import checkpoint_threads, transactions
 
 COMMANDS = "baton.commands"
 
@@ -69,18 +69,7 @@ async def test_an_attempt_rejected_before_may_be_admitted_and_an_admitted_one_no
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The thread each ledger transaction ran on, in order."""
-    ran_on: list[int] = []
-
-    def watched(transact: Any) -> Any:
-        def run(conn: sqlite3.Connection, body: Any) -> Any:
-            done = transact(conn, body)
-            ran_on.append(threading.get_ident())
-            return done
-        return run
-
-    for name in ("transaction", "transaction_if_free"):
-        monkeypatch.setattr(sqlite_jobs, name, watched(getattr(sqlite_jobs, name)))
-    return ran_on
+    return transactions(monkeypatch, lambda _: threading.get_ident())
 
 
 async def test_a_write_runs_whole_on_the_loops_thread_while_the_ledgers_thread_is_idle(
@@ -140,14 +129,7 @@ async def test_the_wal_is_checkpointed_on_the_ledgers_thread_every_so_many_write
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # given a checkpoint due every second write, and where checkpoints run recorded
     monkeypatch.setattr(ledger_module, "CHECKPOINT_EVERY", 2)
-    ran_on: list[int] = []
-    checkpoint = sqlite_jobs.checkpoint
-
-    def watched(conn: sqlite3.Connection) -> None:
-        ran_on.append(threading.get_ident())
-        checkpoint(conn)
-
-    monkeypatch.setattr(sqlite_jobs, "checkpoint", watched)
+    ran_on = checkpoint_threads(monkeypatch)
     ledger = await Ledger.open(tmp_path / "agent.db")
     try:
         # when five writes are made

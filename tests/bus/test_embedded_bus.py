@@ -35,6 +35,7 @@ from bus import (
 from bus.sqlite_thread import Job, SqliteThread, T
 from events.topics import INTENTS, TRIGGERS
 from tests.disk import small_disk
+from tests.sqlite_watch import checkpoint_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHILD_BOUND_S = 10.0  # interpreter start-up plus imports, with room for a loaded machine
@@ -265,14 +266,7 @@ async def test_the_wal_is_checkpointed_on_the_writers_thread_every_so_many_commi
 ) -> None:
     # given a checkpoint due every second commit, and a record of where checkpoints run
     monkeypatch.setattr(embedded, "CHECKPOINT_EVERY", 2)
-    ran_on: list[int] = []
-    checkpoint = sqlite_jobs.checkpoint
-
-    def watched(conn: sqlite3.Connection) -> None:
-        ran_on.append(threading.get_ident())
-        checkpoint(conn)
-
-    monkeypatch.setattr(sqlite_jobs, "checkpoint", watched)
+    ran_on = checkpoint_threads(monkeypatch)
     # when four commits are made, and a fifth (it queues behind the last checkpoint)
     for _ in range(5):
         await bus.publish([trigger()])

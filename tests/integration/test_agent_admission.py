@@ -4,7 +4,6 @@ and what a batch of more attempts than free workers says."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +13,19 @@ from agents.ledger import Ledger
 from agents.process_identity import is_running
 from agents.worker_handle import Worker
 from agents.workers import Invocation
-from bus import Bus, TopicPartition, sqlite_jobs
+from bus import Bus, TopicPartition
 from events.commands import CancelTask
 from events.reports import AttemptAccepted, AttemptFailed, AttemptProgress
 from tests.integration.agent_support import AGENT, RUN, Agents, kinds, report, run_sentinel
 from tests.integration.support import WAIT_S, Tail, command_record, execute_task
 from tests.integration.tasks import ref
+from tests.sqlite_watch import transactions
 
 
 @pytest.fixture
 def ledger_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The agent ledger's transactions (the embedded bus commits through other jobs)."""
-    writes: list[str] = []
-
-    def counted(transact: Callable[..., Any]) -> Callable[..., Any]:
-        def run(conn: Any, body: Any) -> Any:
-            done = transact(conn, body)
-            writes.append(getattr(body, "func", body).__name__)
-            return done
-        return run
-
-    for name in ("transaction", "transaction_if_free"):
-        monkeypatch.setattr(sqlite_jobs, name, counted(getattr(sqlite_jobs, name)))
-    return writes
+    """The agent ledger's transactions, by the name of what each wrote."""
+    return transactions(monkeypatch, lambda body: getattr(body, "func", body).__name__)
 
 
 async def test_an_attempt_given_a_worker_at_once_is_recorded_started_by_it_in_its_admission(
