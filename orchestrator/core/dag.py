@@ -8,14 +8,40 @@ RecursionError inside decide (which once crash-looped the coordinator that owned
 from __future__ import annotations
 
 import graphlib
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from events.pipeline import PipelineSpec, TaskSpec
 from orchestrator.core.errors import SpecError
 
+T = TypeVar("T")
+_REMEMBERED = 64
+_FACTS: dict[tuple[str, int], tuple[PipelineSpec, Any]] = {}
+"""(what, id of a spec) -> (the spec, what was computed from it), latest last.
+
+One run request computed its spec's order three times (validation, decide's scratch run,
+evolve's live run) and its index maps twice, and every run of a trigger's pipeline
+carries the same spec object: a tenth of the request's decision (measured). A spec is
+frozen, so what comes from it never changes; keeping the spec itself in the entry keeps
+its id from being reused while the entry lives. Callers never write what they get."""
+
+
+def _remembered(what: str, spec: PipelineSpec, compute: Callable[[PipelineSpec], T]) -> T:
+    key = (what, id(spec))
+    hit = _FACTS.get(key)
+    if hit is not None and hit[0] is spec:
+        result: T = hit[1]
+        return result
+    value = compute(spec)
+    if len(_FACTS) >= _REMEMBERED:
+        del _FACTS[next(iter(_FACTS))]
+    _FACTS[key] = (spec, value)
+    return value
+
 
 def validate(spec: PipelineSpec) -> None:
     """Raise SpecError listing every structural problem (not only the first)."""
-    found = problems(spec)
+    found = _remembered("problems", spec, lambda s: tuple(problems(s)))
     if found:
         raise SpecError([f"pipeline {spec.name!r}: {p}" for p in found])
 
@@ -72,7 +98,12 @@ def _static_order(spec: PipelineSpec) -> list[str]:
     return list(graphlib.TopologicalSorter({t.name: t.deps for t in spec.tasks}).static_order())
 
 
-def topological(spec: PipelineSpec) -> list[TaskSpec]:
+def topological(spec: PipelineSpec) -> tuple[TaskSpec, ...]:
+    """`order` of the spec, computed once per spec object (`_FACTS`)."""
+    return _remembered("order", spec, order)
+
+
+def order(spec: PipelineSpec) -> tuple[TaskSpec, ...]:
     """Tasks in an order where every dependency comes first, stable by declaration.
 
     The order is part of every folded run (RunState.order), so it must never change for a
@@ -88,10 +119,26 @@ def topological(spec: PipelineSpec) -> list[TaskSpec]:
     for name in _static_order(spec):
         passes[name] = max((passes[d] + (index[d] > index[name]) for d in by_name[name].deps),
                            default=0)
-    return sorted(spec.tasks, key=lambda t: (passes[t.name], index[t.name]))
+    return tuple(sorted(spec.tasks, key=lambda t: (passes[t.name], index[t.name])))
+
+
+def positions(spec: PipelineSpec) -> dict[str, int]:
+    """Task -> its position in the declaration (once per spec object; never written)."""
+    return _remembered("positions", spec, lambda s: {t.name: i for i, t in enumerate(s.tasks)})
+
+
+def places(spec: PipelineSpec) -> dict[str, int]:
+    """Task -> its position in `topological` (once per spec object; never written)."""
+    return _remembered("places", spec,
+                       lambda s: {t.name: i for i, t in enumerate(topological(s))})
 
 
 def dependents(spec: PipelineSpec) -> dict[str, tuple[str, ...]]:
+    """Task -> the tasks that depend on it (once per spec object; never written)."""
+    return _remembered("dependents", spec, _dependents)
+
+
+def _dependents(spec: PipelineSpec) -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {t.name: [] for t in spec.tasks}
     for t in spec.tasks:
         for d in t.deps:

@@ -102,7 +102,7 @@ def created_run(data: ev.RunCreated, env: Envelope[Payload]) -> RunState:
         created_at=env.time.timestamp(), deadline_at=data.deadline_at, params=dict(data.params),
         priority=data.priority, seq=env.sequence or 1,
         tasks={t.name: TaskState(name=t.name) for t in data.spec.tasks},
-        order=tuple(topological(data.spec)),
+        order=topological(data.spec),
     )
     if env.causation_id:
         run.seen.add(env.causation_id)

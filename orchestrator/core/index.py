@@ -146,8 +146,9 @@ def task_deadlines(task: TaskState, spec: TaskSpec) -> list[float]:
 def _built(run: RunState) -> RunIndex:
     tasks, specs = run.tasks, run.spec.tasks
     index = RunIndex(
-        place={spec.name: i for i, spec in enumerate(run.order)},
-        decl={spec.name: i for i, spec in enumerate(specs)},
+        place=(dag.places(run.spec) if run.order is dag.topological(run.spec)
+               else {spec.name: i for i, spec in enumerate(run.order)}),
+        decl=dag.positions(run.spec),
         dependents=dag.dependents(run.spec),
         unfinished=sum(t.status not in TERMINAL_TASK for t in tasks.values()),
         missing={s.name: sum(tasks[d].status != "succeeded" for d in s.deps)

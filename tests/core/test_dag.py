@@ -158,3 +158,24 @@ def test_a_cycle_at_the_end_of_a_5000_task_chain_is_found_with_its_path() -> Non
     assert message.startswith("pipeline 'demo': tasks form a cycle: ")
     path = message.rsplit(": ", 1)[1].split(" -> ")
     assert (len(path), path[0], path[-1]) == (5001, path[-1], path[0])
+
+
+def test_what_is_remembered_per_spec_answers_only_for_that_spec_object() -> None:
+    # given more specs than are remembered, each made and dropped in turn (ids get reused)
+    for i in range(3 * dag._REMEMBERED):
+        spec = pipeline(task(f"a{i}"), task(f"b{i}", f"a{i}"), name=f"p{i}")
+        dag.validate(spec)
+
+        # when its order and maps are asked for, then they are its own
+        assert [t.name for t in dag.topological(spec)] == [f"a{i}", f"b{i}"]
+        assert dag.places(spec) == {f"a{i}": 0, f"b{i}": 1}
+        assert dag.positions(spec) == {f"a{i}": 0, f"b{i}": 1}
+        assert dag.dependents(spec) == {f"a{i}": (f"b{i}",), f"b{i}": ()}
+    assert len(dag._FACTS) <= dag._REMEMBERED
+
+
+def test_a_remembered_spec_is_still_validated_as_the_same_spec() -> None:
+    spec = pipeline(task("a", "b"), task("b", "a"), name="loop")
+    for _ in range(2):  # the second answer comes from what was remembered
+        with pytest.raises(SpecError):
+            dag.validate(spec)
