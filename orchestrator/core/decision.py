@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from events.commands import CancelTask
 from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
-from orchestrator.core.evolve import InFlight, apply, attempt_moves, moved
+from orchestrator.core.evolve import InFlight, apply, attempt_moves, field_of, moved
 from orchestrator.core.index import scratch_copy
 from orchestrator.core.placement import Usage
 from orchestrator.core.settings import Settings
@@ -73,7 +73,7 @@ class Decision:
             correlation_id=run.trigger.event_id, sequence=seq,
             causation_id=self.cause.id if self.cause else None,
         )
-        task = getattr(data, "task", None)
+        task = field_of(data, "task")
         before = run.tasks[task].current if isinstance(task, str) and task in run.tasks else None
         apply(run, env)
         if isinstance(task, str) and task in run.tasks:
