@@ -163,9 +163,13 @@ class Transactional(Loop):
         await self.bus.claim(self.group, self.inputs)
 
     async def load(self) -> dict[TopicPartition, int]:
-        positions = {tp: await self.bus.committed(self.group, tp) for tp in self.inputs}
+        positions = await self.committed()
         await self.restore()
         return positions
+
+    async def committed(self) -> dict[TopicPartition, int]:
+        """The group's committed position of each input."""
+        return {tp: await self.bus.committed(self.group, tp) for tp in self.inputs}
 
     async def restore(self) -> None:
         """Rebuild what `handle` needs from the log; runs after the positions are read

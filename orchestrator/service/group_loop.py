@@ -150,8 +150,7 @@ class GroupLoop(Loop):
                 start, count = batch[-1].offset + 1, count + len(batch)
         self.runs_end = start
         committed = {itp: await self.bus.committed(GROUP, itp) for itp in self.inputs}
-        self.loaded(log_positions.later(
-            committed, {itp: in_log[itp] for itp in self.inputs if itp in in_log}))
+        self.loaded(log_positions.resumed(self.inputs, committed, in_log))
         self.restore_stats = {"snapshot_offset": snap.offset if snap else -1,
                               "replayed": count, "seconds": time.perf_counter() - began}
         self.restored.set()

@@ -72,5 +72,13 @@ def later(*sources: Mapping[TopicPartition, int]) -> Positions:
     return merged
 
 
+def resumed(inputs: Sequence[TopicPartition], committed: Mapping[TopicPartition, int],
+            carried: Mapping[TopicPartition, int]) -> Positions:
+    """Where a consumer's inputs resume: per input, the later of the group's committed
+    position and the one its log carries (positions it carries for other inputs are not its
+    own: another consumer's, or a partition it no longer reads)."""
+    return later(committed, {tp: carried[tp] for tp in inputs if tp in carried})
+
+
 def _with(headers: Headers, value: bytes) -> Headers:
     return (*((name, v) for name, v in headers if name != HEADER), (HEADER, value))

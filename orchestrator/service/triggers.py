@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from bus.protocol import Bus
 from bus.records import Outgoing, Record, TopicPartition
@@ -112,9 +112,9 @@ class FanOutStage(Consumer):
 
     async def load(self) -> dict[TopicPartition, int]:
         """Stateless: each trigger is copied on its own; only the positions are loaded."""
-        committed = {tp: await self.bus.committed(self.group, tp) for tp in self.inputs}
-        return log_positions.later(committed, _ours(await last_carried(self.bus, PIPELINE_TRIGGERS),
-                                                    self.inputs))
+        committed = await self.committed()
+        return log_positions.resumed(self.inputs, committed,
+                                     await last_carried(self.bus, PIPELINE_TRIGGERS))
 
     def carry(self, outputs: list[Outgoing], positions: dict[TopicPartition, int]
               ) -> tuple[list[Outgoing], bool]:
@@ -168,9 +168,9 @@ class RouterStage(Consumer):
     async def load(self) -> dict[TopicPartition, int]:
         """The trigger log folded from its start, and the positions: the later of the
         group's and those its newest record carries."""
-        committed = {tp: await self.bus.committed(self.group, tp) for tp in self.inputs}
+        committed = await self.committed()
         self._state, carried = await _restored(self.bus)
-        return log_positions.later(committed, _ours(carried, self.inputs))
+        return log_positions.resumed(self.inputs, committed, carried)
 
     def carry(self, outputs: list[Outgoing], positions: dict[TopicPartition, int]
               ) -> tuple[list[Outgoing], bool]:
@@ -250,9 +250,3 @@ async def _last_record(bus: Bus, tp: TopicPartition) -> Record | None:
             return None
         back *= 8
     return None
-
-
-def _ours(positions: log_positions.Positions, inputs: Sequence[TopicPartition]
-          ) -> log_positions.Positions:
-    wanted = set(inputs)
-    return {tp: at for tp, at in positions.items() if tp in wanted}
