@@ -18,8 +18,6 @@ this ledger's to run, one addressed to another process under the same agent id i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -29,7 +27,7 @@ from pathlib import Path
 from agents.ledger_sql import Admission, LedgerEntry, Saved, begin, connect, load, save, upsert
 from bus import sqlite_jobs as jobs
 from bus.disk_full import while_full
-from bus.sqlite_thread import Job, SqliteThread, T, ThreadClosed
+from bus.sqlite_thread import Job, SqliteThread, T
 
 __all__ = ["Admission", "Ledger", "LedgerEntry"]
 
@@ -63,7 +61,7 @@ class Ledger:
         """Attempts marked `finished` since the last write: they ride on the next one."""
         self._sent = False
         """The outbox reached the bus since the last write: emptied with the next one."""
-        self._writes = 0
+        self._checkpoints = jobs.Checkpoints(conn, "ledger")
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
@@ -201,21 +199,8 @@ class Ledger:
             except jobs.WriteLockBusy:
                 pass  # another connection writes: wait for it on the ledger's thread
             else:
-                self._wrote()
+                self._checkpoints.wrote(CHECKPOINT_EVERY)
                 return done
         done = await self._conn.call(partial(jobs.transaction, body=body))
-        self._wrote()
+        self._checkpoints.wrote(CHECKPOINT_EVERY)
         return done
-
-    def _wrote(self) -> None:
-        self._writes += 1
-        if self._writes % CHECKPOINT_EVERY == 0:
-            with contextlib.suppress(ThreadClosed):
-                self._conn.submit(jobs.checkpoint).add_done_callback(_checkpointed)
-
-
-def _checkpointed(done: asyncio.Future[None]) -> None:
-    """A checkpoint that failed (a full disk, say) is left for the next: the WAL only grows."""
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("checkpointing the ledger's WAL failed; the next one tries again: %s",
-                    done.exception())

@@ -29,7 +29,6 @@ disk as BusError in disk_full's words, anything else as BusError.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -45,8 +44,6 @@ from bus.records import Outgoing, Record, TopicPartition
 from bus.sqlite_thread import Job, SqliteThread, T, ThreadClosed
 from bus.topology import Topology, wanted_counts
 from events.topics import DEFAULT_PARTITIONS
-
-_log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 100
 """Commits of this instance between two checkpoints of the WAL (a few MB of WAL at most)."""
@@ -64,7 +61,7 @@ class EmbeddedBus:
         self._closed = False
         self._heads = Heads(self._read)
         self._kept = Kept()
-        self._commits = 0
+        self._checkpoints = jobs.Checkpoints(writer, "bus")
 
     @classmethod
     async def open(
@@ -277,18 +274,7 @@ class EmbeddedBus:
         if written:
             self._kept.add(written)
             self._heads.committed(written)
-        self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0:
-            self._checkpoint()
-
-    def _checkpoint(self) -> None:
-        """On the writer's thread, whose commits queue behind it meanwhile; one that fails
-        (a full disk, say) is left for the next: the WAL only grows until then."""
-        try:
-            done = self._writer.submit(jobs.checkpoint)
-        except ThreadClosed:
-            return
-        done.add_done_callback(_checkpointed)
+        self._checkpoints.wrote(CHECKPOINT_EVERY)
 
     def _append_error(self, exc: sqlite3.Error) -> BusError:
         return sql.bus_error(exc, self.path, "append failed, nothing was written")
@@ -316,12 +302,6 @@ class EmbeddedBus:
         if not self._heads.fresh:
             return None
         return self._kept.slice(tp, start, limit, self._heads.of(tp))
-
-
-def _checkpointed(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        _log.warning("checkpointing the bus's WAL failed; the next one tries again: %s",
-                     done.exception())
 
 
 async def _set_up(writer: SqliteThread, path: Path, wanted: dict[str, int]) -> dict[str, int]:

@@ -9,6 +9,8 @@ back as the result.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +25,10 @@ from bus.records import (
     decode_headers,
     encode_headers,
 )
+from bus.sqlite_thread import SqliteThread, ThreadClosed
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 Placed = tuple[TopicPartition, Outgoing]
 PositionRow = tuple[str, str, int, int]
 """(group, topic, partition, next offset to read): a row of sql.UPSERT_POSITION."""
@@ -96,6 +100,35 @@ def checkpoint(conn: sqlite3.Connection) -> None:
     """What the WAL holds, copied back into the database file so the WAL starts over (PASSIVE:
     it waits for no reader or writer, and leaves what it cannot copy yet for the next one)."""
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+class Checkpoints:
+    """A connection's WAL copied back on the connection's own thread every so many writes: a
+    checkpoint syncs the file, which the event loop's thread (where writes may run, see
+    `append_if_free`, `transaction_if_free`) must not wait for. One that fails (a full disk,
+    say) is left for the next: the WAL only grows until then. The bus and the agent ledger
+    each keep one."""
+
+    def __init__(self, thread: SqliteThread, what: str) -> None:
+        self._thread = thread
+        self._what = what
+        self._writes = 0
+
+    def wrote(self, every: int) -> None:
+        """One more write; a checkpoint is queued after each `every` of them."""
+        self._writes += 1
+        if self._writes % every:
+            return
+        try:
+            done = self._thread.submit(checkpoint)
+        except ThreadClosed:
+            return
+        done.add_done_callback(self._checked)
+
+    def _checked(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            _log.warning("checkpointing the %s's WAL failed; the next one tries again: %s",
+                         self._what, done.exception())
 
 
 def _fresh(conn: sqlite3.Connection) -> None:
