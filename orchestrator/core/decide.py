@@ -45,6 +45,14 @@ def decide(
     state: CoordinatorState, input: Input, now: float, settings: Settings = DEFAULT_SETTINGS
 ) -> list[Envelope[Payload]]:
     """Events for baton.runs and commands for agents / the registry, in order."""
+    return decision_for(state, input, now, settings).out
+
+
+def decision_for(state: CoordinatorState, input: Input, now: float,
+                 settings: Settings = DEFAULT_SETTINGS) -> Decision:
+    """decide, handing back the whole decision: its output (`out`) and the scratch runs and
+    agents' attempts it already folded that output into, which the shell adopts as its new
+    state (`core/adopt.py`) instead of folding every logged event a second time."""
     d = Decision(state, now, None if isinstance(input, Tick) else input, settings)
     if isinstance(input, Tick):
         lost = {a.agent_id for a in state.agents.values() if a.lost_evidence}
@@ -55,7 +63,7 @@ def decide(
     else:
         _on_input(d, input)
     place_ready(d)
-    return d.out
+    return d
 
 
 def _on_input(d: Decision, env: Envelope[Payload]) -> None:

@@ -1,4 +1,5 @@
-"""The decision buffer: one decide call's events, with run sequences, folded into scratch runs."""
+"""The decision buffer: one decide call's events, with run sequences, folded into scratch runs
+(which the shell then adopts as its live state: `core/adopt.py`)."""
 
 from __future__ import annotations
 
@@ -35,12 +36,16 @@ class Decision:
     scratch: dict[str, RunState] = field(default_factory=dict)
     in_flight: InFlight = field(default_factory=dict)
     """Agent -> its active attempts as this decision leaves them, for the agents placement
-    asked about (`agent_view`); the others' changes wait in `_moves`."""
+    asked about (`agent_view`); the others' changes wait in `moves`."""
     freed: bool = False
     """An attempt ended in this decision: capacity (and limit headroom) grew."""
-    _moves: dict[str, list[tuple[str, Attempt | None]]] = field(default_factory=dict)
+    moves: dict[str, list[tuple[str, Attempt | None]]] = field(default_factory=dict)
     """Agent -> (attempt id, the attempt now, None once ended), in order: copying an agent's
     attempts at every event was as long as the agent's backlog (a fan-out's width)."""
+    joined: dict[str, None] = field(default_factory=dict)
+    """Agents with no entry in the live `in_flight` that this decision gave an attempt, in
+    the order of their first (evolve creates an agent's entry there and then: adopting
+    keeps the entries, and their order, the same)."""
 
     def run(self, run_id: str) -> RunState | None:
         if run_id in self.scratch:
@@ -109,10 +114,10 @@ class Decision:
     def attempts_in_flight(self) -> Iterator[Attempt]:
         """Every active attempt on an agent, as this decision leaves them (limits count them)."""
         for agent_id, attempts in self.state.in_flight.items():
-            if agent_id in self._moves or agent_id in self.in_flight or not _on_agent(agent_id):
+            if agent_id in self.moves or agent_id in self.in_flight or not _on_agent(agent_id):
                 continue
             yield from attempts.values()
-        for agent_id in [*self._moves]:
+        for agent_id in [*self.moves]:
             self.agent_view(agent_id)
         for agent_id, attempts in self.in_flight.items():
             if _on_agent(agent_id):
@@ -124,16 +129,18 @@ class Decision:
         view = self.in_flight.get(agent_id)
         if view is None:
             view = self.in_flight[agent_id] = dict(self.state.in_flight.get(agent_id, {}))
-            for attempt_id, attempt in self._moves.pop(agent_id, []):
+            for attempt_id, attempt in self.moves.pop(agent_id, []):
                 moved(view, attempt_id, attempt)
         return view
 
     def _moved(self, before: Attempt | None, after: Attempt | None) -> None:
         """Played at once on an agent already viewed, else kept for when one is."""
         for agent_id, attempt_id, attempt in attempt_moves(before, after):
+            if attempt is not None and agent_id not in self.state.in_flight:
+                self.joined[agent_id] = None
             view = self.in_flight.get(agent_id)
             if view is None:
-                self._moves.setdefault(agent_id, []).append((attempt_id, attempt))
+                self.moves.setdefault(agent_id, []).append((attempt_id, attempt))
             else:
                 moved(view, attempt_id, attempt)
 

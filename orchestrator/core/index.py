@@ -54,7 +54,33 @@ def scratch_index(run: RunState) -> RunIndex:
     """The run's index for a scratch copy: containers shared until written, no deadlines."""
     live = index_of(run)
     return replace(live, missing={}, failed={}, base=live, deadlines=None, on_agent=None,
-                   entered=[], owned=set())
+                   entered=[], touched={}, owned=set())
+
+
+def adopt(run: RunState, scratch: RunIndex) -> None:
+    """Carry a scratch copy's index over to the live run it was copied from, once the run
+    holds the copy's tasks: what `put` would have kept had the decision's events been folded
+    into the run one by one. The counts and sets are the copy's (the live index gives up
+    those the copy changed); deadlines and agents, which a copy does not keep, follow each
+    changed task from its state before the decision to its state now (a state in between
+    is no task's any more, so its deadlines would only have been stale entries)."""
+    live, touched = scratch.base, scratch.touched
+    assert live is not None and touched is not None, "only a scratch copy is adopted"
+    on_agent = live.on_agent
+    assert on_agent is not None
+    live.unfinished = scratch.unfinished
+    live.missing.update(scratch.missing)
+    live.failed.update(scratch.failed)
+    if "steppable" in scratch.owned:
+        live.steppable = scratch.steppable
+    if "ready" in scratch.owned:
+        live.ready = scratch.ready
+    for name, old in touched.items():
+        task = run.tasks[name]
+        if task is not old:
+            _push_deadlines(run, live, task)
+            _moved_attempt(on_agent, old, task)
+    run.index = live
 
 
 def put(run: RunState, task: TaskState) -> None:
@@ -73,6 +99,8 @@ def put(run: RunState, task: TaskState) -> None:
         _push_deadlines(run, index, task)
     if index.on_agent is not None:
         _moved_attempt(index.on_agent, old, task)
+    if index.touched is not None and task.name not in index.touched:
+        index.touched[task.name] = old
 
 
 def earliest(run: RunState) -> float | None:

@@ -165,6 +165,9 @@ class RunIndex:
     entered: list[str] | None = None
     """Scratch copies only: tasks that became steppable, in order (advance visits those
     later in its pass in the same pass, as a walk of every task would)."""
+    touched: dict[str, TaskState] | None = None
+    """Scratch copies only: each task the decision changed -> its state before, what
+    adopting the copy (`index.adopt`) moves in the live index's deadlines and agents."""
     owned: set[str] = field(default_factory=set)
     pushed: int = 0
 

@@ -2,12 +2,12 @@
 
 A configuration of the bus's one consumer loop (bus/loop.py). Takeover order
 (ARCHITECTURE.md): claim -> restore runs-k from the log (snapshot, then tail) -> input
-positions -> decide. Every batch: decode -> decide -> fold -> append decisions, commands and
-dead letters and advance the input positions in a single bus commit; the positions ride on
-the last run-log record of the transaction (log_positions.py), or go to the group's committed
-offsets when it appends none. When nothing came, a due deadline or a fleet change is a Tick.
-If a commit fails, the state that was folded ahead of the log is thrown away, and the next
-start restores it from the log.
+positions -> decide. Every batch: decode -> decide -> adopt its state -> append decisions,
+commands and dead letters and advance the input positions in a single bus commit; the
+positions ride on the last run-log record of the transaction (log_positions.py), or go to
+the group's committed offsets when it appends none. When nothing came, a due deadline or a
+fleet change is a Tick. If a commit fails, the state that was adopted ahead of the log is
+thrown away, and the next start restores it from the log.
 
 A batch of agents' reports whose outputs only go to the log (an attempt accepted or started,
 progress, an outcome that schedules nothing: nothing an agent or the registry waits for) is
@@ -39,7 +39,9 @@ from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import RegisterModel
-from orchestrator.core.decide import Input, Tick, decide, next_deadline
+from orchestrator.core.adopt import adopt
+from orchestrator.core.decide import Input, Tick, decision_for, next_deadline
+from orchestrator.core.decision import Decision
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.evolve import InFlight, evolve, update_in_flight
 from orchestrator.core.flow import QUEUE_CHANGES, queue_of
@@ -339,11 +341,11 @@ class GroupLoop(Loop):
     def _decide(self, input: Input) -> list[Outgoing]:
         active = self._active_attempts()  # no await until the count below: no other group
         now = self.clock()
-        out = _decided(self.state, input, now, self.settings)
-        for env in out:
-            if env.sequence is not None:
-                evolve(self.state, env)
-                self._due_stale = True
+        decision = _decided(self.state, input, now, self.settings)
+        adopt(self.state, decision)  # the runs decide folded its events into: no second fold
+        out = decision.out
+        if any(env.sequence is not None for env in out):
+            self._due_stale = True
         if isinstance(input, Tick) or any(isinstance(e.data, QUEUE_CHANGES) for e in out):
             self._publish_wants(now)
         self._freed = self._freed or self._active_attempts() < active
@@ -356,12 +358,12 @@ class Unapplicable(Exception):
 
 
 def _decided(state: CoordinatorState, input: Input, now: float, settings: Settings
-             ) -> list[Envelope[Payload]]:
+             ) -> Decision:
     """decide folds only into scratch copies, so when it raises on an input nothing of the
     live state has changed: the input can go to the dead-letter topic and the group go on. A
     tick is no input: what it raises is a bug that stops the group (ComponentFailed)."""
     try:
-        return decide(state, input, now, settings)
+        return decision_for(state, input, now, settings)
     except InvalidInput:
         raise
     except Exception as exc:

@@ -1,4 +1,4 @@
-"""A pure test harness: feeds inputs to decide, folds the output, plays agents by hand."""
+"""A pure test harness: feeds inputs to decide, adopts its state, plays agents by hand."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from events.pipeline import DEFAULT_MAX_LOST_ATTEMPTS, PipelineSpec, RetryPolicy
 from events.registry import RegisterModel
 from events.runs import RunCreated
 from events.triggers import TriggerInfo
-from orchestrator.core.decide import Tick, decide
-from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.adopt import adopt
+from orchestrator.core.decide import Input, Tick, decision_for
+from orchestrator.core.decision import Decision
+from orchestrator.core.evolve import initial_state
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import AgentStatus, CoordinatorState, RunState
@@ -45,7 +47,8 @@ def pipeline(*tasks: TaskSpec, name: str = "p", deadline_s: float = 3600) -> Pip
 
 @dataclass
 class Harness:
-    """Given / when / then over the real decide and evolve; `log` is everything appended."""
+    """Given / when / then over the real decide, its state adopted as the coordinator's loop
+    adopts it (`core/adopt.py`); `log` is everything appended."""
 
     state: CoordinatorState = field(default_factory=initial_state)
     now: float = 1_000.0
@@ -65,21 +68,24 @@ class Harness:
         self.counter += 1
         env = envelope(data, id=id or f"in-{self.counter}", time=self.now, source="test",
                        subject=getattr(data, "run_id", "x"))
-        return self._apply(decide(self.state, env, self.now, self.settings))
+        return self._apply(self._decision(env))
 
     def tick(self, at: float | None = None) -> list[Envelope[Payload]]:
         if at is not None:
             self.now = at
-        return self._apply(decide(self.state, Tick(), self.now, self.settings))
+        return self._apply(self._decision(Tick()))
 
-    def _apply(self, out: list[Envelope[Payload]]) -> list[Envelope[Payload]]:
-        for env in out:
+    def _decision(self, input: Input) -> Decision:
+        return decision_for(self.state, input, self.now, self.settings)
+
+    def _apply(self, d: Decision) -> list[Envelope[Payload]]:
+        for env in d.out:
             if isinstance(env.data, ExecuteTask | CancelTask | RegisterModel):
                 self.commands.append(env)
             else:
                 self.log.append(env)
-                evolve(self.state, env)
-        return out
+        adopt(self.state, d)
+        return d.out
 
     def start(self, spec: PipelineSpec, key: str = "t1", run_id: str | None = None) -> str:
         """A manual run of `spec` under `key`; `run_id` only to replay ids of another scheme."""

@@ -11,7 +11,8 @@ from events.envelope import Envelope, envelope
 from events.payloads import Payload
 from events.pipeline import GateSpec, RegisterSpec, TaskSpec
 from events.registry import RegisterModel
-from orchestrator.core.decide import Input, Tick, decide
+from orchestrator.core.decide import Input, Tick, decide, decision_for
+from orchestrator.core.decision import Decision
 from orchestrator.core.state import Attempt, CoordinatorState
 from tests.core.harness import Harness, ref
 
@@ -35,6 +36,7 @@ class CheckedHarness(Harness):
     (it leaves the live state untouched) and deterministic (same input, same output)."""
 
     inputs: list[Envelope[Payload]] = field(default_factory=list)
+    _last: Decision | None = None
 
     def feed(self, data: Payload, *, id: str | None = None) -> list[Envelope[Payload]]:
         self.counter += 1
@@ -45,20 +47,22 @@ class CheckedHarness(Harness):
     def deliver(self, env: Envelope[Payload]) -> list[Envelope[Payload]]:
         """Hand one input envelope (possibly a redelivery of an earlier one) to decide."""
         self.inputs.append(env)
-        return self._apply(self.decide(env))
-
-    def tick(self, at: float | None = None) -> list[Envelope[Payload]]:
-        if at is not None:
-            self.now = at
-        return self._apply(self.decide(Tick()))
+        return self._apply(self._decision(env))
 
     def decide(self, input: Input) -> list[Envelope[Payload]]:
+        """The checked decision's output: the hook a subclass records (tests/golden)."""
         before = snapshot(self.state)
-        out = decide(self.state, input, self.now, self.settings)
+        self._last = d = decision_for(self.state, input, self.now, self.settings)
         assert snapshot(self.state) == before, "decide mutated the live state"
         again = decide(self.state, input, self.now, self.settings)
-        assert again == out, "decide is not deterministic"
-        return out
+        assert again == d.out, "decide is not deterministic"
+        return d.out
+
+    def _decision(self, input: Input) -> Decision:
+        out = self.decide(input)
+        d, self._last = self._last, None
+        assert d is not None and d.out is out
+        return d
 
     # --- queries -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from events.envelope import Envelope
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
 from orchestrator.core import decide, flow, index
+from orchestrator.core.decision import Decision
 from orchestrator.core.index import index_of
 from orchestrator.core.state import AgentStatus, RunIndex, RunState
 from tests.core.harness import Harness, pipeline, ref, task
@@ -44,8 +45,8 @@ def view(run: RunState, kept: RunIndex) -> dict[str, Any]:
 class IndexChecked(Harness):
     """After every event folded: the live runs' indexes equal ones built from their tasks."""
 
-    def _apply(self, out: list[Envelope[Payload]]) -> list[Envelope[Payload]]:
-        applied = super()._apply(out)
+    def _apply(self, d: Decision) -> list[Envelope[Payload]]:
+        applied = super()._apply(d)
         for run in self.state.runs.values():
             fresh = dataclasses.replace(run, index=None)
             assert view(run, index_of(run)) == view(fresh, index_of(fresh))
