@@ -3,8 +3,9 @@
 On 2 shared cores the wall-clock benchmarks (chain, fanout) move 10-20% with the load; the
 core's share of them does not need a bus to measure. A scripted agent (`Driver`) answers
 every command with "started" then "succeeded", up to `workers` attempts at a time, and each
-step is what `GroupLoop` does with an input: `decide`, `evolve` of every run-log event it
-returned, then `next_deadline` once (the loop computes it once per state change). When a
+step is what `GroupLoop` does with an input: `decide` (`decision_for`), `adopt` of the runs
+it folded its events into, then `next_deadline` once (the loop computes it once per state
+change). When a
 decision left fewer attempts active than before, the loop also ticks
 (FleetTracker.capacity_freed wakes every group, its own included), and so does the driver.
 Times are the thread's CPU time (immune to other processes' load), summed per part and
@@ -30,21 +31,22 @@ from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
 from events.triggers import TriggerInfo
-from orchestrator.core.decide import Input, Tick, decide, next_deadline
-from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.adopt import adopt
+from orchestrator.core.decide import Input, Tick, decision_for, next_deadline
+from orchestrator.core.evolve import initial_state
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.state import AgentStatus, CoordinatorState
 
 T = TypeVar("T")
 AGENT = "bench-agent"
 T0 = 1_700_000_000.0
-PARTS = ("decide (inputs)", "decide (ticks)", "evolve", "next_deadline")
+PARTS = ("decide (inputs)", "decide (ticks)", "adopt", "next_deadline")
 OUTPUT = ArtifactRef(uri="file:///artifacts/sha256/00/" + "0" * 64, sha256="0" * 64, size=1)
 
 
 @dataclass
 class Driver:
-    """decide + evolve + next_deadline as the group loop calls them, timed by part."""
+    """decide + adopt + next_deadline as the group loop calls them, timed by part."""
 
     workers: int
     state: CoordinatorState = field(default_factory=initial_state)
@@ -88,15 +90,16 @@ class Driver:
             given = envelope(data, id=f"in-{self.counter}", time=self.now, source="bench",
                              subject=getattr(data, "run_id", "x"))
             part = "decide (inputs)"
-        out = self._timed(part, lambda: decide(self.state, given, self.now))
+        d = self._timed(part, lambda: decision_for(self.state, given, self.now))
+        out = d.out
         logged = [env for env in out if env.sequence is not None]
+        self._timed("adopt", lambda: adopt(self.state, d))
         for env in out:
             if isinstance(env.data, ExecuteTask):
                 self.queued.append(env.data)
             if env.type in ("run_succeeded", "run_failed", "run_cancelled"):
                 self.done = True
         if logged:
-            self._timed("evolve", lambda: [evolve(self.state, env) for env in logged])
             self._timed("next_deadline", lambda: next_deadline(self.state))
 
     def _active(self) -> int:
@@ -135,7 +138,7 @@ async def measure(length: int = 100, width: int = 200, *, finished_runs: int = 1
 
 
 def costs(length: int = 100, width: int = 200, *, finished_runs: int = 100) -> Report:
-    report = Report(f"core: decide + evolve + next_deadline CPU per task, no bus "
+    report = Report(f"core: decide + adopt + next_deadline CPU per task, no bus "
                     f"(chain of {length}; 1 -> {width} -> 1 on 4 workers; "
                     f"{finished_runs} finished runs in the state)")
     rows = []

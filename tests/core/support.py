@@ -11,7 +11,7 @@ from events.envelope import Envelope, envelope
 from events.payloads import Payload
 from events.pipeline import GateSpec, RegisterSpec, TaskSpec
 from events.registry import RegisterModel
-from orchestrator.core.decide import Input, Tick, decide, decision_for
+from orchestrator.core.decide import Input, decide, decision_for
 from orchestrator.core.decision import Decision
 from orchestrator.core.state import Attempt, CoordinatorState
 from tests.core.harness import Harness, ref

@@ -42,8 +42,8 @@ from events.runs import (
     TaskWaiting,
 )
 from events.triggers import TriggerInfo
-from orchestrator.core.decide import Input, Tick
-from orchestrator.core.decide import decide as core_decide
+from orchestrator.core.decide import Input, Tick, decision_for
+from orchestrator.core.decision import Decision
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import CoordinatorState
 from orchestrator.service import group_loop, log_positions
@@ -165,12 +165,12 @@ async def test_hostile_specs_never_crash_the_coordinator(
 ) -> None:
     # given a running app, and a decider that a certain input makes raise deep inside
     def decide(state: CoordinatorState, input: Input, now: float, settings: Settings
-               ) -> list[Envelope[Payload]]:
+               ) -> Decision:
         if not isinstance(input, Tick) and input.id == "poison/requested":
             raise RecursionError("maximum recursion depth exceeded")
-        return core_decide(state, input, now, settings)
+        return decision_for(state, input, now, settings)
 
-    monkeypatch.setattr(group_loop, "decide", decide)
+    monkeypatch.setattr(group_loop, "decision_for", decide)
     _, bus = await apps.start(CHAIN)
     deep = run_request(chain_listed_backwards(2500), "deep")
     cycle = run_request(PipelineSpec(name="loop", tasks=(
