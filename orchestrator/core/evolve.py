@@ -1,4 +1,9 @@
-"""evolve: fold one run-log event into state. Total and deterministic; never reads a clock."""
+"""evolve: fold one run-log event into state. Total and deterministic; never reads a clock.
+
+The fold of record: a takeover, `replay --verify`, the projector and `bench replay` rebuild
+state with it. The coordinator's loop does not fold its own decisions a second time: it
+adopts the scratch runs decide folded them into (core/adopt.py), which must equal this.
+"""
 
 from __future__ import annotations
 

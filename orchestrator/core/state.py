@@ -1,7 +1,8 @@
 """Run state as folded from the log, plus the fleet and champions the shell keeps fresh.
 
-Run and coordinator objects are updated in place by `evolve`; task and attempt states are
-frozen and replaced, so `decide` can fold into a cheap scratch copy of a run.
+Run and coordinator objects are updated in place by `evolve` (and `adopt`); task and attempt
+states are frozen and replaced, so `decide` can fold into a cheap scratch copy of a run, which
+the coordinator's loop then adopts.
 """
 
 from __future__ import annotations

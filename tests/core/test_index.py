@@ -124,3 +124,26 @@ def test_a_decision_in_a_wide_fan_out_visits_the_tasks_it_changes_not_the_whole_
     # then a task costs as many visits at 200 wide as at 25 (a walk of the run per
     # decision made it eight times as many)
     assert wide < narrow * 1.3
+
+
+def test_a_new_runs_index_is_built_once_the_decision_that_created_it_is_adopted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a harness whose index builds are counted
+    builds: Counter[str] = Counter()
+    build = index._built
+
+    def counted(run: RunState) -> RunIndex:
+        builds[run.run_id] += 1
+        return build(run)
+
+    monkeypatch.setattr(index, "_built", counted)
+    h = Harness()
+    h.agent(cpus=2)
+    # when a fan-out is requested, its root completes, and the shell asks for its deadline
+    run_id = h.start(fan_out(3))
+    h.complete("root")
+    decide.next_deadline(h.state)
+    # then its index was built once, by the decision that created the run (folding the
+    # decision's events into a fresh run built it a second time at the next decision)
+    assert builds == {run_id: 1}
