@@ -359,9 +359,10 @@ class Unapplicable(Exception):
 
 def _decided(state: CoordinatorState, input: Input, now: float, settings: Settings
              ) -> Decision:
-    """decide folds only into scratch copies, so when it raises on an input nothing of the
-    live state has changed: the input can go to the dead-letter topic and the group go on. A
-    tick is no input: what it raises is a bug that stops the group (ComponentFailed)."""
+    """decide folds only into scratch copies, adopted only once it returns, so when it raises
+    on an input nothing of the live state has changed: the input can go to the dead-letter
+    topic and the group go on. A tick is no input: what it raises is a bug that stops the
+    group (ComponentFailed)."""
     try:
         return decision_for(state, input, now, settings)
     except InvalidInput:

@@ -1,4 +1,5 @@
-"""Given / when / then over decide + evolve: one test per run transition of the core."""
+"""Given / when / then over decide and the state it leaves (adopted as the coordinator's loop
+adopts it): one test per run transition of the core."""
 
 from __future__ import annotations
 
