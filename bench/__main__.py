@@ -4,9 +4,10 @@ all of these, in that order, on the embedded bus); bus (single bus operations), 
 (every figure on the embedded bus and on a real Kafka broker side by side; it starts the broker
 itself unless BATON_KAFKA_BOOTSTRAP names one), placement (one placement pass of the pure core
 over a big fleet and backlog), core (the pure core's CPU per chained and fanned-out task, no
-bus) and failover (SIGKILL the agent running a task, time until it
-runs elsewhere; real processes, on the embedded bus or the one --bus names) and cli (one
-`baton publish` from a fresh process, against `python -c pass`) run only when named.
+bus), floor (a chained task's durable steps alone, against the real chain), failover (SIGKILL
+the agent running a task, time until it runs elsewhere; real processes, on the embedded bus
+or the one --bus names) and cli (one `baton publish` from a fresh process, against `python -c
+pass`) run only when named.
 
 `--profile` runs the named benchmarks under cProfile and prints their hot spots too. The size
 flags override each benchmark's default size (a smoke test runs tiny ones).
@@ -36,6 +37,7 @@ from bench import (
     digits,
     failover,
     fanout,
+    floor,
     kafka,
     placement,
     primitives,
@@ -86,6 +88,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
     "bus": lambda s: primitives.measure(_or(s.repeat, 30)),
     "kafka": _kafka,
     "core": lambda s: core.measure(_or(s.tasks, 100), _or(s.width, 200)),
+    "floor": lambda s: floor.measure(_or(s.tasks, 100), _or(s.repeat, 1000)),
     "placement": lambda s: placement.measure(_or(s.agents, 1000), _or(s.tasks, 10_000)),
     "failover": lambda s: failover.measure(_or(s.repeat, 3), bus_url=s.bus),
     "cli": lambda s: cli.measure(_or(s.repeat, 10)),
@@ -172,7 +175,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sizes.add_argument("--runs", type=_count(1), help="digits runs (5)")
     sizes.add_argument("--repeat", type=_count(1),
                        help="bus: calls of each operation (30); failover: kills (3); cli: fresh "
-                            "processes of each kind (10)")
+                            "processes of each kind (10); floor: chained tasks (1000)")
     parser.add_argument("--bus", default=EMBEDDED, metavar="URL", type=bus_url,
                         help="failover: the bus its processes use (default embedded; e.g. "
                              "kafka://localhost:9092, topics in a namespace of their own)")
