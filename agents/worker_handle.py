@@ -11,6 +11,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from agents import worker_wire as wire
 from agents.outcomes import Failed, Invocation, Outcome, ProgressCallback
 from agents.process_identity import identity_of
 
@@ -46,7 +47,7 @@ class Worker:
         self.attempt_id, self.on_progress = inv.attempt_id, on_progress
         self.reply = self.loop.create_future()
         try:
-            self.conn.send(inv)
+            wire.send(self.conn, wire.invocation(inv))
         except OSError:
             self._on_exit()
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -81,7 +82,7 @@ class Worker:
 
     def _on_readable(self) -> None:
         try:
-            message = self.conn.recv()
+            message = wire.receive(self.conn)
         except (EOFError, OSError):
             self._on_exit()
             return
@@ -94,7 +95,7 @@ class Worker:
         elif kind == "progress" and message[1] == self.attempt_id:
             self._report(message[2], message[3])
         elif kind == "done" and message[1] == self.attempt_id:
-            self.finish(message[2])
+            self.finish(wire.outcome_of(message[2]))
 
     def _report(self, fraction: float, message: str) -> None:
         """A faulty callback must not break the pipe reader, so its errors are only logged."""

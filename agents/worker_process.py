@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from agents import worker_wire as wire
 from agents.artifacts import ArtifactStore
 from agents.outcomes import Failed, Invocation, Outcome, ProgressCallback, Succeeded
 from agents.parent_death import die_with_parent
@@ -51,10 +52,11 @@ def worker_main(conn: Connection, artifact_root: str, env: dict[str, str], once:
     send(("ready",))
     while True:
         try:
-            inv = conn.recv()
+            inv = wire.invocation_of(wire.receive(conn))
         except (EOFError, OSError):
             os._exit(0)
-        send(("done", inv.attempt_id, _execute(inv, store, _progress_reporter(send, inv))))
+        outcome = _execute(inv, store, _progress_reporter(send, inv))
+        send(("done", inv.attempt_id, wire.outcome(outcome)))
         if once:
             return
 
@@ -77,7 +79,7 @@ def _locked_sender(conn: Connection) -> Callable[[object], None]:
 
     def send(message: object) -> None:
         with lock:
-            conn.send(message)
+            wire.send(conn, message)
 
     return send
 

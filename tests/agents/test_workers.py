@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from agents import worker_wire as wire
 from agents.artifacts import ArtifactStore
 from agents.task_api import ContextData
 from agents.worker_process import worker_main
@@ -455,7 +456,7 @@ async def test_a_worker_whose_parent_hangs_up_while_its_task_runs_exits_at_once(
     theirs.close()
     try:
         assert ours.recv() == ("ready",)
-        ours.send(invocation("hangs"))
+        wire.send(ours, wire.invocation(invocation("hangs")))
         assert ours.recv()[:2] == ("progress", "a-1")
         assert worker.pid is not None
         pidfds = watch([worker.pid])
