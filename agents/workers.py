@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import multiprocessing
@@ -63,6 +64,27 @@ class _Slot:
     worker: asyncio.Task[Worker] | None = None
 
 
+class _Slots(asyncio.Queue[_Slot]):
+    """Free slots, the one freed last taken first while its worker is warm: a chained task
+    then runs where its predecessor ran, whose output that worker keeps
+    (worker_process.KeptArtifacts) and whose memory is the warmer. A slot whose worker is
+    still starting (a replacement) is taken last."""
+
+    _queue: collections.deque[_Slot]
+
+    def _init(self, maxsize: int) -> None:
+        self._queue = collections.deque()
+
+    def _put(self, item: _Slot) -> None:
+        if item.worker is not None and item.worker.done() and not _is_unusable(item.worker):
+            self._queue.appendleft(item)
+        else:
+            self._queue.append(item)
+
+    def _get(self) -> _Slot:
+        return self._queue.popleft()
+
+
 @dataclass(eq=False)
 class Reservation:
     """A slot taken for one attempt before it runs (`WorkerPool.reserve`)."""
@@ -88,7 +110,7 @@ class WorkerPool:
         if size < 1:
             raise ValueError(f"worker pool size {size}: use at least 1")
         self._root = Path(artifact_root).absolute()
-        self._slots: asyncio.Queue[_Slot] = asyncio.Queue()
+        self._slots = _Slots()
         self._all_slots = [_Slot() for _ in range(size)]
         for slot in self._all_slots:
             self._slots.put_nowait(slot)
