@@ -95,12 +95,13 @@ def _progress_reporter(send: Callable[[object], None], inv: Invocation) -> Progr
 
 class KeptArtifacts:
     """The artifact store as a worker uses it, keeping the small objects it stored or read
-    lately: a chained task's input is most often its predecessor's output, stored by this
-    very worker (the pool hands a slot freed last out first), and reading it back costs an
-    open, a read and a hash (~70 µs of the worker's CPU in a busy chain, on two cores taken
-    from the agent's loop as much). What is kept hashes to its sha256 (hashed here when
-    stored or read), so it is what a verified read returns; a file deleted or altered since
-    goes unnoticed by this worker, whose task still gets the right input."""
+    lately. A chained task's input is most often its predecessor's output, stored by this
+    very worker (the pool hands out the slot freed last first), and reading it back from its
+    file (open, read, hash) took ~70 µs of the worker's CPU per task in a busy chain: on two
+    cores, CPU the agent's loop thread then waits for. What is kept hashes to its sha256
+    (hashed here when stored or read), so it is what a verified read returns; a file deleted
+    or altered since goes unnoticed by this worker, whose task still gets the right input.
+    Each task gets its own copy (unpickled again)."""
 
     MAX_OBJECT_BYTES = 64 * 1024
     MAX_OBJECTS = 32

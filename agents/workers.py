@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import logging
 import multiprocessing
@@ -25,6 +24,7 @@ from agents.outcomes import (
 from agents.process_identity import ProcessIdentity
 from agents.worker_handle import Worker, WorkerStartError, crash_outcome, expire
 from agents.worker_process import worker_main
+from agents.worker_slots import Slot, Slots, is_unusable
 
 __all__ = [
     "Failed",
@@ -58,38 +58,10 @@ OnStart = Callable[[ProcessIdentity | None], Awaitable[None]]
 
 
 @dataclass(eq=False)
-class _Slot:
-    """One unit of concurrency; owns at most one reusable worker, replaced after a failure."""
-
-    worker: asyncio.Task[Worker] | None = None
-
-
-class _Slots(asyncio.Queue[_Slot]):
-    """Free slots, the one freed last taken first while its worker is warm: a chained task
-    then runs where its predecessor ran, whose output that worker keeps
-    (worker_process.KeptArtifacts) and whose memory is the warmer. A slot whose worker is
-    still starting (a replacement) is taken last."""
-
-    _queue: collections.deque[_Slot]
-
-    def _init(self, maxsize: int) -> None:
-        self._queue = collections.deque()
-
-    def _put(self, item: _Slot) -> None:
-        if item.worker is not None and item.worker.done() and not _is_unusable(item.worker):
-            self._queue.appendleft(item)
-        else:
-            self._queue.append(item)
-
-    def _get(self) -> _Slot:
-        return self._queue.popleft()
-
-
-@dataclass(eq=False)
 class Reservation:
     """A slot taken for one attempt before it runs (`WorkerPool.reserve`)."""
 
-    slot: _Slot
+    slot: Slot
     worker: ProcessIdentity | None
     """The process that will run the attempt, as far as the pool can tell now: None when it
     cannot (no warm worker yet, or the attempt gets a process of its own)."""
@@ -110,8 +82,8 @@ class WorkerPool:
         if size < 1:
             raise ValueError(f"worker pool size {size}: use at least 1")
         self._root = Path(artifact_root).absolute()
-        self._slots = _Slots()
-        self._all_slots = [_Slot() for _ in range(size)]
+        self._slots = Slots()
+        self._all_slots = [Slot() for _ in range(size)]
         for slot in self._all_slots:
             self._slots.put_nowait(slot)
         self._mp = _mp_context(start_method)
@@ -168,7 +140,7 @@ class WorkerPool:
             return None
         slot = self._slots.get_nowait()
         warm = slot.worker
-        if gpus or warm is None or not warm.done() or _is_unusable(warm):
+        if gpus or warm is None or not warm.done() or is_unusable(warm):
             return Reservation(slot, None)
         return Reservation(slot, warm.result().identity)
 
@@ -203,15 +175,15 @@ class WorkerPool:
         if self._closed:
             raise RuntimeError("the worker pool is closed")
 
-    async def _slot_worker(self, slot: _Slot) -> Worker:
+    async def _slot_worker(self, slot: Slot) -> Worker:
         """Shielded: a caller giving up must not abort a start-up the next caller will use."""
-        if slot.worker is None or _is_unusable(slot.worker):
+        if slot.worker is None or is_unusable(slot.worker):
             slot.worker = asyncio.ensure_future(self._fresh_worker(_NO_GPUS, once=False))
         return await asyncio.shield(slot.worker)
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         """Replace a dead worker in the background, so a failure is reported without delay."""
-        if slot.worker is not None and _is_unusable(slot.worker):
+        if slot.worker is not None and is_unusable(slot.worker):
             if not slot.worker.cancelled() and slot.worker.exception() is None:
                 self._retire(slot.worker.result())
             slot.worker = None
@@ -247,7 +219,7 @@ class WorkerPool:
         return task
 
     async def _run_pooled(
-        self, slot: _Slot, inv: Invocation, on_progress: ProgressCallback | None,
+        self, slot: Slot, inv: Invocation, on_progress: ProgressCallback | None,
         on_start: OnStart | None,
     ) -> Outcome:
         try:
@@ -317,9 +289,3 @@ def _mp_context(start_method: str) -> ForkServerContext | SpawnContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["agents.parent_death", __name__])
     return context
-
-
-def _is_unusable(task: asyncio.Task[Worker]) -> bool:
-    if not task.done():
-        return False
-    return task.cancelled() or task.exception() is not None or not task.result().healthy
