@@ -105,24 +105,27 @@ class Files:
         await ledger.call(ledger_load)
         return cls(bus, ledger)
 
-    async def run(self, thread: SqliteThread, here: Callable[[Any], T | None],
+    async def run(self, thread: SqliteThread, here: Callable[[Any], T],
                   there: Callable[[Any], T]) -> T:
-        """`here` on the loop's thread while `thread` is idle (None: the write lock was
-        taken, nothing done), else `there` on `thread`: the bus's and the ledger's way."""
-        done = thread.run_here(here) if thread.idle else None
-        if done is None:
+        """`here` on the loop's thread while `thread` is idle (it raises WriteLockBusy, having
+        done nothing, when another connection holds the write lock), else `there` on
+        `thread`: the bus's and the ledger's way."""
+        try:
+            if not thread.idle:
+                raise jobs.WriteLockBusy
+            done = thread.run_here(here)
+        except jobs.WriteLockBusy:
             done = await thread.call(there)
         self._checkpoints[thread].wrote(CHECKPOINT_EVERY)
         return done
 
     async def commit(self, placed: list[tuple[TopicPartition, Outgoing]]) -> None:
         ts_ms = int(time.time() * 1000)
-        await self.run(self.bus, partial(jobs.append_if_free, placed=placed, positions=(),
-                                         ts_ms=ts_ms),
+        await self.run(self.bus, partial(_append_if_free, placed=placed, ts_ms=ts_ms),
                        partial(jobs.append, placed=placed, positions=(), ts_ms=ts_ms))
 
     async def ledger_write(self, body: Callable[[Any], T]) -> T:
-        return await self.run(self.ledger, partial(_if_free, body=body),
+        return await self.run(self.ledger, partial(jobs.transaction_if_free, body=body),
                               partial(jobs.transaction, body=body))
 
     async def close(self) -> None:
@@ -130,11 +133,11 @@ class Files:
         await self.ledger.close()
 
 
-def _if_free(conn: Any, body: Callable[[Any], T]) -> T | None:
-    try:
-        return jobs.transaction_if_free(conn, body)
-    except jobs.WriteLockBusy:
-        return None
+def _append_if_free(conn: Any, placed: list[tuple[TopicPartition, Outgoing]], ts_ms: int
+                    ) -> object:
+    if jobs.append_if_free(conn, placed, (), ts_ms) is None:
+        raise jobs.WriteLockBusy
+    return None
 
 
 def _record(tp: TopicPartition, size: int, headers: Any = ()) -> tuple[TopicPartition, Outgoing]:
