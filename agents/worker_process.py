@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from agents import gc_policy
 from agents import worker_wire as wire
 from agents.artifacts import PICKLE_MEDIA_TYPE, ArtifactStore
 from agents.outcomes import Failed, Invocation, Outcome, ProgressCallback, Succeeded
@@ -48,6 +49,7 @@ def worker_main(conn: Connection, artifact_root: str, env: dict[str, str], once:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.update(env)
+    gc_policy.apply(gc_policy.WORKER)
     store = KeptArtifacts(ArtifactStore(Path(artifact_root)))
     threading.Thread(target=_exit_on_hang_up, args=(conn,), daemon=True).start()
     send = _locked_sender(conn)

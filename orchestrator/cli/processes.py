@@ -14,6 +14,7 @@ import signal
 import socket
 from collections.abc import Iterator
 
+from agents import gc_policy
 from agents.config import AgentConfig
 from agents.runtime import Agent, AgentReplaced
 from bus import EMBEDDED
@@ -77,6 +78,7 @@ def add_up(p: argparse.ArgumentParser) -> None:
 async def up(args: argparse.Namespace) -> int:
     pipelines = load_all(args.pipeline or list(DEFAULT_PIPELINES))
     agents = agent_specs(args)  # checked before the home is touched
+    gc_policy.apply(gc_policy.LOOP)
     settings, expiry_s = coordinator_settings(args)
     home = home_of(args)
     with _one_coordinator(args, home):
@@ -112,6 +114,7 @@ async def coordinator(args: argparse.Namespace) -> int:
                          f"minimum of {MIN_SESSION_TIMEOUT_S:g} seconds")
     pipelines = load_all(args.pipeline or list(DEFAULT_PIPELINES))
     settings, expiry_s = coordinator_settings(args)
+    gc_policy.apply(gc_policy.LOOP)
     home = home_of(args)
     with _one_coordinator(args, home):
         bus = await open_bus_patiently(args)
@@ -147,6 +150,7 @@ async def agent(args: argparse.Namespace) -> int:
     agent_id = args.agent_id or socket.gethostname()
     if not agent_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UsageError(f"--agent-id {agent_id!r}: use letters, digits, '-', '_' and '.'")
+    gc_policy.apply(gc_policy.LOOP)
     home = home_of(args)
     home.create()
     with file_lock(home.agents / f"agent-{agent_id}.lock") as held:
