@@ -2,7 +2,8 @@
 
 Every long-running entry calls `apply` after its imports: `baton up`, `baton coordinator` and
 `baton agent` (orchestrator/cli/processes.py), each worker process (agents/worker_process.py),
-and the benchmarks' in-process apps (bench/common.py), so the benchmarks measure what users run.
+and the benchmarks (bench/__main__.py: their apps run in its process), so the benchmarks
+measure what users run.
 It lives here, beside the other process-level pieces (parent_death, process_identity), because
 the worker process imports nothing of the bus or the orchestrator.
 

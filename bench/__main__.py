@@ -30,6 +30,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from agents import gc_policy
 from bench import (
     chain,
     cli,
@@ -184,6 +185,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    gc_policy.apply(gc_policy.LOOP)  # the apps run in this process: as `baton up` has it
     sizes = Sizes(tasks=args.tasks, width=args.width, wide=args.wide, burst=args.burst,
                   isolated=args.isolated, events=args.events, runs=args.runs,
                   repeat=args.repeat, agents=args.agents, bus=args.bus)

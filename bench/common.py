@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from agents import gc_policy
 from bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition, open_bus_url
 from bus.waiting import wait_for_input
 from events import topics
@@ -249,9 +248,7 @@ async def running_app(home: Home, pipelines: dict[str, PipelineSpec] | None = No
                       ) -> AsyncIterator[tuple[EmbeddedApp, Bus]]:
     """The all-in-one deployment (`baton up`): coordinator, trigger stages, one local agent
     (none when `local_agent` is False: the caller runs one elsewhere), on the bus `bus_url`
-    names (the embedded one in `home` by default, or Kafka), under the garbage collection
-    policy `baton up` sets (agents/gc_policy.py), so the figures are what users get."""
-    gc_policy.apply(gc_policy.LOOP)
+    names (the embedded one in `home` by default, or Kafka)."""
     agents = [AgentSpec(capabilities=capabilities, workers=workers)] if local_agent else []
     app = EmbeddedApp(home, dict(pipelines or {}), agents, bus_url=bus_url)
     bus = await app.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import threading
 
@@ -71,6 +72,11 @@ def environment() -> dict[str, str | None]:
 
 def pid() -> int:
     return os.getpid()
+
+
+def gc_settings() -> tuple[int, tuple[int, int, int]]:
+    """The worker's frozen object count and collection thresholds."""
+    return gc.get_freeze_count(), gc.get_threshold()
 
 
 def waits_at_gate(gate: str, ctx: TaskContext) -> int:
