@@ -38,7 +38,7 @@ from pathlib import Path
 from bus import sqlite_jobs as jobs
 from bus import sqlite_schema as sql
 from bus.embedded_heads import Heads
-from bus.embedded_kept import Kept
+from bus.embedded_kept import Kept, by_partition
 from bus.protocol import BusError, BusUnusable
 from bus.records import Outgoing, Record, TopicPartition
 from bus.sqlite_thread import Job, SqliteThread, T, ThreadClosed
@@ -272,8 +272,9 @@ class EmbeddedBus:
         """A commit is durable: advance the heads, keep the records, wake the partitions'
         waiters, and checkpoint the WAL when its turn has come."""
         if written:
-            self._kept.add(written)
-            self._heads.committed(written)
+            by_tp = by_partition(written)
+            self._kept.add(by_tp)
+            self._heads.committed(by_tp)
         self._checkpoints.wrote(CHECKPOINT_EVERY)
 
     def _append_error(self, exc: sqlite3.Error) -> BusError:

@@ -58,7 +58,7 @@ class Heads:
         """Known without a query: the heads are fresh and none is past `start`."""
         return self.fresh and start >= self._heads.get(tp, 0)
 
-    def committed(self, written: list[Record]) -> None:
+    def committed(self, written: Mapping[TopicPartition, list[Record]]) -> None:
         """This instance's commit is durable: its partitions' heads move at once, and their
         waiters wake in the loop's next turn, after what the committer does before it next
         yields and whatever that schedules first. A commit on the loop's thread returns
@@ -66,10 +66,11 @@ class Heads:
         just reported started to its worker) is not queued behind every consumer the commit
         woke (the coordinator deciding on that report, the views). A reader meanwhile sees
         the new heads: a wait that begins now returns at once."""
-        for record in written:
-            if self._heads.get(record.tp, 0) <= record.offset:
-                self._heads[record.tp] = record.offset + 1
-        asyncio.get_running_loop().call_soon(self.notify, {record.tp for record in written})
+        for tp, records in written.items():
+            end = records[-1].offset + 1
+            if self._heads.get(tp, 0) < end:
+                self._heads[tp] = end
+        asyncio.get_running_loop().call_soon(self.notify, set(written))
 
     def merge(self, heads: jobs.Heads) -> set[TopicPartition]:
         """Takes what the file says where it is ahead of memory; returns what moved."""

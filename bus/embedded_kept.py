@@ -5,6 +5,8 @@ others of the same process just wrote, and each hand-off to the reader's thread 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bus.records import Record, TopicPartition
 
 KEPT_RECORDS = 256
@@ -13,18 +15,31 @@ KEPT_BYTES = 1 << 20
 about this many bytes of their values) stay in memory for its own readers."""
 
 
+def by_partition(written: list[Record]) -> dict[TopicPartition, list[Record]]:
+    """One commit's records per partition, in offset order; grouped by plain (topic,
+    partition) tuples, one TopicPartition per partition: a TopicPartition hashes through
+    Python code, and a wide decision commits 3,000 records at once."""
+    by_key: dict[tuple[str, int], list[Record]] = {}
+    for record in written:
+        key = (record.topic, record.partition)
+        records = by_key.get(key)
+        if records is None:
+            by_key[key] = [record]
+        else:
+            records.append(record)
+    return {TopicPartition(topic, partition): records
+            for (topic, partition), records in by_key.items()}
+
+
 class Kept:
     """Per partition, the latest records committed, gapless, in offset order."""
 
     def __init__(self) -> None:
         self._partitions: dict[TopicPartition, _Partition] = {}
 
-    def add(self, written: list[Record]) -> None:
-        """What this instance just committed (one commit's records, in offset order)."""
-        by_tp: dict[TopicPartition, list[Record]] = {}
-        for record in written:
-            by_tp.setdefault(record.tp, []).append(record)
-        for tp, records in by_tp.items():
+    def add(self, written: Mapping[TopicPartition, list[Record]]) -> None:
+        """What this instance just committed (one commit's records, `by_partition`)."""
+        for tp, records in written.items():
             self._partitions.setdefault(tp, _Partition()).add(records)
 
     def slice(self, tp: TopicPartition, start: int, limit: int, head: int) -> list[Record] | None:
