@@ -62,13 +62,22 @@ class Recent:
 
 def _decodes_to_itself(env: Envelope[Payload]) -> bool:
     """Whether decoding `env`'s bytes gives `env` back rather than an error or an upcast: the
-    checks validation would make of the fields `envelope()` sets unchecked."""
-    cls = type(env.data)
-    return (CATALOG.types.get(env.type) is cls and env.version == cls.VERSION
-            and type(env.version) is int
-            and isinstance(env.id, str) and env.id != ""
-            and (env.sequence is None or (type(env.sequence) is int and env.sequence >= 1))
-            and isinstance(env.time, datetime)
-            and isinstance(env.source, str) and isinstance(env.subject, str)
-            and all(v is None or isinstance(v, str)
-                    for v in (env.correlation_id, env.causation_id, env.traceparent)))
+    checks validation would make of the fields `envelope()` sets unchecked. Read from the
+    instance's `__dict__` at once (pydantic keeps the fields there): one lookup, not eleven
+    attribute reads, per event encoded."""
+    fields = env.__dict__
+    cls = type(fields["data"])
+    version, sequence = fields["version"], fields["sequence"]
+    return (CATALOG.types.get(fields["type"]) is cls and version == cls.VERSION
+            and type(version) is int
+            and isinstance(fields["id"], str) and fields["id"] != ""
+            and (sequence is None or (type(sequence) is int and sequence >= 1))
+            and isinstance(fields["time"], datetime)
+            and isinstance(fields["source"], str) and isinstance(fields["subject"], str)
+            and _text_or_none(fields["correlation_id"])
+            and _text_or_none(fields["causation_id"])
+            and _text_or_none(fields["traceparent"]))
+
+
+def _text_or_none(value: object) -> bool:
+    return value is None or isinstance(value, str)
