@@ -52,7 +52,8 @@ def append_if_free(conn: sqlite3.Connection, placed: Sequence[Placed],
                    positions: Sequence[PositionRow], ts_ms: int) -> list[Record] | None:
     """`append` if SQLite's write lock is free right now; None, having done nothing, when
     another connection holds it. For the event loop's own thread, which must never wait on
-    the busy timeout: then the caller queues `append` on the writer's thread instead."""
+    the busy timeout (run it through `SqliteThread.run_here`, which sets that to 0): then the
+    caller queues `append` on the writer's thread instead."""
     if not _begun_if_free(conn):
         return None
     return _write(conn, placed, positions, ts_ms)
@@ -82,17 +83,16 @@ def transaction_if_free(conn: sqlite3.Connection, body: Callable[[sqlite3.Connec
 
 
 def _begun_if_free(conn: sqlite3.Connection) -> bool:
-    """BEGIN IMMEDIATE without waiting: False, with nothing begun, when the lock is taken."""
+    """BEGIN IMMEDIATE without waiting: False, with nothing begun, when the lock is taken.
+    Without waiting because it runs through `SqliteThread.run_here`, which sets the busy
+    timeout to 0 (once, not around every job)."""
     _fresh(conn)
-    conn.execute("PRAGMA busy_timeout = 0")
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF == sql.SQLITE_BUSY:
             return False
         raise
-    finally:
-        conn.execute(sql.BUSY_TIMEOUT)
     return True
 
 

@@ -13,7 +13,10 @@ transaction, and no lock is needed on the asyncio side. A job may block (SQLite'
 while another process holds the write lock): only this thread waits. While nothing is queued
 or running (`idle`), a caller may instead run a job that never blocks on its own thread
 (`run_here`): no hand-off at all, and still one job at a time, since the thread is parked on
-its empty queue (the connection must be opened with check_same_thread=False for that).
+its empty queue (the connection must be opened with check_same_thread=False for that). A job
+run there never waits on SQLite's busy timeout: `run_here` sets it to 0, once, and the
+thread sets it back before its next job (a toggle around every job cost two more statements
+per commit on the loop's thread, each a release of the GIL that a busy thread may take).
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ class SqliteThread:
         self._conn: sqlite3.Connection | None = None
         self._unsettled = 0
         """Jobs submitted whose outcome the loop has not taken in yet: the thread may be on one."""
+        self._busy_timeout: int | None = None
+        """The connection's busy timeout (ms) as opened, for the thread's jobs."""
+        self._waits = True
+        """Whether the connection has that busy timeout now (else 0, as `run_here` left it).
+        Only `run_here` (while idle) and the thread (on a job) touch it: never at once."""
 
     @classmethod
     async def open(cls, connect: Callable[[], sqlite3.Connection], name: str) -> SqliteThread:
@@ -104,6 +112,9 @@ class SqliteThread:
         that never waits (on SQLite's busy timeout, say): it blocks whoever calls it."""
         if not self.idle or self._conn is None:
             raise RuntimeError(f"sqlite connection {self.name!r} is busy or closed")
+        if self._waits:
+            self._conn.execute("PRAGMA busy_timeout = 0")
+            self._waits = False
         return job(self._conn)
 
     async def call(self, job: Job[T]) -> T:
@@ -128,11 +139,15 @@ class SqliteThread:
             _reply(loop, opened, _Raised(exc))
             _reply(loop, self._closed, None)
             return
+        self._busy_timeout = int(conn.execute("PRAGMA busy_timeout").fetchall()[0][0])
         self._conn = conn
         _reply(loop, opened, None)
         try:
             while (task := self._jobs.get()) is not None:
                 try:
+                    if not self._waits:
+                        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout}")
+                        self._waits = True
                     outcome: object = task.job(conn)
                 except Exception as exc:  # the caller gets it, raised
                     outcome = _Raised(exc)

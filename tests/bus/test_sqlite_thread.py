@@ -120,3 +120,24 @@ async def test_a_caller_that_gives_up_does_not_stop_the_job() -> None:
         assert done.is_set()
     finally:
         await conn.close()
+
+
+def busy_timeout(c: sqlite3.Connection) -> int:
+    return int(c.execute("PRAGMA busy_timeout").fetchone()[0])
+
+
+async def test_a_job_run_here_never_waits_and_the_threads_next_job_waits_as_opened() -> None:
+    # given a connection opened with a busy timeout of 3 s, used from both sides
+    conn = await SqliteThread.open(
+        lambda: sqlite3.connect(":memory:", timeout=3.0, check_same_thread=False), "t")
+    try:
+        # when jobs run on the caller's thread, then on the connection's, then here again
+        here = [conn.run_here(busy_timeout), conn.run_here(busy_timeout)]
+        there = await conn.call(busy_timeout)
+        again = conn.run_here(busy_timeout)
+    finally:
+        await conn.close()
+    # then those run here never wait on another connection's lock, the thread's do, as opened
+    assert here == [0, 0]
+    assert there == 3000
+    assert again == 0
