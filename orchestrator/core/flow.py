@@ -6,22 +6,15 @@ import heapq
 from dataclasses import dataclass
 
 from events import runs as ev
-from events.commands import ExecuteTask
 from events.pipeline import RetryPolicy, TaskSpec
 from events.registry import RegisterModel
 from orchestrator.core.decision import Decision
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.index import FAILED, index_of, ready_in_order
-from orchestrator.core.placement import Fleet, Placed, request_key
-from orchestrator.core.queueing import (
-    Candidate,
-    Limits,
-    effective_priority,
-    held_by_limit,
-    order,
-    outranking,
-)
+from orchestrator.core.offers import place_ready as place_ready  # decide's, from here
+from orchestrator.core.placement import request_key
+from orchestrator.core.queueing import effective_priority, held_by_limit
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import (
     AGENT_REASONS,
@@ -211,57 +204,6 @@ def _lost_too_often(lost: list[str], bound: int, last: str) -> str:
             f"max_lost_attempts {bound}): it may be killing them (out of memory?); last: {last}")
 
 
-def place_ready(d: Decision) -> None:
-    """Offer capacity to ready tasks in queue order (queueing.order); record changed waits.
-
-    Only a tick (time passed, the fleet changed) or an attempt ending can make room, so an
-    input that did neither looks only at the runs it touched, plus tasks old enough to reserve
-    an agent: every other ready task found no room last time and would find none now.
-
-    One Fleet serves the whole pass, so each placement sees the ones before it. A task that
-    waited long enough to have aged and finds every fitting agent full reserves one, so the
-    small tasks behind it cannot take each freed slot forever. Tasks of the process's other
-    partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
-    """
-    whole = d.cause is None or d.freed
-    candidates = [
-        Candidate(run.run_id, name, run.pipeline, run.priority, task.ready_at or d.now,
-                  index_of(run).decl[name])
-        for run in d.runs() for name in index_of(run).ready
-        if _placeable(task := run.tasks[name], d.now) and run.spec.task(name).kind == "function"
-        and (whole or run.run_id in d.scratch or _aged(run.priority, task, d))
-    ]
-    if not candidates:
-        return
-    agents = list(d.state.agents.values())
-    fleet = Fleet(agents, {a.agent_id: d.usage(a.agent_id) for a in agents},
-                  d.settings.strategy)
-    limits = Limits(dict(d.settings.pool_limits))
-    for attempt in d.attempts_in_flight():
-        limits.count(attempt.pipeline, attempt.resources)
-    held = outranking(d.state.demand, d.state.group)
-    for c in order(candidates, limits.pipelines, d.now, d.settings.aging_s):
-        rank = effective_priority(c.priority, c.ready_at, d.now, d.settings.aging_s)
-        while held and held[0].rank > rank:  # that group places it itself, woken like us
-            fleet.place(held.pop(0).resources)
-        run = d.run(c.run_id)
-        assert run is not None
-        spec = run.spec.task(c.task)
-        reason = limits.blocked(run.pipeline, run.spec.max_concurrent_tasks, spec.resources)
-        if reason is None:
-            choice = fleet.place(spec.resources)
-            if isinstance(choice, Placed):
-                limits.count(run.pipeline, spec.resources)
-                _schedule(d, run, spec, choice)
-                continue
-            if choice.full and rank > c.priority:
-                fleet.reserve(spec.resources)
-            reason = choice.reason
-        task = run.tasks[c.task]
-        if task.waiting != reason or task.place_after is not None:
-            d.log(run, ev.TaskWaiting(run_id=run.run_id, task=c.task, reason=reason))
-
-
 QUEUE_CHANGES = (
     ev.TaskReady, ev.TaskWaiting, ev.TaskScheduled, ev.TaskRejected, ev.TaskFailed,
     ev.TaskCancelled, ev.TaskUpstreamFailed, ev.RunSucceeded, ev.RunFailed, ev.RunCancelled,
@@ -316,35 +258,3 @@ def queue_of(state: CoordinatorState, now: float, settings: Settings,
                 if key not in wants or wants[key].rank < rank:
                     wants[key] = Want(rank, req)
     return Queue(tuple(sorted(wants.values(), key=lambda w: -w.rank)[:most]), held)
-
-
-def _aged(priority: int, task: TaskState, d: Decision) -> bool:
-    waited_since = task.ready_at if task.ready_at is not None else d.now
-    return effective_priority(priority, waited_since, d.now, d.settings.aging_s) > priority
-
-
-def _placeable(task: TaskState, now: float) -> bool:
-    return task.status == "ready" and (task.place_after is None or task.place_after <= now)
-
-
-def _schedule(d: Decision, run: RunState, spec: TaskSpec, choice: Placed) -> None:
-    task = run.tasks[spec.name]
-    aid = attempt_id(run.run_id, spec.name, task.attempt)
-    not_after = d.now + d.settings.command_ttl_s
-    placement = task.placement + 1
-    agent_id = choice.agent_id
-    d.log(run, ev.TaskScheduled(run_id=run.run_id, task=spec.name, attempt=task.attempt,
-                                attempt_id=aid, agent_id=agent_id, placement=placement,
-                                resources=spec.resources, not_after=not_after,
-                                gpus=choice.gpus))
-    assert spec.function is not None
-    inputs = {dep: out for dep in spec.deps if (out := run.tasks[dep].output) is not None}
-    d.command(run, ExecuteTask(
-        run_id=run.run_id, agent_id=agent_id, pipeline=run.pipeline, task=spec.name,
-        attempt=task.attempt, attempt_id=aid, placement=placement, function=spec.function,
-        inputs=inputs,
-        resources=spec.resources, gpus=choice.gpus, timeout_s=spec.timeout_s,
-        not_after=not_after,
-        trigger=run.trigger, params={**spec.params, **run.params},
-        incarnation=agent.incarnation if (agent := d.state.agents.get(agent_id)) else "",
-    ), f"execute/{aid}/{placement}")

@@ -8,9 +8,11 @@ so a pipeline with ten thousand ready tasks cannot starve one with a single task
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from events.common import Resources
 from orchestrator.core.state import Want
@@ -36,17 +38,62 @@ def effective_priority(priority: int, ready_at: float, now: float, aging_s: floa
 def order(candidates: Iterable[Candidate], running: Mapping[str, int], now: float,
           aging_s: float) -> list[Candidate]:
     """Ready tasks in the order they are offered capacity (see the module docstring)."""
-    queues: dict[tuple[int, str], list[Candidate]] = defaultdict(list)
+    queues: dict[tuple[int, str], list[Entry[Candidate]]] = defaultdict(list)
     for c in candidates:
-        queues[(effective_priority(c.priority, c.ready_at, now, aging_s), c.pipeline)].append(c)
-    keyed: list[tuple[int, int, float, str, int, Candidate]] = []
-    for (level, pipeline), queue in queues.items():
-        queue.sort(key=lambda c: (c.ready_at, c.run_id, c.index))
-        base = running.get(pipeline, 0)
-        keyed.extend((-level, base + turn, c.ready_at, c.run_id, c.index, c)
-                     for turn, c in enumerate(queue))
-    keyed.sort(key=lambda k: k[:5])
-    return [k[5] for k in keyed]
+        level = effective_priority(c.priority, c.ready_at, now, aging_s)
+        queues[(level, c.pipeline)].append((c.ready_at, c.run_id, c.index, c))
+    return [c for _, c in Backlog(queues, running)]
+
+
+Item = TypeVar("Item")
+Entry = tuple[float, str, int, Item]
+"""A ready task in its queue: (ready_at, run_id, index) orders it, the item rides along."""
+
+
+class Backlog(Generic[Item]):
+    """Ready tasks in offer order (`order`), taken one at a time, with what was not taken.
+
+    Each queue (an effective priority and a pipeline) is a heap, and the queues' heads are
+    merged by (-priority, the pipeline's running tasks + the head's turn in its queue, its
+    place in the queue): the same order as a sort of every key, but a pass that stops once
+    nothing more can be placed pays for what it took, not for sorting a backlog of thousands
+    (`offers.place_ready`). `queues` is taken over: its lists become the heaps.
+    """
+
+    def __init__(self, queues: Mapping[tuple[int, str], list[Entry[Item]]],
+                 running: Mapping[str, int]) -> None:
+        self._queues = [entries for entries in queues.values() if entries]
+        self._heads: list[tuple[int, int, float, str, int, int, Item]] = []
+        i = 0
+        for (level, pipeline), entries in queues.items():
+            if entries:
+                heapq.heapify(entries)
+                self._push(-level, running.get(pipeline, 0), i)
+                i += 1
+
+    def __iter__(self) -> Backlog[Item]:
+        return self
+
+    def __next__(self) -> tuple[int, Item]:
+        """The next task to offer room to, and its effective priority."""
+        if not self._heads:
+            raise StopIteration
+        neg_level, turn, _, _, _, i, item = heapq.heappop(self._heads)
+        if self._queues[i]:
+            self._push(neg_level, turn + 1, i)
+        return -neg_level, item
+
+    def rest(self) -> Iterator[Item]:
+        """What was not taken yet, in no particular order."""
+        for head in self._heads:
+            yield head[6]
+        for entries in self._queues:
+            for entry in entries:
+                yield entry[3]
+
+    def _push(self, neg_level: int, turn: int, i: int) -> None:
+        ready_at, run_id, index, item = heapq.heappop(self._queues[i])
+        heapq.heappush(self._heads, (neg_level, turn, ready_at, run_id, index, i, item))
 
 
 def outranking(demand: Mapping[int, Iterable[Want]], own_group: int) -> list[Want]:

@@ -8,9 +8,10 @@ decision that differs. If the change is deliberate, regenerate and review the di
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,11 +118,28 @@ def test_a_changed_retry_backoff_fails_at_the_failure_naming_the_field(
     assert divergence.fields == ("data.retry_at: expected 1002.0, got 1004.0",)
 
 
+class Reversed:
+    """A backlog handing out the tasks in reverse queue order."""
+
+    def __init__(self, *args: Any) -> None:
+        self.items = list(queueing.Backlog(*args))[::-1]
+
+    def __iter__(self) -> Reversed:
+        return self
+
+    def __next__(self) -> tuple[int, Any]:
+        if not self.items:
+            raise StopIteration
+        return self.items.pop(0)
+
+    def rest(self) -> Iterator[Any]:
+        return (item for _, item in self.items)
+
+
 def test_a_reordering_with_the_same_end_state_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # given the fan-out history, and a decide that offers capacity in reverse queue order
     history = load("fan_out_fan_in")
-    monkeypatch.setattr("orchestrator.core.flow.order",
-                        lambda *args: list(reversed(queueing.order(*args))))
+    monkeypatch.setattr("orchestrator.core.offers.Backlog", Reversed)
 
     # when
     divergence = replay_history(history)

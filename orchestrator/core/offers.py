@@ -1,0 +1,246 @@
+"""Offering room to ready tasks (`place_ready`): who is asked, and when a pass may stop asking.
+
+A ready task that was answered (placed, or told why it waits) keeps its answer until room
+grows: only a tick (time passed, the fleet changed, room freed in another group) or an
+attempt ending in this decision (`Decision.freed`) can give it a better one. So a decision
+that did neither offers room only to the tasks it named (became ready, refused by an agent)
+and to those old enough to reserve an agent ahead of them; every other ready task would find
+what it found before. Offering room again to every ready task of each run a decision touched
+made a fan-out wider than its fleet quadratic: 1 -> 1,000 -> 1 on 4 slots cost ~4 ms of
+decide per task.
+
+A pass that may place (a tick, or room freed) takes tasks in queue order (`Backlog`) until
+nothing more can be placed: tasks alike in what they ask and what limits them (a class) get
+the same answer once one of them was told it waits, since within a pass usage and running
+counts only grow. What was not taken is answered by its class, and is logged (in queue order,
+as a full pass would) only where the answer changed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+
+from events import runs as ev
+from events.commands import ExecuteTask
+from events.common import Resources
+from events.pipeline import TaskSpec
+from orchestrator.core.decision import Decision
+from orchestrator.core.evolve import field_of
+from orchestrator.core.ids import attempt_id
+from orchestrator.core.index import index_of
+from orchestrator.core.placement import Fleet, Placed, request_key
+from orchestrator.core.queueing import Backlog, Entry, Limits, effective_priority, outranking
+from orchestrator.core.state import RunState, TaskState, Want
+
+Class = tuple[Hashable, str, int | None]
+"""What decides a ready task's answer once nothing more fits: its request's kind, its
+pipeline and the pipeline's concurrency limit (label pools are part of the request)."""
+
+
+Offer = tuple[RunState, TaskSpec, TaskState, Class]
+"""A ready task offered room: its run as the decision found it (a scratch copy is made only
+to log into), spec, state and class."""
+
+
+def place_ready(d: Decision) -> None:
+    """Offer capacity to ready tasks in queue order (queueing.order); record changed waits.
+
+    One Fleet serves the whole pass, so each placement sees the ones before it. A task that
+    waited long enough to have aged and finds every fitting agent full reserves one, so the
+    small tasks behind it cannot take each freed slot forever. Tasks of the process's other
+    partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
+    """
+    held = outranking(d.state.demand, d.state.group)
+    offers = _Offers(d)
+    if d.cause is None or d.freed:
+        offers.every_ready()
+    else:
+        offers.named()
+        if offers.queues or held:  # an aged task reserves room before what this places
+            offers.every_ready(aged_only=True)
+    if not offers.queues:
+        return
+    agents = list(d.state.agents.values())
+    fleet = Fleet(agents, {a.agent_id: d.usage(a.agent_id) for a in agents},
+                  d.settings.strategy)
+    limits = Limits(dict(d.settings.pool_limits))
+    for attempt in d.attempts_in_flight():
+        limits.count(attempt.pipeline, attempt.resources)
+    backlog = Backlog(offers.queues, limits.pipelines)
+    _Pass(d, fleet, limits, held, offers.count).offer(backlog)
+
+
+@dataclass
+class _Offers:
+    """The tasks a pass offers room to, in queues by effective priority and pipeline."""
+
+    d: Decision
+    queues: dict[tuple[int, str], list[Entry[Offer]]] = field(default_factory=dict)
+    count: Counter[Class] = field(default_factory=Counter)
+    _named: set[tuple[str, str]] = field(default_factory=set)
+    _kinds: dict[int, Hashable] = field(default_factory=dict)
+
+    def every_ready(self, *, aged_only: bool = False) -> None:
+        for run in self.d.runs():
+            if ready := index_of(run).ready:
+                self._add(run, ready, aged_only=aged_only)
+
+    def named(self) -> None:
+        """The ready tasks this decision's events name (those that changed in it)."""
+        d, by_run = self.d, defaultdict[str, dict[str, None]](dict)
+        for env in d.out:
+            name, run_id = field_of(env.data, "task"), field_of(env.data, "run_id")
+            if isinstance(name, str) and run_id in d.scratch:
+                by_run[run_id][name] = None
+        for run_id, names in by_run.items():
+            run = d.scratch[run_id]
+            if run.status == "running":
+                self._named.update((run_id, name) for name in names)
+                self._add(run, [name for name in names if name in run.tasks], aged_only=False)
+
+    def _add(self, run: RunState, names: Iterable[str], *, aged_only: bool) -> None:
+        """Queue the run's ready function tasks among `names` (only those whose waiting
+        raised their priority when `aged_only`). Hot: a tick sees every ready task."""
+        now, aging_s = self.d.now, self.d.settings.aging_s
+        tasks, specs, decl = run.tasks, run.spec.tasks, index_of(run).decl
+        run_id, pipeline, priority = run.run_id, run.pipeline, run.priority
+        limit, count = run.spec.max_concurrent_tasks, self.count
+        by_ready_at: dict[float, list[Entry[Offer]] | None] = {}
+        classes: dict[int, Class] = {}
+        for name in names:
+            task = tasks[name]
+            if not _placeable(task, now):
+                continue
+            spec = specs[decl[name]]
+            if spec.kind != "function":
+                continue
+            ready_at = task.ready_at or now
+            if (queue := by_ready_at.get(ready_at, _NONE)) is _NONE:
+                level = effective_priority(priority, ready_at, now, aging_s)
+                queue = by_ready_at[ready_at] = (
+                    None if aged_only and level <= priority
+                    else self.queues.setdefault((level, pipeline), []))
+            if queue is None or (aged_only and (run_id, name) in self._named):
+                continue
+            req = spec.resources
+            if (cls := classes.get(id(req))) is None:
+                cls = classes[id(req)] = (self._kind(req), pipeline, limit)
+            count[cls] += 1
+            queue.append((ready_at, run_id, decl[name], (run, spec, task, cls)))
+
+    def _kind(self, req: Resources) -> Hashable:
+        kind = self._kinds.get(id(req))
+        if kind is None:
+            kind = self._kinds[id(req)] = request_key(req)
+        return kind
+
+
+_NONE: list[Entry[Offer]] = []
+"""`_Offers._add`'s marker for a ready_at it has not met yet in the run."""
+
+
+@dataclass
+class _Pass:
+    """One placement pass over a backlog; it stops placing once no class left can fit."""
+
+    d: Decision
+    fleet: Fleet
+    limits: Limits
+    held: list[Want]
+    left: Counter[Class]
+    """Tasks of each class not taken from the backlog yet."""
+
+    def offer(self, backlog: Backlog[Offer]) -> None:
+        """Take tasks in order until every class with tasks left was told to wait (its
+        tasks would be told the same), then answer the rest by their class, logging (in
+        order) only where an answer changed."""
+        open_classes, left = set(self.left), self.left
+        for rank, o in backlog:
+            cls = o[3]
+            left[cls] -= 1
+            reason = self._place(o, rank)
+            if reason is not None:
+                self._answer(o, reason)
+                open_classes.discard(cls)
+            elif not left[cls]:
+                open_classes.discard(cls)
+            if not open_classes:
+                break
+        reasons: dict[Class, str] = {}
+        if any(_changed(o, self._reason(o, reasons)) for o in backlog.rest()):
+            for _, o in backlog:
+                self._answer(o, self._reason(o, reasons))
+
+    def _place(self, o: Offer, rank: int) -> str | None:
+        """Place the task, or say why it waits (and reserve an agent for an aged one)."""
+        fleet, limits, (run, spec, _, _) = self.fleet, self.limits, o
+        req = spec.resources
+        while self.held and self.held[0].rank > rank:  # that group places it, woken like us
+            fleet.place(self.held.pop(0).resources)
+        reason = limits.blocked(run.pipeline, run.spec.max_concurrent_tasks, req)
+        if reason is not None:
+            return reason
+        choice = fleet.place(req)
+        if isinstance(choice, Placed):
+            limits.count(run.pipeline, req)
+            scratch = self.d.run(run.run_id)
+            assert scratch is not None
+            _schedule(self.d, scratch, spec, choice)
+            return None
+        if choice.full and rank > run.priority:
+            fleet.reserve(req)
+        return choice.reason
+
+    def _reason(self, o: Offer, known: dict[Class, str]) -> str:
+        """The answer of a settled class: no placement is made in it (nor could be)."""
+        run, spec, _, cls = o
+        if (reason := known.get(cls)) is None:
+            req = spec.resources
+            reason = self.limits.blocked(run.pipeline, run.spec.max_concurrent_tasks, req)
+            if reason is None:
+                choice = self.fleet.place(req)
+                assert not isinstance(choice, Placed), "a settled class found room"
+                reason = choice.reason
+            known[cls] = reason
+        return reason
+
+    def _answer(self, o: Offer, reason: str) -> None:
+        if _changed(o, reason):
+            run = self.d.run(o[0].run_id)
+            assert run is not None
+            self.d.log(run, ev.TaskWaiting(run_id=run.run_id, task=o[2].name, reason=reason))
+
+
+def _changed(o: Offer, reason: str) -> bool:
+    task = o[2]
+    return task.waiting != reason or task.place_after is not None
+
+
+def _placeable(task: TaskState, now: float) -> bool:
+    return task.status == "ready" and (task.place_after is None or task.place_after <= now)
+
+
+def _schedule(d: Decision, run: RunState, spec: TaskSpec, choice: Placed) -> None:
+    task = run.tasks[spec.name]
+    aid = attempt_id(run.run_id, spec.name, task.attempt)
+    not_after = d.now + d.settings.command_ttl_s
+    placement = task.placement + 1
+    agent_id = choice.agent_id
+    d.log(run, ev.TaskScheduled(run_id=run.run_id, task=spec.name, attempt=task.attempt,
+                                attempt_id=aid, agent_id=agent_id, placement=placement,
+                                resources=spec.resources, not_after=not_after,
+                                gpus=choice.gpus))
+    assert spec.function is not None
+    inputs = {dep: out for dep in spec.deps if (out := run.tasks[dep].output) is not None}
+    d.command(run, ExecuteTask(
+        run_id=run.run_id, agent_id=agent_id, pipeline=run.pipeline, task=spec.name,
+        attempt=task.attempt, attempt_id=aid, placement=placement, function=spec.function,
+        inputs=inputs,
+        resources=spec.resources, gpus=choice.gpus, timeout_s=spec.timeout_s,
+        not_after=not_after,
+        trigger=run.trigger, params={**spec.params, **run.params},
+        incarnation=agent.incarnation if (agent := d.state.agents.get(agent_id)) else "",
+    ), f"execute/{aid}/{placement}")
+
