@@ -18,7 +18,7 @@ as a full pass would) only where the answer changed.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
@@ -34,14 +34,8 @@ from orchestrator.core.placement import Fleet, Placed, request_key
 from orchestrator.core.queueing import Backlog, Entry, Limits, effective_priority, outranking
 from orchestrator.core.state import RunState, TaskState, Want
 
-Class = tuple[Hashable, str, int | None]
-"""What decides a ready task's answer once nothing more fits: its request's kind, its
-pipeline and the pipeline's concurrency limit (label pools are part of the request)."""
-
-
-Offer = tuple[RunState, TaskSpec, TaskState, Class]
-"""A ready task offered room: its run as the decision found it (a scratch copy is made only
-to log into), spec, state and class."""
+Offer = Entry[TaskState]
+"""A ready task offered room: (ready_at, run_id, its place in the spec, its state)."""
 
 
 def place_ready(d: Decision) -> None:
@@ -69,7 +63,7 @@ def place_ready(d: Decision) -> None:
     for attempt in d.attempts_in_flight():
         limits.count(attempt.pipeline, attempt.resources)
     backlog = Backlog(offers.queues, limits.pipelines)
-    _Pass(d, fleet, limits, held, offers.count).offer(backlog)
+    _Pass(d, fleet, limits, held, offers).offer(backlog)
 
 
 @dataclass
@@ -77,8 +71,22 @@ class _Offers:
     """The tasks a pass offers room to, in queues by effective priority and pipeline."""
 
     d: Decision
-    queues: dict[tuple[int, str], list[Entry[Offer]]] = field(default_factory=dict)
-    count: Counter[Class] = field(default_factory=Counter)
+    queues: dict[tuple[int, str], list[Offer]] = field(default_factory=dict)
+    runs: dict[str, RunState] = field(default_factory=dict)
+    """The runs offered from, as the decision found them (a scratch copy is made only to log
+    into)."""
+    classes: dict[tuple[Hashable, str, int | None], int] = field(default_factory=dict)
+    """What decides a ready task's answer once nothing more fits (its request's kind, its
+    pipeline and the pipeline's concurrency limit; label pools are part of the request),
+    numbered: hashing it for every task cost more than the rest of queueing the task."""
+    class_of: dict[str, dict[int, int]] = field(default_factory=dict)
+    """Run -> id of a request of its spec -> the class."""
+    requests: list[tuple[str, int | None, Resources]] = field(default_factory=list)
+    """Each class's pipeline, limit and a request of its kind."""
+    count: list[int] = field(default_factory=list)
+    """Tasks queued of each class."""
+    told: dict[tuple[int, str], int] = field(default_factory=dict)
+    """Tasks queued of each class already told to wait for a reason (and no backoff)."""
     _named: set[tuple[str, str]] = field(default_factory=set)
     _kinds: dict[int, Hashable] = field(default_factory=dict)
 
@@ -100,20 +108,28 @@ class _Offers:
                 self._named.update((run_id, name) for name in names)
                 self._add(run, [name for name in names if name in run.tasks], aged_only=False)
 
+    def offer_of(self, o: Offer) -> tuple[RunState, TaskSpec, int]:
+        """The run, spec and class of a queued task."""
+        run = self.runs[o[1]]
+        spec = run.spec.tasks[o[2]]
+        return run, spec, self.class_of[run.run_id][id(spec.resources)]
+
     def _add(self, run: RunState, names: Iterable[str], *, aged_only: bool) -> None:
         """Queue the run's ready function tasks among `names` (only those whose waiting
         raised their priority when `aged_only`). Hot: a tick sees every ready task."""
         now, aging_s = self.d.now, self.d.settings.aging_s
         tasks, specs, decl = run.tasks, run.spec.tasks, index_of(run).decl
         run_id, pipeline, priority = run.run_id, run.pipeline, run.priority
-        limit, count = run.spec.max_concurrent_tasks, self.count
-        by_ready_at: dict[float, list[Entry[Offer]] | None] = {}
-        classes: dict[int, Class] = {}
+        limit, count, told = run.spec.max_concurrent_tasks, self.count, self.told
+        self.runs[run_id] = run
+        classes = self.class_of.setdefault(run_id, {})
+        by_ready_at: dict[float, list[Offer] | None] = {}
         for name in names:
             task = tasks[name]
             if not _placeable(task, now):
                 continue
-            spec = specs[decl[name]]
+            at = decl[name]
+            spec = specs[at]
             if spec.kind != "function":
                 continue
             ready_at = task.ready_at or now
@@ -126,18 +142,24 @@ class _Offers:
                 continue
             req = spec.resources
             if (cls := classes.get(id(req))) is None:
-                cls = classes[id(req)] = (self._kind(req), pipeline, limit)
+                cls = classes[id(req)] = self._class(req, pipeline, limit)
             count[cls] += 1
-            queue.append((ready_at, run_id, decl[name], (run, spec, task, cls)))
+            if (waiting := task.waiting) is not None and task.place_after is None:
+                told[cls, waiting] = told.get((cls, waiting), 0) + 1
+            queue.append((ready_at, run_id, at, task))
 
-    def _kind(self, req: Resources) -> Hashable:
+    def _class(self, req: Resources, pipeline: str, limit: int | None) -> int:
         kind = self._kinds.get(id(req))
         if kind is None:
             kind = self._kinds[id(req)] = request_key(req)
-        return kind
+        cls = self.classes.setdefault((kind, pipeline, limit), len(self.classes))
+        if cls == len(self.count):
+            self.requests.append((pipeline, limit, req))
+            self.count.append(0)
+        return cls
 
 
-_NONE: list[Entry[Offer]] = []
+_NONE: list[Offer] = []
 """`_Offers._add`'s marker for a ready_at it has not met yet in the run."""
 
 
@@ -149,34 +171,38 @@ class _Pass:
     fleet: Fleet
     limits: Limits
     held: list[Want]
-    left: Counter[Class]
-    """Tasks of each class not taken from the backlog yet."""
+    queued: _Offers
+    """Its counts, once the pass begins, are of the tasks not taken from the backlog yet."""
 
-    def offer(self, backlog: Backlog[Offer]) -> None:
+    def offer(self, backlog: Backlog[TaskState]) -> None:
         """Take tasks in order until every class with tasks left was told to wait (its
         tasks would be told the same), then answer the rest by their class, logging (in
         order) only where an answer changed."""
-        open_classes, left = set(self.left), self.left
+        left, told = self.queued.count, self.queued.told
+        open_classes = {cls for cls, n in enumerate(left) if n}
         for rank, o in backlog:
-            cls = o[3]
+            run, spec, cls = self.queued.offer_of(o)
+            task = o[3]
             left[cls] -= 1
-            reason = self._place(o, rank)
+            if task.waiting is not None and task.place_after is None:
+                told[cls, task.waiting] -= 1
+            reason = self._place(run, spec, rank)
             if reason is not None:
-                self._answer(o, reason)
+                self._answer(run, task, reason)
                 open_classes.discard(cls)
             elif not left[cls]:
                 open_classes.discard(cls)
             if not open_classes:
                 break
-        reasons: dict[Class, str] = {}
-        if any(_changed(o, self._reason(o, reasons)) for o in backlog.rest()):
+        reasons = {cls: self._reason(cls) for cls, n in enumerate(left) if n}
+        if any(told.get((cls, reason), 0) != left[cls] for cls, reason in reasons.items()):
             for _, o in backlog:
-                self._answer(o, self._reason(o, reasons))
+                run, _, cls = self.queued.offer_of(o)
+                self._answer(run, o[3], reasons[cls])
 
-    def _place(self, o: Offer, rank: int) -> str | None:
+    def _place(self, run: RunState, spec: TaskSpec, rank: int) -> str | None:
         """Place the task, or say why it waits (and reserve an agent for an aged one)."""
-        fleet, limits, (run, spec, _, _) = self.fleet, self.limits, o
-        req = spec.resources
+        fleet, limits, req = self.fleet, self.limits, spec.resources
         while self.held and self.held[0].rank > rank:  # that group places it, woken like us
             fleet.place(self.held.pop(0).resources)
         reason = limits.blocked(run.pipeline, run.spec.max_concurrent_tasks, req)
@@ -193,29 +219,21 @@ class _Pass:
             fleet.reserve(req)
         return choice.reason
 
-    def _reason(self, o: Offer, known: dict[Class, str]) -> str:
+    def _reason(self, cls: int) -> str:
         """The answer of a settled class: no placement is made in it (nor could be)."""
-        run, spec, _, cls = o
-        if (reason := known.get(cls)) is None:
-            req = spec.resources
-            reason = self.limits.blocked(run.pipeline, run.spec.max_concurrent_tasks, req)
-            if reason is None:
-                choice = self.fleet.place(req)
-                assert not isinstance(choice, Placed), "a settled class found room"
-                reason = choice.reason
-            known[cls] = reason
+        pipeline, limit, req = self.queued.requests[cls]
+        reason = self.limits.blocked(pipeline, limit, req)
+        if reason is None:
+            choice = self.fleet.place(req)
+            assert not isinstance(choice, Placed), "a settled class found room"
+            reason = choice.reason
         return reason
 
-    def _answer(self, o: Offer, reason: str) -> None:
-        if _changed(o, reason):
-            run = self.d.run(o[0].run_id)
-            assert run is not None
-            self.d.log(run, ev.TaskWaiting(run_id=run.run_id, task=o[2].name, reason=reason))
-
-
-def _changed(o: Offer, reason: str) -> bool:
-    task = o[2]
-    return task.waiting != reason or task.place_after is not None
+    def _answer(self, run: RunState, task: TaskState, reason: str) -> None:
+        if task.waiting != reason or task.place_after is not None:
+            scratch = self.d.run(run.run_id)
+            assert scratch is not None
+            self.d.log(scratch, ev.TaskWaiting(run_id=run.run_id, task=task.name, reason=reason))
 
 
 def _placeable(task: TaskState, now: float) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -42,7 +42,7 @@ def order(candidates: Iterable[Candidate], running: Mapping[str, int], now: floa
     for c in candidates:
         level = effective_priority(c.priority, c.ready_at, now, aging_s)
         queues[(level, c.pipeline)].append((c.ready_at, c.run_id, c.index, c))
-    return [c for _, c in Backlog(queues, running)]
+    return [c for _, (_, _, _, c) in Backlog(queues, running)]
 
 
 Item = TypeVar("Item")
@@ -51,7 +51,7 @@ Entry = tuple[float, str, int, Item]
 
 
 class Backlog(Generic[Item]):
-    """Ready tasks in offer order (`order`), taken one at a time, with what was not taken.
+    """Ready tasks in offer order (`order`), taken one at a time.
 
     Each queue (an effective priority and a pipeline) is a heap, and the queues' heads are
     merged by (-priority, the pipeline's running tasks + the head's turn in its queue, its
@@ -74,22 +74,14 @@ class Backlog(Generic[Item]):
     def __iter__(self) -> Backlog[Item]:
         return self
 
-    def __next__(self) -> tuple[int, Item]:
-        """The next task to offer room to, and its effective priority."""
+    def __next__(self) -> tuple[int, Entry[Item]]:
+        """The next task to offer room to, with its effective priority."""
         if not self._heads:
             raise StopIteration
-        neg_level, turn, _, _, _, i, item = heapq.heappop(self._heads)
+        neg_level, turn, ready_at, run_id, index, i, item = heapq.heappop(self._heads)
         if self._queues[i]:
             self._push(neg_level, turn + 1, i)
-        return -neg_level, item
-
-    def rest(self) -> Iterator[Item]:
-        """What was not taken yet, in no particular order."""
-        for head in self._heads:
-            yield head[6]
-        for entries in self._queues:
-            for entry in entries:
-                yield entry[3]
+        return -neg_level, (ready_at, run_id, index, item)
 
     def _push(self, neg_level: int, turn: int, i: int) -> None:
         ready_at, run_id, index, item = heapq.heappop(self._queues[i])

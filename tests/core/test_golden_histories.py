@@ -8,7 +8,7 @@ decision that differs. If the change is deliberate, regenerate and review the di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -131,9 +131,6 @@ class Reversed:
         if not self.items:
             raise StopIteration
         return self.items.pop(0)
-
-    def rest(self) -> Iterator[Any]:
-        return (item for _, item in self.items)
 
 
 def test_a_reordering_with_the_same_end_state_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
