@@ -29,7 +29,7 @@ from events.pipeline import TaskSpec
 from orchestrator.core.decision import Decision
 from orchestrator.core.evolve import field_of
 from orchestrator.core.ids import attempt_id
-from orchestrator.core.index import index_of
+from orchestrator.core.index import due, index_of
 from orchestrator.core.placement import Fleet, Placed, request_key
 from orchestrator.core.queueing import Backlog, Entry, Limits, effective_priority, outranking
 from orchestrator.core.state import RunState, TaskState, Want
@@ -96,17 +96,23 @@ class _Offers:
                 self._add(run, ready, aged_only=aged_only)
 
     def named(self) -> None:
-        """The ready tasks this decision's events name (those that changed in it)."""
+        """The ready tasks this decision's events name (those that changed in it), and those
+        of the runs it touched whose backoff after a refusal ran out: a tick would offer
+        them room, but inputs may come before it (`index.due`)."""
         d, by_run = self.d, defaultdict[str, dict[str, None]](dict)
         for env in d.out:
             name, run_id = field_of(env.data, "task"), field_of(env.data, "run_id")
             if isinstance(name, str) and run_id in d.scratch:
                 by_run[run_id][name] = None
-        for run_id, names in by_run.items():
-            run = d.scratch[run_id]
-            if run.status == "running":
-                self._named.update((run_id, name) for name in names)
-                self._add(run, [name for name in names if name in run.tasks], aged_only=False)
+        for run_id, run in d.scratch.items():
+            if run.status != "running":
+                continue
+            names = by_run[run_id]
+            if (live := d.state.runs.get(run_id)) is not None:
+                names.update((name, None) for name in due(live, d.now, set())
+                             if run.tasks[name].place_after is not None)
+            self._named.update((run_id, name) for name in names)
+            self._add(run, [name for name in names if name in run.tasks], aged_only=False)
 
     def offer_of(self, o: Offer) -> tuple[RunState, TaskSpec, int]:
         """The run, spec and class of a queued task."""
