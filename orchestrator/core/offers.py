@@ -18,7 +18,6 @@ as a full pass would) only where the answer changed.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
@@ -46,14 +45,17 @@ def place_ready(d: Decision) -> None:
     small tasks behind it cannot take each freed slot forever. Tasks of the process's other
     partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
     """
-    held = outranking(d.state.demand, d.state.group)
-    offers = _Offers(d)
     if d.cause is None or d.freed:
+        offers = _Offers(d)
         offers.every_ready()
     else:
-        offers.named()
-        if offers.queues or held:  # an aged task reserves room before what this places
-            offers.every_ready(aged_only=True)
+        named = _named(d)
+        others_wait = any(ws for g, ws in d.state.demand.items() if g != d.state.group)
+        if not named and not others_wait:
+            return
+        offers = _Offers(d)
+        offers.named(named)
+        offers.every_ready(aged_only=True)  # an aged task reserves room before these
     if not offers.queues:
         return
     agents = list(d.state.agents.values())
@@ -63,7 +65,26 @@ def place_ready(d: Decision) -> None:
     for attempt in d.attempts_in_flight():
         limits.count(attempt.pipeline, attempt.resources)
     backlog = Backlog(offers.queues, limits.pipelines)
+    held = outranking(d.state.demand, d.state.group)
     _Pass(d, fleet, limits, held, offers).offer(backlog)
+
+
+def _named(d: Decision) -> dict[str, list[str]]:
+    """Run -> its ready tasks this decision's events name (those that changed in it), and
+    those of the runs it touched whose backoff after a refusal ran out: a tick would offer
+    them room, but inputs may come before it (`index.due`)."""
+    by_run: dict[str, list[str]] = {}
+    for env in d.out:
+        name, run = field_of(env.data, "task"), d.scratch.get(field_of(env.data, "run_id"))
+        if run is not None and (task := run.tasks.get(name)) is not None \
+                and task.status == "ready" and run.status == "running":
+            by_run.setdefault(run.run_id, []).append(name)
+    for run_id, run in d.scratch.items():
+        if run.status == "running" and (live := d.state.runs.get(run_id)) is not None:
+            for name in due(live, d.now, set()):
+                if run.tasks[name].status == "ready" and run.tasks[name].place_after is not None:
+                    by_run.setdefault(run_id, []).append(name)
+    return by_run
 
 
 @dataclass
@@ -91,28 +112,17 @@ class _Offers:
     _kinds: dict[int, Hashable] = field(default_factory=dict)
 
     def every_ready(self, *, aged_only: bool = False) -> None:
+        if aged_only and self.d.settings.aging_s <= 0:
+            return
         for run in self.d.runs():
             if ready := index_of(run).ready:
                 self._add(run, ready, aged_only=aged_only)
 
-    def named(self) -> None:
-        """The ready tasks this decision's events name (those that changed in it), and those
-        of the runs it touched whose backoff after a refusal ran out: a tick would offer
-        them room, but inputs may come before it (`index.due`)."""
-        d, by_run = self.d, defaultdict[str, dict[str, None]](dict)
-        for env in d.out:
-            name, run_id = field_of(env.data, "task"), field_of(env.data, "run_id")
-            if isinstance(name, str) and run_id in d.scratch:
-                by_run[run_id][name] = None
-        for run_id, run in d.scratch.items():
-            if run.status != "running":
-                continue
-            names = by_run[run_id]
-            if (live := d.state.runs.get(run_id)) is not None:
-                names.update((name, None) for name in due(live, d.now, set())
-                             if run.tasks[name].place_after is not None)
-            self._named.update((run_id, name) for name in names)
-            self._add(run, [name for name in names if name in run.tasks], aged_only=False)
+    def named(self, named: dict[str, list[str]]) -> None:
+        for run_id, names in named.items():
+            unique = list(dict.fromkeys(names))
+            self._named.update((run_id, name) for name in unique)
+            self._add(self.d.scratch[run_id], unique, aged_only=False)
 
     def offer_of(self, o: Offer) -> tuple[RunState, TaskSpec, int]:
         """The run, spec and class of a queued task."""
