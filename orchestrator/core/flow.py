@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from events import runs as ev
+from events.common import Resources
 from events.pipeline import RetryPolicy, TaskSpec
 from events.registry import RegisterModel
 from orchestrator.core.decision import Decision
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
-from orchestrator.core.index import FAILED, index_of, ready_in_order
+from orchestrator.core.index import FAILED, index_of
 from orchestrator.core.offers import place_ready as place_ready  # decide's, from here
 from orchestrator.core.placement import request_key
 from orchestrator.core.queueing import effective_priority, held_by_limit
@@ -236,25 +238,41 @@ def waiting_for_room(state: CoordinatorState, now: float, settings: Settings,
 
 def queue_of(state: CoordinatorState, now: float, settings: Settings,
              most: int = 16) -> Queue:
-    """This group's queue, from its ready tasks (`index.ready_in_order`, in declaration
-    order as a walk of every task met them, so equal ranks keep their order). A task
+    """This group's queue, from its ready tasks that were told why they wait. A task
     backing off after an agent refused it counts: it wants the room as soon as its backoff
-    ends."""
-    wants: dict[object, Want] = {}
+    ends. Of equal ranks the kind met first in a walk of each run in declaration order
+    comes first. The shell asks after most decisions of a backlog: a sort of every ready
+    task (and a request key each) made it cost more than the decision."""
+    wants: dict[Hashable, Want] = {}
     held = False
+    kinds: dict[int, Hashable] = {}
     for run_id in state.active:
         run = state.runs[run_id]
-        for name in ready_in_order(run):
-            task = run.tasks[name]
-            if not task.waiting:
+        index = index_of(run)
+        tasks, specs, decl = run.tasks, run.spec.tasks, index.decl
+        ranks: dict[float, int] = {}
+        found: dict[Hashable, tuple[int, int, Resources]] = {}  # first place, rank, request
+        for name in index.ready:
+            task = tasks[name]
+            if not (waiting := task.waiting):
                 continue
-            if held_by_limit(task.waiting):
+            if held_by_limit(waiting):
                 held = True
-            else:
-                req = run.spec.task(name).resources
-                rank = effective_priority(run.priority, task.ready_at or now, now,
-                                          settings.aging_s)
-                key = request_key(req)
-                if key not in wants or wants[key].rank < rank:
-                    wants[key] = Want(rank, req)
+                continue
+            at = decl[name]
+            req = specs[at].resources
+            if (key := kinds.get(id(req))) is None:
+                key = kinds[id(req)] = request_key(req)
+            ready_at = task.ready_at or now
+            if (rank := ranks.get(ready_at)) is None:
+                rank = ranks[ready_at] = effective_priority(run.priority, ready_at, now,
+                                                            settings.aging_s)
+            if (seen := found.get(key)) is None:
+                found[key] = (at, rank, req)
+            elif at < seen[0] or rank > seen[1]:
+                found[key] = (min(at, seen[0]), max(rank, seen[1]),
+                              req if rank > seen[1] else seen[2])
+        for key, (_, rank, req) in sorted(found.items(), key=lambda kv: kv[1][0]):
+            if key not in wants or wants[key].rank < rank:
+                wants[key] = Want(rank, req)
     return Queue(tuple(sorted(wants.values(), key=lambda w: -w.rank)[:most]), held)

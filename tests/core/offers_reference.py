@@ -1,24 +1,28 @@
 """The placement pass as it was before `offers.py`: every ready task of every run a decision
-touched (all runs at a tick or when room was freed), fully sorted, each offered room.
+touched (all runs at a tick or when room was freed), fully sorted, each offered room; and
+the group's queue as it was read before (`flow.queue_of`).
 
-Kept as the reference the lazy pass must answer exactly like where room may have grown
-(tests/core/test_offers.py)."""
+Kept as the references the lazy pass must answer exactly like where room may have grown,
+and the queue always (tests/core/test_offers.py)."""
 
 from __future__ import annotations
 
 from events import runs as ev
 from orchestrator.core.decision import Decision
-from orchestrator.core.index import index_of
+from orchestrator.core.flow import Queue
+from orchestrator.core.index import index_of, ready_in_order
 from orchestrator.core.offers import _schedule
-from orchestrator.core.placement import Fleet, Placed
+from orchestrator.core.placement import Fleet, Placed, request_key
 from orchestrator.core.queueing import (
     Candidate,
     Limits,
     effective_priority,
+    held_by_limit,
     order,
     outranking,
 )
-from orchestrator.core.state import TaskState
+from orchestrator.core.settings import Settings
+from orchestrator.core.state import CoordinatorState, TaskState, Want
 
 
 def place_ready(d: Decision) -> None:
@@ -68,3 +72,25 @@ def _aged(priority: int, task: TaskState, d: Decision) -> bool:
 
 def _placeable(task: TaskState, now: float) -> bool:
     return task.status == "ready" and (task.place_after is None or task.place_after <= now)
+
+
+def queue_of(state: CoordinatorState, now: float, settings: Settings, most: int = 16) -> Queue:
+    """The group's queue as it was read before: every ready task, sorted, a key each."""
+    wants: dict[object, Want] = {}
+    held = False
+    for run_id in state.active:
+        run = state.runs[run_id]
+        for name in ready_in_order(run):
+            task = run.tasks[name]
+            if not task.waiting:
+                continue
+            if held_by_limit(task.waiting):
+                held = True
+            else:
+                req = run.spec.task(name).resources
+                rank = effective_priority(run.priority, task.ready_at or now, now,
+                                          settings.aging_s)
+                key = request_key(req)
+                if key not in wants or wants[key].rank < rank:
+                    wants[key] = Want(rank, req)
+    return Queue(tuple(sorted(wants.values(), key=lambda w: -w.rank)[:most]), held)

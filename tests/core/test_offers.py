@@ -25,6 +25,7 @@ from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
 from orchestrator.core import decide as decide_module
 from orchestrator.core.decide import Input, Tick, decide
+from orchestrator.core.flow import queue_of
 from orchestrator.core.placement import Fleet
 from orchestrator.core.queueing import Candidate, effective_priority, order
 from orchestrator.core.settings import Settings
@@ -119,13 +120,17 @@ ENDINGS = frozenset({"task_succeeded", "task_failed", "task_rejected", "task_los
 
 def decided(h: Harness, input: Input) -> None:
     """Decide, against the reference where room may have grown (a tick, or an attempt
-    ended in the decision); fold what the real pass decided."""
+    ended in the decision); fold what the real pass decided; read the queue (at most two
+    kinds of request, now and later) against the reference."""
     out = decide(h.state, input, h.now, h.settings)
     with reference_placement():
         expected = decide(h.state, input, h.now, h.settings)
     if isinstance(input, Tick) or any(e.type in ENDINGS for e in expected):
         assert out == expected
     h._apply(out)
+    for at in (h.now, h.now + 100):
+        assert queue_of(h.state, at, h.settings, 2) == offers_reference.queue_of(
+            h.state, at, h.settings, 2)
     for e in out:  # whatever became ready is placed or told why it waits, at once
         if isinstance(e.data, ev.TaskReady):
             now = h.state.runs[e.data.run_id].tasks[e.data.task]
