@@ -1,19 +1,24 @@
 """Offering room to ready tasks (`place_ready`): who is asked, and when a pass may stop asking.
 
 A ready task that was answered (placed, or told why it waits) keeps its answer until room
-grows: only a tick (time passed, the fleet changed, room freed in another group) or an
-attempt ending in this decision (`Decision.freed`) can give it a better one. So a decision
-that did neither offers room only to the tasks it named (became ready, refused by an agent)
-and to those old enough to reserve an agent ahead of them; every other ready task would find
-what it found before. Offering room again to every ready task of each run a decision touched
-made a fan-out wider than its fleet quadratic: 1 -> 1,000 -> 1 on 4 slots cost ~4 ms of
-decide per task.
+grows: a tick (time passed, the fleet changed, room freed in another group) or an attempt
+ending in this decision (`Decision.freed`). A decision that did neither offers room only to
+the ready tasks it named (made ready, refused by an agent), those of the runs it touched
+whose backoff ran out, and, when it has those or another group waits, tasks old enough to
+reserve an agent ahead of them. Offering room again to every ready task of each run a
+decision touched made a fan-out wider than its fleet quadratic: 1 -> 1,000 -> 1 on 4 slots
+cost ~4.5 ms of decide per task. So the run log differs from that way where a told task's
+answer changed without room growing: a reason gone stale within its pass (told "full", then
+a later task of its pipeline reached the limit) is told again at the next tick or freed
+room, not at the next decision of its run; room held for another group's want that no
+longer fits, or an agent an aged task no longer reserves, likewise reaches it then.
 
 A pass that may place (a tick, or room freed) takes tasks in queue order (`Backlog`) until
 nothing more can be placed: tasks alike in what they ask and what limits them (a class) get
 the same answer once one of them was told it waits, since within a pass usage and running
 counts only grow. What was not taken is answered by its class, and is logged (in queue order,
-as a full pass would) only where the answer changed.
+as a full pass would) only where the answer changed: such a pass logs exactly what offering
+room to every ready task did (tests/core/test_offers.py).
 """
 
 from __future__ import annotations
