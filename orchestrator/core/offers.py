@@ -31,7 +31,6 @@ from events.commands import ExecuteTask
 from events.common import Resources
 from events.pipeline import TaskSpec
 from orchestrator.core.decision import Decision
-from orchestrator.core.evolve import field_of
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.index import due, index_of
 from orchestrator.core.placement import Fleet, Placed, request_key
@@ -75,20 +74,20 @@ def place_ready(d: Decision) -> None:
 
 
 def _named(d: Decision) -> dict[str, list[str]]:
-    """Run -> its ready tasks this decision's events name (those that changed in it), and
-    those of the runs it touched whose backoff after a refusal ran out: a tick would offer
-    them room, but inputs may come before it (`index.due`)."""
+    """Run -> its ready tasks this decision changed (`RunIndex.touched`: made ready, refused
+    by an agent), and those of the runs it touched whose backoff after a refusal ran out: a
+    tick would offer them room, but inputs may come before it (`index.due`)."""
     by_run: dict[str, list[str]] = {}
-    for env in d.out:
-        name, run = field_of(env.data, "task"), d.scratch.get(field_of(env.data, "run_id"))
-        if run is not None and (task := run.tasks.get(name)) is not None \
-                and task.status == "ready" and run.status == "running":
-            by_run.setdefault(run.run_id, []).append(name)
     for run_id, run in d.scratch.items():
-        if run.status == "running" and (live := d.state.runs.get(run_id)) is not None:
-            for name in due(live, d.now, set()):
-                if run.tasks[name].status == "ready" and run.tasks[name].place_after is not None:
-                    by_run.setdefault(run_id, []).append(name)
+        if run.status != "running":
+            continue
+        tasks = run.tasks
+        names = [name for name in index_of(run).touched or () if tasks[name].status == "ready"]
+        if (live := d.state.runs.get(run_id)) is not None:
+            names += [name for name in due(live, d.now, set())
+                      if tasks[name].status == "ready" and tasks[name].place_after is not None]
+        if names:
+            by_run[run_id] = names
     return by_run
 
 

@@ -24,7 +24,7 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
 from orchestrator.core import decide as decide_module
-from orchestrator.core.decide import Input, Tick, decide
+from orchestrator.core.decide import Input, Tick, decide, decision_for
 from orchestrator.core.flow import queue_of
 from orchestrator.core.placement import Fleet
 from orchestrator.core.queueing import Candidate, effective_priority, order
@@ -122,12 +122,13 @@ def decided(h: Harness, input: Input) -> None:
     """Decide, against the reference where room may have grown (a tick, or an attempt
     ended in the decision); fold what the real pass decided; read the queue (at most two
     kinds of request, now and later) against the reference."""
-    out = decide(h.state, input, h.now, h.settings)
+    decision = decision_for(h.state, input, h.now, h.settings)
+    out = decision.out
     with reference_placement():
         expected = decide(h.state, input, h.now, h.settings)
     if isinstance(input, Tick) or any(e.type in ENDINGS for e in expected):
         assert out == expected
-    h._apply(out)
+    h._apply(decision)
     for at in (h.now, h.now + 100):
         assert queue_of(h.state, at, h.settings, 2) == offers_reference.queue_of(
             h.state, at, h.settings, 2)
