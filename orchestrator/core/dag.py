@@ -39,6 +39,12 @@ def _remembered(what: str, spec: PipelineSpec, compute: Callable[[PipelineSpec],
     return value
 
 
+def facts(what: str, spec: PipelineSpec, compute: Callable[[PipelineSpec], T]) -> T:
+    """What `compute` gives for the spec, computed once per spec object (see _FACTS) under
+    the name `what`; for facts other modules derive from a spec."""
+    return _remembered(what, spec, compute)
+
+
 def validate(spec: PipelineSpec) -> None:
     """Raise SpecError listing every structural problem (not only the first)."""
     found = _remembered("problems", spec, lambda s: tuple(problems(s)))

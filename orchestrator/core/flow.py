@@ -15,7 +15,7 @@ from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.index import FAILED, index_of
 from orchestrator.core.offers import place_ready as place_ready  # decide's, from here
-from orchestrator.core.placement import request_key
+from orchestrator.core.placement import request_kinds
 from orchestrator.core.queueing import effective_priority, held_by_limit
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import (
@@ -245,11 +245,10 @@ def queue_of(state: CoordinatorState, now: float, settings: Settings,
     task (and a request key each) made it cost more than the decision."""
     wants: dict[Hashable, Want] = {}
     held = False
-    kinds: dict[int, Hashable] = {}
     for run_id in state.active:
         run = state.runs[run_id]
         index = index_of(run)
-        tasks, specs, decl = run.tasks, run.spec.tasks, index.decl
+        tasks, decl, kinds = run.tasks, index.decl, request_kinds(run.spec)
         ranks: dict[float, int] = {}
         found: dict[Hashable, tuple[int, int, Resources]] = {}  # first place, rank, request
         for name in index.ready:
@@ -260,18 +259,15 @@ def queue_of(state: CoordinatorState, now: float, settings: Settings,
                 held = True
                 continue
             at = decl[name]
-            req = specs[at].resources
-            if (key := kinds.get(id(req))) is None:
-                key = kinds[id(req)] = request_key(req)
+            key = kinds.keys[kind := kinds.of_task[at]]
             ready_at = task.ready_at or now
             if (rank := ranks.get(ready_at)) is None:
                 rank = ranks[ready_at] = effective_priority(run.priority, ready_at, now,
                                                             settings.aging_s)
             if (seen := found.get(key)) is None:
-                found[key] = (at, rank, req)
+                found[key] = (at, rank, kinds.requests[kind])
             elif at < seen[0] or rank > seen[1]:
-                found[key] = (min(at, seen[0]), max(rank, seen[1]),
-                              req if rank > seen[1] else seen[2])
+                found[key] = (min(at, seen[0]), max(rank, seen[1]), seen[2])
         for key, (_, rank, req) in sorted(found.items(), key=lambda kv: kv[1][0]):
             if key not in wants or wants[key].rank < rank:
                 wants[key] = Want(rank, req)

@@ -32,8 +32,8 @@ from events.common import Resources
 from events.pipeline import TaskSpec
 from orchestrator.core.decision import Decision
 from orchestrator.core.ids import attempt_id
-from orchestrator.core.index import due, index_of
-from orchestrator.core.placement import Fleet, Placed, request_key
+from orchestrator.core.index import TICK_SLACK, due, index_of
+from orchestrator.core.placement import Fleet, Placed, request_kinds
 from orchestrator.core.queueing import Backlog, Entry, Limits, effective_priority, outranking
 from orchestrator.core.state import RunState, TaskState, Want
 
@@ -83,12 +83,18 @@ def _named(d: Decision) -> dict[str, list[str]]:
             continue
         tasks = run.tasks
         names = [name for name in index_of(run).touched or () if tasks[name].status == "ready"]
-        if (live := d.state.runs.get(run_id)) is not None:
+        if (live := d.state.runs.get(run_id)) is not None and _some_due(live, d.now):
             names += [name for name in due(live, d.now, set())
                       if tasks[name].status == "ready" and tasks[name].place_after is not None]
         if names:
             by_run[run_id] = names
     return by_run
+
+
+def _some_due(live: RunState, now: float) -> bool:
+    """Whether any deadline of the run may be due (the top of its heap, stale or not)."""
+    heap = index_of(live).deadlines
+    return heap is not None and len(heap) > 0 and heap[0][0] <= now + TICK_SLACK
 
 
 @dataclass
@@ -104,8 +110,8 @@ class _Offers:
     """What decides a ready task's answer once nothing more fits (its request's kind, its
     pipeline and the pipeline's concurrency limit; label pools are part of the request),
     numbered: hashing it for every task cost more than the rest of queueing the task."""
-    class_of: dict[str, dict[int, int]] = field(default_factory=dict)
-    """Run -> id of a request of its spec -> the class."""
+    class_of: dict[str, tuple[tuple[int, ...], list[int]]] = field(default_factory=dict)
+    """Run -> its spec's kind of request by task, and the class of each kind."""
     requests: list[tuple[str, int | None, Resources]] = field(default_factory=list)
     """Each class's pipeline, limit and a request of its kind."""
     count: list[int] = field(default_factory=list)
@@ -113,7 +119,6 @@ class _Offers:
     told: dict[tuple[int, str], int] = field(default_factory=dict)
     """Tasks queued of each class already told to wait for a reason (and no backoff)."""
     _named: set[tuple[str, str]] = field(default_factory=set)
-    _kinds: dict[int, Hashable] = field(default_factory=dict)
 
     def every_ready(self, *, aged_only: bool = False) -> None:
         if aged_only and self.d.settings.aging_s <= 0:
@@ -130,9 +135,9 @@ class _Offers:
 
     def offer_of(self, o: Offer) -> tuple[RunState, TaskSpec, int]:
         """The run, spec and class of a queued task."""
-        run = self.runs[o[1]]
-        spec = run.spec.tasks[o[2]]
-        return run, spec, self.class_of[run.run_id][id(spec.resources)]
+        run, at = self.runs[o[1]], o[2]
+        kind_of, class_of = self.class_of[run.run_id]
+        return run, run.spec.tasks[at], class_of[kind_of[at]]
 
     def _add(self, run: RunState, names: Iterable[str], *, aged_only: bool) -> None:
         """Queue the run's ready function tasks among `names` (only those whose waiting
@@ -142,7 +147,12 @@ class _Offers:
         run_id, pipeline, priority = run.run_id, run.pipeline, run.priority
         limit, count, told = run.spec.max_concurrent_tasks, self.count, self.told
         self.runs[run_id] = run
-        classes = self.class_of.setdefault(run_id, {})
+        if (known := self.class_of.get(run_id)) is None:
+            kinds = request_kinds(run.spec)
+            known = self.class_of[run_id] = (kinds.of_task, [
+                self._class(key, req, pipeline, limit)
+                for key, req in zip(kinds.keys, kinds.requests, strict=True)])
+        kind_of, class_of = known
         by_ready_at: dict[float, list[Offer] | None] = {}
         for name in names:
             task = tasks[name]
@@ -160,18 +170,13 @@ class _Offers:
                     else self.queues.setdefault((level, pipeline), []))
             if queue is None or (aged_only and (run_id, name) in self._named):
                 continue
-            req = spec.resources
-            if (cls := classes.get(id(req))) is None:
-                cls = classes[id(req)] = self._class(req, pipeline, limit)
+            cls = class_of[kind_of[at]]
             count[cls] += 1
             if (waiting := task.waiting) is not None and task.place_after is None:
                 told[cls, waiting] = told.get((cls, waiting), 0) + 1
             queue.append((ready_at, run_id, at, task))
 
-    def _class(self, req: Resources, pipeline: str, limit: int | None) -> int:
-        kind = self._kinds.get(id(req))
-        if kind is None:
-            kind = self._kinds[id(req)] = request_key(req)
+    def _class(self, kind: Hashable, req: Resources, pipeline: str, limit: int | None) -> int:
         cls = self.classes.setdefault((kind, pipeline, limit), len(self.classes))
         if cls == len(self.count):
             self.requests.append((pipeline, limit, req))

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from events.common import Capabilities, Resources
+from events.pipeline import PipelineSpec
+from orchestrator.core import dag
 from orchestrator.core.state import AgentStatus
 
 Strategy = Literal["spread", "pack"]
@@ -103,6 +105,38 @@ def place(
 def request_key(req: Resources) -> Hashable:
     return (req.cpus, req.memory_mb, req.gpus, req.gpu_memory_mb, req.gpu_model,
             tuple(sorted(req.labels.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKinds:
+    """A spec's tasks by kind of request: tasks asking alike share a kind."""
+
+    of_task: tuple[int, ...]
+    """Task (by its place in the spec's declaration) -> its kind."""
+    keys: tuple[Hashable, ...]
+    """Kind -> its `request_key`."""
+    requests: tuple[Resources, ...]
+    """Kind -> a request of it."""
+
+
+def request_kinds(spec: PipelineSpec) -> RequestKinds:
+    """The spec's kinds of request, once per spec object (`dag.facts`): a decoded spec holds
+    a request object per task, and a key computed per task at every placement pass cost
+    as much as the rest of queueing it."""
+    return dag.facts("request kinds", spec, _request_kinds)
+
+
+def _request_kinds(spec: PipelineSpec) -> RequestKinds:
+    numbers: dict[Hashable, int] = {}
+    requests: list[Resources] = []
+    of_task = []
+    for task in spec.tasks:
+        key = request_key(task.resources)
+        if key not in numbers:
+            numbers[key] = len(numbers)
+            requests.append(task.resources)
+        of_task.append(numbers[key])
+    return RequestKinds(tuple(of_task), tuple(numbers), tuple(requests))
 
 
 @dataclass
