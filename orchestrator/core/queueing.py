@@ -57,12 +57,18 @@ class Backlog(Generic[Item]):
     merged by (-priority, the pipeline's running tasks + the head's turn in its queue, its
     place in the queue): the same order as a sort of every key, but a pass that stops once
     nothing more can be placed pays for what it took, not for sorting a backlog of thousands
-    (`offers.place_ready`). `queues` is taken over: its lists become the heaps.
+    (`offers.place_ready`). A queue taken from more than `SORT_AFTER` times is sorted then
+    (a pass that places much takes most of it: a pop from a heap costs more than a sort's
+    share). `queues` is taken over: its lists become the heaps.
     """
+
+    SORT_AFTER = 8
 
     def __init__(self, queues: Mapping[tuple[int, str], list[Entry[Item]]],
                  running: Mapping[str, int]) -> None:
         self._queues = [entries for entries in queues.values() if entries]
+        self._taken = [0] * len(self._queues)
+        """Entries taken from each queue; past SORT_AFTER, it is sorted last first."""
         self._heads: list[tuple[int, int, float, str, int, int, Item]] = []
         i = 0
         for (level, pipeline), entries in queues.items():
@@ -76,15 +82,24 @@ class Backlog(Generic[Item]):
 
     def __next__(self) -> tuple[int, Entry[Item]]:
         """The next task to offer room to, with its effective priority."""
-        if not self._heads:
+        heads = self._heads
+        if not heads:
             raise StopIteration
-        neg_level, turn, ready_at, run_id, index, i, item = heapq.heappop(self._heads)
+        neg_level, turn, ready_at, run_id, index, i, item = (
+            heads.pop() if len(heads) == 1 else heapq.heappop(heads))
         if self._queues[i]:
             self._push(neg_level, turn + 1, i)
         return -neg_level, (ready_at, run_id, index, item)
 
     def _push(self, neg_level: int, turn: int, i: int) -> None:
-        ready_at, run_id, index, item = heapq.heappop(self._queues[i])
+        entries, taken = self._queues[i], self._taken[i]
+        if taken > self.SORT_AFTER:
+            ready_at, run_id, index, item = entries.pop()
+        else:
+            ready_at, run_id, index, item = heapq.heappop(entries)
+            if taken == self.SORT_AFTER:
+                entries.sort(reverse=True)
+        self._taken[i] = taken + 1
         heapq.heappush(self._heads, (neg_level, turn, ready_at, run_id, index, i, item))
 
 
