@@ -219,6 +219,8 @@ class _Pass:
                 open_classes.discard(cls)
             if not open_classes:
                 break
+        if not any(left):
+            return
         reasons = {cls: self._reason(cls) for cls, n in enumerate(left) if n}
         if any(told.get((cls, reason), 0) != left[cls] for cls, reason in reasons.items()):
             for _, o in backlog:
