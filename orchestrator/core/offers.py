@@ -50,8 +50,11 @@ def place_ready(d: Decision) -> None:
     partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
     """
     if d.cause is None or d.freed:
+        runs = [run for run in d.runs() if index_of(run).ready]
+        if not runs:
+            return
         offers = _Offers(d)
-        offers.every_ready()
+        offers.every_ready(runs)
     else:
         named = _named(d)
         others_wait = any(ws for g, ws in d.state.demand.items() if g != d.state.group)
@@ -59,7 +62,7 @@ def place_ready(d: Decision) -> None:
             return
         offers = _Offers(d)
         offers.named(named)
-        offers.every_ready(aged_only=True)  # an aged task reserves room before these
+        offers.every_ready(d.runs(), aged_only=True)  # an aged task reserves room first
     if not offers.queues:
         return
     agents = list(d.state.agents.values())
@@ -120,10 +123,10 @@ class _Offers:
     """Tasks queued of each class already told to wait for a reason (and no backoff)."""
     _named: set[tuple[str, str]] = field(default_factory=set)
 
-    def every_ready(self, *, aged_only: bool = False) -> None:
+    def every_ready(self, runs: list[RunState], *, aged_only: bool = False) -> None:
         if aged_only and self.d.settings.aging_s <= 0:
             return
-        for run in self.d.runs():
+        for run in runs:
             if ready := index_of(run).ready:
                 self._add(run, ready, aged_only=aged_only)
 
