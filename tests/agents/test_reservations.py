@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -16,14 +14,6 @@ from agents.task_api import ContextData
 from agents.workers import Invocation, Succeeded, WorkerPool
 
 TASKS = "tests.agents.sample_tasks"
-
-
-@pytest.fixture
-async def pool(tmp_path: Path) -> AsyncIterator[WorkerPool]:
-    pool = WorkerPool(tmp_path / "artifacts", size=2)
-    await pool.start()
-    yield pool
-    await pool.close()
 
 
 def invocation(attempt_id: str) -> Invocation:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pickle
 import pickletools
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,19 +19,6 @@ from tests.agents.test_workers import invocation, succeeded
 
 CLASS_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "REDUCE", "BUILD"}
 """Pickle opcodes that name or build an instance of a class."""
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts")
-
-
-@pytest.fixture
-async def pool(store: ArtifactStore) -> AsyncIterator[WorkerPool]:
-    pool = WorkerPool(store.root, size=2)
-    await pool.start()
-    yield pool
-    await pool.close()
 
 
 def test_an_invocation_and_its_outcomes_cross_the_pipe_as_builtins_and_come_back_equal(

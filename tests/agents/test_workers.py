@@ -10,7 +10,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,6 @@ from tests import gates
 
 TASKS = "tests.agents.sample_tasks"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts")
-
-
-@pytest.fixture
-async def pool(store: ArtifactStore) -> AsyncIterator[WorkerPool]:
-    pool = WorkerPool(store.root, size=2)
-    await pool.start()
-    yield pool
-    await pool.close()
 
 
 def invocation(function: str, attempt_id: str = "a-1", **kwargs: Any) -> Invocation:
