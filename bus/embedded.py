@@ -38,9 +38,9 @@ from pathlib import Path
 from bus import sqlite_jobs as jobs
 from bus import sqlite_schema as sql
 from bus.embedded_heads import Heads
-from bus.embedded_kept import Kept, by_partition
+from bus.embedded_kept import Kept
 from bus.protocol import BusError, BusUnusable
-from bus.records import Outgoing, Record, TopicPartition
+from bus.records import Outgoing, Record, TopicPartition, by_partition
 from bus.sqlite_thread import Job, SqliteThread, T, ThreadClosed
 from bus.topology import Topology, wanted_counts
 from events.topics import DEFAULT_PARTITIONS
@@ -163,9 +163,7 @@ class EmbeddedBus:
                                    "reading %s partitions", len(missing))
         if len(missing) == len(starts):
             return fetched
-        by_tp: dict[TopicPartition, list[Record]] = {}
-        for record in fetched:
-            by_tp.setdefault(record.tp, []).append(record)
+        by_tp = by_partition(fetched)
         return [r for tp in starts for r in kept[tp] or by_tp.get(tp, [])]
 
     async def end_offset(self, tp: TopicPartition) -> int:

@@ -15,22 +15,6 @@ KEPT_BYTES = 1 << 20
 about this many bytes of their values) stay in memory for its own readers."""
 
 
-def by_partition(written: list[Record]) -> dict[TopicPartition, list[Record]]:
-    """One commit's records per partition, in offset order; grouped by plain (topic,
-    partition) tuples, one TopicPartition per partition: a TopicPartition hashes through
-    Python code, and a wide decision commits 3,000 records at once."""
-    by_key: dict[tuple[str, int], list[Record]] = {}
-    for record in written:
-        key = (record.topic, record.partition)
-        records = by_key.get(key)
-        if records is None:
-            by_key[key] = [record]
-        else:
-            records.append(record)
-    return {TopicPartition(topic, partition): records
-            for (topic, partition), records in by_key.items()}
-
-
 class Kept:
     """Per partition, the latest records committed, gapless, in offset order."""
 
@@ -38,7 +22,7 @@ class Kept:
         self._partitions: dict[TopicPartition, _Partition] = {}
 
     def add(self, written: Mapping[TopicPartition, list[Record]]) -> None:
-        """What this instance just committed (one commit's records, `by_partition`)."""
+        """What this instance just committed (one commit's records, `records.by_partition`)."""
         for tp, records in written.items():
             self._partitions.setdefault(tp, _Partition()).add(records)
 

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from bus.records import Record, TopicPartition
+from bus.records import Record, TopicPartition, by_partition
 
 KEPT_BATCHES: Final = 8
 """Batches kept per partition: a reader is one or two batches behind the writer, seldom more."""
@@ -158,10 +158,7 @@ class Handoff:
     def wrote(self, producer: str | None, records: Sequence[Record]) -> None:
         """Records of a transaction whose EndTxn succeeded (`producer` = its transactional
         id), or of an append that returned (None); wakes every wait they satisfy."""
-        by_tp: dict[TopicPartition, list[Record]] = {}
-        for record in records:
-            by_tp.setdefault(record.tp, []).append(record)
-        for tp, mine in by_tp.items():
+        for tp, mine in by_partition(records).items():
             kept = kept_with(self._kept.get(tp, Kept()),
                              Batch(producer, tuple(sorted(mine, key=lambda r: r.offset))))
             self._kept[tp] = kept

@@ -1,6 +1,7 @@
 """What travels on the bus, shaped like Kafka's records so either backend carries the same data."""
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 Headers = tuple[tuple[str, bytes], ...]
@@ -71,3 +72,19 @@ def decode_headers(blob: bytes) -> Headers:
         pairs.append((name, blob[at : at + value_len]))
         at += value_len
     return tuple(pairs)
+
+
+def by_partition(written: Sequence[Record]) -> dict[TopicPartition, list[Record]]:
+    """Records per partition, in the order given; grouped by plain (topic, partition)
+    tuples, one TopicPartition per partition: a TopicPartition hashes through
+    Python code, and a wide decision commits 3,000 records at once."""
+    by_key: dict[tuple[str, int], list[Record]] = {}
+    for record in written:
+        key = (record.topic, record.partition)
+        records = by_key.get(key)
+        if records is None:
+            by_key[key] = [record]
+        else:
+            records.append(record)
+    return {TopicPartition(topic, partition): records
+            for (topic, partition), records in by_key.items()}
