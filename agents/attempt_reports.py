@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from agents.coalesce import Coalesced
 from agents.ledger import LedgerEntry
 from agents.outcomes import Failed, Outcome
 from agents.process_identity import ProcessIdentity
@@ -24,34 +25,57 @@ class GiveUp:
     message: str
 
 
-class Reports:
-    """One attempt's reports (started, progress, the outcome), delivered in that order, each
-    retried until the bus takes it: none may overtake another, and none may be lost."""
+class Outbox:
+    """Every attempt's reports on their way to the bus: those pushed in one turn of the loop
+    go out in one append (agents/coalesce.py), in the order they were pushed, after those of
+    earlier turns. An append the bus refuses is retried whole until the agent stops
+    (`Sender.deliver`); from the first one that fails then, nothing more is sent: the next
+    start sends what the ledger holds."""
 
     def __init__(self, sender: Sender) -> None:
         self._sender = sender
-        self._chain: asyncio.Future[bool] | None = None
+        self._failed = False
+        self._appends: Coalesced[Outgoing, bool] = Coalesced(self._append)
+
+    def push(self, out: Outgoing) -> asyncio.Future[bool]:
+        """Its future says whether the bus took it (False: the agent stopped first)."""
+        return self._appends.add(out)
+
+    async def _append(self, records: list[Outgoing]) -> bool:
+        if not self._failed:
+            try:
+                await self._sender.deliver(records, "reporting")
+            except BusError:
+                self._failed = True
+        return not self._failed
+
+    def close(self) -> None:
+        """The agent stops: what is not on the bus yet is left to the next start."""
+        self._appends.close()
+
+
+class Reports:
+    """One attempt's reports (started, progress, the outcome), delivered in that order
+    through the agent's `Outbox`, each retried until the bus takes it: none may overtake
+    another, and none may be lost."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._sent: list[asyncio.Future[bool]] = []
 
     def push(self, out: Outgoing) -> None:
-        self._chain = asyncio.ensure_future(self._after(self._chain, out))
-
-    async def _after(self, previous: asyncio.Future[bool] | None, out: Outgoing) -> bool:
-        """False once one could not be delivered (the agent is stopping): the rest wait for
-        the next start, which sends the outcome from the ledger."""
-        if previous is not None and not await previous:
-            return False
-        try:
-            await self._sender.deliver([out], "reporting")
-        except BusError:
-            return False
-        return True
+        self._sent = [sent for sent in self._sent if not sent.done()]
+        self._sent.append(self._outbox.push(out))
 
     async def delivered(self) -> bool:
-        return True if self._chain is None else await self._chain
+        """False once one could not be delivered (the agent is stopping): the rest wait for
+        the next start, which sends the outcome from the ledger."""
+        return True if not self._sent else await self._sent[-1]
 
     def cancel(self) -> None:
-        if self._chain is not None:
-            self._chain.cancel()
+        """Those not appended yet are not sent (an outbox sends what is taken along)."""
+        for sent in self._sent:
+            sent.cancel()
 
 
 def report_fields(cmd: ExecuteTask) -> dict[str, object]:

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from functools import partial
 
 from agents.admission import Free, Held, choose_gpus, refusal
-from agents.attempt_reports import GiveUp, Reports, entry, outcome_report, report_fields
+from agents.attempt_reports import (
+    GiveUp,
+    Outbox,
+    Reports,
+    entry,
+    outcome_report,
+    report_fields,
+)
+from agents.coalesce import Coalesced
 from agents.ledger import Admission, Ledger, LedgerEntry
 from agents.process_identity import ProcessIdentity
 from agents.sender import Sender
@@ -82,6 +90,8 @@ class Attempts:
         """Set each time an attempt task ends; a waiter clears it first."""
         self._tasks: set[asyncio.Task[None]] = set()
         """Every attempt task, also those still delivering their outcome (no longer `running`)."""
+        self.outbox = Outbox(sender)
+        self._writes: Coalesced[LedgerEntry, None] = Coalesced(self._record)
 
     # -- capacity -------------------------------------------------------------------------
 
@@ -189,7 +199,7 @@ class Attempts:
         unstarted, self._unstarted = self._unstarted, {}
         for running in unstarted.values():
             if running.task is None:
-                reports = Reports(self.sender)
+                reports = Reports(self.outbox)
                 invocation = self._invocation(running, reports)
                 running.task = asyncio.create_task(self._attempt(running, reports))
                 if invocation is not None:  # an attempt cancelled before it awaits its run
@@ -230,6 +240,11 @@ class Attempts:
         """The agent stops now: what still runs is left to the next start (the ledger)."""
         for task in list(self._tasks):
             task.cancel()
+        self.outbox.close()
+        self._writes.close()
+
+    async def _record(self, entries: list[LedgerEntry]) -> None:
+        await self.ledger.record(*entries)
 
     # -- one attempt ----------------------------------------------------------------------
 
@@ -242,7 +257,7 @@ class Attempts:
             outcome = await self._invoke(running)
             running.finished = True
             final = self.sender.out(outcome_report(base, outcome, running.given_up))
-            await self.ledger.record(entry(cmd, "done", report=final.value))
+            await self._writes.add(entry(cmd, "done", report=final.value))
             # Its capacity is free now: the coordinator counts it busy until it has the
             # outcome, so nothing is placed here early, and a report held up by the bus must
             # not make us refuse the next command for want of room.
@@ -262,7 +277,7 @@ class Attempts:
         the task need not wait for the bus to start, and the queue keeps "started" ahead of
         everything else the attempt reports."""
         if worker is None or worker != running.recorded:
-            await self.ledger.record(entry(running.command, "started", worker=worker))
+            await self._writes.add(entry(running.command, "started", worker=worker))
         if not running.started:
             self._mark_started(running)
             reports.push(self.sender.out(AttemptStarted(**report_fields(running.command),

@@ -146,11 +146,12 @@ class Ledger:
     async def get(self, attempt_id: str) -> LedgerEntry | None:
         return self._known.get(attempt_id)
 
-    async def record(self, entry: LedgerEntry) -> None:
-        """Durable before it returns; a full disk is waited out (the agent's work waits with
-        it, as it must: an attempt may not start unrecorded)."""
-        await while_full(self._path, lambda: self._write(entry))
-        self._known[entry.attempt_id] = entry
+    async def record(self, *entries: LedgerEntry) -> None:
+        """Durable before it returns, all in one transaction; a full disk is waited out (the
+        agent's work waits with it, as it must: an attempt may not start unrecorded)."""
+        await while_full(self._path, lambda: self._write(entries))
+        for entry in entries:
+            self._known[entry.attempt_id] = entry
 
     def finished(self, entry: LedgerEntry) -> None:
         """The attempt's outcome reached the bus: written with the ledger's next write (or at
@@ -160,10 +161,10 @@ class Ledger:
         self._known[entry.attempt_id] = entry
         self._later.append(entry)
 
-    async def _write(self, entry: LedgerEntry) -> None:
+    async def _write(self, entries: tuple[LedgerEntry, ...]) -> None:
         later, sent = self._take_later()
         try:
-            await self._transact(partial(upsert, entries=(*later, entry), sent=sent,
+            await self._transact(partial(upsert, entries=(*later, *entries), sent=sent,
                                          at=time.time()))
         except BaseException:
             self._give_back(later, sent)

@@ -250,3 +250,22 @@ async def test_a_ledger_written_before_positions_opens_with_none_and_remembers_i
         assert reopened.ours("incarnation-1") and not reopened.ours("incarnation-2")
     finally:
         await reopened.close()
+
+
+async def test_entries_recorded_together_are_one_transaction_and_all_durable(
+        tmp_path: Path, writes: list[int]) -> None:
+    # given a ledger
+    ledger = await Ledger.open(tmp_path / "agent.db")
+    try:
+        # when one attempt's outcome and the next one's start are recorded together
+        await ledger.record(of(1, "done"), of(2, "started"))
+    finally:
+        await ledger.close()
+    # then that was one transaction, and both are on disk
+    assert len(writes) == 1
+    reopened = await Ledger.open(tmp_path / "agent.db")
+    try:
+        assert (await reopened.get("run/task/1"), await reopened.get("run/task/2")) == (
+            of(1, "done"), of(2, "started"))
+    finally:
+        await reopened.close()
