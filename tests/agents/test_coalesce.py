@@ -49,7 +49,7 @@ async def test_items_added_in_one_turn_are_flushed_once_together_and_later_ones_
     flushes.hold = False
     flushes.go.set()
     # then the first two were one flush, in order, and the third the next one, after it
-    assert await asyncio.gather(a, b, c) == [1, 1, 2]
+    assert list(await asyncio.gather(a, b, c)) == [1, 1, 2]
     assert flushes.batches == [["a", "b"], ["c"]]
 
 
@@ -107,7 +107,7 @@ async def test_reports_of_several_attempts_pushed_in_one_turn_go_out_in_one_appe
     # when one attempt's outcome and two others' starts are pushed in one turn
     sent = [reports.push(report(r)) for r in ("a succeeded", "b started", "c started")]
     # then the bus took them in one append, in that order
-    assert await asyncio.gather(*sent) == [True, True, True]
+    assert list(await asyncio.gather(*sent)) == [True, True, True]
     assert bus.appended == [["a succeeded", "b started", "c started"]]
 
 
