@@ -13,6 +13,7 @@ import contextlib
 from dataclasses import dataclass
 from functools import partial
 
+from agents import acceptance
 from agents.admission import Free, Held, choose_gpus, refusal
 from agents.attempt_reports import (
     GiveUp,
@@ -46,6 +47,9 @@ class Decided:
 
     entry: LedgerEntry
     report: Payload
+    later: bool = False
+    """An acceptance said only if the attempt still waits for a worker a while (agents/
+    acceptance.py)."""
 
 
 @dataclass
@@ -65,6 +69,9 @@ class Running:
     recorded: ProcessIdentity | None = None
     """The process the ledger names as running it (saved with its admission): `started`
     need not be written again for that one."""
+    accepted: Outgoing | None = None
+    """Its acceptance, until said or no longer worth saying."""
+    reports: Reports | None = None
 
 
 class Attempts:
@@ -92,6 +99,7 @@ class Attempts:
         """Every attempt task, also those still delivering their outcome (no longer `running`)."""
         self.outbox = Outbox(sender)
         self._writes: Coalesced[LedgerEntry, None] = Coalesced(self._record)
+        self._later = acceptance.Later()
 
     # -- capacity -------------------------------------------------------------------------
 
@@ -152,7 +160,8 @@ class Attempts:
         running = Running(cmd, admitted, started=reserved is not None, reserved=reserved)
         self._hold(running)
         if reserved is None:
-            return Decided(entry(cmd, "accepted"), AttemptAccepted(**base, gpus=admitted))
+            return Decided(entry(cmd, "accepted"), AttemptAccepted(**base, gpus=admitted),
+                           later=True)
         # A worker is free: "started" says "accepted" too, one report less; and when the
         # pool can name the process already, the admission records it (I3), one write less.
         running.recorded = reserved.worker
@@ -163,8 +172,9 @@ class Attempts:
     async def save(self, decided: list[Decided], tp: TopicPartition, position: int
                    ) -> list[Outgoing]:
         """Saves a batch's decisions with the position after its commands, in one ledger
-        transaction; the reports to send for those it admitted (an attempt another reader of
-        the ledger admitted meanwhile is not ours)."""
+        transaction; the reports to send now for those it admitted (an attempt another reader
+        of the ledger admitted meanwhile is not ours). Acceptances said later are kept for
+        `start_admitted` (the ledger's outbox has them all)."""
         outs = [self.sender.out(d.report) for d in decided]
         try:
             admitted = await self.ledger.save(
@@ -174,8 +184,14 @@ class Attempts:
             self.drop(decided)
             raise
         self.drop([d for d in decided if d.entry.attempt_id not in admitted])
-        return [out for d, out in zip(decided, outs, strict=True)
-                if d.entry.attempt_id in admitted]
+        now = []
+        for d, out in zip(decided, outs, strict=True):
+            running = self.running.get(d.entry.attempt_id)
+            if d.later and running is not None and d.entry.attempt_id in admitted:
+                running.accepted = out
+            elif d.entry.attempt_id in admitted:
+                now.append(out)
+        return now
 
     def drop(self, decided: list[Decided]) -> None:
         """Decisions that were never saved: not ours to run."""
@@ -194,12 +210,18 @@ class Attempts:
         return self.pool.idle_slots() > self._queued
 
     def start_admitted(self) -> None:
-        """Attempts start only once their acceptance is on the bus: no later report of
-        theirs can then overtake it."""
+        """Attempts start only once what their admission said is on the bus: no later report
+        of theirs can then overtake it. One waiting for a worker says "accepted" only if it
+        still waits a while (agents/acceptance.py)."""
         unstarted, self._unstarted = self._unstarted, {}
+        waiting = [r for r in unstarted.values() if r.task is None and r.accepted is not None]
+        if waiting:
+            delay = acceptance.delay_s([r.command.not_after for r in waiting],
+                                       self.sender.clock())
+            self._later.after(delay, partial(self._say_accepted, waiting))
         for running in unstarted.values():
             if running.task is None:
-                reports = Reports(self.outbox)
+                reports = running.reports = Reports(self.outbox)
                 invocation = self._invocation(running, reports)
                 running.task = asyncio.create_task(self._attempt(running, reports))
                 if invocation is not None:  # an attempt cancelled before it awaits its run
@@ -207,6 +229,16 @@ class Attempts:
                 self._tasks.add(running.task)
                 running.task.add_done_callback(self._tasks.discard)
                 running.task.add_done_callback(lambda _: self.ended.set())
+
+    def _say_accepted(self, waiting: list[Running]) -> None:
+        """Those still waiting for a worker, and still here, say they were accepted (before
+        anything else they say: the same queue of reports)."""
+        for running in waiting:
+            out, running.accepted = running.accepted, None
+            if (out is not None and running.reports is not None and not running.started
+                    and not running.finished
+                    and self.running.get(running.command.attempt_id) is running):
+                running.reports.push(out)
 
     # -- stopping attempts ----------------------------------------------------------------
 
@@ -240,6 +272,7 @@ class Attempts:
         """The agent stops now: what still runs is left to the next start (the ledger)."""
         for task in list(self._tasks):
             task.cancel()
+        self._later.cancel()
         self.outbox.close()
         self._writes.close()
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from agents import acceptance
 from agents.attempt_reports import Outbox
 from agents.coalesce import Coalesced
 from agents.sender import Sender
@@ -126,3 +127,13 @@ async def test_once_an_append_fails_as_the_agent_stops_nothing_more_is_sent(
     bus.down = False
     assert await reports.push(report("a succeeded")) is False
     assert bus.appended == []
+
+
+def test_an_acceptance_is_said_after_half_a_second_or_a_quarter_of_the_time_left() -> None:
+    # given commands due in an hour, and one due in a second
+    now = 1000.0
+    # then a batch of the first kind waits the half second, one with the other a quarter of
+    # its second, and one already past due not at all
+    assert acceptance.delay_s([now + 3600, now + 3600], now) == acceptance.ACCEPTED_AFTER_S
+    assert acceptance.delay_s([now + 3600, now + 1], now) == 0.25
+    assert acceptance.delay_s([now - 1], now) == 0.0

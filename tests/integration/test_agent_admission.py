@@ -15,7 +15,7 @@ from agents.worker_handle import Worker
 from agents.workers import Invocation
 from bus import Bus, TopicPartition
 from events.commands import CancelTask
-from events.reports import AttemptAccepted, AttemptFailed, AttemptProgress
+from events.reports import AttemptAccepted, AttemptFailed, AttemptProgress, AttemptSucceeded
 from tests.integration.agent_support import AGENT, RUN, Agents, kinds, report, run_sentinel
 from tests.integration.support import WAIT_S, Tail, command_record, execute_task
 from tests.integration.tasks import ref
@@ -97,10 +97,29 @@ async def test_a_batch_of_more_attempts_than_free_workers_says_started_only_for_
     for cmd in cmds[:2]:
         await report(reports, AttemptProgress, cmd.attempt_id)
     await report(reports, AttemptAccepted, cmds[2].attempt_id)
-    # then the first two started, and the third was only accepted: it waits for a worker
+    # then the first two started, and the third, still waiting for a worker a while later,
+    # says it was accepted
     assert [kinds(reports, cmd.attempt_id)[0] for cmd in cmds] == [
         "attempt_started", "attempt_started", "attempt_accepted"]
     for cmd in cmds:
         cancel = CancelTask(run_id=RUN, agent_id=AGENT, attempt_id=cmd.attempt_id, reason="test")
         await bus.publish([command_record(cancel)])
         await report(reports, AttemptFailed, cmd.attempt_id)
+
+
+async def test_an_attempt_that_waits_for_a_worker_only_briefly_says_started_not_accepted(
+    bus: Bus, agents: Agents, reports: Tail
+) -> None:
+    # given an agent with one worker and room for two attempts
+    await agents.start(workers=1)
+    await run_sentinel(bus, reports)
+    cmds = [execute_task(AGENT, ref("noop"), run_id=RUN, task=f"t{i}", cpus=0.5)
+            for i in range(2)]
+    # when two quick ones come in one batch: the second waits for the first one's worker
+    await bus.publish([command_record(cmd) for cmd in cmds])
+    for cmd in cmds:
+        await report(reports, AttemptSucceeded, cmd.attempt_id)
+    # then each says only that it started, and how it ended: the second got its worker
+    # long before it would have said it was accepted
+    assert [kinds(reports, cmd.attempt_id) for cmd in cmds] == [
+        ["attempt_started", "attempt_succeeded"]] * 2
