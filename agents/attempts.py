@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from functools import partial
 
 from agents import acceptance
@@ -23,55 +22,22 @@ from agents.attempt_reports import (
     outcome_report,
     report_fields,
 )
+from agents.attempt_state import Decided, Running
 from agents.coalesce import Coalesced
 from agents.ledger import Admission, Ledger, LedgerEntry
 from agents.process_identity import ProcessIdentity
 from agents.sender import Sender
 from agents.task_api import ContextData
-from agents.workers import Failed, Invocation, Outcome, Reservation, WorkerPool
+from agents.workers import Failed, Invocation, Outcome, WorkerPool
 from bus import Outgoing, TopicPartition
 from events.commands import ExecuteTask
 from events.common import Capabilities
-from events.payloads import Payload
 from events.reports import (
     AttemptAccepted,
     AttemptProgress,
     AttemptRejected,
     AttemptStarted,
 )
-
-
-@dataclass(frozen=True)
-class Decided:
-    """What the agent says to one command: its ledger entry and the report."""
-
-    entry: LedgerEntry
-    report: Payload
-    later: bool = False
-    """An acceptance said only if the attempt still waits for a worker a while (agents/
-    acceptance.py)."""
-
-
-@dataclass
-class Running:
-    command: ExecuteTask
-    gpus: tuple[int, ...]
-    task: asyncio.Task[None] | None = None
-    """Set once its acceptance is on the bus (`start_admitted`)."""
-    invocation: asyncio.Future[Outcome] | None = None
-    cancelled: bool = False
-    started: bool = False
-    finished: bool = False
-    """Its outcome is known (its report may still be waiting for the bus)."""
-    given_up: GiveUp | None = None
-    reserved: Reservation | None = None
-    """The worker slot it was given at admission, when it starts at once."""
-    recorded: ProcessIdentity | None = None
-    """The process the ledger names as running it (saved with its admission): `started`
-    need not be written again for that one."""
-    accepted: Outgoing | None = None
-    """Its acceptance, until said or no longer worth saying."""
-    reports: Reports | None = None
 
 
 class Attempts:

@@ -21,7 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from agents.attempts import Attempts, Decided
+from agents.attempt_state import Decided
+from agents.attempts import Attempts
 from agents.sender import Sender, agent_group
 from bus import Bus, BusError, BusFenced, Record, TopicPartition
 from bus.loop import Loop
