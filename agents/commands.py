@@ -17,6 +17,7 @@ elsewhere (left to it; the coordinator places it again when nobody accepts it in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -115,6 +116,10 @@ class Commands(Loop):
                     return True
             self.attempts.ledger.sent()
             self.attempts.start_admitted()
+            # Their first steps hand the free workers their invocations: let them run before
+            # this loop takes the next batch (reading it, from memory, need not yield), so a
+            # fan-out's first tasks run while the rest of its commands are admitted.
+            await asyncio.sleep(0)
         return True
 
     async def _command(self, record: Record) -> list[Decided]:

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from agents.attempts import Attempts
+from agents.commands import Commands
 from agents.ledger import Ledger
 from agents.process_identity import is_running
 from agents.worker_handle import Worker
 from agents.workers import Invocation
 from bus import Bus, TopicPartition
-from events.commands import CancelTask
+from events.commands import CancelTask, ExecuteTask
 from events.reports import AttemptAccepted, AttemptFailed, AttemptProgress, AttemptSucceeded
 from tests.integration.agent_support import AGENT, RUN, Agents, kinds, report, run_sentinel
 from tests.integration.support import WAIT_S, Tail, command_record, execute_task
@@ -123,3 +125,36 @@ async def test_an_attempt_that_waits_for_a_worker_only_briefly_says_started_not_
     # long before it would have said it was accepted
     assert [kinds(reports, cmd.attempt_id) for cmd in cmds] == [
         ["attempt_started", "attempt_succeeded"]] * 2
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])  # one read takes both batches' commands
+async def test_a_batchs_attempts_given_free_workers_reach_them_before_the_next_batch_is_read(
+    bus: Bus, agents: Agents, reports: Tail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an agent whose two workers are warm, and what it does recorded in order
+    await agents.start(workers=2)
+    await run_sentinel(bus, reports)
+    order: list[str] = []
+    dispatch, consider = Worker.dispatch, Attempts.consider
+
+    def dispatched(worker: Worker, inv: Invocation, on_progress: Any) -> Any:
+        order.append("handed to a worker")
+        return dispatch(worker, inv, on_progress)
+
+    async def considered(attempts: Attempts, cmd: ExecuteTask) -> Any:
+        order.append(cmd.task)
+        return await consider(attempts, cmd)
+
+    monkeypatch.setattr(Worker, "dispatch", dispatched)
+    monkeypatch.setattr(Attempts, "consider", considered)
+    # when more commands come at once than one batch of the command loop holds
+    cmds = [execute_task(AGENT, ref("noop"), run_id=RUN, task=f"t{i:03d}", cpus=0.01,
+                         memory_mb=1)
+            for i in range(Commands.batch + 1)]
+    await bus.publish([command_record(cmd) for cmd in cmds])
+    for cmd in cmds:
+        await report(reports, AttemptSucceeded, cmd.attempt_id)
+    # then the first batch's two attempts were handed to the free workers before the
+    # command of the next batch was considered
+    last = order.index(cmds[-1].task)
+    assert order[:last].count("handed to a worker") == 2
