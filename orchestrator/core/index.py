@@ -16,7 +16,7 @@ import heapq
 from typing import Literal
 
 from events.pipeline import TaskSpec
-from orchestrator.core import dag
+from orchestrator.core import dag, ready
 from orchestrator.core.copying import replace
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
@@ -75,6 +75,9 @@ def adopt(run: RunState, scratch: RunIndex) -> None:
         live.steppable = scratch.steppable
     if "ready" in scratch.owned:
         live.ready = scratch.ready
+    for container in ready.CONTAINERS:
+        if container in scratch.owned:
+            setattr(live, container, getattr(scratch, container))
     for name, old in touched.items():
         task = run.tasks[name]
         if task is not old:
@@ -94,6 +97,8 @@ def put(run: RunState, task: TaskState) -> None:
         return
     if old.status != task.status:
         _status_changed(run, index, old.status, task.status, task.name)
+    if old.status == "ready" or task.status == "ready":
+        ready.moved(index, old, task)
     _refresh(run, index, task.name)
     if index.deadlines is not None:
         _push_deadlines(run, index, task)
@@ -183,8 +188,9 @@ def _built(run: RunState) -> RunIndex:
                  for s in specs if s.deps},
         failed={s.name: sum(tasks[d].status in FAILED for d in s.deps) for s in specs if s.deps},
         steppable=set(), ready={n for n, t in tasks.items() if t.status == "ready"},
-        deadlines=[], on_agent={}, owned={"steppable", "ready"},
+        deadlines=[], on_agent={}, owned={"steppable", "ready", *ready.CONTAINERS},
     )
+    ready.build(run, index)
     assert index.on_agent is not None
     for name, task in tasks.items():
         _refresh(run, index, name)

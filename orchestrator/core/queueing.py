@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -42,7 +42,8 @@ def order(candidates: Iterable[Candidate], running: Mapping[str, int], now: floa
     for c in candidates:
         level = effective_priority(c.priority, c.ready_at, now, aging_s)
         queues[(level, c.pipeline)].append((c.ready_at, c.run_id, c.index, c))
-    return [c for _, (_, _, _, c) in Backlog(queues, running)]
+    return [c for _, (_, _, _, c) in Backlog(
+        {key: iter(sorted(entries)) for key, entries in queues.items()}, running)]
 
 
 Item = TypeVar("Item")
@@ -53,29 +54,20 @@ Entry = tuple[float, str, int, Item]
 class Backlog(Generic[Item]):
     """Ready tasks in offer order (`order`), taken one at a time.
 
-    Each queue (an effective priority and a pipeline) is a heap, and the queues' heads are
-    merged by (-priority, the pipeline's running tasks + the head's turn in its queue, its
-    place in the queue): the same order as a sort of every key, but a pass that stops once
-    nothing more can be placed pays for what it took, not for sorting a backlog of thousands
-    (`offers.place_ready`). A queue taken from more than `SORT_AFTER` times is sorted then
-    (a pass that places much takes most of it: a pop from a heap costs more than a sort's
-    share). `queues` is taken over: its lists become the heaps.
+    Each queue (an effective priority and a pipeline) comes in its own order, and the
+    queues' heads are merged by (-priority, the pipeline's running tasks + the head's turn
+    in its queue, its place in the queue): the same order as a sort of every key, but a
+    pass that stops once nothing more can be placed pays for what it took, not for sorting
+    a backlog of thousands (`offers.place_ready`). A queue is an iterator, so it can be
+    drawn lazily from the runs' own queues (`RunIndex.queued`).
     """
 
-    SORT_AFTER = 8
-
-    def __init__(self, queues: Mapping[tuple[int, str], list[Entry[Item]]],
+    def __init__(self, queues: Mapping[tuple[int, str], Iterator[Entry[Item]]],
                  running: Mapping[str, int]) -> None:
-        self._queues = [entries for entries in queues.values() if entries]
-        self._taken = [0] * len(self._queues)
-        """Entries taken from each queue; past SORT_AFTER, it is sorted last first."""
+        self._queues = list(queues.values())
         self._heads: list[tuple[int, int, float, str, int, int, Item]] = []
-        i = 0
-        for (level, pipeline), entries in queues.items():
-            if entries:
-                heapq.heapify(entries)
-                self._push(-level, running.get(pipeline, 0), i)
-                i += 1
+        for i, (level, pipeline) in enumerate(queues):
+            self._push(-level, running.get(pipeline, 0), i)
 
     def __iter__(self) -> Backlog[Item]:
         return self
@@ -87,20 +79,14 @@ class Backlog(Generic[Item]):
             raise StopIteration
         neg_level, turn, ready_at, run_id, index, i, item = (
             heads.pop() if len(heads) == 1 else heapq.heappop(heads))
-        if self._queues[i]:
-            self._push(neg_level, turn + 1, i)
+        self._push(neg_level, turn + 1, i)
         return -neg_level, (ready_at, run_id, index, item)
 
     def _push(self, neg_level: int, turn: int, i: int) -> None:
-        entries, taken = self._queues[i], self._taken[i]
-        if taken > self.SORT_AFTER:
-            ready_at, run_id, index, item = entries.pop()
-        else:
-            ready_at, run_id, index, item = heapq.heappop(entries)
-            if taken == self.SORT_AFTER:
-                entries.sort(reverse=True)
-        self._taken[i] = taken + 1
-        heapq.heappush(self._heads, (neg_level, turn, ready_at, run_id, index, i, item))
+        entry = next(self._queues[i], None)
+        if entry is not None:
+            ready_at, run_id, index, item = entry
+            heapq.heappush(self._heads, (neg_level, turn, ready_at, run_id, index, i, item))
 
 
 def outranking(demand: Mapping[int, Iterable[Want]], own_group: int) -> list[Want]:

@@ -126,6 +126,8 @@ class _NotStored:
         return core_schema.none_schema()
 
 
+QueueKey = tuple[float, int, str]
+"""(ready_at, declaration position, task name): a ready task's place in its run's queue."""
 Deadline = tuple[float, int, int, str, TaskState]
 """(due, declaration position, push count, task name, the task state it was computed from):
 an entry is stale once the run holds another state for the task (states are replaced on
@@ -171,6 +173,18 @@ class RunIndex:
     adopting the copy (`index.adopt`) moves in the live index's deadlines and agents."""
     owned: set[str] = field(default_factory=set)
     pushed: int = 0
+    kind_of: tuple[int, ...] = ()
+    """Declaration position -> the task's kind of request (`placement.request_kinds`), -1 for
+    a step the coordinator runs itself (a gate, a registration). Never written."""
+    queued: list[QueueKey] = field(default_factory=list)
+    """The ready function tasks with no backoff, in offer order within the run (when they
+    became ready, then declaration): a pass that may place takes them from here instead of
+    walking every ready task (`core/ready.py`)."""
+    tally: dict[tuple[int, str | None], int] = field(default_factory=dict)
+    """(kind of request, what it was told) -> how many of `queued` have it."""
+    aside: set[str] = field(default_factory=set)
+    """The ready function tasks not in `queued` (backing off after a refusal, or with no
+    `ready_at` to order them by): few, walked at each pass."""
 
 
 @dataclass(slots=True)
