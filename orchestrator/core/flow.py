@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
-from dataclasses import dataclass
 
 from events import runs as ev
-from events.common import Resources
 from events.pipeline import RetryPolicy, TaskSpec
 from events.registry import RegisterModel
 from orchestrator.core.decision import Decision
@@ -15,20 +12,18 @@ from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.index import FAILED, index_of
 from orchestrator.core.offers import place_ready as place_ready  # decide's, from here
-from orchestrator.core.placement import request_kinds
-from orchestrator.core.queueing import effective_priority, held_by_limit
-from orchestrator.core.settings import Settings
 from orchestrator.core.state import (
     AGENT_REASONS,
     FAILED_ATTEMPT,
     LOST_ATTEMPT,
     REGISTRY_AGENT,
-    CoordinatorState,
     RunIndex,
     RunState,
     TaskState,
-    Want,
 )
+from orchestrator.core.wants import Queue as Queue  # the shell's and tests', from here
+from orchestrator.core.wants import queue_of as queue_of
+from orchestrator.core.wants import waiting_for_room as waiting_for_room
 
 
 def advance(d: Decision, run: RunState) -> None:
@@ -212,63 +207,3 @@ QUEUE_CHANGES = (
 )
 """Run-log events after which `waiting_for_room` may answer differently (ready tasks come or
 go, or their wait changes); between them, and ticks, it need not be asked again."""
-
-
-@dataclass(frozen=True)
-class Queue:
-    """What of a group waits to start."""
-
-    wants: tuple[Want, ...]
-    """The highest-ranked ready tasks that capacity would let start, one per kind of
-    request: what the group publishes to the other groups of its process."""
-    held: bool
-    """Whether a ready task waits for a concurrency limit, which an attempt ending in any
-    group may lift."""
-
-    @property
-    def waits(self) -> bool:
-        """Whether capacity freed anywhere could let a task of this group start."""
-        return self.held or bool(self.wants)
-
-
-def waiting_for_room(state: CoordinatorState, now: float, settings: Settings,
-                     most: int = 16) -> tuple[Want, ...]:
-    return queue_of(state, now, settings, most).wants
-
-
-def queue_of(state: CoordinatorState, now: float, settings: Settings,
-             most: int = 16) -> Queue:
-    """This group's queue, from its ready tasks that were told why they wait. A task
-    backing off after an agent refused it counts: it wants the room as soon as its backoff
-    ends. Of equal ranks the kind met first in a walk of each run in declaration order
-    comes first. The shell asks after most decisions of a backlog: a sort of every ready
-    task (and a request key each) made it cost more than the decision."""
-    wants: dict[Hashable, Want] = {}
-    held = False
-    for run_id in state.active:
-        run = state.runs[run_id]
-        index = index_of(run)
-        tasks, decl, kinds = run.tasks, index.decl, request_kinds(run.spec)
-        ranks: dict[float, int] = {}
-        found: dict[Hashable, tuple[int, int, Resources]] = {}  # first place, rank, request
-        for name in index.ready:
-            task = tasks[name]
-            if not (waiting := task.waiting):
-                continue
-            if held_by_limit(waiting):
-                held = True
-                continue
-            at = decl[name]
-            key = kinds.keys[kind := kinds.of_task[at]]
-            ready_at = task.ready_at or now
-            if (rank := ranks.get(ready_at)) is None:
-                rank = ranks[ready_at] = effective_priority(run.priority, ready_at, now,
-                                                            settings.aging_s)
-            if (seen := found.get(key)) is None:
-                found[key] = (at, rank, kinds.requests[kind])
-            elif at < seen[0] or rank > seen[1]:
-                found[key] = (min(at, seen[0]), max(rank, seen[1]), seen[2])
-        for key, (_, rank, req) in sorted(found.items(), key=lambda kv: kv[1][0]):
-            if key not in wants or wants[key].rank < rank:
-                wants[key] = Want(rank, req)
-    return Queue(tuple(sorted(wants.values(), key=lambda w: -w.rank)[:most]), held)
