@@ -18,7 +18,7 @@ from orchestrator.core import dag
 from orchestrator.core.decision import SOURCE, Decision
 from orchestrator.core.errors import InvalidInput, SpecError
 from orchestrator.core.evolve import created_run
-from orchestrator.core.flow import advance, attempt_ended, place_ready
+from orchestrator.core.flow import advance, attempt_ended, may_advance, place_ready
 from orchestrator.core.idempotency import repeated_request
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.index import due, earliest, scratch_index, start_by
@@ -57,9 +57,12 @@ def decision_for(state: CoordinatorState, input: Input, now: float,
     if isinstance(input, Tick):
         lost = {a.agent_id for a in state.agents.values() if a.lost_evidence}
         for live in d.runs():
+            names = due(live, now, lost)
+            if not names and now < live.deadline_at and not may_advance(live, now):
+                continue  # nothing of it can move: no scratch copy (a copy is as wide as the run)
             run = d.run(live.run_id)  # a scratch copy: log() never folds into live state
             assert run is not None
-            _tick_run(d, run, lost)
+            _tick_run(d, run, names)
     else:
         _on_input(d, input)
     place_ready(d)
@@ -228,13 +231,14 @@ _REPORTS: dict[type[rp.AttemptReport], Callable[[Decision, RunState, Any], None]
 }
 
 
-def _tick_run(d: Decision, run: RunState, lost: set[str]) -> None:
-    """Only the tasks a deadline or a lost agent can move (`index.due`): walking every task
-    of every run at every tick made a 1,000-task fan-out quadratic."""
+def _tick_run(d: Decision, run: RunState, names: list[str]) -> None:
+    """Only the tasks a deadline or a lost agent can move (`index.due`, asked of the live
+    run): walking every task of every run at every tick made a 1,000-task fan-out
+    quadratic."""
     if d.now >= run.deadline_at:
         _cancel(d, run, f"run deadline of {run.spec.deadline_s:g}s exceeded", failed=True)
         return
-    for name in due(d.state.runs[run.run_id], d.now, lost):
+    for name in names:
         _tick_task(d, run, name, run.spec.task(name))
     advance(d, run)
 

@@ -55,6 +55,16 @@ def advance(d: Decision, run: RunState) -> None:
         _finish(d, run)
 
 
+def may_advance(run: RunState, now: float) -> bool:
+    """Whether `advance` could log anything for the run now: a tick copies only such runs
+    (and those with something due), not every running run."""
+    index = index_of(run)
+    if index.unfinished == 0:
+        return True
+    order, place = run.order, index.place
+    return any(_may_step(run.tasks[name], order[place[name]], now) for name in index.steppable)
+
+
 def _ahead(index: RunIndex, walked: int, todo: list[int]) -> None:
     """Queue the tasks that became steppable ahead of the walk (`RunIndex.entered`)."""
     entered = index.entered
