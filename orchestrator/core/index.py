@@ -73,8 +73,6 @@ def adopt(run: RunState, scratch: RunIndex) -> None:
     live.failed.update(scratch.failed)
     if "steppable" in scratch.owned:
         live.steppable = scratch.steppable
-    if "ready" in scratch.owned:
-        live.ready = scratch.ready
     for container in ready.CONTAINERS:
         if container in scratch.owned:
             setattr(live, container, getattr(scratch, container))
@@ -139,12 +137,6 @@ def due(run: RunState, now: float, lost: set[str]) -> list[str]:
     return sorted(names, key=index.decl.__getitem__)
 
 
-def ready_in_order(run: RunState) -> list[str]:
-    """The run's ready tasks in declaration order."""
-    index = index_of(run)
-    return sorted(index.ready, key=index.decl.__getitem__)
-
-
 def start_by(task: TaskState, spec: TaskSpec) -> float | None:
     """When a task not yet started runs out of its schedule-to-start timeout, if it has one."""
     waiting = task.status in ("ready", "scheduled")
@@ -187,8 +179,7 @@ def _built(run: RunState) -> RunIndex:
         missing={s.name: sum(tasks[d].status != "succeeded" for d in s.deps)
                  for s in specs if s.deps},
         failed={s.name: sum(tasks[d].status in FAILED for d in s.deps) for s in specs if s.deps},
-        steppable=set(), ready={n for n, t in tasks.items() if t.status == "ready"},
-        deadlines=[], on_agent={}, owned={"steppable", "ready", *ready.CONTAINERS},
+        steppable=set(), deadlines=[], on_agent={}, owned={"steppable", *ready.CONTAINERS},
     )
     ready.build(run, index)
     assert index.on_agent is not None
@@ -201,9 +192,6 @@ def _built(run: RunState) -> RunIndex:
 
 def _status_changed(run: RunState, index: RunIndex, old: str, new: str, name: str) -> None:
     index.unfinished += (old in TERMINAL_TASK) - (new in TERMINAL_TASK)
-    if (old == "ready") != (new == "ready"):
-        ready = _own(index, "ready")
-        ready.add(name) if new == "ready" else _discard(ready, name)
     succeeded = (new == "succeeded") - (old == "succeeded")
     failed = (new in FAILED) - (old in FAILED)
     if not (succeeded or failed):
@@ -267,7 +255,7 @@ def _spec(run: RunState, index: RunIndex, name: str) -> TaskSpec:
     return run.spec.tasks[index.decl[name]]
 
 
-def _own(index: RunIndex, container: Literal["steppable", "ready"]) -> set[str]:
+def _own(index: RunIndex, container: Literal["steppable"]) -> set[str]:
     """The set, copied first if a scratch copy still shares it with its live run."""
     names: set[str] = getattr(index, container)
     if container not in index.owned:

@@ -53,7 +53,7 @@ def place_ready(d: Decision) -> None:
     partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
     """
     if d.cause is None or d.freed:
-        runs = [run for run in d.runs() if index_of(run).ready]
+        runs = [run for run in d.runs() if ready.waiting(index_of(run))]
         if not runs:
             return
         offers = _Offers(d)

@@ -70,6 +70,16 @@ def moved(index: RunIndex, old: TaskState, new: TaskState) -> None:
         _add(index, kind, at, new.name, after, sorted_in=True)
 
 
+def waiting(index: RunIndex) -> bool:
+    """Whether a ready function task waits in the run (queued or aside)."""
+    return bool(index.queued or index.aside)
+
+
+def names(index: RunIndex) -> list[str]:
+    """The run's ready function tasks, queued ones in order, then those aside."""
+    return [*(name for _, _, name in index.queued), *index.aside]
+
+
 def queued_of(index: RunIndex) -> list[QueueKey]:
     """The queue as it stands now, safe to walk while the decision writes: a scratch copy
     that owns it writes it in place, so it hands a copy (one that does not yet copies it
@@ -95,9 +105,9 @@ def _add(index: RunIndex, kind: int, at: int, name: str, slot: Slot, *,
         return
     key = (ready_at, at, name)
     queued: list[QueueKey] = _owned(index, "queued")
-    if sorted_in:
+    if sorted_in and queued and key < queued[-1]:
         insort(queued, key)
-    else:
+    else:  # most often: it became ready last
         queued.append(key)
     _count(index, (kind, waiting), 1)
 
@@ -109,7 +119,7 @@ def _remove(index: RunIndex, kind: int, at: int, name: str, slot: Slot) -> None:
         return
     key = (ready_at, at, name)
     queued: list[QueueKey] = _owned(index, "queued")
-    i = bisect_left(queued, key)
+    i = 0 if queued[0] == key else bisect_left(queued, key)  # most often: placed first
     assert i < len(queued) and queued[i] == key, "a queued task is where its key sorts"
     del queued[i]
     _count(index, (kind, waiting), -1)

@@ -158,7 +158,6 @@ class RunIndex:
     steppable: set[str]
     """Tasks `flow._step` may act on (a retry's time aside): pending with every dependency
     succeeded or one failed, waiting to retry, or a ready coordinator-side step."""
-    ready: set[str]
     deadlines: list[Deadline] | None
     """A heap of every task's deadlines (`decide.next_deadline`); None in a scratch copy."""
     on_agent: dict[str, set[str]] | None

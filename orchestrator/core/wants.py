@@ -17,6 +17,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from events.common import Resources
+from orchestrator.core import ready
 from orchestrator.core.index import index_of
 from orchestrator.core.placement import RequestKinds, request_kinds
 from orchestrator.core.queueing import effective_priority, held_by_limit
@@ -110,7 +111,7 @@ def _walked(run: RunState, now: float, aging_s: float) -> tuple[Found, bool]:
     held = False
     ranks: dict[float, int] = {}
     found: dict[Hashable, tuple[int, int, Resources]] = {}  # first place, rank, request
-    for name in index.ready:
+    for name in ready.names(index):
         task = tasks[name]
         if not (waiting := task.waiting):
             continue

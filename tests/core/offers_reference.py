@@ -10,7 +10,7 @@ from __future__ import annotations
 from events import runs as ev
 from orchestrator.core.decision import Decision
 from orchestrator.core.flow import Queue
-from orchestrator.core.index import index_of, ready_in_order
+from orchestrator.core.index import index_of
 from orchestrator.core.offers import _schedule
 from orchestrator.core.placement import Fleet, Placed, request_key
 from orchestrator.core.queueing import (
@@ -22,7 +22,7 @@ from orchestrator.core.queueing import (
     outranking,
 )
 from orchestrator.core.settings import Settings
-from orchestrator.core.state import CoordinatorState, TaskState, Want
+from orchestrator.core.state import CoordinatorState, RunState, TaskState, Want
 
 
 def place_ready(d: Decision) -> None:
@@ -30,7 +30,7 @@ def place_ready(d: Decision) -> None:
     candidates = [
         Candidate(run.run_id, name, run.pipeline, run.priority, task.ready_at or d.now,
                   index_of(run).decl[name])
-        for run in d.runs() for name in index_of(run).ready
+        for run in d.runs() for name in ready_in_order(run)
         if _placeable(task := run.tasks[name], d.now) and run.spec.task(name).kind == "function"
         and (whole or run.run_id in d.scratch or _aged(run.priority, task, d))
     ]
@@ -72,6 +72,11 @@ def _aged(priority: int, task: TaskState, d: Decision) -> bool:
 
 def _placeable(task: TaskState, now: float) -> bool:
     return task.status == "ready" and (task.place_after is None or task.place_after <= now)
+
+
+def ready_in_order(run: RunState) -> list[str]:
+    """The run's ready tasks in declaration order, read from its tasks."""
+    return [name for name, task in run.tasks.items() if task.status == "ready"]
 
 
 def queue_of(state: CoordinatorState, now: float, settings: Settings, most: int = 16) -> Queue:

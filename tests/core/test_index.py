@@ -34,8 +34,7 @@ def view(run: RunState, kept: RunIndex) -> dict[str, Any]:
     assert kept.deadlines is not None and kept.on_agent is not None
     return dict(
         unfinished=kept.unfinished, missing=kept.missing, failed=kept.failed,
-        steppable=kept.steppable, ready=kept.ready, queued=kept.queued, tally=kept.tally,
-        aside=kept.aside,
+        steppable=kept.steppable, queued=kept.queued, tally=kept.tally, aside=kept.aside,
         on_agent={agent: names for agent, names in kept.on_agent.items() if names},
         deadlines=sorted((due, name) for due, _, _, name, state in kept.deadlines
                          if run.tasks[name] is state),
