@@ -16,7 +16,7 @@ from events.common import Capabilities
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
-from orchestrator.core import decide, flow, index, offers
+from orchestrator.core import decide, decision, flow, index, offers
 from orchestrator.core.decision import Decision
 from orchestrator.core.index import index_of
 from orchestrator.core.state import AgentStatus, RunIndex, RunState
@@ -147,3 +147,30 @@ def test_a_new_runs_index_is_built_once_the_decision_that_created_it_is_adopted(
     # then its index was built once, by the decision that created the run (folding the
     # decision's events into a fresh run built it a second time at the next decision)
     assert builds == {run_id: 1}
+
+
+def test_a_tick_copies_only_the_runs_it_can_move(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given three fan-outs whose tasks run (nothing due, nothing to step), and one whose
+    # task waits to retry, its retry due now
+    copied: list[str] = []
+    copy = decision.scratch_copy
+
+    def counted(run: RunState) -> RunState:
+        copied.append(run.run_id)
+        return copy(run)
+
+    h = Harness()
+    h.agent(cpus=100)
+    quiet = [h.start(fan_out(20, timeout_s=600.0), key=f"k{i}") for i in range(3)]
+    retried = h.start(pipeline(task("solo", attempts=2, backoff_s=1.0)), key="retried")
+    for cmd in h.executes():
+        h.report(rp.AttemptStarted, cmd)
+    h.report(rp.AttemptFailed, h.last_execute("solo"), reason="exception", message="boom",
+              retryable=True)
+    monkeypatch.setattr(decision, "scratch_copy", counted)
+    # when a tick comes once the retry is due
+    out = h.tick(h.now + 5)
+    # then it copied the retried run alone (a copy of each fan-out is as wide as the run),
+    # and the retry became ready and was placed
+    assert copied == [retried] and all(h.run(rid).status == "running" for rid in quiet)
+    assert [e.type for e in out] == ["task_ready", "task_scheduled", "execute_task"]

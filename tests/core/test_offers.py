@@ -24,6 +24,7 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
 from orchestrator.core import decide as decide_module
+from orchestrator.core import offers
 from orchestrator.core.decide import Input, Tick, decide, decision_for
 from orchestrator.core.flow import queue_of
 from orchestrator.core.placement import Fleet
@@ -235,4 +236,54 @@ def test_a_fan_out_wider_than_its_fleet_offers_room_per_task_what_it_changes(
     # then a task is offered room as often at 200 wide as at 25: each decision that could
     # place stops once the freed slot is taken, and a start offers nothing (offering room
     # to every ready task of the run at each decision made it eight times as many)
+    assert wide < narrow * 1.3
+
+
+def walked_per_task(width: int, monkeypatch: pytest.MonkeyPatch) -> float:
+    """Ready tasks looked at one by one per task of a 1 -> width -> 1 fan-out on an agent
+    with room for 4, each started, then finished (room freed), then a tick, and the group's
+    queue read after every decision as the shell reads it: what a walk of every ready task
+    calls once per task (offering room: `_placeable`; the queue: `held_by_limit`)."""
+    calls = Counter[str]()
+
+    def counting(namespace: dict[str, Any], name: str) -> None:
+        real = namespace[name]
+
+        def counted(*args: Any) -> Any:
+            calls[name] += 1
+            return real(*args)
+
+        monkeypatch.setitem(namespace, name, counted)
+
+    counting(vars(offers), "_placeable")
+    counting(queue_of.__globals__, "held_by_limit")
+    h = Harness()
+    h.agent("a1", cpus=4)
+    names = [f"m{i:03d}" for i in range(width)]
+    run_id = request(h, pipeline(task("root"), *(task(n, "root") for n in names),
+                                 task("sink", *names)), "wide")
+    done: set[str] = set()
+    while h.run(run_id).status == "running":
+        cmd = next(c for c in h.executes() if c.attempt_id not in done)
+        done.add(cmd.attempt_id)
+        h.report(rp.AttemptStarted, cmd)
+        queue_of(h.state, h.now, h.settings)
+        h.report(rp.AttemptSucceeded, cmd, output=ref(cmd.task))
+        queue_of(h.state, h.now, h.settings)
+        h.tick()
+        queue_of(h.state, h.now, h.settings)
+    monkeypatch.undo()
+    assert h.run(run_id).status == "succeeded"
+    return sum(calls.values()) / (width + 2)
+
+
+def test_a_fan_out_wider_than_its_fleet_looks_at_what_each_decision_places_not_every_ready_task(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given the same fan-out at two widths on an agent with room for 4 of its tasks
+    # when every task is started, then finished (which frees room), then a tick, and the
+    # group's queue is read after each decision
+    narrow, wide = walked_per_task(25, monkeypatch), walked_per_task(200, monkeypatch)
+    # then a task is looked at as often at 200 wide as at 25: a pass takes the head of the
+    # run's queue and its counts, and so does the group's queue (each walked every ready
+    # task: eight times as many)
     assert wide < narrow * 1.3
