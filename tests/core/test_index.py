@@ -16,7 +16,7 @@ from events.common import Capabilities
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
-from orchestrator.core import decide, decision, flow, index, offers
+from orchestrator.core import decide, flow, index, offers
 from orchestrator.core.decision import Decision
 from orchestrator.core.index import index_of
 from orchestrator.core.state import AgentStatus, RunIndex, RunState
@@ -153,7 +153,7 @@ def test_a_tick_copies_only_the_runs_it_can_move(monkeypatch: pytest.MonkeyPatch
     # given three fan-outs whose tasks run (nothing due, nothing to step), and one whose
     # task waits to retry, its retry due now
     copied: list[str] = []
-    copy = decision.scratch_copy
+    copy = index.scratch_copy
 
     def counted(run: RunState) -> RunState:
         copied.append(run.run_id)
@@ -167,7 +167,7 @@ def test_a_tick_copies_only_the_runs_it_can_move(monkeypatch: pytest.MonkeyPatch
         h.report(rp.AttemptStarted, cmd)
     h.report(rp.AttemptFailed, h.last_execute("solo"), reason="exception", message="boom",
               retryable=True)
-    monkeypatch.setattr(decision, "scratch_copy", counted)
+    monkeypatch.setattr("orchestrator.core.decision.scratch_copy", counted)
     # when a tick comes once the retry is due
     out = h.tick(h.now + 5)
     # then it copied the retried run alone (a copy of each fan-out is as wide as the run),
