@@ -16,7 +16,7 @@ from events.common import Capabilities
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
-from orchestrator.core import decide, flow, index, offers
+from orchestrator.core import decide, flow, index, offer_queue
 from orchestrator.core.decision import Decision
 from orchestrator.core.index import index_of
 from orchestrator.core.state import AgentStatus, RunIndex, RunState
@@ -98,7 +98,7 @@ def visits_per_task(width: int, monkeypatch: pytest.MonkeyPatch) -> float:
             return real(*args, **kwargs)
         monkeypatch.setattr(module, name, wrapper)
 
-    for module, name in ((flow, "_may_step"), (offers, "_placeable"), (decide, "_tick_task"),
+    for module, name in ((flow, "_may_step"), (offer_queue, "_placeable"), (decide, "_tick_task"),
                          (index, "task_deadlines")):
         counted(module, name)
     h = Harness()

@@ -24,7 +24,7 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
 from orchestrator.core import decide as decide_module
-from orchestrator.core import offers
+from orchestrator.core import offer_queue
 from orchestrator.core.decide import Input, Tick, decide, decision_for
 from orchestrator.core.flow import queue_of
 from orchestrator.core.placement import Fleet
@@ -255,7 +255,7 @@ def walked_per_task(width: int, monkeypatch: pytest.MonkeyPatch) -> float:
 
         monkeypatch.setitem(namespace, name, counted)
 
-    counting(vars(offers), "_placeable")
+    counting(vars(offer_queue), "_placeable")
     counting(queue_of.__globals__, "held_by_limit")
     h = Harness()
     h.agent("a1", cpus=4)
