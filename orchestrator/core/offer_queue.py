@@ -28,6 +28,11 @@ Offer = Entry[TaskState]
 """A ready task offered room: (ready_at, run_id, its place in the spec, its state)."""
 
 
+WALKED_UP_TO = 8
+"""A run with this many queued tasks or fewer (a chain, a small DAG) is walked: taking its
+queue lazily costs more than a walk of a few."""
+
+
 @dataclass
 class Offers:
     """The tasks a pass offers room to, in queues by effective priority and pipeline."""
@@ -63,10 +68,12 @@ class Offers:
             if aged_only:
                 self._add(run, [*self._aged(run), *index.aside], aged_only=True)
                 continue
-            if index.queued:
+            if len(index.queued) > WALKED_UP_TO:
                 self._queue(run)
-            if index.aside:
-                self._add(run, index.aside, aged_only=False)
+                if index.aside:
+                    self._add(run, index.aside, aged_only=False)
+            elif index.queued or index.aside:
+                self._add(run, ready.names(index), aged_only=False)
 
     def named(self, named: dict[str, list[str]]) -> None:
         for run_id, names in named.items():

@@ -82,6 +82,7 @@ class World:
     settings: Settings
     held: tuple[Want, ...]
     steps: tuple[tuple[str, int, float], ...]  # what, which, how much later
+    walked_up_to: int  # runs with more queued tasks are taken lazily (offer_queue)
 
 
 @st.composite
@@ -102,7 +103,7 @@ def worlds(draw: st.DrawFn) -> World:
     steps = tuple(draw(st.lists(st.tuples(
         st.sampled_from(["run", "run", "start", "succeed", "reject", "tick", "agent", "drain"]),
         st.integers(0, 20), st.sampled_from([0.0, 1.0, 7.0])), min_size=1, max_size=25)))
-    return World(specs, agents, knobs, held, steps)
+    return World(specs, agents, knobs, held, steps, draw(st.sampled_from([0, 2, 8])))
 
 
 @contextmanager
@@ -156,7 +157,22 @@ def report(h: Harness, what: str, cmd: ExecuteTask, n: int) -> Envelope[Payload]
     return envelope(data, id=f"in-{n}", time=h.now, source="test", subject=cmd.run_id)
 
 
+@contextmanager
+def walked_up_to(n: int) -> Iterator[None]:
+    real = offer_queue.WALKED_UP_TO
+    offer_queue.WALKED_UP_TO = n
+    try:
+        yield
+    finally:
+        offer_queue.WALKED_UP_TO = real
+
+
 def drive(world: World) -> None:
+    with walked_up_to(world.walked_up_to):
+        play(world)
+
+
+def play(world: World) -> None:
     h = Harness(settings=world.settings)
     for i, (cpus, gpus, labelled) in enumerate(world.agents):
         h.agent(f"a{i}", cpus=cpus, gpus=gpus)
