@@ -73,9 +73,13 @@ def adopt(run: RunState, scratch: RunIndex) -> None:
     live.failed.update(scratch.failed)
     if "steppable" in scratch.owned:
         live.steppable = scratch.steppable
-    for container in ready.CONTAINERS:
-        if container in scratch.owned:
-            setattr(live, container, getattr(scratch, container))
+    owned = scratch.owned
+    if "queued" in owned:
+        live.queued = scratch.queued
+    if "tally" in owned:
+        live.tally = scratch.tally
+    if "aside" in owned:
+        live.aside = scratch.aside
     for name, old in touched.items():
         task = run.tasks[name]
         if task is not old:

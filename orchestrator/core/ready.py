@@ -67,7 +67,7 @@ def moved(index: RunIndex, old: TaskState, new: TaskState) -> None:
     if before is not None:
         _remove(index, kind, at, new.name, before)
     if after is not None:
-        _add(index, kind, at, new.name, after, sorted_in=True)
+        _add(index, kind, at, new.name, after)
 
 
 def waiting(index: RunIndex) -> bool:
@@ -97,15 +97,14 @@ def _slot(task: TaskState) -> Slot:
     return (task.ready_at, task.waiting)
 
 
-def _add(index: RunIndex, kind: int, at: int, name: str, slot: Slot, *,
-         sorted_in: bool = False) -> None:
+def _add(index: RunIndex, kind: int, at: int, name: str, slot: Slot) -> None:
     ready_at, waiting = slot
     if isinstance(ready_at, str):
         _owned(index, "aside").add(name)
         return
     key = (ready_at, at, name)
-    queued: list[QueueKey] = _owned(index, "queued")
-    if sorted_in and queued and key < queued[-1]:
+    queued = index.queued if "queued" in index.owned else _owned(index, "queued")
+    if queued and key < queued[-1]:
         insort(queued, key)
     else:  # most often: it became ready last
         queued.append(key)
@@ -118,7 +117,7 @@ def _remove(index: RunIndex, kind: int, at: int, name: str, slot: Slot) -> None:
         _owned(index, "aside").discard(name)
         return
     key = (ready_at, at, name)
-    queued: list[QueueKey] = _owned(index, "queued")
+    queued = index.queued if "queued" in index.owned else _owned(index, "queued")
     i = 0 if queued[0] == key else bisect_left(queued, key)  # most often: placed first
     assert i < len(queued) and queued[i] == key, "a queued task is where its key sorts"
     del queued[i]
@@ -126,7 +125,7 @@ def _remove(index: RunIndex, kind: int, at: int, name: str, slot: Slot) -> None:
 
 
 def _count(index: RunIndex, key: tuple[int, str | None], n: int) -> None:
-    tally: dict[tuple[int, str | None], int] = _owned(index, "tally")
+    tally = index.tally if "tally" in index.owned else _owned(index, "tally")
     left = tally.get(key, 0) + n
     if left:
         tally[key] = left
