@@ -43,8 +43,10 @@ def transactional_suffix(offsets: Mapping[TopicPartition, int]) -> str:
     return "h" + hashlib.sha256(names.encode()).hexdigest()[:16]
 
 
-async def new_producer(bootstrap: str, transactional_id: str | None) -> Any:
-    """Transactional, or (None) only idempotent: retries never write a record twice."""
+async def new_producer(bootstrap: str, transactional_id: str | None,
+                       max_batch_size: int = 16_384) -> Any:
+    """Transactional, or (None) only idempotent: retries never write a record twice.
+    `max_batch_size`: aiokafka's (its default), the most a batch of one partition holds."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,
@@ -53,6 +55,7 @@ async def new_producer(bootstrap: str, transactional_id: str | None) -> Any:
         transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
         request_timeout_ms=REQUEST_TIMEOUT_MS,
         linger_ms=0,
+        max_batch_size=max_batch_size,
     )
     await started(producer)
     return producer

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from bus import kafka_batches
 from bus.kafka_clients import (
     CLIENT_ERRORS,
     fenced,
@@ -40,9 +41,9 @@ from bus.kafka_clients import (
 from bus.kafka_markers import Ended, Markers
 from bus.kafka_reader import Reader
 from bus.protocol import BusError, BusFenced, BusUnusable
-from bus.records import Outgoing, Record, TopicPartition
+from bus.records import Record, TopicPartition
 
-Placed = list[tuple[TopicPartition, Outgoing]]
+Placed = kafka_batches.Placed
 Handed = Callable[[str | None, list[Record]], None]
 """Told what was written and by which transactional id (None: an append), once it is final."""
 
@@ -213,7 +214,8 @@ class Transactions:
     async def _new_producer(self, tid: str | None) -> Any:
         if self._closed:
             raise BusUnusable("bus is closed")
-        producer = await new_producer(self._bootstrap, tid)
+        producer = await (new_producer(self._bootstrap, tid, kafka_batches.BATCH_BYTES)
+                          if tid is not None else new_producer(self._bootstrap, None))
         if self._closed:  # closed while it started: close() did not see it
             await quietly(producer.stop())
             raise BusUnusable("bus is closed")
@@ -221,13 +223,16 @@ class Transactions:
 
     async def _transact(self, producer: Any, placed: Placed, group: str | None,
                         positions: dict[Any, int]) -> list[Record]:
-        """begin → sends → (offsets) → commit; any failure aborts, so nothing becomes visible.
+        """begin → batches (kafka_batches.py) → (offsets) → commit; any failure aborts, so
+        nothing becomes visible.
 
         A failed EndTxn raises _EndUnknown: the transaction may have committed all the same."""
         ts_ms = time.time_ns() // 1_000_000
+        rounds = kafka_batches.batches(placed, self._name, ts_ms, producer.create_batch)
         await producer.begin_transaction()
         try:
-            sent = await asyncio.gather(*await self._queue(producer, placed, ts_ms))
+            written = await kafka_batches.acked(
+                placed, await kafka_batches.send(producer, rounds), ts_ms)
             if group is not None and positions:
                 await producer.send_offsets_to_transaction(positions, group)
             try:
@@ -237,10 +242,11 @@ class Transactions:
         except BaseException:
             await quietly(producer.abort_transaction())
             raise
-        return _written(placed, sent, ts_ms)
+        return written
 
     async def _queue(self, producer: Any, placed: Placed, ts_ms: int) -> list[Any]:
-        """Every record handed to the producer in order; each future ends at its ack."""
+        """Every record handed to the producer in order; each future ends at its ack. Only
+        appends, whose concurrent callers share the producer's open batches."""
         return [await producer.send(self._name(tp.topic), out.value, key=out.key.encode(),
                                     partition=tp.partition, timestamp_ms=ts_ms,
                                     headers=list(out.headers))

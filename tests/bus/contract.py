@@ -335,3 +335,28 @@ class BusContract:
         assert [r.value for r in got if r.partition == 0] == [b"a", b"b"]
         first = got[:3]
         assert [r.partition for r in first] == [2, 0, 1]
+
+    async def test_a_big_commit_over_several_partitions_is_read_back_whole_and_in_order(
+        self, any_bus: Bus, open_bus: Opener
+    ) -> None:
+        # given a commit as wide as a 1,000-wide fan-out's decision: thousands of records with
+        # keys and headers, on two topics and several partitions, one partition's share (1.3
+        # MB) larger than a Kafka batch holds, the last record carrying a header of its own
+        records = [Outgoing(RUNS if n % 3 else TRIGGERS, f"key-{n % 17}", b"%05d" % n * 200,
+                            partition=0 if n % 2 else n % PARTITIONS,
+                            headers=(("n", b"%d" % n),)) for n in range(4000)]
+        last = records[-1]
+        records[-1] = Outgoing(last.topic, last.key, last.value, last.partition,
+                               (*last.headers, ("positions", b"\x00\x01" * 20)))
+        other = await open_bus()
+        # when it is committed with its positions
+        written = await any_bus.commit("g", {TopicPartition(INTENTS, 0): 9}, records)
+        # then the commit returns every record as given, in the order given, and another
+        # instance reads each partition back whole, in that order
+        assert [(r.topic, r.partition, r.key, r.value, r.headers) for r in written] == [
+            (o.topic, o.partition, o.key, o.value, o.headers) for o in records]
+        for topic in (RUNS, TRIGGERS):
+            for partition in range(PARTITIONS):
+                tp = TopicPartition(topic, partition)
+                assert await read_all(other, tp) == [r for r in written if r.tp == tp]
+        assert await other.committed("g", TopicPartition(INTENTS, 0)) == 9

@@ -95,10 +95,12 @@ async def test_other_partition_groups_of_the_zombie_are_not_fenced(
 
 
 @pytest.mark.kafka
-async def test_a_commit_the_broker_refuses_mid_transaction_leaves_nothing_behind(
+async def test_a_commit_with_a_record_too_large_to_send_leaves_nothing_behind(
     deployment: Deployment,
 ) -> None:
-    # given: two records go out inside the transaction before a third is too large to send
+    # given: two records before a third too large for any request (refused before anything
+    # goes out; a commit the broker refuses after some batches went out is in
+    # test_kafka_batches.py)
     bus = await deployment.open()
     tp = TopicPartition(INTENTS, 0)
     async with asyncio.timeout(BOUND_S):
