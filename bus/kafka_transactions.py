@@ -201,9 +201,7 @@ class Transactions:
                 kind = BusFenced if fenced(exc) else BusError
                 raise kind(f"commit for group {group!r} failed, nothing was written "
                            f"(transactional id {tid}): {exc!r}") from exc
-            lasts: dict[Any, int] = {}
-            for record in written:
-                lasts[self._ktp(record.tp)] = record.offset
+            lasts = self._lasts(written)
             self._reader.wrote(lasts.items())
             self._handed(tid, written)  # EndTxn succeeded: committed, whatever happens next
             if group is not None and positions:
@@ -251,6 +249,15 @@ class Transactions:
                                     partition=tp.partition, timestamp_ms=ts_ms,
                                     headers=list(out.headers))
                 for tp, out in placed]
+
+    def _lasts(self, written: list[Record]) -> dict[Any, int]:
+        """Each partition's last offset, keyed by aiokafka's partition; the records are
+        grouped by plain tuples first (a decision writes 3,000 on two or three partitions)."""
+        lasts: dict[tuple[str, int], int] = {}
+        for record in written:
+            lasts[record.topic, record.partition] = record.offset
+        return {self._ktp(TopicPartition(topic, partition)): offset
+                for (topic, partition), offset in lasts.items()}
 
     def _forget(self, group: str, ktps: Iterable[Any]) -> None:
         for ktp in ktps:
