@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from bus import BusError, Outgoing, Record, TopicPartition, kafka_transactions
+from bus import BusError, Outgoing, Record, TopicPartition, kafka_batches, kafka_transactions
 from bus.kafka import SHORT_WAIT_S, KafkaBus
 from events import topics
 from events.codec import decode
@@ -171,25 +171,26 @@ async def test_what_is_handed_over_across_our_markers_is_what_kafka_delivers(
 async def test_a_read_over_someone_elses_record_inside_our_transaction_is_kafkas_whole(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # given a transaction of ours with two records on a partition, and another producer's
-    # record landing between them (an agent's report appended while our transaction is open)
+    # given a transaction of ours with two records on a partition, too large to share a
+    # batch, and another producer's record landing between them (an agent's report appended
+    # while our transaction is open)
     bus = await deployment.open()
     other = await deployment.open()
-    assert bus._transactions is not None
-    queue = bus._transactions._queue  # white box: how a transaction hands records over
+    send = kafka_batches.send  # white box: how a transaction hands its batches over
 
-    async def interleaved(producer: Any, placed: Any, ts_ms: int) -> list[Any]:
-        futures: list[Any] = []
-        for i, one in enumerate(placed):
-            futures += await queue(producer, [one], ts_ms)
-            await asyncio.gather(*futures)  # on the log
+    async def interleaved(producer: Any, rounds: Any) -> list[Any]:
+        sent: list[Any] = []
+        for i, batches in enumerate(rounds):
+            sent += await send(producer, [batches])
+            await asyncio.gather(*(future for _, future in sent))  # on the log
             if i == 0:
                 await other.append([Outgoing(topics.RUNS, "x", b"theirs", partition=0)])
-        return futures
+        return sent
 
-    monkeypatch.setattr(bus._transactions, "_queue", interleaved)
+    monkeypatch.setattr(kafka_batches, "send", interleaved)
+    a, b = b"a" * 600_000, b"b" * 600_000
     async with asyncio.timeout(BOUND_S):
-        ours = await bus.commit("coord", group_inputs(0, 1), [decision(b"a"), decision(b"b")])
+        ours = await bus.commit("coord", group_inputs(0, 1), [decision(a), decision(b)])
         assert ours[1].offset == ours[0].offset + 2, "the other record did not land between"
         # when a consumer of the same bus reads from our first record on, or from the
         # second, or only one record
@@ -201,7 +202,7 @@ async def test_a_read_over_someone_elses_record_inside_our_transaction_is_kafkas
     # then the read from the first brought all three, from Kafka, as one read brings them to
     # another instance (from memory it would have stopped at the other producer's record)
     assert read == await delivered(deployment, bus, RUNS_0, ours[0].offset)
-    assert [r.value for r in read] == [b"a", b"theirs", b"b"]
+    assert [r.value for r in read] == [a, b"theirs", b]
     assert fetched >= 1
     # and the others came from memory
     assert second == [ours[1]] and first == [ours[0]]
