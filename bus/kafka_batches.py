@@ -20,9 +20,10 @@ partition in flight), so a partition's batches, and so its records, go in the co
 large for any request fails the commit before anything is sent, as before.
 
 `BATCH_BYTES` stays under what a reader takes of a partition per fetch (aiokafka's
-`max_partition_fetch_bytes`, 1 MiB) and under the broker's default `max.message.bytes`
-(1 MiB + 12): a batch larger than the first is only delivered when its partition comes first
-in a fetch response, the second refused outright.
+`max_partition_fetch_bytes`, 1 MiB: a larger batch would reach a reader only in a fetch where
+its partition comes first) and under the broker's default `max.message.bytes` (1 MiB + 12,
+which refuses a larger batch). A topic configured below that refuses these batches where it
+took aiokafka's 16 KiB ones: the commit fails whole, nothing of it visible.
 """
 
 from __future__ import annotations
