@@ -28,8 +28,7 @@ took aiokafka's 16 KiB ones: the commit fails whole, nothing of it visible.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -109,7 +108,7 @@ async def acked(placed: Placed, sent: list[tuple[Batch, Any]], ts_ms: int) -> li
     records have consecutive offsets from the one its ack gives. The timestamp is the one sent,
     or the broker's where a topic is configured for LogAppendTime (one per batch), as Kafka
     delivers them."""
-    metas = await asyncio.gather(*(future for _, future in sent))
+    metas = await _all(future for _, future in sent)
     written: list[Record | None] = [None] * len(placed)
     for (batch, _), meta in zip(sent, metas, strict=True):
         base = int(meta.offset)
@@ -119,3 +118,22 @@ async def acked(placed: Placed, sent: list[tuple[Batch, Any]], ts_ms: int) -> li
             written[at] = Record(tp.topic, tp.partition, base + i, out.key, out.value,
                                  out.headers, stamp)
     return [record for record in written if record is not None]
+
+
+async def _all(futures: Iterable[Any]) -> list[Any]:
+    """Their results in order, as `gather` gives them, one event-loop turn sooner: aiokafka
+    shields each batch's future, which costs a turn after the ack, and `gather` would add one
+    more (`send`'s futures, gathered, took one in all). If one fails, the others' failures are
+    retrieved as they come, so none is logged as never retrieved."""
+    pending = list(futures)
+    try:
+        return [await future for future in pending]
+    except BaseException:
+        for future in pending:
+            future.add_done_callback(_retrieved)
+        raise
+
+
+def _retrieved(future: Any) -> None:
+    if not future.cancelled():
+        future.exception()
