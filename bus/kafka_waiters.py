@@ -1,7 +1,9 @@
 """Waiting on Kafka: pooled consumers that long-poll, so concurrent waits never queue behind
 each other. `wait` is what wakes consumers (Bus.wait), and what a read uses to wait for an
-undecided transaction (kafka_reader.py). A wait that a hand-off of this instance's own records
-ends early (kafka_handoff.py) leaves its long-poll to finish on its own (`Waiters.wait`).
+undecided transaction (kafka_reader.py). A waiter whose wait ended with a long-poll still at
+the broker (a hand-off of this instance's own records, kafka_handoff.py; a timeout; a caller
+woken by something else) is given no new wait until the broker has answered it
+(`Waiters._give_back`).
 """
 
 from __future__ import annotations
@@ -75,9 +77,9 @@ class Waiters:
         self._idle: list[Any] = []
         self.busy: set[Any] = set()
         self._closed = asyncio.Event()
-        self._finishing: dict[Any, asyncio.Task[None]] = {}
-        """Waiters whose wait was ended by a hand-off while their long-poll was on the wire,
-        until that long-poll is back (`_finish`)."""
+        self._settling: dict[Any, asyncio.Task[None]] = {}
+        """Waiters whose wait ended while a long-poll of theirs was on the wire, until the
+        broker has answered it (`_give_back` says why)."""
 
     async def wait(self, positions: Mapping[Any, int],
                    timeout: float,  # noqa: ASYNC109 - the Bus contract's deadline
@@ -102,7 +104,7 @@ class Waiters:
             consumer = None
             raise BusError(f"wait failed: {exc!r}") from exc
         finally:
-            if consumer is not None and consumer not in self._finishing:
+            if consumer is not None:
                 await self._give_back(consumer)
 
     def has_idle(self) -> bool:
@@ -130,22 +132,44 @@ class Waiters:
         if self._growing is not None:
             self._growing.cancel()
             await asyncio.wait({self._growing})
-        finishing = list(self._finishing.values())
-        for task in finishing:
+        consumers = [*self._idle, *self.busy, *self._settling]
+        settling = list(self._settling.values())
+        for task in settling:
             task.cancel()
-        await asyncio.gather(*finishing, return_exceptions=True)
-        consumers = [*self._idle, *self.busy]
+        await asyncio.gather(*settling, return_exceptions=True)
         self._idle.clear()
         self.busy.clear()
+        self._settling.clear()
         await asyncio.gather(*(quietly(consumer.stop()) for consumer in consumers))
 
     async def _give_back(self, consumer: Any) -> None:
+        """Back to the pool once nothing of the wait is left at the broker. A wait ends (a
+        record, a hand-off, its timeout, a caller woken by something else) with the long-poll
+        the consumer sent last often still on the wire, and cancelling `getmany` does not
+        cancel a Fetch: the broker answers a connection's requests one after the other, so
+        the next wait's Fetch on this waiter would be answered only after that long-poll's
+        fetch wait, behind as many of them as waits ended on it meanwhile (measured: a run
+        request from another process waited 90-400 ms for the coordinator, behind up to
+        three). Pausing stops further fetches; the waiter settles until the ones sent are
+        answered (bounded by the fetch wait), and a wait meanwhile takes or makes another."""
         self.busy.discard(consumer)
         if self._closed.is_set():
             await quietly(consumer.stop())
-        else:
-            idle(consumer)
+            return
+        idle(consumer)
+        sent = on_the_wire(consumer)
+        if not sent:
             self._idle.append(consumer)
+            return
+        task = asyncio.ensure_future(self._settle(consumer, sent))
+        self._settling[consumer] = task
+        task.add_done_callback(lambda _: self._settling.pop(consumer, None))
+
+    async def _settle(self, consumer: Any, sent: set[asyncio.Future[Any]]) -> None:
+        await asyncio.wait(sent)  # bounded by the fetch wait (or the request timeout)
+        if self._closed.is_set():  # `close` stops what is settling itself
+            return
+        self._idle.append(consumer)
 
     def _check_open(self) -> None:
         if self._closed.is_set():
@@ -194,9 +218,7 @@ class Waiters:
                     continue
                 if closed in done:
                     raise BusUnusable("bus is closed")
-                self._finish_later(consumer, fetch)
-                fetch = None
-                return True
+                return True  # handed over: the long-poll left on the wire settles
         finally:
             closed.cancel()
             if fetch is not None and not fetch.done():
@@ -205,32 +227,6 @@ class Waiters:
                 # went back to the pool, and the next wait on it would never see that record.
                 fetch.cancel()
                 await asyncio.wait({fetch})
-
-    def _finish_later(self, consumer: Any, fetch: asyncio.Future[Any]) -> None:
-        """The wait was ended by a hand-off while its long-poll is on the wire. Cancelling
-        the long-poll would leave its request on the connection, and the broker answers the
-        next request on a connection only after the one before: the next wait on this waiter
-        would sit behind it until the markers of the handed record land (the long-poll waits
-        for nothing else: that record is committed and at its position). So the long-poll
-        runs on and brings it, the waiter goes back to the pool then, and a wait meanwhile
-        takes another one (measured: no more waiters made than without the hand-off, 20 to 23
-        per benchmark process)."""
-        task = asyncio.ensure_future(self._finish(consumer, fetch))
-        self._finishing[consumer] = task
-        task.add_done_callback(lambda _: self._finishing.pop(consumer, None))
-
-    async def _finish(self, consumer: Any, fetch: asyncio.Future[Any]) -> None:
-        try:
-            await asyncio.wait({fetch})  # bounded by the long-poll's own timeout
-        finally:
-            if not fetch.done():  # `close` cancelled us; it stops the busy waiters itself
-                fetch.cancel()
-                await asyncio.wait({fetch})
-        if fetch.cancelled() or fetch.exception() is not None:
-            self.busy.discard(consumer)
-            await quietly(consumer.stop())  # as a failed wait does
-        else:
-            await self._give_back(consumer)
 
 
 def _whole(consumer: Any, got: Mapping[Any, list[Any]]) -> dict[Any, list[Any]]:
@@ -250,6 +246,17 @@ def _whole(consumer: Any, got: Mapping[Any, list[Any]]) -> dict[Any, list[Any]]:
         if first and rest is not None:
             out[ktp] = [*first, *rest()]
     return out
+
+
+def on_the_wire(consumer: Any) -> set[asyncio.Future[Any]]:
+    """The requests of the consumer's fetcher not yet answered (white box: aiokafka's
+    `_fetcher._pending_tasks`, one task per Fetch or offset lookup, done once the broker has
+    answered it); empty when they are not where this expects them (the waiter goes back to
+    the pool at once, as before this was looked at)."""
+    pending = getattr(getattr(consumer, "_fetcher", None), "_pending_tasks", None)
+    if not isinstance(pending, set):
+        return set()
+    return {task for task in pending if isinstance(task, asyncio.Future) and not task.done()}
 
 
 def idle(consumer: Any) -> None:

@@ -125,6 +125,7 @@ async def test_a_wait_under_way_ends_when_the_commit_of_the_record_it_waits_for_
         (last,) = await bus.commit("coord", group_inputs(0, 1), [decision(b"read")])
         assert await bus.read(RUNS_0, last.offset) == [last]
         assert not await bus.wait({TopicPartition(topics.TRIGGERS, 0): 0}, SHORT_WAIT_S)  # waiter
+        await asyncio.gather(*bus._waiters._settling.values())  # its long-poll answered
         waiting = asyncio.create_task(bus.wait({RUNS_0: last.offset + 1}, BOUND_S))
         await asyncio.sleep(0)  # one step: it takes the idle waiter and starts its long-poll
         assert bus._waiters.busy, "the wait did not start fetching in one step"  # white box
@@ -136,8 +137,8 @@ async def test_a_wait_under_way_ends_when_the_commit_of_the_record_it_waits_for_
         requests = Requests(bus._reader_consumer._client)
         assert await bus.read(RUNS_0, last.offset + 1) == [nxt]
         assert requests.kinds == []
-        # and the waiter, its long-poll left to bring the record, is back in the pool after
-        await asyncio.gather(*bus._waiters._finishing.values())
+        # and the waiter, once its long-poll left on the wire is answered, is back in the pool
+        await asyncio.gather(*bus._waiters._settling.values())
         assert len(bus._waiters._idle) == 1 and not bus._waiters.busy
         # where it wakes the next wait on what another process writes
         later = asyncio.create_task(bus.wait({TopicPartition(topics.TRIGGERS, 1): 0}, BOUND_S))

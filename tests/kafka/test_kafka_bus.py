@@ -150,6 +150,7 @@ async def test_a_wait_cancelled_mid_fetch_leaves_nothing_behind_that_takes_the_n
     bus = await deployment.open()
     tp = TopicPartition(TRIGGERS, 0)
     assert not await bus.wait({tp: 0}, timeout=SHORT_WAIT_S)  # a waiter exists, idle
+    await asyncio.gather(*bus._waiters._settling.values())  # its long-poll answered
     waiting = asyncio.create_task(bus.wait({tp: 0}, timeout=BOUND_S))
     await asyncio.sleep(0)  # one step: it takes the idle waiter and starts its fetch
     assert bus._waiters.busy, "the wait did not start fetching in one step"  # white box

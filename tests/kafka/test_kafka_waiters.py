@@ -1,0 +1,111 @@
+"""The waiter pool of a KafkaBus (bus/kafka_waiters.py): a long-poll left at the broker by a
+wait that ended holds up no later wait."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka.conn import AIOKafkaConnection
+
+from bus import Outgoing, TopicPartition
+from events import topics
+from tests.kafka import test_kafka_bus as kafka_bus_tests
+from tests.kafka.test_kafka_bus import BOUND_S, Deployment
+
+pytestmark = pytest.mark.kafka
+
+LONG_POLL_MS = 20_000
+"""The waiters' fetch wait here: a long-poll left on a waiter's connection is answered only
+this long after it was sent, far past the bound on the wait that must not queue behind it."""
+PROMPT_S = LONG_POLL_MS / 1000 / 4
+"""What the later wait may take, a new waiter's bootstrap included: on a loaded machine a
+few hundred milliseconds, far below the left-over long-poll it must not wait for."""
+
+deployment = kafka_bus_tests.deployment  # the fixture: fresh topics, buses closed after
+
+
+class LongPolls:
+    """Set once a Fetch with the waiters' fetch wait has been written to a connection
+    (white box: aiokafka's connection `send`, which writes the request before it returns)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent = asyncio.Event()
+        send = AIOKafkaConnection.send
+
+        def spied(conn: Any, request: Any, expect_response: bool = True) -> Any:
+            answer = send(conn, request, expect_response)
+            if getattr(request, "_max_wait_ms", None) == LONG_POLL_MS:
+                self.sent.set()
+            return answer
+
+        monkeypatch.setattr(AIOKafkaConnection, "send", spied)
+
+
+async def test_a_wait_is_not_held_up_by_the_long_poll_an_ended_wait_left_at_the_broker(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a consumer whose wait on one partition ended (a group loop woken by a fleet
+    # change) while its waiter's long-poll was at the broker
+    bus, other = await deployment.open(), await deployment.open()
+    bus._waiters._fetch_wait_ms = LONG_POLL_MS  # white box: waiters made from here on
+    long_polls = LongPolls(monkeypatch)
+    quiet, busy = TopicPartition(topics.TRIGGERS, 0), TopicPartition(topics.TRIGGERS, 1)
+    async with asyncio.timeout(BOUND_S):
+        first = asyncio.create_task(bus.wait({quiet: 0}, BOUND_S))
+        await long_polls.sent.wait()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+        # when it waits on another partition and another process publishes there
+        second = asyncio.create_task(bus.wait({busy: 0}, BOUND_S))
+        await other.publish([Outgoing(topics.TRIGGERS, "k", b"x", partition=1)])
+
+        # then the record ends that wait long before the broker answers the left-over
+        # long-poll (which found nothing): the wait's Fetch did not queue behind it
+        async with asyncio.timeout(PROMPT_S):
+            assert await second
+    assert len(bus._waiters._settling) == 1  # white box: the first waiter, still at the broker
+
+
+async def test_a_waiter_whose_long_poll_is_answered_goes_back_to_the_pool(
+    deployment: Deployment,
+) -> None:
+    # given a wait that timed out while its waiter's long-poll was at the broker
+    bus = await deployment.open()
+    tp = TopicPartition(topics.TRIGGERS, 0)
+    async with asyncio.timeout(BOUND_S):
+        assert not await bus.wait({tp: 0}, 0.15)
+        # when the broker answers that long-poll (its fetch wait is over)
+        await asyncio.gather(*bus._waiters._settling.values())  # white box
+        # then the waiter is idle again and the next wait takes it, making none
+        idle = list(bus._waiters._idle)
+        waiting = asyncio.create_task(bus.wait({tp: 0}, BOUND_S))
+        await asyncio.sleep(0)  # one step: it takes the idle waiter
+        assert len(idle) == 1 and bus._waiters.busy == set(idle)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+
+async def test_closing_stops_the_waiters_still_waiting_for_their_long_poll(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a bus whose waiter's wait ended with its long-poll at the broker
+    bus = await deployment.open()
+    bus._waiters._fetch_wait_ms = LONG_POLL_MS  # white box
+    long_polls = LongPolls(monkeypatch)
+    async with asyncio.timeout(BOUND_S):
+        waiting = asyncio.create_task(bus.wait({TopicPartition(topics.TRIGGERS, 0): 0},
+                                               BOUND_S))
+        await long_polls.sent.wait()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        (settling,) = bus._waiters._settling  # white box
+        # when the bus closes
+        await bus.close()
+    # then that waiter is stopped at once, not after its long-poll
+    assert settling._closed and not bus._waiters._settling  # white box: aiokafka's flag
