@@ -3,7 +3,7 @@ each other. `wait` is what wakes consumers (Bus.wait), and what a read uses to w
 undecided transaction (kafka_reader.py). A waiter whose wait ended with a long-poll still at
 the broker (a hand-off of this instance's own records, kafka_handoff.py; a timeout; a caller
 woken by something else) is given no new wait until the broker has answered it
-(`Waiters._give_back`).
+(`Waiters._give_back`), unless the wait is from where it stood (`Waiters._take`).
 """
 
 from __future__ import annotations
@@ -80,6 +80,9 @@ class Waiters:
         self._settling: dict[Any, asyncio.Task[None]] = {}
         """Waiters whose wait ended while a long-poll of theirs was on the wire, until the
         broker has answered it (`_give_back` says why)."""
+        self._left: dict[Any, dict[Any, int]] = {}
+        """Per waiter, the positions its fetches stand at, where no record was taken since
+        they were sought (`_take` hands a settling waiter to a wait from the same positions)."""
 
     async def wait(self, positions: Mapping[Any, int],
                    timeout: float,  # noqa: ASYNC109 - the Bus contract's deadline
@@ -93,13 +96,15 @@ class Waiters:
                     await self._closed.wait()
             self._check_open()
             return False
+        ktps = {ktp: max(pos, 0) for ktp, pos in positions.items()}
         try:
-            consumer = await self._take()
+            consumer = await self._take(ktps)
         except CLIENT_ERRORS as exc:  # no broker to bootstrap from
             raise BusError(f"wait failed: {exc!r}") from exc
         try:
-            return await self._wait_on(consumer, positions, timeout, woken, keep)
+            return await self._wait_on(consumer, ktps, timeout, woken, keep)
         except CLIENT_ERRORS as exc:
+            self._left.pop(consumer, None)
             await quietly(consumer.stop())
             consumer = None
             raise BusError(f"wait failed: {exc!r}") from exc
@@ -133,6 +138,7 @@ class Waiters:
             self._growing.cancel()
             await asyncio.wait({self._growing})
         consumers = [*self._idle, *self.busy, *self._settling]
+        self._left.clear()
         settling = list(self._settling.values())
         for task in settling:
             task.cancel()
@@ -151,7 +157,8 @@ class Waiters:
         fetch wait, behind as many of them as waits ended on it meanwhile (measured: a run
         request from another process waited 90-400 ms for the coordinator, behind up to
         three). Pausing stops further fetches; the waiter settles until the ones sent are
-        answered (bounded by the fetch wait), and a wait meanwhile takes or makes another."""
+        answered (bounded by the fetch wait); a wait meanwhile takes it only from the same
+        positions (`_take`), else another."""
         self.busy.discard(consumer)
         if self._closed.is_set():
             await quietly(consumer.stop())
@@ -161,41 +168,51 @@ class Waiters:
         if not sent:
             self._idle.append(consumer)
             return
-        task = asyncio.ensure_future(self._settle(consumer, sent))
-        self._settling[consumer] = task
-        task.add_done_callback(lambda _: self._settling.pop(consumer, None))
+        self._settling[consumer] = asyncio.ensure_future(self._settle(consumer, sent))
 
     async def _settle(self, consumer: Any, sent: set[asyncio.Future[Any]]) -> None:
         await asyncio.wait(sent)  # bounded by the fetch wait (or the request timeout)
         if self._closed.is_set():  # `close` stops what is settling itself
             return
+        del self._settling[consumer]  # in the same step: `_take` never finds it in both
         self._idle.append(consumer)
 
     def _check_open(self) -> None:
         if self._closed.is_set():
             raise BusUnusable("bus is closed")
 
-    async def _take(self) -> Any:
+    async def _take(self, ktps: Mapping[Any, int]) -> Any:
+        """A settling waiter whose long-poll fetches from exactly these positions (a consumer
+        woken by something else that waits again where it stood: what its long-poll brings is
+        what this wait wants, so it needs no Fetch of its own), else an idle one, else a new
+        one."""
         self._check_open()
-        consumer = (self._idle.pop() if self._idle
-                    else await new_consumer(self._bootstrap, self._fetch_wait_ms))
+        same = next((c for c in self._settling if self._left.get(c) == ktps), None)
+        if same is not None:
+            self._settling.pop(same).cancel()
+            consumer = same
+        else:
+            consumer = (self._idle.pop() if self._idle
+                        else await new_consumer(self._bootstrap, self._fetch_wait_ms))
         if self._closed.is_set():  # closed while the consumer was starting: close() missed it
             await quietly(consumer.stop())
             self._check_open()
         self.busy.add(consumer)
         return consumer
 
-    async def _wait_on(self, consumer: Any, positions: Mapping[Any, int],
+    async def _wait_on(self, consumer: Any, ktps: Mapping[Any, int],
                        timeout: float,  # noqa: ASYNC109
                        woken: asyncio.Future[None] | None, keep: bool) -> bool:
         if woken is not None and woken.done():
             return True  # handed over while the waiter was being taken
-        ktps = {ktp: max(pos, 0) for ktp, pos in positions.items()}
-        consumer.assign(list(ktps))
-        track_topics(consumer, self._names)
+        if self._left.get(consumer) != ktps:
+            self._left.pop(consumer, None)
+            consumer.assign(list(ktps))
+            track_topics(consumer, self._names)
+            for ktp, pos in ktps.items():
+                consumer.seek(ktp, pos)
+            self._left[consumer] = dict(ktps)
         consumer.resume(*ktps)  # an idle waiter was paused (see idle)
-        for ktp, pos in ktps.items():
-            consumer.seek(ktp, pos)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         closed = asyncio.ensure_future(self._closed.wait())
@@ -212,6 +229,7 @@ class Waiters:
                 if fetch in done:
                     got = fetch.result()
                     if any(got.values()):
+                        self._left.pop(consumer, None)  # it took a record: it moved on
                         if keep:
                             self.seen.saw(ktps, _whole(consumer, got))
                         return True

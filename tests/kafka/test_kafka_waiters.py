@@ -27,16 +27,19 @@ deployment = kafka_bus_tests.deployment  # the fixture: fresh topics, buses clos
 
 
 class LongPolls:
-    """Set once a Fetch with the waiters' fetch wait has been written to a connection
-    (white box: aiokafka's connection `send`, which writes the request before it returns)."""
+    """Counts the Fetch requests with the waiters' fetch wait written to a connection, `sent`
+    set at the first (white box: aiokafka's connection `send`, which writes before it
+    returns)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent = asyncio.Event()
+        self.count = 0
         send = AIOKafkaConnection.send
 
         def spied(conn: Any, request: Any, expect_response: bool = True) -> Any:
             answer = send(conn, request, expect_response)
             if getattr(request, "_max_wait_ms", None) == LONG_POLL_MS:
+                self.count += 1
                 self.sent.set()
             return answer
 
@@ -68,6 +71,35 @@ async def test_a_wait_is_not_held_up_by_the_long_poll_an_ended_wait_left_at_the_
         async with asyncio.timeout(PROMPT_S):
             assert await second
     assert len(bus._waiters._settling) == 1  # white box: the first waiter, still at the broker
+
+
+async def test_a_wait_from_where_an_ended_wait_stood_takes_its_waiter_and_its_long_poll(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a consumer whose wait ended (woken by something else) while its waiter's
+    # long-poll was at the broker
+    bus, other = await deployment.open(), await deployment.open()
+    bus._waiters._fetch_wait_ms = LONG_POLL_MS  # white box: waiters made from here on
+    long_polls = LongPolls(monkeypatch)
+    tp = TopicPartition(topics.TRIGGERS, 0)
+    async with asyncio.timeout(BOUND_S):
+        first = asyncio.create_task(bus.wait({tp: 0}, BOUND_S))
+        await long_polls.sent.wait()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+        # when it waits again from the same position and another process publishes there
+        second = asyncio.create_task(bus.wait({tp: 0}, BOUND_S))
+        await other.publish([Outgoing(topics.TRIGGERS, "k", b"x", partition=0)])
+
+        # then the long-poll left on the wire brings the record to that wait, on the same
+        # waiter: no other waiter was made, and the wait sent no Fetch of its own
+        async with asyncio.timeout(PROMPT_S):
+            assert await second
+    waiters = bus._waiters  # white box
+    assert len([*waiters._idle, *waiters.busy, *waiters._settling]) == 1
+    assert long_polls.count == 1
 
 
 async def test_a_waiter_whose_long_poll_is_answered_goes_back_to_the_pool(
