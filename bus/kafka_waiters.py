@@ -236,7 +236,11 @@ class Waiters:
                     continue
                 if closed in done:
                     raise BusUnusable("bus is closed")
-                return True  # handed over: the long-poll left on the wire settles
+                # Handed over. Not awaited: that would cost every in-process hop a turn of
+                # the event loop; cancelled, the getmany ends at its next step, taking nothing.
+                fetch.cancel()
+                fetch = None
+                return True
         finally:
             closed.cancel()
             if fetch is not None and not fetch.done():
