@@ -20,6 +20,9 @@ class AttemptReport(RunPayload):
 
 
 class AttemptAccepted(AttemptReport):
+    """The attempt waits on this agent for a worker. Said only by one still waiting a while
+    after admission (agents/acceptance.py); `attempt_started` stands for it otherwise."""
+
     TYPE = "attempt_accepted"
     gpus: tuple[int, ...] = ()
 
