@@ -5,7 +5,7 @@ left alone; either way a task costs what it changes, not the backlog's width."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -227,6 +227,14 @@ def offers_per_task(width: int, monkeypatch: pytest.MonkeyPatch) -> float:
         return real(self, req)
 
     monkeypatch.setattr(Fleet, "place", counted)
+    fan_out(width, lambda h: None)
+    monkeypatch.undo()
+    return calls["place"] / (width + 2)
+
+
+def fan_out(width: int, after_each: Callable[[Harness], object]) -> None:
+    """A 1 -> width -> 1 fan-out on an agent with room for 4 of its tasks, each started, then
+    finished (room freed), then a tick, `after_each` called after every one of those."""
     h = Harness()
     h.agent("a1", cpus=4)
     names = [f"m{i:03d}" for i in range(width)]
@@ -237,11 +245,12 @@ def offers_per_task(width: int, monkeypatch: pytest.MonkeyPatch) -> float:
         cmd = next(c for c in h.executes() if c.attempt_id not in done)
         done.add(cmd.attempt_id)
         h.report(rp.AttemptStarted, cmd)
+        after_each(h)
         h.report(rp.AttemptSucceeded, cmd, output=ref(cmd.task))
+        after_each(h)
         h.tick()
-    monkeypatch.undo()
+        after_each(h)
     assert h.run(run_id).status == "succeeded"
-    return calls["place"] / (width + 2)
 
 
 def test_a_fan_out_wider_than_its_fleet_offers_room_per_task_what_it_changes(
@@ -273,23 +282,8 @@ def walked_per_task(width: int, monkeypatch: pytest.MonkeyPatch) -> float:
 
     counting(vars(offer_queue), "_placeable")
     counting(queue_of.__globals__, "held_by_limit")
-    h = Harness()
-    h.agent("a1", cpus=4)
-    names = [f"m{i:03d}" for i in range(width)]
-    run_id = request(h, pipeline(task("root"), *(task(n, "root") for n in names),
-                                 task("sink", *names)), "wide")
-    done: set[str] = set()
-    while h.run(run_id).status == "running":
-        cmd = next(c for c in h.executes() if c.attempt_id not in done)
-        done.add(cmd.attempt_id)
-        h.report(rp.AttemptStarted, cmd)
-        queue_of(h.state, h.now, h.settings)
-        h.report(rp.AttemptSucceeded, cmd, output=ref(cmd.task))
-        queue_of(h.state, h.now, h.settings)
-        h.tick()
-        queue_of(h.state, h.now, h.settings)
+    fan_out(width, lambda h: queue_of(h.state, h.now, h.settings))
     monkeypatch.undo()
-    assert h.run(run_id).status == "succeeded"
     return sum(calls.values()) / (width + 2)
 
 
