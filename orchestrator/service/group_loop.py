@@ -10,10 +10,11 @@ fleet change is a Tick. If a commit fails, the state that was adopted ahead of t
 thrown away, and the next start restores it from the log.
 
 A batch of agents' reports whose outputs only go to the log (an attempt accepted or started,
-progress, an outcome that schedules nothing: nothing an agent or the registry waits for) is
-held up to LINGER_S before it is committed, so that what comes next (a short task's outcome,
-which schedules the next task) goes in the same transaction: on Kafka one transaction less
-per chained task, as a producer's linger batches sends. Nothing held is visible or acted on
+progress, an outcome that schedules nothing and ends no run: nothing an agent, the registry
+or a watcher of the run's end waits for) is held up to LINGER_S before it is committed, so
+that what comes next (a short task's outcome, which schedules the next task) goes in the
+same transaction: on Kafka one transaction less per chained task, as a producer's linger
+batches sends. Nothing held is visible or acted on
 by anyone: a crash or a lost group drops it with the state folded from it, and the inputs
 are read and decided again. The wait while holding ends on what comes next: an in-process
 agent's report through the bus's hand-off, another process's through a brief long-poll
@@ -39,6 +40,7 @@ from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import RegisterModel
+from events.runs import RunCancelled, RunFailed, RunSucceeded
 from orchestrator.core.adopt import adopt
 from orchestrator.core.decide import Input, Tick, decision_for, next_deadline
 from orchestrator.core.decision import Decision
@@ -61,6 +63,9 @@ LINGER_S = 0.005
 """How long a batch with nothing but log records may wait for the next one to share its commit."""
 _WAITED_FOR = frozenset({topics.COMMANDS, topics.MODEL_REQUESTS})
 """Where an output is something another component waits for: committed without delay."""
+_RUN_ENDS = (RunSucceeded, RunFailed, RunCancelled)
+"""A run's end is waited for too (`baton run --wait`, watchers, what a run's outcome
+triggers): committed without delay, not held LINGER_S for a next input that never comes."""
 log = logging.getLogger(__name__)
 
 
@@ -110,6 +115,8 @@ class GroupLoop(Loop):
     _held: list[Outgoing] = field(default_factory=list)
     """Outputs decided and folded, not committed yet (module doc)."""
     _held_until: float = 0.0
+    _ends_run: bool = False
+    """What is decided since the last commit ends a run (`_RUN_ENDS`)."""
     _room_before: int = 0
     """The fleet's freed-room count when the batch being decided began (see `_commit`)."""
     _due: float | None = None
@@ -263,7 +270,7 @@ class GroupLoop(Loop):
         outgoing, self._held = self._held, []
         held = bool(outgoing)
         if not held:
-            self._freed = False
+            self._freed = self._ends_run = False
             self._room_before = self.fleet.room  # decide places what room freed so far lets
         try:
             for record in records:
@@ -301,7 +308,7 @@ class GroupLoop(Loop):
         """Whether to hold `outgoing` rather than commit it now (`held`: some was held
         already): what agents reported, when none of it is waited for; at the latest
         `linger_s` after the first of it. A request or a cancel is answered at once."""
-        if (not self.linger_s or any(r.topic != topics.REPORTS for r in records)
+        if (not self.linger_s or self._ends_run or any(r.topic != topics.REPORTS for r in records)
                 or any(out.topic in _WAITED_FOR for out in outgoing)):
             return False
         now = time.monotonic()
@@ -349,6 +356,7 @@ class GroupLoop(Loop):
         if isinstance(input, Tick) or any(isinstance(e.data, QUEUE_CHANGES) for e in out):
             self._publish_wants(now)
         self._freed = self._freed or self._active_attempts() < active
+        self._ends_run = self._ends_run or any(isinstance(e.data, _RUN_ENDS) for e in out)
         return [route(env, self.k) for env in out]
 
 

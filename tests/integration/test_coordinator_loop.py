@@ -542,10 +542,10 @@ async def test_freed_capacity_goes_to_a_higher_priority_run_of_another_partition
     assert low_started >= high_done, "the low-priority run took the freed capacity first"
 
 
-async def placed_on_one_agent(bus: Bus, key: str, linger_s: float
+async def placed_on_one_agent(bus: Bus, key: str, linger_s: float, spec: PipelineSpec = CHAIN
                               ) -> tuple[GroupLoop, ExecuteTask]:
-    """A group whose run of CHAIN has its first task placed on agent a1."""
-    request = run_request(CHAIN, key)
+    """A group whose run of `spec` has its first task placed on agent a1."""
+    request = run_request(spec, key)
     k = tp_for(bus, topics.RUNS, request.run_id).partition
     loop = GroupLoop(bus, k, fleet_of_one_agent(bus, cpus=4), ChampionTracker(bus), {},
                      linger_s=linger_s)
@@ -607,6 +607,25 @@ async def test_a_report_that_schedules_nothing_waits_to_share_the_commit_of_the_
     assert carrying == [False] * (len(new) - 1) + [True]
     assert any(isinstance(e.data, ExecuteTask) and e.data.task == "middle"
                for e in await commands_of(bus))
+
+
+async def test_a_report_that_ends_its_run_is_committed_at_once(bus: Bus) -> None:
+    # given a run's only task placed on an agent, its start held by a group that holds what
+    # schedules nothing for longer than this test takes
+    solo = PipelineSpec(name="solo", tasks=(TaskSpec(name="only", function=ref("seed")),))
+    loop, placed = await placed_on_one_agent(bus, "linger-end", linger_s=3600.0, spec=solo)
+    before = len(await run_log(bus, loop))
+    await report(bus, loop, started(placed), "started")
+    assert await loop.step()
+    assert len(await run_log(bus, loop)) == before
+
+    # when its outcome comes, which schedules nothing but ends the run
+    await report(bus, loop, succeeded(placed), "succeeded")
+    assert await loop.step()
+
+    # then the run's end is in the log at once (someone waits for it), with what was held
+    kinds = [type(decode(r.value).data) for r in (await run_log(bus, loop))[before:]]
+    assert kinds == [TaskStarted, TaskSucceeded, RunSucceeded]
 
 
 async def test_what_a_group_holds_is_committed_once_its_linger_is_over(bus: Bus) -> None:
