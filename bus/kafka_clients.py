@@ -43,10 +43,13 @@ def transactional_suffix(offsets: Mapping[TopicPartition, int]) -> str:
     return "h" + hashlib.sha256(names.encode()).hexdigest()[:16]
 
 
+DEFAULT_BATCH_BYTES: Final = 16_384
+"""aiokafka's own `max_batch_size`: the most a batch of one partition holds."""
+
+
 async def new_producer(bootstrap: str, transactional_id: str | None,
-                       max_batch_size: int = 16_384) -> Any:
-    """Transactional, or (None) only idempotent: retries never write a record twice.
-    `max_batch_size`: aiokafka's (its default), the most a batch of one partition holds."""
+                       max_batch_size: int = DEFAULT_BATCH_BYTES) -> Any:
+    """Transactional, or (None) only idempotent: retries never write a record twice."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,

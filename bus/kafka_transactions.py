@@ -33,6 +33,7 @@ from typing import Any
 from bus import kafka_batches
 from bus.kafka_clients import (
     CLIENT_ERRORS,
+    DEFAULT_BATCH_BYTES,
     fenced,
     new_producer,
     quietly,
@@ -212,8 +213,9 @@ class Transactions:
     async def _new_producer(self, tid: str | None) -> Any:
         if self._closed:
             raise BusUnusable("bus is closed")
-        producer = await (new_producer(self._bootstrap, tid, kafka_batches.BATCH_BYTES)
-                          if tid is not None else new_producer(self._bootstrap, None))
+        # transactions hand over whole batches (kafka_batches.py); appends keep aiokafka's size
+        batch = kafka_batches.BATCH_BYTES if tid is not None else DEFAULT_BATCH_BYTES
+        producer = await new_producer(self._bootstrap, tid, batch)
         if self._closed:  # closed while it started: close() did not see it
             await quietly(producer.stop())
             raise BusUnusable("bus is closed")

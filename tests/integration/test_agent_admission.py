@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agents import acceptance
 from agents.attempts import Attempts
 from agents.commands import Commands
 from agents.ledger import Ledger
@@ -110,9 +111,11 @@ async def test_a_batch_of_more_attempts_than_free_workers_says_started_only_for_
 
 
 async def test_an_attempt_that_waits_for_a_worker_only_briefly_says_started_not_accepted(
-    bus: Bus, agents: Agents, reports: Tail
+    bus: Bus, agents: Agents, reports: Tail, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given an agent with one worker and room for two attempts
+    # given an agent with one worker and room for two attempts, which says "accepted" for
+    # one still waiting after far longer than a quick task takes on a loaded machine
+    monkeypatch.setattr(acceptance, "ACCEPTED_AFTER_S", 30.0)
     await agents.start(workers=1)
     await run_sentinel(bus, reports)
     cmds = [execute_task(AGENT, ref("noop"), run_id=RUN, task=f"t{i}", cpus=0.5)
