@@ -63,9 +63,12 @@ class Reports:
         self._outbox = outbox
         self._sent: list[asyncio.Future[bool]] = []
 
-    def push(self, out: Outgoing) -> None:
+    def push(self, out: Outgoing) -> asyncio.Future[bool]:
+        """Its future says whether the bus took it (as `Outbox.push`)."""
         self._sent = [sent for sent in self._sent if not sent.done()]
-        self._sent.append(self._outbox.push(out))
+        sent = self._outbox.push(out)
+        self._sent.append(sent)
+        return sent
 
     async def delivered(self) -> bool:
         """False once one could not be delivered (the agent is stopping): the rest wait for

@@ -21,8 +21,8 @@ class Decided:
     entry: LedgerEntry
     report: Payload
     later: bool = False
-    """An acceptance said only if the attempt still waits for a worker a while (agents/
-    acceptance.py)."""
+    """Said later, not with the batch's reports (agents/acceptance.py): an acceptance only if
+    the attempt still waits for a worker a while, a "started" when its hold ends."""
 
 
 @dataclass
@@ -45,3 +45,8 @@ class Running:
     accepted: Outgoing | None = None
     """Its acceptance, until said or no longer worth saying."""
     reports: Reports | None = None
+    held_since: float | None = None
+    """While its "started" is held (agents/acceptance.py): when the hold began, on the
+    loop's clock (`held_s` is a duration)."""
+    hold: asyncio.TimerHandle | None = None
+    """The timer that ends the hold."""

@@ -3,7 +3,8 @@
 The agent is the only authority on its capacity: the coordinator places optimistically, and
 whatever does not fit here is rejected (and placed again without spending retries). An attempt
 is in the ledger before it starts (I3), and its outcome is in the ledger before it is sent, so
-a report the bus never took is sent by the next start.
+a report the bus never took is sent by the next start. Its "started" is held a moment
+(agents/acceptance.py) and kept in the ledger's outbox until the bus has it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ class Attempts:
         self.outbox = Outbox(sender)
         self._writes: Coalesced[LedgerEntry, None] = Coalesced(self._record)
         self._later = acceptance.Later()
+        self._unsent: dict[str, tuple[str, bytes]] = {}
+        """Held "started" reports saved with their admission and not on the bus yet, by
+        attempt id: (run id, the saved report). Each later save carries them into the
+        ledger's outbox, so a stop during the hold leaves them to the next start."""
+        self._batch_sent = True
+        """The last saved batch's reports to send at once are on the bus (`reported`)."""
 
     # -- capacity -------------------------------------------------------------------------
 
@@ -130,34 +137,52 @@ class Attempts:
                            later=True)
         # A worker is free: "started" says "accepted" too, one report less; and when the
         # pool can name the process already, the admission records it (I3), one write less.
+        # It is held a moment, so a quick attempt's goes with its outcome (acceptance.py).
         running.recorded = reserved.worker
         status = "accepted" if reserved.worker is None else "started"
         return Decided(entry(cmd, status, worker=reserved.worker),
-                       AttemptStarted(**base, gpus=admitted))
+                       AttemptStarted(**base, gpus=admitted), later=True)
 
     async def save(self, decided: list[Decided], tp: TopicPartition, position: int
                    ) -> list[Outgoing]:
         """Saves a batch's decisions with the position after its commands, in one ledger
         transaction; the reports to send now for those it admitted (an attempt another reader
         of the ledger admitted meanwhile is not ours). Acceptances said later are kept for
-        `start_admitted` (the ledger's outbox has them all)."""
+        `start_admitted`, and "started"s are held from there (the ledger's outbox has them
+        all, and the held "started"s of earlier batches not on the bus yet)."""
         outs = [self.sender.out(d.report) for d in decided]
+        self._batch_sent = False
         try:
             admitted = await self.ledger.save(
                 [Admission(d.entry, out.value) for d, out in zip(decided, outs, strict=True)],
-                tp.topic, tp.partition, position)
+                tp.topic, tp.partition, position, carried=list(self._unsent.values()))
         except BaseException:
             self.drop(decided)
             raise
         self.drop([d for d in decided if d.entry.attempt_id not in admitted])
         now = []
         for d, out in zip(decided, outs, strict=True):
-            running = self.running.get(d.entry.attempt_id)
-            if d.later and running is not None and d.entry.attempt_id in admitted:
+            attempt_id = d.entry.attempt_id
+            running = self.running.get(attempt_id)
+            if attempt_id not in admitted:
+                continue
+            if d.later and running is not None and running.started:
+                self._unsent[attempt_id] = (d.entry.run_id, out.value)
+            elif d.later and running is not None:
                 running.accepted = out
-            elif d.entry.attempt_id in admitted:
+            else:
                 now.append(out)
         return now
+
+    def reported(self) -> None:
+        """The last saved batch's reports to send at once are on the bus: the ledger's outbox
+        is emptied (`Ledger.sent`) once no held "started" in it is still to be sent."""
+        self._batch_sent = True
+        self._outbox_sent()
+
+    def _outbox_sent(self) -> None:
+        if self._batch_sent and not self._unsent:
+            self.ledger.sent()
 
     def drop(self, decided: list[Decided]) -> None:
         """Decisions that were never saved: not ours to run."""
@@ -176,9 +201,10 @@ class Attempts:
         return self.pool.idle_slots() > self._queued
 
     def start_admitted(self) -> None:
-        """Attempts start only once what their admission said is on the bus: no later report
-        of theirs can then overtake it. One waiting for a worker says "accepted" only if it
-        still waits a while (agents/acceptance.py)."""
+        """Attempts start only once what their admission said at once is on the bus, and
+        what they say later goes through their queue of reports (`Reports`): no later report
+        of theirs can overtake it. One waiting for a worker says "accepted" only if it still
+        waits a while; one given a worker holds its "started" (agents/acceptance.py)."""
         unstarted, self._unstarted = self._unstarted, {}
         waiting = [r for r in unstarted.values() if r.task is None and r.accepted is not None]
         if waiting:
@@ -195,6 +221,38 @@ class Attempts:
                 self._tasks.add(running.task)
                 running.task.add_done_callback(self._tasks.discard)
                 running.task.add_done_callback(lambda _: self.ended.set())
+                if running.started:
+                    self._hold_started(running)
+
+    def _hold_started(self, running: Running) -> None:
+        """Its "started" waits until its outcome or first progress report, or until the
+        window ends (agents/acceptance.py), whichever comes first."""
+        loop = asyncio.get_running_loop()
+        running.held_since = loop.time()
+        delay = acceptance.delay_s([running.command.not_after], self.sender.clock(),
+                                   acceptance.STARTED_HELD_S)
+        running.hold = self._later.after(delay, partial(self._say_started, running))
+
+    def _say_started(self, running: Running) -> None:
+        """A held "started", pushed now (so before whatever the attempt says next), saying
+        how long it was held. Once the bus has it, it leaves the ledger's outbox."""
+        since, running.held_since = running.held_since, None
+        if running.hold is not None:
+            self._later.drop(running.hold)
+            running.hold = None
+        if since is None or running.reports is None:
+            return
+        cmd = running.command
+        held_s = asyncio.get_running_loop().time() - since
+        sent = running.reports.push(self.sender.out(AttemptStarted(
+            **report_fields(cmd), gpus=running.gpus, held_s=max(0.0, held_s))))
+        if cmd.attempt_id in self._unsent:
+            sent.add_done_callback(partial(self._started_sent, cmd.attempt_id))
+
+    def _started_sent(self, attempt_id: str, sent: asyncio.Future[bool]) -> None:
+        if not sent.cancelled() and sent.exception() is None and sent.result():
+            self._unsent.pop(attempt_id, None)
+            self._outbox_sent()
 
     def _say_accepted(self, waiting: list[Running]) -> None:
         """Those still waiting for a worker, and still here, say they were accepted (before
@@ -261,16 +319,17 @@ class Attempts:
             # outcome, so nothing is placed here early, and a report held up by the bus must
             # not make us refuse the next command for want of room.
             self._let_go(cmd.attempt_id)
+            self._say_started(running)  # held until now: in the same append, just before
             reports.push(final)
             if await reports.delivered():
                 self.ledger.finished(entry(cmd, "finished"))
         finally:
+            self._unhold(running)
             reports.cancel()
             self._let_go(cmd.attempt_id)
             self._give_back(running)  # never run (cancelled first): its slot is free again
 
-    async def _started(self, running: Running, reports: Reports,
-                       worker: ProcessIdentity | None) -> None:
+    async def _started(self, running: Running, worker: ProcessIdentity | None) -> None:
         """The ledger names the worker before the task runs (a restarted agent ends it if it
         outlived us), unless its admission did already. The report is queued, not awaited:
         the task need not wait for the bus to start, and the queue keeps "started" ahead of
@@ -279,8 +338,22 @@ class Attempts:
             await self._writes.add(entry(running.command, "started", worker=worker))
         if not running.started:
             self._mark_started(running)
-            reports.push(self.sender.out(AttemptStarted(**report_fields(running.command),
-                                                        gpus=running.gpus)))
+            self._hold_started(running)
+
+    def _unhold(self, running: Running) -> None:
+        """The attempt is over without saying its held "started" (the agent stops): it stays
+        in the ledger's outbox if it was saved there, for the next start."""
+        running.held_since = None
+        if running.hold is not None:
+            self._later.drop(running.hold)
+            running.hold = None
+
+    def _progress(self, running: Running, reports: Reports, fraction: float,
+                  message: str) -> None:
+        """Progress never overtakes "started": a held one goes first."""
+        self._say_started(running)
+        reports.push(self.sender.out(AttemptProgress(
+            **report_fields(running.command), fraction=fraction, message=message[:500])))
 
     def _invocation(self, running: Running, reports: Reports
                     ) -> asyncio.Future[Outcome] | None:
@@ -291,7 +364,6 @@ class Attempts:
         if running.cancelled:
             return None
         cmd = running.command
-        base = report_fields(cmd)
         ctx = ContextData(run_id=cmd.run_id, pipeline=cmd.pipeline, task=cmd.task,
                           attempt=cmd.attempt, attempt_id=cmd.attempt_id,
                           trigger=cmd.trigger.model_dump(mode="json"), params=cmd.params,
@@ -300,9 +372,8 @@ class Attempts:
                          context=ctx, timeout_s=cmd.timeout_s, gpus=running.gpus)
         running.invocation = asyncio.ensure_future(self.pool.run(
             inv,
-            lambda fraction, message: reports.push(self.sender.out(AttemptProgress(
-                **base, fraction=fraction, message=message[:500]))),
-            lambda worker: self._started(running, reports, worker),
+            partial(self._progress, running, reports),
+            lambda worker: self._started(running, worker),
             running.reserved))
         return running.invocation
 

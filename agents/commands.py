@@ -93,8 +93,9 @@ class Commands(Loop):
 
     async def take(self, records: list[Record], positions: dict[TopicPartition, int]) -> bool:
         """A batch of commands: decided, saved with the position after it, reported, then
-        the admitted attempts start (once their acceptance is on the bus, no later report of
-        theirs can overtake it). A batch with nothing for this agent writes nothing: read
+        the admitted attempts start (once what they said at once is on the bus; what they
+        say later, a held "started" first, goes through each one's queue of reports, so
+        nothing overtakes it). A batch with nothing for this agent writes nothing: read
         again after a restart, it is nothing again."""
         if not records:
             return False
@@ -114,7 +115,7 @@ class Commands(Loop):
                     # Only raised once the agent stops: the next start sends them (the
                     # outbox) and reports these attempts, never started, interrupted.
                     return True
-            self.attempts.ledger.sent()
+            self.attempts.reported()
             self.attempts.start_admitted()
             # Their first steps hand the free workers their invocations: let them run before
             # this loop takes the next batch (reading it, from memory, need not yield), so a

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -97,19 +98,21 @@ class Ledger:
         self._saved.incarnations.add(incarnation)
 
     async def save(self, admissions: list[Admission], topic: str, partition: int,
-                   position: int) -> set[str]:
+                   position: int, carried: Sequence[tuple[str, bytes]] = ()) -> set[str]:
         """One transaction: each new attempt (a rejection excepted, none admitted before), the
         position after the commands they came from, and their reports as the outbox (only
-        those of attempts admitted now). The attempt ids admitted; one statement decides per
-        attempt, so no two admissions of one attempt id can both succeed."""
+        those of attempts admitted now), after `carried`: (run id, report) of earlier
+        batches' reports still not on the bus (a held "started", agents/acceptance.py). The
+        attempt ids admitted; one statement decides per attempt, so no two admissions of one
+        attempt id can both succeed."""
         admitted = await while_full(self._path, lambda: self._write_batch(
-            admissions, (topic, partition, position)))
+            admissions, (topic, partition, position), tuple(carried)))
         for admission in admissions:
             if admission.entry.attempt_id in admitted:
                 self._known[admission.entry.attempt_id] = admission.entry
         self._saved.positions[(topic, partition)] = position
-        self._saved.outbox[:] = [(a.entry.run_id, a.report) for a in admissions
-                                 if a.entry.attempt_id in admitted]
+        self._saved.outbox[:] = [*carried, *((a.entry.run_id, a.report) for a in admissions
+                                             if a.entry.attempt_id in admitted)]
         return admitted
 
     def sent(self) -> None:
@@ -119,13 +122,13 @@ class Ledger:
         self._saved.outbox.clear()
         self._sent = True
 
-    async def _write_batch(self, admissions: list[Admission],
-                           position: tuple[str, int, int]) -> set[str]:
+    async def _write_batch(self, admissions: list[Admission], position: tuple[str, int, int],
+                           carried: tuple[tuple[str, bytes], ...]) -> set[str]:
         later, sent = self._take_later()
         try:
             return await self._transact(partial(save, admissions=tuple(admissions),
                                                 position=position, later=later,
-                                                at=time.time()))
+                                                carried=carried, at=time.time()))
         except BaseException:
             self._give_back(later, sent)
             raise

@@ -120,18 +120,19 @@ def begin(conn: sqlite3.Connection, incarnation: str, at: float) -> None:
 
 
 def save(conn: sqlite3.Connection, admissions: tuple[Admission, ...],
-         position: tuple[str, int, int], later: tuple[LedgerEntry, ...], at: float
-         ) -> set[str]:
+         position: tuple[str, int, int], later: tuple[LedgerEntry, ...], at: float,
+         carried: tuple[tuple[str, bytes], ...] = ()) -> set[str]:
     """Inside one transaction (jobs.transaction): what `finished` left for later, the new
-    attempts (ADMIT: one statement decides per attempt), the position, the outbox."""
+    attempts (ADMIT: one statement decides per attempt), the position, the outbox (what is
+    `carried` from earlier batches first)."""
     conn.executemany(UPSERT, [as_row(e, at) for e in later])
     admitted = {a.entry.attempt_id for a in admissions
                 if conn.execute(ADMIT, as_row(a.entry, at)).rowcount > 0}
     conn.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", position)
     conn.execute("DELETE FROM outbox")
     conn.executemany("INSERT INTO outbox (run_id, value) VALUES (?, ?)",
-                     [(a.entry.run_id, a.report) for a in admissions
-                      if a.entry.attempt_id in admitted])
+                     [*carried, *((a.entry.run_id, a.report) for a in admissions
+                                  if a.entry.attempt_id in admitted)])
     return admitted
 
 

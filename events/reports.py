@@ -39,10 +39,17 @@ class AttemptRejected(AttemptReport):
 
 
 class AttemptStarted(AttemptReport):
-    """A worker has the attempt; sent instead of `accepted` when one was free at once."""
+    """A worker has the attempt; sent instead of `accepted` when one was free at once.
+
+    The agent holds it a moment before sending it (agents/acceptance.py): a quick attempt's
+    `started` then goes with its outcome in one append."""
 
     TYPE = "attempt_started"
     gpus: tuple[int, ...] = ()
+    held_s: float = Field(default=0.0, ge=0)
+    """How long the agent held this report before sending it: the attempt started that long
+    before it was sent (a duration on the agent's clock, so no skew between the clocks).
+    0 from agents that never hold it."""
 
 
 class AttemptProgress(AttemptReport):

@@ -198,12 +198,16 @@ def _rejected(d: Decision, run: RunState, r: rp.AttemptRejected) -> None:
 
 
 def _started(d: Decision, run: RunState, r: rp.AttemptStarted) -> None:
+    """The attempt started `held_s` before the report was sent (the agent holds `started` a
+    moment, so a quick attempt's goes with its outcome: agents/acceptance.py): its timeout
+    and the time it queued count from then, not from when the report came."""
     timeout = run.spec.task(r.task).timeout_s
     ready_at = run.tasks[r.task].ready_at
+    began = d.now - r.held_s
     d.log(run, ev.TaskStarted(run_id=r.run_id, task=r.task, attempt=r.attempt,
                               attempt_id=r.attempt_id, agent_id=r.agent_id, gpus=r.gpus,
-                              timeout_at=d.now + timeout if timeout else None,
-                              queued_s=None if ready_at is None else max(0.0, d.now - ready_at)))
+                              timeout_at=began + timeout if timeout else None,
+                              queued_s=None if ready_at is None else max(0.0, began - ready_at)))
 
 
 def _progress(d: Decision, run: RunState, r: rp.AttemptProgress) -> None:
