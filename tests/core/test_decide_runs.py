@@ -250,6 +250,24 @@ def test_a_started_attempt_past_its_timeout_is_timed_out_cancelled_and_retried()
     assert h.state.in_flight["a1"].keys() == {f"{rid}/a/2"}
 
 
+def test_a_started_report_the_agent_held_counts_timeout_and_queue_time_from_the_start() -> None:
+    # given a task with a timeout, ready and placed at NOW
+    h = given_fleet()
+    rid = h.start(pipeline(task("a", timeout_s=10), task("b", timeout_s=10)))
+    # when its "started" comes 0.3 s later, held 0.25 s by the agent (agents/acceptance.py)
+    h.now = NOW + 0.3
+    h.report(rp.AttemptStarted, h.last_execute("a"), held_s=0.25)
+    # and another's, held longer than it had been ready (the agent's clock runs its own way)
+    h.report(rp.AttemptStarted, h.last_execute("b"), held_s=0.5)
+
+    # then each counts its timeout from when it started, and queued no less than nothing
+    a, b = h.events(rid, ev.TaskStarted)
+    assert a.timeout_at == pytest.approx(NOW + 0.05 + 10)
+    assert a.queued_s == pytest.approx(0.05)
+    assert b.timeout_at == pytest.approx(NOW - 0.2 + 10)
+    assert b.queued_s == 0.0
+
+
 def test_cancelling_a_run_cancels_active_attempts_and_ignores_later_reports() -> None:
     h = given_fleet()
     rid = h.start(pipeline(task("a"), task("b"), task("c", "a")))

@@ -26,3 +26,13 @@ def released(ctx: TaskContext) -> str:
     """Says it is at its FIFO gate, then blocks until the test releases it: it ends when told."""
     gates.hold(str(ctx.params["fifo"]), ctx)
     return "released"
+
+
+def quiet(ctx: TaskContext) -> str:
+    """Blocks at its FIFO gate without a word (no progress report) until the test writes to
+    it: the test knows it runs once a writer's open of the FIFO returns."""
+    fd = os.open(str(ctx.params["fifo"]), os.O_RDWR)
+    try:
+        return os.read(fd, 64).decode()
+    finally:
+        os.close(fd)

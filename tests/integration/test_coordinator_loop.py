@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from agents import acceptance
 from agents.artifacts import ArtifactStore
+from agents.sender import Sender
 from bus import Bus, Outgoing, Record, TopicPartition
 from events import topics
 from events.agents import AgentAdvertised
@@ -231,6 +233,42 @@ async def test_three_task_pipeline_succeeds_and_a_restarted_app_rebuilds_it_from
     # then it rebuilt the very same run from the log, without running anything again
     assert run_row(group.state.runs[run_id]) == before
     assert await bus.end_offset(tp_for(bus, topics.RUNS, run_id)) == log_end
+
+
+async def test_a_quick_tasks_start_and_outcome_reach_the_coordinator_in_one_append(
+    apps: Apps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an app whose agent holds "started" longer than a quick task takes
+    # (agents/acceptance.py), and the agent's appends of reports recorded
+    monkeypatch.setattr(acceptance, "STARTED_HELD_S", 30.0)
+    appended: list[list[str]] = []
+    deliver = Sender.deliver
+
+    async def delivered(sender: Sender, records: list[Outgoing], what: str) -> list[Record]:
+        appended.append([decode(r.value).type for r in records if r.topic == topics.REPORTS])
+        return await deliver(sender, records, what)
+
+    monkeypatch.setattr(Sender, "deliver", delivered)
+    _, bus = await apps.start(CHAIN)
+
+    # when a run of a 3-task chain runs
+    run_id = await submit(bus, CHAIN, "held-started")
+    events = await run_to_end(bus, run_id)
+
+    # then each task's start and outcome went to the coordinator in one append
+    assert isinstance(events[-1].data, RunSucceeded)
+    assert [kinds for kinds in appended if kinds] == [
+        ["attempt_started", "attempt_succeeded"]] * len(CHAIN.tasks)
+    # and the run log still says each task started, then succeeded, and how long it queued:
+    # no longer than from ready to the coordinator reading the report (times kept to the µs)
+    for spec in CHAIN.tasks:
+        mine = [e for e in events if getattr(e.data, "task", None) == spec.name]
+        types = [e.type for e in mine]
+        assert types.index("task_started") < types.index("task_succeeded")
+        ready = next(e for e in mine if e.type == "task_ready")
+        started = next(e for e in mine if isinstance(e.data, TaskStarted))
+        assert isinstance(started.data, TaskStarted) and started.data.queued_s is not None
+        assert 0 <= started.data.queued_s <= (started.time - ready.time).total_seconds() + 1e-3
 
 
 async def test_duplicate_run_request_creates_one_run_and_logs_input_ignored(
