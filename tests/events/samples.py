@@ -78,7 +78,7 @@ SAMPLES: tuple[Payload, ...] = (
     intents.RunCancelRequested(run_id=RUN),
     reports.AttemptAccepted(**_REPORT, gpus=(0,)),
     reports.AttemptRejected(**_REPORT, reason="no free GPU"),
-    reports.AttemptStarted(**_REPORT, gpus=(0,)),
+    reports.AttemptStarted(**_REPORT, gpus=(0,), held_s=0.012),
     reports.AttemptProgress(**_REPORT, fraction=0.5, message="epoch 2/3"),
     reports.AttemptSucceeded(**_REPORT, output=ARTIFACT, metrics={"accuracy": 0.97},
                              metadata={"dataset_version": "v1", "rows": 1797},
