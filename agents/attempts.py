@@ -331,9 +331,9 @@ class Attempts:
 
     async def _started(self, running: Running, worker: ProcessIdentity | None) -> None:
         """The ledger names the worker before the task runs (a restarted agent ends it if it
-        outlived us), unless its admission did already. The report is queued, not awaited:
-        the task need not wait for the bus to start, and the queue keeps "started" ahead of
-        everything else the attempt reports."""
+        outlived us), unless its admission did already. The report is held a moment, then
+        queued, never awaited: the task need not wait for the bus to start, and what the
+        attempt says next (progress, its outcome) pushes a held "started" ahead of itself."""
         if worker is None or worker != running.recorded:
             await self._writes.add(entry(running.command, "started", worker=worker))
         if not running.started:
