@@ -235,7 +235,8 @@ class Attempts:
 
     def _say_started(self, running: Running) -> None:
         """A held "started", pushed now (so before whatever the attempt says next), saying
-        how long it was held. Once the bus has it, it leaves the ledger's outbox."""
+        how long it was held, and dated when the attempt started (as an event's time is
+        when it happened). Once the bus has it, it leaves the ledger's outbox."""
         since, running.held_since = running.held_since, None
         if running.hold is not None:
             self._later.drop(running.hold)
@@ -243,9 +244,10 @@ class Attempts:
         if since is None or running.reports is None:
             return
         cmd = running.command
-        held_s = asyncio.get_running_loop().time() - since
-        sent = running.reports.push(self.sender.out(AttemptStarted(
-            **report_fields(cmd), gpus=running.gpus, held_s=max(0.0, held_s))))
+        held_s = max(0.0, asyncio.get_running_loop().time() - since)
+        sent = running.reports.push(self.sender.out(
+            AttemptStarted(**report_fields(cmd), gpus=running.gpus, held_s=held_s),
+            at=self.sender.clock() - held_s))  # its envelope's time: when it started
         if cmd.attempt_id in self._unsent:
             sent.add_done_callback(partial(self._started_sent, cmd.attempt_id))
 

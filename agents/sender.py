@@ -54,10 +54,11 @@ class Sender:
     def source(self) -> str:
         return agent_group(self.agent_id)
 
-    def out(self, data: Payload) -> Outgoing:
+    def out(self, data: Payload, at: float | None = None) -> Outgoing:
+        """`at`: when what it says happened, if before now (a held "started": its start)."""
         if isinstance(data, AttemptReport):
-            env = envelope(data, id=report_id(data), time=self.clock(), source=self.source,
-                           subject=data.run_id, correlation_id=data.run_id)
+            env = envelope(data, id=report_id(data), time=self.clock() if at is None else at,
+                           source=self.source, subject=data.run_id, correlation_id=data.run_id)
             return self.report(data.run_id, encode(env))
         env = envelope(data, id=f"{self.agent_id}/{data.TYPE}/{self.incarnation}/"
                                 f"{next(self._serial)}",
