@@ -15,17 +15,21 @@ admission is in the ledger before either (I3); a restart reports it interrupted 
 
 "started" itself is held up to `STARTED_HELD_S` (the same quarter bound): a quick attempt's
 "started" then goes with its outcome, in one append, and the coordinator reads and decides on
-both in one batch: on Kafka the agent no longer waits for the produce of "started" before the
-task runs, and the coordinator reads one batch, not two, per chained task (its run-log commit
-was shared already: orchestrator/service/group_loop.py, LINGER_S). A longer attempt says
-"started" once the window ends, or before its first progress report, whichever comes first;
-the report carries how long it was held (`AttemptStarted.held_s`), so the coordinator's
-timeout and queued time still count from the start. Temporal does the same with its activity
-tasks: ActivityTaskStarted is written to history only with the activity's completion or
-failure (a "transient" started event), so a quick activity costs one history write, not two.
+both in one batch. The agent no longer waits for the append of "started" before the task runs
+(on Kafka a produce round trip), and the coordinator wakes, reads and holds one batch, not two,
+per chained task (their run-log commit was shared already: orchestrator/service/group_loop.py,
+LINGER_S). A longer attempt says "started" once the window ends, or before its first progress
+report or its outcome, whichever comes first (cancelled, given up or drained too: the failure
+follows it). The report carries how long it was held (`AttemptStarted.held_s`, a duration, so
+no clock skew) and is dated when the attempt started, so the coordinator's timeout and queued
+time still count from the start. It is in the ledger's outbox from admission until the bus
+has it, so a stop during the hold leaves it to the next start, as before. Temporal does the
+same with activities: ActivityTaskStarted is written to history only with the activity's
+completion or failure (a "transient" started event), so a quick one costs one history write.
 50 ms: a user sees an attempt running at most that much later, and for an attempt that runs
-longer, the append and coordinator round it would save (~0.2 ms embedded, a few ms on Kafka)
-are a few percent of its time at most; a longer hold would save little more and show less.
+longer, the append and coordinator round it would save (~0.1 ms of the loop's CPU embedded,
+~2 ms on Kafka) are a few percent of its time at most; a longer hold would save little more
+and show less.
 """
 
 from __future__ import annotations
