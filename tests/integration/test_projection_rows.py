@@ -8,16 +8,19 @@ projector would write for those logs.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from events import reports as rp
+from events.common import ArtifactRef, Resources
 from events.intents import RunRequested
 from events.triggers import TriggerInfo
 from orchestrator.cli.render import event_line, run_detail
 from orchestrator.core.ids import run_id_for
-from orchestrator.core.state import TaskState
+from orchestrator.core.state import Attempt, AttemptStatus, TaskState, TaskStatus
 from orchestrator.store import rows
 from orchestrator.store.rows import RowDocs, run_row
 from tests.core.harness import pipeline, ref, task
@@ -248,13 +251,13 @@ def test_a_stored_row_is_the_row_as_json_and_renders_again_only_the_tasks_that_c
     h.tick()
     docs, rendered = RowDocs(), list[str]()
     first = docs.doc(h.run(run_id))
-    real_task_row = rows.task_row
+    real_task_text = rows.task_text
 
-    def counted(task: TaskState) -> dict[str, Any]:
+    def counted(task: TaskState) -> str:
         rendered.append(task.name)
-        return real_task_row(task)
+        return real_task_text(task)
 
-    monkeypatch.setattr(rows, "task_row", counted)
+    monkeypatch.setattr(rows, "task_text", counted)
 
     # when: the first task succeeds, and then the others
     a = h.last_execute("a")
@@ -276,3 +279,66 @@ def test_a_stored_row_is_the_row_as_json_and_renders_again_only_the_tasks_that_c
     assert rendered_after_a == ["a", "b"]
     assert finished == json.dumps(run_row(h.run(run_id)), sort_keys=True)
     assert json.loads(finished)["status"] == "succeeded"
+
+
+TEXTS = st.text(st.characters(codec="utf-8"), max_size=6)
+NUMBERS = st.one_of(st.integers(-3, 2**70), st.floats(allow_nan=True, allow_infinity=True))
+SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXTS)
+
+
+@st.composite
+def tasks(draw: st.DrawFn) -> TaskState:
+    """Task states of every shape a row shows: any attempt statuses (rejected ones are not
+    counted), GPUs, errors, queue times, progress, outputs, metrics and metadata of any
+    scalar, text with quotes, control characters and non-ASCII."""
+    attempts = tuple(Attempt(
+        number=n, attempt_id=draw(TEXTS), agent_id=draw(TEXTS), placement=0,
+        resources=Resources(), status=draw(st.sampled_from(get_args(AttemptStatus))),
+        gpus=tuple(draw(st.lists(st.integers(0, 7), max_size=3))),
+        error=draw(st.none() | TEXTS), traceback=draw(st.none() | TEXTS),
+        queued_s=draw(st.none() | st.floats(allow_nan=True, allow_infinity=True)),
+    ) for n in range(1, draw(st.integers(0, 3)) + 1))
+    output = draw(st.none() | st.builds(
+        ArtifactRef, uri=TEXTS, sha256=st.just("0" * 64), size=st.integers(0, 2**40)))
+    return TaskState(
+        name=draw(TEXTS), status=draw(st.sampled_from(get_args(TaskStatus))), attempts=attempts,
+        waiting=draw(st.none() | TEXTS), progress=draw(NUMBERS), progress_message=draw(TEXTS),
+        output=output, metrics=draw(st.dictionaries(TEXTS, NUMBERS, max_size=3)),
+        metadata=draw(st.dictionaries(TEXTS, SCALARS, max_size=3)),  # type: ignore[arg-type]
+        error=draw(st.none() | TEXTS))
+
+
+@settings(max_examples=300, deadline=None)
+@given(tasks())
+def test_a_tasks_stored_text_is_its_row_as_json_to_the_byte(task: TaskState) -> None:
+    # given: any task state; when: its text is written directly (the projector's renders)
+    text = rows.task_text(task)
+    # then: it is what json writes of the row, byte for byte
+    assert text == json.dumps(rows.task_row(task), sort_keys=True)
+
+
+def test_a_wide_rows_text_is_the_row_as_json_as_its_tasks_move_and_once_it_ends() -> None:
+    # given: a 1 -> 3 -> 1 run with a stored text, on one agent with room for all
+    h = CheckedHarness()
+    spec = pipeline(task("root"), *(task(f"m{i}", "root") for i in range(3)),
+                    task("sink", "m0", "m1", "m2"), name="wide")
+    run_id = run_id_for(spec.name, "idempotency_key", "k1")
+    h.feed(RunRequested(run_id=run_id, spec=spec,
+                        trigger=TriggerInfo(type="manual", event_id="k1", subject="wide")))
+    h.agent("cpu-a", gpus=0)
+    h.tick()
+    docs = RowDocs()
+    texts = [docs.doc(h.run(run_id))]
+    # when: each task starts and succeeds in turn, the text written again after each report
+    for name in ("root", "m0", "m1", "m2", "sink"):
+        attempt = h.last_execute(name)
+        for succeeded in (False, True):
+            if succeeded:
+                h.report(rp.AttemptSucceeded, attempt, output=ref(name))
+            else:
+                h.report(rp.AttemptStarted, attempt)
+            texts.append(docs.doc(h.run(run_id)))
+            # then: every text is the row as json at that moment
+            assert texts[-1] == json.dumps(run_row(h.run(run_id)), sort_keys=True)
+    assert json.loads(texts[-1])["status"] == "succeeded"
+    assert len(set(texts)) == len(texts)
