@@ -52,6 +52,11 @@ class FleetTracker:
     """Bumps when capacity is freed: a group with a task waiting to start looks again."""
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     subscribers: list[asyncio.Event] = field(default_factory=list)
+    """Set when `version` bumps."""
+    room_subscribers: list[asyncio.Event] = field(default_factory=list)
+    """Set when `room` bumps: apart, so a group with nothing waiting to start need not wait on
+    them (a fan-out frees room at every report, and each wake of a group that then found
+    nothing to do cost it a cancelled wait, an empty read and a new wait)."""
     twins: dict[str, str] = field(default_factory=dict)
     """Agent ids used by two live processes at once, with what was seen."""
     _incarnations: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -185,12 +190,10 @@ class FleetTracker:
         waiting for exactly that capacity, or for a concurrency limit it lifts. The groups
         wake, and each looks again only if something of its own waits to start."""
         self.room += 1
-        self._wake()
+        for event in self.room_subscribers:
+            event.set()
 
     def _bump(self) -> None:
         self.version += 1
-        self._wake()
-
-    def _wake(self) -> None:
         for event in self.subscribers:
             event.set()

@@ -109,6 +109,7 @@ class GroupLoop(Loop):
     """Whether a task of this group waits to start, so freed capacity is worth a tick (from
     the last queue published; True until one is, after a restore)."""
     _fleet_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _room_freed: asyncio.Event = field(default_factory=asyncio.Event)
     _freed: bool = False
     """Whether the batch being committed ended an attempt (see FleetTracker.capacity_freed)."""
     linger_s: float = LINGER_S
@@ -126,6 +127,7 @@ class GroupLoop(Loop):
 
     def __post_init__(self) -> None:
         self.fleet.subscribers.append(self._fleet_changed)
+        self.fleet.room_subscribers.append(self._room_freed)
 
     @property
     def inputs(self) -> Sequence[TopicPartition]:
@@ -240,6 +242,7 @@ class GroupLoop(Loop):
         if self._held:
             timeout = max(0.0, min(timeout, self._held_until - time.monotonic()))
         self._fleet_changed.clear()
+        self._room_freed.clear()
         return None if self._woken() else timeout
 
     def _woken(self) -> bool:
@@ -256,7 +259,9 @@ class GroupLoop(Loop):
         return False
 
     def wakers(self) -> Sequence[asyncio.Event]:
-        return (self._fleet_changed,)
+        """Freed room only while a task of this group waits to start (`_woken`): only this
+        group's own decisions change that, and none is made while it waits."""
+        return (self._fleet_changed, self._room_freed) if self._waits else (self._fleet_changed,)
 
     def _next_deadline(self) -> float | None:
         if self._due_stale:

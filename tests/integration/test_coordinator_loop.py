@@ -351,9 +351,14 @@ async def test_freed_capacity_wakes_only_a_group_with_a_task_waiting_to_start(
     assert not await waiting.step() and not await idle.step()
 
     # when an attempt ends somewhere and frees capacity
+    for loop in (waiting, idle):
+        assert loop.wait_bound_s() is not None  # each is about to wait on its wakers
     fleet.capacity_freed()
 
-    # then the group whose task waits looks again, and the other stays asleep
+    # then the group whose task waits is woken and looks again; the other is not even woken
+    # (its wait goes on: no empty step and new wait for every report of a fan-out)
+    assert any(event.is_set() for event in waiting.wakers())
+    assert not any(event.is_set() for event in idle.wakers())
     assert await waiting.step()
     assert not await idle.step()
 

@@ -144,7 +144,7 @@ def test_capacity_freed_on_an_agent_wakes_the_partition_groups() -> None:
     clock = Clock()
     view = fleet(clock)
     woken = asyncio.Event()
-    view.subscribers.append(woken)
+    view.room_subscribers.append(woken)
     view.apply([beat(1, free_cpus=1.0)])
     woken.clear()
     # when its load grows, nothing wakes; when an attempt ends and cpus free up, it does
