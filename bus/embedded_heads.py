@@ -103,8 +103,7 @@ class Heads:
         groups = self._watchers.values() if tps is None else [
             self._watchers.get(tp, set()) for tp in tps]
         for woken in [f for group in groups for f in group]:
-            if not woken.done():
-                woken.set_result(None)
+            _wake(woken)
 
     async def _wait_until(self, positions: Mapping[TopicPartition, int], deadline: float) -> bool:
         """The watch is registered before the check, so an append racing the check wakes us.
@@ -119,30 +118,35 @@ class Heads:
             for tp in positions:
                 self._watchers.setdefault(tp, set()).add(woken)
             try:
-                if await self._any_ready(positions):
+                ready = self._ready_in_memory(positions)
+                if ready is None:
+                    ready = await self._read(partial(jobs.any_ready, positions=dict(positions)),
+                                             "checking for new records")
+                if ready:
                     return True
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                if deadline <= loop.time():
                     return False
+                # The deadline settles the future as a record would (then the check above
+                # says which): a timer, not `asyncio.timeout`, whose context and cancellation
+                # cost more than the rest of a wait (consumers wait several times per task).
+                timer = loop.call_at(deadline, _wake, woken)
                 try:
-                    async with asyncio.timeout(remaining):
-                        await woken
-                except TimeoutError:
-                    pass
+                    await woken
+                finally:
+                    timer.cancel()
             finally:
                 for tp in positions:
                     self._watchers.get(tp, set()).discard(woken)
 
-    async def _any_ready(self, positions: Mapping[TopicPartition, int]) -> bool:
-        """From the in-memory heads when fresh (no query at all), else one query."""
+    def _ready_in_memory(self, positions: Mapping[TopicPartition, int]) -> bool | None:
+        """From the in-memory heads when fresh (no query at all); None when it takes one."""
         if self._closed:
             raise BusUnusable("bus is closed")
         if not positions:
             return False
         if self.fresh:
             return any(self._heads.get(tp, 0) > pos for tp, pos in positions.items())
-        return await self._read(partial(jobs.any_ready, positions=dict(positions)),
-                                "checking for new records")
+        return None
 
     def _ensure_poller(self) -> None:
         """One shared poller per bus, however many waiters."""
@@ -176,3 +180,8 @@ class Heads:
                 _log.exception("bus poller stopped; waiters fall back to their timeouts")
         finally:
             self._polled = False
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
