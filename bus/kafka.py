@@ -120,7 +120,8 @@ class KafkaBus:
             bus._reader = Reader(bus._reader_consumer, bus._waiters, bus._topic_names(),
                                  bus._skipped)
             bus._transactions = Transactions(bootstrap, deployment, bus._reader, admin,
-                                             bus._name, bus._ktp, bus._handoff.wrote)
+                                             bus._name, bus._ktp, bus._handoff.wrote,
+                                             bus._topic_names())
         except BaseException as exc:
             await quietly(bus.close())
             if isinstance(exc, CLIENT_ERRORS):

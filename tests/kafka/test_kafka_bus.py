@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiokafka.conn import AIOKafkaConnection
 from aiokafka.producer import sender
 
 from bus import BusError, Outgoing, TopicPartition, kafka_markers, kafka_reader
 from bus.kafka import BRIEF_WAIT_S, SHORT_WAIT_S, KafkaBus
 from bus.kafka_clients import new_producer
-from events.topics import INTENTS, REPORTS, RUNS, TRIGGERS
+from events.topics import COMMANDS, INTENTS, REPORTS, RUNS, TRIGGERS
 from tests.bus.contract import read_all
 
 BOUND_S = 30.0  # a hang (a client retrying forever) fails the test instead of the whole run
@@ -474,3 +475,30 @@ async def test_a_read_of_many_partitions_costs_one_fetch(deployment: Deployment)
     assert new == fresh
     assert requests.kinds[:1] == ["FetchRequest"]
     assert requests.kinds[asked:] == ["FetchRequest"]
+
+
+@pytest.mark.kafka
+async def test_a_groups_first_commit_to_two_topics_asks_for_no_metadata_and_adds_both_at_once(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a coordinator that claimed partition group 0 (its producer made there)
+    bus = await deployment.open()
+    inputs = group_inputs(0, 0)
+    async with asyncio.timeout(BOUND_S):
+        await bus.claim("coord", list(inputs))
+        requests: list[str] = []
+        send = AIOKafkaConnection.send
+
+        def counted(conn: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            requests.append(type(request).__name__)
+            return send(conn, request, *args, **kwargs)
+
+        monkeypatch.setattr(AIOKafkaConnection, "send", counted)
+        # when: its first commit writes a decision and a command, as a run's first one does
+        await bus.commit("coord", group_inputs(0, 1),
+                         [decision(b"created"), Outgoing(COMMANDS, "agent", b"go", partition=0)])
+    # then: the producer knew both topics since its claim: one AddPartitionsToTxn for both,
+    # no Metadata request between two of them (and so no second AddPartitionsToTxn)
+    asked = [name for name in requests if not name.startswith(("Fetch", "ListOffsets"))]
+    assert [name for name in asked if name.startswith("Metadata")] == []
+    assert len([name for name in asked if name.startswith("AddPartitionsToTxn")]) == 1
