@@ -80,6 +80,9 @@ class Waiters:
         self._settling: dict[Any, asyncio.Task[None]] = {}
         """Waiters whose wait ended while a long-poll of theirs was on the wire, until the
         broker has answered it (`_give_back` says why)."""
+        self._starting: set[asyncio.Future[Any]] = set()
+        """New waiters whose wait ended before they had started (`_started`)."""
+        self._stopping: set[asyncio.Future[None]] = set()
         self._left: dict[Any, dict[Any, int]] = {}
         """Per waiter, the positions its fetches stand at, where no record was taken since
         they were sought (`_take` hands a settling waiter to a wait from the same positions)."""
@@ -98,9 +101,11 @@ class Waiters:
             return False
         ktps = {ktp: max(pos, 0) for ktp, pos in positions.items()}
         try:
-            consumer = await self._take(ktps)
+            consumer = await self._take(ktps, woken)
         except CLIENT_ERRORS as exc:  # no broker to bootstrap from
             raise BusError(f"wait failed: {exc!r}") from exc
+        if consumer is None:
+            return True  # handed over while a new waiter was starting
         try:
             return await self._wait_on(consumer, ktps, timeout, woken, keep)
         except CLIENT_ERRORS as exc:
@@ -137,6 +142,11 @@ class Waiters:
         if self._growing is not None:
             self._growing.cancel()
             await asyncio.wait({self._growing})
+        starting = list(self._starting)
+        for task in starting:
+            task.cancel()  # new_consumer stops a client whose start was cancelled
+        await asyncio.gather(*starting, return_exceptions=True)
+        await asyncio.gather(*self._stopping, return_exceptions=True)
         consumers = [*self._idle, *self.busy, *self._settling]
         self._left.clear()
         settling = list(self._settling.values())
@@ -181,24 +191,61 @@ class Waiters:
         if self._closed.is_set():
             raise BusUnusable("bus is closed")
 
-    async def _take(self, ktps: Mapping[Any, int]) -> Any:
+    async def _take(self, ktps: Mapping[Any, int],
+                    woken: asyncio.Future[None] | None = None) -> Any | None:
         """A settling waiter whose long-poll fetches from exactly these positions (a consumer
         woken by something else that waits again where it stood: what its long-poll brings is
         what this wait wants, so it needs no Fetch of its own), else an idle one, else a new
-        one."""
+        one; None when `woken` is done before a new one has started (`_started`)."""
         self._check_open()
         same = next((c for c in self._settling if self._left.get(c) == ktps), None)
         if same is not None:
             self._settling.pop(same).cancel()
             consumer = same
+        elif self._idle:
+            consumer = self._idle.pop()
         else:
-            consumer = (self._idle.pop() if self._idle
-                        else await new_consumer(self._bootstrap, self._fetch_wait_ms))
+            consumer = await self._started(woken)
+            if consumer is None:
+                return None
         if self._closed.is_set():  # closed while the consumer was starting: close() missed it
             await quietly(consumer.stop())
             self._check_open()
         self.busy.add(consumer)
         return consumer
+
+    async def _started(self, woken: asyncio.Future[None] | None) -> Any | None:
+        """A new waiter, or None if `woken` (a hand-off of this instance's own record) comes
+        first: a consumer's bootstrap takes tens of milliseconds, 50 to 300 under load, and a
+        wait that sat it out missed a hand-off that came meanwhile by as much. A waiter not
+        taken (woken first, or the wait cancelled) goes to the pool once it has started."""
+        starting = asyncio.ensure_future(new_consumer(self._bootstrap, self._fetch_wait_ms))
+        try:
+            await asyncio.wait({starting, *([woken] if woken else [])},
+                               return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._pool_when_started(starting)
+            raise
+        if starting.done():
+            return starting.result()
+        self._pool_when_started(starting)
+        return None
+
+    def _pool_when_started(self, starting: asyncio.Future[Any]) -> None:
+        self._starting.add(starting)
+        starting.add_done_callback(self._pool_started)
+
+    def _pool_started(self, starting: asyncio.Future[Any]) -> None:
+        self._starting.discard(starting)
+        if starting.cancelled() or starting.exception() is not None:
+            return  # no broker now, or closed meanwhile: the next wait tries again
+        consumer = starting.result()
+        if self._closed.is_set():
+            stopping = asyncio.ensure_future(quietly(consumer.stop()))
+            self._stopping.add(stopping)
+            stopping.add_done_callback(self._stopping.discard)
+            return
+        self._idle.append(consumer)  # fresh: nothing assigned, nothing on the wire
 
     async def _wait_on(self, consumer: Any, ktps: Mapping[Any, int],
                        timeout: float,  # noqa: ASYNC109

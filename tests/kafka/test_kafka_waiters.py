@@ -13,6 +13,7 @@ from bus import Outgoing, TopicPartition
 from events import topics
 from tests.kafka import test_kafka_bus as kafka_bus_tests
 from tests.kafka.test_kafka_bus import BOUND_S, Deployment
+from tests.kafka.test_kafka_clients import MetadataHold
 
 pytestmark = pytest.mark.kafka
 
@@ -141,3 +142,24 @@ async def test_closing_stops_the_waiters_still_waiting_for_their_long_poll(
         await bus.close()
     # then that waiter is stopped at once, not after its long-poll
     assert settling._closed and not bus._waiters._settling  # white box: aiokafka's flag
+
+
+async def test_a_wait_that_starts_a_new_waiter_ends_at_a_hand_off_that_comes_meanwhile(
+    deployment: Deployment, kafka_bootstrap: str,
+) -> None:
+    # given a wait on an empty partition of a bus with no idle waiter, whose new waiter is
+    # held in its bootstrap (its first Metadata request held by a proxy)
+    bus = await deployment.open()
+    tp = TopicPartition(topics.TRIGGERS, 0)
+    async with MetadataHold(kafka_bootstrap).running() as proxy, asyncio.timeout(BOUND_S):
+        bus._waiters._bootstrap = proxy.address  # white box: the waiters it starts from here
+        waiting = asyncio.create_task(bus.wait({tp: 0}, BOUND_S))
+        await proxy.held.wait()
+        # when this bus appends a record there (handed over to its own waits)
+        await bus.append([Outgoing(topics.TRIGGERS, "dataset", b"arrived", partition=0)])
+        # then the wait ends at once, the new waiter still starting
+        assert await waiting
+        # and once started, that waiter is in the pool for the next wait
+        proxy.release()
+        await asyncio.gather(*bus._waiters._starting)  # white box
+        assert len(bus._waiters._idle) == 1 and not bus._waiters.busy
