@@ -43,6 +43,12 @@ class Loop(ABC):
     pace_s: float = 0.0
     """After a step that did something, this long before the next read: a consumer that
     saves per step (the projector) then saves a burst once, not record by record."""
+    read_again: bool = True
+    """After a step that acted, read again at once (True), or wait for input unless a
+    partition filled its read (False). A wait returns at once when input is there (on Kafka
+    the read after it takes what the wait's long-poll brought), so the empty read between a
+    step and its wait is only a Fetch more on Kafka, on the loop and the broker, right after
+    each step. The trackers keep it: an empty read is their clock and says they caught up."""
     positions: dict[TopicPartition, int]
     _loaded: bool = False
     _claimed: bool = False
@@ -104,6 +110,8 @@ class Loop(ABC):
             if acted:
                 if self.pace_s:
                     await _within(self.pace_s, stop)
+                elif not self.read_again and not _filled(records, self.batch):
+                    await self.idle(stop)
             else:
                 await self.idle(stop)
 
@@ -158,6 +166,7 @@ class Transactional(Loop):
     Positions come from the group's committed offsets, unless `load` is overridden."""
 
     group: str
+    read_again = False
 
     async def claim(self) -> None:
         await self.bus.claim(self.group, self.inputs)
@@ -225,6 +234,14 @@ class Tail(Loop):
     async def take(self, records: list[Record], positions: dict[TopicPartition, int]) -> bool:
         self._start.update(positions)
         return False
+
+
+def _filled(records: list[Record], limit: int) -> bool:
+    """Whether some partition brought as many records as a read may: more may be there."""
+    counts: dict[TopicPartition, int] = {}
+    for record in records:
+        counts[record.tp] = counts.get(record.tp, 0) + 1
+    return any(count >= limit for count in counts.values())
 
 
 async def _within(seconds: float, stop: asyncio.Event) -> None:

@@ -113,6 +113,7 @@ class GroupLoop(Loop):
     _freed: bool = False
     """Whether the batch being committed ended an attempt (see FleetTracker.capacity_freed)."""
     linger_s: float = LINGER_S
+    read_again = False  # bus/loop.py: after a step, wait (for input, a deadline, the hold)
     _held: list[Outgoing] = field(default_factory=list)
     """Outputs decided and folded, not committed yet (module doc)."""
     _held_until: float = 0.0

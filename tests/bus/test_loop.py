@@ -164,3 +164,43 @@ async def test_every_read_is_a_turn_and_stop_ends_a_wait_at_once(bus: Bus) -> No
     await asyncio.wait_for(running, BOUND_S / 2)
     assert turns == [[b"x"], []]
     assert positions[written.tp] == written.offset + 1
+
+
+class Reads(Flaky):
+    """Counts reads, and tells when one is sent after the first wait began."""
+
+    def __init__(self, bus: Bus) -> None:
+        super().__init__(bus)
+        self.count = 0
+
+    async def read_many(self, starts: Mapping[TopicPartition, int], limit: int = 1000
+                        ) -> list[Record]:
+        self.count += 1
+        return await super().read_many(starts, limit)
+
+
+async def test_a_transactional_loop_that_took_a_batch_waits_without_reading_again(
+    bus: Bus,
+) -> None:
+    # given a trigger, and a transactional consumer running
+    await bus.publish([trigger(value=b"a")])
+    reads = Reads(bus)
+    copier, stop = Copier(cast(Bus, reads)), asyncio.Event()
+    running = asyncio.create_task(copier.run(stop))
+
+    # when it has taken the trigger and waits
+    await asyncio.wait_for(reads.waiting.wait(), BOUND_S)
+
+    # then it read once: the batch did not fill its read, so no read that finds nothing
+    # came between its commit and its wait (on Kafka a Fetch more per step)
+    assert await copies(bus) == [b"a"]
+    assert reads.count == 1
+
+    # and what comes later is taken at once all the same
+    await bus.publish([trigger(value=b"b")])
+    dlq = TopicPartition(DLQ, 0)
+    async with asyncio.timeout(BOUND_S / 2):
+        while await copies(bus) != [b"a", b"b"]:
+            await bus.wait({dlq: 1}, BOUND_S)
+    stop.set()
+    await asyncio.wait_for(running, BOUND_S / 2)
