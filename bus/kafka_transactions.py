@@ -34,6 +34,7 @@ from bus import kafka_batches
 from bus.kafka_clients import (
     CLIENT_ERRORS,
     DEFAULT_BATCH_BYTES,
+    begin_transaction,
     fenced,
     new_producer,
     quietly,
@@ -233,7 +234,7 @@ class Transactions:
         A failed EndTxn raises _EndUnknown: the transaction may have committed all the same."""
         ts_ms = time.time_ns() // 1_000_000
         rounds = kafka_batches.batches(placed, self._name, ts_ms, producer.create_batch)
-        await producer.begin_transaction()
+        await begin_transaction(producer)
         try:
             written = await kafka_batches.acked(
                 placed, await kafka_batches.send(producer, rounds), ts_ms)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bus.kafka_clients import new_consumer, new_producer
+from bus.kafka_clients import begin_transaction, new_consumer, new_producer
 
 BOUND_S = 30.0
 METADATA_API_KEY = 3
@@ -98,3 +98,21 @@ async def test_a_client_start_cancelled_while_it_waits_for_metadata_closes_its_c
             with pytest.raises(asyncio.CancelledError):
                 await start
             await proxy.closed.wait()
+
+
+@pytest.mark.kafka
+async def test_a_producer_with_its_id_begins_a_transaction_without_a_turn_of_the_loop(
+    kafka_bootstrap: str,
+) -> None:
+    # given a transactional producer that has its producer id (init_transactions done)
+    producer = await new_producer(kafka_bootstrap, "test-begin-at-once")
+    try:
+        # when a transaction begins
+        step = begin_transaction(producer)
+        # then it has begun in the first step, having awaited nothing
+        with pytest.raises(StopIteration):
+            step.send(None)
+        assert producer._txn_manager.is_in_transaction()  # white box
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
