@@ -10,6 +10,7 @@ import pytest
 from aiokafka.conn import AIOKafkaConnection
 
 from bus import Outgoing, TopicPartition
+from bus.kafka_waiters import QUIET_AFTER_S, WAITER_FETCH_WAIT_MS
 from events import topics
 from tests.kafka import test_kafka_bus as kafka_bus_tests
 from tests.kafka.test_kafka_bus import BOUND_S, Deployment
@@ -163,3 +164,41 @@ async def test_a_wait_that_starts_a_new_waiter_ends_at_a_hand_off_that_comes_mea
         proxy.release()
         await asyncio.gather(*bus._waiters._starting)  # white box
         assert len(bus._waiters._idle) == 1 and not bus._waiters.busy
+
+
+class FetchWaits:
+    """The fetch wait of every Fetch request written to a connection (white box: aiokafka's
+    connection `send`), the reader's own (wait 0) left out."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.waits: list[int] = []
+        send = AIOKafkaConnection.send
+
+        def spied(conn: Any, request: Any, expect_response: bool = True) -> Any:
+            wait = getattr(request, "_max_wait_ms", None)
+            if isinstance(wait, int) and wait > 0:
+                self.waits.append(wait)
+            return send(conn, request, expect_response)
+
+        monkeypatch.setattr(AIOKafkaConnection, "send", spied)
+
+
+async def test_a_quiet_wait_long_polls_longer_after_its_first_long_polls_found_nothing(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a bus with a waiter in its pool, and a partition nobody writes to
+    bus = await deployment.open()
+    tp = TopicPartition(topics.TRIGGERS, 0)
+    async with asyncio.timeout(BOUND_S):
+        assert not await bus.wait({tp: 0}, 0.01)
+        await asyncio.gather(*bus._waiters._settling.values())  # white box: back in the pool
+        fetches = FetchWaits(monkeypatch)
+
+        # when a consumer waits a second there
+        assert not await bus.wait({tp: 0}, 1.0)
+
+    # then its first long-polls wait the waiters' fetch wait, and once they found nothing the
+    # next one waits for (about) the rest of the wait: a few Fetches, not one per 100 ms
+    assert fetches.waits[0] == WAITER_FETCH_WAIT_MS
+    assert max(fetches.waits) > 5 * WAITER_FETCH_WAIT_MS
+    assert len(fetches.waits) <= 1000 * QUIET_AFTER_S / WAITER_FETCH_WAIT_MS + 2
