@@ -12,6 +12,7 @@ and reports-k and writes runs-k), so their counts must be equal.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from bus.protocol import BusUnusable
 from bus.records import Outgoing, TopicPartition
@@ -38,11 +39,16 @@ def check_group_counts(counts: Mapping[str, int], what: str) -> None:
                           f"({what}: {group}); raising a count is a migration, not a flag")
 
 
+PLACES_KEPT: Final = 8_192
+"""Places remembered (`Topology.place`); all are forgotten at once when full."""
+
+
 class Topology:
     """The counts a bus was opened with, and what follows from them."""
 
     def __init__(self, counts: Mapping[str, int]) -> None:
         self._counts = dict(counts)
+        self._places: dict[tuple[str, str | int], TopicPartition] = {}
 
     @property
     def counts(self) -> dict[str, int]:
@@ -62,9 +68,22 @@ class Topology:
 
     def place(self, out: Outgoing) -> TopicPartition:
         """Where a record goes: its explicit partition, else where its key lives. Both buses
-        place keys here, never a client's partitioner, so they agree on where a key lives."""
+        place keys here, never a client's partitioner, so they agree on where a key lives.
+
+        Remembered by topic and key (or partition), since the same few come again and again:
+        a 1,000-wide decision places 1,000 commands under one agent's key and 2,000 run-log
+        records on one partition, and the Python murmur2 and a frozen dataclass per record
+        cost ~12 ms of the event loop per 3,000 records."""
+        where = (out.topic, out.key if out.partition is None else out.partition)
+        tp = self._places.get(where)
+        if tp is not None:
+            return tp
         if out.partition is None:
-            return TopicPartition(out.topic, partition_for(out.key, self.partitions(out.topic)))
-        tp = TopicPartition(out.topic, out.partition)
-        self.check(tp)
+            tp = TopicPartition(out.topic, partition_for(out.key, self.partitions(out.topic)))
+        else:
+            tp = TopicPartition(out.topic, out.partition)
+            self.check(tp)
+        if len(self._places) >= PLACES_KEPT:
+            self._places.clear()
+        self._places[where] = tp
         return tp

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bus import BusUnusable, Outgoing, TopicPartition
-from bus.topology import Topology, wanted_counts
+from bus.topology import PLACES_KEPT, Topology, wanted_counts
 from events.topics import ALL_TOPICS, INTENTS, REPORTS, RUNS, TRIGGERS, partition_for
 
 
@@ -18,6 +18,20 @@ def test_a_key_lives_where_partition_for_puts_it_and_an_explicit_partition_wins(
     # then the key's partition is partition_for's, and the explicit one is kept
     assert by_key == TopicPartition(TRIGGERS, partition_for("sales/2026-12-05", 4))
     assert explicit == TopicPartition(TRIGGERS, 3)
+
+
+def test_places_are_the_same_again_and_past_what_is_remembered() -> None:
+    # given a topology that placed more keys than it remembers places
+    topology = Topology(wanted_counts(4, None))
+    keys = [f"run-{i}" for i in range(PLACES_KEPT + 10)]
+    first = [topology.place(Outgoing(TRIGGERS, key, b"v")) for key in keys]
+    # when the same keys, and explicit partitions, are placed again
+    again = [topology.place(Outgoing(TRIGGERS, key, b"v")) for key in keys]
+    # then each lands where its key lives, every time, and a bad partition is still refused
+    assert first == again == [TopicPartition(TRIGGERS, partition_for(k, 4)) for k in keys]
+    assert topology.place(Outgoing(TRIGGERS, "k", b"v", partition=2)) == TopicPartition(TRIGGERS, 2)
+    with pytest.raises(BusUnusable, match=f"'{TRIGGERS}' has no partition 4"):
+        topology.place(Outgoing(TRIGGERS, "k", b"v", partition=4))
 
 
 def test_partitions_and_topics_that_do_not_exist_are_refused_by_name() -> None:
