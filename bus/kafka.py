@@ -154,8 +154,9 @@ class KafkaBus:
         return await transactions.publish(placed)
 
     async def append(self, records: Sequence[Outgoing]) -> list[Record]:
-        """On this instance's idempotent (not transactional) producer, one record after the
-        other: durable on return, never visible to anyone before it is."""
+        """On this instance's idempotent (not transactional) producer, in order per partition
+        (kafka_transactions.Transactions.append): durable on return, never visible to anyone
+        before it is."""
         placed = [self._place(out) for out in records]
         transactions = self._open_transactions()
         if not placed:

@@ -1,4 +1,5 @@
-"""A transaction's records handed to the producer as whole batches, a few per partition.
+"""A transaction's records, and a larger append's (kafka_transactions.BATCHED_APPEND), handed
+to the producer as whole batches, a few per partition.
 
 Why: aiokafka's `send` costs 30 to 34 µs of the event loop per record (metadata wait, size
 estimate, partitioner check, a future each), and its batches hold 16 KiB, so the 3,002

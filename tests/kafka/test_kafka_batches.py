@@ -7,11 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 
 from bus import BusError, Outgoing, TopicPartition
-from events.topics import COMMANDS, INTENTS, RUNS
+from events.topics import COMMANDS, INTENTS, REPORTS, RUNS
 from tests.bus.contract import read_all
 from tests.kafka import test_kafka_bus as kafka_bus_tests
 from tests.kafka.test_kafka_bus import BOUND_S, Deployment
@@ -84,3 +85,42 @@ async def test_a_commit_the_broker_refuses_in_part_leaves_nothing_of_it_visible(
         # and the bus goes on committing
         after = await bus.commit("coord", {tp: 3}, [Outgoing(RUNS, "k", b"after", partition=0)])
         assert await read_all(other, runs) == before + after
+
+
+async def test_a_big_append_goes_out_in_batches_in_order_with_small_appends_beside_it(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a bus that has appended once (its producer is up), aiokafka's per-record send
+    # counted (white box), and another instance to read back what is stored
+    bus, other = await deployment.open(), await deployment.open()
+    sends = 0
+    send = AIOKafkaProducer.send
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal sends
+        sends += 1
+        return await send(self, *args, **kwargs)
+
+    def reports(n: int, tag: bytes) -> list[Outgoing]:
+        return [Outgoing(REPORTS, "r", b"%s%d" % (tag, i), partition=i % 2) for i in range(n)]
+
+    async with asyncio.timeout(BOUND_S):
+        await bus.append(reports(1, b"warm-up"))
+        monkeypatch.setattr(AIOKafkaProducer, "send", counted)
+        # when one append of 400 records on two partitions (~16 kB: two batches each) and
+        # single-record appends on the same partitions run at once
+        big, *small = await asyncio.gather(
+            bus.append(reports(400, b"big")),
+            *(bus.append(reports(1, b"small%d-" % i)) for i in range(5)))
+    # then the big one went out as whole batches (no per-record send), and what each append
+    # returned is what is stored, in the order it was appended on each partition
+    assert sends == len(small)
+    assert len(big) == 400
+    stored = {(r.partition, r.offset): r for p in (0, 1)
+              for r in await read_all(other, TopicPartition(REPORTS, p))}
+    returned = [record for written in (big, *small) for record in written]
+    assert [stored[r.partition, r.offset] for r in returned] == returned
+    for p in (0, 1):
+        mine = [r for r in big if r.partition == p]
+        assert [r.offset for r in mine] == sorted(r.offset for r in mine)
+        assert [r.value for r in mine] == [b"big%d" % i for i in range(p, 400, 2)]
