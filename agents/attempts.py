@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from functools import partial
 
-from agents import acceptance
 from agents.admission import Free, Held, choose_gpus, refusal
 from agents.attempt_reports import (
     GiveUp,
@@ -25,6 +24,7 @@ from agents.attempt_reports import (
 )
 from agents.attempt_state import Decided, Running
 from agents.coalesce import Coalesced
+from agents.later_reports import LaterReports
 from agents.ledger import Admission, Ledger, LedgerEntry
 from agents.process_identity import ProcessIdentity
 from agents.sender import Sender
@@ -66,13 +66,7 @@ class Attempts:
         """Every attempt task, also those still delivering their outcome (no longer `running`)."""
         self.outbox = Outbox(sender)
         self._writes: Coalesced[LedgerEntry, None] = Coalesced(self._record)
-        self._later = acceptance.Later()
-        self._unsent: dict[str, tuple[str, bytes]] = {}
-        """Held "started" reports saved with their admission and not on the bus yet, by
-        attempt id: (run id, the saved report). Each later save carries them into the
-        ledger's outbox, so a stop during the hold leaves them to the next start."""
-        self._batch_sent = True
-        """The last saved batch's reports to send at once are on the bus (`reported`)."""
+        self.later = LaterReports(ledger, sender)
 
     # -- capacity -------------------------------------------------------------------------
 
@@ -151,11 +145,11 @@ class Attempts:
         `start_admitted`, and "started"s are held from there (the ledger's outbox has them
         all, and the held "started"s of earlier batches not on the bus yet)."""
         outs = [self.sender.out(d.report) for d in decided]
-        self._batch_sent = False
+        carried = self.later.saving()
         try:
             admitted = await self.ledger.save(
                 [Admission(d.entry, out.value) for d, out in zip(decided, outs, strict=True)],
-                tp.topic, tp.partition, position, carried=list(self._unsent.values()))
+                tp.topic, tp.partition, position, carried=carried)
         except BaseException:
             self.drop(decided)
             raise
@@ -167,22 +161,12 @@ class Attempts:
             if attempt_id not in admitted:
                 continue
             if d.later and running is not None and running.started:
-                self._unsent[attempt_id] = (d.entry.run_id, out.value)
+                self.later.unsent(attempt_id, d.entry.run_id, out.value)
             elif d.later and running is not None:
                 running.accepted = out
             else:
                 now.append(out)
         return now
-
-    def reported(self) -> None:
-        """The last saved batch's reports to send at once are on the bus: the ledger's outbox
-        is emptied (`Ledger.sent`) once no held "started" in it is still to be sent."""
-        self._batch_sent = True
-        self._outbox_sent()
-
-    def _outbox_sent(self) -> None:
-        if self._batch_sent and not self._unsent:
-            self.ledger.sent()
 
     def drop(self, decided: list[Decided]) -> None:
         """Decisions that were never saved: not ours to run."""
@@ -206,11 +190,9 @@ class Attempts:
         of theirs can overtake it. One waiting for a worker says "accepted" only if it still
         waits a while; one given a worker holds its "started" (agents/acceptance.py)."""
         unstarted, self._unstarted = self._unstarted, {}
-        waiting = [r for r in unstarted.values() if r.task is None and r.accepted is not None]
-        if waiting:
-            delay = acceptance.delay_s([r.command.not_after for r in waiting],
-                                       self.sender.clock())
-            self._later.after(delay, partial(self._say_accepted, waiting))
+        self.later.accept_later(
+            [r for r in unstarted.values() if r.task is None and r.accepted is not None],
+            lambda running: self.running.get(running.command.attempt_id) is running)
         for running in unstarted.values():
             if running.task is None:
                 reports = running.reports = Reports(self.outbox)
@@ -222,49 +204,7 @@ class Attempts:
                 running.task.add_done_callback(self._tasks.discard)
                 running.task.add_done_callback(lambda _: self.ended.set())
                 if running.started:
-                    self._hold_started(running)
-
-    def _hold_started(self, running: Running) -> None:
-        """Its "started" waits until its outcome or first progress report, or until the
-        window ends (agents/acceptance.py), whichever comes first."""
-        loop = asyncio.get_running_loop()
-        running.held_since = loop.time()
-        delay = acceptance.delay_s([running.command.not_after], self.sender.clock(),
-                                   acceptance.STARTED_HELD_S)
-        running.hold = self._later.after(delay, partial(self._say_started, running))
-
-    def _say_started(self, running: Running) -> None:
-        """A held "started", pushed now (so before whatever the attempt says next), saying
-        how long it was held, and dated when the attempt started (as an event's time is
-        when it happened). Once the bus has it, it leaves the ledger's outbox."""
-        since, running.held_since = running.held_since, None
-        if running.hold is not None:
-            self._later.drop(running.hold)
-            running.hold = None
-        if since is None or running.reports is None:
-            return
-        cmd = running.command
-        held_s = max(0.0, asyncio.get_running_loop().time() - since)
-        sent = running.reports.push(self.sender.out(
-            AttemptStarted(**report_fields(cmd), gpus=running.gpus, held_s=held_s),
-            at=self.sender.clock() - held_s))  # its envelope's time: when it started
-        if cmd.attempt_id in self._unsent:
-            sent.add_done_callback(partial(self._started_sent, cmd.attempt_id))
-
-    def _started_sent(self, attempt_id: str, sent: asyncio.Future[bool]) -> None:
-        if not sent.cancelled() and sent.exception() is None and sent.result():
-            self._unsent.pop(attempt_id, None)
-            self._outbox_sent()
-
-    def _say_accepted(self, waiting: list[Running]) -> None:
-        """Those still waiting for a worker, and still here, say they were accepted (before
-        anything else they say: the same queue of reports)."""
-        for running in waiting:
-            out, running.accepted = running.accepted, None
-            if (out is not None and running.reports is not None and not running.started
-                    and not running.finished
-                    and self.running.get(running.command.attempt_id) is running):
-                running.reports.push(out)
+                    self.later.hold_started(running)
 
     # -- stopping attempts ----------------------------------------------------------------
 
@@ -298,7 +238,7 @@ class Attempts:
         """The agent stops now: what still runs is left to the next start (the ledger)."""
         for task in list(self._tasks):
             task.cancel()
-        self._later.cancel()
+        self.later.cancel()
         self.outbox.close()
         self._writes.close()
 
@@ -321,12 +261,12 @@ class Attempts:
             # outcome, so nothing is placed here early, and a report held up by the bus must
             # not make us refuse the next command for want of room.
             self._let_go(cmd.attempt_id)
-            self._say_started(running)  # held until now: in the same append, just before
+            self.later.say_started(running)  # held until now: in the same append, before
             reports.push(final)
             if await reports.delivered():
                 self.ledger.finished(entry(cmd, "finished"))
         finally:
-            self._unhold(running)
+            self.later.unhold(running)
             reports.cancel()
             self._let_go(cmd.attempt_id)
             self._give_back(running)  # never run (cancelled first): its slot is free again
@@ -340,20 +280,12 @@ class Attempts:
             await self._writes.add(entry(running.command, "started", worker=worker))
         if not running.started:
             self._mark_started(running)
-            self._hold_started(running)
-
-    def _unhold(self, running: Running) -> None:
-        """The attempt is over without saying its held "started" (the agent stops): it stays
-        in the ledger's outbox if it was saved there, for the next start."""
-        running.held_since = None
-        if running.hold is not None:
-            self._later.drop(running.hold)
-            running.hold = None
+            self.later.hold_started(running)
 
     def _progress(self, running: Running, reports: Reports, fraction: float,
                   message: str) -> None:
         """Progress never overtakes "started": a held one goes first."""
-        self._say_started(running)
+        self.later.say_started(running)
         reports.push(self.sender.out(AttemptProgress(
             **report_fields(running.command), fraction=fraction, message=message[:500])))
 

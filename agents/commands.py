@@ -115,7 +115,7 @@ class Commands(Loop):
                     # Only raised once the agent stops: the next start sends them (the
                     # outbox) and reports these attempts, never started, interrupted.
                     return True
-            self.attempts.reported()
+            self.attempts.later.reported()
             self.attempts.start_admitted()
             # Their first steps hand the free workers their invocations: let them run before
             # this loop takes the next batch (reading it, from memory, need not yield), so a
