@@ -10,6 +10,7 @@ import pytest
 from aiokafka.conn import AIOKafkaConnection
 
 from bus import Outgoing, TopicPartition
+from bus.kafka import KafkaBus
 from bus.kafka_waiters import QUIET_AFTER_S, WAITER_FETCH_WAIT_MS
 from events import topics
 from tests.kafka import test_kafka_bus as kafka_bus_tests
@@ -48,6 +49,17 @@ class LongPolls:
         monkeypatch.setattr(AIOKafkaConnection, "send", spied)
 
 
+async def ended_mid_long_poll(bus: KafkaBus, long_polls: LongPolls, tp: TopicPartition
+                              ) -> None:
+    """A wait on `tp` cancelled (as a group loop woken by something else cancels its wait)
+    once its waiter's long-poll is at the broker."""
+    first = asyncio.create_task(bus.wait({tp: 0}, BOUND_S))
+    await long_polls.sent.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
 async def test_a_wait_is_not_held_up_by_the_long_poll_an_ended_wait_left_at_the_broker(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -58,11 +70,7 @@ async def test_a_wait_is_not_held_up_by_the_long_poll_an_ended_wait_left_at_the_
     long_polls = LongPolls(monkeypatch)
     quiet, busy = TopicPartition(topics.TRIGGERS, 0), TopicPartition(topics.TRIGGERS, 1)
     async with asyncio.timeout(BOUND_S):
-        first = asyncio.create_task(bus.wait({quiet: 0}, BOUND_S))
-        await long_polls.sent.wait()
-        first.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await first
+        await ended_mid_long_poll(bus, long_polls, quiet)
 
         # when it waits on another partition and another process publishes there
         second = asyncio.create_task(bus.wait({busy: 0}, BOUND_S))
@@ -85,11 +93,7 @@ async def test_a_wait_from_where_an_ended_wait_stood_takes_its_waiter_and_its_lo
     long_polls = LongPolls(monkeypatch)
     tp = TopicPartition(topics.TRIGGERS, 0)
     async with asyncio.timeout(BOUND_S):
-        first = asyncio.create_task(bus.wait({tp: 0}, BOUND_S))
-        await long_polls.sent.wait()
-        first.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await first
+        await ended_mid_long_poll(bus, long_polls, tp)
 
         # when it waits again from the same position and another process publishes there
         second = asyncio.create_task(bus.wait({tp: 0}, BOUND_S))
