@@ -481,10 +481,17 @@ async def test_a_read_of_many_partitions_costs_one_fetch(deployment: Deployment)
 async def test_a_groups_first_commit_to_two_topics_asks_for_no_metadata_and_adds_both_at_once(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # given: a coordinator that claimed partition group 0 (its producer made there)
+    # given: a coordinator that claimed partition group 0 (its producer made there), on a
+    # broker that is ready for it: its topics' partitions took a write and its group has a
+    # coordinator (on a fresh broker, a just-created partition may answer NotLeaderForPartition
+    # and FindCoordinator CoordinatorNotAvailable once; a producer rightly asks for metadata
+    # again after either)
     bus = await deployment.open()
     inputs = group_inputs(0, 0)
     async with asyncio.timeout(BOUND_S):
+        other = await deployment.open()
+        await other.append([decision(b"warm"), Outgoing(COMMANDS, "agent", b"warm", partition=0)])
+        await other.committed("coord", TopicPartition(INTENTS, 0))
         await bus.claim("coord", list(inputs))
         requests: list[tuple[Any, str]] = []
         send = AIOKafkaConnection.send
