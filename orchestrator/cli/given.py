@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from events.errors import EventParseError, EventTooLarge
 from orchestrator.cli.errors import UsageError
-from orchestrator.cli.printable import printable
+from orchestrator.printable import printable
 
 MADE_UP_WHEN_ABSENT = frozenset({"--event-id", "--idempotency-key"})
 """Flags whose absence means "make one up"; given empty, they are a mistake, said so."""

@@ -14,8 +14,8 @@ from bus import EMBEDDED, BusError, BusUrlError, parse_bus_url
 from events.errors import EventParseError
 from orchestrator.cli import commands
 from orchestrator.cli.errors import Failed, NotFound, UsageError
-from orchestrator.cli.printable import printable
 from orchestrator.core.errors import LogCorrupt, SpecError
+from orchestrator.printable import printable
 from orchestrator.service.supervise import ComponentFailed
 
 

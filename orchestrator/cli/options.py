@@ -10,8 +10,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from orchestrator.cli.errors import UsageError
-from orchestrator.cli.printable import printable
 from orchestrator.datasets import file_digest
+from orchestrator.printable import printable
 
 
 def key_values(items: list[str]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from orchestrator.cli.agent_flags import (
 )
 from orchestrator.cli.context import home_of, open_bus_patiently
 from orchestrator.cli.errors import Failed, UsageError
+from orchestrator.cli.http import add_http_flag, http_socket, served
 from orchestrator.cli.scheduling import add_coordinator_flags, coordinator_settings, describe
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
 from orchestrator.service.coordinator import DEFAULT_SESSION_TIMEOUT_S, Coordinator
@@ -70,6 +71,7 @@ def _add_pipelines(p: argparse.ArgumentParser) -> None:
 def add_up(p: argparse.ArgumentParser) -> None:
     _add_pipelines(p)
     p.add_argument("--agents", type=int, default=1, help="local agents to run (default 1)")
+    add_http_flag(p, off=True)
     add_agent_flags(p)
     add_coordinator_flags(p)
     p.set_defaults(handler=up)
@@ -81,14 +83,43 @@ async def up(args: argparse.Namespace) -> int:
     gc_policy.apply(gc_policy.LOOP)
     settings, expiry_s = coordinator_settings(args)
     home = home_of(args)
-    with _one_coordinator(args, home):
+    with _one_coordinator(args, home), http_socket(args) as sock:
         app = EmbeddedApp(home, pipelines, agents, settings=settings, expiry_s=expiry_s,
-                          bus_url=args.bus, bus=await open_bus_patiently(args))
+                          bus_url=args.bus, bus=await open_bus_patiently(args), http=sock)
         app.stop = _stop_on_signals()
         await app.start()
         print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines "
               f"{', '.join(pipelines)}, {len(app.agents)} local agent(s), "
-              f"{describe(settings, expiry_s)}; Ctrl-C to stop", flush=True)
+              f"{describe(settings, expiry_s)}{served(sock)}; Ctrl-C to stop", flush=True)
+        try:
+            await app.wait()
+        finally:
+            await app.close()
+    return 0
+
+
+# -- api ------------------------------------------------------------------------------------
+
+def add_api(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", action="append", metavar="REF",
+                   help="pipelines to list before they first run ('package.module:name' or "
+                        "file.yaml; repeatable; default: only those seen in the log)")
+    add_http_flag(p, off=False)
+    p.set_defaults(handler=api)
+
+
+async def api(args: argparse.Namespace) -> int:
+    """The API alone, on any bus: it keeps the home's projection itself unless another
+    process (`baton up` on the same home) writes it, and then reads that one."""
+    pipelines = load_all(args.pipeline) if args.pipeline else {}
+    with http_socket(args) as sock:
+        assert sock is not None  # `baton api` has no --http off
+        app = EmbeddedApp(home_of(args), pipelines, coordinate=False, bus_url=args.bus,
+                          bus=await open_bus_patiently(args), http=sock)
+        app.stop = _stop_on_signals()
+        await app.start()
+        print(f"baton api: home {app.home.root}, bus {args.bus}{served(sock)}; Ctrl-C to "
+              "stop", flush=True)
         try:
             await app.wait()
         finally:

@@ -15,7 +15,7 @@ from events.triggers import DataArrived, DriftDetected
 from orchestrator.cli.context import publish_record
 from orchestrator.cli.given import Given
 from orchestrator.cli.options import file_facts
-from orchestrator.cli.printable import printable
+from orchestrator.printable import printable
 from orchestrator.service.triggers import trigger_record
 
 

@@ -13,10 +13,10 @@ import uuid
 from events.intents import RunCancelRequested
 from orchestrator.cli.context import home_of, open_bus, send_intent
 from orchestrator.cli.errors import UsageError
-from orchestrator.cli.printable import printable
 from orchestrator.cli.projection import caught_up_projection, one_run
 from orchestrator.cli.render import event_line, run_detail, runs_table
 from orchestrator.pipelines.loader import load_all
+from orchestrator.printable import printable
 from orchestrator.service.follow import follow
 from orchestrator.store.projections import connect, list_models, list_runs
 from orchestrator.store.verify import verify

@@ -9,7 +9,7 @@ from events import runs as ev
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.registry import ModelRegistered
-from orchestrator.cli.printable import printable
+from orchestrator.printable import printable
 
 SYMBOL = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■",
           "upstream_failed": "↯", "pending": "·", "ready": "…", "scheduled": "→",

@@ -21,10 +21,10 @@ from orchestrator.cli.context import intent_value, open_bus, publish_intent
 from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.given import Given, param_flag
 from orchestrator.cli.options import file_facts, key_values
-from orchestrator.cli.printable import printable
 from orchestrator.cli.scheduling import add_priority_flag, positive_seconds
 from orchestrator.core.ids import run_id_for
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
+from orchestrator.printable import printable
 from orchestrator.service.run_requests import (
     Answer,
     Conflicting,

@@ -14,9 +14,11 @@ from agents.runtime import Agent
 from bus import EMBEDDED, Bus, open_bus_url
 from events.common import Capabilities
 from events.pipeline import PipelineSpec
+from orchestrator.api.context import ApiContext
+from orchestrator.api.service import ApiServer
 from orchestrator.core.settings import Settings
 from orchestrator.service.coordinator import Coordinator
-from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S
+from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, FleetTracker
 from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.home import Home
 from orchestrator.service.supervise import ComponentFailed, announce, failure_of, supervise
@@ -40,7 +42,7 @@ def local_agent_id(index: int) -> str:
 
 @dataclass
 class EmbeddedApp:
-    """A coordinator, the projector and local agents, together.
+    """A coordinator, the projector, local agents and the HTTP API, together.
 
     `bus_url` picks the bus (see bus/factory.py); whichever it is, projections,
     artifacts and agent ledgers stay in `home`. On Kafka the coordinator joins the coordinator
@@ -55,7 +57,12 @@ class EmbeddedApp:
     bus_url: str = EMBEDDED
     bus: Bus | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    coordinate: bool = True
+    """Run a coordinator; without one (`baton api`) the process follows the fleet itself."""
+    http: socket.socket | None = None
+    """Where to serve the HTTP API, bound by the caller (None: no API)."""
     coordinator: Coordinator | None = None
+    api: ApiContext | None = None
     projector: Projector | None = None
     failure: ComponentFailed | None = None
     """What stopped the process, if a component failed for good."""
@@ -72,13 +79,21 @@ class EmbeddedApp:
         if self.bus is None:  # else opened by the caller (`baton up` waits for it)
             self.bus = await open_bus_url(self.bus_url, self.home.root)
         bus = self.bus
-        self.coordinator = Coordinator(bus, self.pipelines, self.settings, self.expiry_s)
         self.projector = Projector(bus, self.home.projections)
-        components: list[tuple[str, Work]] = [
-            ("coordinator", self.coordinator.run), ("projector", self.projector.run),
-            *((f"agent {a.agent_id}", a.run)
-              for a in (self._agent(bus, i, spec) for i, spec in enumerate(self.agents))),
-        ]
+        components: list[tuple[str, Work]] = [("projector", self.projector.run)]
+        if self.coordinate:
+            self.coordinator = Coordinator(bus, self.pipelines, self.settings, self.expiry_s)
+            fleet = self.coordinator.fleet
+            components.append(("coordinator", self.coordinator.run))
+        else:
+            fleet = FleetTracker(bus, expiry_s=self.expiry_s)
+            components.append(("fleet tracker", fleet.run))
+        if self.http is not None:
+            self.api = ApiContext(bus, self.home.projections, fleet, projector=self.projector,
+                                  declared=self.pipelines)
+            components.append(("api", ApiServer(self.api, self.http).run))
+        agents = [self._agent(bus, i, spec) for i, spec in enumerate(self.agents)]
+        components.extend((f"agent {a.agent_id}", a.run) for a in agents)
         self._tasks = [asyncio.create_task(self._guard(name, work)) for name, work in components]
         return bus
 

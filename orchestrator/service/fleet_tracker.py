@@ -57,6 +57,8 @@ class FleetTracker:
     """Set when `room` bumps: apart, so a group with nothing waiting to start need not wait on
     them (a fan-out frees room at every report, and each wake of a group that then found
     nothing to do cost it a cancelled wait, an empty read and a new wait)."""
+    beats: dict[str, AgentHeartbeat] = field(default_factory=dict)
+    """Each agent's latest heartbeat: its free capacity and running attempts, for views."""
     twins: dict[str, str] = field(default_factory=dict)
     """Agent ids used by two live processes at once, with what was seen."""
     _incarnations: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -113,6 +115,7 @@ class FleetTracker:
             return
         elif isinstance(data, AgentHeartbeat) and data.agent_id in self.agents:
             self.last_seen[data.agent_id] = now
+            self.beats[data.agent_id] = data
             self._capacity(data)
         elif isinstance(data, AgentDraining | AgentStopped) and data.agent_id in self.agents:
             view = self.agents[data.agent_id]

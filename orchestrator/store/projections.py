@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +18,42 @@ from bus.disk_full import while_full
 from bus.loop import Loop
 from events import topics
 from events.registry import ModelRegistered
+from events.runs import RunCreated
+from events.triggers import TriggerAccepted, TriggerIgnored
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import CoordinatorState
 from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.locks import file_lock, file_lock_when_free
-from orchestrator.store.rows import ROW_VERSION, RowDocs
+from orchestrator.store.rows import ROW_VERSION, RowDocs, summary_text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, status TEXT NOT NULL,
-  trigger_type TEXT NOT NULL, created_at REAL NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
+  trigger_type TEXT NOT NULL, created_at REAL NOT NULL, doc TEXT NOT NULL,
+  summary TEXT NOT NULL, log_partition INTEGER NOT NULL, first_offset INTEGER NOT NULL,
+  last_offset INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at, run_id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_at, run_id);
+CREATE INDEX IF NOT EXISTS runs_pipeline ON runs(pipeline, created_at, run_id);
+CREATE INDEX IF NOT EXISTS runs_trigger ON runs(trigger_type, created_at, run_id);
 CREATE TABLE IF NOT EXISTS models (
   model TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, doc TEXT NOT NULL,
   PRIMARY KEY (model, version));
+CREATE INDEX IF NOT EXISTS models_run ON models(run_id);
+CREATE TABLE IF NOT EXISTS triggers (
+  seq INTEGER PRIMARY KEY, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+  time REAL NOT NULL, pipeline TEXT NOT NULL, outcome TEXT NOT NULL, doc TEXT NOT NULL,
+  UNIQUE (partition, offset));
+CREATE INDEX IF NOT EXISTS triggers_pipeline ON triggers(pipeline, seq);
+CREATE TABLE IF NOT EXISTS pipelines (
+  name TEXT NOT NULL, version TEXT NOT NULL, first_seen REAL NOT NULL, spec TEXT NOT NULL,
+  PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS positions (
   topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
   PRIMARY KEY (topic, partition));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
 
 async def connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path)
@@ -52,26 +68,39 @@ async def connect(path: Path) -> aiosqlite.Connection:
     return conn
 
 
+STORE_VERSION = 2
+"""The shape of the tables. Bump it whenever a table of runs changes: the writer drops the
+run rows and rebuilds them from the log (rows are derived; the log is the truth).
+2: run rows carry a summary and where the run's events are on its partition; the pipelines
+   (filled from `run_created`) and triggers (baton.trigger-log) tables."""
+
+
 async def stored_row_version(conn: aiosqlite.Connection) -> int:
     """The shape the stored run rows have (rows.ROW_VERSION). Rows written before versions
     were recorded are version 1; an empty store is as good as current."""
-    async with conn.execute("SELECT value FROM meta WHERE key = 'row_version'") as cur:
+    return await _stored_version(conn, "row_version", ROW_VERSION)
+
+
+async def _stored_version(conn: aiosqlite.Connection, key: str, current: int) -> int:
+    async with conn.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
         row = await cur.fetchone()
     if row is not None:
         return int(row[0])
     async with conn.execute("SELECT 1 FROM runs LIMIT 1") as cur:
-        return 1 if await cur.fetchone() else ROW_VERSION
+        return 1 if await cur.fetchone() else current
 
 
 async def rebuild_stale_rows(conn: aiosqlite.Connection) -> bool:
     """Run rows of another shape are dropped with their runs positions, so the projector
     writes every run again from the log; model rows keep theirs. Only the writer calls this.
     True if rows were dropped."""
-    stale = await stored_row_version(conn) != ROW_VERSION
+    stale = (await stored_row_version(conn) != ROW_VERSION
+             or await _stored_version(conn, "store_version", STORE_VERSION) != STORE_VERSION)
     if stale:
-        await conn.execute("DELETE FROM runs")
+        await conn.executescript("DROP TABLE runs; DROP TABLE pipelines;" + SCHEMA)
         await conn.execute("DELETE FROM positions WHERE topic = ?", (topics.RUNS,))
-    await conn.execute("INSERT OR REPLACE INTO meta VALUES ('row_version', ?)", (str(ROW_VERSION),))
+    await conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+        ("row_version", str(ROW_VERSION)), ("store_version", str(STORE_VERSION))])
     await conn.commit()
     return stale
 
@@ -125,7 +154,8 @@ re-rendered for every single event, which would make projection cost quadratic."
 
 
 class Projector(Loop):
-    """Keeps projections.db in step with baton.runs and baton.models: a configuration of the
+    """Keeps projections.db in step with baton.runs, baton.models and baton.trigger-log: a
+    configuration of the
     bus's consumer loop (bus/loop.py) whose saves are SQLite transactions of rows and
     positions. `positions` only moves once a transaction is committed: whoever waits on it
     for the rows (the demo, tests) finds them there."""
@@ -139,12 +169,15 @@ class Projector(Loop):
         self.state = initial_state()
         self.positions = {}
         self.caught_up = asyncio.Event()
+        self.written: dict[TopicPartition, int] = {}
+        """The positions whose rows are committed: what a read-your-writes wait compares."""
+        self._moved = asyncio.Event()
         self._conn: aiosqlite.Connection | None = None
         self._docs = RowDocs()
 
     @property
     def inputs(self) -> Sequence[TopicPartition]:
-        return [TopicPartition(topic, p) for topic in (topics.RUNS, topics.MODELS)
+        return [TopicPartition(topic, p) for topic in PROJECTED
                 for p in range(self.bus.partitions(topic))]
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -163,6 +196,11 @@ class Projector(Loop):
                 while await self.step():
                     pass
             return True
+
+    def next_written(self) -> asyncio.Event:
+        """Set once the next transaction of rows is committed (`written` has moved): taken
+        before looking at the positions, a waiter cannot miss the commit that reaches them."""
+        return self._moved
 
     @contextlib.asynccontextmanager
     async def _connected(self) -> AsyncIterator[None]:
@@ -189,55 +227,114 @@ class Projector(Loop):
         stored = await stored_positions(self._open())
         runs_upto = {tp: o for tp, o in stored.items() if tp.topic == topics.RUNS}
         self.state = await fold_runs(self.bus, runs_upto)
-        return {tp: stored.get(tp, 0) for tp in self.inputs}
+        positions = {tp: stored.get(tp, 0) for tp in self.inputs}
+        self._written(positions)
+        return positions
 
     async def take(self, records: list[Record], positions: dict[TopicPartition, int]) -> bool:
         """What is new, applied in one SQLite transaction with the positions after it."""
         if not records:
             self.caught_up.set()
             return False
-        touched: set[str] = set()
-        models: list[ModelRegistered] = []
-        self._apply(records, touched, models)
-        await self._write(self._open(), touched, models, positions)
+        batch = Batch()
+        self._apply(records, batch)
+        await self._write(self._open(), batch, positions)
+        self._written(positions)
         return True
+
+    def _written(self, positions: dict[TopicPartition, int]) -> None:
+        self.written = dict(positions)
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
     def _open(self) -> aiosqlite.Connection:
         if self._conn is None:
             raise RuntimeError("the projector is used outside run() or catch_up_if_free()")
         return self._conn
 
-    def _apply(self, batch: list[Record], touched: set[str], models: list[ModelRegistered]
-               ) -> None:
-        for record in batch:
+    def _apply(self, records: list[Record], batch: Batch) -> None:
+        for record in records:
             env = decode_logged(record.value, record.where)
             if record.topic == topics.RUNS:
                 evolve(self.state, env)
-                touched.add(env.subject)
+                batch.ran(env.subject, record)
+                if isinstance(env.data, RunCreated):
+                    batch.pipelines.append(pipeline_row(env.data, env.time.timestamp()))
             elif isinstance(env.data, ModelRegistered):
-                models.append(env.data)
+                batch.models.append(env.data)
+            elif isinstance(env.data, TriggerAccepted | TriggerIgnored):
+                batch.triggers.append(trigger_row(record, env.time.timestamp(), env.data))
 
-    async def _write(self, conn: aiosqlite.Connection, touched: set[str],
-                     models: list[ModelRegistered], positions: dict[TopicPartition, int]
-                     ) -> None:
-        runs = [self.state.runs[r] for r in touched if r in self.state.runs]
-        rows: list[RunRow] = [(run.run_id, run.pipeline, run.status, run.trigger.type,
-                               run.created_at, self._docs.doc(run)) for run in runs]
-        await while_full(self.path, lambda: _store(conn, rows, models, positions))
+    async def _write(self, conn: aiosqlite.Connection, batch: Batch,
+                     positions: dict[TopicPartition, int]) -> None:
+        rows: list[RunRow] = []
+        for run_id, (partition, first, last) in batch.runs.items():
+            run = self.state.runs.get(run_id)
+            if run is not None:
+                rows.append((run.run_id, run.pipeline, run.status, run.trigger.type,
+                             run.created_at, self._docs.doc(run), summary_text(run), partition,
+                             first, last))
+        await while_full(self.path, lambda: _store(conn, rows, batch, positions))
 
 
-RunRow = tuple[str, str, str, str, float, str]
-"""A row of the runs table: run id, pipeline, status, trigger type, created at, document."""
+PROJECTED = (topics.RUNS, topics.MODELS, topics.TRIGGER_LOG)
+"""What the projector reads: the runs' log, registrations, and the trigger router's outcomes."""
 
 
-async def _store(conn: aiosqlite.Connection, rows: list[RunRow],
-                 models: list[ModelRegistered], positions: dict[TopicPartition, int]) -> None:
-    """One transaction, rolled back whole if it fails."""
+@dataclass
+class Batch:
+    """What one step read, sorted for the tables it changes."""
+
+    runs: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """Run id -> its partition, and the offsets of its first and last event in the batch."""
+    models: list[ModelRegistered] = field(default_factory=list)
+    pipelines: list[tuple[str, str, float, str]] = field(default_factory=list)
+    triggers: list[tuple[int, int, float, str, str, str]] = field(default_factory=list)
+
+    def ran(self, run_id: str, record: Record) -> None:
+        had = self.runs.get(run_id)
+        first = record.offset if had is None else had[1]
+        self.runs[run_id] = (record.partition, first, record.offset)
+
+
+def pipeline_row(created: RunCreated, time: float) -> tuple[str, str, float, str]:
+    """A row of the pipelines table: the first run of each version names it."""
+    return (created.pipeline, created.pipeline_version, time,
+            created.spec.model_dump_json())
+
+
+def trigger_row(record: Record, time: float, outcome: TriggerAccepted | TriggerIgnored
+                ) -> tuple[int, int, float, str, str, str]:
+    """A row of the triggers table: where the router logged it, and what it decided."""
+    accepted = isinstance(outcome, TriggerAccepted)
+    doc = {"id": f"{record.partition}@{record.offset}", "time": time,
+           "outcome": "accepted" if accepted else "ignored", **outcome.model_dump(mode="json")}
+    return (record.partition, record.offset, time, outcome.pipeline, str(doc["outcome"]),
+            json.dumps(doc, sort_keys=True))
+
+
+RunRow = tuple[str, str, str, str, float, str, str, int, int, int]
+"""A row of the runs table: run id, pipeline, status, trigger type, created at, document,
+summary, and the run's partition of baton.runs with its first and last event's offsets."""
+
+
+async def _store(conn: aiosqlite.Connection, rows: list[RunRow], batch: Batch,
+                 positions: dict[TopicPartition, int]) -> None:
+    """One transaction, rolled back whole if it fails. A run's first offset is kept from
+    when its row was first written (its `run_created`)."""
     try:
-        await conn.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", rows)
+        await conn.executemany(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE"
+            " SET status = excluded.status, doc = excluded.doc, summary = excluded.summary,"
+            " last_offset = excluded.last_offset", rows)
         await conn.executemany(
             "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)",
-            [(m.model, m.version, m.run_id, m.model_dump_json()) for m in models])
+            [(m.model, m.version, m.run_id, m.model_dump_json()) for m in batch.models])
+        await conn.executemany("INSERT OR IGNORE INTO pipelines VALUES (?, ?, ?, ?)",
+                               batch.pipelines)
+        await conn.executemany(
+            "INSERT OR IGNORE INTO triggers (partition, offset, time, pipeline, outcome, doc)"
+            " VALUES (?, ?, ?, ?, ?, ?)", batch.triggers)
         await conn.executemany(
             "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
             [(tp.topic, tp.partition, o) for tp, o in positions.items()])

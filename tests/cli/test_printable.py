@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.cli.printable import printable
+from orchestrator.printable import printable
 
 
 @pytest.mark.parametrize("raw, shown", [

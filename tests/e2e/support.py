@@ -35,6 +35,8 @@ def cli_env() -> dict[str, str]:
     # The caller's PYTHONPATH stays behind the repository: it may hold the dependencies.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    # Each `baton up` serves its API on a free port (it prints the URL): several run at once.
+    env["BATON_HTTP"] = "127.0.0.1:0"
     return env
 
 

@@ -24,6 +24,7 @@ from events.pipeline import PipelineSpec
 from events.runs import RunCancelled, RunFailed, RunSucceeded
 from events.topics import partition_for
 from events.triggers import TriggerInfo
+from orchestrator.api.server import Listen, bind, url_of
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
 from orchestrator.service.group_loop import GroupLoop
@@ -183,20 +184,31 @@ class Apps:
         self.bus_url = bus_url
         self.opened: list[EmbeddedApp] = []
 
-    async def start(self, *specs: PipelineSpec, agents: int = 1) -> tuple[EmbeddedApp, Bus]:
+    async def start(self, *specs: PipelineSpec, agents: int = 1,
+                    http: bool = False) -> tuple[EmbeddedApp, Bus]:
+        """`http`: with the HTTP API on a free loopback port (`api_url(app)`)."""
         app = EmbeddedApp(self.home, {s.name: s for s in specs},
                           [AgentSpec(CAPACITY, agent_id=LOCAL_AGENT)] * agents,
-                          bus_url=self.bus_url)
+                          bus_url=self.bus_url,
+                          http=bind(Listen("127.0.0.1", 0)) if http else None)
         self.opened.append(app)
         return app, await app.start()
 
     async def close_all(self) -> None:
         for app in self.opened:
             await app.close()
+            if app.http is not None:
+                app.http.close()
         for app in self.opened:
             for task in app._tasks:  # a component that crashed fails the test here
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise AssertionError(f"an app component crashed: {task.exception()!r}")
+
+
+def api_url(app: EmbeddedApp) -> str:
+    """Where the app serves the HTTP API (started with `http=True`)."""
+    assert app.http is not None
+    return f"{url_of(app.http)}/api/v1"
 
 
 def group_of(app: EmbeddedApp, bus: Bus, run_id: str) -> GroupLoop:

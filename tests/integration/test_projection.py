@@ -22,6 +22,7 @@ from events import topics
 from events.pipeline import PipelineSpec, RegisterSpec, TaskSpec
 from events.runs import RunCreated, RunFailed, RunSucceeded
 from orchestrator.service.home import Home
+from orchestrator.store import queries
 from orchestrator.store.projections import Projector, connect, list_models, list_runs
 from orchestrator.store.rows import ROW_VERSION
 from orchestrator.store.verify import verify
@@ -167,6 +168,34 @@ async def test_rows_of_an_older_shape_are_rebuilt_from_the_log_when_a_projector_
     assert await query(home.projections) == before
     assert {r["run_id"] for r in before[0]} == set(finished_runs)
     assert all("attempt_history" in t for r in before[0] for t in r["tasks"])
+    assert (await verify(bus, home.projections, time.time())).ok
+
+
+async def test_a_store_of_the_shape_before_summaries_is_rebuilt_with_them_and_pipelines(
+    bus: Bus, home: Home, finished_runs: dict[str, str]
+) -> None:
+    # given: the projection as the Baton before store version 2 left it: runs without
+    # summaries or log offsets, no pipelines or triggers tables
+    before = await query(home.projections)
+    async with aiosqlite.connect(home.projections) as conn:
+        await conn.executescript("""
+            CREATE TABLE old AS SELECT run_id, pipeline, status, trigger_type, created_at, doc
+              FROM runs;
+            DROP TABLE runs; ALTER TABLE old RENAME TO runs;
+            DROP TABLE pipelines; DROP TABLE triggers;
+            DELETE FROM meta WHERE key = 'store_version';""")
+    # when: a projector opens it
+    assert await Projector(bus, home.projections).catch_up_if_free()
+    # then: the rows are as they were, now with summaries, and the pipelines that ran are known
+    assert await query(home.projections) == before
+    conn = await connect(home.projections)
+    try:
+        page, _ = await queries.runs_page(conn, queries.RunFilter(), None, 10)
+        known = {p["name"] for p in await queries.pipelines(conn)}
+    finally:
+        await conn.close()
+    assert {r["run_id"]: r["status"] for r in page} == finished_runs
+    assert known == {"train", "broken"}
     assert (await verify(bus, home.projections, time.time())).ok
 
 

@@ -1,0 +1,25 @@
+"""The ASGI app: every resource under /api/v1, OpenAPI at /api/v1/openapi.json, and every
+error a problem document (problems.py)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from orchestrator.api import problems
+from orchestrator.api.context import ApiContext
+from orchestrator.api.routes import agents, catalog, dead_letters, runs
+
+PREFIX = "/api/v1"
+
+
+def create_app(context: ApiContext) -> FastAPI:
+    app = FastAPI(
+        title="Baton", version="1",
+        description="Runs, agents, pipelines, triggers, models and dead letters of a Baton "
+                    "deployment, read from its event log's projection.",
+        openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
+    app.state.baton = context
+    problems.install(app)
+    for module in (runs, agents, catalog, dead_letters):
+        app.include_router(module.router, prefix=PREFIX)
+    return app

@@ -1,0 +1,93 @@
+"""Pipelines (each version that ran, or was declared to this process, with its spec and DAG),
+trigger outcomes (from baton.trigger-log) and models (registered versions)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+
+from events.pipeline import PipelineSpec
+from orchestrator.api import pages
+from orchestrator.api.problems import not_found
+from orchestrator.api.routes.runs import Cursor, Limit, MinPosition, ctx
+from orchestrator.store import queries
+
+router = APIRouter()
+Name = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+@router.get("/pipelines", tags=["pipelines"], summary="pipelines, each with its versions")
+async def list_pipelines(request: Request) -> dict[str, Any]:
+    context = ctx(request)
+    stored = await queries.pipelines(await context.db())
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for row in stored:
+        by_name.setdefault(row["name"], []).append(row)
+    for name, spec in context.declared.items():
+        versions = by_name.setdefault(name, [])
+        if all(v["version"] != spec.version() for v in versions):
+            versions.append({"name": name, "version": spec.version(), "first_seen": None,
+                             "spec": spec.model_dump(mode="json")})
+    return {"items": [pipeline_doc(name, versions, context.declared.get(name))
+                      for name, versions in sorted(by_name.items())]}
+
+
+@router.get("/pipelines/{name}", tags=["pipelines"], summary="one pipeline's versions")
+async def get_pipeline(request: Request, name: Name) -> dict[str, Any]:
+    for item in (await list_pipelines(request))["items"]:
+        if item["name"] == name:
+            return dict(item)
+    raise not_found(f"pipeline {name!r}", "list pipelines with GET /api/v1/pipelines (one "
+                    "appears once it has run, or when the server was started with it)")
+
+
+def pipeline_doc(name: str, versions: list[dict[str, Any]],
+                 declared: PipelineSpec | None) -> dict[str, Any]:
+    """Versions oldest first (never-run declared last), each with its DAG as nodes and edges."""
+    return {"name": name,
+            "declared_version": declared.version() if declared is not None else None,
+            "versions": [{**v, "dag": dag(v["spec"])} for v in versions]}
+
+
+def dag(spec: dict[str, Any]) -> dict[str, Any]:
+    tasks = spec.get("tasks", [])
+    return {"nodes": [t["name"] for t in tasks],
+            "edges": [[dep, t["name"]] for t in tasks for dep in t.get("deps", [])]}
+
+
+@router.get("/triggers", tags=["triggers"], summary="trigger outcomes, newest first")
+async def list_triggers(
+    request: Request,
+    pipeline: Annotated[str | None, Query(max_length=200)] = None,
+    outcome: Annotated[Literal["accepted", "ignored"] | None, Query()] = None,
+    limit: Limit = pages.DEFAULT_LIMIT, cursor: Cursor = None,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """What the trigger router decided for each trigger: accepted (with the run id) or ignored
+    (with the reason: duplicate, cooldown, ...)."""
+    context = ctx(request)
+    after = pages.seq_key(cursor)
+    await context.reach(min_position)
+    items, last = await queries.triggers_page(await context.db(), pipeline, outcome, after,
+                                              limit)
+    return {"items": items, "next": None if last is None else pages.encode(last)}
+
+
+@router.get("/models", tags=["models"], summary="registered model versions")
+async def list_models(request: Request,
+                      min_position: MinPosition = None) -> dict[str, Any]:
+    context = ctx(request)
+    await context.reach(min_position)
+    return {"items": await queries.models(await context.db(), None)}
+
+
+@router.get("/models/{name}", tags=["models"], summary="one model's versions, oldest first")
+async def get_model(request: Request, name: Name,
+                    min_position: MinPosition = None) -> dict[str, Any]:
+    context = ctx(request)
+    await context.reach(min_position)
+    versions = await queries.models(await context.db(), name)
+    if not versions:
+        raise not_found(f"model {name!r}", "list models with GET /api/v1/models")
+    return {"name": name, "versions": versions}

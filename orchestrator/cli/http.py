@@ -1,0 +1,61 @@
+"""`--http HOST:PORT`: where `baton up` and `baton api` serve the HTTP API, checked and bound
+before anything else starts, so a bad address or a port in use is one line and exit code."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+from collections.abc import Callable, Iterator
+
+from orchestrator.api.server import Listen, ListenError, bind, parse_listen, url_of
+from orchestrator.cli.errors import Failed
+
+DEFAULT_HTTP = "127.0.0.1:8765"
+OFF = "off"
+
+
+def add_http_flag(p: argparse.ArgumentParser, *, off: bool) -> None:
+    default = os.environ.get("BATON_HTTP") or DEFAULT_HTTP
+    p.add_argument("--http", type=_listen(off), default=default, metavar="HOST:PORT",
+                   help=f"where to serve the HTTP API (default $BATON_HTTP or {DEFAULT_HTTP}; "
+                        "port 0 picks a free one" + ("; 'off' serves none)" if off else ")"))
+
+
+def _listen(off: bool) -> Callable[[str], Listen | None]:
+    def parse(text: str) -> Listen | None:
+        if off and text == OFF:
+            return None
+        try:
+            listen = parse_listen(text)
+        except ListenError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if not listen.loopback:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a loopback address: without API tokens the API would take "
+                "runs and cancels from anyone who can reach it, so it listens on loopback only "
+                "(127.0.0.1, ::1 or localhost)")
+        return listen
+    return parse
+
+
+@contextlib.contextmanager
+def http_socket(args: argparse.Namespace) -> Iterator[socket.socket | None]:
+    """The bound socket (None for --http off), closed when the process ends."""
+    listen: Listen | None = args.http  # argparse converts a string default with `type` too
+    if listen is None:
+        yield None
+        return
+    try:
+        sock = bind(listen)
+    except OSError as exc:
+        raise Failed(f"cannot serve the API on {listen.host}:{listen.port}: {exc.strerror or exc}"
+                     " (pass --http HOST:PORT with a free port, e.g. 127.0.0.1:0"
+                     + (", or --http off)" if args.command == "up" else ")")) from None
+    with sock:
+        yield sock
+
+
+def served(sock: socket.socket | None) -> str:
+    return "" if sock is None else f", API at {url_of(sock)}/api/v1"
