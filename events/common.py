@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -75,3 +75,21 @@ class Capabilities(Frozen):
     memory_mb: int = Field(gt=0)
     gpus: tuple[GpuInfo, ...] = ()
     labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Audit(Frozen):
+    """Who asked for a change and in which request: the token's name and the HTTP request id
+    for the API (`via`), so the run's log says who requested or cancelled it."""
+
+    actor: str = Field(min_length=1, max_length=200)
+    request_id: str = Field(min_length=1, max_length=200)
+    via: Literal["api", "cli"] = "api"
+
+
+def _no_audit(value: object) -> bool:
+    return value is None
+
+
+AUDIT_FIELD: Any = Field(default=None, exclude_if=_no_audit)
+"""An optional `audit`, left out of the wire form when absent: events without one keep the
+bytes they had before the field existed, and older readers read them."""

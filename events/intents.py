@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from events.common import JsonObject
+from events.common import AUDIT_FIELD, Audit, JsonObject
 from events.payloads import RunPayload
 from events.pipeline import PipelineSpec
 from events.triggers import TriggerInfo
@@ -22,8 +22,12 @@ class RunRequested(RunPayload):
     priority: int = 0
     idempotency_key: str | None = Field(default=None, min_length=1)
     """Never empty: "" is a mistake, not a key (a retry with it would not be idempotent)."""
+    audit: Audit | None = AUDIT_FIELD
+    """Who asked (the API's token name and request id); carried into `run_created`."""
 
 
 class RunCancelRequested(RunPayload):
     TYPE = "run_cancel_requested"
     reason: str = "cancelled by user"
+    audit: Audit | None = AUDIT_FIELD
+    """Who asked; carried into `run_cancelled`."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from events.common import ArtifactRef, JsonObject, Resources
+from events.common import AUDIT_FIELD, ArtifactRef, Audit, JsonObject, Resources
 from events.payloads import RunPayload
 from events.pipeline import PipelineSpec
 from events.reports import FailureReason, Traceback
@@ -22,6 +22,8 @@ class RunCreated(RunPayload):
     params: JsonObject = Field(default_factory=dict)
     priority: int = 0
     deadline_at: float
+    audit: Audit | None = AUDIT_FIELD
+    """Who requested the run, when the request said (the API's token name, request id)."""
 
 
 class RunSucceeded(RunPayload):
@@ -37,6 +39,8 @@ class RunFailed(RunPayload):
 class RunCancelled(RunPayload):
     TYPE = "run_cancelled"
     reason: str
+    audit: Audit | None = AUDIT_FIELD
+    """Who cancelled it, when the request said."""
 
 
 class TaskEvent(RunPayload):

@@ -3,11 +3,12 @@ error a problem document (problems.py)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from orchestrator.api import problems
 from orchestrator.api.context import ApiContext
-from orchestrator.api.routes import agents, catalog, dead_letters, runs
+from orchestrator.api.deps import need
+from orchestrator.api.routes import agents, catalog, dead_letters, run_writes, runs
 
 PREFIX = "/api/v1"
 
@@ -20,6 +21,6 @@ def create_app(context: ApiContext) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
     app.state.baton = context
     problems.install(app)
-    for module in (runs, agents, catalog, dead_letters):
-        app.include_router(module.router, prefix=PREFIX)
+    for module in (runs, run_writes, agents, catalog, dead_letters):
+        app.include_router(module.router, prefix=PREFIX, dependencies=[Depends(need("viewer"))])
     return app

@@ -13,6 +13,7 @@ import aiosqlite
 from bus import Bus, TopicPartition
 from events.pipeline import PipelineSpec
 from orchestrator.api import positions
+from orchestrator.api.auth import Tokens
 from orchestrator.api.problems import Problem
 from orchestrator.service.fleet_tracker import FleetTracker
 from orchestrator.store.projections import Projector, connect, stored_positions
@@ -35,6 +36,8 @@ class ApiContext:
     declared: dict[str, PipelineSpec] = field(default_factory=dict)
     """The pipelines this process was started with (those that never ran are shown too)."""
     wait_s: float = DEFAULT_WAIT_S
+    tokens: Tokens | None = None
+    """None: no tokens; the API then listens on loopback only, every caller an admin."""
     _conn: aiosqlite.Connection | None = None
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
 

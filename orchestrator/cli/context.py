@@ -8,16 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 
-from bus import EMBEDDED, Bus, BusError, BusUnusable, Outgoing, Record, open_bus_url
+from bus import EMBEDDED, Bus, BusError, BusUnusable, Outgoing, open_bus_url
 from bus.backoff import Backoff
-from events.codec import checked
-from events.envelope import envelope
 from events.intents import RunCancelRequested, RunRequested
-from events.topics import INTENTS, partition_for
 from orchestrator.cli.errors import UsageError
 from orchestrator.service.home import Home
+from orchestrator.service.run_requests import intent_value, publish_intent
 
 
 def home_of(args: argparse.Namespace) -> Home:
@@ -66,22 +63,6 @@ async def publish_record(args: argparse.Namespace, record: Outgoing) -> None:
         await bus.append([record])
     finally:
         await bus.close()
-
-
-def intent_value(request: RunRequested | RunCancelRequested, event_id: str,
-                 correlation: str | None) -> bytes:
-    """The intent's bytes, checked as its coordinator will decode them: EventParseError for
-    anything it would dead-letter, before the bus is even opened."""
-    env = envelope(request, id=event_id, time=time.time(), source="baton.cli",
-                   subject=request.run_id, correlation_id=correlation)
-    return checked(env)
-
-
-async def publish_intent(bus: Bus, run_id: str, value: bytes) -> Record:
-    """Intents go to the run's partition group, chosen explicitly as every producer must."""
-    part = partition_for(run_id, bus.partitions(INTENTS))
-    (record,) = await bus.publish([Outgoing(INTENTS, run_id, value, partition=part)])
-    return record
 
 
 async def send_intent(args: argparse.Namespace, request: RunRequested | RunCancelRequested,

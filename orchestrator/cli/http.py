@@ -8,9 +8,11 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+from orchestrator.api.auth import Tokens, TokensInvalid
 from orchestrator.api.server import Listen, ListenError, bind, parse_listen, url_of
-from orchestrator.cli.errors import Failed
+from orchestrator.cli.errors import Failed, UsageError
 
 DEFAULT_HTTP = "127.0.0.1:8765"
 OFF = "off"
@@ -20,7 +22,11 @@ def add_http_flag(p: argparse.ArgumentParser, *, off: bool) -> None:
     default = os.environ.get("BATON_HTTP") or DEFAULT_HTTP
     p.add_argument("--http", type=_listen(off), default=default, metavar="HOST:PORT",
                    help=f"where to serve the HTTP API (default $BATON_HTTP or {DEFAULT_HTTP}; "
-                        "port 0 picks a free one" + ("; 'off' serves none)" if off else ")"))
+                        "port 0 picks a free one; beyond loopback only with --tokens"
+                        + ("; 'off' serves none)" if off else ")"))
+    p.add_argument("--tokens", type=_tokens, metavar="FILE",
+                   help="API tokens (hashed, each with a role; 'baton tokens add' makes one): "
+                        "every call then needs one")
 
 
 def _listen(off: bool) -> Callable[[str], Listen | None]:
@@ -28,16 +34,17 @@ def _listen(off: bool) -> Callable[[str], Listen | None]:
         if off and text == OFF:
             return None
         try:
-            listen = parse_listen(text)
+            return parse_listen(text)
         except ListenError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
-        if not listen.loopback:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a loopback address: without API tokens the API would take "
-                "runs and cancels from anyone who can reach it, so it listens on loopback only "
-                "(127.0.0.1, ::1 or localhost)")
-        return listen
     return parse
+
+
+def _tokens(text: str) -> Tokens:
+    try:
+        return Tokens.load(Path(text))
+    except TokensInvalid as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @contextlib.contextmanager
@@ -47,6 +54,12 @@ def http_socket(args: argparse.Namespace) -> Iterator[socket.socket | None]:
     if listen is None:
         yield None
         return
+    if not listen.loopback and args.tokens is None:
+        raise UsageError(
+            f"--http {listen.host}:{listen.port} is not a loopback address: without API tokens "
+            "the API would take runs and cancels from anyone who can reach it, so it listens on "
+            "loopback only (127.0.0.1, ::1 or localhost); pass --tokens FILE (make one with "
+            "'baton tokens add FILE NAME --role operator') to serve beyond it")
     try:
         sock = bind(listen)
     except OSError as exc:

@@ -83,9 +83,10 @@ async def up(args: argparse.Namespace) -> int:
     gc_policy.apply(gc_policy.LOOP)
     settings, expiry_s = coordinator_settings(args)
     home = home_of(args)
-    with _one_coordinator(args, home), http_socket(args) as sock:
+    with http_socket(args) as sock, _one_coordinator(args, home):
         app = EmbeddedApp(home, pipelines, agents, settings=settings, expiry_s=expiry_s,
-                          bus_url=args.bus, bus=await open_bus_patiently(args), http=sock)
+                          bus_url=args.bus, bus=await open_bus_patiently(args), http=sock,
+                          tokens=args.tokens)
         app.stop = _stop_on_signals()
         await app.start()
         print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines "
@@ -115,7 +116,7 @@ async def api(args: argparse.Namespace) -> int:
     with http_socket(args) as sock:
         assert sock is not None  # `baton api` has no --http off
         app = EmbeddedApp(home_of(args), pipelines, coordinate=False, bus_url=args.bus,
-                          bus=await open_bus_patiently(args), http=sock)
+                          bus=await open_bus_patiently(args), http=sock, tokens=args.tokens)
         app.stop = _stop_on_signals()
         await app.start()
         print(f"baton api: home {app.home.root}, bus {args.bus}{served(sock)}; Ctrl-C to "

@@ -17,7 +17,7 @@ from events.codec import payload
 from events.intents import RunRequested
 from events.pipeline import PipelineSpec
 from events.triggers import TriggerInfo
-from orchestrator.cli.context import intent_value, open_bus, publish_intent
+from orchestrator.cli.context import open_bus
 from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.given import Given, param_flag
 from orchestrator.cli.options import file_facts, key_values
@@ -33,6 +33,8 @@ from orchestrator.service.run_requests import (
     Taken,
     answer_within,
     ends,
+    intent_value,
+    publish_intent,
     request_id,
     where_answers_appear,
 )

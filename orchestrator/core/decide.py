@@ -9,6 +9,7 @@ from typing import Any
 from events import reports as rp
 from events import runs as ev
 from events.commands import CancelTask
+from events.common import Audit
 from events.envelope import Envelope, envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.payloads import Payload
@@ -83,7 +84,7 @@ def _on_input(d: Decision, env: Envelope[Payload]) -> None:
     elif run.status != "running":
         _ignore(d, run, env, f"run is already {run.status}")
     elif isinstance(data, RunCancelRequested):
-        _cancel(d, run, data.reason)
+        _cancel(d, run, data.reason, audit=data.audit)
     elif isinstance(data, ModelRegistered):
         _model_registered(d, run, env, data)
     elif isinstance(data, rp.AttemptReport):
@@ -111,7 +112,7 @@ def _run_requested(d: Decision, env: Envelope[Payload], data: RunRequested) -> N
     created = ev.RunCreated(
         run_id=data.run_id, pipeline=data.spec.name, pipeline_version=data.spec.version(),
         spec=data.spec, trigger=data.trigger, params=data.params, priority=data.priority,
-        deadline_at=d.now + data.spec.deadline_s,
+        deadline_at=d.now + data.spec.deadline_s, audit=data.audit,
     )
     run = _new_run(d, created, env)
     advance(d, run)
@@ -128,14 +129,17 @@ def _new_run(d: Decision, created: ev.RunCreated, env: Envelope[Payload]) -> Run
     return run
 
 
-def _cancel(d: Decision, run: RunState, reason: str, *, failed: bool = False) -> None:
+def _cancel(d: Decision, run: RunState, reason: str, *, failed: bool = False,
+            audit: Audit | None = None) -> None:
     """Stop every attempt, cancel what has not finished, end the run (failed on a deadline)."""
     d.cancel_attempts(run, reason)
     for name, task in run.tasks.items():
         if task.status not in TERMINAL_TASK:
             d.log(run, ev.TaskCancelled(run_id=run.run_id, task=name, reason=reason))
-    end = ev.RunFailed if failed else ev.RunCancelled
-    d.log(run, end(run_id=run.run_id, reason=reason))
+    if failed:
+        d.log(run, ev.RunFailed(run_id=run.run_id, reason=reason))
+    else:
+        d.log(run, ev.RunCancelled(run_id=run.run_id, reason=reason, audit=audit))
 
 
 def _model_registered(d: Decision, run: RunState, env: Envelope[Payload],

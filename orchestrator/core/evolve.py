@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from events import runs as ev
-from events.common import Resources
+from events.common import Audit, Resources
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.registry import ModelRegistered
@@ -24,6 +24,7 @@ from orchestrator.core.state import (
     AGENT_REASONS,
     Attempt,
     AttemptStatus,
+    AuditEntry,
     CoordinatorState,
     RunState,
     RunStatus,
@@ -115,6 +116,7 @@ def created_run(data: ev.RunCreated, env: Envelope[Payload]) -> RunState:
         priority=data.priority, seq=env.sequence or 1,
         tasks={t.name: TaskState(name=t.name) for t in data.spec.tasks},
         order=topological(data.spec),
+        audit=_audited("requested", data.audit, env.time.timestamp()),
     )
     if env.causation_id:
         run.seen.add(env.causation_id)
@@ -236,6 +238,17 @@ def _finished(status: RunStatus) -> Callable[[RunState, Any, float], None]:
     return handler
 
 
+def _audited(action: str, audit: Audit | None, at: float) -> tuple[AuditEntry, ...]:
+    if audit is None:
+        return ()
+    return (AuditEntry(action, audit.actor, audit.request_id, audit.via, at),)
+
+
+def _run_cancelled(run: RunState, e: ev.RunCancelled, at: float) -> None:
+    _finished("cancelled")(run, e, at)
+    run.audit += _audited("cancelled", e.audit, at)
+
+
 def _ignored(run: RunState, e: ev.InputIgnored, at: float) -> None:
     run.ignored += 1
 
@@ -248,5 +261,5 @@ _HANDLERS: dict[type[Payload], Callable[[RunState, Any, float], None]] = {
     ev.TaskRetryScheduled: _retry, ev.TaskUpstreamFailed: _upstream_failed,
     ev.TaskCancelled: _cancelled, ev.GateEvaluated: _gate, ModelRegistered: _model,
     ev.RunSucceeded: _finished("succeeded"), ev.RunFailed: _finished("failed"),
-    ev.RunCancelled: _finished("cancelled"), ev.InputIgnored: _ignored,
+    ev.RunCancelled: _run_cancelled, ev.InputIgnored: _ignored,
 }

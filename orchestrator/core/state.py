@@ -186,6 +186,18 @@ class RunIndex:
     `ready_at` to order them by): few, walked at each pass."""
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change to a run someone asked for: `action` (requested, cancelled), who, in which
+    request, by which way in, and when the log recorded it."""
+
+    action: str
+    actor: str
+    request_id: str
+    via: str
+    at: float
+
+
 @dataclass(slots=True)
 class RunState:
     run_id: str
@@ -203,6 +215,8 @@ class RunState:
     seen: set[str] = field(default_factory=set)
     ignored: int = 0
     models: tuple[tuple[str, int], ...] = ()
+    audit: tuple[AuditEntry, ...] = ()
+    """Who requested and who cancelled the run, as the log recorded it."""
     order: tuple[TaskSpec, ...] = ()  # the spec's tasks in dependency order, computed once
     index: Annotated[RunIndex | None, Field(exclude=True), _NotStored] = field(
         default=None, compare=False, repr=False)

@@ -14,6 +14,7 @@ from agents.runtime import Agent
 from bus import EMBEDDED, Bus, open_bus_url
 from events.common import Capabilities
 from events.pipeline import PipelineSpec
+from orchestrator.api.auth import Tokens
 from orchestrator.api.context import ApiContext
 from orchestrator.api.service import ApiServer
 from orchestrator.core.settings import Settings
@@ -61,6 +62,8 @@ class EmbeddedApp:
     """Run a coordinator; without one (`baton api`) the process follows the fleet itself."""
     http: socket.socket | None = None
     """Where to serve the HTTP API, bound by the caller (None: no API)."""
+    tokens: Tokens | None = None
+    """The API's tokens (None: every caller is local; the caller binds loopback only)."""
     coordinator: Coordinator | None = None
     api: ApiContext | None = None
     projector: Projector | None = None
@@ -90,7 +93,7 @@ class EmbeddedApp:
             components.append(("fleet tracker", fleet.run))
         if self.http is not None:
             self.api = ApiContext(bus, self.home.projections, fleet, projector=self.projector,
-                                  declared=self.pipelines)
+                                  declared=self.pipelines, tokens=self.tokens)
             components.append(("api", ApiServer(self.api, self.http).run))
         agents = [self._agent(bus, i, spec) for i, spec in enumerate(self.agents)]
         components.extend((f"agent {a.agent_id}", a.run) for a in agents)

@@ -11,19 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from bus import Bus, Record, TopicPartition
+from bus import Bus, Outgoing, Record, TopicPartition
 from bus.loop import Tail
 from events import runs as ev
 from events import topics
+from events.codec import checked
 from events.dlq import DeadLetter
+from events.envelope import envelope
+from events.intents import RunCancelRequested, RunRequested
 from events.topics import partition_for
 from orchestrator.core.idempotency import is_conflict
 from orchestrator.core.logged import decode_logged
+
+
+def intent_value(request: RunRequested | RunCancelRequested, event_id: str,
+                 correlation: str | None, source: str = "baton.cli") -> bytes:
+    """The intent's bytes, checked as its coordinator will decode them: EventParseError for
+    anything it would dead-letter, before the bus is even opened."""
+    env = envelope(request, id=event_id, time=time.time(), source=source,
+                   subject=request.run_id, correlation_id=correlation)
+    return checked(env)
+
+
+async def publish_intent(bus: Bus, run_id: str, value: bytes) -> Record:
+    """Intents go to the run's partition group, chosen explicitly as every producer must."""
+    part = partition_for(run_id, bus.partitions(topics.INTENTS))
+    (record,) = await bus.publish([Outgoing(topics.INTENTS, run_id, value, partition=part)])
+    return record
 
 
 def request_id(run_id: str) -> str:
@@ -33,9 +54,13 @@ def request_id(run_id: str) -> str:
 
 @dataclass(frozen=True)
 class Taken:
-    """The run exists: created now, or `existed` already (the same idempotency key)."""
+    """The request was applied: the run created (or cancelled) now, or `existed` already (the
+    same idempotency key; a cancel of a run that had ended). `at`: the answering record, and
+    `position` the offset just after it, which a reader of the run log waits for."""
 
     existed: bool
+    at: TopicPartition | None = field(default=None, compare=False)
+    position: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -94,11 +119,33 @@ def _logged(record: Record, sent: Sent) -> Taken | Conflicting | None:
     env = decode_logged(record.value, record.where)
     data = env.data
     if isinstance(data, ev.RunCreated) and data.run_id == sent.run_id:
-        return Taken(existed=False) if env.causation_id == sent.event_id else None
+        return _taken(record, existed=False) if env.causation_id == sent.event_id else None
+    return _ignored(record, env.data, sent)
+
+
+def _ignored(record: Record, data: object, sent: Sent) -> Taken | Conflicting | None:
     if isinstance(data, ev.InputIgnored) and (data.run_id, data.input_id) == (
             sent.run_id, sent.event_id):
-        return Conflicting(data.reason) if is_conflict(data.reason) else Taken(existed=True)
+        return Conflicting(data.reason) if is_conflict(data.reason) else _taken(
+            record, existed=True)
     return None
+
+
+def _taken(record: Record, *, existed: bool) -> Taken:
+    return Taken(existed=existed, at=record.tp, position=record.offset + 1)
+
+
+def cancel_answer(record: Record, sent: Sent) -> Answer | None:
+    """What `record` says about a published cancel: the run cancelled (the last record of the
+    decision it caused, after its tasks'), or its input_ignored (the run had ended), or its
+    letter."""
+    if record.topic != topics.RUNS:
+        return _refused(record, sent)
+    env = decode_logged(record.value, record.where)
+    if (isinstance(env.data, ev.RunCancelled) and env.causation_id == sent.event_id
+            and env.subject == sent.run_id):
+        return _taken(record, existed=False)
+    return _ignored(record, env.data, sent)
 
 
 def _refused(record: Record, sent: Sent) -> Refused | None:
@@ -113,7 +160,9 @@ def _refused(record: Record, sent: Sent) -> Refused | None:
 
 
 async def answer_within(bus: Bus, sent: Sent, positions: dict[TopicPartition, int],
-                        within_s: float) -> Answer | None:
+                        within_s: float,
+                        answer: Callable[[Record, Sent], Answer | None] = answer
+                        ) -> Answer | None:
     """The first answer after `positions` (which move past what was read), waiting on the
     bus; None if none came in time."""
     tail = Tail(bus, list(positions), positions, wait_s=within_s)

@@ -10,13 +10,14 @@ from typing import Any, cast
 
 from orchestrator.core.state import Attempt, RunState, TaskState
 
-ROW_VERSION = 4
+ROW_VERSION = 5
 """The shape of `run_row`. Bump it whenever that shape changes: a projector that finds rows of
 another version rebuilds them from the log (rows are derived; the log is the truth).
 2: per-task `attempt_history` (agent, GPUs, status, queue time, error or lost evidence).
 3: each attempt's `traceback` (a failed attempt's, None otherwise).
 4: per-task `failed_attempts` and `lost_attempts` (the two retry budgets), and attempt status
-   `interrupted` (given up by its agent: drained, restarted, cut off) where it was `failed`."""
+   `interrupted` (given up by its agent: drained, restarted, cut off) where it was `failed`.
+5: the run's `audit`: who requested and who cancelled it (actor, request id, way in, when)."""
 
 
 def run_row(run: RunState) -> dict[str, Any]:
@@ -42,6 +43,8 @@ def _run_fields(run: RunState) -> dict[str, Any]:
         "priority": run.priority, "created_at": run.created_at, "finished_at": run.finished_at,
         "sequence": run.seq, "ignored_inputs": run.ignored,
         "models": [{"name": m, "version": v} for m, v in run.models],
+        "audit": [{"action": a.action, "actor": a.actor, "request_id": a.request_id,
+                   "via": a.via, "at": a.at} for a in run.audit],
     }
 
 

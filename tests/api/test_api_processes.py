@@ -136,3 +136,44 @@ def test_on_kafka_an_api_in_its_own_home_keeps_its_own_projection(
     assert run.json()["status"] == "succeeded"
     assert (tmp_path / "api-home" / "projections.db").exists()
     assert api.stop(signal.SIGTERM) == 0
+
+
+def test_tokens_add_prints_a_token_once_and_keeps_only_its_hash_privately(tmp_path: Path) -> None:
+    # when two tokens are made, then one more under a used name
+    path = tmp_path / "tokens.yaml"
+    first = baton(None, "tokens", "add", str(path), "alice", "--role", "operator")
+    second = baton(None, "tokens", "add", str(path), "bob", "--role", "viewer")
+    again = baton(None, "tokens", "add", str(path), "alice", "--role", "admin")
+    # then each printed its token, the file holds only hashes, readable by its owner alone
+    assert first.returncode == 0 and second.returncode == 0
+    tokens = [first.stdout.strip(), second.stdout.strip()]
+    text = path.read_text()
+    assert all(token.startswith("baton_") and token not in text for token in tokens)
+    assert "alice" in text and "bob" in text and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert again.returncode == 2 and "has a token named 'alice'" in again.stderr
+
+
+def test_a_bad_tokens_file_is_one_line_saying_what_is_wrong(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.yaml"
+    path.write_text("tokens:\n  - {name: alice, role: boss, sha256: abc}\n")
+    done = baton(tmp_path / "home", "up", "--tokens", str(path))
+    assert done.returncode == 2
+    assert "tokens.0.role" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_with_tokens_up_serves_beyond_loopback_and_asks_every_call_for_one(
+    tmp_path: Path, services: list[Service],
+) -> None:
+    # given a tokens file with a viewer
+    path = tmp_path / "tokens.yaml"
+    token = baton(None, "tokens", "add", str(path), "carol", "--role", "viewer").stdout.strip()
+    # when `baton up` serves on every interface with it
+    up = Service.spawn(tmp_path / "home", ["up", "--http", "0.0.0.0:0", "--tokens", str(path),
+                                           "--pipeline", QUICK], tmp_path / "up.log")
+    services.append(up)
+    url = served_url(up).replace("0.0.0.0", "127.0.0.1")
+    # then a call without the token is refused, with it answered
+    assert httpx.get(f"{url}/runs", timeout=30).status_code == 401
+    assert httpx.get(f"{url}/runs", headers={"Authorization": f"Bearer {token}"},
+                     timeout=30).status_code == 200
+    assert up.stop(signal.SIGTERM) == 0

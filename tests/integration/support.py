@@ -24,6 +24,7 @@ from events.pipeline import PipelineSpec
 from events.runs import RunCancelled, RunFailed, RunSucceeded
 from events.topics import partition_for
 from events.triggers import TriggerInfo
+from orchestrator.api.auth import Tokens
 from orchestrator.api.server import Listen, bind, url_of
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
@@ -184,13 +185,15 @@ class Apps:
         self.bus_url = bus_url
         self.opened: list[EmbeddedApp] = []
 
-    async def start(self, *specs: PipelineSpec, agents: int = 1,
-                    http: bool = False) -> tuple[EmbeddedApp, Bus]:
-        """`http`: with the HTTP API on a free loopback port (`api_url(app)`)."""
+    async def start(self, *specs: PipelineSpec, agents: int = 1, http: bool = False,
+                    tokens: Tokens | None = None, coordinate: bool = True
+                    ) -> tuple[EmbeddedApp, Bus]:
+        """`http`: with the HTTP API on a free loopback port (`api_url(app)`), needing
+        `tokens` when given; `coordinate=False`: no coordinator (as `baton api`)."""
         app = EmbeddedApp(self.home, {s.name: s for s in specs},
                           [AgentSpec(CAPACITY, agent_id=LOCAL_AGENT)] * agents,
-                          bus_url=self.bus_url,
-                          http=bind(Listen("127.0.0.1", 0)) if http else None)
+                          bus_url=self.bus_url, coordinate=coordinate,
+                          http=bind(Listen("127.0.0.1", 0)) if http else None, tokens=tokens)
         self.opened.append(app)
         return app, await app.start()
 

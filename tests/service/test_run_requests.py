@@ -18,7 +18,6 @@ from events.envelope import envelope
 from events.payloads import Payload
 from events.runs import InputIgnored, RunCreated
 from events.topics import partition_for
-from orchestrator.cli.context import publish_intent
 from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.run_requests import (
     Conflicting,
@@ -27,6 +26,7 @@ from orchestrator.service.run_requests import (
     Taken,
     answer_within,
     ends,
+    publish_intent,
     where_answers_appear,
 )
 from tests.events.samples import BY_TYPE, RUN

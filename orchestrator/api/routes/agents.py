@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 
 from events.agents import AgentHeartbeat
+from orchestrator.api.deps import ctx
 from orchestrator.api.problems import not_found
-from orchestrator.api.routes.runs import ctx
 from orchestrator.core.state import AgentStatus
 from orchestrator.store import queries
 

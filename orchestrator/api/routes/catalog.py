@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Query, Request
 
 from events.pipeline import PipelineSpec
 from orchestrator.api import pages
+from orchestrator.api.deps import ctx
 from orchestrator.api.problems import not_found
-from orchestrator.api.routes.runs import Cursor, Limit, MinPosition, ctx
+from orchestrator.api.routes.runs import Cursor, Limit, MinPosition
 from orchestrator.store import queries
 
 router = APIRouter()

@@ -12,7 +12,7 @@ from bus import TopicPartition
 from events import topics
 from events.triggers import TriggerType
 from orchestrator.api import pages, positions
-from orchestrator.api.context import ApiContext
+from orchestrator.api.deps import ctx
 from orchestrator.api.problems import not_found
 from orchestrator.core.state import RunStatus
 from orchestrator.store import queries
@@ -26,11 +26,6 @@ MinPosition = Annotated[str | None, Query(
 Limit = Annotated[int, Query(ge=1, le=pages.MAX_LIMIT, description="rows per page")]
 Cursor = Annotated[str | None, Query(max_length=500,
                                      description="the previous page's `next`; none: first page")]
-
-
-def ctx(request: Request) -> ApiContext:
-    context: ApiContext = request.app.state.baton
-    return context
 
 
 @router.get("/runs", summary="runs, newest first")
