@@ -38,6 +38,8 @@ class ApiContext:
     wait_s: float = DEFAULT_WAIT_S
     tokens: Tokens | None = None
     """None: no tokens; the API then listens on loopback only, every caller an admin."""
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the server stops: open streams and long-polls end."""
     _conn: aiosqlite.Connection | None = None
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -17,6 +17,7 @@ class ApiServer:
     sock: socket.socket
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.context.stopping = stop
         try:
             await serve(create_app(self.context), self.sock, stop)
         finally:

@@ -62,6 +62,12 @@ async def runs_page(conn: aiosqlite.Connection, where: RunFilter, after: RunKey 
             (page[-1][0], page[-1][1]) if more and page else None)
 
 
+async def run_summary(conn: aiosqlite.Connection, run_id: str) -> dict[str, Any] | None:
+    async with conn.execute("SELECT summary FROM runs WHERE run_id = ?", (run_id,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else dict(json.loads(row[0]))
+
+
 async def run_doc(conn: aiosqlite.Connection, run_id: str) -> dict[str, Any] | None:
     """One run's whole row (tasks, attempts, ...), by its exact id."""
     async with conn.execute("SELECT doc FROM runs WHERE run_id = ?", (run_id,)) as cur:

@@ -1,0 +1,256 @@
+"""The live event stream against a real server: SSE from a cursor, resumed exactly after
+`Last-Event-ID` (also from a server that was restarted), filters, the long-poll twin, resync
+for a subscriber too far behind, and a stalled subscriber that holds up nobody."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from events.pipeline import PipelineSpec, TaskSpec
+from orchestrator.api import subscription
+from orchestrator.service.home import Home
+from tests.api.test_reads import QUICK
+from tests.integration.support import Apps, api_url, run_to_end
+from tests.integration.tasks import ref
+
+WAIT_S = 30.0
+WIDE = PipelineSpec(name="wide", tasks=tuple(
+    TaskSpec(name=f"t{i}", function=ref("noop")) for i in range(40)))
+
+
+@dataclass
+class Event:
+    id: str
+    event: str
+    data: dict[str, Any]
+
+
+async def sse(http: httpx.AsyncClient, *, after: str | None = None, **params: Any
+              ) -> AsyncGenerator[Event, None]:
+    """Messages of the stream as they come (the `ready` one first)."""
+    headers = {"Accept": "text/event-stream"}
+    if after is not None:
+        headers["Last-Event-ID"] = after
+    async with http.stream("GET", "/events", headers=headers, params=params) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        async for line in answer.aiter_lines():
+            if line == "" and "event" in fields:
+                yield Event(fields.get("id", ""), fields["event"], json.loads(fields["data"]))
+                fields = {}
+            elif line and not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+
+
+async def until(stream: AsyncIterator[Event], done: Any) -> list[Event]:
+    seen: list[Event] = []
+    async with asyncio.timeout(WAIT_S):
+        async for event in stream:
+            seen.append(event)
+            if done(seen):
+                return seen
+    raise AssertionError(f"the stream ended after {[e.event for e in seen]}")
+
+
+def ended(run_id: str) -> Any:
+    return lambda seen: any(e.event in ("run_succeeded", "run_failed")
+                            and e.data["subject"] == run_id for e in seen)
+
+
+class Served:
+    def __init__(self, apps: Apps) -> None:
+        self.apps = apps
+
+    async def start(self) -> httpx.AsyncClient:
+        app, self.bus = await self.apps.start(QUICK, WIDE, http=True)
+        self.app = app
+        return httpx.AsyncClient(base_url=api_url(app), timeout=WAIT_S)
+
+
+@pytest.fixture
+async def served(tmp_path: Path, bus_url: str) -> AsyncIterator[Served]:
+    apps = Apps(Home(tmp_path / "home"), bus_url)
+    try:
+        yield Served(apps)
+    finally:
+        await apps.close_all()
+
+
+async def request(http: httpx.AsyncClient, pipeline: str = "quick") -> str:
+    answer = await http.post("/runs", json={"pipeline": pipeline})
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["run_id"])
+
+
+async def test_a_subscriber_sees_a_runs_events_live_each_with_its_cursor(
+    served: Served,
+) -> None:
+    async with await served.start() as http:
+        # given a subscriber from the live end
+        stream = sse(http)
+        (ready,) = await until(stream, lambda seen: True)
+        # when a run is requested and runs
+        run_id = await request(http)
+        seen = await until(stream, ended(run_id))
+        await stream.aclose()
+    # then it saw the run from its creation to its end, each event with a cursor and position
+    mine = [e for e in seen if e.data.get("subject") == run_id]
+    assert ready.event == "ready" and ready.id.startswith("v1.")
+    assert mine[0].event == "run_created" and mine[-1].event == "run_succeeded"
+    assert all(e.id.startswith("v1.") and e.data["position"].startswith("runs.") for e in mine)
+    assert len({e.id for e in seen}) == len(seen)
+
+
+async def test_a_subscriber_that_reconnects_with_last_event_id_gets_exactly_the_rest(
+    served: Served,
+) -> None:
+    async with await served.start() as http:
+        # given a subscriber that read the first few events of a run, then dropped
+        stream = sse(http)
+        (ready,) = await until(stream, lambda seen: True)
+        run_id = await request(http, "wide")
+        before = await until(stream, lambda seen: len(seen) >= 5)
+        await stream.aclose()
+        await run_to_end(served.bus, run_id)
+        # when it reconnects with the last id it saw
+        rest = await until(sse(http, after=before[-1].id), ended(run_id))
+        # then with what it had, it has every event exactly once, as one reading gives them
+        whole = await until(sse(http, after=ready.id), ended(run_id))
+    # (the run's events are on one partition: in one order; events of other partitions may
+    # interleave differently from one reading to the next)
+    def runs(events: list[Event]) -> list[str]:
+        return [e.data["id"] for e in events if e.data.get("subject") == run_id]
+
+    ids = [e.data["id"] for e in before + rest[1:]]
+    assert runs(before + rest[1:]) == runs(whole[1:])
+    assert len(set(ids)) == len(ids)
+
+
+async def test_a_cursor_outlives_the_server_that_gave_it(served: Served) -> None:
+    # given a cursor from one server, and a run that ended after it
+    async with await served.start() as http:
+        stream = sse(http)
+        (ready,) = await until(stream, lambda seen: True)
+        await stream.aclose()
+        run_id = await request(http)
+        await run_to_end(served.bus, run_id)
+    await served.apps.close_all()
+    # when a new server is asked to resume from it
+    async with await served.start() as http:
+        seen = await until(sse(http, after=ready.id), ended(run_id))
+    # then it streams the run from its creation
+    mine = [e.event for e in seen if e.data.get("subject") == run_id]
+    assert mine[0] == "run_created" and mine[-1] == "run_succeeded"
+
+
+async def test_filters_narrow_the_stream_to_a_run_a_pipeline_and_event_types(
+    served: Served,
+) -> None:
+    async with await served.start() as http:
+        stream_types = sse(http, types="run_created,run_succeeded")
+        stream_pipeline = sse(http, pipeline="wide")
+        await until(stream_types, lambda seen: True)
+        await until(stream_pipeline, lambda seen: True)
+        quick = await request(http)
+        wide = await request(http, "wide")
+        by_types = await until(stream_types, lambda seen: len(seen) >= 4)
+        by_pipeline = await until(stream_pipeline, ended(wide))
+        by_run = await until(sse(http, run_id=quick), lambda seen: True)
+        await stream_types.aclose()
+        await stream_pipeline.aclose()
+    assert sorted(e.event for e in by_types) == ["run_created", "run_created", "run_succeeded",
+                                                 "run_succeeded"]
+    assert {e.data["subject"] for e in by_pipeline} == {wide}
+    assert by_run[0].event == "ready"
+
+
+async def test_the_long_poll_gives_the_same_events_and_cursor_and_waits_when_there_are_none(
+    served: Served,
+) -> None:
+    async with await served.start() as http:
+        stream = sse(http)
+        (ready,) = await until(stream, lambda seen: True)
+        run_id = await request(http)
+        streamed = await until(stream, ended(run_id))
+        await stream.aclose()
+        # when the same events are long-polled from the same cursor, page by page
+        polled: list[dict[str, Any]] = []
+        cursor = ready.id
+        while not any(i["event"] == "run_succeeded" for i in polled):
+            page = (await http.get("/events", params={"after": cursor, "limit": 3,
+                                                      "wait": 5})).json()
+            polled.extend(page["items"])
+            cursor = page["next"]
+        # and once more when nothing is new
+        empty = (await http.get("/events", params={"after": cursor, "wait": 0.2})).json()
+    # then the run's events are the streamed ones, in the same order (events of other
+    # partitions may interleave differently); nothing new waits, then is empty
+    def runs(ids: list[str]) -> list[str]:
+        return [i for i in ids if i.startswith(run_id)]
+
+    assert runs([i["data"]["id"] for i in polled]) == runs([e.data["id"] for e in streamed])
+    assert all(i["id"].startswith("v1.") for i in polled)
+    # (its cursor may have moved past records no subscriber is sent: agents' heartbeats)
+    assert empty["items"] == [] and empty["next"].startswith("v1.")
+
+
+async def test_a_subscriber_too_far_behind_is_told_to_resync_from_the_end(
+    served: Served, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a stream that tolerates little lag, and a subscriber starting far back
+    monkeypatch.setattr(subscription, "MAX_BEHIND", 5)
+    monkeypatch.setattr(subscription, "BEHIND_CHECK_S", 0.0)
+    async with await served.start() as http:
+        first = sse(http)
+        (ready,) = await until(first, lambda seen: True)
+        await first.aclose()
+        run_id = await request(http, "wide")
+        await run_to_end(served.bus, run_id)
+        # when it resumes from its old cursor
+        seen = await until(sse(http, after=ready.id), lambda seen: seen[-1].event == "resync")
+    # then it is told to resync, with a cursor at the end, not silently dropped
+    resync = seen[-1]
+    assert resync.id == resync.data["cursor"] and "behind" in resync.data["reason"]
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_a_stalled_subscriber_holds_up_neither_the_others_nor_the_coordinator(
+    served: Served,
+) -> None:
+    async with await served.start() as http:
+        # given a subscriber that stopped reading (its socket never read again)
+        where = urlsplit(api_url(served.app))
+        stalled = socket.create_connection((where.hostname, where.port))
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(f"GET {where.path}/events HTTP/1.1\r\nHost: x\r\n"
+                        "Accept: text/event-stream\r\n\r\n".encode())
+        reader = sse(http)
+        await until(reader, lambda seen: True)
+        # when runs make well over 10,000 events
+        runs = [await request(http, "wide") for _ in range(60)]
+        for run_id in runs:
+            await run_to_end(served.bus, run_id)
+        # then every run ended and the other subscriber saw all of it
+        left = set(runs)
+
+        def all_ended(seen: list[Event]) -> bool:
+            if seen[-1].event == "run_succeeded":
+                left.discard(seen[-1].data["subject"])
+            return not left
+
+        seen = await until(reader, all_ended)
+        await reader.aclose()
+        stalled.close()
+    assert len(seen) > 10_000
