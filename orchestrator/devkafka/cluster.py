@@ -8,6 +8,7 @@ static controller quorum, so formatting needs no quorum flags.
 from __future__ import annotations
 
 import base64
+import random
 import socket
 import uuid
 from dataclasses import dataclass
@@ -131,13 +132,22 @@ def _requested(port: int | None, brokers: int) -> list[int]:
 
 
 def free_ports(count: int, exclude: list[int]) -> list[int]:
-    """Ports the kernel says are free now (all held open together, so they are distinct)."""
+    """Ports free now (all held open together, so they are distinct), drawn at random below the
+    kernel's ephemeral range: the JVM binds them seconds after they are closed here, and a port
+    from that range could meanwhile become the local end of some other connection, or another
+    program's "any free port" (a controller that cannot bind its port exits at start)."""
+    top = min(_PLAIN_PORTS[1], _ephemeral_start())
+    low = min(_PLAIN_PORTS[0], top - 1000)
     sockets: list[socket.socket] = []
     try:
         while len(sockets) < count:
+            candidate = _RANDOM.randrange(low, top)
+            if candidate in exclude or candidate in [s.getsockname()[1] for s in sockets]:
+                continue
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))
-            if sock.getsockname()[1] in exclude:
+            try:
+                sock.bind((HOST, candidate))
+            except OSError:
                 sock.close()
                 continue
             sockets.append(sock)
@@ -145,6 +155,18 @@ def free_ports(count: int, exclude: list[int]) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+_PLAIN_PORTS = (20000, 32768)
+_RANDOM = random.SystemRandom()
+
+
+def _ephemeral_start() -> int:
+    """Where the kernel's ephemeral ports begin (Linux), or the usual start elsewhere."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def new_cluster_id() -> str:
