@@ -101,6 +101,8 @@ def run_detail(r: dict[str, Any]) -> str:
              f"  trigger   {r['trigger_type']} {r['trigger_subject']} "
              f"(event {r['trigger_event_id']})",
              f"  priority  {r.get('priority', 0)}"]
+    if r.get("lineage"):  # rows projected by an older Baton have none
+        lines.append(f"  lineage   {_lineage(r['lineage'])}")
     if r.get("reason"):
         lines.append(f"  reason    {r['reason']}")
     for m in r.get("models", []):
@@ -115,6 +117,18 @@ def run_detail(r: dict[str, Any]) -> str:
         # rows projected by an older Baton have no history (the projector rebuilds them)
         lines.extend(_attempt_lines(t.get("attempt_history", []), t.get("error")))
     return _screen(lines)
+
+
+def _lineage(facts: dict[str, Any]) -> str:
+    """Trigger event -> dataset version -> pipeline version -> model versions, on one line;
+    a link the log does not name (a manual run has no dataset) is left out."""
+    named = "@".join(filter(None, [facts.get("dataset"), facts.get("dataset_version")]))
+    dataset = named or facts.get("dataset_uri")
+    links = [f"{facts['trigger_type']} event {facts['trigger_event_id']}",
+             *([f"dataset {dataset}"] if dataset else []),
+             f"pipeline {facts['pipeline']}@{facts['pipeline_version'][:8]}",
+             *(f"model {m['name']} v{m['version']}" for m in facts.get("models", []))]
+    return " → ".join(links)
 
 
 def _screen(lines: list[str]) -> str:
@@ -153,11 +167,14 @@ def _newest_traceback(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _attempt_line(a: dict[str, Any], task_error: str | None) -> str:
-    """One attempt: where it ran, on which GPUs, how it ended, how long it queued, and why it
-    ended when that is not already on the task's line (a lost attempt's evidence, say)."""
+    """One attempt: where it ran, on which GPUs, how it ended, how long it queued and ran,
+    and why it ended when that is not already on the task's line (a lost attempt's
+    evidence, say)."""
     gpus = _gpus(a["gpus"]) or "no GPU"
     queued = "" if a["queued_s"] is None else f"queued {_seconds(a['queued_s'])}"
+    started, ended = a.get("started_at"), a.get("ended_at")  # older rows have no times
+    ran = "" if started is None or ended is None else f"ran {_seconds(max(0.0, ended - started))}"
     error = a["error"] if a["error"] and a["error"] != task_error else ""
     first_line = error.splitlines()[0] if error else ""
     return (f"        #{a['number']:<2} {a['agent_id']:<16} {gpus:<9} {a['status']:<11} "
-            f"{queued:<15} {first_line}").rstrip()
+            f"{queued:<15} {ran:<12} {first_line}").rstrip()

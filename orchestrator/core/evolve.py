@@ -149,11 +149,13 @@ def _waiting(run: RunState, e: ev.TaskWaiting, at: float) -> None:
 
 
 def _scheduled(run: RunState, e: ev.TaskScheduled, at: float) -> None:
+    task = run.tasks[e.task]
     attempt = Attempt(
         number=e.attempt, attempt_id=e.attempt_id, agent_id=e.agent_id, placement=e.placement,
         resources=e.resources, not_after=e.not_after, gpus=e.gpus, pipeline=run.pipeline,
+        queued_at=task.ready_at, scheduled_at=at,
     )
-    task = run.tasks[e.task].with_attempt(attempt)
+    task = task.with_attempt(attempt)
     put(run, replace(
         task, status="scheduled", attempt=e.attempt, placement=e.placement, waiting=None,
         place_after=None,
@@ -166,14 +168,20 @@ def _accepted(run: RunState, e: ev.TaskAccepted, at: float) -> None:
 
 
 def _rejected(run: RunState, e: ev.TaskRejected, at: float) -> None:
-    _attempt(run, e.task, e.attempt_id, status="rejected", error=e.reason)
+    _attempt(run, e.task, e.attempt_id, status="rejected", error=e.reason, ended_at=at)
     _task(run, e.task, status="ready", place_after=e.place_after, waiting=e.reason)
 
 
 def _started(run: RunState, e: ev.TaskStarted, at: float) -> None:
-    gpus = e.gpus or (run.tasks[e.task].current or _NO_ATTEMPT).gpus
+    task = run.tasks[e.task]
+    gpus = e.gpus or (task.current or _NO_ATTEMPT).gpus
+    # decide counts queued_s from the task's ready_at to when the agent says the attempt
+    # began (held_s before its report came), so the two give the start; older logs have
+    # no queue time, and then the event's own time is the best the log knows
+    ready_at, queued_s = task.ready_at, e.queued_s
+    began = at if ready_at is None or queued_s is None else ready_at + queued_s
     _attempt(run, e.task, e.attempt_id, status="running", timeout_at=e.timeout_at, gpus=gpus,
-             queued_s=e.queued_s)
+             queued_s=queued_s, started_at=began)
     _task(run, e.task, status="running")
 
 
@@ -182,7 +190,7 @@ def _progress(run: RunState, e: ev.TaskProgress, at: float) -> None:
 
 
 def _succeeded(run: RunState, e: ev.TaskSucceeded, at: float) -> None:
-    _attempt(run, e.task, e.attempt_id, status="succeeded")
+    _attempt(run, e.task, e.attempt_id, status="succeeded", ended_at=at)
     _task(run, e.task, status="succeeded", output=e.output, metrics=dict(e.metrics),
           metadata=dict(e.metadata), progress=1.0, error=None, waiting=None)
 
@@ -193,7 +201,7 @@ def _failed(run: RunState, e: ev.TaskFailed, at: float) -> None:
         # the reason tells a task's own failure from its agent's (the retry budgets differ)
         status = "interrupted" if e.reason in AGENT_REASONS else "failed"
         _attempt(run, e.task, e.attempt_id, status=status, error=e.message,
-                 traceback=e.traceback)
+                 traceback=e.traceback, ended_at=at)
     _task(run, e.task, status="failed" if e.final else "retry_wait", error=e.message)
 
 
@@ -201,7 +209,7 @@ def _ended(status: AttemptStatus) -> Callable[[RunState, Any, float], None]:
     def handler(run: RunState, e: ev.TaskTimedOut | ev.TaskLost, at: float) -> None:
         # a lost attempt keeps the evidence (how long silent, which clock): operators ask why
         error = getattr(e, "evidence", None) or status.replace("_", " ")
-        _attempt(run, e.task, e.attempt_id, status=status, error=error)
+        _attempt(run, e.task, e.attempt_id, status=status, error=error, ended_at=at)
         _task(run, e.task, status="retry_wait")
     return handler
 
@@ -218,7 +226,7 @@ def _upstream_failed(run: RunState, e: ev.TaskUpstreamFailed, at: float) -> None
 def _cancelled(run: RunState, e: ev.TaskCancelled, at: float) -> None:
     current = run.tasks[e.task].current
     if current is not None and current.status in ACTIVE_ATTEMPT:
-        _attempt(run, e.task, current.attempt_id, status="cancelled")
+        _attempt(run, e.task, current.attempt_id, status="cancelled", ended_at=at)
     _task(run, e.task, status="cancelled", error=e.reason)
 
 

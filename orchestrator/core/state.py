@@ -75,6 +75,20 @@ class Attempt:
     """Ready -> started for this attempt (TaskStarted.queued_s): what `runs show` reports."""
     traceback: str | None = None
     """Where a failed attempt's code raised (TaskFailed.traceback), for `runs show`."""
+    queued_at: float | None = None
+    """When the task became ready for this attempt (its `ready_at`): queue time counts from
+    here. Like the three below, epoch seconds taken from the log (an event's envelope time, or
+    a time its fields give), never from a clock: a timeline of attempts is drawn from them."""
+    scheduled_at: float | None = None
+    """When the coordinator placed it on its agent (its latest placement, after refusals)."""
+    started_at: float | None = None
+    """When it started: `queued_at + queued_s`, which counts from when the agent says it
+    started (a held `started`: `AttemptStarted.held_s`), not from when the report came;
+    the `task_started` event's own time where the log has no queue time (older logs, a
+    registration)."""
+    ended_at: float | None = None
+    """When the log recorded its outcome: succeeded, failed, timed out, lost, interrupted,
+    cancelled, or refused by its agent (rejected)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,15 @@ from hypothesis import strategies as st
 from events import reports as rp
 from events.common import ArtifactRef, Resources
 from events.intents import RunRequested
-from events.triggers import TriggerInfo
+from events.registry import ModelRegistered
+from events.triggers import DataArrived, TriggerInfo
 from orchestrator.cli.render import event_line, run_detail
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.state import Attempt, AttemptStatus, TaskState, TaskStatus
 from orchestrator.store import rows
 from orchestrator.store.rows import RowDocs, run_row
 from tests.core.harness import pipeline, ref, task
-from tests.core.support import CheckedHarness
+from tests.core.support import CheckedHarness, register_task
 
 EVIDENCE = "no heartbeat for 15.2s (expiry 10s, coordinator clock)"
 
@@ -70,6 +71,80 @@ def test_a_row_keeps_each_attempt_with_its_agent_gpus_queue_time_and_lost_eviden
                for a in train["attempt_history"]]
     assert history == [(1, "gpu-a", [0], "lost", EVIDENCE), (2, "gpu-b", [0], "succeeded", None)]
     assert [a["queued_s"] for a in train["attempt_history"]] == [2.5, 3.0]
+
+
+def test_a_row_has_each_attempts_times_for_a_timeline() -> None:
+    # given: the GPU task lost with its agent and retried on another
+    h, run_id = started_on_a_gpu_then_lost()
+
+    # when: its row is built
+    (train,) = run_row(h.run(run_id))["tasks"]
+
+    # then: each attempt says when it queued, was placed, started and ended, as the log has
+    # them: the lost one ended when the loss was logged, a tick after its agent went silent;
+    # the retry queued from when its backoff let it be ready, and waited for gpu-b
+    timeline = [(a["status"], a["queued_at"], a["scheduled_at"], a["started_at"], a["ended_at"])
+                for a in train["attempt_history"]]
+    assert timeline == [("lost", 1000.0, 1002.5, 1002.5, 1003.5),
+                        ("succeeded", 1004.5, 1007.5, 1007.5, 1007.5)]
+
+
+def data_arrival_that_registered_a_model() -> tuple[CheckedHarness, str]:
+    """A train -> register run started by digits v3 arriving at 1000, with a param: `train`
+    waits for an agent, is placed at 1001.5, starts at 1002 (its agent held `started` 0.25 s),
+    succeeds at 1003.5, and the registry registers its model as version 4."""
+    h = CheckedHarness(now=1000.0)
+    spec = pipeline(task("train"), register_task(model="digits-clf"), name="retrain")
+    arrived = DataArrived(dataset="digits", version="v3", uri="file:///data/digits/v3.npz",
+                          sha256="a" * 64)
+    trigger = TriggerInfo(type="data_arrived", event_id="evt-7", subject="digits",
+                          payload=arrived.model_dump(mode="json"))
+    run_id = run_id_for(spec.name, "trigger", "evt-7")
+    h.feed(RunRequested(run_id=run_id, spec=spec, trigger=trigger, params={"lr": 0.1}))
+    h.agent("cpu-a")
+    h.tick(1001.5)
+    cmd = h.last_execute("train")
+    h.now = 1002.25
+    h.report(rp.AttemptStarted, cmd, held_s=0.25)
+    h.now = 1003.5
+    h.succeed(cmd)
+    (request,) = h.registrations()
+    h.feed(ModelRegistered(run_id=run_id, task="register", model="digits-clf", version=4,
+                           artifact=request.artifact, lineage=request.lineage))
+    return h, run_id
+
+
+def test_a_row_has_the_params_the_trigger_payload_and_the_lineage_to_the_model() -> None:
+    # given: a run started by a data arrival, which registered a model version
+    h, run_id = data_arrival_that_registered_a_model()
+
+    # when: its row is built
+    row = run_row(h.run(run_id))
+
+    # then: the params and the trigger's payload as logged, and the lineage from the trigger
+    # event and dataset version through the pipeline version to the model version
+    assert row["params"] == {"lr": 0.1}
+    assert row["trigger_payload"]["uri"] == "file:///data/digits/v3.npz"
+    assert row["lineage"] == {
+        "trigger_type": "data_arrived", "trigger_event_id": "evt-7",
+        "dataset": "digits", "dataset_version": "v3",
+        "dataset_uri": "file:///data/digits/v3.npz", "dataset_sha256": "a" * 64,
+        "pipeline": "retrain", "pipeline_version": h.run(run_id).spec.version(),
+        "models": [{"name": "digits-clf", "version": 4}]}
+
+
+def test_a_manual_runs_lineage_names_no_dataset_the_log_does_not_have() -> None:
+    # given: a manual run with no --uri, which registered nothing
+    h = CheckedHarness()
+    run_id = h.start(pipeline(task("train"), name="adhoc"))
+
+    # when: its row is built
+    lineage = run_row(h.run(run_id))["lineage"]
+
+    # then: the trigger and the pipeline, and no dataset or model made up
+    assert (lineage["trigger_type"], lineage["trigger_event_id"]) == ("manual", "t1")
+    assert [lineage[k] for k in ("dataset", "dataset_version", "dataset_uri")] == [None] * 3
+    assert (lineage["pipeline"], lineage["models"]) == ("adhoc", [])
 
 
 def test_runs_show_prints_the_priority_and_one_line_per_attempt() -> None:
@@ -135,6 +210,39 @@ def test_a_row_from_an_older_baton_without_history_still_renders() -> None:
     text = run_detail(row)
     assert "  priority  0" in text.splitlines()
     assert "#1" not in text
+
+
+def test_runs_show_gives_a_manual_run_a_lineage_without_a_dataset_and_each_attempt_its_times(
+) -> None:
+    # given: a manual run whose attempt was lost after 1 s, and its retry
+    h, run_id = started_on_a_gpu_then_lost()
+
+    # when: it is rendered for a terminal
+    lines = run_detail(run_row(h.run(run_id))).splitlines()
+
+    # then: the lineage names no dataset and no model, and each attempt says how long it ran
+    version = h.run(run_id).spec.version()[:8]
+    assert f"  lineage   manual event k1 → pipeline trainer@{version}" in lines
+    task_at = next(i for i, line in enumerate(lines) if " train " in line)
+    assert "queued 2.50 s" in lines[task_at + 1] and "ran 1.00 s" in lines[task_at + 1]
+    assert "ran 0.00 s" in lines[task_at + 2]
+
+
+def test_a_row_from_before_attempt_times_and_lineage_still_renders() -> None:
+    # given: a row as the projector of ROW_VERSION 4 wrote it
+    h, run_id = started_on_a_gpu_then_lost()
+    row = run_row(h.run(run_id))
+    for name in ("lineage", "params", "trigger_payload"):
+        del row[name]
+    for t in row["tasks"]:
+        for a in t["attempt_history"]:
+            for name in ("queued_at", "scheduled_at", "started_at", "ended_at"):
+                del a[name]
+
+    # when / then: it renders with no lineage line and no run times
+    text = run_detail(row)
+    assert "lineage" not in text and " ran " not in text
+    assert "queued 2.50 s" in text
 
 
 def test_runs_show_prints_the_newest_failures_traceback_under_its_attempt() -> None:
@@ -284,12 +392,13 @@ def test_a_stored_row_is_the_row_as_json_and_renders_again_only_the_tasks_that_c
 TEXTS = st.text(st.characters(codec="utf-8"), max_size=6)
 NUMBERS = st.one_of(st.integers(-3, 2**70), st.floats(allow_nan=True, allow_infinity=True))
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXTS)
+TIMES = st.none() | st.floats(allow_nan=True, allow_infinity=True)
 
 
 @st.composite
 def tasks(draw: st.DrawFn) -> TaskState:
     """Task states of every shape a row shows: any attempt statuses (rejected ones are not
-    counted), GPUs, errors, queue times, progress, outputs, metrics and metadata of any
+    counted), GPUs, errors, queue times and times, progress, outputs, metrics and metadata of any
     scalar, text with quotes, control characters and non-ASCII."""
     attempts = tuple(Attempt(
         number=n, attempt_id=draw(TEXTS), agent_id=draw(TEXTS), placement=0,
@@ -297,6 +406,8 @@ def tasks(draw: st.DrawFn) -> TaskState:
         gpus=tuple(draw(st.lists(st.integers(0, 7), max_size=3))),
         error=draw(st.none() | TEXTS), traceback=draw(st.none() | TEXTS),
         queued_s=draw(st.none() | st.floats(allow_nan=True, allow_infinity=True)),
+        queued_at=draw(TIMES), scheduled_at=draw(TIMES), started_at=draw(TIMES),
+        ended_at=draw(TIMES),
     ) for n in range(1, draw(st.integers(0, 3)) + 1))
     output = draw(st.none() | st.builds(
         ArtifactRef, uri=TEXTS, sha256=st.just("0" * 64), size=st.integers(0, 2**40)))
