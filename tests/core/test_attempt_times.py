@@ -148,3 +148,24 @@ def test_golden_logs_without_queue_times_date_each_start_by_its_event() -> None:
             known = [t for t in times(a) if t is not None]
             assert known == sorted(known) and a.scheduled_at is not None, (log.name, a)
 
+
+
+def test_a_timed_out_and_an_interrupted_attempt_end_when_logged() -> None:
+    # given: a task with a 5 s timeout and retries, started at 1000
+    h = CheckedHarness(now=1000.0)
+    h.agent("a1")
+    run_id = h.start(pipeline(task("train", attempts=3, timeout_s=5, backoff_s=0.5)))
+    h.start_attempt(h.last_execute("train"))
+
+    # when: it times out (seen at 1006), and its retry's agent drains and gives it up at 1009
+    h.tick(1006.0)
+    h.tick(1007.0)
+    h.start_attempt(h.last_execute("train"))
+    h.now = 1009.0
+    h.give_up(h.last_execute("train"), "drained")
+
+    # then: each attempt ended when its ending was logged
+    timed_out, interrupted = replayed(h).runs[run_id].tasks["train"].attempts
+    assert (timed_out.status, timed_out.ended_at) == ("timed_out", 1006.0)
+    assert (interrupted.status, interrupted.started_at, interrupted.ended_at) == (
+        "interrupted", 1007.0, 1009.0)
