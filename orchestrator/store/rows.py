@@ -19,9 +19,9 @@ another version rebuilds them from the log (rows are derived; the log is the tru
    `interrupted` (given up by its agent: drained, restarted, cut off) where it was `failed`.
 5: the run's `audit`: who requested and who cancelled it (actor, request id, way in, when).
 6: each attempt's `queued_at`, `scheduled_at`, `started_at`, `ended_at` (a timeline of
-   attempts); the run's `params` and `trigger_payload` (in the row, not its summary), and its
-   `lineage` (trigger event, dataset version where the trigger names it, pipeline version,
-   registered models)."""
+   attempts); the run's `params`, `trigger_payload` and `lineage` (trigger event, dataset
+   version where the trigger names it, pipeline version, registered models), in the row, not
+   its summary."""
 
 DATASET_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dataset", ("dataset",)),
@@ -45,8 +45,7 @@ def summary_text(run: RunState) -> str:
     counts: dict[str, int] = {}
     for task in run.tasks.values():
         counts[task.status] = counts.get(task.status, 0) + 1
-    return json.dumps({**_run_fields(run), "task_count": len(run.tasks), "task_states": counts},
-                      sort_keys=True)
+    return _ENCODE({**_run_fields(run), "task_count": len(run.tasks), "task_states": counts})
 
 
 def _run_fields(run: RunState) -> dict[str, Any]:
@@ -60,14 +59,15 @@ def _run_fields(run: RunState) -> dict[str, Any]:
         "models": [{"name": m, "version": v} for m, v in run.models],
         "audit": [{"action": a.action, "actor": a.actor, "request_id": a.request_id,
                    "via": a.via, "at": a.at} for a in run.audit],
-        "lineage": lineage(run),
     }
 
 
 def _detail_fields(run: RunState) -> dict[str, Any]:
-    """What the row has and its summary leaves out: free-form values a request or trigger may
-    make large (params up to the 1 MB event limit), which a list of runs does not show."""
-    return {"params": run.params, "trigger_payload": run.trigger.payload}
+    """What the row has and its summary leaves out, as a list of runs does not show it: free-
+    form values a request or trigger may make large (params up to the 1 MB event limit), and
+    the lineage (the summary has its trigger, pipeline version and models already)."""
+    return {"params": run.params, "trigger_payload": run.trigger.payload,
+            "lineage": lineage(run)}
 
 
 def lineage(run: RunState) -> dict[str, Any]:
@@ -75,14 +75,22 @@ def lineage(run: RunState) -> dict[str, Any]:
     the dataset version its payload names (None where it names none: a manual run without
     `--uri`), the pinned pipeline version, and the model versions the run registered. The
     facts a task reported (its metadata) are in the registered models' own lineage."""
-    payload = run.trigger.payload
-    facts = {fact: next((payload[k] for k in keys if type(payload.get(k)) is str), None)
-             for fact, keys in DATASET_KEYS}
-    return {
-        "trigger_type": run.trigger.type, "trigger_event_id": run.trigger.event_id,
-        **facts, "pipeline": run.pipeline, "pipeline_version": run.spec.version(),
-        "models": [{"name": m, "version": v} for m, v in run.models],
-    }
+    trigger = run.trigger
+    facts: dict[str, Any] = {"trigger_type": trigger.type, "trigger_event_id": trigger.event_id}
+    for fact, keys in DATASET_KEYS:
+        facts[fact] = _named(trigger.payload, keys)
+    facts.update(pipeline=run.pipeline, pipeline_version=run.spec.version(),
+                 models=[{"name": m, "version": v} for m, v in run.models])
+    return facts
+
+
+def _named(payload: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first of `keys` the payload gives a string for (a lineage fact), else None."""
+    for key in keys:
+        value = payload.get(key)
+        if type(value) is str:
+            return value
+    return None
 
 
 def task_row(task: TaskState) -> dict[str, Any]:

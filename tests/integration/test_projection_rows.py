@@ -133,6 +133,22 @@ def test_a_row_has_the_params_the_trigger_payload_and_the_lineage_to_the_model()
         "models": [{"name": "digits-clf", "version": 4}]}
 
 
+def test_a_runs_summary_leaves_out_its_params_trigger_payload_and_lineage() -> None:
+    # given: the data-arrival run, with params and a trigger payload
+    h, run_id = data_arrival_that_registered_a_model()
+    run = h.run(run_id)
+
+    # when: its summary (what a list of runs stores) is written
+    summary = json.loads(rows.summary_text(run))
+
+    # then: the row's other fields, its tasks counted, and none of what may be large
+    row = run_row(run)
+    assert {"params", "trigger_payload", "lineage"} <= row.keys()
+    assert summary == {**{k: v for k, v in row.items() if k not in (
+        "params", "trigger_payload", "lineage", "tasks")},
+        "task_count": 2, "task_states": {"succeeded": 2}}
+
+
 def test_a_manual_runs_lineage_names_no_dataset_the_log_does_not_have() -> None:
     # given: a manual run with no --uri, which registered nothing
     h = CheckedHarness()
