@@ -30,9 +30,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
+
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.exceptions import CloudEventValidationError
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
 from events.catalog import CATALOG, Catalog
 from events.codec import decode, decode_obj, within_limit
@@ -43,7 +50,8 @@ from events.payloads import Payload
 SPEC_VERSION: Final = "1.0"
 STRUCTURED: Final = "application/cloudevents+json"
 """The only event format read in structured mode (JSON); batches are not accepted."""
-HEADER_PREFIX: Final = "ce_"
+HEADER_PREFIX: Final = ce_kafka.CE_PREFIX
+HTTP_PREFIX: Final = ce_http.CE_PREFIX
 CONTENT_TYPE: Final = "content-type"
 REQUIRED: Final = ("specversion", "id", "source", "type")
 EXTENSIONS: Final = {
@@ -63,7 +71,7 @@ _JSON_NAMES: Final[dict[type, str]] = {
 }
 Mode = Literal["baton", "binary", "structured"]
 Naming = Callable[[str], str]
-"""How an attribute is named in error reasons: its `ce_` header in binary mode, else itself."""
+"""How an attribute is named in error reasons: its header in binary mode, else itself."""
 
 
 def decode_record(
@@ -80,85 +88,181 @@ def decode_record(
     """
     if not headers:
         return decode(value, catalog)
-    mode, attributes, content_type = _classify(headers)
+    mode, raw_headers = _classify(headers)
     if mode == "baton":
         return decode(value, catalog)
     within_limit(value)
+    message = ce_kafka.KafkaMessage(headers=raw_headers, key=None, value=value)
     if mode == "structured":
-        return _structured(value, timestamp_ms, catalog)
-    return _binary(attributes, content_type, value, timestamp_ms, catalog)
+        reading = _Reading(_attribute, timestamp_ms, catalog)
+        event = ce_kafka.from_structured(message, _FORMAT, reading.event)
+    else:
+        reading = _Reading(_header, timestamp_ms, catalog)
+        event = _binary(lambda: ce_kafka.from_binary(message, _FORMAT, reading.event), reading)
+    return _envelope(event, reading.name, catalog)
 
 
-def _classify(headers: HeaderPairs) -> tuple[Mode, dict[str, str], str | None]:
-    """Structured if content-type says cloudevents, binary if any `ce_` header, else Baton's.
+def http_mode(headers: Mapping[str, str]) -> Mode:
+    """Which encoding an HTTP request uses: structured if its Content-Type says cloudevents,
+    binary if it has any `ce-` header, else Baton's own (the caller's JSON)."""
+    content_type = _lower(headers).get(CONTENT_TYPE)
+    if content_type is not None and _media_type(content_type).startswith(
+            "application/cloudevents"):
+        return "structured"
+    return "binary" if any(n.lower().startswith(HTTP_PREFIX) for n in headers) else "baton"
+
+
+def decode_http(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    received_ms: int,
+    catalog: Catalog = CATALOG,
+) -> Envelope[Payload]:
+    """One CloudEvent sent over HTTP (binary or structured mode, `http_mode`) -> its envelope,
+    with the same mapping and reasons as on Kafka; binary-mode errors name the `ce-` header.
+
+    `received_ms` (when the request came) is the event time when the event has no `time`.
+    """
+    within_limit(body)
+    lowered = _lower(headers)
+    mode = http_mode(lowered)
+    message = ce_http.HTTPMessage(headers=lowered, body=body)
+    if mode == "structured":
+        _structured_only(lowered[CONTENT_TYPE])
+        reading = _Reading(_attribute, received_ms, catalog)
+        event = ce_http.from_structured(message, _FORMAT, reading.event)
+    elif mode == "binary":
+        reading = _Reading(_http_header, received_ms, catalog)
+        event = _binary(lambda: ce_http.from_binary(message, _FORMAT, reading.event), reading)
+    else:
+        raise EventParseError(f"not a CloudEvent: no {HTTP_PREFIX} headers and not {STRUCTURED}",
+                              field=CONTENT_TYPE)
+    return _envelope(event, reading.name, catalog)
+
+
+def _classify(headers: HeaderPairs) -> tuple[Mode, dict[str, bytes]]:
+    """Structured if content-type says cloudevents, binary if any `ce_` header, else Baton's;
+    and the headers by lower-case name, each checked to be text.
 
     Header names are matched without regard to case: the binding says lower case, but some
     producers capitalise `Content-Type` the HTTP way.
     """
-    attributes: dict[str, str] = {}
+    raw: dict[str, bytes] = {}
     content_type: str | None = None
-    for name, raw in headers:
+    binary = False
+    for name, value in headers:
         lowered = name.lower()
         if lowered == CONTENT_TYPE:
-            content_type = _text(raw, CONTENT_TYPE)
+            content_type = _text(value, CONTENT_TYPE)
         elif lowered.startswith(HEADER_PREFIX):
-            attributes[lowered[len(HEADER_PREFIX):]] = _text(raw, lowered)
+            _text(value, lowered)
+            binary = True
+        else:
+            continue
+        raw[lowered] = value
     if content_type is not None and _media_type(content_type).startswith("application/cloudevents"):
-        if _media_type(content_type) != STRUCTURED:
-            raise EventParseError(
-                f"{content_type!r} is not read here; Baton reads single events as "
-                f"{STRUCTURED} (structured mode) or ce_ headers (binary mode)",
-                field=CONTENT_TYPE,
-            )
-        return "structured", attributes, content_type
-    if attributes:
-        return "binary", attributes, content_type
-    return "baton", attributes, content_type
+        _structured_only(content_type)
+        return "structured", raw
+    return ("binary" if binary else "baton"), raw
 
 
-def _binary(
-    attributes: dict[str, str], content_type: str | None, value: bytes,
-    timestamp_ms: int | None, catalog: Catalog,
-) -> Envelope[Payload]:
-    """Attributes from `ce_` headers; the data's media type is the `content-type` header."""
-    _check_attributes(attributes, _header, catalog)
-    data = _json_data(value, content_type, CONTENT_TYPE)
-    return _envelope(attributes, data, _header, timestamp_ms, catalog)
+def _structured_only(content_type: str) -> None:
+    if _media_type(content_type) != STRUCTURED:
+        raise EventParseError(
+            f"{content_type!r} is not read here; Baton reads single events as "
+            f"{STRUCTURED} (structured mode) or ce_ headers (binary mode)",
+            field=CONTENT_TYPE,
+        )
 
 
-def _structured(value: bytes, timestamp_ms: int | None, catalog: Catalog) -> Envelope[Payload]:
-    """The whole event is one JSON object; `data` holds JSON, `data_base64` encoded bytes."""
+def _binary(read: Callable[[], BaseCloudEvent], reading: _Reading) -> BaseCloudEvent:
+    """The SDK's binary binding: attributes from the prefixed headers, the data's media type
+    from `content-type`. It parses `time` itself as it maps the headers, so a ValueError out
+    of it (nothing else it runs raises one: our format and factory raise EventParseError) is
+    that time."""
     try:
-        event = json.loads(value)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EventParseError(f"a structured CloudEvent must be a JSON object; not JSON: {exc}"
-                              ) from None
-    if not isinstance(event, dict):
-        raise EventParseError("a structured CloudEvent must be a JSON object")
-    attributes = {k: v for k, v in event.items() if k not in ("data", "data_base64")}
-    for attr in (*REQUIRED, "time", "subject", "datacontenttype", *EXTENSIONS):
-        if attr in attributes and not isinstance(attributes[attr], str):
-            raise EventParseError("must be a string", field=attr)
-    _check_attributes(attributes, _attribute, catalog)
-    content_type = attributes.get("datacontenttype")
-    if "data_base64" in event:
-        data = _json_data(_base64(event["data_base64"]), content_type, "datacontenttype")
-    elif "data" in event:
-        if content_type is not None and not _is_json(content_type):
-            raise EventParseError(_not_json_type(content_type), field="datacontenttype")
-        data = event["data"]
-    else:
-        raise EventParseError("missing: a trigger carries its payload as JSON data",
-                              field="data")
-    return _envelope(attributes, data, _attribute, timestamp_ms, catalog)
+        return read()
+    except (ValueError, OverflowError):
+        raise EventParseError("must be an RFC 3339 time with an offset",
+                              field=reading.name("time")) from None
+
+
+class _Reading:
+    """The event factory the SDK calls with the attributes and data it read: Baton's checks,
+    with reasons naming the attribute as the producer wrote it, before the SDK builds its
+    event. The SDK's own CloudEvent would make up a missing `id` and `time`; here a missing
+    id is refused (it is what makes a re-send a duplicate) and a missing time is the record's
+    timestamp."""
+
+    def __init__(self, name: Naming, timestamp_ms: int | None, catalog: Catalog) -> None:
+        self.name, self.timestamp_ms, self.catalog = name, timestamp_ms, catalog
+
+    def event(self, attributes: dict[str, Any], data: Any) -> BaseCloudEvent:
+        _check_attributes(attributes, self.name, self.catalog)
+        attributes = {**attributes,
+                      "time": _time(attributes.get("time"), self.timestamp_ms, self.name)}
+        try:
+            return CloudEvent(attributes, data)
+        except CloudEventValidationError as exc:
+            attr, errors = next(iter(exc.errors.items()))
+            raise EventParseError(str(errors[0]), field=self.name(attr)) from None
+
+
+class _StrictJSON(JSONFormat):
+    """The SDK's JSON event format with Baton's reading of it: data must be JSON (the SDK
+    falls back to a string or bytes), and a structured event is checked attribute by
+    attribute (the SDK raises a bare JSON or AttributeError for a body that is not an object,
+    and decodes `data_base64` leniently, so `%%%` would silently become empty data)."""
+
+    def read_data(self, body: bytes, datacontenttype: str | None) -> Any:
+        return _json_data(body, datacontenttype, CONTENT_TYPE)
+
+    def read(self, event_factory: Any, data: str | bytes) -> BaseCloudEvent:
+        assert event_factory is not None, "Baton always passes its own factory (_Reading)"
+        try:
+            event = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EventParseError(
+                f"a structured CloudEvent must be a JSON object; not JSON: {exc}") from None
+        if not isinstance(event, dict):
+            raise EventParseError("a structured CloudEvent must be a JSON object")
+        attributes = {k: v for k, v in event.items() if k not in ("data", "data_base64")}
+        for attr in (*REQUIRED, "time", "subject", "datacontenttype", *EXTENSIONS):
+            if attr in attributes and not isinstance(attributes[attr], str):
+                raise EventParseError("must be a string", field=attr)
+        content_type = attributes.get("datacontenttype")
+        if "data_base64" in event:
+            payload = _json_data(_base64(event["data_base64"]), content_type, "datacontenttype")
+        elif "data" in event:
+            if content_type is not None and not _is_json(content_type):
+                raise EventParseError(_not_json_type(content_type), field="datacontenttype")
+            payload = event["data"]
+        else:
+            _check_attributes(attributes, _attribute, CATALOG)
+            raise EventParseError("missing: a trigger carries its payload as JSON data",
+                                  field="data")
+        result: BaseCloudEvent = event_factory(attributes, payload)
+        return result
+
+
+_FORMAT: Final = _StrictJSON()
 
 
 def _header(attr: str) -> str:
     return HEADER_PREFIX + attr
 
 
+def _http_header(attr: str) -> str:
+    return HTTP_PREFIX + attr
+
+
 def _attribute(attr: str) -> str:
     return attr
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def _check_attributes(attributes: dict[str, Any], name: Naming, catalog: Catalog) -> None:
@@ -178,11 +282,9 @@ def _check_attributes(attributes: dict[str, Any], name: Naming, catalog: Catalog
                                field=name("type"))
 
 
-def _envelope(
-    attributes: dict[str, Any], data: Any, name: Naming, timestamp_ms: int | None,
-    catalog: Catalog,
-) -> Envelope[Payload]:
+def _envelope(event: BaseCloudEvent, name: Naming, catalog: Catalog) -> Envelope[Payload]:
     """The envelope as Baton's own JSON would carry it, validated by the codec."""
+    attributes, data = event.get_attributes(), event.get_data()
     if not isinstance(data, dict):
         raise EventParseError(
             f"must be a JSON object (the {attributes['type']} payload), "
@@ -191,7 +293,7 @@ def _envelope(
     obj: dict[str, Any] = {
         "id": attributes["id"], "type": attributes["type"],
         "version": _version(attributes.get("version"), name),
-        "time": _time(attributes.get("time"), timestamp_ms, name),
+        "time": attributes["time"],
         "source": attributes["source"],
         "subject": attributes.get("subject") or _default_subject(attributes["type"], data, name),
         "data": data,
@@ -214,18 +316,22 @@ def _version(raw: Any, name: Naming) -> int:
 
 
 def _time(raw: Any, timestamp_ms: int | None, name: Naming) -> datetime:
-    """RFC 3339 with an offset, as CloudEvents requires; else the record's timestamp."""
+    """RFC 3339 with an offset, as CloudEvents requires (the SDK has parsed a header's);
+    else the record's timestamp."""
     if raw is None:
         if timestamp_ms is None:
             raise EventParseError("missing, and the record carries no timestamp",
                                   field=name("time"))
         return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-    try:
-        at = datetime.fromisoformat(raw.upper()) if isinstance(raw, str) else None
-    except ValueError:
-        at = None
+    at = raw if isinstance(raw, datetime) else None
+    if isinstance(raw, str):
+        try:
+            at = datetime.fromisoformat(raw.upper())
+        except ValueError:
+            at = None
     if at is None or at.tzinfo is None:
-        raise EventParseError(f"must be an RFC 3339 time with an offset, got {raw!r}",
+        shown = raw.isoformat() if isinstance(raw, datetime) else repr(raw)
+        raise EventParseError(f"must be an RFC 3339 time with an offset, got {shown}",
                               field=name("time"))
     return at
 
