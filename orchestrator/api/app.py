@@ -8,7 +8,15 @@ from fastapi import Depends, FastAPI
 from orchestrator.api import problems
 from orchestrator.api.context import ApiContext
 from orchestrator.api.deps import need
-from orchestrator.api.routes import agents, catalog, dead_letters, events, run_writes, runs
+from orchestrator.api.routes import (
+    agents,
+    catalog,
+    dead_letters,
+    events,
+    run_writes,
+    runs,
+    triggers_in,
+)
 
 PREFIX = "/api/v1"
 
@@ -21,6 +29,6 @@ def create_app(context: ApiContext) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
     app.state.baton = context
     problems.install(app)
-    for module in (runs, run_writes, events, agents, catalog, dead_letters):
+    for module in (runs, run_writes, events, agents, catalog, dead_letters, triggers_in):
         app.include_router(module.router, prefix=PREFIX, dependencies=[Depends(need("viewer"))])
     return app
