@@ -1,4 +1,5 @@
-"""CloudEvents 1.0 in the Kafka protocol binding -> Baton envelopes, for records from outside.
+"""CloudEvents 1.0 in the Kafka and HTTP protocol bindings -> Baton envelopes, for events from
+outside (records on Kafka: `decode_record`; `POST /api/v1/triggers`: `decode_http`).
 
 Data systems that are not ours publish triggers with whatever client they have (kcat,
 confluent-kafka, a Java producer, a CloudEvents SDK). Three encodings of one record value are
@@ -21,8 +22,22 @@ Distributed Tracing extension), `correlationid` and `causationid`. A missing `su
 taken from the payload (dataset, model or run id), a missing `time` from the record's
 timestamp.
 
+Over HTTP the same two modes: `ce-` headers (percent-decoded, as the HTTP binding says) with
+`Content-Type` naming the data's media type, or the structured JSON body; the time of receipt
+stands in for the record timestamp.
+
+The bindings are the `cloudevents` SDK's (`cloudevents.core.bindings.kafka` and `.http`): they
+map headers to attributes and hand them, with the data, to an event factory. Baton passes its
+own factory (`_Reading`: the checks and reasons below, before the SDK validates the event, so a
+missing `id` is refused and a missing `time` is the record's, where the SDK would make both
+up) and its own JSON format (`_StrictJSON`), because the SDK's falls back to a string when
+data is not JSON, decodes `data_base64` leniently (`%%%` becomes empty data) and, in
+structured mode, raises a bare JSONDecodeError or AttributeError that names nothing. The SDK
+adds its own checks: extension attribute names must be `[a-z0-9]+`, as the spec says.
+
 Anything this cannot read raises EventParseError with a reason that names the attribute or
-header at fault, which the caller dead-letters. Pure: no I/O, no clock.
+header at fault, which the caller dead-letters (Kafka) or answers with (HTTP). Pure: no I/O,
+no clock.
 """
 
 from __future__ import annotations
@@ -31,7 +46,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timezone
 from typing import Any, Final, Literal
 
 from cloudevents.core.base import BaseCloudEvent
@@ -316,8 +331,9 @@ def _version(raw: Any, name: Naming) -> int:
 
 
 def _time(raw: Any, timestamp_ms: int | None, name: Naming) -> datetime:
-    """RFC 3339 with an offset, as CloudEvents requires (the SDK has parsed a header's);
-    else the record's timestamp."""
+    """RFC 3339 with an offset, as CloudEvents requires (the SDK has parsed a header's, into
+    dateutil's zone: made a plain `timezone` again, as the codec's own decode gives); else
+    the record's timestamp."""
     if raw is None:
         if timestamp_ms is None:
             raise EventParseError("missing, and the record carries no timestamp",
@@ -333,7 +349,9 @@ def _time(raw: Any, timestamp_ms: int | None, name: Naming) -> datetime:
         shown = raw.isoformat() if isinstance(raw, datetime) else repr(raw)
         raise EventParseError(f"must be an RFC 3339 time with an offset, got {shown}",
                               field=name("time"))
-    return at
+    offset = at.utcoffset()
+    assert offset is not None
+    return at.replace(tzinfo=timezone(offset))
 
 
 def _default_subject(type_: str, data: dict[str, Any], name: Naming) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from events.cloudevents import decode_record
+from events.cloudevents import decode_http, decode_record
 from events.codec import MAX_EVENT_BYTES, encode
 from events.envelope import envelope
 from events.errors import EventParseError, UnknownEventType
@@ -222,3 +222,33 @@ def test_an_oversized_cloudevent_is_refused_before_it_is_parsed() -> None:
     big = b" " * (MAX_EVENT_BYTES + 1)
     with pytest.raises(EventParseError, match="over the"):
         decode_record(big, binary()[1])
+
+
+# -- the HTTP binding --------------------------------------------------------------------------
+
+def test_an_http_binary_cloudevent_is_read_with_percent_decoded_headers_and_the_receipt_time(
+) -> None:
+    # given: binary mode over HTTP, an id percent-encoded as the HTTP binding says, no ce-time
+    headers = {"Ce-Specversion": "1.0", "ce-id": "batch%207", "ce-source": "/warehouse",
+               "ce-type": "data_arrived", "Content-Type": "application/json"}
+
+    # when: it is decoded as received at AT
+    env = decode_http(json.dumps(DATA).encode(), headers, received_ms=1_741_064_767_250)
+
+    # then: the header is decoded, the subject taken from the data, the time is the receipt's
+    assert (env.id, env.subject, env.time) == ("batch 7", "digits", AT)
+    assert env.data == DataArrived(**DATA)
+
+
+def test_an_http_cloudevent_error_names_the_ce_header() -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "x", "ce-source": "/w", "ce-type": "nope",
+               "content-type": "application/json"}
+    with pytest.raises(UnknownEventType) as caught:
+        decode_http(json.dumps(DATA).encode(), headers, received_ms=0)
+    assert caught.value.field == "ce-type"
+
+
+def test_an_http_structured_cloudevent_time_keeps_its_offset() -> None:
+    value, _ = structured(time="2025-03-04T07:06:07.250+02:00")
+    env = decode_http(value, {"content-type": "application/cloudevents+json"}, received_ms=0)
+    assert env.time == AT and env.time.utcoffset() is not None

@@ -254,7 +254,10 @@ def _answer(event_id: str, outcomes: list[dict[str, Any]], pending: set[str],
         "event_id": event_id, "outcomes": outcomes,
         "position": ",".join(positions.token(tp, at) for tp, at in sorted(ends.items()))
         or None}
-    if not outcomes and not pending:
+    if not wait_s:
+        answer["detail"] = ("published; not waiting for the router (wait=0): GET "
+                            "/api/v1/triggers shows its decisions")
+    elif not outcomes and not pending:
         answer["detail"] = (
             f"published, but no pipeline took it within {wait_s:g} s: is a pipeline "
             "triggered by this dataset or model (GET /api/v1/pipelines shows their "
