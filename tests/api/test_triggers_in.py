@@ -26,6 +26,8 @@ from tests.integration.tasks import ref
 
 FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
                    triggers=(TriggerSpec(on="data_arrived", dataset="digits"),))
+RETRAIN = PipelineSpec(name="retrain", tasks=(TaskSpec(name="only", function=ref("seed")),),
+                       triggers=(TriggerSpec(on="drift_detected", model="digits-model"),))
 DATA = {"dataset": "digits", "version": "v1", "uri": "file:///tmp/digits.csv"}
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PROBLEM = "application/problem+json"
@@ -49,7 +51,7 @@ class Served:
 async def served(tmp_path: Path, bus_url: str) -> AsyncIterator[Served]:
     apps = Apps(Home(tmp_path / "home"), bus_url)
     try:
-        app, bus = await apps.start(FED, http=True)
+        app, bus = await apps.start(FED, RETRAIN, http=True)
         async with httpx.AsyncClient(base_url=api_url(app), timeout=30) as client:
             yield Served(app, bus, client)
     finally:
@@ -131,6 +133,24 @@ async def test_the_same_event_id_twice_starts_one_run_and_says_why_not_a_second(
     intents = Tail(served.bus, all_tps(served.bus, topics.INTENTS))
     await intents.poll()
     assert [e.subject for e in intents.envelopes()] == [accepted["run_id"]]
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_a_drift_event_in_baton_json_is_keyed_by_its_model_and_starts_its_run(
+    served: Served,
+) -> None:
+    # given a drift event for the model `retrain` is triggered by
+    drift = {"model": "digits-model", "dataset": "digits", "dataset_version": "v2",
+             "dataset_uri": "file:///tmp/v2.csv", "threshold": 0.2, "score": 0.5}
+    body = json.dumps({"type": "drift_detected", "id": "drift-1", "data": drift}).encode()
+    # when it is posted
+    answer = await served.post(body, {"content-type": "application/json"})
+    # then `retrain` accepted it, and it went on the model's partition
+    assert answer.status_code == 202, answer.text
+    (outcome,) = answer.json()["outcomes"]
+    assert (outcome["pipeline"], outcome["outcome"]) == ("retrain", "accepted")
+    triggers = Tail(served.bus, [tp_for(served.bus, topics.TRIGGERS, "digits-model")])
+    await triggers.until(lambda envs: any(e.id == "drift-1" for e in envs))
 
 
 @pytest.mark.parametrize("bus_url", ["embedded"])

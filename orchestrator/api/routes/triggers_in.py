@@ -96,13 +96,10 @@ async def publish(request: Request, wait: Wait = DEFAULT_WAIT_S) -> JSONResponse
     body = await _body(request)
     env = _envelope(body, dict(request.headers))
     raw = _checked(env)
-    key = env.data.model if isinstance(env.data, DriftDetected) else env.subject
-    if isinstance(env.data, DataArrived):
-        key = env.data.dataset
     bus = context.bus
-    starts = {tp: await bus.end_offset(tp) for topic in (PIPELINE_TRIGGERS, TRIGGER_LOG)
-              for tp in partitions_of(bus, topic)}
-    await bus.append([Outgoing(TRIGGERS, key, raw)])
+    tps = [tp for topic in (PIPELINE_TRIGGERS, TRIGGER_LOG) for tp in partitions_of(bus, topic)]
+    starts = dict(zip(tps, await asyncio.gather(*map(bus.end_offset, tps)), strict=True))
+    await bus.append([Outgoing(TRIGGERS, _key(env), raw)])
     outcomes, pending = await _decided(bus, env.id, starts, wait) if wait else ([], set())
     return JSONResponse(_answer(env.id, outcomes, pending, wait), status_code=202)
 
@@ -178,6 +175,15 @@ def _baton(body: bytes, content_type: str | None) -> Envelope[Payload]:
     if doc.get("traceparent"):
         env = env.model_copy(update={"traceparent": doc["traceparent"]})
     return env
+
+
+def _key(env: Envelope[Payload]) -> str:
+    """What `publish_trigger` keys a trigger by (and so partitions it): its dataset or model."""
+    data = env.data
+    if isinstance(data, DataArrived):
+        return data.dataset
+    assert isinstance(data, DriftDetected), "_envelope lets only triggers through"
+    return data.model
 
 
 def _checked(env: Envelope[Payload]) -> bytes:
