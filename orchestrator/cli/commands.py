@@ -47,6 +47,7 @@ COMMANDS: tuple[Subcommand, ...] = (
     Subcommand("schema", "event schemas", "schema:add_schema"),
     Subcommand("pipelines", "check pipeline definitions", "query:add_pipelines"),
     Subcommand("dlq", "list, inspect and re-drive dead letters", "dlq:add_dlq"),
+    Subcommand("metrics", "pipeline metrics computed from the log", "metrics:add_metrics"),
     Subcommand("dev", "local infrastructure for development and tests", "dev:add_dev"),
 )
 

@@ -1,0 +1,245 @@
+"""The figures, computed from a tally: one computation for `baton metrics`, `/metrics`, the
+OTel instruments and the dashboard, so they always show the same numbers.
+
+A run is in the window when it was created (its trigger became a run in the log) at or after
+`since`; models and dead letters when they were written then. Agents and consumer lag are
+the present state, whatever the window. `pipeline` narrows runs, tasks, gates and models;
+dead letters, lag and agents belong to no one pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.core.state import RunState
+from orchestrator.metrics.tally import AgentSeen, Tally
+from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, LEASE_MARGIN_S
+
+AGENT_STATES = ("alive", "draining", "lost", "stopped")
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Count, p50 and p95 of some seconds (nearest rank: each is one of the values)."""
+
+    values: tuple[float, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.values)
+
+    @property
+    def total(self) -> float:
+        return math.fsum(self.values)
+
+    def quantile(self, q: float) -> float | None:
+        if not self.values:
+            return None
+        ordered = sorted(self.values)
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"count": self.count, "p50": self.quantile(0.5), "p95": self.quantile(0.95)}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRetries:
+    pipeline: str
+    task: str
+    runs: int
+    """Times the task ran (one per run that gave it an attempt)."""
+    retries: int
+    """Attempts after each run's first (failed, timed out, or lost to an agent)."""
+
+    @property
+    def rate(self) -> float:
+        return self.retries / self.runs if self.runs else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunTiming:
+    """One ended run, as the `cicd.pipeline.run.duration` histogram takes it."""
+
+    pipeline: str
+    status: str
+    pending_s: float
+    """Created -> its first task started (the whole run when none started)."""
+    executing_s: float
+    """First task started -> the run ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    """Inputs of partition group k its coordinator has not consumed yet."""
+
+    group: int
+    intents: int
+    reports: int
+
+    @property
+    def total(self) -> int:
+        return self.intents + self.reports
+
+
+@dataclass(frozen=True)
+class Figures:
+    until: float
+    since: float | None
+    pipeline: str | None
+    runs: dict[str, int]
+    """Runs by status (RUN_STATUSES)."""
+    active: dict[tuple[str, str], int]
+    """(pipeline, cicd state: pending | executing) -> running runs."""
+    run_duration: Spread
+    queue_time: Spread
+    trigger_latency: Spread
+    timings: tuple[RunTiming, ...]
+    retries: tuple[TaskRetries, ...]
+    gates_passed: int
+    gates_rejected: int
+    models: int
+    models_traceable: int
+    dead_letters: dict[str, int]
+    """Consumer -> letters (re-drive notes are no letters)."""
+    dead_letters_redriven: int
+    agents: dict[str, int]
+    """AGENT_STATES -> agents; `busy` alive agents running something are in `agents_busy`."""
+    agents_busy: int
+    lag: tuple[GroupLag, ...] = field(default=())
+
+    @property
+    def success_rate(self) -> float | None:
+        """Succeeded / (succeeded + failed): a cancel is a person's choice, not a failure."""
+        ended = self.runs["succeeded"] + self.runs["failed"]
+        return self.runs["succeeded"] / ended if ended else None
+
+    @property
+    def retry_rate(self) -> float | None:
+        runs = sum(t.runs for t in self.retries)
+        return sum(t.retries for t in self.retries) / runs if runs else None
+
+    @property
+    def gate_pass_rate(self) -> float | None:
+        evaluated = self.gates_passed + self.gates_rejected
+        return self.gates_passed / evaluated if evaluated else None
+
+    @property
+    def lineage_completeness(self) -> float | None:
+        return self.models_traceable / self.models if self.models else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "window": {"since": _iso(self.since), "until": _iso(self.until),
+                       "pipeline": self.pipeline},
+            "runs": {**self.runs, "success_rate": self.success_rate},
+            "run_duration_s": self.run_duration.as_json(),
+            "queue_time_s": self.queue_time.as_json(),
+            "trigger_latency_s": self.trigger_latency.as_json(),
+            "retries": {"rate": self.retry_rate, "tasks": [
+                {"pipeline": t.pipeline, "task": t.task, "runs": t.runs, "retries": t.retries,
+                 "rate": t.rate} for t in self.retries]},
+            "gates": {"passed": self.gates_passed, "rejected": self.gates_rejected,
+                      "pass_rate": self.gate_pass_rate},
+            "lineage": {"models": self.models, "traceable": self.models_traceable,
+                        "completeness": self.lineage_completeness},
+            "dead_letters": {"count": sum(self.dead_letters.values()),
+                             "redriven": self.dead_letters_redriven,
+                             "by_consumer": self.dead_letters},
+            "consumer_lag": {f"group:{g.group}": {"intents": g.intents, "reports": g.reports,
+                                                  "total": g.total} for g in self.lag},
+            "agents": {**self.agents, "busy": self.agents_busy},
+        }
+
+
+def compute(tally: Tally, *, now: float, since: float | None = None,
+            pipeline: str | None = None, lag: Sequence[GroupLag] = ()) -> Figures:
+    runs = [run for run in tally.state.runs.values()
+            if (since is None or run.created_at >= since)
+            and (pipeline is None or run.pipeline == pipeline)]
+    models = [m for m in tally.models if (since is None or m.at >= since)
+              and (pipeline is None or m.pipeline == pipeline)]
+    letters = [letter for letter in tally.letters.values() if since is None or letter.at >= since]
+    gates = [passed for run in runs for passed in tally.facts[run.run_id].gates]
+    agents = [agent_state(seen, now) for seen in tally.agents.values()]
+    return Figures(
+        until=now, since=since, pipeline=pipeline,
+        runs={status: sum(r.status == status for r in runs) for status in RUN_STATUSES},
+        active=_active(tally, runs),
+        run_duration=Spread(tuple(r.finished_at - r.created_at for r in runs
+                                  if r.finished_at is not None)),
+        queue_time=Spread(tuple(a.queued_s for r in runs for t in r.tasks.values()
+                                for a in t.attempts if a.queued_s is not None)),
+        trigger_latency=Spread(tuple(_latencies(tally, runs))),
+        timings=tuple(_timings(tally, runs)),
+        retries=tuple(_retries(runs)),
+        gates_passed=sum(gates), gates_rejected=len(gates) - sum(gates),
+        models=len(models), models_traceable=sum(m.traceable for m in models),
+        dead_letters=_count(letter.consumer for letter in letters),
+        dead_letters_redriven=sum(letter.redriven for letter in letters),
+        agents={state: sum(a == state for a, _ in agents) for state in AGENT_STATES},
+        agents_busy=sum(busy for _, busy in agents),
+        lag=tuple(sorted(lag, key=lambda g: g.group)),
+    )
+
+
+def agent_state(seen: AgentSeen, now: float) -> tuple[str, bool]:
+    """(AGENT_STATES, busy). Lost as the coordinators judge it: silent past the expiry, never
+    before the agent's own lease (FleetTracker.expiry_for), measured on the log's clock."""
+    if seen.stopped:
+        return "stopped", False
+    if now - seen.last_at > max(DEFAULT_EXPIRY_S, seen.lease_s + LEASE_MARGIN_S):
+        return "lost", False
+    return ("draining" if seen.draining else "alive"), seen.running > 0
+
+
+def _active(tally: Tally, runs: Iterable[RunState]) -> dict[tuple[str, str], int]:
+    active: dict[tuple[str, str], int] = {}
+    for run in runs:
+        if run.status == "running":
+            started = tally.facts[run.run_id].first_started is not None
+            key = (run.pipeline, "executing" if started else "pending")
+            active[key] = active.get(key, 0) + 1
+    return active
+
+
+def _latencies(tally: Tally, runs: Iterable[RunState]) -> Iterable[float]:
+    for run in runs:
+        first = tally.facts[run.run_id].first_started
+        if first is not None:
+            yield first - run.created_at
+
+
+def _timings(tally: Tally, runs: Iterable[RunState]) -> Iterable[RunTiming]:
+    for run in runs:
+        if run.finished_at is not None:
+            first = tally.facts[run.run_id].first_started
+            began = first if first is not None else run.finished_at
+            yield RunTiming(run.pipeline, run.status, began - run.created_at,
+                            run.finished_at - began)
+
+
+def _retries(runs: Iterable[RunState]) -> Iterable[TaskRetries]:
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    for run in runs:
+        for task in run.tasks.values():
+            if task.attempts:
+                ran, retried = counts.get((run.pipeline, task.name), (0, 0))
+                counts[(run.pipeline, task.name)] = (ran + 1, retried + len(task.attempts) - 1)
+    for (pipeline, task_name), (ran, retried) in sorted(counts.items()):
+        yield TaskRetries(pipeline, task_name, ran, retried)
+
+
+def _count(keys: Iterable[str]) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for key in keys:
+        counted[key] = counted.get(key, 0) + 1
+    return dict(sorted(counted.items()))
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,180 @@
+"""The pure fold behind every metric: log records in, what the figures are computed from out.
+
+Runs are folded with the coordinator's own `evolve` (so a run's status, attempts and queue
+times are exactly what `runs show` and a takeover see); besides that the tally keeps the few
+facts the fold of record drops: when a run's first task started, each gate's outcome (a gate's
+metadata is overwritten by its task's success), every model version's lineage, the dead
+letters and the agents' own reports. No I/O and no clock: times come from the records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bus.records import Record, TopicPartition
+from events import runs as ev
+from events import topics
+from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
+from events.codec import decode
+from events.dlq import DeadLetter
+from events.errors import EventParseError
+from events.registry import ModelRegistered
+from orchestrator.core.evolve import evolve, field_of, initial_state
+from orchestrator.core.logged import decode_logged
+from orchestrator.core.state import CoordinatorState
+from orchestrator.service import log_positions
+
+
+@dataclass(slots=True)
+class RunFacts:
+    """What the fold of record does not keep about a run."""
+
+    first_started: float | None = None
+    gates: list[bool] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSeen:
+    at: float
+    pipeline: str
+    traceable: bool
+    """Its lineage names a dataset, that dataset's version and the pipeline version."""
+
+
+@dataclass(slots=True)
+class LetterSeen:
+    at: float
+    consumer: str
+    redriven: bool = False
+
+
+@dataclass(slots=True)
+class AgentSeen:
+    """One agent id as its own reports say, on the bus's clock (record timestamps): a reader
+    started later has no arrival times of its own (FleetTracker's clock), the log has these."""
+
+    lease_s: float
+    last_at: float
+    incarnation: str = ""
+    draining: bool = False
+    stopped: bool = False
+    running: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """An attempt started: its queue time (ready -> started), and the run's trigger latency
+    when it is the run's first start."""
+
+    pipeline: str
+    queued_s: float | None
+    trigger_latency_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A run ended: what `cicd.pipeline.run.duration` records (seconds per state)."""
+
+    pipeline: str
+    status: str
+    pending_s: float
+    executing_s: float
+
+
+Observed = Started | Ended
+
+
+@dataclass
+class Tally:
+    state: CoordinatorState = field(default_factory=initial_state)
+    facts: dict[str, RunFacts] = field(default_factory=dict)
+    models: list[ModelSeen] = field(default_factory=list)
+    letters: dict[str, LetterSeen] = field(default_factory=dict)
+    """`partition@offset` (the id `baton dlq` shows) -> the letter."""
+    agents: dict[str, AgentSeen] = field(default_factory=dict)
+    carried: dict[TopicPartition, int] = field(default_factory=dict)
+    """The coordinators' input positions as their run log carries them (log_positions.py)."""
+
+
+def observe(tally: Tally, record: Record) -> list[Observed]:
+    """Fold one record of baton.runs, .models, .dlq or .agents; returns what happened that an
+    instrument records as it happens (attempts started, runs ended)."""
+    if record.topic == topics.RUNS:
+        return _run_event(tally, record)
+    if record.topic == topics.MODELS:
+        _model(tally, record)
+    elif record.topic == topics.DLQ:
+        _letter(tally, record)
+    elif record.topic == topics.AGENTS:
+        _agent(tally, record)
+    return []
+
+
+def _run_event(tally: Tally, record: Record) -> list[Observed]:
+    env = decode_logged(record.value, record.where)
+    evolve(tally.state, env)
+    tally.carried = log_positions.later(tally.carried, log_positions.carried(record) or {})
+    data, at = env.data, env.time.timestamp()
+    if isinstance(data, ev.RunCreated):
+        tally.facts[data.run_id] = RunFacts()
+        return []
+    run = tally.state.runs[field_of(data, "run_id")]
+    facts = tally.facts.setdefault(run.run_id, RunFacts())
+    if isinstance(data, ev.GateEvaluated):
+        facts.gates.append(data.passed)
+    elif isinstance(data, ev.TaskStarted):
+        first = facts.first_started is None
+        if first:
+            facts.first_started = at
+        latency = at - run.created_at if first else None
+        return [Started(run.pipeline, data.queued_s, latency)]
+    elif isinstance(data, ev.RunSucceeded | ev.RunFailed | ev.RunCancelled):
+        began = facts.first_started if facts.first_started is not None else at
+        return [Ended(run.pipeline, run.status, began - run.created_at, at - began)]
+    return []
+
+
+def _model(tally: Tally, record: Record) -> None:
+    env = decode_logged(record.value, record.where)
+    if isinstance(env.data, ModelRegistered):
+        lineage = env.data.lineage
+        traceable = bool(lineage.dataset and lineage.dataset_version
+                         and lineage.pipeline_version)
+        tally.models.append(ModelSeen(env.time.timestamp(), lineage.pipeline, traceable))
+
+
+def _letter(tally: Tally, record: Record) -> None:
+    """A re-drive note marks the letter it re-drove (`baton dlq`'s rule) and is no letter."""
+    try:
+        dead = DeadLetter.model_validate_json(record.value)
+    except ValueError:
+        dead = None  # not a letter Baton wrote: still something an operator must look at
+    of = (dead.redrive_of or "").removeprefix(f"{topics.DLQ}-") if dead else ""
+    if of in tally.letters:
+        tally.letters[of].redriven = True
+    elif not of:
+        consumer = dead.consumer if dead else "unknown"
+        tally.letters[f"{record.partition}@{record.offset}"] = LetterSeen(
+            record.timestamp_ms / 1000, consumer)
+
+
+def _agent(tally: Tally, record: Record) -> None:
+    try:
+        data = decode(record.value).data
+    except EventParseError:
+        return  # the coordinators skip it too (FleetTracker)
+    at = record.timestamp_ms / 1000
+    if isinstance(data, AgentAdvertised):
+        tally.agents[data.agent_id] = AgentSeen(data.lease_s, at, data.incarnation)
+        return
+    if not isinstance(data, AgentHeartbeat | AgentDraining | AgentStopped):
+        return
+    seen = tally.agents.get(data.agent_id)
+    if seen is None or (data.incarnation and seen.incarnation
+                        and data.incarnation != seen.incarnation):
+        return  # an earlier process under the id: the coordinators ignore it too
+    seen.last_at = max(seen.last_at, at)
+    if isinstance(data, AgentHeartbeat):
+        seen.running = len(data.running)
+    seen.draining = seen.draining or isinstance(data, AgentDraining)
+    seen.stopped = isinstance(data, AgentStopped)
