@@ -14,6 +14,7 @@ from orchestrator.metrics.tally import Observed, Tally, observe
 from orchestrator.service import log_positions
 from orchestrator.service.group_loop import GROUP
 from orchestrator.service.reading import partitions_of
+from orchestrator.store.bulk import bulk_fold
 
 FOLLOWED = (topics.RUNS, topics.MODELS, topics.DLQ, topics.AGENTS)
 LAG_COUNTED_UP_TO = 1000
@@ -51,10 +52,12 @@ class MetricsLoop(Tail):
         return await super().load()
 
     async def catch_up(self) -> None:
-        """Reads until a read brings nothing: what `baton metrics` does once."""
+        """Reads until a read brings nothing: what `baton metrics` does once, and the API's
+        follower first. The cyclic GC waits meanwhile, as for any whole-log fold (bulk.py)."""
         await self.claimed()
-        while await self.step():
-            pass
+        with bulk_fold():
+            while await self.step():
+                pass
 
     async def figures(self, *, now: float, since: float | None = None,
                       pipeline: str | None = None) -> Figures:

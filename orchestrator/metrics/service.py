@@ -41,6 +41,7 @@ class Metrics:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
+            await self.loop.catch_up()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.loop.run(stop))
                 tasks.create_task(self._refresh(stop))

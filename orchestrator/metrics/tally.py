@@ -113,7 +113,8 @@ def observe(tally: Tally, record: Record) -> list[Observed]:
 def _run_event(tally: Tally, record: Record) -> list[Observed]:
     env = decode_logged(record.value, record.where)
     evolve(tally.state, env)
-    tally.carried = log_positions.later(tally.carried, log_positions.carried(record) or {})
+    if record.headers:
+        tally.carried = log_positions.later(tally.carried, log_positions.carried(record) or {})
     data, at = env.data, env.time.timestamp()
     if isinstance(data, ev.RunCreated):
         tally.facts[data.run_id] = RunFacts()
@@ -128,10 +129,13 @@ def _run_event(tally: Tally, record: Record) -> list[Observed]:
             facts.first_started = at
         latency = at - run.created_at if first else None
         return [Started(run.pipeline, data.queued_s, latency)]
-    elif isinstance(data, ev.RunSucceeded | ev.RunFailed | ev.RunCancelled):
+    elif isinstance(data, _RUN_ENDS):
         began = facts.first_started if facts.first_started is not None else at
         return [Ended(run.pipeline, run.status, began - run.created_at, at - began)]
     return []
+
+
+_RUN_ENDS = (ev.RunSucceeded, ev.RunFailed, ev.RunCancelled)
 
 
 def _model(tally: Tally, record: Record) -> None:

@@ -33,11 +33,11 @@ def spec(name: str, *tasks: str) -> PipelineSpec:
 class Log:
     records: list[Record] = field(default_factory=list)
     _seq: dict[str, int] = field(default_factory=dict)
-    _pipeline: dict[str, PipelineSpec] = field(default_factory=dict)
+    _offsets: dict[str, int] = field(default_factory=dict)
 
     def _append(self, topic: str, key: str, value: bytes, at: float,
                 headers: Headers = ()) -> Record:
-        offset = sum(r.topic == topic for r in self.records)
+        offset = self._offsets[topic] = self._offsets.get(topic, -1) + 1
         record = Record(topic, 0, offset, key, value, headers, int(at * 1000))
         self.records.append(record)
         return record
@@ -51,7 +51,6 @@ class Log:
     # -- baton.runs --------------------------------------------------------------------
 
     def created(self, run_id: str, pipeline: PipelineSpec, at: float) -> None:
-        self._pipeline[run_id] = pipeline
         trigger = TriggerInfo(type="manual", event_id=run_id, subject=pipeline.name)
         self._run(run_id, ev.RunCreated(run_id=run_id, pipeline=pipeline.name,
                                         pipeline_version=pipeline.version(), spec=pipeline,
