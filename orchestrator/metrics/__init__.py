@@ -3,8 +3,9 @@ Prometheus `/metrics`, the OTel instruments and the dashboard.
 
 - `tally.py` (pure): `observe(tally, record)` folds records of baton.runs (with the
   coordinator's `evolve`), .models, .dlq and .agents into a `Tally`.
-- `figures.py` (pure): `compute(tally, now=, since=, pipeline=, lag=)` -> `Figures`
-  (`as_json()` is what `baton metrics --json` prints).
+- `figures.py` (pure): `compute(tally, now=, since=, until=, pipeline=, lag=)` -> `Figures`
+  (`as_json()` is what `baton metrics --json` prints); `series(tally, now=, start=, step=)`,
+  one `Figures` per window, for charts over time.
 - `follower.py`: `MetricsLoop`, a configuration of bus/loop.py's `Tail` that keeps a tally
   current, and `consumer_lag(bus, carried)`.
 - `prometheus.py`: `render(figures) -> bytes` in the text exposition format, `CONTENT_TYPE`.
@@ -23,6 +24,7 @@ For the API (the integrator writes the route)::
         return Response(body, media_type=content_type)
 
     await metrics.figures(since=..., pipeline=...)  # the dashboard: `Figures.as_json()`
+    series(metrics.loop.tally, now=..., start=..., step=...)  # its charts over time
 
 `metrics.caught_up` (an asyncio.Event) is set once the whole log as it was at start was read;
 before that the figures count what was read so far.

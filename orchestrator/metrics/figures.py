@@ -2,8 +2,9 @@
 OTel instruments and the dashboard, so they always show the same numbers.
 
 A run is in the window when it was created (its trigger became a run in the log) at or after
-`since`; models and dead letters when they were written then. Agents and consumer lag are
-the present state, whatever the window. `pipeline` narrows runs, tasks, gates and models;
+`since` (and before `until`, when given); models and dead letters when they were written then.
+`series` cuts a span into such windows: the dashboard's charts over time. Agents and consumer
+lag are the present state, whatever the window. `pipeline` narrows runs, tasks, gates and models;
 dead letters, lag and agents belong to no one pipeline.
 """
 
@@ -157,17 +158,23 @@ class Figures:
 
 
 def compute(tally: Tally, *, now: float, since: float | None = None,
-            pipeline: str | None = None, lag: Sequence[GroupLag] = ()) -> Figures:
+            until: float | None = None, pipeline: str | None = None,
+            lag: Sequence[GroupLag] = ()) -> Figures:
+    """`now` judges the agents, and is the window's end shown when no `until` is given."""
+    end = now if until is None else until
+
+    def within(at: float) -> bool:
+        return (since is None or at >= since) and (until is None or at < until)
+
     runs = [run for run in tally.state.runs.values()
-            if (since is None or run.created_at >= since)
-            and (pipeline is None or run.pipeline == pipeline)]
-    models = [m for m in tally.models if (since is None or m.at >= since)
-              and (pipeline is None or m.pipeline == pipeline)]
-    letters = [letter for letter in tally.letters.values() if since is None or letter.at >= since]
+            if within(run.created_at) and (pipeline is None or run.pipeline == pipeline)]
+    models = [m for m in tally.models
+              if within(m.at) and (pipeline is None or m.pipeline == pipeline)]
+    letters = [letter for letter in tally.letters.values() if within(letter.at)]
     gates = [passed for run in runs for passed in tally.facts[run.run_id].gates]
     agents = [agent_state(seen, now) for seen in tally.agents.values()]
     return Figures(
-        until=now, since=since, pipeline=pipeline,
+        until=end, since=since, pipeline=pipeline,
         runs={status: sum(r.status == status for r in runs) for status in RUN_STATUSES},
         active=_active(tally, runs),
         run_duration=Spread(tuple(r.finished_at - r.created_at for r in runs
@@ -185,6 +192,21 @@ def compute(tally: Tally, *, now: float, since: float | None = None,
         agents_busy=sum(busy for _, busy in agents),
         lag=tuple(sorted(lag, key=lambda g: g.group)),
     )
+
+
+def series(tally: Tally, *, now: float, start: float, step: float,
+           pipeline: str | None = None) -> list[Figures]:
+    """The figures of each window [start + i * step, start + (i + 1) * step) up to `now`
+    (the last one ends at now): what charts over time plot, one computation per point."""
+    if step <= 0:
+        raise ValueError(f"a series needs a positive step, not {step}")
+    points: list[Figures] = []
+    at = start
+    while at < now:
+        points.append(compute(tally, now=now, since=at, until=min(at + step, now),
+                              pipeline=pipeline))
+        at += step
+    return points
 
 
 def agent_state(seen: AgentSeen, now: float) -> tuple[str, bool]:

@@ -6,7 +6,7 @@ import pytest
 
 from bus.records import TopicPartition
 from events import topics
-from orchestrator.metrics.figures import Figures, compute
+from orchestrator.metrics.figures import Figures, compute, series
 from orchestrator.metrics.tally import Ended, Started, Tally, observe
 from tests.metrics.conftest import NOW, tally_of
 from tests.metrics.logs import T0, Log
@@ -116,3 +116,17 @@ def test_observe_tells_what_instruments_record_as_it_happens(log: Log) -> None:
     assert [s.queued_s for s in started] == [2, 1, 1, 4, 1, 1, 3]
     assert [s.trigger_latency_s for s in started if s.trigger_latency_s is not None] == [
         2, 4, 1, 3]
+
+
+def test_a_series_cuts_the_span_into_windows_that_add_up(log: Log) -> None:
+    # given the known log, cut into windows of 250 s from its start
+    tally = tally_of(log)
+    points = series(tally, now=NOW, start=T0, step=250)
+    # then each window counts the runs created in it, and together they count every run
+    assert [(p.since, p.until) for p in points] == [
+        (T0, T0 + 250), (T0 + 250, T0 + 500), (T0 + 500, T0 + 750), (T0 + 750, NOW)]
+    assert [sum(p.runs.values()) for p in points] == [3, 2, 1, 0]
+    assert [p.runs["failed"] for p in points] == [2, 0, 0, 0]
+    assert sum(p.models for p in points) == 3
+    whole = compute(tally, now=NOW)
+    assert sum(p.run_duration.count for p in points) == whole.run_duration.count
