@@ -60,10 +60,11 @@ class MetricsLoop(Tail):
                 pass
 
     async def figures(self, *, now: float, since: float | None = None,
-                      pipeline: str | None = None) -> Figures:
+                      until: float | None = None, pipeline: str | None = None) -> Figures:
         """The figures of what was folded so far, with the consumer lag as of now."""
         lag = await consumer_lag(self.bus, self.tally.carried)
-        return compute(self.tally, now=now, since=since, pipeline=pipeline, lag=lag)
+        return compute(self.tally, now=now, since=since, until=until, pipeline=pipeline,
+                       lag=lag)
 
 
 async def consumer_lag(bus: Bus, carried: dict[TopicPartition, int]) -> list[GroupLag]:

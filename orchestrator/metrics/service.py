@@ -49,9 +49,10 @@ class Metrics:
             if self._owns_provider and self.provider is not None:
                 await asyncio.to_thread(self.provider.shutdown)
 
-    async def figures(self, *, since: float | None = None, pipeline: str | None = None
-                      ) -> Figures:
-        return await self.loop.figures(now=self.clock(), since=since, pipeline=pipeline)
+    async def figures(self, *, since: float | None = None, until: float | None = None,
+                      pipeline: str | None = None) -> Figures:
+        return await self.loop.figures(now=self.clock(), since=since, until=until,
+                                       pipeline=pipeline)
 
     async def prometheus(self) -> tuple[bytes, str]:
         """The body and content type of a `/metrics` answer: every figure over the whole log."""
