@@ -32,6 +32,9 @@ class MetricsLoop(Tail):
         self.observed = observed
         self.caught_up = asyncio.Event()
         """Set once a read brought nothing: the figures cover the log as it was then."""
+        self._observed_upto: dict[TopicPartition, int] = {}
+        """Where `observed` heard up to: a fold again after a failed step (load) must not
+        record into the histograms twice."""
         inputs = [tp for topic in FOLLOWED for tp in partitions_of(bus, topic)]
         super().__init__(bus, inputs, {}, wait_s=wait_s)
 
@@ -40,7 +43,10 @@ class MetricsLoop(Tail):
             self.caught_up.set()
         seen: list[Observed] = []
         for record in records:
-            seen.extend(observe(self.tally, record))
+            observed = observe(self.tally, record)
+            if record.offset >= self._observed_upto.get(record.tp, 0):
+                seen.extend(observed)
+                self._observed_upto[record.tp] = record.offset + 1
         if seen:
             self.observed(seen)
         return await super().take(records, positions)

@@ -16,8 +16,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from bus import EMBEDDED, Outgoing, open_bus_url
+from orchestrator.metrics.figures import compute
+from orchestrator.metrics.follower import MetricsLoop
 from orchestrator.metrics.otel import otlp_meter_provider
 from orchestrator.metrics.service import Metrics
+from orchestrator.metrics.tally import Observed
+from tests.metrics.conftest import NOW
 from tests.metrics.logs import Log
 
 WANTED = {"cicd.pipeline.run.duration", "cicd.pipeline.run.active", "cicd.worker.count",
@@ -99,3 +103,26 @@ async def test_the_figures_reach_an_otlp_receiver(
 def test_without_an_endpoint_nothing_is_exported() -> None:
     assert otlp_meter_provider({}) is None
     assert otlp_meter_provider({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}) is not None
+
+
+async def test_a_fold_again_after_a_failed_step_records_nothing_twice(
+        log: Log, tmp_path: Path) -> None:
+    # given the known log on a real embedded bus, followed once
+    bus = await open_bus_url(EMBEDDED, tmp_path)
+    try:
+        await bus.publish([Outgoing(r.topic, r.key, r.value, partition=0, headers=r.headers)
+                           for r in log.records])
+        heard: list[Observed] = []
+        loop = MetricsLoop(bus, observed=heard.extend)
+        await loop.catch_up()
+        first = len(heard)
+        # when a step fails (the loop lets its positions go) and the log is folded again
+        loop.let_go()
+        loop.forget()
+        await loop.catch_up()
+    finally:
+        await bus.close()
+    # then the figures are whole again, but the histograms heard each start and end once
+    assert first == 11  # 7 attempts started, 4 runs ended
+    assert len(heard) == first
+    assert compute(loop.tally, now=NOW).runs["succeeded"] == 1
