@@ -246,14 +246,18 @@ def _timings(tally: Tally, runs: Iterable[RunState]) -> Iterable[RunTiming]:
 
 
 def _retries(runs: Iterable[RunState]) -> Iterable[TaskRetries]:
-    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    counts: dict[tuple[str, str], list[int]] = {}
     for run in runs:
-        for task in run.tasks.values():
+        pipeline = run.pipeline  # a property through the spec: once per run, not per task
+        for name, task in run.tasks.items():
             if task.attempts:
-                ran, retried = counts.get((run.pipeline, task.name), (0, 0))
-                counts[(run.pipeline, task.name)] = (ran + 1, retried + len(task.attempts) - 1)
-    for (pipeline, task_name), (ran, retried) in sorted(counts.items()):
-        yield TaskRetries(pipeline, task_name, ran, retried)
+                count = counts.get((pipeline, name))
+                if count is None:
+                    count = counts[(pipeline, name)] = [0, 0]
+                count[0] += 1
+                count[1] += len(task.attempts) - 1
+    for (pipeline, name), (ran, retried) in sorted(counts.items()):
+        yield TaskRetries(pipeline, name, ran, retried)
 
 
 def _count(keys: Iterable[str]) -> dict[str, int]:

@@ -8,6 +8,7 @@ of `baton metrics` are summaries' quantiles.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping
 
@@ -79,10 +80,11 @@ def _run_duration(lines: list[str], figures: Figures) -> None:
     for (pipeline, state, result), values in sorted(series.items()):
         labels = {"cicd_pipeline_name": pipeline, "cicd_pipeline_run_state": state,
                   "cicd_pipeline_result": result}
+        ordered = sorted(values)
         for bound in (*DURATION_BUCKETS, math.inf):
             le = "+Inf" if bound == math.inf else repr(bound)
             lines.append(_sample(f"{name}_bucket", {**labels, "le": le},
-                                 sum(v <= bound for v in values)))
+                                 bisect.bisect_right(ordered, bound)))
         lines.append(_sample(f"{name}_sum", labels, math.fsum(values)))
         lines.append(_sample(f"{name}_count", labels, len(values)))
 
