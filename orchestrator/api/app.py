@@ -13,6 +13,7 @@ from orchestrator.api.routes import (
     catalog,
     dead_letters,
     events,
+    metrics,
     run_writes,
     runs,
     triggers_in,
@@ -29,6 +30,8 @@ def create_app(context: ApiContext) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
     app.state.baton = context
     problems.install(app)
-    for module in (runs, run_writes, events, agents, catalog, dead_letters, triggers_in):
+    for module in (runs, run_writes, events, agents, catalog, dead_letters, triggers_in,
+                   metrics):
         app.include_router(module.router, prefix=PREFIX, dependencies=[Depends(need("viewer"))])
+    app.include_router(metrics.prometheus_router, dependencies=[Depends(need("viewer"))])
     return app

@@ -15,6 +15,7 @@ from events.pipeline import PipelineSpec
 from orchestrator.api import positions
 from orchestrator.api.auth import Tokens
 from orchestrator.api.problems import Problem
+from orchestrator.metrics.service import Metrics
 from orchestrator.service.fleet_tracker import FleetTracker
 from orchestrator.store.projections import Projector, connect, stored_positions
 
@@ -38,6 +39,8 @@ class ApiContext:
     wait_s: float = DEFAULT_WAIT_S
     tokens: Tokens | None = None
     """None: no tokens; the API then listens on loopback only, every caller an admin."""
+    metrics: Metrics | None = None
+    """The pipeline metrics this process keeps current from the log (/metrics)."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server stops: open streams and long-polls end."""
     _conn: aiosqlite.Connection | None = None

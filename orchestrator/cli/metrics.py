@@ -9,9 +9,9 @@ import re
 import time
 
 from orchestrator.cli.context import open_bus
-from orchestrator.cli.printable import printable
 from orchestrator.metrics.figures import Figures, Spread
 from orchestrator.metrics.follower import MetricsLoop
+from orchestrator.printable import printable
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")

@@ -18,6 +18,7 @@ from orchestrator.api.auth import Tokens
 from orchestrator.api.context import ApiContext
 from orchestrator.api.service import ApiServer
 from orchestrator.core.settings import Settings
+from orchestrator.metrics.service import Metrics
 from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, FleetTracker
 from orchestrator.service.group_loop import GroupLoop
@@ -92,9 +93,11 @@ class EmbeddedApp:
             fleet = FleetTracker(bus, expiry_s=self.expiry_s)
             components.append(("fleet tracker", fleet.run))
         if self.http is not None:
+            metrics = Metrics(bus)
             self.api = ApiContext(bus, self.home.projections, fleet, projector=self.projector,
-                                  declared=self.pipelines, tokens=self.tokens)
-            components.append(("api", ApiServer(self.api, self.http).run))
+                                  declared=self.pipelines, tokens=self.tokens, metrics=metrics)
+            components.extend([("metrics", metrics.run),
+                               ("api", ApiServer(self.api, self.http).run)])
         agents = [self._agent(bus, i, spec) for i, spec in enumerate(self.agents)]
         components.extend((f"agent {a.agent_id}", a.run) for a in agents)
         self._tasks = [asyncio.create_task(self._guard(name, work)) for name, work in components]

@@ -329,3 +329,30 @@ async def test_the_openapi_document_describes_every_path_under_api_v1(served: Se
                                  "/api/v1/runs/{run_id}/events", "/api/v1/agents",
                                  "/api/v1/pipelines", "/api/v1/triggers", "/api/v1/models",
                                  "/api/v1/dead-letters"}
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_metrics_are_served_as_prometheus_text_and_as_json(
+    tmp_path: Path, bus_url: str,
+) -> None:
+    # given a run that finished before the server started (its metrics then count the whole
+    # log as it was once caught up)
+    apps = Apps(Home(tmp_path / "home"), bus_url)
+    try:
+        _, bus = await apps.start(QUICK)
+        await run_to_end(bus, await submit(bus, QUICK, "metrics"))
+        await apps.close_all()
+        app, _ = await apps.start(QUICK, http=True)
+        assert app.api is not None and app.api.metrics is not None
+        await asyncio.wait_for(app.api.metrics.caught_up.wait(), 20)
+        # when /metrics and its JSON twin are read
+        async with httpx.AsyncClient(timeout=30) as http:
+            text = (await http.get(f"{api_url(app).removesuffix('/api/v1')}/metrics")).text
+            figures = (await http.get(f"{api_url(app)}/metrics")).json()
+    finally:
+        await apps.close_all()
+    # then the run counts in both, under the CI/CD convention's names
+    assert "# TYPE cicd_pipeline_run_duration_seconds histogram" in text
+    assert 'cicd_pipeline_run_duration_seconds_count{cicd_pipeline_name="quick"' in text
+    assert figures["caught_up"] is True
+    assert figures["runs"]["succeeded"] == 1 and figures["runs"]["success_rate"] == 1.0

@@ -226,3 +226,16 @@ async def test_a_dead_letter_is_redriven_once_then_again_only_when_asked(client:
     shown = (await client.get(f"/dead-letters/{letter['id']}")).json()
     assert len(shown["redriven_to"]) == 2
     assert base64.b64decode(shown["value_b64"]) == garbage
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_a_viewer_may_not_publish_a_trigger(
+    guarded: tuple[Client, dict[str, str]],
+) -> None:
+    client, tokens = guarded
+    before = {tp: await client.bus.end_offset(tp) for tp in all_tps(client.bus, topics.TRIGGERS)}
+    answer = await client.post("/triggers", {"type": "data_arrived", "data": {
+        "dataset": "d", "version": "v", "uri": "file:///d"}}, token=tokens["viewer"])
+    assert_problem(answer, 403, "forbidden")
+    assert {tp: await client.bus.end_offset(tp)
+            for tp in all_tps(client.bus, topics.TRIGGERS)} == before

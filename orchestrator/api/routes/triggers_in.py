@@ -50,8 +50,8 @@ from events.triggers import (
     TriggerIgnored,
 )
 from orchestrator.api import positions
+from orchestrator.api.deps import Operator, ctx
 from orchestrator.api.problems import Problem
-from orchestrator.api.routes.runs import ctx
 from orchestrator.service.reading import partitions_of
 from orchestrator.service.triggers import trigger_record
 from orchestrator.store.projections import trigger_row
@@ -86,7 +86,8 @@ Wait = Annotated[float, Query(
 
 @router.post("/triggers", status_code=202, summary="publish a trigger",
              openapi_extra={"requestBody": _BODY_DOC})
-async def publish(request: Request, wait: Wait = DEFAULT_WAIT_S) -> JSONResponse:
+async def publish(request: Request, caller: Operator,
+                  wait: Wait = DEFAULT_WAIT_S) -> JSONResponse:
     """Checks the trigger as the fan-out would, publishes it to baton.triggers, and answers 202
     with its `event_id`, the `outcomes` for each pipeline it went to (accepted with the run id,
     or ignored with the reason) and `position` (where a read sees them); or, when no pipeline
@@ -95,6 +96,8 @@ async def publish(request: Request, wait: Wait = DEFAULT_WAIT_S) -> JSONResponse
     context = ctx(request)
     body = await _body(request)
     env = _envelope(body, dict(request.headers))
+    if env.source == SOURCE:  # Baton JSON: the log says who sent it (a CloudEvent keeps its own)
+        env = env.model_copy(update={"source": f"{SOURCE}/{caller.name}"})
     raw = _checked(env)
     bus = context.bus
     tps = [tp for topic in (PIPELINE_TRIGGERS, TRIGGER_LOG) for tp in partitions_of(bus, topic)]
