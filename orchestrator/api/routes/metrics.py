@@ -36,7 +36,8 @@ async def prometheus(request: Request) -> Response:
 @router.get("/metrics", summary="the pipeline metrics, as `baton metrics --json` prints them")
 async def figures(
     request: Request,
-    since: Annotated[float | None, Query(gt=0, description="only the last SECONDS")] = None,
+    since: Annotated[float | None, Query(gt=0, le=100 * 365 * 86400,
+                                         description="only the last SECONDS")] = None,
     pipeline: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> dict[str, Any]:
     metrics = _metrics(request)
