@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
+import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -15,9 +17,12 @@ from bus import Bus
 from events import runs as ev
 from events import topics
 from events.triggers import DataArrived, TriggerAccepted, TriggerIgnored
+from orchestrator.api.server import Listen, bind, url_of
 from orchestrator.cli.agent_flags import add_agent_flags, agent_specs
 from orchestrator.cli.errors import Failed, UsageError
+from orchestrator.cli.http import add_http_flag
 from orchestrator.cli.render import event_line
+from orchestrator.cli.signals import stop_on_signals
 from orchestrator.monitor.check import DriftCheck, publish_drift, run_check
 from orchestrator.pipelines.loader import load_pipeline
 from orchestrator.service.embedded_app import EmbeddedApp
@@ -35,6 +40,9 @@ def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=600,
                    help="seconds each run may take, from its trigger to its end (default 600)")
     p.add_argument("--agents", type=int, default=1)
+    p.add_argument("--serve", action="store_true",
+                   help="keep serving the dashboard and API after the runs, until Ctrl-C")
+    add_http_flag(p, off=True)
     add_agent_flags(p)
     p.set_defaults(handler=demo)
 
@@ -57,16 +65,22 @@ def demo_home(args: argparse.Namespace) -> Home:
 
 
 async def demo(args: argparse.Namespace) -> int:
-    from examples.digits import data
-
     out: TextIO = sys.stderr if args.json else sys.stdout
     if not args.timeout > 0:
         raise UsageError(f"--timeout {args.timeout:g}: give the seconds each run may take, "
                          "more than 0")
+    with demo_socket(args) as sock:
+        return await _demo(args, out, sock)
+
+
+async def _demo(args: argparse.Namespace, out: TextIO, sock: socket.socket | None) -> int:
+    from examples.digits import data
+
     home = demo_home(args)
     spec = load_pipeline("examples.digits.pipeline:digits")
-    app = EmbeddedApp(home, {spec.name: spec}, agent_specs(args))
+    app = EmbeddedApp(home, {spec.name: spec}, agent_specs(args), http=sock)
     bus = await app.start()
+    base = None if sock is None else url_of(sock)
     try:
         say(out, f"Baton demo in {home.root}: pipeline {spec.name} "
                  f"({' -> '.join(t.name for t in spec.tasks)})")
@@ -82,15 +96,35 @@ async def demo(args: argparse.Namespace) -> int:
         _save_batch(batch, data.new_batch("v2"))
         second = await _drift_run(app, bus, home, v1.path, batch, v2, out, args.timeout)
         await _bounded(app, _projected(app, bus), args.timeout, "the projection did not catch up")
-        summary = await _summary(home, [first, second])
+        summary = await _summary(home, [first, second], base)
+        if args.json:
+            print(json.dumps(summary, indent=2), flush=True)
+        else:
+            _print_summary(out, summary)
+        if args.serve and base is not None:
+            say(out, f"\nServing the dashboard at {base}/ until Ctrl-C")
+            app.stop = stop_on_signals()
+            await app.wait()
     finally:
         await app.close()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        _print_summary(out, summary)
     ok = all(r["status"] == "succeeded" for r in summary["runs"])
     return 0 if ok and len(summary["runs"]) == 2 else 1
+
+
+@contextlib.contextmanager
+def demo_socket(args: argparse.Namespace) -> Iterator[socket.socket | None]:
+    """The demo serves where --http says; if that port is taken (a `baton up` running), on a
+    free one instead: a demo should not fail for it."""
+    listen: Listen | None = args.http
+    if listen is None:
+        yield None
+        return
+    try:
+        sock = bind(listen)
+    except OSError:
+        sock = bind(Listen(listen.host, 0))
+    with sock:
+        yield sock
 
 
 def say(out: TextIO, text: str) -> None:
@@ -196,15 +230,16 @@ async def _projected(app: EmbeddedApp, bus: Bus) -> None:
                 await bus.wait({tp: end}, timeout=0.05)
 
 
-async def _summary(home: Home, run_ids: list[str]) -> dict[str, Any]:
+async def _summary(home: Home, run_ids: list[str], base: str | None) -> dict[str, Any]:
     conn = await connect(home.projections)
     try:
         rows = {r["run_id"]: r for r in await list_runs(conn, limit=1000)}
         models = await list_models(conn)
     finally:
         await conn.close()
-    runs = [_run_summary(rows[rid]) for rid in run_ids if rid in rows]
-    return {"home": str(home.root), "runs": runs,
+    runs = [{**_run_summary(rows[rid]), "url": None if base is None else f"{base}/runs/{rid}"}
+            for rid in run_ids if rid in rows]
+    return {"home": str(home.root), "runs": runs, "dashboard": base and f"{base}/",
             "models": [{"name": m["model"], "version": m["version"], "metrics": m["metrics"],
                         "run_id": m["run_id"],
                         "dataset_version": m["lineage"].get("dataset_version")}
@@ -229,5 +264,10 @@ def _print_summary(out: TextIO, summary: dict[str, Any]) -> None:
     for m in summary["models"]:
         metrics = " ".join(f"{k}={v:.4f}" for k, v in m["metrics"].items())
         say(out, f"  model {m['name']} v{m['version']} ({m['dataset_version']}): {metrics}")
+    if summary["dashboard"]:
+        say(out, f"\nDashboard: {summary['dashboard']} (this process serves it while it runs; "
+                 "'baton demo --serve' keeps it up)")
+        for r in summary["runs"]:
+            say(out, f"  {r['url']}")
     say(out, f"\nState is in {summary['home']}. Look around with "
              f"'baton --home {summary['home']} runs list' (baton is in .venv/bin).")

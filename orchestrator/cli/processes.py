@@ -28,6 +28,7 @@ from orchestrator.cli.context import home_of, open_bus_patiently
 from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.http import add_http_flag, http_socket, served
 from orchestrator.cli.scheduling import add_coordinator_flags, coordinator_settings, describe
+from orchestrator.cli.signals import stop_on_signals
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
 from orchestrator.service.coordinator import DEFAULT_SESSION_TIMEOUT_S, Coordinator
 from orchestrator.service.embedded_app import EmbeddedApp
@@ -36,14 +37,6 @@ from orchestrator.store.locks import file_lock
 
 MIN_SESSION_TIMEOUT_S = 6.0
 """The broker's group.min.session.timeout.ms default: shorter sessions are refused."""
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 @contextlib.contextmanager
@@ -87,7 +80,7 @@ async def up(args: argparse.Namespace) -> int:
         app = EmbeddedApp(home, pipelines, agents, settings=settings, expiry_s=expiry_s,
                           bus_url=args.bus, bus=await open_bus_patiently(args), http=sock,
                           tokens=args.tokens)
-        app.stop = _stop_on_signals()
+        app.stop = stop_on_signals()
         await app.start()
         print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines "
               f"{', '.join(pipelines)}, {len(app.agents)} local agent(s), "
@@ -117,7 +110,7 @@ async def api(args: argparse.Namespace) -> int:
         assert sock is not None  # `baton api` has no --http off
         app = EmbeddedApp(home_of(args), pipelines, coordinate=False, bus_url=args.bus,
                           bus=await open_bus_patiently(args), http=sock, tokens=args.tokens)
-        app.stop = _stop_on_signals()
+        app.stop = stop_on_signals()
         await app.start()
         print(f"baton api: home {app.home.root}, bus {args.bus}{served(sock)}; Ctrl-C to "
               "stop", flush=True)
@@ -152,7 +145,7 @@ async def coordinator(args: argparse.Namespace) -> int:
         bus = await open_bus_patiently(args)
         try:
             node = Coordinator(bus, pipelines, settings, expiry_s, on_event=_say)
-            stop = _stop_on_signals()
+            stop = stop_on_signals()
             _say(f"baton coordinator: bus {args.bus}, pipelines {', '.join(pipelines)}, "
                  f"{len(node.units)} units to share, {describe(settings, expiry_s)}; "
                  "Ctrl-C to stop")

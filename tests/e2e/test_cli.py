@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bus import EMBEDDED, Record, TopicPartition, open_bus_url
@@ -214,6 +217,10 @@ def test_demo_trains_on_arrival_and_retrains_on_drift(demo: Demo) -> None:
     assert [m["run_id"] for m in models] == [r["run_id"] for r in runs]
     assert all(m["metrics"]["accuracy"] >= 0.9 for m in models)
     assert demo.summary["home"] == str(demo.home)
+    # and: it says where its dashboard showed each run
+    assert demo.summary["dashboard"].startswith("http://127.0.0.1:")
+    assert [r["url"] for r in runs] == [f"{demo.summary['dashboard']}runs/{r['run_id']}"
+                                        for r in runs]
     # and: progress went to stderr, so stdout stays machine-readable
     assert "run ✔ succeeded" in demo.stderr
 
@@ -586,3 +593,21 @@ def test_an_idempotency_key_reused_for_a_different_request_is_refused_naming_the
     # and: still one run
     assert services[0].stop() == 0, services[0].output()
     assert [row["run_id"] for row in runs_listed(home)] == [run_id]
+
+
+def test_demo_with_serve_keeps_serving_its_runs_until_stopped(
+    tmp_path: Path, services: list[Service],
+) -> None:
+    # given a demo told to keep serving
+    demo = Service.spawn(tmp_path / "home", ["demo", "--serve"], tmp_path / "demo.log")
+    services.append(demo)
+    # when its runs are done
+    demo.until_printed("until Ctrl-C", within_s=110)
+    urls = re.findall(r"(http://\S+/runs/(run-\w+))", demo.output())
+    # then each run it printed is there to read, until it is stopped
+    assert len(urls) == 2, demo.output()
+    for url, run_id in urls:
+        api = url.replace(f"/runs/{run_id}", f"/api/v1/runs/{run_id}")
+        answer = httpx.get(api, timeout=30)
+        assert answer.status_code == 200 and answer.json()["status"] == "succeeded"
+    assert demo.stop(signal.SIGTERM) == 0
