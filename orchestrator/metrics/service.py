@@ -44,7 +44,8 @@ class Metrics:
             await self.loop.catch_up()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.loop.run(stop))
-                tasks.create_task(self._refresh(stop))
+                if self.provider is not None:  # only OTel export reads the figures unasked
+                    tasks.create_task(self._refresh(stop))
         finally:
             if self._owns_provider and self.provider is not None:
                 await asyncio.to_thread(self.provider.shutdown)
