@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from agents import gc_policy
+from agents import gc_policy, task_tracing
 from agents import worker_wire as wire
 from agents.artifacts import PICKLE_MEDIA_TYPE, ArtifactStore
 from agents.outcomes import Failed, Invocation, Outcome, ProgressCallback, Succeeded
@@ -49,6 +49,7 @@ def worker_main(conn: Connection, artifact_root: str, env: dict[str, str], once:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.update(env)
+    task_tracing.start()
     gc_policy.apply(gc_policy.WORKER)
     store = KeptArtifacts(ArtifactStore(Path(artifact_root)))
     threading.Thread(target=_exit_on_hang_up, args=(conn,), daemon=True).start()
@@ -143,7 +144,9 @@ def _execute(inv: Invocation, store: KeptArtifacts, report: ProgressCallback) ->
         return _invalid(exc)
     try:
         kwargs = _arguments(function, inv, store, report)
-        return _success(function(**kwargs), store)
+        with task_tracing.inside(inv.context):
+            value = function(**kwargs)
+        return _success(value, store)
     except _InvalidTask as exc:
         return _invalid(exc)
     except BaseException as exc:

@@ -121,7 +121,7 @@ def _run_requested(d: Decision, env: Envelope[Payload], data: RunRequested) -> N
 def _new_run(d: Decision, created: ev.RunCreated, env: Envelope[Payload]) -> RunState:
     first = envelope(created, id=f"{created.run_id}/1", time=d.now, source=SOURCE,
                      subject=created.run_id, correlation_id=created.trigger.event_id,
-                     causation_id=env.id, sequence=1)
+                     causation_id=env.id, traceparent=env.traceparent, sequence=1)
     d.out.append(first)
     run = created_run(created, first)
     run.index = scratch_index(run)

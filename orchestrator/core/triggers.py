@@ -73,10 +73,12 @@ def trigger_info(env: Envelope[Payload]) -> TriggerInfo:
 
 
 def triggered_envelope(source: Envelope[Payload], copy: PipelineTriggered) -> Envelope[Payload]:
-    """Deterministic id and time, so re-running the fan-out after a crash writes equal copies."""
+    """Deterministic id and time, so re-running the fan-out after a crash writes equal copies.
+    The trigger's trace context goes along, to end up on the run's run_created (a link)."""
     return envelope(
         copy, id=f"{source.id}/{copy.pipeline}", time=source.time, source=FANOUT_SOURCE,
         subject=copy.pipeline, correlation_id=source.id, causation_id=source.id,
+        traceparent=source.traceparent,
     )
 
 
@@ -254,6 +256,7 @@ def request_envelope(
     return envelope(
         request, id=f"{request.run_id}/requested", time=now, source=ROUTER_SOURCE,
         subject=request.run_id, correlation_id=request.trigger.event_id, causation_id=source.id,
+        traceparent=source.traceparent,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from orchestrator.service.kafka_membership import STAGE_TOPICS, KafkaMembership,
 from orchestrator.service.registry import RegistryStage
 from orchestrator.service.supervise import ComponentFailed, announce, failure_of, supervise
 from orchestrator.service.triggers import FanOutStage, RouterStage
+from orchestrator.telemetry.exporter import Traces
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class Coordinator:
     """What each group waits for: groups leave room for higher-ranked tasks of the others."""
     groups: dict[int, GroupLoop] = field(init=False)
     running: dict[str, _Running] = field(default_factory=dict)
+    traces: Traces | None = field(default_factory=lambda: Traces.from_environment(os.environ))
+    """Each group's spans exported beside its loop, when OTLP is configured (telemetry/)."""
     failures: list[ComponentFailed] = field(default_factory=list)
     """Units and trackers that failed for good; the first one is what run() raises."""
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -186,7 +190,7 @@ class Coordinator:
     def _group(self, k: int) -> Work:
         loop = self.groups[k]
         loop.after_restore = lambda: self.on_event(_restored(k, loop))
-        return loop.run
+        return loop.run if self.traces is None else self.traces.beside(self.bus, k, loop.run)
 
 
 async def _relay(stop: asyncio.Event, halt: asyncio.Event) -> None:
