@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from bus import Bus, Record, TopicPartition
 from bus.backoff import Backoff
@@ -30,7 +28,6 @@ from orchestrator.telemetry.sender import ExportFailed, Sender
 from orchestrator.telemetry.spans import DEFAULT_PUBLIC_URL, Span
 
 GROUP = "baton.traces"
-log = logging.getLogger(__name__)
 Work = Callable[[asyncio.Event], Awaitable[None]]
 
 
@@ -86,34 +83,27 @@ class TraceExporter(Loop):
 
     async def _exported(self, spans: list[Span]) -> bool:
         """Sends until the collector takes them (a collector away holds the position, never
-        the coordinator); False if told to stop first."""
+        the coordinator; the sender says so); False if told to stop first."""
         backoff = Backoff(0.5, 30.0)
-        warned = False
         while not self._stop.is_set():
             try:
                 await self._sender.send(spans)
-            except ExportFailed as exc:
-                pause = backoff.next()
-                if not warned:
-                    log.warning("traces of partition group %d: the collector did not take "
-                                "%s; sending again until it does", self.k, exc)
-                    warned = True
+            except ExportFailed:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(pause):
+                    async with asyncio.timeout(backoff.next()):
                         await self._stop.wait()
                 continue
-            if warned:
-                log.warning("traces of partition group %d: the collector takes them again",
-                            self.k)
             return True
         return False
 
 
-@dataclass(frozen=True)
 class Traces:
-    """Trace export for a coordinator's partition groups, when OTLP is configured."""
+    """Trace export for a coordinator's partition groups, when OTLP is configured; one sender
+    (one exporter, one connection pool) for all of them."""
 
-    public_url: str = DEFAULT_PUBLIC_URL
+    def __init__(self, public_url: str = DEFAULT_PUBLIC_URL) -> None:
+        self.public_url = public_url
+        self._sender: Sender | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Traces | None:
@@ -123,17 +113,21 @@ class Traces:
             return None
         return cls(environ.get("BATON_PUBLIC_URL") or DEFAULT_PUBLIC_URL)
 
+    def sender(self) -> Sender:
+        if self._sender is None:
+            from orchestrator.telemetry.otlp import OtlpSender  # the SDK only when traces are on
+
+            self._sender = OtlpSender()
+        return self._sender
+
     def beside(self, bus: Bus, k: int, work: Work) -> Work:
         """`work` (group k's loop) with group k's trace exporter running next to it: they
         start and stop together; an exporter that fails for good fails the unit, loudly."""
         async def both(stop: asyncio.Event) -> None:
-            from orchestrator.telemetry.otlp import OtlpSender  # the SDK only when traces are on
-
-            sender = OtlpSender()
-            name = f"traces of partition group {k}"
+            exporter = TraceExporter(bus, k, self.sender(), self.public_url)
             done = asyncio.Event()
-            side = asyncio.ensure_future(supervise(
-                name, TraceExporter(bus, k, sender, self.public_url).run, done))
+            side = asyncio.ensure_future(
+                supervise(f"traces of partition group {k}", exporter.run, done))
             main = asyncio.ensure_future(work(stop))
             try:
                 await asyncio.wait({main, side}, return_when=asyncio.FIRST_COMPLETED)
@@ -145,7 +139,6 @@ class Traces:
                 await main
             finally:
                 done.set()
-                sender.close()
                 main.cancel()
                 await asyncio.gather(side, return_exceptions=True)
 

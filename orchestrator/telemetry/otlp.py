@@ -5,6 +5,7 @@ variables, the service name from OTEL_SERVICE_NAME (else `baton-coordinator`).""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Sequence
 
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from bus.backoff import Backoff
 from orchestrator.telemetry.sender import ExportFailed
 from orchestrator.telemetry.spans import Span
 
@@ -23,6 +25,7 @@ DEFAULT_SERVICE_NAME = "baton-coordinator"
 DEFAULT_TIMEOUT_S = 5.0
 """How long one export may take (with the exporter's own retries) unless
 OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT says otherwise: a stop waits for an export under way."""
+log = logging.getLogger(__name__)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _KINDS = {"server": SpanKind.SERVER, "internal": SpanKind.INTERNAL}
 
@@ -47,23 +50,39 @@ def readable(span: Span, resource: Resource) -> ReadableSpan:
 
 
 class OtlpSender:
-    """One OTLP/HTTP exporter; `send` runs its blocking export on a thread."""
+    """One OTLP/HTTP exporter for a process's partition groups, its blocking export run on a
+    thread, one export at a time. While the collector is away, one export per backoff step
+    tries it (the others are refused at once): one warning per outage, not a retry storm
+    from every group of every coordinator."""
 
     def __init__(self) -> None:
         timeout = None if _timeout_set() else DEFAULT_TIMEOUT_S
         self._exporter = OTLPSpanExporter(timeout=timeout)
         self._resource = Resource.create(
             {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": DEFAULT_SERVICE_NAME})
+        self._lock = asyncio.Lock()
+        self._backoff = Backoff(0.5, 30.0)
+        self._retry_at: float | None = None
 
     async def send(self, spans: Sequence[Span]) -> None:
         batch = [readable(span, self._resource) for span in spans]
-        result = await asyncio.to_thread(self._exporter.export, batch)
-        if result is not SpanExportResult.SUCCESS:
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            if self._retry_at is not None and now < self._retry_at:
+                raise ExportFailed("the collector is away")
+            result = await asyncio.to_thread(self._exporter.export, batch)
+            if result is SpanExportResult.SUCCESS:
+                if self._retry_at is not None:
+                    log.warning("traces: the collector takes them again")
+                self._retry_at = None
+                self._backoff.reset()
+                return
+            if self._retry_at is None:
+                log.warning("traces: the OTLP collector did not take %d spans (the exporter "
+                            "said why above); they stay in the run log and are sent when it "
+                            "does. No collector? Unset OTEL_EXPORTER_OTLP_ENDPOINT.", len(batch))
+            self._retry_at = now + self._backoff.next()
             raise ExportFailed(f"{len(batch)} spans were not taken")
-
-    def close(self) -> None:
-        """Ends an export's retries early (the SDK exporter watches for it)."""
-        self._exporter.shutdown()  # type: ignore[no-untyped-call]
 
 
 def _timeout_set() -> bool:

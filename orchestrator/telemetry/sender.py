@@ -15,6 +15,3 @@ class ExportFailed(Exception):
 class Sender(Protocol):
     async def send(self, spans: Sequence[Span]) -> None:
         """Raises ExportFailed when the spans were not taken."""
-
-    def close(self) -> None:
-        """Ends an export under way early: the process is stopping."""

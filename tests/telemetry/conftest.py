@@ -4,7 +4,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.conftest import services
 from tests.telemetry.receiver import Receiver
+
+__all__ = ["receiver", "services"]
 
 
 @pytest.fixture
