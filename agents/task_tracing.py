@@ -11,6 +11,7 @@ worker inherits from its agent): otherwise not even the SDK is imported.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +41,11 @@ def start() -> None:
 
     resource = Resource.create(
         {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": DEFAULT_SERVICE_NAME})
+    for name in ("opentelemetry.exporter.otlp.common.http",
+                 "opentelemetry.exporter.otlp.proto.http.trace_exporter"):
+        # Its retries' warnings, for every batch of every task while a collector is away,
+        # would bury the task's own output; a batch given up is still an error line.
+        logging.getLogger(name).setLevel(logging.ERROR)
     _provider = TracerProvider(resource=resource)
     _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(_provider)

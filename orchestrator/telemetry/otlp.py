@@ -27,6 +27,8 @@ DEFAULT_TIMEOUT_S = 5.0
 OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT says otherwise: a stop waits for an export under way."""
 log = logging.getLogger(__name__)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SDK_LOGGERS = ("opentelemetry.exporter.otlp.common.http",
+                "opentelemetry.exporter.otlp.proto.http.trace_exporter")
 _KINDS = {"server": SpanKind.SERVER, "internal": SpanKind.INTERNAL}
 
 
@@ -63,6 +65,13 @@ class OtlpSender:
         self._lock = asyncio.Lock()
         self._backoff = Backoff(0.5, 30.0)
         self._retry_at: float | None = None
+        for name in _SDK_LOGGERS:
+            logging.getLogger(name).addFilter(self._first_of_outage)
+
+    def _first_of_outage(self, record: logging.LogRecord) -> bool:
+        """The exporter's own lines say why the collector refused: kept for an outage's
+        first export, left out of its retries (the same lines every backoff step)."""
+        return self._retry_at is None
 
     async def send(self, spans: Sequence[Span]) -> None:
         batch = [readable(span, self._resource) for span in spans]

@@ -19,6 +19,7 @@ import yaml
 
 from agents.capabilities import detect_capabilities
 from bus import parse_bus_url
+from events.trace_context import exporting
 from orchestrator.cli.main import build_parser
 from orchestrator.core.placement import satisfies
 from orchestrator.devkafka.classpath import POM, kafka_version
@@ -172,6 +173,8 @@ def test_otel_collector_is_optional_and_listens_where_baton_sends() -> None:
     for pipeline in config["service"]["pipelines"].values():
         for kind in ("receivers", "processors", "exporters"):
             assert set(pipeline.get(kind, [])) <= set(config.get(kind) or {}), kind
+    # and its traces pipeline takes OTLP, which is what Baton sends them over
+    assert "otlp" in config["service"]["pipelines"]["traces"]["receivers"]
     # and Baton's services point the standard OTLP variables at its HTTP receiver
     http = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
     assert http.startswith("0.0.0.0:")
@@ -182,6 +185,8 @@ def test_otel_collector_is_optional_and_listens_where_baton_sends() -> None:
             ("otel-collector", http.rpartition(":")[2]), name
         assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
         assert env["OTEL_SERVICE_NAME"].startswith("baton-")
+        # so that Baton exports its traces there (orchestrator/telemetry, agents/task_tracing)
+        assert exporting(env), name
 
 
 def test_dockerfile_builds_what_compose_runs() -> None:
