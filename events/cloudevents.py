@@ -18,9 +18,9 @@ names: `type` is a Baton event type (`data_arrived`, `drift_detected`, `run_requ
 `source`, `subject` and `time` are copied. Baton's envelope fields that CloudEvents lacks come
 from extension attributes: `version` (the payload's schema version; 1 when absent, like the
 envelope itself, so old producers keep working through upcasters), `traceparent` (the
-Distributed Tracing extension), `correlationid` and `causationid`. A missing `subject` is
-taken from the payload (dataset, model or run id), a missing `time` from the record's
-timestamp.
+Distributed Tracing extension; on Baton's JSON, a plain `traceparent` record header),
+`correlationid` and `causationid`. A missing `subject` is taken from the payload (dataset,
+model or run id), a missing `time` from the record's timestamp.
 
 Over HTTP the same two modes: `ce-` headers (percent-decoded, as the HTTP binding says) with
 `Content-Type` naming the data's media type, or the structured JSON body; the time of receipt
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timezone
@@ -68,6 +69,7 @@ STRUCTURED: Final = "application/cloudevents+json"
 HEADER_PREFIX: Final = ce_kafka.CE_PREFIX
 HTTP_PREFIX: Final = ce_http.CE_PREFIX
 CONTENT_TYPE: Final = "content-type"
+TRACEPARENT_HEADER: Final = "traceparent"
 REQUIRED: Final = ("specversion", "id", "source", "type")
 EXTENSIONS: Final = {
     "traceparent": "traceparent", "correlationid": "correlation_id",
@@ -105,7 +107,7 @@ def decode_record(
         return decode(value, catalog)
     mode, raw_headers = _classify(headers)
     if mode == "baton":
-        return decode(value, catalog)
+        return _traced(decode(value, catalog), headers)
     within_limit(value)
     message = ce_kafka.KafkaMessage(headers=raw_headers, key=None, value=value)
     if mode == "structured":
@@ -115,6 +117,19 @@ def decode_record(
         reading = _Reading(_header, timestamp_ms, catalog)
         event = _binary(lambda: ce_kafka.from_binary(message, _FORMAT, reading.event), reading)
     return _envelope(event, reading.name, catalog)
+
+
+def _traced(env: Envelope[Payload], headers: HeaderPairs) -> Envelope[Payload]:
+    """Baton's JSON with a W3C `traceparent` record header (what OpenTelemetry's Kafka
+    instrumentations inject) and none in the envelope: the header's, so the run links to the
+    producer's trace. A copy: a decoded envelope may be shared (events/recent.py)."""
+    if env.traceparent is not None:
+        return env
+    for name, raw in headers:
+        if name.lower() == TRACEPARENT_HEADER:
+            with contextlib.suppress(UnicodeDecodeError):
+                return env.model_copy(update={"traceparent": raw.decode()})
+    return env
 
 
 def http_mode(headers: Mapping[str, str]) -> Mode:

@@ -1,9 +1,9 @@
 """Exports the spans of one partition group's runs, read from its run log (runs-k), so a trace
 is whole whoever wrote the log and whoever exports it: at least once, duplicates identical.
 
-A configuration of the bus's one loop (bus/loop.py), consumer group
-`baton.traces`, run beside the group's coordinator loop by whichever process owns the group
-(`Traces.beside`): a takeover moves both, and the claim fences an earlier owner's exporter.
+A configuration of the bus's one loop (bus/loop.py), consumer group `baton.traces`, run
+beside the group's coordinator loop by whichever process owns the group (`Traces.beside`): a
+takeover moves both, and the claim fences an earlier owner's exporter.
 Its position moves only once what it read has been exported, and only as far as the oldest
 run still open (`OpenRuns.resume_at`): a restart reads that run again from its run_created
 and rebuilds its spans, so nothing finished before a crash is lost and everything exported
@@ -86,14 +86,20 @@ class TraceExporter(Loop):
         the coordinator; the sender says so); False if told to stop first."""
         backoff = Backoff(0.5, 30.0)
         while not self._stop.is_set():
-            try:
-                await self._sender.send(spans)
-            except ExportFailed:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff.next()):
-                        await self._stop.wait()
-                continue
-            return True
+            sending = asyncio.ensure_future(self._sender.send(spans))
+            await asyncio.wait({sending, stopped := asyncio.ensure_future(self._stop.wait())},
+                               return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not sending.done():  # a stop (a revoke) never waits for a slow collector
+                sending.cancel()
+                return False
+            if sending.exception() is None:
+                return True
+            if not isinstance(sending.exception(), ExportFailed):
+                sending.result()  # raises it: a bug, not a collector away
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff.next()):
+                    await self._stop.wait()
         return False
 
 

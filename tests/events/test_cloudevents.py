@@ -102,6 +102,20 @@ def test_baton_json_decodes_as_before_with_or_without_unrelated_headers() -> Non
     assert decode_record(raw, (("content-type", b"application/json"),)) == env
 
 
+def test_baton_json_takes_a_w3c_traceparent_header_when_its_envelope_has_none() -> None:
+    # given: Baton's envelope sent by an OpenTelemetry-instrumented Kafka producer
+    context = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    bare = envelope(DataArrived(**DATA), id="baton-1", time=AT, source="x", subject="digits")
+    own = envelope(DataArrived(**DATA), id="baton-2", time=AT, source="x", subject="digits",
+                   traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+
+    # when / then: the header is the trace context of an envelope without one
+    header = (("traceparent", context.encode()),)
+    assert decode_record(encode(bare), header) == bare.model_copy(update={"traceparent": context})
+    # and an envelope's own trace context wins
+    assert decode_record(encode(own), header) == own
+
+
 def test_a_drift_event_and_a_run_request_map_by_their_baton_type_names() -> None:
     # given: a drift_detected CloudEvent, and a run_requested one, neither with a subject
     drift = {"model": "digits-classifier", "dataset": "digits", "dataset_version": "v8",
