@@ -32,11 +32,13 @@ from orchestrator.core.logged import decode_logged
 
 
 def intent_value(request: RunRequested | RunCancelRequested, event_id: str,
-                 correlation: str | None, source: str = "baton.cli") -> bytes:
+                 correlation: str | None, source: str = "baton.cli",
+                 traceparent: str | None = None) -> bytes:
     """The intent's bytes, checked as its coordinator will decode them: EventParseError for
-    anything it would dead-letter, before the bus is even opened."""
+    anything it would dead-letter, before the bus is even opened. `traceparent`: the caller's
+    trace context, which the run's trace links to."""
     env = envelope(request, id=event_id, time=time.time(), source=source,
-                   subject=request.run_id, correlation_id=correlation)
+                   subject=request.run_id, correlation_id=correlation, traceparent=traceparent)
     return checked(env)
 
 

@@ -239,3 +239,23 @@ async def test_a_viewer_may_not_publish_a_trigger(
     assert_problem(answer, 403, "forbidden")
     assert {tp: await client.bus.end_offset(tp)
             for tp in all_tps(client.bus, topics.TRIGGERS)} == before
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_a_run_requested_with_a_traceparent_carries_it_into_its_log(
+    client: Client,
+) -> None:
+    # given a caller inside a trace, and one with a malformed trace context
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    traced = await client.http.post("/runs", json={"pipeline": "quick"},
+                                    headers={"traceparent": parent})
+    garbled = await client.http.post("/runs", json={"pipeline": "quick"},
+                                     headers={"traceparent": "not-a-trace"})
+    # then the run's creation carries the valid one (its trace links there), not the other
+    firsts = []
+    for answer in (traced, garbled):
+        made = answer.json()
+        events = (await client.get(f"/runs/{made['run_id']}/events",
+                                   min_position=made["position"])).json()["items"]
+        firsts.append(events[0]["traceparent"])
+    assert firsts == [parent, None]

@@ -19,6 +19,7 @@ from events.common import Audit, JsonObject
 from events.errors import EventParseError
 from events.intents import RunCancelRequested, RunRequested
 from events.pipeline import PipelineSpec
+from events.trace_context import parse_traceparent
 from events.triggers import TriggerInfo
 from orchestrator.api import positions
 from orchestrator.api.auth import Caller
@@ -84,7 +85,8 @@ async def request_run(request: Request, body: RunRequest, caller: Operator,
                          params=body.params, priority=body.priority, idempotency_key=key,
                          audit=Audit(actor=caller.name, request_id=caller.request_id))
         event_id = request_id(run_id)
-        value = intent_value(intent, event_id, correlation=key, source=SOURCE)
+        value = intent_value(intent, event_id, correlation=key, source=SOURCE,
+                             traceparent=_traceparent(request))
     except EventParseError as exc:
         raise _refused_here(exc) from None
     answer = await _published(context.bus, run_id, event_id, value, wait)
@@ -168,6 +170,13 @@ def _taken(answer: Answer | None, run_id: str, wait_s: float, *, key: str | None
                   + ("; send it again with the same idempotency_key to learn the outcome"
                      if key is not None else ""),
                   headers={"Retry-After": "1"}, run_id=run_id, **extra)
+
+
+def _traceparent(request: Request) -> str | None:
+    """The caller's W3C trace context, when it is a valid one (an invalid one is ignored, as
+    the Trace Context spec says)."""
+    given = request.headers.get("traceparent")
+    return given if parse_traceparent(given) is not None else None
 
 
 def _position(taken: Taken) -> str:
