@@ -362,8 +362,11 @@ async def find_run(conn: aiosqlite.Connection, run_id: str) -> list[dict[str, An
         return [json.loads(doc) async for (doc,) in cur]
 
 
-async def list_models(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
-    async with conn.execute("SELECT doc FROM models ORDER BY model, version") as cur:
+async def list_models(conn: aiosqlite.Connection, model: str | None = None
+                      ) -> list[dict[str, Any]]:
+    """Registered versions, by model then version; one model's when `model` is given."""
+    sql = "SELECT doc FROM models" + (" WHERE model = ?" if model else "")
+    async with conn.execute(sql + " ORDER BY model, version", (model,) if model else ()) as cur:
         return [json.loads(doc) async for (doc,) in cur]
 
 

@@ -127,9 +127,3 @@ async def running_docs(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
     """The rows of runs still running: where attempts are placed right now."""
     async with conn.execute("SELECT doc FROM runs WHERE status = 'running'") as cur:
         return [json.loads(doc) async for (doc,) in cur]
-
-
-async def models(conn: aiosqlite.Connection, model: str | None) -> list[dict[str, Any]]:
-    sql = "SELECT doc FROM models" + (" WHERE model = ?" if model else "")
-    async with conn.execute(sql + " ORDER BY model, version", (model,) if model else ()) as cur:
-        return [json.loads(doc) async for (doc,) in cur]

@@ -12,7 +12,7 @@ from orchestrator.api import pages
 from orchestrator.api.deps import ctx
 from orchestrator.api.problems import not_found
 from orchestrator.api.routes.runs import Cursor, Limit, MinPosition
-from orchestrator.store import queries
+from orchestrator.store import projections, queries
 
 router = APIRouter()
 Name = Annotated[str, Path(min_length=1, max_length=200)]
@@ -80,7 +80,7 @@ async def list_models(request: Request,
                       min_position: MinPosition = None) -> dict[str, Any]:
     context = ctx(request)
     await context.reach(min_position)
-    return {"items": await queries.models(await context.db(), None)}
+    return {"items": await projections.list_models(await context.db())}
 
 
 @router.get("/models/{name}", tags=["models"], summary="one model's versions, oldest first")
@@ -88,7 +88,7 @@ async def get_model(request: Request, name: Name,
                     min_position: MinPosition = None) -> dict[str, Any]:
     context = ctx(request)
     await context.reach(min_position)
-    versions = await queries.models(await context.db(), name)
+    versions = await projections.list_models(await context.db(), name)
     if not versions:
         raise not_found(f"model {name!r}", "list models with GET /api/v1/models")
     return {"name": name, "versions": versions}
