@@ -5,6 +5,7 @@ and a run requested on the command line read over HTTP, on both buses (on Kafka 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import socket
@@ -177,3 +178,48 @@ def test_with_tokens_up_serves_beyond_loopback_and_asks_every_call_for_one(
     assert httpx.get(f"{url}/runs", headers={"Authorization": f"Bearer {token}"},
                      timeout=30).status_code == 200
     assert up.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize("bus_url", ["embedded", "kafka"], indirect=True)
+def test_a_baton_up_process_takes_writes_over_http_with_roles_positions_and_audit(
+    tmp_path: Path, services: list[Service], bus_url: str,
+) -> None:
+    # given `baton up` serving with a viewer's and an operator's token
+    path = tmp_path / "tokens.yaml"
+    viewer = baton(None, "tokens", "add", str(path), "vera", "--role", "viewer").stdout.strip()
+    operator = baton(None, "tokens", "add", str(path), "otto", "--role", "operator").stdout.strip()
+    bus = None if bus_url == EMBEDDED else bus_url
+    up = Service.spawn(tmp_path / "home", ["up", "--tokens", str(path), "--pipeline", QUICK],
+                       tmp_path / "up.log", bus=bus)
+    services.append(up)
+    url = served_url(up)
+    as_viewer = {"Authorization": f"Bearer {viewer}"}
+    as_operator = {"Authorization": f"Bearer {operator}"}
+    body = {"pipeline": "quick_chain", "params": {"ledger": str(tmp_path / "ledger")}}
+    with httpx.Client(base_url=url, timeout=60) as http:
+        # when a viewer, then nobody, then an operator request a run
+        refused = http.post("/runs", json=body, headers=as_viewer)
+        anonymous = http.post("/runs", json=body)
+        made = http.post("/runs", json=body, headers=as_operator)
+        # then only the operator's is taken, and a read at its position has it, with who asked
+        assert (refused.status_code, anonymous.status_code, made.status_code) == (403, 401, 202)
+        run_id, position = made.json()["run_id"], made.json()["position"]
+        run = http.get(f"/runs/{run_id}", params={"min_position": position},
+                       headers=as_viewer).json()
+        assert [(a["action"], a["actor"]) for a in run["audit"]] == [("requested", "otto")]
+        # and a trigger sent as a CloudEvent is refused (no pipeline of this up listens for
+        # it, so it has no outcome) only for the viewer
+        event = {"specversion": "1.0", "id": "ce-1", "source": "/test", "type": "data_arrived",
+                 "data": {"dataset": "d", "version": "v1", "uri": "file:///d"}}
+        ce = {"Content-Type": "application/cloudevents+json"}
+        assert http.post("/triggers", content=json.dumps(event), params={"wait": 0},
+                         headers={**ce, **as_viewer}).status_code == 403
+        assert http.post("/triggers", content=json.dumps(event), params={"wait": 0},
+                         headers={**ce, **as_operator}).status_code == 202
+    wait_for_run_log(tmp_path / "home", lambda log: ended(log, run_id), timeout=60, bus=bus_url)
+    assert up.stop(signal.SIGTERM) == 0
+    # and only the operator's run was ever requested
+    runs = {e.data.run_id for e in wait_for_run_log(tmp_path / "home", lambda _: True,
+                                                      timeout=60, bus=bus_url)
+            if isinstance(e.data, RunSucceeded)}
+    assert runs == {run_id}
