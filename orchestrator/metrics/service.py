@@ -40,14 +40,19 @@ class Metrics:
         self.caught_up = self.loop.caught_up
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`; a bus error goes up as it came (its supervisor restarts this, and the
+        next run folds the log again), so no task group may wrap it in an ExceptionGroup."""
+        refresh = (asyncio.create_task(self._refresh(stop)) if self.provider is not None
+                   else None)  # only OTel export reads the figures unasked
         try:
             await self.loop.catch_up()
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.loop.run(stop))
-                if self.provider is not None:  # only OTel export reads the figures unasked
-                    tasks.create_task(self._refresh(stop))
+            await self.loop.run(stop)
         finally:
-            if self._owns_provider and self.provider is not None:
+            if refresh is not None:
+                refresh.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresh
+            if stop.is_set() and self._owns_provider and self.provider is not None:
                 await asyncio.to_thread(self.provider.shutdown)
 
     async def figures(self, *, since: float | None = None, until: float | None = None,
