@@ -29,14 +29,10 @@ from orchestrator.service.run_requests import (
     Answer,
     Conflicting,
     Refused,
-    Sent,
     Taken,
-    answer_within,
-    ends,
     intent_value,
-    publish_intent,
+    published,
     request_id,
-    where_answers_appear,
 )
 
 DEFAULT_WAIT_S = 30.0
@@ -106,12 +102,9 @@ def _run_request(args: argparse.Namespace, spec: PipelineSpec,
 
 async def _requested(args: argparse.Namespace, bus: Bus, run_id: str, event_id: str,
                      value: bytes) -> int:
-    """Positions are taken before publishing, so the coordinator's answer cannot be missed."""
-    positions = await ends(bus, where_answers_appear(bus, run_id))
-    record = await publish_intent(bus, run_id, value)
+    answer = await published(bus, run_id, event_id, value, None if args.no_wait else args.wait)
     if not args.no_wait:
-        sent = Sent(run_id, event_id, record.partition, record.offset)
-        said(await answer_within(bus, sent, positions, args.wait), run_id, args.wait)
+        said(answer, run_id, args.wait)
     print(run_id)
     return 0
 

@@ -161,6 +161,20 @@ def _refused(record: Record, sent: Sent) -> Refused | None:
     return Refused(letter.reason, letter.consumer) if ours and letter.redrive_of is None else None
 
 
+async def published(bus: Bus, run_id: str, event_id: str, value: bytes,
+                    within_s: float | None,
+                    answer: Callable[[Record, Sent], Answer | None] = answer) -> Answer | None:
+    """Publishes an intent and waits up to `within_s` for the coordinator's answer (None: does
+    not wait). The positions to read answers from are taken before publishing, so the answer
+    cannot be missed."""
+    positions = await ends(bus, where_answers_appear(bus, run_id))
+    record = await publish_intent(bus, run_id, value)
+    if within_s is None:
+        return None
+    sent = Sent(run_id, event_id, record.partition, record.offset)
+    return await answer_within(bus, sent, positions, within_s, answer)
+
+
 async def answer_within(bus: Bus, sent: Sent, positions: dict[TopicPartition, int],
                         within_s: float,
                         answer: Callable[[Record, Sent], Answer | None] = answer

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus import Bus
 from events.codec import payload
 from events.common import Audit, JsonObject
 from events.errors import EventParseError
@@ -31,15 +30,11 @@ from orchestrator.service.run_requests import (
     Answer,
     Conflicting,
     Refused,
-    Sent,
     Taken,
-    answer_within,
     cancel_answer,
-    ends,
     intent_value,
-    publish_intent,
+    published,
     request_id,
-    where_answers_appear,
 )
 from orchestrator.store import queries
 
@@ -89,7 +84,7 @@ async def request_run(request: Request, body: RunRequest, caller: Operator,
                              traceparent=_traceparent(request))
     except EventParseError as exc:
         raise _refused_here(exc) from None
-    answer = await _published(context.bus, run_id, event_id, value, wait)
+    answer = await published(context.bus, run_id, event_id, value, wait)
     taken = _taken(answer, run_id, wait, key=key)
     return _accepted(caller, {"run_id": run_id, "position": _position(taken),
                               "existed": taken.existed, "idempotency_key": key},
@@ -117,7 +112,7 @@ async def cancel_run(request: Request, run_id: RunId, caller: Operator,
         value = intent_value(intent, event_id, correlation=None, source=SOURCE)
     except EventParseError as exc:
         raise _refused_here(exc) from None
-    answer = await _published(context.bus, run_id, event_id, value, wait, cancel=True)
+    answer = await published(context.bus, run_id, event_id, value, wait, cancel_answer)
     taken = _taken(answer, run_id, wait)
     if taken.existed:  # ended between our look and the coordinator's
         raise _already(run_id, "over")
@@ -138,17 +133,6 @@ async def _spec(request: Request, name: str) -> PipelineSpec:
                   f"no pipeline {name!r} (known: {', '.join(known) or 'none'}); a pipeline is "
                   "known once it has run, or when the server was started with it "
                   "(--pipeline)")
-
-
-async def _published(bus: Bus, run_id: str, event_id: str, value: bytes, wait_s: float, *,
-                     cancel: bool = False) -> Answer | None:
-    """Positions are taken before publishing, so the coordinator's answer cannot be missed."""
-    where = await ends(bus, where_answers_appear(bus, run_id))
-    record = await publish_intent(bus, run_id, value)
-    sent = Sent(run_id, event_id, record.partition, record.offset)
-    if cancel:
-        return await answer_within(bus, sent, where, wait_s, cancel_answer)
-    return await answer_within(bus, sent, where, wait_s)
 
 
 def _taken(answer: Answer | None, run_id: str, wait_s: float, *, key: str | None = None
