@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import shutil
 import socket
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -17,10 +16,11 @@ from bus import Bus
 from events import runs as ev
 from events import topics
 from events.triggers import DataArrived, TriggerAccepted, TriggerIgnored
-from orchestrator.api.server import Listen, bind, url_of
+from orchestrator.api.auth import Tokens
+from orchestrator.api.server import url_of
 from orchestrator.cli.agent_flags import add_agent_flags, agent_specs
 from orchestrator.cli.errors import Failed, UsageError
-from orchestrator.cli.http import add_http_flag
+from orchestrator.cli.http import add_http_flag, api_tokens, http_socket
 from orchestrator.cli.render import event_line
 from orchestrator.cli.signals import stop_on_signals
 from orchestrator.monitor.check import DriftCheck, publish_drift, run_check
@@ -69,16 +69,18 @@ async def demo(args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         raise UsageError(f"--timeout {args.timeout:g}: give the seconds each run may take, "
                          "more than 0")
-    with demo_socket(args) as sock:
-        return await _demo(args, out, sock)
+    tokens = api_tokens(args)
+    with http_socket(args, or_any_port=True) as sock:
+        return await _demo(args, out, sock, tokens)
 
 
-async def _demo(args: argparse.Namespace, out: TextIO, sock: socket.socket | None) -> int:
+async def _demo(args: argparse.Namespace, out: TextIO, sock: socket.socket | None,
+                tokens: Tokens | None) -> int:
     from examples.digits import data
 
     home = demo_home(args)
     spec = load_pipeline("examples.digits.pipeline:digits")
-    app = EmbeddedApp(home, {spec.name: spec}, agent_specs(args), http=sock)
+    app = EmbeddedApp(home, {spec.name: spec}, agent_specs(args), http=sock, tokens=tokens)
     bus = await app.start()
     base = None if sock is None else url_of(sock)
     try:
@@ -109,22 +111,6 @@ async def _demo(args: argparse.Namespace, out: TextIO, sock: socket.socket | Non
         await app.close()
     ok = all(r["status"] == "succeeded" for r in summary["runs"])
     return 0 if ok and len(summary["runs"]) == 2 else 1
-
-
-@contextlib.contextmanager
-def demo_socket(args: argparse.Namespace) -> Iterator[socket.socket | None]:
-    """The demo serves where --http says; if that port is taken (a `baton up` running), on a
-    free one instead: a demo should not fail for it."""
-    listen: Listen | None = args.http
-    if listen is None:
-        yield None
-        return
-    try:
-        sock = bind(listen)
-    except OSError:
-        sock = bind(Listen(listen.host, 0))
-    with sock:
-        yield sock
 
 
 def say(out: TextIO, text: str) -> None:

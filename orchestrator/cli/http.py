@@ -24,7 +24,7 @@ def add_http_flag(p: argparse.ArgumentParser, *, off: bool) -> None:
                    help=f"where to serve the HTTP API (default $BATON_HTTP or {DEFAULT_HTTP}; "
                         "port 0 picks a free one; beyond loopback only with --tokens"
                         + ("; 'off' serves none)" if off else ")"))
-    p.add_argument("--tokens", type=_tokens, metavar="FILE",
+    p.add_argument("--tokens", type=Path, metavar="FILE",
                    help="API tokens (hashed, each with a role; 'baton tokens add' makes one): "
                         "every call then needs one")
 
@@ -40,16 +40,21 @@ def _listen(off: bool) -> Callable[[str], Listen | None]:
     return parse
 
 
-def _tokens(text: str) -> Tokens:
+def api_tokens(args: argparse.Namespace) -> Tokens | None:
+    """--tokens, read (a UsageError saying what is wrong with the file), or None."""
+    if args.tokens is None:
+        return None
     try:
-        return Tokens.load(Path(text))
+        return Tokens.load(args.tokens)
     except TokensInvalid as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 @contextlib.contextmanager
-def http_socket(args: argparse.Namespace) -> Iterator[socket.socket | None]:
-    """The bound socket (None for --http off), closed when the process ends."""
+def http_socket(args: argparse.Namespace, *, or_any_port: bool = False
+                ) -> Iterator[socket.socket | None]:
+    """The bound socket (None for --http off), closed when the process ends. `or_any_port`:
+    a taken port is replaced by a free one (the demo should not fail for it)."""
     listen: Listen | None = args.http  # argparse converts a string default with `type` too
     if listen is None:
         yield None
@@ -63,6 +68,11 @@ def http_socket(args: argparse.Namespace) -> Iterator[socket.socket | None]:
     try:
         sock = bind(listen)
     except OSError as exc:
+        if or_any_port:
+            sock = bind(Listen(listen.host, 0))
+            with sock:
+                yield sock
+            return
         raise Failed(f"cannot serve the API on {listen.host}:{listen.port}: {exc.strerror or exc}"
                      " (pass --http HOST:PORT with a free port, e.g. 127.0.0.1:0"
                      + (", or --http off)" if args.command == "up" else ")")) from None

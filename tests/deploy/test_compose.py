@@ -30,7 +30,7 @@ from tests.deploy import compose_cli
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
-BATON_SERVICES = ("coordinator", "agent-cpu", "agent-gpu")
+BATON_SERVICES = ("coordinator", "agent-cpu", "agent-gpu", "api")
 KAFKA_INTERNAL = "kafka:19092"
 
 
@@ -109,9 +109,9 @@ def test_baton_service_command_parses_with_batons_cli(
     # given the service's command (after the image's `baton` entrypoint) and environment
     # when Baton's own parser reads it
     args = _parsed(name, monkeypatch)
-    # then it runs a coordinator or an agent on the compose broker, with the broker's
+    # then it runs a coordinator, an agent or the API on the compose broker, with the broker's
     # replication, and the state in the shared volume
-    assert args.command == ("coordinator" if name == "coordinator" else "agent")
+    assert args.command == {"coordinator": "coordinator", "api": "api"}.get(name, "agent")
     kafka = parse_bus_url(args.bus)
     assert kafka is not None, f"{name} runs on the embedded bus"
     assert kafka.bootstrap == KAFKA_INTERNAL
@@ -138,7 +138,8 @@ def test_coordinator_runs_pipelines_the_cpu_agent_can_place(
 
 
 def test_agents_have_distinct_ids(monkeypatch: pytest.MonkeyPatch) -> None:
-    ids = [_parsed(name, monkeypatch).agent_id for name in BATON_SERVICES[1:]]
+    ids = [_parsed(name, monkeypatch).agent_id for name in BATON_SERVICES
+           if name.startswith("agent")]
     assert all(ids) and len(set(ids)) == len(ids)
 
 
@@ -175,6 +176,8 @@ def test_otel_collector_is_optional_and_listens_where_baton_sends() -> None:
             assert set(pipeline.get(kind, [])) <= set(config.get(kind) or {}), kind
     # and its traces pipeline takes OTLP, which is what Baton sends them over
     assert "otlp" in config["service"]["pipelines"]["traces"]["receivers"]
+    # and its metrics pipeline too (the API's pipeline metrics, orchestrator/metrics/otel.py)
+    assert "otlp" in config["service"]["pipelines"]["metrics"]["receivers"]
     # and Baton's services point the standard OTLP variables at its HTTP receiver
     http = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
     assert http.startswith("0.0.0.0:")
@@ -250,3 +253,16 @@ def _parsed(name: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
         return build_parser().parse_args(command)
     except SystemExit:  # argparse said why on stderr, which the report shows
         pytest.fail(f"compose.yaml {name}: `baton {' '.join(command)}` does not parse")
+
+
+def test_the_api_service_serves_beyond_loopback_only_with_tokens_from_the_shared_home(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given the API's service, as Baton's own parser reads its command
+    args = _parsed("api", monkeypatch)
+    # then it listens on every interface of its container, with a tokens file in the home
+    # volume (the one `docker compose run --rm coordinator tokens add` writes), published on
+    # the host's loopback only
+    assert (args.http.host, args.http.port) == ("0.0.0.0", 8765)
+    assert str(args.tokens).startswith("/var/lib/baton/")
+    assert service("api")["ports"] == ["127.0.0.1:8765:8765"]
+    assert service("api")["profiles"] == ["api"]
