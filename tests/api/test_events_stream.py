@@ -254,3 +254,27 @@ async def test_a_stalled_subscriber_holds_up_neither_the_others_nor_the_coordina
         await reader.aclose()
         stalled.close()
     assert len(seen) > 10_000
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_a_runs_own_events_url_streams_it_live_when_asked_for_a_stream(
+    served: Served,
+) -> None:
+    async with await served.start() as http:
+        # given a run, and its events URL asked for a stream from before the run
+        ready_stream = sse(http)
+        (ready,) = await until(ready_stream, lambda seen: True)
+        await ready_stream.aclose()
+        run_id = await request(http)
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": ready.id}
+        seen: list[str] = []
+        async with http.stream("GET", f"/runs/{run_id}/events", headers=headers) as answer:
+            # then it streams that run's events alone, to its end
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            async with asyncio.timeout(WAIT_S):
+                async for line in answer.aiter_lines():
+                    if line.startswith("event: "):
+                        seen.append(line.removeprefix("event: "))
+                    if seen and seen[-1] == "run_succeeded":
+                        break
+    assert seen[:2] == ["ready", "run_created"] and seen[-1] == "run_succeeded"

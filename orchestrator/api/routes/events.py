@@ -51,11 +51,17 @@ async def events(
     `: keepalive` comments when quiet; `event: resync` when too far behind (reload, then go
     on from its cursor). Otherwise a long-poll: `{"items": [...], "next": CURSOR}`, waiting
     up to `wait` seconds for the first event."""
+    return await answer(request, Filter(run_id, pipeline, frozenset(
+        filter(None, types.split(","))) if types else None), last_event_id or after, wait,
+        limit)
+
+
+async def answer(request: Request, wanted: Filter, cursor: str | None, wait: float,
+                 limit: int) -> Any:
+    """The stream, or its long-poll, of what `wanted` lets through, from `cursor`."""
     context = ctx(request)
-    wanted = Filter(run_id, pipeline, frozenset(filter(None, types.split(","))) if types else
-                    None)
     subscription = Subscription(context.bus, wanted, _pipeline_of(context),
-                                await _start(context, last_event_id or after))
+                                await _start(context, cursor))
     if "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(_stream(subscription, context), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

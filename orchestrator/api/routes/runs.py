@@ -14,6 +14,8 @@ from events.triggers import TriggerType
 from orchestrator.api import pages, positions
 from orchestrator.api.deps import ctx
 from orchestrator.api.problems import not_found
+from orchestrator.api.routes import events
+from orchestrator.api.subscription import Filter
 from orchestrator.core.state import RunStatus
 from orchestrator.store import queries
 
@@ -72,9 +74,14 @@ async def get_run(request: Request, run_id: RunId,
 
 @router.get("/runs/{run_id}/events", summary="the run's events from the log, in order")
 async def run_events(request: Request, run_id: RunId, limit: Limit = pages.MAX_LIMIT,
-                     cursor: Cursor = None, min_position: MinPosition = None) -> dict[str, Any]:
+                     cursor: Cursor = None, min_position: MinPosition = None) -> Any:
     """The envelopes the coordinator logged for the run, each with its `position` on the log;
-    read from baton.runs itself, between the run's first and last event."""
+    read from baton.runs itself, between the run's first and last event. With `Accept:
+    text/event-stream`: the run's live stream (as `GET /events?run_id=`), from
+    `Last-Event-ID`, or from the live end."""
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return await events.answer(request, Filter(run_id=run_id),
+                                   request.headers.get("last-event-id"), 25.0, limit)
     context = ctx(request)
     after = pages.seq_key(cursor)
     await context.reach(min_position)
