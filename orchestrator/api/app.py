@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from orchestrator.api import problems
+from orchestrator.api import dashboard, problems
 from orchestrator.api.context import ApiContext
 from orchestrator.api.deps import need
 from orchestrator.api.routes import (
@@ -34,4 +34,5 @@ def create_app(context: ApiContext) -> FastAPI:
                    metrics):
         app.include_router(module.router, prefix=PREFIX, dependencies=[Depends(need("viewer"))])
     app.include_router(metrics.prometheus_router, dependencies=[Depends(need("viewer"))])
+    dashboard.mount(app)  # / and the dashboard's pages; its files under /static
     return app

@@ -81,4 +81,4 @@ def http_socket(args: argparse.Namespace, *, or_any_port: bool = False
 
 
 def served(sock: socket.socket | None) -> str:
-    return "" if sock is None else f", API at {url_of(sock)}/api/v1"
+    return "" if sock is None else f", API at {url_of(sock)}/api/v1, dashboard at {url_of(sock)}/"
