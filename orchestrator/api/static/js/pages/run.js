@@ -1,0 +1,267 @@
+// One run: its DAG coloured by state, the timeline of its attempts, each task's state,
+// waiting reason, attempts (agent, GPUs, queue time, errors with tracebacks), metrics and
+// artifacts, the lineage from its trigger to the models it registered, who requested or
+// cancelled it, and the cancel and re-run buttons.
+//
+// Live: each of the run's events recolours its task's node in place and extends the
+// timeline (the log is the timeline's source: attempts.js); the run's row, which holds what
+// events alone do not (errors, outputs, waiting reasons), is read again once per burst.
+
+import { get, post, query } from "../api.js";
+import { attemptsFromEvents, timelineAttempts } from "../attempts.js";
+import { renderDag } from "../dag.js";
+import { el } from "../dom.js";
+import { duration, metric } from "../format.js";
+import { Live, debounce } from "../live.js";
+import { renderTimeline } from "../timeline.js";
+import { badge, empty, facts, json, link, problemBox, runLink, section, table, when } from "../ui.js";
+
+const EVENT_STATE = Object.freeze({
+  task_ready: "ready", task_waiting: "ready", task_rejected: "ready", task_scheduled: "scheduled",
+  task_accepted: "scheduled", task_started: "running", task_succeeded: "succeeded",
+  task_retry_scheduled: "retry_wait", task_timed_out: "retry_wait", task_lost: "ready",
+  task_upstream_failed: "upstream_failed", task_cancelled: "cancelled",
+});
+const ENDED = { run_succeeded: "succeeded", run_failed: "failed", run_cancelled: "cancelled" };
+
+/** The task state an event moves its task to, or null (an event that moves none). */
+export function stateAfter(envelope) {
+  if (envelope.type === "task_failed") return envelope.data?.final ? "failed" : "retry_wait";
+  return EVENT_STATE[envelope.type] ?? null;
+}
+
+async function allEvents(runId) {
+  const found = [];
+  let cursor = null;
+  do {
+    const page = await get(`/runs/${encodeURIComponent(runId)}/events${query({ cursor })}`);
+    found.push(...page.items);
+    cursor = page.next;
+  } while (cursor);
+  return found;
+}
+
+function artifact(ref) {
+  if (!ref) return "–";
+  const name = ref.uri?.split("/").pop() ?? "";
+  return el("span", { class: "artifact", title: ref.uri ?? "" },
+    el("code", {}, ref.sha256 ? `sha256:${ref.sha256.slice(0, 12)}` : name),
+    ` ${ref.size ?? "?"} B`, ref.media_type ? ` · ${ref.media_type}` : "");
+}
+
+function metricsText(values) {
+  const entries = Object.entries(values ?? {});
+  return entries.length ? entries.map(([k, v]) => `${k} = ${metric(v)}`).join(", ") : "–";
+}
+
+function taskRows(run) {
+  return run.tasks.map((t) => el("tr", { "data-task": t.name, id: `task-${t.name}` },
+    el("td", {}, el("strong", {}, t.name)),
+    el("td", {}, badge(t.status, "task")),
+    el("td", { class: "waiting" }, t.waiting ?? (t.progress_message || "")),
+    el("td", {}, String(t.attempts ?? 0)),
+    el("td", {}, t.agent_id ?? "–"),
+    el("td", { class: "metrics" }, metricsText(t.metrics)),
+    el("td", {}, artifact(t.output))));
+}
+
+function attemptBlocks(run) {
+  const blocks = [];
+  for (const t of run.tasks) {
+    for (const a of t.attempt_history ?? []) {
+      const gpus = a.gpus?.length ? `GPUs ${a.gpus.join(", ")}` : "no GPU";
+      blocks.push(el("div", { class: "attempt", "data-status": a.status, "data-attempt": a.attempt_id },
+        el("div", { class: "attempt-head" },
+          el("strong", {}, `${t.name} #${a.number}`), " ", badge(a.status, "task"),
+          el("span", { class: "muted" }, ` on ${a.agent_id ?? "–"} · ${gpus} · queued ${duration(a.queued_s)}`)),
+        a.error ? el("div", { class: "error" }, a.error) : null,
+        a.traceback ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "traceback" }, a.traceback)) : null));
+    }
+  }
+  return blocks.length ? blocks : [empty("No attempt yet.")];
+}
+
+function lineage(run, created) {
+  const trigger = created?.data?.trigger ?? {};
+  const payload = trigger.payload ?? {};
+  const dataset = payload.dataset ? `${payload.dataset}@${payload.version ?? "?"}` : null;
+  const steps = [
+    el("div", { class: "step" }, el("div", { class: "muted" }, "trigger"),
+      el("div", {}, run.trigger_type ?? trigger.type ?? "–"),
+      el("code", { class: "small" }, run.trigger_event_id ?? trigger.event_id ?? "–")),
+  ];
+  if (dataset) steps.push(el("div", { class: "step" }, el("div", { class: "muted" }, "dataset version"), el("div", {}, dataset)));
+  steps.push(el("div", { class: "step" }, el("div", { class: "muted" }, "pipeline"),
+    el("div", {}, run.pipeline), el("code", { class: "small" }, run.pipeline_version ?? "")));
+  steps.push(el("div", { class: "step" }, el("div", { class: "muted" }, "models"),
+    run.models?.length ? run.models.map((m) => el("div", {}, link(`/models?name=${encodeURIComponent(m.name)}`, `${m.name} v${m.version}`)))
+      : el("div", { class: "muted" }, "none registered")));
+  return el("div", { class: "lineage" }, steps.flatMap((s, i) => (i ? [el("span", { class: "arrow" }, "→"), s] : [s])));
+}
+
+function audit(run) {
+  const entries = run.audit ?? [];
+  if (!entries.length) return empty("No request recorded (a trigger started it).");
+  return table(["Action", "Who", "Via", "Request id", "When"], entries.map((a) => el("tr", {},
+    el("td", {}, a.action), el("td", {}, a.actor ?? "–"), el("td", {}, a.via ?? "–"),
+    el("td", {}, el("code", {}, a.request_id ?? "–")), el("td", {}, when(a.at)))));
+}
+
+export function render(view, [runId]) {
+  const head = el("div", { class: "page-head" });
+  const actions = el("div", { class: "actions" });
+  const actionStatus = el("div", { class: "action-status" });
+  const summary = el("div");
+  const dagBox = el("div", { class: "dag-box-wrap" });
+  const timelineBox = el("div", { class: "timeline-wrap" });
+  const tasksBox = el("div");
+  const attemptsBox = el("div");
+  const lineageBox = el("div");
+  const auditBox = el("div");
+  const paramsBox = el("div");
+  const problem = el("div");
+  view.replaceChildren(head, problem, actionStatus, summary,
+    section("DAG", dagBox), section("Timeline", timelineBox), section("Tasks", tasksBox),
+    section("Attempts and errors", attemptsBox), section("Lineage", lineageBox),
+    section("Audit", auditBox), section("Params", paramsBox));
+
+  let run = null;
+  let events = [];
+  const seen = new Set();
+  let dag = null;
+  let dagVersion = null;
+  let timeline = null;
+
+  function drawTimeline() {
+    const attempts = run ? timelineAttempts(run, events) : attemptsFromEvents(events);
+    if (!attempts.length) {
+      timelineBox.replaceChildren(empty("No attempt yet."));
+      timeline = null;
+      return;
+    }
+    const ended = run?.finished_at ?? null;
+    const now = ended ?? Date.now() / 1000;
+    if (!timeline) timeline = renderTimeline(timelineBox, attempts, { now, width: Math.max(640, timelineBox.clientWidth || 900) });
+    else timeline.update(attempts, now);
+  }
+
+  function drawDag() {
+    const created = events.find((e) => e.type === "run_created");
+    const spec = created?.data?.spec;
+    if (!spec) return;
+    if (!dag || dagVersion !== created.data.pipeline_version) {
+      dag = renderDag(dagBox, spec, { onSelect: (task) => document.getElementById(`task-${task}`)?.scrollIntoView({ block: "center" }) });
+      dagVersion = created.data.pipeline_version;
+    }
+    if (run) {
+      for (const t of run.tasks) dag.setState(t.name, t.status, t.waiting ?? null);
+    }
+  }
+
+  function drawHead() {
+    const created = events.find((e) => e.type === "run_created");
+    head.replaceChildren(el("h1", {}, "Run ", el("code", {}, runId)), run ? badge(run.status) : null, actions);
+    actions.replaceChildren(...[
+      run?.status === "running" ? el("button", { type: "button", class: "danger", "data-action": "cancel" }, "Cancel") : null,
+      run ? el("button", { type: "button", "data-action": "rerun" }, "Re-run") : null].filter(Boolean));
+    if (!run) return;
+    summary.replaceChildren(facts([
+      ["Pipeline", el("span", {}, link(`/runs?pipeline=${encodeURIComponent(run.pipeline)}`, run.pipeline), " ", el("code", { class: "small" }, run.pipeline_version ?? ""))],
+      ["Trigger", `${run.trigger_type ?? "–"} · ${run.trigger_subject ?? ""}`],
+      ["Created", when(run.created_at)],
+      ["Finished", when(run.finished_at)],
+      ["Took", duration((run.finished_at ?? Date.now() / 1000) - run.created_at)],
+      ["Priority", String(run.priority ?? 0)],
+      run.reason ? ["Reason", el("span", { class: "error" }, run.reason)] : null,
+    ]));
+    tasksBox.replaceChildren(table(["Task", "State", "Waiting / progress", "Attempts", "Agent", "Metrics", "Artifact"], taskRows(run), { class: "grid tasks" }));
+    attemptsBox.replaceChildren(...attemptBlocks(run));
+    lineageBox.replaceChildren(lineage(run, created));
+    auditBox.replaceChildren(audit(run));
+    paramsBox.replaceChildren(json(created?.data?.params ?? {}));
+  }
+
+  function drawAll() {
+    drawHead();
+    drawDag();
+    drawTimeline();
+  }
+
+  async function load() {
+    try {
+      // the row first: the events read after it reach at least as far (an ended row's
+      // events are then all there, and the page stops reading)
+      run = await get(`/runs/${encodeURIComponent(runId)}`);
+      events = await allEvents(runId);
+      seen.clear();
+      for (const e of events) seen.add(e.id);
+      problem.replaceChildren();
+      drawAll();
+    } catch (err) {
+      problem.replaceChildren(problemBox(err));
+    }
+  }
+
+  const reloadRow = debounce(async () => {
+    try {
+      run = await get(`/runs/${encodeURIComponent(runId)}`);
+      drawAll();
+    } catch (err) {
+      problem.replaceChildren(problemBox(err));
+    }
+  }, 200);
+
+  function apply(envelope) {
+    if (envelope.subject !== runId && envelope.data?.run_id !== runId) return;
+    if (seen.has(envelope.id)) return;
+    seen.add(envelope.id);
+    events.push(envelope);
+    if (envelope.type === "run_created") drawDag();
+    const state = stateAfter(envelope);
+    if (state && dag) dag.setState(envelope.data.task, state, envelope.data.reason ?? null);
+    if (ENDED[envelope.type] && run) run = { ...run, status: ENDED[envelope.type] };
+    drawTimeline();
+    reloadRow();
+  }
+
+  actions.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button || !run) return;
+    button.disabled = true;
+    actionStatus.replaceChildren(button.dataset.action === "cancel" ? "cancelling…" : "requesting…");
+    try {
+      if (button.dataset.action === "cancel") {
+        await post(`/runs/${encodeURIComponent(runId)}/cancel`, { reason: "cancelled from the dashboard" });
+        actionStatus.replaceChildren("Cancelled.");
+        reloadRow();
+      } else {
+        const created = events.find((e) => e.type === "run_created");
+        const made = await post("/runs", { pipeline: run.pipeline, params: created?.data?.params ?? {}, priority: run.priority ?? 0 });
+        actionStatus.replaceChildren("Re-run requested: ", runLink(made.run_id));
+      }
+    } catch (err) {
+      actionStatus.replaceChildren(problemBox(err));
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  const ticker = setInterval(() => {
+    if (run && run.status === "running" && timeline) drawTimeline();
+  }, 1000);
+  const live = new Live({
+    filters: { run_id: runId },
+    onEvent: apply,
+    reload: () => (run && run.status !== "running" ? null : load()),
+  });
+  drawHead();
+  live.start();
+  load();
+  return {
+    stop() {
+      live.stop();
+      reloadRow.cancel();
+      clearInterval(ticker);
+    },
+  };
+}
