@@ -1,0 +1,231 @@
+"""The dashboard in Chromium against a real server: an app with the HTTP API on a free port,
+a coordinator, an agent with real worker processes, the embedded bus. A run requested
+through the API appears in the runs list and moves through its states without a reload;
+the run page's DAG has one node per task and its timeline one bar per attempt; the models
+page charts a point per version; a dead letter is re-driven from its page; API problems are
+shown as their title and detail."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Page, expect
+
+from bus import Bus, Outgoing
+from events import topics
+from events.codec import encode
+from events.envelope import envelope
+from events.pipeline import PipelineSpec, RegisterSpec, RetryPolicy, TaskSpec, TriggerSpec
+from events.triggers import DataArrived
+from orchestrator.api.auth import Tokens, add_token
+from orchestrator.service.embedded_app import EmbeddedApp
+from orchestrator.service.home import Home
+from tests.browser.artifacts import screenshots_dir
+from tests.browser.dashboard_tasks import ref as mine
+from tests.integration.support import Apps, Tail, api_url, projected, run_to_end, tp_for
+from tests.integration.tasks import ref
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+HELD = PipelineSpec(name="held", tasks=(
+    TaskSpec(name="prepare", function=ref("seed")),
+    TaskSpec(name="hold", function=mine("held"), deps=("prepare",)),
+    TaskSpec(name="finish", function=mine("finish"), deps=("hold",)),
+))
+FLAKY = PipelineSpec(name="flaky", tasks=(
+    TaskSpec(name="first", function=ref("seed")),
+    TaskSpec(name="shaky", function=mine("shaky"), deps=("first",),
+             retry=RetryPolicy(max_attempts=2, backoff_s=0.05)),
+))
+SCORED = PipelineSpec(name="scored", tasks=(
+    TaskSpec(name="fit", function=mine("scored")),
+    TaskSpec(name="register", kind="register", deps=("fit",),
+             registration=RegisterSpec(model="scorer", artifact_from="fit", metrics_from="fit")),
+))
+FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
+                   triggers=(TriggerSpec(on="data_arrived", dataset="digits"),))
+LIVE = 15_000
+"""ms to wait for what the page shows to follow the log (the first task also waits for the
+agent's first worker process to start)."""
+
+
+class Served:
+    def __init__(self, app: EmbeddedApp, bus: Bus, client: httpx.AsyncClient) -> None:
+        self.app, self.bus, self.client = app, bus, client
+        self.base = api_url(app).removesuffix("/api/v1")
+
+    async def request(self, pipeline: str, **params: Any) -> str:
+        answer = await self.client.post("/runs", json={"pipeline": pipeline, "params": params})
+        assert answer.status_code == 202, answer.text
+        run_id: str = answer.json()["run_id"]
+        return run_id
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    apps = Apps(Home(tmp_path_factory.mktemp("dashboard") / "home"))
+    try:
+        app, bus = await apps.start(HELD, FLAKY, SCORED, FED, http=True)
+        async with httpx.AsyncClient(base_url=api_url(app), timeout=30) as client:
+            yield Served(app, bus, client)
+    finally:
+        await apps.close_all()
+
+
+async def test_a_requested_run_appears_and_moves_through_its_states_without_a_reload(
+    page: Page, served: Served, screenshot: Any, tmp_path: Path
+) -> None:
+    # given the dashboard open on the runs list
+    await page.goto(f"{served.base}/")
+    await expect(page.locator("table.runs")).to_be_visible()
+    await page.evaluate("window.sameDocument = true")
+    paint = await page.evaluate(
+        "() => Object.fromEntries(performance.getEntriesByType('paint')"
+        ".map(e => [e.name, e.startTime]))")
+    (screenshots_dir() / "first-paint.json").write_text(json.dumps(paint))
+    assert paint["first-contentful-paint"] > 0
+    # when a run is requested through the API, its middle task held until the test says
+    release = tmp_path / "release"
+    run_id = await served.request("held", release=str(release))
+    # then it appears at the top of the list, running
+    row = page.locator(f'tr[data-run="{run_id}"]')
+    await expect(row).to_have_attribute("data-status", "running", timeout=LIVE)
+    assert await page.locator("table.runs tbody tr").first.get_attribute("data-run") == run_id
+    # and its page shows the DAG (one node per task) with the held task running
+    await row.locator("a").click()
+    await expect(page).to_have_url(f"{served.base}/runs/{run_id}")
+    hold = page.locator('.dag-node[data-task="hold"]')
+    await expect(hold).to_have_attribute("data-state", "running", timeout=LIVE)
+    assert await page.locator(".dag-node").count() == len(HELD.tasks)
+    await expect(page.locator('.dag-node[data-task="finish"]')).to_have_attribute(
+        "data-state", "pending")
+    await screenshot("run-running")
+    # when the held task is let go
+    release.touch()
+    # then the DAG and the timeline follow to the end: one bar per attempt
+    await expect(page.locator('.dag-node[data-task="finish"]')).to_have_attribute(
+        "data-state", "succeeded", timeout=LIVE)
+    await expect(page.locator(".tl-row")).to_have_count(len(HELD.tasks), timeout=LIVE)
+    await expect(page.locator(".page-head .badge")).to_have_text("succeeded", timeout=LIVE)
+    # and back on the list the run's row says so, the page never reloaded
+    await page.go_back()
+    await expect(page.locator(f'tr[data-run="{run_id}"]')).to_have_attribute(
+        "data-status", "succeeded", timeout=LIVE)
+    assert await page.evaluate("window.sameDocument === true")
+    await screenshot("runs")
+
+
+async def test_the_run_page_shows_each_attempt_its_error_and_traceback(
+    page: Page, served: Served, screenshot: Any
+) -> None:
+    # given a run whose second task fails twice (one retry)
+    run_id = await served.request("flaky")
+    await run_to_end(served.bus, run_id)
+    await projected(served.app, served.bus)
+    # when its page is opened
+    await page.goto(f"{served.base}/runs/{run_id}")
+    # then one DAG node per task, one timeline bar per attempt (1 + 2), each attempt's error
+    await expect(page.locator(".tl-row")).to_have_count(3, timeout=LIVE)
+    assert await page.locator(".dag-node").count() == 2
+    await expect(page.locator('.dag-node[data-task="shaky"]')).to_have_attribute(
+        "data-state", "failed")
+    rows = await page.locator(".tl-row").evaluate_all(
+        "rows => rows.map(r => [r.dataset.task, Number(r.dataset.attempt), r.dataset.status])")
+    assert rows == [["first", 1, "succeeded"], ["shaky", 1, "failed"], ["shaky", 2, "failed"]]
+    errors = page.locator('.attempt[data-status="failed"] .error')
+    await expect(errors).to_have_count(2)
+    await expect(errors.first).to_have_text("shaky: failed on purpose after 41")
+    await page.locator(".attempt details summary").first.click()
+    await expect(page.locator(".traceback").first).to_contain_text("ValueError")
+    await expect(page.locator(".audit-actor, .card", has_text="Audit")).to_contain_text("local")
+    await screenshot("failed-run")
+
+
+async def test_the_models_page_charts_a_point_per_version(
+    page: Page, served: Served, screenshot: Any
+) -> None:
+    # given a model registered twice, each version with its metrics
+    for accuracy in (0.81, 0.93):
+        await run_to_end(served.bus, await served.request("scored", accuracy=accuracy))
+    await projected(served.app, served.bus)
+    # when the models page is opened
+    await page.goto(f"{served.base}/models")
+    # then its chart has one point per version for each metric
+    await page.wait_for_function("window.baton?.charts?.length === 1")
+    points = await page.evaluate("window.baton.charts[0].pointPixels()")
+    assert sorted((p["series"], p["index"]) for p in points) == [
+        ("accuracy", 0), ("accuracy", 1), ("loss", 0), ("loss", 1)]
+    await expect(page.locator('[data-model="scorer"] tr[data-version]')).to_have_count(2)
+    await screenshot("models")
+
+
+async def test_a_dead_letter_is_redriven_from_its_page(
+    page: Page, served: Served, screenshot: Any
+) -> None:
+    # given a dead letter (bytes the trigger router could not read)
+    await served.bus.publish([Outgoing(topics.TRIGGERS, "digits", b"{not json")])
+    await Tail(served.bus, [tp_for(served.bus, topics.DLQ, "digits")]).until_records(1)
+    await page.goto(f"{served.base}/dead-letters")
+    letter = page.locator(".letter").first
+    await expect(letter.locator(".preview")).to_contain_text("{not json")
+    await expect(letter.locator(".redriven")).to_have_text("not yet")
+    # when it is re-driven from the page
+    await letter.locator('button[data-action="redrive"]').click()
+    # then the page shows where it went, read back from the bus
+    await expect(page.locator(".letter .redriven").first).to_contain_text(topics.TRIGGERS)
+    await screenshot("dead-letters")
+
+
+async def test_the_triggers_and_agents_pages(page: Page, served: Served, screenshot: Any) -> None:
+    # given a dataset version announced twice (the second is ignored as a duplicate)
+    data = DataArrived(dataset="digits", version="v1", uri="file:///tmp/digits.csv")
+    for event_id in ("arrival-1", "arrival-2"):
+        env = envelope(data, id=event_id, time=time.time(), source="test", subject="digits")
+        await served.bus.publish([Outgoing(topics.TRIGGERS, "digits", encode(env))])
+    await Tail(served.bus, [tp_for(served.bus, topics.TRIGGER_LOG, "fed")]).until_records(2)
+    # when the triggers page is open, then both outcomes, the ignored one with its reason
+    await page.goto(f"{served.base}/triggers")
+    await expect(page.locator('tr[data-outcome="ignored"]')).to_contain_text(
+        "duplicate_version", timeout=LIVE)
+    await expect(page.locator('tr[data-outcome="accepted"] a')).to_have_count(1)
+    await screenshot("triggers")
+    # and the agents page draws the agent's capacity bars
+    await page.locator('nav a[data-page="agents"]').click()
+    agent = page.locator(".agent").first
+    await expect(agent.locator(".bar")).to_have_count(2)
+    await expect(agent.locator('[data-bar="CPU"] .bar-text')).to_contain_text("/ 4 cores")
+    await screenshot("agents")
+
+
+async def test_an_api_problem_is_shown_as_its_title_and_detail(page: Page, served: Served) -> None:
+    # when a run that does not exist is opened
+    await page.goto(f"{served.base}/runs/run-nope")
+    # then the page says what the API said
+    await expect(page.locator(".problem-title")).to_have_text("Not found")
+    await expect(page.locator(".problem-detail")).to_contain_text("run 'run-nope' does not exist")
+
+
+async def test_a_viewer_is_refused_a_run_and_told_why(page: Page, tmp_path: Path) -> None:
+    # given an API with tokens, and a viewer's token given to the dashboard
+    path = tmp_path / "tokens.yaml"
+    viewer = add_token(path, "viewer-1", "viewer")
+    apps = Apps(Home(tmp_path / "home"))
+    try:
+        app, _ = await apps.start(HELD, agents=0, http=True, tokens=Tokens.load(path))
+        await page.add_init_script(f"localStorage.setItem('baton.token', {json.dumps(viewer)})")
+        await page.goto(api_url(app).removesuffix("/api/v1") + "/runs")
+        await expect(page.locator('.request select option[value="held"]')).to_have_count(1)
+        # when it requests a run
+        await page.locator(".request button").click()
+        # then the 403 problem is shown, naming the role it needs
+        await expect(page.locator(".request-status .problem-title")).to_have_text("Forbidden")
+        await expect(page.locator(".request-status .problem-detail")).to_contain_text("operator")
+    finally:
+        await apps.close_all()
