@@ -229,3 +229,58 @@ async def test_a_viewer_is_refused_a_run_and_told_why(page: Page, tmp_path: Path
         await expect(page.locator(".request-status .problem-detail")).to_contain_text("operator")
     finally:
         await apps.close_all()
+
+
+async def test_an_operator_cancels_a_run_and_runs_it_again_from_its_page(
+    page: Page, served: Served, tmp_path: Path
+) -> None:
+    # given a run whose held task is running, its page open
+    params = {"release": str(tmp_path / "never")}
+    run_id = await served.request("held", **params)
+    await page.goto(f"{served.base}/runs/{run_id}")
+    await expect(page.locator('.dag-node[data-task="hold"]')).to_have_attribute(
+        "data-state", "running", timeout=LIVE)
+    # when Cancel is pressed
+    await page.locator('button[data-action="cancel"]').click()
+    # then the run is cancelled, the held task too, and Cancel is gone
+    await expect(page.locator(".page-head .badge")).to_have_text("cancelled", timeout=LIVE)
+    await expect(page.locator('.dag-node[data-task="hold"]')).to_have_attribute(
+        "data-state", "cancelled", timeout=LIVE)
+    await expect(page.locator('button[data-action="cancel"]')).to_have_count(0)
+    run = (await served.client.get(f"/runs/{run_id}")).json()
+    assert [a["action"] for a in run["audit"]] == ["requested", "cancelled"]
+    # when Re-run is pressed, then a new run of the same pipeline and params is linked
+    await page.locator('button[data-action="rerun"]').click()
+    again = page.locator(".action-status a")
+    await expect(again).to_have_count(1)
+    new_id = (await again.text_content() or "").strip()
+    assert new_id.startswith("run-") and new_id != run_id
+    rerun = await served.client.post(f"/runs/{new_id}/cancel")  # leave nothing held
+    assert rerun.status_code == 202, rerun.text
+    events = await served.client.get(f"/runs/{new_id}/events", params={"limit": 1})
+    created = events.json()["items"][0]
+    assert (created["data"]["pipeline"], created["data"]["params"]) == ("held", params)
+
+
+async def test_the_dashboard_is_served_beside_the_api(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.base) as http:
+        # each dashboard path answers the one page; its files have their media types
+        for path in ("/", "/runs", "/runs/run-anything", "/agents", "/models", "/dead-letters"):
+            answer = await http.get(path)
+            assert answer.status_code == 200, path
+            assert answer.headers["content-type"].startswith("text/html")
+            assert '<script type="module" src="/static/js/app.js">' in answer.text
+        module = await http.get("/static/js/pages/run.js")
+        assert module.headers["content-type"].startswith("text/javascript")
+        assert module.headers["cache-control"] == "no-cache"
+        again = await http.get("/static/js/pages/run.js",
+                               headers={"if-none-match": module.headers["etag"]})
+        assert again.status_code == 304
+        css = await http.get("/static/vendor/uplot/uPlot.min.css")
+        assert css.headers["content-type"].startswith("text/css")
+        # and what is not the dashboard's stays the API's: a problem document
+        for path in ("/static/nope.js", "/runs/a/b", "/api/v1/nope"):
+            missing = await http.get(path)
+            assert missing.status_code == 404, path
+        assert (await http.get("/api/v1/nope")).headers["content-type"] == \
+            "application/problem+json"
