@@ -86,13 +86,14 @@ async def test_the_rows_own_times_are_used_when_the_server_records_them(
     page: Page, static_server: StaticServer
 ) -> None:
     # given a run row whose attempts carry queued_at / started_at / ended_at
-    row = {"tasks": [{"name": "fit", "attempt_history": [
-        {"number": 1, "agent_id": "gpu-9", "gpus": [2], "status": "succeeded",
-         "queued_at": T0 + 1, "started_at": T0 + 2, "ended_at": T0 + 3}]}]}
+    timed: dict[str, Any] = {"number": 1, "agent_id": "gpu-9", "gpus": [2],
+                             "status": "succeeded", "queued_at": T0 + 1, "started_at": T0 + 2,
+                             "ended_at": T0 + 3}
+    untimed = {k: v for k, v in timed.items() if not k.endswith("_at")}
     # then those are drawn, not the log's; without them, the log's
+    row = {"tasks": [{"name": "fit", "attempt_history": [timed]}]}
     from_row = await derive(page, static_server, "timelineAttempts", row, EVENTS)
     assert [(a["agent"], a["started_at"] - T0) for a in from_row] == [("gpu-9", 2)]
-    row["tasks"][0]["attempt_history"][0] = {"number": 1, "agent_id": "gpu-9", "gpus": [],
-                                             "status": "succeeded"}
+    row = {"tasks": [{"name": "fit", "attempt_history": [untimed]}]}
     from_log = await derive(page, static_server, "timelineAttempts", row, EVENTS)
     assert [a["attempt"] for a in from_log] == [1, 2, 3]

@@ -191,7 +191,7 @@ export function render(view, _params, search) {
   const live = new Live({
     types: ["run_created", "run_succeeded", "run_failed", "run_cancelled", "task_ready",
       "task_started", "task_succeeded", "task_failed", "task_cancelled", "task_upstream_failed"],
-    filters: { pipeline: filters.pipeline || null },
+    // no server-side filter: the list's filters change while the stream stays (matches())
     onEvent: apply, reload: reloadFirstPage,
   });
   live.start(); // before the first page, so no run created meanwhile is missed
