@@ -20,7 +20,8 @@ from starlette.types import Scope
 
 STATIC = Path(__file__).with_name("static")
 INDEX = STATIC / "index.html"
-PAGES = ("/", "/runs", "/runs/{run_id}", "/agents", "/triggers", "/models", "/dead-letters")
+PAGES = ("/", "/overview", "/runs", "/runs/{run_id}", "/agents", "/triggers", "/models",
+         "/dead-letters")
 """The dashboard's paths (app.js routes them); anything else is a 404 as before."""
 MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                ".html": "text/html; charset=utf-8", ".json": "application/json",

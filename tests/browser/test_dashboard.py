@@ -8,6 +8,7 @@ shown as their title and detail."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -85,6 +86,7 @@ async def test_a_requested_run_appears_and_moves_through_its_states_without_a_re
     # given the dashboard open on the runs list
     await page.goto(f"{served.base}/")
     await expect(page.locator("table.runs")).to_be_visible()
+    await expect(page.locator("#live")).to_have_attribute("data-mode", "stream")  # SSE
     await page.evaluate("window.sameDocument = true")
     paint = await page.evaluate(
         "() => Object.fromEntries(performance.getEntriesByType('paint')"
@@ -284,3 +286,22 @@ async def test_the_dashboard_is_served_beside_the_api(served: Served) -> None:
             assert missing.status_code == 404, path
         assert (await http.get("/api/v1/nope")).headers["content-type"] == \
             "application/problem+json"
+
+
+async def test_the_overview_shows_the_pipeline_metrics_and_charts_them_over_time(
+    page: Page, served: Served, screenshot: Any
+) -> None:
+    # given a run that ended
+    await run_to_end(served.bus, await served.request("flaky"))
+    # when the overview is opened
+    await page.goto(f"{served.base}/overview")
+    # then the figures `baton metrics` prints are tiles, the run counted among them
+    failed = page.locator('[data-figure="success rate"] .tile-detail')
+    await expect(failed).to_contain_text(re.compile(r"[1-9]\d* failed"), timeout=LIVE)
+    await expect(page.locator(".tile")).to_have_count(10)
+    # and each chart over time has its series, the runs that ended among its points
+    await page.wait_for_function("Object.keys(window.baton?.overview ?? {}).length === 4")
+    ended = await page.evaluate(
+        "window.baton.overview.runs.plot.data[2].filter(v => v > 0).length")
+    assert ended >= 1
+    await screenshot("overview")

@@ -1,7 +1,7 @@
 // The dashboard's shell: a router over real paths (/runs, /runs/{id}, /agents, /triggers,
-// /models, /dead-letters; the server answers each with this page), the API token form, and
-// the page in view. Each page module exports `render(view, params)` and returns an object
-// with `stop()`, called when the user leaves it (it closes the page's event stream).
+// /models, /dead-letters, /overview; the server answers each with this page), the API token
+// form, and the page in view. Each page module exports `render(view, params)` and returns an
+// object with `stop()`, called when the user leaves it (it closes the page's event stream).
 
 import { setToken, token } from "./api.js";
 import { el } from "./dom.js";
@@ -13,6 +13,7 @@ const ROUTES = [
   [/^\/triggers\/?$/, "triggers", () => import("./pages/triggers.js")],
   [/^\/models\/?$/, "models", () => import("./pages/models.js")],
   [/^\/dead-letters\/?$/, "dead-letters", () => import("./pages/letters.js")],
+  [/^\/overview\/?$/, "overview", () => import("./pages/overview.js")],
 ];
 
 let current = null;

@@ -14,10 +14,11 @@ function colour(i) {
   return SERIES_COLOURS[i % SERIES_COLOURS.length];
 }
 
-function seriesOptions(name, i, everyPoint) {
+function seriesOptions(name, i, everyPoint, colours) {
   // a version chart marks every version; a time series lets uPlot hide points when dense
-  const points = everyPoint ? { show: true, size: 9, fill: colour(i), stroke: colour(i) } : {};
-  return { label: name, stroke: colour(i), width: 2, spanGaps: true, points,
+  const stroke = colours?.[name] ?? colour(i);
+  const points = everyPoint ? { show: true, size: 9, fill: stroke, stroke } : {};
+  return { label: name, stroke, width: 2, spanGaps: true, points,
     value: (_, v) => metric(v) };
 }
 
@@ -50,7 +51,8 @@ class ChartView {
     const { x, ...made } = this.makeOptions(this);
     const opts = {
       ...sizeOf(this.container, this.options), ...made,
-      series: [x ?? {}, ...names.map((name, i) => seriesOptions(name, i, this.everyPoint))],
+      series: [x ?? {}, ...names.map((name, i) =>
+        seriesOptions(name, i, this.everyPoint, this.options.colours))],
     };
     this.plot = new uPlot(opts, data, this.container);
     return this;
@@ -110,6 +112,7 @@ function aligned(input) {
 /**
  * Metrics over time: `input` is {times: [epoch s, ...], series: {name: [value|null, ...]}},
  * every series as long as `times`. `update` takes the same shape (for a live overview).
+ * `options.colours` ({name: "#rrggbb"}) fixes a series' colour (a state's, say).
  */
 export function timeSeriesChart(container, input, options = {}) {
   return new ChartView(container, aligned, () => ({

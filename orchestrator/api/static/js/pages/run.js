@@ -3,12 +3,16 @@
 // artifacts, the lineage from its trigger to the models it registered, who requested or
 // cancelled it, and the cancel and re-run buttons.
 //
-// Live: each of the run's events recolours its task's node in place and extends the
-// timeline (the log is the timeline's source: attempts.js); the run's row, which holds what
-// events alone do not (errors, outputs, waiting reasons), is read again once per burst.
+// The run's row has it all (attempts with their times, params, lineage); the DAG's spec is
+// the pipeline version's (GET /pipelines/{name}). A server whose rows lack the attempts'
+// times gets its timeline from the run's events instead (attempts.js), as does a run whose
+// pipeline version is not listed get its spec from its run_created event.
+//
+// Live: each of the run's events recolours its task's node in place (and, without row times,
+// extends the timeline); the row is read again once per burst for the rest.
 
 import { get, post, query } from "../api.js";
-import { attemptsFromEvents, timelineAttempts } from "../attempts.js";
+import { attemptsFromEvents, fromRow, timelineAttempts } from "../attempts.js";
 import { renderDag } from "../dag.js";
 import { el } from "../dom.js";
 import { duration, metric } from "../format.js";
@@ -82,20 +86,26 @@ function attemptBlocks(run) {
 }
 
 function lineage(run, created) {
+  const l = run.lineage ?? {};
   const trigger = created?.data?.trigger ?? {};
-  const payload = trigger.payload ?? {};
-  const dataset = payload.dataset ? `${payload.dataset}@${payload.version ?? "?"}` : null;
-  const steps = [
-    el("div", { class: "step" }, el("div", { class: "muted" }, "trigger"),
-      el("div", {}, run.trigger_type ?? trigger.type ?? "–"),
-      el("code", { class: "small" }, run.trigger_event_id ?? trigger.event_id ?? "–")),
-  ];
-  if (dataset) steps.push(el("div", { class: "step" }, el("div", { class: "muted" }, "dataset version"), el("div", {}, dataset)));
-  steps.push(el("div", { class: "step" }, el("div", { class: "muted" }, "pipeline"),
-    el("div", {}, run.pipeline), el("code", { class: "small" }, run.pipeline_version ?? "")));
-  steps.push(el("div", { class: "step" }, el("div", { class: "muted" }, "models"),
-    run.models?.length ? run.models.map((m) => el("div", {}, link(`/models?name=${encodeURIComponent(m.name)}`, `${m.name} v${m.version}`)))
-      : el("div", { class: "muted" }, "none registered")));
+  const payload = run.trigger_payload ?? trigger.payload ?? {};
+  const name = l.dataset ?? payload.dataset ?? null;
+  const dataset = name ? `${name}@${l.dataset_version ?? payload.version ?? "?"}` : null;
+  const step = (label, ...body) => el("div", { class: "step", "data-step": label },
+    el("div", { class: "muted" }, label), ...body);
+  const steps = [step("trigger", el("div", {}, run.trigger_type ?? trigger.type ?? "–"),
+    el("code", { class: "small" }, run.trigger_event_id ?? trigger.event_id ?? "–"))];
+  if (dataset) {
+    steps.push(step("dataset version", el("div", {}, dataset),
+      l.dataset_sha256 ? el("code", { class: "small" }, `sha256:${l.dataset_sha256.slice(0, 12)}`) : null));
+  }
+  steps.push(step("pipeline", el("div", {}, run.pipeline),
+    el("code", { class: "small" }, run.pipeline_version ?? "")));
+  const models = l.models ?? run.models ?? [];
+  steps.push(step("models", models.length
+    ? models.map((m) => el("div", {}, link(`/models?name=${encodeURIComponent(m.name ?? m.model)}`,
+      `${m.name ?? m.model} v${m.version}`)))
+    : el("div", { class: "muted" }, "none registered")));
   return el("div", { class: "lineage" }, steps.flatMap((s, i) => (i ? [el("span", { class: "arrow" }, "→"), s] : [s])));
 }
 
@@ -126,7 +136,9 @@ export function render(view, [runId]) {
     section("Audit", auditBox), section("Params", paramsBox));
 
   let run = null;
+  let spec = null;
   let events = [];
+  let needEvents = false;
   const seen = new Set();
   let dag = null;
   let dagVersion = null;
@@ -147,11 +159,12 @@ export function render(view, [runId]) {
 
   function drawDag() {
     const created = events.find((e) => e.type === "run_created");
-    const spec = created?.data?.spec;
-    if (!spec) return;
-    if (!dag || dagVersion !== created.data.pipeline_version) {
-      dag = renderDag(dagBox, spec, { onSelect: (task) => document.getElementById(`task-${task}`)?.scrollIntoView({ block: "center" }) });
-      dagVersion = created.data.pipeline_version;
+    const drawn = spec ?? created?.data?.spec;
+    const version = run?.pipeline_version ?? created?.data?.pipeline_version;
+    if (!drawn) return;
+    if (!dag || dagVersion !== version) {
+      dag = renderDag(dagBox, drawn, { onSelect: (task) => document.getElementById(`task-${task}`)?.scrollIntoView({ block: "center" }) });
+      dagVersion = version;
     }
     if (run) {
       for (const t of run.tasks) dag.setState(t.name, t.status, t.waiting ?? null);
@@ -178,7 +191,7 @@ export function render(view, [runId]) {
     attemptsBox.replaceChildren(...attemptBlocks(run));
     lineageBox.replaceChildren(lineage(run, created));
     auditBox.replaceChildren(audit(run));
-    paramsBox.replaceChildren(json(created?.data?.params ?? {}));
+    paramsBox.replaceChildren(json(run.params ?? created?.data?.params ?? {}));
   }
 
   function drawAll() {
@@ -187,14 +200,28 @@ export function render(view, [runId]) {
     drawTimeline();
   }
 
+  /** The spec of the run's pipeline version, or null (then its run_created event's). */
+  async function specOf(row) {
+    try {
+      const found = await get(`/pipelines/${encodeURIComponent(row.pipeline)}`);
+      return found.versions.find((v) => v.version === row.pipeline_version)?.spec ?? null;
+    } catch {
+      return null;
+    }
+  }
+
   async function load() {
     try {
-      // the row first: the events read after it reach at least as far (an ended row's
-      // events are then all there, and the page stops reading)
+      // the row first: events read after it reach at least as far (an ended row's events are
+      // then all there, and the page stops reading)
       run = await get(`/runs/${encodeURIComponent(runId)}`);
-      events = await allEvents(runId);
-      seen.clear();
-      for (const e of events) seen.add(e.id);
+      if (!spec) spec = await specOf(run);
+      needEvents = fromRow(run) === null || spec === null;
+      if (needEvents) {
+        events = await allEvents(runId);
+        seen.clear();
+        for (const e of events) seen.add(e.id);
+      }
       problem.replaceChildren();
       drawAll();
     } catch (err) {
@@ -215,12 +242,12 @@ export function render(view, [runId]) {
     if (envelope.subject !== runId && envelope.data?.run_id !== runId) return;
     if (seen.has(envelope.id)) return;
     seen.add(envelope.id);
-    events.push(envelope);
+    if (needEvents) events.push(envelope);
     if (envelope.type === "run_created") drawDag();
     const state = stateAfter(envelope);
     if (state && dag) dag.setState(envelope.data.task, state, envelope.data.reason ?? null);
     if (ENDED[envelope.type] && run) run = { ...run, status: ENDED[envelope.type] };
-    drawTimeline();
+    if (needEvents) drawTimeline();
     reloadRow();
   }
 
@@ -236,7 +263,8 @@ export function render(view, [runId]) {
         reloadRow();
       } else {
         const created = events.find((e) => e.type === "run_created");
-        const made = await post("/runs", { pipeline: run.pipeline, params: created?.data?.params ?? {}, priority: run.priority ?? 0 });
+        const params = run.params ?? created?.data?.params ?? {};
+        const made = await post("/runs", { pipeline: run.pipeline, params, priority: run.priority ?? 0 });
         actionStatus.replaceChildren("Re-run requested: ", runLink(made.run_id));
       }
     } catch (err) {
