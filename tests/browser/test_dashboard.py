@@ -257,11 +257,13 @@ async def test_an_operator_cancels_a_run_and_runs_it_again_from_its_page(
     await expect(again).to_have_count(1)
     new_id = (await again.text_content() or "").strip()
     assert new_id.startswith("run-") and new_id != run_id
-    rerun = await served.client.post(f"/runs/{new_id}/cancel")  # leave nothing held
-    assert rerun.status_code == 202, rerun.text
-    events = await served.client.get(f"/runs/{new_id}/events", params={"limit": 1})
-    created = events.json()["items"][0]
-    assert (created["data"]["pipeline"], created["data"]["params"]) == ("held", params)
+    # and its page opens at once (the link waits for it to be projected); cancel it there too
+    await again.click()
+    await expect(page).to_have_url(f"{served.base}/runs/{new_id}")
+    await page.locator('button[data-action="cancel"]').click()
+    await expect(page.locator(".page-head .badge")).to_have_text("cancelled", timeout=LIVE)
+    rerun = (await served.client.get(f"/runs/{new_id}")).json()
+    assert (rerun["pipeline"], rerun["params"]) == ("held", params)
 
 
 async def test_the_dashboard_is_served_beside_the_api(served: Served) -> None:

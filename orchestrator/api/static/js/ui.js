@@ -14,8 +14,10 @@ export function link(href, ...children) {
   return el("a", { href, "data-nav": "" }, ...children);
 }
 
-export function runLink(runId) {
-  return link(`/runs/${encodeURIComponent(runId)}`, el("code", {}, runId));
+/** A run's page; `position` (what a write answered) makes its first read wait for the run. */
+export function runLink(runId, position = null) {
+  const wait = position ? `?min_position=${encodeURIComponent(position)}` : "";
+  return link(`/runs/${encodeURIComponent(runId)}${wait}`, el("code", {}, runId));
 }
 
 /** A coloured state label; `kind` "run" or "task", or the state whose colour it takes. */

@@ -117,7 +117,9 @@ function audit(run) {
     el("td", {}, el("code", {}, a.request_id ?? "–")), el("td", {}, when(a.at)))));
 }
 
-export function render(view, [runId]) {
+export function render(view, [runId], search) {
+  // a link made by a write waits for the run to be projected (then the URL forgets it)
+  let minPosition = search.get("min_position");
   const head = el("div", { class: "page-head" });
   const actions = el("div", { class: "actions" });
   const actionStatus = el("div", { class: "action-status" });
@@ -214,7 +216,11 @@ export function render(view, [runId]) {
     try {
       // the row first: events read after it reach at least as far (an ended row's events are
       // then all there, and the page stops reading)
-      run = await get(`/runs/${encodeURIComponent(runId)}`);
+      run = await get(`/runs/${encodeURIComponent(runId)}${query({ min_position: minPosition })}`);
+      if (minPosition) {
+        minPosition = null;
+        history.replaceState(null, "", `/runs/${encodeURIComponent(runId)}`);
+      }
       if (!spec) spec = await specOf(run);
       needEvents = fromRow(run) === null || spec === null;
       if (needEvents) {
@@ -265,7 +271,7 @@ export function render(view, [runId]) {
         const created = events.find((e) => e.type === "run_created");
         const params = run.params ?? created?.data?.params ?? {};
         const made = await post("/runs", { pipeline: run.pipeline, params, priority: run.priority ?? 0 });
-        actionStatus.replaceChildren("Re-run requested: ", runLink(made.run_id));
+        actionStatus.replaceChildren("Re-run requested: ", runLink(made.run_id, made.position));
       }
     } catch (err) {
       actionStatus.replaceChildren(problemBox(err));

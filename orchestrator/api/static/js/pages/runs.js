@@ -171,7 +171,7 @@ export function render(view, _params, search) {
     requestStatus.replaceChildren("requesting…");
     try {
       const made = await post("/runs", { pipeline });
-      requestStatus.replaceChildren("requested ", runLink(made.run_id));
+      requestStatus.replaceChildren("requested ", runLink(made.run_id, made.position));
     } catch (err) {
       requestStatus.replaceChildren(problemBox(err));
     }
