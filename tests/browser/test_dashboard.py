@@ -22,11 +22,13 @@ from playwright.async_api import Page, expect
 from bus import Bus, Outgoing
 from events import topics
 from events.codec import encode
+from events.common import Capabilities, GpuInfo, Resources
 from events.envelope import envelope
 from events.pipeline import PipelineSpec, RegisterSpec, RetryPolicy, TaskSpec, TriggerSpec
 from events.triggers import DataArrived
 from orchestrator.api.auth import Tokens, add_token
-from orchestrator.service.embedded_app import EmbeddedApp
+from orchestrator.api.server import Listen, bind
+from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
 from orchestrator.service.home import Home
 from tests.browser.artifacts import screenshots_dir
 from tests.browser.dashboard_tasks import ref as mine
@@ -37,7 +39,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 HELD = PipelineSpec(name="held", tasks=(
     TaskSpec(name="prepare", function=ref("seed")),
-    TaskSpec(name="hold", function=mine("held"), deps=("prepare",)),
+    TaskSpec(name="hold", function=mine("held"), deps=("prepare",),
+             resources=Resources(gpus=1)),
     TaskSpec(name="finish", function=mine("finish"), deps=("hold",)),
 ))
 FLAKY = PipelineSpec(name="flaky", tasks=(
@@ -52,6 +55,11 @@ SCORED = PipelineSpec(name="scored", tasks=(
 ))
 FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
                    triggers=(TriggerSpec(on="data_arrived", dataset="digits"),))
+AGENT = AgentSpec(Capabilities(cpus=4, memory_mb=4096, gpus=(
+    GpuInfo(index=0, model="A100", memory_mb=40960), GpuInfo(index=1, model="A100",
+                                                             memory_mb=40960))),
+    agent_id="gpu-a")
+"""An agent that advertises two GPUs (declared, as `baton agent --gpus` does): 'hold' takes one."""
 LIVE = 15_000
 """ms to wait for what the page shows to follow the log (the first task also waits for the
 agent's first worker process to start)."""
@@ -73,7 +81,10 @@ class Served:
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     apps = Apps(Home(tmp_path_factory.mktemp("dashboard") / "home"))
     try:
-        app, bus = await apps.start(HELD, FLAKY, SCORED, FED, http=True)
+        app = EmbeddedApp(apps.home, {s.name: s for s in (HELD, FLAKY, SCORED, FED)}, [AGENT],
+                          http=bind(Listen("127.0.0.1", 0)))
+        apps.opened.append(app)
+        bus = await app.start()
         async with httpx.AsyncClient(base_url=api_url(app), timeout=30) as client:
             yield Served(app, bus, client)
     finally:
@@ -185,7 +196,9 @@ async def test_a_dead_letter_is_redriven_from_its_page(
     await screenshot("dead-letters")
 
 
-async def test_the_triggers_and_agents_pages(page: Page, served: Served, screenshot: Any) -> None:
+async def test_the_triggers_page_shows_accepted_and_ignored_triggers(
+    page: Page, served: Served, screenshot: Any
+) -> None:
     # given a dataset version announced twice (the second is ignored as a duplicate)
     data = DataArrived(dataset="digits", version="v1", uri="file:///tmp/digits.csv")
     for event_id in ("arrival-1", "arrival-2"):
@@ -198,12 +211,6 @@ async def test_the_triggers_and_agents_pages(page: Page, served: Served, screens
         "duplicate_version", timeout=LIVE)
     await expect(page.locator('tr[data-outcome="accepted"] a')).to_have_count(1)
     await screenshot("triggers")
-    # and the agents page draws the agent's capacity bars
-    await page.locator('nav a[data-page="agents"]').click()
-    agent = page.locator(".agent").first
-    await expect(agent.locator(".bar")).to_have_count(2)
-    await expect(agent.locator('[data-bar="CPU"] .bar-text')).to_contain_text("/ 4 cores")
-    await screenshot("agents")
 
 
 async def test_an_api_problem_is_shown_as_its_title_and_detail(page: Page, served: Served) -> None:
@@ -307,3 +314,25 @@ async def test_the_overview_shows_the_pipeline_metrics_and_charts_them_over_time
         "window.baton.overview.runs.plot.data[2].filter(v => v > 0).length")
     assert ended >= 1
     await screenshot("overview")
+
+
+async def test_the_agents_page_shows_capacity_in_use_and_what_runs_there(
+    page: Page, served: Served, screenshot: Any, tmp_path: Path
+) -> None:
+    # given a run whose held task holds one of the agent's two GPUs
+    release = tmp_path / "release"
+    run_id = await served.request("held", release=str(release))
+    await page.goto(f"{served.base}/agents")
+    agent = page.locator('.agent[data-agent="gpu-a"]')
+    # then the agent's bars: CPU, memory and one per GPU, one GPU in use, the attempt listed
+    await expect(agent.locator(".running li")).to_contain_text(f"{run_id}", timeout=LIVE)
+    await expect(agent.locator(".running li")).to_contain_text("hold #1 · GPUs")
+    await expect(agent.locator(".bar")).to_have_count(4)
+    await expect(agent.locator('[data-bar^="GPU"][data-used="1"]')).to_have_count(1)
+    await expect(agent.locator('[data-bar="CPU"] .bar-text')).to_contain_text("/ 4 cores")
+    await expect(agent).to_have_attribute("data-state", "alive")
+    await screenshot("agents")
+    # when the task ends, then the page follows: nothing runs there, no GPU in use
+    release.touch()
+    await expect(agent.locator(".running li")).to_have_count(0, timeout=LIVE)
+    await expect(agent.locator('[data-bar^="GPU"][data-used="1"]')).to_have_count(0)
