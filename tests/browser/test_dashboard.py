@@ -328,11 +328,14 @@ async def test_the_agents_page_shows_capacity_in_use_and_what_runs_there(
     await expect(agent.locator(".running li")).to_contain_text(f"{run_id}", timeout=LIVE)
     await expect(agent.locator(".running li")).to_contain_text("hold #1 · GPUs")
     await expect(agent.locator(".bar")).to_have_count(4)
-    await expect(agent.locator('[data-bar^="GPU"][data-used="1"]')).to_have_count(1)
+    # (use is what the agent's heartbeats say: it may trail the placement by a beat)
+    await expect(agent.locator('[data-bar^="GPU"][data-used="1"]')).to_have_count(1,
+                                                                               timeout=LIVE)
     await expect(agent.locator('[data-bar="CPU"] .bar-text')).to_contain_text("/ 4 cores")
     await expect(agent).to_have_attribute("data-state", "alive")
     await screenshot("agents")
     # when the task ends, then the page follows: nothing runs there, no GPU in use
     release.touch()
     await expect(agent.locator(".running li")).to_have_count(0, timeout=LIVE)
-    await expect(agent.locator('[data-bar^="GPU"][data-used="1"]')).to_have_count(0)
+    await expect(agent.locator('[data-bar^="GPU"][data-used="1"]')).to_have_count(0,
+                                                                               timeout=LIVE)

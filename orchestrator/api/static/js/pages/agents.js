@@ -2,14 +2,14 @@
 // attempts running on it, and its state (alive, draining, stopped, lost with the evidence).
 // Use changes with every placement and heartbeat: the page reads GET /agents again after the
 // events that change it (placements, ends, agents advertising, draining, stopping), at most
-// once per burst, and every few seconds for the heartbeats the stream does not carry.
+// once per burst, and every 2 s for the heartbeats (free capacity) the stream does not carry.
 
 import { get } from "../api.js";
 import { el } from "../dom.js";
 import { Live, debounce } from "../live.js";
 import { badge, empty, problemBox, runLink } from "../ui.js";
 
-const HEARTBEAT_MS = 5000;
+const HEARTBEAT_MS = 2000;
 const STATE_COLOUR = { alive: "succeeded", draining: "retry_wait", stopped: "cancelled", lost: "failed" };
 
 function bar(label, used, total, unit) {
