@@ -339,3 +339,34 @@ async def test_the_agents_page_shows_capacity_in_use_and_what_runs_there(
     await expect(agent.locator(".running li")).to_have_count(0, timeout=LIVE)
     await expect(agent.locator('[data-bar^="GPU"][data-used="1"]')).to_have_count(0,
                                                                                timeout=LIVE)
+
+
+async def test_the_runs_list_filters_and_pages_through_the_api(
+    page: Page, served: Served
+) -> None:
+    # given a failed run and a succeeded one, the succeeded one newest
+    failed = await served.request("flaky")
+    await run_to_end(served.bus, failed)
+    succeeded = await served.request("scored", accuracy=0.5)
+    await run_to_end(served.bus, succeeded)
+    await projected(served.app, served.bus)
+    # when the list is filtered to failed runs
+    await page.goto(f"{served.base}/runs?status=failed")
+    rows = page.locator("table.runs tbody tr")
+    await expect(rows.first).to_have_attribute("data-run", failed)
+    # then only failed runs are listed
+    assert set(await rows.evaluate_all("rs => rs.map(r => r.dataset.status)")) == {"failed"}
+    # when the filter is changed on the page to succeeded ones
+    await page.locator('select[name="status"]').select_option("succeeded")
+    await expect(rows.first).to_have_attribute("data-run", succeeded)
+    assert set(await rows.evaluate_all("rs => rs.map(r => r.dataset.status)")) == {"succeeded"}
+    await expect(page).to_have_url(f"{served.base}/runs?status=succeeded")
+    # when pages hold one run, then "Older runs" follows the API's cursor and back again
+    await page.goto(f"{served.base}/runs?limit=1")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_attribute("data-run", succeeded)
+    await page.get_by_role("button", name="Older runs").click()
+    await expect(rows.first).to_have_attribute("data-run", failed)
+    await expect(rows).to_have_count(1)
+    await page.get_by_role("button", name="Newest runs").click()
+    await expect(rows.first).to_have_attribute("data-run", succeeded)

@@ -13,6 +13,7 @@ import { badge, empty, problemBox, runLink, when } from "../ui.js";
 const STATUSES = ["running", "succeeded", "failed", "cancelled"];
 const TRIGGERS = ["manual", "data_arrived", "drift_detected", "schedule"];
 const ENDED = { run_succeeded: "succeeded", run_failed: "failed", run_cancelled: "cancelled" };
+/** Rows per page; `?limit=N` in the URL changes it (1 to 500, as the API allows). */
 const LIMIT = 25;
 
 function tasksText(run) {
@@ -58,6 +59,7 @@ function select(name, label, values, chosen) {
 export function render(view, _params, search) {
   const filters = { status: search.get("status") ?? "", pipeline: search.get("pipeline") ?? "",
     trigger_type: search.get("trigger_type") ?? "" };
+  const limit = Math.min(500, Math.max(1, Number(search.get("limit")) || LIMIT));
   const rows = new Map();
   const body = el("tbody");
   const status = el("div", { class: "list-status" });
@@ -98,13 +100,13 @@ export function render(view, _params, search) {
 
   async function load(cursor = null) {
     try {
-      const page = await get(`/runs${query({ ...filters, limit: LIMIT, cursor })}`);
-      if (cursor === null) {
-        rows.clear();
-        body.replaceChildren();
-      }
+      const page = await get(`/runs${query({ ...filters, limit, cursor })}`);
+      // a page replaces the one shown (the list stays one page long however far back)
+      rows.clear();
+      body.replaceChildren();
       onFirstPage = cursor === null;
       page.items.forEach((run) => put(run));
+      body.dataset.page = cursor ?? "first";
       next = page.next;
       more.hidden = next === null;
       first.hidden = onFirstPage;
@@ -160,7 +162,7 @@ export function render(view, _params, search) {
   form.addEventListener("change", () => {
     const data = new FormData(form);
     for (const key of Object.keys(filters)) filters[key] = data.get(key) ?? "";
-    history.replaceState(null, "", `/runs${query(filters)}`);
+    history.replaceState(null, "", `/runs${query({ ...filters, limit: limit === LIMIT ? null : limit })}`);
     load(null);
   });
   more.addEventListener("click", () => load(next));
