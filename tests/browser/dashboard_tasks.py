@@ -36,3 +36,8 @@ def scored(ctx: TaskContext) -> Result:
 
 def shaky(first: int) -> None:
     raise ValueError(f"shaky: failed on purpose after {first}")
+
+
+def markup(ctx: TaskContext) -> None:
+    """Fails with the message the run was given: what an error says is the task's to choose."""
+    raise ValueError(str(ctx.params["message"]))

@@ -53,6 +53,7 @@ SCORED = PipelineSpec(name="scored", tasks=(
     TaskSpec(name="register", kind="register", deps=("fit",),
              registration=RegisterSpec(model="scorer", artifact_from="fit", metrics_from="fit")),
 ))
+MARKUP = PipelineSpec(name="markup", tasks=(TaskSpec(name="say", function=mine("markup")),))
 FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
                    triggers=(TriggerSpec(on="data_arrived", dataset="digits"),))
 AGENT = AgentSpec(Capabilities(cpus=4, memory_mb=4096, gpus=(
@@ -81,8 +82,8 @@ class Served:
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     apps = Apps(Home(tmp_path_factory.mktemp("dashboard") / "home"))
     try:
-        app = EmbeddedApp(apps.home, {s.name: s for s in (HELD, FLAKY, SCORED, FED)}, [AGENT],
-                          http=bind(Listen("127.0.0.1", 0)))
+        specs = {s.name: s for s in (HELD, FLAKY, SCORED, MARKUP, FED)}
+        app = EmbeddedApp(apps.home, specs, [AGENT], http=bind(Listen("127.0.0.1", 0)))
         apps.opened.append(app)
         bus = await app.start()
         async with httpx.AsyncClient(base_url=api_url(app), timeout=30) as client:
@@ -157,7 +158,7 @@ async def test_the_run_page_shows_each_attempt_its_error_and_traceback(
     await expect(errors.first).to_have_text("shaky: failed on purpose after 41")
     await page.locator(".attempt details summary").first.click()
     await expect(page.locator(".traceback").first).to_contain_text("ValueError")
-    await expect(page.locator(".audit-actor, .card", has_text="Audit")).to_contain_text("local")
+    await expect(page.locator("section.card", has_text="Audit")).to_contain_text("local")
     await screenshot("failed-run")
 
 
@@ -370,3 +371,23 @@ async def test_the_runs_list_filters_and_pages_through_the_api(
     await expect(rows).to_have_count(1)
     await page.get_by_role("button", name="Newest runs").click()
     await expect(rows.first).to_have_attribute("data-run", succeeded)
+
+
+async def test_what_a_task_or_the_api_says_is_shown_as_text_never_as_html(
+    page: Page, served: Served
+) -> None:
+    # given a run whose task failed with a message that is markup
+    hostile = '<img src="x" onerror="window.pwned = 1"><b>bold</b>'
+    run_id = await served.request("markup", message=hostile)
+    await run_to_end(served.bus, run_id)
+    await projected(served.app, served.bus)
+    # when the list and the run's page show it
+    await page.goto(f"{served.base}/runs?pipeline=markup")
+    reason = page.locator(f'tr[data-run="{run_id}"] .reason')
+    await expect(reason).to_have_text(f"task 'say' failed: {hostile}")
+    await page.goto(f"{served.base}/runs/{run_id}")
+    await expect(page.locator('.attempt[data-status="failed"] .error')).to_have_text(hostile)
+    await expect(page.locator(".params, pre.json")).to_contain_text('"message": "<img')
+    # then it is the literal text: no element came of it, nothing ran
+    assert await page.evaluate("document.querySelectorAll('img, main b').length") == 0
+    assert await page.evaluate("window.pwned === undefined")
