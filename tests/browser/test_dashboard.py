@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,15 @@ AGENT = AgentSpec(Capabilities(cpus=4, memory_mb=4096, gpus=(
 LIVE = 15_000
 """ms to wait for what the page shows to follow the log (the first task also waits for the
 agent's first worker process to start)."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def patient_expect() -> Iterator[None]:
+    """Every page here waits on a real server (and a real worker) that a loaded machine slows:
+    each `expect` in this module waits up to LIVE, then the default comes back."""
+    expect.set_options(timeout=LIVE)
+    yield
+    expect.set_options(timeout=None)
 
 
 class Served:
