@@ -131,6 +131,8 @@ def caller_of(request: Request, tokens: Tokens | None) -> Caller:
     if tokens is None:
         return Caller(LOCAL, "admin", request_id)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if not scheme and _streaming(request):
+        scheme, token = "bearer", request.query_params.get("access_token", "")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("no bearer token: send 'Authorization: Bearer TOKEN' (make one with "
                             "'baton tokens add')")
@@ -138,6 +140,12 @@ def caller_of(request: Request, tokens: Tokens | None) -> Caller:
     if entry is None:
         raise _unauthorized("the bearer token is not one of this server's tokens")
     return Caller(entry.name, entry.role, request_id)
+
+
+def _streaming(request: Request) -> bool:
+    """A browser's EventSource cannot send an Authorization header: a stream request (GET,
+    Accept: text/event-stream) may carry its token as `access_token` instead."""
+    return request.method == "GET" and "text/event-stream" in request.headers.get("accept", "")
 
 
 def allowed(caller: Caller, role: Role) -> None:

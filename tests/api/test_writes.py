@@ -259,3 +259,22 @@ async def test_a_run_requested_with_a_traceparent_carries_it_into_its_log(
                                    min_position=made["position"])).json()["items"]
         firsts.append(events[0]["traceparent"])
     assert firsts == [parent, None]
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_a_stream_takes_its_token_as_access_token_and_nothing_else_does(
+    guarded: tuple[Client, dict[str, str]],
+) -> None:
+    client, tokens = guarded
+    stream = {"Accept": "text/event-stream"}
+    # when the stream is asked for with the token in the query (what a browser's EventSource
+    # can send), without one, and a plain read tries the same
+    async with client.http.stream("GET", "/events", headers=stream,
+                                  params={"access_token": tokens["viewer"]}) as answer:
+        opened = answer.status_code
+    refused = await client.http.get("/events", headers=stream)
+    plain = await client.http.get("/runs", params={"access_token": tokens["viewer"]})
+    # then only the stream takes it
+    assert opened == 200
+    assert_problem(refused, 401, "unauthorized")
+    assert_problem(plain, 401, "unauthorized")

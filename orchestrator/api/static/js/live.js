@@ -4,11 +4,12 @@
 // The browser's EventSource resends the last `id:` (an opaque cursor over the log) as
 // Last-Event-ID when it reconnects, so the server resumes exactly after it. A `resync` event
 // (the subscriber fell too far behind) means: reload what the page shows through the REST API,
-// then continue from the cursor it names. Where the stream cannot be had (a server without it,
-// or one that needs a token, which EventSource cannot send), the page is reloaded through the
-// REST API every POLL_MS instead, and the header says so.
+// then continue from the cursor it names. EventSource cannot send a bearer header, so a token
+// goes as `access_token` (the API takes it on stream requests alone). Where the stream cannot
+// be had, the page is reloaded through the REST API every POLL_MS instead, and the header
+// says so.
 
-import { API, query } from "./api.js";
+import { API, query, token } from "./api.js";
 
 export const POLL_MS = 2000;
 
@@ -52,7 +53,10 @@ export class Live {
   start(after = null) {
     this.close();
     if (this.stopped) return this;
-    const url = `${API}/events${query({ ...this.filters, types: this.types.join(","), after })}`;
+    // EventSource cannot send a bearer header: the stream takes the token as access_token.
+    const access_token = token() || null;
+    const url = `${API}/events${query({ ...this.filters, types: this.types.join(","), after,
+                                        access_token })}`;
     let source;
     try {
       source = new EventSource(url);
