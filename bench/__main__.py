@@ -6,8 +6,9 @@ itself unless BATON_KAFKA_BOOTSTRAP names one), placement (one placement pass of
 over a big fleet and backlog), core (the pure core's CPU per chained and fanned-out task, no
 bus), floor (a chained task's durable steps alone, against the real chain), failover (SIGKILL
 the agent running a task, time until it runs elsewhere; real processes, on the embedded bus
-or the one --bus names) and cli (one `baton publish` from a fresh process, against `python -c
-pass`) run only when named.
+or the one --bus names), api (the HTTP API's reads over a projection of a million runs, SSE
+delivery, the coordinator with live and stalled subscribers) and cli (one `baton publish`
+from a fresh process, against `python -c pass`) run only when named.
 
 `--profile` runs the named benchmarks under cProfile and prints their hot spots too. The size
 flags override each benchmark's default size (a smoke test runs tiny ones).
@@ -32,6 +33,7 @@ from typing import Any, TextIO
 
 from agents import gc_policy
 from bench import (
+    api,
     chain,
     cli,
     core,
@@ -93,6 +95,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
     "placement": lambda s: placement.measure(_or(s.agents, 1000), _or(s.tasks, 10_000)),
     "failover": lambda s: failover.measure(_or(s.repeat, 3), bus_url=s.bus),
     "cli": lambda s: cli.measure(_or(s.repeat, 10)),
+    "api": lambda s: api.measure(_or(s.runs, api.RUNS), requests=_or(s.repeat, 200)),
 }
 DEFAULT = ("chain", "fanout", "digits", "triggers", "replay")
 """What runs when no name is given: the embedded benchmarks (kafka needs a broker)."""
@@ -173,10 +176,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sizes.add_argument("--isolated", type=_count(1),
                        help="triggers one at a time (triggers 20, kafka 50)")
     sizes.add_argument("--events", type=_count(1), help="run-log events to replay (100000)")
-    sizes.add_argument("--runs", type=_count(1), help="digits runs (5)")
+    sizes.add_argument("--runs", type=_count(1),
+                       help="digits runs (5); api: runs in the projection it reads (1000000)")
     sizes.add_argument("--repeat", type=_count(1),
                        help="bus: calls of each operation (30); failover: kills (3); cli: fresh "
-                            "processes of each kind (10); floor: chained tasks (1000)")
+                            "processes of each kind (10); floor: chained tasks (1000); api: "
+                            "requests of each kind of read (200)")
     parser.add_argument("--bus", default=EMBEDDED, metavar="URL", type=bus_url,
                         help="failover: the bus its processes use (default embedded; e.g. "
                              "kafka://localhost:9092, topics in a namespace of their own)")

@@ -197,6 +197,19 @@ class Projector(Loop):
                     pass
             return True
 
+    @contextlib.asynccontextmanager
+    async def holding(self) -> AsyncIterator[bool]:
+        """The writer's lock and connection held outside `run`, for a caller that hands `take`
+        records it did not read from the bus itself: the API bench (bench/api.py) fills a
+        projection of a million runs through this write path without keeping their log.
+        False, with nothing held, if another writer has the lock."""
+        with writer_lock(self.path) as free:
+            if not free:
+                yield False
+                return
+            async with self._connected():
+                yield True
+
     def next_written(self) -> asyncio.Event:
         """Set once the next transaction of rows is committed (`written` has moved): taken
         before looking at the positions, a waiter cannot miss the commit that reaches them."""
