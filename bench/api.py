@@ -579,7 +579,7 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
 # ------------------------------------------------------------------------------ the bench
 
 async def measure(runs: int = RUNS, *, requests: int = 200, chain_length: int = 100,
-                  width: int = 200, rounds: int = 5, subscribers_n: int = 50,
+                  width: int = 200, rounds: int = 3, subscribers_n: int = 50,
                   workers: int | None = None) -> Report:
     report = Report(f"api: reads over {runs:,} projected runs, SSE delivery, and the "
                     "coordinator with subscribers")
