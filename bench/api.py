@@ -57,7 +57,7 @@ from orchestrator.api.context import ApiContext
 from orchestrator.api.server import Listen, bind, serve, url_of
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.fleet_tracker import FleetTracker
-from orchestrator.store.projections import STORE_VERSION, Projector
+from orchestrator.store.projections import STORE_VERSION, Projector, connect
 from orchestrator.store.rows import ROW_VERSION
 
 RUNS = 1_000_000
@@ -281,6 +281,8 @@ def reads_of(path: Path, runs: int, pipeline: str, seed: int = 13) -> list[Read]
         Read("first page of runs", "read_first_page", ["/runs"], True),
         Read("filtered page (status=failed, pipeline)", "read_filtered_page",
              [f"/runs?{failed}"], True),
+        Read("filtered page with no match (status=running, pipeline)",
+             "read_filtered_empty_page", [f"/runs?status=running&pipeline={pipeline}"], True),
         Read("deep page (cursor half way down)", "read_deep_page",
              [f"/runs?cursor={pages.encode(list(middle))}"], True),
         Read("deep filtered page (cursor half way down the matches)",
@@ -295,6 +297,7 @@ def reads_of(path: Path, runs: int, pipeline: str, seed: int = 13) -> list[Read]
 async def serving(path: Path) -> AsyncIterator[str]:
     """The real API over the projection at `path`, on a loopback port: its base URL. The
     bus is an empty embedded one (the reads measured here touch only the projection)."""
+    await (await connect(path)).close()  # the schema made current, as a projector's start does
     with temp_home("baton-bench-api-") as home:
         bus = await open_bus_url("embedded", home.root)
         context = ApiContext(bus, path, FleetTracker(bus))
@@ -343,6 +346,8 @@ def _answered(response: httpx.Response, read: Read, runs: int) -> bool:
     body = response.json()
     if not read.page:
         return bool(body.get("tasks"))
+    if "status=running" in read.paths[0]:
+        return body["items"] == []
     return len(body["items"]) == min(pages.DEFAULT_LIMIT, runs) or body["next"] is None
 
 
@@ -355,6 +360,8 @@ def query_plans(path: Path, pipeline: str) -> list[str]:
         asked = {
             "filtered": (f"{head} AND status = ? AND pipeline = ? {tail}", ("failed", pipeline)),
             "deep": (f"{head} AND (created_at, run_id) < (?, ?) {tail}", (2e9, "")),
+            "filtered, no match": (f"{head} AND status = ? AND pipeline = ? {tail}",
+                                   ("running", pipeline)),
             "deep filtered": (f"{head} AND status = ? AND pipeline = ? AND (created_at, run_id)"
                               f" < (?, ?) {tail}", ("failed", pipeline, 2e9, "")),
         }

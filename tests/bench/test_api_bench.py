@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench import api
+from orchestrator.store import queries
+from orchestrator.store.projections import connect
 from tests.bench.test_bench_smoke import check
 
 
@@ -41,3 +43,25 @@ async def test_api_bench_reuses_its_cache(tmp_path: Path,
 
     # then it is reused, not filled again
     assert not first.reused and again.reused and again.path == first.path
+
+
+async def test_the_failed_runs_of_a_pipeline_are_read_through_one_index(tmp_path: Path) -> None:
+    """Without (pipeline, status) the page scanned every run of the pipeline to find the
+    failed ones: ~0.4 s at a million runs for a pipeline that never failed (bench api)."""
+    # given a projection, and the statements its queries run
+    conn = await connect(tmp_path / "projections.db")
+    asked: list[str] = []
+    await conn.set_trace_callback(asked.append)
+    try:
+        # when a page of one pipeline's failed runs is read
+        where = queries.RunFilter(status="failed", pipeline="train")
+        await queries.runs_page(conn, where, (1e9, "run-x"), 50)
+        (sql,) = [s for s in asked if s.startswith("SELECT created_at")]
+        async with conn.execute(f"EXPLAIN QUERY PLAN {sql}") as cur:
+            plan = " ".join([str(row[-1]) async for row in cur])
+    finally:
+        await conn.close()
+
+    # then one index answers both filters and the order
+    assert "runs_pipeline_status (pipeline=? AND status=?" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
