@@ -347,7 +347,7 @@ def _answered(response: httpx.Response, read: Read, runs: int) -> bool:
     if not read.page:
         return bool(body.get("tasks"))
     if "status=running" in read.paths[0]:
-        return body["items"] == []
+        return not body["items"]
     return len(body["items"]) == min(pages.DEFAULT_LIMIT, runs) or body["next"] is None
 
 
