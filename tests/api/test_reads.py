@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from events.envelope import envelope
 from events.pipeline import PipelineSpec, RegisterSpec, TaskSpec, TriggerSpec
 from events.triggers import DataArrived
 from orchestrator.api import positions
+from orchestrator.api.server import Listen, bind
 from orchestrator.service.embedded_app import EmbeddedApp
 from orchestrator.service.home import Home
 from tests.integration.support import (
@@ -356,3 +358,14 @@ async def test_metrics_are_served_as_prometheus_text_and_as_json(
     assert 'cicd_pipeline_run_duration_seconds_count{cicd_pipeline_name="quick"' in text
     assert figures["caught_up"] is True
     assert figures["runs"]["succeeded"] == 1 and figures["runs"]["success_rate"] == 1.0
+
+
+def test_the_api_socket_sends_small_answers_at_once() -> None:
+    # given the socket the API serves on
+    sock = bind(Listen("127.0.0.1", 0))
+    try:
+        # then Nagle's algorithm is off: a kept-alive client is not kept waiting ~40 ms for
+        # its delayed ACK on every answer (accepted sockets inherit the option)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()
