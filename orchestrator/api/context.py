@@ -14,6 +14,7 @@ from bus import Bus, TopicPartition
 from events.pipeline import PipelineSpec
 from orchestrator.api import positions
 from orchestrator.api.auth import Tokens
+from orchestrator.api.hub import Hub
 from orchestrator.api.problems import Problem
 from orchestrator.metrics.service import Metrics
 from orchestrator.service.fleet_tracker import FleetTracker
@@ -39,6 +40,8 @@ class ApiContext:
     wait_s: float = DEFAULT_WAIT_S
     tokens: Tokens | None = None
     """None: no tokens; the API then listens on loopback only, every caller an admin."""
+    hub: Hub | None = None
+    """The process's one reader of the streamed log, which live subscribers follow."""
     metrics: Metrics | None = None
     """The pipeline metrics this process keeps current from the log (/metrics)."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ from bus import Bus, Record, TopicPartition
 from bus.loop import Tail
 from events import topics
 from events.topics import partition_for
-from orchestrator.api import cursors, positions
+from orchestrator.api import cursors
+from orchestrator.api.hub import Feed, Hub, decoded
 
 KEEPALIVE_S = 15.0
 """An idle stream sends a comment this often, so proxies and clients know it is alive."""
@@ -26,12 +26,11 @@ MAX_BEHIND = 100_000
 BEHIND_CHECK_S = 5.0
 """How often a subscriber's distance to the end is measured (it costs a request per
 partition on Kafka)."""
-QUIET_TYPES = frozenset({"agent_heartbeat"})
-"""Not streamed: a heartbeat a second per agent says nothing a page shows."""
 
 
 TURN = "turn"
 IDLE = "idle"
+RENDERED = "rendered"
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,11 @@ class Message:
     kind: str
     cursor: str | None = None
     data: dict[str, Any] | None = None
+    text: str | None = None
+    """`data` as JSON, when rendered already (by the hub, once for every subscriber)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Filter:
     run_id: str | None = None
     pipeline: str | None = None
@@ -80,45 +81,101 @@ class Subscription:
     def cursor(self) -> str:
         return cursors.encode(self.at, self.partitions)
 
-    async def messages(self, stop: asyncio.Event, wait_s: float = KEEPALIVE_S
+    async def messages(self, stop: asyncio.Event, wait_s: float = KEEPALIVE_S,
+                       hub: Hub | None = None, rendered: bool = False
                        ) -> AsyncIterator[Message]:
         """Events as the log has them, each with the cursor after it; after each read a TURN
         (it sent events) or an IDLE (it sent none: the read found nothing within `wait_s`, or
-        nothing wanted); a resync when the subscriber fell too far behind."""
+        nothing wanted); a resync when the subscriber fell too far behind. With a `hub`: reads
+        the log itself only until level with its end, then follows the hub (and reads the log
+        itself again if the hub drops it for lagging). `rendered`: a caller that writes SSE
+        may get a RENDERED message, a whole read's events as the hub rendered them."""
         if (resync := await self._behind()) is not None:  # a cursor from long ago
             yield resync
-        checked = time.monotonic()
         while not stop.is_set():
-            tail = Tail(self.bus, self.where.inputs(self.bus), dict(self.at), wait_s=wait_s)
-            async with contextlib.aclosing(tail.turns(stop)) as turns:
-                async for records in turns:
-                    sent = False
-                    for record in records:
-                        message = await self._event(record)
-                        if message is not None:
-                            sent = True
-                            yield message
-                    yield Message(TURN if sent else IDLE)
-                    if time.monotonic() - checked > BEHIND_CHECK_S:
-                        checked = time.monotonic()
-                        if (resync := await self._behind()) is not None:
-                            yield resync
-                            break  # read on from the end, in a new tail
+            feed = hub.subscribe(self.at) if hub is not None and hub.ready.is_set() else None
+            try:
+                if feed is None or not self._level(feed):
+                    async for message in self._read_itself(stop, wait_s, feed):
+                        yield message
+                if feed is not None and self._level(feed):
+                    async for message in self._follow(feed, stop, wait_s, rendered):
+                        yield message
+            finally:
+                if feed is not None and hub is not None:
+                    hub.unsubscribe(feed)
+
+    async def _read_itself(self, stop: asyncio.Event, wait_s: float, feed: Feed | None
+                           ) -> AsyncIterator[Message]:
+        """The log from where this subscriber is, until it is level with `feed` (forever
+        without one), or a resync (then it is at the end)."""
+        checked = time.monotonic()
+        tail = Tail(self.bus, self.where.inputs(self.bus), dict(self.at), wait_s=wait_s)
+        async with contextlib.aclosing(tail.turns(stop)) as turns:
+            async for records in turns:
+                sent = False
+                for record in records:
+                    message = await self._event(record)
+                    if message is not None:
+                        sent = True
+                        yield message
+                yield Message(TURN if sent else IDLE)
+                if feed is not None and self._level(feed):
+                    return  # the feed has every record from here on
+                if time.monotonic() - checked > BEHIND_CHECK_S:
+                    checked = time.monotonic()
+                    if (resync := await self._behind()) is not None:
+                        yield resync
+                        return  # read on from the end, in a new tail
+
+    def _level(self, feed: Feed) -> bool:
+        """Whether this subscriber has read (itself) up to where the feed began."""
+        return all(self.at.get(tp, 0) >= feed.start.get(tp, 0)
+                   for tp in self.where.inputs(self.bus))
+
+    async def _follow(self, feed: Feed, stop: asyncio.Event, wait_s: float, rendered: bool
+                      ) -> AsyncIterator[Message]:
+        """The hub's batches, from where this subscriber is (what it read itself is skipped),
+        until the hub drops it."""
+        inputs = set(self.where.inputs(self.bus))
+        everything = len(inputs) == sum(self.partitions.values())
+        while not stop.is_set() and not feed.dropped:
+            if feed.queue.empty():
+                feed.woken.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(feed.woken.wait(), wait_s)
+                if feed.queue.empty():
+                    if not feed.dropped:
+                        yield Message(IDLE)
+                    continue
+            batch = feed.queue.get_nowait()
+            shared = everything and batch.before == self.at  # level with the hub: its cursors
+            if shared and rendered and self.where == Filter():
+                self.at.update(batch.after)  # wants everything: the batch as the hub wrote it
+                if batch.text:
+                    yield Message(RENDERED, text=batch.text)
+                yield Message(TURN if batch.text else IDLE)
+                continue
+            sent = False
+            for item in batch.items:
+                if item.tp not in inputs or item.offset < self.at.get(item.tp, 0):
+                    continue
+                self.at[item.tp] = item.offset + 1
+                if item.env is None or not await self._wanted(item.tp, item.env, item.kind):
+                    continue
+                sent = True
+                yield Message(item.kind, item.cursor if shared else self.cursor(), item.env,
+                              item.text)
+            yield Message(TURN if sent else IDLE)
 
     async def _event(self, record: Record) -> Message | None:
         self.at[record.tp] = record.offset + 1
-        try:
-            env = json.loads(record.value)
-        except ValueError:
-            return None  # not an envelope (the log's consumers dead-letter such records)
-        kind = str(env.get("type", ""))
-        if kind in QUIET_TYPES or not await self._wanted(record, env, kind):
+        item = decoded(record, "")
+        if item.env is None or not await self._wanted(record.tp, item.env, item.kind):
             return None
-        if record.topic != topics.AGENTS:
-            env["position"] = positions.token(record.tp, record.offset + 1)
-        return Message(kind, self.cursor(), env)
+        return Message(item.kind, self.cursor(), item.env, item.text)
 
-    async def _wanted(self, record: Record, env: dict[str, Any], kind: str) -> bool:
+    async def _wanted(self, tp: TopicPartition, env: dict[str, Any], kind: str) -> bool:
         where = self.where
         if where.types is not None and kind not in where.types:
             return False
@@ -126,13 +183,13 @@ class Subscription:
             return False
         if where.pipeline is None:
             return True
-        return await self._pipeline(record, env) == where.pipeline
+        return await self._pipeline(tp, env) == where.pipeline
 
-    async def _pipeline(self, record: Record, env: dict[str, Any]) -> str | None:
+    async def _pipeline(self, tp: TopicPartition, env: dict[str, Any]) -> str | None:
         data = env.get("data") or {}
-        if record.topic == topics.TRIGGER_LOG:
+        if tp.topic == topics.TRIGGER_LOG:
             return data.get("pipeline")
-        run_id = data.get("run_id") if record.topic == topics.MODELS else env.get("subject")
+        run_id = data.get("run_id") if tp.topic == topics.MODELS else env.get("subject")
         if not isinstance(run_id, str):
             return None
         if env.get("type") == "run_created":

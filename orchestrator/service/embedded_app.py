@@ -16,6 +16,7 @@ from events.common import Capabilities
 from events.pipeline import PipelineSpec
 from orchestrator.api.auth import Tokens
 from orchestrator.api.context import ApiContext
+from orchestrator.api.hub import Hub
 from orchestrator.api.service import ApiServer
 from orchestrator.core.settings import Settings
 from orchestrator.metrics.service import Metrics
@@ -93,10 +94,11 @@ class EmbeddedApp:
             fleet = FleetTracker(bus, expiry_s=self.expiry_s)
             components.append(("fleet tracker", fleet.run))
         if self.http is not None:
-            metrics = Metrics(bus)
+            metrics, hub = Metrics(bus), Hub(bus)
             self.api = ApiContext(bus, self.home.projections, fleet, projector=self.projector,
-                                  declared=self.pipelines, tokens=self.tokens, metrics=metrics)
-            components.extend([("metrics", metrics.run),
+                                  declared=self.pipelines, tokens=self.tokens, metrics=metrics,
+                                  hub=hub)
+            components.extend([("metrics", metrics.run), ("event hub", hub.run),
                                ("api", ApiServer(self.api, self.http).run)])
         agents = [self._agent(bus, i, spec) for i, spec in enumerate(self.agents)]
         components.extend((f"agent {a.agent_id}", a.run) for a in agents)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from events.pipeline import PipelineSpec, TaskSpec
+from orchestrator.api import hub as hub_module
 from orchestrator.api import subscription
 from orchestrator.service.home import Home
 from tests.api.test_reads import QUICK
@@ -278,3 +279,76 @@ async def test_a_runs_own_events_url_streams_it_live_when_asked_for_a_stream(
                     if seen and seen[-1] == "run_succeeded":
                         break
     assert seen[:2] == ["ready", "run_created"] and seen[-1] == "run_succeeded"
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_a_subscriber_the_hub_drops_for_lagging_reads_on_from_the_log_losing_nothing(
+    served: Served, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a hub that lets a subscriber lag by one read at most
+    monkeypatch.setattr(hub_module, "FEED_BATCHES", 1)
+    drops: list[object] = []
+    drop = hub_module.Hub._drop
+
+    def counted(self: hub_module.Hub, feed: hub_module.Feed) -> None:
+        drops.append(feed)
+        drop(self, feed)
+
+    monkeypatch.setattr(hub_module.Hub, "_drop", counted)
+    async with await served.start() as http:
+        assert served.app.api is not None and served.app.api.hub is not None
+        await asyncio.wait_for(served.app.api.hub.ready.wait(), WAIT_S)
+        # and a subscriber that follows it, then stops reading while runs go by
+        lagging = sse(http)
+        (ready,) = await until(lagging, lambda seen: True)
+        runs = [await request(http, "wide") for _ in range(6)]
+        for run_id in runs:
+            await run_to_end(served.bus, run_id)
+        # when it reads again
+        left = set(runs)
+
+        def all_ended(seen: list[Event]) -> bool:
+            if seen[-1].event == "run_succeeded":
+                left.discard(seen[-1].data["subject"])
+            return not left
+
+        seen = await until(lagging, all_ended)
+        await lagging.aclose()
+        # then it has every event of every run exactly once, as a reading of the log has them
+        whole = await until(sse(http, after=ready.id), all_ended) if left else []
+    assert drops  # it was dropped, and read on from the log
+    ids = [e.data["id"] for e in seen]
+    assert len(ids) == len(set(ids))
+    for run_id in runs:
+        mine = [i for i in ids if i.startswith(f"{run_id}/")]
+        assert mine[0] == f"{run_id}/1" and len(mine) == int(mine[-1].rsplit("/", 1)[1])
+    assert whole == []
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_live_subscribers_share_the_hubs_one_reading_of_the_log(
+    served: Served, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given records a subscriber would decode itself, counted
+    own: list[object] = []
+    event = subscription.Subscription._event
+
+    async def counted(self: subscription.Subscription, record: Any) -> Any:
+        own.append(record)
+        return await event(self, record)
+
+    monkeypatch.setattr(subscription.Subscription, "_event", counted)
+    async with await served.start() as http:
+        assert served.app.api is not None and served.app.api.hub is not None
+        await asyncio.wait_for(served.app.api.hub.ready.wait(), WAIT_S)
+        # when three subscribers at the live end see a run through
+        streams = [sse(http) for _ in range(3)]
+        for stream in streams:
+            await until(stream, lambda seen: True)
+        run_id = await request(http, "wide")
+        seen = [await until(stream, ended(run_id)) for stream in streams]
+        for stream in streams:
+            await stream.aclose()
+    # then each saw the whole run, and none read the log itself: the hub read it once
+    assert all(s[-1].event == "run_succeeded" for s in seen)
+    assert own == []

@@ -16,9 +16,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from orchestrator.api import cursors
 from orchestrator.api.context import ApiContext
 from orchestrator.api.deps import ctx
+from orchestrator.api.hub import sse
 from orchestrator.api.subscription import (
     IDLE,
     KEEPALIVE_S,
+    RENDERED,
     TURN,
     Filter,
     Message,
@@ -87,21 +89,25 @@ async def _stream(subscription: Subscription, context: ApiContext) -> AsyncItera
     event yet resumes from there), then the events."""
     yield f"retry: 1000\nid: {subscription.cursor()}\nevent: ready\ndata: {{}}\n\n"
     quiet_since = time.monotonic()
-    async for message in subscription.messages(context.stopping):
-        if message.kind == TURN:
-            continue
-        if message.kind == IDLE:
-            if time.monotonic() - quiet_since >= KEEPALIVE_S:
-                quiet_since = time.monotonic()
-                yield ": keepalive\n\n"
-            continue
-        quiet_since = time.monotonic()
-        yield _sse(message)
+    read: list[str] = []
+    async for message in subscription.messages(context.stopping, hub=context.hub,
+                                               rendered=True):
+        if message.kind == RENDERED:
+            read.append(message.text or "")
+        elif message.kind not in (TURN, IDLE):
+            read.append(_sse(message))
+        elif read:  # what one read brought goes out in one write
+            quiet_since = time.monotonic()
+            yield "".join(read)
+            read = []
+        elif time.monotonic() - quiet_since >= KEEPALIVE_S:
+            quiet_since = time.monotonic()
+            yield ": keepalive\n\n"
 
 
 def _sse(message: Message) -> str:
-    return (f"id: {message.cursor}\nevent: {message.kind}\n"
-            f"data: {json.dumps(message.data, separators=(',', ':'))}\n\n")
+    return sse(message.cursor, message.kind,
+               message.text or json.dumps(message.data, separators=(",", ":")))
 
 
 async def _long_poll(subscription: Subscription, context: ApiContext, wait_s: float,
@@ -110,7 +116,7 @@ async def _long_poll(subscription: Subscription, context: ApiContext, wait_s: fl
     deadline = time.monotonic() + wait_s
     stop = asyncio.Event()
     read_wait = max(min(wait_s, KEEPALIVE_S), 0.01)
-    async for message in subscription.messages(stop, wait_s=read_wait):
+    async for message in subscription.messages(stop, wait_s=read_wait, hub=context.hub):
         if message.kind in (TURN, IDLE):
             if items or time.monotonic() >= deadline or context.stopping.is_set():
                 break
