@@ -135,10 +135,8 @@ class Hub:
         self._drop_all()
         self._recent.clear()
         self._partitions = {t: self.bus.partitions(t) for t in cursors.STREAMED}
-        inputs = [TopicPartition(t, p) for t in cursors.STREAMED
-                  for p in range(self._partitions[t])]
-        self.at = at = {tp: await self.bus.end_offset(tp) for tp in inputs}
-        tail = Tail(self.bus, inputs, dict(at), wait_s=1.0)
+        self.at = at = await live_end(self.bus)
+        tail = Tail(self.bus, list(at), dict(at), wait_s=1.0)
         tail.pace_s = PACE_S
         self.ready.set()
         try:
@@ -184,3 +182,10 @@ class Hub:
 def _within(before: dict[TopicPartition, int], at: dict[TopicPartition, int]) -> bool:
     """Whether a read that began at `before` begins no later than `at` on every partition."""
     return all(offset <= at.get(tp, 0) for tp, offset in before.items())
+
+
+async def live_end(bus: Bus) -> dict[TopicPartition, int]:
+    """The end of every streamed partition: where the hub, and a subscriber without a cursor,
+    start."""
+    return {TopicPartition(topic, p): await bus.end_offset(TopicPartition(topic, p))
+            for topic in cursors.STREAMED for p in range(bus.partitions(topic))}

@@ -213,9 +213,3 @@ class Subscription:
             "reason": f"{behind} events behind the log's end (more than {MAX_BEHIND}): reload "
                       "what you show through the API, then go on from this cursor",
             "cursor": cursor})
-
-
-async def live_end(bus: Bus) -> dict[TopicPartition, int]:
-    """Where a subscriber without a cursor starts: the end of every streamed partition."""
-    return {TopicPartition(topic, p): await bus.end_offset(TopicPartition(topic, p))
-            for topic in cursors.STREAMED for p in range(bus.partitions(topic))}

@@ -34,6 +34,7 @@ from tests.integration.support import (
     api_url,
     projected,
     run_to_end,
+    serving,
     submit,
     tp_for,
 )
@@ -70,13 +71,9 @@ class Served:
 
 @pytest.fixture
 async def served(tmp_path: Path, bus_url: str) -> AsyncIterator[Served]:
-    apps = Apps(Home(tmp_path / "home"), bus_url)
-    try:
-        app, bus = await apps.start(QUICK, TRAIN, BROKEN, FED, http=True)
-        async with httpx.AsyncClient(base_url=api_url(app), timeout=30) as client:
-            yield Served(app, bus, client)
-    finally:
-        await apps.close_all()
+    async with serving(Home(tmp_path / "home"), bus_url, QUICK, TRAIN, BROKEN,
+                       FED) as (app, bus, client):
+        yield Served(app, bus, client)
 
 
 async def finish(served: Served, spec: PipelineSpec, key: str) -> str:

@@ -21,7 +21,7 @@ from events.runs import RunCreated
 from events.triggers import DataArrived
 from orchestrator.service.embedded_app import EmbeddedApp
 from orchestrator.service.home import Home
-from tests.integration.support import Apps, Tail, all_tps, api_url, tp_for
+from tests.integration.support import Tail, all_tps, serving, tp_for
 from tests.integration.tasks import ref
 
 FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
@@ -49,13 +49,8 @@ class Served:
 
 @pytest.fixture
 async def served(tmp_path: Path, bus_url: str) -> AsyncIterator[Served]:
-    apps = Apps(Home(tmp_path / "home"), bus_url)
-    try:
-        app, bus = await apps.start(FED, RETRAIN, http=True)
-        async with httpx.AsyncClient(base_url=api_url(app), timeout=30) as client:
-            yield Served(app, bus, client)
-    finally:
-        await apps.close_all()
+    async with serving(Home(tmp_path / "home"), bus_url, FED, RETRAIN) as (app, bus, client):
+        yield Served(app, bus, client)
 
 
 def baton_json(event_id: str, **data: Any) -> tuple[bytes, dict[str, str]]:

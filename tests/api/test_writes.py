@@ -21,7 +21,7 @@ from orchestrator.api.auth import Tokens, add_token
 from orchestrator.service.embedded_app import EmbeddedApp
 from orchestrator.service.home import Home
 from tests.api.test_reads import QUICK, assert_problem
-from tests.integration.support import Apps, Tail, all_tps, api_url, run_to_end, tp_for
+from tests.integration.support import Apps, Tail, all_tps, api_url, run_to_end, serving, tp_for
 from tests.integration.tasks import ref
 
 HANGS = PipelineSpec(name="hangs", tasks=(TaskSpec(name="hang", function=ref("hang")),))
@@ -43,13 +43,8 @@ class Client:
 
 @pytest.fixture
 async def client(tmp_path: Path, bus_url: str) -> AsyncIterator[Client]:
-    apps = Apps(Home(tmp_path / "home"), bus_url)
-    try:
-        app, bus = await apps.start(QUICK, HANGS, http=True)
-        async with httpx.AsyncClient(base_url=api_url(app), timeout=30) as http:
-            yield Client(app, bus, http)
-    finally:
-        await apps.close_all()
+    async with serving(Home(tmp_path / "home"), bus_url, QUICK, HANGS) as (app, bus, http):
+        yield Client(app, bus, http)
 
 
 async def intents_end(bus: Bus) -> dict[TopicPartition, int]:
@@ -162,13 +157,9 @@ async def guarded(tmp_path: Path, bus_url: str) -> AsyncIterator[tuple[Client, d
     path = tmp_path / "tokens.yaml"
     made = {role: add_token(path, f"{role}-1", role)
             for role in ("viewer", "operator", "admin")}
-    apps = Apps(Home(tmp_path / "home"), bus_url)
-    try:
-        app, bus = await apps.start(QUICK, http=True, tokens=Tokens.load(path))
-        async with httpx.AsyncClient(base_url=api_url(app), timeout=30) as http:
-            yield Client(app, bus, http), made
-    finally:
-        await apps.close_all()
+    async with serving(Home(tmp_path / "home"), bus_url, QUICK,
+                       tokens=Tokens.load(path)) as (app, bus, http):
+        yield Client(app, bus, http), made
 
 
 @pytest.mark.parametrize("bus_url", ["embedded"])

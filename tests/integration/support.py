@@ -7,10 +7,13 @@ passing test waits only as long as the system under test takes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
+
+import httpx
 
 from bus import EMBEDDED, Bus, Outgoing, Record, TopicPartition
 from events import topics
@@ -206,6 +209,19 @@ class Apps:
             for task in app._tasks:  # a component that crashed fails the test here
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise AssertionError(f"an app component crashed: {task.exception()!r}")
+
+
+@contextlib.asynccontextmanager
+async def serving(home: Home, bus_url: str, *specs: PipelineSpec, **start: Any
+                  ) -> AsyncIterator[tuple[EmbeddedApp, Bus, httpx.AsyncClient]]:
+    """An app serving its HTTP API (`Apps.start(..., http=True)`), and a client of it."""
+    apps = Apps(home, bus_url)
+    try:
+        app, bus = await apps.start(*specs, http=True, **start)
+        async with httpx.AsyncClient(base_url=api_url(app), timeout=30) as client:
+            yield app, bus, client
+    finally:
+        await apps.close_all()
 
 
 def api_url(app: EmbeddedApp) -> str:

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from orchestrator.api import cursors
 from orchestrator.api.context import ApiContext
 from orchestrator.api.deps import ctx
-from orchestrator.api.hub import sse
+from orchestrator.api.hub import live_end, sse
 from orchestrator.api.subscription import (
     IDLE,
     KEEPALIVE_S,
@@ -25,7 +25,6 @@ from orchestrator.api.subscription import (
     Filter,
     Message,
     Subscription,
-    live_end,
 )
 from orchestrator.store import queries
 
