@@ -3,15 +3,17 @@
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 Headers = tuple[tuple[str, bytes], ...]
 
 _LENGTHS = struct.Struct(">II")
 
 
-@dataclass(frozen=True, slots=True)
-class TopicPartition:
-    """One ordered stream; offsets and consumer positions only mean something per partition."""
+class TopicPartition(NamedTuple):
+    """One ordered stream; offsets and consumer positions only mean something per partition.
+    A named tuple, not a dataclass: it keys the dicts every loop, reader and subscriber
+    touches per record, and a tuple hashes and compares in C."""
 
     topic: str
     partition: int

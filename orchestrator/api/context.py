@@ -25,6 +25,7 @@ POLL_S = 0.02
 writes the projection (this process's own projector wakes it at each commit instead)."""
 DEFAULT_WAIT_S = 5.0
 """How long a read waits for `min_position` before it answers 503 with Retry-After."""
+KEEPALIVE_S = 15.0
 
 
 @dataclass
@@ -38,6 +39,9 @@ class ApiContext:
     declared: dict[str, PipelineSpec] = field(default_factory=dict)
     """The pipelines this process was started with (those that never ran are shown too)."""
     wait_s: float = DEFAULT_WAIT_S
+    keepalive_s: float = KEEPALIVE_S
+    """An idle event stream sends a comment about this often (within a third more), so
+    proxies and clients know it is alive."""
     tokens: Tokens | None = None
     """None: no tokens; the API then listens on loopback only, every caller an admin."""
     hub: Hub | None = None

@@ -23,10 +23,25 @@ PREFIX = "v1."
 
 
 def encode(positions: dict[TopicPartition, int], partitions: dict[str, int]) -> str:
-    offsets = [[positions.get(TopicPartition(topic, p), 0) for p in range(partitions[topic])]
-               for topic in STREAMED]
-    raw = json.dumps(offsets, separators=(",", ":")).encode()
-    return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return Cursor(positions, partitions).text()
+
+
+class Cursor:
+    """Offsets on every streamed partition, kept as the cursor's own text pieces: the hub
+    gives a cursor after every record it streams, and moving one partition then costs one
+    string, not a walk over every partition's offset."""
+
+    def __init__(self, positions: dict[TopicPartition, int], partitions: dict[str, int]):
+        self._pieces = [[str(positions.get(TopicPartition(topic, p), 0))
+                         for p in range(partitions[topic])] for topic in STREAMED]
+        self._topics = {topic: t for t, topic in enumerate(STREAMED)}
+
+    def move(self, tp: TopicPartition, offset: int) -> None:
+        self._pieces[self._topics[tp.topic]][tp.partition] = str(offset)
+
+    def text(self) -> str:
+        raw = "[" + ",".join(["[" + ",".join(piece) + "]" for piece in self._pieces]) + "]"
+        return PREFIX + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def decode(cursor: str, partitions: dict[str, int]) -> dict[TopicPartition, int]:

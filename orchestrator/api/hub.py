@@ -60,9 +60,10 @@ class Batch:
     before: dict[TopicPartition, int]
     after: dict[TopicPartition, int]
     items: list[Item]
-    text: str
-    """Every event of the batch as SSE messages, rendered once: what a subscriber that wants
-    everything and is level with the hub writes as it is (one write, no work per event)."""
+    data: bytes
+    """Every event of the batch as SSE messages, rendered and encoded once: what a subscriber
+    that wants everything and is level with the hub writes as it is (one write, no work per
+    event)."""
 
 
 def sse(cursor: str | None, kind: str, text: str) -> str:
@@ -95,6 +96,8 @@ class Feed:
     queue: asyncio.Queue[Batch] = field(default_factory=lambda: asyncio.Queue(FEED_BATCHES))
     dropped: bool = False
     woken: asyncio.Event = field(default_factory=asyncio.Event)
+    ticked: bool = False
+    """A period of the subscriber's wait passed (its keepalive clock), not a batch."""
 
 
 @dataclass
@@ -153,12 +156,14 @@ class Hub:
     def _batch(self, records: list[Record], at: dict[TopicPartition, int]) -> Batch:
         before = dict(at)
         items = []
+        cursor = cursors.Cursor(at, self._partitions)
         for record in records:
             at[record.tp] = record.offset + 1
-            items.append(decoded(record, cursors.encode(at, self._partitions)))
-        text = "".join([sse(item.cursor, item.kind, item.text)
-                        for item in items if item.env is not None])
-        return Batch(before, dict(at), items, text)
+            cursor.move(record.tp, record.offset + 1)
+            items.append(decoded(record, cursor.text()))
+        data = "".join([sse(item.cursor, item.kind, item.text)
+                        for item in items if item.env is not None]).encode()
+        return Batch(before, dict(at), items, data)
 
     def _offer(self, batch: Batch) -> None:
         for feed in list(self._feeds):

@@ -17,10 +17,10 @@ from bus.loop import Tail
 from events import topics
 from events.topics import partition_for
 from orchestrator.api import cursors
-from orchestrator.api.hub import Feed, Hub, decoded
+from orchestrator.api.hub import Batch, Feed, Hub, decoded
 
 KEEPALIVE_S = 15.0
-"""An idle stream sends a comment this often, so proxies and clients know it is alive."""
+"""How long a subscriber waits for an event before its read says IDLE."""
 MAX_BEHIND = 100_000
 """Events a subscriber may be behind the log's end before it is told to resync."""
 BEHIND_CHECK_S = 5.0
@@ -44,6 +44,9 @@ class Message:
     data: dict[str, Any] | None = None
     text: str | None = None
     """`data` as JSON, when rendered already (by the hub, once for every subscriber)."""
+    rendered: bytes = b""
+    """A RENDERED message's events, as SSE messages the hub encoded once for everybody (a
+    whole read: no TURN follows it)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class Subscription:
     """Where the subscriber is on every streamed partition: its cursor."""
     partitions: dict[str, int] = field(init=False)
     _pipelines: dict[str, str] = field(default_factory=dict)
+    _begun: bool = False
+    _resync: Message | None = None
+    _feed: Feed | None = None
 
     def __post_init__(self) -> None:
         self.partitions = {topic: self.bus.partitions(topic) for topic in cursors.STREAMED}
@@ -90,10 +96,14 @@ class Subscription:
         the log itself only until level with its end, then follows the hub (and reads the log
         itself again if the hub drops it for lagging). `rendered`: a caller that writes SSE
         may get a RENDERED message, a whole read's events as the hub rendered them."""
-        if (resync := await self._behind()) is not None:  # a cursor from long ago
-            yield resync
+        if not self._begun:
+            await self.begin(hub)
+        if self._resync is not None:  # a cursor from long ago
+            yield self._resync
         while not stop.is_set():
-            feed = hub.subscribe(self.at) if hub is not None and hub.ready.is_set() else None
+            feed, self._feed = self._feed, None
+            if feed is None and hub is not None and hub.ready.is_set():
+                feed = hub.subscribe(self.at)
             try:
                 if feed is None or not self._level(feed):
                     async for message in self._read_itself(stop, wait_s, feed):
@@ -104,6 +114,22 @@ class Subscription:
             finally:
                 if feed is not None and hub is not None:
                     hub.unsubscribe(feed)
+
+    async def begin(self, hub: Hub | None, *, resumed: bool = True) -> None:
+        """Settles where the stream starts before the stream says where (its `ready`): a
+        cursor from long ago becomes a resync, and the subscriber takes its place at the hub
+        at once, so what follows `ready` reaches it through the hub, not a read of its own.
+        `resumed`: the start is a cursor (else the live end: nothing to be behind)."""
+        self._begun = True
+        self._resync = await self._behind() if resumed else None
+        if hub is not None and hub.ready.is_set():
+            self._feed = hub.subscribe(self.at)
+
+    def end(self, hub: Hub | None) -> None:
+        """A stream that ends before it read anything gives its place at the hub back."""
+        if hub is not None and self._feed is not None:
+            hub.unsubscribe(self._feed)
+            self._feed = None
 
     async def _read_itself(self, stop: asyncio.Event, wait_s: float, feed: Feed | None
                            ) -> AsyncIterator[Message]:
@@ -139,34 +165,58 @@ class Subscription:
         until the hub drops it."""
         inputs = set(self.where.inputs(self.bus))
         everything = len(inputs) == sum(self.partitions.values())
-        while not stop.is_set() and not feed.dropped:
-            if feed.queue.empty():
-                feed.woken.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(feed.woken.wait(), wait_s)
+        whole = rendered and everything and self.where == Filter()
+        loop = asyncio.get_running_loop()
+        ticker: asyncio.TimerHandle | None = None
+
+        def tick() -> None:  # one timer per period, not one per wait: waits are per batch
+            nonlocal ticker
+            feed.ticked = True
+            feed.woken.set()
+            ticker = loop.call_later(wait_s, tick)
+
+        ticker = loop.call_later(wait_s, tick)
+        try:
+            while not stop.is_set() and not feed.dropped:
                 if feed.queue.empty():
-                    if not feed.dropped:
-                        yield Message(IDLE)
+                    feed.woken.clear()
+                    await feed.woken.wait()
+                    if feed.queue.empty():
+                        if feed.ticked and not feed.dropped:
+                            feed.ticked = False
+                            yield Message(IDLE)
+                        continue
+                batch = feed.queue.get_nowait()
+                shared = everything and batch.before == self.at  # level: the hub's cursors
+                if shared and whole:  # wants everything: the batches as the hub wrote them
+                    taken = [batch.data]
+                    while not feed.queue.empty():  # all it has not taken yet, in one write
+                        batch = feed.queue.get_nowait()
+                        taken.append(batch.data)
+                    self.at.update(batch.after)
+                    data = b"".join(taken)
+                    yield Message(RENDERED, rendered=data) if data else Message(IDLE)
                     continue
-            batch = feed.queue.get_nowait()
-            shared = everything and batch.before == self.at  # level with the hub: its cursors
-            if shared and rendered and self.where == Filter():
-                self.at.update(batch.after)  # wants everything: the batch as the hub wrote it
-                if batch.text:
-                    yield Message(RENDERED, text=batch.text)
-                yield Message(TURN if batch.text else IDLE)
+                async for message in self._sift(batch, inputs, shared):
+                    yield message
+        finally:
+            assert ticker is not None
+            ticker.cancel()
+
+    async def _sift(self, batch: Batch, inputs: set[TopicPartition], shared: bool
+                    ) -> AsyncIterator[Message]:
+        """What of a batch this subscriber wants, and the TURN (or IDLE) after it."""
+        sent = False
+        for item in batch.items:
+            if item.tp not in inputs or item.offset < self.at.get(item.tp, 0):
                 continue
-            sent = False
-            for item in batch.items:
-                if item.tp not in inputs or item.offset < self.at.get(item.tp, 0):
-                    continue
-                self.at[item.tp] = item.offset + 1
-                if item.env is None or not await self._wanted(item.tp, item.env, item.kind):
-                    continue
-                sent = True
-                yield Message(item.kind, item.cursor if shared else self.cursor(), item.env,
-                              item.text)
-            yield Message(TURN if sent else IDLE)
+            self.at[item.tp] = item.offset + 1
+            if item.env is None or not await self._wanted(item.tp, item.env, item.kind):
+                continue
+            sent = True
+            yield Message(item.kind, item.cursor if shared else self.cursor(), item.env,
+                          item.text)
+        yield Message(TURN if sent else IDLE)
 
     async def _event(self, record: Record) -> Message | None:
         self.at[record.tp] = record.offset + 1

@@ -20,7 +20,7 @@ async def test_api_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(api.CACHE_ENV, str(tmp_path))
 
     # when the bench runs at a tiny size
-    report = await api.measure(200, requests=3, chain_length=5, width=10, rounds=1,
+    report = await api.measure(200, requests=3, chain_length=5, width=10, rounds=1, in_a_row=1,
                                subscribers_n=2, workers=1)
 
     # then every figure is there, and the projection holds the runs the core decided

@@ -64,7 +64,8 @@ async def answer(request: Request, wanted: Filter, cursor: str | None, wait: flo
     subscription = Subscription(context.bus, wanted, _pipeline_of(context),
                                 await _start(context, cursor))
     if "text/event-stream" in request.headers.get("accept", ""):
-        return StreamingResponse(_stream(subscription, context), media_type="text/event-stream",
+        return StreamingResponse(_stream(subscription, context, bool(cursor)),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return JSONResponse(await _long_poll(subscription, context, wait, limit))
 
@@ -73,6 +74,8 @@ async def _start(context: ApiContext, cursor: str | None) -> dict[Any, int]:
     partitions = {topic: context.bus.partitions(topic) for topic in cursors.STREAMED}
     if cursor:
         return cursors.decode(cursor, partitions)
+    if context.hub is not None and context.hub.ready.is_set():
+        return dict(context.hub.at)  # the live end as the hub has it: level with it at once
     return await live_end(context.bus)
 
 
@@ -83,25 +86,33 @@ def _pipeline_of(context: ApiContext) -> Any:
     return pipeline_of
 
 
-async def _stream(subscription: Subscription, context: ApiContext) -> AsyncIterator[str]:
+async def _stream(subscription: Subscription, context: ApiContext, resumed: bool
+                  ) -> AsyncIterator[bytes]:
     """The first message gives the cursor where the stream starts (so a client that saw no
     event yet resumes from there), then the events."""
-    yield f"retry: 1000\nid: {subscription.cursor()}\nevent: ready\ndata: {{}}\n\n"
-    quiet_since = time.monotonic()
-    read: list[str] = []
-    async for message in subscription.messages(context.stopping, hub=context.hub,
-                                               rendered=True):
-        if message.kind == RENDERED:
-            read.append(message.text or "")
-        elif message.kind not in (TURN, IDLE):
-            read.append(_sse(message))
-        elif read:  # what one read brought goes out in one write
-            quiet_since = time.monotonic()
-            yield "".join(read)
-            read = []
-        elif time.monotonic() - quiet_since >= KEEPALIVE_S:
-            quiet_since = time.monotonic()
-            yield ": keepalive\n\n"
+    try:
+        await subscription.begin(context.hub, resumed=resumed)
+        yield f"retry: 1000\nid: {subscription.cursor()}\nevent: ready\ndata: {{}}\n\n".encode()
+        quiet_since = time.monotonic()
+        read: list[bytes] = []
+        async for message in subscription.messages(  # IDLE thrice a keepalive period
+                context.stopping, context.keepalive_s / 3, hub=context.hub, rendered=True):
+            if message.kind == RENDERED:  # a whole read, as the hub rendered it
+                read.append(message.rendered)
+                quiet_since = time.monotonic()
+                yield b"".join(read)
+                read = []
+            elif message.kind not in (TURN, IDLE):
+                read.append(_sse(message).encode())
+            elif read:  # what one read brought goes out in one write
+                quiet_since = time.monotonic()
+                yield b"".join(read)
+                read = []
+            elif time.monotonic() - quiet_since >= context.keepalive_s:
+                quiet_since = time.monotonic()
+                yield b": keepalive\n\n"
+    finally:
+        subscription.end(context.hub)
 
 
 def _sse(message: Message) -> str:

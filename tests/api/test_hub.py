@@ -1,0 +1,32 @@
+"""The hub's bookkeeping, without a log: what a subscriber that does not keep up costs."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from bus import Bus, TopicPartition
+from orchestrator.api.hub import FEED_BATCHES, Batch, Hub
+
+RUNS_0 = TopicPartition("baton.runs", 0)
+
+
+def read(n: int) -> Batch:
+    """The hub's n-th read of one record."""
+    return Batch({RUNS_0: n}, {RUNS_0: n + 1}, [], b"id: x\nevent: e\ndata: {}\n\n")
+
+
+def test_a_subscriber_whose_feed_is_full_is_dropped_and_the_hub_waits_for_nobody() -> None:
+    # given a hub (no log needed for its offers) and a subscriber that took none of the
+    # FEED_BATCHES reads it was offered, beside one that took them all
+    hub = Hub(cast(Bus, None))
+    slow, quick = hub.subscribe({RUNS_0: 0}), hub.subscribe({RUNS_0: 0})
+    for n in range(FEED_BATCHES):
+        hub._offer(read(n))
+        quick.queue.get_nowait()
+    # when one more read comes
+    hub._offer(read(FEED_BATCHES))
+    hub._offer(read(FEED_BATCHES + 1))
+    # then the slow one is dropped and woken (it reads the log itself from where it was),
+    # holding only what it had; the other is offered every read
+    assert slow.dropped and slow.woken.is_set() and slow.queue.qsize() == FEED_BATCHES
+    assert not quick.dropped and quick.queue.qsize() == 2
