@@ -7,6 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+ALIAS_PATTERN = r"^[a-z][a-z0-9_\-]{0,62}$"
+"""A model alias is a plain name (`champion`, `challenger`, `staging`...): lower-case
+letters, digits, `_` and `-`, starting with a letter; no dots or slashes, so it is safe in a
+URL path and a file name."""
+
 
 class Frozen(BaseModel):
     """Base for every contract model: immutable, strict about unknown fields, and finite.
@@ -83,7 +88,7 @@ class Audit(Frozen):
 
     actor: str = Field(min_length=1, max_length=200)
     request_id: str = Field(min_length=1, max_length=200)
-    via: Literal["api", "cli"] = "api"
+    via: Literal["api", "cli", "run"] = "api"
 
 
 def _no_audit(value: object) -> bool:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from events.common import Frozen, Resources
+from events.common import ALIAS_PATTERN, Frozen, Resources
 
 DEFAULT_MAX_LOST_ATTEMPTS = 5
 
@@ -59,6 +59,11 @@ class RegisterSpec(Frozen):
     model: str
     artifact_from: str
     metrics_from: str | None = None
+    promote_to: str | None = Field(default=None, pattern=ALIAS_PATTERN,
+                                   exclude_if=lambda value: value is None)
+    """An alias the new version takes at once, citing the run's passing gate (the
+    registry refuses it without one, or when the champion moved since the gate read it).
+    Left out of the spec's wire form (and so of its content hash) when not set."""
 
 
 TaskKind = Literal["function", "gate", "register"]

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import Field
 
-from events.common import ArtifactRef
+from events.common import ALIAS_PATTERN, AUDIT_FIELD, ArtifactRef, Audit, Frozen
 from events.payloads import Payload, RunPayload
 from events.triggers import TriggerInfo
+
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+"""A model name as requests name it: no slashes, no leading dot."""
+
+
+class GateRef(Frozen):
+    """The gate decision that admitted a version: its run's `gate_evaluated` event."""
+
+    event_id: str
+    passed: bool
+    baseline_version: int | None = None
+    """The version the gate compared against (the alias holder it read), if any."""
+
+
+def _none(value: object) -> bool:
+    return value is None
+
+
+OPTIONAL: Any = Field(default=None, exclude_if=_none)
+"""Left out of the wire form when absent: events without it keep their old bytes."""
 
 
 class Lineage(Payload):
@@ -33,6 +55,10 @@ class RegisterModel(RunPayload):
     artifact: ArtifactRef
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: Lineage
+    gate: GateRef | None = OPTIONAL
+    """The run's gate decision, when the pipeline has a gate before this step."""
+    promote_to: str | None = OPTIONAL
+    """An alias the new version takes at once, citing `gate` (refused without a passing one)."""
 
 
 class ModelRegistered(RunPayload):
@@ -45,3 +71,68 @@ class ModelRegistered(RunPayload):
     artifact: ArtifactRef
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: Lineage
+    gate: GateRef | None = OPTIONAL
+    """The gate decision that admitted this version, if one did."""
+
+
+class PromoteModel(Payload):
+    """Point an alias at a version (baton.model-requests). The registry refuses it unless it
+    cites the version's passing gate, and unless the alias is still held by `expected` (what
+    the requester saw: a compare-and-set, so two promotions never race silently)."""
+
+    TYPE = "promote_model"
+    model: str = Field(pattern=MODEL_PATTERN)
+    alias: str = Field(pattern=ALIAS_PATTERN)
+    version: int = Field(ge=1)
+    expected: int | None
+    """The alias's holder the requester saw (None: the alias held nothing)."""
+    cites: str = Field(min_length=1, max_length=300)
+    """The passing gate event (`gate_evaluated` id) that admits the version."""
+    reason: str = Field(min_length=1, max_length=2000)
+    audit: Audit
+
+
+class RollbackAlias(Payload):
+    """Move an alias back to the holder before its latest promotion (baton.model-requests),
+    if it is still held by `expected`."""
+
+    TYPE = "rollback_alias"
+    model: str = Field(pattern=MODEL_PATTERN)
+    alias: str = Field(pattern=ALIAS_PATTERN)
+    expected: int | None
+    reason: str = Field(min_length=1, max_length=2000)
+    audit: Audit
+
+
+Move = Literal["promote", "rollback"]
+
+
+class AliasMoved(Payload):
+    """An alias now points at `version` (baton.models, the registry's decision). Who moved it
+    and why: `audit` (an operator, or a run's step), `cites` (the gate event that admitted
+    the version; for a rollback, none is needed: the version held the alias before)."""
+
+    TYPE = "alias_moved"
+    model: str
+    alias: str
+    version: int
+    previous: int | None
+    move: Move
+    reason: str
+    cites: str | None = OPTIONAL
+    audit: Audit | None = AUDIT_FIELD
+    run_id: str | None = OPTIONAL
+    """The run whose step moved it (a registration that promotes), if a run did."""
+
+
+class ModelRequestRefused(Payload):
+    """A promotion or rollback the registry refused (baton.models), with why and how to fix
+    it: recorded, so an audit shows the attempt too, and the requester reads its answer."""
+
+    TYPE = "model_request_refused"
+    model: str
+    alias: str
+    request: str
+    """The refused request's type (`promote_model`, `rollback_alias`)."""
+    reason: str
+    audit: Audit | None = AUDIT_FIELD

@@ -155,24 +155,27 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
     ),
     TopicSpec(
         topics.MODELS,
-        "The registry's log of model versions, with metrics and lineage.",
+        "The registry's log: model versions (metrics, lineage, the gate that admitted each), "
+        "alias moves (who, why, citing what) and the requests it refused.",
         key="the model name",
         partitioning=_MURMUR2,
         written_by="the registry",
-        read_by="the registry on restart, dashboards, `baton models`",
+        read_by="the registry on restart, coordinators (gate baselines), dashboards, "
+                "`baton models`",
         direction="out",
-        types=(registry.ModelRegistered,),
+        types=(registry.ModelRegistered, registry.AliasMoved, registry.ModelRequestRefused),
     ),
     TopicSpec(
         topics.MODEL_REQUESTS,
-        "Registration requests from runs; the registry assigns the version (compare-and-set) "
-        "and replies on baton.intents.",
+        "Registration requests from runs (the registry assigns the version and replies on "
+        "baton.intents) and alias moves from operators (answered on baton.models); the "
+        "registry decides each as a compare-and-set.",
         key="the model name",
         partitioning=_MURMUR2,
-        written_by="coordinators",
+        written_by="coordinators, `baton models promote|rollback`, the HTTP API",
         read_by="the registry",
         direction="out",
-        types=(registry.RegisterModel,),
+        types=(registry.RegisterModel, registry.PromoteModel, registry.RollbackAlias),
     ),
     TopicSpec(
         topics.SNAPSHOTS,

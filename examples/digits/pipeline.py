@@ -21,7 +21,7 @@ digits.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(t
 digits.gate("gate", metrics_from="evaluate", minimum={"accuracy": 0.9},
             no_worse_than_current=("accuracy",), model=MODEL)
 digits.register("register", model=MODEL, artifact_from="train", metrics_from="evaluate",
-                after=["gate"])
+                after=["gate"], promote_to="champion")
 
 
 TORCH_MODEL = "digits-mlp"
@@ -49,7 +49,7 @@ def torch_pipeline(name: str, *, gpus: int) -> Pipeline:
     pipe.gate("gate", metrics_from="evaluate", minimum={"accuracy": 0.9},
               no_worse_than_current=("accuracy",), model=TORCH_MODEL)
     pipe.register("register", model=TORCH_MODEL, artifact_from="train",
-                  metrics_from="evaluate", after=["gate"])
+                  metrics_from="evaluate", after=["gate"], promote_to="champion")
     return pipe
 
 

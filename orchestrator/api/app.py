@@ -14,6 +14,7 @@ from orchestrator.api.routes import (
     dead_letters,
     events,
     metrics,
+    models,
     run_writes,
     runs,
     triggers_in,
@@ -30,7 +31,7 @@ def create_app(context: ApiContext) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
     app.state.baton = context
     problems.install(app)
-    for module in (runs, run_writes, events, agents, catalog, dead_letters, triggers_in,
+    for module in (runs, run_writes, events, agents, catalog, models, dead_letters, triggers_in,
                    metrics):
         app.include_router(module.router, prefix=PREFIX, dependencies=[Depends(need("viewer"))])
     app.include_router(metrics.prometheus_router, dependencies=[Depends(need("viewer"))])

@@ -16,7 +16,9 @@ from orchestrator.api import positions
 from orchestrator.api.auth import Tokens
 from orchestrator.api.hub import Hub
 from orchestrator.api.problems import Problem
+from orchestrator.core.models import ModelRegistry
 from orchestrator.metrics.service import Metrics
+from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
 from orchestrator.store.projections import Projector, connect, stored_positions
 
@@ -50,6 +52,8 @@ class ApiContext:
     """The pipeline metrics this process keeps current from the log (/metrics)."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server stops: open streams and long-polls end."""
+    _models: ChampionTracker | None = None
+    _models_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _conn: aiosqlite.Connection | None = None
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -60,6 +64,16 @@ class ApiContext:
             if self._conn is None:
                 self._conn = await connect(self.projections)
             return self._conn
+
+    async def registry(self) -> ModelRegistry:
+        """The model registry as baton.models says now: this process's own fold of it,
+        caught up to the log's end at each call (incrementally), so a read after a
+        promotion this server answered sees it."""
+        async with self._models_lock:
+            if self._models is None:
+                self._models = ChampionTracker(self.bus)
+            await self._models.refresh()
+            return self._models.registry
 
     async def projected(self) -> dict[TopicPartition, int]:
         """Positions whose rows are committed in the projection."""

@@ -40,7 +40,8 @@ COMMANDS: tuple[Subcommand, ...] = (
     Subcommand("publish", "publish a trigger event", "publish:add_publish"),
     Subcommand("run", "request a manual run of a pipeline", "run:add_run"),
     Subcommand("runs", "list and inspect runs", "query:add_runs"),
-    Subcommand("models", "list registered model versions", "query:add_models"),
+    Subcommand("models", "model versions and aliases: list, show, promote, rollback, "
+               "history, diff", "models:add_models"),
     Subcommand("watch", "stream run events live", "query:add_watch"),
     Subcommand("replay", "rebuild state from the log", "query:add_replay"),
     Subcommand("monitor", "monitors that publish triggers", "monitor:add_monitor"),

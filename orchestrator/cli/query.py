@@ -16,9 +16,8 @@ from orchestrator.cli.errors import UsageError
 from orchestrator.cli.projection import caught_up_projection, one_run
 from orchestrator.cli.render import event_line, run_detail, runs_table
 from orchestrator.pipelines.loader import load_all
-from orchestrator.printable import printable
 from orchestrator.service.follow import follow
-from orchestrator.store.projections import connect, list_models, list_runs
+from orchestrator.store.projections import connect, list_runs
 from orchestrator.store.verify import verify
 
 # -- queries --------------------------------------------------------------------------------
@@ -65,28 +64,6 @@ async def runs_cancel(args: argparse.Namespace) -> int:
     request = RunCancelRequested(run_id=run_id, reason=args.reason)
     await send_intent(args, request, f"{run_id}/cancel/{uuid.uuid4()}", correlation=None)
     print(f"cancel requested for {run_id}")
-    return 0
-
-
-def add_models(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=models_list)
-
-
-async def models_list(args: argparse.Namespace) -> int:
-    conn = await connect(await caught_up_projection(args))
-    try:
-        models = await list_models(conn)
-    finally:
-        await conn.close()
-    if args.json:
-        print(json.dumps(models, indent=2))
-    for m in [] if args.json else models:
-        metrics = " ".join(f"{k}={v:.4f}" for k, v in m["metrics"].items())
-        print(printable(f"{m['model']} v{m['version']}  {metrics}  run {m['run_id']}  dataset "
-                        f"{m['lineage'].get('dataset')}@{m['lineage'].get('dataset_version')}"))
-    if not models and not args.json:
-        print("no models registered yet")
     return 0
 
 

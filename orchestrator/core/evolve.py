@@ -14,7 +14,7 @@ from events import runs as ev
 from events.common import Audit, Resources
 from events.envelope import Envelope
 from events.payloads import Payload
-from events.registry import ModelRegistered
+from events.registry import GateRef, ModelRegistered
 from orchestrator.core.copying import replace
 from orchestrator.core.dag import topological
 from orchestrator.core.errors import LogCorrupt
@@ -232,6 +232,9 @@ def _cancelled(run: RunState, e: ev.TaskCancelled, at: float) -> None:
 
 def _gate(run: RunState, e: ev.GateEvaluated, at: float) -> None:
     _task(run, e.task, metadata={"gate": "passed" if e.passed else "rejected"})
+    decided = GateRef(event_id=f"{run.run_id}/{run.seq}", passed=e.passed,
+                      baseline_version=e.baseline_version)
+    run.gates = (*(g for g in run.gates if g[0] != e.task), (e.task, decided))
 
 
 def _model(run: RunState, e: ModelRegistered, at: float) -> None:

@@ -6,7 +6,7 @@ import heapq
 
 from events import runs as ev
 from events.pipeline import RetryPolicy, TaskSpec
-from events.registry import RegisterModel
+from events.registry import GateRef, RegisterModel
 from orchestrator.core.decision import Decision
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
@@ -148,8 +148,17 @@ def _register(d: Decision, run: RunState, spec: TaskSpec) -> None:
                               agent_id=REGISTRY_AGENT))
     assert source.output is not None
     request = RegisterModel(run_id=run.run_id, task=spec.name, model=reg.model,
-                            artifact=source.output, metrics=dict(metrics), lineage=lineage(run))
+                            artifact=source.output, metrics=dict(metrics), lineage=lineage(run),
+                            gate=_gate_of(run, reg.model), promote_to=reg.promote_to)
     d.command(run, request, f"register/{reg.model}")
+
+
+def _gate_of(run: RunState, model: str) -> GateRef | None:
+    """The run's latest gate decision about `model` (or about no model in particular)."""
+    gates = {spec.name: spec.gate for spec in run.spec.tasks if spec.gate is not None}
+    found = [ref for task, ref in run.gates
+             if task in gates and gates[task].model in (None, model)]
+    return found[-1] if found else None
 
 
 def _finish(d: Decision, run: RunState) -> None:

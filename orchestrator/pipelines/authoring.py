@@ -86,8 +86,12 @@ class Pipeline:
         self._tasks.append(TaskSpec(name=name, kind="gate", deps=(metrics_from,), gate=gate))
 
     def register(self, name: str, *, model: str, artifact_from: str, after: Sequence[str],
-                 metrics_from: str | None = None) -> None:
-        reg = RegisterSpec(model=model, artifact_from=artifact_from, metrics_from=metrics_from)
+                 metrics_from: str | None = None, promote_to: str | None = None) -> None:
+        """`promote_to`: an alias (e.g. "champion") the new version takes at once, citing
+        the run's passing gate; the registry refuses it when the champion moved since the
+        gate compared against it."""
+        reg = RegisterSpec(model=model, artifact_from=artifact_from, metrics_from=metrics_from,
+                           promote_to=promote_to)
         self._tasks.append(TaskSpec(name=name, kind="register", deps=tuple(after),
                                     registration=reg))
 

@@ -1,4 +1,5 @@
-"""The newest registered version of each model, from baton.models: what gates compare to."""
+"""Each model's gate baseline, from baton.models: what 'no worse than current' compares to
+(the champion alias's holder; for a model that never had one, its newest version)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ from dataclasses import dataclass, field
 from bus import Bus, Record, TopicPartition
 from bus.loop import Tail
 from events import topics
-from events.registry import ModelRegistered
 from orchestrator.core.logged import decode_logged
+from orchestrator.core.models import ModelRegistry
 from orchestrator.core.state import Champion
 from orchestrator.service.reading import partitions_of, read_all
 
 
 @dataclass
 class ChampionTracker:
-    """The newest registered version of each model: what 'no worse than current' compares to."""
+    """The registry as baton.models says, and each model's gate baseline from it."""
 
     bus: Bus
     champions: dict[str, Champion] = field(default_factory=dict)
+    """Shared with the group loops' states: updated in place."""
+    registry: ModelRegistry = field(default_factory=ModelRegistry)
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     _positions: dict[TopicPartition, int] = field(default_factory=dict)
 
@@ -36,10 +39,14 @@ class ChampionTracker:
         self.caught_up.set()
 
     def apply(self, records: list[Record]) -> None:
+        models = set()
         for record in records:
-            data = decode_logged(record.value, record.where).data
-            if isinstance(data, ModelRegistered):
-                current = self.champions.get(data.model)
-                if current is None or data.version > current.version:
-                    self.champions[data.model] = Champion(data.model, data.version,
-                                                          dict(data.metrics))
+            env = decode_logged(record.value, record.where)
+            self.registry.apply(env)
+            models.add(env.subject or "")
+        for model in models:
+            base = self.registry.baseline(model)
+            if base is None:
+                self.champions.pop(model, None)
+            else:
+                self.champions[model] = Champion(model, base.version, dict(base.metrics))

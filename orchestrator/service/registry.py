@@ -1,11 +1,12 @@
-"""The model registry: assigns versions from baton.model-requests (a compare-and-set by
-construction: it is the only writer of baton.models) and replies to the run as an intent."""
+"""The model registry: the only writer of baton.models. It assigns versions to the runs'
+registrations (replying to each run as an intent) and decides alias moves (promotions and
+rollbacks from operators, promotions a registration asks for), each a compare-and-set over
+the state it folded from its own log (`orchestrator/core/models.py`)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from bus import Bus, Outgoing, Record
 from events import topics
@@ -13,9 +14,18 @@ from events.codec import decode, encode
 from events.envelope import Envelope, envelope
 from events.errors import EventParseError
 from events.payloads import Payload
-from events.registry import ModelRegistered, RegisterModel
+from events.registry import (
+    AliasMoved,
+    ModelRegistered,
+    PromoteModel,
+    RegisterModel,
+    RollbackAlias,
+)
 from events.topics import partition_for
 from orchestrator.core.logged import decode_logged
+from orchestrator.core.models import ModelRegistry, Outcome, promote, promote_registered
+from orchestrator.core.models import register as register_version
+from orchestrator.core.models import rollback as rollback_alias
 from orchestrator.service.consumer import Consumer
 from orchestrator.service.reading import read_all
 
@@ -23,32 +33,9 @@ GROUP = "baton.registry"
 SOURCE = "baton.registry"
 
 
-@dataclass
-class RegistryState:
-    """Versions per model and which (run, task) requests were already answered."""
-
-    latest: dict[str, int] = field(default_factory=dict)
-    answered: dict[tuple[str, str], ModelRegistered] = field(default_factory=dict)
-
-    def apply(self, data: ModelRegistered) -> None:
-        self.latest[data.model] = max(self.latest.get(data.model, 0), data.version)
-        self.answered[(data.run_id, data.task)] = data
-
-
-def register(state: RegistryState, request: RegisterModel) -> ModelRegistered:
-    """A repeated request gets the same version back; a new one gets latest + 1."""
-    done = state.answered.get((request.run_id, request.task))
-    if done is not None:
-        return done
-    return ModelRegistered(
-        run_id=request.run_id, task=request.task, model=request.model,
-        version=state.latest.get(request.model, 0) + 1, artifact=request.artifact,
-        metrics=request.metrics, lineage=request.lineage,
-    )
-
-
 class RegistryStage(Consumer):
-    """baton.model-requests -> baton.models (new versions) and replies to the runs' intents."""
+    """baton.model-requests -> baton.models (versions, alias moves, refusals), and replies to
+    the runs' intents."""
 
     group = GROUP
     topic = topics.MODEL_REQUESTS
@@ -57,40 +44,62 @@ class RegistryStage(Consumer):
                  batch_size: int = 100, idle_timeout_s: float = 0.5) -> None:
         super().__init__(bus, batch_size=batch_size, idle_timeout_s=idle_timeout_s)
         self.clock = clock
-        self.state = RegistryState()
+        self.registry = ModelRegistry()
 
     async def restore(self) -> None:
-        self.state = RegistryState()
+        self.registry = ModelRegistry()
         for record in await read_all(self.bus, topics.MODELS, {}):
-            data = decode_logged(record.value, record.where).data
-            if isinstance(data, ModelRegistered):
-                self.state.apply(data)
+            self.registry.apply(decode_logged(record.value, record.where))
 
     async def handle(self, batch: list[Record]) -> list[Outgoing]:
         out: list[Outgoing] = []
         for record in batch:
-            out.extend(self._register(record))
+            out.extend(self._decide(record))
         return out
 
-    def _register(self, record: Record) -> list[Outgoing]:
+    def _decide(self, record: Record) -> list[Outgoing]:
         try:
             env = decode(record.value)
         except EventParseError as exc:
             return [self._dead_letter(record, str(exc))]
-        if not isinstance(env.data, RegisterModel):
-            return [self._dead_letter(record, f"{env.type} is not a registry request")]
-        fresh = (env.data.run_id, env.data.task) not in self.state.answered
-        reply = register(self.state, env.data)
-        self.state.apply(reply)
+        data = env.data
+        if isinstance(data, RegisterModel):
+            return self._register(env, data)
+        if isinstance(data, PromoteModel | RollbackAlias):
+            if env.id in self.registry.answers:
+                return []  # answered already: the answer is in the log
+            decided = (promote(self.registry, data) if isinstance(data, PromoteModel)
+                       else rollback_alias(self.registry, data))
+            return [self._logged(self._envelope(decided, env))]
+        return [self._dead_letter(record, f"{env.type} is not a registry request")]
+
+    def _register(self, env: Envelope[Payload], request: RegisterModel) -> list[Outgoing]:
+        fresh = (request.run_id, request.task) not in self.registry.registrations
+        reply = register_version(self.registry, request)
         reply_env = self._envelope(reply, env)
         n = self.bus.partitions(topics.INTENTS)
         intent = Outgoing(topics.INTENTS, reply.run_id, encode(reply_env),
                           partition=partition_for(reply.run_id, n))
         if not fresh:
             return [intent]
-        return [Outgoing(topics.MODELS, reply.model, encode(reply_env)), intent]
+        moved = promote_registered(self.registry, request, reply)  # against the baseline
+        out = [self._logged(reply_env)]  # before this version (a newest-version baseline)
+        if moved is not None:
+            out.append(self._logged(self._envelope(moved, env)))
+        return [*out, intent]
 
-    def _envelope(self, reply: ModelRegistered, cause: Envelope[Payload]) -> Envelope[Payload]:
-        return envelope(reply, id=f"{reply.model}/v{reply.version}", time=self.clock(),
-                        source=SOURCE, subject=reply.model, correlation_id=cause.correlation_id,
-                        causation_id=cause.id)
+    def _logged(self, env: Envelope[Payload]) -> Outgoing:
+        """An event of baton.models, folded into the registry's own state at once."""
+        self.registry.apply(env)
+        return Outgoing(topics.MODELS, env.subject or "", encode(env))
+
+    def _envelope(self, data: ModelRegistered | Outcome, cause: Envelope[Payload]
+                  ) -> Envelope[Payload]:
+        if isinstance(data, ModelRegistered):
+            id_ = f"{data.model}/v{data.version}"
+        elif isinstance(data, AliasMoved):
+            id_ = f"{data.model}/{data.alias}/{len(self.registry.model(data.model).moves) + 1}"
+        else:
+            id_ = f"{data.model}/refused/{cause.id}"
+        return envelope(data, id=id_, time=self.clock(), source=SOURCE, subject=data.model,
+                        correlation_id=cause.correlation_id, causation_id=cause.id)

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -29,6 +30,8 @@ from events.intents import RunCancelRequested, RunRequested
 from events.topics import partition_for
 from orchestrator.core.idempotency import is_conflict
 from orchestrator.core.logged import decode_logged
+
+T = TypeVar("T")
 
 
 def intent_value(request: RunRequested | RunCancelRequested, event_id: str,
@@ -181,12 +184,20 @@ async def answer_within(bus: Bus, sent: Sent, positions: dict[TopicPartition, in
                         ) -> Answer | None:
     """The first answer after `positions` (which move past what was read), waiting on the
     bus; None if none came in time."""
+    return await first_within(bus, positions, within_s, lambda record: answer(record, sent))
+
+
+async def first_within(bus: Bus, positions: dict[TopicPartition, int], within_s: float,
+                       pick: Callable[[Record], T | None]) -> T | None:
+    """The first record after `positions` (which move past what was read) that `pick`
+    answers for, waiting on the bus; None if none came within `within_s`. Every wait of a
+    client for the answer to what it published is this one."""
     tail = Tail(bus, list(positions), positions, wait_s=within_s)
     with contextlib.suppress(TimeoutError):
         async with (asyncio.timeout(within_s),
                     contextlib.aclosing(tail.turns(asyncio.Event())) as turns):
             async for records in turns:
                 for record in records:
-                    if (found := answer(record, sent)) is not None:
+                    if (found := pick(record)) is not None:
                         return found
     return None

@@ -24,7 +24,14 @@ from events import topics
 from events.codec import encode
 from events.common import Capabilities, GpuInfo, Resources
 from events.envelope import envelope
-from events.pipeline import PipelineSpec, RegisterSpec, RetryPolicy, TaskSpec, TriggerSpec
+from events.pipeline import (
+    GateSpec,
+    PipelineSpec,
+    RegisterSpec,
+    RetryPolicy,
+    TaskSpec,
+    TriggerSpec,
+)
 from events.triggers import DataArrived
 from orchestrator.api.auth import Tokens, add_token
 from orchestrator.api.server import Listen, bind
@@ -50,8 +57,11 @@ FLAKY = PipelineSpec(name="flaky", tasks=(
 ))
 SCORED = PipelineSpec(name="scored", tasks=(
     TaskSpec(name="fit", function=mine("scored")),
-    TaskSpec(name="register", kind="register", deps=("fit",),
-             registration=RegisterSpec(model="scorer", artifact_from="fit", metrics_from="fit")),
+    TaskSpec(name="gate", kind="gate", deps=("fit",), gate=GateSpec(
+        metrics_from="fit", minimum={"accuracy": 0.5}, model="scorer")),
+    TaskSpec(name="register", kind="register", deps=("gate",),
+             registration=RegisterSpec(model="scorer", artifact_from="fit", metrics_from="fit",
+                                       promote_to="champion")),
 ))
 MARKUP = PipelineSpec(name="markup", tasks=(TaskSpec(name="say", function=mine("markup")),))
 FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
@@ -185,7 +195,19 @@ async def test_the_models_page_charts_a_point_per_version(
     points = await page.evaluate("window.baton.charts[0].pointPixels()")
     assert sorted((p["series"], p["index"]) for p in points) == [
         ("accuracy", 0), ("accuracy", 1), ("loss", 0), ("loss", 1)]
-    await expect(page.locator('[data-model="scorer"] tr[data-version]')).to_have_count(2)
+    card = page.locator('section[data-model="scorer"]')
+    await expect(card.locator("tr[data-version]")).to_have_count(2)
+    # and v2, whose gate passed after v1's, is the champion, each move in the history
+    await expect(card.locator('tr[data-version="2"] .alias')).to_have_text("champion")
+    await expect(card.locator('.alias-history tr[data-move="promote"]')).to_have_count(2)
+    # when the operator rolls the champion back from the page, giving a reason
+    await card.locator("input[name=reason]").fill("loss went up in production")
+    await card.locator('button[data-action="rollback"]').click()
+    # then v1 is the champion again, and the history says why
+    await expect(card.locator('tr[data-version="1"] .alias')).to_have_text("champion")
+    rollback = card.locator('.alias-history tr[data-move="rollback"]')
+    await expect(rollback).to_contain_text("loss went up in production")
+    await expect(rollback).to_contain_text("v2 → v1")
     await screenshot("models")
 
 

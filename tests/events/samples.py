@@ -11,7 +11,7 @@ from typing import TypedDict
 from events import agents, commands, intents, registry, reports, triggers
 from events import runs as ev
 from events.codec import encode
-from events.common import ArtifactRef, Capabilities, GpuInfo, Resources
+from events.common import ArtifactRef, Audit, Capabilities, GpuInfo, Resources
 from events.envelope import envelope
 from events.payloads import Payload
 from events.pipeline import GateSpec, PipelineSpec, RegisterSpec, RetryPolicy, TaskSpec
@@ -42,6 +42,8 @@ SPEC = PipelineSpec(
                  registration=RegisterSpec(model=MODEL, artifact_from="train")),
     ),
 )
+GATE = registry.GateRef(event_id=f"{RUN}/9", passed=True, baseline_version=1)
+AUDIT = Audit(actor="alice", request_id="req-7", via="cli")
 LINEAGE = registry.Lineage(run_id=RUN, pipeline="digits", pipeline_version=SPEC.version(),
                            trigger=TRIGGER, dataset="digits", dataset_version="v1",
                            dataset_sha256=SHA, attempts={"train": ATTEMPT},
@@ -128,7 +130,16 @@ SAMPLES: tuple[Payload, ...] = (
     registry.RegisterModel(run_id=RUN, task="register", model=MODEL, artifact=ARTIFACT,
                            metrics={"accuracy": 0.97}, lineage=LINEAGE),
     registry.ModelRegistered(run_id=RUN, task="register", model=MODEL, version=2,
-                             artifact=ARTIFACT, metrics={"accuracy": 0.97}, lineage=LINEAGE),
+                             artifact=ARTIFACT, metrics={"accuracy": 0.97}, lineage=LINEAGE,
+                             gate=GATE),
+    registry.PromoteModel(model=MODEL, alias="champion", version=2, expected=1,
+                          cites=GATE.event_id, reason="better on the holdout", audit=AUDIT),
+    registry.RollbackAlias(model=MODEL, alias="champion", expected=2,
+                           reason="errors in production", audit=AUDIT),
+    registry.AliasMoved(model=MODEL, alias="champion", version=2, previous=1, move="promote",
+                        reason="better on the holdout", cites=GATE.event_id, audit=AUDIT),
+    registry.ModelRequestRefused(model=MODEL, alias="champion", request="promote_model",
+                                 reason="champion points at v3, not v1", audit=AUDIT),
 )
 
 BY_TYPE: dict[str, Payload] = {sample.TYPE: sample for sample in SAMPLES}

@@ -1,5 +1,5 @@
-"""Pipelines (each version that ran, or was declared to this process, with its spec and DAG),
-trigger outcomes (from baton.trigger-log) and models (registered versions)."""
+"""Pipelines (each version that ran, or was declared to this process, with its spec and DAG)
+and trigger outcomes (from baton.trigger-log). Models: routes/models.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from orchestrator.api import pages
 from orchestrator.api.deps import ctx
 from orchestrator.api.problems import not_found
 from orchestrator.api.routes.runs import Cursor, Limit, MinPosition
-from orchestrator.store import projections, queries
+from orchestrator.store import queries
 
 router = APIRouter()
 Name = Annotated[str, Path(min_length=1, max_length=200)]
@@ -73,22 +73,3 @@ async def list_triggers(
     items, last = await queries.triggers_page(await context.db(), pipeline, outcome, after,
                                               limit)
     return {"items": items, "next": None if last is None else pages.encode(last)}
-
-
-@router.get("/models", tags=["models"], summary="registered model versions")
-async def list_models(request: Request,
-                      min_position: MinPosition = None) -> dict[str, Any]:
-    context = ctx(request)
-    await context.reach(min_position)
-    return {"items": await projections.list_models(await context.db())}
-
-
-@router.get("/models/{name}", tags=["models"], summary="one model's versions, oldest first")
-async def get_model(request: Request, name: Name,
-                    min_position: MinPosition = None) -> dict[str, Any]:
-    context = ctx(request)
-    await context.reach(min_position)
-    versions = await projections.list_models(await context.db(), name)
-    if not versions:
-        raise not_found(f"model {name!r}", "list models with GET /api/v1/models")
-    return {"name": name, "versions": versions}

@@ -1,8 +1,10 @@
-// Models: each registered model's versions with their metrics and lineage, and a chart of
-// each metric across its versions (chart.js). Live: a model_registered event reads the
-// models again.
+// Models: each registered model's versions with their metrics, lineage and the gate that
+// admitted each, a chart of each metric across its versions (chart.js), where its aliases
+// point and every move of them (who, why, citing what), and the operator's buttons: promote a
+// gated version to champion, roll an alias back. The registry decides each (a refusal shows
+// its reason). Live: a registration, an alias move or a refusal reads the models again.
 
-import { get } from "../api.js";
+import { get, post } from "../api.js";
 import { versionChart } from "../chart.js";
 import { el } from "../dom.js";
 import { metric } from "../format.js";
@@ -19,17 +21,55 @@ function byModel(items) {
   return models;
 }
 
+const CHAMPION = "champion";
+
+function aliasTags(aliases) {
+  return (aliases ?? []).map((a) => el("span", { class: "alias", "data-alias": a }, a));
+}
+
+function gateCell(v) {
+  if (!v.gate) return el("span", { class: "muted" }, "no gate");
+  return el("span", { class: `gate ${v.gate.passed ? "passed" : "failed"}`, title: v.gate.event_id },
+    v.gate.passed ? "passed" : "failed");
+}
+
+function promoteButton(v) {
+  if (!v.gate?.passed || (v.aliases ?? []).includes(CHAMPION)) return null;
+  return el("button", { type: "button", class: "secondary", "data-action": "promote",
+    "data-version": v.version }, `Make ${CHAMPION}`);
+}
+
 function versionRow(v) {
   const l = v.lineage ?? {};
   const data = l.dataset ? `${l.dataset}@${l.dataset_version ?? "?"}` : "–";
   return el("tr", { "data-version": v.version },
-    el("td", {}, `v${v.version}`),
+    el("td", {}, `v${v.version} `, ...aliasTags(v.aliases)),
+    el("td", {}, gateCell(v)),
     el("td", {}, Object.entries(v.metrics ?? {}).map(([k, val]) => `${k} = ${metric(val)}`).join(", ") || "–"),
     el("td", {}, data),
     el("td", {}, `${l.trigger?.type ?? "–"}`),
     el("td", {}, l.pipeline ? `${l.pipeline} ${l.pipeline_version ?? ""}` : "–"),
     el("td", {}, v.run_id ? runLink(v.run_id) : "–"),
-    el("td", {}, v.registered_at ? when(v.registered_at) : ""));
+    el("td", {}, v.registered_at ? when(v.registered_at) : ""),
+    el("td", {}, promoteButton(v)));
+}
+
+function historyRow(h) {
+  const who = h.actor ?? (h.run_id ? runLink(h.run_id) : "–");
+  const what = h.move === "refused" ? `${h.request} refused`
+    : `${h.previous ? `v${h.previous}` : "nothing"} → v${h.version}`;
+  return el("tr", { "data-move": h.move, "data-alias": h.alias },
+    el("td", {}, when(h.at)), el("td", {}, h.alias), el("td", {}, h.move), el("td", {}, what),
+    el("td", {}, who), el("td", {}, h.reason), el("td", {}, h.cites ? el("code", {}, h.cites) : "–"));
+}
+
+function aliasLine(name, versions) {
+  const held = versions.flatMap((v) => (v.aliases ?? []).map((a) => [a, v.version])).sort();
+  if (!held.length) return el("p", { class: "muted aliases-now" }, "No alias points at a version yet.");
+  return el("p", { class: "aliases-now" }, ...held.flatMap(([alias, version]) => [
+    el("span", { class: "alias", "data-alias": alias }, alias), ` → v${version} `,
+    el("button", { type: "button", class: "danger", "data-action": "rollback", "data-alias": alias },
+      `Roll back ${alias}`), " "]));
 }
 
 export function render(view, _params, search) {
@@ -48,13 +88,25 @@ export function render(view, _params, search) {
         list.replaceChildren(empty("No model registered yet."));
         return;
       }
+      const names = [...models.keys()];
+      const histories = await Promise.all(names.map((name) =>
+        get(`/models/${encodeURIComponent(name)}/history`)));
       const sections = [];
-      for (const [name, versions] of models) {
+      for (const [i, name] of names.entries()) {
+        const versions = models.get(name);
+        const history = histories[i].items;
         const chartBox = el("div", { class: "chart", "data-model": name });
         const hasMetrics = versions.some((v) => Object.keys(v.metrics ?? {}).length);
         const card = section(`${name} (${versions.length} version${versions.length === 1 ? "" : "s"})`,
+          aliasLine(name, versions),
+          el("label", { class: "reason" }, "Reason for a move ",
+            el("input", { name: "reason", value: "from the dashboard", size: 40 })),
+          el("div", { class: "action-status" }),
           hasMetrics ? chartBox : el("p", { class: "muted" }, "No metric reported by its versions."),
-          table(["Version", "Metrics", "Dataset", "Trigger", "Pipeline", "Run", ""], versions.map(versionRow)));
+          table(["Version", "Gate", "Metrics", "Dataset", "Trigger", "Pipeline", "Run", "", ""], versions.map(versionRow)),
+          history.length ? el("h3", {}, "Alias history") : null,
+          history.length ? table(["When", "Alias", "Move", "", "By", "Reason", "Cites"],
+            history.map(historyRow), { class: "grid alias-history" }) : null);
         card.dataset.model = name;
         sections.push([card, chartBox, versions, hasMetrics]);
       }
@@ -70,8 +122,30 @@ export function render(view, _params, search) {
     }
   }
 
+  list.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    const card = button?.closest("[data-model]");
+    if (!button || !card) return;
+    const name = encodeURIComponent(card.dataset.model);
+    const reason = card.querySelector("input[name=reason]")?.value || "from the dashboard";
+    const status = card.querySelector(".action-status");
+    button.disabled = true;
+    try {
+      if (button.dataset.action === "promote") {
+        await post(`/models/${name}/aliases/${CHAMPION}`, { version: Number(button.dataset.version), reason });
+      } else {
+        await post(`/models/${name}/aliases/${encodeURIComponent(button.dataset.alias)}/rollback`, { reason });
+      }
+      await load();
+    } catch (err) {
+      status?.replaceChildren(problemBox(err));
+      button.disabled = false;
+    }
+  });
+
   const soon = debounce(load, 300);
-  const live = new Live({ types: ["model_registered"], onEvent: soon, reload: load });
+  const live = new Live({ types: ["model_registered", "alias_moved", "model_request_refused"],
+    onEvent: soon, reload: load });
   live.start();
   load();
   return {

@@ -1,0 +1,243 @@
+"""The model registry as an aggregate per model, folded from baton.models: versions, aliases
+with their whole history, and the registry's decisions (pure: the registry stage, the
+coordinators' gate baselines, the CLI and the API all fold the same log with this).
+
+Aliases move only by events that say who moved them and why. A promotion must cite the
+version's passing gate and name the holder it expects (a compare-and-set: two operators, or
+a run and an operator, never overwrite each other silently); a rollback undoes the alias's
+latest promotion that is not undone yet, back to the holder before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from events.envelope import Envelope
+from events.payloads import Payload
+from events.registry import (
+    AliasMoved,
+    ModelRegistered,
+    ModelRequestRefused,
+    PromoteModel,
+    RegisterModel,
+    RollbackAlias,
+)
+
+CHAMPION = "champion"
+"""The alias gates compare against ('no worse than current')."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A version as the registry holds it, with when it was registered."""
+
+    data: ModelRegistered
+    at: float
+    """Seconds since the epoch, as the envelope's time."""
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One move of an alias, as the log has it: what, when, and the event that says so."""
+
+    data: AliasMoved
+    at: float
+    """Seconds since the epoch, as the envelope's time."""
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    data: ModelRequestRefused
+    at: float
+    event_id: str
+
+
+@dataclass
+class ModelState:
+    versions: dict[int, Registered] = field(default_factory=dict)
+    holders: dict[str, list[int]] = field(default_factory=dict)
+    """Per alias, the holders its promotions stacked up (a rollback pops one): the last is
+    the holder now."""
+    moves: list[AliasMove] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    """Requests the registry refused, kept for the audit trail."""
+
+    def holder(self, alias: str, at: float | None = None) -> int | None:
+        """Which version the alias points at now, or at `at` (None: at nothing)."""
+        if at is None:
+            stack = self.holders.get(alias)
+            return stack[-1] if stack else None
+        found = None
+        for move in self.moves:
+            if move.at > at:
+                break
+            if move.data.alias == alias:
+                found = move.data.version
+        return found
+
+    def history(self, alias: str | None = None) -> list[AliasMove]:
+        return [m for m in self.moves if alias is None or m.data.alias == alias]
+
+    def latest(self) -> int:
+        return max(self.versions, default=0)
+
+
+Outcome = AliasMoved | ModelRequestRefused
+
+
+@dataclass
+class ModelRegistry:
+    models: dict[str, ModelState] = field(default_factory=dict)
+    registrations: dict[tuple[str, str], ModelRegistered] = field(default_factory=dict)
+    """(run, task) -> the version it got: a repeated request gets the same answer."""
+    answers: dict[str, Outcome] = field(default_factory=dict)
+    """Request event id -> the registry's answer: a repeated request is answered the same."""
+
+    def model(self, name: str) -> ModelState:
+        return self.models.get(name) or ModelState()
+
+    def apply(self, env: Envelope[Payload]) -> None:
+        """Folds one baton.models event."""
+        data = env.data
+        if isinstance(data, ModelRegistered):
+            state = self.models.setdefault(data.model, ModelState())
+            state.versions[data.version] = Registered(data, env.time.timestamp())
+            self.registrations[(data.run_id, data.task)] = data
+        elif isinstance(data, AliasMoved):
+            state = self.models.setdefault(data.model, ModelState())
+            stack = state.holders.setdefault(data.alias, [])
+            if data.move == "rollback":
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(data.version)
+            state.moves.append(AliasMove(data, env.time.timestamp(), env.id))
+            if env.causation_id is not None:
+                self.answers[env.causation_id] = data
+        elif isinstance(data, ModelRequestRefused):
+            known = self.models.get(data.model)
+            if known is not None:  # a refusal about an unknown name makes no model
+                known.refusals.append(Refusal(data, env.time.timestamp(), env.id))
+            if env.causation_id is not None:
+                self.answers[env.causation_id] = data
+
+    def baseline(self, model: str) -> ModelRegistered | None:
+        """What a gate compares a new version against: the champion alias's holder; for a
+        model that never had one, its newest version (as before aliases existed)."""
+        state = self.models.get(model)
+        if state is None:
+            return None
+        if CHAMPION in state.holders:
+            held = state.holder(CHAMPION)
+            return None if held is None else state.versions[held].data
+        latest = state.latest()
+        return state.versions[latest].data if latest else None
+
+
+def register(registry: ModelRegistry, request: RegisterModel) -> ModelRegistered:
+    """A repeated request gets the same version back; a new one gets latest + 1."""
+    done = registry.registrations.get((request.run_id, request.task))
+    if done is not None:
+        return done
+    return ModelRegistered(
+        run_id=request.run_id, task=request.task, model=request.model,
+        version=registry.model(request.model).latest() + 1, artifact=request.artifact,
+        metrics=request.metrics, lineage=request.lineage, gate=request.gate,
+    )
+
+
+def promote_registered(registry: ModelRegistry, request: RegisterModel,
+                       registered: ModelRegistered) -> Outcome | None:
+    """The alias a registration asks for, if any: the new version takes it when its gate
+    passed, and when the champion it was gated against still holds (else the gate compared
+    against a stale copy, and the move is refused). Decided before the registration is
+    folded: the baseline is the one before this version."""
+    alias = request.promote_to
+    if alias is None:
+        return None
+    gate = registered.gate
+    state = registry.model(registered.model)
+    refused = _refused(registered.model, alias, "register_model", None)
+    if gate is None or not gate.passed:
+        return refused(f"v{registered.version} has no passing gate to cite: add a gate step "
+                       "before the registration, or promote it later citing one")
+    current = state.holder(alias)
+    if alias == CHAMPION:
+        base = registry.baseline(registered.model)
+        now, seen = (base.version if base else None), gate.baseline_version
+        if now != seen:
+            return refused(f"the gate compared v{registered.version} against {_v(seen)}, "
+                           f"but the champion is {_v(now)} now: run the pipeline again to "
+                           "gate against it")
+    return AliasMoved(model=registered.model, alias=alias, version=registered.version,
+                      previous=current, move="promote", cites=gate.event_id,
+                      reason=f"registered by run {registered.run_id} after its gate passed",
+                      run_id=registered.run_id)
+
+
+def promote(registry: ModelRegistry, request: PromoteModel) -> Outcome:
+    refused = _refused(request.model, request.alias, "promote_model", request)
+    state = registry.models.get(request.model)
+    if state is None:
+        return refused(f"no model {request.model!r} is registered: `baton models list` shows "
+                       "the models there are")
+    version = state.versions.get(request.version)
+    if version is None:
+        return refused(f"{request.model} has no v{request.version} (its versions: "
+                       f"{_versions(state)})")
+    gate = version.data.gate
+    if gate is None or not gate.passed:
+        return refused(f"{request.model} v{request.version} was not admitted by a passing "
+                       "gate, so it cannot be promoted (an approval of an override is the "
+                       "other way, when the pipeline has an approval step)")
+    if request.cites != gate.event_id:
+        return refused(f"{request.cites!r} is not the gate decision that admitted "
+                       f"{request.model} v{request.version} (that is {gate.event_id})")
+    current = state.holder(request.alias)
+    if current != request.expected:
+        return refused(_moved_since(request.alias, request.expected, current))
+    if current == request.version:
+        return refused(f"{request.alias} already points at v{request.version}")
+    return AliasMoved(model=request.model, alias=request.alias, version=request.version,
+                      previous=current, move="promote", cites=request.cites,
+                      reason=request.reason, audit=request.audit)
+
+
+def rollback(registry: ModelRegistry, request: RollbackAlias) -> Outcome:
+    refused = _refused(request.model, request.alias, "rollback_alias", request)
+    state = registry.models.get(request.model)
+    stack = state.holders.get(request.alias) if state is not None else None
+    if state is None or not stack:
+        return refused(f"{request.model} has no alias {request.alias!r} to roll back")
+    current = stack[-1]
+    if current != request.expected:
+        return refused(_moved_since(request.alias, request.expected, current))
+    if len(stack) < 2:
+        return refused(f"v{current} is the first version {request.alias} pointed at: there "
+                       "is no earlier holder to roll back to")
+    return AliasMoved(model=request.model, alias=request.alias, version=stack[-2],
+                      previous=current, move="rollback", reason=request.reason,
+                      audit=request.audit)
+
+
+def _refused(model: str, alias: str, kind: str, request: PromoteModel | RollbackAlias | None
+             ) -> Callable[[str], ModelRequestRefused]:
+    def refused(reason: str) -> ModelRequestRefused:
+        return ModelRequestRefused(model=model, alias=alias, request=kind, reason=reason,
+                                   audit=request.audit if request is not None else None)
+    return refused
+
+
+def _moved_since(alias: str, expected: int | None, current: int | None) -> str:
+    return (f"{alias} points at {_v(current)}, not {_v(expected)} as the request expected: "
+            "it moved since you looked; look again (`baton models show`) and retry")
+
+
+def _v(version: int | None) -> str:
+    return "nothing" if version is None else f"v{version}"
+
+
+def _versions(state: ModelState) -> str:
+    return ", ".join(f"v{v}" for v in sorted(state.versions)) or "none"
