@@ -6,7 +6,7 @@ from pydantic import Field
 
 from events.common import AUDIT_FIELD, Audit, JsonObject
 from events.payloads import RunPayload
-from events.pipeline import PipelineSpec
+from events.pipeline import PipelineSpec, Role
 from events.triggers import TriggerInfo
 
 
@@ -31,3 +31,22 @@ class RunCancelRequested(RunPayload):
     reason: str = "cancelled by user"
     audit: Audit | None = AUDIT_FIELD
     """Who asked; carried into `run_cancelled`."""
+
+
+ApprovalValue = str | float | bool
+
+
+class ApprovalDecision(RunPayload):
+    """Someone's decision on a run's waiting approval step (`baton approve`, the API). The
+    coordinator checks it against the step (its role, its inputs) and records the decision,
+    or the refusal and why, in the run's log."""
+
+    TYPE = "approval_decision"
+    task: str | None = None
+    """The approval step; left out: the one the run waits on."""
+    approve: bool
+    reason: str = Field(min_length=1, max_length=2000)
+    values: dict[str, ApprovalValue] = Field(default_factory=dict)
+    role: Role
+    """The decider's role, as the API's token (or the CLI, admin) gives it."""
+    audit: Audit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -66,7 +66,27 @@ class RegisterSpec(Frozen):
     Left out of the spec's wire form (and so of its content hash) when not set."""
 
 
-TaskKind = Literal["function", "gate", "register"]
+ApprovalInput = Literal["text", "alias", "number", "boolean"]
+Role = Literal["viewer", "operator", "admin"]
+"""Who may do what, in increasing order (the API's token roles)."""
+RANK: dict[str, int] = {role: rank for rank, role in enumerate(get_args(Role))}
+
+
+class ApprovalSpec(Frozen):
+    """A step that waits for a person's decision: approve or reject, with the typed inputs
+    declared here (a comment, a target alias...). It waits in the log, not in a process: no
+    deadline but `timeout_s`, after which `on_timeout` decides (there is no default: fail the
+    step, or approve or reject it as if someone had)."""
+
+    timeout_s: float = Field(gt=0)
+    on_timeout: Literal["fail", "approve", "reject"]
+    role: Role = "operator"
+    """The least role that may decide (the CLI on the bus itself counts as admin)."""
+    inputs: dict[str, ApprovalInput] = Field(default_factory=dict)
+    """Named values a decision may carry, each optional, checked against its type."""
+
+
+TaskKind = Literal["function", "gate", "register", "approval"]
 
 
 class TaskSpec(Frozen):
@@ -82,6 +102,8 @@ class TaskSpec(Frozen):
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     gate: GateSpec | None = None
     registration: RegisterSpec | None = None
+    approval: ApprovalSpec | None = Field(default=None, exclude_if=lambda value: value is None)
+    """Left out of the wire form when unset, so specs without approvals keep their hash."""
 
     @model_validator(mode="before")
     @classmethod

@@ -73,7 +73,7 @@ Traceback = Annotated[str, Field(max_length=MAX_TRACEBACK_CHARS)]
 
 FailureReason = Literal[
     "exception", "crashed", "timed_out", "cancelled", "invalid_task", "interrupted", "lost",
-    "gate_rejected", "not_started",
+    "gate_rejected", "not_started", "approval_rejected", "approval_timed_out",
 ]
 
 

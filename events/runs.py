@@ -8,7 +8,7 @@ from pydantic import Field
 
 from events.common import AUDIT_FIELD, ArtifactRef, Audit, JsonObject, Resources
 from events.payloads import RunPayload
-from events.pipeline import PipelineSpec
+from events.pipeline import ApprovalInput, PipelineSpec, Role
 from events.reports import FailureReason, Traceback
 from events.triggers import TriggerInfo
 
@@ -178,3 +178,36 @@ class InputIgnored(RunPayload):
     input_id: str
     input_type: str
     reason: str
+
+
+class ApprovalRequested(RunPayload):
+    """An approval step began waiting for a decision, until `timeout_at` (then `on_timeout`)."""
+
+    TYPE = "approval_requested"
+    task: str
+    timeout_at: float
+    on_timeout: Literal["fail", "approve", "reject"]
+    role: Role
+    inputs: dict[str, ApprovalInput] = Field(default_factory=dict)
+
+
+class ApprovalDecided(RunPayload):
+    """The step's decision: by someone (`audit`), or by its timeout policy (`timed_out`)."""
+
+    TYPE = "approval_decided"
+    task: str
+    approved: bool
+    reason: str
+    values: dict[str, str | float | bool] = Field(default_factory=dict)
+    timed_out: bool = False
+    audit: Audit | None = AUDIT_FIELD
+
+
+class ApprovalRefused(RunPayload):
+    """A decision the coordinator refused (a role that may not decide, an input of the wrong
+    type): recorded, and the step still waits."""
+
+    TYPE = "approval_refused"
+    task: str
+    reason: str
+    audit: Audit

@@ -99,7 +99,8 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
                    "the registry (replies)",
         read_by="the coordinator owning the partition group",
         direction="in",
-        types=(intents.RunRequested, intents.RunCancelRequested, registry.ModelRegistered),
+        types=(intents.RunRequested, intents.RunCancelRequested, intents.ApprovalDecision,
+               registry.ModelRegistered),
     ),
     TopicSpec(
         topics.REPORTS,
@@ -128,7 +129,8 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
                run_log.TaskStarted, run_log.TaskProgress, run_log.TaskSucceeded,
                run_log.TaskFailed, run_log.TaskRetryScheduled, run_log.TaskTimedOut,
                run_log.TaskLost, run_log.TaskUpstreamFailed, run_log.TaskCancelled,
-               run_log.GateEvaluated, run_log.InputIgnored, registry.ModelRegistered),
+               run_log.GateEvaluated, run_log.InputIgnored, registry.ModelRegistered,
+               run_log.ApprovalRequested, run_log.ApprovalDecided, run_log.ApprovalRefused),
     ),
     TopicSpec(
         topics.COMMANDS,

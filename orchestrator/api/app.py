@@ -10,6 +10,7 @@ from orchestrator.api.context import ApiContext
 from orchestrator.api.deps import need
 from orchestrator.api.routes import (
     agents,
+    approvals,
     catalog,
     dead_letters,
     events,
@@ -31,8 +32,8 @@ def create_app(context: ApiContext) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
     app.state.baton = context
     problems.install(app)
-    for module in (runs, run_writes, events, agents, catalog, models, dead_letters, triggers_in,
-                   metrics):
+    for module in (runs, run_writes, approvals, events, agents, catalog, models, dead_letters,
+                   triggers_in, metrics):
         app.include_router(module.router, prefix=PREFIX, dependencies=[Depends(need("viewer"))])
     app.include_router(metrics.prometheus_router, dependencies=[Depends(need("viewer"))])
     dashboard.mount(app)  # / and the dashboard's pages; its files under /static

@@ -20,16 +20,14 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 import yaml
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from events.pipeline import RANK, Role
 from orchestrator.api.problems import Problem
 
-Role = Literal["viewer", "operator", "admin"]
-RANK: dict[str, int] = {role: rank for rank, role in enumerate(get_args(Role))}
 """viewer reads; operator also requests and cancels runs and publishes triggers; admin also
 re-drives dead letters."""
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

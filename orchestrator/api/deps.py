@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from orchestrator.api.auth import Caller, Role, allowed, caller_of
+from events.pipeline import Role
+from orchestrator.api.auth import Caller, allowed, caller_of
 from orchestrator.api.context import ApiContext
 
 
@@ -26,6 +27,8 @@ def need(role: Role) -> Callable[[Request], Caller]:
     return caller
 
 
+Viewer = Annotated[Caller, Depends(need("viewer"))]
+"""A route parameter: any caller the API lets in (a route that records who called)."""
 Operator = Annotated[Caller, Depends(need("operator"))]
 """A route parameter: the caller, who may request and cancel runs and publish triggers."""
 Admin = Annotated[Caller, Depends(need("admin"))]

@@ -42,6 +42,7 @@ COMMANDS: tuple[Subcommand, ...] = (
     Subcommand("runs", "list and inspect runs", "query:add_runs"),
     Subcommand("models", "model versions and aliases: list, show, promote, rollback, "
                "history, diff", "models:add_models"),
+    Subcommand("approve", "decide a run's waiting approval step", "approve:add_approve"),
     Subcommand("watch", "stream run events live", "query:add_watch"),
     Subcommand("replay", "rebuild state from the log", "query:add_replay"),
     Subcommand("monitor", "monitors that publish triggers", "monitor:add_monitor"),

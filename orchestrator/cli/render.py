@@ -107,10 +107,16 @@ def run_detail(r: dict[str, Any]) -> str:
         lines.append(f"  reason    {r['reason']}")
     for m in r.get("models", []):
         lines.append(f"  model     {m['name']} v{m['version']}")
+    for a in r.get("audit", []):  # who asked for a change: requested, cancelled, approved
+        lines.append(f"  audit     {a['action']} by {a['actor']} ({a['via']}, "
+                     f"request {a['request_id']})")
     lines.append("  tasks:")
     for t in r["tasks"]:
         waiting = t["status"] in {"ready", "pending"} and t.get("waiting")
         extra = f"waiting: {t['waiting']}" if waiting else t.get("error")
+        if t.get("metadata", {}).get("approval") == "waiting":
+            extra = ("waiting for an approval (baton approve "
+                     f"{r['run_id']} [--reject] --reason ...)")
         metrics = " ".join(f"{k}={v:.4f}" for k, v in t["metrics"].items())
         lines.append(f"    {SYMBOL.get(t['status'], '?')} {t['name']:<10} {t['status']:<16} "
                      f"attempts={t['attempts']}{_spent(t)} {metrics} {extra or ''}".rstrip())

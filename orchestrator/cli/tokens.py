@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import get_args
 
-from orchestrator.api.auth import Role, TokensInvalid, add_token
+from events.pipeline import Role
+from orchestrator.api.auth import TokensInvalid, add_token
 from orchestrator.cli.errors import UsageError
 
 

@@ -88,6 +88,17 @@ def _kind_problems(spec: PipelineSpec) -> list[str]:
         ):
             problems.append(
                 f"register {t.name!r} must come after the task whose artifact it registers")
+        if t.kind == "approval" and t.approval is None:
+            problems.append(f"approval {t.name!r} needs its approval settings (timeout_s and "
+                            "on_timeout: fail, approve or reject)")
+        elif t.kind == "approval" and t.approval is not None and (
+                t.approval.timeout_s >= spec.deadline_s):
+            problems.append(
+                f"approval {t.name!r} waits up to {t.approval.timeout_s:g}s, but the run's "
+                f"deadline_s of {spec.deadline_s:g}s ends it first: give the run a longer "
+                "deadline_s, or the step a shorter timeout_s")
+        if t.kind != "approval" and t.approval is not None:
+            problems.append(f"task {t.name!r} has approval settings but is not kind approval")
     return problems
 
 

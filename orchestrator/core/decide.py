@@ -11,11 +11,11 @@ from events import runs as ev
 from events.commands import CancelTask
 from events.common import Audit
 from events.envelope import Envelope, envelope
-from events.intents import RunCancelRequested, RunRequested
+from events.intents import ApprovalDecision, RunCancelRequested, RunRequested
 from events.payloads import Payload
 from events.pipeline import TaskSpec
 from events.registry import ModelRegistered
-from orchestrator.core import dag
+from orchestrator.core import approvals, dag
 from orchestrator.core.decision import SOURCE, Decision
 from orchestrator.core.errors import InvalidInput, SpecError
 from orchestrator.core.evolve import created_run
@@ -26,6 +26,7 @@ from orchestrator.core.index import due, earliest, scratch_index, start_by
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
+    APPROVAL_AGENT,
     REGISTRY_AGENT,
     TERMINAL_TASK,
     CoordinatorState,
@@ -85,12 +86,32 @@ def _on_input(d: Decision, env: Envelope[Payload]) -> None:
         _ignore(d, run, env, f"run is already {run.status}")
     elif isinstance(data, RunCancelRequested):
         _cancel(d, run, data.reason, audit=data.audit)
+    elif isinstance(data, ApprovalDecision):
+        _approval(d, run, env, data)
     elif isinstance(data, ModelRegistered):
         _model_registered(d, run, env, data)
     elif isinstance(data, rp.AttemptReport):
         _report(d, run, env, data)
     else:
         raise InvalidInput(f"{env.type} is not an input the coordinator accepts")
+
+
+def _approval(d: Decision, run: RunState, env: Envelope[Payload],
+              data: ApprovalDecision) -> None:
+    name, why = approvals.which(run, data.task)
+    if name is None:
+        _ignore(d, run, env, why)
+        return
+    spec = run.spec.task(name).approval
+    assert spec is not None
+    refused = approvals.problem(spec, data)
+    if refused is not None:
+        d.log(run, ev.ApprovalRefused(run_id=run.run_id, task=name, reason=refused,
+                                      audit=data.audit))
+        return
+    approvals.decided(d, run, name, approved=data.approve, reason=data.reason,
+                      values=data.values, audit=data.audit)
+    advance(d, run)
 
 
 def _ignore(d: Decision, run: RunState, env: Envelope[Payload], reason: str) -> None:
@@ -259,6 +280,12 @@ def _tick_task(d: Decision, run: RunState, name: str, spec: TaskSpec) -> None:
         _not_started(d, run, name)
         return
     if current is None or current.status not in ACTIVE_ATTEMPT:
+        return
+    if current.agent_id == APPROVAL_AGENT:
+        approval = spec.approval
+        if (approval is not None and current.timeout_at is not None
+                and d.now >= current.timeout_at):
+            approvals.timed_out(d, run, name, approval)
         return
     if current.agent_id == REGISTRY_AGENT:
         return

@@ -15,7 +15,7 @@ from orchestrator.core.placement import Usage
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
-    REGISTRY_AGENT,
+    STEP_AGENTS,
     Attempt,
     CoordinatorState,
     RunState,
@@ -152,4 +152,4 @@ def _ended(before: Attempt | None, after: Attempt | None) -> bool:
 
 
 def _on_agent(agent_id: str) -> bool:
-    return agent_id != REGISTRY_AGENT
+    return agent_id not in STEP_AGENTS

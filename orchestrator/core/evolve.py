@@ -237,6 +237,19 @@ def _gate(run: RunState, e: ev.GateEvaluated, at: float) -> None:
     run.gates = (*(g for g in run.gates if g[0] != e.task), (e.task, decided))
 
 
+def _approval_requested(run: RunState, e: ev.ApprovalRequested, at: float) -> None:
+    _task(run, e.task, metadata={"approval": "waiting", "approval_role": e.role})
+
+
+def _approval_decided(run: RunState, e: ev.ApprovalDecided, at: float) -> None:
+    verdict = "approved" if e.approved else "rejected"
+    by = e.audit.actor if e.audit else "timeout policy"
+    _task(run, e.task, metadata={"approval": verdict, "approval_by": by,
+                                 "approval_reason": e.reason, **{
+                                     f"approval.{k}": v for k, v in e.values.items()}})
+    run.audit += _audited(f"{verdict} {e.task}", e.audit, at)
+
+
 def _model(run: RunState, e: ModelRegistered, at: float) -> None:
     run.models = (*run.models, (e.model, e.version))
 
@@ -271,6 +284,7 @@ _HANDLERS: dict[type[Payload], Callable[[RunState, Any, float], None]] = {
     ev.TaskTimedOut: _ended("timed_out"), ev.TaskLost: _ended("lost"),
     ev.TaskRetryScheduled: _retry, ev.TaskUpstreamFailed: _upstream_failed,
     ev.TaskCancelled: _cancelled, ev.GateEvaluated: _gate, ModelRegistered: _model,
+    ev.ApprovalRequested: _approval_requested, ev.ApprovalDecided: _approval_decided,
     ev.RunSucceeded: _finished("succeeded"), ev.RunFailed: _finished("failed"),
     ev.RunCancelled: _run_cancelled, ev.InputIgnored: _ignored,
 }

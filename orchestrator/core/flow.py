@@ -7,6 +7,7 @@ import heapq
 from events import runs as ev
 from events.pipeline import RetryPolicy, TaskSpec
 from events.registry import GateRef, RegisterModel
+from orchestrator.core import approvals
 from orchestrator.core.decision import Decision
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
@@ -110,6 +111,9 @@ def _step(d: Decision, run: RunState, spec: TaskSpec) -> bool:
         return True
     if task.status == "ready" and spec.kind == "register":
         _register(d, run, spec)
+        return True
+    if task.status == "ready" and spec.kind == "approval":
+        approvals.request(d, run, spec)
         return True
     return False
 

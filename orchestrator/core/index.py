@@ -20,7 +20,7 @@ from orchestrator.core import dag, ready
 from orchestrator.core.copying import replace
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
-    REGISTRY_AGENT,
+    STEP_AGENTS,
     TERMINAL_TASK,
     RunIndex,
     RunState,
@@ -167,7 +167,7 @@ def task_deadlines(task: TaskState, spec: TaskSpec) -> list[float]:
     if current is not None and current.status in ACTIVE_ATTEMPT:
         if current.timeout_at is not None:
             out.append(current.timeout_at)
-        if current.status == "scheduled" and current.agent_id != REGISTRY_AGENT:
+        if current.status == "scheduled" and current.agent_id not in STEP_AGENTS:
             out.append(current.not_after + 1e-3)
     return out
 

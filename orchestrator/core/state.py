@@ -56,6 +56,10 @@ LOST_ATTEMPT: frozenset[str] = frozenset({"lost", "interrupted"})
 """Attempts that spent `max_lost_attempts`: lost to their agents (AGENT_REASONS)."""
 REGISTRY_AGENT = "baton.registry"
 """The agent id of a register step's attempt: the registry, not an agent, runs it."""
+APPROVAL_AGENT = "baton.approvals"
+"""The agent id of an approval step's attempt: a person decides it, no agent runs it."""
+STEP_AGENTS: frozenset[str] = frozenset({REGISTRY_AGENT, APPROVAL_AGENT})
+"""Attempts the coordinator's own steps make: no agent's capacity, no command to cancel."""
 
 
 @dataclass(frozen=True, slots=True)

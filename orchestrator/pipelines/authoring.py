@@ -9,10 +9,13 @@ from typing import Any, Literal, TypeVar
 from events.common import Resources
 from events.pipeline import (
     DEFAULT_MAX_LOST_ATTEMPTS,
+    ApprovalInput,
+    ApprovalSpec,
     GateSpec,
     PipelineSpec,
     RegisterSpec,
     RetryPolicy,
+    Role,
     TaskSpec,
     TriggerSpec,
 )
@@ -94,6 +97,18 @@ class Pipeline:
                            promote_to=promote_to)
         self._tasks.append(TaskSpec(name=name, kind="register", deps=tuple(after),
                                     registration=reg))
+
+    def approval(self, name: str, *, after: Sequence[str], timeout_s: float,
+                 on_timeout: Literal["fail", "approve", "reject"], role: Role = "operator",
+                 inputs: Mapping[str, ApprovalInput] | None = None) -> None:
+        """A step that waits (in the log: no process waits) for a decision from someone with
+        `role` or above (`baton approve RUN`, the API, the dashboard), at most `timeout_s`;
+        then `on_timeout` decides (required: fail the step, or approve or reject it).
+        `inputs`: named values a decision may carry (text, alias, number, boolean)."""
+        spec = ApprovalSpec(timeout_s=timeout_s, on_timeout=on_timeout, role=role,
+                            inputs=dict(inputs or {}))
+        self._tasks.append(TaskSpec(name=name, kind="approval", deps=tuple(after),
+                                    approval=spec))
 
     def spec(self) -> PipelineSpec:
         from orchestrator.pipelines.validation import check

@@ -26,7 +26,7 @@ from events import topics
 from events.codec import checked
 from events.dlq import DeadLetter
 from events.envelope import envelope
-from events.intents import RunCancelRequested, RunRequested
+from events.payloads import RunPayload
 from events.topics import partition_for
 from orchestrator.core.idempotency import is_conflict
 from orchestrator.core.logged import decode_logged
@@ -34,7 +34,7 @@ from orchestrator.core.logged import decode_logged
 T = TypeVar("T")
 
 
-def intent_value(request: RunRequested | RunCancelRequested, event_id: str,
+def intent_value(request: RunPayload, event_id: str,
                  correlation: str | None, source: str = "baton.cli",
                  traceparent: str | None = None) -> bytes:
     """The intent's bytes, checked as its coordinator will decode them: EventParseError for

@@ -25,6 +25,7 @@ from events.codec import encode
 from events.common import Capabilities, GpuInfo, Resources
 from events.envelope import envelope
 from events.pipeline import (
+    ApprovalSpec,
     GateSpec,
     PipelineSpec,
     RegisterSpec,
@@ -32,6 +33,7 @@ from events.pipeline import (
     TaskSpec,
     TriggerSpec,
 )
+from events.runs import ApprovalDecided
 from events.triggers import DataArrived
 from orchestrator.api.auth import Tokens, add_token
 from orchestrator.api.server import Listen, bind
@@ -62,6 +64,12 @@ SCORED = PipelineSpec(name="scored", tasks=(
     TaskSpec(name="register", kind="register", deps=("gate",),
              registration=RegisterSpec(model="scorer", artifact_from="fit", metrics_from="fit",
                                        promote_to="champion")),
+))
+APPROVED = PipelineSpec(name="approved", tasks=(
+    TaskSpec(name="first", function=ref("seed")),
+    TaskSpec(name="approve", kind="approval", deps=("first",),
+             approval=ApprovalSpec(timeout_s=300, on_timeout="reject")),
+    TaskSpec(name="finish", function=ref("seed"), deps=("approve",)),
 ))
 MARKUP = PipelineSpec(name="markup", tasks=(TaskSpec(name="say", function=mine("markup")),))
 FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
@@ -101,7 +109,7 @@ class Served:
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     apps = Apps(Home(tmp_path_factory.mktemp("dashboard") / "home"))
     try:
-        specs = {s.name: s for s in (HELD, FLAKY, SCORED, MARKUP, FED)}
+        specs = {s.name: s for s in (HELD, FLAKY, SCORED, MARKUP, FED, APPROVED)}
         app = EmbeddedApp(apps.home, specs, [AGENT], http=bind(Listen("127.0.0.1", 0)))
         apps.opened.append(app)
         bus = await app.start()
@@ -209,6 +217,30 @@ async def test_the_models_page_charts_a_point_per_version(
     await expect(rollback).to_contain_text("loss went up in production")
     await expect(rollback).to_contain_text("v2 → v1")
     await screenshot("models")
+
+
+async def test_a_waiting_approval_is_decided_from_the_run_page(
+    page: Page, served: Served, screenshot: Any
+) -> None:
+    # given a run whose approval step waits, open on its page
+    run_id = await served.request("approved")
+    await page.goto(f"{served.base}/runs/{run_id}")
+    waiting = page.locator('.approval[data-task="approve"]')
+    await expect(waiting).to_be_visible()
+    await screenshot("approval")
+    # when it is approved there, with a reason
+    await waiting.locator("input").fill("checked the numbers")
+    await waiting.locator('button[data-action="approve"]').click()
+    # then the step and the run finish, and the audit says who approved it
+    await expect(page.locator('.dag-node[data-task="approve"]')).to_have_attribute(
+        "data-state", "succeeded")
+    await expect(page.locator('.dag-node[data-task="finish"]')).to_have_attribute(
+        "data-state", "succeeded")
+    await expect(page.locator("section.card", has_text="Audit")).to_contain_text(
+        "approved approve")
+    events = await run_to_end(served.bus, run_id)
+    (decided,) = [e.data for e in events if isinstance(e.data, ApprovalDecided)]
+    assert decided.reason == "checked the numbers" and decided.approved
 
 
 async def test_a_dead_letter_is_redriven_from_its_page(

@@ -20,6 +20,7 @@ export const EVENT_TYPES = Object.freeze([
   "task_started", "task_progress", "task_succeeded", "task_failed", "task_retry_scheduled",
   "task_timed_out", "task_lost", "task_upstream_failed", "task_cancelled",
   "gate_check", "gate_evaluated", "input_ignored",
+  "approval_requested", "approval_decided", "approval_refused",
   "trigger_accepted", "trigger_ignored", "model_registered", "alias_moved",
   "model_request_refused",
   "agent_advertised", "agent_draining", "agent_stopped",

@@ -176,7 +176,14 @@ export function render(view, [runId], search) {
   function drawHead() {
     const created = events.find((e) => e.type === "run_created");
     head.replaceChildren(el("h1", {}, "Run ", el("code", {}, runId)), run ? badge(run.status) : null, actions);
+    const awaiting = run?.status === "running"
+      ? run.tasks.filter((t) => t.metadata?.approval === "waiting") : [];
     actions.replaceChildren(...[
+      ...awaiting.flatMap((t) => [
+        el("span", { class: "approval", "data-task": t.name }, `${t.name} waits for a decision `,
+          el("input", { name: "approval-reason", "data-task": t.name, placeholder: "reason", size: 24 }), " ",
+          el("button", { type: "button", "data-action": "approve", "data-task": t.name }, "Approve"), " ",
+          el("button", { type: "button", class: "danger", "data-action": "reject", "data-task": t.name }, "Reject"))]),
       run?.status === "running" ? el("button", { type: "button", class: "danger", "data-action": "cancel" }, "Cancel") : null,
       run ? el("button", { type: "button", "data-action": "rerun" }, "Re-run") : null].filter(Boolean));
     if (!run) return;
@@ -235,9 +242,11 @@ export function render(view, [runId], search) {
     }
   }
 
+  let lastPosition = null; // of the newest event applied: the row read waits for it
   const reloadRow = debounce(async () => {
     try {
-      run = await get(`/runs/${encodeURIComponent(runId)}`);
+      const wait = lastPosition ? `?min_position=${encodeURIComponent(lastPosition)}` : "";
+      run = await get(`/runs/${encodeURIComponent(runId)}${wait}`);
       drawAll();
     } catch (err) {
       problem.replaceChildren(problemBox(err));
@@ -248,6 +257,7 @@ export function render(view, [runId], search) {
     if (envelope.subject !== runId && envelope.data?.run_id !== runId) return;
     if (seen.has(envelope.id)) return;
     seen.add(envelope.id);
+    if (envelope.position) lastPosition = envelope.position;
     if (needEvents) events.push(envelope);
     if (envelope.type === "run_created") drawDag();
     const state = stateAfter(envelope);
@@ -261,9 +271,16 @@ export function render(view, [runId], search) {
     const button = event.target.closest("button[data-action]");
     if (!button || !run) return;
     button.disabled = true;
-    actionStatus.replaceChildren(button.dataset.action === "cancel" ? "cancelling…" : "requesting…");
+    actionStatus.replaceChildren({ cancel: "cancelling…", approve: "approving…", reject: "rejecting…" }[button.dataset.action] ?? "requesting…");
     try {
-      if (button.dataset.action === "cancel") {
+      if (button.dataset.action === "approve" || button.dataset.action === "reject") {
+        const task = button.dataset.task;
+        const reason = actions.querySelector(`input[data-task="${CSS.escape(task)}"]`)?.value || "decided from the dashboard";
+        const decided = await post(`/runs/${encodeURIComponent(runId)}/approvals`,
+          { approve: button.dataset.action === "approve", reason, task });
+        actionStatus.replaceChildren(`${decided.task} ${decided.outcome}.`);
+        reloadRow();
+      } else if (button.dataset.action === "cancel") {
         await post(`/runs/${encodeURIComponent(runId)}/cancel`, { reason: "cancelled from the dashboard" });
         actionStatus.replaceChildren("Cancelled.");
         reloadRow();
