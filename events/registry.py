@@ -23,6 +23,16 @@ class GateRef(Frozen):
     """The version the gate compared against (the alias holder it read), if any."""
 
 
+class ApprovalRef(Frozen):
+    """A person's decision that admitted a version without a passing gate (an override): its
+    run's `approval_decided` event."""
+
+    event_id: str
+    approved: bool
+    by: str | None
+    """Who decided; None: the step's timeout policy did (which overrides nothing)."""
+
+
 def _none(value: object) -> bool:
     return value is None
 
@@ -57,6 +67,8 @@ class RegisterModel(RunPayload):
     lineage: Lineage
     gate: GateRef | None = OPTIONAL
     """The run's gate decision, when the pipeline has a gate before this step."""
+    approval: ApprovalRef | None = OPTIONAL
+    """The run's approval decision, when the pipeline has an approval step before it."""
     promote_to: str | None = OPTIONAL
     """An alias the new version takes at once, citing `gate` (refused without a passing one)."""
 
@@ -73,6 +85,8 @@ class ModelRegistered(RunPayload):
     lineage: Lineage
     gate: GateRef | None = OPTIONAL
     """The gate decision that admitted this version, if one did."""
+    approval: ApprovalRef | None = OPTIONAL
+    """The approval decision of its run, if it had one (what an override cites)."""
 
 
 class PromoteModel(Payload):
@@ -87,7 +101,8 @@ class PromoteModel(Payload):
     expected: int | None
     """The alias's holder the requester saw (None: the alias held nothing)."""
     cites: str = Field(min_length=1, max_length=300)
-    """The passing gate event (`gate_evaluated` id) that admits the version."""
+    """What admits the version: its passing gate (`gate_evaluated` id), or a person's
+    approval in its run (`approval_decided` id: an override of a failed or missing gate)."""
     reason: str = Field(min_length=1, max_length=2000)
     audit: Audit
 

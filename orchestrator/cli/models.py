@@ -19,12 +19,7 @@ from events.common import ALIAS_PATTERN, Audit
 from events.registry import AliasMoved, PromoteModel, RollbackAlias
 from orchestrator.cli.context import open_bus
 from orchestrator.cli.errors import UsageError
-from orchestrator.core.models import (
-    CHAMPION,
-    ModelRegistry,
-    ModelState,
-    Outcome,
-)
+from orchestrator.core.models import CHAMPION, ModelRegistry, ModelState, Outcome, admitted_by
 from orchestrator.model_docs import diff_rows, history_docs, iso, version_doc
 from orchestrator.printable import printable
 from orchestrator.service.model_requests import asked, registry_of
@@ -119,10 +114,10 @@ async def models_promote(args: argparse.Namespace) -> int:
         registry = await registry_of(bus)
         state = _model(registry, args.model)
         version = state.versions.get(args.version)
-        gate = version.data.gate if version is not None else None
+        cites = admitted_by(version.data) if version is not None else None
         request = PromoteModel(
             model=args.model, alias=args.alias, version=args.version,
-            expected=state.holder(args.alias), cites=gate.event_id if gate else "none",
+            expected=state.holder(args.alias), cites=cites or "none",
             reason=args.reason, audit=_who())
         return _said(await asked(bus, request, args.wait, "baton.cli"), args.wait)
     finally:

@@ -14,7 +14,7 @@ from events import runs as ev
 from events.common import Audit, Resources
 from events.envelope import Envelope
 from events.payloads import Payload
-from events.registry import GateRef, ModelRegistered
+from events.registry import ApprovalRef, GateRef, ModelRegistered
 from orchestrator.core.copying import replace
 from orchestrator.core.dag import topological
 from orchestrator.core.errors import LogCorrupt
@@ -248,6 +248,9 @@ def _approval_decided(run: RunState, e: ev.ApprovalDecided, at: float) -> None:
                                  "approval_reason": e.reason, **{
                                      f"approval.{k}": v for k, v in e.values.items()}})
     run.audit += _audited(f"{verdict} {e.task}", e.audit, at)
+    decided = ApprovalRef(event_id=f"{run.run_id}/{run.seq}", approved=e.approved,
+                          by=e.audit.actor if e.audit else None)
+    run.approvals = (*(a for a in run.approvals if a[0] != e.task), (e.task, decided))
 
 
 def _model(run: RunState, e: ModelRegistered, at: float) -> None:

@@ -153,7 +153,9 @@ def _register(d: Decision, run: RunState, spec: TaskSpec) -> None:
     assert source.output is not None
     request = RegisterModel(run_id=run.run_id, task=spec.name, model=reg.model,
                             artifact=source.output, metrics=dict(metrics), lineage=lineage(run),
-                            gate=_gate_of(run, reg.model), promote_to=reg.promote_to)
+                            gate=_gate_of(run, reg.model),
+                            approval=run.approvals[-1][1] if run.approvals else None,
+                            promote_to=reg.promote_to)
     d.command(run, request, f"register/{reg.model}")
 
 

@@ -145,6 +145,7 @@ def register(registry: ModelRegistry, request: RegisterModel) -> ModelRegistered
         run_id=request.run_id, task=request.task, model=request.model,
         version=registry.model(request.model).latest() + 1, artifact=request.artifact,
         metrics=request.metrics, lineage=request.lineage, gate=request.gate,
+        approval=request.approval,
     )
 
 
@@ -160,21 +161,35 @@ def promote_registered(registry: ModelRegistry, request: RegisterModel,
     gate = registered.gate
     state = registry.model(registered.model)
     refused = _refused(registered.model, alias, "register_model", None)
-    if gate is None or not gate.passed:
-        return refused(f"v{registered.version} has no passing gate to cite: add a gate step "
-                       "before the registration, or promote it later citing one")
+    cites = admitted_by(registered)
+    if cites is None:
+        return refused(f"v{registered.version} has no passing gate, nor a person's approval, "
+                       "to cite: add a gate (or an approval step) before the registration")
     current = state.holder(alias)
-    if alias == CHAMPION:
+    if gate is not None and gate.passed and alias == CHAMPION:
         base = registry.baseline(registered.model)
         now, seen = (base.version if base else None), gate.baseline_version
         if now != seen:
             return refused(f"the gate compared v{registered.version} against {_v(seen)}, "
                            f"but the champion is {_v(now)} now: run the pipeline again to "
                            "gate against it")
+    why = "its gate passed" if cites == (gate.event_id if gate else None) else (
+        "a person approved it")
     return AliasMoved(model=registered.model, alias=alias, version=registered.version,
-                      previous=current, move="promote", cites=gate.event_id,
-                      reason=f"registered by run {registered.run_id} after its gate passed",
+                      previous=current, move="promote", cites=cites,
+                      reason=f"registered by run {registered.run_id} after {why}",
                       run_id=registered.run_id)
+
+
+def admitted_by(version: ModelRegistered) -> str | None:
+    """What a promotion of the version may cite: its passing gate, else a person's approval
+    of its run (an override: a timeout policy's approval overrides nothing)."""
+    if version.gate is not None and version.gate.passed:
+        return version.gate.event_id
+    approval = version.approval
+    if approval is not None and approval.approved and approval.by is not None:
+        return approval.event_id
+    return None
 
 
 def promote(registry: ModelRegistry, request: PromoteModel) -> Outcome:
@@ -187,14 +202,14 @@ def promote(registry: ModelRegistry, request: PromoteModel) -> Outcome:
     if version is None:
         return refused(f"{request.model} has no v{request.version} (its versions: "
                        f"{_versions(state)})")
-    gate = version.data.gate
-    if gate is None or not gate.passed:
-        return refused(f"{request.model} v{request.version} was not admitted by a passing "
-                       "gate, so it cannot be promoted (an approval of an override is the "
-                       "other way, when the pipeline has an approval step)")
-    if request.cites != gate.event_id:
-        return refused(f"{request.cites!r} is not the gate decision that admitted "
-                       f"{request.model} v{request.version} (that is {gate.event_id})")
+    admitted = admitted_by(version.data)
+    if admitted is None:
+        return refused(f"{request.model} v{request.version} was admitted by neither a passing "
+                       "gate nor a person's approval in its run, so it cannot be promoted "
+                       "(give its pipeline an approval step to override a gate)")
+    if request.cites != admitted:
+        return refused(f"{request.cites!r} is not the gate decision or approval that "
+                       f"admitted {request.model} v{request.version} (that is {admitted})")
     current = state.holder(request.alias)
     if current != request.expected:
         return refused(_moved_since(request.alias, request.expected, current))

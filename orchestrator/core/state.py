@@ -15,7 +15,7 @@ from pydantic_core import core_schema
 
 from events.common import ArtifactRef, Capabilities, Resources
 from events.pipeline import PipelineSpec, TaskSpec
-from events.registry import GateRef
+from events.registry import ApprovalRef, GateRef
 from events.triggers import TriggerInfo
 from orchestrator.core.copying import replace
 
@@ -236,6 +236,8 @@ class RunState:
     models: tuple[tuple[str, int], ...] = ()
     gates: tuple[tuple[str, GateRef], ...] = ()
     """Each gate task's decision, as a registration cites it (task, the decision)."""
+    approvals: tuple[tuple[str, ApprovalRef], ...] = ()
+    """Each approval step's decision, as a registration cites it (task, the decision)."""
     audit: tuple[AuditEntry, ...] = ()
     """Who requested and who cancelled the run, as the log recorded it."""
     order: tuple[TaskSpec, ...] = ()  # the spec's tasks in dependency order, computed once

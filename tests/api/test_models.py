@@ -116,7 +116,7 @@ async def test_refused_moves_are_409_with_the_reason_and_change_nothing(
                                  {"version": 1, "reason": "r", "cites": "run-x/3"})
     # then each is refused with why, recorded, and nothing moved
     assert "champion points at v2, not v7" in assert_problem(stale, 409, "refused")["detail"]
-    assert "not admitted by a passing gate" in assert_problem(ungated, 409, "refused")[
+    assert "admitted by neither a passing gate" in assert_problem(ungated, 409, "refused")[
         "detail"]
     assert "is not the gate decision" in assert_problem(miscited, 409, "refused")["detail"]
     assert (await client.get("/models/gated"))["aliases"] == {"champion": 2}

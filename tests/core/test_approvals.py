@@ -11,7 +11,7 @@ import pytest
 from events import runs as ev
 from events.common import Audit
 from events.intents import ApprovalDecision, ApprovalValue
-from events.pipeline import ApprovalSpec, PipelineSpec, Role, TaskSpec
+from events.pipeline import ApprovalSpec, PipelineSpec, RegisterSpec, Role, TaskSpec
 from orchestrator.core.decide import next_deadline
 from orchestrator.core.state import APPROVAL_AGENT
 from tests.core.support import CheckedHarness
@@ -163,3 +163,27 @@ def test_a_decision_with_nothing_to_decide_or_repeated_is_ignored_with_the_reaso
     h.feed(decision(run_id), id="approval-1")
     assert len(h.events(run_id, ev.ApprovalDecided)) == 1
     assert "duplicate" in h.events(run_id, ev.InputIgnored)[-1].reason
+
+
+def test_a_registration_after_an_approval_carries_who_approved_it() -> None:
+    # given train -> approve -> register
+    approval = ApprovalSpec(timeout_s=600, on_timeout="fail")
+    spec = PipelineSpec(name="p", tasks=(
+        TaskSpec(name="train", function="tasks:train"),
+        TaskSpec(name="approve", kind="approval", deps=("train",), approval=approval),
+        TaskSpec(name="register", kind="register", deps=("approve",),
+                 registration=RegisterSpec(model="m", artifact_from="train",
+                                           promote_to="champion")),
+    ))
+    h = CheckedHarness()
+    h.agent()
+    run_id = h.start(spec)
+    h.complete("train")
+    # when alice approves it
+    h.feed(decision(run_id, who="alice"))
+    # then its registration cites her decision (what a promotion without a gate may cite)
+    (request,) = h.registrations()
+    assert request.gate is None and request.approval is not None
+    assert (request.approval.approved, request.approval.by) == (True, "alice")
+    decided_id = next(e.id for e in h.log if isinstance(e.data, ev.ApprovalDecided))
+    assert request.approval.event_id == decided_id

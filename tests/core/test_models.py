@@ -10,6 +10,7 @@ from events.envelope import envelope
 from events.payloads import Payload
 from events.registry import (
     AliasMoved,
+    ApprovalRef,
     GateRef,
     ModelRegistered,
     ModelRequestRefused,
@@ -79,9 +80,10 @@ def test_a_promotion_citing_the_versions_passing_gate_moves_the_alias_and_record
 
 
 @pytest.mark.parametrize(("gate", "cites", "why"), [
-    (None, "run-1/gate", "not admitted by a passing gate"),
-    (GateRef(event_id="run-1/gate", passed=False), "run-1/gate", "not admitted by a passing"),
-    (passed(1), "run-9/gate", "is not the gate decision that admitted"),
+    (None, "run-1/gate", "admitted by neither a passing gate"),
+    (GateRef(event_id="run-1/gate", passed=False), "run-1/gate",
+     "admitted by neither a passing gate"),
+    (passed(1), "run-9/gate", "is not the gate decision or approval that admitted"),
 ])
 def test_a_promotion_without_a_passing_gate_it_cites_is_refused(
     gate: GateRef | None, cites: str, why: str,
@@ -230,3 +232,26 @@ def test_a_first_version_that_asks_for_the_champion_alias_takes_it() -> None:
     # then it is the champion, moved by its run
     assert isinstance(moved, AliasMoved)
     assert (moved.version, moved.previous, moved.run_id) == (1, None, "run-1")
+
+
+def approved(n: int, by: str | None = "alice") -> ApprovalRef:
+    return ApprovalRef(event_id=f"run-{n}/approval", approved=True, by=by)
+
+
+def test_a_version_no_gate_passed_is_promoted_on_a_persons_approval_of_its_run() -> None:
+    # given a version whose gate failed, but whose run a person approved (an override), and
+    # one approved only by its step's timeout policy
+    log = Log()
+    for approval in (approved(1), approved(2, by=None)):
+        request = RegisterModel(run_id=f"run-{log.n}", task="register", model=MODEL,
+                                artifact=ARTIFACT, lineage=LINEAGE, approval=approval,
+                                gate=GateRef(event_id="g", passed=False))
+        log.fold(register(log.registry, request))
+    # when each is promoted citing its approval
+    override = promote(log.registry, promotion(1, None, "run-1/approval"))
+    log.fold(override)
+    by_policy = promote(log.registry, promotion(2, 1, "run-2/approval"))
+    # then the person's approval admits the first; a timeout policy overrides nothing
+    assert isinstance(override, AliasMoved) and override.cites == "run-1/approval"
+    assert isinstance(by_policy, ModelRequestRefused)
+    assert "admitted by neither a passing gate nor a person's approval" in by_policy.reason

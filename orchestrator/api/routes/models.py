@@ -17,7 +17,7 @@ from orchestrator.api.deps import Operator, ctx
 from orchestrator.api.problems import Problem, not_found
 from orchestrator.api.routes.run_writes import DEFAULT_WAIT_S, SOURCE, Wait
 from orchestrator.api.routes.runs import MinPosition
-from orchestrator.core.models import ModelState, Outcome
+from orchestrator.core.models import ModelState, Outcome, admitted_by
 from orchestrator.model_docs import history_docs, version_doc
 from orchestrator.service.model_requests import asked
 
@@ -35,9 +35,9 @@ class Promotion(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
     expected: int | None = Field(default=None, description="the holder you saw (compare-and-"
                                  "set); left out: the holder now, as this server reads it")
-    cites: str | None = Field(default=None, min_length=1, max_length=300, description="the "
-                              "passing gate event that admits the version; left out: the one "
-                              "that admitted it")
+    cites: str | None = Field(default=None, min_length=1, max_length=300, description="what "
+                              "admits the version: its passing gate event, or a person's "
+                              "approval in its run; left out: the one that admitted it")
 
 
 class Rollback(BaseModel):
@@ -79,8 +79,7 @@ async def promote(request: Request, name: Model, alias: Alias, body: Promotion,
     since `expected`); 503 when no registry answered in time."""
     state = await _state(request, name)
     version = state.versions.get(body.version)
-    gate = version.data.gate if version is not None else None
-    cites = body.cites or (gate.event_id if gate is not None else "none")
+    cites = body.cites or (admitted_by(version.data) if version is not None else None) or "none"
     expected = body.expected if "expected" in body.model_fields_set else state.holder(alias)
     asking = PromoteModel(model=name, alias=alias, version=body.version, expected=expected,
                           cites=cites, reason=body.reason, audit=_audit(caller))
