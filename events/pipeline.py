@@ -44,13 +44,32 @@ class RetryPolicy(Frozen):
         return float(min(self.backoff_s * self.factor ** (failed_attempt - 1), self.max_backoff_s))
 
 
+def _empty(value: object) -> bool:
+    return not value
+
+
+def _true(value: object) -> bool:
+    return value is True
+
+
 class GateSpec(Frozen):
-    """An evaluation gate, decided by the coordinator from an upstream task's metrics."""
+    """A gate, decided by the coordinator from an upstream task's metrics and metadata: an
+    evaluation gate (minimums, no worse than the champion on the same evaluation set) or a
+    data gate before training (a minimum row count, a maximum share of missing values, the
+    expected schema fingerprint). The new fields are left out of the wire form when unset, so
+    existing gates keep their pipeline version."""
 
     metrics_from: str
     minimum: dict[str, float] = Field(default_factory=dict)
+    maximum: dict[str, float] = Field(default_factory=dict, exclude_if=_empty)
+    """Metrics that must not exceed a value (e.g. `missing_share: 0.01`)."""
+    equals: dict[str, str] = Field(default_factory=dict, exclude_if=_empty)
+    """Metadata that must equal a value (e.g. `schema_fingerprint: 9f2c...`)."""
     no_worse_than_current: tuple[str, ...] = ()
     model: str | None = None
+    same_eval_set: bool = Field(default=True, exclude_if=_true)
+    """Compare with the champion only on the evaluation set it was measured on (the
+    `eval_set` metadata both report): measured on different sets, the comparison fails."""
 
 
 class RegisterSpec(Frozen):

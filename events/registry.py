@@ -69,6 +69,8 @@ class RegisterModel(RunPayload):
     """The run's gate decision, when the pipeline has a gate before this step."""
     approval: ApprovalRef | None = OPTIONAL
     """The run's approval decision, when the pipeline has an approval step before it."""
+    eval_set: str | None = OPTIONAL
+    """Which evaluation set its metrics were measured on (the `eval_set` metadata)."""
     promote_to: str | None = OPTIONAL
     """An alias the new version takes at once, citing `gate` (refused without a passing one)."""
 
@@ -87,6 +89,9 @@ class ModelRegistered(RunPayload):
     """The gate decision that admitted this version, if one did."""
     approval: ApprovalRef | None = OPTIONAL
     """The approval decision of its run, if it had one (what an override cites)."""
+    eval_set: str | None = OPTIONAL
+    """Which evaluation set its metrics were measured on: a gate compares another version
+    with it only on the same one."""
 
 
 class PromoteModel(Payload):

@@ -157,10 +157,14 @@ class TaskCancelled(TaskEvent):
 class GateCheck(RunPayload):
     TYPE = "gate_check"
     metric: str
-    op: Literal[">=", ">= current"]
+    op: Literal[">=", ">= current", "<=", "==", "same eval set"]
     threshold: float | None
     value: float | None
     passed: bool
+    expected: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """For text checks (`==`, `same eval set`): what was expected..."""
+    found: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """... and what the task reported."""
 
 
 class GateEvaluated(TaskEvent):

@@ -122,8 +122,9 @@ def _gate(d: Decision, run: RunState, spec: TaskSpec) -> None:
     assert spec.gate is not None
     gate = spec.gate
     champion = d.state.champions.get(gate.model) if gate.model else None
-    metrics = run.tasks[gate.metrics_from].metrics
-    passed, checks = evaluate_gate(run.run_id, gate, metrics, champion)
+    source = run.tasks[gate.metrics_from]
+    passed, checks = evaluate_gate(run.run_id, gate, source.metrics, champion,
+                                   dict(source.metadata))
     aid = attempt_id(run.run_id, spec.name, 1)
     d.log(run, ev.GateEvaluated(
         run_id=run.run_id, task=spec.name, passed=passed, checks=checks,
@@ -132,7 +133,7 @@ def _gate(d: Decision, run: RunState, spec: TaskSpec) -> None:
     ))
     if passed:
         d.log(run, ev.TaskSucceeded(run_id=run.run_id, task=spec.name, attempt=1,
-                                    attempt_id=aid, metrics=dict(metrics)))
+                                    attempt_id=aid, metrics=dict(source.metrics)))
     else:
         d.log(run, ev.TaskFailed(run_id=run.run_id, task=spec.name, attempt=1, attempt_id=aid,
                                  reason="gate_rejected", message=describe_failures(checks),
@@ -155,8 +156,14 @@ def _register(d: Decision, run: RunState, spec: TaskSpec) -> None:
                             artifact=source.output, metrics=dict(metrics), lineage=lineage(run),
                             gate=_gate_of(run, reg.model),
                             approval=run.approvals[-1][1] if run.approvals else None,
+                            eval_set=_eval_set(run, reg.metrics_from or reg.artifact_from),
                             promote_to=reg.promote_to)
     d.command(run, request, f"register/{reg.model}")
+
+
+def _eval_set(run: RunState, task: str) -> str | None:
+    found = run.tasks[task].metadata.get("eval_set")
+    return None if found is None else str(found)
 
 
 def _gate_of(run: RunState, model: str) -> GateRef | None:

@@ -145,7 +145,7 @@ def register(registry: ModelRegistry, request: RegisterModel) -> ModelRegistered
         run_id=request.run_id, task=request.task, model=request.model,
         version=registry.model(request.model).latest() + 1, artifact=request.artifact,
         metrics=request.metrics, lineage=request.lineage, gate=request.gate,
-        approval=request.approval,
+        approval=request.approval, eval_set=request.eval_set,
     )
 
 

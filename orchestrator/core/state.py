@@ -273,6 +273,8 @@ class Champion:
     model: str
     version: int
     metrics: dict[str, float]
+    eval_set: str | None = None
+    """The evaluation set its metrics were measured on, if its evaluation said."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,4 +49,5 @@ class ChampionTracker:
             if base is None:
                 self.champions.pop(model, None)
             else:
-                self.champions[model] = Champion(model, base.version, dict(base.metrics))
+                self.champions[model] = Champion(model, base.version, dict(base.metrics),
+                                                 base.eval_set)
