@@ -83,9 +83,17 @@ class Pipeline:
         return decorate
 
     def gate(self, name: str, *, metrics_from: str, minimum: Mapping[str, float] | None = None,
-             no_worse_than_current: Sequence[str] = (), model: str | None = None) -> None:
+             maximum: Mapping[str, float] | None = None,
+             equals: Mapping[str, str] | None = None,
+             no_worse_than_current: Sequence[str] = (), model: str | None = None,
+             same_eval_set: bool = True) -> None:
+        """Checks on what `metrics_from` reported: `minimum`/`maximum` bounds on metrics,
+        `equals` on metadata (a data gate: rows, missing share, schema fingerprint), and
+        `no_worse_than_current` than the model's champion, on the same evaluation set."""
         gate = GateSpec(metrics_from=metrics_from, minimum=dict(minimum or {}),
-                        no_worse_than_current=tuple(no_worse_than_current), model=model)
+                        maximum=dict(maximum or {}), equals=dict(equals or {}),
+                        no_worse_than_current=tuple(no_worse_than_current), model=model,
+                        same_eval_set=same_eval_set)
         self._tasks.append(TaskSpec(name=name, kind="gate", deps=(metrics_from,), gate=gate))
 
     def register(self, name: str, *, model: str, artifact_from: str, after: Sequence[str],
