@@ -124,6 +124,27 @@ class RollbackAlias(Payload):
     audit: Audit
 
 
+class ArchiveVersion(Payload):
+    """Retire a version (baton.model-requests): it keeps its history but can no longer be
+    promoted. Refused while an alias points at it."""
+
+    TYPE = "archive_version"
+    model: str = Field(pattern=MODEL_PATTERN)
+    version: int = Field(ge=1)
+    reason: str = Field(min_length=1, max_length=2000)
+    audit: Audit
+
+
+class VersionArchived(Payload):
+    """The registry archived a version (baton.models): who asked, and why."""
+
+    TYPE = "version_archived"
+    model: str
+    version: int
+    reason: str
+    audit: Audit | None = AUDIT_FIELD
+
+
 Move = Literal["promote", "rollback"]
 
 
@@ -152,6 +173,7 @@ class ModelRequestRefused(Payload):
     TYPE = "model_request_refused"
     model: str
     alias: str
+    """The alias the request was about ("" for a request about a version alone)."""
     request: str
     """The refused request's type (`promote_model`, `rollback_alias`)."""
     reason: str

@@ -165,7 +165,8 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
         read_by="the registry on restart, coordinators (gate baselines), dashboards, "
                 "`baton models`",
         direction="out",
-        types=(registry.ModelRegistered, registry.AliasMoved, registry.ModelRequestRefused),
+        types=(registry.ModelRegistered, registry.AliasMoved, registry.VersionArchived,
+               registry.ModelRequestRefused),
     ),
     TopicSpec(
         topics.MODEL_REQUESTS,
@@ -177,7 +178,8 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
         written_by="coordinators, `baton models promote|rollback`, the HTTP API",
         read_by="the registry",
         direction="out",
-        types=(registry.RegisterModel, registry.PromoteModel, registry.RollbackAlias),
+        types=(registry.RegisterModel, registry.PromoteModel, registry.RollbackAlias,
+               registry.ArchiveVersion),
     ),
     TopicSpec(
         topics.SNAPSHOTS,

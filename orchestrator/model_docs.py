@@ -17,6 +17,10 @@ def version_doc(state: ModelState, version: int) -> dict[str, Any]:
     doc = data.model_dump(mode="json")
     doc["gate"] = data.gate.model_dump(mode="json") if data.gate else None
     doc["registered_at"] = registered.at
+    doc["status"] = registered.status
+    doc["archived"] = ({"reason": registered.archived.reason, "actor": registered.archived.audit
+                        .actor if registered.archived.audit else None}
+                       if registered.archived is not None else None)
     doc["aliases"] = sorted(a for a in state.holders if state.holder(a) == version)
     return doc
 

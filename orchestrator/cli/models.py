@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from events.common import ALIAS_PATTERN, Audit
-from events.registry import AliasMoved, PromoteModel, RollbackAlias
+from events.registry import (
+    AliasMoved,
+    ArchiveVersion,
+    PromoteModel,
+    RollbackAlias,
+    VersionArchived,
+)
 from orchestrator.cli.context import open_bus
 from orchestrator.cli.errors import UsageError
 from orchestrator.core.models import CHAMPION, ModelRegistry, ModelState, Outcome, admitted_by
@@ -55,6 +61,12 @@ def add_models(p: argparse.ArgumentParser) -> None:
     back.add_argument("--reason", required=True, help="why: recorded with the move")
     back.add_argument("--wait", type=float, default=WAIT_S, metavar="S")
     back.set_defaults(handler=models_rollback)
+    archive = sub.add_parser("archive", help="retire a version: it can no longer be promoted")
+    archive.add_argument("model")
+    archive.add_argument("version", type=_version)
+    archive.add_argument("--reason", required=True, help="why: recorded with it")
+    archive.add_argument("--wait", type=float, default=WAIT_S, metavar="S")
+    archive.set_defaults(handler=models_archive)
     history = sub.add_parser("history", help="every move of a model's aliases, oldest first")
     history.add_argument("model")
     history.add_argument("--alias", type=_alias, help="one alias only")
@@ -136,6 +148,17 @@ async def models_rollback(args: argparse.Namespace) -> int:
         await bus.close()
 
 
+async def models_archive(args: argparse.Namespace) -> int:
+    bus = await open_bus(args)
+    try:
+        _model(await registry_of(bus), args.model)
+        request = ArchiveVersion(model=args.model, version=args.version, reason=args.reason,
+                                 audit=_who())
+        return _said(await asked(bus, request, args.wait, "baton.cli"), args.wait)
+    finally:
+        await bus.close()
+
+
 async def models_history(args: argparse.Namespace) -> int:
     state = _model(await _registry(args), args.model)
     entries = history_docs(state, args.alias)
@@ -204,6 +227,9 @@ def _said(answer: Outcome | None, wait_s: float) -> int:
     if isinstance(answer, AliasMoved):
         print(printable(f"{answer.model}: {answer.alias} {_v(answer.previous)} -> "
                         f"v{answer.version} ({answer.move})"))
+        return 0
+    if isinstance(answer, VersionArchived):
+        print(printable(f"{answer.model}: v{answer.version} archived"))
         return 0
     raise UsageError(f"the registry refused: {printable(answer.reason)}")
 

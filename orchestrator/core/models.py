@@ -11,17 +11,19 @@ latest promotion that is not undone yet, back to the holder before it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.registry import (
     AliasMoved,
+    ArchiveVersion,
     ModelRegistered,
     ModelRequestRefused,
     PromoteModel,
     RegisterModel,
     RollbackAlias,
+    VersionArchived,
 )
 
 CHAMPION = "champion"
@@ -35,6 +37,11 @@ class Registered:
     data: ModelRegistered
     at: float
     """Seconds since the epoch, as the envelope's time."""
+    archived: VersionArchived | None = None
+
+    @property
+    def status(self) -> str:
+        return "archived" if self.archived is not None else "registered"
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ class ModelState:
         return max(self.versions, default=0)
 
 
-Outcome = AliasMoved | ModelRequestRefused
+Outcome = AliasMoved | VersionArchived | ModelRequestRefused
 
 
 @dataclass
@@ -114,6 +121,13 @@ class ModelRegistry:
             else:
                 stack.append(data.version)
             state.moves.append(AliasMove(data, env.time.timestamp(), env.id))
+            if env.causation_id is not None:
+                self.answers[env.causation_id] = data
+        elif isinstance(data, VersionArchived):
+            state = self.models.setdefault(data.model, ModelState())
+            held = state.versions.get(data.version)
+            if held is not None:
+                state.versions[data.version] = replace(held, archived=data)
             if env.causation_id is not None:
                 self.answers[env.causation_id] = data
         elif isinstance(data, ModelRequestRefused):
@@ -202,6 +216,9 @@ def promote(registry: ModelRegistry, request: PromoteModel) -> Outcome:
     if version is None:
         return refused(f"{request.model} has no v{request.version} (its versions: "
                        f"{_versions(state)})")
+    if version.archived is not None:
+        return refused(f"{request.model} v{request.version} is archived "
+                       f"({version.archived.reason}): it cannot be promoted")
     admitted = admitted_by(version.data)
     if admitted is None:
         return refused(f"{request.model} v{request.version} was admitted by neither a passing "
@@ -237,7 +254,24 @@ def rollback(registry: ModelRegistry, request: RollbackAlias) -> Outcome:
                       audit=request.audit)
 
 
-def _refused(model: str, alias: str, kind: str, request: PromoteModel | RollbackAlias | None
+def archive(registry: ModelRegistry, request: ArchiveVersion) -> Outcome:
+    refused = _refused(request.model, "", "archive_version", request)
+    state = registry.models.get(request.model)
+    version = state.versions.get(request.version) if state is not None else None
+    if state is None or version is None:
+        return refused(f"{request.model} has no v{request.version}")
+    if version.archived is not None:
+        return refused(f"{request.model} v{request.version} is archived already")
+    holding = sorted(a for a in state.holders if state.holder(a) == request.version)
+    if holding:
+        return refused(f"{', '.join(holding)} points at v{request.version}: move it first "
+                       "(promote another version, or roll it back)")
+    return VersionArchived(model=request.model, version=request.version,
+                           reason=request.reason, audit=request.audit)
+
+
+def _refused(model: str, alias: str, kind: str,
+             request: PromoteModel | RollbackAlias | ArchiveVersion | None
              ) -> Callable[[str], ModelRequestRefused]:
     def refused(reason: str) -> ModelRequestRefused:
         return ModelRequestRefused(model=model, alias=alias, request=kind, reason=reason,

@@ -11,7 +11,14 @@ from bus import Bus, Outgoing, Record
 from events import topics
 from events.codec import checked
 from events.envelope import envelope
-from events.registry import AliasMoved, ModelRequestRefused, PromoteModel, RollbackAlias
+from events.registry import (
+    AliasMoved,
+    ArchiveVersion,
+    ModelRequestRefused,
+    PromoteModel,
+    RollbackAlias,
+    VersionArchived,
+)
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.models import ModelRegistry, Outcome
 from orchestrator.service.reading import partitions_of, read_all
@@ -27,7 +34,7 @@ async def registry_of(bus: Bus) -> ModelRegistry:
     return registry
 
 
-async def asked(bus: Bus, request: PromoteModel | RollbackAlias, within_s: float,
+async def asked(bus: Bus, request: PromoteModel | RollbackAlias | ArchiveVersion, within_s: float,
                 source: str) -> Outcome | None:
     """Publishes the request and waits up to `within_s` for the registry's answer (None:
     no answer in time; the request may still be answered later, once)."""
@@ -39,8 +46,8 @@ async def asked(bus: Bus, request: PromoteModel | RollbackAlias, within_s: float
 
     def answer(record: Record) -> Outcome | None:
         env = decode_logged(record.value, record.where)
-        if env.causation_id == event_id and isinstance(env.data, AliasMoved
-                                                       | ModelRequestRefused):
+        if env.causation_id == event_id and isinstance(
+                env.data, AliasMoved | VersionArchived | ModelRequestRefused):
             return env.data
         return None
 

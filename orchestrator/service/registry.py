@@ -16,14 +16,22 @@ from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import (
     AliasMoved,
+    ArchiveVersion,
     ModelRegistered,
     PromoteModel,
     RegisterModel,
     RollbackAlias,
+    VersionArchived,
 )
 from events.topics import partition_for
 from orchestrator.core.logged import decode_logged
-from orchestrator.core.models import ModelRegistry, Outcome, promote, promote_registered
+from orchestrator.core.models import (
+    ModelRegistry,
+    Outcome,
+    archive,
+    promote,
+    promote_registered,
+)
 from orchestrator.core.models import register as register_version
 from orchestrator.core.models import rollback as rollback_alias
 from orchestrator.service.consumer import Consumer
@@ -65,11 +73,15 @@ class RegistryStage(Consumer):
         data = env.data
         if isinstance(data, RegisterModel):
             return self._register(env, data)
-        if isinstance(data, PromoteModel | RollbackAlias):
+        if isinstance(data, PromoteModel | RollbackAlias | ArchiveVersion):
             if env.id in self.registry.answers:
                 return []  # answered already: the answer is in the log
-            decided = (promote(self.registry, data) if isinstance(data, PromoteModel)
-                       else rollback_alias(self.registry, data))
+            if isinstance(data, PromoteModel):
+                decided = promote(self.registry, data)
+            elif isinstance(data, RollbackAlias):
+                decided = rollback_alias(self.registry, data)
+            else:
+                decided = archive(self.registry, data)
             return [self._logged(self._envelope(decided, env))]
         return [self._dead_letter(record, f"{env.type} is not a registry request")]
 
@@ -99,6 +111,8 @@ class RegistryStage(Consumer):
             id_ = f"{data.model}/v{data.version}"
         elif isinstance(data, AliasMoved):
             id_ = f"{data.model}/{data.alias}/{len(self.registry.model(data.model).moves) + 1}"
+        elif isinstance(data, VersionArchived):
+            id_ = f"{data.model}/v{data.version}/archived"
         else:
             id_ = f"{data.model}/refused/{cause.id}"
         return envelope(data, id=id_, time=self.clock(), source=SOURCE, subject=data.model,

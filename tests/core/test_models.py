@@ -11,6 +11,7 @@ from events.payloads import Payload
 from events.registry import (
     AliasMoved,
     ApprovalRef,
+    ArchiveVersion,
     GateRef,
     ModelRegistered,
     ModelRequestRefused,
@@ -20,6 +21,7 @@ from events.registry import (
 )
 from orchestrator.core.models import (
     ModelRegistry,
+    archive,
     promote,
     promote_registered,
     register,
@@ -255,3 +257,24 @@ def test_a_version_no_gate_passed_is_promoted_on_a_persons_approval_of_its_run()
     assert isinstance(override, AliasMoved) and override.cites == "run-1/approval"
     assert isinstance(by_policy, ModelRequestRefused)
     assert "admitted by neither a passing gate nor a person's approval" in by_policy.reason
+
+
+def test_an_archived_version_keeps_its_history_but_cannot_be_promoted() -> None:
+    # given v1 (the champion) and v2
+    log = Log()
+    log.version(passed(1))
+    log.version(passed(2))
+    log.fold(promote(log.registry, promotion(1, None, "run-1/gate")))
+
+    def archiving(version: int) -> ArchiveVersion:
+        return ArchiveVersion(model=MODEL, version=version, reason="superseded", audit=WHO)
+
+    # when the champion is archived: refused, an alias points at it
+    held = archive(log.registry, archiving(1))
+    assert isinstance(held, ModelRequestRefused) and "champion points at v1" in held.reason
+    # and when v2 is archived, then promoted
+    log.fold(archive(log.registry, archiving(2)))
+    promoted = promote(log.registry, promotion(2, 1, "run-2/gate"))
+    # then it is archived, and its promotion refused
+    assert log.registry.model(MODEL).versions[2].status == "archived"
+    assert isinstance(promoted, ModelRequestRefused) and "is archived" in promoted.reason

@@ -115,6 +115,21 @@ async def test_bad_promotions_are_refused_with_the_reason_and_change_nothing(
     assert models(served, "show", MODEL)["aliases"] == before
 
 
+def test_an_archived_version_cannot_be_promoted(served: Served) -> None:
+    # given v1, which no alias points at any more (the first test moved champion to v2)
+    assert models(served, "show", MODEL)["aliases"] == {"champion": 2}
+    # when it is archived, then promoted
+    archived = baton(served.home, "models", "archive", MODEL, "1", "--reason", "superseded",
+                     *WAIT)
+    promoted = baton(served.home, "models", "promote", MODEL, "1", "--reason", "r", *WAIT)
+    # then it is archived (listed so), and its promotion refused with why
+    assert archived.returncode == 0, archived.stderr
+    assert "v1 archived" in archived.stdout
+    assert {m["version"]: m["status"] for m in models(served, "list")} == {
+        1: "archived", 2: "registered"}
+    assert promoted.returncode != 0 and "is archived (superseded)" in promoted.stderr
+
+
 def test_diff_shows_two_versions_side_by_side(served: Served) -> None:
     diff = models(served, "diff", MODEL, "1", "v2")
     rows = {r["field"]: r for r in diff["rows"]}

@@ -146,6 +146,8 @@ SAMPLES: tuple[Payload, ...] = (
                            reason="errors in production", audit=AUDIT),
     registry.AliasMoved(model=MODEL, alias="champion", version=2, previous=1, move="promote",
                         reason="better on the holdout", cites=GATE.event_id, audit=AUDIT),
+    registry.ArchiveVersion(model=MODEL, version=1, reason="superseded", audit=AUDIT),
+    registry.VersionArchived(model=MODEL, version=1, reason="superseded", audit=AUDIT),
     registry.ModelRequestRefused(model=MODEL, alias="champion", request="promote_model",
                                  reason="champion points at v3, not v1", audit=AUDIT),
 )

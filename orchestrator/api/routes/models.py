@@ -11,7 +11,14 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.common import ALIAS_PATTERN, Audit
-from events.registry import MODEL_PATTERN, AliasMoved, PromoteModel, RollbackAlias
+from events.registry import (
+    MODEL_PATTERN,
+    AliasMoved,
+    ArchiveVersion,
+    PromoteModel,
+    RollbackAlias,
+    VersionArchived,
+)
 from orchestrator.api.auth import Caller
 from orchestrator.api.deps import Operator, ctx
 from orchestrator.api.problems import Problem, not_found
@@ -97,6 +104,22 @@ async def rollback(request: Request, name: Model, alias: Alias, body: Rollback,
     return _moved(await asked(ctx(request).bus, asking, wait, SOURCE), wait)
 
 
+class Archival(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/models/{name}/versions/{version}/archive", summary="archive a version")
+async def archive(request: Request, name: Model,
+                  version: Annotated[int, Path(ge=1)], body: Archival, caller: Operator,
+                  wait: Wait = DEFAULT_WAIT_S) -> dict[str, Any]:
+    """200 once archived (it can no longer be promoted); 409 while an alias points at it."""
+    await _state(request, name)
+    asking = ArchiveVersion(model=name, version=version, reason=body.reason,
+                            audit=_audit(caller))
+    return _moved(await asked(ctx(request).bus, asking, wait, SOURCE), wait)
+
+
 async def _state(request: Request, name: str) -> ModelState:
     registry = await ctx(request).registry()
     if name not in registry.models:
@@ -112,6 +135,9 @@ def _moved(answer: Outcome | None, wait_s: float) -> dict[str, Any]:
     if isinstance(answer, AliasMoved):
         return {"model": answer.model, "alias": answer.alias, "version": answer.version,
                 "previous": answer.previous, "move": answer.move, "cites": answer.cites,
+                "reason": answer.reason}
+    if isinstance(answer, VersionArchived):
+        return {"model": answer.model, "version": answer.version, "status": "archived",
                 "reason": answer.reason}
     if answer is None:
         raise Problem(503, "not-answered", "No registry answered",

@@ -34,7 +34,8 @@ function gateCell(v) {
 }
 
 function promoteButton(v) {
-  if (!v.gate?.passed || (v.aliases ?? []).includes(CHAMPION)) return null;
+  if (v.status === "archived") return el("span", { class: "muted archived" }, "archived");
+  if (!(v.gate?.passed || (v.approval?.approved && v.approval?.by)) || (v.aliases ?? []).includes(CHAMPION)) return null;
   return el("button", { type: "button", class: "secondary", "data-action": "promote",
     "data-version": v.version }, `Make ${CHAMPION}`);
 }
