@@ -70,6 +70,11 @@ class GateSpec(Frozen):
     same_eval_set: bool = Field(default=True, exclude_if=_true)
     """Compare with the champion only on the evaluation set it was measured on (the
     `eval_set` metadata both report): measured on different sets, the comparison fails."""
+    test: Literal["mcnemar"] | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Judge `accuracy` against the champion by McNemar's exact test on the rows both were
+    evaluated on (their `eval_outcomes`): it fails only when the new version is worse with
+    p < `alpha`, not on noise."""
+    alpha: float = Field(default=0.05, gt=0, lt=1, exclude_if=lambda v: v == 0.05)
 
 
 class RegisterSpec(Frozen):

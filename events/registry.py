@@ -71,6 +71,8 @@ class RegisterModel(RunPayload):
     """The run's approval decision, when the pipeline has an approval step before it."""
     eval_set: str | None = OPTIONAL
     """Which evaluation set its metrics were measured on (the `eval_set` metadata)."""
+    eval_outcomes: str | None = OPTIONAL
+    """Which rows of that set it got right (`events.evaluation`): what McNemar's test pairs."""
     promote_to: str | None = OPTIONAL
     """An alias the new version takes at once, citing `gate` (refused without a passing one)."""
 
@@ -92,6 +94,8 @@ class ModelRegistered(RunPayload):
     eval_set: str | None = OPTIONAL
     """Which evaluation set its metrics were measured on: a gate compares another version
     with it only on the same one."""
+    eval_outcomes: str | None = OPTIONAL
+    """Which rows of that set it got right (`events.evaluation`): what McNemar's test pairs."""
 
 
 class PromoteModel(Payload):

@@ -157,7 +157,7 @@ class TaskCancelled(TaskEvent):
 class GateCheck(RunPayload):
     TYPE = "gate_check"
     metric: str
-    op: Literal[">=", ">= current", "<=", "==", "same eval set"]
+    op: Literal[">=", ">= current", "<=", "==", "same eval set", "mcnemar"]
     threshold: float | None
     value: float | None
     passed: bool

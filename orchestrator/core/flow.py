@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 
 from events import runs as ev
+from events.evaluation import EVAL_SET, OUTCOMES
 from events.pipeline import RetryPolicy, TaskSpec
 from events.registry import GateRef, RegisterModel
 from orchestrator.core import approvals
@@ -156,13 +157,16 @@ def _register(d: Decision, run: RunState, spec: TaskSpec) -> None:
                             artifact=source.output, metrics=dict(metrics), lineage=lineage(run),
                             gate=_gate_of(run, reg.model),
                             approval=run.approvals[-1][1] if run.approvals else None,
-                            eval_set=_eval_set(run, reg.metrics_from or reg.artifact_from),
+                            eval_set=_fact(run, reg.metrics_from or reg.artifact_from,
+                                           EVAL_SET),
+                            eval_outcomes=_fact(run, reg.metrics_from or reg.artifact_from,
+                                                OUTCOMES),
                             promote_to=reg.promote_to)
     d.command(run, request, f"register/{reg.model}")
 
 
-def _eval_set(run: RunState, task: str) -> str | None:
-    found = run.tasks[task].metadata.get("eval_set")
+def _fact(run: RunState, task: str, key: str) -> str | None:
+    found = run.tasks[task].metadata.get(key)
     return None if found is None else str(found)
 
 

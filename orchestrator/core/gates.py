@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+from events.evaluation import EVAL_SET, OUTCOMES, decode_outcomes
 from events.pipeline import GateSpec
 from events.registry import Lineage
 from events.runs import GateCheck
@@ -34,7 +37,7 @@ def evaluate_gate(
         for key, want in sorted(gate.equals.items())
     ]
     comparable = True
-    mine = facts.get("eval_set")
+    mine = facts.get(EVAL_SET)
     found = None if mine is None else str(mine)
     named = found is not None or (champion is not None and champion.eval_set is not None)
     if gate.no_worse_than_current and champion is not None and gate.same_eval_set and named:
@@ -43,6 +46,10 @@ def evaluate_gate(
                                 threshold=None, value=None, expected=champion.eval_set,
                                 found=found, passed=comparable))
     for m in gate.no_worse_than_current:
+        if m == "accuracy" and gate.test == "mcnemar" and champion is not None:
+            checks.append(_mcnemar(run_id, gate.alpha, comparable, champion,
+                                   facts.get(OUTCOMES)))
+            continue
         base = champion.metrics.get(m) if champion else None
         value = metrics.get(m)
         passed = comparable and value is not None and (base is None or value >= base)
@@ -51,12 +58,54 @@ def evaluate_gate(
     return all(c.passed for c in checks), tuple(checks)
 
 
+def _mcnemar(run_id: str, alpha: float, comparable: bool, champion: Champion,
+             mine: object) -> GateCheck:
+    """Accuracy against the champion's on the same rows: fails only when this version is
+    worse (it got more of the rows they disagree on wrong) with McNemar's exact p < alpha."""
+    def check(passed: bool, p: float | None, said: str) -> GateCheck:
+        return GateCheck(run_id=run_id, metric="accuracy", op="mcnemar", threshold=alpha,
+                         value=p, passed=passed, expected=said)
+    if champion.eval_outcomes is None or not isinstance(mine, str):
+        side = "the champion's" if champion.eval_outcomes is None else "this"
+        return check(False, None, f"{side} evaluation recorded no per-row outcomes "
+                                  f"('{OUTCOMES}' metadata)")
+    try:
+        ours, theirs = decode_outcomes(mine), decode_outcomes(champion.eval_outcomes)
+    except ValueError as exc:
+        return check(False, None, f"unreadable per-row outcomes: {exc}")
+    if not comparable or len(ours) != len(theirs):
+        return check(False, None, f"not the same rows ({len(ours)} here, {len(theirs)} for "
+                                  "the champion)")
+    worse = sum(1 for a, b in zip(ours, theirs, strict=True) if b and not a)
+    better = sum(1 for a, b in zip(ours, theirs, strict=True) if a and not b)
+    p = exact_mcnemar(worse, better)
+    return check(not (worse > better and p < alpha), p,
+                 f"wrong where the champion was right: {worse}, right where it was wrong: "
+                 f"{better}")
+
+
+def exact_mcnemar(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: the binomial test of min(b, c) of b + c at 1/2
+    (in log space, so a hundred thousand disagreements cost no big integers)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+            for i in range(k + 1)]
+    top = max(logs)
+    return min(1.0, 2 * math.exp(top) * sum(math.exp(x - top) for x in logs))
+
+
 def describe_failures(checks: tuple[GateCheck, ...]) -> str:
     """Which checks failed, and by how much."""
     return "; ".join(_failure(c) for c in checks if not c.passed)
 
 
 def _failure(c: GateCheck) -> str:
+    if c.op == "mcnemar":
+        p = "" if c.value is None else f" (McNemar p = {c.value:.3g} < {c.threshold:g})"
+        return f"accuracy worse than the champion's on the same rows{p}: {c.expected}"
     if c.op == "same eval set":
         return (f"evaluated on set {c.found or 'unnamed'}, the champion on "
                 f"{c.expected or 'an unnamed one'}: not comparable")

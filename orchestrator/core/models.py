@@ -160,6 +160,7 @@ def register(registry: ModelRegistry, request: RegisterModel) -> ModelRegistered
         version=registry.model(request.model).latest() + 1, artifact=request.artifact,
         metrics=request.metrics, lineage=request.lineage, gate=request.gate,
         approval=request.approval, eval_set=request.eval_set,
+        eval_outcomes=request.eval_outcomes,
     )
 
 

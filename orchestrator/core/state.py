@@ -275,6 +275,8 @@ class Champion:
     metrics: dict[str, float]
     eval_set: str | None = None
     """The evaluation set its metrics were measured on, if its evaluation said."""
+    eval_outcomes: str | None = None
+    """Which rows of it its evaluation got right, if it said (`events.evaluation`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,4 +50,4 @@ class ChampionTracker:
                 self.champions.pop(model, None)
             else:
                 self.champions[model] = Champion(model, base.version, dict(base.metrics),
-                                                 base.eval_set)
+                                                 base.eval_set, base.eval_outcomes)

@@ -4,9 +4,13 @@ on the evaluation set it was measured on, and which check failed by how much
 
 from __future__ import annotations
 
+import pytest
+
 from events import runs as ev
+from events.evaluation import decode_outcomes, encode_outcomes
 from events.pipeline import GateSpec, PipelineSpec, TaskSpec
-from orchestrator.core.gates import describe_failures, evaluate_gate
+from events.runs import GateCheck
+from orchestrator.core.gates import describe_failures, evaluate_gate, exact_mcnemar
 from orchestrator.core.state import Champion
 from tests.core.support import CheckedHarness
 
@@ -86,3 +90,58 @@ def test_a_data_gate_before_training_stops_the_run_with_the_reason() -> None:
     assert h.run(run_id).tasks["train"].status == "upstream_failed"
     assert "rows 10 < 1000 (short by 990)" in (h.run(run_id).tasks["data_ok"].error or "")
     assert [e.task for e in h.executes()] == ["ingest"]
+
+
+def test_mcnemars_exact_p_value() -> None:
+    assert exact_mcnemar(10, 0) == pytest.approx(2 / 1024)
+    assert exact_mcnemar(7, 3) == pytest.approx(352 / 1024)
+    assert exact_mcnemar(5, 5) == 1.0 and exact_mcnemar(0, 0) == 1.0
+    assert 0 < exact_mcnemar(5_200, 4_800) < 1e-3  # many disagreements: no big integers
+    assert exact_mcnemar(60_000, 40_000) < 1e-80
+
+
+TESTED = GateSpec(metrics_from="evaluate", no_worse_than_current=("accuracy",), model="m",
+                  test="mcnemar")
+
+
+def outcomes(right: int, wrong: int) -> str:
+    return encode_outcomes([True] * right + [False] * wrong)
+
+
+def test_mcnemar_fails_a_version_only_when_it_is_worse_beyond_chance() -> None:
+    # given a champion right on the first 90 of 100 rows
+    champion = Champion("m", 1, {"accuracy": 0.9}, "set-a", outcomes(90, 10))
+
+    def judged(mine: str) -> tuple[bool, tuple[GateCheck, ...]]:
+        return evaluate_gate("r", TESTED, {"accuracy": 0.0}, champion,
+                             {"eval_set": "set-a", "eval_outcomes": mine})
+
+    # when one version is wrong on 20 rows the champion got right (and right on none it
+    # missed), another on 3 of them, and a third better everywhere
+    much_worse, checks = judged(outcomes(70, 30))
+    slightly_worse, _ = judged(outcomes(87, 13))
+    better, _ = judged(outcomes(100, 0))
+    # then only the first fails, the gate saying the test, its p-value and the counts
+    assert (much_worse, slightly_worse, better) == (False, True, True)
+    (test,) = [c for c in checks if c.op == "mcnemar"]
+    assert test.value == pytest.approx(exact_mcnemar(20, 0)) and test.threshold == 0.05
+    assert describe_failures(checks) == (
+        f"accuracy worse than the champion's on the same rows (McNemar p = {test.value:.3g} "
+        "< 0.05): wrong where the champion was right: 20, right where it was wrong: 0")
+
+
+def test_mcnemar_without_per_row_outcomes_says_what_is_missing() -> None:
+    champion = Champion("m", 1, {"accuracy": 0.9}, "set-a")
+    passed, checks = evaluate_gate("r", TESTED, {"accuracy": 0.95}, champion,
+                                   {"eval_set": "set-a", "eval_outcomes": outcomes(1, 0)})
+    assert not passed
+    assert "the champion's evaluation recorded no per-row outcomes" in describe_failures(checks)
+
+
+def test_outcomes_round_trip_and_refuse_what_is_not_theirs() -> None:
+    rows = [True, False, True, True, False, False, True, False, True]
+    assert decode_outcomes(encode_outcomes(rows)) == rows
+    with pytest.raises(ValueError, match="N:BASE64"):
+        decode_outcomes("garbage")
+    with pytest.raises(ValueError, match="say 20 rows"):
+        decode_outcomes("20:" + encode_outcomes(rows).split(":")[1])
