@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 GRACE_S = 2.0
 """How long open requests (a stream, a long-poll) get to finish when the server stops."""
@@ -73,7 +73,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(app: FastAPI, sock: socket.socket, stop: asyncio.Event) -> None:
+async def serve(app: Starlette, sock: socket.socket, stop: asyncio.Event) -> None:
     """Until `stop` is set; then open requests get GRACE_S to end."""
     config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
                             timeout_graceful_shutdown=int(GRACE_S), server_header=False)

@@ -35,6 +35,7 @@ COMMANDS: tuple[Subcommand, ...] = (
                "processes:add_coordinator"),
     Subcommand("agent", "a worker agent process", "processes:add_agent"),
     Subcommand("api", "the HTTP API alone, on any bus", "processes:add_api"),
+    Subcommand("serve", "serve a model's version by alias over HTTP", "serve:add_serve"),
     Subcommand("tokens", "make API tokens", "tokens:add_tokens"),
     Subcommand("demo", "run the digits example end to end on the embedded bus", "demo:add_demo"),
     Subcommand("publish", "publish a trigger event", "publish:add_publish"),

@@ -1,0 +1,126 @@
+"""`baton serve` against real processes: the demo's champion answers predictions over HTTP,
+and when the alias moves the gateway switches to the new version without failing a request
+(the new one is loaded and warmed up first)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sklearn.datasets import load_digits
+
+from tests.e2e.support import Service, baton
+
+MODEL = "digits-classifier"
+PROBLEM = "application/problem+json"
+
+
+@dataclass
+class Served:
+    home: Path
+    url: str
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The demo's home (champion: v2), `baton up` (its registry answers alias moves) and
+    `baton serve` on a free port."""
+    root = tmp_path_factory.mktemp("serve")
+    home = root / "home"
+    demo = baton(home, "demo", timeout=110)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    up = Service.spawn(home, ["up", "--http", "off"], root / "up.log")
+    gateway = Service.spawn(home, ["serve", "--model", MODEL, "--http", "127.0.0.1:0"],
+                            root / "serve.log")
+    try:
+        gateway.until_printed("answers now")
+        found = re.search(r"at (http://\S+)/v1/models", gateway.output())
+        assert found, gateway.output()
+        yield Served(home, f"{found.group(1)}/v1/models")
+    finally:
+        for service in (gateway, up):
+            service.stop()
+            service.reap()
+
+
+def rows(n: int) -> tuple[list[list[float]], list[int]]:
+    digits = load_digits()
+    return (digits.data[:n] / 16).tolist(), digits.target[:n].tolist()
+
+
+def predict(url: str, body: Any) -> httpx.Response:
+    return httpx.post(f"{url}/{MODEL}:predict", json=body, timeout=30)
+
+
+def test_the_champion_answers_predictions(served: Served) -> None:
+    instances, labels = rows(20)
+    answer = predict(served.url, {"instances": instances})
+    assert answer.status_code == 200, answer.text
+    doc = answer.json()
+    assert (doc["model"], doc["version"]) == (MODEL, 2)
+    assert answer.headers["baton-model-version"] == "2"
+    right = sum(p == t for p, t in zip(doc["predictions"], labels, strict=True))
+    assert right >= 18
+
+
+def test_an_alias_move_switches_the_version_without_failing_a_request(served: Served) -> None:
+    # given clients predicting without pause
+    instances, _ = rows(5)
+    seen: list[tuple[int, int | None]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                answer = http.post(f"{served.url}/{MODEL}:predict",
+                                   json={"instances": instances})
+                version = answer.json().get("version") if answer.status_code == 200 else None
+                seen.append((answer.status_code, version))
+
+    clients = [threading.Thread(target=client) for _ in range(2)]
+    for thread in clients:
+        thread.start()
+    try:
+        # when the champion is rolled back to v1
+        back = baton(served.home, "models", "rollback", MODEL, "--reason", "canary failed",
+                     "--wait", "60")
+        assert back.returncode == 0, back.stderr
+        # then the gateway answers with v1 soon, and every answer meanwhile was a 200
+        with httpx.Client(timeout=30) as http:
+            for _ in range(600):
+                answer = http.post(f"{served.url}/{MODEL}:predict",
+                                   json={"instances": instances})
+                if answer.json().get("version") == 1:
+                    break
+            else:
+                raise AssertionError("the gateway never switched to v1")
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join()
+    assert seen and {status for status, _ in seen} == {200}
+    versions = [v for _, v in seen]
+    assert versions[0] == 2 and 1 in versions
+    described = httpx.get(f"{served.url}/{MODEL}", timeout=30).json()
+    assert (described["version"], described["alias"], described["ready"]) == (1, "champion",
+                                                                            True)
+
+
+def test_bad_requests_get_a_problem_document(served: Served) -> None:
+    malformed = httpx.post(f"{served.url}/{MODEL}:predict", content=b"{not json",
+                           timeout=30)
+    empty = predict(served.url, {"instances": []})
+    narrow = predict(served.url, {"instances": [[1.0, 2.0, 3.0]]})
+    unknown = httpx.post(f"{served.url}/nope:predict", json={"instances": [[1.0]]}, timeout=30)
+    for answer, status in ((malformed, 400), (empty, 400), (narrow, 422), (unknown, 404)):
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"] == PROBLEM
+        assert "Traceback" not in answer.text
+    assert "expecting 64 features" in narrow.json()["detail"]
+    assert "serves 'digits-classifier', not 'nope'" in unknown.json()["detail"]
