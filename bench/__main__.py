@@ -45,6 +45,7 @@ from bench import (
     placement,
     primitives,
     replay,
+    serving,
     triggers,
 )
 from bench.common import Json, Report, fmt, table, yes_no
@@ -96,6 +97,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
     "failover": lambda s: failover.measure(_or(s.repeat, 3), bus_url=s.bus),
     "cli": lambda s: cli.measure(_or(s.repeat, 10)),
     "api": lambda s: api.measure(_or(s.runs, api.RUNS), requests=_or(s.repeat, 200)),
+    "serving": lambda s: serving.measure(_or(s.repeat, 2000)),
 }
 DEFAULT = ("chain", "fanout", "digits", "triggers", "replay")
 """What runs when no name is given: the embedded benchmarks (kafka needs a broker)."""

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from bench import chain, cli, core, digits, failover, fanout, placement, replay, triggers
+from bench import chain, cli, core, digits, failover, fanout, placement, replay, serving, triggers
 from bench.__main__ import summary
 from bench.common import (
     KEY_SUFFIXES,
@@ -157,3 +157,8 @@ def test_summary_lists_every_figure() -> None:
     report.figures.append(Figure("x per task", 0.5, "ms", 1.0))
     text = summary([report])
     assert "x per task" in text and "yes" in text
+
+
+async def test_serving() -> None:
+    report = await serving.measure(requests=40, clients=2)
+    check(report, "gateway p50 added per prediction", "alias move to the new version answering")
