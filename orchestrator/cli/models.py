@@ -12,6 +12,7 @@ import getpass
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,40 +122,35 @@ async def models_show(args: argparse.Namespace) -> int:
 
 
 async def models_promote(args: argparse.Namespace) -> int:
-    bus = await open_bus(args)
-    try:
-        registry = await registry_of(bus)
-        state = _model(registry, args.model)
+    def request(state: ModelState) -> PromoteModel:
         version = state.versions.get(args.version)
         cites = admitted_by(version.data) if version is not None else None
-        request = PromoteModel(
-            model=args.model, alias=args.alias, version=args.version,
-            expected=state.holder(args.alias), cites=cites or "none",
-            reason=args.reason, audit=_who())
-        return _said(await asked(bus, request, args.wait, "baton.cli"), args.wait)
-    finally:
-        await bus.close()
+        return PromoteModel(model=args.model, alias=args.alias, version=args.version,
+                            expected=state.holder(args.alias), cites=cites or "none",
+                            reason=args.reason, audit=_who())
+    return await _ask(args, request)
 
 
 async def models_rollback(args: argparse.Namespace) -> int:
-    bus = await open_bus(args)
-    try:
-        state = _model(await registry_of(bus), args.model)
-        request = RollbackAlias(model=args.model, alias=args.alias,
-                                expected=state.holder(args.alias), reason=args.reason,
-                                audit=_who())
-        return _said(await asked(bus, request, args.wait, "baton.cli"), args.wait)
-    finally:
-        await bus.close()
+    return await _ask(args, lambda state: RollbackAlias(
+        model=args.model, alias=args.alias, expected=state.holder(args.alias),
+        reason=args.reason, audit=_who()))
 
 
 async def models_archive(args: argparse.Namespace) -> int:
+    return await _ask(args, lambda _: ArchiveVersion(
+        model=args.model, version=args.version, reason=args.reason, audit=_who()))
+
+
+async def _ask(args: argparse.Namespace,
+               request: Callable[[ModelState], PromoteModel | RollbackAlias | ArchiveVersion]
+               ) -> int:
+    """The request made from the registry as this command reads it (the holder it saw is
+    what the registry compares with), asked, and its answer printed."""
     bus = await open_bus(args)
     try:
-        _model(await registry_of(bus), args.model)
-        request = ArchiveVersion(model=args.model, version=args.version, reason=args.reason,
-                                 audit=_who())
-        return _said(await asked(bus, request, args.wait, "baton.cli"), args.wait)
+        state = _model(await registry_of(bus), args.model)
+        return _said(await asked(bus, request(state), args.wait, "baton.cli"), args.wait)
     finally:
         await bus.close()
 

@@ -22,16 +22,22 @@ def has(kind: type, run_id: str) -> Callable[[RunLog], bool]:
     return lambda log: any(isinstance(e.data, kind) for e in of_run(log, run_id))
 
 
+def waiting(home: Path, services: list[Service], log: Path) -> str:
+    """`baton up` on `home`, and a run of the pipeline once its approval step waits."""
+    services.append(Service.start(home, [PIPELINE], log))
+    requested = baton(home, "run", "approved", "--pipeline-ref", PIPELINE)
+    assert requested.returncode == 0, requested.stderr
+    run_id = requested.stdout.strip()
+    wait_for_run_log(home, has(ev.ApprovalRequested, run_id), timeout=60)
+    return run_id
+
+
 def test_an_approval_waits_through_a_sigkill_and_a_restart_then_the_decision_moves_it_on(
     tmp_path: Path, services: list[Service],
 ) -> None:
     # given `baton up`, and a run of a pipeline whose approval step waits for a decision
     home = tmp_path / "home"
-    services.append(Service.start(home, [PIPELINE], tmp_path / "up-1.log"))
-    requested = baton(home, "run", "approved", "--pipeline-ref", PIPELINE)
-    assert requested.returncode == 0, requested.stderr
-    run_id = requested.stdout.strip()
-    wait_for_run_log(home, has(ev.ApprovalRequested, run_id), timeout=60)
+    run_id = waiting(home, services, tmp_path / "up-1.log")
     # when `baton up` is killed outright while it waits, and started again
     services[-1].kill()
     services.append(Service.start(home, [PIPELINE], tmp_path / "up-2.log"))
@@ -56,10 +62,7 @@ def test_bad_decisions_are_one_line_each_and_publish_nothing(
     tmp_path: Path, services: list[Service],
 ) -> None:
     home = tmp_path / "home"
-    services.append(Service.start(home, [PIPELINE], tmp_path / "up.log"))
-    requested = baton(home, "run", "approved", "--pipeline-ref", PIPELINE)
-    run_id = requested.stdout.strip()
-    wait_for_run_log(home, has(ev.ApprovalRequested, run_id), timeout=60)
+    run_id = waiting(home, services, tmp_path / "up.log")
     unknown = baton(home, "approve", "run-nope", "--reason", "r")
     malformed = baton(home, "approve", run_id, "--reason", "r", "--input", "nonsense")
     wrong = baton(home, "approve", run_id, "--reason", "r", "--input", "ticket=7",
