@@ -139,3 +139,28 @@ def test_diff_shows_two_versions_side_by_side(served: Served) -> None:
         ("v1", "v2")
     text = baton(served.home, "models", "diff", MODEL, "1", "2")
     assert text.returncode == 0 and "metrics.accuracy" in text.stdout
+
+
+def test_lineage_gives_a_versions_whole_chain(served: Served) -> None:
+    # when the lineage of v2 (trained after the demo's drift) is asked for
+    chain = json.loads(baton(served.home, "lineage", f"{MODEL}@v2", "--json").stdout)
+    # then it reaches from the drift check that triggered it to the alias moves
+    assert chain["trigger"]["type"] == "drift_detected"
+    assert {"score", "threshold"} <= set(chain["trigger"]["payload"])
+    assert (chain["dataset"]["name"], chain["dataset"]["version"]) == ("digits", "v2")
+    assert len(chain["dataset"]["sha256"]) == 64
+    assert chain["pipeline"]["name"] == "digits" and chain["pipeline"]["version"]
+    assert {a["task"] for a in chain["attempts"]} == {"ingest", "features", "train",
+                                                      "evaluate"}
+    assert all(a["agent"] for a in chain["attempts"])
+    assert chain["gate"]["passed"] and chain["complete"]
+    assert chain["alias_moves"] and all(
+        2 in (m["version"], m["previous"]) for m in chain["alias_moves"])
+    # and an alias names the version it points at; a wrong target is one line, exit 1 or 2
+    by_alias = baton(served.home, "lineage", f"{MODEL}@champion", "--json")
+    assert json.loads(by_alias.stdout)["version"] == models(served, "show", MODEL)[
+        "aliases"]["champion"]
+    missing = baton(served.home, "lineage", f"{MODEL}@v9")
+    malformed = baton(served.home, "lineage", MODEL)
+    assert missing.returncode == 1 and "no such version or alias" in missing.stderr
+    assert malformed.returncode == 2 and "give MODEL@VERSION" in malformed.stderr
