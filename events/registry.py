@@ -149,6 +149,37 @@ class VersionArchived(Payload):
     audit: Audit | None = AUDIT_FIELD
 
 
+class SetTraffic(Payload):
+    """Split a model's serving traffic (baton.model-requests): `percent` of requests to
+    `candidate`, the rest to the alias's holder, and a copy of every request to `mirror`
+    (its answers recorded, never returned). `candidate` None (or percent 0) sends everything
+    to the alias's holder again."""
+
+    TYPE = "set_traffic"
+    model: str = Field(pattern=MODEL_PATTERN)
+    candidate: int | None = Field(default=None, ge=1)
+    percent: int = Field(default=0, ge=0, le=100)
+    mirror: int | None = Field(default=None, ge=1)
+    reason: str = Field(min_length=1, max_length=2000)
+    audit: Audit | None = AUDIT_FIELD
+    run_id: str | None = OPTIONAL
+    """The run whose step asked (a canary), if a run did."""
+
+
+class TrafficSet(Payload):
+    """The registry set a model's traffic split (baton.models): what every gateway serving
+    the model follows."""
+
+    TYPE = "traffic_set"
+    model: str
+    candidate: int | None
+    percent: int
+    mirror: int | None
+    reason: str
+    audit: Audit | None = AUDIT_FIELD
+    run_id: str | None = OPTIONAL
+
+
 Move = Literal["promote", "rollback"]
 
 

@@ -166,7 +166,7 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
                 "`baton models`",
         direction="out",
         types=(registry.ModelRegistered, registry.AliasMoved, registry.VersionArchived,
-               registry.ModelRequestRefused),
+               registry.TrafficSet, registry.ModelRequestRefused),
     ),
     TopicSpec(
         topics.MODEL_REQUESTS,
@@ -179,7 +179,7 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
         read_by="the registry",
         direction="out",
         types=(registry.RegisterModel, registry.PromoteModel, registry.RollbackAlias,
-               registry.ArchiveVersion),
+               registry.ArchiveVersion, registry.SetTraffic),
     ),
     TopicSpec(
         topics.SNAPSHOTS,

@@ -22,6 +22,8 @@ from events.registry import (
     ArchiveVersion,
     PromoteModel,
     RollbackAlias,
+    SetTraffic,
+    TrafficSet,
     VersionArchived,
 )
 from orchestrator.cli.context import open_bus
@@ -32,6 +34,7 @@ from orchestrator.printable import printable
 from orchestrator.service.model_requests import asked, registry_of
 
 WAIT_S = 10.0
+ModelRequest = PromoteModel | RollbackAlias | ArchiveVersion | SetTraffic
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
@@ -68,6 +71,18 @@ def add_models(p: argparse.ArgumentParser) -> None:
     archive.add_argument("--reason", required=True, help="why: recorded with it")
     archive.add_argument("--wait", type=float, default=WAIT_S, metavar="S")
     archive.set_defaults(handler=models_archive)
+    split = sub.add_parser("traffic", help="split the gateways' traffic with a candidate "
+                           "version, or mirror it")
+    split.add_argument("model")
+    split.add_argument("--candidate", type=_version, help="the version that gets --percent")
+    split.add_argument("--percent", type=int, default=0, choices=range(101),
+                       metavar="0-100", help="share of requests to the candidate (default 0)")
+    split.add_argument("--mirror", type=_version,
+                       help="a version that gets a copy of every request (answers recorded, "
+                            "never returned)")
+    split.add_argument("--reason", required=True)
+    split.add_argument("--wait", type=float, default=WAIT_S, metavar="S")
+    split.set_defaults(handler=models_traffic)
     history = sub.add_parser("history", help="every move of a model's aliases, oldest first")
     history.add_argument("model")
     history.add_argument("--alias", type=_alias, help="one alias only")
@@ -142,8 +157,14 @@ async def models_archive(args: argparse.Namespace) -> int:
         model=args.model, version=args.version, reason=args.reason, audit=_who()))
 
 
+async def models_traffic(args: argparse.Namespace) -> int:
+    return await _ask(args, lambda _: SetTraffic(
+        model=args.model, candidate=args.candidate, percent=args.percent, mirror=args.mirror,
+        reason=args.reason, audit=_who()))
+
+
 async def _ask(args: argparse.Namespace,
-               request: Callable[[ModelState], PromoteModel | RollbackAlias | ArchiveVersion]
+               request: Callable[[ModelState], ModelRequest]
                ) -> int:
     """The request made from the registry as this command reads it (the holder it saw is
     what the registry compares with), asked, and its answer printed."""
@@ -226,6 +247,12 @@ def _said(answer: Outcome | None, wait_s: float) -> int:
         return 0
     if isinstance(answer, VersionArchived):
         print(printable(f"{answer.model}: v{answer.version} archived"))
+        return 0
+    if isinstance(answer, TrafficSet):
+        split = (f"{answer.percent}% to v{answer.candidate}" if answer.candidate
+                 else "all to the alias")
+        mirror = f", mirrored to v{answer.mirror}" if answer.mirror else ""
+        print(printable(f"{answer.model}: traffic {split}{mirror}"))
         return 0
     raise UsageError(f"the registry refused: {printable(answer.reason)}")
 

@@ -23,6 +23,8 @@ from events.registry import (
     PromoteModel,
     RegisterModel,
     RollbackAlias,
+    SetTraffic,
+    TrafficSet,
     VersionArchived,
 )
 
@@ -70,6 +72,8 @@ class ModelState:
     moves: list[AliasMove] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     """Requests the registry refused, kept for the audit trail."""
+    traffic: TrafficSet | None = None
+    """The serving split now (None: everything to the alias's holder)."""
 
     def holder(self, alias: str, at: float | None = None) -> int | None:
         """Which version the alias points at now, or at `at` (None: at nothing)."""
@@ -91,7 +95,7 @@ class ModelState:
         return max(self.versions, default=0)
 
 
-Outcome = AliasMoved | VersionArchived | ModelRequestRefused
+Outcome = AliasMoved | VersionArchived | TrafficSet | ModelRequestRefused
 
 
 @dataclass
@@ -128,6 +132,10 @@ class ModelRegistry:
             held = state.versions.get(data.version)
             if held is not None:
                 state.versions[data.version] = replace(held, archived=data)
+            if env.causation_id is not None:
+                self.answers[env.causation_id] = data
+        elif isinstance(data, TrafficSet):
+            self.models.setdefault(data.model, ModelState()).traffic = data
             if env.causation_id is not None:
                 self.answers[env.causation_id] = data
         elif isinstance(data, ModelRequestRefused):
@@ -271,8 +279,31 @@ def archive(registry: ModelRegistry, request: ArchiveVersion) -> Outcome:
                            reason=request.reason, audit=request.audit)
 
 
+def set_traffic(registry: ModelRegistry, request: SetTraffic) -> Outcome:
+    refused = _refused(request.model, "", "set_traffic", request)
+    state = registry.models.get(request.model)
+    if state is None:
+        return refused(f"no model {request.model!r} is registered")
+    for role, version in (("candidate", request.candidate), ("mirror", request.mirror)):
+        if version is None:
+            continue
+        held = state.versions.get(version)
+        if held is None:
+            return refused(f"the {role} v{version} does not exist (versions: "
+                           f"{_versions(state)})")
+        if held.archived is not None:
+            return refused(f"the {role} v{version} is archived")
+    if request.candidate is None and request.percent:
+        return refused(f"{request.percent}% of the traffic to no candidate: name one "
+                       "(or send percent 0)")
+    return TrafficSet(model=request.model, candidate=request.candidate,
+                      percent=request.percent if request.candidate else 0,
+                      mirror=request.mirror, reason=request.reason, audit=request.audit,
+                      run_id=request.run_id)
+
+
 def _refused(model: str, alias: str, kind: str,
-             request: PromoteModel | RollbackAlias | ArchiveVersion | None
+             request: PromoteModel | RollbackAlias | ArchiveVersion | SetTraffic | None
              ) -> Callable[[str], ModelRequestRefused]:
     def refused(reason: str) -> ModelRequestRefused:
         return ModelRequestRefused(model=model, alias=alias, request=kind, reason=reason,

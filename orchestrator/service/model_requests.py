@@ -17,6 +17,8 @@ from events.registry import (
     ModelRequestRefused,
     PromoteModel,
     RollbackAlias,
+    SetTraffic,
+    TrafficSet,
     VersionArchived,
 )
 from orchestrator.core.logged import decode_logged
@@ -34,7 +36,8 @@ async def registry_of(bus: Bus) -> ModelRegistry:
     return registry
 
 
-async def asked(bus: Bus, request: PromoteModel | RollbackAlias | ArchiveVersion, within_s: float,
+async def asked(bus: Bus, request: PromoteModel | RollbackAlias | ArchiveVersion | SetTraffic,
+                within_s: float,
                 source: str) -> Outcome | None:
     """Publishes the request and waits up to `within_s` for the registry's answer (None:
     no answer in time; the request may still be answered later, once)."""
@@ -47,7 +50,7 @@ async def asked(bus: Bus, request: PromoteModel | RollbackAlias | ArchiveVersion
     def answer(record: Record) -> Outcome | None:
         env = decode_logged(record.value, record.where)
         if env.causation_id == event_id and isinstance(
-                env.data, AliasMoved | VersionArchived | ModelRequestRefused):
+                env.data, AliasMoved | VersionArchived | TrafficSet | ModelRequestRefused):
             return env.data
         return None
 

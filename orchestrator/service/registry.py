@@ -21,6 +21,8 @@ from events.registry import (
     PromoteModel,
     RegisterModel,
     RollbackAlias,
+    SetTraffic,
+    TrafficSet,
     VersionArchived,
 )
 from events.topics import partition_for
@@ -31,6 +33,7 @@ from orchestrator.core.models import (
     archive,
     promote,
     promote_registered,
+    set_traffic,
 )
 from orchestrator.core.models import register as register_version
 from orchestrator.core.models import rollback as rollback_alias
@@ -73,13 +76,15 @@ class RegistryStage(Consumer):
         data = env.data
         if isinstance(data, RegisterModel):
             return self._register(env, data)
-        if isinstance(data, PromoteModel | RollbackAlias | ArchiveVersion):
+        if isinstance(data, PromoteModel | RollbackAlias | ArchiveVersion | SetTraffic):
             if env.id in self.registry.answers:
                 return []  # answered already: the answer is in the log
             if isinstance(data, PromoteModel):
                 decided = promote(self.registry, data)
             elif isinstance(data, RollbackAlias):
                 decided = rollback_alias(self.registry, data)
+            elif isinstance(data, SetTraffic):
+                decided = set_traffic(self.registry, data)
             else:
                 decided = archive(self.registry, data)
             return [self._logged(self._envelope(decided, env))]
@@ -113,6 +118,8 @@ class RegistryStage(Consumer):
             id_ = f"{data.model}/{data.alias}/{len(self.registry.model(data.model).moves) + 1}"
         elif isinstance(data, VersionArchived):
             id_ = f"{data.model}/v{data.version}/archived"
+        elif isinstance(data, TrafficSet):
+            id_ = f"{data.model}/traffic/{cause.id}"
         else:
             id_ = f"{data.model}/refused/{cause.id}"
         return envelope(data, id=id_, time=self.clock(), source=SOURCE, subject=data.model,

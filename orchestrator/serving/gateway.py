@@ -4,15 +4,18 @@ the alias points at; errors are RFC 9457 problem documents that say what to fix.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+from typing import Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orchestrator.serving.versions import Versions
+from orchestrator.serving.versions import Loaded, Versions
 
 MAX_ROWS = 10_000
 PROBLEM = "application/problem+json"
@@ -28,31 +31,40 @@ def gateway(versions: Versions) -> Starlette:
             return _problem(404, "unknown-model", "Unknown model",
                             f"this gateway serves {versions.model!r}, not {name!r}")
         try:
-            rows = _instances(await request.body())
+            rows, key = _instances(await request.body())
         except ValueError as exc:
             return _problem(400, "invalid-request", "Invalid request", str(exc))
-        loaded = versions.current
+        loaded = versions.pick(request.headers.get("baton-request-key") or key)
         if loaded is None:
             why = versions.failed or (f"no version of {versions.model} has the alias "
                                       f"{versions.alias!r} yet, or it is still loading")
             return _problem(503, "not-ready", "No version ready", why,
                             headers={"Retry-After": "1"})
+        tally = versions.tally(loaded.version)
         try:
             predictions = loaded.model.predict(rows)
         except Exception as exc:  # the model's own complaint about these rows
+            tally.errors += 1
             return _problem(422, "unacceptable-instances", "The model refused the instances",
                             f"v{loaded.version} could not take them: {exc}")
         out = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+        tally.requests += 1
+        shadow = versions.mirror()
         return JSONResponse({"model": versions.model, "version": loaded.version,
                              "predictions": out},
-                            headers={"Baton-Model-Version": str(loaded.version)})
+                            headers={"Baton-Model-Version": str(loaded.version)},
+                            background=None if shadow is None else BackgroundTask(
+                                _mirrored, versions, shadow, rows, out))
 
     async def describe(request: Request) -> JSONResponse:
-        loaded = versions.current
+        loaded, plan = versions.current, versions.plan
         return JSONResponse({
             "model": versions.model, "alias": versions.alias, "ready": loaded is not None,
             "version": loaded.version if loaded else None,
-            "loaded_at": loaded.loaded_at if loaded else None, "problem": versions.failed})
+            "loaded_at": loaded.loaded_at if loaded else None,
+            "candidate": plan.candidate, "percent": plan.percent, "mirror": plan.mirror,
+            "counts": {str(v): vars(t) for v, t in sorted(versions.tallies.items())},
+            "problem": versions.failed})
 
     async def health(request: Request) -> JSONResponse:
         ready = versions.current is not None
@@ -65,13 +77,33 @@ def gateway(versions: Versions) -> Starlette:
     ])
 
 
-def _instances(body: bytes) -> list[list[float]]:
+async def _mirrored(versions: Versions, shadow: Loaded, rows: list[list[float]],
+                    served: list[Any]) -> None:
+    """The mirror's answer to the same rows, after the caller had its own (off the loop):
+    counted, with how often it agrees, never returned."""
+    tally = versions.tally(shadow.version)
+    try:
+        mirrored = await asyncio.to_thread(shadow.model.predict, rows)
+    except Exception:  # the mirror's failure is its own, counted, and harms no caller
+        tally.errors += 1
+        return
+    answers = mirrored.tolist() if hasattr(mirrored, "tolist") else list(mirrored)
+    tally.requests += 1
+    tally.agreed += sum(1 for a, b in zip(answers, served, strict=False) if a == b)
+    tally.rows += len(rows)
+
+
+def _instances(body: bytes) -> tuple[list[list[float]], str | None]:
     try:
         doc = json.loads(body)
     except ValueError as exc:
         raise ValueError(f"the body is not JSON ({exc}); send {{\"instances\": [[...], ...]}}"
                          ) from None
     rows = doc.get("instances") if isinstance(doc, dict) else None
+    key = doc.get("key") if isinstance(doc, dict) else None
+    if key is not None and not isinstance(key, str):
+        raise ValueError('"key" (the request key that keeps a caller on one version) must be '
+                         "a string")
     if not isinstance(rows, list) or not rows:
         raise ValueError('send {"instances": [[...], ...]}: a non-empty list of rows')
     if len(rows) > MAX_ROWS:
@@ -81,7 +113,7 @@ def _instances(body: bytes) -> list[list[float]]:
                 isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
                 for x in row):
             raise ValueError(f"instances[{i}] is not a list of finite numbers")
-    return rows
+    return rows, key
 
 
 def _problem(status: int, kind: str, title: str, detail: str,

@@ -18,6 +18,8 @@ from events.registry import (
     PromoteModel,
     RegisterModel,
     RollbackAlias,
+    SetTraffic,
+    TrafficSet,
 )
 from orchestrator.core.models import (
     ModelRegistry,
@@ -26,6 +28,7 @@ from orchestrator.core.models import (
     promote_registered,
     register,
     rollback,
+    set_traffic,
 )
 from tests.events.samples import ARTIFACT, LINEAGE
 
@@ -278,3 +281,26 @@ def test_an_archived_version_keeps_its_history_but_cannot_be_promoted() -> None:
     # then it is archived, and its promotion refused
     assert log.registry.model(MODEL).versions[2].status == "archived"
     assert isinstance(promoted, ModelRequestRefused) and "is archived" in promoted.reason
+
+
+def test_a_traffic_split_names_versions_that_exist_and_are_not_archived() -> None:
+    log = Log()
+    log.version(passed(1))
+    log.version(passed(2))
+    log.fold(archive(log.registry, ArchiveVersion(model=MODEL, version=1, reason="old",
+                                                  audit=WHO)))
+
+    def split(candidate: int | None, percent: int, mirror: int | None = None) -> object:
+        return set_traffic(log.registry, SetTraffic(
+            model=MODEL, candidate=candidate, percent=percent, mirror=mirror, reason="r",
+            audit=WHO))
+
+    ok = split(2, 5)
+    assert isinstance(ok, TrafficSet) and (ok.candidate, ok.percent) == (2, 5)
+    for refused, why in ((split(9, 5), "the candidate v9 does not exist"),
+                         (split(1, 5), "the candidate v1 is archived"),
+                         (split(None, 5), "to no candidate"),
+                         (split(2, 5, mirror=7), "the mirror v7 does not exist")):
+        assert isinstance(refused, ModelRequestRefused) and why in refused.reason
+    log.fold(ok)
+    assert log.registry.model(MODEL).traffic == ok

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             service.reap()
 
 
+def until(done: Callable[[], bool], what: str, within_s: float = 60) -> None:
+    """Another process's state, polled over HTTP with a bound (nothing to await across
+    processes), as `Service.until_printed` polls its output."""
+    deadline = time.monotonic() + within_s
+    while not done():
+        assert time.monotonic() < deadline, f"{what} not within {within_s:g} s"
+        time.sleep(0.05)
+
+
 def rows(n: int) -> tuple[list[list[float]], list[int]]:
     digits = load_digits()
     return (digits.data[:n] / 16).tolist(), digits.target[:n].tolist()
+
+
+def described(served: Served) -> Any:
+    return httpx.get(f"{served.url}/{MODEL}", timeout=30).json()
 
 
 def predict(url: str, body: Any) -> httpx.Response:
@@ -92,14 +106,8 @@ def test_an_alias_move_switches_the_version_without_failing_a_request(served: Se
                      "--wait", "60")
         assert back.returncode == 0, back.stderr
         # then the gateway answers with v1 soon, and every answer meanwhile was a 200
-        with httpx.Client(timeout=30) as http:
-            for _ in range(600):
-                answer = http.post(f"{served.url}/{MODEL}:predict",
-                                   json={"instances": instances})
-                if answer.json().get("version") == 1:
-                    break
-            else:
-                raise AssertionError("the gateway never switched to v1")
+        until(lambda: predict(served.url, {"instances": instances}).json().get(
+            "version") == 1, "the switch to v1")
     finally:
         stop.set()
         for thread in clients:
@@ -107,9 +115,8 @@ def test_an_alias_move_switches_the_version_without_failing_a_request(served: Se
     assert seen and {status for status, _ in seen} == {200}
     versions = [v for _, v in seen]
     assert versions[0] == 2 and 1 in versions
-    described = httpx.get(f"{served.url}/{MODEL}", timeout=30).json()
-    assert (described["version"], described["alias"], described["ready"]) == (1, "champion",
-                                                                            True)
+    shown = described(served)
+    assert (shown["version"], shown["alias"], shown["ready"]) == (1, "champion", True)
 
 
 def test_bad_requests_get_a_problem_document(served: Served) -> None:
@@ -124,3 +131,39 @@ def test_bad_requests_get_a_problem_document(served: Served) -> None:
         assert "Traceback" not in answer.text
     assert "expecting 64 features" in narrow.json()["detail"]
     assert "serves 'digits-classifier', not 'nope'" in unknown.json()["detail"]
+
+
+def test_a_split_sends_a_keys_requests_to_one_version_and_a_mirror_answers_unseen(
+    served: Served,
+) -> None:
+    # given the champion (v1 after the rollback above) and half the traffic split to v2
+    split = baton(served.home, "models", "traffic", MODEL, "--candidate", "2", "--percent",
+                  "50", "--reason", "canary step 2", "--wait", "60")
+    assert split.returncode == 0, split.stderr
+    assert "traffic 50% to v2" in split.stdout
+    instances, _ = rows(1)
+
+    def version_for(key: str) -> int:
+        answer = predict(served.url, {"instances": instances, "key": key})
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["version"])
+
+    until(lambda: described(served)["percent"] == 50, "the split")
+    # when requests come with 40 keys, each twice
+    first = {key: version_for(key) for key in (f"caller-{i}" for i in range(40))}
+    second = {key: version_for(key) for key in first}
+    # then both versions answer, and each caller stays on one of them
+    assert first == second and set(first.values()) == {1, 2}
+    # and when v2 only mirrors, every answer is v1's while v2 answers the copies
+    mirror = baton(served.home, "models", "traffic", MODEL, "--mirror", "2", "--reason",
+                   "shadow", "--wait", "60")
+    assert mirror.returncode == 0 and "all to the alias, mirrored to v2" in mirror.stdout
+    until(lambda: (described(served)["mirror"], described(served)["percent"]) == (2, 0),
+          "the mirror")
+    before = described(served)["counts"].get("2", {"requests": 0, "agreed": 0})
+    assert {version_for(f"caller-{i}") for i in range(10)} == {1}
+    # the copies are answered after the callers have theirs
+    until(lambda: described(served)["counts"]["2"]["requests"] >= before["requests"] + 10,
+          "the mirror's answers")
+    agreed = described(served)["counts"]["2"]["agreed"] - before["agreed"]
+    assert agreed >= 9  # two good digits models agree on nearly every row

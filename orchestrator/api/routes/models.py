@@ -17,6 +17,8 @@ from events.registry import (
     ArchiveVersion,
     PromoteModel,
     RollbackAlias,
+    SetTraffic,
+    TrafficSet,
     VersionArchived,
 )
 from orchestrator.api.auth import Caller
@@ -104,6 +106,25 @@ async def rollback(request: Request, name: Model, alias: Alias, body: Rollback,
     return _moved(await asked(ctx(request).bus, asking, wait, SOURCE), wait)
 
 
+class Split(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    candidate: int | None = Field(default=None, ge=1)
+    percent: int = Field(default=0, ge=0, le=100)
+    mirror: int | None = Field(default=None, ge=1)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/models/{name}/traffic", summary="split serving traffic, or mirror it")
+async def traffic(request: Request, name: Model, body: Split, caller: Operator,
+                  wait: Wait = DEFAULT_WAIT_S) -> dict[str, Any]:
+    """`percent` of the gateways' requests to `candidate`, the rest to the alias's holder, a
+    copy of each to `mirror`; 409 with the registry's reason when it refused."""
+    await _state(request, name)
+    asking = SetTraffic(model=name, candidate=body.candidate, percent=body.percent,
+                        mirror=body.mirror, reason=body.reason, audit=_audit(caller))
+    return _moved(await asked(ctx(request).bus, asking, wait, SOURCE), wait)
+
+
 class Archival(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=2000)
@@ -136,6 +157,9 @@ def _moved(answer: Outcome | None, wait_s: float) -> dict[str, Any]:
         return {"model": answer.model, "alias": answer.alias, "version": answer.version,
                 "previous": answer.previous, "move": answer.move, "cites": answer.cites,
                 "reason": answer.reason}
+    if isinstance(answer, TrafficSet):
+        return {"model": answer.model, "candidate": answer.candidate,
+                "percent": answer.percent, "mirror": answer.mirror, "reason": answer.reason}
     if isinstance(answer, VersionArchived):
         return {"model": answer.model, "version": answer.version, "status": "archived",
                 "reason": answer.reason}
