@@ -16,7 +16,7 @@ from typing import Any, Final, Literal, cast
 
 from pydantic import create_model
 
-from events import agents, commands, intents, registry, reports, topics, triggers
+from events import agents, commands, intents, registry, reports, serving, topics, triggers
 from events import runs as run_log
 from events.codec import _typed_envelope
 from events.envelope import Envelope
@@ -180,6 +180,18 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
         direction="out",
         types=(registry.RegisterModel, registry.PromoteModel, registry.RollbackAlias,
                registry.ArchiveVersion, registry.SetTraffic),
+    ),
+    TopicSpec(
+        topics.SERVING,
+        "What serving gateways saw, per model version and window: requests, errors, latency "
+        "quantiles, the predictions' and the inputs' distributions (small aggregates, never "
+        "an event per request).",
+        key="the model name",
+        partitioning=_MURMUR2,
+        written_by="`baton serve` gateways",
+        read_by="canary analysis, drift monitors, dashboards",
+        direction="out",
+        types=(serving.ServingWindow,),
     ),
     TopicSpec(
         topics.SNAPSHOTS,

@@ -12,12 +12,13 @@ COMMANDS: Final = "baton.commands"
 AGENTS: Final = "baton.agents"
 MODELS: Final = "baton.models"
 MODEL_REQUESTS: Final = "baton.model-requests"
+SERVING: Final = "baton.serving"
 SNAPSHOTS: Final = "baton.snapshots"
 DLQ: Final = "baton.dlq"
 
 ALL_TOPICS: Final = (
     TRIGGERS, PIPELINE_TRIGGERS, TRIGGER_LOG, INTENTS, REPORTS, RUNS,
-    COMMANDS, AGENTS, MODELS, MODEL_REQUESTS, SNAPSHOTS, DLQ,
+    COMMANDS, AGENTS, MODELS, MODEL_REQUESTS, SERVING, SNAPSHOTS, DLQ,
 )
 # Partition groups: these three must always have the same partition count.
 GROUP_TOPICS: Final = (INTENTS, REPORTS, RUNS)

@@ -14,7 +14,7 @@ from orchestrator.cli.context import home_of, open_bus_patiently
 from orchestrator.cli.errors import UsageError
 from orchestrator.cli.signals import stop_on_signals
 from orchestrator.core.models import CHAMPION
-from orchestrator.serving.service import run_gateway
+from orchestrator.serving.service import WINDOW_S, run_gateway
 from orchestrator.serving.versions import Versions
 
 DEFAULT_HTTP = "127.0.0.1:8766"
@@ -27,6 +27,9 @@ def add_serve(p: argparse.ArgumentParser) -> None:
                         f"{CHAMPION})")
     p.add_argument("--http", type=_listen, default=DEFAULT_HTTP, metavar="HOST:PORT",
                    help=f"where to serve (default {DEFAULT_HTTP}; port 0 picks a free one)")
+    p.add_argument("--window", type=_seconds, default=WINDOW_S, metavar="S",
+                   help=f"how often each version's aggregates go to baton.serving (default "
+                        f"{WINDOW_S:g} s)")
     p.set_defaults(handler=serve_model)
 
 
@@ -44,7 +47,7 @@ async def serve_model(args: argparse.Namespace) -> int:
     print(f"baton serve: {args.model}@{args.alias} at {url}/v1/models/{args.model}:predict; "
           "Ctrl-C to stop", flush=True)
     try:
-        await run_gateway(bus, versions, sock, stop)
+        await run_gateway(bus, versions, sock, stop, args.window)
     finally:
         sock.close()
         await bus.close()
@@ -56,6 +59,16 @@ def _listen(text: str) -> Listen:
         return parse_listen(text)
     except ListenError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
 
 
 def _alias(text: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,13 +17,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from orchestrator.serving.versions import Loaded, Versions
+from orchestrator.serving.windows import Role, Windows
 
 MAX_ROWS = 10_000
 PROBLEM = "application/problem+json"
 
 
-def gateway(versions: Versions) -> Starlette:
+def gateway(versions: Versions, windows: Windows | None = None) -> Starlette:
     async def predict(request: Request) -> JSONResponse:
+        began = time.perf_counter()
         name, _, verb = str(request.path_params["target"]).rpartition(":")
         if verb != "predict" or not name:
             return _problem(404, "not-found", "Not found",
@@ -41,20 +44,26 @@ def gateway(versions: Versions) -> Starlette:
             return _problem(503, "not-ready", "No version ready", why,
                             headers={"Retry-After": "1"})
         tally = versions.tally(loaded.version)
+        role: Role = "primary" if loaded.version == versions.plan.primary else "candidate"
         try:
             predictions = loaded.model.predict(rows)
         except Exception as exc:  # the model's own complaint about these rows
             tally.errors += 1
+            if windows is not None:
+                windows.failed(loaded.version, role)
             return _problem(422, "unacceptable-instances", "The model refused the instances",
                             f"v{loaded.version} could not take them: {exc}")
         out = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
         tally.requests += 1
+        if windows is not None:
+            windows.answered(loaded.version, role, rows, out,
+                             (time.perf_counter() - began) * 1000)
         shadow = versions.mirror()
         return JSONResponse({"model": versions.model, "version": loaded.version,
                              "predictions": out},
                             headers={"Baton-Model-Version": str(loaded.version)},
                             background=None if shadow is None else BackgroundTask(
-                                _mirrored, versions, shadow, rows, out))
+                                _mirrored, versions, windows, shadow, rows, out))
 
     async def describe(request: Request) -> JSONResponse:
         loaded, plan = versions.current, versions.plan
@@ -77,18 +86,24 @@ def gateway(versions: Versions) -> Starlette:
     ])
 
 
-async def _mirrored(versions: Versions, shadow: Loaded, rows: list[list[float]],
-                    served: list[Any]) -> None:
+async def _mirrored(versions: Versions, windows: Windows | None, shadow: Loaded,
+                    rows: list[list[float]], served: list[Any]) -> None:
     """The mirror's answer to the same rows, after the caller had its own (off the loop):
     counted, with how often it agrees, never returned."""
     tally = versions.tally(shadow.version)
+    began = time.perf_counter()
     try:
         mirrored = await asyncio.to_thread(shadow.model.predict, rows)
     except Exception:  # the mirror's failure is its own, counted, and harms no caller
         tally.errors += 1
+        if windows is not None:
+            windows.failed(shadow.version, "mirror")
         return
     answers = mirrored.tolist() if hasattr(mirrored, "tolist") else list(mirrored)
     tally.requests += 1
+    if windows is not None:
+        windows.answered(shadow.version, "mirror", rows, answers,
+                         (time.perf_counter() - began) * 1000)
     tally.agreed += sum(1 for a, b in zip(answers, served, strict=False) if a == b)
     tally.rows += len(rows)
 

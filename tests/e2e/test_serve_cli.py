@@ -4,6 +4,7 @@ and when the alias moves the gateway switches to the new version without failing
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -16,6 +17,11 @@ import httpx
 import pytest
 from sklearn.datasets import load_digits
 
+from bus import open_bus_url
+from events import topics
+from events.codec import decode
+from events.serving import ServingWindow
+from orchestrator.service.reading import read_all
 from tests.e2e.support import Service, baton
 
 MODEL = "digits-classifier"
@@ -37,8 +43,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     demo = baton(home, "demo", timeout=110)
     assert demo.returncode == 0, demo.stderr[-3000:]
     up = Service.spawn(home, ["up", "--http", "off"], root / "up.log")
-    gateway = Service.spawn(home, ["serve", "--model", MODEL, "--http", "127.0.0.1:0"],
-                            root / "serve.log")
+    gateway = Service.spawn(home, ["serve", "--model", MODEL, "--http", "127.0.0.1:0",
+                                   "--window", "0.5"], root / "serve.log")
     try:
         gateway.until_printed("answers now")
         found = re.search(r"at (http://\S+)/v1/models", gateway.output())
@@ -167,3 +173,32 @@ def test_a_split_sends_a_keys_requests_to_one_version_and_a_mirror_answers_unsee
           "the mirror's answers")
     agreed = described(served)["counts"]["2"]["agreed"] - before["agreed"]
     assert agreed >= 9  # two good digits models agree on nearly every row
+
+
+def windows_of(home: Path) -> list[ServingWindow]:
+    async def read() -> list[ServingWindow]:
+        bus = await open_bus_url("embedded", home)
+        try:
+            found = [decode(r.value).data for r in await read_all(bus, topics.SERVING, {})]
+            return [w for w in found if isinstance(w, ServingWindow)]
+        finally:
+            await bus.close()
+    return asyncio.run(read())
+
+
+def test_each_version_s_traffic_is_published_as_small_windows(served: Served) -> None:
+    # given requests to the gateway, which publishes a window every half second
+    instances, _ = rows(3)
+    def served_requests() -> int:  # what callers got, not a mirror's copies
+        return sum(w.requests for w in windows_of(served.home) if w.role != "mirror")
+
+    before = served_requests()
+    answered = [predict(served.url, {"instances": instances}) for _ in range(12)]
+    assert {a.status_code for a in answered} == {200}
+    # then windows on baton.serving count them, with latency, predictions and inputs
+    until(lambda: served_requests() >= before + 12, "windows counting the requests")
+    window = next(w for w in reversed(windows_of(served.home)) if w.requests)
+    assert window.model == MODEL and window.end > window.start
+    assert set(window.latency_ms) == {"p50", "p95", "p99", "max"}
+    assert window.predictions and sum(window.predictions.values()) <= window.rows
+    assert len(window.features) == 64

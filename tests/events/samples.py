@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from events import agents, commands, intents, registry, reports, triggers
+from events import agents, commands, intents, registry, reports, serving, triggers
 from events import runs as ev
 from events.codec import encode
 from events.common import ArtifactRef, Audit, Capabilities, GpuInfo, Resources
@@ -150,6 +150,11 @@ SAMPLES: tuple[Payload, ...] = (
                         audit=AUDIT),
     registry.TrafficSet(model=MODEL, candidate=3, percent=5, mirror=4, reason="canary",
                         audit=AUDIT),
+    serving.ServingWindow(model=MODEL, version=2, role="primary", gateway="h:1:ab",
+                          start=AT, end=AT + 10, requests=120, errors=1, rows=130,
+                          latency_ms={"p50": 0.4, "p95": 0.7, "p99": 1.2, "max": 3.0},
+                          predictions={"3": 60, "7": 70},
+                          features=[serving.FeatureStats(mean=0.3, std=0.1)]),
     registry.ArchiveVersion(model=MODEL, version=1, reason="superseded", audit=AUDIT),
     registry.VersionArchived(model=MODEL, version=1, reason="superseded", audit=AUDIT),
     registry.ModelRequestRefused(model=MODEL, alias="champion", request="promote_model",
