@@ -51,9 +51,3 @@ def _attempts(succeeded: dict[str, str], run: dict[str, Any] | None) -> list[dic
                     "gpus": seen.get("gpus", []), "queued_s": seen.get("queued_s"),
                     "started_at": seen.get("started_at"), "ended_at": seen.get("ended_at")})
     return out
-
-
-def completeness(models: dict[str, ModelState]) -> tuple[int, int]:
-    """Versions whose chain reaches a dataset version and a pipeline version, of all."""
-    versions = [r.data.lineage for s in models.values() for r in s.versions.values()]
-    return sum(1 for v in versions if v.dataset_version and v.pipeline_version), len(versions)
