@@ -12,6 +12,7 @@ import aiosqlite
 
 from bus import Bus, TopicPartition
 from events.pipeline import PipelineSpec
+from events.serving import ServingWindow
 from orchestrator.api import positions
 from orchestrator.api.auth import Tokens
 from orchestrator.api.hub import Hub
@@ -20,6 +21,7 @@ from orchestrator.core.models import ModelRegistry
 from orchestrator.metrics.service import Metrics
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
+from orchestrator.serving.history import WindowHistory
 from orchestrator.store.projections import Projector, connect, stored_positions
 
 POLL_S = 0.02
@@ -53,6 +55,7 @@ class ApiContext:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server stops: open streams and long-polls end."""
     _models: ChampionTracker | None = None
+    _windows: WindowHistory | None = None
     _models_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _conn: aiosqlite.Connection | None = None
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -74,6 +77,12 @@ class ApiContext:
                 self._models = ChampionTracker(self.bus)
             await self._models.refresh()
             return self._models.registry
+
+    async def serving(self, model: str) -> list[ServingWindow]:
+        """The gateways' recent windows of `model` (baton.serving), oldest first."""
+        if self._windows is None:
+            self._windows = WindowHistory(self.bus)
+        return await self._windows.of(model)
 
     async def projected(self) -> dict[TopicPartition, int]:
         """Positions whose rows are committed in the projection."""

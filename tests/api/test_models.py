@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from bus import Bus
+from bus import Bus, Outgoing
 from events import topics
+from events.codec import encode
+from events.envelope import envelope
 from events.pipeline import GateSpec, PipelineSpec, RegisterSpec, TaskSpec
+from events.serving import ServingWindow
 from orchestrator.api.auth import Tokens, add_token
 from orchestrator.service.home import Home
 from orchestrator.service.reading import partitions_of
@@ -164,3 +167,19 @@ async def test_only_an_operator_may_move_an_alias(tmp_path: Path, bus_url: str) 
     assert "operator" in assert_problem(refused, 403, "forbidden")["detail"]
     assert done.status_code == 200, done.text
     assert (history[-1]["move"], history[-1]["actor"]) == ("rollback", "operator-1")
+
+
+@pytest.mark.parametrize("bus_url", ["embedded"])
+async def test_the_gateways_windows_of_a_model_are_read_oldest_first(client: Client) -> None:
+    # given two windows a gateway published for `gated`, the later one first
+    windows = [ServingWindow(model="gated", version=2, role="primary", gateway="gw",
+                             start=end - 10, end=end, requests=n, errors=0, rows=n)
+               for end, n in ((200.0, 7), (100.0, 3))]
+    await client.bus.publish([Outgoing(topics.SERVING, "gated", encode(envelope(
+        w, id=f"gw/{w.end}", time=w.end, source="test", subject="gated"))) for w in windows])
+    # when they are read, and those of a model nobody served
+    served = await client.get("/models/gated/serving")
+    none = await client.get("/models/ungated/serving")
+    # then they come oldest first, whole
+    assert [(w["end"], w["requests"]) for w in served["items"]] == [(100.0, 3), (200.0, 7)]
+    assert none["items"] == []

@@ -34,6 +34,7 @@ from events.pipeline import (
     TriggerSpec,
 )
 from events.runs import ApprovalDecided
+from events.serving import ServingWindow
 from events.triggers import DataArrived
 from orchestrator.api.auth import Tokens, add_token
 from orchestrator.api.server import Listen, bind
@@ -217,6 +218,31 @@ async def test_the_models_page_charts_a_point_per_version(
     await expect(rollback).to_contain_text("loss went up in production")
     await expect(rollback).to_contain_text("v2 → v1")
     await screenshot("models")
+
+
+async def test_the_models_page_charts_the_gateways_windows(
+    page: Page, served: Served, screenshot: Any
+) -> None:
+    # given windows a gateway published for the scorer's two versions (the test publishes
+    # them as `baton serve` does: tests/e2e/test_serve_cli.py has the gateway's own)
+    now = time.time()
+    windows = [ServingWindow(model="scorer", version=v, role=role, gateway="gw", start=t - 10,
+                             end=t, requests=n, errors=0, rows=n,
+                             latency_ms={"p50": 0.4, "p95": p95, "p99": 1.0, "max": 2.0})
+               for i, t in enumerate((now - 30, now - 20, now - 10))
+               for v, role, n, p95 in ((1, "primary", 95, 0.5 + i / 10),
+                                       (2, "candidate", 5, 0.7))]
+    await served.bus.publish([Outgoing(topics.SERVING, "scorer", encode(envelope(
+        w, id=f"gw/v{w.version}/{w.start}", time=w.end, source="test", subject="scorer")))
+        for w in windows])
+    # when the models page is opened
+    await page.goto(f"{served.base}/models")
+    # then the scorer's card has its p95 latency and its requests over time, per version
+    card = page.locator('section[data-model="scorer"]')
+    await expect(card.locator(".serving-latency canvas")).to_have_count(1)
+    await expect(card.locator(".serving-requests canvas")).to_have_count(1)
+    await expect(card.locator(".serving-latency")).to_contain_text("v2 (candidate)")
+    await screenshot("serving")
 
 
 async def test_a_waiting_approval_is_decided_from_the_run_page(

@@ -80,6 +80,15 @@ async def get_history(request: Request, name: Model,
     return {"name": name, "items": history_docs(await _state(request, name), alias)}
 
 
+@router.get("/models/{name}/serving", summary="the gateways' recent windows, oldest first")
+async def get_serving(request: Request, name: Model) -> dict[str, Any]:
+    """One item per version, gateway and window (`baton serve --window`): requests, errors,
+    latency quantiles, predictions and input columns; the last 720 windows of the model."""
+    await _state(request, name)
+    return {"name": name, "items": [w.model_dump(mode="json")
+                                    for w in await ctx(request).serving(name)]}
+
+
 @router.post("/models/{name}/aliases/{alias}", summary="point an alias at a version")
 async def promote(request: Request, name: Model, alias: Alias, body: Promotion,
                   caller: Operator, wait: Wait = DEFAULT_WAIT_S) -> dict[str, Any]:

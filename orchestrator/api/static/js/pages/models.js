@@ -5,7 +5,7 @@
 // its reason). Live: a registration, an alias move or a refusal reads the models again.
 
 import { get, post } from "../api.js";
-import { versionChart } from "../chart.js";
+import { timeSeriesChart, versionChart } from "../chart.js";
 import { el } from "../dom.js";
 import { metric } from "../format.js";
 import { Live, debounce } from "../live.js";
@@ -73,6 +73,25 @@ function aliasLine(name, versions) {
       `Roll back ${alias}`), " "]));
 }
 
+/** The gateways' windows as two time series per version: p95 latency and requests. Windows
+ * of several gateways ending in the same second add up (requests) or take the worst (p95). */
+function servingSeries(windows) {
+  const at = (w) => Math.round(w.end);
+  const times = [...new Set(windows.map(at))].sort((a, b) => a - b);
+  const index = new Map(times.map((t, i) => [t, i]));
+  const latency = {};
+  const requests = {};
+  for (const w of windows) {
+    const name = `v${w.version}${w.role === "primary" ? "" : ` (${w.role})`}`;
+    latency[name] ??= times.map(() => null);
+    requests[name] ??= times.map(() => null);
+    const i = index.get(at(w));
+    if (w.latency_ms?.p95 !== undefined) latency[name][i] = Math.max(latency[name][i] ?? 0, w.latency_ms.p95);
+    requests[name][i] = (requests[name][i] ?? 0) + w.requests;
+  }
+  return { latency: { times, series: latency }, requests: { times, series: requests } };
+}
+
 export function render(view, _params, search) {
   const chosen = search.get("name");
   const list = el("div");
@@ -92,10 +111,16 @@ export function render(view, _params, search) {
       const names = [...models.keys()];
       const histories = await Promise.all(names.map((name) =>
         get(`/models/${encodeURIComponent(name)}/history`)));
+      const served = await Promise.all(names.map((name) =>
+        get(`/models/${encodeURIComponent(name)}/serving`)));
       const sections = [];
+      const servingCharts = [];
       for (const [i, name] of names.entries()) {
         const versions = models.get(name);
         const history = histories[i].items;
+        const windows = served[i].items;
+        const latencyBox = el("div", { class: "chart serving-latency", "data-model": name });
+        const requestsBox = el("div", { class: "chart serving-requests", "data-model": name });
         const chartBox = el("div", { class: "chart", "data-model": name });
         const hasMetrics = versions.some((v) => Object.keys(v.metrics ?? {}).length);
         const card = section(`${name} (${versions.length} version${versions.length === 1 ? "" : "s"})`,
@@ -105,15 +130,25 @@ export function render(view, _params, search) {
           el("div", { class: "action-status" }),
           hasMetrics ? chartBox : el("p", { class: "muted" }, "No metric reported by its versions."),
           table(["Version", "Gate", "Metrics", "Dataset", "Trigger", "Pipeline", "Run", "", ""], versions.map(versionRow)),
+          windows.length ? el("h3", {}, "Serving (the gateways' windows)") : null,
+          windows.length ? latencyBox : null,
+          windows.length ? requestsBox : null,
           history.length ? el("h3", {}, "Alias history") : null,
           history.length ? table(["When", "Alias", "Move", "", "By", "Reason", "Cites"],
             history.map(historyRow), { class: "grid alias-history" }) : null);
         card.dataset.model = name;
         sections.push([card, chartBox, versions, hasMetrics]);
+        if (windows.length) servingCharts.push([latencyBox, requestsBox, servingSeries(windows)]);
+        anyWindows ||= windows.length > 0;
       }
       list.replaceChildren(...sections.map(([card]) => card));
       for (const [, box, versions, hasMetrics] of sections) {
         if (hasMetrics) charts.push(versionChart(box, versions, { title: "metrics by version", width: Math.min(900, Math.max(360, box.clientWidth || 700)), height: 240 }));
+      }
+      for (const [latencyBox, requestsBox, series] of servingCharts.splice(0)) {
+        const width = Math.min(900, Math.max(360, latencyBox.clientWidth || 700));
+        charts.push(timeSeriesChart(latencyBox, series.latency, { title: "p95 latency (ms) by version", width, height: 200 }));
+        charts.push(timeSeriesChart(requestsBox, series.requests, { title: "requests per window by version", width, height: 200 }));
       }
       window.baton = { ...(window.baton ?? {}), charts };
       if (chosen) list.querySelector(`[data-model="${CSS.escape(chosen)}"]`)?.scrollIntoView();
@@ -145,12 +180,17 @@ export function render(view, _params, search) {
   });
 
   const soon = debounce(load, 300);
+  // the gateways' windows are not on the event stream (they are periodic by nature: one per
+  // version every `baton serve --window`); their charts are read again at that pace
+  let anyWindows = false;
+  const windowsTick = setInterval(() => { if (anyWindows && !document.hidden) soon(); }, 10_000);
   const live = new Live({ types: ["model_registered", "alias_moved", "model_request_refused"],
     onEvent: soon, reload: load });
   live.start();
   load();
   return {
     stop() {
+      clearInterval(windowsTick);
       live.stop();
       soon.cancel();
       charts.forEach((c) => c.destroy());
