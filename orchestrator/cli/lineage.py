@@ -6,13 +6,12 @@ import argparse
 import json
 from typing import Any
 
-from orchestrator.cli.context import open_bus
 from orchestrator.cli.errors import NotFound, UsageError
+from orchestrator.cli.models import read_registry
 from orchestrator.cli.projection import caught_up_projection
 from orchestrator.lineage import chain
 from orchestrator.model_docs import iso
 from orchestrator.printable import printable
-from orchestrator.service.model_requests import registry_of
 from orchestrator.store import queries
 from orchestrator.store.projections import connect
 
@@ -30,11 +29,7 @@ async def lineage(args: argparse.Namespace) -> int:
     if not sep or not name or not which:
         raise UsageError(f"{args.target!r}: give MODEL@VERSION or MODEL@ALIAS "
                          "(e.g. digits-classifier@champion)")
-    bus = await open_bus(args)
-    try:
-        registry = await registry_of(bus)
-    finally:
-        await bus.close()
+    registry = await read_registry(args)
     state = registry.models.get(name)
     if state is None:
         known = ", ".join(sorted(registry.models)) or "none yet"

@@ -97,7 +97,7 @@ def add_models(p: argparse.ArgumentParser) -> None:
 
 
 async def models_list(args: argparse.Namespace) -> int:
-    registry = await _registry(args)
+    registry = await read_registry(args)
     items = [version_doc(state, v) for _, state in sorted(registry.models.items())
              for v in sorted(state.versions)]
     if args.json:
@@ -115,7 +115,7 @@ async def models_list(args: argparse.Namespace) -> int:
 
 
 async def models_show(args: argparse.Namespace) -> int:
-    state = _model(await _registry(args), args.model)
+    state = _model(await read_registry(args), args.model)
     at = args.at.timestamp() if args.at else None
     aliases = {alias: state.holder(alias, at) for alias in sorted(state.holders)}
     doc = {"model": args.model, "at": args.at.isoformat() if args.at else None,
@@ -177,7 +177,7 @@ async def _ask(args: argparse.Namespace,
 
 
 async def models_history(args: argparse.Namespace) -> int:
-    state = _model(await _registry(args), args.model)
+    state = _model(await read_registry(args), args.model)
     entries = history_docs(state, args.alias)
     if args.json:
         print(json.dumps(entries, indent=2))
@@ -197,7 +197,7 @@ async def models_history(args: argparse.Namespace) -> int:
 
 
 async def models_diff(args: argparse.Namespace) -> int:
-    state = _model(await _registry(args), args.model)
+    state = _model(await read_registry(args), args.model)
     docs = []
     for v in (args.a, args.b):
         if v not in state.versions:
@@ -221,7 +221,8 @@ async def models_diff(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ helpers
 
-async def _registry(args: argparse.Namespace) -> ModelRegistry:
+async def read_registry(args: argparse.Namespace) -> ModelRegistry:
+    """The registry as the bus `args` name says now (every read of `baton models`)."""
     bus = await open_bus(args)
     try:
         return await registry_of(bus)

@@ -8,21 +8,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import ValidationError
-
 from bus import Bus, Record
 from events import runs as ev
 from events import topics
-from events.dlq import DeadLetter
 from events.intents import ApprovalDecision
 from orchestrator.core.logged import decode_logged
-from orchestrator.service.run_requests import (
-    ends,
-    first_within,
-    intent_value,
-    publish_intent,
-    where_answers_appear,
-)
+from orchestrator.service.run_requests import Sent, intent_value, letter_of, published_with
 
 Outcome = Literal["approved", "rejected", "refused", "ignored", "dead-lettered"]
 
@@ -40,28 +31,22 @@ async def decide(bus: Bus, decision: ApprovalDecision, within_s: float, source: 
     coordinator decides it once it reads it)."""
     event_id = f"{decision.run_id}/approval/{uuid.uuid4().hex[:16]}"
     value = intent_value(decision, event_id, correlation=None, source=source)
-    positions = await ends(bus, where_answers_appear(bus, decision.run_id))
-    sent = await publish_intent(bus, decision.run_id, value)
+    return await published_with(bus, decision.run_id, event_id, value, within_s, _answer)
 
-    def answer(record: Record) -> Answer | None:
-        if record.topic == topics.DLQ:
-            try:
-                letter = DeadLetter.model_validate_json(record.value)
-            except ValidationError:
-                return None
-            ours = (letter.topic, letter.partition, letter.offset) == (
-                topics.INTENTS, sent.partition, sent.offset) and letter.redrive_of is None
-            return Answer("dead-lettered", letter.reason) if ours else None
-        env = decode_logged(record.value, record.where)
-        data = env.data
-        if isinstance(data, ev.InputIgnored) and data.input_id == event_id:
-            return Answer("ignored", data.reason)
-        if env.causation_id != event_id:
-            return None
-        if isinstance(data, ev.ApprovalDecided):
-            return Answer("approved" if data.approved else "rejected", data.reason, data.task)
-        if isinstance(data, ev.ApprovalRefused):
-            return Answer("refused", data.reason, data.task)
+
+def _answer(record: Record, sent: Sent) -> Answer | None:
+    """What `record` (the run's log, or the dead-letter topic) says of the decision."""
+    if record.topic == topics.DLQ:
+        letter = letter_of(record, sent)
+        return None if letter is None else Answer("dead-lettered", letter.reason)
+    env = decode_logged(record.value, record.where)
+    data = env.data
+    if isinstance(data, ev.InputIgnored) and data.input_id == sent.event_id:
+        return Answer("ignored", data.reason)
+    if env.causation_id != sent.event_id:
         return None
-
-    return await first_within(bus, positions, within_s, answer)
+    if isinstance(data, ev.ApprovalDecided):
+        return Answer("approved" if data.approved else "rejected", data.reason, data.task)
+    if isinstance(data, ev.ApprovalRefused):
+        return Answer("refused", data.reason, data.task)
+    return None

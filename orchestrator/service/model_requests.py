@@ -23,17 +23,17 @@ from events.registry import (
 )
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.models import ModelRegistry, Outcome
-from orchestrator.service.reading import partitions_of, read_all
+from orchestrator.service.champion_tracker import ChampionTracker
+from orchestrator.service.reading import partitions_of
 from orchestrator.service.run_requests import ends, first_within
 
 
 async def registry_of(bus: Bus) -> ModelRegistry:
     """The registry as its log says now (baton.models is small: a record per version and
     per alias move)."""
-    registry = ModelRegistry()
-    for record in await read_all(bus, topics.MODELS, {}):
-        registry.apply(decode_logged(record.value, record.where))
-    return registry
+    tracker = ChampionTracker(bus)
+    await tracker.refresh()
+    return tracker.registry
 
 
 async def asked(bus: Bus, request: PromoteModel | RollbackAlias | ArchiveVersion | SetTraffic,

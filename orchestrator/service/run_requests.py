@@ -115,7 +115,7 @@ def answer(record: Record, sent: Sent) -> Answer | None:
     """What `record` says about `sent`, if anything."""
     if record.topic == topics.RUNS:
         return _logged(record, sent)
-    return _refused(record, sent)
+    return letter_of(record, sent)
 
 
 def _logged(record: Record, sent: Sent) -> Taken | Conflicting | None:
@@ -145,7 +145,7 @@ def cancel_answer(record: Record, sent: Sent) -> Answer | None:
     decision it caused, after its tasks'), or its input_ignored (the run had ended), or its
     letter."""
     if record.topic != topics.RUNS:
-        return _refused(record, sent)
+        return letter_of(record, sent)
     env = decode_logged(record.value, record.where)
     if (isinstance(env.data, ev.RunCancelled) and env.causation_id == sent.event_id
             and env.subject == sent.run_id):
@@ -153,7 +153,7 @@ def cancel_answer(record: Record, sent: Sent) -> Answer | None:
     return _ignored(record, env.data, sent)
 
 
-def _refused(record: Record, sent: Sent) -> Refused | None:
+def letter_of(record: Record, sent: Sent) -> Refused | None:
     """A letter for exactly our record (a re-drive's note is not a refusal)."""
     try:
         letter = DeadLetter.model_validate_json(record.value)
@@ -168,14 +168,21 @@ async def published(bus: Bus, run_id: str, event_id: str, value: bytes,
                     within_s: float | None,
                     answer: Callable[[Record, Sent], Answer | None] = answer) -> Answer | None:
     """Publishes an intent and waits up to `within_s` for the coordinator's answer (None: does
-    not wait). The positions to read answers from are taken before publishing, so the answer
-    cannot be missed."""
+    not wait)."""
+    return await published_with(bus, run_id, event_id, value, within_s, answer)
+
+
+async def published_with(bus: Bus, run_id: str, event_id: str, value: bytes,
+                         within_s: float | None, answer: Callable[[Record, Sent], T | None]
+                         ) -> T | None:
+    """`published`, for any kind of answer (an approval's, say). The positions to read
+    answers from are taken before publishing, so the answer cannot be missed."""
     positions = await ends(bus, where_answers_appear(bus, run_id))
     record = await publish_intent(bus, run_id, value)
     if within_s is None:
         return None
     sent = Sent(run_id, event_id, record.partition, record.offset)
-    return await answer_within(bus, sent, positions, within_s, answer)
+    return await first_within(bus, positions, within_s, lambda found: answer(found, sent))
 
 
 async def answer_within(bus: Bus, sent: Sent, positions: dict[TopicPartition, int],
