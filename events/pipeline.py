@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
@@ -110,7 +111,62 @@ class ApprovalSpec(Frozen):
     """Named values a decision may carry, each optional, checked against its type."""
 
 
-TaskKind = Literal["function", "gate", "register", "approval"]
+class CanaryStep(Frozen):
+    """One step of a canary: `percent` of the requests to the candidate, held until
+    `hold_s` has passed since the gateways took the split and the candidate answered
+    `requests` requests in it (whichever are given), with at least one analysis in it and
+    every analysis passing."""
+
+    percent: int = Field(ge=1, le=100)
+    hold_s: float | None = Field(default=None, gt=0)
+    requests: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _held(self) -> CanaryStep:
+        if self.hold_s is None and self.requests is None:
+            raise ValueError(f"the {self.percent}% step needs hold_s or requests (or both): "
+                             "how long to hold it")
+        return self
+
+
+class CanarySpec(Frozen):
+    """A canary of the version a register step made: traffic moves to it in `steps` while
+    each window of the gateways' traffic is compared with the alias's holder (p95 latency,
+    error rate, the distribution of predictions); a failing analysis rolls it back at once
+    (traffic 0, alias unchanged), and after the last step the alias moves to it.
+
+    A step without enough traffic for a verdict waits (there is no "inconclusive"): up to
+    `timeout_s` for the whole canary (no default), after which it is rolled back."""
+
+    model: str
+    version_from: str
+    """The register step whose new version is canaried."""
+    steps: tuple[CanaryStep, ...] = Field(min_length=1)
+    timeout_s: float = Field(gt=0)
+    alias: str = Field(default="champion", pattern=ALIAS_PATTERN)
+    """What the candidate is compared with (its holder) and, when every step passed, moves."""
+    min_requests: int = Field(default=50, ge=1)
+    """Requests each version needs in the windows of one analysis: fewer, and the windows
+    wait for the next ones to be added to them."""
+    max_latency_ratio: float | None = Field(default=1.5, gt=0)
+    """Candidate p95 <= this times the holder's p95 + `latency_slack_ms` (None: not checked)."""
+    latency_slack_ms: float = Field(default=2.0, ge=0)
+    """What a ratio of two sub-millisecond latencies should not fail on."""
+    max_error_rate_increase: float | None = Field(default=0.01, ge=0, le=1)
+    """Candidate error rate <= the holder's + this (None: not checked)."""
+    max_psi: float | None = Field(default=0.25, gt=0)
+    """The PSI of the candidate's predictions against the holder's (None: not checked)."""
+
+    @model_validator(mode="after")
+    def _rising(self) -> CanarySpec:
+        percents = [step.percent for step in self.steps]
+        if any(b <= a for a, b in itertools.pairwise(percents)):
+            raise ValueError(f"canary steps must raise the candidate's share each time, not "
+                             f"{' → '.join(f'{p}%' for p in percents)}")
+        return self
+
+
+TaskKind = Literal["function", "gate", "register", "approval", "canary"]
 
 
 class TaskSpec(Frozen):
@@ -128,6 +184,8 @@ class TaskSpec(Frozen):
     registration: RegisterSpec | None = None
     approval: ApprovalSpec | None = Field(default=None, exclude_if=lambda value: value is None)
     """Left out of the wire form when unset, so specs without approvals keep their hash."""
+    canary: CanarySpec | None = Field(default=None, exclude_if=lambda value: value is None)
+    """Likewise."""
 
     @model_validator(mode="before")
     @classmethod

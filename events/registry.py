@@ -114,6 +114,9 @@ class PromoteModel(Payload):
     approval in its run (`approval_decided` id: an override of a failed or missing gate)."""
     reason: str = Field(min_length=1, max_length=2000)
     audit: Audit
+    run_id: str | None = OPTIONAL
+    """The run whose step asked (a canary that passed), if a run did: the registry answers
+    it there too."""
 
 
 class RollbackAlias(Payload):
@@ -213,3 +216,5 @@ class ModelRequestRefused(Payload):
     """The refused request's type (`promote_model`, `rollback_alias`)."""
     reason: str
     audit: Audit | None = AUDIT_FIELD
+    run_id: str | None = OPTIONAL
+    """The run whose step made the request, if a run did."""

@@ -74,6 +74,7 @@ Traceback = Annotated[str, Field(max_length=MAX_TRACEBACK_CHARS)]
 FailureReason = Literal[
     "exception", "crashed", "timed_out", "cancelled", "invalid_task", "interrupted", "lost",
     "gate_rejected", "not_started", "approval_rejected", "approval_timed_out",
+    "canary_rolled_back", "canary_not_started",
 ]
 
 

@@ -3,12 +3,45 @@ version per window, never one event per request (baton.serving)."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field
 
 from events.common import Frozen
 from events.payloads import Payload
+
+LATENCY_BASE_MS = 0.01
+"""The upper bound of latency bucket 0; bucket i holds latencies in
+(LATENCY_BASE_MS * 2**((i-1)/8), LATENCY_BASE_MS * 2**(i/8)]: eight buckets per doubling,
+each about 9% wide, so quantiles of windows added together stay within 9% of the truth."""
+_PER_DOUBLING = 8
+
+
+def latency_bucket(ms: float) -> int:
+    """The histogram bucket a latency falls in (`ServingWindow.latency_hist`)."""
+    if ms <= LATENCY_BASE_MS:
+        return 0
+    return math.ceil(math.log2(ms / LATENCY_BASE_MS) * _PER_DOUBLING - 1e-9)
+
+
+def bucket_upper_ms(bucket: int) -> float:
+    """The largest latency bucket `bucket` holds."""
+    return float(LATENCY_BASE_MS * 2 ** (bucket / _PER_DOUBLING))
+
+
+def hist_quantile(hist: dict[int, int], q: float) -> float | None:
+    """The q-quantile of a latency histogram (nearest rank, a bucket's upper bound); None
+    for an empty one. What lets windows be added up: quantiles themselves cannot be."""
+    total = sum(hist.values())
+    if total == 0:
+        return None
+    rank, seen = max(1, math.ceil(q * total)), 0
+    for bucket in sorted(hist):
+        seen += hist[bucket]
+        if seen >= rank:
+            return bucket_upper_ms(bucket)
+    return bucket_upper_ms(max(hist))
 
 
 class FeatureStats(Frozen):
@@ -33,6 +66,11 @@ class ServingWindow(Payload):
     errors: int = Field(ge=0)
     rows: int = Field(ge=0)
     latency_ms: dict[Literal["p50", "p95", "p99", "max"], float] = Field(default_factory=dict)
+    latency_hist: dict[int, int] = Field(default_factory=dict,
+                                         exclude_if=lambda value: not value)
+    """Answered requests per latency bucket (`latency_bucket`): windows of several
+    gateways, or of several periods, add up to exact bucket counts, which their quantiles do
+    not. Left out of the wire form when empty (windows written before it have none)."""
     predictions: dict[str, int] = Field(default_factory=dict)
     """How often each predicted value came out (the 50 most frequent)."""
     features: list[FeatureStats] = Field(default_factory=list)

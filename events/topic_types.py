@@ -16,7 +16,7 @@ from typing import Any, Final, Literal, cast
 
 from pydantic import create_model
 
-from events import agents, commands, intents, registry, reports, serving, topics, triggers
+from events import agents, canary, commands, intents, registry, reports, serving, topics, triggers
 from events import runs as run_log
 from events.codec import _typed_envelope
 from events.envelope import Envelope
@@ -92,15 +92,17 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
     TopicSpec(
         topics.INTENTS,
         "Requests to the coordinator about one run: start it (the run id is derived, so a "
-        "repeat is a duplicate), cancel it, and the registry's reply to a registration.",
+        "repeat is a duplicate), cancel it, decide its approval, the registry's replies to "
+        "its registrations and canary requests, and the serving windows its canary analyses.",
         key="the run id",
         partitioning=_GROUP,
         written_by="the trigger router, `baton run`, `baton runs cancel`, API clients, "
-                   "the registry (replies)",
+                   "the registry (replies), `baton serve` gateways (a canary's windows)",
         read_by="the coordinator owning the partition group",
         direction="in",
         types=(intents.RunRequested, intents.RunCancelRequested, intents.ApprovalDecision,
-               registry.ModelRegistered),
+               registry.ModelRegistered, registry.TrafficSet, registry.AliasMoved,
+               registry.ModelRequestRefused, canary.ServingObserved),
     ),
     TopicSpec(
         topics.REPORTS,
@@ -130,7 +132,10 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
                run_log.TaskFailed, run_log.TaskRetryScheduled, run_log.TaskTimedOut,
                run_log.TaskLost, run_log.TaskUpstreamFailed, run_log.TaskCancelled,
                run_log.GateEvaluated, run_log.InputIgnored, registry.ModelRegistered,
-               run_log.ApprovalRequested, run_log.ApprovalDecided, run_log.ApprovalRefused),
+               run_log.ApprovalRequested, run_log.ApprovalDecided, run_log.ApprovalRefused,
+               canary.CanaryStarted, canary.CanaryTrafficRequested, canary.CanaryStepStarted,
+               canary.CanaryWindowObserved, canary.CanaryAnalysed,
+               canary.CanaryPromotionRequested, canary.CanaryEnded),
     ),
     TopicSpec(
         topics.COMMANDS,
@@ -171,11 +176,12 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
     TopicSpec(
         topics.MODEL_REQUESTS,
         "Registration requests from runs (the registry assigns the version and replies on "
-        "baton.intents) and alias moves from operators (answered on baton.models); the "
+        "baton.intents), alias moves and traffic splits from operators and from runs' canary "
+        "steps (answered on baton.models, and on baton.intents to a run that asked); the "
         "registry decides each as a compare-and-set.",
         key="the model name",
         partitioning=_MURMUR2,
-        written_by="coordinators, `baton models promote|rollback`, the HTTP API",
+        written_by="coordinators, `baton models promote|rollback|traffic`, the HTTP API",
         read_by="the registry",
         direction="out",
         types=(registry.RegisterModel, registry.PromoteModel, registry.RollbackAlias,

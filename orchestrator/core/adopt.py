@@ -44,6 +44,7 @@ def _carry(live: RunState, scratch: RunState) -> None:
     live.finished_at, live.ignored, live.models = (scratch.finished_at, scratch.ignored,
                                                    scratch.models)
     live.gates, live.approvals, live.audit = scratch.gates, scratch.approvals, scratch.audit
+    live.canaries = scratch.canaries
     live.seen.update(scratch.seen)  # a copy holds only the input ids it added
     for name in scratch.index.touched:
         live.tasks[name] = scratch.tasks[name]

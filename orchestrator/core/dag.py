@@ -99,6 +99,34 @@ def _kind_problems(spec: PipelineSpec) -> list[str]:
                 "deadline_s, or the step a shorter timeout_s")
         if t.kind != "approval" and t.approval is not None:
             problems.append(f"task {t.name!r} has approval settings but is not kind approval")
+        problems.extend(_canary_problems(spec, t))
+    return problems
+
+
+def _canary_problems(spec: PipelineSpec, t: TaskSpec) -> list[str]:
+    if t.kind != "canary":
+        return ([f"task {t.name!r} has canary settings but is not kind canary"]
+                if t.canary is not None else [])
+    canary = t.canary
+    if canary is None:
+        return [f"canary {t.name!r} needs its canary settings (model, version_from, steps, "
+                "timeout_s)"]
+    names = {task.name: task for task in spec.tasks}
+    source = names.get(canary.version_from)
+    if source is None or source.kind != "register" or source.registration is None:
+        return [f"canary {t.name!r}: version_from must name a register step, not "
+                f"{canary.version_from!r}"]
+    problems = []
+    if canary.version_from not in ancestors(spec, t.name):
+        problems.append(f"canary {t.name!r} must come after {canary.version_from!r}, whose "
+                        "version it canaries")
+    if source.registration.model != canary.model:
+        problems.append(f"canary {t.name!r} is about model {canary.model!r}, but "
+                        f"{canary.version_from!r} registers {source.registration.model!r}")
+    if canary.timeout_s >= spec.deadline_s:
+        problems.append(f"canary {t.name!r} may take up to {canary.timeout_s:g}s, but the "
+                        f"run's deadline_s of {spec.deadline_s:g}s ends it first: give the run "
+                        "a longer deadline_s, or the canary a shorter timeout_s")
     return problems
 
 

@@ -8,14 +8,15 @@ from typing import Any
 
 from events import reports as rp
 from events import runs as ev
+from events.canary import ServingObserved
 from events.commands import CancelTask
 from events.common import Audit
 from events.envelope import Envelope, envelope
 from events.intents import ApprovalDecision, RunCancelRequested, RunRequested
 from events.payloads import Payload
 from events.pipeline import TaskSpec
-from events.registry import ModelRegistered
-from orchestrator.core import approvals, dag
+from events.registry import AliasMoved, ModelRegistered, ModelRequestRefused, TrafficSet
+from orchestrator.core import approvals, canary, dag
 from orchestrator.core.decision import SOURCE, Decision
 from orchestrator.core.errors import InvalidInput, SpecError
 from orchestrator.core.evolve import created_run
@@ -23,10 +24,12 @@ from orchestrator.core.flow import advance, attempt_ended, may_advance, place_re
 from orchestrator.core.idempotency import repeated_request
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.index import due, earliest, scratch_index, start_by
+from orchestrator.core.models import admitted_by
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
     APPROVAL_AGENT,
+    CANARY_AGENT,
     REGISTRY_AGENT,
     TERMINAL_TASK,
     CoordinatorState,
@@ -92,6 +95,10 @@ def _on_input(d: Decision, env: Envelope[Payload]) -> None:
         _model_registered(d, run, env, data)
     elif isinstance(data, rp.AttemptReport):
         _report(d, run, env, data)
+    elif isinstance(data, ServingObserved):
+        _taken_or_ignored(d, run, env, canary.observed(d, run, env, data))
+    elif isinstance(data, TrafficSet | AliasMoved | ModelRequestRefused):
+        _taken_or_ignored(d, run, env, canary.answered(d, run, env, data))
     else:
         raise InvalidInput(f"{env.type} is not an input the coordinator accepts")
 
@@ -112,6 +119,14 @@ def _approval(d: Decision, run: RunState, env: Envelope[Payload],
     approvals.decided(d, run, name, approved=data.approve, reason=data.reason,
                       values=data.values, audit=data.audit)
     advance(d, run)
+
+
+def _taken_or_ignored(d: Decision, run: RunState, env: Envelope[Payload],
+                      not_taken: str | None) -> None:
+    if not_taken is not None:
+        _ignore(d, run, env, not_taken)
+    else:
+        advance(d, run)
 
 
 def _ignore(d: Decision, run: RunState, env: Envelope[Payload], reason: str) -> None:
@@ -154,6 +169,7 @@ def _cancel(d: Decision, run: RunState, reason: str, *, failed: bool = False,
             audit: Audit | None = None) -> None:
     """Stop every attempt, cancel what has not finished, end the run (failed on a deadline)."""
     d.cancel_attempts(run, reason)
+    canary.abandon(d, run, reason)
     for name, task in run.tasks.items():
         if task.status not in TERMINAL_TASK:
             d.log(run, ev.TaskCancelled(run_id=run.run_id, task=name, reason=reason))
@@ -171,10 +187,12 @@ def _model_registered(d: Decision, run: RunState, env: Envelope[Payload],
         _ignore(d, run, env, f"no registration in flight for task {data.task!r}")
         return
     d.log(run, data)
+    admitted = admitted_by(data)
     d.log(run, ev.TaskSucceeded(
         run_id=run.run_id, task=data.task, attempt=current.number,
         attempt_id=current.attempt_id, output=data.artifact, metrics=dict(data.metrics),
-        metadata={"model": data.model, "version": data.version},
+        metadata={"model": data.model, "version": data.version,
+                  **({"admitted_by": admitted} if admitted else {})},
     ))
     advance(d, run)
 
@@ -286,6 +304,10 @@ def _tick_task(d: Decision, run: RunState, name: str, spec: TaskSpec) -> None:
         if (approval is not None and current.timeout_at is not None
                 and d.now >= current.timeout_at):
             approvals.timed_out(d, run, name, approval)
+        return
+    if current.agent_id == CANARY_AGENT:
+        if current.timeout_at is not None and d.now >= current.timeout_at:
+            canary.timed_out(d, run, name)
         return
     if current.agent_id == REGISTRY_AGENT:
         return

@@ -87,14 +87,16 @@ class Decision:
             self.freed = self.freed or _ended(before, after)
         self.out.append(env)
 
-    def command(self, run: RunState, data: RunPayload, suffix: str) -> None:
-        """A command (to an agent or the registry), named after the log position it follows."""
+    def command(self, run: RunState, data: Payload, suffix: str) -> str:
+        """A command (to an agent or the registry), named after the log position it follows;
+        its id, which an answer names as its cause."""
         env = envelope(
             data, id=f"{run.run_id}/{run.seq}/{suffix}", time=self.now, source=SOURCE,
             subject=run.run_id, correlation_id=run.trigger.event_id,
             causation_id=self.cause.id if self.cause else None,
         )
         self.out.append(env)
+        return env.id
 
     def cancel_attempts(self, run: RunState, reason: str) -> None:
         for task in run.tasks.values():

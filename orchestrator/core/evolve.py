@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from events import canary as cn
 from events import runs as ev
 from events.common import Audit, Resources
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.registry import ApprovalRef, GateRef, ModelRegistered
+from orchestrator.core import canary_state
 from orchestrator.core.copying import replace
 from orchestrator.core.dag import topological
 from orchestrator.core.errors import LogCorrupt
@@ -253,6 +255,24 @@ def _approval_decided(run: RunState, e: ev.ApprovalDecided, at: float) -> None:
     run.approvals = (*(a for a in run.approvals if a[0] != e.task), (e.task, decided))
 
 
+def _canary(fold: Callable[..., Any], timed: bool = True, reason: bool = False
+            ) -> Callable[[RunState, Any, float], None]:
+    """A canary event's handler: fold it into the step's state, summarise it in metadata."""
+    def handler(run: RunState, e: Any, at: float) -> None:
+        if isinstance(e, cn.CanaryStarted):
+            state = canary_state.started(e)
+        else:
+            before = canary_state.of(run, e.task)
+            if before is None:
+                raise LogCorrupt(f"run {run.run_id}: {e.TYPE} before canary_started")
+            state = fold(before, e, at) if timed else fold(before, e)
+        canary_state.put(run, e.task, state)
+        metadata = {**run.tasks[e.task].metadata,
+                    **canary_state.summary(state, e.reason if reason else None)}
+        _task(run, e.task, metadata=metadata)
+    return handler
+
+
 def _model(run: RunState, e: ModelRegistered, at: float) -> None:
     run.models = (*run.models, (e.model, e.version))
 
@@ -290,4 +310,11 @@ _HANDLERS: dict[type[Payload], Callable[[RunState, Any, float], None]] = {
     ev.ApprovalRequested: _approval_requested, ev.ApprovalDecided: _approval_decided,
     ev.RunSucceeded: _finished("succeeded"), ev.RunFailed: _finished("failed"),
     ev.RunCancelled: _run_cancelled, ev.InputIgnored: _ignored,
+    cn.CanaryStarted: _canary(canary_state.started),
+    cn.CanaryTrafficRequested: _canary(canary_state.traffic_requested),
+    cn.CanaryStepStarted: _canary(canary_state.step_started),
+    cn.CanaryWindowObserved: _canary(canary_state.window, timed=False),
+    cn.CanaryAnalysed: _canary(canary_state.analysed),
+    cn.CanaryPromotionRequested: _canary(canary_state.promotion_requested),
+    cn.CanaryEnded: _canary(canary_state.ended, reason=True),
 }

@@ -8,7 +8,7 @@ from events import runs as ev
 from events.evaluation import EVAL_SET, OUTCOMES
 from events.pipeline import RetryPolicy, TaskSpec
 from events.registry import GateRef, RegisterModel
-from orchestrator.core import approvals
+from orchestrator.core import approvals, canary
 from orchestrator.core.decision import Decision
 from orchestrator.core.gates import describe_failures, evaluate_gate, lineage
 from orchestrator.core.ids import attempt_id
@@ -115,6 +115,9 @@ def _step(d: Decision, run: RunState, spec: TaskSpec) -> bool:
         return True
     if task.status == "ready" and spec.kind == "approval":
         approvals.request(d, run, spec)
+        return True
+    if task.status == "ready" and spec.kind == "canary":
+        canary.begin(d, run, spec)
         return True
     return False
 

@@ -243,7 +243,7 @@ def promote(registry: ModelRegistry, request: PromoteModel) -> Outcome:
         return refused(f"{request.alias} already points at v{request.version}")
     return AliasMoved(model=request.model, alias=request.alias, version=request.version,
                       previous=current, move="promote", cites=request.cites,
-                      reason=request.reason, audit=request.audit)
+                      reason=request.reason, audit=request.audit, run_id=request.run_id)
 
 
 def rollback(registry: ModelRegistry, request: RollbackAlias) -> Outcome:
@@ -307,7 +307,8 @@ def _refused(model: str, alias: str, kind: str,
              ) -> Callable[[str], ModelRequestRefused]:
     def refused(reason: str) -> ModelRequestRefused:
         return ModelRequestRefused(model=model, alias=alias, request=kind, reason=reason,
-                                   audit=request.audit if request is not None else None)
+                                   audit=request.audit if request is not None else None,
+                                   run_id=getattr(request, "run_id", None))
     return refused
 
 

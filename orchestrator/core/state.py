@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 from pydantic_core import core_schema
 
+from events.canary import Figures, StepReport
 from events.common import ArtifactRef, Capabilities, Resources
 from events.pipeline import PipelineSpec, TaskSpec
 from events.registry import ApprovalRef, GateRef
@@ -58,7 +59,9 @@ REGISTRY_AGENT = "baton.registry"
 """The agent id of a register step's attempt: the registry, not an agent, runs it."""
 APPROVAL_AGENT = "baton.approvals"
 """The agent id of an approval step's attempt: a person decides it, no agent runs it."""
-STEP_AGENTS: frozenset[str] = frozenset({REGISTRY_AGENT, APPROVAL_AGENT})
+CANARY_AGENT = "baton.canary"
+"""The agent id of a canary step's attempt: the gateways' traffic drives it, no agent runs it."""
+STEP_AGENTS: frozenset[str] = frozenset({REGISTRY_AGENT, APPROVAL_AGENT, CANARY_AGENT})
 """Attempts the coordinator's own steps make: no agent's capacity, no command to cancel."""
 
 
@@ -217,6 +220,32 @@ class AuditEntry:
     at: float
 
 
+NO_FIGURES = Figures()
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryState:
+    """Where a canary step is, folded from its events (`core/canary.py` decides on it)."""
+
+    model: str
+    version: int
+    alias: str
+    baseline: int
+    steps: tuple[StepReport, ...]
+    """The release report so far: one entry per declared step."""
+    timeout_at: float
+    step: int = 0
+    asked: str | None = None
+    """The registry request (its envelope id) whose answer the canary waits for."""
+    live_at: float | None = None
+    """When the registry set the step's split: windows ending before it do not count."""
+    pool_candidate: Figures = NO_FIGURES
+    """The candidate's figures in the windows since the last analysis."""
+    pool_baseline: Figures = NO_FIGURES
+    ended: str | None = None
+    """The verdict, once there is one."""
+
+
 @dataclass(slots=True)
 class RunState:
     run_id: str
@@ -240,6 +269,8 @@ class RunState:
     """Each approval step's decision, as a registration cites it (task, the decision)."""
     audit: tuple[AuditEntry, ...] = ()
     """Who requested and who cancelled the run, as the log recorded it."""
+    canaries: tuple[tuple[str, CanaryState], ...] = ()
+    """Each canary step's state (task, state)."""
     order: tuple[TaskSpec, ...] = ()  # the spec's tasks in dependency order, computed once
     index: Annotated[RunIndex | None, Field(exclude=True), _NotStored] = field(
         default=None, compare=False, repr=False)
@@ -277,6 +308,9 @@ class Champion:
     """The evaluation set its metrics were measured on, if its evaluation said."""
     eval_outcomes: str | None = None
     """Which rows of it its evaluation got right, if it said (`events.evaluation`)."""
+    aliases: dict[str, int] = field(default_factory=dict)
+    """Each alias of the model and the version it points at now (what a canary compares
+    with and expects to move)."""
 
 
 @dataclass(frozen=True, slots=True)

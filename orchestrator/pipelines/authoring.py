@@ -11,6 +11,8 @@ from events.pipeline import (
     DEFAULT_MAX_LOST_ATTEMPTS,
     ApprovalInput,
     ApprovalSpec,
+    CanarySpec,
+    CanaryStep,
     GateSpec,
     PipelineSpec,
     RegisterSpec,
@@ -117,6 +119,21 @@ class Pipeline:
                             inputs=dict(inputs or {}))
         self._tasks.append(TaskSpec(name=name, kind="approval", deps=tuple(after),
                                     approval=spec))
+
+    def canary(self, name: str, *, model: str, version_from: str,
+               steps: Sequence[CanaryStep | Mapping[str, Any]], timeout_s: float,
+               after: Sequence[str] = (), **analysis: Any) -> None:
+        """Serve the version `version_from` registered to a share of the traffic in `steps`
+        (e.g. `[{"percent": 5, "hold_s": 60}, {"percent": 50, "requests": 500}]`), each
+        window compared with the alias's holder (`analysis`: `alias`, `min_requests`,
+        `max_latency_ratio`, `latency_slack_ms`, `max_error_rate_increase`, `max_psi`); a
+        failing analysis rolls back at once, the last step's success promotes; no verdict
+        within `timeout_s` (required) rolls back."""
+        spec = CanarySpec(model=model, version_from=version_from, timeout_s=timeout_s,
+                          steps=tuple(s if isinstance(s, CanaryStep) else CanaryStep(**s)
+                                      for s in steps), **analysis)
+        deps = (*after, *([] if version_from in after else [version_from]))
+        self._tasks.append(TaskSpec(name=name, kind="canary", deps=tuple(deps), canary=spec))
 
     def spec(self) -> PipelineSpec:
         from orchestrator.pipelines.validation import check

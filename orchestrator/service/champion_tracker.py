@@ -49,5 +49,8 @@ class ChampionTracker:
             if base is None:
                 self.champions.pop(model, None)
             else:
+                state = self.registry.model(model)
+                aliases = {alias: held for alias in state.holders
+                           if (held := state.holder(alias)) is not None}
                 self.champions[model] = Champion(model, base.version, dict(base.metrics),
-                                                 base.eval_set, base.eval_outcomes)
+                                                 base.eval_set, base.eval_outcomes, aliases)

@@ -39,7 +39,7 @@ from events.commands import CancelTask, ExecuteTask
 from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
-from events.registry import RegisterModel
+from events.registry import PromoteModel, RegisterModel, SetTraffic
 from events.runs import RunCancelled, RunFailed, RunSucceeded
 from orchestrator.core.adopt import adopt
 from orchestrator.core.decide import Input, Tick, decision_for, next_deadline
@@ -74,7 +74,7 @@ def route(env: Envelope[Payload], k: int) -> Outgoing:
     data = env.data
     if isinstance(data, ExecuteTask | CancelTask):
         return Outgoing(topics.COMMANDS, data.agent_id, encode(env))
-    if isinstance(data, RegisterModel):
+    if isinstance(data, RegisterModel | SetTraffic | PromoteModel):
         return Outgoing(topics.MODEL_REQUESTS, data.model, encode(env))
     return Outgoing(topics.RUNS, env.subject, encode(env), partition=k)
 

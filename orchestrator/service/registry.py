@@ -87,16 +87,19 @@ class RegistryStage(Consumer):
                 decided = set_traffic(self.registry, data)
             else:
                 decided = archive(self.registry, data)
-            return [self._logged(self._envelope(decided, env))]
+            answer = self._envelope(decided, env)
+            out = [self._logged(answer)]
+            run_id = getattr(data, "run_id", None)
+            if run_id is not None:  # a run's step asked (a canary): it waits for the answer
+                out.append(self._to_run(run_id, answer))
+            return out
         return [self._dead_letter(record, f"{env.type} is not a registry request")]
 
     def _register(self, env: Envelope[Payload], request: RegisterModel) -> list[Outgoing]:
         fresh = (request.run_id, request.task) not in self.registry.registrations
         reply = register_version(self.registry, request)
         reply_env = self._envelope(reply, env)
-        n = self.bus.partitions(topics.INTENTS)
-        intent = Outgoing(topics.INTENTS, reply.run_id, encode(reply_env),
-                          partition=partition_for(reply.run_id, n))
+        intent = self._to_run(reply.run_id, reply_env)
         if not fresh:
             return [intent]
         moved = promote_registered(self.registry, request, reply)  # against the baseline
@@ -104,6 +107,12 @@ class RegistryStage(Consumer):
         if moved is not None:
             out.append(self._logged(self._envelope(moved, env)))
         return [*out, intent]
+
+    def _to_run(self, run_id: str, answer: Envelope[Payload]) -> Outgoing:
+        """An answer to a run's request, as an intent of the run's partition group."""
+        n = self.bus.partitions(topics.INTENTS)
+        return Outgoing(topics.INTENTS, run_id, encode(answer),
+                        partition=partition_for(run_id, n))
 
     def _logged(self, env: Envelope[Payload]) -> Outgoing:
         """An event of baton.models, folded into the registry's own state at once."""

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from events.serving import FeatureStats, ServingWindow
+from events.serving import FeatureStats, ServingWindow, latency_bucket
 
 Role = Literal["primary", "candidate", "mirror"]
 TOP_PREDICTIONS = 50
@@ -75,6 +75,7 @@ class Windows:
 def _aggregate(model: str, version: int, gateway: str, start: float, end: float,
                w: _Open) -> ServingWindow:
     ordered = sorted(w.latencies)
+    hist = Counter(latency_bucket(ms) for ms in ordered)
     latency = {} if not ordered else {
         "p50": _quantile(ordered, 0.50), "p95": _quantile(ordered, 0.95),
         "p99": _quantile(ordered, 0.99), "max": ordered[-1]}
@@ -84,7 +85,7 @@ def _aggregate(model: str, version: int, gateway: str, start: float, end: float,
                 for s, q in zip(w.sums, w.squares, strict=True)] if counted else []
     return ServingWindow(model=model, version=version, role=w.role, gateway=gateway,
                          start=start, end=end, requests=w.requests, errors=w.errors,
-                         rows=w.rows, latency_ms=latency,
+                         rows=w.rows, latency_ms=latency, latency_hist=dict(sorted(hist.items())),
                          predictions=dict(w.predictions.most_common(TOP_PREDICTIONS)),
                          features=features)
 

@@ -12,7 +12,7 @@ from events.envelope import Envelope, envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.payloads import Payload
 from events.pipeline import DEFAULT_MAX_LOST_ATTEMPTS, PipelineSpec, RetryPolicy, TaskSpec
-from events.registry import RegisterModel
+from events.registry import PromoteModel, RegisterModel, SetTraffic
 from events.runs import RunCreated
 from events.triggers import TriggerInfo
 from orchestrator.core.adopt import adopt
@@ -80,7 +80,8 @@ class Harness:
 
     def _apply(self, d: Decision) -> list[Envelope[Payload]]:
         for env in d.out:
-            if isinstance(env.data, ExecuteTask | CancelTask | RegisterModel):
+            if isinstance(env.data, ExecuteTask | CancelTask | RegisterModel | SetTraffic
+                          | PromoteModel):
                 self.commands.append(env)
             else:
                 self.log.append(env)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from events import agents, commands, intents, registry, reports, serving, triggers
+from events import agents, canary, commands, intents, registry, reports, serving, triggers
 from events import runs as ev
 from events.codec import encode
 from events.common import ArtifactRef, Audit, Capabilities, GpuInfo, Resources
@@ -63,6 +63,16 @@ class _Report(_Attempt):
 
 _ATTEMPT = _Attempt(run_id=RUN, task="train", attempt=1, attempt_id=ATTEMPT)
 _REPORT = _Report(**_ATTEMPT, agent_id=AGENT)
+
+WINDOW = serving.ServingWindow(
+    model=MODEL, version=2, role="primary", gateway="h:1:ab", start=AT, end=AT + 10,
+    requests=120, errors=1, rows=130, latency_ms={"p50": 0.4, "p95": 0.7, "p99": 1.2, "max": 3.0},
+    latency_hist={35: 100, 40: 19}, predictions={"3": 60, "7": 70},
+    features=[serving.FeatureStats(mean=0.3, std=0.1)])
+FIGURES = canary.Figures(requests=120, errors=1, latency_hist={35: 100, 40: 19},
+                         predictions={"3": 60, "7": 70})
+CHECK = canary.CanaryCheck(check="error rate", candidate=0.008, baseline=0.008, limit=0.018,
+                           passed=True)
 
 SAMPLES: tuple[Payload, ...] = (
     triggers.DataArrived(dataset="digits", version="v1", uri="file:///d/v1.npz", sha256=SHA,
@@ -150,15 +160,31 @@ SAMPLES: tuple[Payload, ...] = (
                         audit=AUDIT),
     registry.TrafficSet(model=MODEL, candidate=3, percent=5, mirror=4, reason="canary",
                         audit=AUDIT),
-    serving.ServingWindow(model=MODEL, version=2, role="primary", gateway="h:1:ab",
-                          start=AT, end=AT + 10, requests=120, errors=1, rows=130,
-                          latency_ms={"p50": 0.4, "p95": 0.7, "p99": 1.2, "max": 3.0},
-                          predictions={"3": 60, "7": 70},
-                          features=[serving.FeatureStats(mean=0.3, std=0.1)]),
+    WINDOW,
     registry.ArchiveVersion(model=MODEL, version=1, reason="superseded", audit=AUDIT),
     registry.VersionArchived(model=MODEL, version=1, reason="superseded", audit=AUDIT),
     registry.ModelRequestRefused(model=MODEL, alias="champion", request="promote_model",
                                  reason="champion points at v3, not v1", audit=AUDIT),
+    canary.ServingObserved(run_id=RUN, windows=(WINDOW,)),
+    canary.CanaryStarted(run_id=RUN, task="canary", model=MODEL, version=3,
+                         alias="champion", baseline=2, percents=(5, 50), timeout_at=AT + 600),
+    canary.CanaryTrafficRequested(run_id=RUN, task="canary", step=0, percent=5,
+                                  request_id=f"{RUN}/9/traffic/canary/0"),
+    canary.CanaryStepStarted(run_id=RUN, task="canary", step=0, percent=5),
+    canary.CanaryWindowObserved(run_id=RUN, task="canary", step=0, gateway="h:1:ab",
+                                start=AT, end=AT + 10, candidate=FIGURES, baseline=FIGURES),
+    canary.CanaryAnalysed(run_id=RUN, task="canary", step=0, passed=True, checks=(CHECK,),
+                          candidate=FIGURES, baseline=FIGURES),
+    canary.CanaryPromotionRequested(run_id=RUN, task="canary", alias="champion", version=3,
+                                    expected=2, cites=GATE.event_id,
+                                    request_id=f"{RUN}/14/promote/canary"),
+    canary.CanaryEnded(run_id=RUN, task="canary", verdict="promoted",
+                       reason="every step passed", report=canary.ReleaseReport(
+                           model=MODEL, version=3, alias="champion", baseline=2, steps=(
+                               canary.StepReport(percent=5, started_at=AT, ended_at=AT + 60,
+                                                 windows=6, analyses=2, candidate=FIGURES,
+                                                 baseline=FIGURES, verdict="passed"),),
+                           checks=(CHECK,))),
 )
 
 BY_TYPE: dict[str, Payload] = {sample.TYPE: sample for sample in SAMPLES}

@@ -34,3 +34,18 @@ oom_pipe = Pipeline("oom")
 @oom_pipe.task(max_lost_attempts=2)
 def grow() -> None:
     return None
+
+
+canary_pipe = Pipeline("released", deadline_s=3600)
+
+
+@canary_pipe.task()
+def fit() -> Result:
+    return Result(metrics={"accuracy": 0.9})
+
+
+canary_pipe.gate("gate", metrics_from="fit", minimum={"accuracy": 0.8})
+canary_pipe.register("register", model="digits", artifact_from="fit", after=["gate"])
+canary_pipe.canary("canary", model="digits", version_from="register", timeout_s=1800,
+                   steps=[{"percent": 5, "hold_s": 60}, {"percent": 50, "requests": 500}],
+                   max_error_rate_increase=0.02)

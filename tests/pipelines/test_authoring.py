@@ -158,3 +158,25 @@ def test_a_spec_leaving_the_lost_bound_at_its_default_keeps_its_version_and_wire
     assert spec.version() == created.pipeline_version
     changed = spec.tasks[0].retry.model_copy(update={"max_lost_attempts": 2})
     assert "max_lost_attempts" in changed.model_dump_json()
+
+
+def test_python_and_yaml_declare_the_same_canary_step(tmp_path: Path) -> None:
+    # given a canary after a registration, in Python and in YAML
+    path = tmp_path / "released.yaml"
+    path.write_text(
+        "name: released\ndeadline_s: 3600\ntasks:\n"
+        "  - {name: fit, function: 'tests.pipelines.sample:fit'}\n"
+        "  - {name: gate, kind: gate, deps: [fit], gate: {metrics_from: fit, "
+        "minimum: {accuracy: 0.8}}}\n"
+        "  - {name: register, kind: register, deps: [gate], "
+        "register: {model: digits, artifact_from: fit}}\n"
+        "  - name: canary\n    kind: canary\n    deps: [register]\n    canary:\n"
+        "      model: digits\n      version_from: register\n      timeout_s: 1800\n"
+        "      max_error_rate_increase: 0.02\n"
+        "      steps: [{percent: 5, hold_s: 60}, {percent: 50, requests: 500}]\n")
+    # when / then: one spec, whose canary runs on no agent's capacity
+    from_python = load_pipeline("tests.pipelines.sample:canary_pipe")
+    assert from_python == load_pipeline(str(path))
+    canary = from_python.task("canary")
+    assert canary.kind == "canary" and canary.resources.cpus == 0
+    assert canary.canary is not None and [s.percent for s in canary.canary.steps] == [5, 50]
