@@ -72,8 +72,12 @@ class CanaryCheck(Frozen):
     candidate: float
     baseline: float
     limit: float
-    """The largest candidate figure the check allows (derived from the baseline's)."""
+    """The candidate figure the check holds it to (derived from the baseline's)."""
     passed: bool
+    p_value: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    """How likely the candidate's figure would be by chance (the error rate at the limit's
+    rate; the predictions' PSI with no shift at all): the check fails only when it is below
+    the canary's `alpha`, not on a single unlucky error or a small window's noise."""
 
 
 class CanaryTrafficRequested(RunPayload):

@@ -150,12 +150,19 @@ class CanarySpec(Frozen):
     wait for the next ones to be added to them."""
     max_latency_ratio: float | None = Field(default=1.5, gt=0)
     """Candidate p95 <= this times the holder's p95 + `latency_slack_ms` (None: not checked)."""
-    latency_slack_ms: float = Field(default=2.0, ge=0)
+    latency_slack_ms: float = Field(default=5.0, ge=0)
     """What a ratio of two sub-millisecond latencies should not fail on."""
     max_error_rate_increase: float | None = Field(default=0.01, ge=0, le=1)
-    """Candidate error rate <= the holder's + this (None: not checked)."""
+    """Candidate error rate <= the holder's + this, unless the excess could be chance: it
+    fails when that many errors at that rate are less likely than `alpha` (exact binomial
+    tail), which also rolls back before an analysis has its requests when the errors are
+    already beyond doubt (None: not checked)."""
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    """How unlikely by chance a failure on errors or on predictions must be."""
     max_psi: float | None = Field(default=0.25, gt=0)
-    """The PSI of the candidate's predictions against the holder's (None: not checked)."""
+    """The PSI of the candidate's predictions against the holder's; it fails when above
+    this and beyond what sampling alone gives for these counts (a chi-square test at
+    `alpha`) (None: not checked)."""
 
     @model_validator(mode="after")
     def _rising(self) -> CanarySpec:

@@ -25,10 +25,11 @@ from orchestrator.core import canary_state
 from orchestrator.core.decision import Decision
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.state import CANARY_AGENT, CanaryState, RunState
+from orchestrator.core.tails import at_least, chi_square_above
 
 Answer = TrafficSet | AliasMoved | ModelRequestRefused
-_PSI_FLOOR = 1e-4
-"""A category one side never predicted counts as this share (PSI's log needs one)."""
+_SMOOTHING = 0.5
+"""Counts added to every class of both sides before their shares are compared."""
 
 
 def begin(d: Decision, run: RunState, spec: TaskSpec) -> None:
@@ -138,26 +139,53 @@ def checks(spec: CanarySpec, candidate: Figures, baseline: Figures
         limit = bp95 * spec.max_latency_ratio + spec.latency_slack_ms
         out.append(CanaryCheck(check="p95 latency", candidate=cp95, baseline=bp95,
                                limit=limit, passed=cp95 <= limit))
-    if spec.max_error_rate_increase is not None:
-        limit = baseline.error_rate + spec.max_error_rate_increase
-        out.append(CanaryCheck(check="error rate", candidate=candidate.error_rate,
-                               baseline=baseline.error_rate, limit=limit,
-                               passed=candidate.error_rate <= limit))
+    errors = error_check(spec, candidate, baseline)
+    if errors is not None:
+        out.append(errors)
     if spec.max_psi is not None and candidate.predictions and baseline.predictions:
-        psi = category_psi(baseline.predictions, candidate.predictions)
-        out.append(CanaryCheck(check="prediction psi", candidate=psi, baseline=0.0,
-                               limit=spec.max_psi, passed=psi <= spec.max_psi))
+        out.append(shift_check(spec.max_psi, spec.alpha, baseline.predictions,
+                               candidate.predictions))
     return tuple(out)
 
 
+def shift_check(max_psi: float, alpha: float, reference: dict[str, int],
+                current: dict[str, int]) -> CanaryCheck:
+    """Fails when the predictions moved both materially (PSI above `max_psi`) and beyond
+    chance: for two samples of one distribution, PSI / (1/n1 + 1/n2) is about chi-square
+    with (classes - 1) degrees of freedom, so a small window's PSI, mostly sampling noise,
+    does not roll a healthy version back."""
+    psi = category_psi(reference, current)
+    classes = len(reference.keys() | current.keys())
+    n1, n2 = sum(reference.values()), sum(current.values())
+    spread = 1 / n1 + 1 / n2
+    p = chi_square_above(psi / spread, classes - 1)
+    return CanaryCheck(check="prediction psi", candidate=psi, baseline=(classes - 1) * spread,
+                       limit=max_psi, passed=psi <= max_psi or p >= alpha, p_value=p)
+
+
+def error_check(spec: CanarySpec, candidate: Figures, baseline: Figures) -> CanaryCheck | None:
+    """Fails when the candidate's errors are too many to be chance at the holder's error
+    rate plus the allowed increase (an exact binomial tail below `alpha`)."""
+    if spec.max_error_rate_increase is None or not candidate.requests:
+        return None
+    limit = min(1.0, baseline.error_rate + spec.max_error_rate_increase)
+    p = at_least(candidate.errors, candidate.requests, limit)
+    return CanaryCheck(check="error rate", candidate=candidate.error_rate,
+                       baseline=baseline.error_rate, limit=limit, passed=p >= spec.alpha,
+                       p_value=p)
+
+
 def category_psi(reference: dict[str, int], current: dict[str, int]) -> float:
-    """Population stability index of two counts of categories (predicted classes), each
-    share floored so a class one side never predicted still counts, finitely."""
-    ref_total, cur_total = sum(reference.values()), sum(current.values())
+    """Population stability index of two counts of categories (predicted classes), with
+    half a count added to each class of each side (a class one side never predicted then
+    counts, finitely, without one rare class dominating a small sample)."""
+    keys = reference.keys() | current.keys()
+    ref_total = sum(reference.values()) + _SMOOTHING * len(keys)
+    cur_total = sum(current.values()) + _SMOOTHING * len(keys)
     psi = 0.0
-    for key in reference.keys() | current.keys():
-        r = max(reference.get(key, 0) / ref_total, _PSI_FLOOR)
-        c = max(current.get(key, 0) / cur_total, _PSI_FLOOR)
+    for key in keys:
+        r = (reference.get(key, 0) + _SMOOTHING) / ref_total
+        c = (current.get(key, 0) + _SMOOTHING) / cur_total
         psi += (c - r) * math.log(c / r)
     return psi
 
@@ -167,28 +195,32 @@ def describe(failed: tuple[CanaryCheck, ...]) -> str:
     parts = []
     for c in failed:
         if c.check == "error rate":
-            parts.append(f"error rate {c.candidate:.1%} > {c.limit:.1%} (the holder's "
-                         f"{c.baseline:.1%} + the allowed increase)")
+            parts.append(f"error rate {c.candidate:.1%} against {c.limit:.1%} allowed (the "
+                         f"holder's {c.baseline:.1%} + the allowed increase): that many "
+                         f"errors by chance has p = {c.p_value:.2g}")
         elif c.check == "p95 latency":
             parts.append(f"p95 latency {c.candidate:.2f} ms > {c.limit:.2f} ms (the holder's "
                          f"{c.baseline:.2f} ms times the ratio, plus the slack)")
         else:
-            parts.append(f"prediction PSI {c.candidate:.3f} > {c.limit:.3f}")
+            parts.append(f"prediction PSI {c.candidate:.3f} > {c.limit:.3f}, beyond sampling "
+                         f"noise (about {c.baseline:.3f} for these counts; p = "
+                         f"{c.p_value:.2g})")
     return "; ".join(parts)
 
 
 def _judge(d: Decision, run: RunState, name: str) -> None:
     """Analyse the windows added up since the last analysis once both versions have enough
-    requests in them (or the candidate's errors already exceed what any outcome of the
-    remaining requests could pass); then end the step, or the canary, when it is due."""
+    requests in them (or sooner, on errors alone, once the candidate's are beyond chance);
+    then end the step, or the canary, when it is due."""
     state = canary_state.of(run, name)
     spec = run.spec.task(name).canary
     assert state is not None and spec is not None
     cand, base = state.pool_candidate, state.pool_baseline
     enough = cand.requests >= spec.min_requests and base.requests >= spec.min_requests
-    if not enough and not _hopeless(spec, cand, base):
+    early = None if enough else error_check(spec, cand, base)
+    if not enough and (early is None or early.passed):
         return
-    found = checks(spec, cand, base)
+    found = checks(spec, cand, base) if early is None else (early,)
     passed = all(c.passed for c in found)
     d.log(run, cn.CanaryAnalysed(run_id=run.run_id, task=name, step=state.step, passed=passed,
                                  checks=found, candidate=cand, baseline=base))
@@ -204,16 +236,6 @@ def _judge(d: Decision, run: RunState, name: str) -> None:
             _ask_traffic(d, run, name, spec, after.step + 1)
         else:
             _ask_promotion(d, run, name, after)
-
-
-def _hopeless(spec: CanarySpec, cand: Figures, base: Figures) -> bool:
-    """The candidate already failed more requests than the error-rate check could pass at
-    `min_requests`, however the rest go: waiting for more would only serve more errors."""
-    if spec.max_error_rate_increase is None or base.requests == 0:
-        return False
-    allowed = (base.error_rate + spec.max_error_rate_increase) * max(spec.min_requests,
-                                                                       cand.requests)
-    return cand.errors > allowed
 
 
 def _step_done(spec: CanarySpec, state: CanaryState, now: float) -> bool:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 from events.evaluation import EVAL_SET, OUTCOMES, decode_outcomes
 from events.pipeline import GateSpec
 from events.registry import Lineage
 from events.runs import GateCheck
 from orchestrator.core.state import Champion, RunState
+from orchestrator.core.tails import at_most
 
 
 def evaluate_gate(
@@ -85,16 +84,8 @@ def _mcnemar(run_id: str, alpha: float, comparable: bool, champion: Champion,
 
 
 def exact_mcnemar(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value: the binomial test of min(b, c) of b + c at 1/2
-    (in log space, so a hundred thousand disagreements cost no big integers)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-            for i in range(k + 1)]
-    top = max(logs)
-    return min(1.0, 2 * math.exp(top) * sum(math.exp(x - top) for x in logs))
+    """Two-sided exact McNemar p-value: the binomial test of min(b, c) of b + c at 1/2."""
+    return min(1.0, 2 * at_most(min(b, c), b + c, 0.5))
 
 
 def describe_failures(checks: tuple[GateCheck, ...]) -> str:

@@ -5,13 +5,15 @@ success promotes; every move is an event, so a rebuilt state resumes where it wa
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from typing import Literal, TypeVar
 
 import pytest
 
 from events import canary as cn
 from events import runs as ev
-from events.canary import ServingObserved
+from events.canary import Figures, ServingObserved
 from events.envelope import Envelope, envelope
 from events.payloads import Payload
 from events.pipeline import CanarySpec, CanaryStep, PipelineSpec, TaskSpec
@@ -26,7 +28,7 @@ from events.registry import (
 )
 from events.serving import ServingWindow, latency_bucket
 from orchestrator.core import dag
-from orchestrator.core.canary import category_psi
+from orchestrator.core.canary import category_psi, checks
 from orchestrator.core.errors import SpecError
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.gates import lineage
@@ -181,7 +183,7 @@ def test_a_failing_window_rolls_back_at_once_and_says_which_check_failed_by_how_
     assert c.h.sent(PromoteModel) == []
     (ended,) = c.events(cn.CanaryEnded)
     assert ended.verdict == "rolled_back"
-    assert "error rate 33.3% > 1.0%" in ended.reason
+    assert "error rate 33.3% against 1.0% allowed" in ended.reason
     assert [ch.check for ch in ended.report.checks] == ["error rate"]
     task = c.h.run(c.run_id).tasks["canary"]
     assert task.status == "failed" and task.metadata["canary"] == "rolled back"
@@ -190,14 +192,26 @@ def test_a_failing_window_rolls_back_at_once_and_says_which_check_failed_by_how_
     assert c.h.run(c.run_id).status == "failed"
 
 
-def test_errors_that_no_outcome_could_pass_roll_back_before_the_analysis_has_its_requests(
-) -> None:
+def test_errors_beyond_chance_roll_back_before_the_analysis_has_its_requests() -> None:
     c = Canary()
     c.traffic_set()
     # when v2 fails 5 of its first 10 requests (the analysis wants 50 of each)
     c.window(candidate=10, baseline=300, errors=5)
-    # then waiting would only serve more errors: it rolls back now
-    assert c.events(cn.CanaryEnded)[0].verdict == "rolled_back"
+    # then waiting would only serve more errors: it rolls back now, on errors alone
+    (ended,) = c.events(cn.CanaryEnded)
+    assert ended.verdict == "rolled_back"
+    assert [ch.check for ch in ended.report.checks] == ["error rate"]
+
+
+def test_one_unlucky_error_is_chance_not_a_rollback() -> None:
+    c = Canary()
+    c.traffic_set()
+    # when v2 fails 1 of 60 requests (1.7%, over the 1% allowed, but likely by chance)
+    c.window(candidate=60, baseline=300, errors=1)
+    # then the analysis passes, saying how likely that was
+    (analysed,) = c.events(cn.CanaryAnalysed)
+    (errors,) = [ch for ch in analysed.checks if ch.check == "error rate"]
+    assert analysed.passed and errors.p_value is not None and errors.p_value > 0.1
 
 
 def test_a_slow_candidate_fails_on_p95_latency_against_the_holders() -> None:
@@ -206,9 +220,9 @@ def test_a_slow_candidate_fails_on_p95_latency_against_the_holders() -> None:
     c.window(candidate=60, baseline=300, latency_ms=2.0, candidate_ms=20.0)
     (ended,) = c.events(cn.CanaryEnded)
     assert "p95 latency" in ended.reason
-    # 2 ms times 1.5 + 2 ms of slack, to within a latency bucket
+    # 2 ms times 1.5 + 5 ms of slack, to within a latency bucket
     (check,) = ended.report.checks
-    assert 4.5 < check.limit < 5.6 and check.candidate > 19
+    assert 7.5 < check.limit < 8.8 and check.candidate > 19
 
 
 def test_predictions_that_shift_fail_on_psi() -> None:
@@ -340,6 +354,24 @@ def test_canary_specs_that_cannot_work_are_refused_with_what_to_change() -> None
         dag.validate(canaried().model_copy(update={"deadline_s": 60}))
 
 
-def test_prediction_psi_is_zero_for_the_same_shares_and_large_for_a_moved_class() -> None:
-    assert category_psi({"a": 10, "b": 30}, {"a": 20, "b": 60}) == pytest.approx(0.0)
+def test_prediction_psi_is_near_zero_for_the_same_shares_and_large_for_a_moved_class() -> None:
+    assert category_psi({"a": 100, "b": 300}, {"a": 200, "b": 600}) < 1e-3
     assert category_psi({"a": 50, "b": 50}, {"a": 50, "c": 50}) > 2
+
+
+def test_small_healthy_samples_of_ten_classes_pass_the_psi_check() -> None:
+    # given 200 draws of 20 candidate predictions against 380 of the holder, as a 5% step
+    # sees them, all from one distribution of ten classes (a seeded generator)
+    rng = random.Random(7)
+    spec = CanarySpec(model="m", version_from="r", timeout_s=60, steps=STEPS)
+
+    def drawn(n: int) -> Figures:
+        counts = Counter(str(rng.randrange(10)) for _ in range(n))
+        return Figures(requests=n, predictions=dict(counts))
+
+    found = [next(c for c in checks(spec, drawn(20), drawn(380)) if c.check == "prediction psi")
+             for _ in range(200)]
+    # then their PSI alone would often fail a 0.25 bound, but tested against sampling
+    # noise (alpha 0.01) it fails rarely: a healthy canary is not rolled back on noise
+    assert sum(c.candidate > 0.25 for c in found) > 100
+    assert sum(not c.passed for c in found) <= 2

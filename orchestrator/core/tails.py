@@ -1,0 +1,79 @@
+"""Tails of the distributions Baton's tests use (pure): exact binomial tails in log space
+(McNemar's test, a canary's error-rate check), for counts up to millions without big
+integers or underflow; the chi-square tail (a canary's prediction-shift check)."""
+
+from __future__ import annotations
+
+import math
+
+_NEGLIGIBLE = 1e-17
+"""A term this small against the sum so far no longer changes a float's digits."""
+
+
+def at_most(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    return _summed(range(k, -1, -1), n, p)
+
+
+def at_least(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return 1.0 if k <= 0 else 1.0 - at_most(k - 1, n, p) if k <= n * p else (
+        0.0 if k > n or p <= 0.0 else 1.0 if p >= 1.0 else _summed(range(k, n + 1), n, p))
+
+
+def _summed(terms: range, n: int, p: float) -> float:
+    """The pmf over `terms`, walked away from the mode: once past it, terms only shrink, so
+    the walk stops when they no longer count."""
+    log_p, log_q = math.log(p), math.log1p(-p)
+    logs: list[float] = []
+    top = -math.inf
+    for i in terms:
+        x = (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+             + i * log_p + (n - i) * log_q)
+        if x < top + math.log(_NEGLIGIBLE) and logs and x < logs[-1]:
+            break
+        logs.append(x)
+        top = max(top, x)
+    return min(1.0, math.exp(top) * sum(math.exp(x - top) for x in logs))
+
+
+def chi_square_above(x: float, dof: int) -> float:
+    """P(X >= x) for X ~ chi-square with `dof` degrees of freedom: the regularized upper
+    incomplete gamma Q(dof/2, x/2), by its series below the mean and its continued
+    fraction above (Numerical Recipes' gammq)."""
+    if dof < 1 or x <= 0:
+        return 1.0
+    a, z = dof / 2, x / 2
+    front = math.exp(-z + a * math.log(z) - math.lgamma(a))
+    if z < a + 1:
+        term = total = 1 / a
+        n = a
+        while abs(term) > abs(total) * _NEGLIGIBLE:
+            n += 1
+            term *= z / n
+            total += term
+        return max(0.0, 1.0 - front * total)
+    tiny = 1e-300
+    b = z + 1 - a
+    c, d = 1 / tiny, 1 / b
+    h = d
+    i = 1
+    while True:
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        step = d * c
+        h *= step
+        if abs(step - 1) < _NEGLIGIBLE or i > 10_000:
+            return min(1.0, front * h)
+        i += 1
