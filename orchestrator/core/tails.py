@@ -47,9 +47,9 @@ def chi_square_above(x: float, dof: int) -> float:
     """P(X >= x) for X ~ chi-square with `dof` degrees of freedom: the regularized upper
     incomplete gamma Q(dof/2, x/2), by its series below the mean and its continued
     fraction above (Numerical Recipes' gammq)."""
-    if dof < 1 or x <= 0:
-        return 1.0
     a, z = dof / 2, x / 2
+    if dof < 1 or z <= 0:  # x/2 of a subnormal x is 0 too
+        return 1.0
     front = math.exp(-z + a * math.log(z) - math.lgamma(a))
     if z < a + 1:
         term = total = 1 / a
