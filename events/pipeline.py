@@ -160,9 +160,9 @@ class CanarySpec(Frozen):
     alpha: float = Field(default=0.01, gt=0, lt=1)
     """How unlikely by chance a failure on errors or on predictions must be."""
     max_psi: float | None = Field(default=0.25, gt=0)
-    """The PSI of the candidate's predictions against the holder's; it fails when above
-    this and beyond what sampling alone gives for these counts (a chi-square test at
-    `alpha`) (None: not checked)."""
+    """The PSI of the candidate's predictions against the holder's over the step so far; it
+    fails when above this and beyond chance (Pearson's chi-square test at `alpha`) (None:
+    not checked)."""
 
     @model_validator(mode="after")
     def _rising(self) -> CanarySpec:

@@ -122,7 +122,22 @@ def run_detail(r: dict[str, Any]) -> str:
                      f"attempts={t['attempts']}{_spent(t)} {metrics} {extra or ''}".rstrip())
         # rows projected by an older Baton have no history (the projector rebuilds them)
         lines.extend(_attempt_lines(t.get("attempt_history", []), t.get("error")))
+        lines.extend(_release_report(t.get("metadata", {})))
     return _screen(lines)
+
+
+def _release_report(metadata: dict[str, Any]) -> list[str]:
+    """A canary step's release report: where it is (or its verdict and why), and each step:
+    its split, how long it held, both versions' traffic, errors and p95."""
+    if "canary" not in metadata:
+        return []
+    head = (f"        canary: {metadata['canary']} (v{metadata.get('canary.version')} against "
+            f"v{metadata.get('canary.baseline')})")
+    reason = metadata.get("canary.reason")
+    steps = sorted((int(k.removeprefix("canary.step")), v) for k, v in metadata.items()
+                   if k.startswith("canary.step") and k.removeprefix("canary.step").isdigit())
+    return [head + (f": {reason}" if reason else ""),
+            *(f"          step {n}: {line}" for n, line in steps)]
 
 
 def _lineage(facts: dict[str, Any]) -> str:

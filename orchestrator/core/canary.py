@@ -130,11 +130,16 @@ def abandon(d: Decision, run: RunState, reason: str) -> None:
             _roll_back(d, run, name, f"the run ended: {reason}", fail_task=False)
 
 
-def checks(spec: CanarySpec, candidate: Figures, baseline: Figures
+def checks(spec: CanarySpec, candidate: Figures, baseline: Figures,
+           step_candidate: Figures | None = None, step_baseline: Figures | None = None,
            ) -> tuple[CanaryCheck, ...]:
-    """The candidate against the holder over the same windows, one check per threshold."""
+    """The candidate against the holder over the same windows, one check per threshold:
+    errors over the windows since the last analysis (a version that starts failing is
+    caught at once), latency and predictions over the whole step so far (`step_*`; the more
+    requests, the less a few slow ones or a small sample's noise can fail a healthy one)."""
+    step_c, step_b = step_candidate or candidate, step_baseline or baseline
     out: list[CanaryCheck] = []
-    cp95, bp95 = candidate.p95_ms, baseline.p95_ms
+    cp95, bp95 = step_c.p95_ms, step_b.p95_ms
     if spec.max_latency_ratio is not None and cp95 is not None and bp95 is not None:
         limit = bp95 * spec.max_latency_ratio + spec.latency_slack_ms
         out.append(CanaryCheck(check="p95 latency", candidate=cp95, baseline=bp95,
@@ -142,25 +147,37 @@ def checks(spec: CanarySpec, candidate: Figures, baseline: Figures
     errors = error_check(spec, candidate, baseline)
     if errors is not None:
         out.append(errors)
-    if spec.max_psi is not None and candidate.predictions and baseline.predictions:
-        out.append(shift_check(spec.max_psi, spec.alpha, baseline.predictions,
-                               candidate.predictions))
+    if spec.max_psi is not None and step_c.predictions and step_b.predictions:
+        out.append(shift_check(spec.max_psi, spec.alpha, step_b.predictions,
+                               step_c.predictions))
     return tuple(out)
 
 
 def shift_check(max_psi: float, alpha: float, reference: dict[str, int],
                 current: dict[str, int]) -> CanaryCheck:
     """Fails when the predictions moved both materially (PSI above `max_psi`) and beyond
-    chance: for two samples of one distribution, PSI / (1/n1 + 1/n2) is about chi-square
-    with (classes - 1) degrees of freedom, so a small window's PSI, mostly sampling noise,
-    does not roll a healthy version back."""
+    chance (Pearson's chi-square test of the two counts at `alpha`): a small sample's PSI
+    is mostly noise, which must not roll a healthy version back."""
     psi = category_psi(reference, current)
+    p = homogeneity(reference, current)
     classes = len(reference.keys() | current.keys())
-    n1, n2 = sum(reference.values()), sum(current.values())
-    spread = 1 / n1 + 1 / n2
-    p = chi_square_above(psi / spread, classes - 1)
-    return CanaryCheck(check="prediction psi", candidate=psi, baseline=(classes - 1) * spread,
+    noise = (classes - 1) * (1 / sum(reference.values()) + 1 / sum(current.values()))
+    return CanaryCheck(check="prediction psi", candidate=psi, baseline=noise,
                        limit=max_psi, passed=psi <= max_psi or p >= alpha, p_value=p)
+
+
+def homogeneity(a: dict[str, int], b: dict[str, int]) -> float:
+    """Pearson's chi-square test that two counts of classes come from one distribution."""
+    keys = sorted(a.keys() | b.keys())
+    na, nb = sum(a.values()), sum(b.values())
+    total = na + nb
+    statistic = 0.0
+    for key in keys:
+        both = a.get(key, 0) + b.get(key, 0)
+        for observed, n in ((a.get(key, 0), na), (b.get(key, 0), nb)):
+            expected = both * n / total
+            statistic += (observed - expected) ** 2 / expected
+    return chi_square_above(statistic, len(keys) - 1)
 
 
 def error_check(spec: CanarySpec, candidate: Figures, baseline: Figures) -> CanaryCheck | None:
@@ -202,9 +219,9 @@ def describe(failed: tuple[CanaryCheck, ...]) -> str:
             parts.append(f"p95 latency {c.candidate:.2f} ms > {c.limit:.2f} ms (the holder's "
                          f"{c.baseline:.2f} ms times the ratio, plus the slack)")
         else:
-            parts.append(f"prediction PSI {c.candidate:.3f} > {c.limit:.3f}, beyond sampling "
-                         f"noise (about {c.baseline:.3f} for these counts; p = "
-                         f"{c.p_value:.2g})")
+            parts.append(f"prediction PSI {c.candidate:.3f} > {c.limit:.3f}, beyond chance "
+                         f"(p = {c.p_value:.2g}; sampling alone gives about {c.baseline:.3f} "
+                         "for these counts)")
     return "; ".join(parts)
 
 
@@ -220,7 +237,9 @@ def _judge(d: Decision, run: RunState, name: str) -> None:
     early = None if enough else error_check(spec, cand, base)
     if not enough and (early is None or early.passed):
         return
-    found = checks(spec, cand, base) if early is None else (early,)
+    step = state.steps[state.step]
+    found = (checks(spec, cand, base, step.candidate, step.baseline) if early is None
+             else (early,))
     passed = all(c.passed for c in found)
     d.log(run, cn.CanaryAnalysed(run_id=run.run_id, task=name, step=state.step, passed=passed,
                                  checks=found, candidate=cand, baseline=base))

@@ -13,7 +13,7 @@ import pytest
 
 from events import canary as cn
 from events import runs as ev
-from events.canary import Figures, ServingObserved
+from events.canary import CanaryCheck, Figures, ServingObserved
 from events.envelope import Envelope, envelope
 from events.payloads import Payload
 from events.pipeline import CanarySpec, CanaryStep, PipelineSpec, TaskSpec
@@ -28,7 +28,7 @@ from events.registry import (
 )
 from events.serving import ServingWindow, latency_bucket
 from orchestrator.core import dag
-from orchestrator.core.canary import category_psi, checks
+from orchestrator.core.canary import category_psi, checks, homogeneity
 from orchestrator.core.errors import SpecError
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.gates import lineage
@@ -369,9 +369,24 @@ def test_small_healthy_samples_of_ten_classes_pass_the_psi_check() -> None:
         counts = Counter(str(rng.randrange(10)) for _ in range(n))
         return Figures(requests=n, predictions=dict(counts))
 
-    found = [next(c for c in checks(spec, drawn(20), drawn(380)) if c.check == "prediction psi")
-             for _ in range(200)]
-    # then their PSI alone would often fail a 0.25 bound, but tested against sampling
-    # noise (alpha 0.01) it fails rarely: a healthy canary is not rolled back on noise
+    def shift(n_candidate: int, n_baseline: int) -> CanaryCheck:
+        return next(c for c in checks(spec, drawn(n_candidate), drawn(n_baseline))
+                    if c.check == "prediction psi")
+
+    found = [shift(20, 380) for _ in range(200)]
+    # then their PSI alone would often fail a 0.25 bound, but tested against chance (alpha
+    # 0.01) it fails about as often as alpha says: rarely
     assert sum(c.candidate > 0.25 for c in found) > 100
-    assert sum(not c.passed for c in found) <= 2
+    assert sum(not c.passed for c in found) <= 4
+    # and over a step's worth of requests (200 against 800) it does not fail at all
+    assert all(shift(200, 800).passed for _ in range(200))
+
+
+def test_the_homogeneity_test_agrees_with_scipys_chi_square_of_the_two_counts() -> None:
+    from scipy.stats import chi2_contingency
+
+    a = {"0": 10, "1": 11, "3": 16, "5": 3, "8": 0}
+    b = {"0": 42, "1": 46, "3": 45, "5": 37, "8": 34}
+    keys = sorted(a)
+    expected = chi2_contingency([[a[k] for k in keys], [b[k] for k in keys]])
+    assert homogeneity(a, b) == pytest.approx(float(expected.pvalue))
