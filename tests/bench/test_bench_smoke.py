@@ -160,5 +160,7 @@ def test_summary_lists_every_figure() -> None:
 
 
 async def test_serving() -> None:
-    report = await serving.measure(requests=40, clients=2)
-    check(report, "gateway p50 added per prediction", "alias move to the new version answering")
+    report = await serving.measure(requests=40, clients=2, rounds=1)
+    check(report, "gateway p50 added per prediction", "alias move to the new version answering",
+          "gateway p50 added per prediction, 95/5 split",
+          "failing canary window to the candidate at 0%")

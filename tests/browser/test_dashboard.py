@@ -21,11 +21,14 @@ from playwright.async_api import Page, expect
 
 from bus import Bus, Outgoing
 from events import topics
+from events.canary import CanaryStarted, CanaryStepStarted
 from events.codec import encode
 from events.common import Capabilities, GpuInfo, Resources
 from events.envelope import envelope
 from events.pipeline import (
     ApprovalSpec,
+    CanarySpec,
+    CanaryStep,
     GateSpec,
     PipelineSpec,
     RegisterSpec,
@@ -33,6 +36,7 @@ from events.pipeline import (
     TaskSpec,
     TriggerSpec,
 )
+from events.registry import TrafficSet
 from events.runs import ApprovalDecided
 from events.serving import ServingWindow
 from events.triggers import DataArrived
@@ -40,6 +44,7 @@ from orchestrator.api.auth import Tokens, add_token
 from orchestrator.api.server import Listen, bind
 from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
 from orchestrator.service.home import Home
+from orchestrator.serving.service import forwarded
 from tests.browser.artifacts import screenshots_dir
 from tests.browser.dashboard_tasks import ref as mine
 from tests.integration.support import Apps, Tail, api_url, projected, run_to_end, tp_for
@@ -71,6 +76,16 @@ APPROVED = PipelineSpec(name="approved", tasks=(
     TaskSpec(name="approve", kind="approval", deps=("first",),
              approval=ApprovalSpec(timeout_s=300, on_timeout="reject")),
     TaskSpec(name="finish", function=ref("seed"), deps=("approve",)),
+))
+CANARIED = PipelineSpec(name="canaried", tasks=(
+    TaskSpec(name="fit", function=mine("scored")),
+    TaskSpec(name="gate", kind="gate", deps=("fit",), gate=GateSpec(
+        metrics_from="fit", minimum={"accuracy": 0.5}, model="scorer")),
+    TaskSpec(name="register", kind="register", deps=("gate",),
+             registration=RegisterSpec(model="scorer", artifact_from="fit", metrics_from="fit")),
+    TaskSpec(name="canary", kind="canary", deps=("register",), canary=CanarySpec(
+        model="scorer", version_from="register", timeout_s=300, min_requests=10,
+        steps=(CanaryStep(percent=10, requests=20), CanaryStep(percent=50, requests=20)))),
 ))
 MARKUP = PipelineSpec(name="markup", tasks=(TaskSpec(name="say", function=mine("markup")),))
 FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
@@ -110,7 +125,7 @@ class Served:
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     apps = Apps(Home(tmp_path_factory.mktemp("dashboard") / "home"))
     try:
-        specs = {s.name: s for s in (HELD, FLAKY, SCORED, MARKUP, FED, APPROVED)}
+        specs = {s.name: s for s in (HELD, FLAKY, SCORED, MARKUP, FED, APPROVED, CANARIED)}
         app = EmbeddedApp(apps.home, specs, [AGENT], http=bind(Listen("127.0.0.1", 0)))
         apps.opened.append(app)
         bus = await app.start()
@@ -267,6 +282,41 @@ async def test_a_waiting_approval_is_decided_from_the_run_page(
     events = await run_to_end(served.bus, run_id)
     (decided,) = [e.data for e in events if isinstance(e.data, ApprovalDecided)]
     assert decided.reason == "checked the numbers" and decided.approved
+
+
+async def test_a_canarys_release_report_and_pictures_are_on_its_run_page(
+    page: Page, served: Served, screenshot: Any
+) -> None:
+    # given a champion of the scorer, and a run canarying a new version of it
+    await run_to_end(served.bus, await served.request("scored", accuracy=0.9))
+    run_id = await served.request("canaried", accuracy=0.9)
+    runs = Tail(served.bus, [tp_for(served.bus, topics.RUNS, run_id)])
+    # when a gateway's windows come in for each step (forwarded as `baton serve` does)
+    for step in range(2):
+        def at_step(e: CanaryStepStarted, n: int = step) -> bool:
+            return e.step == n
+
+        started = await runs.first(CanaryStepStarted, at_step)
+        (begun,) = [e.data for e in runs.envelopes() if isinstance(e.data, CanaryStarted)]
+        traffic = TrafficSet(model="scorer", candidate=begun.version, percent=started.percent,
+                             mirror=None, reason="canary", run_id=run_id)
+        now = time.time()
+        windows = [ServingWindow(model="scorer", version=v, role=role, gateway="gw",
+                                 start=now - 1, end=now + 1, requests=n, errors=0, rows=n,
+                                 latency_hist={35 + step: n}, predictions={"1": n})
+                   for v, role, n in ((begun.baseline, "primary", 60),
+                                      (begun.version, "candidate", 30))]
+        await served.bus.publish(forwarded(served.bus, traffic, windows))
+    await run_to_end(served.bus, run_id)
+    # then its page shows the verdict, a row per step, and both pictures
+    await page.goto(f"{served.base}/runs/{run_id}")
+    release = page.locator('.release[data-task="canary"]')
+    await expect(release).to_contain_text("promoted")
+    await expect(release.locator("tr[data-step]")).to_have_count(2)
+    await expect(release.locator('tr[data-step="1"]')).to_contain_text("10% passed")
+    await expect(page.locator('.canary-share[data-task="canary"] canvas')).to_have_count(1)
+    await expect(page.locator('.canary-latency[data-task="canary"] canvas')).to_have_count(1)
+    await screenshot("release")
 
 
 async def test_a_dead_letter_is_redriven_from_its_page(

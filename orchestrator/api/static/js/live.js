@@ -21,6 +21,8 @@ export const EVENT_TYPES = Object.freeze([
   "task_timed_out", "task_lost", "task_upstream_failed", "task_cancelled",
   "gate_check", "gate_evaluated", "input_ignored",
   "approval_requested", "approval_decided", "approval_refused",
+  "canary_started", "canary_traffic_requested", "canary_step_started", "canary_window_observed",
+  "canary_analysed", "canary_promotion_requested", "canary_ended",
   "trigger_accepted", "trigger_ignored", "model_registered", "alias_moved",
   "model_request_refused",
   "agent_advertised", "agent_draining", "agent_stopped",

@@ -17,6 +17,7 @@ import { renderDag } from "../dag.js";
 import { el } from "../dom.js";
 import { duration, metric } from "../format.js";
 import { Live, debounce } from "../live.js";
+import { releaseSection } from "../release.js";
 import { renderTimeline } from "../timeline.js";
 import { badge, empty, facts, json, link, problemBox, runLink, section, table, when } from "../ui.js";
 
@@ -131,9 +132,12 @@ export function render(view, [runId], search) {
   const lineageBox = el("div");
   const auditBox = el("div");
   const paramsBox = el("div");
+  const releaseBox = el("div");
+  const releaseCard = section("Release", releaseBox);
+  releaseCard.hidden = true;
   const problem = el("div");
   view.replaceChildren(head, problem, actionStatus, summary,
-    section("DAG", dagBox), section("Timeline", timelineBox), section("Tasks", tasksBox),
+    section("DAG", dagBox), section("Timeline", timelineBox), releaseCard, section("Tasks", tasksBox),
     section("Attempts and errors", attemptsBox), section("Lineage", lineageBox),
     section("Audit", auditBox), section("Params", paramsBox));
 
@@ -203,10 +207,28 @@ export function render(view, [runId], search) {
     paramsBox.replaceChildren(json(run.params ?? created?.data?.params ?? {}));
   }
 
+  let releaseCharts = [];
+  // a canary's report and pictures come from its events: read once per burst of them
+  const drawRelease = debounce(async () => {
+    if (!run?.tasks.some((t) => t.metadata?.canary)) return;
+    try {
+      const found = needEvents ? events : await allEvents(runId);
+      releaseCharts.forEach((c) => c.destroy());
+      const made = releaseSection(run, found);
+      releaseCard.hidden = false;
+      releaseBox.replaceChildren(...made.nodes);
+      releaseCharts = made.draw();
+      window.baton = { ...(window.baton ?? {}), releaseCharts };
+    } catch (err) {
+      releaseBox.replaceChildren(problemBox(err));
+    }
+  }, 300);
+
   function drawAll() {
     drawHead();
     drawDag();
     drawTimeline();
+    drawRelease();
   }
 
   /** The spec of the run's pipeline version, or null (then its run_created event's). */
@@ -312,6 +334,8 @@ export function render(view, [runId], search) {
     stop() {
       live.stop();
       reloadRow.cancel();
+      drawRelease.cancel();
+      releaseCharts.forEach((c) => c.destroy());
       clearInterval(ticker);
     },
   };
