@@ -3,6 +3,7 @@ version per window, never one event per request (baton.serving)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -44,6 +45,24 @@ def hist_quantile(hist: dict[int, int], q: float) -> float | None:
     return bucket_upper_ms(max(hist))
 
 
+VALUE_ZERO = 1e-6
+"""Values closer to 0 than this fall in bucket 0 (`value_bucket`)."""
+_VALUE_PER_DOUBLING = 4
+
+
+@functools.lru_cache(maxsize=65_536)
+def value_bucket(x: float) -> int:
+    """The histogram bucket of one input value (`ServingWindow.feature_hist`): 0 near zero,
+    else signed, four buckets per doubling of |x| from VALUE_ZERO (each about 19% wide), the
+    same for any feature's scale, so a monitor can bin the training data the same way.
+    Cached: a model's inputs repeat (pixels, categories), and a gateway bins every value."""
+    magnitude = abs(x)
+    if magnitude < VALUE_ZERO or math.isnan(x):
+        return 0
+    bucket = 1 + max(0, math.ceil(math.log2(magnitude / VALUE_ZERO) * _VALUE_PER_DOUBLING))
+    return bucket if x > 0 else -bucket
+
+
 class FeatureStats(Frozen):
     """One input feature over a window: what a drift check compares."""
 
@@ -75,3 +94,8 @@ class ServingWindow(Payload):
     """How often each predicted value came out (the 50 most frequent)."""
     features: list[FeatureStats] = Field(default_factory=list)
     """Per input column, over every row asked."""
+    feature_hist: list[dict[int, int]] = Field(default_factory=list,
+                                               exclude_if=lambda value: not value)
+    """Per input column, how many of the rows asked fell in each value bucket
+    (`value_bucket`): what `baton monitor drift --from-serving` compares with the training
+    data. Left out of the wire form when empty (windows written before it have none)."""

@@ -23,6 +23,32 @@ digits.gate("gate", metrics_from="evaluate", minimum={"accuracy": 0.9},
 digits.register("register", model=MODEL, artifact_from="train", metrics_from="evaluate",
                 after=["gate"], promote_to="champion")
 
+digits_release = Pipeline(
+    "digits_release",
+    triggers=[on_drift(MODEL, cooldown_s=600)],
+    deadline_s=1800,
+    description="Retrain on drift, gate, package, approve, then a canary on live traffic: "
+                "promoted only if the new version serves as well as the champion.",
+)
+digits_release.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(
+    tasks.ingest)
+digits_release.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(
+    tasks.features)
+digits_release.task(cpus=1, memory="512Mi", retries=2, backoff_s=0.5, timeout_s=300)(
+    tasks.train)
+digits_release.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(
+    tasks.evaluate)
+digits_release.gate("gate", metrics_from="evaluate", minimum={"accuracy": 0.9},
+                    no_worse_than_current=("accuracy",), model=MODEL)
+digits_release.task(cpus=0.5, memory="256Mi", timeout_s=120, after=["gate"])(tasks.package)
+digits_release.register("register", model=MODEL, artifact_from="package",
+                        metrics_from="evaluate", after=["package"])
+digits_release.approval("approve", after=["register"], timeout_s=1200, on_timeout="reject",
+                        inputs={"comment": "text"})
+digits_release.canary("canary", model=MODEL, version_from="register", after=["approve"],
+                      timeout_s=600, min_requests=50,
+                      steps=[{"percent": 10, "hold_s": 5}, {"percent": 50, "hold_s": 5}])
+
 
 TORCH_MODEL = "digits-mlp"
 

@@ -15,6 +15,7 @@ from sklearn.svm import SVC
 
 from agents.task_api import Result, Scalar, TaskContext, TaskError
 from examples.digits.data import load
+from examples.digits.flaws import flawed
 
 MAX_PIXEL = 16.0
 TEST_SIZE = 0.25
@@ -114,3 +115,15 @@ def _verified_sha256(path: Path, payload: Mapping[str, Any]) -> str:
 
 def _first(payload: Mapping[str, Any], *keys: str) -> Any:
     return next((payload[key] for key in keys if payload.get(key)), None)
+
+
+def package(train: Any, ctx: TaskContext) -> Result:
+    """The fitted model as it will be served. Its `flaw` param ("errors", "slow") breaks it
+    here, after evaluation: offline numbers stay good, only live traffic shows the flaw,
+    which is what a canary is for (examples/digits/flaws.py)."""
+    flaw = str(ctx.params.get("flaw", "none"))
+    try:
+        served = flawed(train, flaw)
+    except ValueError as exc:
+        raise TaskError(str(exc)) from None
+    return Result(value=served, metadata={"flaw": flaw})

@@ -8,13 +8,15 @@ import json
 import shutil
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from bus import Bus
 from events import runs as ev
 from events import topics
+from events.envelope import Envelope
+from events.payloads import Payload
 from events.triggers import DataArrived, TriggerAccepted, TriggerIgnored
 from orchestrator.api.auth import Tokens
 from orchestrator.api.server import url_of
@@ -37,6 +39,10 @@ T = TypeVar("T")
 
 def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--lifecycle", action="store_true",
+                   help="the model's whole loop instead: serving, drift from what the gateway "
+                        "was asked, retraining, approval, a canary that promotes, and a "
+                        "broken version's canary rolled back")
     p.add_argument("--timeout", type=float, default=600,
                    help="seconds each run may take, from its trigger to its end (default 600)")
     p.add_argument("--agents", type=int, default=1)
@@ -71,6 +77,10 @@ async def demo(args: argparse.Namespace) -> int:
                          "more than 0")
     tokens = api_tokens(args)
     with http_socket(args, or_any_port=True) as sock:
+        if args.lifecycle:
+            from orchestrator.cli.lifecycle import lifecycle
+
+            return await lifecycle(args, out, sock, tokens)
         return await _demo(args, out, sock, tokens)
 
 
@@ -97,7 +107,7 @@ async def _demo(args: argparse.Namespace, out: TextIO, sock: socket.socket | Non
         batch = home.datasets / "digits" / "v2-batch.npz"
         _save_batch(batch, data.new_batch("v2"))
         second = await _drift_run(app, bus, home, v1.path, batch, v2, out, args.timeout)
-        await _bounded(app, _projected(app, bus), args.timeout, "the projection did not catch up")
+        await bounded(app, projected(app, bus), args.timeout, "the projection did not catch up")
         summary = await _summary(home, [first, second], base)
         if args.json:
             print(json.dumps(summary, indent=2), flush=True)
@@ -126,7 +136,7 @@ def _save_batch(path: Path, features: Any) -> None:
 
 async def _drift_run(app: EmbeddedApp, bus: Bus, home: Home, reference: Path, batch: Path,
                      v2: Any, out: TextIO, limit_s: float) -> str:
-    await _bounded(app, _projected(app, bus), limit_s, "the projection did not catch up")
+    await bounded(app, projected(app, bus), limit_s, "the projection did not catch up")
     conn = await connect(home.projections)
     try:
         models = await list_models(conn)
@@ -150,11 +160,11 @@ async def _drift_run(app: EmbeddedApp, bus: Bus, home: Home, reference: Path, ba
 async def _run_for(app: EmbeddedApp, bus: Bus, trigger: Any, out: TextIO, limit_s: float
                    ) -> str:
     """Follow the logs until the run this trigger caused has finished; print its progress."""
-    return await _bounded(app, _follow_run(bus, trigger.id, out), limit_s,
+    return await bounded(app, follow_run(bus, trigger.id, out), limit_s,
                           f"the run for trigger {trigger.id} did not finish")
 
 
-async def _bounded(app: EmbeddedApp, work: Coroutine[Any, Any, T], limit_s: float, what: str
+async def bounded(app: EmbeddedApp, work: Coroutine[Any, Any, T], limit_s: float, what: str
                    ) -> T:
     """`work`, within the limit whether events keep coming or not (a run waiting for an agent
     that never comes says nothing), and ended at once if Baton itself stopped."""
@@ -180,14 +190,22 @@ async def _unless_stopped(app: EmbeddedApp, work: Coroutine[Any, Any, T]) -> T:
     raise Failed("Baton stopped before the demo finished")  # closing the app says why
 
 
-async def _follow_run(bus: Bus, trigger_id: str, out: TextIO) -> str:
-    run_id = await _accepted_run(bus, trigger_id)
+async def follow_run(bus: Bus, trigger_id: str | None, out: TextIO,
+                     on_event: Callable[[Envelope[Payload]], Awaitable[None]] | None = None,
+                     run_id: str | None = None) -> str:
+    """Print the progress of the run `trigger_id` caused (or of `run_id`) until it ends;
+    `on_event` sees each of its events (the lifecycle demo approves what waits for it)."""
+    if run_id is None:
+        assert trigger_id is not None
+        run_id = await _accepted_run(bus, trigger_id)
     async for env in follow(bus):
         if getattr(env.data, "run_id", None) != run_id:
             continue
         line = event_line(env)
         if line:
             say(out, "      " + line)
+        if on_event is not None:
+            await on_event(env)
         if isinstance(env.data, ev.RunSucceeded | ev.RunFailed | ev.RunCancelled):
             break
     return run_id
@@ -203,7 +221,7 @@ async def _accepted_run(bus: Bus, trigger_id: str) -> str:
     raise AssertionError("follow() ends only when told to stop")
 
 
-async def _projected(app: EmbeddedApp, bus: Bus) -> None:
+async def projected(app: EmbeddedApp, bus: Bus) -> None:
     """Wait until the projection has every event of the log (so queries see the runs)."""
     from bus import TopicPartition
 
@@ -223,7 +241,7 @@ async def _summary(home: Home, run_ids: list[str], base: str | None) -> dict[str
         models = await list_models(conn)
     finally:
         await conn.close()
-    runs = [{**_run_summary(rows[rid]), "url": None if base is None else f"{base}/runs/{rid}"}
+    runs = [{**run_summary(rows[rid]), "url": None if base is None else f"{base}/runs/{rid}"}
             for rid in run_ids if rid in rows]
     return {"home": str(home.root), "runs": runs, "dashboard": base and f"{base}/",
             "models": [{"name": m["model"], "version": m["version"], "metrics": m["metrics"],
@@ -232,7 +250,7 @@ async def _summary(home: Home, run_ids: list[str], base: str | None) -> dict[str
                        for m in models]}
 
 
-def _run_summary(row: dict[str, Any]) -> dict[str, Any]:
+def run_summary(row: dict[str, Any]) -> dict[str, Any]:
     duration = (row["finished_at"] or row["created_at"]) - row["created_at"]
     return {"run_id": row["run_id"], "pipeline": row["pipeline"],
             "trigger_type": row["trigger_type"], "status": row["status"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from events import canary as cn
 from events import runs as ev
 from events.envelope import Envelope
 from events.payloads import Payload
@@ -63,6 +64,22 @@ def _describe(d: Payload) -> str | None:
         return "run ✔ succeeded"
     if isinstance(d, ev.RunFailed | ev.RunCancelled):
         return f"run {'✘ failed' if isinstance(d, ev.RunFailed) else '■ cancelled'}: {d.reason}"
+    return _canary(d)
+
+
+def _canary(d: Payload) -> str | None:
+    """A canary's steps, failed analyses and verdict (each window is left to the report)."""
+    if isinstance(d, cn.CanaryStarted):
+        steps = " -> ".join(f"{p}%" for p in d.percents)
+        return f"  {d.task}: canary of {d.model} v{d.version} against v{d.baseline} ({steps})"
+    if isinstance(d, cn.CanaryStepStarted):
+        return f"  {d.task}: step {d.step + 1}: {d.percent}% of the traffic to the candidate"
+    if isinstance(d, cn.CanaryAnalysed) and not d.passed:
+        return f"  {d.task}: analysis failed in step {d.step + 1}"
+    if isinstance(d, cn.CanaryPromotionRequested):
+        return f"  {d.task}: every step passed: moving {d.alias} to v{d.version}"
+    if isinstance(d, cn.CanaryEnded):
+        return f"  {d.task}: canary {d.verdict.replace('_', ' ')}: {d.reason}"
     return None
 
 

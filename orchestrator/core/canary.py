@@ -11,8 +11,6 @@ waits for more (bounded by the canary's `timeout_s`), it is never "inconclusive"
 
 from __future__ import annotations
 
-import math
-
 from events import canary as cn
 from events import runs as ev
 from events.canary import CanaryCheck, Figures, ServingObserved
@@ -24,12 +22,11 @@ from events.registry import AliasMoved, ModelRequestRefused, PromoteModel, SetTr
 from orchestrator.core import canary_state
 from orchestrator.core.decision import Decision
 from orchestrator.core.ids import attempt_id
+from orchestrator.core.shift import category_psi, homogeneity
 from orchestrator.core.state import CANARY_AGENT, CanaryState, RunState
-from orchestrator.core.tails import at_least, chi_square_above
+from orchestrator.core.tails import at_least
 
 Answer = TrafficSet | AliasMoved | ModelRequestRefused
-_SMOOTHING = 0.5
-"""Counts added to every class of both sides before their shares are compared."""
 
 
 def begin(d: Decision, run: RunState, spec: TaskSpec) -> None:
@@ -166,20 +163,6 @@ def shift_check(max_psi: float, alpha: float, reference: dict[str, int],
                        limit=max_psi, passed=psi <= max_psi or p >= alpha, p_value=p)
 
 
-def homogeneity(a: dict[str, int], b: dict[str, int]) -> float:
-    """Pearson's chi-square test that two counts of classes come from one distribution."""
-    keys = sorted(a.keys() | b.keys())
-    na, nb = sum(a.values()), sum(b.values())
-    total = na + nb
-    statistic = 0.0
-    for key in keys:
-        both = a.get(key, 0) + b.get(key, 0)
-        for observed, n in ((a.get(key, 0), na), (b.get(key, 0), nb)):
-            expected = both * n / total
-            statistic += (observed - expected) ** 2 / expected
-    return chi_square_above(statistic, len(keys) - 1)
-
-
 def error_check(spec: CanarySpec, candidate: Figures, baseline: Figures) -> CanaryCheck | None:
     """Fails when the candidate's errors are too many to be chance at the holder's error
     rate plus the allowed increase (an exact binomial tail below `alpha`)."""
@@ -190,21 +173,6 @@ def error_check(spec: CanarySpec, candidate: Figures, baseline: Figures) -> Cana
     return CanaryCheck(check="error rate", candidate=candidate.error_rate,
                        baseline=baseline.error_rate, limit=limit, passed=p >= spec.alpha,
                        p_value=p)
-
-
-def category_psi(reference: dict[str, int], current: dict[str, int]) -> float:
-    """Population stability index of two counts of categories (predicted classes), with
-    half a count added to each class of each side (a class one side never predicted then
-    counts, finitely, without one rare class dominating a small sample)."""
-    keys = reference.keys() | current.keys()
-    ref_total = sum(reference.values()) + _SMOOTHING * len(keys)
-    cur_total = sum(current.values()) + _SMOOTHING * len(keys)
-    psi = 0.0
-    for key in keys:
-        r = (reference.get(key, 0) + _SMOOTHING) / ref_total
-        c = (current.get(key, 0) + _SMOOTHING) / cur_total
-        psi += (c - r) * math.log(c / r)
-    return psi
 
 
 def describe(failed: tuple[CanaryCheck, ...]) -> str:

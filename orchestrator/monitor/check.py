@@ -69,17 +69,23 @@ def run_check(check: DriftCheck) -> tuple[DriftReport, DriftDetected | None]:
                      method=check.method, threshold=check.threshold)
     if not report.drifted:
         return report, None
-    lineage = check.model["lineage"]
     retrain = check.retrain_uri or check.batch.resolve().as_uri()
     version = check.batch.stem if check.retrain_version is None else check.retrain_version
-    event = payload(
-        DriftDetected, model=check.model["model"], model_version=check.model["version"],
-        dataset=lineage.get("dataset") or "unknown", dataset_version=version,
-        dataset_uri=retrain, dataset_sha256=_sha256(path_of(retrain)),
-        method=check.method, threshold=check.threshold, score=report.max_score,
+    return report, drift_event(check.model, report, retrain, version)
+
+
+def drift_event(model: dict[str, Any], report: DriftReport, retrain_uri: str,
+                retrain_version: str) -> DriftDetected:
+    """The trigger for retraining `model` (a version's document) on the data at
+    `retrain_uri`, saying what drifted and by how much."""
+    lineage = model["lineage"]
+    return payload(
+        DriftDetected, model=model["model"], model_version=model["version"],
+        dataset=lineage.get("dataset") or "unknown", dataset_version=retrain_version,
+        dataset_uri=retrain_uri, dataset_sha256=_sha256(path_of(retrain_uri)),
+        method=report.method, threshold=report.threshold, score=report.max_score,
         drifted_features=report.drifted_features, top_scores=dict(report.top(10)),
     )
-    return report, event
 
 
 def _sha256(path: Path) -> str | None:

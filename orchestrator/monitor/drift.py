@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from events.serving import value_bucket
+from orchestrator.core.shift import category_psi, ks_distance
 
 FloatArray = npt.NDArray[np.float64]
 Method = Literal["psi", "ks"]
@@ -74,14 +78,50 @@ def compare(
     names = _feature_names(ref, cur, feature_names)
     score = _scorer(method)
     scores = {name: score(ref[:, i], cur[:, i]) for i, name in enumerate(names)}
-    over = tuple(name for name in names if scores[name] > threshold)
+    return verdict(method, threshold, scores, min_drifted_fraction)
+
+
+def compare_histograms(
+    reference: Sequence[Mapping[int, int]],
+    current: Sequence[Mapping[int, int]],
+    *,
+    method: Method = "psi",
+    threshold: float = 0.2,
+    min_drifted_fraction: float = 0.05,
+) -> DriftReport:
+    """`compare` for features already counted in value buckets (`events.serving.value_bucket`,
+    what gateways publish): PSI over the buckets as categories, or KS over them in order."""
+    if len(reference) != len(current):
+        raise ValueError(f"feature counts differ: reference has {len(reference)}, current "
+                         f"has {len(current)}")
+    if not reference:
+        raise ValueError("drift statistics need at least one feature")
+    if method not in _SCORERS:
+        raise ValueError(f"unknown drift method {method!r}; use one of {sorted(_SCORERS)}")
+    score = category_psi if method == "psi" else ks_distance
+    scores = {f"feature_{i}": score(r, c) for i, (r, c) in enumerate(zip(reference, current,
+                                                                           strict=True))}
+    return verdict(method, threshold, scores, min_drifted_fraction)
+
+
+def histograms(rows: npt.ArrayLike) -> list[dict[int, int]]:
+    """Each column of `rows` counted in value buckets, as a gateway counts what it is asked."""
+    matrix = _as_matrix(rows, "rows")
+    return [dict(Counter(value_bucket(float(x)) for x in matrix[:, i]))
+            for i in range(matrix.shape[1])]
+
+
+def verdict(method: str, threshold: float, scores: dict[str, float],
+            min_drifted_fraction: float) -> DriftReport:
+    """Drift when enough features score over the threshold (not just one)."""
+    over = tuple(name for name, value in scores.items() if value > threshold)
     return DriftReport(
         method=method,
         threshold=threshold,
         scores=scores,
         drifted_features=over,
         max_score=max(scores.values()),
-        drifted=len(over) / len(names) >= min_drifted_fraction,
+        drifted=len(over) / len(scores) >= min_drifted_fraction,
     )
 
 

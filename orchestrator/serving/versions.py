@@ -142,7 +142,7 @@ class Versions:
 
 def describe(plan: Plan) -> str:
     out = f"v{plan.primary}" if plan.primary else "nothing"
-    if plan.candidate is not None and plan.percent:
+    if plan.candidate is not None and plan.percent and plan.candidate != plan.primary:
         out += f" ({100 - plan.percent}%) and v{plan.candidate} ({plan.percent}%)"
     if plan.mirror is not None:
         out += f", mirrored to v{plan.mirror}"

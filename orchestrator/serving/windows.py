@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from events.serving import FeatureStats, ServingWindow, latency_bucket
+from events.serving import FeatureStats, ServingWindow, latency_bucket, value_bucket
 
 Role = Literal["primary", "candidate", "mirror"]
 TOP_PREDICTIONS = 50
@@ -27,6 +27,7 @@ class _Open:
     """Rows added to `sums` (those of the width the window first saw)."""
     sums: list[float] = field(default_factory=list)
     squares: list[float] = field(default_factory=list)
+    hists: list[Counter[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -46,13 +47,16 @@ class Windows:
         w.predictions.update(str(p) for p in predictions)
         if not w.sums and rows:
             w.sums, w.squares = [0.0] * len(rows[0]), [0.0] * len(rows[0])
+            w.hists = [Counter() for _ in rows[0]]
         width = len(w.sums)
+        sums, squares, hists = w.sums, w.squares, w.hists
         for row in rows:
             if len(row) == width:
                 w.measured += 1
                 for i, x in enumerate(row):
-                    w.sums[i] += x
-                    w.squares[i] += x * x
+                    sums[i] += x
+                    squares[i] += x * x
+                    hists[i][value_bucket(x)] += 1
 
     def failed(self, version: int, role: Role) -> None:
         w = self._window(version, role)
@@ -87,7 +91,9 @@ def _aggregate(model: str, version: int, gateway: str, start: float, end: float,
                          start=start, end=end, requests=w.requests, errors=w.errors,
                          rows=w.rows, latency_ms=latency, latency_hist=dict(sorted(hist.items())),
                          predictions=dict(w.predictions.most_common(TOP_PREDICTIONS)),
-                         features=features)
+                         features=features,
+                         feature_hist=[dict(sorted(h.items())) for h in w.hists]
+                         if counted else [])
 
 
 def _quantile(ordered: list[float], q: float) -> float:

@@ -28,10 +28,11 @@ from events.registry import (
 )
 from events.serving import ServingWindow, latency_bucket
 from orchestrator.core import dag
-from orchestrator.core.canary import category_psi, checks, homogeneity
+from orchestrator.core.canary import checks
 from orchestrator.core.errors import SpecError
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.gates import lineage
+from orchestrator.core.shift import category_psi, homogeneity
 from orchestrator.core.state import CANARY_AGENT, Champion
 from orchestrator.service import snapshot_codec
 from tests.core.harness import ref
