@@ -46,6 +46,8 @@ COMMANDS: tuple[Subcommand, ...] = (
     Subcommand("approve", "decide a run's waiting approval step", "approve:add_approve"),
     Subcommand("lineage", "a model version's whole chain, trigger to alias moves",
                "lineage:add_lineage"),
+    Subcommand("openlineage", "send runs, tasks and alias moves as OpenLineage events",
+               "openlineage:add_openlineage"),
     Subcommand("watch", "stream run events live", "query:add_watch"),
     Subcommand("replay", "rebuild state from the log", "query:add_replay"),
     Subcommand("monitor", "monitors that publish triggers", "monitor:add_monitor"),

@@ -1,10 +1,12 @@
 """`baton demo --lifecycle` as a user runs it: the model's whole loop on the digits data, told
 by the registry and the run logs (`--json`); then `baton monitor drift --from-serving` on
-what that demo's gateway was asked."""
+what that demo's gateway was asked, and `baton openlineage` sending the whole loop out."""
 
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 
 from examples.digits import data
 from tests.e2e.support import baton
+from tests.openlineage.schema import problems
 
 MODEL = "digits-classifier"
 
@@ -84,4 +87,92 @@ def test_the_drift_monitor_reads_what_the_gateway_was_asked(
     both = baton(home, "monitor", "drift", *flags, "--batch", str(reference), "--dry-run")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
     for result in (dry, published, few, missing, both):
+        assert "Traceback" not in result.stderr
+
+
+def test_the_whole_loop_goes_out_as_valid_openlineage_events(
+    lifecycle: tuple[Path, dict[str, Any]], tmp_path: Path,
+) -> None:
+    # given the demo's logs; when they are sent as OpenLineage events to a file
+    home, _ = lifecycle
+    out = tmp_path / "lineage.jsonl"
+    sent = baton(home, "openlineage", "--transport", f"file:{out}", "--once")
+    assert sent.returncode == 0, sent.stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert f"{len(events)} OpenLineage events sent" in sent.stdout
+    # then each is valid against the OpenLineage schema, each facet against its own
+    for event in events:
+        assert problems(event) == [], event
+    # and each run and each task that ran has a START and one end
+    ends: dict[str, list[str]] = {}
+    for e in events:
+        ends.setdefault(f"{e['job']['name']}/{e['run']['runId']}", []).append(e["eventType"])
+    runs = {e["job"]["name"] for e in events if e["job"]["namespace"] == "baton"}
+    assert {"digits", "digits_release", "digits_release.canary"} <= runs
+    for job, types in ends.items():
+        assert types in (["START", "COMPLETE"], ["START", "FAIL"], ["ABORT"]), job
+    # and the retraining run names the drift that triggered it; v3's canary failed
+    release = [e for e in events if e["job"]["name"] == "digits_release"
+               and e["eventType"] == "START"]
+    parents = sorted(e["run"]["facets"]["parent"]["job"]["name"] for e in release)
+    assert parents == [f"drift_detected.{MODEL}", "manual.digits_release"]
+    canaries = [e["run"]["facets"]["baton_canary"] for e in events
+                if e["job"]["name"] == "digits_release.canary" and e["eventType"] != "START"]
+    assert sorted((c["version"], c["verdict"]) for c in canaries) == [(2, "promoted"),
+                                                                       (3, "rolled_back")]
+    # and the champion's two moves are jobs of the registry, the second parented by v2's run
+    moves = [e for e in events if e["job"]["namespace"] == "baton.registry"
+             and e["eventType"] == "COMPLETE"]
+    assert [m["run"]["facets"]["baton_aliasMove"]["version"] for m in moves] == [1, 2]
+    assert moves[1]["run"]["facets"]["parent"]["job"]["name"] == "digits_release"
+    # and run again, it sends nothing twice
+    again = baton(home, "openlineage", "--transport", f"file:{out}", "--once")
+    assert again.returncode == 0 and "0 OpenLineage events sent" in again.stdout
+    assert len(out.read_text().splitlines()) == len(events)
+
+
+def test_openlineage_goes_to_an_http_endpoint_as_posts(
+    lifecycle: tuple[Path, dict[str, Any]],
+) -> None:
+    # given a real HTTP server that keeps what is POSTed to it
+    home, _ = lifecycle
+    received: list[dict[str, Any]] = []
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "event": json.loads(body)})
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        sent = baton(home, "openlineage", "--transport", url, "--namespace", "prod", "--once")
+    finally:
+        server.shutdown()
+        server.server_close()
+    # then every event came as a POST to /api/v1/lineage, valid, in the namespace asked for
+    assert sent.returncode == 0, sent.stderr
+    assert received and {r["path"] for r in received} == {"/api/v1/lineage"}
+    assert f"{len(received)} OpenLineage events sent" in sent.stdout
+    assert {r["event"]["job"]["namespace"] for r in received} >= {"prod", "prod.registry"}
+    for r in received:
+        assert problems(r["event"]) == []
+
+
+def test_a_transport_that_fails_or_is_not_one_is_said_in_one_line(
+    lifecycle: tuple[Path, dict[str, Any]],
+) -> None:
+    home, _ = lifecycle
+    nothing = baton(home, "openlineage", "--transport", "ftp://x", "--once")
+    assert nothing.returncode == 2 and "give file:PATH" in nothing.stderr
+    refused = baton(home, "openlineage", "--transport", "http://127.0.0.1:9", "--once")
+    assert refused.returncode == 1 and "sending to http://127.0.0.1:9 failed" in refused.stderr
+    for result in (nothing, refused):
         assert "Traceback" not in result.stderr

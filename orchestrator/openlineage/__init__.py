@@ -1,0 +1,1 @@
+"""Baton's lineage as OpenLineage run events (openlineage-python, the `lineage` extra)."""
