@@ -48,6 +48,8 @@ COMMANDS: tuple[Subcommand, ...] = (
                "lineage:add_lineage"),
     Subcommand("openlineage", "send runs, tasks and alias moves as OpenLineage events",
                "openlineage:add_openlineage"),
+    Subcommand("mlflow", "mirror the registry to an MLflow tracking server",
+               "mlflow:add_mlflow"),
     Subcommand("watch", "stream run events live", "query:add_watch"),
     Subcommand("replay", "rebuild state from the log", "query:add_replay"),
     Subcommand("monitor", "monitors that publish triggers", "monitor:add_monitor"),
