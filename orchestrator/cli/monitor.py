@@ -74,11 +74,7 @@ async def monitor_drift(args: argparse.Namespace) -> int:
     check = DriftCheck(model=model, reference=reference, batch=Path(args.batch),
                        method=args.method, threshold=args.threshold, retrain_uri=retrain,
                        retrain_version=args.retrain_version)
-    given = Given("the drift_detected event", {
-        "data.dataset_version": "--retrain-version", "data.dataset_uri": "--retrain-on",
-        "data.threshold": "--threshold",
-    }, {"--retrain-version": args.retrain_version, "--retrain-on": args.retrain_on,
-        "--threshold": args.threshold})
+    given = _given(args)
     with given.checking():
         report, event = run_check(check)
         record = None if event is None else drift_record(event)
@@ -128,13 +124,18 @@ async def _from_serving(args: argparse.Namespace, versions: list[dict[str, Any]]
         return 0
     retrain_uri = file_facts(args.retrain_on, "--retrain-on")[0]
     version = args.retrain_version or Path(args.retrain_on).stem
-    given = Given("the drift_detected event", {
-        "data.dataset_version": "--retrain-version", "data.dataset_uri": "--retrain-on",
-        "data.threshold": "--threshold",
-    }, {"--retrain-version": args.retrain_version, "--retrain-on": args.retrain_on,
-        "--threshold": args.threshold})
+    given = _given(args)
     with given.checking():
         env, outgoing = drift_record(drift_event(model, report, retrain_uri, version))
     await publish_record(args, outgoing)
     print(f"published drift_detected {env.id} for {args.model} v{model['version']}")
     return 0
+
+
+def _given(args: argparse.Namespace) -> Given:
+    """Which flag each field of the drift event came from, to name it when one is wrong."""
+    return Given("the drift_detected event", {
+        "data.dataset_version": "--retrain-version", "data.dataset_uri": "--retrain-on",
+        "data.threshold": "--threshold",
+    }, {"--retrain-version": args.retrain_version, "--retrain-on": args.retrain_on,
+        "--threshold": args.threshold})
