@@ -45,8 +45,11 @@ digits_release.register("register", model=MODEL, artifact_from="package",
                         metrics_from="evaluate", after=["package"])
 digits_release.approval("approve", after=["register"], timeout_s=1200, on_timeout="reject",
                         inputs={"comment": "text"})
+# max_psi 1.0: a version retrained on drifted data predicts the drifted rows differently from
+# the champion (better: that is why it was retrained), a PSI of 0.1-0.25 here; a version that
+# collapses onto a few classes is far above 1
 digits_release.canary("canary", model=MODEL, version_from="register", after=["approve"],
-                      timeout_s=600, min_requests=50,
+                      timeout_s=600, min_requests=50, max_psi=1.0,
                       steps=[{"percent": 10, "hold_s": 5}, {"percent": 50, "hold_s": 5}])
 
 
