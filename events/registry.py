@@ -167,6 +167,9 @@ class SetTraffic(Payload):
     audit: Audit | None = AUDIT_FIELD
     run_id: str | None = OPTIONAL
     """The run whose step asked (a canary), if a run did."""
+    held_by: str | None = OPTIONAL
+    """Only if the split is still this run's (a canary giving its traffic back must not undo
+    another's split, or an operator's made since)."""
 
 
 class TrafficSet(Payload):

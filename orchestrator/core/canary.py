@@ -297,11 +297,12 @@ def _roll_back(d: Decision, run: RunState, name: str, reason: str, *,
 
 def _clear_traffic(d: Decision, run: RunState, name: str, state: CanaryState, why: str
                    ) -> None:
-    """Everything to the alias's holder again. Not answered to the run (no run id): the
-    canary has ended, nothing waits for it."""
+    """Everything to the alias's holder again, if the split is still this run's (not another
+    canary's, nor an operator's made since). Not answered to the run (no run id): the canary
+    has ended, nothing waits for it."""
     request = SetTraffic(model=state.model, candidate=None, percent=0,
                          reason=f"canary of run {run.run_id} ({name}) {why}",
-                         audit=_audit(run, name))
+                         audit=_audit(run, name), held_by=run.run_id)
     d.command(run, request, f"traffic/{name}/end")
 
 

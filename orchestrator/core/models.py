@@ -296,6 +296,14 @@ def set_traffic(registry: ModelRegistry, request: SetTraffic) -> Outcome:
     if request.candidate is None and request.percent:
         return refused(f"{request.percent}% of the traffic to no candidate: name one "
                        "(or send percent 0)")
+    split = state.traffic
+    holder = split.run_id if split is not None and split.candidate and split.percent else None
+    if request.held_by is not None and holder != request.held_by:
+        return refused(f"the split is not run {request.held_by}'s any more "
+                       f"({_split(split)}): left as it is")
+    if request.run_id is not None and holder not in (None, request.run_id):
+        return refused(f"run {holder}'s canary holds {request.model}'s split "
+                       f"({_split(split)}): one canary at a time; run this one after it ends")
     return TrafficSet(model=request.model, candidate=request.candidate,
                       percent=request.percent if request.candidate else 0,
                       mirror=request.mirror, reason=request.reason, audit=request.audit,
@@ -310,6 +318,12 @@ def _refused(model: str, alias: str, kind: str,
                                    audit=request.audit if request is not None else None,
                                    run_id=getattr(request, "run_id", None))
     return refused
+
+
+def _split(traffic: TrafficSet | None) -> str:
+    if traffic is None or not traffic.candidate or not traffic.percent:
+        return "everything to the alias"
+    return f"{traffic.percent}% to v{traffic.candidate}"
 
 
 def _moved_since(alias: str, expected: int | None, current: int | None) -> str:

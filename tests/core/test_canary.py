@@ -391,3 +391,14 @@ def test_the_homogeneity_test_agrees_with_scipys_chi_square_of_the_two_counts() 
     keys = sorted(a)
     expected = chi2_contingency([[a[k] for k in keys], [b[k] for k in keys]])
     assert homogeneity(a, b) == pytest.approx(float(expected.pvalue))
+
+
+def test_a_split_the_registry_refuses_another_canary_holding_it_rolls_back() -> None:
+    c = Canary()
+    c.answer(ModelRequestRefused(model="m", alias="", request="set_traffic",
+                                 reason="run run-x's canary holds m's split", run_id=c.run_id),
+             c.last(SetTraffic))
+    (ended,) = c.events(cn.CanaryEnded)
+    assert ended.verdict == "rolled_back" and "run run-x's canary holds" in ended.reason
+    give_back = c.h.sent(SetTraffic)[-1]
+    assert (give_back.candidate, give_back.held_by) == (None, c.run_id)

@@ -304,3 +304,33 @@ def test_a_traffic_split_names_versions_that_exist_and_are_not_archived() -> Non
         assert isinstance(refused, ModelRequestRefused) and why in refused.reason
     log.fold(ok)
     assert log.registry.model(MODEL).traffic == ok
+
+
+def test_one_canary_holds_a_split_at_a_time_and_gives_back_only_its_own() -> None:
+    # given run A's canary holding 5% to v2
+    log = Log()
+    log.version(passed(1))
+    log.version(passed(2))
+    log.version(passed(3))
+
+    def split(candidate: int | None, percent: int, run: str | None = None,
+              held_by: str | None = None) -> object:
+        return set_traffic(log.registry, SetTraffic(
+            model=MODEL, candidate=candidate, percent=percent, reason="r", run_id=run,
+            held_by=held_by))
+
+    held = split(2, 5, run="run-a")
+    assert isinstance(held, TrafficSet)
+    log.fold(held)
+    # when run B's canary asks for the split, it is refused saying whose it is
+    second = split(3, 5, run="run-b")
+    assert isinstance(second, ModelRequestRefused)
+    assert "run run-a's canary holds" in second.reason and second.run_id == "run-b"
+    # and run A moves on to its next step
+    assert isinstance(split(2, 25, run="run-a"), TrafficSet)
+    # when an operator takes the split over, run A's giving back leaves it as it is
+    operator = split(3, 10)
+    assert isinstance(operator, TrafficSet)
+    log.fold(operator)
+    stale = split(None, 0, held_by="run-a")
+    assert isinstance(stale, ModelRequestRefused) and "not run run-a's any more" in stale.reason
