@@ -21,6 +21,8 @@ FEATURE_NAMES = tuple(f"pixel_{row}_{col}" for row in range(8) for col in range(
 
 _SUBSET_SEED = 7
 _V1_FRACTION = 0.6
+_EVAL_FRACTION = 0.2
+"""Rows held out of every version: the fixed evaluation set (`eval_rows`)."""
 _SENSOR_GAIN = 0.75
 _SENSOR_OFFSET = 3.0
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -84,12 +86,28 @@ def _version_rows(version: str) -> tuple[FloatArray, IntArray]:
     return np.vstack([X[base_idx], X_new]), np.concatenate([y[base_idx], y[new_idx]])
 
 
-def _split_indices() -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """A fixed seeded split, so v1 is always the same rows and v2 always extends it."""
+def eval_rows() -> tuple[FloatArray, IntArray]:
+    """The fixed evaluation set: rows in no version (the original scanner's), so every
+    version is evaluated on the same rows and a gate compares versions on them."""
+    X, y = _raw_digits()
+    held = _held_indices()
+    return X[held], y[held]
+
+
+def _held_indices() -> npt.NDArray[np.intp]:
     _, y = _raw_digits()
     order = np.random.default_rng(_SUBSET_SEED).permutation(y.shape[0])
-    cut = round(_V1_FRACTION * y.shape[0])
-    return np.sort(order[:cut]), np.sort(order[cut:])
+    return np.sort(order[:round(_EVAL_FRACTION * y.shape[0])])
+
+
+def _split_indices() -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """A fixed seeded split of the rows not held out for evaluation, so v1 is always the
+    same rows and v2 always extends it."""
+    _, y = _raw_digits()
+    order = np.random.default_rng(_SUBSET_SEED).permutation(y.shape[0])
+    rest = order[round(_EVAL_FRACTION * y.shape[0]):]
+    cut = round(_V1_FRACTION * rest.shape[0])
+    return np.sort(rest[:cut]), np.sort(rest[cut:])
 
 
 def _sensor_shift(X: FloatArray) -> FloatArray:

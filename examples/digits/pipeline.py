@@ -19,7 +19,7 @@ digits.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(t
 digits.task(cpus=1, memory="512Mi", retries=2, backoff_s=0.5, timeout_s=300)(tasks.train)
 digits.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(tasks.evaluate)
 digits.gate("gate", metrics_from="evaluate", minimum={"accuracy": 0.9},
-            no_worse_than_current=("accuracy",), model=MODEL)
+            no_worse_than_current=("accuracy",), model=MODEL, test="mcnemar")
 digits.register("register", model=MODEL, artifact_from="train", metrics_from="evaluate",
                 after=["gate"], promote_to="champion")
 
@@ -39,7 +39,7 @@ digits_release.task(cpus=1, memory="512Mi", retries=2, backoff_s=0.5, timeout_s=
 digits_release.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(
     tasks.evaluate)
 digits_release.gate("gate", metrics_from="evaluate", minimum={"accuracy": 0.9},
-                    no_worse_than_current=("accuracy",), model=MODEL)
+                    no_worse_than_current=("accuracy",), model=MODEL, test="mcnemar")
 digits_release.task(cpus=0.5, memory="256Mi", timeout_s=120, after=["gate"])(tasks.package)
 digits_release.register("register", model=MODEL, artifact_from="package",
                         metrics_from="evaluate", after=["package"])
@@ -76,7 +76,7 @@ def torch_pipeline(name: str, *, gpus: int) -> Pipeline:
               backoff_s=0.5, timeout_s=600)(torch_tasks.train)
     pipe.task(cpus=0.5, memory="256Mi", retries=2, backoff_s=0.5, timeout_s=120)(tasks.evaluate)
     pipe.gate("gate", metrics_from="evaluate", minimum={"accuracy": 0.9},
-              no_worse_than_current=("accuracy",), model=TORCH_MODEL)
+              no_worse_than_current=("accuracy",), model=TORCH_MODEL, test="mcnemar")
     pipe.register("register", model=TORCH_MODEL, artifact_from="train",
                   metrics_from="evaluate", after=["gate"], promote_to="champion")
     return pipe

@@ -14,7 +14,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
 from agents.task_api import Result, Scalar, TaskContext, TaskError
-from examples.digits.data import load
+from events.evaluation import EVAL_SET, OUTCOMES, encode_outcomes, fingerprint
+from examples.digits.data import eval_rows, load
 from examples.digits.flaws import flawed
 
 MAX_PIXEL = 16.0
@@ -70,13 +71,25 @@ def train(features: dict[str, Any], ctx: TaskContext) -> Result:
 
 
 def evaluate(train: Any, features: dict[str, Any]) -> Result:
-    """Macro F1 alongside accuracy, so a gate can notice a single class collapsing."""
-    predicted = train.predict(features["X_test"])
-    truth = features["y_test"]
-    accuracy = float(accuracy_score(truth, predicted))
-    f1 = float(f1_score(truth, predicted, average="macro", zero_division=0))
-    scores = {"accuracy": accuracy, "f1": f1}
-    return Result(value=dict(scores), metrics=scores)
+    """Accuracy and macro F1 (a gate notices a single class collapsing) on the fixed
+    evaluation set, the same rows for every version (`data.eval_rows`): the metadata names
+    the set by its fingerprint and says which rows the model got right, so a gate compares
+    two versions on the same rows (McNemar's test). The version's own test split is
+    reported too (`test_accuracy`)."""
+    X_eval, y_eval = eval_rows()
+    predicted = np.asarray(train.predict(X_eval / MAX_PIXEL))
+    right = predicted == y_eval
+    scores = {"accuracy": float(accuracy_score(y_eval, predicted)),
+              "f1": float(f1_score(y_eval, predicted, average="macro", zero_division=0)),
+              "test_accuracy": float(accuracy_score(features["y_test"],
+                                                    train.predict(features["X_test"])))}
+    metadata: dict[str, Scalar] = {
+        EVAL_SET: fingerprint(X_eval.astype(np.float64).tobytes(), y_eval.astype(np.int64)
+                              .tobytes()),
+        OUTCOMES: encode_outcomes(bool(r) for r in right),
+        "eval_rows": int(y_eval.shape[0]),
+    }
+    return Result(value=dict(scores), metrics=scores, metadata=metadata)
 
 
 def _resolve_path(payload: Mapping[str, Any]) -> Path:

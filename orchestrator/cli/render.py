@@ -55,8 +55,7 @@ def _describe(d: Payload) -> str | None:
     if isinstance(d, ev.TaskUpstreamFailed):
         return f"  {d.task}: ↯ skipped, upstream {d.upstream!r} failed"
     if isinstance(d, ev.GateEvaluated):
-        checks = "; ".join(f"{c.metric} {c.value:.4f} {c.op} {_num(c.threshold)}"
-                           for c in d.checks if c.value is not None)
+        checks = "; ".join(_check(c) for c in d.checks if c.value is not None)
         return f"  {d.task}: gate {'passed' if d.passed else 'REJECTED'} ({checks})"
     if isinstance(d, ModelRegistered):
         return f"  {d.task}: model {d.model} v{d.version} registered"
@@ -65,6 +64,13 @@ def _describe(d: Payload) -> str | None:
     if isinstance(d, ev.RunFailed | ev.RunCancelled):
         return f"run {'✘ failed' if isinstance(d, ev.RunFailed) else '■ cancelled'}: {d.reason}"
     return _canary(d)
+
+
+def _check(c: ev.GateCheck) -> str:
+    if c.op == "mcnemar":
+        return (f"{c.metric} against the champion's on the same rows: McNemar p = "
+                f"{c.value:.3g} (worse only below {_num(c.threshold)})")
+    return f"{c.metric} {c.value:.4f} {c.op} {_num(c.threshold)}"
 
 
 def _canary(d: Payload) -> str | None:

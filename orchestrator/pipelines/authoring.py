@@ -88,14 +88,17 @@ class Pipeline:
              maximum: Mapping[str, float] | None = None,
              equals: Mapping[str, str] | None = None,
              no_worse_than_current: Sequence[str] = (), model: str | None = None,
-             same_eval_set: bool = True) -> None:
+             same_eval_set: bool = True, test: Literal["mcnemar"] | None = None,
+             alpha: float = 0.05) -> None:
         """Checks on what `metrics_from` reported: `minimum`/`maximum` bounds on metrics,
         `equals` on metadata (a data gate: rows, missing share, schema fingerprint), and
-        `no_worse_than_current` than the model's champion, on the same evaluation set."""
+        `no_worse_than_current` than the model's champion, on the same evaluation set;
+        `test="mcnemar"` judges accuracy by McNemar's exact test on the rows both got right
+        or wrong (fails only when worse with p < `alpha`)."""
         gate = GateSpec(metrics_from=metrics_from, minimum=dict(minimum or {}),
                         maximum=dict(maximum or {}), equals=dict(equals or {}),
                         no_worse_than_current=tuple(no_worse_than_current), model=model,
-                        same_eval_set=same_eval_set)
+                        same_eval_set=same_eval_set, test=test, alpha=alpha)
         self._tasks.append(TaskSpec(name=name, kind="gate", deps=(metrics_from,), gate=gate))
 
     def register(self, name: str, *, model: str, artifact_from: str, after: Sequence[str],

@@ -67,7 +67,18 @@ def test_v2_extends_v1_with_shifted_new_rows(tmp_path: Path) -> None:
     assert X1.shape[1] == 64
     np.testing.assert_array_equal(X2[: v1.rows], X1)
     np.testing.assert_array_equal(X2[v1.rows :], data.new_batch("v2"))
-    assert v2.rows == len(y2) == 1797 and X2.min() >= 0 and X2.max() <= 16
+    assert v2.rows == len(y2) == 1797 - len(data.eval_rows()[1])
+    assert X2.min() >= 0 and X2.max() <= 16
+
+
+def test_every_version_is_evaluated_on_the_same_held_out_rows(tmp_path: Path) -> None:
+    # given the fixed evaluation set, and both versions' rows
+    X_eval, y_eval = data.eval_rows()
+    X2, _ = data.load(data.write_version(tmp_path, "v2").path)
+    # then it is a fifth of the digits, none of them in any version
+    assert len(y_eval) == 359
+    in_versions = {row.tobytes() for row in X2}
+    assert not any(row.tobytes() in in_versions for row in X_eval)
 
 
 def test_uri_is_an_absolute_file_uri(tmp_path: Path) -> None:
