@@ -133,7 +133,7 @@ def test_an_archived_version_cannot_be_promoted(served: Served) -> None:
 def test_diff_shows_two_versions_side_by_side(served: Served) -> None:
     diff = models(served, "diff", MODEL, "1", "v2")
     rows = {r["field"]: r for r in diff["rows"]}
-    assert not rows["metrics.accuracy"]["same"]
+    assert not rows["metrics.test_accuracy"]["same"]  # the same on the held-out rows
     assert rows["lineage.pipeline"]["same"] and rows["lineage.pipeline"]["a"] == "digits"
     assert (rows["lineage.dataset_version"]["a"], rows["lineage.dataset_version"]["b"]) == \
         ("v1", "v2")
