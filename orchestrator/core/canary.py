@@ -40,16 +40,9 @@ def begin(d: Decision, run: RunState, spec: TaskSpec) -> None:
     version = run.tasks[canary.version_from].metadata.get("version")
     champion = d.state.champions.get(canary.model)
     baseline = champion.aliases.get(canary.alias) if champion is not None else None
-    problem = (f"{canary.version_from!r} registered no version of {canary.model}"
-               if not isinstance(version, int) else
-               f"{canary.model} has no {canary.alias} to compare v{version} with: promote "
-               "a version to it first (a canary needs live traffic on the holder)"
-               if baseline is None else
-               f"v{version} already is {canary.model}'s {canary.alias}"
-               if baseline == version else None)
-    if problem is not None or not isinstance(version, int) or baseline is None:
+    if not isinstance(version, int) or baseline is None or baseline == version:
         d.log(run, ev.TaskFailed(**base, reason="canary_not_started", retryable=False,
-                                 final=True, message=problem or "no canary"))
+                                 final=True, message=_why_not(canary, version, baseline)))
         return
     timeout_at = d.now + canary.timeout_s
     d.log(run, ev.TaskScheduled(**base, agent_id=CANARY_AGENT, resources=spec.resources,
@@ -60,6 +53,16 @@ def begin(d: Decision, run: RunState, spec: TaskSpec) -> None:
                                 percents=tuple(s.percent for s in canary.steps),
                                 timeout_at=timeout_at))
     _ask_traffic(d, run, name, canary, 0)
+
+
+def _why_not(canary: CanarySpec, version: object, baseline: int | None) -> str:
+    """Why a canary cannot start: nothing to canary, or nothing to compare it with."""
+    if not isinstance(version, int):
+        return f"{canary.version_from!r} registered no version of {canary.model}"
+    if baseline is None:
+        return (f"{canary.model} has no {canary.alias} to compare v{version} with: promote a "
+                "version to it first (a canary needs live traffic on the holder)")
+    return f"v{version} already is {canary.model}'s {canary.alias}"
 
 
 def observed(d: Decision, run: RunState, env: Envelope[Payload], data: ServingObserved
