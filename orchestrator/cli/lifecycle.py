@@ -42,6 +42,7 @@ from orchestrator.cli.demo import (
     say,
 )
 from orchestrator.cli.errors import Failed
+from orchestrator.cli.signals import stop_on_signals
 from orchestrator.core.ids import run_id_for
 from orchestrator.model_docs import history_docs
 from orchestrator.monitor.check import drift_event, publish_drift
@@ -122,20 +123,29 @@ async def lifecycle(args: argparse.Namespace, out: TextIO, sock: socket.socket |
                                      limit, "the v3 run did not finish"))
         await bounded(app, projected(app, bus), limit, "the projection did not catch up")
         summary = await _summary(bus, home.projections, run_ids, base, traffic)
+        await traffic.stop()
+        say(out, "\n[4/4] what the log says")
+        _report(args, out, summary)
+        if args.serve and base is not None:
+            say(out, f"\nServing the dashboard at {base}/ (and {MODEL} at {url}) until Ctrl-C")
+            app.stop = stop_on_signals()
+            await app.wait()
     finally:
         await traffic.stop()
         stop.set()
         await gateway
         gateway_sock.close()
         await app.close()
-    say(out, "\n[4/4] what the log says")
+    verdicts = [c["verdict"] for c in summary["canaries"]]
+    champion = summary["aliases"].get(MODEL, {}).get("champion")
+    return 0 if verdicts == ["promoted", "rolled_back"] and champion == 2 else 1
+
+
+def _report(args: argparse.Namespace, out: TextIO, summary: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps(summary, indent=2), flush=True)
     else:
         _print(out, summary)
-    verdicts = [c["verdict"] for c in summary["canaries"]]
-    champion = summary["aliases"].get(MODEL, {}).get("champion")
-    return 0 if verdicts == ["promoted", "rolled_back"] and champion == 2 else 1
 
 
 def _on_data_only(spec: PipelineSpec) -> PipelineSpec:
