@@ -19,6 +19,7 @@ from orchestrator.api.routes import (
     run_writes,
     runs,
     triggers_in,
+    webhooks,
 )
 
 PREFIX = "/api/v1"
@@ -35,6 +36,9 @@ def create_app(context: ApiContext) -> FastAPI:
     for module in (runs, run_writes, approvals, events, agents, catalog, models, dead_letters,
                    triggers_in, metrics):
         app.include_router(module.router, prefix=PREFIX, dependencies=[Depends(need("viewer"))])
+    app.include_router(webhooks.stats_router, prefix=PREFIX,
+                       dependencies=[Depends(need("viewer"))])
+    app.include_router(webhooks.router, prefix=PREFIX)  # the signature is the credential
     app.include_router(metrics.prometheus_router, dependencies=[Depends(need("viewer"))])
     dashboard.mount(app)  # / and the dashboard's pages; its files under /static
     return app

@@ -17,6 +17,7 @@ from orchestrator.api import positions
 from orchestrator.api.auth import Tokens
 from orchestrator.api.hub import Hub
 from orchestrator.api.problems import Problem
+from orchestrator.api.webhook_sources import Webhooks
 from orchestrator.core.models import ModelRegistry
 from orchestrator.metrics.service import Metrics
 from orchestrator.service.champion_tracker import ChampionTracker
@@ -48,6 +49,8 @@ class ApiContext:
     proxies and clients know it is alive."""
     tokens: Tokens | None = None
     """None: no tokens; the API then listens on loopback only, every caller an admin."""
+    webhooks: Webhooks | None = None
+    """The webhook sources this process takes (`--webhooks FILE`), None: none."""
     hub: Hub | None = None
     """The process's one reader of the streamed log, which live subscribers follow."""
     metrics: Metrics | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from orchestrator.api.auth import Tokens, TokensInvalid
 from orchestrator.api.server import Listen, ListenError, bind, parse_listen, url_of
+from orchestrator.api.webhook_sources import Webhooks
 from orchestrator.cli.errors import Failed, UsageError
 
 DEFAULT_HTTP = "127.0.0.1:8765"
@@ -27,6 +28,10 @@ def add_http_flag(p: argparse.ArgumentParser, *, off: bool) -> None:
     p.add_argument("--tokens", type=Path, metavar="FILE",
                    help="API tokens (hashed, each with a role; 'baton tokens add' makes one): "
                         "every call then needs one")
+    p.add_argument("--webhooks", type=Path, metavar="FILE",
+                   help="webhook sources (YAML or JSON: sources: {NAME: {secrets: [whsec_...] "
+                        "or secrets_env: VAR, per_minute: N}}): POST /api/v1/webhooks/NAME "
+                        "takes their signed deliveries")
 
 
 def _listen(off: bool) -> Callable[[str], Listen | None]:
@@ -48,6 +53,16 @@ def api_tokens(args: argparse.Namespace) -> Tokens | None:
         return Tokens.load(args.tokens)
     except TokensInvalid as exc:
         raise UsageError(str(exc)) from None
+
+
+def api_webhooks(args: argparse.Namespace) -> Webhooks | None:
+    """--webhooks, read (a UsageError saying what is wrong with the file), or None."""
+    if getattr(args, "webhooks", None) is None:
+        return None
+    try:
+        return Webhooks.load(args.webhooks)
+    except ValueError as exc:
+        raise UsageError(f"--webhooks {exc}") from None
 
 
 @contextlib.contextmanager

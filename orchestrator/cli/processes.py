@@ -26,7 +26,7 @@ from orchestrator.cli.agent_flags import (
 )
 from orchestrator.cli.context import home_of, open_bus_patiently
 from orchestrator.cli.errors import Failed, UsageError
-from orchestrator.cli.http import add_http_flag, api_tokens, http_socket, served
+from orchestrator.cli.http import add_http_flag, api_tokens, api_webhooks, http_socket, served
 from orchestrator.cli.scheduling import add_coordinator_flags, coordinator_settings, describe
 from orchestrator.cli.signals import stop_on_signals
 from orchestrator.pipelines.loader import DEFAULT_PIPELINES, load_all
@@ -80,7 +80,7 @@ async def up(args: argparse.Namespace) -> int:
     with http_socket(args) as sock, _one_coordinator(args, home):
         app = EmbeddedApp(home, pipelines, agents, settings=settings, expiry_s=expiry_s,
                           bus_url=args.bus, bus=await open_bus_patiently(args), http=sock,
-                          tokens=tokens)
+                          tokens=tokens, webhooks=api_webhooks(args))
         app.stop = stop_on_signals()
         await app.start()
         print(f"baton up: home {app.home.root}, bus {args.bus}, pipelines "
@@ -111,7 +111,8 @@ async def api(args: argparse.Namespace) -> int:
     with http_socket(args) as sock:
         assert sock is not None  # `baton api` has no --http off
         app = EmbeddedApp(home_of(args), pipelines, coordinate=False, bus_url=args.bus,
-                          bus=await open_bus_patiently(args), http=sock, tokens=tokens)
+                          bus=await open_bus_patiently(args), http=sock, tokens=tokens,
+                          webhooks=api_webhooks(args))
         app.stop = stop_on_signals()
         await app.start()
         print(f"baton api: home {app.home.root}, bus {args.bus}{served(sock)}; Ctrl-C to "

@@ -18,6 +18,7 @@ from orchestrator.api.auth import Tokens
 from orchestrator.api.context import ApiContext
 from orchestrator.api.hub import Hub
 from orchestrator.api.service import ApiServer
+from orchestrator.api.webhook_sources import Webhooks
 from orchestrator.core.settings import Settings
 from orchestrator.metrics.service import Metrics
 from orchestrator.service.coordinator import Coordinator
@@ -66,6 +67,8 @@ class EmbeddedApp:
     """Where to serve the HTTP API, bound by the caller (None: no API)."""
     tokens: Tokens | None = None
     """The API's tokens (None: every caller is local; the caller binds loopback only)."""
+    webhooks: Webhooks | None = None
+    """The webhook sources the API takes (None: none)."""
     coordinator: Coordinator | None = None
     api: ApiContext | None = None
     projector: Projector | None = None
@@ -96,7 +99,8 @@ class EmbeddedApp:
         if self.http is not None:
             metrics, hub = Metrics(bus), Hub(bus)
             self.api = ApiContext(bus, self.home.projections, fleet, projector=self.projector,
-                                  declared=self.pipelines, tokens=self.tokens, metrics=metrics,
+                                  declared=self.pipelines, tokens=self.tokens,
+                                  webhooks=self.webhooks, metrics=metrics,
                                   hub=hub)
             components.extend([("metrics", metrics.run), ("event hub", hub.run),
                                ("api", ApiServer(self.api, self.http).run)])

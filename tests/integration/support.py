@@ -29,6 +29,7 @@ from events.topics import partition_for
 from events.triggers import TriggerInfo
 from orchestrator.api.auth import Tokens
 from orchestrator.api.server import Listen, bind, url_of
+from orchestrator.api.webhook_sources import Webhooks
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
 from orchestrator.service.group_loop import GroupLoop
@@ -189,14 +190,16 @@ class Apps:
         self.opened: list[EmbeddedApp] = []
 
     async def start(self, *specs: PipelineSpec, agents: int = 1, http: bool = False,
-                    tokens: Tokens | None = None, coordinate: bool = True
-                    ) -> tuple[EmbeddedApp, Bus]:
+                    tokens: Tokens | None = None, coordinate: bool = True,
+                    webhooks: Webhooks | None = None) -> tuple[EmbeddedApp, Bus]:
         """`http`: with the HTTP API on a free loopback port (`api_url(app)`), needing
-        `tokens` when given; `coordinate=False`: no coordinator (as `baton api`)."""
+        `tokens` when given, taking `webhooks`; `coordinate=False`: no coordinator (as
+        `baton api`)."""
         app = EmbeddedApp(self.home, {s.name: s for s in specs},
                           [AgentSpec(CAPACITY, agent_id=LOCAL_AGENT)] * agents,
                           bus_url=self.bus_url, coordinate=coordinate,
-                          http=bind(Listen("127.0.0.1", 0)) if http else None, tokens=tokens)
+                          http=bind(Listen("127.0.0.1", 0)) if http else None, tokens=tokens,
+                          webhooks=webhooks)
         self.opened.append(app)
         return app, await app.start()
 

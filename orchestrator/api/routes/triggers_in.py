@@ -93,23 +93,27 @@ async def publish(request: Request, caller: Operator,
     or ignored with the reason) and `position` (where a read sees them); or, when no pipeline
     took it within `wait` seconds, no outcomes and a `detail` saying so. A refused trigger is
     a problem document and nothing is published (module doc)."""
-    context = ctx(request)
-    body = await _body(request)
-    env = _envelope(body, dict(request.headers))
+    body = await read_body(request)
+    env = trigger_envelope(body, dict(request.headers))
     if env.source == SOURCE:  # Baton JSON: the log says who sent it (a CloudEvent keeps its own)
         env = env.model_copy(update={"source": f"{SOURCE}/{caller.name}"})
+    return JSONResponse(await published(ctx(request).bus, env, wait), status_code=202)
+
+
+async def published(bus: Bus, env: Envelope[Payload], wait: float) -> dict[str, Any]:
+    """Publish a checked trigger as `baton publish` does and answer with what the trigger path
+    decided within `wait` (the webhooks' route publishes through here too)."""
     raw = _checked(env)
-    bus = context.bus
     tps = [tp for topic in (PIPELINE_TRIGGERS, TRIGGER_LOG) for tp in partitions_of(bus, topic)]
     starts = dict(zip(tps, await asyncio.gather(*map(bus.end_offset, tps)), strict=True))
     await bus.append([Outgoing(TRIGGERS, _key(env), raw)])
     outcomes, pending = await _decided(bus, env.id, starts, wait) if wait else ([], set())
-    return JSONResponse(_answer(env.id, outcomes, pending, wait), status_code=202)
+    return _answer(env.id, outcomes, pending, wait)
 
 
 # -- reading the request (pure but for the body) ---------------------------------------------
 
-async def _body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
     """The body, refused (413) as soon as it passes the size every reader accepts, before it
     is all in memory."""
     declared = request.headers.get("content-length")
@@ -124,7 +128,7 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _envelope(body: bytes, headers: dict[str, str]) -> Envelope[Payload]:
+def trigger_envelope(body: bytes, headers: dict[str, str]) -> Envelope[Payload]:
     """The trigger's envelope, however it came; a Problem saying what is wrong otherwise."""
     mode = cloudevents.http_mode(headers)
     try:
