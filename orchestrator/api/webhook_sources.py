@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.api.webhook_signatures import secret_key
+from events.webhooks import secret_key
 
 SOURCE_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
 DEFAULT_PER_MINUTE = 600

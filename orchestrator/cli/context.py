@@ -9,10 +9,13 @@ import argparse
 import asyncio
 import sys
 
-from bus import EMBEDDED, Bus, BusError, BusUnusable, Outgoing, open_bus_url
+from bus import EMBEDDED, Bus, BusError, BusUnusable, open_bus_url
 from bus.backoff import Backoff
+from events.client import AsyncPublisher, PublishFailed
+from events.envelope import Envelope
 from events.intents import RunCancelRequested, RunRequested
-from orchestrator.cli.errors import UsageError
+from events.payloads import Payload
+from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.service.home import Home
 from orchestrator.service.run_requests import intent_value, publish_intent
 
@@ -55,14 +58,16 @@ async def open_bus_patiently(args: argparse.Namespace) -> Bus:
         return bus
 
 
-async def publish_record(args: argparse.Namespace, record: Outgoing) -> None:
-    """One trigger on the bus --bus names (the embedded one is created if need be); appended,
-    as `publish_trigger` does: on Kafka an idempotent produce, no transaction to open."""
-    bus = await open_bus(args, create=True)
+async def publish_trigger_env(args: argparse.Namespace, env: Envelope[Payload]) -> None:
+    """One trigger on the bus --bus names (the embedded one is created if need be), through
+    the publisher SDK (`events.client`), as a data system publishes one: its event id kept
+    through retries; a bus that stays unreachable is one line (exit 1)."""
+    home = home_of(args).create()
     try:
-        await bus.append([record])
-    finally:
-        await bus.close()
+        async with AsyncPublisher(args.bus, home=home.root, source=env.source) as publisher:
+            await publisher.send(env)
+    except PublishFailed as exc:
+        raise Failed(str(exc)) from None
 
 
 async def send_intent(args: argparse.Namespace, request: RunRequested | RunCancelRequested,

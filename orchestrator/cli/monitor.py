@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.context import open_bus, publish_record
+from orchestrator.cli.context import open_bus, publish_trigger_env
 from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.cli.given import Given
 from orchestrator.cli.options import file_facts
@@ -84,8 +84,8 @@ async def monitor_drift(args: argparse.Namespace) -> int:
     if record is None or args.dry_run:
         print("no drift event published" + (" (dry run)" if args.dry_run else ""))
         return 0
-    env, outgoing = record
-    await publish_record(args, outgoing)
+    env, _ = record
+    await publish_trigger_env(args, env)
     print(f"published drift_detected {env.id} for {args.model} v{model['version']}")
     return 0
 
@@ -126,8 +126,8 @@ async def _from_serving(args: argparse.Namespace, versions: list[dict[str, Any]]
     version = args.retrain_version or Path(args.retrain_on).stem
     given = _given(args)
     with given.checking():
-        env, outgoing = drift_record(drift_event(model, report, retrain_uri, version))
-    await publish_record(args, outgoing)
+        env, _ = drift_record(drift_event(model, report, retrain_uri, version))
+    await publish_trigger_env(args, env)
     print(f"published drift_detected {env.id} for {args.model} v{model['version']}")
     return 0
 

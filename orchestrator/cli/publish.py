@@ -12,7 +12,7 @@ import argparse
 
 from events.codec import payload
 from events.triggers import DataArrived, DriftDetected
-from orchestrator.cli.context import publish_record
+from orchestrator.cli.context import publish_trigger_env
 from orchestrator.cli.given import Given
 from orchestrator.cli.options import file_facts
 from orchestrator.printable import printable
@@ -50,8 +50,8 @@ async def publish_data_arrived(args: argparse.Namespace) -> int:
         uri, sha, size = file_facts(args.uri, "--uri")
         event = payload(DataArrived, dataset=args.dataset, version=args.dataset_version,
                         uri=uri, sha256=sha, size=size)
-        env, record = trigger_record(event, event_id=args.event_id)
-    await publish_record(args, record)
+        env, _ = trigger_record(event, event_id=args.event_id)  # checked here, flags named
+    await publish_trigger_env(args, env)
     print(printable(f"published data_arrived {env.id} for {args.dataset} "
                     f"{args.dataset_version}"))
     return 0
@@ -72,7 +72,7 @@ async def publish_drift_event(args: argparse.Namespace) -> int:
                         dataset_version=args.dataset_version, dataset_uri=uri,
                         dataset_sha256=sha, method=args.method, threshold=args.threshold,
                         score=args.score)
-        env, record = trigger_record(event, event_id=args.event_id)
-    await publish_record(args, record)
+        env, _ = trigger_record(event, event_id=args.event_id)  # checked here, flags named
+    await publish_trigger_env(args, env)
     print(printable(f"published drift_detected {env.id} for model {args.model}"))
     return 0

@@ -17,14 +17,14 @@ of each partition of baton.pipeline-triggers (`last_carried`).
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Mapping
 
 from bus.protocol import Bus
 from bus.records import Outgoing, Record, TopicPartition
+from events.client import trigger_envelope
 from events.cloudevents import decode_record
 from events.codec import checked, decode, encode
-from events.envelope import Envelope, envelope
+from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
@@ -60,18 +60,11 @@ def trigger_record(
     event_id: str | None = None,
     source: str = "baton.cli",
 ) -> tuple[Envelope[Payload], Outgoing]:
-    """The record for one trigger on baton.triggers, keyed by its dataset or model, checked as
-    the fan-out will decode it (EventParseError, before anything is sent).
-
-    Only an absent `event_id` means "make one up": an empty one is refused, not replaced, or a
-    retried publish would silently stop being idempotent.
-    """
-    subject = payload.dataset if isinstance(payload, DataArrived) else payload.model
-    env = envelope(
-        payload, id=str(uuid.uuid4()) if event_id is None else event_id, time=time.time(),
-        source=source, subject=subject,
-    )
-    return env, Outgoing(TRIGGERS, subject, checked(env))
+    """The record for one trigger on baton.triggers, keyed by its dataset or model (the
+    publisher SDK's envelope, `events.client.trigger_envelope`), checked as the fan-out will
+    decode it (EventParseError, before anything is sent)."""
+    env = trigger_envelope(payload, event_id=event_id, source=source)
+    return env, Outgoing(TRIGGERS, env.subject or "", checked(env))
 
 
 async def publish_trigger(

@@ -21,8 +21,8 @@ from events.codec import MAX_EVENT_BYTES
 from events.pipeline import PipelineSpec, TaskSpec, TriggerSpec
 from events.runs import RunCreated
 from events.triggers import TriggerIgnored
+from events.webhooks import secret_key, sign
 from orchestrator.api.auth import Tokens
-from orchestrator.api.webhook_signatures import secret_key, sign
 from orchestrator.api.webhook_sources import Source, Webhooks
 from orchestrator.service.home import Home
 from tests.integration.support import Tail, all_tps, serving, tp_for

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-mlflow = pytest.importorskip("mlflow")
+mlflow = pytest.importorskip(
+    "mlflow", reason="mlflow test: needs MLflow, an optional extra CI does not install: "
+                     "pip install -e '.[mlflow]'")
 
 from agents.artifacts import ArtifactStore  # noqa: E402
 from events.common import Capabilities  # noqa: E402

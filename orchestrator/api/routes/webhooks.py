@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from events.webhooks import BadSignature, verify
 from orchestrator.api.deps import ctx
 from orchestrator.api.problems import Problem
 from orchestrator.api.routes.triggers_in import (
@@ -32,7 +33,6 @@ from orchestrator.api.routes.triggers_in import (
     read_body,
     trigger_envelope,
 )
-from orchestrator.api.webhook_signatures import BadSignature, verify
 from orchestrator.api.webhook_sources import Source
 
 router = APIRouter(tags=["webhooks"])
