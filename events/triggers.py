@@ -37,6 +37,11 @@ class DriftDetected(Payload):
     score: float
     drifted_features: tuple[str, ...] = ()
     top_scores: dict[str, float] = Field(default_factory=dict)
+    alpha: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    """With the KS test: the family-wise error rate its p-values were held to."""
+    top_p_values: dict[str, float] = Field(default_factory=dict,
+                                           exclude_if=lambda v: not v)
+    """With the KS test: the Holm-adjusted p-values of the top-scoring features."""
 
 
 TriggerType = Literal["data_arrived", "drift_detected", "manual", "schedule"]

@@ -52,6 +52,10 @@ def add_monitor(p: argparse.ArgumentParser) -> None:
     d.add_argument("--reference", help="training data (default: from the model's lineage)")
     d.add_argument("--method", choices=["psi", "ks"], default="psi")
     d.add_argument("--threshold", type=float, default=0.2)
+    d.add_argument("--alpha", type=float, metavar="A",
+                   help="with --method ks on a batch: a feature moved only when the KS test "
+                        "says so too, its p-value (Holm-adjusted across the features) under A "
+                        "(e.g. 0.01); --threshold 0 leaves the test alone to decide")
     d.add_argument("--retrain-on", help="dataset the retraining run should use (default: batch)")
     d.add_argument("--retrain-version", help="version name of that dataset")
     d.add_argument("--dry-run", action="store_true", help="report only, publish nothing")
@@ -66,6 +70,10 @@ async def monitor_drift(args: argparse.Namespace) -> int:
         await conn.close()
     if not versions:
         raise NotFound(f"no registered model {args.model!r} (see 'baton models')")
+    if args.alpha is not None and (args.method != "ks" or not 0 < args.alpha < 1
+                                   or args.from_serving):
+        raise UsageError(f"--alpha {args.alpha:g}: the KS test's significance, between 0 and "
+                         "1, with --method ks on a --batch")
     if args.from_serving:
         return await _from_serving(args, versions)
     model = versions[-1]
@@ -73,14 +81,16 @@ async def monitor_drift(args: argparse.Namespace) -> int:
     retrain = None if args.retrain_on is None else file_facts(args.retrain_on, "--retrain-on")[0]
     check = DriftCheck(model=model, reference=reference, batch=Path(args.batch),
                        method=args.method, threshold=args.threshold, retrain_uri=retrain,
-                       retrain_version=args.retrain_version)
+                       retrain_version=args.retrain_version, alpha=args.alpha)
     given = _given(args)
     with given.checking():
         report, event = run_check(check)
         record = None if event is None else drift_record(event)
-    top = ", ".join(f"{k}={v:.3f}" for k, v in report.top(5))
+    top = ", ".join(f"{k}={v:.3f}" + (f" (p {report.p_values[k]:.2g})" if report.p_values
+                                      else "") for k, v in report.top(5))
+    tested = f" and significant at {report.alpha:g} (Holm)" if report.alpha else ""
     print(f"{args.method} drift: {len(report.drifted_features)}/{len(report.scores)} features "
-          f"over {args.threshold}; max {report.max_score:.3f} ({top})")
+          f"over {args.threshold}{tested}; max {report.max_score:.3f} ({top})")
     if record is None or args.dry_run:
         print("no drift event published" + (" (dry run)" if args.dry_run else ""))
         return 0

@@ -1,6 +1,8 @@
 """Tails of the distributions Baton's tests use (pure): exact binomial tails in log space
 (McNemar's test, a canary's error-rate check), for counts up to millions without big
-integers or underflow; the chi-square tail (a canary's prediction-shift check)."""
+integers or underflow; the chi-square tail (a canary's prediction-shift check); the
+Kolmogorov-Smirnov two-sample tail (the drift monitor's KS test), and Holm's correction for
+testing many features at once."""
 
 from __future__ import annotations
 
@@ -77,3 +79,35 @@ def chi_square_above(x: float, dof: int) -> float:
         if abs(step - 1) < _NEGLIGIBLE or i > 10_000:
             return min(1.0, front * h)
         i += 1
+
+
+def ks_two_sample_above(d: float, n1: int, n2: int) -> float:
+    """P(D >= d) for the two-sample Kolmogorov-Smirnov statistic of samples of n1 and n2, by
+    the limiting (Kolmogorov) distribution of sqrt(n1 n2 / (n1 + n2)) D (scipy's
+    `kstwobign`): close for the hundreds of rows a drift check compares, and a little
+    conservative below that."""
+    if n1 < 1 or n2 < 1 or d <= 0:
+        return 1.0
+    lam = math.sqrt(n1 * n2 / (n1 + n2)) * d
+    if lam < 0.2:  # the series converges slowly here, and the tail is 1 to 16 digits
+        return 1.0
+    total = 0.0
+    for j in range(1, 101):
+        term = 2 * (-1) ** (j - 1) * math.exp(-2 * j * j * lam * lam)
+        total += term
+        if abs(term) <= _NEGLIGIBLE * abs(total):
+            break
+    return min(1.0, max(0.0, total))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values tested together: compare each with alpha and
+    the chance of any false alarm among all of them stays under alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -60,13 +60,14 @@ class DriftCheck:
     batch: Path
     method: Literal["psi", "ks"] = "psi"
     threshold: float = 0.2
+    alpha: float | None = None
     retrain_uri: str | None = None
     retrain_version: str | None = None
 
 
 def run_check(check: DriftCheck) -> tuple[DriftReport, DriftDetected | None]:
     report = compare(load_features(check.reference), load_features(check.batch),
-                     method=check.method, threshold=check.threshold)
+                     method=check.method, threshold=check.threshold, alpha=check.alpha)
     if not report.drifted:
         return report, None
     retrain = check.retrain_uri or check.batch.resolve().as_uri()
@@ -85,6 +86,9 @@ def drift_event(model: dict[str, Any], report: DriftReport, retrain_uri: str,
         dataset_uri=retrain_uri, dataset_sha256=_sha256(path_of(retrain_uri)),
         method=report.method, threshold=report.threshold, score=report.max_score,
         drifted_features=report.drifted_features, top_scores=dict(report.top(10)),
+        alpha=report.alpha, top_p_values={name: report.p_values[name]
+                                          for name, _ in report.top(10)
+                                          if name in report.p_values},
     )
 
 

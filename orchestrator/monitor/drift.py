@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from events.serving import value_bucket
 from orchestrator.core.shift import category_psi, ks_distance
+from orchestrator.core.tails import holm, ks_two_sample_above
 
 FloatArray = npt.NDArray[np.float64]
 Method = Literal["psi", "ks"]
@@ -29,6 +30,10 @@ class DriftReport:
     drifted_features: tuple[str, ...]
     max_score: float
     drifted: bool
+    alpha: float | None = None
+    """With the KS test: the family-wise error rate its p-values were held to."""
+    p_values: dict[str, float] = field(default_factory=dict)
+    """With the KS test: each feature's p-value, Holm-adjusted across the features."""
 
     def top(self, n: int) -> list[tuple[str, float]]:
         """Highest scores first; ties broken by name so reports are stable."""
@@ -68,17 +73,29 @@ def compare(
     threshold: float = 0.2,
     min_drifted_fraction: float = 0.05,
     feature_names: Sequence[str] | None = None,
+    alpha: float | None = None,
 ) -> DriftReport:
     """Score every feature and call drift only when enough features move.
 
     Requiring a fraction of features (not just one) keeps a single noisy pixel from
-    triggering a retrain.
+    triggering a retrain. With `alpha` (the KS method), a feature moved only when its D is
+    over the threshold *and* the KS test says so: its p-value, Holm-adjusted across the
+    features, under alpha. A fixed D threshold alone means a different thing at every sample
+    size (a small batch's D is mostly noise); the test does not.
     """
     ref, cur = _as_matrix(reference, "reference"), _as_matrix(current, "current")
     names = _feature_names(ref, cur, feature_names)
     score = _scorer(method)
     scores = {name: score(ref[:, i], cur[:, i]) for i, name in enumerate(names)}
-    return verdict(method, threshold, scores, min_drifted_fraction)
+    if alpha is None:
+        return verdict(method, threshold, scores, min_drifted_fraction)
+    if method != "ks":
+        raise ValueError("alpha is the KS test's: use method 'ks' with it (PSI has no test)")
+    raw = [ks_two_sample_above(scores[name], ref.shape[0], cur.shape[0]) for name in names]
+    adjusted = dict(zip(names, holm(raw), strict=True))
+    return verdict(method, threshold, scores, min_drifted_fraction,
+                   significant={n for n, p in adjusted.items() if p < alpha}, alpha=alpha,
+                   p_values=adjusted)
 
 
 def compare_histograms(
@@ -112,9 +129,13 @@ def histograms(rows: npt.ArrayLike) -> list[dict[int, int]]:
 
 
 def verdict(method: str, threshold: float, scores: dict[str, float],
-            min_drifted_fraction: float) -> DriftReport:
-    """Drift when enough features score over the threshold (not just one)."""
-    over = tuple(name for name, value in scores.items() if value > threshold)
+            min_drifted_fraction: float, *, significant: set[str] | None = None,
+            alpha: float | None = None, p_values: dict[str, float] | None = None
+            ) -> DriftReport:
+    """Drift when enough features score over the threshold (and, with a test, are among the
+    `significant`): not just one."""
+    over = tuple(name for name, value in scores.items() if value > threshold
+                 and (significant is None or name in significant))
     return DriftReport(
         method=method,
         threshold=threshold,
@@ -122,6 +143,8 @@ def verdict(method: str, threshold: float, scores: dict[str, float],
         drifted_features=over,
         max_score=max(scores.values()),
         drifted=len(over) / len(scores) >= min_drifted_fraction,
+        alpha=alpha,
+        p_values=dict(p_values or {}),
     )
 
 

@@ -300,6 +300,15 @@ def test_drift_monitor_publishes_only_when_the_batch_drifted(demo: Demo) -> None
     # then a drift event naming the current model version is published
     assert shifted.returncode == 0, shifted.stderr
     assert "published drift_detected" in shifted.stdout and "digits-classifier v2" in shifted.stdout
+    # and with the KS test on top of D, the shift is significant too (Holm over 64 features)
+    tested = baton(demo.home, "monitor", "drift", "--model", "digits-classifier",
+                   "--batch", str(data / "v2-batch.npz"), "--reference", str(data / "v1.npz"),
+                   "--method", "ks", "--alpha", "0.01", "--dry-run")
+    assert tested.returncode == 0, tested.stderr
+    assert "significant at 0.01 (Holm)" in tested.stdout and "(p " in tested.stdout
+    wrong = baton(demo.home, "monitor", "drift", "--model", "digits-classifier",
+                  "--batch", str(data / "v2-batch.npz"), "--alpha", "0.01")
+    assert wrong.returncode == 2 and "with --method ks" in wrong.stderr
 
 
 def test_drift_monitor_explains_an_unknown_model_and_a_bad_batch(demo: Demo) -> None:

@@ -138,3 +138,27 @@ def test_unknown_method_is_rejected() -> None:
     # given / when / then
     with pytest.raises(ValueError, match="unknown drift method"):
         compare(np.zeros((5, 2)), np.zeros((5, 2)), method="chi2")  # type: ignore[arg-type]
+
+
+def test_the_ks_test_calls_a_small_batchs_large_d_noise_and_a_large_batchs_drift() -> None:
+    # given one feature shifted a little, seen in a small batch and in a large one
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(2000, 4))
+    small = rng.normal(size=(12, 4))
+    small[:, 0] += 0.4
+    large = rng.normal(size=(3000, 4))
+    large[:, 0] += 0.4
+    # when compared by D alone (threshold 0.15), and by D with the test (alpha 0.01)
+    by_d = compare(reference, small, method="ks", threshold=0.15, min_drifted_fraction=0.25)
+    tested_small = compare(reference, small, method="ks", threshold=0.15, alpha=0.01,
+                           min_drifted_fraction=0.25)
+    tested_large = compare(reference, large, method="ks", threshold=0.15, alpha=0.01,
+                           min_drifted_fraction=0.25)
+    # then D alone calls the small batch's noise drift; the test does not, but does for the
+    # large batch, whose p-values (Holm-adjusted over the 4 features) it reports
+    assert by_d.drifted and not tested_small.drifted
+    assert tested_large.drifted_features == ("feature_0",) and tested_large.alpha == 0.01
+    assert tested_large.p_values["feature_0"] < 1e-10
+    assert tested_small.p_values["feature_0"] > 0.01
+    with pytest.raises(ValueError, match="alpha is the KS test's"):
+        compare(reference, large, method="psi", alpha=0.01)
