@@ -50,6 +50,8 @@ COMMANDS: tuple[Subcommand, ...] = (
                "openlineage:add_openlineage"),
     Subcommand("mlflow", "mirror the registry to an MLflow tracking server",
                "mlflow:add_mlflow"),
+    Subcommand("triggers", "what the trigger router decided, and why a run started",
+               "triggers:add_triggers"),
     Subcommand("watch", "stream run events live", "query:add_watch"),
     Subcommand("replay", "rebuild state from the log", "query:add_replay"),
     Subcommand("monitor", "monitors that publish triggers", "monitor:add_monitor"),

@@ -127,3 +127,11 @@ async def running_docs(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
     """The rows of runs still running: where attempts are placed right now."""
     async with conn.execute("SELECT doc FROM runs WHERE status = 'running'") as cur:
         return [json.loads(doc) async for (doc,) in cur]
+
+
+async def trigger_decisions(conn: aiosqlite.Connection, event_id: str) -> list[dict[str, Any]]:
+    """What the router decided about one trigger event, per pipeline, in log order."""
+    async with conn.execute(
+            "SELECT doc FROM triggers WHERE json_extract(doc, '$.trigger_event_id') = ? "
+            "ORDER BY seq", (event_id,)) as cur:
+        return [json.loads(doc) async for (doc,) in cur]

@@ -21,7 +21,7 @@ from events.runs import RunCreated
 from events.triggers import DataArrived
 from orchestrator.service.embedded_app import EmbeddedApp
 from orchestrator.service.home import Home
-from tests.integration.support import Tail, all_tps, serving, tp_for
+from tests.integration.support import Tail, all_tps, projected, serving, tp_for
 from tests.integration.tasks import ref
 
 FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
@@ -214,3 +214,27 @@ async def test_a_trigger_the_consumers_would_refuse_is_a_problem_and_nothing_is_
     assert doc["status"] == status and doc["field"] == field, doc
     assert words in doc["detail"] and "nothing was published" in doc["detail"]
     assert await served.published() == before
+
+
+async def test_a_trigger_and_the_run_it_started_are_explained(served: Served) -> None:
+    # given a trigger the router accepted
+    body, headers = baton_json("sales-explained")
+    answer = await served.post(body, headers)
+    (outcome,) = answer.json()["outcomes"]
+    wait = {"min_position": answer.json()["position"]}
+    runs = Tail(served.bus, [tp_for(served.bus, topics.RUNS, outcome["run_id"])])
+    await runs.first(RunCreated)
+    await projected(served.app, served.bus)
+    # when the event and the run are explained
+    event = await served.client.get("/triggers/explain/sales-explained", params=wait)
+    run = await served.client.get(f"/triggers/explain/{outcome['run_id']}", params=wait)
+    # then the event says which run it started, the run which event started it, and why
+    assert event.status_code == 200, event.text
+    assert event.json()["kind"] == "event"
+    assert f"fed: started run {outcome['run_id']}" in event.json()["text"]
+    assert run.status_code == 200, run.text
+    doc = run.json()
+    assert (doc["kind"], doc["cause"]["event_id"]) == ("run", "sales-explained")
+    assert "digits@v1 arrived" in doc["text"] and doc["decision"]["outcome"] == "accepted"
+    missing = await served.client.get("/triggers/explain/nothing-like-it")
+    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM

@@ -311,6 +311,26 @@ def test_drift_monitor_publishes_only_when_the_batch_drifted(demo: Demo) -> None
     assert wrong.returncode == 2 and "with --method ks" in wrong.stderr
 
 
+def test_triggers_say_what_the_router_decided_and_why_each_run_started(demo: Demo) -> None:
+    # given the demo's two runs: one started by data, one by drift
+    first, second = demo.summary["runs"]
+    listed = baton(demo.home, "triggers", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"started {first['run_id']}" in listed.stdout
+    assert f"started {second['run_id']}" in listed.stdout
+    # when the drift run is explained, then its cause is the drift check, with its figures
+    why = baton(demo.home, "triggers", "explain", second["run_id"][:16])
+    assert why.returncode == 0, why.stderr
+    assert "digits-classifier drifted (psi" in why.stdout and "accepted by the router" in why.stdout
+    # and the data event, by its id, says which run it started
+    cause = json.loads(baton(demo.home, "triggers", "explain", first["run_id"],
+                             "--json").stdout)["cause"]
+    event = baton(demo.home, "triggers", "explain", cause["event_id"])
+    assert event.returncode == 0 and f"digits: started run {first['run_id']}" in event.stdout
+    unknown = baton(demo.home, "triggers", "explain", "nothing-like-it")
+    assert unknown.returncode == 1 and "no run and no trigger decision" in unknown.stderr
+
+
 def test_drift_monitor_explains_an_unknown_model_and_a_bad_batch(demo: Demo) -> None:
     unknown = baton(demo.home, "monitor", "drift", "--model", "nope", "--batch", "x.npz")
     assert unknown.returncode == 1 and "no registered model 'nope'" in unknown.stderr

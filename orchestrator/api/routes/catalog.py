@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 
 from events.pipeline import PipelineSpec
+from orchestrator import explain
 from orchestrator.api import pages
 from orchestrator.api.deps import ctx
 from orchestrator.api.problems import not_found
@@ -73,3 +74,24 @@ async def list_triggers(
     items, last = await queries.triggers_page(await context.db(), pipeline, outcome, after,
                                               limit)
     return {"items": items, "next": None if last is None else pages.encode(last)}
+
+
+@router.get("/triggers/explain/{id}", tags=["triggers"],
+            summary="why a run started, or what a trigger event did")
+async def explain_trigger(request: Request, id: Name,
+                          min_position: MinPosition = None) -> dict[str, Any]:
+    """For a run id: its cause (the trigger event, what it said, the router's decision); for
+    a trigger event id: each pipeline's decision (started run R, or ignored and why). A
+    `text` says it in a sentence; `kind` is `run` or `event`."""
+    context = ctx(request)
+    await context.reach(min_position)
+    conn = await context.db()
+    run = await queries.run_doc(conn, id)
+    if run is not None:
+        return explain.of_run(run, await queries.trigger_decisions(
+            conn, run["trigger_event_id"]))
+    decisions = await queries.trigger_decisions(conn, id)
+    if not decisions:
+        raise not_found(f"a run or trigger event {id!r}", "GET /api/v1/triggers lists the "
+                        "router's decisions, GET /api/v1/runs the runs")
+    return explain.of_event(id, decisions)

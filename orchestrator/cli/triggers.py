@@ -1,0 +1,77 @@
+"""`baton triggers list|explain`: what the trigger router decided, and why a run started."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+
+from orchestrator import explain
+from orchestrator.cli.errors import NotFound, UsageError
+from orchestrator.cli.projection import caught_up_projection
+from orchestrator.printable import printable
+from orchestrator.store import queries
+from orchestrator.store.projections import connect, find_run
+
+
+def add_triggers(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    ls = sub.add_parser("list", help="the router's decisions, newest first")
+    ls.add_argument("--pipeline")
+    ls.add_argument("--outcome", choices=["accepted", "ignored"])
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=triggers_list)
+    ex = sub.add_parser("explain", help="why a run started, or what a trigger event did")
+    ex.add_argument("id", metavar="RUN_OR_EVENT",
+                    help="a run id (or a unique prefix of it), or a trigger event id")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(handler=triggers_explain)
+
+
+async def triggers_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: give how many decisions to list, above 0")
+    conn = await connect(await caught_up_projection(args))
+    try:
+        items, _ = await queries.triggers_page(conn, args.pipeline, args.outcome, None,
+                                               args.limit)
+    finally:
+        await conn.close()
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        print("no trigger decisions yet (publish one: baton publish data-arrived --help)")
+        return 0
+    for d in items:
+        at = datetime.fromtimestamp(float(d["time"]), UTC).strftime("%Y-%m-%d %H:%M:%S")
+        said = (f"started {d['run_id']}" if d["outcome"] == "accepted" else
+                f"ignored: {explain.REASONS.get(d['reason'], d['reason'])}")
+        print(printable(f"{at}  {d['pipeline']:<16} {d['trigger_type']:<15} "
+                        f"{d['trigger_event_id']}  {said}"))
+    return 0
+
+
+async def triggers_explain(args: argparse.Namespace) -> int:
+    conn = await connect(await caught_up_projection(args))
+    try:
+        runs = await find_run(conn, args.id)
+        if len(runs) > 1:
+            raise UsageError(f"{args.id!r} matches {len(runs)} runs; give more of the id")
+        if runs:
+            run = runs[0]
+            found = explain.of_run(run, await queries.trigger_decisions(
+                conn, run["trigger_event_id"]))
+        else:
+            decisions = await queries.trigger_decisions(conn, args.id)
+            if not decisions:
+                raise NotFound(f"no run and no trigger decision {args.id!r} (list them with "
+                               "'baton runs list' and 'baton triggers list')")
+            found = explain.of_event(args.id, decisions)
+    finally:
+        await conn.close()
+    lines = [json.dumps(found, indent=2)] if args.json else [
+        printable(line) for line in str(found["text"]).splitlines()]
+    print("\n".join(lines))
+    return 0
