@@ -219,6 +219,20 @@ class TriggerSpec(Frozen):
     """For data_arrived: at most one run per dataset version ("version": two producers
     announcing digits@v7, or one retrying without an event id, train it once), or per event id
     ("event"). Left out of the wire form at its default, like `max_lost_attempts`."""
+    max_runs: int | None = Field(default=None, ge=1, le=1000, exclude_if=lambda v: v is None)
+    """For drift_detected: at most this many retrains started within `window_s` (a monitor
+    that keeps finding drift, after each retrain, must not retrain forever); more are
+    ignored as `rate_limited`, recorded. Left out of the wire form when unset."""
+    window_s: float | None = Field(default=None, gt=0, exclude_if=lambda v: v is None)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> TriggerSpec:
+        if (self.max_runs is None) != (self.window_s is None):
+            raise ValueError("max_runs and window_s go together: at most max_runs runs "
+                             "started within window_s seconds")
+        if self.max_runs is not None and self.on != "drift_detected":
+            raise ValueError("max_runs bounds retrains on drift: it is for drift_detected")
+        return self
 
 
 class PipelineSpec(Frozen):

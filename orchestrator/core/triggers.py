@@ -34,6 +34,8 @@ ROUTER_SOURCE = "baton.router"
 HANDLED_IDS_KEPT = 10_000
 """Trigger ids remembered per pipeline. Older repeats are accepted again by the router, but the
 run id is derived from the trigger id, so the coordinator still records them as duplicates."""
+RATE_KEPT = 1000
+"""Accepted drift runs remembered per pipeline: `max_runs` may not exceed it."""
 PRIORITY: Mapping[str, int] = {"drift_detected": 10, "data_arrived": 0}
 """Drift means a model in production is already wrong: its retraining goes first."""
 
@@ -103,6 +105,9 @@ class PipelineTriggers:
     """Trigger type -> decision time (epoch seconds) of the last accepted run of that type."""
     versions: dict[str, str] = field(default_factory=dict)
     """`dataset@version` -> the run it started, oldest first, at most HANDLED_IDS_KEPT."""
+    drift_runs: list[float] = field(default_factory=list)
+    """Decision times of the accepted drift runs, newest last, at most RATE_KEPT: what
+    `max_runs` within `window_s` counts."""
 
     def remember(self, event_id: str) -> None:
         """Bounded, so a long-lived pipeline's memory does not grow with every trigger."""
@@ -139,6 +144,8 @@ def evolve_router(state: RouterState, env: Envelope[Payload]) -> RouterState:
     memory.remember(data.trigger_event_id)
     if isinstance(data, TriggerAccepted):
         memory.last_accepted[data.trigger_type] = env.time.timestamp()
+        if data.trigger_type == "drift_detected":
+            memory.drift_runs = [*memory.drift_runs, env.time.timestamp()][-RATE_KEPT:]
         if data.data_version is not None:
             memory.remember_version(data.data_version, data.run_id)
     return state
@@ -180,7 +187,27 @@ def route(
     remaining = _cooldown_left(spec, memory, copy.trigger, now)
     if remaining > 0:
         return _ignored(copy, "cooldown", f"{remaining:.1f}s of the cooldown remain")
+    too_many = _over_rate(spec, memory, copy.trigger, now)
+    if too_many is not None:
+        return _ignored(copy, "rate_limited", too_many)
     return _accepted(spec, copy, data_version)
+
+
+def _over_rate(spec: PipelineSpec, memory: PipelineTriggers, trigger: TriggerInfo,
+               now: float) -> str | None:
+    """Why a drift retrain would be one too many within its trigger's window, if it would."""
+    if trigger.type != "drift_detected":
+        return None
+    for t in spec.triggers:
+        if (t.on == "drift_detected" and t.model == trigger.subject
+                and t.max_runs is not None and t.window_s is not None):
+            recent = [at for at in memory.drift_runs if now - at < t.window_s]
+            if len(recent) >= t.max_runs:
+                return (f"{len(recent)} retrains on drift of {trigger.subject} in the last "
+                        f"{t.window_s:g}s (max_runs {t.max_runs} per window_s {t.window_s:g}): "
+                        "the next may start "
+                        f"{min(recent) + t.window_s - now:.0f}s from now")
+    return None
 
 
 def _deduped_version(spec: PipelineSpec, trigger: TriggerInfo) -> str | None:

@@ -32,8 +32,12 @@ def on_data_arrived(dataset: str, *, cooldown_s: float = 0.0,
     return TriggerSpec(on="data_arrived", dataset=dataset, cooldown_s=cooldown_s, dedupe=dedupe)
 
 
-def on_drift(model: str, *, cooldown_s: float = 3600.0) -> TriggerSpec:
-    return TriggerSpec(on="drift_detected", model=model, cooldown_s=cooldown_s)
+def on_drift(model: str, *, cooldown_s: float = 3600.0, max_runs: int | None = None,
+             window_s: float | None = None) -> TriggerSpec:
+    """A retrain on the model's drift: at most one per `cooldown_s`, and (with `max_runs` and
+    `window_s`) at most `max_runs` started within `window_s`."""
+    return TriggerSpec(on="drift_detected", model=model, cooldown_s=cooldown_s,
+                       max_runs=max_runs, window_s=window_s)
 
 
 def manual() -> TriggerSpec:

@@ -338,3 +338,38 @@ def test_replaying_the_decisions_restores_the_versions_already_run() -> None:
     again = route(replayed, SPECS, copy_for("on-digits", arrived(id="b", version="v7")), T0)
     assert isinstance(again.decision, TriggerIgnored)
     assert again.decision.reason == "duplicate_version"
+
+
+def test_drift_retrains_beyond_max_runs_in_the_window_are_rate_limited_and_recorded() -> None:
+    # given a pipeline that retrains on drift at most twice an hour (cooldown 60 s)
+    bounded = spec("bounded", TriggerSpec(on="drift_detected", model="clf", cooldown_s=60,
+                                          max_runs=2, window_s=3600))
+    specs = {"bounded": bounded}
+    state = RouterState()
+
+    def drift(id: str, now: float) -> Routed:
+        source = triggered_envelope(drifted(id=id), fan_out(specs, drifted(id=id))[0])
+        routed = route(state, specs, source, now)
+        evolve_router(state, decision_envelope(routed, source, now, f"p-0@{id}"))
+        return routed
+
+    # when the monitor keeps finding drift, past each cooldown
+    first, second, third = drift("d1", T0), drift("d2", T0 + 100), drift("d3", T0 + 200)
+    later = drift("d4", T0 + 3601)
+    # then the third is ignored, saying why and when the next may start; after the window, one
+    assert isinstance(first.decision, TriggerAccepted)
+    assert isinstance(second.decision, TriggerAccepted)
+    assert isinstance(third.decision, TriggerIgnored)
+    assert third.decision.reason == "rate_limited"
+    assert "2 retrains on drift of clf in the last 3600s" in third.decision.detail
+    assert "3400s from now" in third.decision.detail
+    assert isinstance(later.decision, TriggerAccepted)
+
+
+def test_max_runs_goes_with_a_window_and_with_drift() -> None:
+    with pytest.raises(ValueError, match="max_runs and window_s go together"):
+        TriggerSpec(on="drift_detected", model="clf", max_runs=2)
+    with pytest.raises(ValueError, match="it is for drift_detected"):
+        TriggerSpec(on="data_arrived", dataset="d", max_runs=2, window_s=60)
+    # and a trigger that does not set it keeps its wire form (and its pipeline's version)
+    assert "max_runs" not in TriggerSpec(on="drift_detected", model="clf").model_dump_json()
