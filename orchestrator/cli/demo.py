@@ -114,13 +114,18 @@ async def _demo(args: argparse.Namespace, out: TextIO, sock: socket.socket | Non
         else:
             _print_summary(out, summary)
         if args.serve and base is not None:
-            say(out, f"\nServing the dashboard at {base}/ until Ctrl-C")
-            app.stop = stop_on_signals()
-            await app.wait()
+            await serve_until_stopped(app, out, base)
     finally:
         await app.close()
     ok = all(r["status"] == "succeeded" for r in summary["runs"])
     return 0 if ok and len(summary["runs"]) == 2 else 1
+
+
+async def serve_until_stopped(app: EmbeddedApp, out: TextIO, base: str, also: str = "") -> None:
+    """`--serve`: keep the dashboard (and what else the demo serves) up until Ctrl-C."""
+    say(out, f"\nServing the dashboard at {base}/{also} until Ctrl-C")
+    app.stop = stop_on_signals()
+    await app.wait()
 
 
 def say(out: TextIO, text: str) -> None:

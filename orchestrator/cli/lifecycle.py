@@ -40,9 +40,9 @@ from orchestrator.cli.demo import (
     projected,
     run_summary,
     say,
+    serve_until_stopped,
 )
 from orchestrator.cli.errors import Failed
-from orchestrator.cli.signals import stop_on_signals
 from orchestrator.core.ids import run_id_for
 from orchestrator.model_docs import history_docs
 from orchestrator.monitor.check import drift_event, publish_drift
@@ -127,9 +127,7 @@ async def lifecycle(args: argparse.Namespace, out: TextIO, sock: socket.socket |
         say(out, "\n[4/4] what the log says")
         _report(args, out, summary)
         if args.serve and base is not None:
-            say(out, f"\nServing the dashboard at {base}/ (and {MODEL} at {url}) until Ctrl-C")
-            app.stop = stop_on_signals()
-            await app.wait()
+            await serve_until_stopped(app, out, base, f" (and {MODEL} at {url})")
     finally:
         await traffic.stop()
         stop.set()
