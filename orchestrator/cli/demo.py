@@ -22,7 +22,7 @@ from orchestrator.api.auth import Tokens
 from orchestrator.api.server import url_of
 from orchestrator.cli.agent_flags import add_agent_flags, agent_specs
 from orchestrator.cli.errors import Failed, UsageError
-from orchestrator.cli.http import add_http_flag, api_tokens, http_socket
+from orchestrator.cli.http import add_http_flag, api_tokens, api_webhooks, http_socket
 from orchestrator.cli.render import event_line
 from orchestrator.cli.signals import stop_on_signals
 from orchestrator.monitor.check import DriftCheck, publish_drift, run_check
@@ -90,7 +90,8 @@ async def _demo(args: argparse.Namespace, out: TextIO, sock: socket.socket | Non
 
     home = demo_home(args)
     spec = load_pipeline("examples.digits.pipeline:digits")
-    app = EmbeddedApp(home, {spec.name: spec}, agent_specs(args), http=sock, tokens=tokens)
+    app = EmbeddedApp(home, {spec.name: spec}, agent_specs(args), http=sock, tokens=tokens,
+                      webhooks=api_webhooks(args))
     bus = await app.start()
     base = None if sock is None else url_of(sock)
     try:

@@ -43,6 +43,7 @@ from orchestrator.cli.demo import (
     serve_until_stopped,
 )
 from orchestrator.cli.errors import Failed
+from orchestrator.cli.http import api_webhooks
 from orchestrator.core.ids import run_id_for
 from orchestrator.model_docs import history_docs
 from orchestrator.monitor.check import drift_event, publish_drift
@@ -75,7 +76,7 @@ async def lifecycle(args: argparse.Namespace, out: TextIO, sock: socket.socket |
     seed = _on_data_only(load_pipeline("examples.digits.pipeline:digits"))
     release = load_pipeline("examples.digits.pipeline:digits_release")
     app = EmbeddedApp(home, {seed.name: seed, release.name: release}, agent_specs(args),
-                      http=sock, tokens=tokens)
+                      http=sock, tokens=tokens, webhooks=api_webhooks(args))
     bus = await app.start()
     base = None if sock is None else url_of(sock)
     changed = asyncio.Event()
