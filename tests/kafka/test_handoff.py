@@ -131,8 +131,15 @@ async def test_a_wait_under_way_ends_when_the_commit_of_the_record_it_waits_for_
         assert bus._waiters.busy, "the wait did not start fetching in one step"  # white box
         # when the same bus commits the next decision on that id (one offset past the marker)
         (nxt,) = await bus.commit("coord", group_inputs(0, 2), [decision(b"next")])
-        # then the wait is woken by the time the commit returns, not when the markers land
-        assert [f.done() and not f.cancelled() for f in listened] == [False, True]
+        # then the wait is woken by the time the commit returns, not when the markers land:
+        # when the commit's record directly follows our marker, the hand-off knows all that
+        # lies between. (A broker in trouble right after the test's topics were made, as on
+        # a loaded machine, can leave more between: a transaction it aborted, say. Then only
+        # the broker can say what that is, and the wait ends when it does.)
+        assert not (listened[0].done() and not listened[0].cancelled())  # the waiter's wait
+        if nxt.offset == last.offset + 2:
+            assert listened[1].done() and not listened[1].cancelled(), (
+                "the commit returned, but the wait on its record was not woken")
         assert await waiting
         requests = Requests(bus._reader_consumer._client)
         assert await bus.read(RUNS_0, last.offset + 1) == [nxt]
