@@ -22,7 +22,7 @@ from events.registry import AliasMoved, ModelRequestRefused, PromoteModel, SetTr
 from orchestrator.core import canary_state
 from orchestrator.core.decision import Decision
 from orchestrator.core.ids import attempt_id
-from orchestrator.core.shift import category_psi, homogeneity
+from orchestrator.core.shift import category_psi, homogeneity, pooled
 from orchestrator.core.state import CANARY_AGENT, CanaryState, RunState
 from orchestrator.core.tails import at_least
 
@@ -157,7 +157,10 @@ def shift_check(max_psi: float, alpha: float, reference: dict[str, int],
                 current: dict[str, int]) -> CanaryCheck:
     """Fails when the predictions moved both materially (PSI above `max_psi`) and beyond
     chance (Pearson's chi-square test of the two counts at `alpha`): a small sample's PSI
-    is mostly noise, which must not roll a healthy version back."""
+    is mostly noise, which must not roll a healthy version back. Classes too rare to judge
+    are pooled first (`pooled`): a class one side predicted twice and the other never is
+    not a shift, and the chi-square test is not to be trusted on such counts."""
+    reference, current = pooled(reference, current)
     psi = category_psi(reference, current)
     p = homogeneity(reference, current)
     classes = len(reference.keys() | current.keys())

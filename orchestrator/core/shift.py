@@ -56,3 +56,27 @@ def ks_distance(reference: Mapping[int, int], current: Mapping[int, int]) -> flo
         cur_seen += current.get(bucket, 0)
         gap = max(gap, abs(ref_seen / ref_total - cur_seen / cur_total))
     return gap
+
+
+RARE = "(rare)"
+MIN_EXPECTED = 5
+"""Cochran's rule: a chi-square test wants at least this many of a category expected."""
+
+
+def pooled(a: Mapping[str, int], b: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """The two counts with every category too rare to judge in the smaller sample (fewer
+    than MIN_EXPECTED expected there, were both samples one) pooled into one, `(rare)`."""
+    na, nb = sum(a.values()), sum(b.values())
+    if not na or not nb:
+        return dict(a), dict(b)
+    smaller = min(na, nb) / (na + nb)
+    rare = {k for k in a.keys() | b.keys() if (a.get(k, 0) + b.get(k, 0)) * smaller
+            < MIN_EXPECTED}
+    if len(rare) < 2:
+        return dict(a), dict(b)  # one rare category alone stays itself: nothing to pool with
+
+    def pool(counts: Mapping[str, int]) -> dict[str, int]:
+        kept = {k: v for k, v in counts.items() if k not in rare}
+        left = sum(v for k, v in counts.items() if k in rare)
+        return {**kept, RARE: left} if left else kept
+    return pool(a), pool(b)

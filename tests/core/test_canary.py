@@ -32,7 +32,7 @@ from orchestrator.core.canary import checks
 from orchestrator.core.errors import SpecError
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.gates import lineage
-from orchestrator.core.shift import category_psi, homogeneity
+from orchestrator.core.shift import category_psi, homogeneity, pooled
 from orchestrator.core.state import CANARY_AGENT, Champion
 from orchestrator.service import snapshot_codec
 from tests.core.harness import ref
@@ -374,10 +374,13 @@ def test_small_healthy_samples_of_ten_classes_pass_the_psi_check() -> None:
         return next(c for c in checks(spec, drawn(n_candidate), drawn(n_baseline))
                     if c.check == "prediction psi")
 
-    found = [shift(20, 380) for _ in range(200)]
-    # then their PSI alone would often fail a 0.25 bound, but tested against chance (alpha
-    # 0.01) it fails about as often as alpha says: rarely
-    assert sum(c.candidate > 0.25 for c in found) > 100
+    samples = [(drawn(20), drawn(380)) for _ in range(200)]
+    found = [next(c for c in checks(spec, cand, base) if c.check == "prediction psi")
+             for cand, base in samples]
+    # then their raw PSI would often fail a 0.25 bound, but with classes too rare to judge
+    # pooled and the change tested against chance (alpha 0.01), they pass
+    assert sum(category_psi(base.predictions, cand.predictions) > 0.25
+               for cand, base in samples) > 100
     assert sum(not c.passed for c in found) <= 4
     # and over a step's worth of requests (200 against 800) it does not fail at all
     assert all(shift(200, 800).passed for _ in range(200))
@@ -402,3 +405,18 @@ def test_a_split_the_registry_refuses_another_canary_holding_it_rolls_back() -> 
     assert ended.verdict == "rolled_back" and "run run-x's canary holds" in ended.reason
     give_back = c.h.sent(SetTraffic)[-1]
     assert (give_back.candidate, give_back.held_by) == (None, c.run_id)
+
+
+def test_a_few_rare_predictions_on_one_side_are_not_a_shift() -> None:
+    # given one class nearly always predicted, and a few rare ones on one side or the other
+    # (misclassified rows, routed at random): 60 to the candidate, 240 to the holder
+    candidate = {"3": 55, "8": 3, "5": 2}
+    baseline = {"3": 236, "9": 3, "1": 1}
+    spec = CanarySpec(model="m", version_from="r", timeout_s=60, steps=STEPS)
+    (shift,) = [c for c in checks(spec, Figures(requests=60, predictions=candidate),
+                                  Figures(requests=240, predictions=baseline))
+                if c.check == "prediction psi"]
+    # then the rare ones are pooled and the check passes; unpooled, PSI would be over 0.25
+    assert category_psi(baseline, candidate) > 0.25
+    assert shift.passed and shift.candidate < 0.25
+    assert pooled(baseline, candidate) == ({"3": 236, "(rare)": 4}, {"3": 55, "(rare)": 5})
