@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import sys
+from pathlib import Path
 
 from bus import EMBEDDED, Bus, BusError, BusUnusable, open_bus_url
 from bus.backoff import Backoff
@@ -22,6 +24,13 @@ from orchestrator.service.run_requests import intent_value, publish_intent
 
 def home_of(args: argparse.Namespace) -> Home:
     return Home.resolve(args.home)
+
+
+def relay_positions(args: argparse.Namespace, kind: str, *target: str) -> Path:
+    """Where a relay to `target` (`service/relay.py`) keeps how far it got: one file per
+    kind and target in the home, so relays to two targets never share positions."""
+    digest = hashlib.sha256("|".join(target).encode()).hexdigest()[:16]
+    return home_of(args).root / kind / f"{digest}.json"
 
 
 async def open_bus(args: argparse.Namespace, *, create: bool = False) -> Bus:

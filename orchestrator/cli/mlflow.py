@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 
 from bus import Record
-from orchestrator.cli.context import home_of, open_bus
+from orchestrator.cli.context import open_bus, relay_positions
 from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.signals import stop_on_signals
 
@@ -38,8 +37,7 @@ async def mirror(args: argparse.Namespace) -> int:
     from orchestrator.service.relay import relay
 
     mirrored = Mirror(MlflowClient(tracking_uri=args.tracking_uri), args.experiment_prefix)
-    digest = hashlib.sha256(args.tracking_uri.encode()).hexdigest()[:16]
-    positions = home_of(args).root / "mlflow" / f"{digest}.json"
+    positions = relay_positions(args, "mlflow", args.tracking_uri)
     bus = await open_bus(args)
     stop = asyncio.Event() if args.once else stop_on_signals()
 

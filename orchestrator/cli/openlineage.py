@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 
-from orchestrator.cli.context import home_of, open_bus
+from orchestrator.cli.context import open_bus, relay_positions
 from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.cli.signals import stop_on_signals
 
@@ -35,8 +34,7 @@ async def openlineage(args: argparse.Namespace) -> int:
         transport = transport_of(args.transport)
     except TransportError as exc:
         raise UsageError(f"--transport {exc}") from None
-    digest = hashlib.sha256(f"{args.transport}|{args.namespace}".encode()).hexdigest()[:16]
-    positions = home_of(args).root / "openlineage" / f"{digest}.json"
+    positions = relay_positions(args, "openlineage", args.transport, args.namespace)
     bus = await open_bus(args)
     stop = asyncio.Event() if args.once else stop_on_signals()
     try:
