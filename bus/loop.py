@@ -187,7 +187,11 @@ class Transactional(Loop):
     async def take(self, records: list[Record], positions: dict[TopicPartition, int]) -> bool:
         if not records:
             return False
-        outputs = await self.handle(records)
+        return await self.commit_outputs(await self.handle(records), positions)
+
+    async def commit_outputs(self, outputs: list[Outgoing],
+                             positions: dict[TopicPartition, int]) -> bool:
+        """Commits `outputs` with `positions`; True (something was done)."""
         # Every position, not just the advanced ones: the set of inputs names the
         # transactional id, which must stay the one `claim` fenced with. The same outputs
         # until the commit gets through (for a patient consumer): handling the records again

@@ -6,7 +6,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import agents, canary, commands, intents, registry, reports, runs, serving, triggers
+from events import (
+    agents,
+    canary,
+    commands,
+    intents,
+    registry,
+    reports,
+    runs,
+    schedules,
+    serving,
+    triggers,
+)
 from events.payloads import Payload
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -58,7 +69,7 @@ class Catalog:
 def default_catalog() -> Catalog:
     catalog = Catalog()
     wire_modules = (triggers, intents, reports, runs, agents, commands, registry, serving,
-                    canary)
+                    canary, schedules)
     for cls in _payload_classes(wire_modules):
         if cls.TYPE not in {"trigger_info", "gate_check", "lineage"}:
             catalog.add(cls)

@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args
 from pydantic import Field, model_validator
 
 from events.common import ALIAS_PATTERN, Frozen, Resources
+from events.schedule_spec import ScheduleSpec
 
 DEFAULT_MAX_LOST_ATTEMPTS = 5
 
@@ -239,10 +240,26 @@ class PipelineSpec(Frozen):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-.]{0,127}$")
     tasks: tuple[TaskSpec, ...]
     triggers: tuple[TriggerSpec, ...] = (TriggerSpec(on="manual"),)
+    schedules: tuple[ScheduleSpec, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """When the pipeline runs by the clock (events/schedule_spec.py). Left out of the wire
+    form when there are none, so a spec without keeps its content hash."""
     deadline_s: float = Field(default=3600.0, gt=0)
     max_concurrent_tasks: int | None = Field(default=None, ge=1)
     """At most this many of the pipeline's tasks on agents at once, across all its runs."""
     description: str = ""
+
+    @model_validator(mode="after")
+    def _schedules_named_once(self) -> PipelineSpec:
+        names = [s.name for s in self.schedules]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"pipeline {self.name!r}: schedule names must differ; "
+                             f"{', '.join(twice)} given more than once (name each: "
+                             "name: nightly)")
+        return self
+
+    def schedule(self, name: str) -> ScheduleSpec | None:
+        return next((s for s in self.schedules if s.name == name), None)
 
     def version(self) -> str:
         """Content hash of the spec: a run pins the exact definition it started with."""

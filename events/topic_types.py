@@ -16,7 +16,18 @@ from typing import Any, Final, Literal, cast
 
 from pydantic import create_model
 
-from events import agents, canary, commands, intents, registry, reports, serving, topics, triggers
+from events import (
+    agents,
+    canary,
+    commands,
+    intents,
+    registry,
+    reports,
+    schedules,
+    serving,
+    topics,
+    triggers,
+)
 from events import runs as run_log
 from events.codec import _typed_envelope
 from events.envelope import Envelope
@@ -70,24 +81,28 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
     ),
     TopicSpec(
         topics.PIPELINE_TRIGGERS,
-        "One copy of a trigger per pipeline whose trigger spec matches it.",
+        "One copy of a trigger per pipeline whose trigger spec matches it; commands to a "
+        "pipeline's schedules; the ends of runs a schedule started (which free its overlap).",
         key="the pipeline name",
         partitioning=_MURMUR2,
-        written_by="the trigger fan-out",
+        written_by="the trigger fan-out, `baton schedules`, the coordinator (run ends)",
         read_by="the trigger router",
         direction="out",
-        types=(triggers.PipelineTriggered,),
+        types=(triggers.PipelineTriggered, schedules.ScheduleCommand, schedules.RunEnded),
     ),
     TopicSpec(
         topics.TRIGGER_LOG,
         "The trigger router's own log: every trigger it accepted (with the run it requested) "
-        "or ignored, and why.",
+        "or ignored, and why; every schedule slot and what became of it, with the reason; "
+        "the commands given to schedules.",
         key="the pipeline name",
         partitioning=_MURMUR2,
         written_by="the trigger router",
         read_by="the trigger router on restart, dashboards",
         direction="out",
-        types=(triggers.TriggerAccepted, triggers.TriggerIgnored),
+        types=(triggers.TriggerAccepted, triggers.TriggerIgnored, schedules.ScheduleTracked,
+               schedules.ScheduleSlotDecided, schedules.ScheduleCommanded,
+               schedules.ScheduleRunEnded),
     ),
     TopicSpec(
         topics.INTENTS,

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from events.commands import CancelTask
 from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
+from events.runs import RunCancelled, RunFailed, RunSucceeded
+from events.schedules import RunEnded, RunOutcome
 from orchestrator.core.evolve import InFlight, apply, attempt_moves, field_of, moved
 from orchestrator.core.index import scratch_copy
 from orchestrator.core.placement import Usage
@@ -22,6 +24,8 @@ from orchestrator.core.state import (
 )
 
 SOURCE = "baton.coordinator"
+TOLD_OF_ENDS = frozenset({"schedule"})
+"""Trigger types whose runs' ends the router is told of (`RunEnded`)."""
 
 
 @dataclass
@@ -86,6 +90,20 @@ class Decision:
             self._moved(before, after)
             self.freed = self.freed or _ended(before, after)
         self.out.append(env)
+        if isinstance(data, RunSucceeded | RunFailed | RunCancelled) and \
+                run.trigger.type in TOLD_OF_ENDS:
+            self._tell_router(run, env)
+
+    def _tell_router(self, run: RunState, end: Envelope[Payload]) -> None:
+        """The end of a run a schedule started goes to its pipeline's router too (its
+        overlap policy waits for it), in the same commit as the end itself."""
+        status: RunOutcome = ("succeeded" if isinstance(end.data, RunSucceeded) else
+                              "failed" if isinstance(end.data, RunFailed) else "cancelled")
+        self.out.append(envelope(
+            RunEnded(run_id=run.run_id, pipeline=run.spec.name, status=status,
+                     trigger=run.trigger),
+            id=f"{end.id}/told", time=self.now, source=SOURCE, subject=run.spec.name,
+            correlation_id=run.trigger.event_id, causation_id=end.id))
 
     def command(self, run: RunState, data: Payload, suffix: str) -> str:
         """A command (to an agent or the registry), named after the log position it follows;

@@ -16,6 +16,12 @@ from events.envelope import Envelope, envelope
 from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, TriggerSpec
+from events.schedules import (
+    ScheduleCommanded,
+    ScheduleRunEnded,
+    ScheduleSlotDecided,
+    ScheduleTracked,
+)
 from events.triggers import (
     DataArrived,
     DriftDetected,
@@ -28,6 +34,8 @@ from events.triggers import (
 )
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.ids import run_id_for
+from orchestrator.core.schedules import ScheduleState
+from orchestrator.core.schedules import fold as fold_schedule
 
 FANOUT_SOURCE = "baton.fanout"
 ROUTER_SOURCE = "baton.router"
@@ -108,6 +116,8 @@ class PipelineTriggers:
     drift_runs: list[float] = field(default_factory=list)
     """Decision times of the accepted drift runs, newest last, at most RATE_KEPT: what
     `max_runs` within `window_s` counts."""
+    schedules: dict[str, ScheduleState] = field(default_factory=dict)
+    """Schedule name -> where it stands (core/schedules.py)."""
 
     def remember(self, event_id: str) -> None:
         """Bounded, so a long-lived pipeline's memory does not grow with every trigger."""
@@ -135,9 +145,15 @@ class RouterState:
         return self.pipelines.setdefault(pipeline, PipelineTriggers())
 
 
+SCHEDULE_DECISIONS = (ScheduleTracked, ScheduleSlotDecided, ScheduleCommanded, ScheduleRunEnded)
+
+
 def evolve_router(state: RouterState, env: Envelope[Payload]) -> RouterState:
     """Fold one trigger-log decision; the envelope time is when it was decided."""
     data = env.data
+    if isinstance(data, SCHEDULE_DECISIONS):
+        fold_schedule(state.of(data.pipeline).schedules, data)
+        return state
     if not isinstance(data, TriggerAccepted | TriggerIgnored):
         return state
     memory = state.of(data.pipeline)

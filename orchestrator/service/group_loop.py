@@ -41,6 +41,7 @@ from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import PromoteModel, RegisterModel, SetTraffic
 from events.runs import RunCancelled, RunFailed, RunSucceeded
+from events.schedules import RunEnded
 from orchestrator.core.adopt import adopt
 from orchestrator.core.decide import Input, Tick, decision_for, next_deadline
 from orchestrator.core.decision import Decision
@@ -70,12 +71,15 @@ log = logging.getLogger(__name__)
 
 
 def route(env: Envelope[Payload], k: int) -> Outgoing:
-    """Where a decision goes: the run log (partition k), an agent, or the registry."""
+    """Where a decision goes: the run log (partition k), an agent, the registry, or the
+    router (the end of a run a schedule started)."""
     data = env.data
     if isinstance(data, ExecuteTask | CancelTask):
         return Outgoing(topics.COMMANDS, data.agent_id, encode(env))
     if isinstance(data, RegisterModel | SetTraffic | PromoteModel):
         return Outgoing(topics.MODEL_REQUESTS, data.model, encode(env))
+    if isinstance(data, RunEnded):
+        return Outgoing(topics.PIPELINE_TRIGGERS, data.pipeline, encode(env))
     return Outgoing(topics.RUNS, env.subject, encode(env), partition=k)
 
 

@@ -24,12 +24,14 @@ from bus.records import Outgoing, Record, TopicPartition
 from events.client import trigger_envelope
 from events.cloudevents import decode_record
 from events.codec import checked, decode, encode
-from events.envelope import Envelope
+from events.envelope import Envelope, envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
+from events.schedules import RunEnded, ScheduleCommand
 from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected
+from orchestrator.core import schedules
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.triggers import (
@@ -48,6 +50,9 @@ from orchestrator.service.reading import partitions_of
 FANOUT_GROUP = "baton.fanout"
 ROUTER_GROUP = "baton.router"
 BATCH_SIZE = 500
+MAX_STEPS = 100_000
+"""Steps one schedule may take at one time: more means a step that does not move it (a bug),
+which must fail loudly, not spin."""
 IDLE_TIMEOUT_S = 1.0
 """How long one bus.wait lasts; a stop request interrupts it, so this only bounds a loop turn."""
 
@@ -84,6 +89,15 @@ async def publish_trigger(
     env, record = trigger_record(payload, event_id=event_id, source=source)
     await bus.append([record])
     return env
+
+
+def schedule_command_record(command: ScheduleCommand, event_id: str
+                            ) -> tuple[Envelope[Payload], Outgoing]:
+    """A command to a schedule, for its pipeline's router on baton.pipeline-triggers (keyed
+    by pipeline, like the fan-out's copies: it lands with that pipeline's triggers, in order)."""
+    env = envelope(command, id=event_id, time=time.time(), source="baton.cli",
+                   subject=command.pipeline)
+    return env, Outgoing(PIPELINE_TRIGGERS, command.pipeline, checked(env))
 
 
 class FanOutStage(Consumer):
@@ -134,7 +148,9 @@ class FanOutStage(Consumer):
 class RouterStage(Consumer):
     """baton.pipeline-triggers -> decisions on baton.trigger-log and run requests on intents.
 
-    Its state is rebuilt from baton.trigger-log on start, so it survives any restart.
+    Its state is rebuilt from baton.trigger-log on start, so it survives any restart. It
+    also keeps the pipelines' schedules: a turn with no input still decides the slots that
+    came due (`take`), and a wait lasts no longer than the earliest schedule's deadline.
     """
 
     group = ROUTER_GROUP
@@ -153,6 +169,7 @@ class RouterStage(Consumer):
         self._specs = specs
         self._clock = clock
         self._state = RouterState()
+        self._deadlines = schedules.Deadlines()
 
     @property
     def state(self) -> RouterState:
@@ -163,7 +180,25 @@ class RouterStage(Consumer):
         group's and those its newest record carries."""
         committed = await self.committed()
         self._state, carried = await _restored(self.bus)
+        self._deadlines = schedules.Deadlines()
+        for spec in self._specs.values():
+            for schedule in spec.schedules:
+                self._set_deadline(spec, schedule.name)
         return log_positions.resumed(self.inputs, committed, carried)
+
+    def wait_bound_s(self) -> float | None:
+        first = self._deadlines.first()
+        if first is None:
+            return self.wait_s
+        left = first - self._clock()
+        return None if left <= 0 else min(self.wait_s, left)
+
+    async def take(self, records: list[Record], positions: dict[TopicPartition, int]) -> bool:
+        outputs = await self.handle(records) if records else []
+        outputs += self._on_the_clock(self._clock())
+        if not records and not outputs:
+            return False
+        return await self.commit_outputs(outputs, positions)
 
     def carry(self, outputs: list[Outgoing], positions: dict[TopicPartition, int]
               ) -> tuple[list[Outgoing], bool]:
@@ -180,6 +215,8 @@ class RouterStage(Consumer):
         now = self._clock()
         try:
             env = decode(record.value)
+            if isinstance(env.data, ScheduleCommand | RunEnded):
+                return self._for_schedule(env, env.data, now, record.where)
             routed = route(self._state, self._specs, env, now)
         except (EventParseError, InvalidInput) as exc:
             return [self._dead_letter(record, str(exc))]
@@ -192,6 +229,72 @@ class RouterStage(Consumer):
             value = encode(request_envelope(routed.request, env, now))
             outputs.append(Outgoing(INTENTS, run_id, value, partition=partition))
         return outputs
+
+
+    # -- schedules ----------------------------------------------------------------------
+
+    def _on_the_clock(self, now: float) -> list[Outgoing]:
+        """Every step of every schedule due by `now`."""
+        outputs: list[Outgoing] = []
+        for pipeline, name in self._deadlines.due(now):
+            spec = self._specs.get(pipeline)
+            if spec is not None and spec.schedule(name) is not None:
+                outputs += self._drained(spec, name, now)
+        return outputs
+
+    def _drained(self, spec: PipelineSpec, name: str, now: float) -> list[Outgoing]:
+        """The schedule's steps until nothing more is due, each folded before the next."""
+        schedule = spec.schedule(name)
+        assert schedule is not None
+        memory = self._state.of(spec.name).schedules
+        outputs: list[Outgoing] = []
+        for _ in range(MAX_STEPS):
+            step = schedules.next_step(spec, schedule, memory.get(name), now)
+            if step is None:
+                break
+            outputs += self._written([step], now, None, None)
+        else:
+            raise RuntimeError(f"schedule {spec.name}/{name}: {MAX_STEPS} steps at one time "
+                               "without running out (a step that does not move the schedule)")
+        self._set_deadline(spec, name)
+        return outputs
+
+    def _for_schedule(self, env: Envelope[Payload], data: ScheduleCommand | RunEnded,
+                      now: float, at: str) -> list[Outgoing]:
+        spec = self._specs.get(data.pipeline)
+        memory = self._state.of(data.pipeline).schedules
+        if isinstance(data, ScheduleCommand):
+            schedule = spec.schedule(data.schedule) if spec is not None else None
+            steps = schedules.command(spec, schedule, memory.get(data.schedule), data, env.id,
+                                      now)
+            name: str | None = data.schedule
+        else:
+            ended = schedules.run_ended(spec, memory, data)
+            steps = [] if ended is None else [ended]
+            name = ended.decision.schedule if ended is not None else None
+        outputs = self._written(steps, now, env, at)
+        if spec is not None and name is not None and spec.schedule(name) is not None:
+            outputs += self._drained(spec, name, now)  # a freed overlap starts what waits
+        return outputs
+
+    def _written(self, steps: list[schedules.Step], now: float, cause: Envelope[Payload] | None,
+                 at: str | None) -> list[Outgoing]:
+        outputs: list[Outgoing] = []
+        for step in steps:
+            decision = schedules.decision_envelope(step, now, cause, at)
+            evolve_router(self._state, decision)
+            outputs.append(Outgoing(TRIGGER_LOG, step.decision.pipeline, encode(decision)))
+            for intent in step.intents:
+                partition = partition_for(intent.run_id, self.bus.partitions(INTENTS))
+                value = encode(schedules.intent_envelope(intent, decision, now))
+                outputs.append(Outgoing(INTENTS, intent.run_id, value, partition=partition))
+        return outputs
+
+    def _set_deadline(self, spec: PipelineSpec, name: str) -> None:
+        schedule = spec.schedule(name)
+        assert schedule is not None
+        state = self._state.of(spec.name).schedules.get(name)
+        self._deadlines.set(spec.name, name, schedules.deadline(spec, schedule, state))
 
 
 async def restore_router(bus: Bus) -> RouterState:

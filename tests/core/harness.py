@@ -14,6 +14,7 @@ from events.payloads import Payload
 from events.pipeline import DEFAULT_MAX_LOST_ATTEMPTS, PipelineSpec, RetryPolicy, TaskSpec
 from events.registry import PromoteModel, RegisterModel, SetTraffic
 from events.runs import RunCreated
+from events.schedules import RunEnded
 from events.triggers import TriggerInfo
 from orchestrator.core.adopt import adopt
 from orchestrator.core.decide import Input, Tick, decision_for
@@ -81,7 +82,7 @@ class Harness:
     def _apply(self, d: Decision) -> list[Envelope[Payload]]:
         for env in d.out:
             if isinstance(env.data, ExecuteTask | CancelTask | RegisterModel | SetTraffic
-                          | PromoteModel):
+                          | PromoteModel | RunEnded):
                 self.commands.append(env)
             else:
                 self.log.append(env)

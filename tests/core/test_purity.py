@@ -7,8 +7,10 @@ from pathlib import Path
 
 CORE = Path(__file__).parents[2] / "orchestrator" / "core"
 FORBIDDEN_MODULES = {"asyncio", "aiosqlite", "sqlite3", "aiokafka", "faststream", "time",
-                     "datetime", "random", "uuid", "os", "socket", "subprocess", "threading",
+                     "random", "uuid", "os", "socket", "subprocess", "threading",
                      "bus", "orchestrator.service", "orchestrator.store", "agents"}
+CLOCK_READS = {"now", "utcnow", "today"}
+"""`datetime` is allowed (schedules do wall-clock arithmetic in time zones), reading it not."""
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -29,6 +31,17 @@ def test_the_core_imports_no_io_clock_or_randomness() -> None:
         for module in imported_modules(path)
         if module.split(".")[0] in FORBIDDEN_MODULES or module in FORBIDDEN_MODULES
         or any(module.startswith(f"{f}.") for f in FORBIDDEN_MODULES)
+    }
+    assert offenders == set()
+
+
+def test_the_core_never_asks_datetime_for_the_time() -> None:
+    offenders = {
+        f"{path.name}:{node.lineno}: .{node.attr}"
+        for path in CORE.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr in CLOCK_READS
+        and isinstance(node.value, ast.Name) and node.value.id in {"datetime", "date"}
     }
     assert offenders == set()
 

@@ -6,9 +6,20 @@ the checks that use these samples (the AsyncAPI schemas, the topic table) cover 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
-from events import agents, canary, commands, intents, registry, reports, serving, triggers
+from events import (
+    agents,
+    canary,
+    commands,
+    intents,
+    registry,
+    reports,
+    schedules,
+    serving,
+    triggers,
+)
 from events import runs as ev
 from events.codec import encode
 from events.common import ArtifactRef, Audit, Capabilities, GpuInfo, Resources
@@ -23,6 +34,7 @@ ATTEMPT = f"{RUN}/train/1"
 AGENT = "gpu-1"
 MODEL = "digits-classifier"
 AT = 1_700_000_000.0
+_AT = datetime.fromtimestamp(AT, UTC)
 
 ARTIFACT = ArtifactRef(uri="file:///artifacts/ab/abab", sha256=SHA, size=1234)
 RESOURCES = Resources(cpus=2, memory_mb=1024, gpus=1, gpu_memory_mb=8000, gpu_model="A100",
@@ -185,6 +197,21 @@ SAMPLES: tuple[Payload, ...] = (
                                                  windows=6, analyses=2, candidate=FIGURES,
                                                  baseline=FIGURES, verdict="passed"),),
                            checks=(CHECK,))),
+    schedules.ScheduleTracked(pipeline="digits", schedule="nightly", since=_AT,
+                              next_due=_AT + timedelta(hours=1)),
+    schedules.ScheduleSlotDecided(pipeline="digits", schedule="nightly", slot=_AT,
+                                  outcome="fired", reason="on_time", detail="due", run_id=RUN,
+                                  next_due=_AT + timedelta(days=1)),
+    schedules.ScheduleCommand(pipeline="digits", schedule="nightly", command="pause",
+                              reason="holiday freeze", audit=AUDIT),
+    schedules.ScheduleCommanded(pipeline="digits", schedule="nightly", command="pause",
+                                command_id="cmd-1", applied=True, detail="paused",
+                                reason="holiday freeze", audit=AUDIT),
+    schedules.RunEnded(run_id=RUN, pipeline="digits", status="succeeded",
+                       trigger=TriggerInfo(type="schedule", event_id="schedule:digits:nightly@x",
+                                           subject="digits", payload={"schedule": "nightly"})),
+    schedules.ScheduleRunEnded(pipeline="digits", schedule="nightly", run_id=RUN,
+                               status="succeeded"),
 )
 
 BY_TYPE: dict[str, Payload] = {sample.TYPE: sample for sample in SAMPLES}
