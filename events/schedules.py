@@ -14,6 +14,7 @@ from pydantic import Field
 
 from events.common import AUDIT_FIELD, Audit
 from events.payloads import Payload
+from events.schedule_spec import ScheduleSpec
 from events.triggers import TriggerInfo
 
 SlotOutcome = Literal["fired", "skipped", "buffered", "expired"]
@@ -35,12 +36,16 @@ SlotReason = Literal[
 
 class ScheduleTracked(Payload):
     """The router began keeping a schedule: slots after `since` are its to decide (a new
-    schedule never runs the slots before it was first seen; `baton backfill` does)."""
+    schedule never runs the slots before it was first seen; `baton backfill` does). Again
+    whenever the schedule's spec changes (`changed`): where it stands is kept, the spec is
+    the new one, and the log says when it changed and to what."""
 
     TYPE = "schedule_tracked"
     pipeline: str
     schedule: str
     since: datetime
+    spec: ScheduleSpec
+    changed: bool = False
     next_due: datetime | None = None
 
 

@@ -12,6 +12,19 @@ REASONS = {
     "cooldown": "within the pipeline's cooldown",
     "unknown_pipeline": "for a pipeline this coordinator does not know",
     "rate_limited": "rate-limited",
+    "overlap": "skipped: a run of the schedule was still going (overlap: skip)",
+    "buffer_full": "skipped: a slot already waited for the running run (overlap: buffer_one)",
+    "paused": "skipped: the schedule was paused",
+    "superseded": "skipped: missed, and a later slot ran instead (catch-up: latest)",
+    "waiting": "buffered: starts when the schedule's running run ends",
+    "missed": "expired: missed while nothing could fire it (catch-up: none)",
+    "too_old": "expired: due longer ago than the catch-up window",
+    "over_cap": "expired: more missed slots than the catch-up max_runs",
+}
+SLOT_REASONS = {
+    "on_time": "was due", "caught_up": "was missed and caught up",
+    "unbuffered": "waited for the schedule's previous run, and started when it ended",
+    "trigger_now": "was asked for by hand (trigger-now)",
 }
 
 
@@ -35,6 +48,8 @@ def of_event(event_id: str, decisions: list[dict[str, Any]]) -> dict[str, Any]:
     for d in decisions:
         if d["outcome"] == "accepted":
             lines.append(f"{d['pipeline']}: started run {d['run_id']}")
+        elif d["outcome"] == "command":
+            lines.append(f"{d['pipeline']}: {d['reason']}: {d.get('detail', '')}")
         else:
             why = REASONS.get(d.get("reason", ""), d.get("reason", "ignored"))
             detail = f" ({d['detail']})" if d.get("detail") else ""
@@ -61,6 +76,9 @@ def _event(cause: dict[str, Any]) -> str:
         what = (f"{f.get('model')} drifted ({f.get('method', '?')} {f.get('score', 0):.3g} over "
                 f"{f.get('threshold', 0):g} in {drifted} features, on "
                 f"{f.get('dataset')}@{f.get('dataset_version')})")
+    elif cause["type"] == "schedule":
+        how = SLOT_REASONS.get(str(f.get("reason")), "was due")
+        what = f"schedule {f.get('schedule')}'s slot {f.get('slot')} {how}"
     else:
         what = f"it was requested by hand ({cause['subject']})"
     return f"{what} (event {cause['event_id']})"

@@ -52,6 +52,8 @@ COMMANDS: tuple[Subcommand, ...] = (
                "mlflow:add_mlflow"),
     Subcommand("triggers", "what the trigger router decided, and why a run started",
                "triggers:add_triggers"),
+    Subcommand("schedules", "schedules: where each stands; pause, resume, trigger-now",
+               "schedules:add_schedules"),
     Subcommand("watch", "stream run events live", "query:add_watch"),
     Subcommand("replay", "rebuild state from the log", "query:add_replay"),
     Subcommand("monitor", "monitors that publish triggers", "monitor:add_monitor"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, overload
 
 from events.envelope import Envelope, envelope
 from events.intents import RunCancelRequested, RunRequested
@@ -54,6 +55,8 @@ class ScheduleState:
 
     since: float
     """Slots after this are still to be decided (the last decided, or when tracking began)."""
+    spec: ScheduleSpec
+    """The spec as the log last recorded it (a changed one is recorded again)."""
     paused: bool | None = None
     """Set by a command; None: as the spec says."""
     active: dict[str, float] = field(default_factory=dict)
@@ -85,8 +88,12 @@ def next_step(pipeline: PipelineSpec, spec: ScheduleSpec, state: ScheduleState |
               now: float) -> Step | None:
     """The next thing this schedule decides at `now`, or None when nothing is due."""
     if state is None:
+        return Step(ScheduleTracked(pipeline=pipeline.name, schedule=spec.name, since=_at(now),
+                                    spec=spec, next_due=_at(_due_after(pipeline, spec, now))))
+    if state.spec != spec:
         return Step(ScheduleTracked(pipeline=pipeline.name, schedule=spec.name,
-                                    since=_at(now), next_due=_at(_due_after(pipeline, spec, now))))
+                                    since=_at(state.since), spec=spec, changed=True,
+                                    next_due=_at(_due_after(pipeline, spec, state.since))))
     if state.is_paused(spec):
         return None
     if state.buffered and not state.active:
@@ -270,6 +277,14 @@ def slot_run_id(pipeline: str, schedule: str, slot: float) -> str:
     return run_id_for(pipeline, "schedule", f"{schedule}@{iso(slot)}")
 
 
+@overload
+def _at(instant: float) -> datetime: ...
+
+
+@overload
+def _at(instant: float | None) -> datetime | None: ...
+
+
 def _at(instant: float | None) -> datetime | None:
     return None if instant is None else datetime.fromtimestamp(instant, UTC)
 
@@ -326,8 +341,12 @@ def fold(schedules: dict[str, ScheduleState], data: Payload) -> str | None:
     """Fold one schedule decision into its pipeline's schedules; the schedule's name when it
     was one (its deadline may have moved)."""
     if isinstance(data, ScheduleTracked):
-        schedules[data.schedule] = ScheduleState(since=data.since.timestamp(),
-                                                 next_due=_ts(data.next_due))
+        known = schedules.get(data.schedule)
+        if known is None:
+            schedules[data.schedule] = ScheduleState(since=data.since.timestamp(),
+                                                     spec=data.spec, next_due=_ts(data.next_due))
+        else:
+            known.spec, known.next_due = data.spec, _ts(data.next_due)
         return data.schedule
     state = schedules.get(getattr(data, "schedule", ""))
     if state is None:
@@ -410,3 +429,46 @@ def intent_envelope(intent: Intent, decision: Envelope[Payload], now: float
     return envelope(intent, id=f"{intent.run_id}/{suffix}", time=now, source=SOURCE,
                     subject=intent.run_id, correlation_id=correlation,
                     causation_id=decision.id, traceparent=decision.traceparent)
+
+
+# ---------------------------------------------------------------------------- documents
+
+
+def described(pipeline: str, state: ScheduleState, now: float | None = None
+              ) -> dict[str, Any]:
+    """Where a schedule stands, as `baton schedules list --json` and the API show it (and the
+    projection stores it): `since` and the counts let `restored` rebuild the state."""
+    spec = state.spec
+    upcoming = next_slot(spec, max(state.since, now) if now is not None else state.since)
+    return {
+        "pipeline": pipeline, "schedule": spec.name,
+        "when": (f"cron {spec.cron} ({spec.timezone})" if spec.cron is not None
+                 else f"every {spec.every_s:g}s" + (f" +{spec.offset_s:g}s" if spec.offset_s
+                                                    else "")),
+        "paused": state.is_paused(spec),
+        "overlap": spec.overlap, "catchup": spec.catchup.model_dump(mode="json"),
+        "next_slot": None if upcoming is None or state.is_paused(spec) else iso(upcoming),
+        "next_due": None if state.next_due is None else iso(state.next_due),
+        "last_fired": None if state.last_fired is None else iso(state.last_fired),
+        "since": iso(state.since),
+        "running": sorted(state.active),
+        "active": {run: iso(slot) for run, slot in state.active.items()},
+        "buffered": [iso(slot) for slot in state.buffered],
+        "fired": state.fired, "skipped": state.skipped,
+        "spec": spec.model_dump(mode="json"),
+        "paused_by": state.paused,
+    }
+
+
+def restored(doc: dict[str, Any]) -> ScheduleState:
+    """The state `described` wrote (the projection's rows)."""
+    def ts(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    return ScheduleState(
+        since=ts(doc["since"]), spec=ScheduleSpec.model_validate(doc["spec"]),
+        paused=doc["paused_by"], active={run: ts(at) for run, at in doc["active"].items()},
+        buffered=[ts(at) for at in doc["buffered"]],
+        last_fired=None if doc["last_fired"] is None else ts(doc["last_fired"]),
+        next_due=None if doc["next_due"] is None else ts(doc["next_due"]),
+        fired=doc["fired"], skipped=doc["skipped"])

@@ -1,5 +1,13 @@
 """Declaring pipelines: Python decorators and YAML, both compiled to one PipelineSpec."""
 
-from orchestrator.pipelines.authoring import Pipeline, manual, on_data_arrived, on_drift
+from events.schedule_spec import CatchUp
+from orchestrator.pipelines.authoring import (
+    Pipeline,
+    cron,
+    every,
+    manual,
+    on_data_arrived,
+    on_drift,
+)
 
-__all__ = ["Pipeline", "manual", "on_data_arrived", "on_drift"]
+__all__ = ["CatchUp", "Pipeline", "cron", "every", "manual", "on_data_arrived", "on_drift"]

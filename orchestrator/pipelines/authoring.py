@@ -21,6 +21,7 @@ from events.pipeline import (
     TaskSpec,
     TriggerSpec,
 )
+from events.schedule_spec import ScheduleSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +45,20 @@ def manual() -> TriggerSpec:
     return TriggerSpec(on="manual")
 
 
+def cron(expression: str, *, timezone: str = "UTC", name: str = "default",
+         **policy: Any) -> ScheduleSpec:
+    """A slot at each time the five-field cron `expression` names in `timezone` (DST as a
+    person expects: see ScheduleSpec). `policy`: overlap, catchup (a CatchUp or its fields as
+    a dict), jitter_s, start, end, paused, params, priority."""
+    return ScheduleSpec(name=name, cron=expression, timezone=timezone, **policy)
+
+
+def every(seconds: float, *, offset_s: float = 0.0, name: str = "default",
+          **policy: Any) -> ScheduleSpec:
+    """A slot every `seconds` from the epoch, shifted by `offset_s`; `policy` as for cron."""
+    return ScheduleSpec(name=name, every_s=seconds, offset_s=offset_s, **policy)
+
+
 class Pipeline:
     """Collects tasks in declaration order; `spec()` compiles and validates them.
 
@@ -52,10 +67,12 @@ class Pipeline:
     """
 
     def __init__(self, name: str, *, triggers: Sequence[TriggerSpec] = (manual(),),
+                 schedules: Sequence[ScheduleSpec] = (),
                  deadline_s: float = 3600.0, max_concurrent_tasks: int | None = None,
                  description: str = "") -> None:
         self.name = name
         self.triggers = tuple(triggers)
+        self.schedules = tuple(schedules)
         self.deadline_s = deadline_s
         self.max_concurrent_tasks = max_concurrent_tasks
         self.description = description
@@ -146,7 +163,7 @@ class Pipeline:
         from orchestrator.pipelines.validation import check
 
         spec = PipelineSpec(name=self.name, tasks=tuple(self._tasks), triggers=self.triggers,
-                            deadline_s=self.deadline_s,
+                            schedules=self.schedules, deadline_s=self.deadline_s,
                             max_concurrent_tasks=self.max_concurrent_tasks,
                             description=self.description)
         check(spec)

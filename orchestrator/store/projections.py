@@ -19,10 +19,14 @@ from bus.loop import Loop
 from events import topics
 from events.registry import ModelRegistered
 from events.runs import RunCreated
+from events.schedules import ScheduleCommanded, ScheduleSlotDecided
 from events.triggers import TriggerAccepted, TriggerIgnored
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.logged import decode_logged
+from orchestrator.core.schedules import ScheduleState, described, restored
+from orchestrator.core.schedules import fold as fold_schedule
 from orchestrator.core.state import CoordinatorState
+from orchestrator.core.triggers import SCHEDULE_DECISIONS
 from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.locks import file_lock, file_lock_when_free
 from orchestrator.store.rows import ROW_VERSION, RowDocs, summary_text
@@ -50,6 +54,9 @@ CREATE INDEX IF NOT EXISTS triggers_pipeline ON triggers(pipeline, seq);
 CREATE TABLE IF NOT EXISTS pipelines (
   name TEXT NOT NULL, version TEXT NOT NULL, first_seen REAL NOT NULL, spec TEXT NOT NULL,
   PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS schedules (
+  pipeline TEXT NOT NULL, schedule TEXT NOT NULL, doc TEXT NOT NULL,
+  PRIMARY KEY (pipeline, schedule));
 CREATE TABLE IF NOT EXISTS positions (
   topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
   PRIMARY KEY (topic, partition));
@@ -178,6 +185,8 @@ class Projector(Loop):
         self._moved = asyncio.Event()
         self._conn: aiosqlite.Connection | None = None
         self._docs = RowDocs()
+        self.schedules: dict[str, dict[str, ScheduleState]] = {}
+        """Pipeline -> its schedules, as the trigger log leaves them (the rows' state)."""
 
     @property
     def inputs(self) -> Sequence[TopicPartition]:
@@ -244,6 +253,7 @@ class Projector(Loop):
         stored = await stored_positions(self._open())
         runs_upto = {tp: o for tp, o in stored.items() if tp.topic == topics.RUNS}
         self.state = await fold_runs(self.bus, runs_upto)
+        self.schedules = await stored_schedules(self._open())
         positions = {tp: stored.get(tp, 0) for tp in self.inputs}
         self._written(positions)
         return positions
@@ -281,6 +291,12 @@ class Projector(Loop):
                 batch.models.append(env.data)
             elif isinstance(env.data, TriggerAccepted | TriggerIgnored):
                 batch.triggers.append(trigger_row(record, env.time.timestamp(), env.data))
+            elif isinstance(env.data, SCHEDULE_DECISIONS):
+                data = env.data
+                fold_schedule(self.schedules.setdefault(data.pipeline, {}), data)
+                batch.schedules[(data.pipeline, data.schedule)] = None
+                if isinstance(data, ScheduleSlotDecided | ScheduleCommanded):
+                    batch.triggers.append(schedule_row(record, env.time.timestamp(), data))
 
     async def _write(self, conn: aiosqlite.Connection, batch: Batch,
                      positions: dict[TopicPartition, int]) -> None:
@@ -291,6 +307,11 @@ class Projector(Loop):
                 rows.append((run.run_id, run.pipeline, run.status, run.trigger.type,
                              run.created_at, self._docs.doc(run), summary_text(run), partition,
                              first, last))
+        for pipeline, name in batch.schedules:
+            state = self.schedules.get(pipeline, {}).get(name)
+            if state is not None:
+                batch.schedule_rows.append((pipeline, name, json.dumps(
+                    described(pipeline, state), sort_keys=True)))
         await while_full(self.path, lambda: _store(conn, rows, batch, positions))
 
 
@@ -307,6 +328,9 @@ class Batch:
     models: list[ModelRegistered] = field(default_factory=list)
     pipelines: list[tuple[str, str, float, str]] = field(default_factory=list)
     triggers: list[tuple[int, int, float, str, str, str]] = field(default_factory=list)
+    schedules: dict[tuple[str, str], None] = field(default_factory=dict)
+    """The schedules this step changed."""
+    schedule_rows: list[tuple[str, str, str]] = field(default_factory=list)
 
     def ran(self, run_id: str, record: Record) -> None:
         had = self.runs.get(run_id)
@@ -328,6 +352,35 @@ def trigger_row(record: Record, time: float, outcome: TriggerAccepted | TriggerI
            "outcome": "accepted" if accepted else "ignored", **outcome.model_dump(mode="json")}
     return (record.partition, record.offset, time, outcome.pipeline, str(doc["outcome"]),
             json.dumps(doc, sort_keys=True))
+
+
+def schedule_row(record: Record, time: float,
+                 decided: ScheduleSlotDecided | ScheduleCommanded
+                 ) -> tuple[int, int, float, str, str, str]:
+    """A schedule's slot (or a command to it) in the triggers feed: a fired slot is an
+    accepted trigger, a skipped or expired one an ignored one with its reason, a buffered one
+    waits; a command is the feed's audit of who paused, resumed or triggered it."""
+    doc: dict[str, Any] = {"id": f"{record.partition}@{record.offset}", "time": time,
+                           "trigger_type": "schedule", **decided.model_dump(mode="json")}
+    if isinstance(decided, ScheduleSlotDecided):
+        outcome = {"fired": "accepted", "buffered": "buffered"}.get(decided.outcome, "ignored")
+        doc["trigger_event_id"] = (f"schedule:{decided.pipeline}:{decided.schedule}@"
+                                   f"{doc['slot']}")
+    else:
+        outcome = "command"
+        doc["trigger_event_id"] = decided.command_id
+        doc["reason"] = f"{decided.command} {'applied' if decided.applied else 'refused'}"
+    doc["outcome"] = outcome
+    return (record.partition, record.offset, time, decided.pipeline, outcome,
+            json.dumps(doc, sort_keys=True))
+
+
+async def stored_schedules(conn: aiosqlite.Connection) -> dict[str, dict[str, ScheduleState]]:
+    found: dict[str, dict[str, ScheduleState]] = {}
+    async with conn.execute("SELECT pipeline, schedule, doc FROM schedules") as cur:
+        async for pipeline, name, doc in cur:
+            found.setdefault(pipeline, {})[name] = restored(json.loads(doc))
+    return found
 
 
 RunRow = tuple[str, str, str, str, float, str, str, int, int, int]
@@ -352,6 +405,8 @@ async def _store(conn: aiosqlite.Connection, rows: list[RunRow], batch: Batch,
         await conn.executemany(
             "INSERT OR IGNORE INTO triggers (partition, offset, time, pipeline, outcome, doc)"
             " VALUES (?, ?, ?, ?, ?, ?)", batch.triggers)
+        await conn.executemany("INSERT OR REPLACE INTO schedules VALUES (?, ?, ?)",
+                               batch.schedule_rows)
         await conn.executemany(
             "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
             [(tp.topic, tp.partition, o) for tp, o in positions.items()])

@@ -114,6 +114,15 @@ async def triggers_page(conn: aiosqlite.Connection, pipeline: str | None, outcom
     return [json.loads(doc) for _, doc in page], page[-1][0] if len(found) > limit else None
 
 
+async def schedules(conn: aiosqlite.Connection, pipeline: str | None = None
+                    ) -> list[dict[str, Any]]:
+    """Every schedule the router keeps (`core/schedules.described`), by pipeline and name."""
+    sql = "SELECT doc FROM schedules" + (" WHERE pipeline = ?" if pipeline else "")
+    async with conn.execute(sql + " ORDER BY pipeline, schedule",
+                            (pipeline,) if pipeline else ()) as cur:
+        return [json.loads(doc) async for (doc,) in cur]
+
+
 async def pipelines(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
     """Every pipeline version that has run, oldest version first, with its spec."""
     async with conn.execute(

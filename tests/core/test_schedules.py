@@ -322,3 +322,29 @@ def test_deadlines_give_each_due_schedule_once_and_forget_replaced_ones() -> Non
     assert queue.first() == 20.0
     queue.set("p", "a", None)
     assert queue.first() is None and queue.due(100.0) == []
+
+
+# -- a changed spec, and the state as a document -----------------------------------------------
+
+def test_a_changed_spec_is_recorded_and_the_schedule_keeps_its_place() -> None:
+    router = started(Router(pipeline(overlap="skip")))
+    router.at(slot(1))
+    running = dict(router.schedule.active)
+    # when the pipeline is deployed with the schedule's overlap changed
+    router.spec = pipeline(overlap="allow_all")
+    [changed] = router.at(slot(1) + 5)
+    # then the change is on the log, the cursor and the running run kept
+    assert isinstance(changed, ScheduleTracked) and changed.changed
+    assert changed.spec.overlap == "allow_all"
+    assert router.schedule.active == running and router.schedule.since == slot(1)
+    assert said(router.at(slot(2))) == [("fired", "on_time", iso(slot(2)))]
+    assert router.replayed() == router.state
+
+
+def test_a_schedules_document_restores_the_state_it_describes() -> None:
+    router, _ = overlapping("buffer_all")
+    router.at(slot(2))
+    doc = schedules.described("nightly-train", router.schedule, slot(2) + 1)
+    assert doc["next_slot"] == iso(slot(3)) and doc["last_fired"] == iso(slot(1))
+    assert doc["buffered"] == [iso(slot(2))] and doc["overlap"] == "buffer_all"
+    assert schedules.restored(doc) == router.schedule

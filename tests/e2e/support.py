@@ -149,10 +149,10 @@ class RunLogReader:
 
 
 async def _read_until(home: Path, done: Callable[[RunLog], bool], within_s: float,
-                      bus_url: str) -> RunLog:
+                      bus_url: str, topic: str = topics.RUNS) -> RunLog:
     bus = await open_bus_url(bus_url, home)
     try:
-        tps = [TopicPartition(topics.RUNS, p) for p in range(bus.partitions(topics.RUNS))]
+        tps = [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
         reader = RunLogReader(bus, dict.fromkeys(tps, 0))
         return await reader.until(done, within_s)
     finally:
@@ -163,6 +163,12 @@ def wait_for_run_log(home: Path, done: Callable[[RunLog], bool], timeout: float,
                      bus: str = EMBEDDED) -> RunLog:
     """Block until the run log satisfies `done` (checked on every append), or fail."""
     return asyncio.run(_read_until(home, done, within_s=timeout, bus_url=bus))
+
+
+def wait_for_log(home: Path, topic: str, done: Callable[[RunLog], bool], timeout: float,
+                 bus: str = EMBEDDED) -> RunLog:
+    """`wait_for_run_log` for any topic (e.g. the trigger router's log)."""
+    return asyncio.run(_read_until(home, done, within_s=timeout, bus_url=bus, topic=topic))
 
 
 def read_run_log(home: Path) -> RunLog:

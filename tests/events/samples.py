@@ -26,6 +26,7 @@ from events.common import ArtifactRef, Audit, Capabilities, GpuInfo, Resources
 from events.envelope import envelope
 from events.payloads import Payload
 from events.pipeline import GateSpec, PipelineSpec, RegisterSpec, RetryPolicy, TaskSpec
+from events.schedule_spec import ScheduleSpec
 from events.triggers import TriggerInfo
 
 SHA = "ab" * 32
@@ -198,6 +199,8 @@ SAMPLES: tuple[Payload, ...] = (
                                                  baseline=FIGURES, verdict="passed"),),
                            checks=(CHECK,))),
     schedules.ScheduleTracked(pipeline="digits", schedule="nightly", since=_AT,
+                              spec=ScheduleSpec(name="nightly", cron="30 2 * * *",
+                                                timezone="Europe/Berlin"),
                               next_due=_AT + timedelta(hours=1)),
     schedules.ScheduleSlotDecided(pipeline="digits", schedule="nightly", slot=_AT,
                                   outcome="fired", reason="on_time", detail="due", run_id=RUN,

@@ -1,0 +1,147 @@
+"""`baton schedules list|pause|resume|trigger-now`: where each schedule stands, and commands
+to it, which its pipeline's router applies (or refuses, saying why) and records."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from events.common import Audit
+from events.schedules import ScheduleCommand, ScheduleCommanded, ScheduleCommandKind
+from events.topics import TRIGGER_LOG
+from orchestrator.cli.context import open_bus
+from orchestrator.cli.errors import Failed, NotFound, UsageError
+from orchestrator.cli.projection import caught_up_projection
+from orchestrator.printable import printable
+from orchestrator.service.follow import follow
+from orchestrator.service.reading import partitions_of
+from orchestrator.service.triggers import schedule_command_record
+from orchestrator.store import queries
+from orchestrator.store.projections import connect
+
+ANSWER_WAIT_S = 30.0
+
+
+def add_schedules(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    ls = sub.add_parser("list", help="every schedule: its next slot, last fired slot, policy")
+    ls.add_argument("--pipeline")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=schedules_list)
+    for name, kind, what in (("pause", "pause", "no slot fires until resumed"),
+                             ("resume", "resume", "slots fire again (those passed while "
+                              "paused are recorded skipped, never run)"),
+                             ("trigger-now", "trigger_now", "start a run now, off the "
+                              "schedule's clock (the overlap policy applies)")):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("pipeline")
+        cmd.add_argument("schedule", nargs="?",
+                         help="which of the pipeline's schedules (default: its only one)")
+        cmd.add_argument("--reason", default="", help="recorded with the command")
+        if kind == "trigger_now":
+            cmd.add_argument("--allow-overlap", action="store_true",
+                             help="start even while a run of the schedule is going")
+        cmd.add_argument("--no-wait", action="store_true",
+                         help="publish the command and return, without waiting for the "
+                              "router's answer")
+        cmd.set_defaults(handler=schedules_command, kind=kind)
+
+
+async def schedules_list(args: argparse.Namespace) -> int:
+    conn = await connect(await caught_up_projection(args))
+    try:
+        items = await queries.schedules(conn, args.pipeline)
+    finally:
+        await conn.close()
+    for item in items:
+        item.pop("paused_by", None)
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        print("no schedules yet (declare one on a pipeline: schedules: [{cron: '0 3 * * *', "
+              "timezone: Europe/Berlin}], and run it with baton up)")
+        return 0
+    for s in items:
+        state = "paused" if s["paused"] else f"next {s['next_slot'] or 'none (ended)'}"
+        running = f", running {', '.join(s['running'])}" if s["running"] else ""
+        waiting = f", {len(s['buffered'])} buffered" if s["buffered"] else ""
+        print(printable(f"{s['pipeline']}/{s['schedule']:<12} {s['when']:<32} {state}; last "
+                        f"fired {s['last_fired'] or 'never'}; overlap {s['overlap']}, catch-up "
+                        f"{s['catchup']['policy']}; fired {s['fired']}, skipped "
+                        f"{s['skipped']}{running}{waiting}"))
+    return 0
+
+
+async def schedules_command(args: argparse.Namespace) -> int:
+    name = args.schedule or await _only_schedule(args)
+    kind: ScheduleCommandKind = args.kind
+    command = ScheduleCommand(
+        pipeline=args.pipeline, schedule=name, command=kind, reason=args.reason,
+        allow_overlap=bool(getattr(args, "allow_overlap", False)),
+        audit=Audit(actor=_actor(), request_id=f"cli-{uuid.uuid4().hex[:12]}", via="cli"))
+    event_id = f"schedule-command-{uuid.uuid4().hex}"
+    _, record = schedule_command_record(command, event_id)
+    bus = await open_bus(args)
+    try:
+        ends = {tp: await bus.end_offset(tp) for tp in partitions_of(bus, TRIGGER_LOG)}
+        await bus.append([record])
+        if args.no_wait:
+            print(f"published {kind} for {args.pipeline}/{name} ({event_id})")
+            return 0
+        answer = await _answer(bus, ends, event_id)
+    finally:
+        await bus.close()
+    if answer is None:
+        print(f"published {kind} for {args.pipeline}/{name}; no router answered within "
+              f"{ANSWER_WAIT_S:g}s (is 'baton up' or a coordinator running?): it applies the "
+              "command when it starts")
+        return 0
+    if not answer.applied:
+        raise Failed(f"{kind} {args.pipeline}/{name} refused: {answer.detail}")
+    print(printable(f"{kind} {args.pipeline}/{name}: {answer.detail}"))
+    return 0
+
+
+async def _answer(bus: Any, ends: dict[Any, int], event_id: str) -> ScheduleCommanded | None:
+    """The router's answer to the command, read from the trigger log after `ends`."""
+    async def read() -> ScheduleCommanded:
+        async for env in follow(bus, topic=TRIGGER_LOG, after=ends):
+            data = env.data
+            if isinstance(data, ScheduleCommanded) and data.command_id == event_id:
+                return data
+        raise Failed("the trigger log ended")  # follow waits forever: not reached
+
+    try:
+        return await asyncio.wait_for(read(), ANSWER_WAIT_S)
+    except TimeoutError:
+        return None
+
+
+async def _only_schedule(args: argparse.Namespace) -> str:
+    conn = await connect(await caught_up_projection(args))
+    try:
+        items = await queries.schedules(conn, args.pipeline)
+    finally:
+        await conn.close()
+    names = [s["schedule"] for s in items]
+    if not names:
+        raise NotFound(f"pipeline {args.pipeline!r} has no schedule the router keeps (list "
+                       "them with 'baton schedules list')")
+    if len(names) > 1:
+        raise UsageError(f"pipeline {args.pipeline!r} has several schedules "
+                         f"({', '.join(names)}): name one, e.g. 'baton schedules "
+                         f"{args.action} {args.pipeline} {names[0]}'")
+    return str(names[0])
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser() or "cli"
+    except (KeyError, OSError):
+        return "cli"

@@ -1,0 +1,20 @@
+"""A pipeline the schedule end-to-end tests run by the clock in real `baton up` processes."""
+
+from __future__ import annotations
+
+from agents.task_api import TaskContext
+from orchestrator.pipelines import CatchUp, Pipeline, every
+
+PERIOD_S = 2.0
+
+ticking = Pipeline("ticking", schedules=(
+    every(PERIOD_S, name="all", overlap="allow_all",
+          catchup=CatchUp(policy="all", max_runs=100, window_s=3600)),
+    every(PERIOD_S, offset_s=PERIOD_S / 2, name="latest", overlap="allow_all",
+          catchup=CatchUp(policy="latest", window_s=3600)),
+))
+
+
+@ticking.task(cpus=0.25, memory=64)
+def tick(ctx: TaskContext) -> str:
+    return ctx.data.attempt_id
