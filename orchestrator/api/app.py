@@ -18,6 +18,7 @@ from orchestrator.api.routes import (
     models,
     run_writes,
     runs,
+    schedules,
     triggers_in,
     webhooks,
 )
@@ -34,7 +35,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.baton = context
     problems.install(app)
     for module in (runs, run_writes, approvals, events, agents, catalog, models, dead_letters,
-                   triggers_in, metrics):
+                   triggers_in, metrics, schedules):
         app.include_router(module.router, prefix=PREFIX, dependencies=[Depends(need("viewer"))])
     app.include_router(webhooks.stats_router, prefix=PREFIX,
                        dependencies=[Depends(need("viewer"))])

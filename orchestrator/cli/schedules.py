@@ -4,21 +4,16 @@ to it, which its pipeline's router applies (or refuses, saying why) and records.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import uuid
-from typing import Any
 
 from events.common import Audit
-from events.schedules import ScheduleCommand, ScheduleCommanded, ScheduleCommandKind
-from events.topics import TRIGGER_LOG
+from events.schedules import ScheduleCommand, ScheduleCommandKind
 from orchestrator.cli.context import open_bus
 from orchestrator.cli.errors import Failed, NotFound, UsageError
 from orchestrator.cli.projection import caught_up_projection
 from orchestrator.printable import printable
-from orchestrator.service.follow import follow
-from orchestrator.service.reading import partitions_of
-from orchestrator.service.triggers import schedule_command_record
+from orchestrator.service.triggers import command_schedule, schedule_command_record
 from orchestrator.store import queries
 from orchestrator.store.projections import connect
 
@@ -84,41 +79,24 @@ async def schedules_command(args: argparse.Namespace) -> int:
         allow_overlap=bool(getattr(args, "allow_overlap", False)),
         audit=Audit(actor=_actor(), request_id=f"cli-{uuid.uuid4().hex[:12]}", via="cli"))
     event_id = f"schedule-command-{uuid.uuid4().hex}"
-    _, record = schedule_command_record(command, event_id)
     bus = await open_bus(args)
     try:
-        ends = {tp: await bus.end_offset(tp) for tp in partitions_of(bus, TRIGGER_LOG)}
-        await bus.append([record])
         if args.no_wait:
+            await bus.append([schedule_command_record(command, event_id)[1]])
             print(f"published {kind} for {args.pipeline}/{name} ({event_id})")
             return 0
-        answer = await _answer(bus, ends, event_id)
+        answered = await command_schedule(bus, command, event_id, ANSWER_WAIT_S)
     finally:
         await bus.close()
-    if answer is None:
+    if answered is None:
         print(f"published {kind} for {args.pipeline}/{name}; no router answered within "
               f"{ANSWER_WAIT_S:g}s (is 'baton up' or a coordinator running?): it applies the "
               "command when it starts")
         return 0
-    if not answer.applied:
-        raise Failed(f"{kind} {args.pipeline}/{name} refused: {answer.detail}")
-    print(printable(f"{kind} {args.pipeline}/{name}: {answer.detail}"))
+    if not answered.answer.applied:
+        raise Failed(f"{kind} {args.pipeline}/{name} refused: {answered.answer.detail}")
+    print(printable(f"{kind} {args.pipeline}/{name}: {answered.answer.detail}"))
     return 0
-
-
-async def _answer(bus: Any, ends: dict[Any, int], event_id: str) -> ScheduleCommanded | None:
-    """The router's answer to the command, read from the trigger log after `ends`."""
-    async def read() -> ScheduleCommanded:
-        async for env in follow(bus, topic=TRIGGER_LOG, after=ends):
-            data = env.data
-            if isinstance(data, ScheduleCommanded) and data.command_id == event_id:
-                return data
-        raise Failed("the trigger log ended")  # follow waits forever: not reached
-
-    try:
-        return await asyncio.wait_for(read(), ANSWER_WAIT_S)
-    except TimeoutError:
-        return None
 
 
 async def _only_schedule(args: argparse.Namespace) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from bus import Bus, TopicPartition
+from bus import Bus
 from bus.loop import Tail
 from events import topics
 from events.codec import decode
@@ -16,14 +16,10 @@ from orchestrator.service.reading import partitions_of
 
 
 async def follow(bus: Bus, *, from_start: bool = True, stop: asyncio.Event | None = None,
-                 topic: str = topics.RUNS, after: dict[TopicPartition, int] | None = None,
-                 ) -> AsyncIterator[Envelope[Payload]]:
-    """Yield every event of `topic` in per-partition order, waiting for new ones forever:
-    from the start, from the end, or from `after` (positions taken before writing something
-    whose answer is awaited)."""
+                 topic: str = topics.RUNS) -> AsyncIterator[Envelope[Payload]]:
+    """Yield every event of `topic` in per-partition order, waiting for new ones forever."""
     tps = partitions_of(bus, topic)
-    positions = {tp: (after.get(tp, 0) if after is not None else
-                      0 if from_start else await bus.end_offset(tp)) for tp in tps}
+    positions = {tp: 0 if from_start else await bus.end_offset(tp) for tp in tps}
     tail = Tail(bus, tps, positions, wait_s=0.25, batch=1000)
     async with contextlib.aclosing(tail.turns(stop or asyncio.Event())) as turns:
         async for records in turns:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from bus.protocol import Bus
 from bus.records import Outgoing, Record, TopicPartition
@@ -28,7 +29,7 @@ from events.envelope import Envelope, envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
-from events.schedules import RunEnded, ScheduleCommand
+from events.schedules import RunEnded, ScheduleCommand, ScheduleCommanded
 from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected
 from orchestrator.core import schedules
@@ -46,6 +47,7 @@ from orchestrator.core.triggers import (
 from orchestrator.service import log_positions
 from orchestrator.service.consumer import Consumer
 from orchestrator.service.reading import partitions_of
+from orchestrator.service.run_requests import first_within
 
 FANOUT_GROUP = "baton.fanout"
 ROUTER_GROUP = "baton.router"
@@ -98,6 +100,32 @@ def schedule_command_record(command: ScheduleCommand, event_id: str
     env = envelope(command, id=event_id, time=time.time(), source="baton.cli",
                    subject=command.pipeline)
     return env, Outgoing(PIPELINE_TRIGGERS, command.pipeline, checked(env))
+
+
+@dataclass(frozen=True)
+class CommandAnswer:
+    """The router's answer to a schedule command, and where it is on the trigger log."""
+
+    answer: ScheduleCommanded
+    at: TopicPartition
+    offset: int
+
+
+async def command_schedule(bus: Bus, command: ScheduleCommand, event_id: str,
+                           within_s: float) -> CommandAnswer | None:
+    """Publishes a command to a schedule and waits up to `within_s` for the router's answer
+    (None: none came; the command stays on the log and applies when a router reads it)."""
+    _, record = schedule_command_record(command, event_id)
+    positions = {tp: await bus.end_offset(tp) for tp in partitions_of(bus, TRIGGER_LOG)}
+    await bus.append([record])
+
+    def pick(found: Record) -> CommandAnswer | None:
+        data = decode(found.value).data
+        if isinstance(data, ScheduleCommanded) and data.command_id == event_id:
+            return CommandAnswer(data, found.tp, found.offset)
+        return None
+
+    return await first_within(bus, positions, within_s, pick)
 
 
 class FanOutStage(Consumer):
@@ -194,8 +222,8 @@ class RouterStage(Consumer):
         return None if left <= 0 else min(self.wait_s, left)
 
     async def take(self, records: list[Record], positions: dict[TopicPartition, int]) -> bool:
-        outputs = await self.handle(records) if records else []
-        outputs += self._on_the_clock(self._clock())
+        outputs = self._on_the_clock(self._clock())  # first: a new schedule is kept before
+        outputs += await self.handle(records) if records else []  # a command to it is read
         if not records and not outputs:
             return False
         return await self.commit_outputs(outputs, positions)

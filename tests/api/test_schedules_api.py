@@ -1,0 +1,90 @@
+"""Schedules over HTTP against a real server in a running app, on both buses: listed from the
+projection at the position a command answered with; paused, resumed and triggered by hand with
+the caller recorded; refusals as problem documents."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from events.pipeline import PipelineSpec, TaskSpec
+from events.schedule_spec import ScheduleSpec
+from orchestrator.service.home import Home
+from tests.api.test_reads import assert_problem
+from tests.api.test_writes import Client
+from tests.integration.support import serving
+from tests.integration.tasks import ref
+
+HOURLY = PipelineSpec(name="hourly", tasks=(TaskSpec(name="seed", function=ref("seed")),),
+                      schedules=(ScheduleSpec(name="top", cron="0 * * * *",
+                                              timezone="Europe/Berlin"),))
+
+
+@pytest.fixture
+async def client(tmp_path: Path, bus_url: str) -> AsyncIterator[Client]:
+    async with serving(Home(tmp_path / "home"), bus_url, HOURLY) as (app, bus, http):
+        yield Client(app, bus, http)
+
+
+async def test_a_schedule_is_paused_listed_at_the_answers_position_and_resumed(
+        client: Client) -> None:
+    # when the schedule is paused over HTTP
+    paused = await client.post("/schedules/hourly/top/pause", {"reason": "freeze"})
+    # then the router's answer comes back with its position
+    assert paused.status_code == 202, paused.text
+    body = paused.json()
+    assert body["applied"] and body["position"].startswith("triggers.")
+    # and a read at that position sees it paused, with its policy and clock
+    listed = await client.get("/schedules", min_position=body["position"])
+    [top] = listed.json()["items"]
+    assert (top["pipeline"], top["schedule"], top["paused"]) == ("hourly", "top", True)
+    assert top["when"] == "cron 0 * * * * (Europe/Berlin)" and top["overlap"] == "skip"
+    assert top["next_slot"] is None  # paused: nothing is next
+    # when paused again, the router refuses: a problem document, nothing changed
+    assert_problem(await client.post("/schedules/hourly/top/pause"), 409,
+                   "schedule-command-refused")
+    resumed = await client.post("/schedules/hourly/top/resume")
+    assert resumed.status_code == 202, resumed.text
+    listed = await client.get("/schedules", min_position=resumed.json()["position"])
+    [top] = listed.json()["items"]
+    assert not top["paused"] and top["next_slot"] is not None
+    # and the feed of trigger decisions records both commands, who gave them and why
+    feed = await client.get("/triggers", min_position=resumed.json()["position"])
+    commands = [t for t in feed.json()["items"] if t["outcome"] == "command"]
+    assert [(c["command"], c["applied"]) for c in reversed(commands)] == [
+        ("pause", True), ("pause", False), ("resume", True)]
+    assert commands[-1]["reason"] == "pause applied" and commands[-1]["audit"]["actor"]
+
+
+async def test_trigger_now_starts_a_run_the_schedule_then_keeps(client: Client) -> None:
+    answer = await client.post("/schedules/hourly/top/trigger-now", {"reason": "late data"})
+    assert answer.status_code == 202, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith("started run run-")
+    run_id = detail.removeprefix("started run ")
+    position = answer.json()["position"]
+    # then the schedule counts it as its last fired, off its clock
+    [top] = (await client.get("/schedules", min_position=position)).json()["items"]
+    assert top["fired"] == 1 and top["last_fired"] is not None
+    # and the feed says which run the slot started, and why
+    feed = (await client.get("/triggers", min_position=position)).json()["items"]
+    [slot] = [t for t in feed if t["trigger_type"] == "schedule" and t["outcome"] == "accepted"]
+    assert (slot["run_id"], slot["reason"]) == (run_id, "trigger_now")
+    assert "late data" in slot["detail"]
+
+
+@pytest.mark.parametrize(("path", "status", "kind", "said"), [
+    ("/schedules/hourly/nope/pause", 409, "schedule-command-refused",
+     "has no schedule 'nope' (its schedules: top)"),
+    ("/schedules/nowhere/top/resume", 409, "schedule-command-refused",
+     "no pipeline named 'nowhere'"),
+    ("/schedules/hourly/top/explode", 400, "invalid-request",
+     "should be 'pause', 'resume' or 'trigger-now'"),
+])
+async def test_a_command_that_cannot_be_given_is_a_problem(
+        client: Client, path: str, status: int, kind: str, said: str) -> None:
+    answer = await client.post(path)
+    doc = assert_problem(answer, status, kind)
+    assert said in doc["detail"]
