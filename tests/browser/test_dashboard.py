@@ -39,6 +39,7 @@ from events.pipeline import (
 from events.registry import TrafficSet
 from events.runs import ApprovalDecided
 from events.serving import ServingWindow
+from events.schedule_spec import ScheduleSpec
 from events.triggers import DataArrived
 from orchestrator.api.auth import Tokens, add_token
 from orchestrator.api.server import Listen, bind
@@ -89,7 +90,9 @@ CANARIED = PipelineSpec(name="canaried", tasks=(
 ))
 MARKUP = PipelineSpec(name="markup", tasks=(TaskSpec(name="say", function=mine("markup")),))
 FED = PipelineSpec(name="fed", tasks=(TaskSpec(name="only", function=ref("seed")),),
-                   triggers=(TriggerSpec(on="data_arrived", dataset="digits"),))
+                   triggers=(TriggerSpec(on="data_arrived", dataset="digits"),),
+                   schedules=(ScheduleSpec(name="yearly", cron="0 3 1 1 *",
+                                           timezone="Europe/Berlin"),))
 AGENT = AgentSpec(Capabilities(cpus=4, memory_mb=4096, gpus=(
     GpuInfo(index=0, model="A100", memory_mb=40960), GpuInfo(index=1, model="A100",
                                                              memory_mb=40960))),
@@ -351,6 +354,33 @@ async def test_the_triggers_page_shows_accepted_and_ignored_triggers(
         "duplicate_version", timeout=LIVE)
     await expect(page.locator('tr[data-outcome="accepted"] a')).to_have_count(1)
     await screenshot("triggers")
+
+
+async def test_the_triggers_page_shows_schedules_and_follows_their_commands_live(
+    page: Page, served: Served, screenshot: Any
+) -> None:
+    # given the triggers page open, the router keeping the pipeline's schedule
+    await page.goto(f"{served.base}/triggers")
+    schedule = page.locator('tr[data-schedule="fed/yearly"]')
+    await expect(schedule).to_have_attribute("data-paused", "false")
+    await expect(schedule).to_contain_text("cron 0 3 1 1 * (Europe/Berlin)")
+    await expect(schedule.locator(".state")).to_contain_text("next")
+    # when it is paused over the API
+    paused = await served.client.post("/schedules/fed/yearly/pause", json={"reason": "freeze"})
+    assert paused.status_code == 202, paused.text
+    # then the page shows it paused, and the command in the feed, without a reload
+    await expect(schedule).to_have_attribute("data-paused", "true")
+    await expect(page.locator('tr[data-outcome="command"]').first).to_contain_text(
+        "pause applied")
+    # when a run is asked of it by hand, then its slot appears as accepted, with the run
+    now = await served.client.post("/schedules/fed/yearly/trigger-now", json={})
+    assert now.status_code == 202, now.text
+    fired = page.locator('tr[data-outcome="accepted"][data-type="schedule"]')
+    await expect(fired.locator("a")).to_have_count(1)
+    await expect(fired).to_contain_text("trigger_now")
+    await screenshot("schedules")
+    resumed = await served.client.post("/schedules/fed/yearly/resume", json={})
+    assert resumed.status_code == 202, resumed.text
 
 
 async def test_an_api_problem_is_shown_as_its_title_and_detail(page: Page, served: Served) -> None:

@@ -1,6 +1,9 @@
-// Triggers: what the trigger router decided for each trigger, newest first: accepted (with
-// the run it started) or ignored (with the reason: duplicate, duplicate_version, cooldown...).
-// Live: a trigger_accepted / trigger_ignored event puts its outcome at the top.
+// Triggers: the schedules the routers keep (when each fires, paused or its next slot, the last
+// slot fired, its policies), and what the trigger router decided, newest first: accepted (with
+// the run it started), ignored (with the reason: duplicate, cooldown, a schedule's slot
+// skipped by overlap or expired past its catch-up window...), buffered, and the commands given
+// to schedules (who paused or resumed them).
+// Live: a decision event puts its outcome at the top; a schedule's event refreshes its row.
 
 import { get, query } from "../api.js";
 import { el } from "../dom.js";
@@ -9,33 +12,72 @@ import { Live } from "../live.js";
 import { badge, empty, problemBox, runLink, when } from "../ui.js";
 
 const LIMIT = 50;
+const DECISIONS = ["trigger_accepted", "trigger_ignored", "schedule_slot", "schedule_commanded"];
+const SCHEDULE_EVENTS = ["schedule_tracked", "schedule_slot", "schedule_commanded",
+  "schedule_run_ended"];
+const COLOURS = { accepted: "succeeded", buffered: "running", command: "queued" };
 
 function row(t) {
-  return el("tr", { "data-outcome": t.outcome, "data-trigger": t.trigger_event_id ?? "" },
+  const slots = t.count > 1 ? ` (${t.count} slots, to ${t.through})` : "";
+  return el("tr", { "data-outcome": t.outcome, "data-trigger": t.trigger_event_id ?? "",
+    "data-type": t.trigger_type ?? "" },
     el("td", {}, when(t.time)),
-    el("td", {}, badge(t.outcome, t.outcome === "accepted" ? "succeeded" : "cancelled")),
+    el("td", {}, badge(t.outcome, COLOURS[t.outcome] ?? "cancelled")),
     el("td", {}, t.pipeline),
     el("td", {}, t.trigger_type ?? "–"),
     el("td", {}, el("code", {}, t.trigger_event_id ?? "–")),
-    el("td", {}, t.run_id ? runLink(t.run_id) : [t.reason ?? "", t.detail ? ` — ${t.detail}` : ""]),
+    el("td", {}, t.run_id ? [runLink(t.run_id), t.reason ? ` ${t.reason}` : ""]
+      : [t.reason ?? "", t.detail ? ` — ${t.detail}` : "", slots]),
     el("td", {}, t.data_version ?? ""));
 }
 
+/** A decision event as the row the API's feed gives for it. */
 function outcomeOf(envelope) {
   const d = envelope.data ?? {};
-  return { ...d, time: epochOf(envelope.time), outcome: envelope.type === "trigger_accepted" ? "accepted" : "ignored" };
+  const base = { ...d, time: epochOf(envelope.time) };
+  if (envelope.type === "schedule_slot") {
+    const outcome = d.outcome === "fired" ? "accepted" : d.outcome === "buffered" ? "buffered" : "ignored";
+    return { ...base, outcome, trigger_type: "schedule",
+      trigger_event_id: `schedule:${d.pipeline}:${d.schedule}@${d.slot}` };
+  }
+  if (envelope.type === "schedule_commanded") {
+    return { ...base, outcome: "command", trigger_type: "schedule",
+      trigger_event_id: d.command_id, reason: `${d.command} ${d.applied ? "applied" : "refused"}` };
+  }
+  return { ...base, outcome: envelope.type === "trigger_accepted" ? "accepted" : "ignored" };
+}
+
+function scheduleRow(s) {
+  const state = s.paused ? badge("paused", "cancelled")
+    : el("span", {}, "next ", el("code", {}, s.next_slot ?? "none (ended)"));
+  return el("tr", { "data-schedule": `${s.pipeline}/${s.schedule}`, "data-paused": String(s.paused) },
+    el("td", {}, s.pipeline),
+    el("td", {}, s.schedule),
+    el("td", {}, s.when),
+    el("td", { class: "state" }, state),
+    el("td", {}, s.last_fired ?? "never"),
+    el("td", {}, `${s.overlap} · catch-up ${s.catchup.policy}`),
+    el("td", { class: "counts" }, `${s.fired} fired, ${s.skipped} skipped`
+      + (s.running.length ? `, ${s.running.length} running` : "")
+      + (s.buffered.length ? `, ${s.buffered.length} buffered` : "")));
 }
 
 export function render(view, _params, search) {
   const outcome = search.get("outcome") ?? "";
   const body = el("tbody");
+  const schedules = el("tbody");
+  const schedulesBox = el("section", { class: "card schedules", hidden: "" },
+    el("h2", {}, "Schedules"),
+    el("table", { class: "grid schedules" },
+      el("thead", {}, el("tr", {}, ["Pipeline", "Schedule", "When", "State", "Last fired", "Policy", "Slots"].map((h) => el("th", {}, h)))),
+      schedules));
   const problem = el("div");
   const more = el("button", { type: "button", class: "secondary", hidden: "" }, "Older");
-  const filter = el("select", { name: "outcome" }, ["", "accepted", "ignored"].map((o) =>
+  const filter = el("select", { name: "outcome" }, ["", "accepted", "ignored", "buffered", "command"].map((o) =>
     el("option", { value: o, selected: o === outcome ? "" : null }, o || "any")));
   let next = null;
   let onFirstPage = true;
-  view.replaceChildren(el("h1", {}, "Triggers"),
+  view.replaceChildren(el("h1", {}, "Triggers"), schedulesBox,
     el("form", { class: "filters" }, el("label", {}, "Outcome ", filter)), problem,
     el("table", { class: "grid triggers" },
       el("thead", {}, el("tr", {}, ["When", "Outcome", "Pipeline", "Type", "Event id", "Run / reason", "Data version"].map((h) => el("th", {}, h)))),
@@ -56,22 +98,36 @@ export function render(view, _params, search) {
     }
   }
 
+  // A schedule's rows come from the projection: after its event, read at the event's position.
+  async function loadSchedules(position = null) {
+    try {
+      const page = await get(`/schedules${query({ min_position: position })}`);
+      schedules.replaceChildren(...page.items.map(scheduleRow));
+      if (!page.items.length) schedulesBox.setAttribute("hidden", ""); else schedulesBox.removeAttribute("hidden");
+    } catch (err) {
+      problem.replaceChildren(problemBox(err));
+    }
+  }
+
   filter.addEventListener("change", () => {
     history.replaceState(null, "", `/triggers${query({ outcome: filter.value })}`);
     load(null);
   });
   more.addEventListener("click", () => load(next));
   const live = new Live({
-    types: ["trigger_accepted", "trigger_ignored"],
+    types: [...new Set([...DECISIONS, ...SCHEDULE_EVENTS])],
     onEvent: (envelope) => {
+      if (SCHEDULE_EVENTS.includes(envelope.type)) loadSchedules(envelope.position ?? null);
+      if (!DECISIONS.includes(envelope.type)) return;
       const t = outcomeOf(envelope);
       if (!onFirstPage || (filter.value && filter.value !== t.outcome)) return;
       body.prepend(row(t));
       problem.replaceChildren();
     },
-    reload: () => (onFirstPage ? load(null) : null),
+    reload: () => { loadSchedules(); return onFirstPage ? load(null) : null; },
   });
   live.start();
+  loadSchedules();
   load(null);
   return { stop: () => live.stop() };
 }
