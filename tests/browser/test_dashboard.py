@@ -38,8 +38,8 @@ from events.pipeline import (
 )
 from events.registry import TrafficSet
 from events.runs import ApprovalDecided
-from events.serving import ServingWindow
 from events.schedule_spec import ScheduleSpec
+from events.serving import ServingWindow
 from events.triggers import DataArrived
 from orchestrator.api.auth import Tokens, add_token
 from orchestrator.api.server import Listen, bind
