@@ -250,6 +250,8 @@ class PipelineSpec(Frozen):
 
     @model_validator(mode="after")
     def _schedules_named_once(self) -> PipelineSpec:
+        if len(self.schedules) < 2:  # also runs for every spec passed to a model as it is
+            return self
         names = [s.name for s in self.schedules]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:

@@ -8,7 +8,19 @@ import re
 
 import pytest
 
-from bench import chain, cli, core, digits, failover, fanout, placement, replay, serving, triggers
+from bench import (
+    chain,
+    cli,
+    core,
+    digits,
+    failover,
+    fanout,
+    placement,
+    replay,
+    schedules,
+    serving,
+    triggers,
+)
 from bench.__main__ import summary
 from bench.common import (
     KEY_SUFFIXES,
@@ -164,3 +176,11 @@ async def test_serving() -> None:
     check(report, "gateway p50 added per prediction", "alias move to the new version answering",
           "gateway p50 added per prediction, 95/5 split",
           "failing canary window to the candidate at 0%")
+
+
+async def test_schedules() -> None:
+    report = await schedules.measure(50, triggers=20)
+    check(report, "per slot fired (decide, fold, commit)", "idle turn (nothing due)",
+          "memory per schedule", "router restore", "per data-arrived trigger routed (baseline)")
+    assert report.ok  # every schedule fired once a minute, three minutes
+    assert report.extra["schedules"] == 50
