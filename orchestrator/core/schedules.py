@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from events.envelope import Envelope, envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
@@ -36,17 +35,15 @@ from events.schedules import (
 )
 from events.triggers import TriggerInfo
 from orchestrator.core.ids import run_id_for
+from orchestrator.core.router_steps import Intent, Step
 from orchestrator.core.schedule_slots import due, iso, next_slot, slots
 
-SOURCE = "baton.router"
 ON_TIME_S = 60.0
 """A slot asked for at most this late is on time (the router was busy or restarting), not
 missed: `catchup: none` still runs it."""
 RANGE_CAP = 10_000
 """Slots one range record covers at most: a minutely schedule's year away is 53 records, and
 no step enumerates more than this."""
-
-Intent = RunRequested | RunCancelRequested
 
 
 @dataclass(slots=True)
@@ -73,25 +70,35 @@ class ScheduleState:
         return spec.paused if self.paused is None else self.paused
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """A decision for the trigger log, and the intents it sends (runs to start or cancel)."""
-
-    decision: ScheduleTracked | ScheduleSlotDecided | ScheduleCommanded | ScheduleRunEnded
-    intents: tuple[Intent, ...] = ()
-
-
 # ---------------------------------------------------------------------------- deciding
+
+
+ScheduleDecision = ScheduleTracked | ScheduleSlotDecided | ScheduleCommanded | ScheduleRunEnded
+
+
+def _step(decision: ScheduleDecision, intents: tuple[Intent, ...] = ()) -> Step:
+    """A decision of a schedule's: a slot or the start of tracking is named by the schedule
+    and the slot (decided again after a crash, it has the same id); an answer to a command or
+    a run's end by its input."""
+    key = f"schedule:{decision.pipeline}:{decision.schedule}"
+    own: str | None = None
+    if isinstance(decision, ScheduleTracked):
+        own = f"{key}/tracked@{iso(decision.since.timestamp())}"
+    elif isinstance(decision, ScheduleSlotDecided):
+        span = iso(decision.slot.timestamp()) + (
+            f"..{iso(decision.through.timestamp())}" if decision.through is not None else "")
+        own = f"{key}@{span}/{decision.outcome}"
+    return Step(decision, decision.pipeline, key, intents, own)
 
 
 def next_step(pipeline: PipelineSpec, spec: ScheduleSpec, state: ScheduleState | None,
               now: float) -> Step | None:
     """The next thing this schedule decides at `now`, or None when nothing is due."""
     if state is None:
-        return Step(ScheduleTracked(pipeline=pipeline.name, schedule=spec.name, since=_at(now),
+        return _step(ScheduleTracked(pipeline=pipeline.name, schedule=spec.name, since=_at(now),
                                     spec=spec, next_due=_at(_due_after(pipeline, spec, now))))
     if state.spec != spec:
-        return Step(ScheduleTracked(pipeline=pipeline.name, schedule=spec.name,
+        return _step(ScheduleTracked(pipeline=pipeline.name, schedule=spec.name,
                                     since=_at(state.since), spec=spec, changed=True,
                                     next_due=_at(_due_after(pipeline, spec, state.since))))
     if state.is_paused(spec):
@@ -134,7 +141,7 @@ def command(pipeline: PipelineSpec | None, spec: ScheduleSpec | None,
     """What a command does: refused with the reason (unknown, already so, would overlap),
     or applied, after recording the slots a pause passed over (resume)."""
     def answer(applied: bool, detail: str, next_due: float | None = None) -> Step:
-        return Step(ScheduleCommanded(
+        return _step(ScheduleCommanded(
             pipeline=cmd.pipeline, schedule=cmd.schedule, command=cmd.command,
             command_id=command_id, applied=applied, detail=detail, reason=cmd.reason,
             audit=cmd.audit, next_due=_at(next_due)))
@@ -190,7 +197,7 @@ def run_ended(pipeline: PipelineSpec | None, state_of: dict[str, ScheduleState],
     state = state_of.get(name) if isinstance(name, str) else None
     if state is None or ended.run_id not in state.active:
         return None
-    return Step(ScheduleRunEnded(pipeline=pipeline.name, schedule=str(name),
+    return _step(ScheduleRunEnded(pipeline=pipeline.name, schedule=str(name),
                                  run_id=ended.run_id, status=ended.status))
 
 
@@ -236,7 +243,7 @@ def _fired(pipeline: PipelineSpec, spec: ScheduleSpec, slot: float, run_id: str,
     cancels = tuple(RunCancelRequested(run_id=other, reason=f"schedule {spec.name}: slot "
                                        f"{name} replaces it (overlap: cancel_other)")
                     for other in cancel)
-    return Step(ScheduleSlotDecided(
+    return _step(ScheduleSlotDecided(
         pipeline=pipeline.name, schedule=spec.name, slot=_at(slot), outcome="fired",
         reason=reason, detail=detail, run_id=run_id, cancelled=cancel,
         next_due=_at(next_due)), (request, *cancels))
@@ -251,7 +258,7 @@ def _range(pipeline: PipelineSpec, spec: ScheduleSpec, span: list[float],
 def _range_step(pipeline: PipelineSpec, spec: ScheduleSpec, span: list[float],
                 outcome: SlotOutcome, reason: SlotReason, detail: str,
                 next_due: float | None) -> Step:
-    return Step(ScheduleSlotDecided(
+    return _step(ScheduleSlotDecided(
         pipeline=pipeline.name, schedule=spec.name, slot=_at(span[0]), outcome=outcome,
         reason=reason, detail=detail, through=_at(span[-1]) if len(span) > 1 else None,
         count=len(span), next_due=_at(next_due)))
@@ -394,41 +401,6 @@ def _fold_slot(state: ScheduleState, data: ScheduleSlotDecided) -> None:
 
 def _ts(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
-
-
-# ---------------------------------------------------------------------------- envelopes
-
-
-def decision_envelope(step: Step, now: float, cause: Envelope[Payload] | None,
-                      at: str | None) -> Envelope[Payload]:
-    """For baton.trigger-log, keyed by pipeline. A decision on the clock is named by its
-    schedule and slot (the same slot decided again after a crash gets the same id); one that
-    answers an input (a command, a run's end) by that input and where it was read."""
-    data = step.decision
-    key = f"schedule:{data.pipeline}:{data.schedule}"
-    if cause is not None and at is not None and not isinstance(data, ScheduleSlotDecided):
-        event_id = f"{cause.id}/routed@{at}"
-    elif isinstance(data, ScheduleTracked):
-        event_id = f"{key}/tracked@{iso(data.since.timestamp())}"
-    elif isinstance(data, ScheduleSlotDecided):
-        span = iso(data.slot.timestamp()) + (
-            f"..{iso(data.through.timestamp())}" if data.through is not None else "")
-        event_id = f"{key}@{span}/{data.outcome}"
-    else:
-        raise ValueError(f"{data.TYPE} answers an input: give its cause and where it was read")
-    return envelope(data, id=event_id, time=now, source=SOURCE, subject=data.pipeline,
-                    correlation_id=key, causation_id=cause.id if cause else None,
-                    traceparent=cause.traceparent if cause else None)
-
-
-def intent_envelope(intent: Intent, decision: Envelope[Payload], now: float
-                    ) -> Envelope[Payload]:
-    """For baton.intents: derived from the run id, so a repeat is a duplicate there."""
-    suffix = "requested" if isinstance(intent, RunRequested) else f"cancel/{decision.id}"
-    correlation = intent.trigger.event_id if isinstance(intent, RunRequested) else intent.run_id
-    return envelope(intent, id=f"{intent.run_id}/{suffix}", time=now, source=SOURCE,
-                    subject=intent.run_id, correlation_id=correlation,
-                    causation_id=decision.id, traceparent=decision.traceparent)
 
 
 # ---------------------------------------------------------------------------- documents

@@ -32,9 +32,10 @@ from events.pipeline import PipelineSpec
 from events.schedules import RunEnded, ScheduleCommand, ScheduleCommanded
 from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected
-from orchestrator.core import schedules
+from orchestrator.core import router_steps, schedules
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.logged import decode_logged
+from orchestrator.core.router_steps import Step, intent_envelope
 from orchestrator.core.triggers import (
     RouterState,
     decision_envelope,
@@ -299,22 +300,22 @@ class RouterStage(Consumer):
         else:
             ended = schedules.run_ended(spec, memory, data)
             steps = [] if ended is None else [ended]
-            name = ended.decision.schedule if ended is not None else None
+            name = _schedule_of(data)
         outputs = self._written(steps, now, env, at)
         if spec is not None and name is not None and spec.schedule(name) is not None:
             outputs += self._drained(spec, name, now)  # a freed overlap starts what waits
         return outputs
 
-    def _written(self, steps: list[schedules.Step], now: float, cause: Envelope[Payload] | None,
+    def _written(self, steps: list[Step], now: float, cause: Envelope[Payload] | None,
                  at: str | None) -> list[Outgoing]:
         outputs: list[Outgoing] = []
         for step in steps:
-            decision = schedules.decision_envelope(step, now, cause, at)
+            decision = router_steps.decision_envelope(step, now, cause, at)
             evolve_router(self._state, decision)
-            outputs.append(Outgoing(TRIGGER_LOG, step.decision.pipeline, encode(decision)))
+            outputs.append(Outgoing(TRIGGER_LOG, step.pipeline, encode(decision)))
             for intent in step.intents:
                 partition = partition_for(intent.run_id, self.bus.partitions(INTENTS))
-                value = encode(schedules.intent_envelope(intent, decision, now))
+                value = encode(intent_envelope(intent, decision, now))
                 outputs.append(Outgoing(INTENTS, intent.run_id, value, partition=partition))
         return outputs
 
@@ -323,6 +324,11 @@ class RouterStage(Consumer):
         assert schedule is not None
         state = self._state.of(spec.name).schedules.get(name)
         self._deadlines.set(spec.name, name, schedules.deadline(spec, schedule, state))
+
+
+def _schedule_of(ended: RunEnded) -> str | None:
+    name = ended.trigger.payload.get("schedule") if ended.trigger.type == "schedule" else None
+    return name if isinstance(name, str) else None
 
 
 async def restore_router(bus: Bus) -> RouterState:

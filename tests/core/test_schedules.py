@@ -24,6 +24,7 @@ from events.schedules import (
 )
 from events.triggers import TriggerInfo
 from orchestrator.core import schedules
+from orchestrator.core.router_steps import Step, decision_envelope
 from orchestrator.core.schedule_slots import iso
 from orchestrator.core.triggers import RouterState, evolve_router
 
@@ -75,12 +76,12 @@ class Router:
         out = [] if step is None else [self._write(step, now, "end")]
         return out + self.at(now)
 
-    def _write(self, step: schedules.Step, now: float, cause_id: str | None) -> Payload:
+    def _write(self, step: Step, now: float, cause_id: str | None) -> Payload:
         cause = None
         if cause_id is not None:
             cause = envelope(ScheduleCommand(pipeline="x", schedule="x", command="pause"),
                              id=cause_id, time=now, source="test", subject="x")
-        env = schedules.decision_envelope(step, now, cause, "p@1" if cause else None)
+        env = decision_envelope(step, now, cause, "p@1" if cause else None)
         evolve_router(self.state, env)
         self.log.append(env)
         self.intents += step.intents
