@@ -8,6 +8,7 @@ from typing import Any
 
 from events import (
     agents,
+    backfills,
     canary,
     commands,
     intents,
@@ -69,9 +70,9 @@ class Catalog:
 def default_catalog() -> Catalog:
     catalog = Catalog()
     wire_modules = (triggers, intents, reports, runs, agents, commands, registry, serving,
-                    canary, schedules)
+                    canary, schedules, backfills)
     for cls in _payload_classes(wire_modules):
-        if cls.TYPE not in {"trigger_info", "gate_check", "lineage"}:
+        if cls.TYPE not in {"trigger_info", "gate_check", "lineage", "backfill_item"}:
             catalog.add(cls)
     return catalog
 

@@ -18,6 +18,7 @@ from pydantic import create_model
 
 from events import (
     agents,
+    backfills,
     canary,
     commands,
     intents,
@@ -82,19 +83,22 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
     TopicSpec(
         topics.PIPELINE_TRIGGERS,
         "One copy of a trigger per pipeline whose trigger spec matches it; commands to a "
-        "pipeline's schedules; the ends of runs a schedule started (which free its overlap).",
+        "pipeline's schedules; backfill plans and commands; the ends of runs a schedule or a "
+        "backfill started (which free its overlap, or a place of the backfill's).",
         key="the pipeline name",
         partitioning=_MURMUR2,
-        written_by="the trigger fan-out, `baton schedules`, the coordinator (run ends)",
+        written_by="the trigger fan-out, `baton schedules`, `baton backfill(s)`, the "
+                   "coordinator (run ends)",
         read_by="the trigger router",
         direction="out",
-        types=(triggers.PipelineTriggered, schedules.ScheduleCommand, schedules.RunEnded),
+        types=(triggers.PipelineTriggered, schedules.ScheduleCommand, schedules.RunEnded,
+               backfills.BackfillRequested, backfills.BackfillCommand),
     ),
     TopicSpec(
         topics.TRIGGER_LOG,
         "The trigger router's own log: every trigger it accepted (with the run it requested) "
         "or ignored, and why; every schedule slot and what became of it, with the reason; "
-        "the commands given to schedules.",
+        "the commands given to schedules; each backfill's plan, runs, commands and end.",
         key="the pipeline name",
         partitioning=_MURMUR2,
         written_by="the trigger router",
@@ -102,7 +106,10 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
         direction="out",
         types=(triggers.TriggerAccepted, triggers.TriggerIgnored, schedules.ScheduleTracked,
                schedules.ScheduleSlotDecided, schedules.ScheduleCommanded,
-               schedules.ScheduleRunEnded),
+               schedules.ScheduleRunEnded, backfills.BackfillPlanned,
+               backfills.BackfillRefused, backfills.BackfillItemStarted,
+               backfills.BackfillRunEnded, backfills.BackfillCommanded,
+               backfills.BackfillFinished),
     ),
     TopicSpec(
         topics.INTENTS,

@@ -8,14 +8,11 @@ itself); this command prints what the log says came of it.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import uuid
 
-from events.common import Audit
 from events.errors import EventParseError
 from events.intents import ApprovalDecision, ApprovalValue
-from orchestrator.cli.context import open_bus
+from orchestrator.cli.context import open_bus, operator
 from orchestrator.cli.errors import UsageError
 from orchestrator.cli.projection import one_run
 from orchestrator.printable import printable
@@ -47,7 +44,7 @@ async def approve(args: argparse.Namespace) -> int:
         decision = ApprovalDecision(
             run_id=run_id, task=args.task, approve=not args.reject, reason=args.reason,
             values=dict(args.input), role="admin",
-            audit=Audit(actor=getpass.getuser(), request_id=uuid.uuid4().hex, via="cli"))
+            audit=operator())
         bus = await open_bus(args)
     except (ValueError, EventParseError) as exc:
         raise UsageError(f"invalid decision: {exc}") from None

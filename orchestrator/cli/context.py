@@ -7,19 +7,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import hashlib
 import sys
+import uuid
 from pathlib import Path
 
 from bus import EMBEDDED, Bus, BusError, BusUnusable, open_bus_url
 from bus.backoff import Backoff
 from events.client import AsyncPublisher, PublishFailed
+from events.common import Audit
 from events.envelope import Envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.payloads import Payload
 from orchestrator.cli.errors import Failed, UsageError
 from orchestrator.service.home import Home
 from orchestrator.service.run_requests import intent_value, publish_intent
+
+
+def operator() -> Audit:
+    """Who gives a command from the CLI: the OS user (the API records the token's name)."""
+    try:
+        actor = getpass.getuser() or "cli"
+    except (KeyError, OSError):
+        actor = "cli"
+    return Audit(actor=actor, request_id=uuid.uuid4().hex, via="cli")
 
 
 def home_of(args: argparse.Namespace) -> Home:

@@ -8,15 +8,12 @@ command saw) and print its answer: the move, or why it refused and how to fix it
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import re
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from events.common import ALIAS_PATTERN, Audit
+from events.common import ALIAS_PATTERN
 from events.registry import (
     AliasMoved,
     ArchiveVersion,
@@ -26,8 +23,9 @@ from events.registry import (
     TrafficSet,
     VersionArchived,
 )
-from orchestrator.cli.context import open_bus
+from orchestrator.cli.context import open_bus, operator
 from orchestrator.cli.errors import UsageError
+from orchestrator.cli.options import instant
 from orchestrator.core.models import CHAMPION, ModelRegistry, ModelState, Outcome, admitted_by
 from orchestrator.model_docs import diff_rows, history_docs, iso, version_doc
 from orchestrator.printable import printable
@@ -46,7 +44,7 @@ def add_models(p: argparse.ArgumentParser) -> None:
     listing.set_defaults(handler=models_list)
     show = sub.add_parser("show", help="a model's versions and where its aliases point")
     show.add_argument("model")
-    show.add_argument("--at", type=_time, help="where the aliases pointed at this time "
+    show.add_argument("--at", type=instant, help="where the aliases pointed at this time "
                       "(ISO 8601, e.g. 2026-12-01T09:30:00Z)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=models_show)
@@ -142,25 +140,25 @@ async def models_promote(args: argparse.Namespace) -> int:
         cites = admitted_by(version.data) if version is not None else None
         return PromoteModel(model=args.model, alias=args.alias, version=args.version,
                             expected=state.holder(args.alias), cites=cites or "none",
-                            reason=args.reason, audit=_who())
+                            reason=args.reason, audit=operator())
     return await _ask(args, request)
 
 
 async def models_rollback(args: argparse.Namespace) -> int:
     return await _ask(args, lambda state: RollbackAlias(
         model=args.model, alias=args.alias, expected=state.holder(args.alias),
-        reason=args.reason, audit=_who()))
+        reason=args.reason, audit=operator()))
 
 
 async def models_archive(args: argparse.Namespace) -> int:
     return await _ask(args, lambda _: ArchiveVersion(
-        model=args.model, version=args.version, reason=args.reason, audit=_who()))
+        model=args.model, version=args.version, reason=args.reason, audit=operator()))
 
 
 async def models_traffic(args: argparse.Namespace) -> int:
     return await _ask(args, lambda _: SetTraffic(
         model=args.model, candidate=args.candidate, percent=args.percent, mirror=args.mirror,
-        reason=args.reason, audit=_who()))
+        reason=args.reason, audit=operator()))
 
 
 async def _ask(args: argparse.Namespace,
@@ -258,11 +256,6 @@ def _said(answer: Outcome | None, wait_s: float) -> int:
     raise UsageError(f"the registry refused: {printable(answer.reason)}")
 
 
-def _who() -> Audit:
-    """The operator: the OS user (the API records the token's name instead)."""
-    return Audit(actor=getpass.getuser(), request_id=uuid.uuid4().hex, via="cli")
-
-
 
 
 
@@ -281,15 +274,6 @@ def _v(version: int | None) -> str:
     return "nothing" if version is None else f"v{version}"
 
 
-
-
-def _time(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time: give ISO 8601, e.g. 2026-12-01T09:30:00Z") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _version(text: str) -> int:

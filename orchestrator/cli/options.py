@@ -5,6 +5,8 @@ The flags of the commands that run agents are in agent_flags.py: they need the a
 
 from __future__ import annotations
 
+import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -38,3 +40,13 @@ def file_facts(location: str, flag: str) -> tuple[str, str | None, int | None]:
         raise UsageError(f"{flag} {shown}: no such file (give a path to the data, or a URI)")
     digest, size = file_digest(path)
     return path.as_uri(), digest, size
+
+
+def instant(text: str) -> datetime:
+    """A flag's time: ISO 8601 (UTC when it names no offset)."""
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: give ISO 8601, e.g. 2026-12-01T09:30:00Z") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -7,13 +7,12 @@ import argparse
 import json
 import uuid
 
-from events.common import Audit
 from events.schedules import ScheduleCommand, ScheduleCommandKind
-from orchestrator.cli.context import open_bus
+from orchestrator.cli.context import open_bus, operator
 from orchestrator.cli.errors import Failed, NotFound, UsageError
 from orchestrator.cli.projection import caught_up_projection
 from orchestrator.printable import printable
-from orchestrator.service.triggers import command_schedule, schedule_command_record
+from orchestrator.service.router_commands import command_schedule, router_record
 from orchestrator.store import queries
 from orchestrator.store.projections import connect
 
@@ -77,12 +76,12 @@ async def schedules_command(args: argparse.Namespace) -> int:
     command = ScheduleCommand(
         pipeline=args.pipeline, schedule=name, command=kind, reason=args.reason,
         allow_overlap=bool(getattr(args, "allow_overlap", False)),
-        audit=Audit(actor=_actor(), request_id=f"cli-{uuid.uuid4().hex[:12]}", via="cli"))
+        audit=operator())
     event_id = f"schedule-command-{uuid.uuid4().hex}"
     bus = await open_bus(args)
     try:
         if args.no_wait:
-            await bus.append([schedule_command_record(command, event_id)[1]])
+            await bus.append([router_record(command, command.pipeline, event_id)[1]])
             print(f"published {kind} for {args.pipeline}/{name} ({event_id})")
             return 0
         answered = await command_schedule(bus, command, event_id, ANSWER_WAIT_S)
@@ -114,12 +113,3 @@ async def _only_schedule(args: argparse.Namespace) -> str:
                          f"({', '.join(names)}): name one, e.g. 'baton schedules "
                          f"{args.action} {args.pipeline} {names[0]}'")
     return str(names[0])
-
-
-def _actor() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser() or "cli"
-    except (KeyError, OSError):
-        return "cli"

@@ -11,6 +11,7 @@ from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
 from events.runs import RunCancelled, RunFailed, RunSucceeded
 from events.schedules import RunEnded, RunOutcome
+from orchestrator.core.backfills import BACKFILL_KEY
 from orchestrator.core.evolve import InFlight, apply, attempt_moves, field_of, moved
 from orchestrator.core.index import scratch_copy
 from orchestrator.core.placement import Usage
@@ -25,7 +26,8 @@ from orchestrator.core.state import (
 
 SOURCE = "baton.coordinator"
 TOLD_OF_ENDS = frozenset({"schedule"})
-"""Trigger types whose runs' ends the router is told of (`RunEnded`)."""
+"""Trigger types whose runs' ends the router is told of (`RunEnded`); a backfill's runs'
+too, whatever their trigger (it waits for them to start more)."""
 
 
 @dataclass
@@ -90,13 +92,14 @@ class Decision:
             self._moved(before, after)
             self.freed = self.freed or _ended(before, after)
         self.out.append(env)
-        if isinstance(data, RunSucceeded | RunFailed | RunCancelled) and \
-                run.trigger.type in TOLD_OF_ENDS:
+        if isinstance(data, RunSucceeded | RunFailed | RunCancelled) and (
+                run.trigger.type in TOLD_OF_ENDS or BACKFILL_KEY in run.trigger.payload):
             self._tell_router(run, env)
 
     def _tell_router(self, run: RunState, end: Envelope[Payload]) -> None:
-        """The end of a run a schedule started goes to its pipeline's router too (its
-        overlap policy waits for it), in the same commit as the end itself."""
+        """The end of a run a schedule or a backfill started goes to its pipeline's router
+        too (an overlap policy, a backfill's concurrency waits for it), in the same commit as
+        the end itself."""
         status: RunOutcome = ("succeeded" if isinstance(end.data, RunSucceeded) else
                               "failed" if isinstance(end.data, RunFailed) else "cancelled")
         self.out.append(envelope(

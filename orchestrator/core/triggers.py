@@ -32,6 +32,8 @@ from events.triggers import (
     TriggerInfo,
     TriggerType,
 )
+from orchestrator.core.backfills import BACKFILL_DECISIONS, BackfillState
+from orchestrator.core.backfills import fold as fold_backfill
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.schedules import ScheduleState
@@ -118,6 +120,8 @@ class PipelineTriggers:
     `max_runs` within `window_s` counts."""
     schedules: dict[str, ScheduleState] = field(default_factory=dict)
     """Schedule name -> where it stands (core/schedules.py)."""
+    backfills: dict[str, BackfillState] = field(default_factory=dict)
+    """Backfill id -> its plan and progress (core/backfills.py)."""
 
     def remember(self, event_id: str) -> None:
         """Bounded, so a long-lived pipeline's memory does not grow with every trigger."""
@@ -153,6 +157,9 @@ def evolve_router(state: RouterState, env: Envelope[Payload]) -> RouterState:
     data = env.data
     if isinstance(data, SCHEDULE_DECISIONS):
         fold_schedule(state.of(data.pipeline).schedules, data)
+        return state
+    if isinstance(data, BACKFILL_DECISIONS):
+        fold_backfill(state.of(data.pipeline).backfills, data, env.time.timestamp())
         return state
     if not isinstance(data, TriggerAccepted | TriggerIgnored):
         return state

@@ -18,21 +18,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from bus.protocol import Bus
 from bus.records import Outgoing, Record, TopicPartition
+from events.backfills import BackfillCommand, BackfillRequested
 from events.client import trigger_envelope
 from events.cloudevents import decode_record
 from events.codec import checked, decode, encode
-from events.envelope import Envelope, envelope
+from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
-from events.schedules import RunEnded, ScheduleCommand, ScheduleCommanded
+from events.schedules import RunEnded, ScheduleCommand
 from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
 from events.triggers import DataArrived, DriftDetected
-from orchestrator.core import router_steps, schedules
+from orchestrator.core import backfills, router_steps, schedules
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.router_steps import Step, intent_envelope
@@ -48,7 +48,6 @@ from orchestrator.core.triggers import (
 from orchestrator.service import log_positions
 from orchestrator.service.consumer import Consumer
 from orchestrator.service.reading import partitions_of
-from orchestrator.service.run_requests import first_within
 
 FANOUT_GROUP = "baton.fanout"
 ROUTER_GROUP = "baton.router"
@@ -92,41 +91,6 @@ async def publish_trigger(
     env, record = trigger_record(payload, event_id=event_id, source=source)
     await bus.append([record])
     return env
-
-
-def schedule_command_record(command: ScheduleCommand, event_id: str
-                            ) -> tuple[Envelope[Payload], Outgoing]:
-    """A command to a schedule, for its pipeline's router on baton.pipeline-triggers (keyed
-    by pipeline, like the fan-out's copies: it lands with that pipeline's triggers, in order)."""
-    env = envelope(command, id=event_id, time=time.time(), source="baton.cli",
-                   subject=command.pipeline)
-    return env, Outgoing(PIPELINE_TRIGGERS, command.pipeline, checked(env))
-
-
-@dataclass(frozen=True)
-class CommandAnswer:
-    """The router's answer to a schedule command, and where it is on the trigger log."""
-
-    answer: ScheduleCommanded
-    at: TopicPartition
-    offset: int
-
-
-async def command_schedule(bus: Bus, command: ScheduleCommand, event_id: str,
-                           within_s: float) -> CommandAnswer | None:
-    """Publishes a command to a schedule and waits up to `within_s` for the router's answer
-    (None: none came; the command stays on the log and applies when a router reads it)."""
-    _, record = schedule_command_record(command, event_id)
-    positions = {tp: await bus.end_offset(tp) for tp in partitions_of(bus, TRIGGER_LOG)}
-    await bus.append([record])
-
-    def pick(found: Record) -> CommandAnswer | None:
-        data = decode(found.value).data
-        if isinstance(data, ScheduleCommanded) and data.command_id == event_id:
-            return CommandAnswer(data, found.tp, found.offset)
-        return None
-
-    return await first_within(bus, positions, within_s, pick)
 
 
 class FanOutStage(Consumer):
@@ -199,6 +163,7 @@ class RouterStage(Consumer):
         self._clock = clock
         self._state = RouterState()
         self._deadlines = schedules.Deadlines()
+        self._to_drain: list[tuple[PipelineSpec, backfills.BackfillState]] = []
 
     @property
     def state(self) -> RouterState:
@@ -213,6 +178,9 @@ class RouterStage(Consumer):
         for spec in self._specs.values():
             for schedule in spec.schedules:
                 self._set_deadline(spec, schedule.name)
+        self._to_drain = [(spec, state) for spec in self._specs.values()
+                          for state in self._state.of(spec.name).backfills.values()
+                          if state.status in ("running", "cancelling")]
         return log_positions.resumed(self.inputs, committed, carried)
 
     def wait_bound_s(self) -> float | None:
@@ -223,7 +191,10 @@ class RouterStage(Consumer):
         return None if left <= 0 else min(self.wait_s, left)
 
     async def take(self, records: list[Record], positions: dict[TopicPartition, int]) -> bool:
-        outputs = self._on_the_clock(self._clock())  # first: a new schedule is kept before
+        outputs = [out for spec, state in self._to_drain  # a pipeline back on this router
+                   for out in self._backfill_drained(spec, state, self._clock())]
+        self._to_drain = []
+        outputs += self._on_the_clock(self._clock())  # first: a new schedule is kept before
         outputs += await self.handle(records) if records else []  # a command to it is read
         if not records and not outputs:
             return False
@@ -244,8 +215,11 @@ class RouterStage(Consumer):
         now = self._clock()
         try:
             env = decode(record.value)
-            if isinstance(env.data, ScheduleCommand | RunEnded):
+            if isinstance(env.data, ScheduleCommand) or (
+                    isinstance(env.data, RunEnded) and backfills.backfill_of(env.data) is None):
                 return self._for_schedule(env, env.data, now, record.where)
+            if isinstance(env.data, BackfillRequested | BackfillCommand | RunEnded):
+                return self._for_backfill(env, env.data, record.where)
             routed = route(self._state, self._specs, env, now)
         except (EventParseError, InvalidInput) as exc:
             return [self._dead_letter(record, str(exc))]
@@ -304,6 +278,37 @@ class RouterStage(Consumer):
         outputs = self._written(steps, now, env, at)
         if spec is not None and name is not None and spec.schedule(name) is not None:
             outputs += self._drained(spec, name, now)  # a freed overlap starts what waits
+        return outputs
+
+    # -- backfills -----------------------------------------------------------------------
+
+    def _for_backfill(self, env: Envelope[Payload],
+                      data: BackfillRequested | BackfillCommand | RunEnded, at: str
+                      ) -> list[Outgoing]:
+        now = self._clock()
+        spec = self._specs.get(data.pipeline)
+        memory = self._state.of(data.pipeline).backfills
+        step: Step | None
+        if isinstance(data, BackfillRequested):
+            backfill_id = data.backfill_id
+            step = backfills.requested(spec, memory.get(backfill_id), data)
+        elif isinstance(data, BackfillCommand):
+            backfill_id = data.backfill_id
+            step = backfills.command(memory.get(backfill_id), data, env.id)
+        else:
+            backfill_id = backfills.backfill_of(data) or ""
+            step = backfills.run_ended(memory.get(backfill_id), data)
+        outputs = self._written([step] if step is not None else [], now, env, at)
+        if spec is not None and backfill_id in memory:
+            outputs += self._backfill_drained(spec, memory[backfill_id], now)
+        return outputs
+
+    def _backfill_drained(self, spec: PipelineSpec, state: backfills.BackfillState,
+                          now: float) -> list[Outgoing]:
+        """Items started while there is room; the end once all are over."""
+        outputs: list[Outgoing] = []
+        while (step := backfills.next_step(spec, state)) is not None:
+            outputs += self._written([step], now, None, None)
         return outputs
 
     def _written(self, steps: list[Step], now: float, cause: Envelope[Payload] | None,

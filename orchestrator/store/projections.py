@@ -21,6 +21,10 @@ from events.registry import ModelRegistered
 from events.runs import RunCreated
 from events.schedules import ScheduleCommanded, ScheduleSlotDecided
 from events.triggers import TriggerAccepted, TriggerIgnored
+from orchestrator.core.backfills import BACKFILL_DECISIONS, BackfillState
+from orchestrator.core.backfills import described as described_backfill
+from orchestrator.core.backfills import fold as fold_backfill
+from orchestrator.core.backfills import restored as restored_backfill
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.schedules import ScheduleState, described, restored
@@ -57,6 +61,9 @@ CREATE TABLE IF NOT EXISTS pipelines (
 CREATE TABLE IF NOT EXISTS schedules (
   pipeline TEXT NOT NULL, schedule TEXT NOT NULL, doc TEXT NOT NULL,
   PRIMARY KEY (pipeline, schedule));
+CREATE TABLE IF NOT EXISTS backfills (
+  backfill_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, planned_at REAL NOT NULL,
+  doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (
   topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
   PRIMARY KEY (topic, partition));
@@ -187,6 +194,8 @@ class Projector(Loop):
         self._docs = RowDocs()
         self.schedules: dict[str, dict[str, ScheduleState]] = {}
         """Pipeline -> its schedules, as the trigger log leaves them (the rows' state)."""
+        self.backfills: dict[str, BackfillState] = {}
+        """Backfill id -> its progress (without its plan's items)."""
 
     @property
     def inputs(self) -> Sequence[TopicPartition]:
@@ -254,6 +263,7 @@ class Projector(Loop):
         runs_upto = {tp: o for tp, o in stored.items() if tp.topic == topics.RUNS}
         self.state = await fold_runs(self.bus, runs_upto)
         self.schedules = await stored_schedules(self._open())
+        self.backfills = await stored_backfills(self._open())
         positions = {tp: stored.get(tp, 0) for tp in self.inputs}
         self._written(positions)
         return positions
@@ -297,6 +307,11 @@ class Projector(Loop):
                 batch.schedules[(data.pipeline, data.schedule)] = None
                 if isinstance(data, ScheduleSlotDecided | ScheduleCommanded):
                     batch.triggers.append(schedule_row(record, env.time.timestamp(), data))
+            elif isinstance(env.data, BACKFILL_DECISIONS):
+                backfill = env.data
+                # one dict for all: a backfill id is unique across pipelines
+                fold_backfill(self.backfills, backfill, env.time.timestamp(), keep_items=False)
+                batch.backfills[backfill.backfill_id] = None
 
     async def _write(self, conn: aiosqlite.Connection, batch: Batch,
                      positions: dict[TopicPartition, int]) -> None:
@@ -312,6 +327,12 @@ class Projector(Loop):
             if state is not None:
                 batch.schedule_rows.append((pipeline, name, json.dumps(
                     described(pipeline, state), sort_keys=True)))
+        for backfill_id in batch.backfills:
+            backfill = self.backfills.get(backfill_id)
+            if backfill is not None:
+                batch.backfill_rows.append((backfill_id, backfill.pipeline,
+                                            backfill.planned_at, json.dumps(
+                                                described_backfill(backfill), sort_keys=True)))
         await while_full(self.path, lambda: _store(conn, rows, batch, positions))
 
 
@@ -331,6 +352,8 @@ class Batch:
     schedules: dict[tuple[str, str], None] = field(default_factory=dict)
     """The schedules this step changed."""
     schedule_rows: list[tuple[str, str, str]] = field(default_factory=list)
+    backfills: dict[str, None] = field(default_factory=dict)
+    backfill_rows: list[tuple[str, str, float, str]] = field(default_factory=list)
 
     def ran(self, run_id: str, record: Record) -> None:
         had = self.runs.get(run_id)
@@ -383,6 +406,12 @@ async def stored_schedules(conn: aiosqlite.Connection) -> dict[str, dict[str, Sc
     return found
 
 
+async def stored_backfills(conn: aiosqlite.Connection) -> dict[str, BackfillState]:
+    async with conn.execute("SELECT doc FROM backfills") as cur:
+        return {state.backfill_id: state async for (doc,) in cur
+                for state in [restored_backfill(json.loads(doc))]}
+
+
 RunRow = tuple[str, str, str, str, float, str, str, int, int, int]
 """A row of the runs table: run id, pipeline, status, trigger type, created at, document,
 summary, and the run's partition of baton.runs with its first and last event's offsets."""
@@ -407,6 +436,8 @@ async def _store(conn: aiosqlite.Connection, rows: list[RunRow], batch: Batch,
             " VALUES (?, ?, ?, ?, ?, ?)", batch.triggers)
         await conn.executemany("INSERT OR REPLACE INTO schedules VALUES (?, ?, ?)",
                                batch.schedule_rows)
+        await conn.executemany("INSERT OR REPLACE INTO backfills VALUES (?, ?, ?, ?)",
+                               batch.backfill_rows)
         await conn.executemany(
             "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
             [(tp.topic, tp.partition, o) for tp, o in positions.items()])

@@ -123,6 +123,28 @@ async def schedules(conn: aiosqlite.Connection, pipeline: str | None = None
         return [json.loads(doc) async for (doc,) in cur]
 
 
+async def backfills(conn: aiosqlite.Connection, pipeline: str | None = None,
+                    backfill_id: str | None = None) -> list[dict[str, Any]]:
+    """Backfills newest first (`core/backfills.described`)."""
+    sql, args = ["SELECT doc FROM backfills WHERE 1=1"], list[Any]()
+    if pipeline is not None:
+        sql.append("AND pipeline = ?")
+        args.append(pipeline)
+    if backfill_id is not None:
+        sql.append("AND backfill_id = ?")
+        args.append(backfill_id)
+    async with conn.execute(" ".join(sql) + " ORDER BY planned_at DESC", args) as cur:
+        return [json.loads(doc) async for (doc,) in cur]
+
+
+async def ran_by_trigger(conn: aiosqlite.Connection, pipeline: str) -> dict[str, str]:
+    """Trigger event id -> a run of the pipeline it started (what a backfill skips)."""
+    async with conn.execute(
+            "SELECT json_extract(doc, '$.trigger_event_id'), run_id FROM runs WHERE "
+            "pipeline = ? ORDER BY created_at", (pipeline,)) as cur:
+        return {event_id: run_id async for event_id, run_id in cur if event_id}
+
+
 async def pipelines(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
     """Every pipeline version that has run, oldest version first, with its spec."""
     async with conn.execute(

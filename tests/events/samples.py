@@ -11,6 +11,7 @@ from typing import TypedDict
 
 from events import (
     agents,
+    backfills,
     canary,
     commands,
     intents,
@@ -86,6 +87,11 @@ FIGURES = canary.Figures(requests=120, errors=1, latency_hist={35: 100, 40: 19},
                          predictions={"3": 60, "7": 70})
 CHECK = canary.CanaryCheck(check="error rate", candidate=0.008, baseline=0.008, limit=0.018,
                            passed=True)
+
+BACKFILL_ITEM = backfills.BackfillItem(
+    key="slot:nightly@2026-12-01T01:30:00Z",
+    trigger=TriggerInfo(type="schedule", event_id="schedule:digits:nightly@2026-12-01T01:30:00Z",
+                        subject="digits", payload={"schedule": "nightly", "backfill": "bf-1"}))
 
 SAMPLES: tuple[Payload, ...] = (
     triggers.DataArrived(dataset="digits", version="v1", uri="file:///d/v1.npz", sha256=SHA,
@@ -215,6 +221,23 @@ SAMPLES: tuple[Payload, ...] = (
                                            subject="digits", payload={"schedule": "nightly"})),
     schedules.ScheduleRunEnded(pipeline="digits", schedule="nightly", run_id=RUN,
                                status="succeeded"),
+    backfills.BackfillRequested(backfill_id="bf-1", pipeline="digits", part=0, parts=1,
+                                items=(BACKFILL_ITEM,), max_concurrent=2, audit=AUDIT),
+    backfills.BackfillCommand(backfill_id="bf-1", pipeline="digits", command="pause",
+                              audit=AUDIT),
+    backfills.BackfillPlanned(backfill_id="bf-1", pipeline="digits", part=0, parts=1,
+                              items=(BACKFILL_ITEM,), max_concurrent=2, priority=-10,
+                              description="slots of nightly", audit=AUDIT),
+    backfills.BackfillRefused(backfill_id="bf-1", pipeline="digits", reason="no pipeline"),
+    backfills.BackfillItemStarted(backfill_id="bf-1", pipeline="digits", key="slot:x",
+                                  run_id=RUN),
+    backfills.BackfillRunEnded(backfill_id="bf-1", pipeline="digits", key="slot:x",
+                               run_id=RUN, status="failed"),
+    backfills.BackfillCommanded(backfill_id="bf-1", pipeline="digits", command="cancel",
+                                command_id="cmd-2", applied=True, cancelled_runs=(RUN,),
+                                audit=AUDIT),
+    backfills.BackfillFinished(backfill_id="bf-1", pipeline="digits", outcome="cancelled",
+                               succeeded=3, failed=1, cancelled=2),
 )
 
 BY_TYPE: dict[str, Payload] = {sample.TYPE: sample for sample in SAMPLES}

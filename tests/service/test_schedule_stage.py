@@ -20,7 +20,8 @@ from events.topics import INTENTS, PIPELINE_TRIGGERS
 from events.triggers import TriggerInfo
 from orchestrator.core.schedule_slots import iso
 from orchestrator.core.schedules import slot_run_id
-from orchestrator.service.triggers import RouterStage, schedule_command_record
+from orchestrator.service.router_commands import router_record
+from orchestrator.service.triggers import RouterStage
 from tests.service.test_trigger_stage import FakeClock, decisions, events
 
 T0 = 1_800_000_000.0  # a whole hour
@@ -110,9 +111,9 @@ async def test_commands_from_the_bus_pause_resume_and_trigger_now(bus: Bus) -> N
     router = await started(bus, clock)
 
     async def command(kind: str, event_id: str) -> None:
-        _, record = schedule_command_record(ScheduleCommand(
+        _, record = router_record(ScheduleCommand(
             pipeline=PIPELINE.name, schedule="five", command=kind,
-            reason="test"), event_id)
+            reason="test"), PIPELINE.name, event_id)
         await bus.publish([record])
         assert await router.step()
 

@@ -17,7 +17,7 @@ from orchestrator.api import positions
 from orchestrator.api.deps import Operator, ctx
 from orchestrator.api.problems import Problem
 from orchestrator.api.routes.runs import MinPosition
-from orchestrator.service.triggers import command_schedule
+from orchestrator.service.router_commands import command_schedule
 from orchestrator.store import queries
 
 router = APIRouter(tags=["schedules"])
