@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from agents.task_api import TaskContext
-from orchestrator.pipelines import CatchUp, Pipeline, every
+from orchestrator.pipelines import CatchUp, Pipeline, every, on_data_arrived
 
 PERIOD_S = 2.0
 
@@ -17,4 +19,14 @@ ticking = Pipeline("ticking", schedules=(
 
 @ticking.task(cpus=0.25, memory=64)
 def tick(ctx: TaskContext) -> str:
+    return ctx.data.attempt_id
+
+
+hourly = Pipeline("hourly", triggers=(on_data_arrived("sales"),), schedules=(
+    every(3600, name="top"),))
+
+
+@hourly.task(cpus=0.25, memory=64)
+def report(ctx: TaskContext) -> str:
+    time.sleep(float(ctx.params.get("work_s", 0)))
     return ctx.data.attempt_id
