@@ -114,8 +114,9 @@ def test_a_backfill_over_events_replays_the_triggers_and_a_cancel_leaves_nothing
                  iso(top - HOUR), "--pipeline-ref", REF, "--param", "work_s=30", "--json")
     assert slow.returncode == 0, slow.stderr
     backfill_id = json.loads(slow.stdout)["backfill_id"]
-    wait_for_run_log(home, lambda rl: any(isinstance(e.data, ev.TaskStarted) for e in rl
-                                          if e.data.run_id not in _live(rl)), timeout=60)
+    wait_for_run_log(home, lambda rl: any(isinstance(e.data, ev.TaskStarted)
+                                          and e.data.run_id not in _live(rl) for e in rl),
+                     timeout=60)
     cancelled = baton(home, "backfills", "cancel", backfill_id, "--reason", "wrong range")
     assert cancelled.returncode == 0, cancelled.stderr
     assert "9 not started dropped, 1 running cancelled" in cancelled.stdout
