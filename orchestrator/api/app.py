@@ -11,6 +11,7 @@ from orchestrator.api.deps import need
 from orchestrator.api.routes import (
     agents,
     approvals,
+    backfills,
     catalog,
     dead_letters,
     events,
@@ -35,7 +36,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.baton = context
     problems.install(app)
     for module in (runs, run_writes, approvals, events, agents, catalog, models, dead_letters,
-                   triggers_in, metrics, schedules):
+                   triggers_in, metrics, schedules, backfills):
         app.include_router(module.router, prefix=PREFIX, dependencies=[Depends(need("viewer"))])
     app.include_router(webhooks.stats_router, prefix=PREFIX,
                        dependencies=[Depends(need("viewer"))])

@@ -35,6 +35,7 @@ from orchestrator.core.backfill_plan import (
     requests,
     slot_plan,
 )
+from orchestrator.core.backfills import public
 from orchestrator.core.schedule_slots import iso
 from orchestrator.pipelines.loader import load_pipeline
 from orchestrator.printable import printable
@@ -243,7 +244,7 @@ async def backfills_list(args: argparse.Namespace) -> int:
     finally:
         await conn.close()
     if args.json:
-        print(json.dumps([_public(b) for b in items], indent=2))
+        print(json.dumps([public(b) for b in items], indent=2))
         return 0
     if not items:
         print("no backfills yet (start one: baton backfill PIPELINE --from T1 --to T2)")
@@ -256,7 +257,7 @@ async def backfills_list(args: argparse.Namespace) -> int:
 async def backfills_show(args: argparse.Namespace) -> int:
     doc = await _one(args)
     if args.json:
-        print(json.dumps(_public(doc), indent=2))
+        print(json.dumps(public(doc), indent=2))
         return 0
     print(printable(_line(doc)))
     print(printable(f"  {doc['description']}"))
@@ -308,7 +309,3 @@ def _line(b: dict[str, Any]) -> str:
     return (f"{b['backfill_id']}  {b['pipeline']:<16} {b['status']:<10} [{bar}] "
             f"{b['done']}/{b['total']} (succeeded {b['succeeded']}, failed {b['failed']}, "
             f"cancelled {b['cancelled']}, running {len(b['running'])})")
-
-
-def _public(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k not in ("parts_seen", "running_keys")}

@@ -234,6 +234,11 @@ def described(state: BackfillState) -> dict[str, Any]:
     }
 
 
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    """A backfill's document as people read it (without what only folding on needs)."""
+    return {k: v for k, v in doc.items() if k not in ("parts_seen", "running_keys")}
+
+
 def restored(doc: dict[str, Any]) -> BackfillState:
     """The state `described` wrote, without the plan's items (what a reader needs to go on
     folding; only the router starts items, and it folds its own log)."""

@@ -4,17 +4,23 @@ the caller recorded; refusals as problem documents."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from events import topics
+from events.backfills import BackfillFinished
 from events.pipeline import PipelineSpec, TaskSpec
 from events.schedule_spec import ScheduleSpec
+from orchestrator.api import positions
+from orchestrator.core.backfill_plan import request_envelopes, requests, slot_plan
 from orchestrator.service.home import Home
+from orchestrator.service.router_commands import plan_taken, router_record, told
 from tests.api.test_reads import assert_problem
 from tests.api.test_writes import Client
-from tests.integration.support import serving
+from tests.integration.support import Tail, all_tps, serving
 from tests.integration.tasks import ref
 
 HOURLY = PipelineSpec(name="hourly", tasks=(TaskSpec(name="seed", function=ref("seed")),),
@@ -88,3 +94,46 @@ async def test_a_command_that_cannot_be_given_is_a_problem(
     answer = await client.post(path)
     doc = assert_problem(answer, status, kind)
     assert said in doc["detail"]
+
+
+HANGING = PipelineSpec(name="hanging", tasks=(TaskSpec(name="hang", function=ref("hang")),),
+                       schedules=(ScheduleSpec(name="hourly", every_s=3600),))
+
+
+@pytest.fixture
+async def hanging(tmp_path: Path, bus_url: str) -> AsyncIterator[Client]:
+    async with serving(Home(tmp_path / "home"), bus_url, HANGING) as (app, bus, http):
+        yield Client(app, bus, http)
+
+
+async def test_a_backfill_is_shown_paused_resumed_and_cancelled_over_http(
+        hanging: Client) -> None:
+    # given a backfill of three slots of a pipeline whose runs hang, one at a time
+    plan = slot_plan(HANGING, HANGING.schedules[0], 1_800_000_000.0,
+                     1_800_000_000.0 + 2 * 3600, {}, "bf-api")
+    reqs = requests("hanging", "bf-api", plan, max_concurrent=1, priority=-10, params={},
+                    description="three slots", audit=None)
+    records = [router_record(env.data, "hanging", env.id)[1]
+               for env in request_envelopes(reqs, time.time())]
+    taken = await told(hanging.bus, records, plan_taken("bf-api", 1), 30)
+    assert taken is not None
+    position = positions.token(taken.at, taken.offset + 1)
+    # then it is listed with its progress
+    [doc] = (await hanging.get("/backfills", min_position=position)).json()["items"]
+    assert (doc["backfill_id"], doc["total"], doc["max_concurrent"]) == ("bf-api", 3, 1)
+    assert "parts_seen" not in doc
+    # when paused and resumed over HTTP, each answered with the router's word
+    paused = await hanging.post("/backfills/bf-api/pause", {"reason": "busy"})
+    assert paused.status_code == 202, paused.text
+    shown = await hanging.get("/backfills/bf-api", min_position=paused.json()["position"])
+    assert shown.json()["status"] == "paused"
+    assert_problem(await hanging.post("/backfills/bf-api/pause"), 409,
+                   "backfill-command-refused")
+    assert (await hanging.post("/backfills/bf-api/resume")).status_code == 202
+    # when cancelled, its hanging run is cancelled and it ends, nothing left running
+    cancel = await hanging.post("/backfills/bf-api/cancel", {"reason": "wrong"})
+    assert cancel.status_code == 202, cancel.text
+    assert "2 not started dropped, 1 running cancelled" in cancel.json()["detail"]
+    end = Tail(hanging.bus, all_tps(hanging.bus, topics.TRIGGER_LOG))
+    await end.until(lambda logged: any(isinstance(e.data, BackfillFinished) for e in logged))
+    assert_problem(await hanging.get("/backfills/bf-nope"), 404, "not-found")

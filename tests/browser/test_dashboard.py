@@ -43,8 +43,10 @@ from events.serving import ServingWindow
 from events.triggers import DataArrived
 from orchestrator.api.auth import Tokens, add_token
 from orchestrator.api.server import Listen, bind
+from orchestrator.core.backfill_plan import request_envelopes, requests, slot_plan
 from orchestrator.service.embedded_app import AgentSpec, EmbeddedApp
 from orchestrator.service.home import Home
+from orchestrator.service.router_commands import plan_taken, router_record, told
 from orchestrator.serving.service import forwarded
 from tests.browser.artifacts import screenshots_dir
 from tests.browser.dashboard_tasks import ref as mine
@@ -378,9 +380,21 @@ async def test_the_triggers_page_shows_schedules_and_follows_their_commands_live
     fired = page.locator('tr[data-outcome="accepted"][data-type="schedule"]')
     await expect(fired.locator("a")).to_have_count(1)
     await expect(fired).to_contain_text("trigger_now")
-    await screenshot("schedules")
     resumed = await served.client.post("/schedules/fed/yearly/resume", json={})
     assert resumed.status_code == 202, resumed.text
+    # when a backfill of two past slots runs, one at a time
+    plan = slot_plan(FED, FED.schedules[0], 1_700_000_000.0, 1_700_000_000.0 + 2 * 365 * 86400,
+                     {}, "bf-page")
+    reqs = requests("fed", "bf-page", plan, max_concurrent=1, priority=-10, params={},
+                    description="two new years", audit=None)
+    records = [router_record(env.data, "fed", env.id)[1]
+               for env in request_envelopes(reqs, time.time())]
+    assert await told(served.bus, records, plan_taken("bf-page", 1), 30) is not None
+    # then the page shows it, and its progress to the end, without a reload
+    backfill = page.locator('tr[data-backfill="bf-page"]')
+    await expect(backfill).to_have_attribute("data-status", "completed")
+    await expect(backfill).to_contain_text("2 / 2")
+    await screenshot("schedules")
 
 
 async def test_an_api_problem_is_shown_as_its_title_and_detail(page: Page, served: Served) -> None:

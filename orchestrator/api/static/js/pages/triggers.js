@@ -3,7 +3,9 @@
 // the run it started), ignored (with the reason: duplicate, cooldown, a schedule's slot
 // skipped by overlap or expired past its catch-up window...), buffered, and the commands given
 // to schedules (who paused or resumed them).
-// Live: a decision event puts its outcome at the top; a schedule's event refreshes its row.
+// Backfills with their progress as bars.
+// Live: a decision event puts its outcome at the top; a schedule's or a backfill's event
+// refreshes its rows.
 
 import { get, query } from "../api.js";
 import { el } from "../dom.js";
@@ -15,7 +17,11 @@ const LIMIT = 50;
 const DECISIONS = ["trigger_accepted", "trigger_ignored", "schedule_slot", "schedule_commanded"];
 const SCHEDULE_EVENTS = ["schedule_tracked", "schedule_slot", "schedule_commanded",
   "schedule_run_ended"];
+const BACKFILL_EVENTS = ["backfill_planned", "backfill_item_started", "backfill_run_ended",
+  "backfill_commanded", "backfill_finished"];
 const COLOURS = { accepted: "succeeded", buffered: "running", command: "queued" };
+const BACKFILL_COLOURS = { running: "running", paused: "queued", cancelling: "cancelled",
+  completed: "succeeded", cancelled: "cancelled", planning: "queued" };
 
 function row(t) {
   const slots = t.count > 1 ? ` (${t.count} slots, to ${t.through})` : "";
@@ -62,6 +68,20 @@ function scheduleRow(s) {
       + (s.buffered.length ? `, ${s.buffered.length} buffered` : "")));
 }
 
+// A backfill's progress: done of total as a bar, and what it is made of.
+function backfillRow(b) {
+  const share = b.total ? b.done / b.total : 0;
+  return el("tr", { "data-backfill": b.backfill_id, "data-status": b.status },
+    el("td", {}, el("code", {}, b.backfill_id)),
+    el("td", {}, b.pipeline),
+    el("td", {}, badge(b.status, BACKFILL_COLOURS[b.status] ?? "queued")),
+    el("td", {}, el("div", { class: "bar" },
+      el("span", { class: "bar-label" }, `${b.done} / ${b.total}`),
+      el("span", { class: "bar-track" }, el("span", { class: "bar-fill", style: `width:${(share * 100).toFixed(1)}%` })),
+      el("span", { class: "bar-text" }, `${b.succeeded} ok, ${b.failed} failed, ${b.cancelled} cancelled, ${b.running.length} running`))),
+    el("td", {}, b.description));
+}
+
 export function render(view, _params, search) {
   const outcome = search.get("outcome") ?? "";
   const body = el("tbody");
@@ -71,13 +91,19 @@ export function render(view, _params, search) {
     el("table", { class: "grid schedules" },
       el("thead", {}, el("tr", {}, ["Pipeline", "Schedule", "When", "State", "Last fired", "Policy", "Slots"].map((h) => el("th", {}, h)))),
       schedules));
+  const backfills = el("tbody");
+  const backfillsBox = el("section", { class: "card backfills", hidden: "" },
+    el("h2", {}, "Backfills"),
+    el("table", { class: "grid backfills" },
+      el("thead", {}, el("tr", {}, ["Backfill", "Pipeline", "Status", "Progress", "What"].map((h) => el("th", {}, h)))),
+      backfills));
   const problem = el("div");
   const more = el("button", { type: "button", class: "secondary", hidden: "" }, "Older");
   const filter = el("select", { name: "outcome" }, ["", "accepted", "ignored", "buffered", "command"].map((o) =>
     el("option", { value: o, selected: o === outcome ? "" : null }, o || "any")));
   let next = null;
   let onFirstPage = true;
-  view.replaceChildren(el("h1", {}, "Triggers"), schedulesBox,
+  view.replaceChildren(el("h1", {}, "Triggers"), schedulesBox, backfillsBox,
     el("form", { class: "filters" }, el("label", {}, "Outcome ", filter)), problem,
     el("table", { class: "grid triggers" },
       el("thead", {}, el("tr", {}, ["When", "Outcome", "Pipeline", "Type", "Event id", "Run / reason", "Data version"].map((h) => el("th", {}, h)))),
@@ -109,25 +135,37 @@ export function render(view, _params, search) {
     }
   }
 
+  async function loadBackfills(position = null) {
+    try {
+      const page = await get(`/backfills${query({ min_position: position })}`);
+      backfills.replaceChildren(...page.items.map(backfillRow));
+      if (!page.items.length) backfillsBox.setAttribute("hidden", ""); else backfillsBox.removeAttribute("hidden");
+    } catch (err) {
+      problem.replaceChildren(problemBox(err));
+    }
+  }
+
   filter.addEventListener("change", () => {
     history.replaceState(null, "", `/triggers${query({ outcome: filter.value })}`);
     load(null);
   });
   more.addEventListener("click", () => load(next));
   const live = new Live({
-    types: [...new Set([...DECISIONS, ...SCHEDULE_EVENTS])],
+    types: [...new Set([...DECISIONS, ...SCHEDULE_EVENTS, ...BACKFILL_EVENTS])],
     onEvent: (envelope) => {
       if (SCHEDULE_EVENTS.includes(envelope.type)) loadSchedules(envelope.position ?? null);
+      if (BACKFILL_EVENTS.includes(envelope.type)) loadBackfills(envelope.position ?? null);
       if (!DECISIONS.includes(envelope.type)) return;
       const t = outcomeOf(envelope);
       if (!onFirstPage || (filter.value && filter.value !== t.outcome)) return;
       body.prepend(row(t));
       problem.replaceChildren();
     },
-    reload: () => { loadSchedules(); return onFirstPage ? load(null) : null; },
+    reload: () => { loadSchedules(); loadBackfills(); return onFirstPage ? load(null) : null; },
   });
   live.start();
   loadSchedules();
+  loadBackfills();
   load(null);
   return { stop: () => live.stop() };
 }
