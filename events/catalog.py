@@ -11,6 +11,7 @@ from events import (
     backfills,
     canary,
     commands,
+    conditions,
     intents,
     registry,
     reports,
@@ -70,7 +71,7 @@ class Catalog:
 def default_catalog() -> Catalog:
     catalog = Catalog()
     wire_modules = (triggers, intents, reports, runs, agents, commands, registry, serving,
-                    canary, schedules, backfills)
+                    canary, schedules, backfills, conditions)
     for cls in _payload_classes(wire_modules):
         if cls.TYPE not in {"trigger_info", "gate_check", "lineage", "backfill_item"}:
             catalog.add(cls)

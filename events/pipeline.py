@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args
 from pydantic import Field, model_validator
 
 from events.common import ALIAS_PATTERN, Frozen, Resources
+from events.condition_spec import Condition
 from events.schedule_spec import ScheduleSpec
 
 DEFAULT_MAX_LOST_ATTEMPTS = 5
@@ -204,7 +205,8 @@ class TaskSpec(Frozen):
         return data
 
 
-TriggerOn = Literal["data_arrived", "drift_detected", "manual"]
+TriggerOn = Literal["data_arrived", "drift_detected", "manual", "condition"]
+ConsumePolicy = Literal["per_event", "coalesce", "latest"]
 
 
 def _is_default_dedupe(value: str) -> bool:
@@ -225,6 +227,41 @@ class TriggerSpec(Frozen):
     that keeps finding drift, after each retrain, must not retrain forever); more are
     ignored as `rate_limited`, recorded. Left out of the wire form when unset."""
     window_s: float | None = Field(default=None, gt=0, exclude_if=lambda v: v is None)
+    condition: Condition | None = Field(default=None, exclude_if=lambda v: v is None)
+    """on: condition: what must have arrived (events/condition_spec.py)."""
+    partition_by: str | None = Field(default=None, min_length=1,
+                                     exclude_if=lambda v: v is None)
+    """on: condition: events match each other only for the same value of this partition key
+    (a data arrival's `partition`, a run's param)."""
+    timeout_s: float | None = Field(default=None, gt=0, exclude_if=lambda v: v is None)
+    """on: condition: a partial match older than this is dropped, recorded with what it had."""
+    consume: ConsumePolicy = Field(default="per_event", exclude_if=lambda v: v == "per_event")
+    """What the matches waiting (for a quiet period, or for room under max_active) become:
+    one run each (per_event), one run for all of them (coalesce, recording what it consumed),
+    or one run for the newest (latest, the others recorded superseded)."""
+    debounce_s: float | None = Field(default=None, gt=0, exclude_if=lambda v: v is None)
+    """A burst becomes one decision: matches wait until none came for this long."""
+    max_active: int | None = Field(default=None, ge=1, exclude_if=lambda v: v is None)
+    """At most this many runs of this trigger at once; further matches wait (recorded) and are
+    consumed as runs end: never dropped."""
+
+    @property
+    def pends(self) -> bool:
+        """Whether matches of this trigger may wait (and so take the pending path)."""
+        return (self.condition is not None or self.debounce_s is not None
+                or self.max_active is not None)
+
+    @model_validator(mode="after")
+    def _conditioned(self) -> TriggerSpec:
+        if (self.on == "condition") != (self.condition is not None):
+            raise ValueError("on: condition goes with a condition: {all_of: [...]} or "
+                             "{any_of: [...]}, and a condition with on: condition")
+        if self.on != "condition" and (self.partition_by or self.timeout_s):
+            raise ValueError("partition_by and timeout_s are for on: condition")
+        if self.on == "manual" and (self.debounce_s or self.max_active
+                                    or self.consume != "per_event"):
+            raise ValueError("debounce_s, max_active and consume are for triggers on events")
+        return self
 
     @model_validator(mode="after")
     def _bounded(self) -> TriggerSpec:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from events.common import AUDIT_FIELD, Audit
+from events.common import AUDIT_FIELD, Audit, JsonObject
 from events.payloads import Payload
 from events.schedule_spec import ScheduleSpec
 from events.triggers import TriggerInfo
@@ -105,13 +105,17 @@ RunOutcome = Literal["succeeded", "failed", "cancelled"]
 
 
 class RunEnded(Payload):
-    """A run's end, told to its pipeline's router (the coordinator writes it with the end)."""
+    """A run's end, told to the routers (the coordinator writes it with the end): a schedule's
+    overlap, a backfill's place, a trigger's max_active and conditions on run outcomes wait
+    for it."""
 
     TYPE = "run_ended"
     run_id: str
     pipeline: str
     status: RunOutcome
     trigger: TriggerInfo
+    params: JsonObject = Field(default_factory=dict, exclude_if=lambda v: not v)
+    """The run's params: a condition matching runs by a partition key reads it here."""
 
 
 class ScheduleRunEnded(Payload):

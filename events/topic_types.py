@@ -21,6 +21,7 @@ from events import (
     backfills,
     canary,
     commands,
+    conditions,
     intents,
     registry,
     reports,
@@ -98,7 +99,9 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
         topics.TRIGGER_LOG,
         "The trigger router's own log: every trigger it accepted (with the run it requested) "
         "or ignored, and why; every schedule slot and what became of it, with the reason; "
-        "the commands given to schedules; each backfill's plan, runs, commands and end.",
+        "the commands given to schedules; each backfill's plan, runs, commands and end; what "
+        "each event did in a condition, a debounced or a capped trigger (a step of a match, "
+        "filtered and by what, waiting, fired with the cause set, expired, superseded).",
         key="the pipeline name",
         partitioning=_MURMUR2,
         written_by="the trigger router",
@@ -109,7 +112,9 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
                schedules.ScheduleRunEnded, backfills.BackfillPlanned,
                backfills.BackfillRefused, backfills.BackfillItemStarted,
                backfills.BackfillRunEnded, backfills.BackfillCommanded,
-               backfills.BackfillFinished),
+               backfills.BackfillFinished, conditions.MatchAdvanced,
+               conditions.MatchFiltered, conditions.MatchExpired, conditions.MatchWaiting,
+               conditions.MatchFired, conditions.MatchRunEnded),
     ),
     TopicSpec(
         topics.INTENTS,

@@ -20,6 +20,13 @@ class DataArrived(Payload):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     rows: int | None = Field(default=None, ge=0)
     size: int | None = Field(default=None, ge=0)
+    partition: dict[str, str] = Field(default_factory=dict, exclude_if=lambda v: not v)
+    """Partition keys of this version (e.g. {"date": "2026-12-01"}): what a condition over
+    several datasets matches them by."""
+    schema_fingerprint: str | None = Field(default=None, min_length=1,
+                                           exclude_if=lambda v: v is None)
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict,
+                                                          exclude_if=lambda v: not v)
 
 
 class DriftDetected(Payload):
@@ -44,7 +51,7 @@ class DriftDetected(Payload):
     """With the KS test: the Holm-adjusted p-values of the top-scoring features."""
 
 
-TriggerType = Literal["data_arrived", "drift_detected", "manual", "schedule"]
+TriggerType = Literal["data_arrived", "drift_detected", "manual", "schedule", "condition"]
 
 
 class TriggerInfo(Payload):

@@ -11,7 +11,6 @@ from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
 from events.runs import RunCancelled, RunFailed, RunSucceeded
 from events.schedules import RunEnded, RunOutcome
-from orchestrator.core.backfills import BACKFILL_KEY
 from orchestrator.core.evolve import InFlight, apply, attempt_moves, field_of, moved
 from orchestrator.core.index import scratch_copy
 from orchestrator.core.placement import Usage
@@ -25,9 +24,6 @@ from orchestrator.core.state import (
 )
 
 SOURCE = "baton.coordinator"
-TOLD_OF_ENDS = frozenset({"schedule"})
-"""Trigger types whose runs' ends the router is told of (`RunEnded`); a backfill's runs'
-too, whatever their trigger (it waits for them to start more)."""
 
 
 @dataclass
@@ -92,19 +88,18 @@ class Decision:
             self._moved(before, after)
             self.freed = self.freed or _ended(before, after)
         self.out.append(env)
-        if isinstance(data, RunSucceeded | RunFailed | RunCancelled) and (
-                run.trigger.type in TOLD_OF_ENDS or BACKFILL_KEY in run.trigger.payload):
+        if isinstance(data, RunSucceeded | RunFailed | RunCancelled):
             self._tell_router(run, env)
 
     def _tell_router(self, run: RunState, end: Envelope[Payload]) -> None:
-        """The end of a run a schedule or a backfill started goes to its pipeline's router
-        too (an overlap policy, a backfill's concurrency waits for it), in the same commit as
-        the end itself."""
+        """Every run's end goes to the router too, keyed by its pipeline, in the same commit
+        as the end itself: a schedule's overlap, a backfill's concurrency, a trigger's
+        max_active and conditions on run outcomes wait for it."""
         status: RunOutcome = ("succeeded" if isinstance(end.data, RunSucceeded) else
                               "failed" if isinstance(end.data, RunFailed) else "cancelled")
         self.out.append(envelope(
             RunEnded(run_id=run.run_id, pipeline=run.spec.name, status=status,
-                     trigger=run.trigger),
+                     trigger=run.trigger, params=run.params),
             id=f"{end.id}/told", time=self.now, source=SOURCE, subject=run.spec.name,
             correlation_id=run.trigger.event_id, causation_id=end.id))
 

@@ -34,6 +34,8 @@ from events.triggers import (
 )
 from orchestrator.core.backfills import BACKFILL_DECISIONS, BackfillState
 from orchestrator.core.backfills import fold as fold_backfill
+from orchestrator.core.conditions import MATCH_DECISIONS, TriggerState
+from orchestrator.core.conditions import fold as fold_pending
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.schedules import ScheduleState
@@ -95,6 +97,13 @@ def triggered_envelope(source: Envelope[Payload], copy: PipelineTriggered) -> En
 
 
 def _matches(spec: TriggerSpec, data: Payload) -> bool:
+    if spec.condition is not None:
+        leaves = spec.condition.leaves()
+        if isinstance(data, DataArrived):
+            return any(leaf.data == data.dataset for leaf in leaves)
+        if isinstance(data, DriftDetected):
+            return any(leaf.drift == data.model for leaf in leaves)
+        return False
     if isinstance(data, DataArrived):
         return spec.on == "data_arrived" and spec.dataset == data.dataset
     if isinstance(data, DriftDetected):
@@ -122,6 +131,9 @@ class PipelineTriggers:
     """Schedule name -> where it stands (core/schedules.py)."""
     backfills: dict[str, BackfillState] = field(default_factory=dict)
     """Backfill id -> its plan and progress (core/backfills.py)."""
+    pending: dict[int, TriggerState] = field(default_factory=dict)
+    """Trigger index -> the partial and waiting matches of a trigger whose matches may wait
+    (a condition, debounce, max_active: core/conditions.py)."""
 
     def remember(self, event_id: str) -> None:
         """Bounded, so a long-lived pipeline's memory does not grow with every trigger."""
@@ -160,6 +172,9 @@ def evolve_router(state: RouterState, env: Envelope[Payload]) -> RouterState:
         return state
     if isinstance(data, BACKFILL_DECISIONS):
         fold_backfill(state.of(data.pipeline).backfills, data, env.time.timestamp())
+        return state
+    if isinstance(data, MATCH_DECISIONS):
+        fold_pending(state.of(data.pipeline).pending, data, env.time.timestamp())
         return state
     if not isinstance(data, TriggerAccepted | TriggerIgnored):
         return state

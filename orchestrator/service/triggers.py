@@ -16,6 +16,7 @@ of each partition of baton.pipeline-triggers (`last_carried`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 
@@ -31,8 +32,8 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec
 from events.schedules import RunEnded, ScheduleCommand
 from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
-from events.triggers import DataArrived, DriftDetected
-from orchestrator.core import backfills, router_steps, schedules
+from events.triggers import DataArrived, DriftDetected, PipelineTriggered
+from orchestrator.core import backfills, conditions, router_steps, schedules
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.router_steps import Step, intent_envelope
@@ -178,6 +179,11 @@ class RouterStage(Consumer):
         for spec in self._specs.values():
             for schedule in spec.schedules:
                 self._set_deadline(spec, schedule.name)
+        for spec in self._specs.values():
+            for n, state in self._state.of(spec.name).pending.items():
+                if n < len(spec.triggers) and spec.triggers[n].pends:
+                    self._deadlines.set(spec.name, f"trigger:{n}",
+                                        conditions.deadline(spec, n, state))
         self._to_drain = [(spec, state) for spec in self._specs.values()
                           for state in self._state.of(spec.name).backfills.values()
                           if state.status in ("running", "cancelling")]
@@ -215,17 +221,26 @@ class RouterStage(Consumer):
         now = self._clock()
         try:
             env = decode(record.value)
-            if isinstance(env.data, ScheduleCommand) or (
-                    isinstance(env.data, RunEnded) and backfills.backfill_of(env.data) is None):
-                return self._for_schedule(env, env.data, now, record.where)
-            if isinstance(env.data, BackfillRequested | BackfillCommand | RunEnded):
-                return self._for_backfill(env, env.data, record.where)
+            data = env.data
+            if isinstance(data, RunEnded):
+                return [*self._pending_run_ended(env, data, now, record.where),
+                        *(self._for_schedule(env, data, now, record.where)
+                          if backfills.backfill_of(data) is None
+                          else self._for_backfill(env, data, record.where))]
+            if isinstance(data, ScheduleCommand):
+                return self._for_schedule(env, data, now, record.where)
+            if isinstance(data, BackfillRequested | BackfillCommand):
+                return self._for_backfill(env, data, record.where)
+            pending, plain = (self._pending_copy(env, data, now, record.where)
+                              if isinstance(data, PipelineTriggered) else ([], True))
+            if not plain:
+                return pending
             routed = route(self._state, self._specs, env, now)
         except (EventParseError, InvalidInput) as exc:
             return [self._dead_letter(record, str(exc))]
         decision = decision_envelope(routed, env, now, record.where)
         evolve_router(self._state, decision)
-        outputs = [Outgoing(TRIGGER_LOG, routed.decision.pipeline, encode(decision))]
+        outputs = [*pending, Outgoing(TRIGGER_LOG, routed.decision.pipeline, encode(decision))]
         if routed.request is not None:
             run_id = routed.request.run_id
             partition = partition_for(run_id, self.bus.partitions(INTENTS))
@@ -241,7 +256,13 @@ class RouterStage(Consumer):
         outputs: list[Outgoing] = []
         for pipeline, name in self._deadlines.due(now):
             spec = self._specs.get(pipeline)
-            if spec is not None and spec.schedule(name) is not None:
+            if spec is None:
+                continue
+            if name.startswith("trigger:"):
+                n = int(name.removeprefix("trigger:"))
+                if n < len(spec.triggers) and spec.triggers[n].pends:
+                    outputs += self._pending_drained(spec, n, now)
+            elif spec.schedule(name) is not None:
                 outputs += self._drained(spec, name, now)
         return outputs
 
@@ -278,6 +299,78 @@ class RouterStage(Consumer):
         outputs = self._written(steps, now, env, at)
         if spec is not None and name is not None and spec.schedule(name) is not None:
             outputs += self._drained(spec, name, now)  # a freed overlap starts what waits
+        return outputs
+
+    # -- triggers whose matches may wait (conditions, debounce, max_active) ---------------
+
+    def _pending_copy(self, env: Envelope[Payload], copy: PipelineTriggered, now: float,
+                      at: str) -> tuple[list[Outgoing], bool]:
+        """A copy's steps in the pipeline's pending triggers, and whether a plain trigger
+        of the pipeline takes it too (then the plain path routes it as before)."""
+        spec = self._specs.get(copy.pipeline)
+        if spec is None:
+            return [], True
+        offer = conditions.offer_of_copy(env, copy, at)
+        outputs: list[Outgoing] = []
+        plain = False
+        for n, trigger in enumerate(spec.triggers):
+            if not conditions.takes(trigger, offer):
+                continue
+            if not trigger.pends:
+                plain = True
+                continue
+            outputs += self._pending_offered(spec, n, offer, now, env, at)
+        return outputs, plain
+
+    def _pending_run_ended(self, env: Envelope[Payload], ended: RunEnded, now: float,
+                           at: str) -> list[Outgoing]:
+        """A run's end frees a place under a trigger's max_active, and is an offer to
+        conditions on runs of its pipeline."""
+        offer = conditions.offer_of_end(env, ended, at)
+        outputs: list[Outgoing] = []
+        for spec in self._specs.values():
+            for n, trigger in enumerate(spec.triggers):
+                if not trigger.pends:
+                    continue
+                state = self._state.of(spec.name).pending.get(n)
+                freed = conditions.run_ended(spec, n, state, ended.run_id)
+                if freed is not None:
+                    outputs += self._pending_written(spec, n, [freed], now, env, at)
+                if trigger.condition is not None and conditions.takes(trigger, offer):
+                    outputs += self._pending_offered(spec, n, offer, now, env, at)
+                elif freed is not None:
+                    outputs += self._pending_drained(spec, n, now)
+        return outputs
+
+    def _pending_offered(self, spec: PipelineSpec, n: int, offer: conditions.Offer,
+                         now: float, env: Envelope[Payload], at: str) -> list[Outgoing]:
+        state = self._state.of(spec.name).pending.get(n)
+        step = conditions.offered(spec, n, state, offer, now)
+        outputs = self._pending_written(spec, n, [step] if step else [], now, env, at)
+        return outputs + self._pending_drained(spec, n, now)
+
+    def _pending_written(self, spec: PipelineSpec, n: int, steps: list[Step], now: float,
+                         env: Envelope[Payload] | None, at: str | None) -> list[Outgoing]:
+        """Named after the input and the trigger when they answer it: one input may give a
+        decision for each of several triggers."""
+        named = [step if step.own_id is not None or env is None else
+                 dataclasses.replace(step, own_id=f"{env.id}/routed@{at}/{spec.name}/{n}")
+                 for step in steps]
+        return self._written(named, now, env, at)
+
+    def _pending_drained(self, spec: PipelineSpec, n: int, now: float) -> list[Outgoing]:
+        """Expired partial matches, and waiting matches with room to run, until none."""
+        pending = self._state.of(spec.name).pending
+        outputs: list[Outgoing] = []
+        for _ in range(MAX_STEPS):
+            state = pending.get(n)
+            step = conditions.next_step(spec, n, state, now) if state is not None else None
+            if step is None:
+                break
+            outputs += self._pending_written(spec, n, [step], now, None, None)
+        state = pending.get(n)
+        self._deadlines.set(spec.name, f"trigger:{n}", None if state is None else
+                            conditions.deadline(spec, n, state))
         return outputs
 
     # -- backfills -----------------------------------------------------------------------

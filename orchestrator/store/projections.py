@@ -17,6 +17,7 @@ from bus import Bus, Record, TopicPartition
 from bus.disk_full import while_full
 from bus.loop import Loop
 from events import topics
+from events.conditions import MatchAdvanced, MatchFired, MatchRunEnded, MatchWaiting
 from events.registry import ModelRegistered
 from events.runs import RunCreated
 from events.schedules import ScheduleCommanded, ScheduleSlotDecided
@@ -25,6 +26,7 @@ from orchestrator.core.backfills import BACKFILL_DECISIONS, BackfillState
 from orchestrator.core.backfills import described as described_backfill
 from orchestrator.core.backfills import fold as fold_backfill
 from orchestrator.core.backfills import restored as restored_backfill
+from orchestrator.core.conditions import MATCH_DECISIONS
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.schedules import ScheduleState, described, restored
@@ -307,6 +309,9 @@ class Projector(Loop):
                 batch.schedules[(data.pipeline, data.schedule)] = None
                 if isinstance(data, ScheduleSlotDecided | ScheduleCommanded):
                     batch.triggers.append(schedule_row(record, env.time.timestamp(), data))
+            elif isinstance(env.data, MATCH_DECISIONS) and not isinstance(env.data,
+                                                                         MatchRunEnded):
+                batch.triggers.append(match_row(record, env.time.timestamp(), env.data))
             elif isinstance(env.data, BACKFILL_DECISIONS):
                 backfill = env.data
                 # one dict for all: a backfill id is unique across pipelines
@@ -394,6 +399,37 @@ def schedule_row(record: Record, time: float,
         doc["trigger_event_id"] = decided.command_id
         doc["reason"] = f"{decided.command} {'applied' if decided.applied else 'refused'}"
     doc["outcome"] = outcome
+    return (record.partition, record.offset, time, decided.pipeline, outcome,
+            json.dumps(doc, sort_keys=True))
+
+
+def match_row(record: Record, time: float, decided: Any
+              ) -> tuple[int, int, float, str, str, str]:
+    """A pending trigger's decision in the triggers feed, named by its first event and listing
+    all it concerns (`event_ids`), so explaining any of them finds it."""
+    causes = list(getattr(decided, "causes", ()))
+    if isinstance(decided, MatchAdvanced):
+        causes = [decided.cause]
+    ids = [c.event_id for c in causes] or [getattr(decided, "event_id", "")]
+    superseded = [c.event_id for c in getattr(decided, "superseded", ())]
+    outcomes: dict[str, tuple[str, str]] = {
+        "match_advanced": ("waiting", "partial"), "match_waiting": ("waiting", "waiting"),
+        "match_fired": ("accepted", "condition met"), "match_filtered": ("ignored", "filtered"),
+        "match_expired": ("ignored", "timed_out")}
+    outcome, reason = outcomes[decided.TYPE]
+    doc: dict[str, Any] = {
+        "id": f"{record.partition}@{record.offset}", "time": time, "outcome": outcome,
+        "trigger_type": "condition", "trigger_event_id": ids[0],
+        "event_ids": [*ids, *superseded], **decided.model_dump(mode="json")}
+    doc["reason"] = str(getattr(decided, "reason", "") or reason)
+    if isinstance(decided, MatchAdvanced):
+        doc["detail"] = f"{decided.have} met; still missing: {decided.need}"
+    elif isinstance(decided, MatchFired):
+        doc["detail"] = "fired with " + ", ".join(
+            f"{c.summary} ({c.event_id})" for c in decided.causes) + (
+            f"; superseded {', '.join(superseded)}" if superseded else "")
+    elif isinstance(decided, MatchWaiting):
+        doc["detail"] = decided.detail
     return (record.partition, record.offset, time, decided.pipeline, outcome,
             json.dumps(doc, sort_keys=True))
 

@@ -163,6 +163,7 @@ async def running_docs(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
 async def trigger_decisions(conn: aiosqlite.Connection, event_id: str) -> list[dict[str, Any]]:
     """What the router decided about one trigger event, per pipeline, in log order."""
     async with conn.execute(
-            "SELECT doc FROM triggers WHERE json_extract(doc, '$.trigger_event_id') = ? "
-            "ORDER BY seq", (event_id,)) as cur:
+            "SELECT doc FROM triggers WHERE json_extract(doc, '$.trigger_event_id') = ? OR "
+            "EXISTS (SELECT 1 FROM json_each(doc, '$.event_ids') WHERE value = ?) "
+            "ORDER BY seq", (event_id, event_id)) as cur:
         return [json.loads(doc) async for (doc,) in cur]

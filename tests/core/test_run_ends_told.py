@@ -1,5 +1,5 @@
-"""The end of a run a schedule started is told to its pipeline's router, in the same decision
-(and so the same commit) as the end itself; other runs' ends are not."""
+"""Every run's end is told to the router (keyed by its pipeline), in the same decision (and
+so the same commit) as the end itself, with the run's trigger and params."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_a_scheduled_runs_end_goes_to_the_router_keyed_by_pipeline() -> None:
     assert (out.topic, out.key) == (PIPELINE_TRIGGERS, "nightly")
 
 
-def test_a_cancelled_scheduled_run_is_told_as_cancelled_and_a_manual_one_not_at_all() -> None:
+def test_a_cancelled_run_is_told_as_cancelled_whatever_started_it() -> None:
     h = Harness()
     h.agent()
     spec = pipeline(task("a"), name="nightly")
@@ -40,4 +40,5 @@ def test_a_cancelled_scheduled_run_is_told_as_cancelled_and_a_manual_one_not_at_
     manual = h.start(spec, key="by-hand")
     h.cancel(manual)
     told = [c.data for c in h.commands if isinstance(c.data, RunEnded)]
-    assert [(t.run_id, t.status) for t in told] == [("run-s1", "cancelled")]
+    assert [(t.run_id, t.status) for t in told] == [("run-s1", "cancelled"),
+                                                    (manual, "cancelled")]

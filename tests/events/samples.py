@@ -14,6 +14,7 @@ from events import (
     backfills,
     canary,
     commands,
+    conditions,
     intents,
     registry,
     reports,
@@ -92,6 +93,11 @@ BACKFILL_ITEM = backfills.BackfillItem(
     key="slot:nightly@2026-12-01T01:30:00Z",
     trigger=TriggerInfo(type="schedule", event_id="schedule:digits:nightly@2026-12-01T01:30:00Z",
                         subject="digits", payload={"schedule": "nightly", "backfill": "bf-1"}))
+
+CAUSE = conditions.Cause(event_id="evt-1", dependency="data sales",
+                         summary="sales@v1 (date=2026-12-01)", at=AT, position="p@1", leaf=0,
+                         type="data_arrived", subject="sales",
+                         payload={"dataset": "sales", "version": "v1"})
 
 SAMPLES: tuple[Payload, ...] = (
     triggers.DataArrived(dataset="digits", version="v1", uri="file:///d/v1.npz", sha256=SHA,
@@ -238,6 +244,17 @@ SAMPLES: tuple[Payload, ...] = (
                                 audit=AUDIT),
     backfills.BackfillFinished(backfill_id="bf-1", pipeline="digits", outcome="cancelled",
                                succeeded=3, failed=1, cancelled=2),
+    conditions.MatchAdvanced(pipeline="digits", trigger=0, key="2026-12-01", cause=CAUSE,
+                             have=1, need="data fx"),
+    conditions.MatchFiltered(pipeline="digits", trigger=0, event_id="evt-2",
+                             reason="min_rows 1000: 12 rows"),
+    conditions.MatchExpired(pipeline="digits", trigger=0, key="2026-12-01", causes=(CAUSE,),
+                            reason="timed out after 7200s"),
+    conditions.MatchWaiting(pipeline="digits", trigger=0, key="", match_id="evt-1",
+                            causes=(CAUSE,), reason="debounce"),
+    conditions.MatchFired(pipeline="digits", trigger=0, key="2026-12-01", match_id="m-1",
+                          run_id=RUN, causes=(CAUSE,), superseded=(CAUSE,), cleared=("m-0",)),
+    conditions.MatchRunEnded(pipeline="digits", trigger=0, run_id=RUN),
 )
 
 BY_TYPE: dict[str, Payload] = {sample.TYPE: sample for sample in SAMPLES}

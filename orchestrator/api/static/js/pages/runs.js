@@ -11,7 +11,7 @@ import { epochOf } from "../attempts.js";
 import { badge, empty, problemBox, runLink, when } from "../ui.js";
 
 const STATUSES = ["running", "succeeded", "failed", "cancelled"];
-const TRIGGERS = ["manual", "data_arrived", "drift_detected", "schedule"];
+const TRIGGERS = ["manual", "data_arrived", "drift_detected", "schedule", "condition"];
 const ENDED = { run_succeeded: "succeeded", run_failed: "failed", run_cancelled: "cancelled" };
 /** Rows per page; `?limit=N` in the URL changes it (1 to 500, as the API allows). */
 const LIMIT = 25;
