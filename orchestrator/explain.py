@@ -20,6 +20,8 @@ REASONS = {
     "missed": "expired: missed while nothing could fire it (catch-up: none)",
     "too_old": "expired: due longer ago than the catch-up window",
     "over_cap": "expired: more missed slots than the catch-up max_runs",
+    "filtered": "filtered out",
+    "timed_out": "dropped: the condition timed out",
 }
 SLOT_REASONS = {
     "on_time": "was due", "caught_up": "was missed and caught up",
@@ -47,7 +49,10 @@ def of_event(event_id: str, decisions: list[dict[str, Any]]) -> dict[str, Any]:
     lines = []
     for d in decisions:
         if d["outcome"] == "accepted":
-            lines.append(f"{d['pipeline']}: started run {d['run_id']}")
+            how = f" ({d['detail']})" if d.get("trigger_type") == "condition" else ""
+            lines.append(f"{d['pipeline']}: started run {d['run_id']}{how}")
+        elif d["outcome"] == "waiting":
+            lines.append(f"{d['pipeline']}: waiting, {d.get('detail') or d.get('reason')}")
         elif d["outcome"] == "command":
             lines.append(f"{d['pipeline']}: {d['reason']}: {d.get('detail', '')}")
         else:
@@ -76,6 +81,12 @@ def _event(cause: dict[str, Any]) -> str:
         what = (f"{f.get('model')} drifted ({f.get('method', '?')} {f.get('score', 0):.3g} over "
                 f"{f.get('threshold', 0):g} in {drifted} features, on "
                 f"{f.get('dataset')}@{f.get('dataset_version')})")
+    elif cause["type"] == "condition":
+        causes = f.get("causes") or []
+        key = f" for {f['partition']}" if f.get("partition") else ""
+        return (f"its condition was met{key}: " + " and ".join(
+            f"{c.get('summary')} (event {c.get('event_id')}, {c.get('dependency')})"
+            for c in causes))
     elif cause["type"] == "schedule":
         how = SLOT_REASONS.get(str(f.get("reason")), "was due")
         what = f"schedule {f.get('schedule')}'s slot {f.get('slot')} {how}"

@@ -6,6 +6,7 @@ The flags of the commands that run agents are in agent_flags.py: they need the a
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,24 @@ from orchestrator.datasets import file_digest
 from orchestrator.printable import printable
 
 
-def key_values(items: list[str]) -> dict[str, Any]:
+def key_values(items: list[str], flag: str = "--param", example: str = "epochs=3"
+               ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"--param {item!r}: write it as KEY=VALUE, e.g. --param epochs=3")
+            raise UsageError(f"{flag} {item!r}: write it as KEY=VALUE, e.g. {flag} {example}")
         out[key] = value
     return out
+
+
+def scalar(text: str) -> str | int | float | bool:
+    """A metadata value: a JSON number or boolean when it reads as one, else the text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, int | float | bool) else text
 
 
 def file_facts(location: str, flag: str) -> tuple[str, str | None, int | None]:

@@ -14,7 +14,7 @@ from events.codec import payload
 from events.triggers import DataArrived, DriftDetected
 from orchestrator.cli.context import publish_trigger_env
 from orchestrator.cli.given import Given
-from orchestrator.cli.options import file_facts
+from orchestrator.cli.options import file_facts, key_values, scalar
 from orchestrator.printable import printable
 from orchestrator.service.triggers import trigger_record
 
@@ -27,6 +27,13 @@ def add_publish(p: argparse.ArgumentParser) -> None:
     da.add_argument("--uri", required=True, help="file path or URI of the data")
     da.add_argument("--event-id", help="idempotency: the same id never starts a second run "
                                        "(never collides with a `baton run --idempotency-key`)")
+    da.add_argument("--rows", type=int, help="rows in this version (a condition's min_rows)")
+    da.add_argument("--partition", action="append", default=[], metavar="K=V",
+                    help="a partition key of this version, e.g. date=2026-12-01 (what a "
+                         "condition over several datasets matches by; repeatable)")
+    da.add_argument("--schema-fingerprint", help="the schema's fingerprint")
+    da.add_argument("--meta", action="append", default=[], metavar="K=V",
+                    help="metadata (numbers and true/false read as such; repeatable)")
     da.set_defaults(handler=publish_data_arrived)
     dr = sub.add_parser("drift", help="publish a drift event by hand (or: baton monitor drift)")
     dr.add_argument("--model", required=True)
@@ -44,12 +51,18 @@ async def publish_data_arrived(args: argparse.Namespace) -> int:
     given = Given("the data_arrived event", {
         "id": "--event-id", "subject": "--dataset", "data.dataset": "--dataset",
         "data.version": "--version", "data.uri": "--uri",
+        "data.rows": "--rows", "data.partition": "--partition",
+        "data.schema_fingerprint": "--schema-fingerprint", "data.metadata": "--meta",
     }, {"--event-id": args.event_id, "--dataset": args.dataset,
-        "--version": args.dataset_version, "--uri": args.uri})
+        "--version": args.dataset_version, "--uri": args.uri, "--rows": args.rows,
+        "--schema-fingerprint": args.schema_fingerprint})
+    partition = key_values(args.partition, "--partition", "date=2026-12-01")
+    metadata = {k: scalar(v) for k, v in key_values(args.meta, "--meta", "region=eu").items()}
     with given.checking():
         uri, sha, size = file_facts(args.uri, "--uri")
         event = payload(DataArrived, dataset=args.dataset, version=args.dataset_version,
-                        uri=uri, sha256=sha, size=size)
+                        uri=uri, sha256=sha, size=size, rows=args.rows, partition=partition,
+                        schema_fingerprint=args.schema_fingerprint, metadata=metadata)
         env, _ = trigger_record(event, event_id=args.event_id)  # checked here, flags named
     await publish_trigger_env(args, env)
     print(printable(f"published data_arrived {env.id} for {args.dataset} "

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from events.common import Resources
+from events.condition_spec import Condition, Dependency, Where
 from events.pipeline import (
     DEFAULT_MAX_LOST_ATTEMPTS,
     ApprovalInput,
@@ -27,10 +28,43 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def on_data_arrived(dataset: str, *, cooldown_s: float = 0.0,
-                    dedupe: Literal["version", "event"] = "version") -> TriggerSpec:
+                    dedupe: Literal["version", "event"] = "version",
+                    **waiting: Any) -> TriggerSpec:
     """`dedupe="version"` (default): one run per dataset version, however many announce it;
-    `"event"`: one run per event id."""
-    return TriggerSpec(on="data_arrived", dataset=dataset, cooldown_s=cooldown_s, dedupe=dedupe)
+    `"event"`: one run per event id. `waiting`: debounce_s, max_active, consume (the
+    matches that wait: per_event, coalesce or latest)."""
+    return TriggerSpec(on="data_arrived", dataset=dataset, cooldown_s=cooldown_s, dedupe=dedupe,
+                       **waiting)
+
+
+def on_condition(condition: Condition, *, partition_by: str | None = None,
+                 timeout_s: float | None = None, **waiting: Any) -> TriggerSpec:
+    """A run when `condition` holds (for each value of `partition_by`); a partial match older
+    than `timeout_s` is dropped, recorded. `waiting` as for on_data_arrived."""
+    return TriggerSpec(on="condition", condition=condition, partition_by=partition_by,
+                       timeout_s=timeout_s, **waiting)
+
+
+def all_of(*parts: Dependency | Condition) -> Condition:
+    return Condition(all_of=parts)
+
+
+def any_of(*parts: Dependency | Condition) -> Condition:
+    return Condition(any_of=parts)
+
+
+def data(dataset: str, *, window_s: float | None = None, **where: Any) -> Dependency:
+    """A dataset's arrival; `where`: min_rows, schema_fingerprint, metadata, metadata_in."""
+    return Dependency(data=dataset, window_s=window_s, where=Where(**where) if where else None)
+
+
+def drift(model: str, *, window_s: float | None = None) -> Dependency:
+    return Dependency(drift=model, window_s=window_s)
+
+
+def run_of(pipeline: str, *, status: Literal["succeeded", "failed", "any"] = "succeeded",
+           window_s: float | None = None) -> Dependency:
+    return Dependency(run=pipeline, status=status, window_s=window_s)
 
 
 def on_drift(model: str, *, cooldown_s: float = 3600.0, max_runs: int | None = None,

@@ -420,8 +420,14 @@ def match_row(record: Record, time: float, decided: Any
     doc: dict[str, Any] = {
         "id": f"{record.partition}@{record.offset}", "time": time, "outcome": outcome,
         "trigger_type": "condition", "trigger_event_id": ids[0],
-        "event_ids": [*ids, *superseded], **decided.model_dump(mode="json")}
-    doc["reason"] = str(getattr(decided, "reason", "") or reason)
+        "event_ids": [*ids, *superseded, *([decided.match_id] if isinstance(
+            decided, MatchFired | MatchWaiting) else [])], **decided.model_dump(mode="json")}
+    said = getattr(decided, "reason", "")
+    doc["reason"] = reason
+    if decided.TYPE in ("match_filtered", "match_expired"):
+        doc["detail"] = said  # the filter that said no; what the expired match had
+    elif isinstance(decided, MatchWaiting):
+        doc["reason"] = said
     if isinstance(decided, MatchAdvanced):
         doc["detail"] = f"{decided.have} met; still missing: {decided.need}"
     elif isinstance(decided, MatchFired):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 
 from agents.task_api import TaskContext
-from orchestrator.pipelines import CatchUp, Pipeline, every, on_data_arrived
+from orchestrator.pipelines import (
+    CatchUp,
+    Pipeline,
+    all_of,
+    data,
+    every,
+    on_condition,
+    on_data_arrived,
+)
 
 PERIOD_S = 2.0
 
@@ -29,4 +37,14 @@ hourly = Pipeline("hourly", triggers=(on_data_arrived("sales"),), schedules=(
 @hourly.task(cpus=0.25, memory=64)
 def report(ctx: TaskContext) -> str:
     time.sleep(float(ctx.params.get("work_s", 0)))
+    return ctx.data.attempt_id
+
+
+joined = Pipeline("joined", triggers=(
+    on_condition(all_of(data("sales", min_rows=100), data("fx")), partition_by="date",
+                 timeout_s=600),))
+
+
+@joined.task(cpus=0.25, memory=64)
+def join(ctx: TaskContext) -> str:
     return ctx.data.attempt_id

@@ -1,0 +1,75 @@
+"""Conditions and waiting matches through the real trigger path on a real bus, embedded and
+Kafka: published events -> fan-out -> router -> trigger log and run requests; a run's end
+from the bus frees a max_active place; the state again after a restart."""
+
+from __future__ import annotations
+
+from bus import Bus, Outgoing
+from events.codec import encode
+from events.condition_spec import Condition, Dependency
+from events.conditions import MatchAdvanced, MatchFired, MatchWaiting
+from events.envelope import envelope
+from events.intents import RunRequested
+from events.pipeline import PipelineSpec, TaskSpec, TriggerSpec
+from events.schedules import RunEnded
+from events.topics import INTENTS, PIPELINE_TRIGGERS
+from events.triggers import DataArrived, TriggerAccepted
+from orchestrator.service.triggers import FanOutStage, RouterStage, publish_trigger
+from tests.service.test_trigger_stage import FakeClock, decisions, events, settle
+
+T0 = 1_800_000_000.0
+JOIN = PipelineSpec(name="join", tasks=(TaskSpec(name="a", function="m:f"),), triggers=(
+    TriggerSpec(on="condition", partition_by="date", timeout_s=3600, condition=Condition(
+        all_of=(Dependency(data="sales"), Dependency(data="fx")))),))
+CAPPED = PipelineSpec(name="capped", tasks=(TaskSpec(name="a", function="m:f"),), triggers=(
+    TriggerSpec(on="data_arrived", dataset="sales", max_active=1),))
+PLAIN = PipelineSpec(name="plain", tasks=(TaskSpec(name="a", function="m:f"),), triggers=(
+    TriggerSpec(on="data_arrived", dataset="sales"),))
+SPECS = {s.name: s for s in (JOIN, CAPPED, PLAIN)}
+
+
+def arrival(dataset: str, version: str, date: str) -> DataArrived:
+    return DataArrived(dataset=dataset, version=version, uri=f"s3://{dataset}/{version}",
+                       partition={"date": date})
+
+
+async def requested(bus: Bus) -> list[RunRequested]:
+    return [e.data for e in await events(bus, INTENTS) if isinstance(e.data, RunRequested)]
+
+
+async def test_one_event_feeds_a_condition_a_capped_and_a_plain_trigger_each_its_own_way(
+        bus: Bus) -> None:
+    clock = FakeClock(T0)
+    stages = FanOutStage(bus, SPECS), RouterStage(bus, SPECS, clock)
+    # when sales for d1 and d2 arrive, then fx for d1
+    await publish_trigger(bus, arrival("sales", "v1", "d1"), event_id="s1")
+    await publish_trigger(bus, arrival("sales", "v2", "d2"), event_id="s2")
+    await publish_trigger(bus, arrival("fx", "v1", "d1"), event_id="f1")
+    await settle(*stages)
+    logged = await decisions(bus)
+    # then the condition fired once, for d1, with both events, and waits on for d2
+    [fired] = [d for d in logged if isinstance(d, MatchFired) and d.pipeline == "join"]
+    assert fired.key == "d1" and [c.event_id for c in fired.causes] == ["s1", "f1"]
+    assert [d.key for d in logged if isinstance(d, MatchAdvanced)] == ["d1", "d2"]
+    # the capped trigger ran s1 and keeps s2 waiting; the plain one ran both at once
+    capped = [d for d in logged if d.pipeline == "capped"]  # type: ignore[attr-defined]
+    assert [type(d).__name__ for d in capped] == ["MatchFired", "MatchWaiting"]
+    assert sum(isinstance(d, TriggerAccepted) and d.pipeline == "plain" for d in logged) == 2
+    runs = await requested(bus)
+    assert sorted(r.spec.name for r in runs) == ["capped", "join", "plain", "plain"]
+    # when the capped run's end comes back from the bus
+    [first] = [r for r in runs if r.spec.name == "capped"]
+    ended = envelope(RunEnded(run_id=first.run_id, pipeline="capped", status="succeeded",
+                              trigger=first.trigger), id=f"{first.run_id}/9/told", time=T0,
+                     source="test", subject="capped")
+    await bus.publish([Outgoing(PIPELINE_TRIGGERS, "capped", encode(ended))])
+    await settle(*stages)
+    # then the waiting match runs: nothing was dropped at the cap
+    assert sorted(r.trigger.event_id for r in await requested(bus)
+                  if r.spec.name == "capped") == ["s1", "s2"]
+    waited = [d for d in await decisions(bus) if isinstance(d, MatchWaiting)]
+    assert [w.reason for w in waited] == ["max_active"]
+    # and a restarted router stands where this one stood
+    again = RouterStage(bus, SPECS, clock)
+    assert not await again.step()
+    assert again.state == stages[1].state
