@@ -17,6 +17,7 @@ ever starts two runs, whichever path took it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -202,6 +203,8 @@ def offered(pipeline: PipelineSpec, n: int, state: TriggerState | None, offer: O
     leaves = takes(trigger, offer)
     if not leaves:
         return None
+    if offer.at > now:  # a publisher's clock ahead of ours: the event counts as arrived now
+        offer = dataclasses.replace(offer, at=now)
     state = state or TriggerState()
     if offer.event_id in state.seen:
         return _filtered(pipeline, n, offer, "duplicate: this event was taken already")

@@ -54,8 +54,9 @@ class Router:
         return self.state.of(self.spec.name).pending.get(0)
 
     def arrive(self, dataset: str, version: str, at: float, *, date: str | None = "d1",
-               rows: int | None = 1000, event_id: str | None = None, **meta: Any
-               ) -> list[Payload]:
+               rows: int | None = 1000, event_id: str | None = None,
+               at_router: float | None = None, **meta: Any) -> list[Payload]:
+        """`at`: the event's time; `at_router`: the router's clock (default the same)."""
         data = DataArrived(dataset=dataset, version=version, uri=f"s3://{dataset}/{version}",
                            rows=rows, partition={"date": date} if date else {},
                            metadata=meta)
@@ -64,7 +65,7 @@ class Router:
                        time=datetime.fromtimestamp(at, UTC), source="t", subject=dataset)
         copy = PipelineTriggered(pipeline=self.spec.name, trigger=trigger_info(env))
         offer = conditions.offer_of_copy(env, copy, f"pt@{self.n}")
-        return self._offer(offer, at)
+        return self._offer(offer, at if at_router is None else at_router)
 
     def run_of(self, pipeline_name: str, status: str, at: float, **params: Any
                ) -> list[Payload]:
@@ -265,3 +266,13 @@ def test_at_max_active_a_match_waits_recorded_and_runs_when_a_run_ends() -> None
         "match_run_ended", "match_fired"]
     assert [r.trigger.event_id for r in router.runs] == ["e1", "e2"]
     assert router.replayed() == router.state
+
+
+def test_an_event_from_a_clock_ahead_counts_as_arrived_now() -> None:
+    # given an fx whose publisher's clock is an hour ahead of the router's
+    router = Router(pipeline(BOTH))
+    [ahead] = router.arrive("fx", "v1", T0 + 3600, at_router=T0)
+    # then it is placed at the router's now: its 300 s window does not reach an hour further
+    assert isinstance(ahead, MatchAdvanced) and ahead.cause.at == T0
+    [late] = router.arrive("sales", "v1", T0 + 400)
+    assert isinstance(late, MatchAdvanced)  # fx went stale at T0 + 300
