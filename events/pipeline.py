@@ -241,6 +241,14 @@ class TriggerSpec(Frozen):
     or one run for the newest (latest, the others recorded superseded)."""
     debounce_s: float | None = Field(default=None, gt=0, exclude_if=lambda v: v is None)
     """A burst becomes one decision: matches wait until none came for this long."""
+    escalate_after_failures: int | None = Field(default=None, ge=1, le=100,
+                                                exclude_if=lambda v: v is None)
+    """on: drift_detected: after this many retrains in a row that failed (a gate said no, a
+    task failed), escalate: no more automatic retrains until an operator acknowledges."""
+    escalate_if_drifting_within_s: float | None = Field(default=None, gt=0,
+                                                        exclude_if=lambda v: v is None)
+    """on: drift_detected: drift again this soon after a retrain succeeded means the retrain
+    did not help: escalate instead of retraining again."""
     max_active: int | None = Field(default=None, ge=1, exclude_if=lambda v: v is None)
     """At most this many runs of this trigger at once; further matches wait (recorded) and are
     consumed as runs end: never dropped."""
@@ -258,6 +266,10 @@ class TriggerSpec(Frozen):
                              "{any_of: [...]}, and a condition with on: condition")
         if self.on != "condition" and (self.partition_by or self.timeout_s):
             raise ValueError("partition_by and timeout_s are for on: condition")
+        if self.on != "drift_detected" and (self.escalate_after_failures
+                                            or self.escalate_if_drifting_within_s):
+            raise ValueError("escalate_after_failures and escalate_if_drifting_within_s are "
+                             "for on: drift_detected (retrains)")
         if self.on == "manual" and (self.debounce_s or self.max_active
                                     or self.consume != "per_event"):
             raise ValueError("debounce_s, max_active and consume are for triggers on events")

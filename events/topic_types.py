@@ -93,7 +93,8 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
         read_by="the trigger router",
         direction="out",
         types=(triggers.PipelineTriggered, schedules.ScheduleCommand, schedules.RunEnded,
-               backfills.BackfillRequested, backfills.BackfillCommand),
+               backfills.BackfillRequested, backfills.BackfillCommand,
+               triggers.AcknowledgeEscalation),
     ),
     TopicSpec(
         topics.TRIGGER_LOG,
@@ -114,7 +115,8 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
                backfills.BackfillRunEnded, backfills.BackfillCommanded,
                backfills.BackfillFinished, conditions.MatchAdvanced,
                conditions.MatchFiltered, conditions.MatchExpired, conditions.MatchWaiting,
-               conditions.MatchFired, conditions.MatchRunEnded),
+               conditions.MatchFired, conditions.MatchRunEnded, triggers.RetrainEnded,
+               triggers.Escalated, triggers.EscalationAcknowledged),
     ),
     TopicSpec(
         topics.INTENTS,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from events.common import JsonObject
+from events.common import AUDIT_FIELD, Audit, JsonObject
 from events.payloads import Payload
 
 
@@ -86,7 +86,8 @@ class TriggerAccepted(Payload):
 
 
 IgnoreReason = Literal[
-    "duplicate", "duplicate_version", "cooldown", "unknown_pipeline", "rate_limited"]
+    "duplicate", "duplicate_version", "cooldown", "unknown_pipeline", "rate_limited",
+    "escalated"]
 
 
 class TriggerIgnored(Payload):
@@ -97,3 +98,47 @@ class TriggerIgnored(Payload):
     trigger_event_id: str
     reason: IgnoreReason
     detail: str = ""
+
+
+class RetrainEnded(Payload):
+    """A retrain on drift ended: what escalation counts (failures in a row)."""
+
+    TYPE = "retrain_ended"
+    pipeline: str
+    model: str
+    run_id: str
+    status: Literal["succeeded", "failed", "cancelled"]
+    failures: int
+    """Retrains of this model that failed in a row, this one included."""
+
+
+class Escalated(Payload):
+    """Automatic retraining of a model stopped: a person must look (`baton triggers ack`)."""
+
+    TYPE = "escalated"
+    pipeline: str
+    model: str
+    reason: str
+    runs: tuple[str, ...] = ()
+    """The retrains that led to it."""
+
+
+class AcknowledgeEscalation(Payload):
+    """An operator's acknowledgement, on baton.pipeline-triggers keyed by pipeline."""
+
+    TYPE = "acknowledge_escalation"
+    pipeline: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    reason: str = ""
+    audit: Audit | None = AUDIT_FIELD
+
+
+class EscalationAcknowledged(Payload):
+    TYPE = "escalation_acknowledged"
+    pipeline: str
+    model: str
+    command_id: str
+    applied: bool
+    detail: str = ""
+    reason: str = ""
+    audit: Audit | None = AUDIT_FIELD

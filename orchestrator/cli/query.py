@@ -10,7 +10,9 @@ import sys
 import time
 import uuid
 
+from events import topics
 from events.intents import RunCancelRequested
+from events.triggers import Escalated, EscalationAcknowledged
 from orchestrator.cli.context import home_of, open_bus, send_intent
 from orchestrator.cli.errors import UsageError
 from orchestrator.cli.projection import caught_up_projection, one_run
@@ -78,13 +80,34 @@ async def watch(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print("watching run events (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    print("watching run events and escalations (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    async def pump(topic: str) -> None:
+        async for env in follow(bus, from_start=args.from_start, stop=stop, topic=topic):
+            if topic == topics.RUNS or isinstance(env.data, Escalated | EscalationAcknowledged):
+                line = event_line(env)
+                if line:
+                    lines.put_nowait(line)
+
+    pumps = [asyncio.create_task(pump(t)) for t in (topics.RUNS, topics.TRIGGER_LOG)]
+    stopped = asyncio.create_task(stop.wait())
     try:
-        async for env in follow(bus, from_start=args.from_start, stop=stop):
-            line = event_line(env)
-            if line:
-                print(line, flush=True)
+        while not stop.is_set():
+            got = asyncio.create_task(lines.get())
+            await asyncio.wait([got, stopped, *pumps], return_when=asyncio.FIRST_COMPLETED)
+            for done in pumps:
+                error = done.exception() if done.done() else None
+                if error is not None:
+                    raise error
+            if got.done():
+                print(got.result(), flush=True)
+            else:
+                got.cancel()
     finally:
+        stopped.cancel()
+        for pumping in pumps:
+            pumping.cancel()
         await bus.close()
     return 0
 

@@ -10,6 +10,7 @@ from events import runs as ev
 from events.envelope import Envelope
 from events.payloads import Payload
 from events.registry import ModelRegistered
+from events.triggers import Escalated, EscalationAcknowledged
 from orchestrator.printable import printable
 
 SYMBOL = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■",
@@ -29,6 +30,10 @@ def event_line(env: Envelope[Payload]) -> str | None:
 
 
 def _describe(d: Payload) -> str | None:
+    if isinstance(d, Escalated):
+        return f"⚠ escalated: retraining of {d.model} ({d.pipeline}) stopped: {d.reason}"
+    if isinstance(d, EscalationAcknowledged) and d.applied:
+        return f"escalation of {d.model} ({d.pipeline}) acknowledged: {d.detail}"
     if isinstance(d, ev.RunCreated):
         version = d.pipeline_version[:8]
         return f"run created: {d.pipeline}@{version} on {d.trigger.type} ({d.trigger.subject})"

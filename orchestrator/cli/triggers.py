@@ -1,15 +1,20 @@
-"""`baton triggers list|explain`: what the trigger router decided, and why a run started."""
+"""`baton triggers list|explain|ack`: what the trigger router decided, why a run started, and
+acknowledging an escalation (automatic retraining stopped) so retraining goes on."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import uuid
 from datetime import UTC, datetime
 
+from events.triggers import AcknowledgeEscalation
 from orchestrator import explain
-from orchestrator.cli.errors import NotFound, UsageError
+from orchestrator.cli.context import open_bus, operator
+from orchestrator.cli.errors import Failed, NotFound, UsageError
 from orchestrator.cli.projection import caught_up_projection
 from orchestrator.printable import printable
+from orchestrator.service.router_commands import acknowledge_escalation
 from orchestrator.store import queries
 from orchestrator.store.projections import connect, find_run
 
@@ -27,6 +32,12 @@ def add_triggers(p: argparse.ArgumentParser) -> None:
                     help="a run id (or a unique prefix of it), or a trigger event id")
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(handler=triggers_explain)
+    ack = sub.add_parser("ack", help="acknowledge an escalation: automatic retraining of the "
+                                     "model goes on")
+    ack.add_argument("pipeline")
+    ack.add_argument("--model", required=True)
+    ack.add_argument("--reason", default="")
+    ack.set_defaults(handler=triggers_ack)
 
 
 async def triggers_list(args: argparse.Namespace) -> int:
@@ -74,4 +85,22 @@ async def triggers_explain(args: argparse.Namespace) -> int:
     lines = [json.dumps(found, indent=2)] if args.json else [
         printable(line) for line in str(found["text"]).splitlines()]
     print("\n".join(lines))
+    return 0
+
+
+async def triggers_ack(args: argparse.Namespace) -> int:
+    command = AcknowledgeEscalation(pipeline=args.pipeline, model=args.model,
+                                    reason=args.reason, audit=operator())
+    bus = await open_bus(args)
+    try:
+        answered = await acknowledge_escalation(bus, command, f"ack-{uuid.uuid4().hex}", 30.0)
+    finally:
+        await bus.close()
+    if answered is None:
+        print(f"published the acknowledgement for {args.model}; no router answered within "
+              "30s (is 'baton up' running?): it applies when one reads it")
+        return 0
+    if not answered.answer.applied:
+        raise Failed(f"nothing to acknowledge: {answered.answer.detail}")
+    print(printable(answered.answer.detail))
     return 0

@@ -37,6 +37,8 @@ from orchestrator.core.backfills import fold as fold_backfill
 from orchestrator.core.conditions import MATCH_DECISIONS, TriggerState
 from orchestrator.core.conditions import fold as fold_pending
 from orchestrator.core.errors import InvalidInput
+from orchestrator.core.escalation import ESCALATION_DECISIONS, ModelWatch, escalated
+from orchestrator.core.escalation import fold as fold_escalation
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.schedules import ScheduleState
 from orchestrator.core.schedules import fold as fold_schedule
@@ -131,6 +133,8 @@ class PipelineTriggers:
     """Schedule name -> where it stands (core/schedules.py)."""
     backfills: dict[str, BackfillState] = field(default_factory=dict)
     """Backfill id -> its plan and progress (core/backfills.py)."""
+    escalation: dict[str, ModelWatch] = field(default_factory=dict)
+    """Model -> its retrains' outcomes, and whether retraining stopped (core/escalation.py)."""
     pending: dict[int, TriggerState] = field(default_factory=dict)
     """Trigger index -> the partial and waiting matches of a trigger whose matches may wait
     (a condition, debounce, max_active: core/conditions.py)."""
@@ -176,6 +180,9 @@ def evolve_router(state: RouterState, env: Envelope[Payload]) -> RouterState:
     if isinstance(data, MATCH_DECISIONS):
         fold_pending(state.of(data.pipeline).pending, data, env.time.timestamp())
         return state
+    if isinstance(data, ESCALATION_DECISIONS):
+        fold_escalation(state.of(data.pipeline).escalation, data, env.time.timestamp())
+        return state
     if not isinstance(data, TriggerAccepted | TriggerIgnored):
         return state
     memory = state.of(data.pipeline)
@@ -216,6 +223,10 @@ def route(
     memory = state.pipelines.get(copy.pipeline, PipelineTriggers())
     if copy.trigger.event_id in memory.handled:
         return _ignored(copy, "duplicate", "this trigger was already handled")
+    stopped = escalated(memory.escalation, copy.trigger)
+    if stopped is not None:
+        return _ignored(copy, "escalated", f"{stopped}; retraining waits for an operator "
+                        f"(baton triggers ack {copy.pipeline} --model {copy.trigger.subject})")
     data_version = _deduped_version(spec, copy.trigger)
     if data_version in memory.versions:
         return _ignored(copy, "duplicate_version",

@@ -23,6 +23,7 @@ from events.envelope import Envelope, envelope
 from events.payloads import Payload
 from events.schedules import ScheduleCommand, ScheduleCommanded
 from events.topics import PIPELINE_TRIGGERS, TRIGGER_LOG
+from events.triggers import AcknowledgeEscalation, EscalationAcknowledged
 from orchestrator.service.reading import partitions_of
 from orchestrator.service.run_requests import first_within
 
@@ -93,3 +94,14 @@ def plan_taken(backfill_id: str, parts: int
             return data
         return None
     return pick
+
+
+async def acknowledge_escalation(bus: Bus, command: AcknowledgeEscalation, event_id: str,
+                                 within_s: float) -> Answered[EscalationAcknowledged] | None:
+    _, record = router_record(command, command.pipeline, event_id)
+
+    def pick(data: Payload) -> EscalationAcknowledged | None:
+        return data if isinstance(data, EscalationAcknowledged) and \
+            data.command_id == event_id else None
+
+    return await told(bus, [record], pick, within_s)

@@ -32,8 +32,8 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec
 from events.schedules import RunEnded, ScheduleCommand
 from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS, partition_for
-from events.triggers import DataArrived, DriftDetected, PipelineTriggered
-from orchestrator.core import backfills, conditions, router_steps, schedules
+from events.triggers import AcknowledgeEscalation, DataArrived, DriftDetected, PipelineTriggered
+from orchestrator.core import backfills, conditions, escalation, router_steps, schedules
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.router_steps import Step, intent_envelope
@@ -224,6 +224,7 @@ class RouterStage(Consumer):
             data = env.data
             if isinstance(data, RunEnded):
                 return [*self._pending_run_ended(env, data, now, record.where),
+                        *self._retrain_ended(env, data, now, record.where),
                         *(self._for_schedule(env, data, now, record.where)
                           if backfills.backfill_of(data) is None
                           else self._for_backfill(env, data, record.where))]
@@ -231,10 +232,14 @@ class RouterStage(Consumer):
                 return self._for_schedule(env, data, now, record.where)
             if isinstance(data, BackfillRequested | BackfillCommand):
                 return self._for_backfill(env, data, record.where)
+            if isinstance(data, AcknowledgeEscalation):
+                return self._acknowledged(env, data, now, record.where)
             pending, plain = (self._pending_copy(env, data, now, record.where)
                               if isinstance(data, PipelineTriggered) else ([], True))
             if not plain:
                 return pending
+            if isinstance(data, PipelineTriggered):
+                pending += self._escalation_on_drift(env, data, now, record.where)
             routed = route(self._state, self._specs, env, now)
         except (EventParseError, InvalidInput) as exc:
             return [self._dead_letter(record, str(exc))]
@@ -300,6 +305,38 @@ class RouterStage(Consumer):
         if spec is not None and name is not None and spec.schedule(name) is not None:
             outputs += self._drained(spec, name, now)  # a freed overlap starts what waits
         return outputs
+
+    # -- escalation of retrains on drift ---------------------------------------------------
+
+    def _escalation_on_drift(self, env: Envelope[Payload], copy: PipelineTriggered,
+                             now: float, at: str) -> list[Outgoing]:
+        """Drift again soon after a successful retrain: escalated before it is routed (the
+        route then ignores it as `escalated`)."""
+        spec = self._specs.get(copy.pipeline)
+        if spec is None:
+            return []
+        step = escalation.on_drift(spec, self._state.of(spec.name).escalation, copy.trigger,
+                                   now)
+        return [] if step is None else self._suffixed([step], now, env, at, "escalation")
+
+    def _retrain_ended(self, env: Envelope[Payload], ended: RunEnded, now: float, at: str
+                       ) -> list[Outgoing]:
+        spec = self._specs.get(ended.pipeline)
+        if spec is None:
+            return []
+        steps = escalation.on_end(spec, self._state.of(spec.name).escalation, ended)
+        return self._suffixed(steps, now, env, at, "retrain")
+
+    def _acknowledged(self, env: Envelope[Payload], cmd: AcknowledgeEscalation, now: float,
+                      at: str) -> list[Outgoing]:
+        step = escalation.acknowledged(self._state.of(cmd.pipeline).escalation, cmd, env.id)
+        return self._written([step], now, env, at)
+
+    def _suffixed(self, steps: list[Step], now: float, env: Envelope[Payload], at: str,
+                  what: str) -> list[Outgoing]:
+        """Decisions answering one input besides its main one, each named apart."""
+        return self._written([dataclasses.replace(s, own_id=f"{env.id}/routed@{at}/{what}/{i}")
+                              for i, s in enumerate(steps)], now, env, at)
 
     # -- triggers whose matches may wait (conditions, debounce, max_active) ---------------
 

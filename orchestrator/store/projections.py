@@ -21,7 +21,7 @@ from events.conditions import MatchAdvanced, MatchFired, MatchRunEnded, MatchWai
 from events.registry import ModelRegistered
 from events.runs import RunCreated
 from events.schedules import ScheduleCommanded, ScheduleSlotDecided
-from events.triggers import TriggerAccepted, TriggerIgnored
+from events.triggers import Escalated, EscalationAcknowledged, TriggerAccepted, TriggerIgnored
 from orchestrator.core.backfills import BACKFILL_DECISIONS, BackfillState
 from orchestrator.core.backfills import described as described_backfill
 from orchestrator.core.backfills import fold as fold_backfill
@@ -312,6 +312,8 @@ class Projector(Loop):
             elif isinstance(env.data, MATCH_DECISIONS) and not isinstance(env.data,
                                                                          MatchRunEnded):
                 batch.triggers.append(match_row(record, env.time.timestamp(), env.data))
+            elif isinstance(env.data, Escalated | EscalationAcknowledged):
+                batch.triggers.append(escalation_row(record, env.time.timestamp(), env.data))
             elif isinstance(env.data, BACKFILL_DECISIONS):
                 backfill = env.data
                 # one dict for all: a backfill id is unique across pipelines
@@ -436,6 +438,26 @@ def match_row(record: Record, time: float, decided: Any
             f"; superseded {', '.join(superseded)}" if superseded else "")
     elif isinstance(decided, MatchWaiting):
         doc["detail"] = decided.detail
+    return (record.partition, record.offset, time, decided.pipeline, outcome,
+            json.dumps(doc, sort_keys=True))
+
+
+def escalation_row(record: Record, time: float,
+                   decided: Escalated | EscalationAcknowledged
+                   ) -> tuple[int, int, float, str, str, str]:
+    """Retraining stopped (or acknowledged) in the triggers feed."""
+    doc: dict[str, Any] = {"id": f"{record.partition}@{record.offset}", "time": time,
+                           "trigger_type": "drift_detected", **decided.model_dump(mode="json")}
+    if isinstance(decided, Escalated):
+        outcome = "escalated"
+        doc["trigger_event_id"] = f"escalation:{decided.pipeline}:{decided.model}"
+        doc["detail"] = decided.reason
+        doc["reason"] = "escalated"
+    else:
+        outcome = "command"
+        doc["trigger_event_id"] = decided.command_id
+        doc["reason"] = f"acknowledge {'applied' if decided.applied else 'refused'}"
+    doc["outcome"] = outcome
     return (record.partition, record.offset, time, decided.pipeline, outcome,
             json.dumps(doc, sort_keys=True))
 

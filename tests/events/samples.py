@@ -255,6 +255,14 @@ SAMPLES: tuple[Payload, ...] = (
     conditions.MatchFired(pipeline="digits", trigger=0, key="2026-12-01", match_id="m-1",
                           run_id=RUN, causes=(CAUSE,), superseded=(CAUSE,), cleared=("m-0",)),
     conditions.MatchRunEnded(pipeline="digits", trigger=0, run_id=RUN),
+    triggers.RetrainEnded(pipeline="digits", model=MODEL, run_id=RUN, status="failed",
+                          failures=2),
+    triggers.Escalated(pipeline="digits", model=MODEL, reason="2 retrains failed in a row",
+                       runs=(RUN,)),
+    triggers.AcknowledgeEscalation(pipeline="digits", model=MODEL, reason="data fixed",
+                                   audit=AUDIT),
+    triggers.EscalationAcknowledged(pipeline="digits", model=MODEL, command_id="cmd-3",
+                                    applied=True, audit=AUDIT),
 )
 
 BY_TYPE: dict[str, Payload] = {sample.TYPE: sample for sample in SAMPLES}
