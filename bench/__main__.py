@@ -6,8 +6,9 @@ itself unless BATON_KAFKA_BOOTSTRAP names one), placement (one placement pass of
 over a big fleet and backlog), core (the pure core's CPU per chained and fanned-out task, no
 bus), floor (a chained task's durable steps alone, against the real chain), failover (SIGKILL
 the agent running a task, time until it runs elsewhere; real processes, on the embedded bus
-or the one --bus names), schedules (10,000 schedules on one router: a tick, memory, restore),
-api (the HTTP API's reads over a projection of a million runs, SSE
+or the one --bus names), schedules (10,000 schedules on one router: a tick, memory,
+restore), conditions (100,000 partial matches of a two-dataset condition: memory, decision
+time), api (the HTTP API's reads over a projection of a million runs, SSE
 delivery, the coordinator with live and stalled subscribers) and cli (one `baton publish`
 from a fresh process, against `python -c pass`) run only when named.
 
@@ -37,6 +38,7 @@ from bench import (
     api,
     chain,
     cli,
+    conditions,
     core,
     digits,
     failover,
@@ -70,6 +72,7 @@ class Sizes:
     repeat: int | None = None
     agents: int | None = None
     schedules: int | None = None
+    partials: int | None = None
     bus: str = EMBEDDED
 
 
@@ -102,6 +105,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
     "api": lambda s: api.measure(_or(s.runs, api.RUNS), requests=_or(s.repeat, 200)),
     "serving": lambda s: serving.measure(_or(s.repeat, 2000)),
     "schedules": lambda s: schedules.measure(_or(s.schedules, schedules.SCHEDULES)),
+    "conditions": lambda s: conditions.measure(_or(s.partials, conditions.PARTIALS)),
 }
 DEFAULT = ("chain", "fanout", "digits", "triggers", "replay")
 """What runs when no name is given: the embedded benchmarks (kafka needs a broker)."""
@@ -177,6 +181,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sizes.add_argument("--agents", type=_count(1), help="placement: agents (1000)")
     sizes.add_argument("--schedules", type=_count(1),
                        help="schedules: schedules on the router (10000)")
+    sizes.add_argument("--partials", type=_count(1),
+                       help="conditions: partial matches waiting (100000)")
     sizes.add_argument("--width", type=_count(1), help="fan-out width (fanout and core 200)")
     sizes.add_argument("--wide", type=_count(0),
                        help="kafka: a second, wider fan-out (1000; 0 leaves it out)")
@@ -202,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes(tasks=args.tasks, width=args.width, wide=args.wide, burst=args.burst,
                   isolated=args.isolated, events=args.events, runs=args.runs,
                   repeat=args.repeat, agents=args.agents, schedules=args.schedules,
-                  bus=args.bus)
+                  partials=args.partials, bus=args.bus)
     names = args.names or list(DEFAULT)
     if not args.json:
         return run_all(names, sizes, profile=args.profile, catch=EXPECTED).code

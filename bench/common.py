@@ -56,7 +56,7 @@ when its Figure is made: add it here rather than let a key go out without its un
 KEY_SUFFIXES = ("_ms", "_us", "_s", "_per_s", "_mb", "_bytes", "_ms_per_task")
 UNITLESS_SUFFIXES = ("_ratio", "_ratio_vs_embedded", "_met")
 SIZE_KEYS = frozenset({"tasks", "agents", "width", "wide", "burst", "isolated", "events", "runs",
-                       "repeat", "schedules"})
+                       "repeat", "schedules", "partials"})
 """Unitless keys: a benchmark's sizes, each under the name of its command-line flag (so no
 size is baked into a figure's key), and `ok`, whether all its runs succeeded."""
 _SNAKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")

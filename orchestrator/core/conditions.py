@@ -257,10 +257,10 @@ def _complete(pipeline: PipelineSpec, n: int, state: TriggerState, key: str,
 def next_step(pipeline: PipelineSpec, n: int, state: TriggerState, now: float) -> Step | None:
     """The trigger's clock and freed room: an expired partial, or waiting matches to run."""
     trigger = pipeline.triggers[n]
-    if trigger.timeout_s is not None:
-        for key, partial in state.partials.items():
-            if partial.first_at + trigger.timeout_s <= now:
-                return _expired(pipeline, n, key, partial, trigger.timeout_s)
+    oldest = _oldest(state)
+    if trigger.timeout_s is not None and oldest is not None \
+            and oldest[1].first_at + trigger.timeout_s <= now:
+        return _expired(pipeline, n, oldest[0], oldest[1], trigger.timeout_s)
     if not state.waiting:
         return None
     if trigger.debounce_s is not None and state.last_wait_at is not None \
@@ -287,12 +287,19 @@ def deadline(pipeline: PipelineSpec, n: int, state: TriggerState) -> float | Non
     """When `next_step` may next have something to say on the clock."""
     trigger = pipeline.triggers[n]
     times: list[float] = []
-    if trigger.timeout_s is not None:
-        times += [p.first_at + trigger.timeout_s for p in state.partials.values()]
+    oldest = _oldest(state)
+    if trigger.timeout_s is not None and oldest is not None:
+        times.append(oldest[1].first_at + trigger.timeout_s)
     if state.waiting and not (trigger.max_active is not None
                               and len(state.active) >= trigger.max_active):
         times.append((state.last_wait_at or 0.0) + (trigger.debounce_s or 0.0))
     return min(times) if times else None
+
+
+def _oldest(state: TriggerState) -> tuple[str, Partial] | None:
+    """The partial match that times out first: partials are kept in the order they began
+    (the router's clock only moves on), so it is the first; no scan of 100,000."""
+    return next(iter(state.partials.items()), None)
 
 
 def run_ended(pipeline: PipelineSpec, n: int, state: TriggerState | None, run_id: str

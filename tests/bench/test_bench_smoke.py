@@ -11,6 +11,7 @@ import pytest
 from bench import (
     chain,
     cli,
+    conditions,
     core,
     digits,
     failover,
@@ -184,3 +185,10 @@ async def test_schedules() -> None:
           "memory per schedule", "router restore", "per data-arrived trigger routed (baseline)")
     assert report.ok  # every schedule fired once a minute, three minutes
     assert report.extra["schedules"] == 50
+
+
+async def test_conditions() -> None:
+    report = await conditions.measure(200)
+    check(report, "condition step, a partial match added", "memory per partial match",
+          "condition step, a match completed and fired", "plain trigger routed (baseline)")
+    assert report.extra["partials"] == 200
