@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from events.condition_spec import Condition, Dependency
+from events.pipeline import PipelineSpec, TriggerSpec
+from orchestrator.core.schedules import described as described_schedule
+from orchestrator.core.triggers import PipelineTriggers
+
 REASONS = {
     "duplicate": "a duplicate: this event id started a run already",
     "duplicate_version": "a duplicate: this dataset version was announced already",
@@ -100,3 +105,91 @@ def _at(decision: dict[str, Any]) -> str:
 
     at = datetime.fromtimestamp(float(decision["time"]), UTC).isoformat(timespec="seconds")
     return f"{at} ({decision['id']} of baton.trigger-log)"
+
+
+def of_pipeline(spec: PipelineSpec, memory: PipelineTriggers, now: float) -> dict[str, Any]:
+    """Where each of a pipeline's triggers stands (`baton triggers show`): the definition, and
+    what the router holds for it: cooldowns, partial and waiting matches, running runs,
+    escalations, schedules."""
+    triggers = []
+    for n, trigger in enumerate(spec.triggers):
+        doc: dict[str, Any] = {"index": n, "on": trigger.on,
+                               "spec": trigger.model_dump(mode="json"),
+                               "what": _trigger_text(trigger)}
+        pending = memory.pending.get(n)
+        if pending is not None:
+            doc["partials"] = [
+                {"key": key, "since": p.first_at,
+                 "expires_at": p.first_at + trigger.timeout_s if trigger.timeout_s else None,
+                 "have": [c.model_dump(mode="json") for leaf in sorted(p.by_leaf)
+                          for c in p.by_leaf[leaf]],
+                 "missing": _missing(trigger, p.by_leaf)}
+                for key, p in pending.partials.items()]
+            doc["waiting"] = [{"match_id": w.match_id, "key": w.key, "since": w.at,
+                               "events": [c.event_id for c in w.causes]}
+                              for w in pending.waiting]
+            doc["running"] = sorted(pending.active)
+            doc["counts"] = {"fired": pending.fired, "filtered": pending.filtered,
+                             "expired": pending.expired}
+        if trigger.on == "drift_detected":
+            last = memory.last_accepted.get("drift_detected")
+            doc["cooldown_left_s"] = (max(0.0, last + trigger.cooldown_s - now)
+                                      if last is not None else 0.0)
+            watch = memory.escalation.get(trigger.model or "")
+            if watch is not None:
+                doc["escalation"] = {"escalated": watch.escalated,
+                                     "failures_in_a_row": watch.failures}
+        triggers.append(doc)
+    schedules = [described_schedule(spec.name, state, now)
+                 for state in memory.schedules.values()]
+    return {"pipeline": spec.name, "triggers": triggers, "schedules": schedules,
+            "text": "\n".join(_shown(t) for t in triggers)}
+
+
+def _trigger_text(trigger: TriggerSpec) -> str:
+    if trigger.condition is not None:
+        what = _condition_text(trigger.condition)
+        if trigger.partition_by:
+            what += f" per {trigger.partition_by}"
+        if trigger.timeout_s:
+            what += f", timeout {trigger.timeout_s:g}s"
+    elif trigger.on == "data_arrived":
+        what = f"data {trigger.dataset}"
+    elif trigger.on == "drift_detected":
+        what = f"drift of {trigger.model}"
+    else:
+        what = "manual"
+    extras = [f"debounce {trigger.debounce_s:g}s" if trigger.debounce_s else "",
+              f"max_active {trigger.max_active}" if trigger.max_active else "",
+              f"consume {trigger.consume}" if trigger.consume != "per_event" else ""]
+    return ", ".join([what, *[e for e in extras if e]])
+
+
+def _condition_text(node: Condition | Dependency) -> str:
+    if isinstance(node, Dependency):
+        return node.label + (f" within {node.window_s:g}s" if node.window_s else "")
+    joiner = " and " if node.all_of is not None else " or "
+    return "(" + joiner.join(_condition_text(c) for c in node.children) + ")"
+
+
+def _missing(trigger: TriggerSpec, by_leaf: dict[int, Any]) -> list[str]:
+    leaves = trigger.condition.leaves() if trigger.condition is not None else []
+    return [d.label for i, d in enumerate(leaves) if i not in by_leaf]
+
+
+def _shown(t: dict[str, Any]) -> str:
+    lines = [f"[{t['index']}] {t['what']}"]
+    for p in t.get("partials", []):
+        key = f" {p['key']}" if p["key"] else ""
+        lines.append(f"    partial{key}: has {', '.join(c['summary'] for c in p['have'])}; "
+                     f"missing {', '.join(p['missing'])}")
+    for w in t.get("waiting", []):
+        lines.append(f"    waiting: {', '.join(w['events'])}")
+    if t.get("running"):
+        lines.append(f"    running: {', '.join(t['running'])}")
+    if t.get("cooldown_left_s"):
+        lines.append(f"    cooldown: {t['cooldown_left_s']:.0f}s left")
+    escalation = t.get("escalation") or {}
+    if escalation.get("escalated"):
+        lines.append(f"    ESCALATED: {escalation['escalated']}")
+    return "\n".join(lines)

@@ -27,7 +27,7 @@ from events.topics import TRIGGERS
 from orchestrator.cli.context import open_bus, operator
 from orchestrator.cli.errors import Failed, NotFound, UsageError
 from orchestrator.cli.options import instant, key_values
-from orchestrator.cli.projection import caught_up_projection
+from orchestrator.cli.projection import caught_up_projection, pipeline_spec
 from orchestrator.core.backfill_plan import (
     Planned,
     event_plan,
@@ -37,7 +37,6 @@ from orchestrator.core.backfill_plan import (
 )
 from orchestrator.core.backfills import public
 from orchestrator.core.schedule_slots import iso
-from orchestrator.pipelines.loader import load_pipeline
 from orchestrator.printable import printable
 from orchestrator.service.router_commands import (
     command_backfill,
@@ -112,7 +111,7 @@ async def backfill(args: argparse.Namespace) -> int:
     params = key_values(args.param)
     conn = await connect(await caught_up_projection(args))
     try:
-        spec = await _spec(conn, args)
+        spec = await pipeline_spec(conn, args)
         ran = await queries.ran_by_trigger(conn, spec.name)
     finally:
         await conn.close()
@@ -157,20 +156,6 @@ async def backfill(args: argparse.Namespace) -> int:
               f"no router answered within {ANSWER_WAIT_S:g}s (is 'baton up' running?): it "
               "starts when one reads it")
     return 0
-
-
-async def _spec(conn: Any, args: argparse.Namespace) -> PipelineSpec:
-    if args.pipeline_ref:
-        spec = load_pipeline(args.pipeline_ref)
-        if spec.name != args.pipeline:
-            raise UsageError(f"--pipeline-ref {args.pipeline_ref} defines {spec.name!r}, not "
-                             f"{args.pipeline!r}")
-        return spec
-    versions = [p for p in await queries.pipelines(conn) if p["name"] == args.pipeline]
-    if not versions:
-        raise NotFound(f"no pipeline {args.pipeline!r} has run here; name its definition with "
-                       "--pipeline-ref ('package.module:name' or file.yaml)")
-    return PipelineSpec.model_validate(versions[-1]["spec"])
 
 
 def _schedule(spec: PipelineSpec, name: str | None) -> Any:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from events.triggers import AcknowledgeEscalation
 from orchestrator import explain
 from orchestrator.cli.context import open_bus, operator
 from orchestrator.cli.errors import Failed, NotFound, UsageError
-from orchestrator.cli.projection import caught_up_projection
+from orchestrator.cli.projection import caught_up_projection, pipeline_spec
 from orchestrator.printable import printable
 from orchestrator.service.router_commands import acknowledge_escalation
+from orchestrator.service.triggers import restore_router
 from orchestrator.store import queries
 from orchestrator.store.projections import connect, find_run
 
@@ -23,7 +26,8 @@ def add_triggers(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, parser_class=type(p))
     ls = sub.add_parser("list", help="the router's decisions, newest first")
     ls.add_argument("--pipeline")
-    ls.add_argument("--outcome", choices=["accepted", "ignored"])
+    ls.add_argument("--outcome", choices=["accepted", "ignored", "waiting", "buffered",
+                                          "escalated", "command"])
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=triggers_list)
@@ -32,6 +36,14 @@ def add_triggers(p: argparse.ArgumentParser) -> None:
                     help="a run id (or a unique prefix of it), or a trigger event id")
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(handler=triggers_explain)
+    show = sub.add_parser("show", help="where each of a pipeline's triggers stands: partial "
+                                       "and waiting matches, cooldowns, escalations")
+    show.add_argument("pipeline")
+    show.add_argument("--pipeline-ref", metavar="REF",
+                      help="its definition ('package.module:name' or file.yaml; default: its "
+                           "latest version that ran)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=triggers_show)
     ack = sub.add_parser("ack", help="acknowledge an escalation: automatic retraining of the "
                                      "model goes on")
     ack.add_argument("pipeline")
@@ -57,11 +69,20 @@ async def triggers_list(args: argparse.Namespace) -> int:
         return 0
     for d in items:
         at = datetime.fromtimestamp(float(d["time"]), UTC).strftime("%Y-%m-%d %H:%M:%S")
-        said = (f"started {d['run_id']}" if d["outcome"] == "accepted" else
-                f"ignored: {explain.REASONS.get(d['reason'], d['reason'])}")
+        said = _said(d)
         print(printable(f"{at}  {d['pipeline']:<16} {d['trigger_type']:<15} "
                         f"{d['trigger_event_id']}  {said}"))
     return 0
+
+
+def _said(d: dict[str, Any]) -> str:
+    """One decision of the feed in a few words."""
+    detail = f" ({d['detail']})" if d.get("detail") else ""
+    if d["outcome"] == "accepted":
+        return f"started {d['run_id']}"
+    if d["outcome"] == "ignored":
+        return f"ignored: {explain.REASONS.get(d['reason'], d['reason'])}{detail}"
+    return f"{d['outcome']}: {d.get('reason', '')}{detail}"
 
 
 async def triggers_explain(args: argparse.Namespace) -> int:
@@ -103,4 +124,23 @@ async def triggers_ack(args: argparse.Namespace) -> int:
     if not answered.answer.applied:
         raise Failed(f"nothing to acknowledge: {answered.answer.detail}")
     print(printable(answered.answer.detail))
+    return 0
+
+
+async def triggers_show(args: argparse.Namespace) -> int:
+    conn = await connect(await caught_up_projection(args))
+    try:
+        spec = await pipeline_spec(conn, args)
+    finally:
+        await conn.close()
+    bus = await open_bus(args)
+    try:
+        state = await restore_router(bus)
+    finally:
+        await bus.close()
+    doc = explain.of_pipeline(spec, state.of(spec.name), time.time())
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(printable(doc["text"]))
     return 0

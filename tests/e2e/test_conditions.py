@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from events import runs as ev
-from tests.e2e.support import Service, baton, wait_for_run_log
+from events import topics
+from events.conditions import MatchAdvanced
+from tests.e2e.support import Service, baton, wait_for_log, wait_for_run_log
 
 REF = "tests.e2e.schedule_pipelines:joined"
 
@@ -53,3 +55,17 @@ def test_two_datasets_for_one_date_start_one_run_whose_cause_set_is_explained(
     first = json.loads(baton(home, "triggers", "explain", "sales-1", "--json").stdout)
     assert "joined: waiting, 1 met; still missing: data fx" in first["text"]
     assert f"joined: started run {created.run_id} (fired with sales@v1" in first["text"]
+
+    # when fx arrives for a date sales has not, then `triggers show` has it waiting
+    publish("fx", "v2", "2026-12-03", 30, "fx-3")
+    wait_for_log(home, topics.TRIGGER_LOG, lambda log: any(
+        isinstance(e.data, MatchAdvanced) and e.data.key == "2026-12-03" for e in log),
+        timeout=30)
+    shown = baton(home, "triggers", "show", "joined", "--pipeline-ref", REF, "--json")
+    assert shown.returncode == 0, shown.stderr
+    [trigger] = json.loads(shown.stdout)["triggers"]
+    waiting = {p["key"]: p for p in trigger["partials"]}
+    assert waiting["2026-12-03"]["missing"] == ["data sales"]
+    assert trigger["what"] == "(data sales and data fx) per date, timeout 600s"
+    text = baton(home, "triggers", "show", "joined", "--pipeline-ref", REF).stdout
+    assert "partial 2026-12-03: has fx@v2 (date=2026-12-03); missing data sales" in text

@@ -46,7 +46,8 @@ TAKEOVER = re.compile(r"took over partition group (\d+): replayed (\d+) events .
 class Cluster:
     """The processes of one deployment (a topic namespace of its own), all sharing one home."""
 
-    def __init__(self, tmp_path: Path, bootstrap: str) -> None:
+    def __init__(self, tmp_path: Path, bootstrap: str, pipeline: str = PIPELINE) -> None:
+        self.pipeline = pipeline
         self.home = tmp_path / "home"
         self.logs = tmp_path
         self.ledger = tmp_path / "ledger.txt"
@@ -57,7 +58,7 @@ class Cluster:
     def start(self, coordinators: int, agents: int) -> None:
         for i in range(coordinators):
             self.coordinators.append(Service.spawn(
-                self.home, ["coordinator", "--pipeline", PIPELINE,
+                self.home, ["coordinator", "--pipeline", self.pipeline,
                             "--session-timeout", str(SESSION_TIMEOUT_S)],
                 self.logs / f"coordinator-{i}.log", self.bus))
         for i in range(agents):
@@ -209,3 +210,51 @@ def test_a_coordinator_paused_past_its_session_is_fenced_when_it_resumes(
                   "the resumed coordinator releases its stale groups")
     log = wait_for_run_log(cluster.home, finished(run_ids), timeout=180, bus=cluster.bus)
     assert_all_runs_clean(cluster, run_ids, log)
+
+
+def test_two_coordinators_racing_the_same_triggers_start_one_run_each(
+        tmp_path: Path, kafka_bootstrap: str) -> None:
+    """airflow #63507: two schedulers made two runs of one asset event. Here every trigger is
+    published twice, by two publishers at once, while the coordinator routing them is
+    SIGKILLed half way: each still starts exactly one run."""
+    cluster = Cluster(tmp_path, kafka_bootstrap, "tests.e2e.schedule_pipelines:hourly")
+    try:
+        cluster.start(coordinators=2, agents=1)
+        cluster.until(lambda: any("took over stage:router" in c.output()
+                                  for c in cluster.coordinators), 90, "a router runs")
+        router = next(c for c in cluster.coordinators if "took over stage:router" in c.output())
+        other = next(c for c in cluster.coordinators if c is not router)
+        # when twenty triggers go out twice each, two publishers racing, the router killed
+        # once the first half is out
+        asyncio.run(_race(cluster, range(10)))
+        router.kill()
+        asyncio.run(_race(cluster, range(10, 20)))
+        cluster.until(lambda: "took over stage:router" in other.output(),
+                      SESSION_TIMEOUT_S + 60, "the other coordinator takes the router over")
+        wanted = {run_id_for("hourly", "trigger", f"sales-{i}") for i in range(20)}
+        log = wait_for_run_log(cluster.home, finished(sorted(wanted)), timeout=180,
+                               bus=cluster.bus)
+        # then every trigger made one run, once
+        created = [e.data.run_id for e in log if isinstance(e.data, ev.RunCreated)]
+        assert sorted(created) == sorted(wanted)
+        assert integrity_problems(log) == []
+    finally:
+        cluster.reap()
+
+
+async def _race(cluster: Cluster, indices: range) -> None:
+    """Two publishers, each sending every trigger of `indices` (the same event ids)."""
+    from events.triggers import DataArrived
+    from orchestrator.service.triggers import publish_trigger
+
+    async def publisher() -> None:
+        bus = await open_bus_url(cluster.bus, cluster.home)
+        try:
+            for i in indices:
+                await publish_trigger(bus, DataArrived(
+                    dataset="sales", version=f"v{i}", uri=f"s3://sales/{i}"),
+                    event_id=f"sales-{i}")
+        finally:
+            await bus.close()
+
+    await asyncio.gather(publisher(), publisher())

@@ -16,6 +16,7 @@ from orchestrator.api.routes.runs import Cursor, Limit, MinPosition
 from orchestrator.store import queries
 
 router = APIRouter()
+Outcome = Literal["accepted", "ignored", "waiting", "buffered", "escalated", "command"]
 Name = Annotated[str, Path(min_length=1, max_length=200)]
 
 
@@ -62,12 +63,14 @@ def dag(spec: dict[str, Any]) -> dict[str, Any]:
 async def list_triggers(
     request: Request,
     pipeline: Annotated[str | None, Query(max_length=200)] = None,
-    outcome: Annotated[Literal["accepted", "ignored"] | None, Query()] = None,
+    outcome: Annotated[Outcome | None, Query()] = None,
     limit: Limit = pages.DEFAULT_LIMIT, cursor: Cursor = None,
     min_position: MinPosition = None,
 ) -> dict[str, Any]:
-    """What the trigger router decided for each trigger: accepted (with the run id) or ignored
-    (with the reason: duplicate, cooldown, ...)."""
+    """What the trigger router decided for each trigger: accepted (with the run id), ignored
+    (with the reason: duplicate, cooldown, filtered, ...), waiting (a partial or waiting
+    match), buffered (a schedule's slot), escalated, or a command given to a schedule or an
+    escalation."""
     context = ctx(request)
     after = pages.seq_key(cursor)
     await context.reach(min_position)

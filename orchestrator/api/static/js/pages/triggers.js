@@ -14,12 +14,17 @@ import { Live } from "../live.js";
 import { badge, empty, problemBox, runLink, when } from "../ui.js";
 
 const LIMIT = 50;
-const DECISIONS = ["trigger_accepted", "trigger_ignored", "schedule_slot", "schedule_commanded"];
+const DECISIONS = ["trigger_accepted", "trigger_ignored", "schedule_slot", "schedule_commanded",
+  "match_advanced", "match_filtered", "match_expired", "match_waiting", "match_fired",
+  "escalated", "escalation_acknowledged"];
+const MATCH_OUTCOMES = { match_advanced: "waiting", match_waiting: "waiting", match_fired: "accepted",
+  match_filtered: "ignored", match_expired: "ignored" };
 const SCHEDULE_EVENTS = ["schedule_tracked", "schedule_slot", "schedule_commanded",
   "schedule_run_ended"];
 const BACKFILL_EVENTS = ["backfill_planned", "backfill_item_started", "backfill_run_ended",
   "backfill_commanded", "backfill_finished"];
-const COLOURS = { accepted: "succeeded", buffered: "running", command: "queued" };
+const COLOURS = { accepted: "succeeded", buffered: "running", waiting: "running",
+  command: "queued", escalated: "failed" };
 const BACKFILL_COLOURS = { running: "running", paused: "queued", cancelling: "cancelled",
   completed: "succeeded", cancelled: "cancelled", planning: "queued" };
 
@@ -49,6 +54,23 @@ function outcomeOf(envelope) {
   if (envelope.type === "schedule_commanded") {
     return { ...base, outcome: "command", trigger_type: "schedule",
       trigger_event_id: d.command_id, reason: `${d.command} ${d.applied ? "applied" : "refused"}` };
+  }
+  if (envelope.type in MATCH_OUTCOMES) {
+    const causes = d.causes ?? (d.cause ? [d.cause] : []);
+    const detail = envelope.type === "match_advanced" ? `${d.have} met; still missing: ${d.need}`
+      : envelope.type === "match_fired" ? `fired with ${causes.map((c) => c.summary).join(", ")}`
+      : d.detail ?? d.reason;
+    return { ...base, outcome: MATCH_OUTCOMES[envelope.type], trigger_type: "condition",
+      trigger_event_id: causes[0]?.event_id ?? d.event_id, detail,
+      reason: envelope.type === "match_filtered" ? "filtered" : envelope.type === "match_expired" ? "timed_out" : d.reason };
+  }
+  if (envelope.type === "escalated") {
+    return { ...base, outcome: "escalated", trigger_type: "drift_detected",
+      trigger_event_id: `escalation:${d.pipeline}:${d.model}`, reason: "escalated", detail: d.reason };
+  }
+  if (envelope.type === "escalation_acknowledged") {
+    return { ...base, outcome: "command", trigger_type: "drift_detected",
+      trigger_event_id: d.command_id, reason: `acknowledge ${d.applied ? "applied" : "refused"}` };
   }
   return { ...base, outcome: envelope.type === "trigger_accepted" ? "accepted" : "ignored" };
 }
@@ -99,7 +121,7 @@ export function render(view, _params, search) {
       backfills));
   const problem = el("div");
   const more = el("button", { type: "button", class: "secondary", hidden: "" }, "Older");
-  const filter = el("select", { name: "outcome" }, ["", "accepted", "ignored", "buffered", "command"].map((o) =>
+  const filter = el("select", { name: "outcome" }, ["", "accepted", "ignored", "waiting", "buffered", "escalated", "command"].map((o) =>
     el("option", { value: o, selected: o === outcome ? "" : null }, o || "any")));
   let next = null;
   let onFirstPage = true;
