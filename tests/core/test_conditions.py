@@ -276,3 +276,14 @@ def test_an_event_from_a_clock_ahead_counts_as_arrived_now() -> None:
     assert isinstance(ahead, MatchAdvanced) and ahead.cause.at == T0
     [late] = router.arrive("sales", "v1", T0 + 400)
     assert isinstance(late, MatchAdvanced)  # fx went stale at T0 + 300
+
+
+def test_events_arriving_out_of_order_match_by_when_they_were_published() -> None:
+    # given fx published at T0 + 10 but delivered after sales published at T0 + 20
+    router = Router(pipeline(BOTH))
+    assert types(router.arrive("sales", "v1", T0 + 20, at_router=T0 + 30)) == [
+        "match_advanced"]
+    [fired] = router.arrive("fx", "v1", T0 + 10, at_router=T0 + 31)
+    # then they match: fx's window counts from its publication, well within 300 s
+    assert isinstance(fired, MatchFired)
+    assert [c.at for c in fired.causes] == [T0 + 20, T0 + 10]

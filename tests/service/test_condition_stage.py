@@ -73,3 +73,30 @@ async def test_one_event_feeds_a_condition_a_capped_and_a_plain_trigger_each_its
     again = RouterStage(bus, SPECS, clock)
     assert not await again.step()
     assert again.state == stages[1].state
+
+
+async def test_a_burst_on_a_debounced_coalescing_trigger_is_one_run_after_the_quiet(
+        bus: Bus) -> None:
+    quiet = PipelineSpec(name="quiet", tasks=(TaskSpec(name="a", function="m:f"),), triggers=(
+        TriggerSpec(on="data_arrived", dataset="clicks", debounce_s=30, consume="coalesce"),))
+    specs = {quiet.name: quiet}
+    clock = FakeClock(T0)
+    stages = FanOutStage(bus, specs), RouterStage(bus, specs, clock)
+    # when five arrivals come within seconds
+    for i in range(5):
+        await publish_trigger(bus, DataArrived(dataset="clicks", version=f"v{i}",
+                                               uri=f"s3://c/{i}"), event_id=f"c{i}")
+    await settle(*stages)
+    # then they wait, recorded, and nothing runs yet, not even a second before the quiet ends
+    assert [d.reason for d in await decisions(bus) if isinstance(d, MatchWaiting)] == [
+        "debounce"] * 5
+    clock.now = T0 + 29
+    assert not await stages[1].step()
+    assert await requested(bus) == []
+    # when the quiet period has passed, then one run consumed all five
+    clock.now = T0 + 31
+    assert await stages[1].step()
+    [run] = await requested(bus)
+    assert len(run.trigger.payload["causes"]) == 5
+    [fired] = [d for d in await decisions(bus) if isinstance(d, MatchFired)]
+    assert len(fired.consumed) == 4
