@@ -22,6 +22,7 @@ from orchestrator.core.models import ModelRegistry
 from orchestrator.metrics.service import Metrics
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
+from orchestrator.service.router_view import RouterView
 from orchestrator.serving.history import WindowHistory
 from orchestrator.store.projections import Projector, connect, stored_positions
 
@@ -55,6 +56,8 @@ class ApiContext:
     """The process's one reader of the streamed log, which live subscribers follow."""
     metrics: Metrics | None = None
     """The pipeline metrics this process keeps current from the log (/metrics)."""
+    routers: RouterView | None = None
+    """The routers' state, followed from baton.trigger-log (/pipelines/{name}/triggers)."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server stops: open streams and long-polls end."""
     _models: ChampionTracker | None = None

@@ -25,6 +25,7 @@ from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, FleetTracker
 from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.home import Home
+from orchestrator.service.router_view import RouterView
 from orchestrator.service.supervise import ComponentFailed, announce, failure_of, supervise
 from orchestrator.store.projections import Projector
 
@@ -97,12 +98,13 @@ class EmbeddedApp:
             fleet = FleetTracker(bus, expiry_s=self.expiry_s)
             components.append(("fleet tracker", fleet.run))
         if self.http is not None:
-            metrics, hub = Metrics(bus), Hub(bus)
+            metrics, hub, routers = Metrics(bus), Hub(bus), RouterView(bus)
             self.api = ApiContext(bus, self.home.projections, fleet, projector=self.projector,
                                   declared=self.pipelines, tokens=self.tokens,
                                   webhooks=self.webhooks, metrics=metrics,
-                                  hub=hub)
+                                  hub=hub, routers=routers)
             components.extend([("metrics", metrics.run), ("event hub", hub.run),
+                               ("router view", routers.run),
                                ("api", ApiServer(self.api, self.http).run)])
         agents = [self._agent(bus, i, spec) for i, spec in enumerate(self.agents)]
         components.extend((f"agent {a.agent_id}", a.run) for a in agents)

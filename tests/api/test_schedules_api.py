@@ -137,3 +137,17 @@ async def test_a_backfill_is_shown_paused_resumed_and_cancelled_over_http(
     end = Tail(hanging.bus, all_tps(hanging.bus, topics.TRIGGER_LOG))
     await end.until(lambda logged: any(isinstance(e.data, BackfillFinished) for e in logged))
     assert_problem(await hanging.get("/backfills/bf-nope"), 404, "not-found")
+
+
+async def test_a_pipelines_triggers_are_shown_at_the_position_a_command_answered_with(
+        client: Client) -> None:
+    paused = await client.post("/schedules/hourly/top/pause")
+    assert paused.status_code == 202, paused.text
+    shown = await client.get("/pipelines/hourly/triggers",
+                             min_position=paused.json()["position"])
+    assert shown.status_code == 200, shown.text
+    doc = shown.json()
+    assert [t["what"] for t in doc["triggers"]] == ["manual"]
+    [top] = doc["schedules"]
+    assert (top["schedule"], top["paused"]) == ("top", True)
+    assert_problem(await client.get("/pipelines/nowhere/triggers"), 404, "not-found")

@@ -3,15 +3,16 @@ and trigger outcomes (from baton.trigger-log). Models: routes/models.py."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
 from events.pipeline import PipelineSpec
 from orchestrator import explain
-from orchestrator.api import pages
+from orchestrator.api import pages, positions
 from orchestrator.api.deps import ctx
-from orchestrator.api.problems import not_found
+from orchestrator.api.problems import Problem, not_found
 from orchestrator.api.routes.runs import Cursor, Limit, MinPosition
 from orchestrator.store import queries
 
@@ -57,6 +58,40 @@ def dag(spec: dict[str, Any]) -> dict[str, Any]:
     tasks = spec.get("tasks", [])
     return {"nodes": [t["name"] for t in tasks],
             "edges": [[dep, t["name"]] for t in tasks for dep in t.get("deps", [])]}
+
+
+@router.get("/pipelines/{name}/triggers", tags=["pipelines", "triggers"],
+            summary="where each of a pipeline's triggers stands")
+async def pipeline_triggers(request: Request, name: Name,
+                            min_position: MinPosition = None) -> dict[str, Any]:
+    """As `baton triggers show`: each trigger's definition, and what the router holds for it
+    (partial matches with what is missing, waiting matches, running runs, cooldown,
+    escalation), and the pipeline's schedules. `min_position` (a `triggers.P.O` position a
+    write answered with) waits until the routers' state includes it."""
+    context = ctx(request)
+    spec = await _declared_or_latest(request, name)
+    view = context.routers
+    if view is None:
+        raise Problem(503, "not-following", "Not following the trigger log",
+                      "this server does not follow the routers' state")
+    if min_position is not None:
+        wanted = positions.parse(min_position, {t: context.bus.partitions(t)
+                                                for t in positions.ALIASES.values()})
+        if not await view.reach(wanted, context.wait_s):
+            raise Problem(503, "not-yet-read", "Not read yet",
+                          f"the routers' state has not reached min_position={min_position} "
+                          f"within {context.wait_s:g} s; ask again after Retry-After seconds",
+                          headers={"Retry-After": "1"})
+    return explain.of_pipeline(spec, view.state.of(name), time.time())
+
+
+async def _declared_or_latest(request: Request, name: str) -> PipelineSpec:
+    for item in (await list_pipelines(request))["items"]:
+        if item["name"] == name and item["versions"]:
+            declared = ctx(request).declared.get(name)
+            return declared or PipelineSpec.model_validate(item["versions"][-1]["spec"])
+    raise not_found(f"pipeline {name!r}", "list pipelines with GET /api/v1/pipelines (one "
+                    "appears once it has run, or when the server was started with it)")
 
 
 @router.get("/triggers", tags=["triggers"], summary="trigger outcomes, newest first")
