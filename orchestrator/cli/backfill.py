@@ -28,6 +28,7 @@ from orchestrator.cli.context import open_bus, operator
 from orchestrator.cli.errors import Failed, NotFound, UsageError
 from orchestrator.cli.options import instant, key_values
 from orchestrator.cli.projection import caught_up_projection, pipeline_spec
+from orchestrator.cli.router_answers import ANSWER_WAIT_S, reported
 from orchestrator.core.backfill_plan import (
     Planned,
     event_plan,
@@ -38,16 +39,10 @@ from orchestrator.core.backfill_plan import (
 from orchestrator.core.backfills import public
 from orchestrator.core.schedule_slots import iso
 from orchestrator.printable import printable
-from orchestrator.service.router_commands import (
-    command_backfill,
-    plan_taken,
-    router_record,
-    told,
-)
+from orchestrator.service.router_commands import commanded, plan_taken, router_record, told
 from orchestrator.store import queries
 from orchestrator.store.projections import connect
 
-ANSWER_WAIT_S = 30.0
 SHOWN = 50
 """Items a dry run lists one by one; the rest are counted."""
 
@@ -261,18 +256,11 @@ async def backfills_command(args: argparse.Namespace) -> int:
                               audit=operator())
     bus = await open_bus(args)
     try:
-        answered = await command_backfill(bus, command, f"backfill-command-{uuid.uuid4().hex}",
-                                          ANSWER_WAIT_S)
+        answered = await commanded(bus, command, f"backfill-command-{uuid.uuid4().hex}",
+                                   ANSWER_WAIT_S)
     finally:
         await bus.close()
-    if answered is None:
-        print(f"published {kind} for {args.backfill_id}; no router answered within "
-              f"{ANSWER_WAIT_S:g}s (is 'baton up' running?): it applies when one reads it")
-        return 0
-    if not answered.answer.applied:
-        raise Failed(f"{kind} {args.backfill_id} refused: {answered.answer.detail}")
-    print(printable(f"{kind} {args.backfill_id}: {answered.answer.detail}"))
-    return 0
+    return reported(answered, f"{kind} {args.backfill_id}")
 
 
 async def _one(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,14 +9,13 @@ import uuid
 
 from events.schedules import ScheduleCommand, ScheduleCommandKind
 from orchestrator.cli.context import open_bus, operator
-from orchestrator.cli.errors import Failed, NotFound, UsageError
+from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.cli.projection import caught_up_projection
+from orchestrator.cli.router_answers import ANSWER_WAIT_S, reported
 from orchestrator.printable import printable
-from orchestrator.service.router_commands import command_schedule, router_record
+from orchestrator.service.router_commands import commanded, router_record
 from orchestrator.store import queries
 from orchestrator.store.projections import connect
-
-ANSWER_WAIT_S = 30.0
 
 
 def add_schedules(p: argparse.ArgumentParser) -> None:
@@ -84,18 +83,10 @@ async def schedules_command(args: argparse.Namespace) -> int:
             await bus.append([router_record(command, command.pipeline, event_id)[1]])
             print(f"published {kind} for {args.pipeline}/{name} ({event_id})")
             return 0
-        answered = await command_schedule(bus, command, event_id, ANSWER_WAIT_S)
+        answered = await commanded(bus, command, event_id, ANSWER_WAIT_S)
     finally:
         await bus.close()
-    if answered is None:
-        print(f"published {kind} for {args.pipeline}/{name}; no router answered within "
-              f"{ANSWER_WAIT_S:g}s (is 'baton up' or a coordinator running?): it applies the "
-              "command when it starts")
-        return 0
-    if not answered.answer.applied:
-        raise Failed(f"{kind} {args.pipeline}/{name} refused: {answered.answer.detail}")
-    print(printable(f"{kind} {args.pipeline}/{name}: {answered.answer.detail}"))
-    return 0
+    return reported(answered, f"{kind} {args.pipeline}/{name}")
 
 
 async def _only_schedule(args: argparse.Namespace) -> str:

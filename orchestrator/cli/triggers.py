@@ -13,10 +13,11 @@ from typing import Any
 from events.triggers import AcknowledgeEscalation
 from orchestrator import explain
 from orchestrator.cli.context import open_bus, operator
-from orchestrator.cli.errors import Failed, NotFound, UsageError
+from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.cli.projection import caught_up_projection, pipeline_spec
+from orchestrator.cli.router_answers import ANSWER_WAIT_S, reported
 from orchestrator.printable import printable
-from orchestrator.service.router_commands import acknowledge_escalation
+from orchestrator.service.router_commands import commanded
 from orchestrator.service.triggers import restore_router
 from orchestrator.store import queries
 from orchestrator.store.projections import connect, find_run
@@ -114,17 +115,10 @@ async def triggers_ack(args: argparse.Namespace) -> int:
                                     reason=args.reason, audit=operator())
     bus = await open_bus(args)
     try:
-        answered = await acknowledge_escalation(bus, command, f"ack-{uuid.uuid4().hex}", 30.0)
+        answered = await commanded(bus, command, f"ack-{uuid.uuid4().hex}", ANSWER_WAIT_S)
     finally:
         await bus.close()
-    if answered is None:
-        print(f"published the acknowledgement for {args.model}; no router answered within "
-              "30s (is 'baton up' running?): it applies when one reads it")
-        return 0
-    if not answered.answer.applied:
-        raise Failed(f"nothing to acknowledge: {answered.answer.detail}")
-    print(printable(answered.answer.detail))
-    return 0
+    return reported(answered, f"acknowledge {args.pipeline} --model {args.model}")
 
 
 async def triggers_show(args: argparse.Namespace) -> int:

@@ -61,24 +61,26 @@ async def told(bus: Bus, records: list[Outgoing], pick: Callable[[Payload], T | 
     return await first_within(bus, positions, within_s, found)
 
 
-async def command_schedule(bus: Bus, command: ScheduleCommand, event_id: str,
-                           within_s: float) -> Answered[ScheduleCommanded] | None:
+CommandAnswer = ScheduleCommanded | BackfillCommanded | EscalationAcknowledged
+COMMAND_ANSWERS: dict[type[Payload], type[Payload]] = {
+    ScheduleCommand: ScheduleCommanded, BackfillCommand: BackfillCommanded,
+    AcknowledgeEscalation: EscalationAcknowledged}
+"""Each command to a router, and the decision that answers it."""
+
+
+async def commanded(bus: Bus, command: ScheduleCommand | BackfillCommand | AcknowledgeEscalation,
+                    event_id: str, within_s: float
+                    ) -> Answered[CommandAnswer] | None:
+    """Publishes a command to its pipeline's router and waits for the decision answering it
+    (its `command_id` is the command's event id)."""
     _, record = router_record(command, command.pipeline, event_id)
+    kind = COMMAND_ANSWERS[type(command)]
 
-    def pick(data: Payload) -> ScheduleCommanded | None:
-        return data if isinstance(data, ScheduleCommanded) and data.command_id == event_id \
-            else None
-
-    return await told(bus, [record], pick, within_s)
-
-
-async def command_backfill(bus: Bus, command: BackfillCommand, event_id: str,
-                           within_s: float) -> Answered[BackfillCommanded] | None:
-    _, record = router_record(command, command.pipeline, event_id)
-
-    def pick(data: Payload) -> BackfillCommanded | None:
-        return data if isinstance(data, BackfillCommanded) and data.command_id == event_id \
-            else None
+    def pick(data: Payload) -> CommandAnswer | None:
+        if isinstance(data, CommandAnswer) and isinstance(data, kind) \
+                and data.command_id == event_id:
+            return data
+        return None
 
     return await told(bus, [record], pick, within_s)
 
@@ -94,14 +96,3 @@ def plan_taken(backfill_id: str, parts: int
             return data
         return None
     return pick
-
-
-async def acknowledge_escalation(bus: Bus, command: AcknowledgeEscalation, event_id: str,
-                                 within_s: float) -> Answered[EscalationAcknowledged] | None:
-    _, record = router_record(command, command.pipeline, event_id)
-
-    def pick(data: Payload) -> EscalationAcknowledged | None:
-        return data if isinstance(data, EscalationAcknowledged) and \
-            data.command_id == event_id else None
-
-    return await told(bus, [record], pick, within_s)

@@ -69,3 +69,8 @@ def test_two_datasets_for_one_date_start_one_run_whose_cause_set_is_explained(
     assert trigger["what"] == "(data sales and data fx) per date, timeout 600s"
     text = baton(home, "triggers", "show", "joined", "--pipeline-ref", REF).stdout
     assert "partial 2026-12-03: has fx@v2 (date=2026-12-03); missing data sales" in text
+
+    # and an acknowledgement of an escalation there is none of is refused, saying so
+    ack = baton(home, "triggers", "ack", "joined", "--model", "clf")
+    assert ack.returncode == 1
+    assert "acknowledge joined --model clf refused: clf is not escalated" in ack.stderr

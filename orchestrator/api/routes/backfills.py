@@ -19,7 +19,7 @@ from orchestrator.api.deps import Operator, ctx
 from orchestrator.api.problems import Problem, not_found
 from orchestrator.api.routes.runs import MinPosition
 from orchestrator.core.backfills import public
-from orchestrator.service.router_commands import command_backfill
+from orchestrator.service.router_commands import commanded
 from orchestrator.store import queries
 
 router = APIRouter(tags=["backfills"])
@@ -70,8 +70,8 @@ async def command(request: Request, backfill_id: Id,
     cmd = BackfillCommand(backfill_id=backfill_id, pipeline=found[0]["pipeline"],
                           command=command, reason=(body or CommandBody()).reason,
                           audit=Audit(actor=caller.name, request_id=caller.request_id))
-    answered = await command_backfill(context.bus, cmd, f"backfill-command-{uuid.uuid4().hex}",
-                                      wait)
+    answered = await commanded(context.bus, cmd, f"backfill-command-{uuid.uuid4().hex}",
+                               wait)
     if answered is None:
         raise Problem(503, "not-answered", "No router answered",
                       f"the {command} command is on the bus, but no router answered within "

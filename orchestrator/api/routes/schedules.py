@@ -17,7 +17,7 @@ from orchestrator.api import positions
 from orchestrator.api.deps import Operator, ctx
 from orchestrator.api.problems import Problem
 from orchestrator.api.routes.runs import MinPosition
-from orchestrator.service.router_commands import command_schedule
+from orchestrator.service.router_commands import commanded
 from orchestrator.store import queries
 
 router = APIRouter(tags=["schedules"])
@@ -61,7 +61,7 @@ async def command(request: Request, pipeline: Name, schedule: Name,
                           reason=given.reason, allow_overlap=given.allow_overlap,
                           audit=Audit(actor=caller.name, request_id=caller.request_id))
     event_id = f"schedule-command-{uuid.uuid4().hex}"
-    answered = await command_schedule(ctx(request).bus, cmd, event_id, wait)
+    answered = await commanded(ctx(request).bus, cmd, event_id, wait)
     if answered is None:
         raise Problem(503, "not-answered", "No router answered",
                       f"the {command} command is on the bus, but no router answered within "
