@@ -4,7 +4,7 @@ and the plans: slots and past events, with what is left out and why."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +24,9 @@ from events.schedules import RunEnded, RunOutcome
 from events.triggers import DataArrived, DriftDetected
 from orchestrator.core import backfills
 from orchestrator.core.backfill_plan import event_plan, requests, slot_plan
-from orchestrator.core.router_steps import Step, decision_envelope
+from orchestrator.core.router_steps import Step
 from orchestrator.core.schedule_slots import iso
-from orchestrator.core.triggers import RouterState, evolve_router
+from tests.core.router_log import RouterLog
 
 T0 = 1_800_000_000.0
 HOUR = 3600.0
@@ -38,14 +38,10 @@ PIPE = PipelineSpec(
 
 
 @dataclass
-class Router:
+class Router(RouterLog):
     """The router's backfill loop around the pure core, as the shell runs it."""
 
     spec: PipelineSpec = PIPE
-    state: RouterState = field(default_factory=RouterState)
-    log: list[Envelope[Payload]] = field(default_factory=list)
-    intents: list[Any] = field(default_factory=list)
-    n: int = 0
 
     def of(self, backfill_id: str) -> backfills.BackfillState | None:
         return self.state.of(self.spec.name).backfills.get(backfill_id)
@@ -57,7 +53,7 @@ class Router:
     def command(self, backfill_id: str, kind: str) -> list[Payload]:
         cmd = BackfillCommand(backfill_id=backfill_id, pipeline=self.spec.name,
                               command=kind)
-        return self._then(backfills.command(self.of(backfill_id), cmd, f"cmd-{self.n}"),
+        return self._then(backfills.command(self.of(backfill_id), cmd, f"cmd-{self.written}"),
                           backfill_id)
 
     def ended(self, run_id: str, status: RunOutcome = "succeeded",
@@ -81,20 +77,7 @@ class Router:
         return out
 
     def _write(self, step: Step) -> Payload:
-        self.n += 1
-        cause = envelope(BackfillCommand(backfill_id="x", pipeline="x", command="pause"),
-                         id=f"in-{self.n}", time=T0, source="test", subject="x")
-        env = decision_envelope(step, T0 + self.n, cause, f"p@{self.n}")
-        evolve_router(self.state, env)
-        self.log.append(env)
-        self.intents += step.intents
-        return step.decision
-
-    def replayed(self) -> RouterState:
-        state = RouterState()
-        for env in self.log:
-            evolve_router(state, env)
-        return state
+        return self.write(step, T0 + self.written + 1)
 
 
 def plan_of(n: int, backfill_id: str = "bf", max_concurrent: int = 2
@@ -121,7 +104,7 @@ def test_a_plan_runs_at_most_max_concurrent_at_a_time_and_finishes() -> None:
     assert first.params == {"why": "backfill"} and first.trigger.payload["backfill"] == "bf"
     # when one ends, one more starts; the order is the plan's
     assert kinds(router.ended(first.run_id)) == ["backfill_run_ended", "backfill_item_started"]
-    assert router.intents[-1].trigger.payload["slot"] == iso(T0 + 2 * HOUR)
+    assert router.runs[-1].trigger.payload["slot"] == iso(T0 + 2 * HOUR)
     statuses: list[RunOutcome] = ["failed", "succeeded", "succeeded", "succeeded"]
     while router.running():
         router.ended(router.running()[0], statuses.pop())

@@ -5,7 +5,7 @@ from the log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,16 +17,16 @@ from events.conditions import (
     MatchFired,
     MatchWaiting,
 )
-from events.envelope import Envelope, envelope
-from events.intents import RunRequested
+from events.envelope import envelope
 from events.payloads import Payload
 from events.pipeline import ConsumePolicy, PipelineSpec, TaskSpec, TriggerSpec
 from events.schedules import RunEnded
 from events.triggers import DataArrived, PipelineTriggered
 from orchestrator.core import conditions
 from orchestrator.core.ids import run_id_for
-from orchestrator.core.router_steps import Step, decision_envelope
-from orchestrator.core.triggers import RouterState, evolve_router, trigger_info
+from orchestrator.core.router_steps import Step
+from orchestrator.core.triggers import trigger_info
+from tests.core.router_log import RouterLog
 
 T0 = 1_800_000_000.0
 
@@ -42,13 +42,9 @@ BOTH = TriggerSpec(on="condition", partition_by="date", timeout_s=600, condition
 
 
 @dataclass
-class Router:
-    spec: PipelineSpec
-    state: RouterState = field(default_factory=RouterState)
-    log: list[Envelope[Payload]] = field(default_factory=list)
-    runs: list[RunRequested] = field(default_factory=list)
-    n: int = 0
+class Router(RouterLog):
     events: int = 0
+    n: int = 0
 
     def of(self) -> conditions.TriggerState | None:
         return self.state.of(self.spec.name).pending.get(0)
@@ -94,21 +90,7 @@ class Router:
         return ([self._write(step, at)] if step else []) + self.tick(at)
 
     def _write(self, step: Step, at: float) -> Payload:
-        self.n += 1
-        if step.own_id is None:
-            step = Step(step.decision, step.pipeline, step.correlation, step.intents,
-                        f"d-{self.n}")
-        env = decision_envelope(step, at, None, None)
-        evolve_router(self.state, env)
-        self.log.append(env)
-        self.runs += [i for i in step.intents if isinstance(i, RunRequested)]
-        return step.decision
-
-    def replayed(self) -> RouterState:
-        state = RouterState()
-        for env in self.log:
-            evolve_router(state, env)
-        return state
+        return self.write(step, at)
 
 
 def types(decisions: list[Payload]) -> list[str]:

@@ -4,12 +4,11 @@ the log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from events.envelope import Envelope, envelope
 from events.intents import RunCancelRequested, RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec
@@ -24,9 +23,9 @@ from events.schedules import (
 )
 from events.triggers import TriggerInfo
 from orchestrator.core import schedules
-from orchestrator.core.router_steps import Step, decision_envelope
+from orchestrator.core.router_steps import Step
 from orchestrator.core.schedule_slots import iso
-from orchestrator.core.triggers import RouterState, evolve_router
+from tests.core.router_log import RouterLog
 
 T0 = 1_800_000_000.0  # a whole minute
 PERIOD = 300.0  # five minutes: a slot can be missed (over ON_TIME_S late) before the next
@@ -38,13 +37,8 @@ def pipeline(**schedule: Any) -> PipelineSpec:
 
 
 @dataclass
-class Router:
+class Router(RouterLog):
     """The router's loop around the pure core: steps folded one by one, as the shell does."""
-
-    spec: PipelineSpec
-    state: RouterState = field(default_factory=RouterState)
-    log: list[Envelope[Payload]] = field(default_factory=list)
-    intents: list[RunRequested | RunCancelRequested] = field(default_factory=list)
 
     @property
     def schedule(self) -> schedules.ScheduleState:
@@ -77,21 +71,7 @@ class Router:
         return out + self.at(now)
 
     def _write(self, step: Step, now: float, cause_id: str | None) -> Payload:
-        cause = None
-        if cause_id is not None:
-            cause = envelope(ScheduleCommand(pipeline="x", schedule="x", command="pause"),
-                             id=cause_id, time=now, source="test", subject="x")
-        env = decision_envelope(step, now, cause, "p@1" if cause else None)
-        evolve_router(self.state, env)
-        self.log.append(env)
-        self.intents += step.intents
-        return step.decision
-
-    def replayed(self) -> RouterState:
-        state = RouterState()
-        for env in self.log:
-            evolve_router(state, env)
-        return state
+        return self.write(step, now)
 
 
 def slot(k: int) -> float:
