@@ -31,7 +31,7 @@ from events.topics import PIPELINE_TRIGGERS
 from events.triggers import DataArrived, PipelineTriggered
 from orchestrator.core.schedules import Deadlines, deadline
 from orchestrator.core.triggers import trigger_info, triggered_envelope
-from orchestrator.service.triggers import RouterStage, restore_router
+from orchestrator.service.router import RouterStage, restore_router
 
 SCHEDULES = 10_000
 PERIOD_S = 60.0

@@ -17,8 +17,8 @@ from orchestrator.cli.errors import NotFound, UsageError
 from orchestrator.cli.projection import caught_up_projection, pipeline_spec
 from orchestrator.cli.router_answers import ANSWER_WAIT_S, reported
 from orchestrator.printable import printable
+from orchestrator.service.router import restore_router
 from orchestrator.service.router_commands import commanded
-from orchestrator.service.triggers import restore_router
 from orchestrator.store import queries
 from orchestrator.store.projections import connect, find_run
 

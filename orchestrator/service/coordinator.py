@@ -30,8 +30,9 @@ from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, FleetTracker
 from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.kafka_membership import STAGE_TOPICS, KafkaMembership, all_units
 from orchestrator.service.registry import RegistryStage
+from orchestrator.service.router import RouterStage
 from orchestrator.service.supervise import ComponentFailed, announce, failure_of, supervise
-from orchestrator.service.triggers import FanOutStage, RouterStage
+from orchestrator.service.triggers import FanOutStage
 from orchestrator.telemetry.exporter import Traces
 
 log = logging.getLogger(__name__)

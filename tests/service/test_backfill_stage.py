@@ -12,8 +12,8 @@ from events.intents import RunRequested
 from events.schedules import RunEnded
 from events.topics import INTENTS, PIPELINE_TRIGGERS
 from orchestrator.core.backfill_plan import request_envelopes, requests, slot_plan
+from orchestrator.service.router import RouterStage
 from orchestrator.service.router_commands import router_record
-from orchestrator.service.triggers import RouterStage
 from tests.service.test_schedule_stage import PERIOD, PIPELINE, SPECS, T0
 from tests.service.test_trigger_stage import FakeClock, decisions, events
 

@@ -14,7 +14,8 @@ from events.pipeline import PipelineSpec, TaskSpec, TriggerSpec
 from events.schedules import RunEnded
 from events.topics import INTENTS, PIPELINE_TRIGGERS
 from events.triggers import DataArrived, TriggerAccepted
-from orchestrator.service.triggers import FanOutStage, RouterStage, publish_trigger
+from orchestrator.service.router import RouterStage
+from orchestrator.service.triggers import FanOutStage, publish_trigger
 from tests.service.test_trigger_stage import FakeClock, decisions, events, settle
 
 T0 = 1_800_000_000.0

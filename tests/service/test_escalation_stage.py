@@ -19,8 +19,9 @@ from events.triggers import (
     RetrainEnded,
     TriggerIgnored,
 )
+from orchestrator.service.router import RouterStage
 from orchestrator.service.router_commands import router_record
-from orchestrator.service.triggers import FanOutStage, RouterStage, publish_trigger
+from orchestrator.service.triggers import FanOutStage, publish_trigger
 from tests.service.test_trigger_stage import FakeClock, decisions, events, settle
 
 T0 = 1_800_000_000.0

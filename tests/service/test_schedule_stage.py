@@ -20,8 +20,8 @@ from events.topics import INTENTS, PIPELINE_TRIGGERS
 from events.triggers import TriggerInfo
 from orchestrator.core.schedule_slots import iso
 from orchestrator.core.schedules import slot_run_id
+from orchestrator.service.router import RouterStage
 from orchestrator.service.router_commands import router_record
-from orchestrator.service.triggers import RouterStage
 from tests.service.test_trigger_stage import FakeClock, decisions, events
 
 T0 = 1_800_000_000.0  # a whole hour

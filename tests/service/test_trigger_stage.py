@@ -16,12 +16,8 @@ from events.topics import DLQ, INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, TRIGGERS
 from events.triggers import DataArrived, DriftDetected, TriggerAccepted, TriggerIgnored
 from orchestrator.core.ids import run_id_for
 from orchestrator.service import log_positions
-from orchestrator.service.triggers import (
-    FANOUT_GROUP,
-    FanOutStage,
-    RouterStage,
-    publish_trigger,
-)
+from orchestrator.service.router import RouterStage
+from orchestrator.service.triggers import FANOUT_GROUP, FanOutStage, publish_trigger
 from tests.buses import BusOpener
 
 T0 = 1_700_000_000.0
