@@ -24,10 +24,13 @@ from bench.common import (
     task,
     temp_home,
 )
-from bus import EMBEDDED, Bus
+from bus import EMBEDDED, Bus, TopicPartition
+from events.codec import decode
 from events.envelope import Envelope
+from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, TriggerSpec
+from events.topics import INTENTS
 from events.triggers import DataArrived
 from orchestrator.core.ids import run_id_for
 from orchestrator.service.triggers import publish_trigger
@@ -65,6 +68,21 @@ async def _fire(watcher: RunWatcher, indices: range, timeout_s: float, *,
     return sent, published_s, all(end.type == "run_succeeded" for _, end in done)
 
 
+async def _requested(bus: Bus, sent: dict[str, Envelope[Payload]]) -> list[float]:
+    """Trigger publish time -> the router's run request (its envelope time is when the router
+    decided), in ms, read back from baton.intents: the router's own part of the path."""
+    at: dict[str, float] = {}
+    for partition in range(bus.partitions(INTENTS)):
+        tp, start = TopicPartition(INTENTS, partition), 0
+        while records := await bus.read(tp, start, 1000):
+            for record in records:
+                env = decode(record.value)
+                if isinstance(env.data, RunRequested) and env.data.run_id in sent:
+                    at[env.data.run_id] = env.time.timestamp()
+            start = records[-1].offset + 1
+    return [(at[run_id] - trigger.time.timestamp()) * 1000 for run_id, trigger in sent.items()]
+
+
 async def _latencies(bus: Bus, sent: dict[str, Envelope[Payload]]) -> list[float]:
     """Trigger publish time -> task body start, in ms, read back from the run log."""
     state = await fold_runs(bus)
@@ -91,6 +109,8 @@ async def measure(burst: int = 200, *, isolated: int = 20, timeout_s: float = 12
                                               timeout_s, burst=True)
             isolated_ms = await _latencies(bus, alone) if alone else []
             burst_ms = await _latencies(bus, sent)
+            requested_alone = await _requested(bus, alone) if alone else []
+            requested_burst = await _requested(bus, sent)
     report.ok = warm_ok and alone_ok and ok
     p50, p99 = percentile(burst_ms, 50), percentile(burst_ms, 99)
     report.row(f"burst: publishing {burst} triggers took", f"{publish_s * 1000:.1f} ms")
@@ -101,6 +121,17 @@ async def measure(burst: int = 200, *, isolated: int = 20, timeout_s: float = 12
     if isolated_ms:
         report.row(f"one at a time ({isolated} triggers): p50 / max",
                    f"{median(isolated_ms):.1f} ms / {max(isolated_ms):.1f} ms")
+    routed_per_s = burst / (max(requested_burst) / 1000) if requested_burst else 0.0
+    report.row("burst: trigger -> run requested (the router's decision) p50 / p99",
+               f"{percentile(requested_burst, 50):.1f} / {percentile(requested_burst, 99):.1f} ms")
+    report.row("burst: router throughput (triggers decided per second, first published -> "
+               "last requested)", f"{routed_per_s:,.0f}/s")
+    report.figures.append(Figure("burst: router throughput", routed_per_s, "/s",
+                                 better="higher", key="router_throughput"))
+    if requested_alone:
+        report.figures.append(Figure("trigger -> run requested p50 (one at a time)",
+                                     percentile(requested_alone, 50), "ms",
+                                     key="trigger_to_requested_p50_isolated"))
     report.figures.append(Figure("trigger -> start p50 (burst)", p50, "ms",
                                  key="trigger_to_start_p50_burst"))
     report.figures.append(Figure("trigger -> start p99 (burst)", p99, "ms",
