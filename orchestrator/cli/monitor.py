@@ -51,7 +51,12 @@ def add_monitor(p: argparse.ArgumentParser) -> None:
                         "judge (default 500)")
     d.add_argument("--reference", help="training data (default: from the model's lineage)")
     d.add_argument("--method", choices=["psi", "ks"], default="psi")
-    d.add_argument("--threshold", type=float, default=0.2)
+    d.add_argument("--threshold", type=float, default=0.2,
+                   help="a feature moved when its score (PSI, or KS's D) is over this "
+                        "(default 0.2)")
+    d.add_argument("--min-share", type=float, default=0.05, metavar="F",
+                   help="drift when at least this share of the features moved (default 0.05: "
+                        "one noisy feature of many is not drift)")
     d.add_argument("--alpha", type=float, metavar="A",
                    help="with --method ks on a batch: a feature moved only when the KS test "
                         "says so too, its p-value (Holm-adjusted across the features) under A "
@@ -74,6 +79,9 @@ async def monitor_drift(args: argparse.Namespace) -> int:
                                    or args.from_serving):
         raise UsageError(f"--alpha {args.alpha:g}: the KS test's significance, between 0 and "
                          "1, with --method ks on a --batch")
+    if not 0 < args.min_share <= 1:
+        raise UsageError(f"--min-share {args.min_share:g}: the share of features that must "
+                         "move, above 0 and at most 1 (e.g. 0.1)")
     if args.from_serving:
         return await _from_serving(args, versions)
     model = versions[-1]
@@ -81,7 +89,8 @@ async def monitor_drift(args: argparse.Namespace) -> int:
     retrain = None if args.retrain_on is None else file_facts(args.retrain_on, "--retrain-on")[0]
     check = DriftCheck(model=model, reference=reference, batch=Path(args.batch),
                        method=args.method, threshold=args.threshold, retrain_uri=retrain,
-                       retrain_version=args.retrain_version, alpha=args.alpha)
+                       retrain_version=args.retrain_version, alpha=args.alpha,
+                       min_share=args.min_share)
     given = _given(args)
     with given.checking():
         report, event = run_check(check)
@@ -123,7 +132,8 @@ async def _from_serving(args: argparse.Namespace, versions: list[dict[str, Any]]
     reference = Path(args.reference) if args.reference else path_of(training_data_uri(model))
     report = compare_histograms(histograms(load_features(reference)),
                                 [dict(c) for c in seen.columns], method=args.method,
-                                threshold=args.threshold)
+                                threshold=args.threshold,
+                                min_drifted_fraction=args.min_share)
     top = ", ".join(f"{k}={v:.3f}" for k, v in report.top(5))
     print(f"{args.method} drift of what v{seen.version} was asked ({seen.rows} rows, "
           f"{seen.windows} windows of {len(seen.gateways)} gateway(s)): "

@@ -61,13 +61,16 @@ class DriftCheck:
     method: Literal["psi", "ks"] = "psi"
     threshold: float = 0.2
     alpha: float | None = None
+    min_share: float = 0.05
+    """The share of features that must move for the batch to have drifted."""
     retrain_uri: str | None = None
     retrain_version: str | None = None
 
 
 def run_check(check: DriftCheck) -> tuple[DriftReport, DriftDetected | None]:
     report = compare(load_features(check.reference), load_features(check.batch),
-                     method=check.method, threshold=check.threshold, alpha=check.alpha)
+                     method=check.method, threshold=check.threshold, alpha=check.alpha,
+                     min_drifted_fraction=check.min_share)
     if not report.drifted:
         return report, None
     retrain = check.retrain_uri or check.batch.resolve().as_uri()

@@ -44,3 +44,20 @@ def test_an_empty_retrain_version_is_refused_not_replaced_by_the_batch_name(
     with pytest.raises(EventParseError) as err:
         run_check(check)
     assert err.value.field == "data.dataset_version"
+
+
+def test_a_batch_drifts_only_when_the_share_of_features_that_moved_is_enough(
+        tmp_path: Path) -> None:
+    # given a batch where one feature of four moved
+    rng = np.random.default_rng(1)
+    reference, batch = tmp_path / "reference.npz", tmp_path / "batch.npz"
+    np.savez(reference, X=rng.normal(size=(400, 4)))
+    moved = rng.normal(size=(400, 4))
+    moved[:, 0] += 5.0
+    np.savez(batch, X=moved)
+    check = DriftCheck(model=MODEL, reference=reference, batch=batch, retrain_version="v2")
+    # then a quarter is drift under the default share (5%), not when half must move
+    assert run_check(check)[0].drifted
+    report, event = run_check(DriftCheck(**{**check.__dict__, "min_share": 0.5}))
+    assert not report.drifted and event is None
+    assert report.drifted_features == ("feature_0",)
