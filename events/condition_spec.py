@@ -45,6 +45,9 @@ class Dependency(Frozen):
     data: str | None = None
     drift: str | None = None
     run: str | None = None
+    schedule: str | None = None
+    """A slot of this schedule of the pipeline passed (its partition values: the slot's
+    local `date`, and `slot`)."""
     status: Literal["succeeded", "failed", "any"] = "succeeded"
     window_s: float | None = Field(default=None, gt=0)
     """An event older than this when the condition is checked no longer counts."""
@@ -52,10 +55,11 @@ class Dependency(Frozen):
 
     @model_validator(mode="after")
     def _one_source(self) -> Dependency:
-        given = [k for k in ("data", "drift", "run") if getattr(self, k) is not None]
+        given = [k for k in ("data", "drift", "run", "schedule") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("a dependency names one of data (a dataset), drift (a model) or "
-                             f"run (a pipeline); got {', '.join(given) or 'none'}")
+            raise ValueError("a dependency names one of data (a dataset), drift (a model), run "
+                             "(a pipeline) or schedule (one of the pipeline's); got "
+                             f"{', '.join(given) or 'none'}")
         return self
 
     @property
@@ -64,6 +68,8 @@ class Dependency(Frozen):
             return f"data {self.data}"
         if self.drift is not None:
             return f"drift of {self.drift}"
+        if self.schedule is not None:
+            return f"slot of schedule {self.schedule}"
         return f"run of {self.run} {self.status}"
 
 

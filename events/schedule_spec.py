@@ -65,6 +65,9 @@ class ScheduleSpec(Frozen):
     catchup: CatchUp = Field(default_factory=CatchUp)
     params: JsonObject = Field(default_factory=dict)
     priority: int = 0
+    runs: bool = Field(default=True, exclude_if=lambda v: v)
+    """False: a slot starts no run; it only passes, for the pipeline's conditions that wait
+    for it (a `schedule:` dependency: "sales arrived and the 06:00 slot passed")."""
 
     @field_validator("timezone")
     @classmethod

@@ -17,7 +17,7 @@ from events.payloads import Payload
 from events.schedule_spec import ScheduleSpec
 from events.triggers import TriggerInfo
 
-SlotOutcome = Literal["fired", "skipped", "buffered", "expired"]
+SlotOutcome = Literal["fired", "skipped", "buffered", "expired", "passed"]
 SlotReason = Literal[
     "on_time",       # fired: due now
     "caught_up",     # fired: missed while down, run within the catch-up window
@@ -31,6 +31,7 @@ SlotReason = Literal[
     "missed",        # expired: missed while down, and the catch-up policy is none
     "too_old",       # expired: due longer ago than the catch-up window
     "over_cap",      # expired: more missed slots than the catch-up max_runs
+    "no_run",        # passed: the schedule starts no run (runs: false), it feeds conditions
 ]
 
 

@@ -28,7 +28,7 @@ def add_triggers(p: argparse.ArgumentParser) -> None:
     ls = sub.add_parser("list", help="the router's decisions, newest first")
     ls.add_argument("--pipeline")
     ls.add_argument("--outcome", choices=["accepted", "ignored", "waiting", "buffered",
-                                          "escalated", "command"])
+                                          "passed", "escalated", "command"])
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=triggers_list)

@@ -37,10 +37,12 @@ from events.envelope import Envelope
 from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec, TriggerSpec
+from events.schedule_spec import ScheduleSpec
 from events.schedules import RunEnded
 from events.triggers import PipelineTriggered, TriggerInfo
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.router_steps import Step
+from orchestrator.core.schedule_slots import iso, local_date
 
 SEEN_KEPT = 10_000
 """Event ids remembered per trigger: a copy delivered again is recorded, not taken twice."""
@@ -51,7 +53,7 @@ class Offer:
     """An event offered to a pending trigger, whatever its kind."""
 
     kind: str
-    """"data", "drift" or "run"."""
+    """"data", "drift", "run" or "schedule"."""
     subject: str
     """The dataset, the model, or the pipeline whose run ended."""
     event_id: str
@@ -71,6 +73,8 @@ class Offer:
             return f"{self.subject}@{p.get('version')}" + (f" ({parts})" if parts else "")
         if self.kind == "drift":
             return f"{self.subject} drifted on {p.get('dataset')}@{p.get('dataset_version')}"
+        if self.kind == "schedule":
+            return f"slot {self.payload['partition']['slot']} of schedule {self.subject}"
         return f"run of {self.subject} {self.status}"
 
 
@@ -112,6 +116,17 @@ def offer_of_copy(env: Envelope[Payload], copy: PipelineTriggered, position: str
                  position, trigger.payload, trigger)
 
 
+def offer_of_slot(pipeline: PipelineSpec, spec: ScheduleSpec, slot: float, position: str
+                  ) -> Offer:
+    """A schedule's slot that passed, as an offer to the pipeline's conditions."""
+    name = iso(slot)
+    event_id = f"schedule:{pipeline.name}:{spec.name}@{name}"
+    trigger = TriggerInfo(type="schedule", event_id=event_id, subject=pipeline.name,
+                          payload={"schedule": spec.name, "slot": name})
+    return Offer("schedule", spec.name, event_id, slot, position,
+                 {"partition": {"date": local_date(spec, slot), "slot": name}}, trigger)
+
+
 def offer_of_end(env: Envelope[Payload], ended: RunEnded, position: str) -> Offer:
     """A run's end, as an offer (its event id names the run: one end, one offer)."""
     trigger = TriggerInfo(type="manual", event_id=f"run:{ended.run_id}", subject=ended.pipeline,
@@ -138,6 +153,8 @@ def _meets(leaf: Dependency, offer: Offer) -> bool:
         return leaf.data == offer.subject
     if offer.kind == "drift":
         return leaf.drift == offer.subject
+    if offer.kind == "schedule":
+        return leaf.schedule == offer.subject
     return leaf.run == offer.subject and leaf.status in ("any", offer.status)
 
 
@@ -172,8 +189,8 @@ def partition_of(trigger: TriggerSpec, offer: Offer) -> str | None:
     """The partition value the offer belongs to ("" without partition_by; None: it has none)."""
     if trigger.partition_by is None:
         return ""
-    source = offer.payload.get("partition") if offer.kind == "data" else offer.payload.get(
-        "params")
+    source = offer.payload.get("partition") if offer.kind in ("data", "schedule") else \
+        offer.payload.get("params")
     value = (source or {}).get(trigger.partition_by) if isinstance(source, dict) else None
     return None if value is None else str(value)
 

@@ -146,3 +146,8 @@ def _parsed(cron: str) -> croniter:
 @functools.cache
 def _zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
+
+
+def local_date(spec: ScheduleSpec, slot: float) -> str:
+    """The slot's calendar date where the schedule lives (a condition's `date` partition)."""
+    return datetime.fromtimestamp(slot, _zone(spec.timezone)).date().isoformat()

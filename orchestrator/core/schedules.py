@@ -204,6 +204,9 @@ def run_ended(pipeline: PipelineSpec | None, state_of: dict[str, ScheduleState],
 def _on_slot(pipeline: PipelineSpec, spec: ScheduleSpec, state: ScheduleState, slot: float,
              reason: SlotReason, late: float) -> Step:
     """A due slot meets the overlap policy."""
+    if not spec.runs:
+        return _range(pipeline, spec, [slot], "passed", "no_run",
+                      "the schedule starts no run; its conditions may wait for the slot")
     when = "" if reason == "on_time" else f" ({late:.0f}s late, within the catch-up window)"
     if not state.active or spec.overlap in ("allow_all", "cancel_other"):
         run_id = slot_run_id(pipeline.name, spec.name, slot)
@@ -395,7 +398,7 @@ def _fold_slot(state: ScheduleState, data: ScheduleSlotDecided) -> None:
         state.fired += 1
     elif data.outcome == "buffered":
         state.buffered.append(slot)
-    else:
+    elif data.outcome != "passed":
         state.skipped += data.count
 
 

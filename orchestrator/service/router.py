@@ -24,7 +24,8 @@ from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
-from events.schedules import RunEnded, ScheduleCommand
+from events.schedule_spec import ScheduleSpec
+from events.schedules import RunEnded, ScheduleCommand, ScheduleSlotDecided
 from events.topics import INTENTS, PIPELINE_TRIGGERS, TRIGGER_LOG, partition_for
 from events.triggers import AcknowledgeEscalation, PipelineTriggered
 from orchestrator.core import backfills, conditions, escalation, router_steps, schedules
@@ -200,10 +201,32 @@ class RouterStage(Consumer):
             if step is None:
                 break
             outputs += self._written([step], now, None, None)
+            outputs += self._slot_passed(spec, schedule, step, now)
         else:
             raise RuntimeError(f"schedule {spec.name}/{name}: {MAX_STEPS} steps at one time "
                                "without running out (a step that does not move the schedule)")
         self._set_deadline(spec, name)
+        return outputs
+
+    def _slot_passed(self, spec: PipelineSpec, schedule: ScheduleSpec, step: Step,
+                     now: float) -> list[Outgoing]:
+        """A slot that came (fired, or passed for a schedule that starts no run) is an offer
+        to the pipeline's conditions waiting for it."""
+        decided = step.decision
+        if not isinstance(decided, ScheduleSlotDecided) or decided.reason == "trigger_now" \
+                or decided.outcome not in ("fired", "passed"):
+            return []
+        offer = conditions.offer_of_slot(spec, schedule, decided.slot.timestamp(),
+                                         step.own_id or "")
+        outputs: list[Outgoing] = []
+        for n, trigger in enumerate(spec.triggers):
+            if trigger.condition is not None and conditions.takes(trigger, offer):
+                step_of = conditions.offered(spec, n, self._state.of(spec.name).pending.get(n),
+                                             offer, now)
+                named = [] if step_of is None else [dataclasses.replace(
+                    step_of, own_id=step_of.own_id or f"{offer.event_id}/offered/{n}")]
+                outputs += self._written(named, now, None, None)
+                outputs += self._pending_drained(spec, n, now)
         return outputs
 
     def _for_schedule(self, env: Envelope[Payload], data: ScheduleCommand | RunEnded,

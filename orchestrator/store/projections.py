@@ -393,7 +393,8 @@ def schedule_row(record: Record, time: float,
     doc: dict[str, Any] = {"id": f"{record.partition}@{record.offset}", "time": time,
                            "trigger_type": "schedule", **decided.model_dump(mode="json")}
     if isinstance(decided, ScheduleSlotDecided):
-        outcome = {"fired": "accepted", "buffered": "buffered"}.get(decided.outcome, "ignored")
+        outcome = {"fired": "accepted", "buffered": "buffered", "passed": "passed"}.get(
+            decided.outcome, "ignored")
         doc["trigger_event_id"] = (f"schedule:{decided.pipeline}:{decided.schedule}@"
                                    f"{doc['slot']}")
     else:

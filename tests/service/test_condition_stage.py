@@ -4,6 +4,8 @@ from the bus frees a max_active place; the state again after a restart."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from bus import Bus, Outgoing
 from events.codec import encode
 from events.condition_spec import Condition, Dependency
@@ -11,7 +13,8 @@ from events.conditions import MatchAdvanced, MatchFired, MatchWaiting
 from events.envelope import envelope
 from events.intents import RunRequested
 from events.pipeline import PipelineSpec, TaskSpec, TriggerSpec
-from events.schedules import RunEnded
+from events.schedule_spec import ScheduleSpec
+from events.schedules import RunEnded, ScheduleSlotDecided
 from events.topics import INTENTS, PIPELINE_TRIGGERS
 from events.triggers import DataArrived, TriggerAccepted
 from orchestrator.service.router import RouterStage
@@ -101,3 +104,32 @@ async def test_a_burst_on_a_debounced_coalescing_trigger_is_one_run_after_the_qu
     assert len(run.trigger.payload["causes"]) == 5
     [fired] = [d for d in await decisions(bus) if isinstance(d, MatchFired)]
     assert len(fired.consumed) == 4
+
+
+async def test_a_condition_waits_for_data_and_a_slot_of_a_schedule_that_starts_no_run(
+        bus: Bus) -> None:
+    # given: "sales of the day, and the day's 06:00 slot passed" (06:00 UTC starts no run)
+    morning = PipelineSpec(
+        name="morning", tasks=(TaskSpec(name="a", function="m:f"),),
+        schedules=(ScheduleSpec(name="six", cron="0 6 * * *", runs=False),),
+        triggers=(TriggerSpec(on="condition", partition_by="date", condition=Condition(
+            all_of=(Dependency(data="sales"), Dependency(schedule="six")))),))
+    specs = {morning.name: morning}
+    day = datetime(2027, 1, 15, tzinfo=UTC)
+    clock = FakeClock((day + timedelta(hours=1)).timestamp())
+    stages = FanOutStage(bus, specs), RouterStage(bus, specs, clock)
+    await settle(*stages)
+    # when sales of the 15th arrives at 01:00
+    await publish_trigger(bus, arrival("sales", "v1", "2027-01-15"), event_id="s15")
+    await settle(*stages)
+    assert await requested(bus) == []
+    # and 06:00 comes: the slot passes (no run of its own) and completes the match
+    clock.now = (day + timedelta(hours=6)).timestamp()
+    assert await stages[1].step()
+    logged = await decisions(bus)
+    [slot] = [d for d in logged if isinstance(d, ScheduleSlotDecided)]
+    assert (slot.outcome, slot.reason) == ("passed", "no_run")
+    [fired] = [d for d in logged if isinstance(d, MatchFired)]
+    assert [c.dependency for c in fired.causes] == ["data sales", "slot of schedule six"]
+    [run] = await requested(bus)
+    assert run.trigger.payload["partition"] == "2027-01-15"

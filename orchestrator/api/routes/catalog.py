@@ -17,7 +17,8 @@ from orchestrator.api.routes.runs import Cursor, Limit, MinPosition
 from orchestrator.store import queries
 
 router = APIRouter()
-Outcome = Literal["accepted", "ignored", "waiting", "buffered", "escalated", "command"]
+Outcome = Literal["accepted", "ignored", "waiting", "buffered", "passed", "escalated",
+                  "command"]
 Name = Annotated[str, Path(min_length=1, max_length=200)]
 
 

@@ -47,7 +47,8 @@ function outcomeOf(envelope) {
   const d = envelope.data ?? {};
   const base = { ...d, time: epochOf(envelope.time) };
   if (envelope.type === "schedule_slot") {
-    const outcome = d.outcome === "fired" ? "accepted" : d.outcome === "buffered" ? "buffered" : "ignored";
+    const outcome = d.outcome === "fired" ? "accepted" : d.outcome === "buffered" ? "buffered"
+      : d.outcome === "passed" ? "passed" : "ignored";
     return { ...base, outcome, trigger_type: "schedule",
       trigger_event_id: `schedule:${d.pipeline}:${d.schedule}@${d.slot}` };
   }
@@ -121,7 +122,7 @@ export function render(view, _params, search) {
       backfills));
   const problem = el("div");
   const more = el("button", { type: "button", class: "secondary", hidden: "" }, "Older");
-  const filter = el("select", { name: "outcome" }, ["", "accepted", "ignored", "waiting", "buffered", "escalated", "command"].map((o) =>
+  const filter = el("select", { name: "outcome" }, ["", "accepted", "ignored", "waiting", "buffered", "passed", "escalated", "command"].map((o) =>
     el("option", { value: o, selected: o === outcome ? "" : null }, o || "any")));
   let next = null;
   let onFirstPage = true;
