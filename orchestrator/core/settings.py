@@ -21,6 +21,9 @@ class Settings:
     """("key=value", n): at most n tasks requesting that label run at once (a label pool)."""
     aging_s: float = 60.0
     """Each aging_s a ready task waits raises its priority by one, so nothing waits forever."""
+    ends_watched: tuple[str, ...] = ()
+    """Pipelines whose runs' ends a condition waits for (a `run:` dependency): each such end
+    is told to the router (`decision.told_of`), as the ends its own triggers need are."""
 
     def __post_init__(self) -> None:
         if self.strategy not in get_args(Strategy):  # a typo must not quietly mean "pack"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -74,6 +75,11 @@ class Coordinator:
     _halt: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        watched = sorted({leaf.run for spec in self.pipelines.values()
+                          for trigger in spec.triggers if trigger.condition is not None
+                          for leaf in trigger.condition.leaves() if leaf.run is not None})
+        if watched:  # the routers' conditions on runs of these pipelines wait for their ends
+            self.settings = dataclasses.replace(self.settings, ends_watched=tuple(watched))
         self.fleet = FleetTracker(self.bus, expiry_s=self.expiry_s)
         self.models = ChampionTracker(self.bus)
         # One loop per group for the process's life: it restores itself whenever it starts.

@@ -165,7 +165,7 @@ def test_an_extra_decision_is_caught_as_one_the_history_lacks() -> None:
     # then
     assert divergence is not None
     assert (divergence.index, divergence.expected) == (len(last.decisions) - 1, "no decision")
-    assert divergence.got.startswith("run_ended")  # the last decision: the end told
+    assert divergence.got.startswith("run_succeeded")
 
 
 def test_everything_a_decision_depends_on_is_in_the_file() -> None:
