@@ -180,3 +180,44 @@ def test_python_and_yaml_declare_the_same_canary_step(tmp_path: Path) -> None:
     canary = from_python.task("canary")
     assert canary.kind == "canary" and canary.resources.cpus == 0
     assert canary.canary is not None and [s.percent for s in canary.canary.steps] == [5, 50]
+
+
+def test_python_and_yaml_declare_schedules_and_conditions_alike(tmp_path: Path) -> None:
+    # given the same schedules and triggers in YAML (on: read back from YAML's `on:` true)
+    path = tmp_path / "report.yaml"
+    path.write_text("""\
+name: joined
+tasks:
+  - name: join
+    function: 'tests.e2e.schedule_pipelines:join'
+    resources: {cpus: 0.25, memory: 64}
+triggers:
+  - on: condition
+    condition:
+      all_of:
+        - {data: sales, where: {min_rows: 100}}
+        - {data: fx}
+    partition_by: date
+    timeout_s: 600
+""")
+    # when / then: the Python pipeline and the YAML file are one spec
+    assert load_pipeline(str(path)) == load_pipeline("tests.e2e.schedule_pipelines:joined")
+    timed = tmp_path / "timed.yaml"
+    timed.write_text("""\
+name: ticking
+tasks:
+  - name: tick
+    function: 'tests.e2e.schedule_pipelines:tick'
+    resources: {cpus: 0.25, memory: 64}
+schedules:
+  - name: all
+    every_s: 2
+    overlap: allow_all
+    catchup: {policy: all, max_runs: 100, window_s: 3600}
+  - name: latest
+    every_s: 2
+    offset_s: 1
+    overlap: allow_all
+    catchup: {policy: latest, window_s: 3600}
+""")
+    assert load_pipeline(str(timed)) == load_pipeline("tests.e2e.schedule_pipelines:ticking")
