@@ -24,7 +24,7 @@ from bench.common import (
     task,
     temp_home,
 )
-from bus import EMBEDDED, Bus, TopicPartition
+from bus import EMBEDDED, Bus
 from events.codec import decode
 from events.envelope import Envelope
 from events.intents import RunRequested
@@ -33,6 +33,7 @@ from events.pipeline import PipelineSpec, TriggerSpec
 from events.topics import INTENTS
 from events.triggers import DataArrived
 from orchestrator.core.ids import run_id_for
+from orchestrator.service.reading import read_all
 from orchestrator.service.triggers import publish_trigger
 from orchestrator.store.projections import fold_runs
 
@@ -72,14 +73,10 @@ async def _requested(bus: Bus, sent: dict[str, Envelope[Payload]]) -> list[float
     """Trigger publish time -> the router's run request (its envelope time is when the router
     decided), in ms, read back from baton.intents: the router's own part of the path."""
     at: dict[str, float] = {}
-    for partition in range(bus.partitions(INTENTS)):
-        tp, start = TopicPartition(INTENTS, partition), 0
-        while records := await bus.read(tp, start, 1000):
-            for record in records:
-                env = decode(record.value)
-                if isinstance(env.data, RunRequested) and env.data.run_id in sent:
-                    at[env.data.run_id] = env.time.timestamp()
-            start = records[-1].offset + 1
+    for record in await read_all(bus, INTENTS, {}):
+        env = decode(record.value)
+        if isinstance(env.data, RunRequested) and env.data.run_id in sent:
+            at[env.data.run_id] = env.time.timestamp()
     return [(at[run_id] - trigger.time.timestamp()) * 1000 for run_id, trigger in sent.items()]
 
 

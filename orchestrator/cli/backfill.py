@@ -16,7 +16,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from bus import Bus, TopicPartition
 from events.backfills import BackfillCommand, BackfillCommandKind, BackfillRefused
 from events.cloudevents import decode_record
 from events.envelope import Envelope
@@ -39,6 +38,7 @@ from orchestrator.core.backfill_plan import (
 from orchestrator.core.backfills import public
 from orchestrator.core.schedule_slots import iso
 from orchestrator.printable import printable
+from orchestrator.service.reading import read_all
 from orchestrator.service.router_commands import commanded, plan_taken, router_record, told
 from orchestrator.store import queries
 from orchestrator.store.projections import connect
@@ -168,29 +168,21 @@ def _schedule(spec: PipelineSpec, name: str | None) -> Any:
 
 
 async def _events(args: argparse.Namespace) -> list[Envelope[Payload]]:
-    """Every trigger event on baton.triggers (what the fan-out would decode)."""
+    """Every trigger event on baton.triggers (what the fan-out would decode; what it
+    dead-letters is never a trigger)."""
     bus = await open_bus(args)
     try:
-        return [env async for env in _read_triggers(bus)]
+        records = await read_all(bus, TRIGGERS, {})
     finally:
         await bus.close()
-
-
-async def _read_triggers(bus: Bus) -> Any:
-    for partition in range(bus.partitions(TRIGGERS)):
-        tp, at = TopicPartition(TRIGGERS, partition), 0
-        end = await bus.end_offset(tp)
-        while at < end:
-            records = await bus.read(tp, at, min(1000, end - at))
-            if not records:
-                break
-            for record in records:
-                try:
-                    yield decode_record(record.value, record.headers,
-                                        timestamp_ms=record.timestamp_ms)
-                except EventParseError:
-                    continue  # dead-lettered by the fan-out: never a trigger
-            at = records[-1].offset + 1
+    events: list[Envelope[Payload]] = []
+    for record in records:
+        try:
+            events.append(decode_record(record.value, record.headers,
+                                        timestamp_ms=record.timestamp_ms))
+        except EventParseError:
+            continue
+    return events
 
 
 def _print_plan(args: argparse.Namespace, what: str, plan: list[Planned]) -> None:

@@ -172,7 +172,6 @@ class RouterStage(Consumer):
             outputs.append(Outgoing(INTENTS, run_id, value, partition=partition))
         return outputs
 
-
     # -- schedules ----------------------------------------------------------------------
 
     def _on_the_clock(self, now: float) -> list[Outgoing]:
@@ -223,9 +222,8 @@ class RouterStage(Consumer):
             if trigger.condition is not None and conditions.takes(trigger, offer):
                 step_of = conditions.offered(spec, n, self._state.of(spec.name).pending.get(n),
                                              offer, now)
-                named = [] if step_of is None else [dataclasses.replace(
-                    step_of, own_id=step_of.own_id or f"{offer.event_id}/offered/{n}")]
-                outputs += self._written(named, now, None, None)
+                outputs += self._written(_named([step_of] if step_of else [],
+                                                f"{offer.event_id}/offered/{n}"), now, None, None)
                 outputs += self._pending_drained(spec, n, now)
         return outputs
 
@@ -258,7 +256,7 @@ class RouterStage(Consumer):
             return []
         step = escalation.on_drift(spec, self._state.of(spec.name).escalation, copy.trigger,
                                    now)
-        return [] if step is None else self._suffixed([step], now, env, at, "escalation")
+        return self._answering([step] if step else [], now, env, at, "escalation")
 
     def _retrain_ended(self, env: Envelope[Payload], ended: RunEnded, now: float, at: str
                        ) -> list[Outgoing]:
@@ -266,18 +264,18 @@ class RouterStage(Consumer):
         if spec is None:
             return []
         steps = escalation.on_end(spec, self._state.of(spec.name).escalation, ended)
-        return self._suffixed(steps, now, env, at, "retrain")
+        return self._answering(steps, now, env, at, "retrain")
 
     def _acknowledged(self, env: Envelope[Payload], cmd: AcknowledgeEscalation, now: float,
                       at: str) -> list[Outgoing]:
         step = escalation.acknowledged(self._state.of(cmd.pipeline).escalation, cmd, env.id)
         return self._written([step], now, env, at)
 
-    def _suffixed(self, steps: list[Step], now: float, env: Envelope[Payload], at: str,
-                  what: str) -> list[Outgoing]:
-        """Decisions answering one input besides its main one, each named apart."""
-        return self._written([dataclasses.replace(s, own_id=f"{env.id}/routed@{at}/{what}/{i}")
-                              for i, s in enumerate(steps)], now, env, at)
+    def _answering(self, steps: list[Step], now: float, env: Envelope[Payload], at: str,
+                   part: str) -> list[Outgoing]:
+        """Decisions answering one input besides its main one (for a trigger, an
+        escalation), each named apart: after the input, where it was read, and `part`."""
+        return self._written(_named(steps, f"{env.id}/routed@{at}/{part}"), now, env, at)
 
     # -- triggers whose matches may wait (conditions, debounce, max_active) ---------------
 
@@ -311,7 +309,7 @@ class RouterStage(Consumer):
             state = self._state.of(spec.name).pending.get(n)
             freed = conditions.run_ended(spec, n, state, ended.run_id)
             if freed is not None:
-                outputs += self._pending_written(spec, n, [freed], now, env, at)
+                outputs += self._answering([freed], now, env, at, f"{spec.name}/{n}")
             if trigger.condition is not None and conditions.takes(trigger, offer):
                 outputs += self._pending_offered(spec, n, offer, now, env, at)
             elif freed is not None:
@@ -322,17 +320,8 @@ class RouterStage(Consumer):
                          now: float, env: Envelope[Payload], at: str) -> list[Outgoing]:
         state = self._state.of(spec.name).pending.get(n)
         step = conditions.offered(spec, n, state, offer, now)
-        outputs = self._pending_written(spec, n, [step] if step else [], now, env, at)
+        outputs = self._answering([step] if step else [], now, env, at, f"{spec.name}/{n}")
         return outputs + self._pending_drained(spec, n, now)
-
-    def _pending_written(self, spec: PipelineSpec, n: int, steps: list[Step], now: float,
-                         env: Envelope[Payload] | None, at: str | None) -> list[Outgoing]:
-        """Named after the input and the trigger when they answer it: one input may give a
-        decision for each of several triggers."""
-        named = [step if step.own_id is not None or env is None else
-                 dataclasses.replace(step, own_id=f"{env.id}/routed@{at}/{spec.name}/{n}")
-                 for step in steps]
-        return self._written(named, now, env, at)
 
     def _pending_drained(self, spec: PipelineSpec, n: int, now: float) -> list[Outgoing]:
         """Expired partial matches, and waiting matches with room to run, until none."""
@@ -343,7 +332,7 @@ class RouterStage(Consumer):
             step = conditions.next_step(spec, n, state, now) if state is not None else None
             if step is None:
                 break
-            outputs += self._pending_written(spec, n, [step], now, None, None)
+            outputs += self._written([step], now, None, None)  # clock steps name themselves
         state = pending.get(n)
         self._deadlines.set(spec.name, f"trigger:{n}", None if state is None else
                             conditions.deadline(spec, n, state))
@@ -398,6 +387,12 @@ class RouterStage(Consumer):
         assert schedule is not None
         state = self._state.of(spec.name).schedules.get(name)
         self._deadlines.set(spec.name, name, schedules.deadline(spec, schedule, state))
+
+
+def _named(steps: list[Step], name: str) -> list[Step]:
+    """Steps that do not name themselves, named `name` (and their index, when several)."""
+    return [step if step.own_id is not None else dataclasses.replace(
+        step, own_id=name if len(steps) == 1 else f"{name}/{i}") for i, step in enumerate(steps)]
 
 
 def _schedule_of(ended: RunEnded) -> str | None:
