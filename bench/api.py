@@ -568,6 +568,7 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
             # 3. throughput: alternating rounds, each mode's figure from `in_a_row` runs
             rates: dict[str, list[float]] = {"none": [], "live": [], "stalled": []}
             ratios: dict[str, list[float]] = {"live": [], "stalled": []}
+            busy_delays: list[float] = []
             modes = list(rates)
 
             async def rate() -> float:
@@ -588,6 +589,7 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
                                 await until_end(process)
                             seen = await delivered(process)
                         report.ok = report.ok and seen.events > 0
+                        busy_delays += seen.delays_ms
                     else:
                         async with stalled(url):
                             this[mode] = await rate()
@@ -600,6 +602,10 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
     report.row("  each round's ratio to its no-subscriber run",
                "; ".join(f"{mode} " + ", ".join(f"{x:.2f}" for x in v)
                          for mode, v in ratios.items()))
+    if busy_delays:  # the price of the hub's pacing by subscribers (api/hub.py PACE_PER_FEED_S)
+        report.row(f"SSE delivery to one of {subscribers_n} live subscribers during the fan-outs "
+                   f"({len(busy_delays):,} events): p50 / p99",
+                   f"{median(busy_delays):.2f} / {percentile(busy_delays, 99):.2f} ms")
     report.figures.append(Figure("fan-out transitions/s, no subscriber",
                                  median(rates["none"]), "/s", better="higher",
                                  key="coordinator_no_subscriber_transitions"))

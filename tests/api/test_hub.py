@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import types
 from typing import cast
 
 from bus import Bus, TopicPartition
-from orchestrator.api.hub import FEED_BATCHES, Batch, Hub
+from bus.loop import Tail
+from orchestrator.api.hub import FEED_BATCHES, PACE_MAX_S, PACE_PER_FEED_S, Batch, Hub
 
 RUNS_0 = TopicPartition("baton.runs", 0)
 
@@ -30,3 +32,24 @@ def test_a_subscriber_whose_feed_is_full_is_dropped_and_the_hub_waits_for_nobody
     # holding only what it had; the other is offered every read
     assert slow.dropped and slow.woken.is_set() and slow.queue.qsize() == FEED_BATCHES
     assert not quick.dropped and quick.queue.qsize() == 2
+
+
+def test_the_hub_paces_its_reads_by_its_subscribers_and_not_for_one() -> None:
+    # given a hub reading the log (its tail's pace is what the hub sets)
+    hub = Hub(cast(Bus, None))
+    tail = types.SimpleNamespace(pace_s=0.0)
+    hub._tail = cast(Tail, tail)
+    # when one subscriber, then ten, then a hundred subscribe
+    feeds = [hub.subscribe({RUNS_0: 0})]
+    # then one gets each commit all but at once
+    assert tail.pace_s == PACE_PER_FEED_S
+    feeds += [hub.subscribe({RUNS_0: 0}) for _ in range(9)]
+    assert tail.pace_s == 10 * PACE_PER_FEED_S
+    feeds += [hub.subscribe({RUNS_0: 0}) for _ in range(90)]
+    # and many wait at most PACE_MAX_S for their next batch
+    assert tail.pace_s == PACE_MAX_S
+    # when they leave (or are dropped), the pace comes back down
+    for feed in feeds[1:]:
+        hub.unsubscribe(feed)
+    hub._drop(feeds[0])
+    assert tail.pace_s == 0.0
