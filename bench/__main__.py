@@ -8,7 +8,8 @@ bus), floor (a chained task's durable steps alone, against the real chain), fail
 the agent running a task, time until it runs elsewhere; real processes, on the embedded bus
 or the one --bus names), schedules (10,000 schedules on one router: a tick, memory,
 restore), conditions (100,000 partial matches of a two-dataset condition: memory, decision
-time), api (the HTTP API's reads over a projection of a million runs, SSE
+time), history (a million runs folded as a coordinator keeps them: memory per ended run, RSS,
+takeover, replay), api (the HTTP API's reads over a projection of a million runs, SSE
 delivery, the coordinator with live and stalled subscribers) and cli (one `baton publish`
 from a fresh process, against `python -c pass`) run only when named.
 
@@ -44,6 +45,7 @@ from bench import (
     failover,
     fanout,
     floor,
+    history,
     kafka,
     placement,
     primitives,
@@ -106,6 +108,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Coroutine[Any, Any, Report]]] = {
     "serving": lambda s: serving.measure(_or(s.repeat, 2000)),
     "schedules": lambda s: schedules.measure(_or(s.schedules, schedules.SCHEDULES)),
     "conditions": lambda s: conditions.measure(_or(s.partials, conditions.PARTIALS)),
+    "history": lambda s: history.measure(_or(s.runs, history.RUNS)),
 }
 DEFAULT = ("chain", "fanout", "digits", "triggers", "replay")
 """What runs when no name is given: the embedded benchmarks (kafka needs a broker)."""
@@ -191,7 +194,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="triggers one at a time (triggers 20, kafka 50)")
     sizes.add_argument("--events", type=_count(1), help="run-log events to replay (100000)")
     sizes.add_argument("--runs", type=_count(1),
-                       help="digits runs (5); api: runs in the projection it reads (1000000)")
+                       help="digits runs (5); api: runs in the projection it reads (1000000); "
+                            "history: runs folded (1000000)")
     sizes.add_argument("--repeat", type=_count(1),
                        help="bus: calls of each operation (30); failover: kills (3); cli: fresh "
                             "processes of each kind (10); floor: chained tasks (1000); api: "

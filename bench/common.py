@@ -60,6 +60,8 @@ SIZE_KEYS = frozenset({"tasks", "agents", "width", "wide", "burst", "isolated", 
 """Unitless keys: a benchmark's sizes, each under the name of its command-line flag (so no
 size is baked into a figure's key), and `ok`, whether all its runs succeeded."""
 _SNAKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+_UNIT_FIRST = re.compile(r"(?:^|_)bytes_per_[a-z0-9_]+$")
+"""A key that names its unit first: bytes per something."""
 
 
 def unit_suffix(unit: str) -> str:
@@ -77,16 +79,20 @@ def snake(text: str) -> str:
 
 
 def figure_key(stem: str, unit: str) -> str:
-    """`stem` with its unit's suffix, unless it already ends with it."""
+    """`stem` with its unit's suffix, unless it already ends with it or names its unit
+    first (`bytes_per_terminal_run`)."""
     suffix = unit_suffix(unit)
-    return stem if stem.endswith(suffix) else stem + suffix
+    if stem.endswith(suffix) or (_UNIT_FIRST.search(stem) and suffix == "_bytes"):
+        return stem
+    return stem + suffix
 
 
 def valid_key(key: str) -> bool:
     """snake_case and ending in its unit, or a ratio, a verdict, a size or `ok`."""
     if not _SNAKE.fullmatch(key):
         return False
-    return key.endswith(KEY_SUFFIXES + UNITLESS_SUFFIXES) or key in SIZE_KEYS or key == "ok"
+    return (key.endswith(KEY_SUFFIXES + UNITLESS_SUFFIXES) or key in SIZE_KEYS or key == "ok"
+            or _UNIT_FIRST.search(key) is not None)
 
 
 def json_value(value: JsonValue) -> JsonValue:

@@ -229,7 +229,8 @@ async def measure_takeover(bus: Bus, records: list[Record], repeat: int
         await loop.restore()
 
     from_log_s = await best_of_async(repeat, take_over)
-    await snapshots.save(bus, snapshots.Snapshot(k, loop.runs_end, loop.state.runs))
+    await snapshots.save(bus, snapshots.Snapshot(k, loop.runs_end, loop.state.runs,
+                                                 ended=loop.state.ended))
     from_snapshot_s = await best_of_async(repeat, take_over)
     assert loop.restore_stats["replayed"] == 0, "the snapshot was not used"
     return k, in_group, from_log_s, from_snapshot_s

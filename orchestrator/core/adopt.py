@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from orchestrator.core import index
 from orchestrator.core.decision import Decision
-from orchestrator.core.evolve import InFlight, moved
+from orchestrator.core.evolve import InFlight, moved, retire
 from orchestrator.core.state import CoordinatorState, RunState
 
 
@@ -34,6 +34,10 @@ def adopt(state: CoordinatorState, d: Decision) -> None:
             state.active.add(run_id)
         else:
             state.active.discard(run_id)
+            if state.retire:
+                retire(state, live)
+    for run_id, ended in d.ended.items():
+        state.ended.bump(run_id, ended.seq)
     _adopt_in_flight(state.in_flight, d)
 
 

@@ -21,7 +21,7 @@ from orchestrator.core.decision import SOURCE, Decision
 from orchestrator.core.errors import InvalidInput, SpecError
 from orchestrator.core.evolve import created_run
 from orchestrator.core.flow import advance, attempt_ended, may_advance, place_ready
-from orchestrator.core.idempotency import repeated_request
+from orchestrator.core.idempotency import made_by, repeated_request
 from orchestrator.core.ids import attempt_id
 from orchestrator.core.index import due, earliest, scratch_index, start_by
 from orchestrator.core.models import admitted_by
@@ -79,14 +79,18 @@ def _on_input(d: Decision, env: Envelope[Payload]) -> None:
     if isinstance(data, RunRequested):
         _run_requested(d, env, data)
         return
-    run = d.run(getattr(data, "run_id", ""))
+    run_id = getattr(data, "run_id", "")
+    run = d.run(run_id)
     if run is None:
-        raise InvalidInput(f"{env.type} {env.id} names run {getattr(data, 'run_id', '?')!r}, "
-                           "which this coordinator does not know")
-    if d.seen(run, env.id):
-        _ignore(d, run, env, "duplicate input (already applied)")
-    elif run.status != "running":
+        ended = d.ended_run(run_id)
+        if ended is None:
+            raise InvalidInput(f"{env.type} {env.id} names run {run_id!r}, "
+                               "which this coordinator does not know")
+        d.log_ended(ended, _ignored(ended.run_id, env, f"run is already {ended.status}"))
+    elif run.status != "running":  # before `seen`: the same answer once the run has left
         _ignore(d, run, env, f"run is already {run.status}")
+    elif d.seen(run, env.id):
+        _ignore(d, run, env, "duplicate input (already applied)")
     elif isinstance(data, RunCancelRequested):
         _cancel(d, run, data.reason, audit=data.audit)
     elif isinstance(data, ApprovalDecision):
@@ -130,8 +134,11 @@ def _taken_or_ignored(d: Decision, run: RunState, env: Envelope[Payload],
 
 
 def _ignore(d: Decision, run: RunState, env: Envelope[Payload], reason: str) -> None:
-    d.log(run, ev.InputIgnored(run_id=run.run_id, input_id=env.id, input_type=env.type,
-                               reason=reason))
+    d.log(run, _ignored(run.run_id, env, reason))
+
+
+def _ignored(run_id: str, env: Envelope[Payload], reason: str) -> ev.InputIgnored:
+    return ev.InputIgnored(run_id=run_id, input_id=env.id, input_type=env.type, reason=reason)
 
 
 def _run_requested(d: Decision, env: Envelope[Payload], data: RunRequested) -> None:
@@ -139,7 +146,12 @@ def _run_requested(d: Decision, env: Envelope[Payload], data: RunRequested) -> N
     asks for something else under the same key, as a conflict (`core/idempotency.py`)."""
     existing = d.run(data.run_id)
     if existing is not None:
-        _ignore(d, existing, env, repeated_request(existing, data))
+        _ignore(d, existing, env, repeated_request(existing.run_id, made_by(existing), data))
+        return
+    ended = d.ended_run(data.run_id)
+    if ended is not None:
+        d.log_ended(ended, _ignored(ended.run_id, env,
+                                    repeated_request(ended.run_id, ended.request, data)))
         return
     try:
         dag.validate(data.spec)

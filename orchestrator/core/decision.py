@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from events.commands import CancelTask
 from events.envelope import Envelope, envelope
 from events.payloads import Payload, RunPayload
-from events.runs import RunCancelled, RunFailed, RunSucceeded
+from events.runs import InputIgnored, RunCancelled, RunFailed, RunSucceeded
 from events.schedules import RunEnded, RunOutcome
 from orchestrator.core.backfills import BACKFILL_KEY
+from orchestrator.core.ended import EndedRun
 from orchestrator.core.evolve import InFlight, apply, attempt_moves, field_of, moved
 from orchestrator.core.index import scratch_copy
 from orchestrator.core.placement import Usage
@@ -62,6 +63,9 @@ class Decision:
     moves: dict[str, list[tuple[str, Attempt | None]]] = field(default_factory=dict)
     """Agent -> (attempt id, the attempt now, None once ended), in order: copying an agent's
     attempts at every event was as long as the agent's backlog (a fan-out's width)."""
+    ended: dict[str, EndedRun] = field(default_factory=dict)
+    """Runs that had ended and left the state (`core/ended.py`) as this decision leaves them:
+    their sequence moved on by the late inputs it recorded as ignored."""
     joined: dict[str, None] = field(default_factory=dict)
     """Agents with no entry in the live `in_flight` that this decision gave an attempt, in
     the order of their first (evolve creates an agent's entry there and then: adopting
@@ -75,6 +79,22 @@ class Decision:
             return None
         self.scratch[run_id] = copy = scratch_copy(live)
         return copy
+
+    def ended_run(self, run_id: str) -> EndedRun | None:
+        """A run that has ended and left the state (with `CoordinatorState.retire`)."""
+        return self.ended.get(run_id) or self.state.ended.get(run_id)
+
+    def log_ended(self, run: EndedRun, data: InputIgnored) -> None:
+        """Record a late input to a run that has ended: the same event `log` would append to
+        the run had it stayed whole."""
+        seq = run.seq + 1
+        self.out.append(envelope(
+            data, id=f"{run.run_id}/{seq}", time=self.now, source=SOURCE, subject=run.run_id,
+            correlation_id=run.correlation, sequence=seq,
+            causation_id=self.cause.id if self.cause else None,
+        ))
+        self.ended[run.run_id] = EndedRun(run.run_id, run.status, seq, run.correlation,
+                                          run.request)
 
     def seen(self, run: RunState, input_id: str) -> bool:
         """Whether the run already took this input: a scratch copy holds only the ids this

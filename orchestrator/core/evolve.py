@@ -19,7 +19,9 @@ from events.registry import ApprovalRef, GateRef, ModelRegistered
 from orchestrator.core import canary_state
 from orchestrator.core.copying import replace
 from orchestrator.core.dag import topological
+from orchestrator.core.ended import EndedRun
 from orchestrator.core.errors import LogCorrupt
+from orchestrator.core.idempotency import made_by
 from orchestrator.core.index import put
 from orchestrator.core.state import (
     ACTIVE_ATTEMPT,
@@ -51,14 +53,16 @@ def evolve(state: CoordinatorState, env: Envelope[Payload]) -> CoordinatorState:
     """Apply one event of baton.runs; returns the same (updated) state object."""
     data = env.data
     if isinstance(data, ev.RunCreated):
-        if data.run_id in state.runs:
+        if data.run_id in state.runs or data.run_id in state.ended:
             raise LogCorrupt(f"run {data.run_id} created twice (event {env.id})")
         state.runs[data.run_id] = created_run(data, env)
         state.active.add(data.run_id)
         return state
-    run = state.runs.get(field_of(data, "run_id") or "")
+    run_id = field_of(data, "run_id") or ""
+    run = state.runs.get(run_id)
     if run is None:
-        raise LogCorrupt(f"event {env.id} ({env.type}) names a run the log never created")
+        _after_end(state, run_id, env)
+        return state
     task = field_of(data, "task")
     before = run.tasks[task].current if isinstance(task, str) and task in run.tasks else None
     apply(run, env)
@@ -66,7 +70,33 @@ def evolve(state: CoordinatorState, env: Envelope[Payload]) -> CoordinatorState:
         update_in_flight(state.in_flight, before, run.tasks[task].current)
     if run.status != "running":
         state.active.discard(run.run_id)
+        if state.retire:
+            retire(state, run)
     return state
+
+
+def retire(state: CoordinatorState, run: RunState) -> None:
+    """The run has ended: from now on only what a late input needs is kept of it."""
+    del state.runs[run.run_id]
+    state.ended.add(ended_run(run))
+
+
+def ended_run(run: RunState) -> EndedRun:
+    assert run.status != "running", run.run_id
+    return EndedRun(run.run_id, run.status, run.seq, run.trigger.event_id, made_by(run))
+
+
+def _after_end(state: CoordinatorState, run_id: str, env: Envelope[Payload]) -> None:
+    """An event of a run that has left `runs`: only a late input recorded as ignored."""
+    ended = state.ended.get(run_id)
+    if ended is None:
+        raise LogCorrupt(f"event {env.id} ({env.type}) names a run the log never created")
+    if not isinstance(env.data, ev.InputIgnored):
+        raise LogCorrupt(f"event {env.id} ({env.type}) follows the end of run {run_id}")
+    if env.sequence != ended.seq + 1:
+        raise LogCorrupt(f"run {run_id}: event {env.id} has sequence {env.sequence}, "
+                         f"expected {ended.seq + 1}")
+    state.ended.bump(run_id, ended.seq + 1)
 
 
 def update_in_flight(index: InFlight, before: Attempt | None, after: Attempt | None) -> None:

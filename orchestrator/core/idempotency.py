@@ -10,6 +10,7 @@ replayed, not remade.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -21,12 +22,18 @@ CONFLICT = "conflict: "
 """How the reason of an ignored conflicting request begins (`is_conflict` tells it apart)."""
 
 
-def repeated_request(run: RunState, request: RunRequested) -> str:
-    """Why a request for `run`, which exists, is ignored: the reason to record."""
-    fields = differing(run, request)
+FIELDS = ("spec", "params", "trigger", "priority")
+"""A request's defining fields, in the order a conflict names them."""
+DIGEST_BYTES = 8
+
+
+def repeated_request(run_id: str, made: bytes, request: RunRequested) -> str:
+    """Why a request for run `run_id`, which exists and was made by the request `made`
+    digests (`made_by`), is ignored: the reason to record."""
+    fields = differing(made, request)
     if not fields:
         return DUPLICATE
-    return (f"{CONFLICT}{_key(request)} already made run {run.run_id} "
+    return (f"{CONFLICT}{_key(request)} already made run {run_id} "
             f"with different {', '.join(fields)}")
 
 
@@ -35,24 +42,34 @@ def is_conflict(reason: str) -> bool:
     return reason.startswith(CONFLICT)
 
 
-def differing(run: RunState, request: RunRequested) -> tuple[str, ...]:
-    """The request's defining fields that differ from the request that made `run`, in order.
+def made_by(run: RunState) -> bytes:
+    """The request that made `run`, as a digest of each defining field: what a repeated
+    request is compared with, kept also once the run has ended (`core/ended.py`)."""
+    return _digests(run.spec.version(), run.params, run.trigger.model_dump(mode="json"),
+                    run.priority)
+
+
+def differing(made: bytes, request: RunRequested) -> tuple[str, ...]:
+    """The request's defining fields that differ from the request that made the run, in order.
 
     Defining: the spec (by content hash, so a description edit is no difference), the params,
     the trigger (for a manual run: its payload, the --uri) and the priority. Values compare as
-    canonical JSON, so 1 and 1.0 or true differ, as they would to the tasks.
+    digests of canonical JSON, so 1 and 1.0 or true differ, as they would to the tasks (two
+    different values read the same only if their 64-bit digests collide; either way the
+    request is ignored, as the run exists: only which reason is recorded could differ).
     """
-    made = _defining(run.spec.version(), run.params, run.trigger.model_dump(mode="json"),
-                     run.priority)
-    asked = _defining(request.spec.version(), request.params,
-                      request.trigger.model_dump(mode="json"), request.priority)
-    return tuple(name for name in made if made[name] != asked[name])
+    asked = _digests(request.spec.version(), request.params,
+                     request.trigger.model_dump(mode="json"), request.priority)
+    n = DIGEST_BYTES
+    return tuple(name for i, name in enumerate(FIELDS)
+                 if made[i * n:(i + 1) * n] != asked[i * n:(i + 1) * n])
 
 
-def _defining(version: str, params: dict[str, Any], trigger: dict[str, Any],
-              priority: int) -> dict[str, str]:
-    return {"spec": version, "params": _canonical(params), "trigger": _canonical(trigger),
-            "priority": str(priority)}
+def _digests(version: str, params: dict[str, Any], trigger: dict[str, Any],
+             priority: int) -> bytes:
+    return b"".join(hashlib.blake2b(value.encode(), digest_size=DIGEST_BYTES).digest()
+                    for value in (version, _canonical(params), _canonical(trigger),
+                                  str(priority)))
 
 
 def _canonical(value: Any) -> str:

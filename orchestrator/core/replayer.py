@@ -18,7 +18,7 @@ from events.payloads import Payload
 from orchestrator.core.copying import replace
 from orchestrator.core.decide import Tick, decide
 from orchestrator.core.errors import InvalidInput
-from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.evolve import evolve
 from orchestrator.core.history import (
     FIRST_STEP_LINE,
     ChampionsChanged,
@@ -63,10 +63,12 @@ class Divergence:
         return "\n".join(lines)
 
 
-def replay_history(history: History) -> Divergence | None:
+def replay_history(history: History, *, retire: bool = False) -> Divergence | None:
     """Re-decide every recorded input from an empty state, folding the recorded decisions;
-    None when every decision is the one recorded, field for field and in order."""
-    state, settings = initial_state(), history.header.settings
+    None when every decision is the one recorded, field for field and in order. `retire`:
+    on the bounded state the coordinator keeps (a run that ends leaves it, core/ended.py),
+    which must decide the same."""
+    state, settings = CoordinatorState(retire=retire), history.header.settings
     for line, step in enumerate(history.steps, start=FIRST_STEP_LINE):
         if isinstance(step, Decided):
             divergence = _redecide(state, step, settings, line)

@@ -19,6 +19,7 @@ from events.pipeline import PipelineSpec, TaskSpec
 from events.registry import ApprovalRef, GateRef
 from events.triggers import TriggerInfo
 from orchestrator.core.copying import replace
+from orchestrator.core.ended import Ended
 
 TaskStatus = Literal[
     "pending", "ready", "scheduled", "running", "retry_wait",
@@ -335,3 +336,9 @@ class CoordinatorState:
     group: int = -1
     demand: dict[int, tuple[Want, ...]] = field(default_factory=dict)
     """group -> its top waiting tasks; shared by the groups of one process, like in_flight."""
+    retire: bool = False
+    """Whether a run that has ended leaves `runs` for `ended` (`core/ended.py`): what the
+    coordinator does, so its memory follows its live runs, not its history. Folds that show
+    every run as it ended (the projector, tests that look at finished runs) keep them."""
+    ended: Ended = field(default_factory=Ended)
+    """The runs that have ended and left `runs` (only with `retire`)."""

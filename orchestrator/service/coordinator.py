@@ -210,4 +210,5 @@ def _restored(k: int, loop: GroupLoop) -> str:
     snap = int(stats["snapshot_offset"])
     since = f"snapshot at offset {snap}" if snap >= 0 else "the start of the log"
     return (f"took over partition group {k}: replayed {int(stats['replayed'])} events from "
-            f"{since} in {stats['seconds'] * 1000:.1f} ms, {len(loop.state.runs)} runs")
+            f"{since} in {stats['seconds'] * 1000:.1f} ms, {len(loop.state.runs)} live runs, "
+            f"{len(loop.state.ended)} ended")

@@ -46,7 +46,7 @@ from orchestrator.core.adopt import adopt
 from orchestrator.core.decide import Input, Tick, decision_for, next_deadline
 from orchestrator.core.decision import Decision
 from orchestrator.core.errors import InvalidInput
-from orchestrator.core.evolve import InFlight, evolve, update_in_flight
+from orchestrator.core.evolve import InFlight, evolve, retire, update_in_flight
 from orchestrator.core.flow import QUEUE_CHANGES, queue_of
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.placement import request_key
@@ -189,7 +189,8 @@ class GroupLoop(Loop):
 
     def _fresh_state(self) -> CoordinatorState:
         return CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
-                                in_flight=self.in_flight, group=self.k, demand=self.demand)
+                                in_flight=self.in_flight, group=self.k, demand=self.demand,
+                                retire=True)
 
     def _publish_wants(self, now: float) -> None:
         """Refresh this group's entry on the demand board (only after a decision that could
@@ -212,8 +213,12 @@ class GroupLoop(Loop):
 
     def _load(self, snap: snapshots.Snapshot) -> int:
         self.state.runs.update(snap.runs)
+        self.state.ended = snap.ended
         self.state.active.update(r.run_id for r in snap.runs.values() if r.status == "running")
         for run in snap.runs.values():
+            if run.status != "running":  # an older build's snapshot: as the fold leaves it
+                retire(self.state, run)
+                continue
             for task in run.tasks.values():
                 update_in_flight(self.in_flight, None, task.current)
         return snap.offset
@@ -342,7 +347,7 @@ class GroupLoop(Loop):
         if self._since_snapshot >= self.snapshot_every:
             self._since_snapshot = 0
             await snapshots.save(self.bus, snapshots.Snapshot(
-                self.k, self.runs_end, self.state.runs, dict(positions)))
+                self.k, self.runs_end, self.state.runs, dict(positions), self.state.ended))
 
     def _handle(self, record: Record) -> list[Outgoing]:
         try:

@@ -1,19 +1,27 @@
-"""The bytes of a snapshot: a versioned, validated JSON document of a group's runs, never code."""
+"""The bytes of a snapshot: a versioned, validated JSON document of a group's live runs, then
+the packed index of its ended runs (`core/ended.py`); data, never code.
+
+Layout: 8 bytes (little-endian) giving the length of the zlib-compressed JSON document, the
+document, then `Ended.packed()`'s bytes as they are (ids and digests do not compress, and a
+group's ended runs are most of a snapshot: ~70 bytes each)."""
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import ClassVar, Final
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
+from orchestrator.core.ended import Ended
 from orchestrator.core.state import RunState
 
-FORMAT_VERSION: Final = 2
-"""How the bytes are laid out: 1 was a pickle of the runs, 2 is this zlib-compressed JSON."""
+FORMAT_VERSION: Final = 3
+"""How the bytes are laid out: 1 was a pickle of the runs, 2 zlib-compressed JSON of every
+run, 3 that of the live runs followed by the ended runs' index (module doc)."""
+LENGTH_BYTES: Final = 8
 MAX_DOCUMENT_BYTES: Final = 256 * 1024 * 1024
 """Inflated size refused beyond this: a zlib bomb on the topic must not exhaust memory."""
 COMPRESSION_LEVEL: Final = 3
@@ -40,6 +48,18 @@ class Header:
 class Document:
     header: Header
     runs: dict[str, RunState]
+    ended: Ended = field(default_factory=Ended)
+
+    def body(self) -> Body:
+        return Body(self.header, self.runs)
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """What the JSON part holds."""
+
+    header: Header
+    runs: dict[str, RunState]
 
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(
         strict=True, extra="forbid", ser_json_inf_nan="constants")
@@ -48,23 +68,42 @@ class Document:
 
 
 @cache
-def _adapter() -> TypeAdapter[Document]:
+def _adapter() -> TypeAdapter[Body]:
     """Derived from the state dataclasses' own fields, so a field added there is carried with
     no change here; built on first use."""
-    return TypeAdapter(Document)
+    return TypeAdapter(Body)
 
 
 def encode(doc: Document) -> bytes:
     try:
-        raw = _adapter().dump_json(doc)
+        raw = _adapter().dump_json(doc.body())
     except PydanticSerializationError as exc:
         raise SnapshotInvalid(f"the runs cannot be written as JSON: {exc}") from exc
-    return zlib.compress(raw, COMPRESSION_LEVEL)
+    return frame(zlib.compress(raw, COMPRESSION_LEVEL), doc.ended.packed())
+
+
+def frame(document: bytes, ended: bytes) -> bytes:
+    """The layout (module doc) of a compressed JSON document and an ended runs' index."""
+    return len(document).to_bytes(LENGTH_BYTES, "little") + document + ended
+
+
+def unframe(value: bytes) -> tuple[bytes, bytes]:
+    """`frame`'s two parts."""
+    length = int.from_bytes(value[:LENGTH_BYTES], "little")
+    if len(value) < LENGTH_BYTES or length > len(value) - LENGTH_BYTES:
+        raise SnapshotInvalid("shorter than the length of its document says")
+    return value[LENGTH_BYTES:LENGTH_BYTES + length], value[LENGTH_BYTES + length:]
 
 
 def decode(value: bytes) -> Document:
     """Data only: inflate, parse and validate; raises SnapshotInvalid for anything else."""
-    doc = _validated(_inflated(value))
+    document, ended_bytes = unframe(value)
+    body = _validated(_inflated(document))
+    try:
+        ended = Ended.from_bytes(ended_bytes)
+    except ValueError as exc:
+        raise SnapshotInvalid(f"its ended runs cannot be read: {exc}") from exc
+    doc = Document(body.header, body.runs, ended)
     _check(doc)
     return doc
 
@@ -82,7 +121,7 @@ def _inflated(value: bytes) -> bytes:
     return raw
 
 
-def _validated(raw: bytes) -> Document:
+def _validated(raw: bytes) -> Body:
     try:
         return _adapter().validate_json(raw)
     except ValidationError as exc:
@@ -106,3 +145,5 @@ def _check(doc: Document) -> None:
     for key, run in doc.runs.items():
         if key != run.run_id or any(name != t.name for name, t in run.tasks.items()):
             raise SnapshotInvalid(f"runs.{key}: a run or task keyed apart from its own name")
+        if key in doc.ended:
+            raise SnapshotInvalid(f"runs.{key}: both live and ended")

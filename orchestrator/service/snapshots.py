@@ -26,6 +26,7 @@ from events import runs as run_events
 from events import topics
 from events.topics import partition_for
 from orchestrator.core import evolve
+from orchestrator.core.ended import Ended
 from orchestrator.core.state import RunState
 from orchestrator.service import log_positions, snapshot_codec
 from orchestrator.service.snapshot_codec import FORMAT_VERSION, Document, Header, SnapshotInvalid
@@ -34,6 +35,11 @@ SCHEMA_VERSION = 1
 """Bump by hand when what a snapshot means changes in a way the fold hash cannot see (a
 library upgrade that writes the same types differently, say)."""
 EVERY_EVENTS = 2000
+PART_BYTES = 512 * 1024
+"""A snapshot larger than this is written as several records (parts), each well under
+Kafka's default record limit (1 MiB): a group's ended runs take ~70 bytes each, so a group
+with 100,000 of them writes ~14 parts. Each part has its own key (compaction keeps the last
+of each), and a reader takes the newest offset whose every part it finds."""
 FOLD_ROOTS: tuple[types.ModuleType, ...] = (evolve, run_events, snapshot_codec)
 """The fold and the snapshot codec; fold_modules adds what they use and what a snapshot holds."""
 
@@ -122,13 +128,16 @@ class Snapshot:
     offset: int  # next runs-k offset not covered by the snapshot
     runs: dict[str, RunState]
     positions: dict[TopicPartition, int] = field(default_factory=dict)
+    ended: Ended = field(default_factory=Ended)
+    """The group's runs that have ended (`core/ended.py`); `runs` holds the live ones."""
     """Where the group's inputs resumed at `offset` (log_positions.py): a takeover whose tail
     after the snapshot is empty finds them nowhere else. Kept in the record's headers, outside
     the document: they are the shell's, not the fold's."""
 
 
-def key(group: int) -> str:
-    return f"coordinator-group-{group}"
+def key(group: int, part: int = 0) -> str:
+    """Part 0 keeps the key snapshots always had; later parts add their number."""
+    return f"coordinator-group-{group}" + (f"/{part}" if part else "")
 
 
 def _tp(bus: Bus, group: int) -> TopicPartition:
@@ -150,7 +159,7 @@ async def save(bus: Bus, snap: Snapshot) -> None:
     """Best effort: a snapshot that cannot be written only makes the next takeover slower."""
     header = _expected(snap.group, snap.offset)
     try:
-        value = snapshot_codec.encode(Document(header, snap.runs))
+        value = snapshot_codec.encode(Document(header, snap.runs, snap.ended))
     except SnapshotInvalid as exc:
         log.warning("partition group %s: no snapshot at runs offset %s: %s",
                     snap.group, snap.offset, exc)
@@ -158,13 +167,24 @@ async def save(bus: Bus, snap: Snapshot) -> None:
     tp = _tp(bus, snap.group)
     carried = ((log_positions.HEADER, log_positions.encode(snap.positions)),
                ) if snap.positions else ()
-    await bus.publish([Outgoing(tp.topic, key(snap.group), value, tp.partition,
-                                _headers(header) + carried)])
+    parts = [value[at:at + PART_BYTES] for at in range(0, len(value), PART_BYTES)] or [b""]
+    whole = hashlib.blake2b(value, digest_size=16).hexdigest().encode()
+    await bus.publish([
+        Outgoing(tp.topic, key(snap.group, i), part, tp.partition,
+                 _headers(header) + carried + _part(i, len(parts), whole))
+        for i, part in enumerate(parts)])
+
+
+def _part(i: int, n: int, whole: bytes) -> tuple[tuple[str, bytes], ...]:
+    """Which part of which snapshot: `whole` tells parts of two snapshots at the same offset
+    (written twice, one of them half-way) apart."""
+    return (("part", str(i).encode()), ("parts", str(n).encode()), ("whole", whole))
 
 
 async def latest(bus: Bus, group: int, runs_end: int) -> Snapshot | None:
-    """The newest usable snapshot of `group` (matching code, not beyond the log's end). One
-    that claims to match but does not decode is ignored with a warning: the log is replayed."""
+    """The newest usable snapshot of `group` (matching code, not beyond the log's end, every
+    part there). One that claims to match but does not decode is ignored with a warning: the
+    log is replayed."""
     found = await _newest_candidate(bus, group, runs_end)
     if found is None:
         return None
@@ -172,26 +192,49 @@ async def latest(bus: Bus, group: int, runs_end: int) -> Snapshot | None:
         return _restored(found, group)
     except SnapshotInvalid as exc:
         log.warning("partition group %s: ignoring the snapshot at %s offset %s (%s); replaying "
-                    "runs-%s from the log", group, found.topic, found.offset, exc, group)
+                    "runs-%s from the log", group, found[0].topic, found[0].offset, exc, group)
         return None
 
 
-async def _newest_candidate(bus: Bus, group: int, runs_end: int) -> Record | None:
-    tp, start, found = _tp(bus, group), 0, None
+async def _newest_candidate(bus: Bus, group: int, runs_end: int) -> list[Record] | None:
+    """The parts of the newest snapshot found whole, in order."""
+    tp, start = _tp(bus, group), 0
+    # (runs offset, the whole's digest, parts) -> part -> its record
+    found: dict[tuple[int, bytes, int], dict[int, Record]] = {}
     while batch := await bus.read(tp, start, 50):
         for record in batch:
-            if _may_use(record, group, runs_end):
-                found = record
+            placed = _placed(record, group, runs_end)
+            if placed is not None:
+                snapshot, i = placed
+                found.setdefault(snapshot, {})[i] = record
         start = batch[-1].offset + 1
-    return found
+    whole = [snapshot for snapshot, parts in found.items() if len(parts) == snapshot[2]]
+    if not whole:
+        return None
+    newest = max(whole, key=lambda snapshot: (snapshot[0], _last_written(found[snapshot])))
+    return [found[newest][i] for i in range(newest[2])]
 
 
-def _may_use(record: Record, group: int, runs_end: int) -> bool:
-    """Judged on the record's headers alone: written by this build, for this group, in range."""
+def _last_written(parts: dict[int, Record]) -> int:
+    return max(record.offset for record in parts.values())
+
+
+def _placed(record: Record, group: int, runs_end: int
+            ) -> tuple[tuple[int, bytes, int], int] | None:
+    """((runs offset, digest, parts), part) of a usable part, judged on the record's headers
+    alone: written by this build, for this group, in range."""
     offset, meta = _offset(record), dict(record.headers)
-    return (record.key == key(group) and offset is not None and offset <= runs_end
-            and all(meta.get(name) == value
-                    for name, value in _headers(_expected(group, offset))))
+    i, n = _number(meta.get("part", b"")), _number(meta.get("parts", b""))
+    if offset is None or i is None or n is None or not 0 <= i < n:
+        return None
+    usable = (record.key == key(group, i) and offset <= runs_end
+              and all(meta.get(name) == value
+                      for name, value in _headers(_expected(group, offset))))
+    return ((offset, meta.get("whole", b""), n), i) if usable else None
+
+
+def _number(raw: bytes) -> int | None:
+    return int(raw) if raw.isdigit() else None
 
 
 def _offset(record: Record) -> int | None:
@@ -199,9 +242,10 @@ def _offset(record: Record) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def _restored(record: Record, group: int) -> Snapshot:
-    doc = snapshot_codec.decode(record.value)
-    expected = _expected(group, _offset(record) or 0)
+def _restored(parts: list[Record], group: int) -> Snapshot:
+    doc = snapshot_codec.decode(b"".join(part.value for part in parts))
+    expected = _expected(group, _offset(parts[0]) or 0)
     if doc.header != expected:
         raise SnapshotInvalid(f"its document says {doc.header}, its record {expected}")
-    return Snapshot(group, doc.header.offset, doc.runs, log_positions.carried(record) or {})
+    return Snapshot(group, doc.header.offset, doc.runs, log_positions.carried(parts[0]) or {},
+                    doc.ended)

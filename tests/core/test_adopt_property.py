@@ -8,6 +8,12 @@ random agent behaviours (those of test_replay_property.py: failures, rejections,
 lost agents replaced by new ones, stale and redelivered reports, cancels, ticks); after each
 decision the adopted state is compared with the log folded event by event: every run, what
 each run's index answers, the running runs, and the agents' attempts in flight, in order.
+
+A bounded twin (`CoordinatorState.retire`, as the coordinator runs: a run that ends leaves
+`runs` for `ended`, core/ended.py) is given every same input beside it: it must decide the
+very same events, hold exactly the running runs, and an ended entry per ended run, whether
+adopted or folded from the log. Each example ends with late inputs to its ended runs (every
+input again, the requests again, and a request under the same key asking for more).
 """
 
 from __future__ import annotations
@@ -16,14 +22,21 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events.envelope import Envelope
+from events.intents import RunRequested
 from events.payloads import Payload
 from events.pipeline import PipelineSpec
+from events.runs import InputIgnored
+from orchestrator.core.adopt import adopt
+from orchestrator.core.decide import Input, decision_for
 from orchestrator.core.decision import Decision
-from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.ended import Ended
+from orchestrator.core.errors import InvalidInput
+from orchestrator.core.evolve import ended_run, evolve, initial_state
 from orchestrator.core.index import index_of
 from orchestrator.core.state import CoordinatorState, RunState
 from tests.core.harness import pipeline, task
@@ -51,6 +64,25 @@ class FoldChecked(CheckedHarness):
     """The checked harness, plus a twin state folded from the log as it grows."""
 
     folded: CoordinatorState = field(default_factory=initial_state)
+    bounded: CoordinatorState = field(default_factory=lambda: CoordinatorState(retire=True))
+    bounded_folded: CoordinatorState = field(
+        default_factory=lambda: CoordinatorState(retire=True))
+
+    def decide(self, input: Input) -> list[Envelope[Payload]]:
+        self.bounded.agents, self.bounded.champions = self.state.agents, self.state.champions
+        try:
+            out = super().decide(input)
+        except InvalidInput:
+            with pytest.raises(InvalidInput):
+                decision_for(self.bounded, input, self.now, self.settings)
+            raise
+        twin = decision_for(self.bounded, input, self.now, self.settings)
+        assert twin.out == out, "the bounded state decided otherwise"
+        adopt(self.bounded, twin)
+        for env in out:
+            if env.sequence is not None:
+                evolve(self.bounded_folded, env)
+        return out
 
     def _apply(self, d: Decision) -> list[Envelope[Payload]]:
         out = super()._apply(d)
@@ -68,6 +100,16 @@ class FoldChecked(CheckedHarness):
         assert in_order(adopted) == in_order(folded)
         for run_id, run in adopted.runs.items():
             assert answers(run) == answers(folded.runs[run_id]) == built(run), run_id
+        running = {rid: run for rid, run in adopted.runs.items() if run.status == "running"}
+        ended = Ended()
+        for run in adopted.runs.values():
+            if run.status != "running":
+                ended.add(ended_run(run))
+        for bounded in (self.bounded, self.bounded_folded):
+            assert bounded.runs == running
+            assert bounded.ended == ended
+            assert bounded.active == adopted.active
+            assert in_order(bounded) == in_order(adopted)
 
 
 @st.composite
@@ -91,7 +133,20 @@ def drive(specs: tuple[PipelineSpec, ...], script: list[Step]) -> FoldChecked:
         act(h, step, run_ids)
     settle(h)
     assert all(h.run(rid).status != "running" for rid in run_ids)
+    late(h)
     return h
+
+
+def late(h: FoldChecked) -> None:
+    """Every input again, and each request under its key asking for a higher priority: each
+    recorded as ignored, by the bounded twin from its ended runs alone."""
+    again = list(h.inputs)
+    again += [env.model_copy(update={"id": f"{env.id}/more", "data": env.data.model_copy(
+        update={"priority": env.data.priority + 1})})
+        for env in h.inputs if isinstance(env.data, RunRequested)]
+    for env in again:
+        out = h.deliver(env)
+        assert [type(e.data) for e in out] == [InputIgnored], env
 
 
 PROPERTY = settings(max_examples=100, deadline=None,

@@ -307,7 +307,8 @@ def test_a_state_rebuilt_from_the_log_mid_canary_decides_the_same_from_there() -
     assert rebuilt.runs[c.run_id].canaries == live.canaries
     assert rebuilt.runs[c.run_id].tasks == live.tasks
     # and a snapshot of it carries the canary's state whole
-    header = snapshot_codec.Header(format=2, schema=1, fold="f", group=0, offset=1)
+    header = snapshot_codec.Header(format=snapshot_codec.FORMAT_VERSION, schema=1, fold="f",
+                                   group=0, offset=1)
     restored = snapshot_codec.decode(snapshot_codec.encode(
         snapshot_codec.Document(header=header, runs=dict(rebuilt.runs))))
     assert restored.runs[c.run_id].canaries == live.canaries

@@ -105,8 +105,8 @@ def path_of(name: str, directory: Path = DIRECTORY) -> Path:
     return directory / f"{name}.jsonl"
 
 
-def replay_file(path: Path) -> Divergence | None:
-    return replay_history(parse(path.read_bytes().splitlines()))
+def replay_file(path: Path, *, retire: bool = False) -> Divergence | None:
+    return replay_history(parse(path.read_bytes().splitlines()), retire=retire)
 
 
 def failure_message(path: Path, divergence: Divergence) -> str:

@@ -8,6 +8,7 @@ from events import reports as rp
 from events.registry import Lineage, ModelRegistered
 from events.triggers import TriggerInfo
 from orchestrator.core.errors import InvalidInput
+from orchestrator.core.ids import run_id_for
 from orchestrator.core.state import Champion
 from tests.core.harness import keyed_request, pipeline, ref, task
 from tests.core.support import CheckedHarness, gate_task, register_task
@@ -267,6 +268,27 @@ def idempotency_key_conflict(h: CheckedHarness) -> None:
     h.complete("train")
 
 
+def ended_run_inputs(h: CheckedHarness) -> None:
+    """Inputs to runs that have ended, each recorded as ignored with its reason (what the
+    coordinator answers from the little it keeps of an ended run, core/ended.py): the same
+    keyed request again (a duplicate), the key with other params (a conflict naming them), a
+    report redelivered and one late, a cancel; for a run that succeeded and one cancelled."""
+    h.agent("a1")
+    spec = pipeline(task("train"), name="ended")
+    keyed_request(h, spec, "daily-7", params={"epochs": 5}, uri="file:///data/v7")
+    rid = run_id_for("ended", "idempotency_key", "daily-7")
+    h.complete("train")
+    keyed_request(h, spec, "daily-7", params={"epochs": 5}, uri="file:///data/v7")
+    keyed_request(h, spec, "daily-7", params={"epochs": 9}, priority=3, uri="file:///data/v7")
+    h.deliver(h.inputs[-3])  # the success report, redelivered
+    cmd = h.executes()[-1]
+    h.report(rp.AttemptProgress, cmd, fraction=0.5)
+    h.cancel(rid)
+    other = h.start(pipeline(task("a"), name="stopped"), "t-9")
+    h.cancel(other)
+    h.report(rp.AttemptStarted, h.executes()[-1])
+
+
 def invalid_inputs(h: CheckedHarness) -> None:
     """Inputs that cannot apply are refused, to be dead-lettered: an unknown run, an unknown
     task, an invalid spec; the valid run beside them is untouched."""
@@ -286,6 +308,6 @@ SCENARIOS: dict[str, Callable[[CheckedHarness], None]] = {
         timed_out_then_superseded, late_reports, lost_agent, lost_attempts_spend_no_retries,
         cancelled_run, run_deadline,
         gate_passes_and_registers, gate_rejects, duplicates_ignored,
-        idempotency_key_conflict, invalid_inputs,
+        idempotency_key_conflict, invalid_inputs, ended_run_inputs,
     )
 }

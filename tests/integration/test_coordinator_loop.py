@@ -55,6 +55,7 @@ from orchestrator.service.group_loop import GROUP, GroupLoop
 from orchestrator.service.home import Home
 from orchestrator.service.registry import GROUP as REGISTRY_GROUP
 from orchestrator.service.registry import RegistryStage
+from orchestrator.store.projections import fold_runs
 from orchestrator.store.rows import run_row
 from tests.buses import BusOpener
 from tests.integration.support import (
@@ -214,13 +215,17 @@ async def test_three_task_pipeline_succeeds_and_a_restarted_app_rebuilds_it_from
 
     # then every task ran in order and the last output is the chained value
     assert isinstance(events[-1].data, RunSucceeded)
-    before = run_row(group_of(app, bus, run_id).state.runs[run_id])
+    before = run_row((await fold_runs(bus)).runs[run_id])
     assert before["status"] == "succeeded"
     assert [(t["name"], t["status"], t["attempts"], t["agent_id"]) for t in before["tasks"]] == [
         ("upstream", "succeeded", 1, LOCAL_AGENT), ("middle", "succeeded", 1, LOCAL_AGENT),
         ("last", "succeeded", 1, LOCAL_AGENT)]
-    last = group_of(app, bus, run_id).state.runs[run_id].tasks["last"]
+    last = (await fold_runs(bus)).runs[run_id].tasks["last"]
     assert last.output is not None
+    # and the coordinator keeps of the ended run only what a late input needs
+    kept = group_of(app, bus, run_id).state.ended.get(run_id)
+    assert run_id not in group_of(app, bus, run_id).state.runs
+    assert kept is not None and (kept.status, kept.seq) == ("succeeded", len(events))
     assert ArtifactStore(home.artifacts).get_object(last.output) == (41 + 1) * 2
     log_end = await bus.end_offset(tp_for(bus, topics.RUNS, run_id))
 
@@ -231,7 +236,8 @@ async def test_three_task_pipeline_succeeds_and_a_restarted_app_rebuilds_it_from
     await asyncio.wait_for(group.restored.wait(), WAIT_S)
 
     # then it rebuilt the very same run from the log, without running anything again
-    assert run_row(group.state.runs[run_id]) == before
+    assert group.state.ended.get(run_id) == kept and run_id not in group.state.runs
+    assert run_row((await fold_runs(bus)).runs[run_id]) == before
     assert await bus.end_offset(tp_for(bus, topics.RUNS, run_id)) == log_end
 
 
@@ -435,7 +441,8 @@ async def test_task_failing_past_its_retries_fails_the_run_with_the_reason(apps:
     assert isinstance(end, RunFailed)
     assert end.failed_tasks == ("explode",)
     assert "'explode' failed" in end.reason and "boom" in end.reason
-    assert group_of(app, bus, run_id).state.runs[run_id].status == "failed"
+    ended = group_of(app, bus, run_id).state.ended.get(run_id)
+    assert ended is not None and ended.status == "failed"
 
 
 async def test_each_run_on_a_shared_partition_has_gapless_sequences(apps: Apps) -> None:

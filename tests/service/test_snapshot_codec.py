@@ -14,6 +14,8 @@ import pytest
 
 from events.intents import RunRequested
 from events.triggers import TriggerInfo
+from orchestrator.core.ended import Ended, EndedRun
+from orchestrator.core.evolve import ended_run
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.state import RunState
 from orchestrator.service import snapshot_codec
@@ -24,6 +26,8 @@ from orchestrator.service.snapshot_codec import (
     SnapshotInvalid,
     decode,
     encode,
+    frame,
+    unframe,
 )
 from tests.core.harness import Harness, pipeline, task
 
@@ -67,11 +71,21 @@ def document(runs: dict[str, RunState], **header: Any) -> Document:
     return Document(Header(**(fields | header)), runs)
 
 
+def framed(compressed: bytes) -> bytes:
+    """A snapshot of this compressed JSON and no ended runs."""
+    return frame(compressed, Ended().packed())
+
+
+def inflated(value: bytes) -> bytes:
+    """A snapshot's JSON document."""
+    return zlib.decompress(unframe(value)[0])
+
+
 def tampered(change: Callable[[Json], None]) -> bytes:
     """A snapshot of varied_runs whose JSON was changed by `change` (given its first run)."""
-    doc = json.loads(zlib.decompress(encode(document(varied_runs()))))
+    doc = json.loads(inflated(encode(document(varied_runs()))))
     change(next(iter(doc["runs"].values())))
-    return zlib.compress(json.dumps(doc).encode())
+    return framed(zlib.compress(json.dumps(doc).encode()))
 
 
 def first_attempt(run: Json) -> Json:
@@ -133,7 +147,7 @@ def test_a_snapshot_written_before_attempts_had_times_still_loads_without_them()
 
 def test_the_bytes_are_a_json_document_with_its_versions() -> None:
     # given / when
-    raw = zlib.decompress(encode(document(varied_runs(), offset=7)))
+    raw = inflated(encode(document(varied_runs(), offset=7)))
     # then anyone can read it as data
     header = json.loads(raw)["header"]
     assert header == {"format": FORMAT_VERSION, "schema": 1, "fold": "f" * 16, "group": 0,
@@ -146,10 +160,12 @@ def test_a_pickle_is_refused_without_being_run(tmp_path: Path) -> None:
     assert (tmp_path / "control").exists()
     payload = pickle.dumps(WritesMarker(tmp_path / "marker"))
     # when it is decoded as a snapshot / then it is refused, and nothing ran
-    with pytest.raises(SnapshotInvalid, match="not a zlib stream"):
+    with pytest.raises(SnapshotInvalid, match="shorter than the length"):
         decode(payload)
+    with pytest.raises(SnapshotInvalid, match="not a zlib stream"):
+        decode(framed(payload))
     with pytest.raises(SnapshotInvalid, match="Invalid JSON"):
-        decode(zlib.compress(payload))
+        decode(framed(zlib.compress(payload)))
     assert not (tmp_path / "marker").exists()
 
 
@@ -158,11 +174,14 @@ def set_field(name: str, value: Any) -> Callable[[Json], None]:
 
 
 @pytest.mark.parametrize(("value", "reason"), [
-    (b"garbage", "not a zlib stream"),
-    (encode(document({}))[:-5], "truncated"),
-    (encode(document({})) + b"more", "bytes after the end"),
-    (zlib.compress(b'{"header": {"format": 2'), "Invalid JSON"),
-    (zlib.compress(b"[]"), "document: Input should be an object"),
+    (b"garbage", "shorter than the length of its document says"),
+    (framed(b"garbage"), "not a zlib stream"),
+    (framed(unframe(encode(document({})))[0][:-5]), "truncated"),
+    (framed(unframe(encode(document({})))[0] + b"more"), "bytes after the end"),
+    (encode(document({}))[:-5], "its ended runs cannot be read: truncated"),
+    (encode(document({})) + b"more", "its ended runs cannot be read: bytes after the end"),
+    (framed(zlib.compress(b'{"header": {"format": 2')), "Invalid JSON"),
+    (framed(zlib.compress(b"[]")), "document: Input should be an object"),
     (tampered(set_field("priority", "3")), r"\.priority: Input should be a valid integer"),
     (tampered(set_field("created_at", "soon")), r"\.created_at: Input should be a valid number"),
     (tampered(set_field("seen", "abc")), r"\.seen: Input should be a valid array"),
@@ -176,7 +195,8 @@ def set_field(name: str, value: Any) -> Callable[[Json], None]:
     (tampered(lambda run: first_attempt(run)["resources"].__setitem__("extra", 1)),
      r"\.resources\.extra: Extra inputs are not permitted"),
     (tampered(set_field("run_id", "another")), "keyed apart from its own name"),
-], ids=["not zlib", "truncated stream", "trailing bytes", "truncated JSON", "not an object",
+], ids=["no frame", "not zlib", "truncated stream", "trailing bytes", "truncated index",
+        "bytes after the index", "truncated JSON", "not an object",
         "string for int", "string for float", "string for set", "unknown literal",
         "unknown field", "missing field", "unknown nested literal", "nested constraint",
         "nested unknown field", "key apart from run id"])
@@ -199,7 +219,7 @@ def test_another_format_version_is_refused() -> None:
 def test_a_zlib_bomb_is_refused_before_it_is_inflated(monkeypatch: pytest.MonkeyPatch) -> None:
     # given a snapshot that inflates past the limit
     monkeypatch.setattr(snapshot_codec, "MAX_DOCUMENT_BYTES", 1000)
-    value = zlib.compress(b" " * 10_000)
+    value = framed(zlib.compress(b" " * 10_000))
     # when / then
     with pytest.raises(SnapshotInvalid, match="larger than 1000 bytes"):
         decode(value)
@@ -212,3 +232,26 @@ def test_runs_that_are_not_data_cannot_be_encoded() -> None:
     # when / then the encoder says so instead of writing something unreadable
     with pytest.raises(SnapshotInvalid, match="cannot be written as JSON"):
         encode(document(runs))
+
+
+def test_the_ended_runs_round_trip_beside_the_live_ones() -> None:
+    # given the live runs of varied_runs and an index of those that ended
+    runs = varied_runs()
+    ended = Ended()
+    for run in [r for r in runs.values() if r.status != "running"]:
+        ended.add(ended_run(run))
+        del runs[run.run_id]
+    # when they are encoded and decoded
+    doc = decode(encode(Document(document({}).header, runs, ended)))
+    # then both come back as they were
+    assert doc.runs == runs and doc.ended == ended and len(doc.ended) == 2
+
+
+def test_a_run_both_live_and_ended_is_refused() -> None:
+    # given a snapshot whose index names a live run as ended
+    runs = varied_runs()
+    ended = Ended()
+    ended.add(EndedRun(next(iter(runs)), "succeeded", 3, None, bytes(32)))
+    # when / then
+    with pytest.raises(SnapshotInvalid, match="both live and ended"):
+        decode(encode(Document(document({}).header, runs, ended)))

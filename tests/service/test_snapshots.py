@@ -20,9 +20,12 @@ import pytest
 from bus import Bus, Outgoing, Record
 from events import topics
 from events.codec import encode
+from events.envelope import Envelope
+from events.payloads import Payload
 from events.topics import partition_for
-from orchestrator.core.evolve import evolve, initial_state
-from orchestrator.core.state import RunState
+from orchestrator.core.ended import Ended
+from orchestrator.core.evolve import evolve
+from orchestrator.core.state import CoordinatorState, RunState
 from orchestrator.service import snapshot_codec, snapshots
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
@@ -33,6 +36,7 @@ from tests.service.test_snapshot_codec import WritesMarker
 
 
 def recorded_log() -> Harness:
+    """Three runs: the first ends, and is asked for again after its end; two run on."""
     h = Harness()
     h.agent()
     spec = pipeline(task("a"), task("b", "a"), task("c", "a"))
@@ -40,7 +44,25 @@ def recorded_log() -> Harness:
         h.start(spec, key)
         h.complete("a")
         h.complete("b")
+        if key == "one":
+            h.complete("c")
+            h.start(spec, key)
+    assert [r.status for r in h.state.runs.values()] == ["succeeded", "running", "running"]
     return h
+
+
+def bounded(log: list[Envelope[Payload]]) -> CoordinatorState:
+    """The log folded as a coordinator keeps it: the ended run left for the index."""
+    state = CoordinatorState(retire=True)
+    for env in log:
+        evolve(state, env)
+    return state
+
+
+def same_state(group: GroupLoop, h: Harness) -> bool:
+    expected = bounded(h.log)
+    return (group.state.runs == expected.runs and group.state.ended == expected.ended
+            and len(group.state.ended) == 1)
 
 
 async def write(bus: Bus, h: Harness, start: int, end: int) -> int:
@@ -54,7 +76,8 @@ async def put_snapshot(bus: Bus, value: bytes, offset: int, *, fold: str = snaps
                        format: int = FORMAT_VERSION) -> None:
     """A record on group 0's snapshot partition, with the headers a reader filters on."""
     headers = (("offset", str(offset).encode()), ("schema", str(snapshots.SCHEMA_VERSION).encode()),
-               ("fold", fold.encode()), ("format", str(format).encode()))
+               ("fold", fold.encode()), ("format", str(format).encode()),
+               ("part", b"0"), ("parts", b"1"), ("whole", b"w"))
     partition = partition_for(snapshots.key(0), bus.partitions(topics.SNAPSHOTS))
     await bus.publish([Outgoing(topics.SNAPSHOTS, snapshots.key(0), value, partition, headers)])
 
@@ -80,7 +103,7 @@ async def restores_by_replay(bus: Bus, h: Harness) -> None:
     replayed = await group.restore()
     assert group.restore_stats["snapshot_offset"] == -1
     assert replayed == len(h.log)
-    assert group.state.runs == h.state.runs
+    assert same_state(group, h)
 
 
 async def test_restore_from_a_snapshot_equals_a_full_replay(bus: Bus) -> None:
@@ -88,10 +111,9 @@ async def test_restore_from_a_snapshot_equals_a_full_replay(bus: Bus) -> None:
     h = recorded_log()
     mid = len(h.log) // 2
     covered = await write(bus, h, 0, mid)
-    half = initial_state()
-    for env in h.log[:mid]:
-        evolve(half, env)
-    await snapshots.save(bus, snapshots.Snapshot(0, covered, half.runs))
+    half = bounded(h.log[:mid])
+    assert len(half.ended) == 1 and half.runs
+    await snapshots.save(bus, snapshots.Snapshot(0, covered, half.runs, ended=half.ended))
     await write(bus, h, mid, len(h.log))
     # when
     group = loop(bus)
@@ -99,7 +121,38 @@ async def test_restore_from_a_snapshot_equals_a_full_replay(bus: Bus) -> None:
     # then only the tail was replayed, and the state is what the whole log says
     assert group.restore_stats["snapshot_offset"] == covered
     assert replayed == len(h.log) - mid
-    assert group.state.runs == h.state.runs
+    assert same_state(group, h)
+
+
+async def test_a_snapshot_in_parts_restores_and_one_missing_a_part_is_passed_over(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given snapshots written in parts of 200 bytes: one of the log's first half, and one of
+    # the whole log whose last part is lost (as if written half-way)
+    monkeypatch.setattr(snapshots, "PART_BYTES", 200)
+    h = recorded_log()
+    mid = len(h.log) // 2
+    covered = await write(bus, h, 0, mid)
+    half = bounded(h.log[:mid])
+    await snapshots.save(bus, snapshots.Snapshot(0, covered, half.runs, ended=half.ended))
+    end = await write(bus, h, mid, len(h.log))
+    whole = bounded(h.log)
+    parts: list[Outgoing] = []
+
+    async def keep(records: list[Outgoing]) -> None:
+        parts.extend(records)
+    with monkeypatch.context() as patch:
+        patch.setattr(bus, "publish", keep)
+        await snapshots.save(bus, snapshots.Snapshot(0, end, whole.runs, ended=whole.ended))
+    assert len(parts) > 2
+    await bus.publish(parts[:-1])
+    # when the group restores
+    group = loop(bus)
+    replayed = await group.restore()
+    # then it used the whole snapshot (of the first half) and replayed the rest
+    assert group.restore_stats["snapshot_offset"] == covered
+    assert replayed == len(h.log) - mid
+    assert same_state(group, h)
 
 
 async def test_a_snapshot_from_other_fold_code_is_ignored(bus: Bus) -> None:
@@ -133,22 +186,30 @@ async def test_a_pickle_on_the_snapshots_topic_is_never_run(
     assert not marker.exists()
     [warning] = warnings_of(caplog)
     assert warning.startswith(
-        f"partition group 0: ignoring the snapshot at {topics.SNAPSHOTS} offset 0 (not a zlib "
-        "stream")
+        f"partition group 0: ignoring the snapshot at {topics.SNAPSHOTS} offset 0 (shorter "
+        "than the length of its document says")
     assert warning.endswith("replaying runs-0 from the log")
 
 
+def json_of(value: bytes) -> bytes:
+    return zlib.decompress(snapshot_codec.unframe(value)[0])
+
+
+def framed(json_bytes: bytes) -> bytes:
+    return snapshot_codec.frame(zlib.compress(json_bytes), Ended().packed())
+
+
 def wrong_typed(runs: dict[str, RunState], offset: int) -> bytes:
-    doc = json.loads(zlib.decompress(document(runs, offset)))
+    doc = json.loads(json_of(document(runs, offset)))
     next(iter(doc["runs"].values()))["priority"] = "high"
-    return zlib.compress(json.dumps(doc).encode())
+    return framed(json.dumps(doc).encode())
 
 
 @pytest.mark.parametrize(("tamper", "reason"), [
-    (lambda value: value[: len(value) // 2], "truncated"),
-    (lambda value: zlib.compress(zlib.decompress(value)[:-100]), "Invalid JSON"),
-    (lambda value: zlib.compress(b"garbage"), "Invalid JSON"),
-], ids=["truncated stream", "truncated JSON", "garbage JSON"])
+    (lambda value: value[: len(value) // 2], "shorter than the length"),
+    (lambda value: framed(json_of(value)[:-100]), "Invalid JSON"),
+    (lambda value: framed(b"garbage"), "Invalid JSON"),
+], ids=["truncated", "truncated JSON", "garbage JSON"])
 async def test_a_snapshot_that_does_not_decode_is_ignored_with_a_warning(
     bus: Bus, caplog: pytest.LogCaptureFixture, tamper: Callable[[bytes], bytes], reason: str,
 ) -> None:

@@ -1,0 +1,252 @@
+"""A year of history: a million runs folded as a coordinator keeps them (issue #16).
+
+The log: one run of `bench/replay.py`'s pipeline (`SPEC`: ingest -> features -> train ->
+evaluate, each on the first attempt), decided by the pure core (`replay.Driver`), 22 events;
+every other run is that run's records with its own run id and trigger key stamped in
+(`stamped`): a run's events differ from another's only there and in their times. The last
+1,000 runs are left live (created, the first task placed). Runs go to the partition groups of
+baton.runs as the coordinator places them (12 partitions).
+
+Figures:
+- memory per ended run: what the index of ended runs (`core/ended.py`) holds per run, after
+  all were folded (its packed arrays and the runs not merged yet, by `sys.getsizeof`);
+- coordinator RSS: a fresh process (`python -m bench.history fold`) that folds the whole log
+  into one bounded state per group (`CoordinatorState(retire=True)`, what each group loop
+  keeps), with the 1,000 live runs at the end; its RSS before (imports done) and after;
+- takeover: the fullest group's snapshot (taken by that process before the live runs, so the
+  live runs' events are its tail) written to an embedded bus with that tail, then a group loop
+  claims and restores it: read the snapshot's parts, decode them, fold the tail (best of 3);
+- replay: decode + evolve of 10,000 stamped runs' records into a bounded state, one core
+  (the validating decode path: the trusted one of point 6 is not built yet);
+- log bytes per run: the stamped run's records (every `run_created` carries the spec).
+Not measured yet (issue #16 points 4-6 are not built): the projector's RSS and `runs list`'s
+first page with a million rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import Figure, Report, temp_home
+from bench.replay import SPEC, Driver
+from bus import Bus, Outgoing, TopicPartition, open_bus_url
+from events import topics
+from events.codec import decode, encode
+from events.intents import RunRequested
+from events.topics import DEFAULT_PARTITIONS, partition_for
+from events.triggers import TriggerInfo
+from orchestrator.core.ended import Ended
+from orchestrator.core.evolve import evolve
+from orchestrator.core.ids import run_id_for
+from orchestrator.core.state import CoordinatorState
+from orchestrator.service import snapshot_codec, snapshots
+from orchestrator.service.champion_tracker import ChampionTracker
+from orchestrator.service.fleet_tracker import FleetTracker
+from orchestrator.service.group_loop import GROUP, GroupLoop
+
+RUNS = 1_000_000
+LIVE = 1_000
+KEY = "k0stamp"
+"""The template run's trigger key: unique text, replaced by each run's own."""
+REPLAY_RUNS = 10_000
+BYTES_TARGET = 100.0
+RSS_TARGET_MB = 300.0
+TAKEOVER_TARGET_S = 1.0
+REPLAY_TARGET = 250_000.0
+
+
+@dataclass(frozen=True)
+class Template:
+    """One run's records as the pure core wrote them, and the text to stamp."""
+
+    ended: tuple[bytes, ...]
+    live: tuple[bytes, ...]
+    run_id: str
+
+    def stamped(self, i: int, *, live: bool = False) -> Iterator[bytes]:
+        """Run i's records."""
+        run_id = run_id_for(SPEC.name, "trigger", f"v{i}")
+        for raw in self.live if live else self.ended:
+            yield raw.replace(self.run_id.encode(), run_id.encode()).replace(
+                KEY.encode(), f"v{i}".encode())
+
+
+def template() -> Template:
+    ended = Driver()
+    ended.run_one(KEY)
+    live = Driver()
+    run_id = run_id_for(SPEC.name, "trigger", KEY)
+    payload = {"dataset": "digits", "version": KEY, "uri": f"file:///data/digits/{KEY}.npz",
+               "rows": 1078}
+    live.feed(RunRequested(run_id=run_id, spec=SPEC, trigger=TriggerInfo(
+        type="data_arrived", event_id=KEY, subject="digits", payload=payload)),
+        id=f"{run_id}/req")
+    return Template(tuple(encode(e) for e in ended.log), tuple(encode(e) for e in live.log),
+                    run_id)
+
+
+def group_of(i: int) -> int:
+    return partition_for(run_id_for(SPEC.name, "trigger", f"v{i}"), DEFAULT_PARTITIONS)
+
+
+def rss_mb() -> float:
+    resident = int(Path("/proc/self/statm").read_text().split()[1])
+    return resident * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def index_bytes(ended: Ended) -> int:
+    """What the index holds, by sys.getsizeof: its packed arrays, and each run not merged
+    yet (the dict's share, the entry and its strings)."""
+    packed = ended._packed
+    size = sum(sys.getsizeof(part) for part in (
+        packed.keys, packed.status, packed.seqs, packed.requests, packed.correlations,
+        packed.starts))
+    size += sys.getsizeof(ended._recent)
+    for run_id, run in ended._recent.items():
+        size += sum(sys.getsizeof(x) for x in (run_id, run, run.correlation, run.request))
+    return size
+
+
+def fold_child(runs: int, live: int, out: Path) -> None:
+    """`python -m bench.history fold RUNS LIVE OUT`: fold everything, report as JSON on
+    stdout; the fullest group's snapshot (before its live runs) and its tail go to OUT."""
+    t = template()
+    before = rss_mb()
+    states = [CoordinatorState(retire=True) for _ in range(DEFAULT_PARTITIONS)]
+    sizes = [0] * DEFAULT_PARTITIONS
+    began = time.perf_counter()
+    events = 0
+    for i in range(runs):
+        k = group_of(i)
+        sizes[k] += 1
+        state = states[k]
+        for raw in t.stamped(i):
+            evolve(state, decode(raw))
+            events += 1
+    k = max(range(DEFAULT_PARTITIONS), key=sizes.__getitem__)
+    full = states[k]
+    header = snapshot_codec.Header(snapshot_codec.FORMAT_VERSION, snapshots.SCHEMA_VERSION,
+                                   snapshots.FOLD_HASH, k, 0)
+    (out / "snapshot").write_bytes(snapshot_codec.encode(
+        snapshot_codec.Document(header, full.runs, full.ended)))
+    tail: list[bytes] = []
+    for i in range(runs, runs + live):
+        g = group_of(i)
+        for raw in t.stamped(i, live=True):
+            evolve(states[g], decode(raw))
+            events += 1
+            if g == k:
+                tail.append(raw)
+    (out / "tail").write_bytes(json.dumps([raw.decode() for raw in tail]).encode())
+    fold_s = time.perf_counter() - began
+    ended = sum(len(s.ended) for s in states)
+    print(json.dumps({
+        "rss_before_mb": before, "rss_after_mb": rss_mb(), "events": events,
+        "fold_s": fold_s, "ended": ended, "live": sum(len(s.runs) for s in states),
+        "index_bytes": sum(index_bytes(s.ended) for s in states),
+        "group": k, "group_ended": len(full.ended), "group_live": sum(
+            1 for i in range(runs, runs + live) if group_of(i) == k),
+    }), flush=True)
+
+
+async def takeover(out: Path, k: int, repeat: int = 3) -> tuple[float, int]:
+    """Claim + restore of group k from the child's snapshot and tail on an embedded bus."""
+    doc = snapshot_codec.decode((out / "snapshot").read_bytes())
+    tail = [raw.encode() for raw in json.loads((out / "tail").read_bytes())]
+    with temp_home() as home:
+        bus: Bus = await open_bus_url("embedded", home.root)
+        try:
+            await snapshots.save(bus, snapshots.Snapshot(k, 0, doc.runs, ended=doc.ended))
+            await bus.publish([Outgoing(topics.RUNS, "", raw, k) for raw in tail])
+            loop = GroupLoop(bus, k, FleetTracker(bus), ChampionTracker(bus), {})
+            best = float("inf")
+            for _ in range(repeat):
+                began = time.perf_counter()
+                await bus.claim(GROUP, loop.inputs)
+                await loop.restore()
+                best = min(best, time.perf_counter() - began)
+            assert loop.restore_stats["snapshot_offset"] == 0, "the snapshot was not used"
+            assert loop.restore_stats["replayed"] == len(tail)
+            assert len(loop.state.ended) == len(doc.ended)
+            end = await bus.end_offset(TopicPartition(topics.RUNS, k))
+            assert end == len(tail)
+            return best, len(tail)
+        finally:
+            await bus.close()
+
+
+def replay_rate(t: Template) -> tuple[float, int]:
+    records = [raw for i in range(REPLAY_RUNS) for raw in t.stamped(i)]
+    best = float("inf")
+    for _ in range(2):
+        state = CoordinatorState(retire=True)
+        began = time.perf_counter()
+        for raw in records:
+            evolve(state, decode(raw))
+        best = min(best, time.perf_counter() - began)
+    return len(records) / best, len(records)
+
+
+async def measure(runs: int = RUNS) -> Report:
+    report = Report(f"history: {runs:,} runs of a 4-task pipeline folded as a coordinator "
+                    "keeps them")
+    t = template()
+    log_bytes = sum(len(raw) for raw in t.ended)
+    report.row("the log", f"{runs:,} ended runs x {len(t.ended)} events "
+               f"+ {LIVE:,} live x {len(t.live)}; {log_bytes:,} bytes per ended run")
+    with temp_home() as home:
+        out = home.root
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.history", "fold", str(runs), str(LIVE), str(out),
+            stdout=asyncio.subprocess.PIPE)
+        stdout, _ = await child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"the folding process failed (exit {child.returncode})")
+        folded = json.loads(stdout.splitlines()[-1])
+        takeover_s, tail = await takeover(out, folded["group"])
+    rate, replayed = replay_rate(t)
+    per_run = folded["index_bytes"] / folded["ended"]
+    growth = (folded["rss_after_mb"] - folded["rss_before_mb"]) * 1e6 / (runs + LIVE)
+    report.row("fold in a fresh process (decode + evolve, 12 bounded group states)",
+               f"{folded['events']:,} events in {folded['fold_s']:.1f} s "
+               f"({folded['events'] / folded['fold_s']:,.0f} ev/s)")
+    report.row("coordinator RSS: imports done / after the fold",
+               f"{folded['rss_before_mb']:.0f} / {folded['rss_after_mb']:.0f} MB "
+               f"({growth:,.0f} B per run folded)")
+    report.row(f"fullest group ({folded['group']}): claim + restore, best of 3",
+               f"{folded['group_ended']:,} ended + {folded['group_live']:,} live runs; "
+               f"snapshot + a tail of {tail:,} events: {takeover_s * 1000:,.0f} ms")
+    report.row("replay (decode + evolve, validating path)",
+               f"{replayed:,} events of {REPLAY_RUNS:,} runs: {rate:,.0f} ev/s")
+    report.row("not measured yet (#16 points 4-6 not built)",
+               "projector RSS; runs list first page with 1M rows; log bytes after point 5")
+    report.figures += [
+        Figure("memory per ended run (the index)", per_run, "B", BYTES_TARGET,
+               key="bytes_per_terminal_run"),
+        Figure(f"coordinator RSS, {LIVE:,} live runs after folding all", folded["rss_after_mb"],
+               "MB", RSS_TARGET_MB, key="coordinator_rss"),
+        Figure("takeover of the fullest group (snapshot + tail)", takeover_s, "s",
+               TAKEOVER_TARGET_S, key="takeover"),
+        Figure("replay, decode + evolve", rate, "ev/s", REPLAY_TARGET, better="higher",
+               key="replay_events"),
+        Figure("log bytes per run", log_bytes, "B", key="log_bytes_per_run"),
+    ]
+    report.ok = folded["ended"] == runs and folded["live"] == LIVE
+    report.extra["runs"] = runs
+    return report
+
+
+def main() -> Report:
+    return asyncio.run(measure())
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["fold"]:
+        fold_child(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
