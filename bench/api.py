@@ -228,12 +228,7 @@ async def _fill(projector: Projector, partitions: int, runs: int, workers: int,
 
 async def _take(projector: Projector, records: list[Record], ends: list[int]) -> None:
     positions = {TopicPartition(topics.RUNS, p): end for p, end in enumerate(ends)}
-    await projector.take(records, positions)
-    state = projector.state.runs
-    for run_id in {r.key for r in records}:
-        run = state.get(run_id)
-        if run is not None and run.finished_at is not None:
-            del state[run_id]
+    await projector.take(records, positions)  # it forgets each run once its row has ended
 
 
 @contextlib.contextmanager

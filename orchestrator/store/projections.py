@@ -27,11 +27,12 @@ from orchestrator.core.backfills import described as described_backfill
 from orchestrator.core.backfills import fold as fold_backfill
 from orchestrator.core.backfills import restored as restored_backfill
 from orchestrator.core.conditions import MATCH_DECISIONS
+from orchestrator.core.errors import LogCorrupt
 from orchestrator.core.evolve import evolve, initial_state
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.schedules import ScheduleState, described, restored
 from orchestrator.core.schedules import fold as fold_schedule
-from orchestrator.core.state import CoordinatorState
+from orchestrator.core.state import CoordinatorState, RunState
 from orchestrator.core.triggers import SCHEDULE_DECISIONS
 from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.locks import file_lock, file_lock_when_free
@@ -137,6 +138,25 @@ async def fold_runs(bus: Bus, upto: dict[TopicPartition, int] | None = None,
     with bulk_fold():
         await _fold_into(bus, state, upto)
     return state
+
+
+async def fold_run(bus: Bus, tp: TopicPartition, first: int, last: int, run_id: str
+                   ) -> RunState | None:
+    """One run, folded from its events between offsets `first` and `last` of `tp` (its
+    records are keyed by its id): what the projector and `replay --verify` read again when a
+    run they let go of gets a late event."""
+    state = initial_state()
+    start = first
+    while start <= last:
+        batch = [r for r in await bus.read(tp, start, min(5000, last - start + 1))
+                 if r.offset <= last]
+        if not batch:
+            break
+        for record in batch:
+            if record.key == run_id:
+                evolve(state, decode_logged(record.value, record.where))
+        start = batch[-1].offset + 1
+    return state.runs.get(run_id)
 
 
 async def _fold_into(bus: Bus, state: CoordinatorState,
@@ -262,8 +282,7 @@ class Projector(Loop):
 
     async def load(self) -> dict[TopicPartition, int]:
         stored = await stored_positions(self._open())
-        runs_upto = {tp: o for tp, o in stored.items() if tp.topic == topics.RUNS}
-        self.state = await fold_runs(self.bus, runs_upto)
+        self.state = await self._live_runs(stored)
         self.schedules = await stored_schedules(self._open())
         self.backfills = await stored_backfills(self._open())
         positions = {tp: stored.get(tp, 0) for tp in self.inputs}
@@ -291,11 +310,39 @@ class Projector(Loop):
             raise RuntimeError("the projector is used outside run() or catch_up_if_free()")
         return self._conn
 
+    async def _live_runs(self, stored: dict[TopicPartition, int]) -> CoordinatorState:
+        """The runs still running at the stored positions, folded from each one's first event:
+        what the projector holds (rows of ended runs are written and forgotten)."""
+        state = initial_state()
+        live: dict[int, dict[str, int]] = {}
+        async with self._open().execute(
+                "SELECT run_id, log_partition, first_offset FROM runs WHERE status = 'running'"
+        ) as cur:
+            async for run_id, partition, first in cur:
+                live.setdefault(partition, {})[run_id] = first
+        with bulk_fold():
+            for partition, firsts in live.items():
+                tp = TopicPartition(topics.RUNS, partition)
+                start, upto = min(firsts.values()), stored.get(tp, 0)
+                while start < upto:
+                    batch = [r for r in await self.bus.read(tp, start, min(5000, upto - start))
+                             if r.offset < upto]
+                    if not batch:
+                        break
+                    for record in batch:
+                        if record.key in firsts:
+                            evolve(state, decode_logged(record.value, record.where))
+                    start = batch[-1].offset + 1
+        return state
+
     def _apply(self, records: list[Record], batch: Batch) -> None:
         for record in records:
             env = decode_logged(record.value, record.where)
             if record.topic == topics.RUNS:
-                evolve(self.state, env)
+                if isinstance(env.data, RunCreated) or env.subject in self.state.runs:
+                    evolve(self.state, env)
+                else:  # a late event of a run whose row was written and forgotten
+                    batch.late[env.subject] = None
                 batch.ran(env.subject, record)
                 if isinstance(env.data, RunCreated):
                     batch.pipelines.append(pipeline_row(env.data, env.time.timestamp()))
@@ -323,12 +370,16 @@ class Projector(Loop):
     async def _write(self, conn: aiosqlite.Connection, batch: Batch,
                      positions: dict[TopicPartition, int]) -> None:
         rows: list[RunRow] = []
+        ended: list[str] = []
         for run_id, (partition, first, last) in batch.runs.items():
-            run = self.state.runs.get(run_id)
+            run = (await self._read_again(conn, run_id, partition, last) if run_id in batch.late
+                   else self.state.runs.get(run_id))
             if run is not None:
                 rows.append((run.run_id, run.pipeline, run.status, run.trigger.type,
                              run.created_at, self._docs.doc(run), summary_text(run), partition,
                              first, last))
+                if run.status != "running" and run_id not in batch.late:
+                    ended.append(run_id)
         for pipeline, name in batch.schedules:
             state = self.schedules.get(pipeline, {}).get(name)
             if state is not None:
@@ -341,6 +392,22 @@ class Projector(Loop):
                                             backfill.planned_at, json.dumps(
                                                 described_backfill(backfill), sort_keys=True)))
         await while_full(self.path, lambda: _store(conn, rows, batch, positions))
+        for run_id in ended:  # its row is written: the projector keeps live runs only
+            del self.state.runs[run_id]
+            self.state.active.discard(run_id)
+
+    async def _read_again(self, conn: aiosqlite.Connection, run_id: str, partition: int,
+                          last: int) -> RunState | None:
+        """A run the projector let go of, folded again from its first event (its row says
+        where) to `last`: late inputs after a run's end are rare, its whole log is short."""
+        async with conn.execute("SELECT first_offset FROM runs WHERE run_id = ?",
+                                (run_id,)) as cur:
+            found = await cur.fetchone()
+        if found is None:
+            raise LogCorrupt(f"run {run_id}: an event at {topics.RUNS}-{partition}@{last}, "
+                             "but the projection has no row of its creation")
+        return await fold_run(self.bus, TopicPartition(topics.RUNS, partition), found[0], last,
+                              run_id)
 
 
 PROJECTED = (topics.RUNS, topics.MODELS, topics.TRIGGER_LOG)
@@ -353,6 +420,8 @@ class Batch:
 
     runs: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     """Run id -> its partition, and the offsets of its first and last event in the batch."""
+    late: dict[str, None] = field(default_factory=dict)
+    """Runs whose row was written and forgotten (they had ended) that got an event."""
     models: list[ModelRegistered] = field(default_factory=list)
     pipelines: list[tuple[str, str, float, str]] = field(default_factory=list)
     triggers: list[tuple[int, int, float, str, str, str]] = field(default_factory=list)
@@ -536,8 +605,3 @@ async def list_models(conn: aiosqlite.Connection, model: str | None = None
     sql = "SELECT doc FROM models" + (" WHERE model = ?" if model else "")
     async with conn.execute(sql + " ORDER BY model, version", (model,) if model else ()) as cur:
         return [json.loads(doc) async for (doc,) in cur]
-
-
-async def all_run_rows(conn: aiosqlite.Connection) -> dict[str, dict[str, Any]]:
-    async with conn.execute("SELECT run_id, doc FROM runs") as cur:
-        return {rid: json.loads(doc) async for rid, doc in cur}

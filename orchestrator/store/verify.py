@@ -7,15 +7,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bus import Bus
+import aiosqlite
+
+from bus import Bus, TopicPartition
 from events import topics
+from orchestrator.core.evolve import evolve
+from orchestrator.core.logged import decode_logged
+from orchestrator.core.state import CoordinatorState, RunState
+from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.projections import (
-    all_run_rows,
     connect,
-    fold_runs,
+    fold_run,
     stored_positions,
     stored_row_version,
 )
+from orchestrator.store.queries import run_doc, run_span
 from orchestrator.store.rows import ROW_VERSION, run_row
 
 
@@ -33,31 +39,83 @@ class Verification:
 async def verify(bus: Bus, projections: Path, now: float) -> Verification:
     """Differences between the log's fold and the projection, and runs the log shows past
     their deadline yet not ended (I1: a coordinator fails such a run at its next tick, so
-    one that stays means no coordinator is deciding for its partition group)."""
+    one that stays means no coordinator is deciding for its partition group).
+
+    The log is streamed: each run is compared with its row when it ends, then forgotten (a
+    late event of an ended run folds it again from its first event, and compares again), so
+    memory is the live runs and the ended runs' index (~70 bytes a run, core/ended.py)."""
     conn = await connect(projections)
     try:
         positions = {tp: o for tp, o in (await stored_positions(conn)).items()
                      if tp.topic == topics.RUNS}
         version = await stored_row_version(conn)
-        state = await fold_runs(bus, positions)
-        actual = await all_run_rows(conn)
+        if version != ROW_VERSION:
+            # every row would differ in the same way; one line says why and what mends it
+            return Verification(runs=await _count(conn), events=sum(positions.values()),
+                                differences=[
+                f"the projection's rows have shape {version}, this Baton writes {ROW_VERSION}: "
+                "they are rebuilt from the log by the next query (e.g. baton runs list) or "
+                "baton up"])
+        return await _compared(bus, conn, positions, now)
     finally:
         await conn.close()
-    if version != ROW_VERSION:
-        # every row would differ in the same way; one line says why and what mends it
-        return Verification(runs=len(state.runs), events=sum(positions.values()), differences=[
-            f"the projection's rows have shape {version}, this Baton writes {ROW_VERSION}: "
-            "they are rebuilt from the log by the next query (e.g. baton runs list) or baton up"])
-    expected = {rid: _jsonable(run_row(run)) for rid, run in state.runs.items()}
-    result = Verification(runs=len(expected), events=sum(positions.values()))
-    for rid in sorted(expected.keys() | actual.keys()):
-        result.differences.extend(_diff(rid, expected.get(rid), actual.get(rid)))
+
+
+async def _compared(bus: Bus, conn: aiosqlite.Connection, positions: dict[TopicPartition, int],
+                    now: float) -> Verification:
+    state = CoordinatorState(retire=True)
+    differences: dict[str, list[str]] = {}
+
+    async def compare(run: RunState) -> None:
+        expected = _jsonable(run_row(run))
+        differences[run.run_id] = _diff(run.run_id, expected, await run_doc(conn, run.run_id))
+
+    with bulk_fold():
+        for tp, upto in positions.items():
+            start = 0
+            while start < upto:
+                batch = [r for r in await bus.read(tp, start, min(5000, upto - start))
+                         if r.offset < upto]
+                if not batch:
+                    break
+                for record in batch:
+                    env = decode_logged(record.value, record.where)
+                    live = state.runs.get(env.subject)
+                    evolve(state, env)
+                    if env.subject in state.runs:
+                        continue
+                    if live is None:  # a late event of a run compared and forgotten
+                        span = await run_span(conn, env.subject)
+                        live = None if span is None else await fold_run(
+                            bus, tp, span.first_offset, record.offset, env.subject)
+                        if live is None:
+                            differences[env.subject] = [
+                                f"{env.subject}: in the log but missing from the projection"]
+                            continue
+                    await compare(live)
+                start = batch[-1].offset + 1
+    for run in state.runs.values():
+        await compare(run)
+    async with conn.execute("SELECT run_id FROM runs") as cur:
+        async for (run_id,) in cur:
+            if run_id not in state.runs and run_id not in state.ended:
+                differences[run_id] = _diff(run_id, None, {})
+    result = Verification(runs=len(state.runs) + len(state.ended),
+                          events=sum(positions.values()))
+    for run_id in sorted(differences):
+        result.differences.extend(differences[run_id])
     result.differences.extend(
         f"{run.run_id}: still {run.status} {now - run.deadline_at:.0f} s past its deadline "
         "(is a coordinator running? it fails such a run at its next tick)"
         for run in sorted(state.runs.values(), key=lambda r: r.run_id)
         if run.status == "running" and run.deadline_at < now)
     return result
+
+
+async def _count(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("SELECT COUNT(*) FROM runs") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

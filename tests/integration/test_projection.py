@@ -17,17 +17,34 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from bus import Bus
+from bus import Bus, Outgoing
 from events import topics
+from events.codec import encode
+from events.envelope import envelope
 from events.pipeline import PipelineSpec, RegisterSpec, TaskSpec
-from events.runs import RunCreated, RunFailed, RunSucceeded
+from events.runs import InputIgnored, RunCreated, RunFailed, RunSucceeded, TaskProgress
+from orchestrator.core.decide import decide
 from orchestrator.service.home import Home
 from orchestrator.store import queries
-from orchestrator.store.projections import Projector, connect, list_models, list_runs
+from orchestrator.store.projections import (
+    Projector,
+    connect,
+    fold_runs,
+    list_models,
+    list_runs,
+)
 from orchestrator.store.rows import ROW_VERSION
 from orchestrator.store.verify import verify
 from tests.buses import BusOpener
-from tests.integration.support import Apps, Tail, projected, run_to_end, submit, tp_for
+from tests.integration.support import (
+    Apps,
+    Tail,
+    projected,
+    run_request,
+    run_to_end,
+    submit,
+    tp_for,
+)
 from tests.integration.tasks import ref
 
 TRAIN = PipelineSpec(name="train", tasks=(
@@ -37,6 +54,7 @@ TRAIN = PipelineSpec(name="train", tasks=(
              registration=RegisterSpec(model="answer", artifact_from="middle")),
 ))
 BROKEN = PipelineSpec(name="broken", tasks=(TaskSpec(name="explode", function=ref("boom")),))
+HANGS = PipelineSpec(name="hangs", tasks=(TaskSpec(name="hang", function=ref("hang")),))
 
 
 @pytest.fixture
@@ -223,3 +241,62 @@ async def test_a_run_the_log_shows_past_its_deadline_and_still_running_is_report
     assert result.differences == [
         f"{run_id}: still running 60 s past its deadline (is a coordinator running? it fails "
         "such a run at its next tick)"]
+
+
+async def test_a_projector_forgets_ended_runs_and_reads_one_again_for_a_late_input(
+    bus: Bus, home: Home, finished_runs: dict[str, str]
+) -> None:
+    # given the projection of three ended runs, and a projector catching up on it
+    projector = Projector(bus, home.projections)
+    assert await projector.catch_up_if_free()
+    # then it holds none of them: their rows are written and forgotten
+    assert projector.state.runs == {}
+    # when the coordinator records a late input to one of them (the same request again)
+    run_id = next(iter(finished_runs))
+    folded = await fold_runs(bus)
+    request = run_request(TRAIN, "train-1")
+    assert request.run_id == run_id
+    env = envelope(request, id="again", time=time.time(), source="test", subject=run_id)
+    [ignored] = decide(folded, env, time.time())
+    assert isinstance(ignored.data, InputIgnored)
+    await bus.publish([Outgoing(topics.RUNS, run_id, encode(ignored),
+                                tp_for(bus, topics.RUNS, run_id).partition)])
+    assert await projector.catch_up_if_free()
+    # then its row was read again from the log and counts the input, as the log says
+    assert projector.state.runs == {}
+    conn = await connect(home.projections)
+    try:
+        row = await queries.run_doc(conn, run_id)
+    finally:
+        await conn.close()
+    assert row is not None and row["ignored_inputs"] == 1
+    assert (await verify(bus, home.projections, time.time())).ok
+
+
+async def test_a_projector_that_opens_a_projection_holds_only_the_live_runs(
+    home: Home, bus_url: str
+) -> None:
+    # given runs projected by an app: one ended, one still running when the app closes
+    apps = Apps(home, bus_url)
+    try:
+        app, bus = await apps.start(TRAIN, HANGS)
+        ended = await submit(bus, TRAIN, "train-1")
+        await run_to_end(bus, ended)
+        live = await submit(bus, HANGS, "hangs-1")
+        await Tail(bus, [tp_for(bus, topics.RUNS, live)]).until(lambda envs: any(
+            isinstance(env.data, TaskProgress) and env.data.run_id == live for env in envs))
+        await projected(app, bus)
+    finally:
+        await apps.close_all()
+    opener = BusOpener(bus_url, home.root)
+    bus = await opener()
+    try:
+        # when a new projector opens the projection
+        projector = Projector(bus, home.projections)
+        assert await projector.catch_up_if_free()
+        # then it folded only the live run, from its first event, to what the log says
+        assert list(projector.state.runs) == [live]
+        assert projector.state.runs[live] == (await fold_runs(bus)).runs[live]
+        assert (await verify(bus, home.projections, time.time())).ok
+    finally:
+        await opener.close()
