@@ -19,8 +19,11 @@ Figures:
 - replay: decode + evolve of 10,000 stamped runs' records into a bounded state, one core
   (the validating decode path: the trusted one of point 6 is not built yet);
 - log bytes per run: the stamped run's records (every `run_created` carries the spec).
-Not measured yet (issue #16 points 4-6 are not built): the projector's RSS and `runs list`'s
-first page with a million rows.
+- projector RSS: another fresh process hands every run's records to a Projector's `take`
+  (2,000 records a transaction, into SQLite), which keeps only live runs; then `baton runs
+  list`'s query, the first 50 rows (median of 20).
+Not measured yet (issue #16 points 5 and 6 are not built): log bytes after the spec leaves
+run_created, the trusted decode path.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path
 
 from bench.common import Figure, Report, temp_home
 from bench.replay import SPEC, Driver
-from bus import Bus, Outgoing, TopicPartition, open_bus_url
+from bus import Bus, Outgoing, Record, TopicPartition, open_bus_url
 from events import topics
 from events.codec import decode, encode
 from events.intents import RunRequested
@@ -50,6 +53,7 @@ from orchestrator.service import snapshot_codec, snapshots
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
 from orchestrator.service.group_loop import GROUP, GroupLoop
+from orchestrator.store.projections import Projector, connect, list_runs
 
 RUNS = 1_000_000
 LIVE = 1_000
@@ -60,6 +64,10 @@ BYTES_TARGET = 100.0
 RSS_TARGET_MB = 300.0
 TAKEOVER_TARGET_S = 1.0
 REPLAY_TARGET = 250_000.0
+PROJECTOR_TARGET_MB = 200.0
+PROJECT_BATCH = 2000
+"""Records per `take`: what one read of the projector's own loop brings (Projector.batch)."""
+FIRST_PAGE_TARGET_MS = 50.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,51 @@ def index_bytes(ended: Ended) -> int:
     for run_id, run in ended._recent.items():
         size += sum(sys.getsizeof(x) for x in (run_id, run, run.correlation, run.request))
     return size
+
+
+async def project_child(runs: int, live: int, out: Path) -> None:
+    """`python -m bench.history project RUNS LIVE OUT`: the projector's write path over every
+    run's records (its `take`, PROJECT_BATCH records a transaction), then its
+    RSS and `baton runs list`'s first page (`list_runs`, 50 rows), as JSON on stdout."""
+    t = template()
+    before = rss_mb()
+    bus = await open_bus_url("embedded", out)
+    path = out / "projections.db"
+    try:
+        projector = Projector(bus, path)
+        ends = [0] * DEFAULT_PARTITIONS
+        began = time.perf_counter()
+        async with projector.holding() as held:
+            assert held
+            records: list[Record] = []
+            for i in range(runs + live):
+                k = group_of(i)
+                run_id = run_id_for(SPEC.name, "trigger", f"v{i}")
+                for raw in t.stamped(i, live=i >= runs):
+                    records.append(Record(topics.RUNS, k, ends[k], run_id, raw, (), 0))
+                    ends[k] += 1
+                if len(records) >= PROJECT_BATCH or i == runs + live - 1:
+                    await projector.take(records, {
+                        TopicPartition(topics.RUNS, p): end for p, end in enumerate(ends)})
+                    records = []
+        project_s = time.perf_counter() - began
+        held_runs = len(projector.state.runs)
+        after = rss_mb()
+        conn = await connect(path)
+        try:
+            pages = []
+            for _ in range(20):
+                began = time.perf_counter()
+                page = await list_runs(conn, limit=50)
+                pages.append(time.perf_counter() - began)
+            assert len(page) == 50
+        finally:
+            await conn.close()
+    finally:
+        await bus.close()
+    print(json.dumps({"rss_before_mb": before, "rss_after_mb": after, "project_s": project_s,
+                      "held": held_runs, "first_page_ms": sorted(pages)[len(pages) // 2] * 1000}),
+          flush=True)
 
 
 def fold_child(runs: int, live: int, out: Path) -> None:
@@ -194,26 +247,22 @@ def replay_rate(t: Template) -> tuple[float, int]:
     return len(records) / best, len(records)
 
 
-async def measure(runs: int = RUNS) -> Report:
+async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
     report = Report(f"history: {runs:,} runs of a 4-task pipeline folded as a coordinator "
                     "keeps them")
     t = template()
     log_bytes = sum(len(raw) for raw in t.ended)
     report.row("the log", f"{runs:,} ended runs x {len(t.ended)} events "
-               f"+ {LIVE:,} live x {len(t.live)}; {log_bytes:,} bytes per ended run")
+               f"+ {live:,} live x {len(t.live)}; {log_bytes:,} bytes per ended run")
     with temp_home() as home:
         out = home.root
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.history", "fold", str(runs), str(LIVE), str(out),
-            stdout=asyncio.subprocess.PIPE)
-        stdout, _ = await child.communicate()
-        if child.returncode != 0:
-            raise RuntimeError(f"the folding process failed (exit {child.returncode})")
-        folded = json.loads(stdout.splitlines()[-1])
-        takeover_s, tail = await takeover(out, folded["group"])
+        folded = await _child("fold", runs, live, out)
+        takeover_s, tail = await takeover(out, int(folded["group"]))
+    with temp_home() as home:
+        projected = await _child("project", runs, live, home.root)
     rate, replayed = replay_rate(t)
     per_run = folded["index_bytes"] / folded["ended"]
-    growth = (folded["rss_after_mb"] - folded["rss_before_mb"]) * 1e6 / (runs + LIVE)
+    growth = (folded["rss_after_mb"] - folded["rss_before_mb"]) * 1e6 / (runs + live)
     report.row("fold in a fresh process (decode + evolve, 12 bounded group states)",
                f"{folded['events']:,} events in {folded['fold_s']:.1f} s "
                f"({folded['events'] / folded['fold_s']:,.0f} ev/s)")
@@ -225,22 +274,42 @@ async def measure(runs: int = RUNS) -> Report:
                f"snapshot + a tail of {tail:,} events: {takeover_s * 1000:,.0f} ms")
     report.row("replay (decode + evolve, validating path)",
                f"{replayed:,} events of {REPLAY_RUNS:,} runs: {rate:,.0f} ev/s")
-    report.row("not measured yet (#16 points 4-6 not built)",
-               "projector RSS; runs list first page with 1M rows; log bytes after point 5")
+    report.row("projector in a fresh process: every run's records through its write path",
+               f"{projected['project_s']:.1f} s; holds {projected['held']:,.0f} runs after; "
+               f"RSS {projected['rss_before_mb']:.0f} -> {projected['rss_after_mb']:.0f} MB")
+    report.row("not measured yet (#16 points 5, 6 not built)",
+               "log bytes per run after point 5; the trusted decode path")
     report.figures += [
         Figure("memory per ended run (the index)", per_run, "B", BYTES_TARGET,
                key="bytes_per_terminal_run"),
-        Figure(f"coordinator RSS, {LIVE:,} live runs after folding all", folded["rss_after_mb"],
+        Figure(f"coordinator RSS, {live:,} live runs after folding all", folded["rss_after_mb"],
                "MB", RSS_TARGET_MB, key="coordinator_rss"),
         Figure("takeover of the fullest group (snapshot + tail)", takeover_s, "s",
                TAKEOVER_TARGET_S, key="takeover"),
         Figure("replay, decode + evolve", rate, "ev/s", REPLAY_TARGET, better="higher",
                key="replay_events"),
         Figure("log bytes per run", log_bytes, "B", key="log_bytes_per_run"),
+        Figure("projector RSS after projecting all", projected["rss_after_mb"], "MB",
+               PROJECTOR_TARGET_MB, key="projector_rss"),
+        Figure("runs list first page (50 rows), median of 20", projected["first_page_ms"], "ms",
+               FIRST_PAGE_TARGET_MS, key="runs_list_first_page"),
     ]
-    report.ok = folded["ended"] == runs and folded["live"] == LIVE
+    report.ok = (folded["ended"] == runs and folded["live"] == live
+                 and projected["held"] == live)
     report.extra["runs"] = runs
     return report
+
+
+async def _child(what: str, runs: int, live: int, out: Path) -> dict[str, float]:
+    """A fresh process (`fold` or `project`): its RSS is its own work's."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.history", what, str(runs), str(live), str(out),
+        stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"the {what} process failed (exit {child.returncode})")
+    found: dict[str, float] = json.loads(stdout.splitlines()[-1])
+    return found
 
 
 def main() -> Report:
@@ -250,3 +319,5 @@ def main() -> Report:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["fold"]:
         fold_child(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    elif sys.argv[1:2] == ["project"]:
+        asyncio.run(project_child(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])))

@@ -16,6 +16,7 @@ from bench import (
     digits,
     failover,
     fanout,
+    history,
     placement,
     replay,
     schedules,
@@ -24,12 +25,10 @@ from bench import (
 )
 from bench.__main__ import summary
 from bench.common import (
-    KEY_SUFFIXES,
-    SIZE_KEYS,
-    UNITLESS_SUFFIXES,
     Figure,
     JsonValue,
     Report,
+    valid_key,
 )
 from events import runs as ev
 from events.common import Resources
@@ -57,7 +56,7 @@ def check_json(values: dict[str, JsonValue]) -> None:
     assert values["ok"] is True, values
     for key, value in values.items():
         assert SNAKE.fullmatch(key), key
-        assert key.endswith(KEY_SUFFIXES + UNITLESS_SUFFIXES) or key in SIZE_KEYS | {"ok"}, key
+        assert valid_key(key), key
         assert isinstance(value, int | float), (key, value)  # bool is an int
         assert isinstance(value, bool) == (key == "ok" or key.endswith("_met")), (key, value)
 
@@ -192,3 +191,14 @@ async def test_conditions() -> None:
     check(report, "condition step, a partial match added", "memory per partial match",
           "condition step, a match completed and fired", "plain trigger routed (baseline)")
     assert report.extra["partials"] == 200
+
+
+async def test_history() -> None:
+    report = await history.measure(120, live=15)
+    check(report, "memory per ended run", "coordinator RSS", "takeover of the fullest group",
+          "replay, decode + evolve", "log bytes per run", "projector RSS",
+          "runs list first page")
+    assert report.extra["runs"] == 120
+    assert {"bytes_per_terminal_run", "coordinator_rss_mb", "projector_rss_mb", "takeover_s",
+            "replay_events_per_s", "log_bytes_per_run", "runs_list_first_page_ms"} <= set(
+        report.json_figures())
