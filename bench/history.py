@@ -22,6 +22,8 @@ Figures:
 - projector RSS: another fresh process hands every run's records to a Projector's `take`
   (2,000 records a transaction, into SQLite), which keeps only live runs; then `baton runs
   list`'s query, the first 50 rows (median of 20).
+- `baton up`'s RSS, main process and whole tree, idle and after 10,000 runs (at most
+  `--runs`) of a one-task pipeline (bench/up_memory.py).
 Not measured yet (issue #16 points 5 and 6 are not built): log bytes after the spec leaves
 run_created, the trusted decode path.
 """
@@ -39,6 +41,7 @@ from pathlib import Path
 
 from bench.common import Figure, Report, temp_home
 from bench.replay import SPEC, Driver
+from bench.up_memory import GROWTH_TARGET_BYTES, IDLE_TARGET_MB, measure_up
 from bus import Bus, Outgoing, Record, TopicPartition, open_bus_url
 from events import topics
 from events.codec import decode, encode
@@ -56,6 +59,8 @@ from orchestrator.service.group_loop import GROUP, GroupLoop
 from orchestrator.store.projections import Projector, connect, list_runs
 
 RUNS = 1_000_000
+UP_RUNS = 10_000
+"""Runs through a real `baton up` for its memory figures (at most `--runs`)."""
 LIVE = 1_000
 KEY = "k0stamp"
 """The template run's trigger key: unique text, replaced by each run's own."""
@@ -260,6 +265,7 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
         takeover_s, tail = await takeover(out, int(folded["group"]))
     with temp_home() as home:
         projected = await _child("project", runs, live, home.root)
+    up = await measure_up(min(runs, UP_RUNS))
     rate, replayed = replay_rate(t)
     per_run = folded["index_bytes"] / folded["ended"]
     growth = (folded["rss_after_mb"] - folded["rss_before_mb"]) * 1e6 / (runs + live)
@@ -277,6 +283,10 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
     report.row("projector in a fresh process: every run's records through its write path",
                f"{projected['project_s']:.1f} s; holds {projected['held']:,.0f} runs after; "
                f"RSS {projected['rss_before_mb']:.0f} -> {projected['rss_after_mb']:.0f} MB")
+    report.row(f"baton up (bench.pipelines:noop, one agent): RSS main / tree, idle (after one "
+               f"run) and after {up.runs:,} more runs ({up.seconds:.0f} s)",
+               f"{up.idle_main_mb:.0f} / {up.idle_tree_mb:.0f} MB -> {up.after_main_mb:.0f} / "
+               f"{up.after_tree_mb:.0f} MB")
     report.row("not measured yet (#16 points 5, 6 not built)",
                "log bytes per run after point 5; the trusted decode path")
     report.figures += [
@@ -293,6 +303,11 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
                PROJECTOR_TARGET_MB, key="projector_rss"),
         Figure("runs list first page (50 rows), median of 20", projected["first_page_ms"], "ms",
                FIRST_PAGE_TARGET_MS, key="runs_list_first_page"),
+        Figure("baton up main process RSS, idle", up.idle_main_mb, "MB", IDLE_TARGET_MB,
+               key="up_idle_main_rss"),
+        Figure("baton up process tree RSS, idle", up.idle_tree_mb, "MB", key="up_idle_tree_rss"),
+        Figure("baton up main process growth per finished run", up.growth_per_run_bytes, "B",
+               GROWTH_TARGET_BYTES, key="up_growth_bytes_per_run"),
     ]
     report.ok = (folded["ended"] == runs and folded["live"] == live
                  and projected["held"] == live)

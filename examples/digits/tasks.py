@@ -1,4 +1,8 @@
-"""Task functions of the digits pipeline: ingest -> features -> train -> evaluate."""
+"""Task functions of the digits pipeline: ingest -> features -> train -> evaluate.
+
+numpy and scikit-learn are imported inside the tasks that use them: the coordinator imports
+this module to declare the pipeline (it reads each function's signature) and never runs a
+task, so it need not load the ML stack (~130 MB of its RSS)."""
 
 from __future__ import annotations
 
@@ -8,15 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import train_test_split
-from sklearn.svm import SVC
-
 from agents.task_api import Result, Scalar, TaskContext, TaskError
 from events.evaluation import EVAL_SET, OUTCOMES, encode_outcomes, fingerprint
-from examples.digits.data import eval_rows, load
-from examples.digits.flaws import flawed
 
 MAX_PIXEL = 16.0
 TEST_SIZE = 0.25
@@ -26,6 +23,8 @@ SVC_C = 10.0
 
 def ingest(ctx: TaskContext) -> Result:
     """Load exactly the version the trigger names, so lineage points at real bytes."""
+    from examples.digits.data import load
+
     payload: Mapping[str, Any] = ctx.trigger.get("payload", {})
     path = _resolve_path(payload)
     actual = _verified_sha256(path, payload)
@@ -41,6 +40,9 @@ def ingest(ctx: TaskContext) -> Result:
 
 def features(ingest: dict[str, Any]) -> Result:
     """A fixed, stratified split keeps evaluations of different versions comparable."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
     X = np.asarray(ingest["X"], dtype=np.float64) / MAX_PIXEL
     y = np.asarray(ingest["y"], dtype=np.int64)
     X_train, X_test, y_train, y_test = train_test_split(
@@ -57,6 +59,8 @@ def features(ingest: dict[str, Any]) -> Result:
 
 def train(features: dict[str, Any], ctx: TaskContext) -> Result:
     """An RBF SVM: deterministic, fast on 64 features, and well above 0.9 accuracy."""
+    from sklearn.svm import SVC
+
     ctx.progress(0.1, "fitting SVC(rbf)")
     model = SVC(C=SVC_C, kernel="rbf", gamma="scale")
     model.fit(features["X_train"], features["y_train"])
@@ -76,6 +80,11 @@ def evaluate(train: Any, features: dict[str, Any]) -> Result:
     the set by its fingerprint and says which rows the model got right, so a gate compares
     two versions on the same rows (McNemar's test). The version's own test split is
     reported too (`test_accuracy`)."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from examples.digits.data import eval_rows
+
     X_eval, y_eval = eval_rows()
     predicted = np.asarray(train.predict(X_eval / MAX_PIXEL))
     right = predicted == y_eval
@@ -134,6 +143,8 @@ def package(train: Any, ctx: TaskContext) -> Result:
     """The fitted model as it will be served. Its `flaw` param ("errors", "slow") breaks it
     here, after evaluation: offline numbers stay good, only live traffic shows the flaw,
     which is what a canary is for (examples/digits/flaws.py)."""
+    from examples.digits.flaws import flawed
+
     flaw = str(ctx.params.get("flaw", "none"))
     try:
         served = flawed(train, flaw)

@@ -3,7 +3,8 @@
 Everything but `train` is the digits pipeline's own code (ingest, features, evaluate, gate,
 register); only the model changes. PyTorch is an optional extra (`pip install -e '.[torch]'`),
 so it is imported inside `train`: the coordinator, `baton pipelines validate` and CPU agents
-load this module without it.
+load this module without it. numpy too is imported where it is used, so the coordinator,
+which only reads the pipeline's declaration, never loads it.
 
 The trained network is returned as numpy weights (`MLPClassifier`), not as a torch module:
 evaluate, the model registry and drift monitors then load it without torch, and a model
@@ -15,15 +16,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from agents.task_api import Result, Scalar, TaskContext, TaskError
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
+    IntArray = npt.NDArray[np.int64]
 
 HIDDEN = 128
 EPOCHS = 40
@@ -49,6 +51,8 @@ class MLPClassifier:
     b2: FloatArray
 
     def predict(self, X: npt.ArrayLike) -> IntArray:
+        import numpy as np
+
         hidden = np.maximum(np.asarray(X, dtype=np.float64) @ self.w1.T + self.b1, 0.0)
         logits = hidden @ self.w2.T + self.b2
         return np.asarray(np.argmax(logits, axis=1), dtype=np.int64)
@@ -61,6 +65,8 @@ def train(features: dict[str, Any], ctx: TaskContext) -> Result:
     to exactly those GPUs (so the first one is `cuda:0` here), while a task given no GPU may
     still see every GPU of the machine and must leave them to the tasks they were given to.
     """
+    import numpy as np
+
     epochs = _epochs(ctx)
     torch = _import_torch()
     device, note = _device(torch, ctx.gpus)
@@ -178,4 +184,6 @@ def _to_numpy(model: Any) -> MLPClassifier:
 
 
 def _array(tensor: Any) -> FloatArray:
+    import numpy as np
+
     return np.asarray(tensor.detach().cpu().numpy(), dtype=np.float64)

@@ -17,7 +17,7 @@ from bus.kafka import KafkaBus
 from events.pipeline import PipelineSpec, TaskSpec
 from events.runs import InputIgnored, RunSucceeded
 from orchestrator.service.home import Home
-from orchestrator.store.projections import connect, find_run
+from orchestrator.store.projections import connect, find_run, fold_runs
 from orchestrator.store.rows import run_row
 from orchestrator.store.verify import verify
 from tests.integration.support import LOCAL_AGENT, Apps, group_of, projected, run_to_end, submit
@@ -65,7 +65,9 @@ async def test_a_three_task_pipeline_runs_to_success_on_kafka_and_replays_to_its
         # the agent reports 'started' apart from the result: it may come late, and is ignored
         assert all(isinstance(e.data, InputIgnored) for e in events[ends[0] + 1:])
         assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-        row = run_row(group_of(app, bus, run_id).state.runs[run_id])
+        ended = group_of(app, bus, run_id).state.ended.get(run_id)  # the coordinator let go
+        assert ended is not None and ended.status == "succeeded"
+        row = run_row((await fold_runs(bus)).runs[run_id])
         assert [(t["name"], t["status"], t["attempts"], t["agent_id"]) for t in row["tasks"]] == [
             ("upstream", "succeeded", 1, LOCAL_AGENT), ("middle", "succeeded", 1, LOCAL_AGENT),
             ("last", "succeeded", 1, LOCAL_AGENT)]
