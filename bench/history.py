@@ -286,7 +286,8 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
     report.row(f"baton up (bench.pipelines:noop, one agent): RSS main / tree, idle (after one "
                f"run) and after {up.runs:,} more runs ({up.seconds:.0f} s)",
                f"{up.idle_main_mb:.0f} / {up.idle_tree_mb:.0f} MB -> {up.after_main_mb:.0f} / "
-               f"{up.after_tree_mb:.0f} MB")
+               f"{up.after_tree_mb:.0f} MB (main at half way {up.half_main_mb:.0f} MB; "
+               f"{up.growth_all_runs_bytes:,.0f} B a run over all)")
     report.row("not measured yet (#16 points 5, 6 not built)",
                "log bytes per run after point 5; the trusted decode path")
     report.figures += [
@@ -306,7 +307,8 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
         Figure("baton up main process RSS, idle", up.idle_main_mb, "MB", IDLE_TARGET_MB,
                key="up_idle_main_rss"),
         Figure("baton up process tree RSS, idle", up.idle_tree_mb, "MB", key="up_idle_tree_rss"),
-        Figure("baton up main process growth per finished run", up.growth_per_run_bytes, "B",
+        Figure("baton up main process growth per finished run (second half)",
+               up.growth_per_run_bytes, "B",
                GROWTH_TARGET_BYTES, key="up_growth_bytes_per_run"),
     ]
     report.ok = (folded["ended"] == runs and folded["live"] == live
