@@ -283,8 +283,8 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
     report.row("projector in a fresh process: every run's records through its write path",
                f"{projected['project_s']:.1f} s; holds {projected['held']:,.0f} runs after; "
                f"RSS {projected['rss_before_mb']:.0f} -> {projected['rss_after_mb']:.0f} MB")
-    report.row(f"baton up (bench.pipelines:noop, one agent): RSS main / tree, idle (after one "
-               f"run) and after {up.runs:,} more runs ({up.seconds:.0f} s)",
+    report.row(f"baton up (bench.pipelines:noop, one agent, API on): RSS main / tree, idle "
+               f"(after one run) and after {up.runs:,} more runs ({up.seconds:.0f} s)",
                f"{up.idle_main_mb:.0f} / {up.idle_tree_mb:.0f} MB -> {up.after_main_mb:.0f} / "
                f"{up.after_tree_mb:.0f} MB (main at half way {up.half_main_mb:.0f} MB; "
                f"{up.growth_all_runs_bytes:,.0f} B a run over all)")

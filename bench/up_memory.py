@@ -1,6 +1,8 @@
 """`baton up`'s memory, as a new user runs it: idle, and after many finished runs.
 
-A real `baton up` (`bench.pipelines:noop`, one agent, no HTTP) in a temporary home. After a
+A real `baton up` (`bench.pipelines:noop`, one agent, serving its API and dashboard on a
+free port as a new user's does, so the metrics, the event hub and the router view run too)
+in a temporary home. After a
 first run has ended (it is up, and has decided and projected once), the RSS of its main
 process and of its whole tree (the agent's forkserver and workers); then `runs` more runs of
 the one-task pipeline, requested on its embedded bus as `baton run` would, in two halves,
@@ -87,7 +89,7 @@ async def measure_up(runs: int) -> UpMemory:
     spec = noop.spec()
     with temp_home() as home:
         up = Process.spawn("up", home.root, "embedded", [
-            "up", "--pipeline", "bench.pipelines:noop", "--http", "off"], home.root)
+            "up", "--pipeline", "bench.pipelines:noop", "--http", "127.0.0.1:0"], home.root)
         bus = await open_bus_url("embedded", home.root)
         try:
             async with RunWatcher(bus) as watcher:

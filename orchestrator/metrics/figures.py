@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.core.state import RunState
-from orchestrator.metrics.tally import AgentSeen, Tally
+from orchestrator.metrics.tally import AgentSeen, RunRecord, Tally, run_records
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, LEASE_MARGIN_S
 
 AGENT_STATES = ("alive", "draining", "lost", "stopped")
@@ -166,23 +165,22 @@ def compute(tally: Tally, *, now: float, since: float | None = None,
     def within(at: float) -> bool:
         return (since is None or at >= since) and (until is None or at < until)
 
-    runs = [run for run in tally.state.runs.values()
+    runs = [run for run in run_records(tally)
             if within(run.created_at) and (pipeline is None or run.pipeline == pipeline)]
     models = [m for m in tally.models
               if within(m.at) and (pipeline is None or m.pipeline == pipeline)]
     letters = [letter for letter in tally.letters.values() if within(letter.at)]
-    gates = [passed for run in runs for passed in tally.facts[run.run_id].gates]
+    gates = [passed for run in runs for passed in run.gates]
     agents = [agent_state(seen, now) for seen in tally.agents.values()]
     return Figures(
         until=end, since=since, pipeline=pipeline,
         runs={status: sum(r.status == status for r in runs) for status in RUN_STATUSES},
-        active=_active(tally, runs),
+        active=_active(runs),
         run_duration=Spread(tuple(r.finished_at - r.created_at for r in runs
                                   if r.finished_at is not None)),
-        queue_time=Spread(tuple(a.queued_s for r in runs for t in r.tasks.values()
-                                for a in t.attempts if a.queued_s is not None)),
-        trigger_latency=Spread(tuple(_latencies(tally, runs))),
-        timings=tuple(_timings(tally, runs)),
+        queue_time=Spread(tuple(queued for r in runs for queued in r.queued)),
+        trigger_latency=Spread(tuple(_latencies(runs))),
+        timings=tuple(_timings(runs)),
         retries=tuple(_retries(runs)),
         gates_passed=sum(gates), gates_rejected=len(gates) - sum(gates),
         models=len(models), models_traceable=sum(m.traceable for m in models),
@@ -219,43 +217,43 @@ def agent_state(seen: AgentSeen, now: float) -> tuple[str, bool]:
     return ("draining" if seen.draining else "alive"), seen.running > 0
 
 
-def _active(tally: Tally, runs: Iterable[RunState]) -> dict[tuple[str, str], int]:
+def _active(runs: Iterable[RunRecord]) -> dict[tuple[str, str], int]:
     active: dict[tuple[str, str], int] = {}
     for run in runs:
         if run.status == "running":
-            started = tally.facts[run.run_id].first_started is not None
+            started = run.first_started is not None
             key = (run.pipeline, "executing" if started else "pending")
             active[key] = active.get(key, 0) + 1
     return active
 
 
-def _latencies(tally: Tally, runs: Iterable[RunState]) -> Iterable[float]:
+def _latencies(runs: Iterable[RunRecord]) -> Iterable[float]:
     for run in runs:
-        first = tally.facts[run.run_id].first_started
+        first = run.first_started
         if first is not None:
             yield first - run.created_at
 
 
-def _timings(tally: Tally, runs: Iterable[RunState]) -> Iterable[RunTiming]:
+def _timings(runs: Iterable[RunRecord]) -> Iterable[RunTiming]:
     for run in runs:
         if run.finished_at is not None:
-            first = tally.facts[run.run_id].first_started
+            first = run.first_started
             began = first if first is not None else run.finished_at
             yield RunTiming(run.pipeline, run.status, began - run.created_at,
                             run.finished_at - began)
 
 
-def _retries(runs: Iterable[RunState]) -> Iterable[TaskRetries]:
+def _retries(runs: Iterable[RunRecord]) -> Iterable[TaskRetries]:
     counts: dict[tuple[str, str], list[int]] = {}
     for run in runs:
-        pipeline = run.pipeline  # a property through the spec: once per run, not per task
-        for name, task in run.tasks.items():
-            if task.attempts:
+        pipeline = run.pipeline
+        for name, attempts in zip(run.tasks, run.attempts, strict=True):
+            if attempts:
                 count = counts.get((pipeline, name))
                 if count is None:
                     count = counts[(pipeline, name)] = [0, 0]
                 count[0] += 1
-                count[1] += len(task.attempts) - 1
+                count[1] += attempts - 1
     for (pipeline, name), (ran, retried) in sorted(counts.items()):
         yield TaskRetries(pipeline, name, ran, retried)
 

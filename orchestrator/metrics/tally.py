@@ -5,10 +5,16 @@ times are exactly what `runs show` and a takeover see); besides that the tally k
 facts the fold of record drops: when a run's first task started, each gate's outcome (a gate's
 metadata is overwritten by its task's success), every model version's lineage, the dead
 letters and the agents' own reports. No I/O and no clock: times come from the records.
+
+A run that ends leaves the fold as the coordinator's does (`CoordinatorState.retire`): the
+tally keeps a `RunRecord` of it instead, what the figures read (a few hundred bytes where the
+run took tens of kilobytes), so a process serving metrics does not hold its whole history.
 """
 
 from __future__ import annotations
 
+import sys
+from array import array
 from dataclasses import dataclass, field
 
 from bus.records import Record, TopicPartition
@@ -19,9 +25,9 @@ from events.codec import decode
 from events.dlq import DeadLetter
 from events.errors import EventParseError
 from events.registry import ModelRegistered
-from orchestrator.core.evolve import evolve, field_of, initial_state
+from orchestrator.core.evolve import evolve, field_of
 from orchestrator.core.logged import decode_logged
-from orchestrator.core.state import CoordinatorState
+from orchestrator.core.state import CoordinatorState, RunState
 from orchestrator.service import log_positions
 
 
@@ -31,6 +37,25 @@ class RunFacts:
 
     first_started: float | None = None
     gates: list[bool] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What the figures read of a run: kept for a run that ended, made at each computation
+    for a live one."""
+
+    pipeline: str
+    status: str
+    created_at: float
+    finished_at: float | None
+    first_started: float | None
+    queued: array[float]
+    """Every attempt's queue time, where it has one."""
+    tasks: tuple[str, ...]
+    """The run's tasks, in its order: one tuple shared by the runs of a pipeline version."""
+    attempts: bytes
+    """Per task of `tasks`, its attempts (at most 255 counted)."""
+    gates: tuple[bool, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +111,13 @@ Observed = Started | Ended
 
 @dataclass
 class Tally:
-    state: CoordinatorState = field(default_factory=initial_state)
+    state: CoordinatorState = field(default_factory=lambda: CoordinatorState(retire=True))
+    """Live runs only: a run that ends is kept as one of `ended`."""
     facts: dict[str, RunFacts] = field(default_factory=dict)
+    """Per live run."""
+    ended: list[RunRecord] = field(default_factory=list)
+    """The runs that ended, in the order they did."""
+    _names: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
     models: list[ModelSeen] = field(default_factory=list)
     letters: dict[str, LetterSeen] = field(default_factory=dict)
     """`partition@offset` (the id `baton dlq` shows) -> the letter."""
@@ -110,16 +140,36 @@ def observe(tally: Tally, record: Record) -> list[Observed]:
     return []
 
 
+def run_records(tally: Tally) -> list[RunRecord]:
+    """Every run the tally has seen: those that ended, then the live ones."""
+    return [*tally.ended, *(record_of(tally, run) for run in tally.state.runs.values())]
+
+
+def record_of(tally: Tally, run: RunState) -> RunRecord:
+    facts = tally.facts.get(run.run_id) or RunFacts()
+    names = tuple(run.tasks)
+    names = tally._names.setdefault(names, names)
+    return RunRecord(
+        sys.intern(run.pipeline), run.status, run.created_at, run.finished_at,
+        facts.first_started,
+        array("d", [a.queued_s for t in run.tasks.values() for a in t.attempts
+                    if a.queued_s is not None]),
+        names, bytes(min(len(t.attempts), 255) for t in run.tasks.values()),
+        tuple(facts.gates))
+
+
 def _run_event(tally: Tally, record: Record) -> list[Observed]:
     env = decode_logged(record.value, record.where)
+    data, at = env.data, env.time.timestamp()
+    run = tally.state.runs.get(field_of(data, "run_id") or "")
     evolve(tally.state, env)
     if record.headers:
         tally.carried = log_positions.later(tally.carried, log_positions.carried(record) or {})
-    data, at = env.data, env.time.timestamp()
     if isinstance(data, ev.RunCreated):
         tally.facts[data.run_id] = RunFacts()
         return []
-    run = tally.state.runs[field_of(data, "run_id")]
+    if run is None:
+        return []  # a late input to a run that ended: nothing a figure counts
     facts = tally.facts.setdefault(run.run_id, RunFacts())
     if isinstance(data, ev.GateEvaluated):
         facts.gates.append(data.passed)
@@ -130,6 +180,8 @@ def _run_event(tally: Tally, record: Record) -> list[Observed]:
         latency = at - run.created_at if first else None
         return [Started(run.pipeline, data.queued_s, latency)]
     elif isinstance(data, _RUN_ENDS):
+        tally.ended.append(record_of(tally, run))
+        del tally.facts[run.run_id]
         began = facts.first_started if facts.first_started is not None else at
         return [Ended(run.pipeline, run.status, began - run.created_at, at - began)]
     return []

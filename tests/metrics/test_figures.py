@@ -12,6 +12,18 @@ from tests.metrics.conftest import NOW, tally_of
 from tests.metrics.logs import T0, Log
 
 
+def test_a_run_that_ends_leaves_the_fold_for_a_small_record(log: Log) -> None:
+    # given the log of known runs (two still running)
+    # when it is tallied
+    tally = tally_of(log)
+    # then only the running runs are held whole; each ended one is a record of its figures
+    assert sorted(run.status for run in tally.state.runs.values()) == ["running", "running"]
+    assert sorted(r.status for r in tally.ended) == ["cancelled", "failed", "failed",
+                                                      "succeeded"]
+    assert set(tally.facts) == set(tally.state.runs)
+    assert len(tally.state.ended) == len(tally.ended)
+
+
 def test_runs_by_status_and_the_success_rate_leave_cancelled_runs_out(whole: Figures) -> None:
     assert whole.runs == {"running": 2, "succeeded": 1, "failed": 2, "cancelled": 1}
     assert whole.success_rate == pytest.approx(1 / 3)
