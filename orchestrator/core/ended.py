@@ -35,7 +35,7 @@ KEY_BYTES: Final = 10
 """A run id's 20 hex digits."""
 REQUEST_BYTES: Final = 32
 """Four 8-byte digests: the spec, the params, the trigger, the priority (`idempotency`)."""
-MERGE_MIN: Final = 4096
+MERGE_MIN: Final = 1024
 """Lately ended runs kept whole before the first merge; afterwards up to 1/MERGE_SHARE of the
 packed ones, so merging (a copy of the arrays) costs O(1) amortised per run."""
 MERGE_SHARE: Final = 32

@@ -16,6 +16,7 @@ import aiosqlite
 from bus import Bus, Record, TopicPartition
 from bus.disk_full import while_full
 from bus.loop import Loop
+from bus.ranges import between
 from events import topics
 from events.conditions import MatchAdvanced, MatchFired, MatchRunEnded, MatchWaiting
 from events.registry import ModelRegistered
@@ -146,35 +147,20 @@ async def fold_run(bus: Bus, tp: TopicPartition, first: int, last: int, run_id: 
     records are keyed by its id): what the projector and `replay --verify` read again when a
     run they let go of gets a late event."""
     state = initial_state()
-    start = first
-    while start <= last:
-        batch = [r for r in await bus.read(tp, start, min(5000, last - start + 1))
-                 if r.offset <= last]
-        if not batch:
-            break
+    async for batch in between(bus, tp, first, last + 1):
         for record in batch:
             if record.key == run_id:
                 evolve(state, decode_logged(record.value, record.where))
-        start = batch[-1].offset + 1
     return state.runs.get(run_id)
 
 
 async def _fold_into(bus: Bus, state: CoordinatorState,
                      upto: dict[TopicPartition, int] | None) -> None:
     for p in range(bus.partitions(topics.RUNS)):
-        tp, start = TopicPartition(topics.RUNS, p), 0
-        end = upto.get(tp, 0) if upto is not None else None
-        while end is None or start < end:
-            batch = await bus.read(tp, start, 5000 if end is None else min(5000, end - start))
-            if end is not None:
-                # Offsets, not counts: on Kafka transaction markers take offsets, so a read of
-                # `end - start` records can reach past `end`.
-                batch = [record for record in batch if record.offset < end]
-            if not batch:
-                break
+        tp = TopicPartition(topics.RUNS, p)
+        async for batch in between(bus, tp, 0, None if upto is None else upto.get(tp, 0)):
             for record in batch:
                 evolve(state, decode_logged(record.value, record.where))
-            start = batch[-1].offset + 1
 
 
 @contextlib.contextmanager
@@ -323,16 +309,11 @@ class Projector(Loop):
         with bulk_fold():
             for partition, firsts in live.items():
                 tp = TopicPartition(topics.RUNS, partition)
-                start, upto = min(firsts.values()), stored.get(tp, 0)
-                while start < upto:
-                    batch = [r for r in await self.bus.read(tp, start, min(5000, upto - start))
-                             if r.offset < upto]
-                    if not batch:
-                        break
+                async for batch in between(self.bus, tp, min(firsts.values()),
+                                           stored.get(tp, 0)):
                     for record in batch:
                         if record.key in firsts:
                             evolve(state, decode_logged(record.value, record.where))
-                    start = batch[-1].offset + 1
         return state
 
     def _apply(self, records: list[Record], batch: Batch) -> None:

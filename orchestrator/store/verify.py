@@ -10,6 +10,7 @@ from typing import Any
 import aiosqlite
 
 from bus import Bus, TopicPartition
+from bus.ranges import between
 from events import topics
 from orchestrator.core.evolve import evolve
 from orchestrator.core.logged import decode_logged
@@ -72,12 +73,7 @@ async def _compared(bus: Bus, conn: aiosqlite.Connection, positions: dict[TopicP
 
     with bulk_fold():
         for tp, upto in positions.items():
-            start = 0
-            while start < upto:
-                batch = [r for r in await bus.read(tp, start, min(5000, upto - start))
-                         if r.offset < upto]
-                if not batch:
-                    break
+            async for batch in between(bus, tp, 0, upto):
                 for record in batch:
                     env = decode_logged(record.value, record.where)
                     live = state.runs.get(env.subject)
@@ -93,7 +89,6 @@ async def _compared(bus: Bus, conn: aiosqlite.Connection, positions: dict[TopicP
                                 f"{env.subject}: in the log but missing from the projection"]
                             continue
                     await compare(live)
-                start = batch[-1].offset + 1
     for run in state.runs.values():
         await compare(run)
     async with conn.execute("SELECT run_id FROM runs") as cur:
