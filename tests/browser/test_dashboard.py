@@ -114,12 +114,28 @@ def patient_expect() -> Iterator[None]:
     expect.set_options(timeout=None)
 
 
+@pytest.fixture(autouse=True)
+def released(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, its held tasks are let go even if it failed half way: the app is the
+    module's, and a task left holding a GPU and a worker would fail the tests after it."""
+    yield
+    if "served" in request.fixturenames:
+        served: Served = request.getfixturevalue("served")
+        for release in served.releases:
+            release.touch()
+        served.releases.clear()
+
+
 class Served:
     def __init__(self, app: EmbeddedApp, bus: Bus, client: httpx.AsyncClient) -> None:
         self.app, self.bus, self.client = app, bus, client
         self.base = api_url(app).removesuffix("/api/v1")
+        self.releases: list[Path] = []
+        """What the held tasks of the test under way wait for (`released` frees them)."""
 
     async def request(self, pipeline: str, **params: Any) -> str:
+        if "release" in params:
+            self.releases.append(Path(params["release"]))
         answer = await self.client.post("/runs", json={"pipeline": pipeline, "params": params})
         assert answer.status_code == 202, answer.text
         run_id: str = answer.json()["run_id"]
