@@ -29,9 +29,12 @@ itself). A feed holds references to items every subscriber shares, so lagging co
 subscriber a list, not copies; a busy log makes a read per commit, and a subscriber busy
 writing a burst must not be dropped for it (each drop costs it a read of its own)."""
 RECENT_BATCHES = 256
-"""Reads the hub keeps after offering them: a subscriber that starts a little behind the hub
-(it took its place at the log's end a moment before) is served from them instead of reading
-the log itself."""
+RECENT_RECORDS = 4096
+"""Reads the hub keeps after offering them, at most RECENT_BATCHES of them and about
+RECENT_RECORDS records in all: a subscriber that starts a little behind the hub (it took its
+place at the log's end a moment before) is served from them instead of reading the log
+itself. Bounded by records too: in a burst one read brings thousands of records, each kept
+decoded and rendered, and 256 such reads held ~5 KB per run of `baton up`'s memory."""
 PACE_PER_FEED_S = 0.0004
 PACE_MAX_S = 0.020
 """After a read that brought records, the hub waits this long per live subscriber (at most
@@ -110,8 +113,8 @@ class Hub:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     at: dict[TopicPartition, int] = field(default_factory=dict)
     """Where the hub has read to (what its feeds were offered)."""
-    _recent: collections.deque[Batch] = field(
-        default_factory=lambda: collections.deque(maxlen=RECENT_BATCHES))
+    _recent: collections.deque[Batch] = field(default_factory=collections.deque)
+    _recent_records: int = 0
     _feeds: set[Feed] = field(default_factory=set)
     _partitions: dict[str, int] = field(default_factory=dict)
     _tail: Tail | None = None
@@ -148,6 +151,7 @@ class Hub:
         trouble) drops every feed: each subscriber reads the log itself up to the end again."""
         self._drop_all()
         self._recent.clear()
+        self._recent_records = 0
         self._partitions = {t: self.bus.partitions(t) for t in cursors.STREAMED}
         self.at = at = await live_end(self.bus)
         self._tail = tail = Tail(self.bus, list(at), dict(at), wait_s=1.0)
@@ -158,7 +162,7 @@ class Hub:
                 async for records in turns:
                     if records:
                         batch = self._batch(records, at)
-                        self._recent.append(batch)
+                        self._keep(batch)
                         self._offer(batch)
         finally:
             self.ready.clear()
@@ -175,6 +179,13 @@ class Hub:
         data = "".join([sse(item.cursor, item.kind, item.text)
                         for item in items if item.env is not None]).encode()
         return Batch(before, dict(at), items, data)
+
+    def _keep(self, batch: Batch) -> None:
+        self._recent.append(batch)
+        self._recent_records += len(batch.items)
+        while len(self._recent) > 1 and (len(self._recent) > RECENT_BATCHES
+                                         or self._recent_records > RECENT_RECORDS):
+            self._recent_records -= len(self._recent.popleft().items)
 
     def _offer(self, batch: Batch) -> None:
         for feed in list(self._feeds):

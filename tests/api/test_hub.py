@@ -7,7 +7,16 @@ from typing import cast
 
 from bus import Bus, TopicPartition
 from bus.loop import Tail
-from orchestrator.api.hub import FEED_BATCHES, PACE_MAX_S, PACE_PER_FEED_S, Batch, Hub
+from orchestrator.api.hub import (
+    FEED_BATCHES,
+    PACE_MAX_S,
+    PACE_PER_FEED_S,
+    RECENT_BATCHES,
+    RECENT_RECORDS,
+    Batch,
+    Hub,
+    Item,
+)
 
 RUNS_0 = TopicPartition("baton.runs", 0)
 
@@ -53,3 +62,24 @@ def test_the_hub_paces_its_reads_by_its_subscribers_and_not_for_one() -> None:
         hub.unsubscribe(feed)
     hub._drop(feeds[0])
     assert tail.pace_s == 0.0
+
+
+def test_the_recent_reads_kept_are_bounded_by_records_as_well_as_by_reads() -> None:
+    # given a hub
+    hub = Hub(cast(Bus, None))
+    # when a burst brings reads of 1,000 records each, then many reads of one
+    for n in range(20):
+        hub._keep(Batch({RUNS_0: n}, {RUNS_0: n + 1}, [item(n)] * 1000, b""))
+    # then it keeps about RECENT_RECORDS records of them, the newest read among them
+    kept = list(hub._recent)
+    assert sum(len(b.items) for b in kept) <= RECENT_RECORDS
+    assert kept[-1].before == {RUNS_0: 19}
+    for n in range(20, 20 + RECENT_BATCHES + 50):
+        hub._keep(Batch({RUNS_0: n}, {RUNS_0: n + 1}, [item(n)], b""))
+    # and never more than RECENT_BATCHES reads
+    assert len(hub._recent) == RECENT_BATCHES
+    assert hub._recent_records == RECENT_BATCHES
+
+
+def item(offset: int) -> Item:
+    return Item(RUNS_0, offset, "task_ready", {"type": "task_ready"}, "{}", "c")
