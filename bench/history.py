@@ -41,7 +41,7 @@ from pathlib import Path
 
 from bench.common import Figure, Report, temp_home
 from bench.replay import SPEC, Driver
-from bench.up_memory import GROWTH_TARGET_BYTES, IDLE_TARGET_MB, measure_up
+from bench.up_memory import GROWTH_TARGET_BYTES, IDLE_TARGET_MB, measure_up, rss_mb
 from bus import Bus, Outgoing, Record, TopicPartition, open_bus_url
 from events import topics
 from events.codec import decode, encode
@@ -109,11 +109,6 @@ def group_of(i: int) -> int:
     return partition_for(run_id_for(SPEC.name, "trigger", f"v{i}"), DEFAULT_PARTITIONS)
 
 
-def rss_mb() -> float:
-    resident = int(Path("/proc/self/statm").read_text().split()[1])
-    return resident * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
 def index_bytes(ended: Ended) -> int:
     """What the index holds, by sys.getsizeof: its packed arrays, and each run not merged
     yet (the dict's share, the entry and its strings)."""
@@ -132,7 +127,7 @@ async def project_child(runs: int, live: int, out: Path) -> None:
     run's records (its `take`, PROJECT_BATCH records a transaction), then its
     RSS and `baton runs list`'s first page (`list_runs`, 50 rows), as JSON on stdout."""
     t = template()
-    before = rss_mb()
+    before = rss_mb(os.getpid())
     bus = await open_bus_url("embedded", out)
     path = out / "projections.db"
     try:
@@ -154,7 +149,7 @@ async def project_child(runs: int, live: int, out: Path) -> None:
                     records = []
         project_s = time.perf_counter() - began
         held_runs = len(projector.state.runs)
-        after = rss_mb()
+        after = rss_mb(os.getpid())
         conn = await connect(path)
         try:
             pages = []
@@ -176,7 +171,7 @@ def fold_child(runs: int, live: int, out: Path) -> None:
     """`python -m bench.history fold RUNS LIVE OUT`: fold everything, report as JSON on
     stdout; the fullest group's snapshot (before its live runs) and its tail go to OUT."""
     t = template()
-    before = rss_mb()
+    before = rss_mb(os.getpid())
     states = [CoordinatorState(retire=True) for _ in range(DEFAULT_PARTITIONS)]
     sizes = [0] * DEFAULT_PARTITIONS
     began = time.perf_counter()
@@ -206,7 +201,7 @@ def fold_child(runs: int, live: int, out: Path) -> None:
     fold_s = time.perf_counter() - began
     ended = sum(len(s.ended) for s in states)
     print(json.dumps({
-        "rss_before_mb": before, "rss_after_mb": rss_mb(), "events": events,
+        "rss_before_mb": before, "rss_after_mb": rss_mb(os.getpid()), "events": events,
         "fold_s": fold_s, "ended": ended, "live": sum(len(s.runs) for s in states),
         "index_bytes": sum(index_bytes(s.ended) for s in states),
         "group": k, "group_ended": len(full.ended), "group_live": sum(

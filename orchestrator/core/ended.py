@@ -71,7 +71,11 @@ class Ended:
         return len(self._recent) + len(self._packed)
 
     def __contains__(self, run_id: str) -> bool:
-        return self.get(run_id) is not None
+        """Asked of every run created (evolve): found without building its entry."""
+        if run_id in self._recent:
+            return True
+        key = _key(run_id)
+        return key is not None and self._packed._find(key) is not None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Ended) and sorted(self, key=_by_id) == sorted(other, key=_by_id)
