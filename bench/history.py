@@ -18,14 +18,16 @@ Figures:
   claims and restores it: read the snapshot's parts, decode them, fold the tail (best of 3);
 - replay: decode + evolve of 10,000 stamped runs' records into a bounded state, one core
   (the validating decode path: the trusted one of point 6 is not built yet);
-- log bytes per run: the stamped run's records (every `run_created` carries the spec).
+- log bytes per run: the stamped run's records as the coordinator writes them (each
+  `run_created` names its pipeline version; the spec is on baton.pipelines once), and as
+  builds before point 5 wrote them (the spec in every `run_created`). Readers fill the spec
+  in from the version (`pipeline_versions.with_known_spec`: the version was met before).
 - projector RSS: another fresh process hands every run's records to a Projector's `take`
   (2,000 records a transaction, into SQLite), which keeps only live runs; then `baton runs
   list`'s query, the first 50 rows (median of 20).
 - `baton up`'s RSS, main process and whole tree, idle and after 10,000 runs (at most
   `--runs`) of a one-task pipeline (bench/up_memory.py).
-Not measured yet (issue #16 points 5 and 6 are not built): log bytes after the spec leaves
-run_created, the trusted decode path.
+Not measured yet (issue #16 point 6 is not built): the trusted decode path.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ from bench.up_memory import GROWTH_TARGET_BYTES, IDLE_TARGET_MB, measure_up, rss
 from bus import Bus, Outgoing, Record, TopicPartition, open_bus_url
 from events import topics
 from events.codec import decode, encode
+from events.envelope import Envelope
 from events.intents import RunRequested
+from events.payloads import Payload
 from events.topics import DEFAULT_PARTITIONS, partition_for
 from events.triggers import TriggerInfo
 from orchestrator.core.ended import Ended
@@ -55,7 +59,8 @@ from orchestrator.core.state import CoordinatorState
 from orchestrator.service import snapshot_codec, snapshots
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
-from orchestrator.service.group_loop import GROUP, GroupLoop
+from orchestrator.service.group_loop import GROUP, GroupLoop, route
+from orchestrator.service.pipeline_versions import KNOWN, with_known_spec
 from orchestrator.store.projections import Projector, connect, list_runs
 
 RUNS = 1_000_000
@@ -82,6 +87,8 @@ class Template:
     ended: tuple[bytes, ...]
     live: tuple[bytes, ...]
     run_id: str
+    inline_bytes: int
+    """The ended run's log bytes with the spec in its `run_created`, as builds before wrote."""
 
     def stamped(self, i: int, *, live: bool = False) -> Iterator[bytes]:
         """Run i's records."""
@@ -101,8 +108,19 @@ def template() -> Template:
     live.feed(RunRequested(run_id=run_id, spec=SPEC, trigger=TriggerInfo(
         type="data_arrived", event_id=KEY, subject="digits", payload=payload)),
         id=f"{run_id}/req")
-    return Template(tuple(encode(e) for e in ended.log), tuple(encode(e) for e in live.log),
-                    run_id)
+    KNOWN.setdefault(SPEC.version(), SPEC)  # a reader that met the version once
+    return Template(tuple(_logged(e) for e in ended.log), tuple(_logged(e) for e in live.log),
+                    run_id, sum(len(encode(e)) for e in ended.log))
+
+
+def _logged(env: Envelope[Payload]) -> bytes:
+    """A decision as the coordinator writes it (`group_loop.route`: by version)."""
+    return route(env, 0).value
+
+
+def read(raw: bytes) -> Envelope[Payload]:
+    """A record as a reader folds it: decoded, its spec filled in (the version is known)."""
+    return with_known_spec(decode(raw))
 
 
 def group_of(i: int) -> int:
@@ -181,7 +199,7 @@ def fold_child(runs: int, live: int, out: Path) -> None:
         sizes[k] += 1
         state = states[k]
         for raw in t.stamped(i):
-            evolve(state, decode(raw))
+            evolve(state, read(raw))
             events += 1
     k = max(range(DEFAULT_PARTITIONS), key=sizes.__getitem__)
     full = states[k]
@@ -193,7 +211,7 @@ def fold_child(runs: int, live: int, out: Path) -> None:
     for i in range(runs, runs + live):
         g = group_of(i)
         for raw in t.stamped(i, live=True):
-            evolve(states[g], decode(raw))
+            evolve(states[g], read(raw))
             events += 1
             if g == k:
                 tail.append(raw)
@@ -242,7 +260,7 @@ def replay_rate(t: Template) -> tuple[float, int]:
         state = CoordinatorState(retire=True)
         began = time.perf_counter()
         for raw in records:
-            evolve(state, decode(raw))
+            evolve(state, read(raw))
         best = min(best, time.perf_counter() - began)
     return len(records) / best, len(records)
 
@@ -253,7 +271,8 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
     t = template()
     log_bytes = sum(len(raw) for raw in t.ended)
     report.row("the log", f"{runs:,} ended runs x {len(t.ended)} events "
-               f"+ {live:,} live x {len(t.live)}; {log_bytes:,} bytes per ended run")
+               f"+ {live:,} live x {len(t.live)}; {log_bytes:,} bytes per ended run "
+               f"({t.inline_bytes:,} with the spec in each run_created, as before point 5)")
     with temp_home() as home:
         out = home.root
         folded = await _child("fold", runs, live, out)
@@ -283,8 +302,7 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
                f"{up.idle_main_mb:.0f} / {up.idle_tree_mb:.0f} MB -> {up.after_main_mb:.0f} / "
                f"{up.after_tree_mb:.0f} MB (main at half way {up.half_main_mb:.0f} MB; "
                f"{up.growth_all_runs_bytes:,.0f} B a run over all)")
-    report.row("not measured yet (#16 points 5, 6 not built)",
-               "log bytes per run after point 5; the trusted decode path")
+    report.row("not measured yet (#16 point 6 not built)", "the trusted decode path")
     report.figures += [
         Figure("memory per ended run (the index)", per_run, "B", BYTES_TARGET,
                key="bytes_per_terminal_run"),
@@ -295,6 +313,8 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
         Figure("replay, decode + evolve", rate, "ev/s", REPLAY_TARGET, better="higher",
                key="replay_events"),
         Figure("log bytes per run", log_bytes, "B", key="log_bytes_per_run"),
+        Figure("log bytes per run, the spec inline (before point 5)", t.inline_bytes, "B",
+               key="log_bytes_per_run_inline"),
         Figure("projector RSS after projecting all", projected["rss_after_mb"], "MB",
                PROJECTOR_TARGET_MB, key="projector_rss"),
         Figure("runs list first page (50 rows), median of 20", projected["first_page_ms"], "ms",

@@ -20,13 +20,14 @@ from bus import kafka_topology as topology
 from bus.kafka_topology import TOPOLOGY, TOPOLOGY_CONFIG
 from bus.protocol import BusError, BusUnusable
 from bus.topology import check_group_counts
-from events.topics import AGENTS, RUNS, SNAPSHOTS
+from events.topics import AGENTS, PIPELINES, RUNS, SNAPSHOTS
 
 PROVISION_BOUND_S: Final = 30.0
 
 TOPIC_CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
     AGENTS: {"cleanup.policy": "compact"},
     SNAPSHOTS: {"cleanup.policy": "compact"},
+    PIPELINES: {"cleanup.policy": "compact", "retention.ms": "-1"},
     RUNS: {"retention.ms": "-1", "cleanup.policy": "delete"},
     TOPOLOGY: TOPOLOGY_CONFIG,
 }

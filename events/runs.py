@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from events.common import AUDIT_FIELD, ArtifactRef, Audit, JsonObject, Resources
-from events.payloads import RunPayload
+from events.payloads import Payload, RunPayload
 from events.pipeline import ApprovalInput, PipelineSpec, Role
 from events.reports import FailureReason, Traceback
 from events.triggers import TriggerInfo
@@ -17,13 +17,34 @@ class RunCreated(RunPayload):
     TYPE = "run_created"
     pipeline: str
     pipeline_version: str
-    spec: PipelineSpec
+    spec: PipelineSpec | None = None
+    """The pipeline version's spec, or None in the log as this build writes it: the spec goes
+    to baton.pipelines once (`PipelineDeclared`, in the transaction of the first run of that
+    version) and a reader fills it in from there by `pipeline_version` before folding
+    (orchestrator/service/pipeline_versions.py). Logs written before carry it here."""
     trigger: TriggerInfo
     params: JsonObject = Field(default_factory=dict)
     priority: int = 0
     deadline_at: float
     audit: Audit | None = AUDIT_FIELD
     """Who requested the run, when the request said (the API's token name, request id)."""
+
+
+    def by_reference(self) -> RunCreated:
+        """As the log holds it: the spec named by its version alone (a 4-task pipeline's spec
+        was ~60% of a run's log bytes, written again by every run)."""
+        return self if self.spec is None else self.model_copy(update={"spec": None})
+
+
+class PipelineDeclared(Payload):
+    """A pipeline version, written to baton.pipelines (keyed by the version, compacted) before
+    or with the first run of it that names it."""
+
+    TYPE = "pipeline_declared"
+    pipeline: str
+    version: str
+    """The spec's content hash (`PipelineSpec.version()`)."""
+    spec: PipelineSpec
 
 
 class RunSucceeded(RunPayload):

@@ -244,8 +244,22 @@ TOPIC_SPECS: Final[tuple[TopicSpec, ...]] = (
             "schema": "the event schema version of the folded runs",
             "fold": "hash of the fold code and of every module whose types a snapshot holds; "
                     "a snapshot is used only when it matches",
-            "format": "how the bytes are laid out (2: zlib-compressed JSON)",
+            "format": "how the bytes are laid out (3: an 8-byte length, zlib-compressed JSON "
+                      "of the live runs, then the packed index of the ended ones)",
         },
+    ),
+    TopicSpec(
+        topics.PIPELINES,
+        "Every pipeline version that ran, with its spec, written once (in the transaction of "
+        "the first run of it a coordinator decides); a run's `run_created` names its version "
+        "and carries no spec, and readers fill it in from here.",
+        key="the pipeline version (the spec's content hash)",
+        partitioning=_MURMUR2,
+        written_by="coordinators, with the first run of a version",
+        read_by="whoever folds the run log (coordinators taking over, projections, "
+                "`replay --verify`, the metrics, the HTTP API)",
+        direction="out",
+        types=(run_log.PipelineDeclared,),
     ),
     TopicSpec(
         topics.DLQ,

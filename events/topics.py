@@ -14,11 +14,12 @@ MODELS: Final = "baton.models"
 MODEL_REQUESTS: Final = "baton.model-requests"
 SERVING: Final = "baton.serving"
 SNAPSHOTS: Final = "baton.snapshots"
+PIPELINES: Final = "baton.pipelines"
 DLQ: Final = "baton.dlq"
 
 ALL_TOPICS: Final = (
     TRIGGERS, PIPELINE_TRIGGERS, TRIGGER_LOG, INTENTS, REPORTS, RUNS,
-    COMMANDS, AGENTS, MODELS, MODEL_REQUESTS, SERVING, SNAPSHOTS, DLQ,
+    COMMANDS, AGENTS, MODELS, MODEL_REQUESTS, SERVING, SNAPSHOTS, PIPELINES, DLQ,
 )
 # Partition groups: these three must always have the same partition count.
 GROUP_TOPICS: Final = (INTENTS, REPORTS, RUNS)

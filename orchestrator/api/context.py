@@ -22,6 +22,7 @@ from orchestrator.core.models import ModelRegistry
 from orchestrator.metrics.service import Metrics
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
+from orchestrator.service.pipeline_versions import PipelineVersions
 from orchestrator.service.router_view import RouterView
 from orchestrator.serving.history import WindowHistory
 from orchestrator.store.projections import Projector, connect, stored_positions
@@ -61,6 +62,7 @@ class ApiContext:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server stops: open streams and long-polls end."""
     _models: ChampionTracker | None = None
+    _versions: PipelineVersions | None = None
     _windows: WindowHistory | None = None
     _models_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _conn: aiosqlite.Connection | None = None
@@ -73,6 +75,13 @@ class ApiContext:
             if self._conn is None:
                 self._conn = await connect(self.projections)
             return self._conn
+
+    @property
+    def versions(self) -> PipelineVersions:
+        """Pipeline specs by version, for `run_created` events as the API shows them."""
+        if self._versions is None:
+            self._versions = PipelineVersions(self.bus)
+        return self._versions
 
     async def registry(self) -> ModelRegistry:
         """The model registry as baton.models says now: this process's own fold of it,

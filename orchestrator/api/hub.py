@@ -22,6 +22,7 @@ from bus import Bus, Record, TopicPartition
 from bus.loop import Tail
 from events import topics
 from orchestrator.api import cursors, positions
+from orchestrator.service.pipeline_versions import PipelineVersions
 
 FEED_BATCHES = 1024
 """Reads a subscriber may lag behind the hub before the hub drops it (it then reads the log
@@ -78,7 +79,9 @@ def sse(cursor: str | None, kind: str, text: str) -> str:
     return f"id: {cursor}\nevent: {kind}\ndata: {text}\n\n"
 
 
-def decoded(record: Record, cursor: str) -> Item:
+async def decoded(record: Record, cursor: str, versions: PipelineVersions) -> Item:
+    """A `run_created` with its spec, as the log held it before specs went by reference
+    (pipeline_versions.py): what a client of the stream reads has not changed."""
     try:
         env: dict[str, Any] | None = json.loads(record.value)
     except ValueError:
@@ -88,6 +91,8 @@ def decoded(record: Record, cursor: str) -> Item:
     kind = str(env.get("type", ""))
     if kind in QUIET_TYPES:
         return Item(record.tp, record.offset, kind, None, "", cursor)
+    if kind == "run_created":
+        await versions.filled(env, record.where)
     if record.topic != topics.AGENTS:
         env["position"] = positions.token(record.tp, record.offset + 1)
     return Item(record.tp, record.offset, kind, env, json.dumps(env, separators=(",", ":")),
@@ -118,6 +123,10 @@ class Hub:
     _feeds: set[Feed] = field(default_factory=set)
     _partitions: dict[str, int] = field(default_factory=dict)
     _tail: Tail | None = None
+    versions: PipelineVersions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.versions = PipelineVersions(self.bus)
 
     def subscribe(self, at: dict[TopicPartition, int]) -> Feed:
         """A feed for a subscriber at `at`: starting with the recent reads it has not seen
@@ -161,21 +170,21 @@ class Hub:
             async with contextlib.aclosing(tail.turns(stop)) as turns:
                 async for records in turns:
                     if records:
-                        batch = self._batch(records, at)
+                        batch = await self._batch(records, at)
                         self._keep(batch)
                         self._offer(batch)
         finally:
             self.ready.clear()
             self._drop_all()
 
-    def _batch(self, records: list[Record], at: dict[TopicPartition, int]) -> Batch:
+    async def _batch(self, records: list[Record], at: dict[TopicPartition, int]) -> Batch:
         before = dict(at)
         items = []
         cursor = cursors.Cursor(at, self._partitions)
         for record in records:
             at[record.tp] = record.offset + 1
             cursor.move(record.tp, record.offset + 1)
-            items.append(decoded(record, cursor.text()))
+            items.append(await decoded(record, cursor.text(), self.versions))
         data = "".join([sse(item.cursor, item.kind, item.text)
                         for item in items if item.env is not None]).encode()
         return Batch(before, dict(at), items, data)

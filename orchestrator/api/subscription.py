@@ -18,6 +18,7 @@ from events import topics
 from events.topics import partition_for
 from orchestrator.api import cursors
 from orchestrator.api.hub import Batch, Feed, Hub, decoded
+from orchestrator.service.pipeline_versions import PipelineVersions
 
 KEEPALIVE_S = 15.0
 """How long a subscriber waits for an event before its read says IDLE."""
@@ -83,6 +84,7 @@ class Subscription:
 
     def __post_init__(self) -> None:
         self.partitions = {topic: self.bus.partitions(topic) for topic in cursors.STREAMED}
+        self._versions = PipelineVersions(self.bus)
 
     def cursor(self) -> str:
         return cursors.encode(self.at, self.partitions)
@@ -220,7 +222,7 @@ class Subscription:
 
     async def _event(self, record: Record) -> Message | None:
         self.at[record.tp] = record.offset + 1
-        item = decoded(record, "")
+        item = await decoded(record, "", self._versions)
         if item.env is None or not await self._wanted(record.tp, item.env, item.kind):
             return None
         return Message(item.kind, self.cursor(), item.env, item.text)

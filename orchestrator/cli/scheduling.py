@@ -17,6 +17,7 @@ from orchestrator.core.placement import Strategy
 from orchestrator.core.settings import Settings
 from orchestrator.core.triggers import PRIORITY
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, LEASE_MARGIN_S
+from orchestrator.service.pipeline_versions import specs_inline
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DEFAULTS = Settings()
@@ -100,6 +101,10 @@ def coordinator_settings(args: argparse.Namespace) -> tuple[Settings, float]:
         pools[label] = n
     settings = Settings(strategy=args.placement, pool_limits=tuple(sorted(pools.items())),
                         aging_s=args.aging)
+    try:
+        specs_inline()  # read again by each group loop: a wrong value stops us here, not there
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return settings, float(args.agent_expiry)
 
 

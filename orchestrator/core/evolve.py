@@ -142,12 +142,16 @@ def apply(run: RunState, env: Envelope[Payload]) -> None:
 
 
 def created_run(data: ev.RunCreated, env: Envelope[Payload]) -> RunState:
+    spec = data.spec
+    if spec is None:  # the shell fills it in from baton.pipelines (pipeline_versions.py)
+        raise LogCorrupt(f"run {data.run_id}: its run_created names pipeline version "
+                         f"{data.pipeline_version} without its spec, and nothing filled it in")
     run = RunState(
-        run_id=data.run_id, spec=data.spec, trigger=data.trigger,
+        run_id=data.run_id, spec=spec, trigger=data.trigger,
         created_at=env.time.timestamp(), deadline_at=data.deadline_at, params=dict(data.params),
         priority=data.priority, seq=env.sequence or 1,
-        tasks={t.name: TaskState(name=t.name) for t in data.spec.tasks},
-        order=topological(data.spec),
+        tasks={t.name: TaskState(name=t.name) for t in spec.tasks},
+        order=topological(spec),
         audit=_audited("requested", data.audit, env.time.timestamp()),
     )
     if env.causation_id:

@@ -13,6 +13,7 @@ from orchestrator.metrics.figures import Figures, GroupLag, compute
 from orchestrator.metrics.tally import Observed, Tally, observe
 from orchestrator.service import log_positions
 from orchestrator.service.group_loop import GROUP
+from orchestrator.service.pipeline_versions import PipelineVersions
 from orchestrator.service.reading import partitions_of
 from orchestrator.store.bulk import bulk_fold
 
@@ -29,6 +30,7 @@ class MetricsLoop(Tail):
     def __init__(self, bus: Bus, *, wait_s: float = 0.5,
                  observed: Callable[[list[Observed]], None] = lambda _: None) -> None:
         self.tally = Tally()
+        self.versions = PipelineVersions(bus)
         self.observed = observed
         self.caught_up = asyncio.Event()
         """Set once a read brought nothing: the figures cover the log as it was then."""
@@ -42,8 +44,10 @@ class MetricsLoop(Tail):
         if not records:
             self.caught_up.set()
         seen: list[Observed] = []
+        runs = iter(await self.versions.decoded([r for r in records if r.topic == topics.RUNS]))
         for record in records:
-            observed = observe(self.tally, record)
+            observed = observe(self.tally, record,
+                               next(runs) if record.topic == topics.RUNS else None)
             if record.offset >= self._observed_upto.get(record.tp, 0):
                 seen.extend(observed)
                 self._observed_upto[record.tp] = record.offset + 1

@@ -23,7 +23,9 @@ from events import topics
 from events.agents import AgentAdvertised, AgentDraining, AgentHeartbeat, AgentStopped
 from events.codec import decode
 from events.dlq import DeadLetter
+from events.envelope import Envelope
 from events.errors import EventParseError
+from events.payloads import Payload
 from events.registry import ModelRegistered
 from orchestrator.core.evolve import evolve, field_of
 from orchestrator.core.logged import decode_logged
@@ -126,11 +128,14 @@ class Tally:
     """The coordinators' input positions as their run log carries them (log_positions.py)."""
 
 
-def observe(tally: Tally, record: Record) -> list[Observed]:
+def observe(tally: Tally, record: Record, env: Envelope[Payload] | None = None
+            ) -> list[Observed]:
     """Fold one record of baton.runs, .models, .dlq or .agents; returns what happened that an
-    instrument records as it happens (attempts started, runs ended)."""
+    instrument records as it happens (attempts started, runs ended). `env`: a run-log record
+    as the shell decoded it, its spec filled in (pipeline_versions.py); else it is decoded
+    here, and must carry its spec."""
     if record.topic == topics.RUNS:
-        return _run_event(tally, record)
+        return _run_event(tally, record, env or decode_logged(record.value, record.where))
     if record.topic == topics.MODELS:
         _model(tally, record)
     elif record.topic == topics.DLQ:
@@ -158,8 +163,7 @@ def record_of(tally: Tally, run: RunState) -> RunRecord:
         tuple(facts.gates))
 
 
-def _run_event(tally: Tally, record: Record) -> list[Observed]:
-    env = decode_logged(record.value, record.where)
+def _run_event(tally: Tally, record: Record, env: Envelope[Payload]) -> list[Observed]:
     data, at = env.data, env.time.timestamp()
     run = tally.state.runs.get(field_of(data, "run_id") or "")
     evolve(tally.state, env)

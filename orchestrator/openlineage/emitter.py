@@ -18,8 +18,8 @@ from openlineage.client.transport import Transport, get_default_factory
 
 from bus import Bus, Record
 from events import topics
-from orchestrator.core.logged import decode_logged
 from orchestrator.openlineage.mapping import Lineage
+from orchestrator.service.pipeline_versions import PipelineVersions
 from orchestrator.service.reading import partitions_of
 from orchestrator.service.relay import relay
 
@@ -63,21 +63,26 @@ async def emit(bus: Bus, transport: Transport, lineage: Lineage, positions_file:
     """Send every event from where the positions file says, until stopped (or, with
     `once`, until caught up); returns how many were sent."""
     inputs = [*partitions_of(bus, topics.RUNS), *partitions_of(bus, topics.MODELS)]
+    versions = PipelineVersions(bus)
 
     async def send(records: list[Record]) -> int:
-        events = [e for record in records for e in _mapped(lineage, record)]
+        events = await _mapped(lineage, versions, records)
         for event in events:
             await asyncio.to_thread(transport.emit, event)
         return len(events)
 
-    def fold(record: Record) -> None:
-        _mapped(lineage, record)  # what was sent before: known again, not sent again
+    async def fold(records: list[Record]) -> None:
+        await _mapped(lineage, versions, records)  # sent before: known again, not sent again
 
     return await relay(bus, inputs, positions_file, stop, send, fold=fold, once=once)
 
 
-def _mapped(lineage: Lineage, record: Record) -> list[Any]:
-    env = decode_logged(record.value, record.where)
-    if record.topic.endswith(topics.MODELS):
-        return lineage.registry(env)
-    return lineage.apply(env)
+async def _mapped(lineage: Lineage, versions: PipelineVersions, records: list[Record]
+                  ) -> list[Any]:
+    mapped = []
+    for record, env in zip(records, await versions.decoded(records), strict=True):
+        if record.topic.endswith(topics.MODELS):
+            mapped += lineage.registry(env)
+        else:
+            mapped += lineage.apply(env)
+    return mapped

@@ -30,6 +30,7 @@ from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, FleetTracker
 from orchestrator.service.group_loop import GroupLoop
 from orchestrator.service.kafka_membership import STAGE_TOPICS, KafkaMembership, all_units
+from orchestrator.service.pipeline_versions import PipelineVersions
 from orchestrator.service.registry import RegistryStage
 from orchestrator.service.router import RouterStage
 from orchestrator.service.supervise import ComponentFailed, announce, failure_of, supervise
@@ -83,8 +84,9 @@ class Coordinator:
         self.fleet = FleetTracker(self.bus, expiry_s=self.expiry_s)
         self.models = ChampionTracker(self.bus)
         # One loop per group for the process's life: it restores itself whenever it starts.
+        versions = PipelineVersions(self.bus)  # what one group declared, none writes again
         self.groups = {k: GroupLoop(self.bus, k, self.fleet, self.models, self.in_flight,
-                                    self.settings, demand=self.demand)
+                                    self.settings, versions=versions, demand=self.demand)
                        for k in range(self.bus.partitions(topics.RUNS))}
 
     @property

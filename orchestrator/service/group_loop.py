@@ -40,7 +40,7 @@ from events.envelope import Envelope
 from events.errors import EventParseError
 from events.payloads import Payload
 from events.registry import PromoteModel, RegisterModel, SetTraffic
-from events.runs import RunCancelled, RunFailed, RunSucceeded
+from events.runs import RunCancelled, RunCreated, RunFailed, RunSucceeded
 from events.schedules import RunEnded
 from orchestrator.core.adopt import adopt
 from orchestrator.core.decide import Input, Tick, decision_for, next_deadline
@@ -48,7 +48,6 @@ from orchestrator.core.decision import Decision
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.evolve import InFlight, evolve, retire, update_in_flight
 from orchestrator.core.flow import QUEUE_CHANGES, queue_of
-from orchestrator.core.logged import decode_logged
 from orchestrator.core.placement import request_key
 from orchestrator.core.settings import Settings
 from orchestrator.core.state import CoordinatorState, Want
@@ -56,6 +55,7 @@ from orchestrator.service import log_positions, snapshots
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.fleet_tracker import FleetTracker
+from orchestrator.service.pipeline_versions import PipelineVersions, specs_inline
 from orchestrator.store.bulk import bulk_fold
 
 GROUP = "baton.coordinator"
@@ -70,10 +70,13 @@ triggers): committed without delay, not held LINGER_S for a next input that neve
 log = logging.getLogger(__name__)
 
 
-def route(env: Envelope[Payload], k: int) -> Outgoing:
+def route(env: Envelope[Payload], k: int, *, specs_inline: bool = False) -> Outgoing:
     """Where a decision goes: the run log (partition k), an agent, the registry, or the
-    router (the end of a run a schedule started)."""
+    router (the end of a run a schedule started). A `run_created` goes by reference (its
+    spec is on baton.pipelines: `PipelineVersions.written`) unless `specs_inline`."""
     data = env.data
+    if isinstance(data, RunCreated) and data.spec is not None and not specs_inline:
+        env = env.model_copy(update={"data": data.by_reference()})
     if isinstance(data, ExecuteTask | CancelTask):
         return Outgoing(topics.COMMANDS, data.agent_id, encode(env))
     if isinstance(data, RegisterModel | SetTraffic | PromoteModel):
@@ -95,6 +98,12 @@ class GroupLoop(Loop):
     models: ChampionTracker
     in_flight: InFlight
     settings: Settings = field(default_factory=Settings)
+    versions: PipelineVersions | None = None
+    """Shared by the groups of this process (what is declared on baton.pipelines); one of
+    its own when not given."""
+    specs_inline: bool = field(default_factory=specs_inline)
+    """Write each run's spec in its `run_created` as builds before did (BATON_SPECS_INLINE),
+    for a log that readers of such a build still read."""
     demand: dict[int, tuple[Want, ...]] = field(default_factory=dict)
     """Shared by the groups of this process (see CoordinatorState.demand)."""
     clock: Callable[[], float] = time.time
@@ -131,6 +140,8 @@ class GroupLoop(Loop):
     decision is folded: it is computed once per change, not at every idle turn."""
 
     def __post_init__(self) -> None:
+        if self.versions is None:
+            self.versions = PipelineVersions(self.bus)
         self.fleet.subscribers.append(self._fleet_changed)
         self.fleet.room_subscribers.append(self._room_freed)
 
@@ -160,8 +171,8 @@ class GroupLoop(Loop):
         count = 0
         with bulk_fold():
             while batch := await self.bus.read(tp, start, 5000):
-                for record in batch:
-                    evolve(self.state, decode_logged(record.value, record.where))
+                for record, env in zip(batch, await self._versions.decoded(batch), strict=True):
+                    evolve(self.state, env)
                     in_log = log_positions.carried(record) or in_log
                 start, count = batch[-1].offset + 1, count + len(batch)
         self.runs_end = start
@@ -298,6 +309,7 @@ class GroupLoop(Loop):
                 return
             outgoing, carried = log_positions.carry(outgoing, topics.RUNS, positions)
             written = await self.bus.commit(GROUP, positions, outgoing, carried=carried)
+            self._versions.committed(written)
         except BusFenced:
             raise  # a newer owner has the group; our state is stale, and restoring is theirs
         except BusError as exc:
@@ -372,7 +384,14 @@ class GroupLoop(Loop):
             self._publish_wants(now)
         self._freed = self._freed or self._active_attempts() < active
         self._ends_run = self._ends_run or any(isinstance(e.data, _RUN_ENDS) for e in out)
-        return [route(env, self.k) for env in out]
+        return [routed for env in out
+                for routed in (*self._versions.written(env),
+                                route(env, self.k, specs_inline=self.specs_inline))]
+
+    @property
+    def _versions(self) -> PipelineVersions:
+        assert self.versions is not None  # __post_init__
+        return self.versions
 
 
 class Unapplicable(Exception):

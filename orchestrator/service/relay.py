@@ -19,15 +19,17 @@ from pathlib import Path
 
 from bus import Bus, Record, TopicPartition
 from bus.loop import Tail
+from bus.ranges import between
 
 
 async def relay(bus: Bus, inputs: list[TopicPartition], positions_file: Path,
                 stop: asyncio.Event, send: Callable[[list[Record]], Awaitable[int]], *,
-                fold: Callable[[Record], None] = lambda record: None,
+                fold: Callable[[list[Record]], Awaitable[None]] | None = None,
                 once: bool = False) -> int:
     """Relay until stopped (or, with `once`, until caught up); how many the sender sent."""
     positions = _load(positions_file, inputs)
-    await _folded(bus, positions, fold)
+    if fold is not None:
+        await _folded(bus, positions, fold)
     total = 0
     tail = Tail(bus, inputs, positions, wait_s=0.5)
     async with contextlib.aclosing(tail.turns(stop)) as turns:
@@ -40,17 +42,10 @@ async def relay(bus: Bus, inputs: list[TopicPartition], positions_file: Path,
 
 
 async def _folded(bus: Bus, positions: dict[TopicPartition, int],
-                  fold: Callable[[Record], None]) -> None:
+                  fold: Callable[[list[Record]], Awaitable[None]]) -> None:
     for tp, until in positions.items():
-        at = 0
-        while at < until:
-            batch = await bus.read(tp, at, min(1000, until - at))
-            if not batch:
-                break
-            for record in batch:
-                if record.offset < until:
-                    fold(record)
-            at = batch[-1].offset + 1
+        async for batch in between(bus, tp, 0, until):
+            await fold(batch)
 
 
 def _load(path: Path, inputs: list[TopicPartition]) -> dict[TopicPartition, int]:

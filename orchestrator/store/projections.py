@@ -19,6 +19,8 @@ from bus.loop import Loop
 from bus.ranges import between
 from events import topics
 from events.conditions import MatchAdvanced, MatchFired, MatchRunEnded, MatchWaiting
+from events.envelope import Envelope
+from events.payloads import Payload
 from events.registry import ModelRegistered
 from events.runs import RunCreated
 from events.schedules import ScheduleCommanded, ScheduleSlotDecided
@@ -30,11 +32,11 @@ from orchestrator.core.backfills import restored as restored_backfill
 from orchestrator.core.conditions import MATCH_DECISIONS
 from orchestrator.core.errors import LogCorrupt
 from orchestrator.core.evolve import evolve, initial_state
-from orchestrator.core.logged import decode_logged
 from orchestrator.core.schedules import ScheduleState, described, restored
 from orchestrator.core.schedules import fold as fold_schedule
 from orchestrator.core.state import CoordinatorState, RunState
 from orchestrator.core.triggers import SCHEDULE_DECISIONS
+from orchestrator.service.pipeline_versions import PipelineVersions
 from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.locks import file_lock, file_lock_when_free
 from orchestrator.store.rows import ROW_VERSION, RowDocs, summary_text
@@ -146,21 +148,21 @@ async def fold_run(bus: Bus, tp: TopicPartition, first: int, last: int, run_id: 
     """One run, folded from its events between offsets `first` and `last` of `tp` (its
     records are keyed by its id): what the projector and `replay --verify` read again when a
     run they let go of gets a late event."""
-    state = initial_state()
+    state, versions = initial_state(), PipelineVersions(bus)
     async for batch in between(bus, tp, first, last + 1):
-        for record in batch:
-            if record.key == run_id:
-                evolve(state, decode_logged(record.value, record.where))
+        for env in await versions.decoded([r for r in batch if r.key == run_id]):
+            evolve(state, env)
     return state.runs.get(run_id)
 
 
 async def _fold_into(bus: Bus, state: CoordinatorState,
                      upto: dict[TopicPartition, int] | None) -> None:
+    versions = PipelineVersions(bus)
     for p in range(bus.partitions(topics.RUNS)):
         tp = TopicPartition(topics.RUNS, p)
         async for batch in between(bus, tp, 0, None if upto is None else upto.get(tp, 0)):
-            for record in batch:
-                evolve(state, decode_logged(record.value, record.where))
+            for env in await versions.decoded(batch):
+                evolve(state, env)
 
 
 @contextlib.contextmanager
@@ -192,6 +194,7 @@ class Projector(Loop):
 
     def __init__(self, bus: Bus, path: Path) -> None:
         self.bus, self.path = bus, path
+        self.versions = PipelineVersions(bus)
         self.state = initial_state()
         self.positions = {}
         self.caught_up = asyncio.Event()
@@ -281,7 +284,7 @@ class Projector(Loop):
             self.caught_up.set()
             return False
         batch = Batch()
-        self._apply(records, batch)
+        self._apply(records, await self.versions.decoded(records), batch)
         await self._write(self._open(), batch, positions)
         self._written(positions)
         return True
@@ -311,14 +314,14 @@ class Projector(Loop):
                 tp = TopicPartition(topics.RUNS, partition)
                 async for batch in between(self.bus, tp, min(firsts.values()),
                                            stored.get(tp, 0)):
-                    for record in batch:
-                        if record.key in firsts:
-                            evolve(state, decode_logged(record.value, record.where))
+                    mine = [record for record in batch if record.key in firsts]
+                    for env in await self.versions.decoded(mine):
+                        evolve(state, env)
         return state
 
-    def _apply(self, records: list[Record], batch: Batch) -> None:
-        for record in records:
-            env = decode_logged(record.value, record.where)
+    def _apply(self, records: list[Record], envs: list[Envelope[Payload]], batch: Batch
+               ) -> None:
+        for record, env in zip(records, envs, strict=True):
             if record.topic == topics.RUNS:
                 if isinstance(env.data, RunCreated) or env.subject in self.state.runs:
                     evolve(self.state, env)
@@ -420,6 +423,9 @@ class Batch:
 
 def pipeline_row(created: RunCreated, time: float) -> tuple[str, str, float, str]:
     """A row of the pipelines table: the first run of each version names it."""
+    if created.spec is None:
+        raise LogCorrupt(f"run {created.run_id}: its spec was not filled in "
+                         "(PipelineVersions.decoded)")
     return (created.pipeline, created.pipeline_version, time,
             created.spec.model_dump_json())
 

@@ -13,8 +13,8 @@ from bus import Bus, TopicPartition
 from bus.ranges import between
 from events import topics
 from orchestrator.core.evolve import evolve
-from orchestrator.core.logged import decode_logged
 from orchestrator.core.state import CoordinatorState, RunState
+from orchestrator.service.pipeline_versions import PipelineVersions
 from orchestrator.store.bulk import bulk_fold
 from orchestrator.store.projections import (
     connect,
@@ -64,7 +64,7 @@ async def verify(bus: Bus, projections: Path, now: float) -> Verification:
 
 async def _compared(bus: Bus, conn: aiosqlite.Connection, positions: dict[TopicPartition, int],
                     now: float) -> Verification:
-    state = CoordinatorState(retire=True)
+    state, versions = CoordinatorState(retire=True), PipelineVersions(bus)
     differences: dict[str, list[str]] = {}
 
     async def compare(run: RunState) -> None:
@@ -74,8 +74,7 @@ async def _compared(bus: Bus, conn: aiosqlite.Connection, positions: dict[TopicP
     with bulk_fold():
         for tp, upto in positions.items():
             async for batch in between(bus, tp, 0, upto):
-                for record in batch:
-                    env = decode_logged(record.value, record.where)
+                for record, env in zip(batch, await versions.decoded(batch), strict=True):
                     live = state.runs.get(env.subject)
                     evolve(state, env)
                     if env.subject in state.runs:

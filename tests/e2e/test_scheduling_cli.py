@@ -73,6 +73,15 @@ def test_one_label_given_two_different_limits_is_refused() -> None:
         coordinator_settings(args)
 
 
+def test_an_unreadable_specs_inline_setting_is_refused_saying_what_to_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_SPECS_INLINE", "perhaps")
+    args = parse("up")
+
+    with pytest.raises(UsageError, match=r"BATON_SPECS_INLINE='perhaps'.*set it to 1"):
+        coordinator_settings(args)
+
+
 def test_run_priority_defaults_to_0_and_takes_negative_numbers() -> None:
     assert parse("run", "digits").priority == 0
     assert parse("run", "digits", "--priority", "10").priority == 10

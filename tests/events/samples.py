@@ -124,6 +124,7 @@ SAMPLES: tuple[Payload, ...] = (
                           error_type="ValueError"),
     ev.RunCreated(run_id=RUN, pipeline="digits", pipeline_version=SPEC.version(), spec=SPEC,
                   trigger=TRIGGER, deadline_at=AT + 3600),
+    ev.PipelineDeclared(pipeline="digits", version=SPEC.version(), spec=SPEC),
     ev.RunSucceeded(run_id=RUN),
     ev.RunFailed(run_id=RUN, reason="task train failed", failed_tasks=("train",)),
     ev.RunCancelled(run_id=RUN, reason="cancelled by user"),

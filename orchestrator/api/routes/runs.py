@@ -101,6 +101,7 @@ async def run_events(request: Request, run_id: RunId, limit: Limit = pages.MAX_L
                 break
             env = json.loads(record.value)
             if env.get("subject") == run_id:
+                await context.versions.filled(env, record.where)
                 found.append({**env, "position": positions.token(tp, record.offset + 1)})
                 last = record.offset
         start = records[-1].offset + 1
