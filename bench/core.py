@@ -35,7 +35,7 @@ from orchestrator.core.adopt import adopt
 from orchestrator.core.decide import Input, Tick, decision_for, next_deadline
 from orchestrator.core.evolve import initial_state
 from orchestrator.core.ids import run_id_for
-from orchestrator.core.state import AgentStatus, CoordinatorState
+from orchestrator.core.state import AgentStatus, CoordinatorState, Lent
 
 T = TypeVar("T")
 AGENT = "bench-agent"
@@ -50,6 +50,7 @@ class Driver:
 
     workers: int
     state: CoordinatorState = field(default_factory=initial_state)
+    lent: Lent = field(default_factory=Lent)
     now: float = T0
     queued: list[ExecuteTask] = field(default_factory=list)
     running: list[ExecuteTask] = field(default_factory=list)
@@ -59,7 +60,7 @@ class Driver:
     done: bool = False
 
     def __post_init__(self) -> None:
-        self.state.agents[AGENT] = AgentStatus(agent_id=AGENT, capabilities=BIG_AGENT, lease_s=5)
+        self.lent.agents[AGENT] = AgentStatus(agent_id=AGENT, capabilities=BIG_AGENT, lease_s=5)
 
     def run(self, spec: PipelineSpec, key: str) -> None:
         """One run from its request to its end; the agent starts the oldest command first."""
@@ -90,7 +91,7 @@ class Driver:
             given = envelope(data, id=f"in-{self.counter}", time=self.now, source="bench",
                              subject=getattr(data, "run_id", "x"))
             part = "decide (inputs)"
-        d = self._timed(part, lambda: decision_for(self.state, given, self.now))
+        d = self._timed(part, lambda: decision_for(self.state, self.lent, given, self.now))
         out = d.out
         logged = [env for env in out if env.sequence is not None]
         self._timed("adopt", lambda: adopt(self.state, d))
@@ -103,7 +104,7 @@ class Driver:
             self._timed("next_deadline", lambda: next_deadline(self.state))
 
     def _active(self) -> int:
-        return sum(len(attempts) for attempts in self.state.in_flight.values())
+        return sum(len(attempts) for attempts in self.lent.in_flight.values())
 
     def _timed(self, part: str, fn: Callable[[], T]) -> T:
         start = time.thread_time()

@@ -35,9 +35,9 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec, TaskSpec
 from events.triggers import TriggerInfo
 from orchestrator.core.decide import Tick, decide
-from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.evolve import evolve, evolve_lending, initial_state
 from orchestrator.core.ids import run_id_for
-from orchestrator.core.state import AgentStatus, CoordinatorState
+from orchestrator.core.state import AgentStatus, CoordinatorState, Lent
 
 T0 = 1_700_000_000.0
 WIDTH = 10
@@ -124,7 +124,7 @@ def backlog(tasks: int) -> CoordinatorState:
         spec = specs[i % VARIANTS] if width == WIDTH else pipeline(i % VARIANTS, width)
         at = T0 + i * 1e-3
         alone = initial_state()
-        for out in decide(alone, _request(spec, f"k{i}", at), at):
+        for out in decide(alone, Lent(), _request(spec, f"k{i}", at), at):
             if out.sequence is not None:
                 evolve(alone, out)
                 evolve(state, out)
@@ -217,17 +217,17 @@ class Pass:
         return self.seconds / max(1, self.ready) * 1e6
 
 
-def timed_pass(state: CoordinatorState, ledger: Ledger, now: float) -> Pass:
+def timed_pass(state: CoordinatorState, lent: Lent, ledger: Ledger, now: float) -> Pass:
     """Times one tick (decide only), then folds its output (timed apart: the shell's share),
     then checks every placement against the agents' capacity."""
     ready = ready_count(state)
     start = time.perf_counter()
-    out = decide(state, Tick(), now)
+    out = decide(state, lent, Tick(), now)
     seconds = time.perf_counter() - start
     started = time.perf_counter()
     for env in out:
         if env.sequence is not None:
-            evolve(state, env)
+            evolve_lending(state, lent.in_flight, env)
     fold_s = time.perf_counter() - started
     scheduled = [e.data for e in out if isinstance(e.data, ev.TaskScheduled)]
     ledger.record(scheduled)
@@ -241,21 +241,22 @@ def first_pass(agents: int, tasks: int) -> tuple[Pass, Pass, float]:
     state = backlog(tasks)
     views = fleet(agents)
     built_s = time.perf_counter() - start
+    lent = Lent()
     for view in views:
-        state.agents[view.agent_id] = view
+        lent.agents[view.agent_id] = view
     ledger = Ledger({v.agent_id: v for v in views})
     now = T0 + 1.0
-    one = timed_pass(state, ledger, now)
-    two = timed_pass(state, ledger, now + 1.0)
-    _LAST["state"] = state
+    one = timed_pass(state, lent, ledger, now)
+    two = timed_pass(state, lent, ledger, now + 1.0)
+    _LAST["state"] = (state, lent)
     return one, two, built_s
 
 
-_LAST: dict[str, CoordinatorState] = {}
+_LAST: dict[str, tuple[CoordinatorState, Lent]] = {}
 """The state the last first_pass left (the full fleet and its backlog), for report_costs."""
 
 
-def report_costs(state: CoordinatorState, now: float) -> tuple[float, float]:
+def report_costs(state: CoordinatorState, lent: Lent, now: float) -> tuple[float, float]:
     """Seconds to decide one report with the backlog waiting: one that frees no capacity
     (started: only its own run is looked at) and one that does (succeeded: a whole pass)."""
     run_id, task, attempt = next(
@@ -269,11 +270,11 @@ def report_costs(state: CoordinatorState, now: float) -> tuple[float, float]:
                                                                             output=output))):
         env = envelope(data, id=f"bench-report-{i}", time=now, source="bench", subject=run_id)
         began = time.perf_counter()
-        out = decide(state, env, now)
+        out = decide(state, lent, env, now)
         costs.append(time.perf_counter() - began)
         for e in out:
             if e.sequence is not None:
-                evolve(state, e)
+                evolve_lending(state, lent.in_flight, e)
     return costs[0], costs[1]
 
 
@@ -290,7 +291,7 @@ async def measure(agents: int = 1000, tasks: int = 10_000) -> Report:
     report = Report(f"placement: one decide(Tick) over {agents:,} agents and {tasks:,} ready "
                     f"tasks ({-(-tasks // WIDTH):,} runs of {WIDTH} root tasks)")
     one, two, built_s = first_pass(agents, tasks)
-    started_s, succeeded_s = report_costs(_LAST["state"], T0 + 3.0)
+    started_s, succeeded_s = report_costs(*_LAST["state"], T0 + 3.0)
     small_agents, small_tasks, small_us = baseline(agents, tasks)
     ratio = one.us_per_task / small_us
     gpu_agents = sum(1 for v in fleet(agents) if v.capabilities.gpus)

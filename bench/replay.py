@@ -29,9 +29,9 @@ from events.payloads import Payload
 from events.pipeline import PipelineSpec, RetryPolicy, TaskSpec, TriggerSpec
 from events.triggers import TriggerInfo
 from orchestrator.core.decide import decide
-from orchestrator.core.evolve import evolve, initial_state
+from orchestrator.core.evolve import evolve, evolve_lending, initial_state
 from orchestrator.core.ids import run_id_for
-from orchestrator.core.state import AgentStatus, CoordinatorState
+from orchestrator.core.state import AgentStatus, CoordinatorState, Lent
 from orchestrator.service import snapshots
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
@@ -60,24 +60,25 @@ class Driver:
     """decide + evolve with a scripted agent that accepts, starts and finishes every attempt."""
 
     state: CoordinatorState = field(default_factory=initial_state)
+    lent: Lent = field(default_factory=Lent)
     now: float = T0
     log: list[Envelope[Payload]] = field(default_factory=list)
     inbox: list[ExecuteTask] = field(default_factory=list)
     counter: int = 0
 
     def __post_init__(self) -> None:
-        self.state.agents[AGENT] = AgentStatus(agent_id=AGENT, capabilities=BIG_AGENT, lease_s=5)
+        self.lent.agents[AGENT] = AgentStatus(agent_id=AGENT, capabilities=BIG_AGENT, lease_s=5)
 
     def feed(self, data: Payload, *, id: str | None = None) -> None:
         self.counter += 1
         self.now += 0.001
         env = envelope(data, id=id or f"in-{self.counter}", time=self.now, source="bench",
                        subject=getattr(data, "run_id", "x"))
-        for out in decide(self.state, env, self.now):
+        for out in decide(self.state, self.lent, env, self.now):
             if isinstance(out.data, ExecuteTask):
                 self.inbox.append(out.data)
             elif out.sequence is not None:
-                evolve(self.state, out)
+                evolve_lending(self.state, self.lent.in_flight, out)
                 self.log.append(out)
 
     def run_one(self, key: str) -> None:

@@ -38,7 +38,7 @@ def adopt(state: CoordinatorState, d: Decision) -> None:
                 retire(state, live)
     for run_id, ended in d.ended.items():
         state.ended.bump(run_id, ended.seq)
-    _adopt_in_flight(state.in_flight, d)
+    _adopt_in_flight(d.lent.in_flight, d)
 
 
 def _carry(live: RunState, scratch: RunState) -> None:

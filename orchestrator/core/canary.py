@@ -38,7 +38,7 @@ def begin(d: Decision, run: RunState, spec: TaskSpec) -> None:
     aid = attempt_id(run.run_id, name, task.attempt)
     base = dict(run_id=run.run_id, task=name, attempt=task.attempt, attempt_id=aid)
     version = run.tasks[canary.version_from].metadata.get("version")
-    champion = d.state.champions.get(canary.model)
+    champion = d.lent.champions.get(canary.model)
     baseline = champion.aliases.get(canary.alias) if champion is not None else None
     if not isinstance(version, int) or baseline is None or baseline == version:
         d.log(run, ev.TaskFailed(**base, reason="canary_not_started", retryable=False,

@@ -33,6 +33,7 @@ from orchestrator.core.state import (
     REGISTRY_AGENT,
     TERMINAL_TASK,
     CoordinatorState,
+    Lent,
     RunState,
 )
 
@@ -46,21 +47,22 @@ Input = Envelope[Payload] | Tick
 DEFAULT_SETTINGS = Settings()
 
 
-def decide(
-    state: CoordinatorState, input: Input, now: float, settings: Settings = DEFAULT_SETTINGS
-) -> list[Envelope[Payload]]:
-    """Events for baton.runs and commands for agents / the registry, in order."""
-    return decision_for(state, input, now, settings).out
+def decide(state: CoordinatorState, lent: Lent, input: Input, now: float,
+           settings: Settings = DEFAULT_SETTINGS) -> list[Envelope[Payload]]:
+    """Events for baton.runs and commands for agents / the registry, in order: on the
+    group's own state and what the process lends it (the fleet, champions, every group's
+    attempts in flight and waiting tasks)."""
+    return decision_for(state, lent, input, now, settings).out
 
 
-def decision_for(state: CoordinatorState, input: Input, now: float,
+def decision_for(state: CoordinatorState, lent: Lent, input: Input, now: float,
                  settings: Settings = DEFAULT_SETTINGS) -> Decision:
     """decide, handing back the whole decision: its output (`out`) and the scratch runs and
     agents' attempts it already folded that output into, which the shell adopts as its new
     state (`core/adopt.py`) instead of folding every logged event a second time."""
-    d = Decision(state, now, None if isinstance(input, Tick) else input, settings)
+    d = Decision(state, lent, now, None if isinstance(input, Tick) else input, settings)
     if isinstance(input, Tick):
-        lost = {a.agent_id for a in state.agents.values() if a.lost_evidence}
+        lost = {a.agent_id for a in lent.agents.values() if a.lost_evidence}
         for live in d.runs():
             names = due(live, now, lost)
             if not names and now < live.deadline_at and not may_advance(live, now):
@@ -323,7 +325,7 @@ def _tick_task(d: Decision, run: RunState, name: str, spec: TaskSpec) -> None:
         return
     if current.agent_id == REGISTRY_AGENT:
         return
-    agent = d.state.agents.get(current.agent_id)
+    agent = d.lent.agents.get(current.agent_id)
     base = dict(run_id=run.run_id, task=name, attempt=current.number,
                 attempt_id=current.attempt_id)
     if current.timeout_at is not None and d.now >= current.timeout_at:

@@ -22,6 +22,7 @@ from orchestrator.core.state import (
     STEP_AGENTS,
     Attempt,
     CoordinatorState,
+    Lent,
     RunState,
 )
 
@@ -50,6 +51,8 @@ class Decision:
     """Collects one decide() call's output; never mutates the live state it reads."""
 
     state: CoordinatorState
+    lent: Lent
+    """What the process lends the group: the fleet, champions, attempts in flight, demand."""
     now: float
     cause: Envelope[Payload] | None
     settings: Settings
@@ -169,7 +172,7 @@ class Decision:
 
     def attempts_in_flight(self) -> Iterator[Attempt]:
         """Every active attempt on an agent, as this decision leaves them (limits count them)."""
-        for agent_id, attempts in self.state.in_flight.items():
+        for agent_id, attempts in self.lent.in_flight.items():
             if agent_id in self.moves or agent_id in self.in_flight or not _on_agent(agent_id):
                 continue
             yield from attempts.values()
@@ -184,7 +187,7 @@ class Decision:
         decision's moves played over them, in order (`usage` sums them in that order)."""
         view = self.in_flight.get(agent_id)
         if view is None:
-            view = self.in_flight[agent_id] = dict(self.state.in_flight.get(agent_id, {}))
+            view = self.in_flight[agent_id] = dict(self.lent.in_flight.get(agent_id, {}))
             for attempt_id, attempt in self.moves.pop(agent_id, []):
                 moved(view, attempt_id, attempt)
         return view
@@ -192,7 +195,7 @@ class Decision:
     def _moved(self, before: Attempt | None, after: Attempt | None) -> None:
         """Played at once on an agent already viewed, else kept for when one is."""
         for agent_id, attempt_id, attempt in attempt_moves(before, after):
-            if attempt is not None and agent_id not in self.state.in_flight:
+            if attempt is not None and agent_id not in self.lent.in_flight:
                 self.joined[agent_id] = None
             view = self.in_flight.get(agent_id)
             if view is None:

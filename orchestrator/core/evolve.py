@@ -7,7 +7,7 @@ adopts the scratch runs decide folded them into (core/adopt.py), which must equa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from events import canary as cn
@@ -63,11 +63,7 @@ def evolve(state: CoordinatorState, env: Envelope[Payload]) -> CoordinatorState:
     if run is None:
         _after_end(state, run_id, env)
         return state
-    task = field_of(data, "task")
-    before = run.tasks[task].current if isinstance(task, str) and task in run.tasks else None
     apply(run, env)
-    if isinstance(task, str) and task in run.tasks:
-        update_in_flight(state.in_flight, before, run.tasks[task].current)
     if run.status != "running":
         state.active.discard(run.run_id)
         if state.retire:
@@ -97,6 +93,32 @@ def _after_end(state: CoordinatorState, run_id: str, env: Envelope[Payload]) -> 
         raise LogCorrupt(f"run {run_id}: event {env.id} has sequence {env.sequence}, "
                          f"expected {ended.seq + 1}")
     state.ended.bump(run_id, ended.seq + 1)
+
+
+def evolve_lending(state: CoordinatorState, in_flight: InFlight, env: Envelope[Payload]
+                   ) -> None:
+    """`evolve`, with the attempts it moves played on the process's in-flight index as they
+    move: for a fold that decides afterwards, event by event (the golden histories' replayer,
+    the property tests), where `adopt` keeps the index of a live group."""
+    data = env.data
+    run = state.runs.get(field_of(data, "run_id") or "")
+    task = field_of(data, "task")
+    on_task = run is not None and isinstance(task, str) and task in run.tasks
+    before = run.tasks[task].current if on_task and run is not None else None
+    evolve(state, env)
+    if on_task and run is not None:
+        update_in_flight(in_flight, before, run.tasks[task].current)
+
+
+def lend_attempts(in_flight: InFlight, runs: Iterable[RunState], *, back: bool = False) -> None:
+    """The active attempts of `runs`, added to what the process's groups share (`back`:
+    taken out of it again, as a group that lets its runs go does)."""
+    for run in runs:
+        for task in run.tasks.values():
+            if back:
+                update_in_flight(in_flight, task.current, None)
+            else:
+                update_in_flight(in_flight, None, task.current)
 
 
 def update_in_flight(index: InFlight, before: Attempt | None, after: Attempt | None) -> None:

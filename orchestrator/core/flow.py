@@ -125,7 +125,7 @@ def _step(d: Decision, run: RunState, spec: TaskSpec) -> bool:
 def _gate(d: Decision, run: RunState, spec: TaskSpec) -> None:
     assert spec.gate is not None
     gate = spec.gate
-    champion = d.state.champions.get(gate.model) if gate.model else None
+    champion = d.lent.champions.get(gate.model) if gate.model else None
     source = run.tasks[gate.metrics_from]
     passed, checks = evaluate_gate(run.run_id, gate, source.metrics, champion,
                                    dict(source.metadata))

@@ -45,7 +45,7 @@ def place_ready(d: Decision) -> None:
     One Fleet serves the whole pass, so each placement sees the ones before it. A task that
     waited long enough to have aged and finds every fitting agent full reserves one, so the
     small tasks behind it cannot take each freed slot forever. Tasks of the process's other
-    partition groups that outrank ours (`CoordinatorState.demand`) have room held for them.
+    partition groups that outrank ours (`Lent.demand`) have room held for them.
     """
     if d.cause is None or d.freed:
         runs = [run for run in d.runs() if ready.waiting(index_of(run))]
@@ -55,7 +55,7 @@ def place_ready(d: Decision) -> None:
         offers.every_ready(runs)
     else:
         named = _named(d)
-        others_wait = any(ws for g, ws in d.state.demand.items() if g != d.state.group)
+        others_wait = any(ws for g, ws in d.lent.demand.items() if g != d.state.group)
         if not named and not others_wait:
             return
         offers = Offers(d)
@@ -63,14 +63,14 @@ def place_ready(d: Decision) -> None:
         offers.every_ready(d.runs(), aged_only=True)  # an aged task reserves room first
     if not offers.queues and not offers.sources:
         return
-    agents = list(d.state.agents.values())
+    agents = list(d.lent.agents.values())
     fleet = Fleet(agents, {a.agent_id: d.usage(a.agent_id) for a in agents},
                   d.settings.strategy)
     limits = Limits(dict(d.settings.pool_limits))
     for attempt in d.attempts_in_flight():
         limits.count(attempt.pipeline, attempt.resources)
     backlog = Backlog(offers.backlog(), limits.pipelines)
-    held = outranking(d.state.demand, d.state.group)
+    held = outranking(d.lent.demand, d.state.group)
     _Pass(d, fleet, limits, held, offers).offer(backlog)
 
 
@@ -192,6 +192,6 @@ def _schedule(d: Decision, run: RunState, spec: TaskSpec, choice: Placed) -> Non
         resources=spec.resources, gpus=choice.gpus, timeout_s=spec.timeout_s,
         not_after=not_after,
         trigger=run.trigger, params={**spec.params, **run.params},
-        incarnation=agent.incarnation if (agent := d.state.agents.get(agent_id)) else "",
+        incarnation=agent.incarnation if (agent := d.lent.agents.get(agent_id)) else "",
     ), f"execute/{aid}/{placement}")
 

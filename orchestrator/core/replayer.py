@@ -18,7 +18,7 @@ from events.payloads import Payload
 from orchestrator.core.copying import replace
 from orchestrator.core.decide import Tick, decide
 from orchestrator.core.errors import InvalidInput
-from orchestrator.core.evolve import evolve
+from orchestrator.core.evolve import evolve_lending
 from orchestrator.core.history import (
     FIRST_STEP_LINE,
     ChampionsChanged,
@@ -29,7 +29,7 @@ from orchestrator.core.history import (
     Step,
 )
 from orchestrator.core.settings import Settings
-from orchestrator.core.state import CoordinatorState
+from orchestrator.core.state import CoordinatorState, Lent
 
 MOST_FIELDS = 6
 _ABSENT = object()
@@ -69,34 +69,35 @@ def replay_history(history: History, *, retire: bool = False) -> Divergence | No
     on the bounded state the coordinator keeps (a run that ends leaves it, core/ended.py),
     which must decide the same."""
     state, settings = CoordinatorState(retire=retire), history.header.settings
+    lent = Lent()
     for line, step in enumerate(history.steps, start=FIRST_STEP_LINE):
         if isinstance(step, Decided):
-            divergence = _redecide(state, step, settings, line)
+            divergence = _redecide(state, lent, step, settings, line)
             if divergence is not None:
                 return divergence
             for env in step.decisions:
                 if env.sequence is not None:  # run-log events; commands leave the state as is
-                    evolve(state, env)
+                    evolve_lending(state, lent.in_flight, env)
         else:
-            settings = _apply_context(state, step, settings)
+            settings = _apply_context(lent, step, settings)
     return None
 
 
-def _apply_context(state: CoordinatorState, step: Step, settings: Settings) -> Settings:
+def _apply_context(lent: Lent, step: Step, settings: Settings) -> Settings:
     if isinstance(step, FleetChanged):
-        state.agents = {a.agent_id: replace(a) for a in step.agents}
+        lent.agents = {a.agent_id: replace(a) for a in step.agents}
     elif isinstance(step, ChampionsChanged):
-        state.champions = {c.model: c for c in step.champions}
+        lent.champions = {c.model: c for c in step.champions}
     elif isinstance(step, SettingsChanged):
         return step.settings
     return settings
 
 
-def _redecide(state: CoordinatorState, step: Decided, settings: Settings, line: int
-              ) -> Divergence | None:
+def _redecide(state: CoordinatorState, lent: Lent, step: Decided, settings: Settings,
+              line: int) -> Divergence | None:
     cause = _describe_cause(step)
     try:
-        got = decide(state, Tick() if step.input is None else step.input, step.now, settings)
+        got = decide(state, lent, Tick() if step.input is None else step.input, step.now, settings)
     except InvalidInput as exc:
         return _invalid_differs(line, cause, step, str(exc))
     except Exception as exc:

@@ -324,18 +324,30 @@ class Want:
 
 
 @dataclass(slots=True)
-class CoordinatorState:
-    """State of one partition group: runs folded from runs-k, plus the fleet and champions
-    the shell keeps fresh."""
+class Lent:
+    """What the process lends every partition group it owns, passed to `decide` beside the
+    group's own state: kept fresh by the shell (the fleet from baton.agents, the champions
+    from baton.models) or shared by the groups (the attempts each agent runs, whichever
+    group placed them; each group's top waiting tasks). None of it is folded from a run log."""
 
-    runs: dict[str, RunState] = field(default_factory=dict)
     agents: dict[str, AgentStatus] = field(default_factory=dict)
     champions: dict[str, Champion] = field(default_factory=dict)
     in_flight: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Agent -> its active attempts (attempt id -> Attempt), every group's: what placement
+    counts as used. A group adds its own on restore (`evolve.lend_attempts`) and keeps them
+    current by adopting its decisions (`adopt`)."""
+    demand: dict[int, tuple[Want, ...]] = field(default_factory=dict)
+    """Group -> its top waiting tasks (`flow.queue_of`), what other groups leave room for."""
+
+
+@dataclass(slots=True)
+class CoordinatorState:
+    """State of one partition group, folded from runs-k alone: its live runs and the index
+    of its ended ones. What the process lends it is `Lent`."""
+
+    runs: dict[str, RunState] = field(default_factory=dict)
     active: set[str] = field(default_factory=set)  # runs still running: what decide scans
     group: int = -1
-    demand: dict[int, tuple[Want, ...]] = field(default_factory=dict)
-    """group -> its top waiting tasks; shared by the groups of one process, like in_flight."""
     retire: bool = False
     """Whether a run that has ended leaves `runs` for `ended` (`core/ended.py`): what the
     coordinator does, so its memory follows its live runs, not its history. Folds that show

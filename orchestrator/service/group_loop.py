@@ -46,11 +46,11 @@ from orchestrator.core.adopt import adopt
 from orchestrator.core.decide import Input, Tick, decision_for, next_deadline
 from orchestrator.core.decision import Decision
 from orchestrator.core.errors import InvalidInput
-from orchestrator.core.evolve import InFlight, evolve, retire, update_in_flight
+from orchestrator.core.evolve import InFlight, evolve, lend_attempts, retire
 from orchestrator.core.flow import QUEUE_CHANGES, queue_of
 from orchestrator.core.placement import request_key
 from orchestrator.core.settings import Settings
-from orchestrator.core.state import CoordinatorState, Want
+from orchestrator.core.state import CoordinatorState, Lent, Want
 from orchestrator.service import log_positions, snapshots
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.dead_letters import dead_letter
@@ -127,6 +127,9 @@ class GroupLoop(Loop):
     """Whether the batch being committed ended an attempt (see FleetTracker.capacity_freed)."""
     linger_s: float = LINGER_S
     read_again = False  # bus/loop.py: after a step, wait (for input, a deadline, the hold)
+    lent: Lent = field(init=False)
+    """What this process lends the group's decisions (the fleet, champions, every group's
+    attempts in flight and waiting tasks: the dicts above, shared)."""
     _held: list[Outgoing] = field(default_factory=list)
     """Outputs decided and folded, not committed yet (module doc)."""
     _held_until: float = 0.0
@@ -140,6 +143,7 @@ class GroupLoop(Loop):
     decision is folded: it is computed once per change, not at every idle turn."""
 
     def __post_init__(self) -> None:
+        self.lent = Lent(self.fleet.agents, self.models.champions, self.in_flight, self.demand)
         if self.versions is None:
             self.versions = PipelineVersions(self.bus)
         self.fleet.subscribers.append(self._fleet_changed)
@@ -175,6 +179,7 @@ class GroupLoop(Loop):
                     evolve(self.state, env)
                     in_log = log_positions.carried(record) or in_log
                 start, count = batch[-1].offset + 1, count + len(batch)
+        lend_attempts(self.lent.in_flight, self.state.runs.values())
         self.runs_end = start
         committed = {itp: await self.bus.committed(GROUP, itp) for itp in self.inputs}
         self.loaded(log_positions.resumed(self.inputs, committed, in_log))
@@ -199,9 +204,7 @@ class GroupLoop(Loop):
         self.restored.clear()
 
     def _fresh_state(self) -> CoordinatorState:
-        return CoordinatorState(agents=self.fleet.agents, champions=self.models.champions,
-                                in_flight=self.in_flight, group=self.k, demand=self.demand,
-                                retire=True)
+        return CoordinatorState(group=self.k, retire=True)
 
     def _publish_wants(self, now: float) -> None:
         """Refresh this group's entry on the demand board (only after a decision that could
@@ -226,12 +229,9 @@ class GroupLoop(Loop):
         self.state.runs.update(snap.runs)
         self.state.ended = snap.ended
         self.state.active.update(r.run_id for r in snap.runs.values() if r.status == "running")
-        for run in snap.runs.values():
+        for run in list(snap.runs.values()):
             if run.status != "running":  # an older build's snapshot: as the fold leaves it
                 retire(self.state, run)
-                continue
-            for task in run.tasks.values():
-                update_in_flight(self.in_flight, None, task.current)
         return snap.offset
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -375,7 +375,7 @@ class GroupLoop(Loop):
     def _decide(self, input: Input) -> list[Outgoing]:
         active = self._active_attempts()  # no await until the count below: no other group
         now = self.clock()
-        decision = _decided(self.state, input, now, self.settings)
+        decision = _decided(self.state, self.lent, input, now, self.settings)
         adopt(self.state, decision)  # the runs decide folded its events into: no second fold
         out = decision.out
         if any(env.sequence is not None for env in out):
@@ -399,14 +399,14 @@ class Unapplicable(Exception):
     group that owns it (its content made the error, at whatever depth, or a bug met it)."""
 
 
-def _decided(state: CoordinatorState, input: Input, now: float, settings: Settings
-             ) -> Decision:
+def _decided(state: CoordinatorState, lent: Lent, input: Input, now: float,
+             settings: Settings) -> Decision:
     """decide folds only into scratch copies, adopted only once it returns, so when it raises
     on an input nothing of the live state has changed: the input can go to the dead-letter
     topic and the group go on. A tick is no input: what it raises is a bug that stops the
     group (ComponentFailed)."""
     try:
-        return decision_for(state, input, now, settings)
+        return decision_for(state, lent, input, now, settings)
     except InvalidInput:
         raise
     except Exception as exc:

@@ -138,7 +138,7 @@ def test_placement_backlog_is_ready_and_waiting_for_agents() -> None:
     # then every root task is ready (3 runs: 10 + 10 + 5 tasks) and none is placed
     assert placement.ready_count(state) == 25
     assert [len(run.tasks) for run in state.runs.values()] == [10, 10, 5]
-    assert not any(state.in_flight.values())
+    assert not any(t.current for run in state.runs.values() for t in run.tasks.values())
 
 
 def test_placement_check_refuses_an_agent_given_more_than_it_has() -> None:

@@ -22,7 +22,7 @@ from orchestrator.core.decision import Decision
 from orchestrator.core.evolve import initial_state
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.settings import Settings
-from orchestrator.core.state import AgentStatus, CoordinatorState, RunState
+from orchestrator.core.state import AgentStatus, CoordinatorState, Lent, RunState
 
 SHA = "0" * 64
 
@@ -52,6 +52,8 @@ class Harness:
     adopts it (`core/adopt.py`); `log` is everything appended."""
 
     state: CoordinatorState = field(default_factory=initial_state)
+    lent: Lent = field(default_factory=Lent)
+    """What the process lends the group: the harness's fleet, champions, attempts, demand."""
     now: float = 1_000.0
     log: list[Envelope[Payload]] = field(default_factory=list)
     commands: list[Envelope[Payload]] = field(default_factory=list)
@@ -63,7 +65,7 @@ class Harness:
 
         caps = Capabilities(cpus=cpus, memory_mb=8000,
                             gpus=tuple(GpuInfo(index=i) for i in range(gpus)))
-        self.state.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
+        self.lent.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
 
     def feed(self, data: Payload, *, id: str | None = None) -> list[Envelope[Payload]]:
         self.counter += 1
@@ -77,7 +79,7 @@ class Harness:
         return self._apply(self._decision(Tick()))
 
     def _decision(self, input: Input) -> Decision:
-        return decision_for(self.state, input, self.now, self.settings)
+        return decision_for(self.state, self.lent, input, self.now, self.settings)
 
     def _apply(self, d: Decision) -> list[Envelope[Payload]]:
         for env in d.out:
@@ -168,7 +170,7 @@ def finish(h: Harness, run_id: str, task_name: str) -> None:
 
 def labelled_agent(h: Harness, agent_id: str, cpus: float, **labels: str) -> None:
     caps = Capabilities(cpus=cpus, memory_mb=8000, labels=labels)
-    h.state.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
+    h.lent.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
 
 
 def gpu_agent(h: Harness, agent_id: str, model: str, gpus: int = 1, cpus: float = 8) -> None:
@@ -177,4 +179,4 @@ def gpu_agent(h: Harness, agent_id: str, model: str, gpus: int = 1, cpus: float 
 
     cards = tuple(GpuInfo(index=i, model=model, memory_mb=16384) for i in range(gpus))
     caps = Capabilities(cpus=cpus, memory_mb=8000, gpus=cards)
-    h.state.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)
+    h.lent.agents[agent_id] = AgentStatus(agent_id=agent_id, capabilities=caps, lease_s=5)

@@ -36,13 +36,13 @@ def place_ready(d: Decision) -> None:
     ]
     if not candidates:
         return
-    agents = list(d.state.agents.values())
+    agents = list(d.lent.agents.values())
     fleet = Fleet(agents, {a.agent_id: d.usage(a.agent_id) for a in agents},
                   d.settings.strategy)
     limits = Limits(dict(d.settings.pool_limits))
     for attempt in d.attempts_in_flight():
         limits.count(attempt.pipeline, attempt.resources)
-    held = outranking(d.state.demand, d.state.group)
+    held = outranking(d.lent.demand, d.state.group)
     for c in order(candidates, limits.pipelines, d.now, d.settings.aging_s):
         rank = effective_priority(c.priority, c.ready_at, d.now, d.settings.aging_s)
         while held and held[0].rank > rank:

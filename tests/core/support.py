@@ -13,20 +13,20 @@ from events.pipeline import GateSpec, RegisterSpec, TaskSpec
 from events.registry import RegisterModel
 from orchestrator.core.decide import Input, decide, decision_for
 from orchestrator.core.decision import Decision
-from orchestrator.core.state import Attempt, CoordinatorState
+from orchestrator.core.state import Attempt, CoordinatorState, Lent
 from tests.core.harness import Harness, ref
 
 T = TypeVar("T", bound=Payload)
 
 
-def snapshot(state: CoordinatorState) -> tuple[Any, ...]:
+def snapshot(state: CoordinatorState, lent: Lent) -> tuple[Any, ...]:
     """Everything decide must leave untouched, copied deep enough to compare later."""
     runs = {
         rid: (r.status, r.reason, r.finished_at, r.seq, dict(r.tasks), frozenset(r.seen),
               r.ignored, r.models)
         for rid, r in state.runs.items()
     }
-    flights = {agent: dict(attempts) for agent, attempts in state.in_flight.items()}
+    flights = {agent: dict(attempts) for agent, attempts in lent.in_flight.items()}
     return runs, flights
 
 
@@ -51,10 +51,10 @@ class CheckedHarness(Harness):
 
     def decide(self, input: Input) -> list[Envelope[Payload]]:
         """The checked decision's output: the hook a subclass records (tests/golden)."""
-        before = snapshot(self.state)
-        self._last = d = decision_for(self.state, input, self.now, self.settings)
-        assert snapshot(self.state) == before, "decide mutated the live state"
-        again = decide(self.state, input, self.now, self.settings)
+        before = snapshot(self.state, self.lent)
+        self._last = d = decision_for(self.state, self.lent, input, self.now, self.settings)
+        assert snapshot(self.state, self.lent) == before, "decide mutated the live state"
+        again = decide(self.state, self.lent, input, self.now, self.settings)
         assert again == d.out, "decide is not deterministic"
         return d.out
 
@@ -99,11 +99,11 @@ class CheckedHarness(Harness):
         self.report(rp.AttemptStarted, cmd)
 
     def lose(self, agent_id: str, evidence: str = "no heartbeat for 15s") -> None:
-        self.state.agents[agent_id].lost_evidence = evidence
+        self.lent.agents[agent_id].lost_evidence = evidence
 
     def revive(self, agent_id: str) -> None:
         """The lost agent heartbeats again (restarted): the fleet tracker clears its expiry."""
-        self.state.agents[agent_id].lost_evidence = None
+        self.lent.agents[agent_id].lost_evidence = None
 
     def give_up(self, cmd: ExecuteTask, why: str) -> list[Envelope[Payload]]:
         """The agent ends the attempt itself, as agents/ reports it (AGENT_ENDINGS)."""

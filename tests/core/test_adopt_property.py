@@ -36,18 +36,29 @@ from orchestrator.core.decide import Input, decision_for
 from orchestrator.core.decision import Decision
 from orchestrator.core.ended import Ended
 from orchestrator.core.errors import InvalidInput
-from orchestrator.core.evolve import ended_run, evolve, initial_state
+from orchestrator.core.evolve import (
+    InFlight,
+    ended_run,
+    evolve_lending,
+    initial_state,
+    lend_attempts,
+)
 from orchestrator.core.index import index_of
-from orchestrator.core.state import CoordinatorState, RunState
+from orchestrator.core.state import CoordinatorState, Lent, RunState
 from tests.core.harness import pipeline, task
 from tests.core.support import CheckedHarness
 from tests.core.test_index import view
 from tests.core.test_replay_property import Step, act, dag_specs, settle, steps
 
 
-def in_order(state: CoordinatorState) -> list[tuple[str, list[tuple[str, Any]]]]:
+def in_order(in_flight: InFlight) -> list[tuple[str, list[tuple[str, Any]]]]:
     """Agents' attempts in flight as lists: their order is what placement's sums walk."""
-    return [(agent, list(attempts.items())) for agent, attempts in state.in_flight.items()]
+    return [(agent, list(attempts.items())) for agent, attempts in in_flight.items()]
+
+
+def held(in_flight: InFlight) -> InFlight:
+    """The agents that hold attempts (an agent keeps an empty entry once its last ends)."""
+    return {agent: attempts for agent, attempts in in_flight.items() if attempts}
 
 
 def answers(run: RunState) -> dict[str, Any]:
@@ -64,31 +75,35 @@ class FoldChecked(CheckedHarness):
     """The checked harness, plus a twin state folded from the log as it grows."""
 
     folded: CoordinatorState = field(default_factory=initial_state)
+    folded_flight: InFlight = field(default_factory=dict)
     bounded: CoordinatorState = field(default_factory=lambda: CoordinatorState(retire=True))
+    bounded_lent: Lent = field(default_factory=Lent)
     bounded_folded: CoordinatorState = field(
         default_factory=lambda: CoordinatorState(retire=True))
+    bounded_folded_flight: InFlight = field(default_factory=dict)
 
     def decide(self, input: Input) -> list[Envelope[Payload]]:
-        self.bounded.agents, self.bounded.champions = self.state.agents, self.state.champions
+        lent = self.bounded_lent
+        lent.agents, lent.champions = self.lent.agents, self.lent.champions
         try:
             out = super().decide(input)
         except InvalidInput:
             with pytest.raises(InvalidInput):
-                decision_for(self.bounded, input, self.now, self.settings)
+                decision_for(self.bounded, lent, input, self.now, self.settings)
             raise
-        twin = decision_for(self.bounded, input, self.now, self.settings)
+        twin = decision_for(self.bounded, lent, input, self.now, self.settings)
         assert twin.out == out, "the bounded state decided otherwise"
         adopt(self.bounded, twin)
         for env in out:
             if env.sequence is not None:
-                evolve(self.bounded_folded, env)
+                evolve_lending(self.bounded_folded, self.bounded_folded_flight, env)
         return out
 
     def _apply(self, d: Decision) -> list[Envelope[Payload]]:
         out = super()._apply(d)
         for env in out:
             if env.sequence is not None:
-                evolve(self.folded, env)
+                evolve_lending(self.folded, self.folded_flight, env)
         self.check()
         return out
 
@@ -97,7 +112,11 @@ class FoldChecked(CheckedHarness):
         assert list(adopted.runs) == list(folded.runs)
         assert adopted.runs == folded.runs
         assert adopted.active == folded.active
-        assert in_order(adopted) == in_order(folded)
+        assert in_order(self.lent.in_flight) == in_order(self.folded_flight)
+        # and a group restored from its log lends the attempts adopting has (GroupLoop)
+        restored: InFlight = {}
+        lend_attempts(restored, self.bounded_folded.runs.values())
+        assert restored == held(self.lent.in_flight)
         for run_id, run in adopted.runs.items():
             assert answers(run) == answers(folded.runs[run_id]) == built(run), run_id
         running = {rid: run for rid, run in adopted.runs.items() if run.status == "running"}
@@ -109,7 +128,8 @@ class FoldChecked(CheckedHarness):
             assert bounded.runs == running
             assert bounded.ended == ended
             assert bounded.active == adopted.active
-            assert in_order(bounded) == in_order(adopted)
+        for flight in (self.bounded_lent.in_flight, self.bounded_folded_flight):
+            assert in_order(flight) == in_order(self.lent.in_flight)
 
 
 @st.composite
@@ -164,11 +184,11 @@ def test_adopting_each_decision_equals_folding_its_log_for_random_dags(
     h = drive(specs, script)
     # then after every decision the adopted state was the log's fold (FoldChecked), and
     # a fold of the whole log from scratch gives it too
-    rebuilt = initial_state()
+    rebuilt, flight = initial_state(), Lent().in_flight
     for env in h.log:
-        evolve(rebuilt, env)
+        evolve_lending(rebuilt, flight, env)
     assert rebuilt.runs == h.state.runs
-    assert in_order(rebuilt) == in_order(h.state)
+    assert in_order(flight) == in_order(h.lent.in_flight)
 
 
 @PROPERTY
@@ -182,4 +202,4 @@ def test_adopting_each_decision_equals_folding_its_log_for_fan_outs_wider_than_t
     # when agents, users and the clock behave at random, then well
     h = drive(specs, script)
     # then after every decision the adopted state was the log's fold (FoldChecked)
-    assert h.log and not any(h.state.in_flight.values())
+    assert h.log and not any(h.lent.in_flight.values())

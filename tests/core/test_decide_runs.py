@@ -247,7 +247,7 @@ def test_a_started_attempt_past_its_timeout_is_timed_out_cancelled_and_retried()
     assert timed_out.timeout_at == NOW + 10
     h.tick(NOW + 11)
     assert h.last_execute("a").attempt == 2
-    assert h.state.in_flight["a1"].keys() == {f"{rid}/a/2"}
+    assert h.lent.in_flight["a1"].keys() == {f"{rid}/a/2"}
 
 
 def test_a_started_report_the_agent_held_counts_timeout_and_queue_time_from_the_start() -> None:
@@ -282,7 +282,7 @@ def test_cancelling_a_run_cancels_active_attempts_and_ignores_later_reports() ->
     run = h.run(rid)
     assert run.status == "cancelled"
     assert all(t.status == "cancelled" for t in run.tasks.values())
-    assert not any(h.state.in_flight.get("a1", {})), "cancelled attempts still hold capacity"
+    assert not any(h.lent.in_flight.get("a1", {})), "cancelled attempts still hold capacity"
 
     out = h.succeed(a)
     (ignored,) = [e.data for e in out]
@@ -452,7 +452,7 @@ def test_an_agent_with_two_cpus_runs_at_most_two_one_cpu_tasks_at_once() -> None
 
     h.complete("x")
     assert [e.task for e in h.executes()] == ["x", "y", "z"]
-    assert len(h.state.in_flight["a1"]) == 2
+    assert len(h.lent.in_flight["a1"]) == 2
 
 
 def test_a_run_past_its_deadline_fails_and_cancels_what_is_still_active() -> None:
@@ -536,7 +536,7 @@ def test_a_gate_fails_below_the_minimum_and_the_run_fails_naming_the_gate() -> N
 
 def test_a_gate_fails_when_the_model_is_worse_than_the_current_champion() -> None:
     h, rid = gated()
-    h.state.champions["m"] = Champion(model="m", version=3, metrics={"accuracy": 0.97})
+    h.lent.champions["m"] = Champion(model="m", version=3, metrics={"accuracy": 0.97})
 
     h.complete("train", metrics={"accuracy": 0.95})
 
@@ -550,7 +550,7 @@ def test_a_gate_fails_when_the_model_is_worse_than_the_current_champion() -> Non
 
 def test_a_gate_passes_when_the_model_is_no_worse_than_the_current_champion() -> None:
     h, rid = gated()
-    h.state.champions["m"] = Champion(model="m", version=3, metrics={"accuracy": 0.95})
+    h.lent.champions["m"] = Champion(model="m", version=3, metrics={"accuracy": 0.95})
 
     h.complete("train", metrics={"accuracy": 0.95})
 

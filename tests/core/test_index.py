@@ -103,7 +103,7 @@ def visits_per_task(width: int, monkeypatch: pytest.MonkeyPatch) -> float:
         counted(module, name)
     h = Harness()
     room = Capabilities(cpus=width + 2, memory_mb=100 * (width + 2))
-    h.state.agents["a1"] = AgentStatus(agent_id="a1", capabilities=room, lease_s=5)
+    h.lent.agents["a1"] = AgentStatus(agent_id="a1", capabilities=room, lease_s=5)
     run_id = h.start(fan_out(width))
     while h.run(run_id).status == "running":
         for cmd in h.executes()[-width:]:

@@ -124,10 +124,10 @@ def decided(h: Harness, input: Input) -> None:
     """Decide, against the reference where room may have grown (a tick, or an attempt
     ended in the decision); fold what the real pass decided; read the queue (at most two
     kinds of request, now and later) against the reference."""
-    decision = decision_for(h.state, input, h.now, h.settings)
+    decision = decision_for(h.state, h.lent, input, h.now, h.settings)
     out = decision.out
     with reference_placement():
-        expected = decide(h.state, input, h.now, h.settings)
+        expected = decide(h.state, h.lent, input, h.now, h.settings)
     if isinstance(input, Tick) or any(e.type in ENDINGS for e in expected):
         assert out == expected
     h._apply(decision)
@@ -177,9 +177,9 @@ def play(world: World) -> None:
     for i, (cpus, gpus, labelled) in enumerate(world.agents):
         h.agent(f"a{i}", cpus=cpus, gpus=gpus)
         if labelled:
-            agent = h.state.agents[f"a{i}"]
+            agent = h.lent.agents[f"a{i}"]
             agent.capabilities = agent.capabilities.model_copy(update={"labels": {"pool": "x"}})
-    h.state.group, h.state.demand = 0, {1: world.held}
+    h.state.group, h.lent.demand = 0, {1: world.held}
     for n, (what, which, later) in enumerate(world.steps):
         h.now += later
         commands = live_commands(h)
@@ -193,8 +193,8 @@ def play(world: World) -> None:
         elif what == "agent":
             h.agent(f"b{n}", cpus=float(1 + which % 4))
             decided(h, Tick())
-        elif what == "drain" and h.state.agents:
-            agents = sorted(h.state.agents.values(), key=lambda a: a.agent_id)
+        elif what == "drain" and h.lent.agents:
+            agents = sorted(h.lent.agents.values(), key=lambda a: a.agent_id)
             agents[which % len(agents)].draining = True
             decided(h, Tick())
         else:

@@ -20,8 +20,8 @@ from events import reports as rp
 from events.commands import ExecuteTask
 from events.pipeline import PipelineSpec, TaskSpec
 from orchestrator.core.decide import Tick, decide, next_deadline
-from orchestrator.core.evolve import evolve, initial_state
-from orchestrator.core.state import ACTIVE_ATTEMPT, TERMINAL_TASK, Attempt
+from orchestrator.core.evolve import evolve_lending, initial_state
+from orchestrator.core.state import ACTIVE_ATTEMPT, TERMINAL_TASK, Attempt, Lent
 from tests.core.harness import pipeline, ref, task
 from tests.core.support import CheckedHarness
 
@@ -108,7 +108,7 @@ def act(h: CheckedHarness, step: Step, run_ids: list[str]) -> None:
     if b == "lose_agent":
         h.lose(attempt.agent_id)
         h.tick()
-        h.agent(f"r{len(h.state.agents)}", cpus=4)
+        h.agent(f"r{len(h.lent.agents)}", cpus=4)
         h.tick()
         return
     if b == "wrong_agent":
@@ -137,13 +137,13 @@ def assert_next_deadline_is_live(h: CheckedHarness) -> None:
     if due is None:
         return
     at = max(due, h.now)
-    scratch = copy.deepcopy(h.state)
-    out = decide(scratch, Tick(), at)
+    scratch, lent = copy.deepcopy(h.state), copy.deepcopy(h.lent)
+    out = decide(scratch, lent, Tick(), at)
     assert out != [], f"next_deadline said {due}, but nothing was due"
     for env in out:
         if env.sequence is not None:
-            evolve(scratch, env)
-    again = decide(scratch, Tick(), at)
+            evolve_lending(scratch, lent.in_flight, env)
+    again = decide(scratch, lent, Tick(), at)
     assert again == [], f"a repeated tick at {at} decided {[e.type for e in again]}"
 
 
@@ -188,7 +188,7 @@ def test_folding_the_recorded_log_from_scratch_rebuilds_the_live_runs_exactly(
         assert all(t.status in TERMINAL_TASK for t in run.tasks.values())
         succeeded = all(t.status == "succeeded" for t in run.tasks.values())
         assert (run.status == "succeeded") == succeeded
-    assert not any(h.state.in_flight.values()), "a finished run still holds capacity"
+    assert not any(h.lent.in_flight.values()), "a finished run still holds capacity"
 
     # and per-run sequence numbers are gapless 1..n, and every id is unique
     seqs: dict[str, list[int | None]] = defaultdict(list)
@@ -201,8 +201,8 @@ def test_folding_the_recorded_log_from_scratch_rebuilds_the_live_runs_exactly(
     assert len(ids) == len(set(ids)), "two records share an id"
 
     # and the log, through the codec and folded from scratch, rebuilds the runs exactly
-    rebuilt = initial_state()
+    rebuilt, flight = initial_state(), Lent().in_flight
     for env in h.log:
-        evolve(rebuilt, codec.decode(codec.encode(env)))
+        evolve_lending(rebuilt, flight, codec.decode(codec.encode(env)))
     assert rebuilt.runs == h.state.runs
-    assert rebuilt.in_flight == h.state.in_flight
+    assert flight == h.lent.in_flight

@@ -51,7 +51,7 @@ def test_gpu_tasks_get_distinct_reserved_gpu_indices_in_the_command_and_the_log(
 def test_a_command_is_addressed_to_the_process_that_advertised_the_agent_id_last() -> None:
     # given agent a1 as the process with incarnation "second" (the fleet tracker's view)
     h = given(("a1", 4))
-    h.state.agents["a1"].incarnation = "second"
+    h.lent.agents["a1"].incarnation = "second"
     # when a task is placed on it
     h.start(pipeline(task("x")))
     # then its command is for that process alone
@@ -176,7 +176,7 @@ def test_waiting_raises_priority_so_a_low_priority_run_is_not_starved() -> None:
 
 def test_pipelines_of_equal_priority_take_turns_instead_of_first_come_first_served() -> None:
     h = given(("a1", 2))
-    h.state.agents.clear()  # no agent yet: everything below becomes ready and waits
+    h.lent.agents.clear()  # no agent yet: everything below becomes ready and waits
     bulk = []
     for i in range(5):
         bulk.append(request(h, one_task("bulk"), f"bulk{i}"))
@@ -258,7 +258,7 @@ def test_an_unknown_placement_strategy_is_refused_instead_of_meaning_pack() -> N
 
 def test_a_draining_agent_gets_no_new_work() -> None:
     h = given(("a1", 4), ("a2", 4))
-    h.state.agents["a1"].draining = True
+    h.lent.agents["a1"].draining = True
 
     h.start(pipeline(task("x"), task("y")))
 
@@ -268,7 +268,7 @@ def test_a_draining_agent_gets_no_new_work() -> None:
 def test_gpu_requests_wait_for_a_qualifying_gpu_naming_the_model() -> None:
     h = given()
     gpus = (GpuInfo(index=0, model="Tesla T4", memory_mb=15360),)
-    h.state.agents["t4"] = AgentStatus("t4", Capabilities(cpus=8, memory_mb=8000, gpus=gpus), 5)
+    h.lent.agents["t4"] = AgentStatus("t4", Capabilities(cpus=8, memory_mb=8000, gpus=gpus), 5)
     need = Resources(gpus=1, gpu_model="A100")
     rid = request(h, PipelineSpec(name="p", tasks=(TaskSpec(name="big", function="m:f",
                                                          resources=need),)), "k")
@@ -281,14 +281,14 @@ def test_gpu_requests_wait_for_a_qualifying_gpu_naming_the_model() -> None:
 def test_a_group_holds_freed_capacity_for_a_higher_priority_task_of_another_group() -> None:
     # given two partition groups of one process sharing the fleet, capacity index and board
     low, high = given(("a1", 1)), CheckedHarness(now=NOW)
-    high.state.agents, high.state.in_flight = low.state.agents, low.state.in_flight
-    high.state.demand = low.state.demand
+    high.lent.agents, high.lent.in_flight = low.lent.agents, low.lent.in_flight
+    high.lent.demand = low.lent.demand
     low.state.group, high.state.group = 0, 1
     busy = request(low, one_task("backfill"), "b0")
     backlog = request(low, one_task("backfill"), "b1")
     urgent = request(high, one_task("retrain"), "drift", priority=10)
     assert high.executes() == []
-    high.state.demand[1] = waiting_for_room(high.state, high.now, high.settings)
+    high.lent.demand[1] = waiting_for_room(high.state, high.now, high.settings)
 
     # when the low group's task ends, freeing the only slot
     finish(low, busy, "t")
@@ -297,5 +297,5 @@ def test_a_group_holds_freed_capacity_for_a_higher_priority_task_of_another_grou
     assert (backlog, "t") not in placed(low)
     high.tick()
     assert placed(high) == [(urgent, "t")]
-    high.state.demand[1] = waiting_for_room(high.state, high.now, high.settings)
-    assert high.state.demand[1] == ()
+    high.lent.demand[1] = waiting_for_room(high.state, high.now, high.settings)
+    assert high.lent.demand[1] == ()

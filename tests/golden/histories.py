@@ -78,10 +78,10 @@ class RecordingHarness(CheckedHarness):
         return History(Header(self.initial, scenario, about), tuple(self.steps))
 
     def _record_context(self) -> None:
-        assert not self.state.demand and self.state.group == -1, (
+        assert not self.lent.demand and self.state.group == -1, (
             "a history does not record other partition groups' demand: keep scenarios to one")
-        fleet = FleetChanged(tuple(replace(a) for a in self.state.agents.values()))
-        champions = ChampionsChanged(tuple(self.state.champions.values()))
+        fleet = FleetChanged(tuple(replace(a) for a in self.lent.agents.values()))
+        champions = ChampionsChanged(tuple(self.lent.champions.values()))
         if fleet != self._fleet:
             self.steps.append(fleet)
         if champions != self._champions:

@@ -156,7 +156,7 @@ def lost_attempts_spend_no_retries(h: CheckedHarness) -> None:
     h.tick(retry_at(h, survivor, "a"))
     second = h.last_execute("a")
     h.start_attempt(second)
-    h.state.agents[second.agent_id].draining = True
+    h.lent.agents[second.agent_id].draining = True
     h.now += 30
     h.give_up(second, "drained")
     h.revive(first.agent_id)
@@ -203,7 +203,7 @@ def gate_passes_and_registers(h: CheckedHarness) -> None:
     """The digits pipeline: its gate passes against the champion, the model is registered
     and the registry's reply (ModelRegistered) completes the run."""
     h.agent("a1", cpus=4)
-    h.state.champions[MODEL] = Champion(model=MODEL, version=3, metrics={"accuracy": 0.95})
+    h.lent.champions[MODEL] = Champion(model=MODEL, version=3, metrics={"accuracy": 0.95})
     rid = h.start(digits_spec(), key="data-v2")
     for name, metrics in (("ingest", {}), ("features", {}), ("train", {"train_accuracy": 0.99}),
                           ("evaluate", {"accuracy": 0.96})):
@@ -220,7 +220,7 @@ def gate_rejects(h: CheckedHarness) -> None:
     """A model worse than the champion: the gate rejects it, registration fails upstream and
     the run fails naming the gate."""
     h.agent("a1")
-    h.state.champions["m"] = Champion(model="m", version=3, metrics={"accuracy": 0.97})
+    h.lent.champions["m"] = Champion(model="m", version=3, metrics={"accuracy": 0.97})
     h.start(pipeline(
         task("train"),
         gate_task(metrics_from="train", minimum={"accuracy": 0.9},

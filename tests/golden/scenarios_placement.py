@@ -45,7 +45,7 @@ def waits_for_room(h: CheckedHarness) -> None:
     until one of the first two ends."""
     h.agent("a1", cpus=2)
     h.agent("a2", cpus=4)
-    h.state.agents["a2"].draining = True
+    h.lent.agents["a2"].draining = True
     h.start(pipeline(task("x"), task("y"), task("z"), name="busy"))
     for name in ("x", "y", "z"):
         h.now += 1

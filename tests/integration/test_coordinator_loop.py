@@ -47,7 +47,7 @@ from events.triggers import TriggerInfo
 from orchestrator.core.decide import Input, Tick, decision_for
 from orchestrator.core.decision import Decision
 from orchestrator.core.settings import Settings
-from orchestrator.core.state import CoordinatorState
+from orchestrator.core.state import CoordinatorState, Lent
 from orchestrator.service import group_loop, log_positions
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.fleet_tracker import FleetTracker
@@ -167,11 +167,11 @@ async def test_hostile_specs_never_crash_the_coordinator(
     apps: Apps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a running app, and a decider that a certain input makes raise deep inside
-    def decide(state: CoordinatorState, input: Input, now: float, settings: Settings
-               ) -> Decision:
+    def decide(state: CoordinatorState, lent: Lent, input: Input, now: float,
+               settings: Settings) -> Decision:
         if not isinstance(input, Tick) and input.id == "poison/requested":
             raise RecursionError("maximum recursion depth exceeded")
-        return decision_for(state, input, now, settings)
+        return decision_for(state, lent, input, now, settings)
 
     monkeypatch.setattr(group_loop, "decision_for", decide)
     _, bus = await apps.start(CHAIN)

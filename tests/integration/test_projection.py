@@ -24,6 +24,7 @@ from events.envelope import envelope
 from events.pipeline import PipelineSpec, RegisterSpec, TaskSpec
 from events.runs import InputIgnored, RunCreated, RunFailed, RunSucceeded, TaskProgress
 from orchestrator.core.decide import decide
+from orchestrator.core.state import Lent
 from orchestrator.service.home import Home
 from orchestrator.store import queries
 from orchestrator.store.projections import (
@@ -257,7 +258,7 @@ async def test_a_projector_forgets_ended_runs_and_reads_one_again_for_a_late_inp
     request = run_request(TRAIN, "train-1")
     assert request.run_id == run_id
     env = envelope(request, id="again", time=time.time(), source="test", subject=run_id)
-    [ignored] = decide(folded, env, time.time())
+    [ignored] = decide(folded, Lent(), env, time.time())
     assert isinstance(ignored.data, InputIgnored)
     await bus.publish([Outgoing(topics.RUNS, run_id, encode(ignored),
                                 tp_for(bus, topics.RUNS, run_id).partition)])

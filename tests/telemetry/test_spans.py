@@ -20,6 +20,7 @@ from events.trace_context import (
 from events.triggers import TriggerInfo
 from orchestrator.core.decide import decision_for
 from orchestrator.core.evolve import initial_state
+from orchestrator.core.state import Lent
 from orchestrator.telemetry.open_runs import OpenRuns
 from orchestrator.telemetry.spans import Span, spans_of
 from tests.core.harness import Harness, pipeline, task
@@ -148,7 +149,7 @@ def test_the_run_span_links_to_the_trace_its_trigger_came_with() -> None:
         id="r1/requested", time=1_000.0, source="test", subject="r1", traceparent=TRACEPARENT)
 
     # when the coordinator creates the run
-    created = decision_for(initial_state(), request, 1_000.0).out[0]
+    created = decision_for(initial_state(), Lent(), request, 1_000.0).out[0]
 
     # then the run's run_created keeps it, and the run's span links to it
     assert isinstance(created.data, ev.RunCreated)
