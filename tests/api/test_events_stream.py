@@ -5,6 +5,7 @@ for a subscriber too far behind, and a stalled subscriber that holds up nobody."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -124,6 +125,29 @@ async def test_a_subscriber_sees_a_runs_events_live_each_with_its_cursor(
     assert mine[0].event == "run_created" and mine[-1].event == "run_succeeded"
     assert all(e.id.startswith("v1.") and e.data["position"].startswith("runs.") for e in mine)
     assert len({e.id for e in seen}) == len(seen)
+
+
+async def test_the_stream_says_where_it_starts_as_a_position_a_read_can_wait_for(
+    served: Served,
+) -> None:
+    async with await served.start() as http:
+        # given a run that has ended, every event of it in the log
+        run_id = await request(http)
+        async with contextlib.aclosing(sse(http, run_id=run_id)) as stream:
+            await until(stream, ended(run_id))
+        # when a stream opens after it
+        async with contextlib.aclosing(sse(http)) as stream:
+            (ready,) = await until(stream, lambda seen: True)
+        # then its `ready` names its start as positions at least past every event of the run
+        position = ready.data["position"]
+        events = (await http.get(f"/runs/{run_id}/events")).json()["items"]
+        last = events[-1]["position"]
+        partition, offset = last.split(".")[1:]
+        mine = next(p for p in position.split(",") if p.startswith(f"runs.{partition}."))
+        assert int(mine.split(".")[2]) >= int(offset)
+        # and a read given it answers once the projection has reached it: the run has ended
+        row = await http.get(f"/runs/{run_id}", params={"min_position": position})
+        assert row.status_code == 200 and row.json()["status"] == "succeeded"
 
 
 async def test_a_subscriber_that_reconnects_with_last_event_id_gets_exactly_the_rest(

@@ -7,6 +7,7 @@ shown as their title and detail."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -19,7 +20,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page, expect
 
-from bus import Bus, Outgoing
+from bus import Bus, Outgoing, Record, TopicPartition
 from events import topics
 from events.canary import CanaryStarted, CanaryStepStarted
 from events.codec import encode
@@ -471,6 +472,37 @@ async def test_an_operator_cancels_a_run_and_runs_it_again_from_its_page(
     await expect(page.locator(".page-head .badge")).to_have_text("cancelled", timeout=LIVE)
     rerun = (await served.client.get(f"/runs/{new_id}")).json()
     assert (rerun["pipeline"], rerun["params"]) == ("held", params)
+
+
+async def test_a_run_page_opened_while_the_projection_trails_the_log_shows_the_run_as_it_is(
+    page: Page, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a projection that trails the log: the projector takes nothing for now
+    gate = asyncio.Event()
+    projector = served.app.projector
+    assert projector is not None
+    take = projector.take
+
+    async def trailing(records: list[Record], positions: dict[TopicPartition, int]) -> bool:
+        await gate.wait()
+        return await take(records, positions)
+
+    monkeypatch.setattr(projector, "take", trailing)
+    # and a run whose held task has started, every event of it logged before the page opens
+    run_id = await served.request("held", release=str(tmp_path / "release"))
+    log = Tail(served.bus, [tp_for(served.bus, topics.RUNS, run_id)])
+    await log.until(lambda seen: any(e.type == "task_started" and e.subject == run_id
+                                     and getattr(e.data, "task", None) == "hold"
+                                     for e in seen))
+    # when its page opens (the run is not in the projection yet: no row to show)
+    await page.goto(f"{served.base}/runs/{run_id}")
+    await expect(page.locator(".problem")).to_be_visible()
+    # and the projection catches up, with no event of the run left to come
+    gate.set()
+    # then the page shows the run as the log has it: its held task running
+    await expect(page.locator('.dag-node[data-task="hold"]')).to_have_attribute(
+        "data-state", "running")
+    await expect(page.locator(".problem")).to_have_count(0)
 
 
 async def test_the_dashboard_is_served_beside_the_api(served: Served) -> None:

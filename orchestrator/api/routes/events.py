@@ -13,7 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from orchestrator.api import cursors
+from bus import TopicPartition
+from orchestrator.api import cursors, positions
 from orchestrator.api.context import ApiContext
 from orchestrator.api.deps import ctx
 from orchestrator.api.hub import live_end, sse
@@ -79,6 +80,16 @@ async def _start(context: ApiContext, cursor: str | None) -> dict[Any, int]:
     return await live_end(context.bus)
 
 
+def start_position(at: dict[TopicPartition, int]) -> str | None:
+    """Where a stream starts, as the `min_position` a read waits for: a page that reads what
+    it shows with it has every event before the stream's first (the projection may trail the
+    log, and a read made before the stream took its place may miss what came between), so
+    the stream's events are exactly what the read lacks. None: nothing in the log yet."""
+    projected = set(positions.ALIASES.values())
+    return ",".join(positions.token(tp, offset) for tp, offset in sorted(at.items())
+                    if tp.topic in projected and offset > 0) or None
+
+
 def _pipeline_of(context: ApiContext) -> Any:
     async def pipeline_of(run_id: str) -> str | None:
         summary = await queries.run_summary(await context.db(), run_id)
@@ -92,7 +103,8 @@ async def _stream(subscription: Subscription, context: ApiContext, resumed: bool
     event yet resumes from there), then the events."""
     try:
         await subscription.begin(context.hub, resumed=resumed)
-        yield f"retry: 1000\nid: {subscription.cursor()}\nevent: ready\ndata: {{}}\n\n".encode()
+        ready = json.dumps({"position": start_position(subscription.at)})
+        yield f"retry: 1000\nid: {subscription.cursor()}\nevent: ready\ndata: {ready}\n\n".encode()
         quiet_since = time.monotonic()
         read: list[bytes] = []
         async for message in subscription.messages(  # IDLE thrice a keepalive period

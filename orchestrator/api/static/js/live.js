@@ -41,14 +41,17 @@ export function say(mode, text) {
 /**
  * Follows the log for one page: `onEvent(envelope)` for each event of `types` (those the
  * page applies), `reload()` when the page must read afresh (a resync; each poll without a
- * stream). `filters`: {run_id, pipeline}.
+ * stream), `onReady(position)` once the stream has taken its place in the log: a page that
+ * reads what it shows with `min_position` = position then misses nothing between its read
+ * and the stream's first event. `filters`: {run_id, pipeline}.
  */
 export class Live {
-  constructor({ filters = {}, types = EVENT_TYPES, onEvent, reload }) {
+  constructor({ filters = {}, types = EVENT_TYPES, onEvent, reload, onReady = null }) {
     this.filters = filters;
     this.types = types;
     this.onEvent = onEvent;
     this.reload = reload;
+    this.onReady = onReady;
     this.source = null;
     this.timer = null;
     this.stopped = false;
@@ -76,6 +79,13 @@ export class Live {
       // CONNECTING: the browser reconnects by itself, resuming with Last-Event-ID.
       if (source.readyState === EventSource.CLOSED) this.poll();
       else say("reconnecting", "reconnecting…");
+    });
+    source.addEventListener("ready", (message) => {
+      let position = null;
+      try {
+        position = JSON.parse(message.data).position ?? null;
+      } catch { /* an older server: no position */ }
+      this.onReady?.(position);
     });
     source.addEventListener("resync", (message) => {
       let cursor = null;

@@ -241,11 +241,17 @@ export function render(view, [runId], search) {
     }
   }
 
-  async function load() {
+  let loads = 0; // a read the stream's place asked for supersedes one made before it
+  async function load(streamAt = null) {
+    const mine = ++loads;
     try {
       // the row first: events read after it reach at least as far (an ended row's events are
-      // then all there, and the page stops reading)
-      run = await get(`/runs/${encodeURIComponent(runId)}${query({ min_position: minPosition })}`);
+      // then all there, and the page stops reading); once the stream has its place, the row
+      // again, as of that place at least: what happened between is in neither otherwise
+      const wait = [minPosition, streamAt].filter(Boolean).join(",") || null;
+      const row = await get(`/runs/${encodeURIComponent(runId)}${query({ min_position: wait })}`);
+      if (mine !== loads) return;
+      run = row;
       if (minPosition) {
         minPosition = null;
         history.replaceState(null, "", `/runs/${encodeURIComponent(runId)}`);
@@ -260,7 +266,10 @@ export function render(view, [runId], search) {
       problem.replaceChildren();
       drawAll();
     } catch (err) {
+      if (mine !== loads) return;
       problem.replaceChildren(problemBox(err));
+      // the projection has not reached the stream's place yet: ask again, as it says
+      if (err.status === 503 && streamAt) setTimeout(() => mine === loads && load(streamAt), 1000);
     }
   }
 
@@ -326,6 +335,7 @@ export function render(view, [runId], search) {
     filters: { run_id: runId },
     onEvent: apply,
     reload: () => (run && run.status !== "running" ? null : load()),
+    onReady: (position) => (run && run.status !== "running" ? null : load(position)),
   });
   drawHead();
   live.start();
