@@ -104,7 +104,8 @@ def load(conn: sqlite3.Connection) -> tuple[dict[str, LedgerEntry], Saved]:
     for name, kind in ADDED_COLUMNS.items():
         if name not in columns:
             conn.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
-    rows = conn.execute(f"SELECT {COLUMNS} FROM attempts").fetchall()
+    rows = conn.execute(  # a finished attempt is not mirrored (Ledger.finished)
+        f"SELECT {COLUMNS} FROM attempts WHERE status != 'finished'").fetchall()
     positions = {(str(t), int(p)): int(at) for t, p, at in conn.execute(
         "SELECT topic, partition, position FROM positions").fetchall()}
     outbox = [(str(run_id), bytes(value)) for run_id, value in conn.execute(

@@ -166,7 +166,9 @@ async def test_a_delivered_outcome_is_marked_finished_with_the_next_write_not_it
     try:
         assert await reopened.undelivered() == []
         assert [e.attempt_id for e in await reopened.unfinished()] == ["run/task/2"]
-        assert await reopened.get("run/task/1") == of(1, "finished")
+        # and the finished attempt is not mirrored in memory, yet never admitted again (I3)
+        assert await reopened.get("run/task/1") is None
+        assert not await admit(reopened, of(1, "accepted"))
     finally:
         await reopened.close()
 
@@ -238,9 +240,10 @@ async def test_a_ledger_written_before_positions_opens_with_none_and_remembers_i
     ledger = await Ledger.open(path)
     try:
         # then it has no position (the agent starts from its group's committed offset), no
-        # outbox, and its attempts
+        # outbox, and its attempts: a finished one is not mirrored, and is never admitted again
         assert (ledger.position(COMMANDS, 0), ledger.outbox) == (None, [])
-        assert await ledger.get("run/task/1") == of(1, "finished")
+        assert await ledger.get("run/task/1") is None
+        assert not await admit(ledger, of(1, "accepted"))
         await ledger.begin("incarnation-1")
     finally:
         await ledger.close()
@@ -250,6 +253,25 @@ async def test_a_ledger_written_before_positions_opens_with_none_and_remembers_i
         assert reopened.ours("incarnation-1") and not reopened.ours("incarnation-2")
     finally:
         await reopened.close()
+
+
+async def test_a_finished_attempt_leaves_memory_at_once_and_is_still_refused_again(
+        tmp_path: Path) -> None:
+    # given an attempt admitted, run, and its outcome delivered
+    ledger = await Ledger.open(tmp_path / "agent.db")
+    try:
+        assert await admit(ledger, of(1, "accepted"))
+        await ledger.record(of(1, "done"))
+        ledger.finished(of(1, "finished"))
+        # then the ledger keeps nothing of it in memory (one entry per attempt ever run was
+        # baton up's memory growing with every run)
+        assert await ledger.get("run/task/1") is None
+        assert "run/task/1" not in ledger._known
+        # and when its command comes again, the admission still refuses it (I3)
+        assert not await admit(ledger, of(1, "accepted"))
+        assert not await admit(ledger, of(1, "rejected"))
+    finally:
+        await ledger.close()
 
 
 async def test_entries_recorded_together_are_one_transaction_and_all_durable(
