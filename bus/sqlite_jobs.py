@@ -54,9 +54,16 @@ def append_if_free(conn: sqlite3.Connection, placed: Sequence[Placed],
     another connection holds it. For the event loop's own thread, which must never wait on
     the busy timeout (run it through `SqliteThread.run_here`, which sets that to 0): then the
     caller queues `append` on the writer's thread instead."""
-    if not _begun_if_free(conn):
-        return None
-    return _write(conn, placed, positions, ts_ms)
+    try:
+        if not _begun_if_free(conn):
+            return None
+        return _write(conn, placed, positions, ts_ms)
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF == sql.SQLITE_BUSY:
+            # met another connection's lock after BEGIN (a WAL being reset under a
+            # checkpoint): `_write` rolled it back whole, and the writer's thread waits
+            return None
+        raise
 
 
 class WriteLockBusy(Exception):

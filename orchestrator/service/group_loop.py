@@ -105,7 +105,7 @@ class GroupLoop(Loop):
     """Write each run's spec in its `run_created` as builds before did (BATON_SPECS_INLINE),
     for a log that readers of such a build still read."""
     demand: dict[int, tuple[Want, ...]] = field(default_factory=dict)
-    """Shared by the groups of this process (see CoordinatorState.demand)."""
+    """Shared by the groups of this process (see Lent.demand)."""
     clock: Callable[[], float] = time.time
     state: CoordinatorState = field(default_factory=CoordinatorState)
     positions: dict[TopicPartition, int] = field(default_factory=dict)

@@ -31,6 +31,7 @@ from bus import (
     embedded,
     embedded_kept,
     sqlite_jobs,
+    sqlite_schema,
 )
 from bus.sqlite_thread import Job, SqliteThread, T
 from events.topics import INTENTS, TRIGGERS
@@ -262,6 +263,37 @@ async def test_a_commit_meeting_another_connections_write_lock_waits_on_the_writ
         assert jobs == Counter({"bus-writer": 1})
     # and once the lock is let go it goes through
     assert [r.offset for r in await asyncio.wait_for(committing, CHILD_BOUND_S)] == [0]
+
+
+async def test_a_commit_that_meets_the_lock_after_it_began_waits_on_the_writers_thread(
+    bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a commit on the loop's thread that meets another connection's lock half way
+    # (SQLITE_BUSY from a statement after BEGIN: a WAL reset under another's checkpoint)
+    write = sqlite_jobs._write
+    tries: list[int] = []
+
+    def busy_once(conn: sqlite3.Connection, *args: Any) -> list[Record]:
+        tries.append(threading.get_ident())
+        if len(tries) == 1:
+            with sqlite_schema.committed(conn):  # rolled back whole, as a failed statement is
+                conn.execute("DELETE FROM positions")
+                locked = sqlite3.OperationalError("database is locked")
+                locked.sqlite_errorcode = sqlite_schema.SQLITE_BUSY
+                raise locked
+        return write(conn, *args)
+
+    await bus.commit("g", {TopicPartition(INTENTS, 0): 1}, [])
+    monkeypatch.setattr(sqlite_jobs, "_write", busy_once)
+    # when a commit is made
+    written = await asyncio.wait_for(bus.publish([trigger(value=b"once")]), CHILD_BOUND_S)
+    # then it went through once, on the writer's thread after the loop's try (nothing of
+    # which was kept), and nothing else was lost
+    assert [r.value for r in written] == [b"once"]
+    assert len(tries) == 2
+    assert tries[0] == threading.get_ident() and tries[1] != threading.get_ident()
+    assert [r.value for r in await bus.read(TopicPartition(TRIGGERS, 0), 0)] == [b"once"]
+    assert await bus.committed("g", TopicPartition(INTENTS, 0)) == 1
 
 
 async def test_the_wal_is_checkpointed_on_the_writers_thread_every_so_many_commits(
