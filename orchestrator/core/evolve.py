@@ -100,14 +100,14 @@ def evolve_lending(state: CoordinatorState, in_flight: InFlight, env: Envelope[P
     """`evolve`, with the attempts it moves played on the process's in-flight index as they
     move: for a fold that decides afterwards, event by event (the golden histories' replayer,
     the property tests), where `adopt` keeps the index of a live group."""
-    data = env.data
-    run = state.runs.get(field_of(data, "run_id") or "")
-    task = field_of(data, "task")
-    on_task = run is not None and isinstance(task, str) and task in run.tasks
-    before = run.tasks[task].current if on_task and run is not None else None
+    run = state.runs.get(field_of(env.data, "run_id") or "")
+    task = field_of(env.data, "task")
+    if run is None or not isinstance(task, str) or task not in run.tasks:
+        evolve(state, env)
+        return
+    before = run.tasks[task].current
     evolve(state, env)
-    if on_task and run is not None:
-        update_in_flight(in_flight, before, run.tasks[task].current)
+    update_in_flight(in_flight, before, run.tasks[task].current)
 
 
 def lend_attempts(in_flight: InFlight, runs: Iterable[RunState], *, back: bool = False) -> None:

@@ -220,10 +220,7 @@ class GroupLoop(Loop):
     def _forget_capacity(self) -> None:
         """Drop this group's share of the shared capacity index before rebuilding it."""
         self.demand.pop(self.k, None)
-        for run in self.state.runs.values():
-            for task in run.tasks.values():
-                if task.current is not None:
-                    self.in_flight.get(task.current.agent_id, {}).pop(task.current.attempt_id, None)
+        lend_attempts(self.lent.in_flight, self.state.runs.values(), back=True)
 
     def _load(self, snap: snapshots.Snapshot) -> int:
         self.state.runs.update(snap.runs)

@@ -118,8 +118,7 @@ class PipelineVersions:
         data = env.data
         if not isinstance(data, RunCreated) or data.spec is not None:
             return env
-        if data.pipeline_version not in KNOWN:
-            await self.spec(data.pipeline_version, where)
+        await self.spec(data.pipeline_version, where)  # a lookup, once the version is known
         return with_known_spec(env)
 
     async def spec(self, version: str, where: str) -> PipelineSpec:
