@@ -132,22 +132,24 @@ async def test_the_stream_says_where_it_starts_as_a_position_a_read_can_wait_for
 ) -> None:
     async with await served.start() as http:
         # given a run that has ended, every event of it in the log
-        run_id = await request(http)
-        async with contextlib.aclosing(sse(http, run_id=run_id)) as stream:
+        async with contextlib.aclosing(sse(http)) as stream:
+            await until(stream, lambda seen: True)  # `ready`: the stream has its place
+            run_id = await request(http)
             await until(stream, ended(run_id))
         # when a stream opens after it
         async with contextlib.aclosing(sse(http)) as stream:
             (ready,) = await until(stream, lambda seen: True)
-        # then its `ready` names its start as positions at least past every event of the run
+        # then a read given its `ready`'s position answers once the projection has reached
+        # it (the projection may trail the stream): the run has ended there
         position = ready.data["position"]
-        events = (await http.get(f"/runs/{run_id}/events")).json()["items"]
-        last = events[-1]["position"]
-        partition, offset = last.split(".")[1:]
-        mine = next(p for p in position.split(",") if p.startswith(f"runs.{partition}."))
-        assert int(mine.split(".")[2]) >= int(offset)
-        # and a read given it answers once the projection has reached it: the run has ended
         row = await http.get(f"/runs/{run_id}", params={"min_position": position})
         assert row.status_code == 200 and row.json()["status"] == "succeeded"
+        # and the position is at least past every event of the run
+        events = (await http.get(f"/runs/{run_id}/events",
+                                 params={"min_position": position})).json()["items"]
+        partition, offset = events[-1]["position"].split(".")[1:]
+        mine = next(p for p in position.split(",") if p.startswith(f"runs.{partition}."))
+        assert int(mine.split(".")[2]) >= int(offset)
 
 
 async def test_a_subscriber_that_reconnects_with_last_event_id_gets_exactly_the_rest(
