@@ -19,10 +19,11 @@ event delivery, and what live subscribers cost the coordinator.
    tasks, one agent) on an EmbeddedApp with the API, as task transitions per second: with no
    subscriber, with 50 live SSE subscribers reading everything, and with one stalled
    subscriber (a socket that asked for the stream and never reads), in alternating rounds
-   (each mode's figure from several runs in a row: one 200-task run is over in a tenth of a
-   second, too short to time on a shared machine), each as a ratio to the no-subscriber
-   figure of the same round. The subscribers are lean clients in a process of their own
-   (`_subscribers`): they read every byte, but parse only what the figures need.
+   (each mode's figure from 16 runs in a row: one 200-task run is over in a tenth of a
+   second, and 4 in a row gave rounds +-20% apart on a shared machine), each as a ratio to
+   the no-subscriber figure of the same round. The subscribers are lean clients in a process
+   of their own (`_subscribers`): they read every byte, but parse only what the figures
+   need.
 4. The dashboard's first paint is measured by the dashboard's own bench (`FIRST_PAINT`).
 """
 
@@ -387,60 +388,81 @@ def subscribers_main() -> None:
 async def _subscribers(url: str, n: int) -> None:
     """Lean clients, as dashboards on other machines would be to the app: each reads every
     byte of its stream and counts the events in it; only the first parses them (for the
-    delays). Parsing fifty streams in Python here would take a core from the app on a
+    delays). Each stream is a protocol whose `data_received` counts what came (no task woken
+    per read): fifty clients parsing in Python here would take a core from the app on a
     two-core machine and be counted as the subscribers' cost to the coordinator."""
+    import functools
     import json
     from datetime import datetime
     from urllib.parse import urlsplit
 
     where = urlsplit(url)
+    host, port = where.hostname or "127.0.0.1", where.port or 80
+    loop = asyncio.get_running_loop()
     ready = [0]
     all_ready = asyncio.Event()
     received = [0]
+    volume = [0]
     delays: list[float] = []
+    marker = b"\ndata: "
+    edge = len(marker) - 1
 
     def parse(line: bytes) -> None:
-        if not line.startswith(b"data: {"):
-            return
-        env = json.loads(line[6:])
-        if "time" in env:
-            sent = datetime.fromisoformat(env["time"])
-            delays.append((time.time() - sent.timestamp()) * 1000)
-        if env.get("type") in ("run_succeeded", "run_failed"):
+        """The envelope's time (its first `"time"`: the envelope's keys come before its
+        data's) and the run's end, without decoding the event: the first client parses every
+        event of a burst, and json.loads of each took a tenth of a core from the app."""
+        if line.startswith(b"event: run_") and line[11:] in (b"succeeded", b"failed"):
             print("end", flush=True)
+        elif line.startswith(b"data: {") and (at := line.find(b'"time":"')) > 0:
+            sent = datetime.fromisoformat(line[at + 8:line.index(b'"', at + 8)].decode())
+            delays.append((time.time() - sent.timestamp()) * 1000)
 
-    async def one(i: int) -> None:
-        reader, writer = await asyncio.open_connection(where.hostname, where.port)
-        writer.write(f"GET {where.path}/events HTTP/1.1\r\nHost: {where.netloc}\r\n"
-                     "Accept: text/event-stream\r\n\r\n".encode())
-        seen = b""
-        while b"event: ready\n" not in seen:
-            if not (chunk := await reader.read(1 << 16)):
-                raise RuntimeError(f"stream {i} closed before it was ready: {seen[:200]!r}")
-            seen += chunk
-        ready[0] += 1
-        if ready[0] == n:
-            all_ready.set()
-        rest = seen[seen.index(b"event: ready\n"):]
-        received[0] += rest.count(b"\ndata: ") - 1  # what came with `ready`, not counting it
-        carry = rest[-7:]
-        while chunk := await reader.read(1 << 16):
-            both = carry + chunk
-            received[0] += both.count(b"\ndata: ") - carry.count(b"\ndata: ")
-            if i == 0:
-                *lines, rest = (rest + chunk).split(b"\n")
+    class Stream(asyncio.Protocol):
+        def __init__(self, first: bool) -> None:
+            self.first, self.begun, self.seen, self.carry, self.rest = first, False, b"", b"", b""
+            self.closed: asyncio.Future[None] = loop.create_future()
+
+        def data_received(self, chunk: bytes) -> None:
+            if not self.begun:
+                self.seen += chunk
+                if b"event: ready\n" not in self.seen:
+                    return
+                self.begun = True
+                ready[0] += 1
+                if ready[0] == n:
+                    all_ready.set()
+                chunk = self.seen[self.seen.index(b"event: ready\n"):]
+                received[0] -= 1  # the `ready` message's own data line
+            volume[0] += len(chunk)
+            # the markers in the chunk, and one that may straddle it and the one before
+            received[0] += chunk.count(marker) + (self.carry + chunk[:edge]).count(marker)
+            self.carry = (self.carry + chunk[-edge:])[-edge:]
+            if self.first:
+                *lines, self.rest = (self.rest + chunk).split(b"\n")
                 for line in lines:
                     parse(line)
-            carry = both[-7:]
 
-    tasks = [asyncio.create_task(one(i)) for i in range(n)]
-    await all_ready.wait()
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.closed.done():
+                self.closed.set_result(None)
+
+    streams: list[Stream] = []
+    for i in range(n):
+        transport, stream = await loop.create_connection(functools.partial(Stream, i == 0),
+                                                         host, port)
+        transport.write(f"GET {where.path}/events HTTP/1.1\r\nHost: {where.netloc}\r\n"
+                        "Accept: text/event-stream\r\n\r\n".encode())
+        streams.append(stream)
+    closed = asyncio.ensure_future(asyncio.wait([s.closed for s in streams],
+                                                return_when=asyncio.FIRST_COMPLETED))
+    await asyncio.wait([closed, asyncio.ensure_future(all_ready.wait())],
+                       return_when=asyncio.FIRST_COMPLETED)
+    if not all_ready.is_set():
+        raise RuntimeError("a stream closed before it was ready")
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps({"events": received[0], "delays_ms": delays}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    print(json.dumps({"events": received[0], "bytes": volume[0], "delays_ms": delays}),
+          flush=True)
 
 
 @contextlib.asynccontextmanager
@@ -491,6 +513,8 @@ async def stalled(url: str) -> AsyncIterator[socket.socket]:
 class Delivery:
     delays_ms: list[float]
     events: int
+    bytes: int
+    """What all the subscribers read, from their streams' `ready` on."""
 
 
 async def delivered(process: asyncio.subprocess.Process) -> Delivery:
@@ -503,7 +527,7 @@ async def delivered(process: asyncio.subprocess.Process) -> Delivery:
         if line.startswith(b"{"):
             found = json.loads(line)
             await process.wait()
-            return Delivery(found["delays_ms"], found["events"])
+            return Delivery(found["delays_ms"], found["events"], found["bytes"])
     raise RuntimeError("the subscribers' process ended without its figures")
 
 
@@ -564,6 +588,7 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
             rates: dict[str, list[float]] = {"none": [], "live": [], "stalled": []}
             ratios: dict[str, list[float]] = {"live": [], "stalled": []}
             busy_delays: list[float] = []
+            streamed = [0, 0]  # events, bytes: what the live subscribers read, all together
             modes = list(rates)
 
             async def rate() -> float:
@@ -585,6 +610,8 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
                             seen = await delivered(process)
                         report.ok = report.ok and seen.events > 0
                         busy_delays += seen.delays_ms
+                        streamed[0] += seen.events
+                        streamed[1] += seen.bytes
                     else:
                         async with stalled(url):
                             this[mode] = await rate()
@@ -597,6 +624,9 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
     report.row("  each round's ratio to its no-subscriber run",
                "; ".join(f"{mode} " + ", ".join(f"{x:.2f}" for x in v)
                          for mode, v in ratios.items()))
+    if streamed[0]:  # the bytes are the writes' cost: every subscriber gets every event
+        report.row(f"streamed to the {subscribers_n} live subscribers, all together",
+                   f"{streamed[0]:,} events, {streamed[1] / streamed[0]:,.0f} bytes an event")
     if busy_delays:  # the price of the hub's pacing by subscribers (api/hub.py PACE_PER_FEED_S)
         report.row(f"SSE delivery to one of {subscribers_n} live subscribers during the fan-outs "
                    f"({len(busy_delays):,} events): p50 / p99",
@@ -615,7 +645,7 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
 # ------------------------------------------------------------------------------ the bench
 
 async def measure(runs: int = RUNS, *, requests: int = 200, chain_length: int = 100,
-                  width: int = 200, rounds: int = 7, in_a_row: int = 4, subscribers_n: int = 50,
+                  width: int = 200, rounds: int = 7, in_a_row: int = 16, subscribers_n: int = 50,
                   workers: int | None = None) -> Report:
     report = Report(f"api: reads over {runs:,} projected runs, SSE delivery, and the "
                     "coordinator with subscribers")

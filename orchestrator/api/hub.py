@@ -36,14 +36,19 @@ RECENT_RECORDS records in all: a subscriber that starts a little behind the hub 
 place at the log's end a moment before) is served from them instead of reading the log
 itself. Bounded by records too: in a burst one read brings thousands of records, each kept
 decoded and rendered, and 256 such reads held ~5 KB per run of `baton up`'s memory."""
-PACE_PER_FEED_S = 0.0004
-PACE_MAX_S = 0.020
+PACE_PER_FEED_S = 0.002
+PACE_MAX_S = 0.100
 """After a read that brought records, the hub waits this long per live subscriber (at most
 PACE_MAX_S) before the next read: a busy log reaches many subscribers in batches (one wake
-and one write each per batch, not per commit), at a cost of that much delivery latency; one
-subscriber gets each commit at once. Each wake and write costs the process's one core some
-60 µs, so fifty subscribers of a commit every few ms would take a fifth of it from the
-coordinator (the stream's target is 20 ms p50, 100 ms p99)."""
+and one write each per batch, not per commit), at a cost of that much delivery latency while
+the log is busy; a read after a quiet spell goes out at once. Each write is a socket send of
+~20 µs on the process's one core (on loopback the receiver's TCP work too), so the pace keeps
+the writes near 500 a second whatever the number of subscribers (up to fifty): at 0.4 ms a
+subscriber (20 ms at most) fifty took ~10% of the coordinator's throughput in a 200-wide
+fan-out, at 2 ms (100 ms at most) a few percent, for a delivery to one of the fifty during
+the burst of ~100 ms p50 instead of ~50 (docs/BENCHMARKS.md, "The hub's pace per
+subscriber"). One subscriber, or a commit after a quiet spell, is within the stream's
+target (20 ms p50, 100 ms p99)."""
 QUIET_TYPES = frozenset({"agent_heartbeat"})
 """Not streamed: a heartbeat a second per agent says nothing a page shows."""
 
