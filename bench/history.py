@@ -27,6 +27,9 @@ Figures:
   list`'s query, the first 50 rows (median of 20).
 - `baton up`'s RSS, main process and whole tree, idle and after 10,000 runs (at most
   `--runs`) of a one-task pipeline (bench/up_memory.py).
+- router takeover: 20,000 triggers (at most `--runs`) routed by a real router, then a new
+  router's restore from its snapshot and the log after it, against the whole log folded
+  (bench/router_history.py).
 Not measured yet (issue #16 point 6 is not built): the trusted decode path.
 """
 
@@ -43,6 +46,8 @@ from pathlib import Path
 
 from bench.common import Figure, Report, temp_home
 from bench.replay import SPEC, Driver
+from bench.router_history import TRIGGERS as ROUTER_TRIGGERS
+from bench.router_history import measure_router
 from bench.up_memory import GROWTH_TARGET_BYTES, IDLE_TARGET_MB, measure_up, rss_mb
 from bus import Bus, Outgoing, Record, TopicPartition, open_bus_url
 from events import topics
@@ -280,6 +285,7 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
     with temp_home() as home:
         projected = await _child("project", runs, live, home.root)
     up = await measure_up(min(runs, UP_RUNS))
+    router = await measure_router(min(runs, ROUTER_TRIGGERS))
     rate, replayed = replay_rate(t)
     per_run = folded["index_bytes"] / folded["ended"]
     growth = (folded["rss_after_mb"] - folded["rss_before_mb"]) * 1e6 / (runs + live)
@@ -302,6 +308,10 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
                f"{up.idle_main_mb:.0f} / {up.idle_tree_mb:.0f} MB -> {up.after_main_mb:.0f} / "
                f"{up.after_tree_mb:.0f} MB (main at half way {up.half_main_mb:.0f} MB; "
                f"{up.growth_all_runs_bytes:,.0f} B a run over all)")
+    report.row(f"router takeover after {router.decisions:,} trigger decisions (100 "
+               "pipelines): the whole log folded / a new router's restore (snapshot + tail)",
+               f"{router.whole_s * 1000:,.0f} / {router.restore_s * 1000:,.0f} ms "
+               f"({router.replayed:,} records after the snapshot)")
     report.row("not measured yet (#16 point 6 not built)", "the trusted decode path")
     report.figures += [
         Figure("memory per ended run (the index)", per_run, "B", BYTES_TARGET,
@@ -319,6 +329,8 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
                PROJECTOR_TARGET_MB, key="projector_rss"),
         Figure("runs list first page (50 rows), median of 20", projected["first_page_ms"], "ms",
                FIRST_PAGE_TARGET_MS, key="runs_list_first_page"),
+        Figure("router takeover (snapshot + tail)", router.restore_s, "s", TAKEOVER_TARGET_S,
+               key="router_takeover"),
         Figure("baton up main process RSS, idle", up.idle_main_mb, "MB", IDLE_TARGET_MB,
                key="up_idle_main_rss"),
         Figure("baton up process tree RSS, idle", up.idle_tree_mb, "MB", key="up_idle_tree_rss"),

@@ -174,7 +174,7 @@ async def _memory(bus: Bus, specs: dict[str, PipelineSpec], schedules: int
 async def _trigger_baseline(bus: Bus, specs: dict[str, PipelineSpec], clock: Clock,
                             n: int) -> float:
     """The same router routing data-arrived triggers (each to its own pipeline), per trigger."""
-    await bus.publish(list(_copies(specs, n)))
+    await bus.publish(list(trigger_copies(specs, n)))
     router = RouterStage(bus, specs, clock)
     router.loaded(await router.load())
     start = time.perf_counter()
@@ -183,7 +183,7 @@ async def _trigger_baseline(bus: Bus, specs: dict[str, PipelineSpec], clock: Clo
     return (time.perf_counter() - start) / n * 1e6
 
 
-def _copies(specs: dict[str, PipelineSpec], n: int) -> Iterator[Outgoing]:
+def trigger_copies(specs: dict[str, PipelineSpec], n: int) -> Iterator[Outgoing]:
     names = list(specs)
     for i in range(n):
         pipeline = names[i % len(names)]

@@ -197,9 +197,9 @@ class Transactional(Loop):
         # until the commit gets through (for a patient consumer): handling the records again
         # need not give them again.
         outputs, carried = self.carry(outputs, positions)
-        await self.patience("committing", lambda: self.bus.commit(
+        written = await self.patience("committing", lambda: self.bus.commit(
             self.group, positions, outputs, carried=carried))
-        self.after_commit()
+        await self.after_commit(written, positions)
         return True
 
     def carry(self, outputs: list[Outgoing], positions: dict[TopicPartition, int]
@@ -213,8 +213,10 @@ class Transactional(Loop):
     async def handle(self, records: list[Record]) -> list[Outgoing]:
         """What to write for these records; may fold state it keeps."""
 
-    def after_commit(self) -> None:
-        """What may only happen once the outputs are on the bus (nothing by default)."""
+    async def after_commit(self, written: list[Record], positions: dict[TopicPartition, int]
+                           ) -> None:
+        """What may only happen once the outputs are on the bus, as they were `written`, with
+        the inputs at `positions` (nothing by default)."""
 
 
 class Tail(Loop):

@@ -39,7 +39,7 @@ from orchestrator.core.triggers import (
     request_envelope,
     route,
 )
-from orchestrator.service import log_positions
+from orchestrator.service import log_positions, router_snapshots
 from orchestrator.service.consumer import Consumer
 from orchestrator.service.reading import partitions_of
 
@@ -73,8 +73,16 @@ class RouterStage(Consumer):
         *,
         batch_size: int = BATCH_SIZE,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        snapshot_every: int = router_snapshots.EVERY_RECORDS,
     ) -> None:
         super().__init__(bus, batch_size=batch_size, idle_timeout_s=idle_timeout_s)
+        self.snapshot_every = snapshot_every
+        self._covered: dict[TopicPartition, int] = {}
+        """How far into its log the state is folded: what a snapshot says it covers."""
+        self._since_snapshot = self._since_bytes = self._snapshot_bytes = 0
+        self.restore_stats: dict[str, int] = {}
+        """The last restore's records folded after its snapshot, and how far its snapshot
+        reached (the sum of its offsets; -1: none was usable), as GroupLoop.restore_stats."""
         self._specs = specs
         self._clock = clock
         self._state = RouterState()
@@ -93,7 +101,12 @@ class RouterStage(Consumer):
         """The trigger log folded from its start, and the positions: the later of the
         group's and those its newest record carries."""
         committed = await self.committed()
-        self._state, carried = await _restored(self.bus)
+        restored = await _restored(self.bus)
+        self._state, carried, self._covered = restored.state, restored.carried, restored.ends
+        self._since_snapshot = self._since_bytes = 0
+        self.restore_stats = {"replayed": restored.replayed,
+                              "snapshot": -1 if restored.snapshot is None
+                              else sum(restored.snapshot.values())}
         self._deadlines = schedules.Deadlines()
         for spec in self._specs.values():
             for schedule in spec.schedules:
@@ -128,6 +141,23 @@ class RouterStage(Consumer):
     def carry(self, outputs: list[Outgoing], positions: dict[TopicPartition, int]
               ) -> tuple[list[Outgoing], bool]:
         return log_positions.carry(outputs, TRIGGER_LOG, positions)
+
+    async def after_commit(self, written: list[Record], positions: dict[TopicPartition, int]
+                           ) -> None:
+        """A snapshot of the state its log has folded to, when it wrote enough of it since
+        the last (router_snapshots.EVERY_RECORDS): the offsets are those the commit gave, not
+        the log's end, which a router that took over from this one may have moved on."""
+        logged = [record for record in written if record.topic == TRIGGER_LOG]
+        for record in logged:
+            self._covered[record.tp] = record.offset + 1
+        self._since_snapshot += len(logged)
+        self._since_bytes += sum(len(record.value) for record in logged)
+        if (self._since_snapshot >= self.snapshot_every
+                and self._since_bytes >= self._snapshot_bytes):
+            self._since_snapshot = self._since_bytes = 0
+            self._snapshot_bytes = await router_snapshots.save(
+                self.bus, router_snapshots.RouterSnapshot(dict(self._covered), self._state,
+                                                          dict(positions)))
 
     async def handle(self, records: list[Record]) -> list[Outgoing]:
         outputs: list[Outgoing] = []
@@ -401,27 +431,40 @@ def _schedule_of(ended: RunEnded) -> str | None:
 
 
 async def restore_router(bus: Bus) -> RouterState:
-    """Fold baton.trigger-log from offset 0 to its end on every partition.
+    """The newest usable snapshot, then baton.trigger-log after it to its end on every
+    partition (from offset 0 without one).
 
     An unreadable record here is the router's own log gone bad: it raises, never skips.
     """
-    return (await _restored(bus))[0]
+    return (await _restored(bus)).state
 
 
-async def _restored(bus: Bus) -> tuple[RouterState, log_positions.Positions]:
-    """`restore_router`, and the positions carried by the log's newest records."""
-    state = RouterState()
-    carried: log_positions.Positions = {}
-    for tp in partitions_of(bus, TRIGGER_LOG):
-        end = await bus.end_offset(tp)
-        at = 0
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    state: RouterState
+    carried: log_positions.Positions
+    """The positions carried by the log's newest records (service/triggers.py says why)."""
+    ends: dict[TopicPartition, int]
+    """Where the log ended, partition by partition: how far `state` is folded."""
+    replayed: int
+    """Records folded after the snapshot (all of them without one)."""
+    snapshot: dict[TopicPartition, int] | None
+    """How far the snapshot it began from reached (None: none was usable)."""
+
+
+async def _restored(bus: Bus) -> Restored:
+    """`restore_router`, with what the router needs to go on and what the restore cost."""
+    ends = {tp: await bus.end_offset(tp) for tp in partitions_of(bus, TRIGGER_LOG)}
+    snap = await router_snapshots.latest(bus, ends)
+    state = snap.state if snap is not None else RouterState()
+    carried: log_positions.Positions = snap.positions if snap is not None else {}
+    replayed = 0
+    for tp, end in ends.items():
+        at = snap.covered[tp] if snap is not None else 0
         while at < end:
             records = await bus.read(tp, at, min(BATCH_SIZE, end - at))
             for record in records:
                 evolve_router(state, decode_logged(record.value, record.where))
                 carried = log_positions.later(carried, log_positions.carried(record) or {})
-            at = records[-1].offset + 1 if records else end
-    return state, carried
-
-
-
+            at, replayed = (records[-1].offset + 1 if records else end), replayed + len(records)
+    return Restored(state, carried, ends, replayed, None if snap is None else snap.covered)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from functools import cache
-from typing import ClassVar, Final
+from typing import ClassVar, Final, TypeVar
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
@@ -27,6 +27,9 @@ MAX_DOCUMENT_BYTES: Final = 256 * 1024 * 1024
 COMPRESSION_LEVEL: Final = 3
 """Each run repeats its pipeline spec: level 3 shrinks the JSON about 40x in a few ms, which
 keeps a snapshot of hundreds of runs well under Kafka's default 1 MiB record limit."""
+
+
+D = TypeVar("D")
 
 
 class SnapshotInvalid(ValueError):
@@ -98,7 +101,7 @@ def unframe(value: bytes) -> tuple[bytes, bytes]:
 def decode(value: bytes) -> Document:
     """Data only: inflate, parse and validate; raises SnapshotInvalid for anything else."""
     document, ended_bytes = unframe(value)
-    body = _validated(_inflated(document))
+    body = validated(_adapter(), inflated(document))
     try:
         ended = Ended.from_bytes(ended_bytes)
     except ValueError as exc:
@@ -108,7 +111,8 @@ def decode(value: bytes) -> Document:
     return doc
 
 
-def _inflated(value: bytes) -> bytes:
+def inflated(value: bytes) -> bytes:
+    """A zlib stream's bytes, refusing a bomb, a truncated stream or bytes after it."""
     inflater = zlib.decompressobj()
     try:
         raw = inflater.decompress(value, MAX_DOCUMENT_BYTES)
@@ -121,9 +125,10 @@ def _inflated(value: bytes) -> bytes:
     return raw
 
 
-def _validated(raw: bytes) -> Body:
+def validated(adapter: TypeAdapter[D], raw: bytes) -> D:
+    """The document, or SnapshotInvalid saying in one line what is wrong with it."""
     try:
-        return _adapter().validate_json(raw)
+        return adapter.validate_json(raw)
     except ValidationError as exc:
         raise SnapshotInvalid(_summary(exc)) from exc
     except Exception as exc:  # a contract model's validator meeting input it never expected

@@ -15,7 +15,7 @@ import importlib
 import inspect
 import logging
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -46,17 +46,20 @@ FOLD_ROOTS: tuple[types.ModuleType, ...] = (evolve, run_events, snapshot_codec)
 log = logging.getLogger(__name__)
 
 
-def fold_modules() -> tuple[str, ...]:
+def fold_modules(roots: tuple[types.ModuleType, ...] = FOLD_ROOTS,
+                 held: type = RunState) -> tuple[str, ...]:
     """Every module of ours whose source can change what a snapshot restores to: the fold
-    (and what it references, transitively) and the modules of every type a snapshot holds."""
-    ours = {root.__name__.split(".")[0] for root in FOLD_ROOTS}
-    held = {t.__module__ for t in reachable_types(RunState)}
-    return tuple(sorted(_referenced(FOLD_ROOTS) | {m for m in held if m.split(".")[0] in ours}))
+    (and what it references, transitively) and the modules of every type a snapshot holds
+    (`held` and what its fields can hold)."""
+    ours = {root.__name__.split(".")[0] for root in roots}
+    kept = {t.__module__ for t in reachable_types(held)}
+    return tuple(sorted(_referenced(roots) | {m for m in kept if m.split(".")[0] in ours}))
 
 
-def fold_code_hash() -> str:
+def fold_code_hash(roots: tuple[types.ModuleType, ...] = FOLD_ROOTS,
+                   held: type = RunState) -> str:
     """Changes whenever the code that folds events, or any type the snapshot holds, changes."""
-    source = "".join(_source(name) for name in fold_modules())
+    source = "".join(_source(name) for name in fold_modules(roots, held))
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
@@ -137,12 +140,21 @@ class Snapshot:
 
 def key(group: int, part: int = 0) -> str:
     """Part 0 keeps the key snapshots always had; later parts add their number."""
-    return f"coordinator-group-{group}" + (f"/{part}" if part else "")
+    return part_key(f"coordinator-group-{group}", part)
+
+
+def part_key(name: str, part: int) -> str:
+    """The key of a snapshot's part: compaction keeps the newest record of each."""
+    return name + (f"/{part}" if part else "")
+
+
+def place(bus: Bus, name: str) -> TopicPartition:
+    """Where the snapshots named `name` are written: one partition, so its parts are in order."""
+    return TopicPartition(topics.SNAPSHOTS, partition_for(name, bus.partitions(topics.SNAPSHOTS)))
 
 
 def _tp(bus: Bus, group: int) -> TopicPartition:
-    n = bus.partitions(topics.SNAPSHOTS)
-    return TopicPartition(topics.SNAPSHOTS, partition_for(key(group), n))
+    return place(bus, key(group))
 
 
 def _expected(group: int, offset: int) -> Header:
@@ -164,14 +176,20 @@ async def save(bus: Bus, snap: Snapshot) -> None:
         log.warning("partition group %s: no snapshot at runs offset %s: %s",
                     snap.group, snap.offset, exc)
         return
-    tp = _tp(bus, snap.group)
     carried = ((log_positions.HEADER, log_positions.encode(snap.positions)),
                ) if snap.positions else ()
+    await publish_parts(bus, key(snap.group), value, _headers(header) + carried)
+
+
+async def publish_parts(bus: Bus, name: str, value: bytes,
+                        headers: tuple[tuple[str, bytes], ...]) -> None:
+    """`value` in parts of at most PART_BYTES, each with `headers` and which part it is."""
+    tp = place(bus, name)
     parts = [value[at:at + PART_BYTES] for at in range(0, len(value), PART_BYTES)] or [b""]
     whole = hashlib.blake2b(value, digest_size=16).hexdigest().encode()
     await bus.publish([
-        Outgoing(tp.topic, key(snap.group, i), part, tp.partition,
-                 _headers(header) + carried + _part(i, len(parts), whole))
+        Outgoing(tp.topic, part_key(name, i), part, tp.partition,
+                 headers + _part(i, len(parts), whole))
         for i, part in enumerate(parts)])
 
 
@@ -185,7 +203,7 @@ async def latest(bus: Bus, group: int, runs_end: int) -> Snapshot | None:
     """The newest usable snapshot of `group` (matching code, not beyond the log's end, every
     part there). One that claims to match but does not decode is ignored with a warning: the
     log is replayed."""
-    found = await _newest_candidate(bus, group, runs_end)
+    found = await newest_parts(bus, key(group), lambda record: _usable(record, group, runs_end))
     if found is None:
         return None
     try:
@@ -196,14 +214,19 @@ async def latest(bus: Bus, group: int, runs_end: int) -> Snapshot | None:
         return None
 
 
-async def _newest_candidate(bus: Bus, group: int, runs_end: int) -> list[Record] | None:
-    """The parts of the newest snapshot found whole, in order."""
-    tp, start = _tp(bus, group), 0
-    # (runs offset, the whole's digest, parts) -> part -> its record
+Rank = Callable[[Record], int | None]
+"""How far a part's snapshot reaches, judged on the record's headers alone (None: not usable
+here: another build's, or beyond the log's end): the newest whole snapshot is the farthest."""
+
+
+async def newest_parts(bus: Bus, name: str, rank: Rank) -> list[Record] | None:
+    """The parts of the newest snapshot named `name` found whole, in order."""
+    tp, start = place(bus, name), 0
+    # (rank, the whole's digest, parts) -> part -> its record
     found: dict[tuple[int, bytes, int], dict[int, Record]] = {}
     while batch := await bus.read(tp, start, 50):
         for record in batch:
-            placed = _placed(record, group, runs_end)
+            placed = _placed(record, name, rank)
             if placed is not None:
                 snapshot, i = placed
                 found.setdefault(snapshot, {})[i] = record
@@ -219,18 +242,24 @@ def _last_written(parts: dict[int, Record]) -> int:
     return max(record.offset for record in parts.values())
 
 
-def _placed(record: Record, group: int, runs_end: int
+def _placed(record: Record, name: str, rank: Rank
             ) -> tuple[tuple[int, bytes, int], int] | None:
-    """((runs offset, digest, parts), part) of a usable part, judged on the record's headers
-    alone: written by this build, for this group, in range."""
-    offset, meta = _offset(record), dict(record.headers)
+    """((rank, digest, parts), part) of a usable part of a snapshot named `name`."""
+    meta = dict(record.headers)
     i, n = _number(meta.get("part", b"")), _number(meta.get("parts", b""))
-    if offset is None or i is None or n is None or not 0 <= i < n:
+    if i is None or n is None or not 0 <= i < n or record.key != part_key(name, i):
         return None
-    usable = (record.key == key(group, i) and offset <= runs_end
+    reach = rank(record)
+    return None if reach is None else ((reach, meta.get("whole", b""), n), i)
+
+
+def _usable(record: Record, group: int, runs_end: int) -> int | None:
+    """The runs offset a part of `group`'s snapshot reaches: written by this build, in range."""
+    offset, meta = _offset(record), dict(record.headers)
+    usable = (offset is not None and offset <= runs_end
               and all(meta.get(name) == value
                       for name, value in _headers(_expected(group, offset))))
-    return ((offset, meta.get("whole", b""), n), i) if usable else None
+    return offset if usable else None
 
 
 def _number(raw: bytes) -> int | None:
