@@ -505,6 +505,42 @@ async def test_a_run_page_opened_while_the_projection_trails_the_log_shows_the_r
     await expect(page.locator(".problem")).to_have_count(0)
 
 
+async def test_the_runs_list_opened_while_the_projection_trails_the_log_shows_each_run_as_it_is(
+    page: Page, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a projection that trails the log: the projector takes nothing for now
+    gate = asyncio.Event()
+    projector = served.app.projector
+    assert projector is not None
+    take = projector.take
+
+    async def trailing(records: list[Record], positions: dict[TopicPartition, int]) -> bool:
+        await gate.wait()
+        return await take(records, positions)
+
+    monkeypatch.setattr(projector, "take", trailing)
+    # and a run that has started and ended, every event of it logged before the list opens
+    release = tmp_path / "release"
+    release.touch()
+    run_id = await served.request("held", release=str(release))
+    await run_to_end(served.bus, run_id)
+    # when the list opens on its stream (its first page, from the projection, lacks the run)
+    await page.goto(f"{served.base}/runs")
+    await page.evaluate("window.sameDocument = true")
+    await expect(page.locator('table.runs tbody[data-page="first"]')).to_have_count(1)
+    await expect(page.locator("#live")).to_have_attribute("data-mode", "stream")
+    row = page.locator(f'tr[data-run="{run_id}"]')
+    await expect(row).to_have_count(0)
+    # and the projection catches up, with no event of the run left to come
+    gate.set()
+    # then the list shows the run as the log has it, at its top: succeeded, never reloaded
+    await expect(row).to_have_attribute("data-status", "succeeded")
+    assert await page.locator("table.runs tbody tr").first.get_attribute("data-run") == run_id
+    await expect(row.locator(".tasks")).to_have_text(f"{len(HELD.tasks)}/{len(HELD.tasks)} done")
+    await expect(page.locator(".problem")).to_have_count(0)
+    assert await page.evaluate("window.sameDocument === true")
+
+
 async def test_the_dashboard_is_served_beside_the_api(served: Served) -> None:
     async with httpx.AsyncClient(base_url=served.base) as http:
         # each dashboard path answers the one page; its files have their media types
