@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from events.intents import RunRequested
+from events.runs import RunCreated
 from orchestrator.core.state import RunState
 
 DUPLICATE = "duplicate run request (run already exists)"
@@ -47,6 +48,14 @@ def made_by(run: RunState) -> bytes:
     request is compared with, kept also once the run has ended (`core/ended.py`)."""
     return _digests(run.spec.version(), run.params, run.trigger.model_dump(mode="json"),
                     run.priority)
+
+
+def made_by_created(created: RunCreated) -> bytes:
+    """`made_by` of the run `created` makes, from the event alone (core/trusted_fold.py):
+    its spec's version is the one it names when the spec is not inline."""
+    version = created.spec.version() if created.spec is not None else created.pipeline_version
+    return _digests(version, dict(created.params), created.trigger.model_dump(mode="json"),
+                    created.priority)
 
 
 def differing(made: bytes, request: RunRequested) -> tuple[str, ...]:

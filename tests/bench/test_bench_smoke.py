@@ -196,10 +196,11 @@ async def test_conditions() -> None:
 async def test_history() -> None:
     report = await history.measure(120, live=15)
     check(report, "memory per ended run", "coordinator RSS", "takeover of the fullest group",
-          "replay, decode + evolve", "log bytes per run", "projector RSS",
+          "replay, the trusted fold", "replay, validating", "log bytes per run",
+          "projector RSS",
           "runs list first page", "router takeover")
     assert report.extra["runs"] == 120
     assert {"bytes_per_terminal_run", "coordinator_rss_mb", "projector_rss_mb", "takeover_s",
             "replay_events_per_s", "log_bytes_per_run", "runs_list_first_page_ms",
-            "router_takeover_s"} <= set(
+            "router_takeover_s", "replay_validating_events_per_s"} <= set(
         report.json_figures())

@@ -24,6 +24,7 @@ from orchestrator.core.evolve import evolve_lending, initial_state
 from orchestrator.core.state import ACTIVE_ATTEMPT, TERMINAL_TASK, Attempt, Lent
 from tests.core.harness import pipeline, ref, task
 from tests.core.support import CheckedHarness
+from tests.core.test_trusted_fold import same, trusted, validating
 
 BEHAVIOURS = (
     "succeed", "fail", "fail_final", "reject", "time_out", "lose_agent", "redeliver",
@@ -206,3 +207,10 @@ def test_folding_the_recorded_log_from_scratch_rebuilds_the_live_runs_exactly(
         evolve_lending(rebuilt, flight, codec.decode(codec.encode(env)))
     assert rebuilt.runs == h.state.runs
     assert flight == h.lent.in_flight
+
+    # and the trusted fold into a bounded state agrees with the validating one, on the whole
+    # log and on a part of it (runs still live at its end)
+    values = [codec.encode(env) for env in h.log]
+    for cut in (values, values[:len(values) // 2]):
+        folded, _ = trusted(cut)
+        assert same(folded, validating(cut))
