@@ -15,6 +15,7 @@ from bus.loop import Tail
 from events import topics
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.triggers import RouterState, evolve_router
+from orchestrator.service import router_snapshots
 from orchestrator.service.reading import partitions_of
 
 
@@ -27,10 +28,14 @@ class RouterView:
     """Set (and replaced) each time the view took records: what a wait for a position uses."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        """From the log's start (a restart folds it again: the view holds nothing else)."""
-        self.state, self.positions = RouterState(), {}
-        tail = Tail(self.bus, partitions_of(self.bus, topics.TRIGGER_LOG), self.positions,
-                    wait_s=0.5)
+        """From the router's newest usable snapshot, or the log's start without one (a
+        restart does it again: the view holds nothing else)."""
+        inputs = partitions_of(self.bus, topics.TRIGGER_LOG)
+        snap = await router_snapshots.latest(
+            self.bus, {tp: await self.bus.end_offset(tp) for tp in inputs})
+        self.state = snap.state if snap is not None else RouterState()
+        self.positions = dict(snap.covered) if snap is not None else {}
+        tail = Tail(self.bus, inputs, self.positions, wait_s=0.5)
         async for records in tail.turns(stop):
             for record in records:
                 evolve_router(self.state, decode_logged(record.value, record.where))

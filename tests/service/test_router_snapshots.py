@@ -4,6 +4,7 @@ another build, beyond the log's end or unreadable is ignored and the log folded 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -15,6 +16,7 @@ from orchestrator.core.triggers import RouterState, evolve_router
 from orchestrator.service import router_snapshots, snapshots
 from orchestrator.service.reading import partitions_of
 from orchestrator.service.router import RouterStage, restore_router
+from orchestrator.service.router_view import RouterView
 from orchestrator.service.triggers import FanOutStage, publish_trigger
 from tests.service.test_condition_stage import SPECS as CONDITION_SPECS
 from tests.service.test_condition_stage import arrival, requested
@@ -147,3 +149,43 @@ def test_the_state_goes_through_a_snapshot_unchanged() -> None:
     # when it is written and read, then it is the same state
     body = router_snapshots.decode(router_snapshots.encode(header, state))
     assert body.state == state and body.header == header
+
+
+async def test_the_api_processs_view_starts_from_the_snapshot_and_reads_on_to_the_end(
+        bus: Bus) -> None:
+    # given a router that wrote snapshots, and decisions after the last one
+    clock = FakeClock(slot(0) + 1)
+    _, router = await worked(bus, clock)
+    snap = await router_snapshots.latest(bus, await ends(bus))
+    assert snap is not None
+    # when a view (what the API shows of the triggers) starts
+    view, stop = RouterView(bus), asyncio.Event()
+    following = asyncio.create_task(view.run(stop))
+    try:
+        # then it reaches the log's last record standing where the router stands (on Kafka
+        # a transaction's marker follows it: the end is one further)
+        last = {r.tp: r.offset + 1 for r in await everything(bus, TRIGGER_LOG)}
+        assert await view.reach(last, within_s=20)
+        assert view.state == router.state
+    finally:
+        stop.set()
+        await following
+
+
+async def test_the_view_takes_the_snapshot_as_the_log_up_to_where_it_covers(bus: Bus) -> None:
+    # given a log, and a snapshot covering all of it whose state holds what no record says
+    clock = FakeClock(slot(0) + 1)
+    _, router = await worked(bus, clock)
+    marked = await restore_router(bus)
+    marked.of("plain").remember("known-only-to-the-snapshot")
+    await router_snapshots.save(bus, router_snapshots.RouterSnapshot(
+        await ends(bus), marked, {}))
+    # when a view starts, then it stands where that snapshot says
+    view, stop = RouterView(bus), asyncio.Event()
+    following = asyncio.create_task(view.run(stop))
+    try:
+        assert await view.reach(await ends(bus), within_s=20)
+        assert view.state == marked != router.state
+    finally:
+        stop.set()
+        await following
