@@ -44,6 +44,9 @@ _HEAD: Final = re.compile(
 """The envelope's head as `codec.encode` writes it: type, version, subject (the run id),
 sequence. Ids hold no quote or backslash in Baton's own records; one that did reads as no
 head, and its run takes the validating path."""
+OPEN_RECORDS_MAX: Final = 1000
+"""Records kept of one open run: a run live for days (progress reported every few seconds)
+goes the validating way past this, so what the fold holds stays bounded by its open runs."""
 _ENDS: Final[dict[bytes, EndedStatus]] = {
     ev.RunSucceeded.TYPE.encode(): "succeeded", ev.RunFailed.TYPE.encode(): "failed",
     ev.RunCancelled.TYPE.encode(): "cancelled"}
@@ -104,6 +107,8 @@ class TrustedFold(Generic[R]):
             elif (status := _ENDS.get(kind)) is not None:
                 del self._open[run_id]
                 self.state.ended.add(self._entry(opened.records[0], run_id, status, seq))
+            elif len(opened.records) >= OPEN_RECORDS_MAX:
+                careful += self._careful_run(run_id, record)
             else:
                 opened.records.append(record)
                 opened.seq = seq

@@ -98,8 +98,8 @@ class RouterStage(Consumer):
         return self._state
 
     async def load(self) -> dict[TopicPartition, int]:
-        """The trigger log folded from its start, and the positions: the later of the
-        group's and those its newest record carries."""
+        """The trigger log folded (from the newest usable snapshot, else from its start), and
+        the positions: the later of the group's and those its newest record carries."""
         committed = await self.committed()
         restored = await _restored(self.bus)
         self._state, carried, self._covered = restored.state, restored.carried, restored.ends

@@ -119,3 +119,14 @@ def test_an_input_after_the_end_is_folded_carefully_into_the_index() -> None:
 def test_it_needs_a_retiring_state() -> None:
     with pytest.raises(ValueError, match="retiring state"):
         TrustedFold(CoordinatorState(), lambda value: value)
+
+
+def test_a_run_with_more_records_than_are_kept_open_goes_the_validating_way(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a fold that keeps at most 5 records of an open run
+    from orchestrator.core import trusted_fold
+    monkeypatch.setattr(trusted_fold, "OPEN_RECORDS_MAX", 5)
+    values = lines(HAPPY)
+    # when a run of 30 records is folded, then all of it went the validating way, alike
+    folded, careful = trusted(values)
+    assert careful == len(values) and same(folded, validating(values))
