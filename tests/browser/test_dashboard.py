@@ -474,10 +474,9 @@ async def test_an_operator_cancels_a_run_and_runs_it_again_from_its_page(
     assert (rerun["pipeline"], rerun["params"]) == ("held", params)
 
 
-async def test_a_run_page_opened_while_the_projection_trails_the_log_shows_the_run_as_it_is(
-    page: Page, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # given a projection that trails the log: the projector takes nothing for now
+def held_projector(served: Served, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """The app's projector takes nothing until the returned event is set: its projection
+    trails the log meanwhile."""
     gate = asyncio.Event()
     projector = served.app.projector
     assert projector is not None
@@ -488,6 +487,14 @@ async def test_a_run_page_opened_while_the_projection_trails_the_log_shows_the_r
         return await take(records, positions)
 
     monkeypatch.setattr(projector, "take", trailing)
+    return gate
+
+
+async def test_a_run_page_opened_while_the_projection_trails_the_log_shows_the_run_as_it_is(
+    page: Page, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a projection that trails the log: the projector takes nothing for now
+    gate = held_projector(served, monkeypatch)
     # and a run whose held task has started, every event of it logged before the page opens
     run_id = await served.request("held", release=str(tmp_path / "release"))
     log = Tail(served.bus, [tp_for(served.bus, topics.RUNS, run_id)])
@@ -509,16 +516,7 @@ async def test_the_runs_list_opened_while_the_projection_trails_the_log_shows_ea
     page: Page, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a projection that trails the log: the projector takes nothing for now
-    gate = asyncio.Event()
-    projector = served.app.projector
-    assert projector is not None
-    take = projector.take
-
-    async def trailing(records: list[Record], positions: dict[TopicPartition, int]) -> bool:
-        await gate.wait()
-        return await take(records, positions)
-
-    monkeypatch.setattr(projector, "take", trailing)
+    gate = held_projector(served, monkeypatch)
     # and a run that has started and ended, every event of it logged before the list opens
     release = tmp_path / "release"
     release.touch()
