@@ -591,20 +591,26 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
             streamed = [0, 0]  # events, bytes: what the live subscribers read, all together
             modes = list(rates)
 
-            async def rate() -> float:
+            cpu: dict[str, list[float]] = {mode: [] for mode in rates}
+            """The app's process's CPU per transition, ms (what the subscribers cost the
+            coordinator's own process, apart from what they take of the shared cores)."""
+
+            async def rate(mode: str) -> float:
+                began = _process_cpu_s()
                 timed = [await timed_run(watcher, fan, 120) for _ in range(in_a_row)]
                 report.ok = report.ok and all(t.ok for t in timed)
-                return (sum(t.trace.log.transitions for t in timed)
-                        / sum(t.wall_s for t in timed))
+                transitions = sum(t.trace.log.transitions for t in timed)
+                cpu[mode].append((_process_cpu_s() - began) * 1000 / transitions)
+                return transitions / sum(t.wall_s for t in timed)
 
             for r in range(rounds):
                 this: dict[str, float] = {}
                 for mode in modes[r % 3:] + modes[:r % 3]:
                     if mode == "none":
-                        this[mode] = await rate()
+                        this[mode] = await rate(mode)
                     elif mode == "live":
                         async with subscribers(url, subscribers_n) as process:
-                            this[mode] = await rate()
+                            this[mode] = await rate(mode)
                             for _ in range(in_a_row):
                                 await until_end(process)
                             seen = await delivered(process)
@@ -614,7 +620,7 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
                         streamed[1] += seen.bytes
                     else:
                         async with stalled(url):
-                            this[mode] = await rate()
+                            this[mode] = await rate(mode)
                     rates[mode].append(this[mode])
                 for mode in ratios:
                     ratios[mode].append(this[mode] / this["none"])
@@ -624,6 +630,8 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
     report.row("  each round's ratio to its no-subscriber run",
                "; ".join(f"{mode} " + ", ".join(f"{x:.2f}" for x in v)
                          for mode, v in ratios.items()))
+    report.row("  the app's process CPU per transition (median; the bench's driver included)",
+               ", ".join(f"{mode} {median(v) * 1000:,.0f} µs" for mode, v in cpu.items()))
     if streamed[0]:  # the bytes are the writes' cost: every subscriber gets every event
         report.row(f"streamed to the {subscribers_n} live subscribers, all together",
                    f"{streamed[0]:,} events, {streamed[1] / streamed[0]:,.0f} bytes an event")
@@ -663,6 +671,12 @@ async def measure(runs: int = RUNS, *, requests: int = 200, chain_length: int = 
     report.row("machine load (uptime) at end", _load())
     report.extra["runs"] = runs
     return report
+
+
+def _process_cpu_s() -> float:
+    """This process's CPU time, every thread's (the app's bus writer included)."""
+    times = os.times()
+    return times.user + times.system
 
 
 def _load() -> str:
