@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from events.pipeline import PipelineSpec, TaskSpec
+from orchestrator.api import cursors, subscription
 from orchestrator.api import hub as hub_module
-from orchestrator.api import subscription
 from orchestrator.service.home import Home
 from tests.api.test_reads import QUICK
 from tests.integration.support import Apps, api_url, run_to_end
@@ -121,9 +121,10 @@ async def test_a_subscriber_sees_a_runs_events_live_each_with_its_cursor(
         await stream.aclose()
     # then it saw the run from its creation to its end, each event with a cursor and position
     mine = [e for e in seen if e.data.get("subject") == run_id]
-    assert ready.event == "ready" and ready.id.startswith("v1.")
+    assert ready.event == "ready" and ready.id.startswith(cursors.PREFIX)
     assert mine[0].event == "run_created" and mine[-1].event == "run_succeeded"
-    assert all(e.id.startswith("v1.") and e.data["position"].startswith("runs.") for e in mine)
+    assert all(e.id.startswith(cursors.PREFIX) and e.data["position"].startswith("runs.")
+               for e in mine)
     assert len({e.id for e in seen}) == len(seen)
 
 
@@ -240,9 +241,9 @@ async def test_the_long_poll_gives_the_same_events_and_cursor_and_waits_when_the
         return [i for i in ids if i.startswith(run_id)]
 
     assert runs([i["data"]["id"] for i in polled]) == runs([e.data["id"] for e in streamed])
-    assert all(i["id"].startswith("v1.") for i in polled)
+    assert all(i["id"].startswith(cursors.PREFIX) for i in polled)
     # (its cursor may have moved past records no subscriber is sent: agents' heartbeats)
-    assert empty["items"] == [] and empty["next"].startswith("v1.")
+    assert empty["items"] == [] and empty["next"].startswith(cursors.PREFIX)
 
 
 async def test_a_subscriber_too_far_behind_is_told_to_resync_from_the_end(
