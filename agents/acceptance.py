@@ -58,11 +58,17 @@ class Later:
         self._timers: set[asyncio.TimerHandle] = set()
 
     def after(self, delay: float, say: Callable[[], None]) -> asyncio.TimerHandle:
+        """`fire` lets go of its handle before it says: asyncio keeps a fired handle's
+        callback (it clears it only on cancel), so the handle and `fire` would otherwise hold
+        each other, and with them `say` and what it holds (a batch of attempts, their tasks
+        and commands), until the collector's oldest generation next ran."""
         handle: asyncio.TimerHandle | None = None
 
         def fire() -> None:
+            nonlocal handle
             if handle is not None:
                 self._timers.discard(handle)
+                handle = None
             say()
 
         handle = asyncio.get_running_loop().call_later(delay, fire)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.metrics.tally import AgentSeen, RunRecord, Tally, run_records
+from orchestrator.metrics.tally import AgentSeen, Tally, record_of
 from orchestrator.service.fleet_tracker import DEFAULT_EXPIRY_S, LEASE_MARGIN_S
 
 AGENT_STATES = ("alive", "draining", "lost", "stopped")
@@ -165,24 +165,29 @@ def compute(tally: Tally, *, now: float, since: float | None = None,
     def within(at: float) -> bool:
         return (since is None or at >= since) and (until is None or at < until)
 
-    runs = [run for run in run_records(tally)
-            if within(run.created_at) and (pipeline is None or run.pipeline == pipeline)]
+    def kept(created: float, of: str) -> bool:
+        return within(created) and (pipeline is None or of == pipeline)
+
+    runs = _RunFigures()
+    tally.ended.each(kept, runs.add)
+    for run in tally.state.runs.values():
+        if kept(run.created_at, run.pipeline):
+            runs.add(*record_of(tally, run))
     models = [m for m in tally.models
               if within(m.at) and (pipeline is None or m.pipeline == pipeline)]
     letters = [letter for letter in tally.letters.values() if within(letter.at)]
-    gates = [passed for run in runs for passed in run.gates]
     agents = [agent_state(seen, now) for seen in tally.agents.values()]
     return Figures(
         until=end, since=since, pipeline=pipeline,
-        runs={status: sum(r.status == status for r in runs) for status in RUN_STATUSES},
-        active=_active(runs),
-        run_duration=Spread(tuple(r.finished_at - r.created_at for r in runs
-                                  if r.finished_at is not None)),
-        queue_time=Spread(tuple(queued for r in runs for queued in r.queued)),
-        trigger_latency=Spread(tuple(_latencies(runs))),
-        timings=tuple(_timings(runs)),
-        retries=tuple(_retries(runs)),
-        gates_passed=sum(gates), gates_rejected=len(gates) - sum(gates),
+        runs=runs.statuses,
+        active=runs.active,
+        run_duration=Spread(tuple(runs.durations)),
+        queue_time=Spread(tuple(runs.queued)),
+        trigger_latency=Spread(tuple(runs.latencies)),
+        timings=tuple(runs.timings),
+        retries=tuple(TaskRetries(of, task, ran, retried)
+                      for (of, task), (ran, retried) in sorted(runs.retries.items())),
+        gates_passed=runs.gates_passed, gates_rejected=runs.gates_rejected,
         models=len(models), models_traceable=sum(m.traceable for m in models),
         dead_letters=_count(letter.consumer for letter in letters),
         dead_letters_redriven=sum(letter.redriven for letter in letters),
@@ -217,45 +222,49 @@ def agent_state(seen: AgentSeen, now: float) -> tuple[str, bool]:
     return ("draining" if seen.draining else "alive"), seen.running > 0
 
 
-def _active(runs: Iterable[RunRecord]) -> dict[tuple[str, str], int]:
-    active: dict[tuple[str, str], int] = {}
-    for run in runs:
-        if run.status == "running":
-            started = run.first_started is not None
-            key = (run.pipeline, "executing" if started else "pending")
-            active[key] = active.get(key, 0) + 1
-    return active
+@dataclass
+class _RunFigures:
+    """What the runs of a window add up to, each run added in turn: the ended runs straight
+    from the tally's columns, no object made for each."""
 
+    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUN_STATUSES, 0))
+    active: dict[tuple[str, str], int] = field(default_factory=dict)
+    durations: list[float] = field(default_factory=list)
+    queued: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    timings: list[RunTiming] = field(default_factory=list)
+    retries: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    """(pipeline, task) -> [runs that gave it an attempt, attempts after each run's first]."""
+    gates_passed: int = 0
+    gates_rejected: int = 0
 
-def _latencies(runs: Iterable[RunRecord]) -> Iterable[float]:
-    for run in runs:
-        first = run.first_started
-        if first is not None:
-            yield first - run.created_at
-
-
-def _timings(runs: Iterable[RunRecord]) -> Iterable[RunTiming]:
-    for run in runs:
-        if run.finished_at is not None:
-            first = run.first_started
-            began = first if first is not None else run.finished_at
-            yield RunTiming(run.pipeline, run.status, began - run.created_at,
-                            run.finished_at - began)
-
-
-def _retries(runs: Iterable[RunRecord]) -> Iterable[TaskRetries]:
-    counts: dict[tuple[str, str], list[int]] = {}
-    for run in runs:
-        pipeline = run.pipeline
-        for name, attempts in zip(run.tasks, run.attempts, strict=True):
-            if attempts:
-                count = counts.get((pipeline, name))
-                if count is None:
-                    count = counts[(pipeline, name)] = [0, 0]
-                count[0] += 1
-                count[1] += attempts - 1
-    for (pipeline, name), (ran, retried) in sorted(counts.items()):
-        yield TaskRetries(pipeline, name, ran, retried)
+    def add(self, pipeline: str, status: str, created_at: float, finished_at: float | None,
+            first_started: float | None, queued: Sequence[float], tasks: tuple[str, ...],
+            attempts: Sequence[int], gates: Sequence[int]) -> None:
+        """One run of the window (a `RunVisitor`)."""
+        if status in self.statuses:
+            self.statuses[status] += 1
+        if status == "running":
+            key = (pipeline, "executing" if first_started is not None else "pending")
+            self.active[key] = self.active.get(key, 0) + 1
+        if finished_at is not None:
+            self.durations.append(finished_at - created_at)
+            began = first_started if first_started is not None else finished_at
+            self.timings.append(RunTiming(pipeline, status, began - created_at,
+                                          finished_at - began))
+        self.queued.extend(queued)
+        if first_started is not None:
+            self.latencies.append(first_started - created_at)
+        for name, count in zip(tasks, attempts, strict=True):
+            if count:
+                counted = self.retries.get((pipeline, name))
+                if counted is None:
+                    counted = self.retries[(pipeline, name)] = [0, 0]
+                counted[0] += 1
+                counted[1] += count - 1
+        passed = sum(gates)
+        self.gates_passed += passed
+        self.gates_rejected += len(gates) - passed
 
 
 def _count(keys: Iterable[str]) -> dict[str, int]:

@@ -7,15 +7,20 @@ metadata is overwritten by its task's success), every model version's lineage, t
 letters and the agents' own reports. No I/O and no clock: times come from the records.
 
 A run that ends leaves the fold as the coordinator's does (`CoordinatorState.retire`): the
-tally keeps a `RunRecord` of it instead, what the figures read (a few hundred bytes where the
-run took tens of kilobytes), so a process serving metrics does not hold its whole history.
+tally keeps what the figures read of it instead (`RunRecord`), packed into the columns of
+`EndedRuns`: ~60 bytes a one-task run where the run took tens of kilobytes, so a process
+serving metrics does not hold its whole history. Still one entry per run: the figures'
+percentiles over any window need every value (see docs/NOTES.md, #16).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from array import array
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol, TypeVar
 
 from bus.records import Record, TopicPartition
 from events import runs as ev
@@ -41,10 +46,10 @@ class RunFacts:
     gates: list[bool] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """What the figures read of a run: kept for a run that ended, made at each computation
-    for a live one."""
+class RunRecord(NamedTuple):
+    """What the figures read of a run: made for a live run at each computation, and what a
+    run that ended leaves (`EndedRuns`). A tuple: its fields are a `RunVisitor`'s arguments.
+    """
 
     pipeline: str
     status: str
@@ -58,6 +63,113 @@ class RunRecord:
     attempts: bytes
     """Per task of `tasks`, its attempts (at most 255 counted)."""
     gates: tuple[bool, ...]
+
+
+class RunVisitor(Protocol):
+    """Takes a run's figures: `RunRecord`'s fields, in its order (the attempts and gates as
+    any sequence of small ints: bytes, or a slice of `EndedRuns`' columns)."""
+
+    def __call__(self, pipeline: str, status: str, created_at: float,
+                 finished_at: float | None, first_started: float | None,
+                 queued: Sequence[float], tasks: tuple[str, ...], attempts: Sequence[int],
+                 gates: Sequence[int], /) -> None: ...
+
+
+Shape = tuple[str, tuple[str, ...]]
+"""A pipeline and its tasks, in order: what the runs of one pipeline version share."""
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(slots=True)
+class EndedRuns:
+    """The `RunRecord`s of the runs that ended, in the order they did, packed column by
+    column. A record of its own was ~300 bytes in nine small objects (the record, its three
+    times, its array, its bytes) made as each run ended, amid the objects of the runs still
+    going: besides their size, such long-lived small objects keep the allocator's pages of a
+    burst of runs from being given back. Columns grow as a few large blocks. Exact: a record
+    iterated out is equal to the one put in (None times as NaN, which no time is)."""
+
+    created: array[float] = field(default_factory=lambda: array("d"))
+    finished: array[float] = field(default_factory=lambda: array("d"))
+    first_started: array[float] = field(default_factory=lambda: array("d"))
+    status: bytearray = field(default_factory=bytearray)
+    """Per run, its status's index in `statuses`."""
+    shape: array[int] = field(default_factory=lambda: array("I"))
+    """Per run, its (pipeline, tasks)'s index in `shapes`."""
+    queued: array[float] = field(default_factory=lambda: array("d"))
+    """Every run's queue times, one after the other."""
+    queued_end: array[int] = field(default_factory=lambda: array("Q"))
+    """Per run, where its queue times end in `queued`."""
+    attempts: bytearray = field(default_factory=bytearray)
+    """Every run's attempts per task, one after the other (as many as its shape has tasks)."""
+    gates: bytearray = field(default_factory=bytearray)
+    gates_end: array[int] = field(default_factory=lambda: array("Q"))
+    statuses: list[str] = field(default_factory=list)
+    shapes: list[Shape] = field(default_factory=list)
+    _status_codes: dict[str, int] = field(default_factory=dict)
+    _shape_codes: dict[Shape, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def append(self, record: RunRecord) -> None:
+        self.created.append(record.created_at)
+        self.finished.append(_or_nan(record.finished_at))
+        self.first_started.append(_or_nan(record.first_started))
+        self.status.append(_code(self._status_codes, self.statuses, record.status))
+        self.shape.append(_code(self._shape_codes, self.shapes,
+                                (record.pipeline, record.tasks)))
+        self.queued.extend(record.queued)
+        self.queued_end.append(len(self.queued))
+        self.attempts += record.attempts
+        self.gates += bytes(record.gates)
+        self.gates_end.append(len(self.gates))
+
+    def __iter__(self) -> Iterator[RunRecord]:
+        """Every record, each made here, all at once: for tests and small reads (the figures
+        read the columns through `each`)."""
+        records: list[RunRecord] = []
+
+        def made(pipeline: str, status: str, created_at: float, finished_at: float | None,
+                 first_started: float | None, queued: Sequence[float], tasks: tuple[str, ...],
+                 attempts: Sequence[int], gates: Sequence[int]) -> None:
+            records.append(RunRecord(pipeline, status, created_at, finished_at, first_started,
+                                     array("d", queued), tasks, bytes(attempts),
+                                     tuple(map(bool, gates))))
+
+        self.each(lambda created, pipeline: True, made)
+        return iter(records)
+
+    def each(self, keep: Callable[[float, str], bool], visit: RunVisitor) -> None:
+        """`visit` each run that `keep(created_at, pipeline)` keeps, in order, with its record's
+        fields read straight from the columns: a window's figures make no object for a run
+        outside it, and no record for one in it."""
+        queued_at = gates_at = attempts_at = 0
+        shapes, statuses, isnan = self.shapes, self.statuses, math.isnan
+        for created, finished, first, status, shape, queued_end, gates_end in zip(
+                self.created, self.finished, self.first_started, self.status, self.shape,
+                self.queued_end, self.gates_end, strict=True):
+            pipeline, tasks = shapes[shape]
+            attempts_end = attempts_at + len(tasks)
+            if keep(created, pipeline):
+                visit(pipeline, statuses[status], created,
+                      None if isnan(finished) else finished, None if isnan(first) else first,
+                      self.queued[queued_at:queued_end], tasks,
+                      self.attempts[attempts_at:attempts_end], self.gates[gates_at:gates_end])
+            queued_at, gates_at, attempts_at = queued_end, gates_end, attempts_end
+
+
+def _code(codes: dict[K, int], kept: list[K], key: K) -> int:
+    """`key`'s index in `kept`, appended the first time."""
+    code = codes.get(key)
+    if code is None:
+        code = codes[key] = len(kept)
+        kept.append(key)
+    return code
+
+
+def _or_nan(at: float | None) -> float:
+    return math.nan if at is None else at
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +229,7 @@ class Tally:
     """Live runs only: a run that ends is kept as one of `ended`."""
     facts: dict[str, RunFacts] = field(default_factory=dict)
     """Per live run."""
-    ended: list[RunRecord] = field(default_factory=list)
+    ended: EndedRuns = field(default_factory=EndedRuns)
     """The runs that ended, in the order they did."""
     _names: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
     models: list[ModelSeen] = field(default_factory=list)
@@ -143,11 +255,6 @@ def observe(tally: Tally, record: Record, env: Envelope[Payload] | None = None
     elif record.topic == topics.AGENTS:
         _agent(tally, record)
     return []
-
-
-def run_records(tally: Tally) -> list[RunRecord]:
-    """Every run the tally has seen: those that ended, then the live ones."""
-    return [*tally.ended, *(record_of(tally, run) for run in tally.state.runs.values())]
 
 
 def record_of(tally: Tally, run: RunState) -> RunRecord:
