@@ -41,7 +41,6 @@ from orchestrator.core.triggers import (
 )
 from orchestrator.service import log_positions, router_snapshots
 from orchestrator.service.consumer import Consumer
-from orchestrator.service.reading import partitions_of
 
 ROUTER_GROUP = "baton.router"
 BATCH_SIZE = 500
@@ -454,8 +453,7 @@ class Restored:
 
 async def _restored(bus: Bus) -> Restored:
     """`restore_router`, with what the router needs to go on and what the restore cost."""
-    ends = {tp: await bus.end_offset(tp) for tp in partitions_of(bus, TRIGGER_LOG)}
-    snap = await router_snapshots.latest(bus, ends)
+    ends, snap = await router_snapshots.at_start(bus)
     state = snap.state if snap is not None else RouterState()
     carried: log_positions.Positions = snap.positions if snap is not None else {}
     replayed = 0

@@ -24,9 +24,11 @@ from pydantic import ConfigDict, TypeAdapter
 from pydantic_core import PydanticSerializationError
 
 from bus import Bus, Record, TopicPartition
+from events.topics import TRIGGER_LOG
 from orchestrator.core import triggers
 from orchestrator.core.triggers import RouterState
 from orchestrator.service import log_positions, snapshot_codec, snapshots
+from orchestrator.service.reading import partitions_of
 from orchestrator.service.snapshot_codec import COMPRESSION_LEVEL, SnapshotInvalid
 
 NAME: Final = "router"
@@ -127,6 +129,13 @@ async def save(bus: Bus, snap: RouterSnapshot) -> int:
                ) if snap.positions else ()
     await snapshots.publish_parts(bus, NAME, value, record_headers(header) + carried)
     return len(value)
+
+
+async def at_start(bus: Bus) -> tuple[dict[TopicPartition, int], RouterSnapshot | None]:
+    """The trigger log's ends, and the newest snapshot usable with them: where a reader of
+    the router's state (the router, its view) begins."""
+    ends = {tp: await bus.end_offset(tp) for tp in partitions_of(bus, TRIGGER_LOG)}
+    return ends, await latest(bus, ends)
 
 
 async def latest(bus: Bus, ends: dict[TopicPartition, int]) -> RouterSnapshot | None:

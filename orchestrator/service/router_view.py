@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 
 from bus import Bus, TopicPartition
 from bus.loop import Tail
-from events import topics
 from orchestrator.core.logged import decode_logged
 from orchestrator.core.triggers import RouterState, evolve_router
 from orchestrator.service import router_snapshots
-from orchestrator.service.reading import partitions_of
 
 
 @dataclass
@@ -30,12 +28,10 @@ class RouterView:
     async def run(self, stop: asyncio.Event) -> None:
         """From the router's newest usable snapshot, or the log's start without one (a
         restart does it again: the view holds nothing else)."""
-        inputs = partitions_of(self.bus, topics.TRIGGER_LOG)
-        snap = await router_snapshots.latest(
-            self.bus, {tp: await self.bus.end_offset(tp) for tp in inputs})
+        ends, snap = await router_snapshots.at_start(self.bus)
         self.state = snap.state if snap is not None else RouterState()
         self.positions = dict(snap.covered) if snap is not None else {}
-        tail = Tail(self.bus, inputs, self.positions, wait_s=0.5)
+        tail = Tail(self.bus, list(ends), self.positions, wait_s=0.5)
         async for records in tail.turns(stop):
             for record in records:
                 evolve_router(self.state, decode_logged(record.value, record.where))

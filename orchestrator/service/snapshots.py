@@ -153,10 +153,6 @@ def place(bus: Bus, name: str) -> TopicPartition:
     return TopicPartition(topics.SNAPSHOTS, partition_for(name, bus.partitions(topics.SNAPSHOTS)))
 
 
-def _tp(bus: Bus, group: int) -> TopicPartition:
-    return place(bus, key(group))
-
-
 def _expected(group: int, offset: int) -> Header:
     return Header(FORMAT_VERSION, SCHEMA_VERSION, FOLD_HASH, group, offset)
 
