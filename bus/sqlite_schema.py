@@ -25,8 +25,13 @@ from bus.topology import check_group_counts
 
 _log = logging.getLogger(__name__)
 
-BUSY_TIMEOUT = "PRAGMA busy_timeout = 5000"
-"""How long a job waits for another connection's write lock (on a connection's own thread)."""
+BUSY_TIMEOUT = "PRAGMA busy_timeout = 30000"
+"""How long a job waits for another connection's write lock (on a connection's own thread).
+SQLite's waiter polls the lock (every 100 ms once it has waited a while) and is not queued
+behind the holder: while another process commits back to back (`baton up` deciding a burst of
+5,000 runs) a `baton run` waited up to 4 s for its one append, and at 5 s a few in 10,000
+failed with "database is locked" (bench/up_memory.py). A lock held that long by one
+transaction would be a hung process: 30 s still says so, in one line, at the appender."""
 PRAGMAS = (
     BUSY_TIMEOUT,
     "PRAGMA journal_mode = WAL",

@@ -56,7 +56,7 @@ from orchestrator.service import log_positions, snapshots
 from orchestrator.service.champion_tracker import ChampionTracker
 from orchestrator.service.dead_letters import dead_letter
 from orchestrator.service.fleet_tracker import FleetTracker
-from orchestrator.service.pipeline_versions import PipelineVersions, specs_inline
+from orchestrator.service.pipeline_versions import PipelineVersions, interned, specs_inline
 from orchestrator.store.bulk import bulk_fold
 
 GROUP = "baton.coordinator"
@@ -372,7 +372,7 @@ class GroupLoop(Loop):
     def _handle(self, record: Record) -> list[Outgoing]:
         try:
             env = decode_record(record.value, record.headers, timestamp_ms=record.timestamp_ms)
-            return self._decide(env)
+            return self._decide(interned(env))
         except (EventParseError, InvalidInput) as exc:
             return [dead_letter(record, str(exc), consumer=GROUP)]
         except Unapplicable as exc:

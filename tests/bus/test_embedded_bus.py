@@ -265,6 +265,22 @@ async def test_a_commit_meeting_another_connections_write_lock_waits_on_the_writ
     assert [r.offset for r in await asyncio.wait_for(committing, CHILD_BOUND_S)] == [0]
 
 
+async def test_a_commit_waits_out_another_process_holding_the_lock_for_seconds(
+    bus: EmbeddedBus, db_path: Path
+) -> None:
+    # given another connection holding the write lock for longer than SQLite's waiter used
+    # to wait (5 s: a `baton run` during `baton up`'s burst of thousands of runs failed so)
+    held_s = 6.0
+    with write_lock_held(db_path):
+        committing = asyncio.create_task(bus.publish([trigger(value=b"patient")]))
+        # when the lock is held that long
+        done, _ = await asyncio.wait([committing], timeout=held_s)
+        # then the commit is still waiting, not failed
+        assert not done
+    # and once the lock is let go it goes through
+    assert [r.offset for r in await asyncio.wait_for(committing, CHILD_BOUND_S)] == [0]
+
+
 async def test_a_commit_that_meets_the_lock_after_it_began_waits_on_the_writers_thread(
     bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from bus import Bus, Outgoing, Record
 from events import topics
-from events.codec import decode, encode
+from events.codec import RECENT, decode, encode
 from events.envelope import envelope
 from events.pipeline import PipelineSpec, TaskSpec
 from events.runs import PipelineDeclared, RunCreated
@@ -140,6 +140,7 @@ async def test_a_log_with_the_spec_inline_still_folds(bus: Bus) -> None:
     created = [decode(r.value) for r in await read_all(bus, all_tps(bus, topics.RUNS))]
     assert all(e.data.spec == PIPE for e in created if isinstance(e.data, RunCreated))
     pipeline_versions.KNOWN.clear()
+    RECENT.forget()  # each record decoded from its bytes, as by another process
 
     # when: the log is folded
     state = await fold_runs(bus)
@@ -147,6 +148,30 @@ async def test_a_log_with_the_spec_inline_still_folds(bus: Bus) -> None:
     # then: the runs are whole, from their own records
     assert sorted(state.runs) == sorted(run_ids)
     assert all(run.spec == PIPE for run in state.runs.values())
+    # and: they share one spec, not a copy each from their own records
+    assert len({id(run.spec) for run in state.runs.values()}) == 1
+
+
+async def test_runs_requested_apart_share_one_spec_in_the_deciding_group(bus: Bus) -> None:
+    # given: three requests of one pipeline version, each decoded from its own bytes, for
+    # one partition group
+    keys = [key for key in (f"burst-{i}" for i in range(200))
+            if tp_for(bus, topics.RUNS, run_request(PIPE, key).run_id).partition == 0][:3]
+    loop = GroupLoop(bus, 0, FleetTracker(bus), ChampionTracker(bus), {})
+    await loop.restore()
+    requests = [run_request(PIPE, key) for key in keys]
+    await bus.publish([intent_record(bus, r, run_id=r.run_id, env_id=key)
+                       for r, key in zip(requests, keys, strict=True)])
+    RECENT.forget()  # each decoded from its bytes, as when another process requested them
+
+    # when: the group decides them
+    while len(loop.state.runs) < len(keys):
+        assert await loop.step()
+
+    # then: the live runs hold one spec between them (a burst of thousands held a copy each)
+    runs = [loop.state.runs[r.run_id] for r in requests]
+    assert all(run.spec == PIPE for run in runs)
+    assert len({id(run.spec) for run in runs}) == 1
 
 
 async def test_the_api_shows_a_run_created_with_its_spec(bus: Bus) -> None:
