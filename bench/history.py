@@ -28,7 +28,8 @@ Figures:
   (2,000 records a transaction, into SQLite), which keeps only live runs; then `baton runs
   list`'s query, the first 50 rows (median of 20).
 - `baton up`'s RSS, main process and whole tree, idle and after 10,000 runs (at most
-  `--runs`) of a one-task pipeline (bench/up_memory.py).
+  `--runs`) of a one-task pipeline requested 500 at a time, and after a burst of half as
+  many again requested at once (bench/up_memory.py).
 - router takeover: 20,000 triggers (at most `--runs`) routed by a real router, then a new
   router's restore from its snapshot and the log after it, against the whole log folded
   (bench/router_history.py).
@@ -49,7 +50,7 @@ from bench.common import Figure, Report, temp_home
 from bench.replay import SPEC, Driver
 from bench.router_history import TRIGGERS as ROUTER_TRIGGERS
 from bench.router_history import measure_router
-from bench.up_memory import GROWTH_TARGET_BYTES, IDLE_TARGET_MB, measure_up, rss_mb
+from bench.up_memory import GROWTH_TARGET_BYTES, IDLE_TARGET_MB, WAVE, measure_up, rss_mb
 from bus import Bus, Outgoing, Record, TopicPartition, open_bus_url
 from events import topics
 from events.codec import decode, encode
@@ -331,10 +332,15 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
                f"{projected['project_s']:.1f} s; holds {projected['held']:,.0f} runs after; "
                f"RSS {projected['rss_before_mb']:.0f} -> {projected['rss_after_mb']:.0f} MB")
     report.row(f"baton up (bench.pipelines:noop, one agent, API on): RSS main / tree, idle "
-               f"(after one run) and after {up.runs:,} more runs ({up.seconds:.0f} s)",
+               f"(after one run) and after {up.runs:,} more runs, {WAVE:,} at a time "
+               f"({up.seconds:.0f} s)",
                f"{up.idle_main_mb:.0f} / {up.idle_tree_mb:.0f} MB -> {up.after_main_mb:.0f} / "
                f"{up.after_tree_mb:.0f} MB (main at half way {up.half_main_mb:.0f} MB; "
                f"{up.growth_all_runs_bytes:,.0f} B a run over all)")
+    report.row(f"baton up: main RSS after a burst of {up.burst:,} runs requested at once "
+               "(a burst's peak, not history: bench/up_memory.py)",
+               f"{up.burst_main_mb:.0f} MB ({up.burst_growth_per_run_bytes:,.0f} B a run "
+               "of the burst)")
     report.row(f"router takeover after {router.decisions:,} trigger decisions (100 "
                "pipelines): the whole log folded / a new router's restore (snapshot + tail)",
                f"{router.whole_s * 1000:,.0f} / {router.restore_s * 1000:,.0f} ms "
@@ -365,6 +371,8 @@ async def measure(runs: int = RUNS, *, live: int = LIVE) -> Report:
         Figure("baton up main process growth per finished run (second half)",
                up.growth_per_run_bytes, "B",
                GROWTH_TARGET_BYTES, key="up_growth_bytes_per_run"),
+        Figure(f"baton up main process RSS after a burst of {up.burst:,} at once",
+               up.burst_main_mb, "MB", key="up_burst_main_rss"),
     ]
     report.ok = (folded["ended"] == runs and folded["live"] == live
                  and projected["held"] == live)

@@ -198,9 +198,11 @@ async def test_history() -> None:
     check(report, "memory per ended run", "coordinator RSS", "takeover of the fullest group",
           "replay, the trusted fold", "replay, validating", "log bytes per run",
           "projector RSS",
-          "runs list first page", "router takeover")
+          "runs list first page", "router takeover", "baton up main process growth",
+          "baton up main process RSS after a burst")
     assert report.extra["runs"] == 120
     assert {"bytes_per_terminal_run", "coordinator_rss_mb", "projector_rss_mb", "takeover_s",
             "replay_events_per_s", "log_bytes_per_run", "runs_list_first_page_ms",
-            "router_takeover_s", "replay_validating_events_per_s"} <= set(
+            "router_takeover_s", "replay_validating_events_per_s", "up_idle_main_rss_mb",
+            "up_burst_main_rss_mb"} <= set(
         report.json_figures())
