@@ -36,7 +36,8 @@ from orchestrator.core.errors import LogCorrupt
 from orchestrator.core.logged import decode_logged
 
 KNOWN: dict[str, PipelineSpec] = {}
-"""Version -> spec, for the whole process: filled by what it declares and what it reads."""
+"""Version -> spec, for the whole process: filled by what it declares and what it reads, and
+by the specs requests carry (`interned`)."""
 _AS_JSON: dict[str, dict[str, Any]] = {}
 """Version -> the spec as JSON (what the HTTP API's event documents carry)."""
 SOURCE = "baton/coordinator"
@@ -74,7 +75,9 @@ def interned(env: Envelope[Payload]) -> Envelope[Payload]:
     a spec of its own, and a run keeps its spec while it lives: 5,000 runs of one pipeline
     requested at once held 5,000 copies (a few KB each for one task, a thousand times that for
     a thousand), and the memory of such a burst's peak stays with the process. The version is
-    the spec's content hash, which deciding the request computes anyway (it is cached)."""
+    the spec's content hash, which deciding the request computes anyway (it is cached); it
+    leaves the description out, so a run may hold its version's first description, as every
+    reader of a `run_created` by version already shows it."""
     data = env.data
     spec = data.spec if isinstance(data, RunRequested | RunCreated) else None
     if spec is None:
