@@ -24,7 +24,23 @@ class Frozen(BaseModel):
 
 
 def _finite_throughout(value: dict[str, Any]) -> dict[str, Any]:
-    """Free-form JSON (params, a trigger's payload) is finite too, at any depth."""
+    """Free-form JSON (params, a trigger's payload) is finite too, at any depth. Checked
+    without naming places first (every event with params or a payload comes through here),
+    then walked again to name the one that is not."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                _refuse_infinite(value)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return value
+
+
+def _refuse_infinite(value: dict[str, Any]) -> None:
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, item = stack.pop()
@@ -35,7 +51,6 @@ def _finite_throughout(value: dict[str, Any]) -> dict[str, Any]:
             stack += [(f"{path}.{key}" if path else str(key), v) for key, v in item.items()]
         elif isinstance(item, list | tuple):
             stack += [(f"{path}[{i}]", v) for i, v in enumerate(item)]
-    return value
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_throughout)]

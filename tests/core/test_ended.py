@@ -110,7 +110,34 @@ def test_an_ended_run_costs_well_under_a_hundred_bytes_once_packed() -> None:
     packed = index._packed
     size = sum(sys.getsizeof(part) for part in (
         packed.keys, packed.status, packed.seqs, packed.requests, packed.correlations,
-        packed.starts))
-    # then each costs its 10-byte id, status, sequence, digests and correlation: 68 bytes
+        packed.starts, packed.highs))
+    # then each costs its 10-byte id, status, sequence, digests and correlation (68 bytes),
+    # and the id's first 8 bytes again as a number lookups bisect
     assert len(index._recent) == 0
-    assert size / n < 70
+    assert size / n < 78
+
+
+def test_runs_whose_ids_share_their_first_16_digits_are_told_apart() -> None:
+    # given ended runs whose ids differ only in their last 4 hex digits, added across merges
+    # in no order, with neighbours on both sides
+    prefix = "run-0123456789abcdef"
+    tails = [0xFFFF, 0x0000, 0x8000, 0x00FF, 0x7FFF, 0x8001]
+    runs = [EndedRun(f"{prefix}{t:04x}", "succeeded", i + 1, None, REQUEST)
+            for i, t in enumerate(tails)]
+    runs += [ended_run(i) for i in range(2 * MERGE_MIN)]
+    runs += [EndedRun("run-0123456789abcdee0000", "failed", 1, None, REQUEST),
+             EndedRun("run-0123456789abcdf00000", "failed", 2, None, REQUEST)]
+    index = Ended()
+    for run in runs:
+        index.add(run)
+    index.packed()
+    # when each is looked up, then it is found as it was, and a sibling that never ran is not
+    assert all(index.get(run.run_id) == run for run in runs)
+    assert index.get(f"{prefix}0001") is None and index.get(f"{prefix}fffe") is None
+    # and the packed keys are in order, their numbers with them
+    keys = [index._packed._key_at(i) for i in range(len(index._packed))]
+    assert keys == sorted(keys)
+    assert list(index._packed.highs) == [int.from_bytes(k[:8], "big") for k in keys]
+    # and so are they after the snapshot's bytes are read back
+    again = Ended.from_bytes(index.packed())
+    assert again == index and again._packed.highs == index._packed.highs

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from events import codec
+from events.errors import EventParseError
 from orchestrator.core.errors import LogCorrupt
 from orchestrator.core.evolve import evolve
 from orchestrator.core.state import CoordinatorState
@@ -96,15 +97,54 @@ def test_a_run_created_twice_is_refused() -> None:
         trusted([*values, values[0]])
 
 
-def test_a_record_whose_head_reads_otherwise_takes_the_validating_path() -> None:
+def test_an_envelope_with_its_fields_in_another_order_is_still_trusted() -> None:
     # given a run's log with one envelope's fields in another order (still a valid event)
     values = lines(HAPPY)
     env = json.loads(values[2])
     reordered = json.dumps({"data": env.pop("data"), **env}, separators=(",", ":")).encode()
     values = [*values[:2], reordered, *values[3:]]
-    # when it is folded the trusted way, then the run went the validating way, the same
+    # when it is folded the trusted way, then the head was read all the same
+    folded, careful = trusted(values)
+    assert careful == 0 and same(folded, validating(values))
+
+
+def test_a_record_whose_head_reads_otherwise_takes_the_validating_path() -> None:
+    # given a run's log with one sequence written as 3.0 (the validating path reads it as 3;
+    # the head's reader takes integers only)
+    values = _edited(lines(HAPPY), 2, sequence=3.0)
+    assert b'"sequence":3.0' in values[2]
+    # when it is folded the trusted way, then the run went the validating way, to the same end
     folded, careful = trusted(values)
     assert careful == len(values) and same(folded, validating(values))
+
+
+def test_a_record_that_is_not_json_sends_every_open_run_the_validating_way() -> None:
+    # given a run's log with a record cut short half way
+    values = lines(HAPPY)
+    values = [*values[:3], values[3][:40], *values[4:]]
+    # when it is folded the trusted way, then the validating path meets it and refuses it
+    with pytest.raises(EventParseError):
+        trusted(values)
+
+
+def test_a_run_created_read_otherwise_by_the_strict_reader_is_entered_from_its_decode() -> None:
+    # given a run whose run_created gives its time as seconds since the epoch (the envelope
+    # takes it; the strict reader of a run_created does not)
+    values = _edited(lines(HAPPY), 0, time=1000)
+    # when it is folded the trusted way, then its entry is what the validating path makes
+    folded, careful = trusted(values)
+    assert careful == 0 and same(folded, validating(values))
+
+
+def test_a_run_created_whose_data_is_not_one_is_refused() -> None:
+    # given a run whose run_created's data has a priority that is no number
+    values = lines(HAPPY)
+    env = json.loads(values[0])
+    env["data"]["priority"] = "high"
+    values = [json.dumps(env, separators=(",", ":")).encode(), *values[1:]]
+    # when it is folded the trusted way, then it is refused, naming the run and the field
+    with pytest.raises(LogCorrupt, match=r"unreadable run_created of run run-\w+: .*priority"):
+        trusted(values)
 
 
 def test_an_input_after_the_end_is_folded_carefully_into_the_index() -> None:
