@@ -59,7 +59,6 @@ from events.intents import RunRequested
 from events.payloads import Payload
 from events.topics import DEFAULT_PARTITIONS, partition_for
 from events.triggers import TriggerInfo
-from orchestrator.core.ended import Ended
 from orchestrator.core.evolve import evolve
 from orchestrator.core.ids import run_id_for
 from orchestrator.core.state import CoordinatorState
@@ -133,19 +132,6 @@ def read(raw: bytes) -> Envelope[Payload]:
 
 def group_of(i: int) -> int:
     return partition_for(run_id_for(SPEC.name, "trigger", f"v{i}"), DEFAULT_PARTITIONS)
-
-
-def index_bytes(ended: Ended) -> int:
-    """What the index holds, by sys.getsizeof: its packed arrays, and each run not merged
-    yet (the dict's share, the entry and its strings)."""
-    packed = ended._packed
-    size = sum(sys.getsizeof(part) for part in (
-        packed.keys, packed.status, packed.seqs, packed.requests, packed.correlations,
-        packed.starts))
-    size += sys.getsizeof(ended._recent)
-    for run_id, run in ended._recent.items():
-        size += sum(sys.getsizeof(x) for x in (run_id, run, run.correlation, run.request))
-    return size
 
 
 async def project_child(runs: int, live: int, out: Path) -> None:
@@ -229,7 +215,7 @@ def fold_child(runs: int, live: int, out: Path) -> None:
     print(json.dumps({
         "rss_before_mb": before, "rss_after_mb": rss_mb(os.getpid()), "events": events,
         "fold_s": fold_s, "ended": ended, "live": sum(len(s.runs) for s in states),
-        "index_bytes": sum(index_bytes(s.ended) for s in states),
+        "index_bytes": sum(s.ended.held_bytes() for s in states),
         "group": k, "group_ended": len(full.ended), "group_live": sum(
             1 for i in range(runs, runs + live) if group_of(i) == k),
     }), flush=True)

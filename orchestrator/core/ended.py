@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -85,6 +86,14 @@ class Ended:
     def __iter__(self) -> Iterator[EndedRun]:
         yield from self._recent.values()
         yield from self._packed
+
+    def held_bytes(self) -> int:
+        """What the index holds, by `sys.getsizeof`: its packed arrays, and each run not
+        merged yet (the dict's share, the entry and its strings); what #16 bounds per run."""
+        size = self._packed.held_bytes() + sys.getsizeof(self._recent)
+        for run_id, run in self._recent.items():
+            size += sum(sys.getsizeof(x) for x in (run_id, run, run.correlation, run.request))
+        return size
 
     def get(self, run_id: str) -> EndedRun | None:
         found = self._recent.get(run_id)
@@ -183,6 +192,11 @@ class _Packed:
     def __iter__(self) -> Iterator[EndedRun]:
         for i in range(len(self)):
             yield self._at(i, "run-" + self.keys[i * KEY_BYTES:(i + 1) * KEY_BYTES].hex())
+
+    def held_bytes(self) -> int:
+        return sum(sys.getsizeof(part) for part in (
+            self.keys, self.status, self.seqs, self.requests, self.correlations, self.starts,
+            self.highs))
 
     def get(self, key: bytes, run_id: str) -> EndedRun | None:
         i = self._find(key)
