@@ -18,12 +18,16 @@ event delivery, and what live subscribers cost the coordinator.
 3. Coordinator throughput with subscribers. The fan-out bench's workload (1 -> N -> 1 no-op
    tasks, one agent) on an EmbeddedApp with the API, as task transitions per second: with no
    subscriber, with 50 live SSE subscribers reading everything, and with one stalled
-   subscriber (a socket that asked for the stream and never reads), in alternating rounds
-   (each mode's figure from 16 runs in a row: one 200-task run is over in a tenth of a
-   second, and 4 in a row gave rounds +-20% apart on a shared machine), each as a ratio to
-   the no-subscriber figure of the same round. The subscribers are lean clients in a process
-   of their own (`_subscribers`): they read every byte, but parse only what the figures
-   need.
+   subscriber (a socket that asked for the stream and never reads), in rounds (each mode's
+   figure from 8 runs in a row), each as a ratio to the no-subscriber figure of the same
+   round; the figure is the median of those ratios. The rounds take the three modes in each
+   of their six orders in turn, so a mode is measured as often before another as after it:
+   this machine's speed drifts by +-15% over seconds, and a ratio of one round read from
+   0.81 to 1.35 where the code had not changed. With 7 rounds of 16 runs, in three orders,
+   the median moved +-0.06 from run to run, as much as the 10% the target allows; 24
+   rounds of 8 (~5 min) halve that. The quartiles of the ratios are printed beside it. The
+   subscribers are lean clients in a process of their own (`_subscribers`): they read every
+   byte, but parse only what the figures need.
 4. The dashboard's first paint is measured by the dashboard's own bench (`FIRST_PAINT`).
 """
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import socket
@@ -603,9 +608,10 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
                 cpu[mode].append((_process_cpu_s() - began) * 1000 / transitions)
                 return transitions / sum(t.wall_s for t in timed)
 
+            orders = list(itertools.permutations(modes))
             for r in range(rounds):
                 this: dict[str, float] = {}
-                for mode in modes[r % 3:] + modes[:r % 3]:
+                for mode in orders[r % len(orders)]:
                     if mode == "none":
                         this[mode] = await rate(mode)
                     elif mode == "live":
@@ -630,6 +636,9 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
     report.row("  each round's ratio to its no-subscriber run",
                "; ".join(f"{mode} " + ", ".join(f"{x:.2f}" for x in v)
                          for mode, v in ratios.items()))
+    report.row("  the ratios' quartiles (25th / median / 75th percentile)",
+               "; ".join(f"{mode} {percentile(v, 25):.3f} / {median(v):.3f} / "
+                         f"{percentile(v, 75):.3f}" for mode, v in ratios.items()))
     report.row("  the app's process CPU per transition (median; the bench's driver included)",
                ", ".join(f"{mode} {median(v) * 1000:,.0f} µs" for mode, v in cpu.items()))
     if streamed[0]:  # the bytes are the writes' cost: every subscriber gets every event
@@ -653,7 +662,7 @@ async def measure_live(report: Report, chain_length: int, width: int, rounds: in
 # ------------------------------------------------------------------------------ the bench
 
 async def measure(runs: int = RUNS, *, requests: int = 200, chain_length: int = 100,
-                  width: int = 200, rounds: int = 7, in_a_row: int = 16, subscribers_n: int = 50,
+                  width: int = 200, rounds: int = 24, in_a_row: int = 8, subscribers_n: int = 50,
                   workers: int | None = None) -> Report:
     report = Report(f"api: reads over {runs:,} projected runs, SSE delivery, and the "
                     "coordinator with subscribers")
