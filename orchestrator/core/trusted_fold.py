@@ -46,7 +46,6 @@ from orchestrator.core.state import CoordinatorState
 R = TypeVar("R")
 
 
-
 class _Head(msgspec.Struct):
     """What the fold reads of every record (the rest of it is skipped, once known JSON)."""
 
