@@ -238,13 +238,18 @@ async def test_a_wrong_method_is_a_problem_document(served: Served) -> None:
 
 async def test_agents_show_capacity_and_the_attempts_running_on_them(served: Served) -> None:
     # given the app's agent, advertised
+    fleet = served.app.coordinator.fleet  # type: ignore[union-attr]
+
     async def advertised() -> dict[str, Any]:
-        while True:
-            items = (await served.ok("/agents"))["items"]
-            if items:
-                return dict(items[0])
-            served.app.coordinator.fleet.subscribers.append(changed := asyncio.Event())  # type: ignore[union-attr]
-            await changed.wait()
+        while True:  # subscribed before each read: a change while it is answered wakes us
+            fleet.subscribers.append(changed := asyncio.Event())
+            try:
+                items = (await served.ok("/agents"))["items"]
+                if items:
+                    return dict(items[0])
+                await changed.wait()
+            finally:
+                fleet.subscribers.remove(changed)
 
     # when the agents are read
     agent = await asyncio.wait_for(advertised(), 20)
